@@ -1,0 +1,74 @@
+//! The `berth` command line: clap structs and thin commands.
+//!
+//! Each command parses its arguments, builds an options struct and calls the
+//! library; nothing here decides policy. One file per command group keeps merge
+//! conflicts small: add a variant to [`Command`] and a file beside this one.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// berth — declarative system containers, run by systemd.
+///
+/// Drop one TOML file per container into /etc/berth/containers/ (vendor files go in
+/// /usr/lib/berth/containers/), run `systemctl daemon-reload`, then
+/// `systemctl start berth@NAME`. `berth check` tells you what is wrong with a
+/// definition before systemd does.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, long_about = None, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  berth check                 validate every definition\n  berth generate --dry-run    show the systemd units berth would write\n  systemctl start berth@web   start /etc/berth/containers/web.toml\n  journalctl -u berth@web     read its logs\n\nSee berth(1) for the definition format."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print berth's version
+    Version,
+    #[command(flatten)]
+    NotYet(NotYet),
+}
+
+/// Commands of the contract (DESIGN.md §1) that later work fills in. They are
+/// listed so that `--help` shows the whole surface, and they fail clearly.
+#[derive(Debug, Subcommand)]
+pub enum NotYet {
+    /// Run an image ad hoc (not implemented yet)
+    #[command(hide = true)]
+    Ps,
+}
+
+/// Entry point of the `berth` personality.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("berth: error: {}", error_chain(&err));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("berth {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NotYet(cmd) => {
+            anyhow::bail!("'{cmd:?}' is not implemented yet in this version of berth")
+        }
+    }
+}
+
+/// Render an error and its causes on one line, `outer: inner: root`.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,16 @@
+//! berth: a declarative system-container manager built around systemd.
+//!
+//! The library holds every concern in its own module; the binary in `main.rs`
+//! only dispatches on its name (`berth`, `berth-generator`, `berth-runtime`).
+//! See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod config;
+pub mod generator;
+pub mod image;
+pub mod oci;
+pub mod runtime;
+pub mod spec;
+pub mod store;
+pub mod supervise;
+pub mod systemd;

@@ -1,0 +1,1 @@
+//! supervise: (to be written)
