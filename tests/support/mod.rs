@@ -1,0 +1,93 @@
+//! Shared support for berth's integration tests: privilege checks and fixtures
+//! built on the spot from Debian packages (no downloaded images).
+//!
+//! Each test file includes this with `mod support;`; not every file uses every
+//! helper, hence the allow.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True when the tests run as root. Privileged tests call [`require_root!`].
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skip the current test, saying why, unless running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::support::is_root() {
+            eprintln!(
+                "SKIP {}: needs root (run the suite as root, as CI does)",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+/// Skip the current test, saying why, when a program the test needs is missing.
+#[macro_export]
+macro_rules! require_program {
+    ($prog:expr) => {
+        if !$crate::support::have_program($prog) {
+            eprintln!(
+                "SKIP {}: '{}' is not installed (tests/run installs it)",
+                module_path!(),
+                $prog
+            );
+            return;
+        }
+    };
+}
+
+/// Whether `prog` is found on `$PATH`.
+pub fn have_program(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+/// Path of Debian's statically linked busybox (package `busybox-static`).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Lay out a minimal busybox root filesystem in `dir`: `/bin/busybox` plus one
+/// symlink per applet, and the directories a container expects to mount over.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "var",
+        "run",
+    ] {
+        std::fs::create_dir_all(dir.join(d)).expect("create rootfs dir");
+    }
+    std::fs::copy(BUSYBOX, dir.join("bin/busybox"))
+        .expect("copy busybox (is busybox-static installed?)");
+    let list = Command::new(BUSYBOX)
+        .arg("--list-full")
+        .output()
+        .expect("busybox --list-full");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = dir.join(applet);
+        if link.exists() || applet == "bin/busybox" {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).expect("create applet dir");
+        }
+        std::os::unix::fs::symlink("/bin/busybox", &link).expect("applet symlink");
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\nweb:x:101:101:web:/:/bin/false\n").unwrap();
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\nweb:x:101:\n",
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// Path of the berth binary cargo built for these tests.
+pub fn berth_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+}
