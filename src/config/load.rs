@@ -253,7 +253,7 @@ fn load_one(
         diags.push(Diagnostic::file(
             &main,
             "",
-            format!("invalid container {e}"),
+            e.replacen("invalid name", "invalid container name", 1),
         ));
         return Err(diags);
     }
@@ -311,7 +311,7 @@ pub fn load_definition(root: &Path, name: &str) -> Result<Option<Definition>, Di
         return Err(Diagnostics(vec![Diagnostic::file(
             &path,
             "",
-            format!("invalid container {e}"),
+            e.replacen("invalid name", "invalid container name", 1),
         )]));
     }
     let containers = Scan::new(root, &CONTAINER_DIRS);
@@ -373,7 +373,7 @@ pub fn load_network(root: &Path, name: &str) -> Result<Option<NetworkDefinition>
                 return Err(Diagnostics(vec![Diagnostic::file(
                     &path,
                     "",
-                    format!("invalid network {e}"),
+                    e.replacen("invalid name", "invalid network name", 1),
                 )]));
             }
             load_network_file(name, path).map(Some)
@@ -407,7 +407,7 @@ pub fn load_all_networks(root: &Path) -> (Vec<NetworkDefinition>, Vec<(String, D
                     Err(e) => Err(Diagnostics(vec![Diagnostic::file(
                         &path,
                         "",
-                        format!("invalid network {e}"),
+                        e.replacen("invalid name", "invalid network name", 1),
                     )])),
                     Ok(()) => load_network_file(&name, path),
                 };
