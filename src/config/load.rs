@@ -156,6 +156,18 @@ fn is_mask(path: &Path) -> bool {
 /// [`MAX_FILE_SIZE`] (without reading them) and bytes that are not UTF-8.
 pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
     let err = |m: String| Diagnostic::file(path, "", m);
+    // Look before opening: opening a FIFO would block the generator (and the
+    // boot) until a writer appears, and a device may never end.
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.is_dir() {
+            return Err(err(
+                "cannot read file: it is a directory, expected a TOML file".into(),
+            ));
+        }
+        if !m.is_file() {
+            return Err(err("cannot read file: it is not a regular file (a device, FIFO or socket), expected a TOML file".into()));
+        }
+    }
     let file = std::fs::File::open(path).map_err(|e| {
         let dangling =
             e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_ok();
