@@ -58,6 +58,21 @@ fn box_runs_systemd_with_journal_transient_units_and_own_netns() {
         .collect();
     assert_eq!(names, ["lo"], "ip link in the box:\n{links}");
 
+    // The box sees its own interfaces in /sys too, may set its own netns's
+    // sysctls, but not kernel-wide ones (that would change the host).
+    assert_eq!(b.sh_ok("ls /sys/class/net").trim(), "lo");
+    b.sh_ok("echo 1 > /proc/sys/net/ipv4/ip_forward");
+    let sysctl = b.sh("echo 0 > /proc/sys/kernel/randomize_va_space");
+    assert!(
+        !sysctl.status.success(),
+        "a kernel-wide sysctl was writable"
+    );
+    // No host disks in the box's /dev.
+    assert!(!b
+        .sh_ok("ls /dev")
+        .lines()
+        .any(|l| l.starts_with("vd") || l.starts_with("sd")));
+
     // The host's enabled services are masked, so they do not run in the box.
     let masked = b.sh_ok("systemctl is-enabled postgresql.service docker-registry.service || true");
     assert!(

@@ -542,6 +542,13 @@ impl Drop for SystemdBox {
 /// Create `/sys/fs/cgroup/unified/berth-box-<testpid>-<n>`, unique among the
 /// boxes of this process and not colliding with leftovers of earlier runs.
 fn make_box_cgroup() -> Result<PathBuf, String> {
+    if !Path::new(UNIFIED).join("cgroup.procs").exists() {
+        return Err(format!(
+            "no cgroup2 tree at {UNIFIED}: the box expects the hybrid cgroup layout of \
+             the test machines (TESTING.md); on a pure cgroup2 host run the tests in a \
+             delegated scope and point UNIFIED at it"
+        ));
+    }
     for _ in 0..1000 {
         let n = BOX_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = Path::new(UNIFIED).join(format!("berth-box-{}-{n}", std::process::id()));
@@ -693,14 +700,43 @@ fn boot_script(dir: &Path, opts: &BoxOptions) -> Result<String, String> {
 # The host's root, copy-on-write: the box can install, mask and delete freely.
 mount -t overlay overlay -o "lowerdir=/,upperdir=$D/upper,workdir=$D/work" "$M"
 mount -t proc proc "$M/proc"
-# /sys from the host, but /sys/fs/cgroup is the box's own cgroup2 tree: the
-# cgroup namespace root is the box cgroup the parent shell joined.
-mount --rbind /sys "$M/sys"
-umount -l "$M/sys/fs/cgroup"
-mount -t cgroup2 cgroup2 "$M/sys/fs/cgroup"
-# The host's /dev, including /dev/kmsg: generators log there and the box's
-# journald imports it, as on a real host (and so does every other box).
-mount --rbind /dev "$M/dev"
+# As systemd-nspawn does: kernel-wide sysctls and sysrq are read-only (so the
+# box's systemd-sysctl and systemd-binfmt skip themselves instead of changing
+# the host's kernel), /proc/sys/net stays writable (it is the box's own netns).
+mount --bind "$M/proc/sys" "$M/proc/sys"
+mount -o remount,bind,ro "$M/proc/sys"
+mount --bind "$M/proc/sys/net" "$M/proc/sys/net"
+mount -o remount,bind,rw "$M/proc/sys/net"
+if [ -e "$M/proc/sysrq-trigger" ]; then
+    mount --bind "$M/proc/sysrq-trigger" "$M/proc/sysrq-trigger"
+    mount -o remount,bind,ro "$M/proc/sysrq-trigger"
+fi
+# A fresh sysfs, mounted from inside the new netns so /sys/class/net shows the
+# box's interfaces; read-only, so nothing in the box writes to host devices.
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
+# The box's own cgroup2 tree: the cgroup namespace root is the box cgroup the
+# parent shell joined.
+mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
+# A minimal /dev, as in containers: no host disks. /dev/kmsg is the host's:
+# generators log there and the box's journald imports it, as on a real host
+# (so every box also sees the others' kernel-log lines).
+mount -t tmpfs -o mode=0755,nosuid,size=4m tmpfs "$M/dev"
+for n in null zero full random urandom tty kmsg net/tun fuse; do
+    [ -e "/dev/$n" ] || continue
+    mkdir -p "$(dirname "$M/dev/$n")"
+    touch "$M/dev/$n"
+    mount --bind "/dev/$n" "$M/dev/$n"
+done
+touch "$M/dev/console"
+mount --bind /dev/null "$M/dev/console"
+mkdir "$M/dev/pts" "$M/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5,nosuid,noexec devpts "$M/dev/pts"
+ln -s pts/ptmx "$M/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$M/dev/shm"
+ln -s /proc/self/fd "$M/dev/fd"
+ln -s /proc/self/fd/0 "$M/dev/stdin"
+ln -s /proc/self/fd/1 "$M/dev/stdout"
+ln -s /proc/self/fd/2 "$M/dev/stderr"
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$M/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$M/tmp"
 # Overlay upper dirs cannot live on the box's overlay root; berth's store gets
