@@ -232,3 +232,54 @@ fn generator_follows_precedence_masks_and_dropins() {
     assert_eq!(limits(&b, "berth@db.service").0, "33554432");
     assert!(generated_dropin(&b, "berth@vendor1.service"));
 }
+
+#[test]
+fn generator_runs_at_boot_and_a_broken_definition_does_not_fail_it() {
+    require_root!();
+    require_program!("nsenter");
+    // Every box's journald imports the host's whole kernel log, where all
+    // boxes' generators write. A key unique to this run, named by the error,
+    // tells this box's message apart.
+    let token = format!(
+        "bogus_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let typo = format!("image = \"127.0.0.1:5000/typo:1\"\n{token} = 1\n");
+    // Boot only to basic.target, so that multi-user.target (and the
+    // containers it wants) is not started: this test is about what the
+    // generator wrote at boot, not about running containers.
+    let opts = BoxOptions {
+        unit: "basic.target".into(),
+        ..BoxOptions::default()
+    }
+    .with_berth()
+    .file("/etc/berth/containers/web.toml", WEB)
+    .file("/etc/berth/containers/typo.toml", typo);
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("{e}"));
+
+    let state = b.sh_ok("systemctl is-system-running || true");
+    assert!(matches!(state.trim(), "running" | "degraded"), "{state}");
+    assert_eq!(
+        limits(&b, "berth@web.service"),
+        ("268435456".into(), "100".into())
+    );
+    let deps = b.sh_ok("systemctl list-dependencies --plain --no-legend multi-user.target");
+    assert!(
+        deps.lines().any(|l| l.trim() == "berth@web.service"),
+        "multi-user.target wants: {deps}"
+    );
+    assert!(!generated_dropin(&b, "berth@typo.service"));
+    // At boot journald is not running yet when generators run: the error must
+    // still reach this boot's journal, through the kernel log.
+    let journal = b.sh_ok("journalctl --no-pager -b -o short");
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("/etc/berth/containers/typo.toml:2") && l.contains(&token)),
+        "no error naming typo.toml:2 and {token} in this boot's journal:\n{journal}"
+    );
+}

@@ -36,13 +36,16 @@ pub const BOX_SRC: &str = "/run/host/berth-src";
 pub const BOX_BIN_DIR: &str = "/run/host/berth-bin";
 
 /// Units masked in every box on top of the host's enabled ones: gettys would
-/// sit on the console (our log file), and postgresql's generator instantiates
-/// `postgresql@VERSION-main` behind the masked `postgresql.service`.
+/// sit on the console (our log file); postgresql's generator instantiates
+/// `postgresql@VERSION-main` behind the masked `postgresql.service`; the
+/// journal is volatile, so flushing it is pointless, and journald would log
+/// the request to the host's kernel log at every boot.
 const ALWAYS_MASK: &[&str] = &[
     "console-getty.service",
     "container-getty@.service",
     "getty@.service",
     "postgresql@.service",
+    "systemd-journal-flush.service",
 ];
 
 /// Host generators masked in the box. The SysV generator turns /etc/init.d
@@ -82,6 +85,27 @@ pub struct BoxOptions {
     pub binds: Vec<(PathBuf, String)>,
     /// Extra units to mask (`NAME -> /dev/null` in /etc/systemd/system).
     pub extra_masks: Vec<String>,
+    /// Install berth (packaging/install.sh, as [`SystemdBox::install_berth`])
+    /// before systemd starts, so its generator runs at boot as on a real host.
+    pub install_berth: bool,
+    /// Files written into the box before systemd starts (after the install),
+    /// as (absolute path in the box, contents); parents are created.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl BoxOptions {
+    /// Add a file to write into the box before boot.
+    pub fn file(mut self, path_in_box: &str, contents: impl AsRef<[u8]>) -> Self {
+        self.files
+            .push((path_in_box.to_string(), contents.as_ref().to_vec()));
+        self
+    }
+
+    /// Install berth before boot.
+    pub fn with_berth(mut self) -> Self {
+        self.install_berth = true;
+        self
+    }
 }
 
 impl Default for BoxOptions {
@@ -91,6 +115,8 @@ impl Default for BoxOptions {
             boot_timeout: Duration::from_secs(20),
             binds: Vec::new(),
             extra_masks: Vec::new(),
+            install_berth: false,
+            files: Vec::new(),
         }
     }
 }
@@ -168,6 +194,22 @@ impl SystemdBox {
         for sub in ["upper", "work", "merged", "varlib"] {
             std::fs::create_dir(self.dir.join(sub))
                 .map_err(|e| format!("cannot create {:?}: {e}", self.dir.join(sub)))?;
+        }
+        // Seed files are staged on the host and copied in by the boot script
+        // after pivot_root, so that symlinks on their way (/var/run -> /run)
+        // resolve inside the box and never on the host.
+        for (path, contents) in &opts.files {
+            let rel = path.trim_start_matches('/');
+            if !path.starts_with('/') || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+                return Err(format!("{path:?} is not a plain absolute path"));
+            }
+            let staged = self.dir.join("seed").join(rel);
+            if let Some(parent) = staged.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {parent:?}: {e}"))?;
+            }
+            std::fs::write(&staged, contents)
+                .map_err(|e| format!("cannot write {staged:?}: {e}"))?;
         }
         let script = boot_script(&self.dir, opts)?;
         let script_path = self.dir.join("boot.sh");
@@ -783,10 +825,17 @@ printf '[Journal]\nStorage=volatile\n' > "$M/etc/systemd/journald.conf.d/90-bert
 mkdir -p "$M/.oldroot"
 cd "$M"
 pivot_root . .oldroot
-umount -l /.oldroot
-rmdir /.oldroot
 "#,
     );
+    if opts.install_berth {
+        s.push_str(&format!(
+            "sh {BOX_SRC}/packaging/install.sh --bin {BOX_BIN_DIR}/berth\n"
+        ));
+    }
+    if !opts.files.is_empty() {
+        s.push_str("cp -R \"/.oldroot$D/seed/.\" /\n");
+    }
+    s.push_str("umount -l /.oldroot\nrmdir /.oldroot\n");
     s.push_str(&format!(
         "exec env -i container=berth-test /lib/systemd/systemd --system --unit={}\n",
         shell_quote(&opts.unit)
