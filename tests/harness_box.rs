@@ -164,6 +164,50 @@ fn boxes_boot_in_parallel_and_are_isolated() {
     assert_eq!(b.read_file("/etc/which-box"), b"b");
     // Nothing a box writes reaches the host's root.
     assert!(!std::path::Path::new("/etc/which-box").exists());
+    // root() is the box's root as the host sees it.
+    assert_eq!(std::fs::read(a.root().join("etc/which-box")).unwrap(), b"a");
+}
+
+#[test]
+fn copy_in_brings_a_tree_with_symlinks_into_the_box() {
+    require_root!();
+    require_program!("nsenter");
+    if !std::path::Path::new(support::BUSYBOX).exists() {
+        eprintln!("SKIP: busybox-static is not installed");
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(host.path());
+    let b = boot();
+    b.copy_in(host.path(), "/srv/bb");
+    assert_eq!(b.sh_ok("readlink /srv/bb/bin/sh").trim(), "/bin/busybox");
+    assert_eq!(
+        b.sh_ok("chroot /srv/bb /bin/sh -c 'echo hello from busybox'")
+            .trim(),
+        "hello from busybox"
+    );
+}
+
+#[test]
+fn files_and_berth_can_be_put_in_place_before_boot() {
+    require_root!();
+    require_program!("nsenter");
+    let opts = BoxOptions::default()
+        .with_berth()
+        .file("/etc/berth/containers/seeded.toml", "image = \"x:1\"\n")
+        .file("/var/run/seeded-through-a-symlink", "in the box's /run");
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        b.read_file("/etc/berth/containers/seeded.toml"),
+        b"image = \"x:1\"\n"
+    );
+    // /var/run -> /run resolved inside the box, not on the host.
+    assert_eq!(
+        b.read_file("/run/seeded-through-a-symlink"),
+        b"in the box's /run"
+    );
+    assert!(!std::path::Path::new("/run/seeded-through-a-symlink").exists());
+    b.sh_ok("test -x /usr/bin/berth && systemctl cat berth@x.service >/dev/null");
 }
 
 /// Run by `box_is_cleaned_up_when_the_test_process_dies` in a child process:

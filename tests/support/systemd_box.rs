@@ -832,8 +832,13 @@ pivot_root . .oldroot
             "sh {BOX_SRC}/packaging/install.sh --bin {BOX_BIN_DIR}/berth\n"
         ));
     }
-    if !opts.files.is_empty() {
-        s.push_str("cp -R \"/.oldroot$D/seed/.\" /\n");
+    // File by file rather than `cp -R`: a directory on the way may be a
+    // symlink in the box (/var/run), which mkdir -p and cp follow.
+    for (path, _) in &opts.files {
+        let p = shell_quote(path);
+        s.push_str(&format!(
+            "mkdir -p \"$(dirname {p})\" && cp \"/.oldroot$D/seed\"{p} {p}\n"
+        ));
     }
     s.push_str("umount -l /.oldroot\nrmdir /.oldroot\n");
     s.push_str(&format!(
