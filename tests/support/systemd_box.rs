@@ -16,6 +16,7 @@
 //! accepted and shown but not enforced (use the UML guest for enforcement).
 
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -70,6 +71,9 @@ const BERTH_PATHS: &[&str] = &[
     "/usr/lib/berth",
     "/usr/share/man/man1/berth.1",
 ];
+
+/// The cgroup, below the box's root, that commands run by `sh` start in.
+const SHELL_CGROUP: &str = "berth-test-shell";
 
 static BOX_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -421,6 +425,42 @@ impl SystemdBox {
             .arg("/bin/sh")
             .arg("-c")
             .arg(script);
+        // Commands start in a cgroup of the box's own tree, as a shell on a
+        // real host does, not outside its cgroup namespace root (where
+        // /proc/self/cgroup would read "0::/.." and confuse code under test).
+        let shell_cg = self.cgroup.join(SHELL_CGROUP);
+        match std::fs::create_dir(&shell_cg) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Output {
+                    status: failed_status(),
+                    stdout: Vec::new(),
+                    stderr: format!("cannot create cgroup {shell_cg:?}: {e}").into_bytes(),
+                }
+            }
+        }
+        let procs =
+            std::ffi::CString::new(shell_cg.join("cgroup.procs").into_os_string().into_vec())
+                .expect("cgroup path without NUL");
+        // SAFETY: between fork and exec only async-signal-safe calls (open,
+        // write, close) on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" moves the writing process itself.
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                if n != 1 {
+                    return Err(err);
+                }
+                Ok(())
+            });
+        }
         run_with_timeout(cmd, input, timeout)
     }
 
