@@ -39,7 +39,10 @@ fn box_runs_systemd_with_journal_transient_units_and_own_netns() {
     assert_eq!(own.trim(), "0::/berth-test-shell");
     // systemd can move them into a scope, as it does a login shell's children.
     let scoped = b.sh_ok("systemd-run --scope --quiet grep '^0::' /proc/self/cgroup");
-    assert!(scoped.trim().starts_with("0::/system.slice/run-"), "{scoped}");
+    assert!(
+        scoped.trim().starts_with("0::/system.slice/run-"),
+        "{scoped}"
+    );
 
     // A transient unit with a resource property runs and succeeds.
     b.sh_ok("systemd-run --quiet --wait -p MemoryMax=20M true");

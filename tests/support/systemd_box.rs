@@ -14,6 +14,25 @@
 //!
 //! What the box cannot show: cgroup controllers are absent, so `MemoryMax=` is
 //! accepted and shown but not enforced (use the UML guest for enforcement).
+//! Its journald imports the host's whole kernel log, where every box's
+//! generator writes: match kernel-log lines on something unique to the test,
+//! or read only after a cursor (see tests/e2e_generator.rs).
+//!
+//! ```ignore
+//! mod support;
+//! use support::systemd_box::{BoxOptions, SystemdBox};
+//!
+//! #[test]
+//! fn web_starts() {
+//!     require_root!();
+//!     let b = SystemdBox::boot(BoxOptions::default().with_berth()
+//!         .file("/etc/berth/containers/web.toml", "rootfs = \"/srv/web\"\n"))
+//!         .unwrap_or_else(|e| panic!("{e}"));
+//!     b.copy_in(&host_rootfs, "/srv/web");
+//!     b.sh_ok("systemctl start berth@web");
+//!     assert!(b.journal("berth@web.service").contains("started"));
+//! } // dropped: systemd killed, cgroup removed, temp dirs gone
+//! ```
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStringExt;
