@@ -193,6 +193,15 @@ fn generator_follows_precedence_masks_and_dropins() {
         "/etc/berth/containers/db.toml",
         b"image = \"127.0.0.1:5000/db:2\"\n\n[resources]\nmemory = \"64M\"\npids = 7\n",
     );
+    // /run sits between the two: over /usr/lib, under /etc.
+    b.write_file(
+        "/run/berth/containers/db.toml",
+        b"image = \"127.0.0.1:5000/db:run\"\n\n[resources]\nmemory = \"16M\"\n",
+    );
+    b.write_file(
+        "/run/berth/containers/vendor3.toml",
+        b"image = \"127.0.0.1:5000/vendor:run\"\n\n[resources]\nmemory = \"24M\"\n",
+    );
     // An empty file in /etc masks the vendor one; so does a link to /dev/null.
     b.write_file("/etc/berth/containers/vendor1.toml", b"");
     b.sh_ok("ln -s /dev/null /etc/berth/containers/vendor2.toml");
@@ -212,6 +221,13 @@ fn generator_follows_precedence_masks_and_dropins() {
     assert_eq!(db["TasksMax"], "7");
     assert_eq!(db["SourcePath"], "/etc/berth/containers/db.toml");
 
+    let vendor3 = show(&b, "berth@vendor3.service", "MemoryMax,SourcePath");
+    assert_eq!(
+        vendor3["MemoryMax"], "25165824",
+        "/run's 24M wins over /usr/lib's 48M"
+    );
+    assert_eq!(vendor3["SourcePath"], "/run/berth/containers/vendor3.toml");
+
     for v in ["vendor1", "vendor2"] {
         let unit = format!("berth@{v}.service");
         assert!(
@@ -227,10 +243,19 @@ fn generator_follows_precedence_masks_and_dropins() {
         "the drop-in sets memory to 512M, pids stays 100"
     );
 
-    // Removing the override brings the vendor definition back.
-    b.sh_ok("rm /etc/berth/containers/db.toml /etc/berth/containers/vendor1.toml && systemctl daemon-reload");
-    assert_eq!(limits(&b, "berth@db.service").0, "33554432");
+    // Removing an override brings the next one down back: /run, then /usr/lib.
+    b.sh_ok(
+        "rm /etc/berth/containers/db.toml /etc/berth/containers/vendor1.toml \
+         && systemctl daemon-reload",
+    );
+    assert_eq!(limits(&b, "berth@db.service").0, "16777216", "/run's 16M");
     assert!(generated_dropin(&b, "berth@vendor1.service"));
+    b.sh_ok("rm /run/berth/containers/db.toml && systemctl daemon-reload");
+    assert_eq!(
+        limits(&b, "berth@db.service").0,
+        "33554432",
+        "/usr/lib's 32M"
+    );
 }
 
 #[test]
