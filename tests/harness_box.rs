@@ -58,6 +58,23 @@ fn box_runs_systemd_with_journal_transient_units_and_own_netns() {
         "journal of harness-hello.service:\n{journal}"
     );
 
+    // The helpers later tests lean on: show, wait_until, the journal cursor.
+    let cursor = b.journal_cursor();
+    b.sh_ok("systemd-run --quiet --unit=harness-bg.service -p TasksMax=33 sh -c 'sleep 0.2; echo bg-ready; sleep 100'");
+    b.wait_until(
+        "journalctl -b -u harness-bg.service | grep -q bg-ready",
+        Duration::from_secs(10),
+    );
+    let p = b.show("harness-bg.service", "ActiveState,TasksMax");
+    assert_eq!(p["ActiveState"], "active");
+    assert_eq!(p["TasksMax"], "33");
+    let after = b.journal_after(&cursor);
+    assert!(after.contains("bg-ready"), "{after}");
+    assert!(
+        !after.contains("hello-from-a-unit"),
+        "entries before the cursor: {after}"
+    );
+
     // Its own network namespace: only loopback.
     let links = b.sh_ok("ip -o link show");
     let names: Vec<&str> = links

@@ -557,6 +557,60 @@ impl SystemdBox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The journal's current position, for [`SystemdBox::journal_after`].
+    pub fn journal_cursor(&self) -> String {
+        let out = self.sh_ok("journalctl --no-pager -b -n 0 --show-cursor");
+        out.lines()
+            .find_map(|l| l.strip_prefix("-- cursor: "))
+            .unwrap_or_else(|| panic!("no cursor in {out:?}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Every journal entry (kernel log included) after `cursor`, once journald
+    /// has stored everything sent so far (`journalctl --sync`).
+    pub fn journal_after(&self, cursor: &str) -> String {
+        self.sh_ok(&format!(
+            "journalctl --sync && journalctl --no-pager -b -o short --after-cursor={}",
+            shell_quote(cursor)
+        ))
+    }
+
+    /// `systemctl show -p PROPS UNIT` as a map (PROPS comma-separated).
+    pub fn show(&self, unit: &str, props: &str) -> std::collections::HashMap<String, String> {
+        self.sh_ok(&format!(
+            "systemctl show -p {} {}",
+            shell_quote(props),
+            shell_quote(unit)
+        ))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Run `script` until it succeeds, and return its stdout; panics after
+    /// `timeout` with its last output. For states that settle asynchronously
+    /// (a unit becoming active, a kernel-log line reaching the journal).
+    pub fn wait_until(&self, script: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.sh(script);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "in the box, `{script}` did not succeed within {timeout:?}; last: {}\n{}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Install berth into the box the way a packager would: run
     /// `packaging/install.sh` inside the box (DESTDIR = the box's `/`) with the
     /// binary cargo built for this test run. Then `systemctl daemon-reload`, so
