@@ -1,1 +1,3 @@
-//! image: (to be written)
+//! image: references, manifests and (later) the registry client.
+pub mod manifest;
+pub mod reference;
