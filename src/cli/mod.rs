@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod image;
+
 /// berth — declarative system containers, run by systemd.
 ///
 /// Drop one TOML file per container into /etc/berth/containers/ (vendor files go in
@@ -28,6 +30,18 @@ pub struct Cli {
 pub enum Command {
     /// Print berth's version
     Version,
+    /// Pull an image from a registry or load an offline source into the store
+    Pull(image::PullArgs),
+    /// List stored images
+    Images(image::ImagesArgs),
+    /// Show a stored image as JSON
+    Inspect(image::InspectArgs),
+    /// Remove image references and the content only they used
+    Rmi(image::RmiArgs),
+    /// Remove blobs and layers no image reference or running container uses
+    Prune(image::PruneArgs),
+    /// Import a rootfs tarball as a one-layer image
+    Import(image::ImportArgs),
     #[command(flatten)]
     NotYet(NotYet),
 }
@@ -59,6 +73,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pull(a) => image::pull(a),
+        Command::Images(a) => image::images(a),
+        Command::Inspect(a) => image::inspect(a),
+        Command::Rmi(a) => image::rmi(a),
+        Command::Prune(a) => image::prune(a),
+        Command::Import(a) => image::import(a),
         Command::NotYet(cmd) => {
             anyhow::bail!("'{cmd:?}' is not implemented yet in this version of berth")
         }

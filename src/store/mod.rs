@@ -310,6 +310,7 @@ impl Store {
             size,
             hasher: Sha256::new(),
             written: 0,
+            done: false,
         })
     }
 
@@ -675,6 +676,16 @@ impl Store {
                 }
             }
         }
+        // Pulls hold the shared store lock for their whole run, so under the
+        // exclusive one no per-blob or per-layer lock file is in use.
+        let kdir = self.root.join("locks");
+        if let Ok(rd) = fs::read_dir(&kdir) {
+            for e in rd.flatten() {
+                if e.file_name() != "store.lock" {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         let tdir = self.root.join("tmp");
         if let Ok(rd) = fs::read_dir(&tdir) {
             for e in rd.flatten() {
@@ -722,6 +733,17 @@ pub struct BlobWriter {
     size: Option<u64>,
     hasher: Sha256,
     written: u64,
+    done: bool,
+}
+
+impl Drop for BlobWriter {
+    /// A writer dropped mid-download (a failed sibling layer, a cancelled
+    /// pull) leaves no temp file behind.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl Write for BlobWriter {
@@ -754,27 +776,25 @@ impl BlobWriter {
 
     /// Remove the temp file.
     pub fn abort(self) {
-        let _ = fs::remove_file(&self.tmp);
+        // Drop removes it.
     }
 
     /// Check size and digest, fsync, and rename into place.
-    pub fn commit(self) -> Result<(), StoreError> {
+    pub fn commit(mut self) -> Result<(), StoreError> {
         let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
         if let Some(size) = self.size {
             if size != self.written {
-                let _ = fs::remove_file(&self.tmp);
                 return Err(StoreError::SizeMismatch {
-                    digest: self.digest,
+                    digest: self.digest.clone(),
                     expected: size,
                     actual: self.written,
                 });
             }
         }
         if actual != self.digest {
-            let _ = fs::remove_file(&self.tmp);
             return Err(StoreError::DigestMismatch {
-                what: "blob".to_string(),
-                expected: self.digest,
+                what: format!("blob '{}'", self.digest),
+                expected: self.digest.clone(),
                 actual,
             });
         }
@@ -782,6 +802,7 @@ impl BlobWriter {
             .sync_all()
             .map_err(io_err("cannot sync", &self.tmp))?;
         fs::rename(&self.tmp, &self.dest).map_err(io_err("cannot rename blob into", &self.dest))?;
+        self.done = true;
         if let Some(dir) = self.dest.parent() {
             fsync_dir(dir)?;
         }
