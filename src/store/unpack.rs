@@ -408,9 +408,14 @@ impl Unpacker {
                     T::Block => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
-                let major = header.device_major().map_err(err)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(err)?.unwrap_or(0);
-                let dev = libc::makedev(major, minor);
+                // A fifo has no device numbers; some writers leave the fields blank.
+                let dev = if kind == T::Fifo {
+                    0
+                } else {
+                    let major = header.device_major().map_err(err)?.unwrap_or(0);
+                    let minor = header.device_minor().map_err(err)?.unwrap_or(0);
+                    libc::makedev(major, minor)
+                };
                 self.replace_with(parent, &c, |p, c| {
                     // SAFETY: valid fd and C string; result checked.
                     check(unsafe { libc::mknodat(p, c.as_ptr(), ftype | mode, dev) })

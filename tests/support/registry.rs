@@ -66,8 +66,16 @@ pub struct Registry {
 }
 
 fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Registry {
@@ -85,21 +93,89 @@ impl Registry {
         );
         let mut certs_dir = None;
         if opts.tls {
-            openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=berth test CA", "-keyout", "ca.key", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], d);
-            openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "srv.key", "-out", "srv.csr"], d);
+            openssl(
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=berth test CA",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+                d,
+            );
+            openssl(
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "srv.key",
+                    "-out",
+                    "srv.csr",
+                ],
+                d,
+            );
             std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-            openssl(&["x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "srv.crt"], d);
-            yaml += &format!("  tls:\n    certificate: {}\n    key: {}\n", d.join("srv.crt").display(), d.join("srv.key").display());
+            openssl(
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "srv.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                    "-out",
+                    "srv.crt",
+                ],
+                d,
+            );
+            yaml += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("srv.crt").display(),
+                d.join("srv.key").display()
+            );
             let cd = d.join("certs.d");
             std::fs::create_dir_all(cd.join(format!("127.0.0.1:{port}"))).unwrap();
-            std::fs::copy(d.join("ca.crt"), cd.join(format!("127.0.0.1:{port}/ca.crt"))).unwrap();
+            std::fs::copy(
+                d.join("ca.crt"),
+                cd.join(format!("127.0.0.1:{port}/ca.crt")),
+            )
+            .unwrap();
             certs_dir = Some(cd);
         }
         if let Some((u, p)) = &opts.htpasswd {
-            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().unwrap();
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .unwrap();
             assert!(out.status.success());
             std::fs::write(d.join("htpasswd"), &out.stdout).unwrap();
-            yaml += &format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", d.join("htpasswd").display());
+            yaml += &format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                d.join("htpasswd").display()
+            );
         }
         let mut token_server = None;
         if opts.token {
@@ -142,17 +218,32 @@ impl Registry {
         cmd.arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://127.0.0.1:{}/{name}", self.port));
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn push_with_creds(&self, layout: &Path, tag: &str, name: &str, creds: &str) {
         let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false", "--dest-creds", creds])
+            .args([
+                "copy",
+                "--quiet",
+                "--all",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                creds,
+            ])
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://127.0.0.1:{}/{name}", self.port))
             .output()
             .unwrap();
-        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -175,7 +266,9 @@ pub fn make_jwt(dir: &Path, scopes: &[String]) -> String {
     use base64::Engine;
     let pem = std::fs::read_to_string(dir.join("token.crt")).unwrap();
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
     let header = serde_json::json!({"typ":"JWT","alg":"RS256","x5c":[base64::engine::general_purpose::STANDARD.encode(der)]});
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -202,7 +295,12 @@ pub fn make_jwt(dir: &Path, scopes: &[String]) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     format!("{signing_input}.{}", b64url(&out.stdout))
@@ -210,7 +308,24 @@ pub fn make_jwt(dir: &Path, scopes: &[String]) -> String {
 
 impl TokenServer {
     fn start(dir: &Path) -> TokenServer {
-        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=berth token signer", "-keyout", "token.key", "-out", "token.crt"], dir);
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=berth token signer",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.crt",
+            ],
+            dir,
+        );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -225,14 +340,25 @@ impl TokenServer {
                         let req = read_request(&mut conn);
                         h.fetch_add(1, Ordering::Relaxed);
                         let line = req.lines().next().unwrap_or("").to_string();
-                        let query = line.split(' ').nth(1).unwrap_or("").split_once('?').map(|x| x.1).unwrap_or("");
+                        let query = line
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or("")
+                            .split_once('?')
+                            .map(|x| x.1)
+                            .unwrap_or("");
                         let scopes: Vec<String> = query
                             .split('&')
                             .filter_map(|kv| kv.strip_prefix("scope="))
-                            .map(|v| v.replace("%3A", ":").replace("%2F", "/").replace("%2C", ","))
+                            .map(|v| {
+                                v.replace("%3A", ":")
+                                    .replace("%2F", "/")
+                                    .replace("%2C", ",")
+                            })
                             .collect();
                         let token = make_jwt(&d, &scopes);
-                        let body = format!("{{\"token\":\"{token}\",\"access_token\":\"{token}\"}}");
+                        let body =
+                            format!("{{\"token\":\"{token}\",\"access_token\":\"{token}\"}}");
                         let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -293,7 +419,14 @@ pub enum Member {
 /// Build an uncompressed tar from members.
 pub fn tar_of(members: &[Member]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let raw = |b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8], mode: u32, uid: u64, gid: u64| {
+    let raw = |b: &mut tar::Builder<Vec<u8>>,
+               name: &str,
+               kind: tar::EntryType,
+               link: Option<&str>,
+               data: &[u8],
+               mode: u32,
+               uid: u64,
+               gid: u64| {
         let mut h = tar::Header::new_gnu();
         let nb = name.as_bytes();
         h.as_old_mut().name[..nb.len()].copy_from_slice(nb);
@@ -430,11 +563,13 @@ impl Layout {
     pub fn tag_index(&mut self, images: &[(&Built, &str)], tag: &str) -> String {
         let ms: Vec<_> = images
             .iter()
-            .map(|(b, arch)| serde_json::json!({
-                "mediaType":"application/vnd.oci.image.manifest.v1+json",
-                "digest": b.manifest_digest, "size": b.manifest_size,
-                "platform": {"os":"linux","architecture": arch},
-            }))
+            .map(|(b, arch)| {
+                serde_json::json!({
+                    "mediaType":"application/vnd.oci.image.manifest.v1+json",
+                    "digest": b.manifest_digest, "size": b.manifest_size,
+                    "platform": {"os":"linux","architecture": arch},
+                })
+            })
             .collect();
         let idx = serde_json::to_vec(&serde_json::json!({
             "schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests": ms,
@@ -452,7 +587,11 @@ impl Layout {
 
     fn write_index(&self) {
         let idx = serde_json::json!({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&idx).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -472,7 +611,10 @@ pub fn describe_tree(root: &Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();
