@@ -158,9 +158,7 @@ fn plain_http_pull_unpacks_layers_file_by_file() {
     let root2 = reg::globals_root(&tmp.path().join("strict"), &tmp.path().join("store2"), "");
     let g2 = load_globals(&root2).unwrap();
     let s2 = Store::open(&g2.storage_root).unwrap();
-    let err = image::pull(&s2, &g2, &reference, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = reg::chain(&image::pull(&s2, &g2, &reference, &NoProgress).unwrap_err());
     assert!(
         err.contains(&registry.host()) && err.contains("test/multi:v1"),
         "{err}"
@@ -203,16 +201,12 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
     let store = Store::open(&storage).unwrap();
 
     // Without the CA: a TLS error naming the host.
-    let err = image::pull(&store, &globals, &reference, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
     assert!(err.contains(&registry.host()), "{err}");
 
     copy_dir(registry.certs_dir.as_ref().unwrap(), &certs);
     // With the CA but no credentials: 401, named.
-    let err = image::pull(&store, &globals, &reference, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
     assert!(
         err.contains("401") && err.contains(&registry.host()),
         "{err}"
@@ -228,9 +222,7 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
         ),
     )
     .unwrap();
-    let err = image::pull(&store, &globals, &reference, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
     assert!(err.contains("401"), "{err}");
 
     let good = base64::engine::general_purpose::STANDARD.encode("alice:wonder");
@@ -255,9 +247,7 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
     let img2 = image::pull(&store, &globals, &pinned, &NoProgress).unwrap();
     assert_eq!(img2.manifest_digest, built.manifest_digest);
     let wrong_pin = format!("{}/sec/bb@sha256:{}", registry.host(), "0".repeat(64));
-    let err = image::pull(&store, &globals, &wrong_pin, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = reg::chain(&image::pull(&store, &globals, &wrong_pin, &NoProgress).unwrap_err());
     assert!(err.contains("404") || err.contains("manifest"), "{err}");
 }
 
@@ -318,9 +308,9 @@ fn multi_platform_index_picks_the_right_image() {
     let opts = PullOptions {
         platform: Platform::parse("linux/s390x"),
     };
-    let err = image::pull_with(&store, &globals, &reference, &opts, &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let err = reg::chain(
+        &image::pull_with(&store, &globals, &reference, &opts, &NoProgress).unwrap_err(),
+    );
     assert!(
         err.contains("linux/s390x") && err.contains("linux/arm64"),
         "{err}"

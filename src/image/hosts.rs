@@ -54,14 +54,14 @@ pub fn plan_endpoints(globals: &Globals, r: &RegistryRef) -> Vec<Endpoint> {
 /// Why credentials or certificates could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HostsError {
-    #[error("cannot read auth file '{path}': {source}")]
+    #[error("cannot read auth file '{path}'")]
     AuthRead {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("auth file '{path}' is not docker config.json / auth.json: {reason}")]
     AuthParse { path: PathBuf, reason: String },
-    #[error("cannot read CA certificate '{path}': {source}")]
+    #[error("cannot read CA certificate '{path}'")]
     Cert {
         path: PathBuf,
         source: std::io::Error,

@@ -35,7 +35,7 @@ pub enum ManifestError {
     UnknownMediaType { media_type: String },
     #[error("unsupported layer media type '{media_type}' for layer '{digest}'")]
     UnknownLayerType { media_type: String, digest: String },
-    #[error("malformed {what}: {source}")]
+    #[error("malformed {what}")]
     Json {
         what: &'static str,
         source: serde_json::Error,

@@ -33,13 +33,19 @@ pub enum ImageError {
     Reference(#[from] reference::ReferenceError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("'{reference}': {source}")]
+    #[error("'{reference}'")]
+    InStore {
+        reference: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("'{reference}'")]
     Manifest {
         reference: String,
         #[source]
         source: manifest::ManifestError,
     },
-    #[error("'{reference}': {source}")]
+    #[error("'{reference}'")]
     Hosts {
         reference: String,
         #[source]
@@ -47,14 +53,14 @@ pub enum ImageError {
     },
     #[error("bad CA certificate '{path}': {reason}")]
     Cert { path: PathBuf, reason: String },
-    #[error("cannot reach registry '{host}' for '{reference}': {source}")]
+    #[error("cannot reach registry '{host}' for '{reference}'")]
     Connect {
         reference: String,
         host: String,
         #[source]
         source: reqwest::Error,
     },
-    #[error("transfer of {what} of '{reference}' from '{host}' failed: {source}")]
+    #[error("transfer of {what} of '{reference}' from '{host}' failed")]
     Transfer {
         reference: String,
         host: String,
@@ -110,7 +116,7 @@ pub enum ImageError {
         expected: String,
         actual: String,
     },
-    #[error("'{path}': {source}")]
+    #[error("cannot read or write '{path}'")]
     Io {
         path: PathBuf,
         #[source]

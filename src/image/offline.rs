@@ -255,7 +255,12 @@ fn finish(
                             return Ok(());
                         }
                         progress.event(ProgressEvent::LayerUnpacking { digest: &l.digest });
-                        store.unpack_layer(&l.digest, id)?;
+                        store.unpack_layer(&l.digest, id).map_err(|source| {
+                            ImageError::InStore {
+                                reference: canonical.to_string(),
+                                source,
+                            }
+                        })?;
                         progress.event(ProgressEvent::LayerDone { digest: &l.digest });
                         Ok::<(), ImageError>(())
                     })

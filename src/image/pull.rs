@@ -144,6 +144,7 @@ pub async fn pull_async(
     let unpack_slots = Arc::new(tokio::sync::Semaphore::new(
         std::thread::available_parallelism().map_or(2, |n| n.get()),
     ));
+    let canonical_ref = &canonical;
     let jobs = m
         .layers
         .iter()
@@ -175,7 +176,11 @@ pub async fn pull_async(
                 let (s, blob, id) = (store.clone(), layer.digest.clone(), diff_id.clone());
                 tokio::task::spawn_blocking(move || s.unpack_layer(&blob, &id))
                     .await
-                    .map_err(|e| ImageError::Task(e.to_string()))??;
+                    .map_err(|e| ImageError::Task(e.to_string()))?
+                    .map_err(|source| ImageError::InStore {
+                        reference: canonical_ref.to_string(),
+                        source,
+                    })?;
                 progress.event(ProgressEvent::LayerDone {
                     digest: &layer.digest,
                 });

@@ -535,7 +535,10 @@ impl Client {
                 }
             }
         }
-        w.commit()?;
+        w.commit().map_err(|source| ImageError::InStore {
+            reference: self.reference.clone(),
+            source,
+        })?;
         drop(lock);
         Ok(())
     }

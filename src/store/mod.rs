@@ -30,7 +30,7 @@ use crate::image::reference::{check_digest, Reference, ReferenceError};
 /// What went wrong in the store, naming the file, digest or reference.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} '{path}': {source}")]
+    #[error("{action} '{path}'")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -63,7 +63,7 @@ pub enum StoreError {
         #[source]
         source: unpack::UnpackError,
     },
-    #[error("image '{reference}' in the store is damaged: {source}")]
+    #[error("image '{reference}' in the store is damaged")]
     Damaged {
         reference: String,
         #[source]

@@ -32,13 +32,13 @@ use sha2::{Digest, Sha256};
 /// the archive.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("cannot open layer directory '{path}': {source}")]
+    #[error("cannot open layer directory '{path}'")]
     Dest { path: PathBuf, source: io::Error },
-    #[error("cannot read layer archive: {source}")]
+    #[error("cannot read layer archive")]
     Read { source: io::Error },
     #[error("refusing tar entry '{entry}': {reason}")]
     Refused { entry: String, reason: String },
-    #[error("cannot unpack tar entry '{entry}': {source}")]
+    #[error("cannot unpack tar entry '{entry}'")]
     Entry { entry: String, source: io::Error },
 }
 

@@ -670,3 +670,14 @@ pub fn globals_root(dir: &Path, storage: &Path, extra: &str) -> PathBuf {
     .unwrap();
     root
 }
+
+/// An error and its sources on one line, as the CLI prints them.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut src = err.source();
+    while let Some(s) = src {
+        msg += &format!(": {s}");
+        src = s.source();
+    }
+    msg
+}
