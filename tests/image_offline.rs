@@ -29,8 +29,10 @@ fn layout_with_image(dir: &std::path::Path) -> (Layout, reg::Built) {
 }
 
 fn store_in(dir: &std::path::Path) -> (Store, Globals) {
-    let mut g = Globals::default();
-    g.storage_root = dir.join("store");
+    let g = Globals {
+        storage_root: dir.join("store"),
+        ..Default::default()
+    };
     (Store::open(&g.storage_root).unwrap(), g)
 }
 
