@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 pub use render::{
     cpu_quota, may_pull, render, systemd_time, unit_name, Generated, RenderContext, DROPIN_NAME,
-    TEMPLATE_PATH,
+    STOP_MARGIN, TEMPLATE_PATH,
 };
 
 use crate::config::{self, Globals, ImageRef};
