@@ -240,9 +240,9 @@ pub fn validate_definition(
             .ok()
     });
     let mut environment = BTreeMap::new();
-    for (k, v) in raw.environment.iter().flatten() {
+    for (k, (key, v)) in raw.environment.iter().flat_map(|e| e.0.iter()) {
         if let Err(e) = values::validate_env_name(k) {
-            cx.err(v, "environment", e);
+            cx.err(key, "environment", e);
         } else if v.value.contains('\0') {
             cx.err(
                 v,
