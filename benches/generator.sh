@@ -73,6 +73,9 @@ for n in 100 500 1000; do
     make_root "$work/root-$n" "$n"
 done
 sleep 2 # let writeback of the fixture settle before timing (TESTING.md: ext4 without journal)
+# The floor on this machine: only reading the same files, no parsing or writing.
+hyperfine -N --warmup 3 --runs 20 --command-name "floor: read the 1000-definition tree (find + cat)" \
+    "find $work/root-1000 -type f -name *.toml -exec cat {} +" | grep -E 'Time|Range|floor'
 for n in 100 500 1000; do
     export BERTH_ROOT=$work/root-$n
     "$work/berth-generator" "$out/check-$n"
@@ -83,3 +86,5 @@ for n in 100 500 1000; do
         --command-name "generator $n definitions" \
         "$work/berth-generator $out/run-$n" | grep -E 'Time|Range|generator'
 done
+# Wall time on a shared machine includes waiting for a CPU; User + System is
+# the generator's own cost. Compare both with the floor above.

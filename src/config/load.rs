@@ -241,7 +241,8 @@ fn read_entry(path: &Path, kind: Kind) -> Result<Entry, Diagnostic> {
     }
     let file = std::fs::File::open(path)
         .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
-    let mut bytes = Vec::new();
+    // Most definitions fit in one read of this size (one more read sees EOF).
+    let mut bytes = Vec::with_capacity(8192);
     // Read at most one byte past the limit: a huge file is refused without
     // being read, and no stat is needed on the common path.
     (&file)

@@ -206,9 +206,12 @@ impl SystemdBox {
             boot_time: Duration::ZERO,
             torn_down: false,
         };
-        sbox.watchdog = Some(spawn_watchdog(&sbox.cgroup, &sbox.dir)?);
-        sbox.start(&opts)?;
-        sbox.wait_running(start + opts.boot_timeout)?;
+        // Every boot error names the box dir (kept with BERTH_BOX_KEEP=1).
+        let dir_shown = sbox.dir.display().to_string();
+        let name = |e: String| format!("box {dir_shown}: {e}");
+        sbox.watchdog = Some(spawn_watchdog(&sbox.cgroup, &sbox.dir).map_err(name)?);
+        sbox.start(&opts).map_err(name)?;
+        sbox.wait_running(start + opts.boot_timeout).map_err(name)?;
         sbox.boot_time = start.elapsed();
         Ok(sbox)
     }
@@ -635,14 +638,36 @@ impl SystemdBox {
         let mut errors = Vec::new();
         if let Some(mut child) = self.unshare.take() {
             // Only while `unshare` is not reaped is its child's PID surely ours.
-            if self.pid != 0 && matches!(child.try_wait(), Ok(None)) {
-                // SIGKILL to a PID namespace's init kills every process in it,
-                // including those `sh` entered with nsenter.
-                // SAFETY: kill(2) on a PID we started; no memory is involved.
-                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+            if matches!(child.try_wait(), Ok(None)) {
+                if self.pid != 0 {
+                    // SIGKILL to a PID namespace's init kills every process in
+                    // it, including those `sh` entered with nsenter.
+                    // SAFETY: kill(2) on a PID we started; no memory involved.
+                    unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+                } else {
+                    // Boot failed before PID 1 was known: the box cgroup holds
+                    // only unshare and the boot script.
+                    let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+                }
             }
-            if let Err(e) = child.wait() {
-                errors.push(format!("waiting for unshare: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Ok(None) => {
+                        let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+                        errors.push("unshare outlived the box's PID 1 by 10 s".to_string());
+                        let _ = child.wait();
+                        break;
+                    }
+                    Err(e) => {
+                        errors.push(format!("waiting for unshare: {e}"));
+                        break;
+                    }
+                }
             }
         }
         // The box's mounts live only in its mount namespace, which died with its
@@ -651,14 +676,16 @@ impl SystemdBox {
         if self.cgroup.exists() {
             while cgroup_populated(&self.cgroup) {
                 if Instant::now() > deadline {
-                    // A backstop for anything that escaped the PID namespace
-                    // kill; it can only reach processes in the box's cgroup.
-                    let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
                     errors.push(format!(
                         "cgroup {:?} still populated after 10 s",
                         self.cgroup
                     ));
                     break;
+                }
+                if Instant::now() + Duration::from_secs(8) > deadline {
+                    // A backstop for anything that escaped the PID namespace
+                    // kill; it can only reach processes in the box's cgroup.
+                    let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
