@@ -287,12 +287,33 @@ fn images_in_use(store: &Store) -> Vec<(String, Option<String>, Option<String>)>
         });
         if digest.is_none() {
             if let Some(c) = &canonical {
-                digest = store.get_ref(c).ok().flatten();
+                digest = store.get_ref(c).ok().flatten().or_else(|| {
+                    store
+                        .holds()
+                        .into_iter()
+                        .find(|h| &h.reference == c)
+                        .map(|h| h.manifest_digest)
+                });
             }
         }
         out.push((name, canonical, digest));
     }
     out
+}
+
+/// Free what no ref and no running container needs any more; holds of images
+/// no container uses are released first.
+fn prune_unused(
+    store: &Store,
+    in_use: &[(String, Option<String>, Option<String>)],
+) -> anyhow::Result<crate::store::PruneReport> {
+    let keep: Vec<String> = in_use.iter().filter_map(|(_, _, d)| d.clone()).collect();
+    for h in store.holds() {
+        if !keep.contains(&h.manifest_digest) {
+            store.release(&h.manifest_digest)?;
+        }
+    }
+    Ok(store.prune(&keep)?)
 }
 
 pub fn rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
@@ -323,12 +344,13 @@ pub fn rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
             failed = true;
             continue;
         }
+        if !users.is_empty() {
+            store.hold(&reference, &digest)?;
+        }
         store.remove_ref(&reference)?;
         println!("Untagged: {reference}");
     }
-    // Free what no ref and no running container needs any more.
-    let keep: Vec<String> = in_use.iter().filter_map(|(_, _, d)| d.clone()).collect();
-    let report = store.prune(&keep)?;
+    let report = prune_unused(&store, &in_use)?;
     if !report.layers.is_empty() || !report.blobs.is_empty() {
         println!(
             "Deleted: {} layers, {} blobs, {}",
@@ -346,11 +368,7 @@ pub fn rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
 
 pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let (store, _) = open_store(&args.store)?;
-    let keep: Vec<String> = images_in_use(&store)
-        .into_iter()
-        .filter_map(|(_, _, d)| d)
-        .collect();
-    let report = store.prune(&keep)?;
+    let report = prune_unused(&store, &images_in_use(&store))?;
     println!(
         "Deleted: {} layers, {} blobs, {} reclaimed",
         report.layers.len(),

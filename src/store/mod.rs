@@ -521,6 +521,52 @@ impl Store {
         }
     }
 
+    /// Keep `manifest_digest` (last known as `reference`) out of prune's
+    /// reach after its ref was removed while a running container still uses
+    /// it (`berth rmi --force`). One file per digest in `held/`.
+    pub fn hold(&self, reference: &str, manifest_digest: &str) -> Result<(), StoreError> {
+        let hex = hex_of(manifest_digest)?;
+        let dir = self.root.join("held");
+        fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        let tmp = tmp_name(&dir, hex);
+        fs::write(&tmp, format!("{reference}\n")).map_err(io_err("cannot write", &tmp))?;
+        let dest = dir.join(hex);
+        fs::rename(&tmp, &dest).map_err(io_err("cannot rename into", &dest))
+    }
+
+    /// Held images: (reference they had, manifest digest).
+    pub fn holds(&self) -> Vec<RefEntry> {
+        let Ok(rd) = fs::read_dir(self.root.join("held")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let digest = format!("sha256:{name}");
+                check_digest(&digest).then(|| RefEntry {
+                    reference: fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    manifest_digest: digest,
+                })
+            })
+            .collect()
+    }
+
+    /// Drop a hold (the last container using it stopped).
+    pub fn release(&self, manifest_digest: &str) -> Result<(), StoreError> {
+        let p = self.root.join("held").join(hex_of(manifest_digest)?);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::Io {
+                action: "cannot remove",
+                path: p,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Every ref, sorted by reference.
     pub fn refs(&self) -> Result<Vec<RefEntry>, StoreError> {
         let dir = self.root.join("refs");
@@ -615,7 +661,7 @@ impl Store {
     pub fn prune(&self, keep_manifests: &[String]) -> Result<PruneReport, StoreError> {
         let _lock = self.lock_exclusive()?;
         let mut manifests: BTreeSet<String> = keep_manifests.iter().cloned().collect();
-        for r in self.refs()? {
+        for r in self.refs()?.into_iter().chain(self.holds()) {
             manifests.insert(r.manifest_digest);
         }
         let mut blobs = BTreeSet::new();
