@@ -157,3 +157,62 @@ fn setuid_binary_gains_nothing_under_no_new_privileges() {
     assert_eq!(line(&out, "with"), "euid=1000", "{}", describe(&o));
     assert_eq!(line(&out, "without"), "euid=0", "control: {}", describe(&o));
 }
+
+/// Even holding CAP_MKNOD, a container cannot open a host block device: the
+/// cgroup device filter (runc's default deny-all plus the default nodes)
+/// refuses it. The control run with an allow-all rule shows the probe would
+/// otherwise succeed.
+#[test]
+fn device_filter_blocks_a_mknoded_host_disk() {
+    require_root!();
+    require_program!("gcc");
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    // A block device this host lets root open (its own disk is off limits
+    // to the test's agent): loop0, so the control run can show success.
+    let Ok(meta) = std::fs::metadata("/dev/loop0") else {
+        eprintln!("SKIP device filter test: no /dev/loop0");
+        return;
+    };
+    let dev = meta.rdev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let script = format!(
+        "probe mknod /dev/hostdisk {major} {minor}; probe open /dev/hostdisk; probe open /dev/null"
+    );
+    let make = |name: &str, allow_all: bool| {
+        sb.bundle(name, |c| {
+            confined(c, &["CAP_MKNOD"]);
+            if allow_all {
+                c["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+            }
+            sh_args(c, &script);
+        })
+    };
+    let filtered = make("filtered", false);
+    let open = make("open", true);
+    let o = sb.sh(&format!(
+        "echo '--- filtered'; $RT run -b {} f; echo '--- open'; $RT run -b {} o",
+        filtered.display(),
+        open.display()
+    ));
+    let out = stdout(&o);
+    let (f, c) = out
+        .split_once("--- open")
+        .unwrap_or_else(|| panic!("{}", describe(&o)));
+    assert!(f.contains("mknod: ok"), "{}", describe(&o));
+    assert!(
+        f.contains("open: Operation not permitted"),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        f.contains("open: ok"),
+        "default nodes stay usable: {}",
+        describe(&o)
+    );
+    assert!(
+        !c.contains("Operation not permitted"),
+        "control: {}",
+        describe(&o)
+    );
+}
