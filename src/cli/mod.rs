@@ -4,9 +4,13 @@
 //! library; nothing here decides policy. One file per command group keeps merge
 //! conflicts small: add a variant to [`Command`] and a file beside this one.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub mod check;
+pub mod generate;
 
 /// berth — declarative system containers, run by systemd.
 ///
@@ -20,6 +24,11 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  berth check                 validate every definition\n  berth generate --dry-run    show the systemd units berth would write\n  systemctl start berth@web   start /etc/berth/containers/web.toml\n  journalctl -u berth@web     read its logs\n\nSee berth(1) for the definition format."
 )]
 pub struct Cli {
+    /// Treat DIR as the host's root: read DIR/etc/berth/... instead of /etc/berth/...
+    /// (for tests and for checking a package's tree before it is installed;
+    /// default: $BERTH_ROOT, else /)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -28,6 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Print berth's version
     Version,
+    Check(check::CheckArgs),
+    Generate(generate::GenerateArgs),
     #[command(flatten)]
     NotYet(NotYet),
 }
@@ -54,11 +65,17 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let root = cli
+        .root
+        .clone()
+        .unwrap_or_else(crate::generator::root_from_env);
     match cli.command {
         Command::Version => {
             println!("berth {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check(args) => check::run(&root, args),
+        Command::Generate(args) => generate::run(&root, args),
         Command::NotYet(cmd) => {
             anyhow::bail!("'{cmd:?}' is not implemented yet in this version of berth")
         }

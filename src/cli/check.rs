@@ -1,0 +1,114 @@
+//! `berth check [NAME…]`: validate definitions (and, when checking all, the
+//! networks and global settings), print every error like a compiler, exit 1
+//! on any error.
+//!
+//! Thin: loading and validation live in `config`; this file only prints.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::config::{self, Diagnostics};
+
+/// Validate container definitions.
+///
+/// Reads NAME.toml and its drop-ins from /etc/berth/containers,
+/// /run/berth/containers and /usr/lib/berth/containers (the first found wins; an
+/// empty file or a symlink to /dev/null masks a lower one), merges the drop-ins
+/// and checks every key. Each error names the file, line and column, the key,
+/// what was found and what was expected. Without names, every definition,
+/// every network (/etc/berth/networks/) and /etc/berth/berth.toml are checked.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth check               check everything\n  berth check web db        check two definitions\n  berth --root ./pkgroot check   check the tree of a package being built\n\nExit status: 0 when everything is valid, 1 otherwise."
+)]
+pub struct CheckArgs {
+    /// Definitions to check (default: all)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+/// Print diagnostics to stderr; return how many there were.
+pub(crate) fn print_diagnostics(d: &Diagnostics) -> usize {
+    for line in d {
+        eprintln!("{line}");
+    }
+    d.len()
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// Run `berth check`.
+pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut errors = 0usize;
+    let mut broken = 0usize;
+    let mut checked = 0usize;
+    let mut networks_checked = 0usize;
+    if args.names.is_empty() {
+        if let Err(e) = config::load_globals(root) {
+            eprintln!("error: {e}");
+            errors += 1;
+        }
+        let loaded = config::load_all(root);
+        checked = loaded.definitions.len() + loaded.errors.len();
+        for (_, d) in &loaded.errors {
+            errors += print_diagnostics(d);
+            broken += 1;
+        }
+        let (nets, net_errors) = config::load_all_networks(root);
+        networks_checked = nets.len() + net_errors.len();
+        for (_, d) in &net_errors {
+            errors += print_diagnostics(d);
+            broken += 1;
+        }
+    } else {
+        for name in &args.names {
+            checked += 1;
+            match config::load_definition(root, name) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    let dirs: Vec<String> = config::CONTAINER_DIRS
+                        .iter()
+                        .map(|d| root.join(d).display().to_string())
+                        .collect();
+                    eprintln!(
+                        "error: no definition \"{name}\": no {name}.toml in {} (or it is masked)",
+                        dirs.join(", ")
+                    );
+                    errors += 1;
+                    broken += 1;
+                }
+                Err(d) => {
+                    errors += print_diagnostics(&d);
+                    broken += 1;
+                }
+            }
+        }
+    }
+    let what = if networks_checked > 0 {
+        format!(
+            "{} and {}",
+            plural(checked, "definition"),
+            plural(networks_checked, "network")
+        )
+    } else {
+        plural(checked, "definition")
+    };
+    if errors == 0 {
+        println!("berth check: {what}, all valid");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "berth check: {}; {broken} of {what} invalid",
+            plural(errors, "error")
+        );
+        Ok(ExitCode::from(1))
+    }
+}

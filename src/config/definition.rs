@@ -1,0 +1,213 @@
+//! The validated definition the rest of berth consumes: every key of DESIGN.md §1
+//! with its default filled in and its value parsed into a typed form (bytes,
+//! `Duration`, port structs, enums).
+//!
+//! Pure data: no parsing here (that is `raw.rs` + `validate.rs`), no I/O.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use super::values::{
+    ImageRef, NetworkMode, Notify, OnFailure, PortMapping, Protocol, Pull, Restart, Seccomp,
+    Subnet, User, Userns,
+};
+
+/// One container definition, merged from `NAME.toml` and its drop-ins and
+/// validated. Field names follow the TOML keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    /// The container's name (the file stem, `web` for `web.toml`).
+    pub name: String,
+    /// The main file, root prefix included (`/etc/berth/containers/web.toml`).
+    pub source_path: PathBuf,
+    /// Drop-ins merged over it, in the order they were applied.
+    pub dropins: Vec<PathBuf>,
+    /// Lowercase hex sha256 over the bytes of `source_path` then each drop-in, in
+    /// order: a unit generated from other bytes is stale.
+    pub hash: String,
+    /// `image` or `rootfs` (exactly one is set in a valid file).
+    pub image: ImageSource,
+    /// `command`: replaces the image's Cmd (never empty when set).
+    pub command: Option<Vec<String>>,
+    /// `entrypoint`: replaces the image's Entrypoint (`[]` clears it).
+    pub entrypoint: Option<Vec<String>>,
+    /// `workdir`: absolute path inside the container.
+    pub workdir: Option<PathBuf>,
+    /// `user`
+    pub user: Option<User>,
+    /// `hostname`; the runtime defaults it to the container name.
+    pub hostname: Option<String>,
+    /// `environment`
+    pub environment: BTreeMap<String, String>,
+    /// `environment_files`: absolute host paths, read at start.
+    pub environment_files: Vec<PathBuf>,
+    /// `read_only` (default false): mount the root filesystem read-only.
+    pub read_only: bool,
+    /// `init` (default false): a minimal init as PID 1.
+    pub init: bool,
+    /// `[network]`
+    pub network: Network,
+    /// `[[volume]]`
+    pub volumes: Vec<Volume>,
+    /// `[[tmpfs]]`
+    pub tmpfs: Vec<Tmpfs>,
+    /// `[resources]`
+    pub resources: Resources,
+    /// `[security]`
+    pub security: Security,
+    /// `[health]`; `None` when the table is absent.
+    pub health: Option<Health>,
+    /// `[service]`
+    pub service: Service,
+    /// `[[secret]]`
+    pub secrets: Vec<Secret>,
+}
+
+/// Where the root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `image = "..."`
+    Image(ImageRef),
+    /// `rootfs = "/abs/dir"`: a plain directory, never pulled.
+    Rootfs(PathBuf),
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// Default `bridge`.
+    pub mode: NetworkMode,
+    /// Bridge networks to join; `["default"]` when unset in bridge mode, empty
+    /// in the other modes.
+    pub networks: Vec<String>,
+    /// Published ports (bridge mode only).
+    pub publish: Vec<PortMapping>,
+}
+
+/// One `[[volume]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub source: VolumeSource,
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    /// Default false.
+    pub read_only: bool,
+}
+
+/// What a volume mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A named volume, created (and seeded from the image) on first use.
+    Named(String),
+    /// A bind mount of this absolute host path.
+    Bind(PathBuf),
+}
+
+/// One `[[tmpfs]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    /// Size limit in bytes; `None` is the kernel's default (half of RAM).
+    pub size: Option<u64>,
+}
+
+/// `[resources]`; `None` means no limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// Bytes (`MemoryMax=`).
+    pub memory: Option<u64>,
+    /// CPUs, > 0 (`CPUQuota=` = cpus × 100%).
+    pub cpus: Option<f64>,
+    /// > 0 (`TasksMax=`).
+    pub pids: Option<u64>,
+    /// 1..=10000 (`IOWeight=`).
+    pub io_weight: Option<u16>,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    /// Normalised `CAP_X` names, or `ALL`.
+    pub cap_add: Vec<String>,
+    /// Normalised `CAP_X` names, or `ALL`.
+    pub cap_drop: Vec<String>,
+    /// Default false.
+    pub no_new_privileges: bool,
+    /// Default `Seccomp::Default`.
+    pub seccomp: Seccomp,
+    /// Default `Userns::Host`.
+    pub userns: Userns,
+}
+
+/// `[health]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Run inside the container; exit 0 means healthy. Never empty.
+    pub command: Vec<String>,
+    /// Default 30s.
+    pub interval: Duration,
+    /// Default 30s.
+    pub timeout: Duration,
+    /// Consecutive failures before unhealthy; default 3, at least 1.
+    pub retries: u32,
+    /// Failures during this time after start do not count; default 0.
+    pub start_period: Duration,
+    /// Default `none`.
+    pub on_failure: OnFailure,
+}
+
+/// `[service]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Default `no` (systemd's own default).
+    pub restart: Restart,
+    /// Other containers (names), each an existing definition.
+    pub requires: Vec<String>,
+    /// Extra systemd units (full unit names).
+    pub after: Vec<String>,
+    /// Targets that pull the container in at boot (full unit names).
+    pub wanted_by: Vec<String>,
+    /// Default 10s: SIGTERM, then SIGKILL after this long.
+    pub stop_timeout: Duration,
+    /// Default `started`.
+    pub notify: Notify,
+    /// Default `missing`.
+    pub pull: Pull,
+    /// Default false.
+    pub auto_update: bool,
+}
+
+/// One `[[secret]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// systemd credential name (`LoadCredential=`).
+    pub credential: String,
+    /// Absolute path inside the container; default `/run/secrets/CREDENTIAL`.
+    pub target: PathBuf,
+}
+
+/// A network definition: `networks/NAME.toml`. The `default` network always
+/// exists, with no file and every field `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDefinition {
+    pub name: String,
+    /// `None` for the built-in `default` network without a file.
+    pub source_path: Option<PathBuf>,
+    /// `subnet`: the range addresses are leased from; `None` lets the network
+    /// module carve one from the global `default_subnet`.
+    pub subnet: Option<Subnet>,
+    /// `gateway`: the bridge's address; `None` is the first host of the subnet.
+    pub gateway: Option<std::net::IpAddr>,
+}
+
+/// Defaults of optional keys, in one place (and in the docs above).
+pub mod defaults {
+    use std::time::Duration;
+    pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const HEALTH_RETRIES: u32 = 3;
+    pub const NETWORK: &str = "default";
+}

@@ -1,0 +1,629 @@
+//! Finding and reading definition files: the `/etc` > `/run` > `/usr/lib`
+//! precedence, masks, drop-ins, and the size/UTF-8 limits, for containers and
+//! networks.
+//!
+//! Reads files and directories under a root prefix (`/` on a host, a fixture
+//! directory in tests) and nothing else: no writes, no processes, no syscalls
+//! beyond open/read/stat/readdir.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::definition::{Definition, NetworkDefinition};
+use super::diag::{Diagnostic, Diagnostics};
+use super::raw::{self, Merge, RawError};
+use super::validate::{self, References};
+use super::values::validate_name;
+
+/// Container definition directories, highest priority first (DESIGN.md §1).
+pub const CONTAINER_DIRS: [&str; 3] = [
+    "etc/berth/containers",
+    "run/berth/containers",
+    "usr/lib/berth/containers",
+];
+
+/// Network definition directories, highest priority first.
+pub const NETWORK_DIRS: [&str; 3] = [
+    "etc/berth/networks",
+    "run/berth/networks",
+    "usr/lib/berth/networks",
+];
+
+/// Definition files larger than this are refused unread: a definition is a few
+/// hundred bytes, and the generator runs at boot.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// Drop-in files are `NAME.toml.d/*.conf.toml`.
+pub const DROPIN_SUFFIX: &str = ".conf.toml";
+
+/// The name of the network that exists without a file.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// One file of a definition, as read.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Everything `load_all` found: the valid definitions (sorted by name) and,
+/// per broken one, every error.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub definitions: Vec<Definition>,
+    pub errors: Vec<(String, Diagnostics)>,
+}
+
+/// The entries of the three directories of one kind, listed once.
+struct Scan {
+    /// (directory, names of its entries), highest priority first.
+    dirs: Vec<(PathBuf, HashSet<String>)>,
+}
+
+/// The winning main file of a name.
+enum Main {
+    File(PathBuf),
+    Masked,
+}
+
+impl Scan {
+    fn new(root: &Path, dirs: &[&str]) -> Scan {
+        let dirs = dirs
+            .iter()
+            .map(|d| {
+                let dir = root.join(d);
+                // A missing directory is normal (podman #23620); an unreadable one
+                // is as good as empty here and `check` on a named file says why.
+                let names = std::fs::read_dir(&dir)
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .filter_map(|e| e.file_name().into_string().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (dir, names)
+            })
+            .collect();
+        Scan { dirs }
+    }
+
+    /// Names with a `NAME.toml` entry in any directory.
+    fn names(&self) -> BTreeSet<String> {
+        self.dirs
+            .iter()
+            .flat_map(|(_, names)| names.iter())
+            .filter_map(|n| n.strip_suffix(".toml"))
+            .filter(|n| !n.starts_with('.'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn main(&self, name: &str) -> Option<Main> {
+        let file = format!("{name}.toml");
+        let (dir, _) = self.dirs.iter().find(|(_, names)| names.contains(&file))?;
+        let path = dir.join(&file);
+        Some(if is_mask(&path) {
+            Main::Masked
+        } else {
+            Main::File(path)
+        })
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        matches!(self.main(name), Some(Main::File(_)))
+    }
+
+    /// Drop-ins of `name` in merge order: by file name, a higher-priority
+    /// directory's file replacing a same-named lower one, masks removed.
+    fn dropins(&self, name: &str) -> Vec<PathBuf> {
+        let dir_name = format!("{name}.toml.d");
+        let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (dir, names) in &self.dirs {
+            if !names.contains(&dir_name) {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(dir.join(&dir_name)) else {
+                continue;
+            };
+            for e in rd.filter_map(|e| e.ok()) {
+                let Ok(file) = e.file_name().into_string() else {
+                    continue;
+                };
+                if file.ends_with(DROPIN_SUFFIX) && !file.starts_with('.') {
+                    by_name.entry(file).or_insert_with(|| e.path());
+                }
+            }
+        }
+        by_name.into_values().filter(|p| !is_mask(p)).collect()
+    }
+}
+
+/// systemd's masks: an empty file or a symlink to /dev/null.
+fn is_mask(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null"))
+        }
+        Ok(m) => m.is_file() && m.len() == 0,
+        Err(_) => false,
+    }
+}
+
+/// Read a definition file, refusing directories, files over
+/// [`MAX_FILE_SIZE`] (without reading them) and bytes that are not UTF-8.
+pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
+    let err = |m: String| Diagnostic::file(path, "", m);
+    let file = std::fs::File::open(path).map_err(|e| {
+        let dangling =
+            e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_ok();
+        if dangling {
+            err("cannot read file: it is a symlink to a file that does not exist".into())
+        } else {
+            err(format!("cannot read file: {}", io_message(&e)))
+        }
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
+    if meta.is_dir() {
+        return Err(err(
+            "cannot read file: it is a directory, expected a TOML file".into(),
+        ));
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(err(format!(
+            "file is too large ({} bytes): expected at most {} bytes (1 MiB)",
+            meta.len(),
+            MAX_FILE_SIZE
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The length may grow between stat and read (or lie, for special files).
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(err(format!(
+            "file is too large: expected at most {MAX_FILE_SIZE} bytes (1 MiB)"
+        )));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile {
+            path: path.to_path_buf(),
+            text,
+        }),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            // Everything before the bad byte is valid, so line/column are exact.
+            let prefix = String::from_utf8_lossy(&bytes[..valid]);
+            let (line, column) = super::diag::line_column(&prefix, valid);
+            Err(Diagnostic {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: String::new(),
+                message: format!(
+                    "invalid UTF-8 (byte 0x{:02x}): expected a UTF-8 text file",
+                    bytes[valid]
+                ),
+            })
+        }
+    }
+}
+
+/// `std::io::Error`'s text without the "(os error N)" tail.
+fn io_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s.to_lowercase(),
+    }
+}
+
+fn to_diag(files: &[SourceFile], idx: usize, e: RawError) -> Diagnostic {
+    let f = &files[idx];
+    match e.span {
+        Some(span) => Diagnostic::at(&f.path, &f.text, span, &e.key, e.message),
+        None => Diagnostic::file(&f.path, &e.key, e.message),
+    }
+}
+
+/// sha256 over the files' bytes, in merge order.
+fn hash_files(files: &[SourceFile]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Read, parse, merge and validate one definition whose main file is `main`.
+fn load_one(
+    name: &str,
+    main: PathBuf,
+    containers: &Scan,
+    networks: &Scan,
+) -> Result<Definition, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    if let Err(e) = validate_name(name) {
+        diags.push(Diagnostic::file(
+            &main,
+            "",
+            format!("invalid container {e}"),
+        ));
+        return Err(diags);
+    }
+    let mut files = Vec::new();
+    for path in std::iter::once(main).chain(containers.dropins(name)) {
+        match read_source(&path) {
+            Ok(f) => files.push(f),
+            Err(d) => diags.push(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let mut merged = raw::RawDefinition::default();
+    for idx in 0..files.len() {
+        let (r, errs) = raw::parse_definition(&files[idx].text, idx);
+        for e in errs {
+            diags.push(to_diag(&files, idx, e));
+        }
+        merged.merge(r);
+    }
+    let network_exists = |n: &str| {
+        n == DEFAULT_NETWORK || networks.main(n).is_some_and(|m| matches!(m, Main::File(_)))
+    };
+    let container_exists = |n: &str| containers.exists(n);
+    let refs = References {
+        container_exists: &container_exists,
+        network_exists: &network_exists,
+    };
+    let hash = hash_files(&files);
+    match validate::validate_definition(name, merged, &files, hash, &refs) {
+        Ok(def) if diags.is_empty() => Ok(def),
+        Ok(_) => Err(diags),
+        Err(more) => {
+            // After a parse error a key may be missing only because it could not
+            // be read; "missing" complaints would then be noise.
+            let had_parse_errors = !diags.is_empty();
+            diags.0.extend(more.0.into_iter().filter(|d| {
+                !had_parse_errors
+                    || !(d.message.starts_with("missing key")
+                        || d.message.starts_with("no image source"))
+            }));
+            diags.sort();
+            diags.0.dedup();
+            Err(diags)
+        }
+    }
+}
+
+/// Load the definition `name` from under `root`: `Ok(None)` when there is no
+/// such definition or it is masked, `Err` with every problem found otherwise.
+pub fn load_definition(root: &Path, name: &str) -> Result<Option<Definition>, Diagnostics> {
+    if let Err(e) = validate_name(name) {
+        let path = root.join(CONTAINER_DIRS[0]).join(format!("{name}.toml"));
+        return Err(Diagnostics(vec![Diagnostic::file(
+            &path,
+            "",
+            format!("invalid container {e}"),
+        )]));
+    }
+    let containers = Scan::new(root, &CONTAINER_DIRS);
+    let networks = Scan::new(root, &NETWORK_DIRS);
+    match containers.main(name) {
+        None | Some(Main::Masked) => Ok(None),
+        Some(Main::File(path)) => load_one(name, path, &containers, &networks).map(Some),
+    }
+}
+
+/// Load every definition under `root`. Broken ones are reported in `errors`
+/// and never stop the others. Dependency cycles (`requires`) are not detected
+/// here: systemd reports them and breaks them at start.
+pub fn load_all(root: &Path) -> LoadResult {
+    let containers = Scan::new(root, &CONTAINER_DIRS);
+    let networks = Scan::new(root, &NETWORK_DIRS);
+    let mut out = LoadResult::default();
+    for name in containers.names() {
+        let Some(Main::File(path)) = containers.main(&name) else {
+            continue;
+        };
+        match load_one(&name, path, &containers, &networks) {
+            Ok(def) => out.definitions.push(def),
+            Err(d) => out.errors.push((name, d)),
+        }
+    }
+    out
+}
+
+/// Names of every definition under `root` that is not masked (valid or not).
+pub fn definition_names(root: &Path) -> Vec<String> {
+    let containers = Scan::new(root, &CONTAINER_DIRS);
+    containers
+        .names()
+        .into_iter()
+        .filter(|n| containers.exists(n))
+        .collect()
+}
+
+fn load_network_file(name: &str, path: PathBuf) -> Result<NetworkDefinition, Diagnostics> {
+    let file = read_source(&path).map_err(|d| Diagnostics(vec![d]))?;
+    let files = [file];
+    let (r, errs) = raw::parse_network(&files[0].text, 0);
+    if !errs.is_empty() {
+        return Err(Diagnostics(
+            errs.into_iter().map(|e| to_diag(&files, 0, e)).collect(),
+        ));
+    }
+    validate::validate_network_def(name, r, &files)
+}
+
+/// Load network `name`: `default` exists without a file; `Ok(None)` when there
+/// is no such network or it is masked.
+pub fn load_network(root: &Path, name: &str) -> Result<Option<NetworkDefinition>, Diagnostics> {
+    let networks = Scan::new(root, &NETWORK_DIRS);
+    match networks.main(name) {
+        Some(Main::File(path)) => {
+            if let Err(e) = validate_name(name) {
+                return Err(Diagnostics(vec![Diagnostic::file(
+                    &path,
+                    "",
+                    format!("invalid network {e}"),
+                )]));
+            }
+            load_network_file(name, path).map(Some)
+        }
+        None if name == DEFAULT_NETWORK => Ok(Some(builtin_default_network())),
+        _ => Ok(None),
+    }
+}
+
+fn builtin_default_network() -> NetworkDefinition {
+    NetworkDefinition {
+        name: DEFAULT_NETWORK.to_string(),
+        source_path: None,
+        subnet: None,
+        gateway: None,
+    }
+}
+
+/// Every network under `root` (always including `default`), and the errors of
+/// the broken ones.
+pub fn load_all_networks(root: &Path) -> (Vec<NetworkDefinition>, Vec<(String, Diagnostics)>) {
+    let networks = Scan::new(root, &NETWORK_DIRS);
+    let mut names = networks.names();
+    names.insert(DEFAULT_NETWORK.to_string());
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match networks.main(&name) {
+            Some(Main::File(path)) => {
+                let r = match validate_name(&name) {
+                    Err(e) => Err(Diagnostics(vec![Diagnostic::file(
+                        &path,
+                        "",
+                        format!("invalid network {e}"),
+                    )])),
+                    Ok(()) => load_network_file(&name, path),
+                };
+                match r {
+                    Ok(n) => ok.push(n),
+                    Err(d) => errors.push((name, d)),
+                }
+            }
+            None if name == DEFAULT_NETWORK => ok.push(builtin_default_network()),
+            _ => {}
+        }
+    }
+    (ok, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn etc_overrides_usr_lib_and_masks() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(
+            r,
+            "usr/lib/berth/containers/web.toml",
+            "image = \"vendor\"\n",
+        );
+        assert_eq!(
+            load_definition(r, "web").unwrap().unwrap().image,
+            crate::config::ImageSource::Image(crate::config::ImageRef::Registry("vendor".into()))
+        );
+        write(r, "run/berth/containers/web.toml", "image = \"run\"\n");
+        write(r, "etc/berth/containers/web.toml", "image = \"admin\"\n");
+        let d = load_definition(r, "web").unwrap().unwrap();
+        assert_eq!(d.source_path, r.join("etc/berth/containers/web.toml"));
+        // An empty file in /etc masks.
+        write(r, "etc/berth/containers/web.toml", "");
+        assert_eq!(load_definition(r, "web").unwrap(), None);
+        // So does a symlink to /dev/null, even over a /run file.
+        fs::remove_file(r.join("etc/berth/containers/web.toml")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", r.join("etc/berth/containers/web.toml")).unwrap();
+        assert_eq!(load_definition(r, "web").unwrap(), None);
+        assert!(load_all(r).definitions.is_empty());
+        assert_eq!(load_definition(r, "nothere").unwrap(), None);
+    }
+
+    #[test]
+    fn dropins_merge_in_order_and_override_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(
+            r,
+            "usr/lib/berth/containers/web.toml",
+            "image = \"a\"\nhostname = \"h0\"\n",
+        );
+        write(
+            r,
+            "usr/lib/berth/containers/web.toml.d/10-x.conf.toml",
+            "hostname = \"vendor10\"\n",
+        );
+        write(
+            r,
+            "usr/lib/berth/containers/web.toml.d/20-y.conf.toml",
+            "hostname = \"vendor20\"\n",
+        );
+        write(
+            r,
+            "etc/berth/containers/web.toml.d/20-y.conf.toml",
+            "hostname = \"admin20\"\n",
+        );
+        write(
+            r,
+            "etc/berth/containers/web.toml.d/05-z.conf.toml",
+            "[resources]\npids = 5\n",
+        );
+        write(
+            r,
+            "etc/berth/containers/web.toml.d/ignored.toml",
+            "hostname = \"no\"\n",
+        );
+        let d = load_definition(r, "web").unwrap().unwrap();
+        assert_eq!(d.hostname.as_deref(), Some("admin20"));
+        assert_eq!(d.resources.pids, Some(5));
+        let names: Vec<_> = d
+            .dropins
+            .iter()
+            .map(|p| p.strip_prefix(r).unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                PathBuf::from("etc/berth/containers/web.toml.d/05-z.conf.toml"),
+                PathBuf::from("usr/lib/berth/containers/web.toml.d/10-x.conf.toml"),
+                PathBuf::from("etc/berth/containers/web.toml.d/20-y.conf.toml"),
+            ]
+        );
+        // A /dev/null drop-in masks the vendor one of the same name.
+        fs::remove_file(r.join("etc/berth/containers/web.toml.d/20-y.conf.toml")).unwrap();
+        std::os::unix::fs::symlink(
+            "/dev/null",
+            r.join("etc/berth/containers/web.toml.d/20-y.conf.toml"),
+        )
+        .unwrap();
+        let d = load_definition(r, "web").unwrap().unwrap();
+        assert_eq!(d.hostname.as_deref(), Some("vendor10"));
+        assert_eq!(d.dropins.len(), 2);
+    }
+
+    #[test]
+    fn errors_point_into_the_dropin() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(r, "etc/berth/containers/web.toml", "image = \"a\"\n");
+        write(
+            r,
+            "etc/berth/containers/web.toml.d/10.conf.toml",
+            "\n[resources]\nmemory = \"1Q\"\n",
+        );
+        let e = load_definition(r, "web").unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e.0[0].file,
+            r.join("etc/berth/containers/web.toml.d/10.conf.toml")
+        );
+        assert_eq!((e.0[0].line, e.0[0].column), (3, 10));
+    }
+
+    #[test]
+    fn load_all_reports_broken_and_keeps_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(r, "etc/berth/containers/a.toml", "image = \"a\"\n");
+        write(r, "etc/berth/containers/b.toml", "image = 5\n");
+        write(r, "etc/berth/containers/bad name.toml", "image = \"a\"\n");
+        write(
+            r,
+            "etc/berth/containers/c.toml",
+            "image = \"c\"\n[service]\nrequires = [\"a\", \"zz\"]\n",
+        );
+        let res = load_all(r);
+        let ok: Vec<_> = res.definitions.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(ok, vec!["a"]);
+        let bad: Vec<_> = res.errors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(bad, vec!["b", "bad name", "c"]);
+        assert!(res.errors[2]
+            .1
+            .to_string()
+            .contains("unknown container \"zz\""));
+        assert_eq!(res.errors[0].1.len(), 1, "{}", res.errors[0].1);
+    }
+
+    #[test]
+    fn hash_covers_every_file() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(r, "etc/berth/containers/web.toml", "image = \"a\"\n");
+        let h1 = load_definition(r, "web").unwrap().unwrap().hash;
+        write(
+            r,
+            "etc/berth/containers/web.toml.d/1.conf.toml",
+            "# nothing\n",
+        );
+        let h2 = load_definition(r, "web").unwrap().unwrap().hash;
+        assert_ne!(h1, h2);
+        assert_eq!(h1.len(), 64);
+    }
+
+    #[test]
+    fn networks() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        assert!(load_network(r, "default").unwrap().is_some());
+        write(
+            r,
+            "etc/berth/networks/back.toml",
+            "subnet = \"10.90.0.0/24\"\ngateway = \"10.90.0.1\"\n",
+        );
+        write(
+            r,
+            "etc/berth/networks/bad.toml",
+            "subnet = \"10.90.0.0/24\"\ngateway = \"10.91.0.1\"\nmtu = 1\n",
+        );
+        let n = load_network(r, "back").unwrap().unwrap();
+        assert_eq!(n.gateway, Some("10.90.0.1".parse().unwrap()));
+        let (ok, errs) = load_all_networks(r);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(errs.len(), 1);
+        write(
+            r,
+            "etc/berth/containers/web.toml",
+            "image = \"a\"\n[network]\nnetworks = [\"back\", \"nope\"]\n",
+        );
+        let e = load_definition(r, "web").unwrap_err();
+        assert_eq!(e.len(), 1, "{e}");
+        assert!(e.to_string().contains("unknown network \"nope\""));
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_files() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("big.toml");
+        fs::write(&p, vec![b'#'; (MAX_FILE_SIZE + 1) as usize]).unwrap();
+        assert!(read_source(&p).unwrap_err().message.contains("too large"));
+        fs::write(&p, b"image = \"a\"\nx = \"\xff\"\n").unwrap();
+        let d = read_source(&p).unwrap_err();
+        assert_eq!((d.line, d.column), (2, 6));
+        fs::remove_file(&p).unwrap();
+        fs::create_dir(&p).unwrap();
+        assert!(read_source(&p).unwrap_err().message.contains("directory"));
+    }
+}

@@ -1,0 +1,1028 @@
+//! Validation: merged raw definition → [`Definition`], collecting every error
+//! with its file, line, column and key.
+//!
+//! Pure: no file access (references to other containers and networks are
+//! answered by the caller through [`References`]), no syscalls.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::definition::*;
+use super::diag::{Diagnostic, Diagnostics};
+use super::load::SourceFile;
+use super::raw::{
+    At, RawDefinition, RawHealth, RawNetwork, RawNetworkDef, RawResources, RawSecurity, RawService,
+    Sp, StrOrInt,
+};
+use super::values;
+
+/// Answers about the rest of the configuration, for cross-references.
+pub struct References<'a> {
+    /// Whether a container definition of this name exists (and is not masked).
+    pub container_exists: &'a dyn Fn(&str) -> bool,
+    /// Whether a network of this name exists (`default` always does).
+    pub network_exists: &'a dyn Fn(&str) -> bool,
+}
+
+struct Ctx<'a> {
+    files: &'a [SourceFile],
+    diags: Diagnostics,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&mut self, at: &Sp<T>, key: &str, message: impl Into<String>) {
+        let f = &self.files[at.file];
+        self.diags.push(Diagnostic::at(
+            &f.path,
+            &f.text,
+            at.span.clone(),
+            key,
+            message,
+        ));
+    }
+
+    fn err_at(&mut self, at: &At, key: &str, message: impl Into<String>) {
+        match &at.0 {
+            Some((file, span)) => {
+                let f = &self.files[*file];
+                self.diags
+                    .push(Diagnostic::at(&f.path, &f.text, span.clone(), key, message));
+            }
+            None => self.err_file(key, message),
+        }
+    }
+
+    fn err_file(&mut self, key: &str, message: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::file(&self.files[0].path, key, message));
+    }
+
+    /// Parse a string-valued enum key.
+    fn parse_enum<T>(
+        &mut self,
+        v: &Option<Sp<String>>,
+        key: &str,
+        parse: fn(&str) -> Option<T>,
+        expected: fn() -> String,
+        default: T,
+    ) -> T {
+        let Some(v) = v else { return default };
+        match parse(&v.value) {
+            Some(x) => x,
+            None => {
+                self.err(
+                    v,
+                    key,
+                    format!(
+                        "invalid value \"{}\": expected {}",
+                        v.value.escape_debug(),
+                        expected()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// An absolute path without `..` components or NUL bytes.
+    fn abs_path(&mut self, v: &Sp<String>, key: &str) -> Option<PathBuf> {
+        match check_abs_path(&v.value) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                self.err(v, key, why);
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, v: &Sp<StrOrInt>, key: &str) -> Option<u64> {
+        let r = match &v.value {
+            StrOrInt::Int(n) => u64::try_from(*n).map_err(|_| {
+                format!("invalid size {n}: expected a non-negative number of bytes or a string such as \"256M\"")
+            }),
+            StrOrInt::Str(s) => {
+                values::parse_size(s).map_err(|e| format!("invalid size \"{}\": {e}", s.escape_debug()))
+            }
+        };
+        r.map_err(|e| self.err(v, key, e)).ok()
+    }
+
+    fn duration(&mut self, v: &Option<Sp<StrOrInt>>, key: &str, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        let r = match &v.value {
+            StrOrInt::Int(n) => u64::try_from(*n).map(Duration::from_secs).map_err(|_| {
+                format!("invalid duration {n}: expected a non-negative number of seconds or a string such as \"30s\"")
+            }),
+            StrOrInt::Str(s) => values::parse_duration(s)
+                .map_err(|e| format!("invalid duration \"{}\": {e}", s.escape_debug())),
+        };
+        r.map_err(|e| self.err(v, key, e)).unwrap_or(default)
+    }
+
+    fn bool(&mut self, v: &Option<Sp<bool>>, default: bool) -> bool {
+        v.as_ref().map_or(default, |v| v.value)
+    }
+
+    /// Each element through `f`, reporting failures at the element.
+    fn each<T>(
+        &mut self,
+        list: &Option<Sp<Vec<Sp<String>>>>,
+        key: &str,
+        mut f: impl FnMut(&mut Self, &Sp<String>) -> Result<T, String>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for item in list.iter().flat_map(|l| l.value.iter()) {
+            match f(self, item) {
+                Ok(v) => out.push(v),
+                Err(e) => self.err(item, key, e),
+            }
+        }
+        out
+    }
+}
+
+/// `Ok(path)` for an absolute path without `..` components or NUL bytes.
+pub fn check_abs_path(s: &str) -> Result<PathBuf, String> {
+    let p = Path::new(s);
+    if !p.is_absolute() {
+        return Err(format!(
+            "relative path \"{}\": expected an absolute path (starting with \"/\")",
+            s.escape_debug()
+        ));
+    }
+    if s.contains('\0') {
+        return Err(format!("path \"{}\" contains a NUL byte", s.escape_debug()));
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "path \"{}\" contains \"..\": expected a path without parent-directory components",
+            s.escape_debug()
+        ));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// Validate a merged definition. `files[0]` is the main file, the rest the
+/// drop-ins in merge order; `hash` is their digest.
+pub fn validate_definition(
+    name: &str,
+    raw: RawDefinition,
+    files: &[SourceFile],
+    hash: String,
+    refs: &References<'_>,
+) -> Result<Definition, Diagnostics> {
+    let mut cx = Ctx {
+        files,
+        diags: Diagnostics::default(),
+    };
+
+    let image = match (&raw.image, &raw.rootfs) {
+        (Some(i), None) => match values::parse_image(&i.value) {
+            Ok(r) => Some(ImageSource::Image(r)),
+            Err(e) => {
+                cx.err(i, "image", e);
+                None
+            }
+        },
+        (None, Some(r)) => cx.abs_path(r, "rootfs").map(ImageSource::Rootfs),
+        (Some(i), Some(r)) => {
+            let f = &files[i.file];
+            let (line, col) = super::diag::line_column(&f.text, i.span.start);
+            cx.err(
+                r,
+                "rootfs",
+                format!(
+                    "both \"image\" (set at {}:{line}:{col}) and \"rootfs\" are set: expected exactly one image source",
+                    f.path.display()
+                ),
+            );
+            None
+        }
+        (None, None) => {
+            cx.err_file(
+                "",
+                "no image source: expected exactly one of \"image\" (an OCI image reference) or \"rootfs\" (a directory)",
+            );
+            None
+        }
+    };
+
+    let command = raw.command.as_ref().and_then(|c| {
+        if c.value.is_empty() {
+            cx.err(c, "command", "empty command: expected at least the program to run, e.g. [\"nginx\", \"-g\", \"daemon off;\"]");
+            None
+        } else {
+            Some(c.value.clone())
+        }
+    });
+    let entrypoint = raw.entrypoint.as_ref().map(|e| e.value.clone());
+    for (v, key) in [(&raw.command, "command"), (&raw.entrypoint, "entrypoint")] {
+        if let Some(v) = v {
+            if v.value.iter().any(|a| a.contains('\0')) {
+                cx.err(v, key, "an argument contains a NUL byte");
+            }
+        }
+    }
+    let workdir = raw.workdir.as_ref().and_then(|w| cx.abs_path(w, "workdir"));
+    let user = raw.user.as_ref().and_then(|u| {
+        values::parse_user(&u.value)
+            .map_err(|e| cx.err(u, "user", e))
+            .ok()
+    });
+    let hostname = raw.hostname.as_ref().and_then(|h| {
+        values::validate_hostname(&h.value)
+            .map(|()| h.value.clone())
+            .map_err(|e| cx.err(h, "hostname", e))
+            .ok()
+    });
+    let mut environment = BTreeMap::new();
+    for (k, v) in raw.environment.iter().flatten() {
+        if let Err(e) = values::validate_env_name(k) {
+            cx.err(v, "environment", e);
+        } else if v.value.contains('\0') {
+            cx.err(
+                v,
+                "environment",
+                format!("value of \"{k}\" contains a NUL byte"),
+            );
+        } else {
+            environment.insert(k.clone(), v.value.clone());
+        }
+    }
+    let environment_files = cx.each(&raw.environment_files, "environment_files", |_, p| {
+        check_abs_path(&p.value)
+    });
+    let read_only = cx.bool(&raw.read_only, false);
+    let init = cx.bool(&raw.init, false);
+    let network = validate_network(&mut cx, raw.network.as_ref(), refs);
+
+    let mut targets: HashSet<PathBuf> = HashSet::new();
+    let mut volumes = Vec::new();
+    for v in raw.volume.iter().flat_map(|v| v.value.iter()) {
+        let source = match &v.source {
+            None => {
+                cx.err_at(
+                    &v.at,
+                    "[[volume]] source",
+                    "missing key \"source\": expected a volume name or an absolute host path",
+                );
+                None
+            }
+            Some(s) if s.value.starts_with('/') => {
+                cx.abs_path(s, "[[volume]] source").map(VolumeSource::Bind)
+            }
+            Some(s) => match values::validate_name(&s.value) {
+                Ok(()) => Some(VolumeSource::Named(s.value.clone())),
+                Err(e) => {
+                    cx.err(
+                        s,
+                        "[[volume]] source",
+                        format!("{e}; a bind mount source must be an absolute path"),
+                    );
+                    None
+                }
+            },
+        };
+        let target = required_target(&mut cx, &v.target, &v.at, "[[volume]]", &mut targets);
+        if let (Some(source), Some(target)) = (source, target) {
+            volumes.push(Volume {
+                source,
+                target,
+                read_only: cx.bool(&v.read_only, false),
+            });
+        }
+    }
+    let mut tmpfs = Vec::new();
+    for t in raw.tmpfs.iter().flat_map(|t| t.value.iter()) {
+        let target = required_target(&mut cx, &t.target, &t.at, "[[tmpfs]]", &mut targets);
+        let size = t.size.as_ref().and_then(|s| cx.size(s, "[[tmpfs]] size"));
+        if let Some(target) = target {
+            tmpfs.push(Tmpfs { target, size });
+        }
+    }
+
+    let resources = validate_resources(&mut cx, raw.resources.as_ref());
+    let security = validate_security(&mut cx, raw.security.as_ref());
+    let health = raw
+        .health
+        .as_ref()
+        .and_then(|h| validate_health(&mut cx, h));
+    let service = validate_service(&mut cx, name, raw.service.as_ref(), refs);
+
+    if let Some(s) = raw.service.as_ref() {
+        if service.notify == Notify::Healthy && health.is_none() && raw.health.is_none() {
+            if let Some(n) = &s.notify {
+                cx.err(
+                    n,
+                    "[service] notify",
+                    "notify = \"healthy\" needs a [health] table with a command",
+                );
+            }
+        }
+        if service.auto_update {
+            if let (Some(a), Some(ImageSource::Rootfs(_))) = (&s.auto_update, &image) {
+                cx.err(
+                    a,
+                    "[service] auto_update",
+                    "auto_update needs an image from a registry, not a rootfs",
+                );
+            }
+        }
+    }
+
+    let mut secrets = Vec::new();
+    let mut credentials = HashSet::new();
+    for s in raw.secret.iter().flat_map(|s| s.value.iter()) {
+        let Some(c) = &s.credential else {
+            cx.err_at(
+                &s.at,
+                "[[secret]] credential",
+                "missing key \"credential\": expected the name of a systemd credential",
+            );
+            continue;
+        };
+        if let Err(e) = values::validate_credential(&c.value) {
+            cx.err(c, "[[secret]] credential", e);
+            continue;
+        }
+        if !credentials.insert(c.value.clone()) {
+            cx.err(
+                c,
+                "[[secret]] credential",
+                format!("credential \"{}\" is listed twice", c.value),
+            );
+            continue;
+        }
+        let target = match &s.target {
+            Some(t) => match cx.abs_path(t, "[[secret]] target") {
+                Some(p) => {
+                    if !targets.insert(p.clone()) {
+                        cx.err(
+                            t,
+                            "[[secret]] target",
+                            format!("\"{}\" is already a mount target", p.display()),
+                        );
+                    }
+                    p
+                }
+                None => continue,
+            },
+            None => PathBuf::from("/run/secrets").join(&c.value),
+        };
+        secrets.push(Secret {
+            credential: c.value.clone(),
+            target,
+        });
+    }
+
+    match image {
+        Some(image) if cx.diags.is_empty() => Ok(Definition {
+            name: name.to_string(),
+            source_path: files[0].path.clone(),
+            dropins: files[1..].iter().map(|f| f.path.clone()).collect(),
+            hash,
+            image,
+            command,
+            entrypoint,
+            workdir,
+            user,
+            hostname,
+            environment,
+            environment_files,
+            read_only,
+            init,
+            network,
+            volumes,
+            tmpfs,
+            resources,
+            security,
+            health,
+            service,
+            secrets,
+        }),
+        _ => {
+            cx.diags.sort();
+            Err(cx.diags)
+        }
+    }
+}
+
+fn required_target(
+    cx: &mut Ctx<'_>,
+    target: &Option<Sp<String>>,
+    at: &At,
+    section: &str,
+    seen: &mut HashSet<PathBuf>,
+) -> Option<PathBuf> {
+    let key = format!("{section} target");
+    let Some(t) = target else {
+        cx.err_at(
+            at,
+            &key,
+            "missing key \"target\": expected an absolute path inside the container",
+        );
+        return None;
+    };
+    let p = cx.abs_path(t, &key)?;
+    if !seen.insert(p.clone()) {
+        cx.err(
+            t,
+            &key,
+            format!("\"{}\" is already a mount target", p.display()),
+        );
+        return None;
+    }
+    Some(p)
+}
+
+fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &References<'_>) -> Network {
+    let empty = RawNetwork::default();
+    let raw = raw.unwrap_or(&empty);
+    let mode = cx.parse_enum(
+        &raw.mode,
+        "[network] mode",
+        NetworkMode::parse,
+        NetworkMode::expected,
+        NetworkMode::Bridge,
+    );
+    if mode != NetworkMode::Bridge {
+        for (v, key) in [
+            (&raw.networks, "[network] networks"),
+            (&raw.publish, "[network] publish"),
+        ] {
+            if let Some(v) = v {
+                if !v.value.is_empty() {
+                    cx.err(
+                        v,
+                        key,
+                        format!("only allowed with mode = \"bridge\" (mode is \"{mode}\")"),
+                    );
+                }
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut networks = cx.each(&raw.networks, "[network] networks", |_, n| {
+        values::validate_name(&n.value)?;
+        if !(refs.network_exists)(&n.value) {
+            return Err(format!(
+                "unknown network \"{}\": expected \"default\" or a network defined in networks/{}.toml",
+                n.value, n.value
+            ));
+        }
+        if !seen.insert(n.value.clone()) {
+            return Err(format!("network \"{}\" is listed twice", n.value));
+        }
+        Ok(n.value.clone())
+    });
+    let mut bound = HashSet::new();
+    let publish = cx.each(&raw.publish, "[network] publish", |_, p| {
+        let m = values::parse_port(&p.value)
+            .map_err(|e| format!("invalid port mapping \"{}\": {e}", p.value.escape_debug()))?;
+        if !bound.insert((m.host_ip, m.host_port, m.protocol)) {
+            return Err(format!(
+                "host port {}/{} is published twice",
+                m.host_port, m.protocol
+            ));
+        }
+        Ok(m)
+    });
+    if mode == NetworkMode::Bridge && raw.networks.is_none() {
+        networks.push(defaults::NETWORK.to_string());
+    }
+    if mode != NetworkMode::Bridge {
+        networks.clear();
+    }
+    Network {
+        mode,
+        networks,
+        publish: if mode == NetworkMode::Bridge {
+            publish
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn validate_resources(cx: &mut Ctx<'_>, raw: Option<&RawResources>) -> Resources {
+    let Some(raw) = raw else {
+        return Resources::default();
+    };
+    let memory = raw.memory.as_ref().and_then(|m| {
+        let v = cx.size(m, "[resources] memory")?;
+        if v == 0 {
+            cx.err(m, "[resources] memory", "memory must be greater than 0");
+            return None;
+        }
+        Some(v)
+    });
+    let cpus = raw.cpus.as_ref().and_then(|c| {
+        if c.value.is_finite() && c.value >= 0.01 {
+            Some(c.value)
+        } else {
+            cx.err(c, "[resources] cpus", format!("invalid cpus {}: expected a number greater than 0 (at least 0.01), e.g. 0.5 or 2", c.value));
+            None
+        }
+    });
+    let pids = raw
+        .pids
+        .as_ref()
+        .and_then(|p| match u64::try_from(p.value) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                cx.err(
+                    p,
+                    "[resources] pids",
+                    format!("invalid pids {}: expected a number greater than 0", p.value),
+                );
+                None
+            }
+        });
+    let io_weight = raw
+        .io_weight
+        .as_ref()
+        .and_then(|w| match u16::try_from(w.value) {
+            Ok(n) if (1..=10000).contains(&n) => Some(n),
+            _ => {
+                cx.err(
+                    w,
+                    "[resources] io_weight",
+                    format!(
+                        "invalid io_weight {}: expected a number from 1 to 10000",
+                        w.value
+                    ),
+                );
+                None
+            }
+        });
+    Resources {
+        memory,
+        cpus,
+        pids,
+        io_weight,
+    }
+}
+
+fn validate_security(cx: &mut Ctx<'_>, raw: Option<&RawSecurity>) -> Security {
+    let empty = RawSecurity::default();
+    let raw = raw.unwrap_or(&empty);
+    let cap_add = cx.each(&raw.cap_add, "[security] cap_add", |_, c| {
+        values::parse_capability(&c.value)
+    });
+    let cap_drop = cx.each(&raw.cap_drop, "[security] cap_drop", |_, c| {
+        values::parse_capability(&c.value)
+    });
+    let seccomp = match &raw.seccomp {
+        None => Seccomp::Default,
+        Some(s) => match values::parse_seccomp(&s.value) {
+            Ok(Seccomp::Profile(p)) => match check_abs_path(&p.to_string_lossy()) {
+                Ok(p) => Seccomp::Profile(p),
+                Err(e) => {
+                    cx.err(s, "[security] seccomp", e);
+                    Seccomp::Default
+                }
+            },
+            Ok(v) => v,
+            Err(e) => {
+                cx.err(
+                    s,
+                    "[security] seccomp",
+                    format!("invalid value \"{}\": {e}", s.value.escape_debug()),
+                );
+                Seccomp::Default
+            }
+        },
+    };
+    let userns = cx.parse_enum(
+        &raw.userns,
+        "[security] userns",
+        Userns::parse,
+        Userns::expected,
+        Userns::Host,
+    );
+    Security {
+        cap_add,
+        cap_drop,
+        no_new_privileges: cx.bool(&raw.no_new_privileges, false),
+        seccomp,
+        userns,
+    }
+}
+
+fn validate_health(cx: &mut Ctx<'_>, raw: &RawHealth) -> Option<Health> {
+    let command = match &raw.command {
+        None => {
+            cx.err_at(&raw.at, "[health] command", "missing key \"command\": expected the check to run, e.g. [\"wget\", \"-qO-\", \"http://127.0.0.1/\"]");
+            None
+        }
+        Some(c) if c.value.is_empty() => {
+            cx.err(
+                c,
+                "[health] command",
+                "empty command: expected at least the program to run",
+            );
+            None
+        }
+        Some(c) => Some(c.value.clone()),
+    };
+    let interval = cx.duration(
+        &raw.interval,
+        "[health] interval",
+        defaults::HEALTH_INTERVAL,
+    );
+    if interval.is_zero() {
+        if let Some(i) = &raw.interval {
+            cx.err(i, "[health] interval", "interval must be greater than 0");
+        }
+    }
+    let timeout = cx.duration(&raw.timeout, "[health] timeout", defaults::HEALTH_TIMEOUT);
+    if timeout.is_zero() {
+        if let Some(t) = &raw.timeout {
+            cx.err(t, "[health] timeout", "timeout must be greater than 0");
+        }
+    }
+    let start_period = cx.duration(&raw.start_period, "[health] start_period", Duration::ZERO);
+    let retries = match &raw.retries {
+        None => defaults::HEALTH_RETRIES,
+        Some(r) => match u32::try_from(r.value) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                cx.err(
+                    r,
+                    "[health] retries",
+                    format!(
+                        "invalid retries {}: expected a number greater than 0",
+                        r.value
+                    ),
+                );
+                defaults::HEALTH_RETRIES
+            }
+        },
+    };
+    let on_failure = cx.parse_enum(
+        &raw.on_failure,
+        "[health] on_failure",
+        OnFailure::parse,
+        OnFailure::expected,
+        OnFailure::None,
+    );
+    Some(Health {
+        command: command?,
+        interval,
+        timeout,
+        retries,
+        start_period,
+        on_failure,
+    })
+}
+
+fn validate_service(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    raw: Option<&RawService>,
+    refs: &References<'_>,
+) -> Service {
+    let empty = RawService::default();
+    let raw = raw.unwrap_or(&empty);
+    let restart = cx.parse_enum(
+        &raw.restart,
+        "[service] restart",
+        Restart::parse,
+        Restart::expected,
+        Restart::No,
+    );
+    let notify = cx.parse_enum(
+        &raw.notify,
+        "[service] notify",
+        Notify::parse,
+        Notify::expected,
+        Notify::Started,
+    );
+    let pull = cx.parse_enum(
+        &raw.pull,
+        "[service] pull",
+        Pull::parse,
+        Pull::expected,
+        Pull::Missing,
+    );
+    let mut seen = HashSet::new();
+    let requires = cx.each(&raw.requires, "[service] requires", |_, r| {
+        values::validate_name(&r.value)?;
+        if r.value == name {
+            return Err(format!("container \"{name}\" requires itself"));
+        }
+        if !(refs.container_exists)(&r.value) {
+            return Err(format!(
+                "unknown container \"{}\": expected the name of a definition in containers/ (NAME.toml)",
+                r.value
+            ));
+        }
+        if !seen.insert(r.value.clone()) {
+            return Err(format!("container \"{}\" is listed twice", r.value));
+        }
+        Ok(r.value.clone())
+    });
+    let after = cx.each(&raw.after, "[service] after", |_, u| {
+        values::validate_unit_name(&u.value).map(|()| u.value.clone())
+    });
+    let wanted_by = cx.each(&raw.wanted_by, "[service] wanted_by", |_, u| {
+        values::validate_unit_name(&u.value)?;
+        if !u.value.ends_with(".target") && !u.value.ends_with(".service") {
+            return Err(format!(
+                "\"{}\" cannot pull in a container: expected a target (e.g. \"multi-user.target\")",
+                u.value
+            ));
+        }
+        Ok(u.value.clone())
+    });
+    Service {
+        restart,
+        requires,
+        after,
+        wanted_by,
+        stop_timeout: cx.duration(
+            &raw.stop_timeout,
+            "[service] stop_timeout",
+            defaults::STOP_TIMEOUT,
+        ),
+        notify,
+        pull,
+        auto_update: cx.bool(&raw.auto_update, false),
+    }
+}
+
+/// Validate a network definition file.
+pub fn validate_network_def(
+    name: &str,
+    raw: RawNetworkDef,
+    files: &[SourceFile],
+) -> Result<NetworkDefinition, Diagnostics> {
+    let mut cx = Ctx {
+        files,
+        diags: Diagnostics::default(),
+    };
+    let subnet = raw.subnet.as_ref().and_then(|s| {
+        values::parse_subnet(&s.value)
+            .map_err(|e| cx.err(s, "subnet", e))
+            .ok()
+    });
+    let gateway = raw.gateway.as_ref().and_then(|g| {
+        let ip: std::net::IpAddr = match g.value.parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                cx.err(
+                    g,
+                    "gateway",
+                    format!(
+                        "invalid address \"{}\": expected an IPv4 or IPv6 address",
+                        g.value.escape_debug()
+                    ),
+                );
+                return None;
+            }
+        };
+        match subnet {
+            Some(s) if !s.contains(ip) => {
+                cx.err(g, "gateway", format!("gateway {ip} is outside subnet {s}"));
+                None
+            }
+            None if raw.subnet.is_none() => {
+                cx.err(g, "gateway", "a gateway needs a \"subnet\" to belong to");
+                None
+            }
+            _ => Some(ip),
+        }
+    });
+    if cx.diags.is_empty() {
+        Ok(NetworkDefinition {
+            name: name.to_string(),
+            source_path: Some(files[0].path.clone()),
+            subnet,
+            gateway,
+        })
+    } else {
+        cx.diags.sort();
+        Err(cx.diags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::parse_definition;
+
+    fn check(text: &str) -> Result<Definition, Diagnostics> {
+        let files = vec![SourceFile {
+            path: PathBuf::from("/etc/berth/containers/web.toml"),
+            text: text.to_string(),
+        }];
+        let (raw, errs) = parse_definition(text, 0);
+        assert!(errs.is_empty(), "{errs:?}");
+        let exists = |n: &str| n == "db";
+        let net = |n: &str| n == "default" || n == "back";
+        let refs = References {
+            container_exists: &exists,
+            network_exists: &net,
+        };
+        validate_definition("web", raw, &files, "h".into(), &refs)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        check(text)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn full_example_validates() {
+        let d = check(
+            r#"image = "registry.example.org/library/nginx:1.27"
+command = ["nginx", "-g", "daemon off;"]
+entrypoint = ["/docker-entrypoint.sh"]
+workdir = "/"
+user = "101:101"
+hostname = "web"
+environment = { TZ = "UTC" }
+environment_files = ["/etc/berth/web.env"]
+read_only = false
+init = true
+[network]
+mode = "bridge"
+networks = ["default", "back"]
+publish = ["8080:80", "127.0.0.1:8443:443/tcp", "5353:53/udp"]
+[[volume]]
+source = "webdata"
+target = "/usr/share/nginx/html"
+[[volume]]
+source = "/srv/web/conf"
+target = "/etc/nginx/conf.d"
+read_only = true
+[[tmpfs]]
+target = "/tmp"
+size = "64M"
+[resources]
+memory = "256M"
+cpus = 0.5
+pids = 200
+io_weight = 100
+[security]
+cap_add = ["NET_BIND_SERVICE"]
+cap_drop = ["ALL"]
+no_new_privileges = true
+seccomp = "default"
+userns = "auto"
+[health]
+command = ["wget", "-qO-", "http://127.0.0.1/"]
+interval = "30s"
+timeout = "5s"
+retries = 3
+start_period = "10s"
+on_failure = "restart"
+[service]
+restart = "on-failure"
+requires = ["db"]
+after = []
+wanted_by = ["multi-user.target"]
+stop_timeout = "10s"
+notify = "healthy"
+pull = "missing"
+auto_update = true
+[[secret]]
+credential = "db-password"
+target = "/run/secrets/db-password"
+"#,
+        )
+        .unwrap();
+        assert_eq!(d.resources.memory, Some(256 << 20));
+        assert_eq!(d.volumes[0].source, VolumeSource::Named("webdata".into()));
+        assert_eq!(
+            d.volumes[1].source,
+            VolumeSource::Bind("/srv/web/conf".into())
+        );
+        assert_eq!(d.tmpfs[0].size, Some(64 << 20));
+        assert_eq!(d.security.cap_add, vec!["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(d.security.userns, Userns::Auto);
+        assert_eq!(d.health.as_ref().unwrap().timeout, Duration::from_secs(5));
+        assert_eq!(d.service.restart, Restart::OnFailure);
+        assert_eq!(d.network.publish.len(), 3);
+        assert_eq!(
+            d.user,
+            Some(User::Id {
+                uid: 101,
+                gid: Some(101)
+            })
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let d = check("rootfs = \"/srv/root\"\n").unwrap();
+        assert_eq!(d.image, ImageSource::Rootfs("/srv/root".into()));
+        assert_eq!(d.network.mode, NetworkMode::Bridge);
+        assert_eq!(d.network.networks, vec!["default"]);
+        assert_eq!(d.service.stop_timeout, Duration::from_secs(10));
+        assert_eq!(d.service.restart, Restart::No);
+        assert_eq!(d.security.seccomp, Seccomp::Default);
+        assert!(d.health.is_none());
+        let d = check("image = \"a\"\n[network]\nmode = \"host\"\n").unwrap();
+        assert!(d.network.networks.is_empty());
+        let d = check("image = \"a\"\n[[secret]]\ncredential = \"pw\"\n").unwrap();
+        assert_eq!(d.secrets[0].target, PathBuf::from("/run/secrets/pw"));
+    }
+
+    #[test]
+    fn image_source_rules() {
+        assert_eq!(errors(""), vec!["error: /etc/berth/containers/web.toml: no image source: expected exactly one of \"image\" (an OCI image reference) or \"rootfs\" (a directory)"]);
+        let e = errors("image = \"a\"\nrootfs = \"/r\"\n");
+        assert!(
+            e[0].contains(
+                ":2:10: rootfs: both \"image\" (set at /etc/berth/containers/web.toml:1:9)"
+            ),
+            "{e:?}"
+        );
+        assert!(errors("rootfs = \"r\"\n")[0].contains("relative path"));
+        assert!(errors("image = \"UPPER\"\n")[0].contains("invalid image"));
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let e = errors(
+            "image = \"a\"\nworkdir = \"rel\"\nuser = \"1:x\"\nhostname = \"-h\"\nenvironment = { \"1A\" = \"x\" }\n\
+             [network]\npublish = [\"99999:80\"]\nnetworks = [\"nope\"]\n\
+             [resources]\nmemory = \"256Q\"\ncpus = 0\npids = 0\nio_weight = 10001\n\
+             [security]\ncap_add = [\"FLY\"]\nseccomp = \"strict\"\nuserns = \"private\"\n\
+             [health]\ninterval = \"30x\"\nretries = 0\non_failure = \"explode\"\n\
+             [service]\nrestart = \"sometimes\"\nrequires = [\"web\", \"ghost\"]\nafter = [\"x\"]\nwanted_by = [\"a.socket\"]\nstop_timeout = -1\nnotify = \"never\"\npull = \"maybe\"\n\
+             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\n[[tmpfs]]\nsize = \"1Q\"\n[[secret]]\ncredential = \"a/b\"\n",
+        );
+        let text = e.join("\n");
+        for want in [
+            "workdir: relative path",
+            "user: invalid gid",
+            "hostname: invalid hostname",
+            "environment: invalid environment variable name \"1A\"",
+            "[network] publish: invalid port mapping \"99999:80\"",
+            "[network] networks: unknown network \"nope\"",
+            ":10:10: [resources] memory: invalid size \"256Q\": expected a number with an optional unit K, M, G or T (e.g. \"256M\")",
+            "[resources] cpus: invalid cpus 0",
+            "[resources] pids: invalid pids 0",
+            "[resources] io_weight: invalid io_weight 10001",
+            "[security] cap_add: unknown capability \"FLY\"",
+            "[security] seccomp: invalid value \"strict\"",
+            "[security] userns: invalid value \"private\": expected \"host\" or \"auto\"",
+            "[health] command: missing key \"command\"",
+            "[health] interval: invalid duration \"30x\"",
+            "[health] retries: invalid retries 0",
+            "[health] on_failure: invalid value \"explode\"",
+            "[service] restart: invalid value \"sometimes\": expected \"no\", \"on-failure\" or \"always\"",
+            "[service] requires: container \"web\" requires itself",
+            "[service] requires: unknown container \"ghost\"",
+            "[service] after: invalid unit name \"x\"",
+            "[service] wanted_by: \"a.socket\" cannot pull in a container",
+            "[service] stop_timeout: invalid duration -1",
+            "[service] notify: invalid value \"never\"",
+            "[service] pull: invalid value \"maybe\"",
+            "[[volume]] source: invalid name \"bad name\"",
+            "[[volume]] source: missing key \"source\"",
+            "[[volume]] target: \"/v\" is already a mount target",
+            "[[tmpfs]] target: missing key \"target\"",
+            "[[tmpfs]] size: invalid size \"1Q\"",
+            "[[secret]] credential: invalid credential name \"a/b\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(e.len(), 31, "{text}");
+        // Sorted by position.
+        let lines: Vec<usize> = check("image = \"a\"\nworkdir = \"rel\"\n[resources]\npids = 0\n")
+            .unwrap_err()
+            .iter()
+            .map(|d| d.line)
+            .collect();
+        assert_eq!(lines, vec![2, 4]);
+    }
+
+    #[test]
+    fn mode_conflicts() {
+        let e = errors("image = \"a\"\n[network]\nmode = \"host\"\npublish = [\"80:80\"]\n");
+        assert!(
+            e[0].contains("only allowed with mode = \"bridge\""),
+            "{e:?}"
+        );
+        let e = errors("image = \"a\"\n[service]\nnotify = \"healthy\"\n");
+        assert!(e[0].contains("needs a [health] table"), "{e:?}");
+        let e = errors("rootfs = \"/r\"\n[service]\nauto_update = true\n");
+        assert!(e[0].contains("auto_update needs an image"), "{e:?}");
+        let e = errors("image = \"a\"\n[network]\npublish = [\"80:80\", \"80:81\"]\n");
+        assert!(e[0].contains("published twice"), "{e:?}");
+    }
+
+    #[test]
+    fn paths_with_parent_components_are_refused() {
+        assert!(check_abs_path("/a/../b").is_err());
+        assert!(check_abs_path("/a/b").is_ok());
+        assert!(check_abs_path("a").is_err());
+    }
+}

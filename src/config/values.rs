@@ -1,0 +1,1022 @@
+//! Value parsers for the strings a definition holds: sizes, durations, port
+//! mappings, capabilities, image references, names, and the string enums.
+//!
+//! Pure: every function takes a `&str` and returns a value or a message saying
+//! what was expected. No file access, no knowledge of spans (the caller adds
+//! file:line:column).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Defines a string enum with one mapping used both ways, so parsing and
+/// printing cannot drift apart (systemd `test-nspawn-tables.c` checks the same).
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling used in definition files.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Parse the spelling used in definition files.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// `"a", "b" or "c"`, for error messages.
+            pub fn expected() -> String {
+                one_of(&[$($text),+])
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// `[network] mode`.
+    NetworkMode { Bridge = "bridge", Host = "host", None = "none" }
+}
+string_enum! {
+    /// `[service] restart`; maps 1:1 to systemd's `Restart=`.
+    Restart { No = "no", OnFailure = "on-failure", Always = "always" }
+}
+string_enum! {
+    /// `[service] notify`: when the unit counts as started.
+    Notify {
+        /// As soon as the container's process runs.
+        Started = "started",
+        /// Once the health check first passes.
+        Healthy = "healthy",
+        /// The application sends `READY=1` itself.
+        Container = "container",
+    }
+}
+string_enum! {
+    /// `[service] pull`: when a start fetches the image.
+    Pull { Missing = "missing", Always = "always", Never = "never" }
+}
+string_enum! {
+    /// `[health] on_failure`.
+    OnFailure { None = "none", Kill = "kill", Restart = "restart" }
+}
+string_enum! {
+    /// `[security] userns`.
+    Userns {
+        /// The host's user namespace.
+        Host = "host",
+        /// A private 65536-id range per container.
+        Auto = "auto",
+    }
+}
+string_enum! {
+    /// Protocol of a published port.
+    Protocol { Tcp = "tcp", Udp = "udp" }
+}
+
+/// `"a", "b" or "c"`.
+pub fn one_of(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
+    match quoted.len() {
+        0 => String::new(),
+        1 => quoted[0].clone(),
+        n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}
+
+/// `[security] seccomp`: a named policy or a profile file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// berth's built-in default filter.
+    Default,
+    /// No filter.
+    Unconfined,
+    /// An OCI/Docker-format JSON profile at this absolute path.
+    Profile(PathBuf),
+}
+
+impl fmt::Display for Seccomp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Seccomp::Default => f.write_str("default"),
+            Seccomp::Unconfined => f.write_str("unconfined"),
+            Seccomp::Profile(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Parse `default`, `unconfined` or an absolute path to a profile.
+pub fn parse_seccomp(s: &str) -> Result<Seccomp, String> {
+    match s {
+        "default" => Ok(Seccomp::Default),
+        "unconfined" => Ok(Seccomp::Unconfined),
+        p if p.starts_with('/') => Ok(Seccomp::Profile(PathBuf::from(p))),
+        _ => {
+            Err("expected \"default\", \"unconfined\" or an absolute path to a JSON profile".into())
+        }
+    }
+}
+
+/// A published port: `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    /// Address to bind on the host; `None` means every address.
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(IpAddr::V4(ip)) => write!(f, "{ip}:")?,
+            None => {}
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
+const PORT_EXPECTED: &str = "expected \"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]\" (e.g. \"8080:80\", \"127.0.0.1:8443:443/tcp\", \"[::1]:53:53/udp\")";
+
+/// Parse a port mapping such as `8080:80`, `127.0.0.1:8443:443/tcp`,
+/// `5353:53/udp` or `[::1]:80:80`.
+pub fn parse_port(s: &str) -> Result<PortMapping, String> {
+    let (spec, protocol) = match s.rsplit_once('/') {
+        Some((spec, proto)) => match Protocol::parse(proto) {
+            Some(p) => (spec, p),
+            None => {
+                return Err(format!(
+                    "unknown protocol \"{proto}\": expected \"tcp\" or \"udp\""
+                ))
+            }
+        },
+        None => (s, Protocol::Tcp),
+    };
+    let (host_ip, rest) = if let Some(after) = spec.strip_prefix('[') {
+        let Some((ip, rest)) = after.split_once("]:") else {
+            return Err(PORT_EXPECTED.into());
+        };
+        let ip: std::net::Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("invalid IPv6 address \"{ip}\""))?;
+        (Some(IpAddr::V6(ip)), rest)
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.len() {
+            2 => (None, spec),
+            3 => {
+                let ip: std::net::Ipv4Addr = parts[0].parse().map_err(|_| {
+                    format!(
+                        "invalid IPv4 address \"{}\" (write IPv6 addresses in brackets, \"[::1]:80:80\")",
+                        parts[0]
+                    )
+                })?;
+                (Some(IpAddr::V4(ip)), &spec[parts[0].len() + 1..])
+            }
+            _ => return Err(PORT_EXPECTED.into()),
+        }
+    };
+    let Some((host, container)) = rest.split_once(':') else {
+        return Err(PORT_EXPECTED.into());
+    };
+    Ok(PortMapping {
+        host_ip,
+        host_port: parse_port_number(host)?,
+        container_port: parse_port_number(container)?,
+        protocol,
+    })
+}
+
+fn parse_port_number(s: &str) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid port \"{s}\": {PORT_EXPECTED}"));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(format!(
+            "invalid port \"{s}\": expected a number from 1 to 65535"
+        )),
+    }
+}
+
+/// Expected form of a size, for messages.
+pub const SIZE_EXPECTED: &str =
+    "expected a number with an optional unit K, M, G or T (e.g. \"256M\")";
+
+/// Parse a size: plain bytes or a number with a binary unit `K`, `M`, `G`, `T`
+/// (case-insensitive, an optional trailing `B` or `iB` is accepted), e.g. `256M`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    if num.is_empty() {
+        return Err(SIZE_EXPECTED.into());
+    }
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(SIZE_EXPECTED.into()),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| "size is too large: expected at most 16E".to_string())
+}
+
+/// Expected form of a duration, for messages.
+pub const DURATION_EXPECTED: &str =
+    "expected a duration such as \"30s\", \"5min\", \"1h30min\" or \"500ms\"";
+
+/// Parse a systemd-style time span (`man systemd.time`): `30s`, `5min`,
+/// `1h30min`, `500ms`, `1.5s`, `2 h`; a plain number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(DURATION_EXPECTED.into());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u128 = 0; // nanoseconds
+    let mut rest = t;
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(num_end);
+        if num.is_empty() {
+            return Err(DURATION_EXPECTED.into());
+        }
+        let after = after.trim_start();
+        let unit_end = after
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, tail) = after.split_at(unit_end);
+        let nanos_per: u128 = match unit {
+            "ns" | "nsec" => 1,
+            "us" | "usec" | "µs" => 1_000,
+            "ms" | "msec" => 1_000_000,
+            "" | "s" | "sec" | "second" | "seconds" => 1_000_000_000,
+            "m" | "min" | "minute" | "minutes" => 60_000_000_000,
+            "h" | "hr" | "hour" | "hours" => 3_600_000_000_000,
+            "d" | "day" | "days" => 86_400_000_000_000,
+            "w" | "week" | "weeks" => 604_800_000_000_000,
+            _ => {
+                return Err(format!(
+                    "unknown time unit \"{unit}\": {DURATION_EXPECTED} (units: ms, s, min, h, d, w)"
+                ))
+            }
+        };
+        // A bare number is only allowed alone (handled above): "1h30" is ambiguous.
+        if unit.is_empty() {
+            return Err(DURATION_EXPECTED.into());
+        }
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if int.is_empty() && frac.is_empty() || frac.contains('.') {
+            return Err(DURATION_EXPECTED.into());
+        }
+        let int: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| DURATION_EXPECTED.to_string())?
+        };
+        let mut value = int
+            .checked_mul(nanos_per)
+            .ok_or_else(|| "duration is too long".to_string())?;
+        let mut scale = nanos_per;
+        for d in frac.bytes() {
+            scale /= 10;
+            value += u128::from(d - b'0') * scale;
+        }
+        total = total
+            .checked_add(value)
+            .ok_or_else(|| "duration is too long".to_string())?;
+        rest = tail;
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "duration is too long")?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Every capability the kernel knows (capability.h, up to Linux 6.x).
+pub const CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Normalise a capability name to `CAP_X` form: `net_bind_service`,
+/// `NET_BIND_SERVICE` and `CAP_NET_BIND_SERVICE` are the same; `ALL` stays `ALL`.
+pub fn parse_capability(s: &str) -> Result<String, String> {
+    let upper = s.to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok("ALL".into());
+    }
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    if CAPABILITIES.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        let hint = crate::config::diag::did_you_mean(&full, CAPABILITIES.iter().copied())
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        Err(format!(
+            "unknown capability \"{s}\"{hint}: expected a name from capabilities(7) such as \"NET_BIND_SERVICE\", or \"ALL\""
+        ))
+    }
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    /// `[host[:port]/]path[:tag][@sha256:HEX]`, kept as written; the image
+    /// module resolves defaults (registry, `latest`).
+    Registry(String),
+    /// `oci-archive:/path.tar`
+    OciArchive(PathBuf),
+    /// `oci:/dir[:tag]`
+    OciDir { path: PathBuf, tag: Option<String> },
+    /// `docker-archive:/path.tar`
+    DockerArchive(PathBuf),
+}
+
+impl ImageRef {
+    /// Whether starting may contact a registry (only registry references can).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, ImageRef::Registry(_))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRef::Registry(r) => f.write_str(r),
+            ImageRef::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
+            ImageRef::OciDir { path, tag: None } => write!(f, "oci:{}", path.display()),
+            ImageRef::OciDir { path, tag: Some(t) } => write!(f, "oci:{}:{t}", path.display()),
+            ImageRef::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
+        }
+    }
+}
+
+const IMAGE_EXPECTED: &str = "expected \"NAME[:TAG][@sha256:DIGEST]\", \"oci-archive:/PATH.tar\", \"oci:/DIR[:TAG]\" or \"docker-archive:/PATH.tar\"";
+
+/// Check an image reference's syntax (docker/distribution `reference` grammar,
+/// lowercase path components, tag `[\w][\w.-]{0,127}`, sha256 digest) or one of
+/// the local transports.
+pub fn parse_image(s: &str) -> Result<ImageRef, String> {
+    for (prefix, is_archive) in [("oci-archive:", 1), ("docker-archive:", 2), ("oci:", 0)] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            if !rest.starts_with('/') {
+                return Err(format!(
+                    "invalid image \"{s}\": the path after \"{prefix}\" must be absolute"
+                ));
+            }
+            return Ok(match is_archive {
+                1 => ImageRef::OciArchive(PathBuf::from(rest)),
+                2 => ImageRef::DockerArchive(PathBuf::from(rest)),
+                _ => match rest.rsplit_once(':') {
+                    Some((path, tag)) if !tag.contains('/') => {
+                        if !valid_tag(tag) {
+                            return Err(format!("invalid image \"{s}\": invalid tag \"{tag}\""));
+                        }
+                        ImageRef::OciDir {
+                            path: PathBuf::from(path),
+                            tag: Some(tag.to_string()),
+                        }
+                    }
+                    _ => ImageRef::OciDir {
+                        path: PathBuf::from(rest),
+                        tag: None,
+                    },
+                },
+            });
+        }
+    }
+    validate_registry_ref(s)
+        .map_err(|why| format!("invalid image \"{s}\": {why}; {IMAGE_EXPECTED}"))?;
+    Ok(ImageRef::Registry(s.to_string()))
+}
+
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn validate_registry_ref(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("empty reference".into());
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let Some(hex) = d.strip_prefix("sha256:") else {
+            return Err(format!("digest \"{d}\" must start with \"sha256:\""));
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!(
+                "digest \"{d}\" must be \"sha256:\" followed by 64 lowercase hex digits"
+            ));
+        }
+    }
+    // A tag is after the last ':' that follows the last '/'.
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(t) = tag {
+        if !valid_tag(t) {
+            return Err(format!("invalid tag \"{t}\""));
+        }
+    }
+    let mut components: Vec<&str> = name.split('/').collect();
+    // The first component is a registry host when it has a '.', a ':' or is localhost.
+    if components.len() > 1 {
+        let first = components[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            let (host, port) = first.split_once(':').unwrap_or((first, ""));
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+            let port_ok = !first.contains(':') || (!port.is_empty() && port.parse::<u16>().is_ok());
+            if !host_ok || !port_ok {
+                return Err(format!("invalid registry host \"{first}\""));
+            }
+            components.remove(0);
+        }
+    }
+    for c in components {
+        if !valid_path_component(c) {
+            return Err(format!(
+                "invalid repository name component \"{c}\" (lowercase letters, digits and separators \".\", \"_\", \"__\", \"-\")"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    b.iter()
+        .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
+}
+
+/// Container and network names: `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name \"{}\": expected 1 to 63 characters from A-Z, a-z, 0-9, \"_\", \".\", \"-\", starting with a letter or digit",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// `user`: `uid[:gid]` or a name from the image's /etc/passwd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum User {
+    Id { uid: u32, gid: Option<u32> },
+    Name(String),
+}
+
+impl fmt::Display for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            User::Id { uid, gid: None } => write!(f, "{uid}"),
+            User::Id { uid, gid: Some(g) } => write!(f, "{uid}:{g}"),
+            User::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Parse `uid[:gid]` (numbers) or a user name (`[a-z_][a-z0-9_-]*[$]?`,
+/// as shadow-utils accepts, up to 32 characters).
+pub fn parse_user(s: &str) -> Result<User, String> {
+    const EXPECTED: &str = "expected \"UID[:GID]\" (numbers) or a user name";
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        let (u, g) = match s.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (s, None),
+        };
+        let uid = u
+            .parse::<u32>()
+            .map_err(|_| format!("invalid uid \"{u}\": {EXPECTED}"))?;
+        let gid = match g {
+            Some(g) => Some(
+                g.parse::<u32>()
+                    .map_err(|_| format!("invalid gid \"{g}\": {EXPECTED}"))?,
+            ),
+            None => None,
+        };
+        return Ok(User::Id { uid, gid });
+    }
+    let b = s.as_bytes();
+    let body = b.strip_suffix(b"$").unwrap_or(b);
+    let ok = !body.is_empty()
+        && b.len() <= 32
+        && (body[0].is_ascii_lowercase() || body[0] == b'_')
+        && body
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'));
+    if ok {
+        Ok(User::Name(s.to_string()))
+    } else {
+        Err(format!("invalid user \"{}\": {EXPECTED}", s.escape_debug()))
+    }
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn validate_env_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    if !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid environment variable name \"{}\": expected letters, digits and \"_\", not starting with a digit",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// systemd credential names as they can appear in `LoadCredential=ID`: a valid
+/// file name (no "/", not "." or "..") of at most 255 bytes. berth is stricter
+/// and keeps to `[A-Za-z0-9_.@-]`, so the name needs no unit-file quoting and
+/// cannot hold a specifier ("%") or the ID:PATH separator (":").
+pub fn validate_credential(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'@' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid credential name \"{}\": expected 1 to 255 characters from A-Z, a-z, 0-9, \"_\", \".\", \"@\", \"-\"",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// Unit suffixes a dependency can name (`man systemd.unit`).
+const UNIT_SUFFIXES: &[&str] = &[
+    "service",
+    "socket",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "target",
+    "path",
+    "timer",
+    "slice",
+    "scope",
+];
+
+/// A systemd unit name such as `network-online.target` or `postgresql.service`.
+pub fn validate_unit_name(name: &str) -> Result<(), String> {
+    let suffix_ok = name
+        .rsplit_once('.')
+        .is_some_and(|(stem, suffix)| !stem.is_empty() && UNIT_SUFFIXES.contains(&suffix));
+    let chars_ok = name.len() <= 255
+        && name.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b':' | b'-' | b'_' | b'.' | b'\\' | b'@')
+        });
+    if suffix_ok && chars_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid unit name \"{}\": expected a systemd unit such as \"network-online.target\" or \"postgresql.service\"",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// A hostname label sequence (RFC 1123): letters, digits, "-" and ".", at most 63
+/// characters (what `sethostname(2)` inside a container should get).
+pub fn validate_hostname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid hostname \"{}\": expected up to 63 characters of letters, digits, \"-\" and \".\"",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// An IPv4/IPv6 prefix such as `10.89.1.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Whether `ip` lies inside this subnet.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Parse `ADDR/PREFIX`.
+pub fn parse_subnet(s: &str) -> Result<Subnet, String> {
+    let err =
+        || format!("invalid subnet \"{s}\": expected \"ADDRESS/PREFIX\" (e.g. \"10.89.1.0/24\")");
+    let (a, p) = s.split_once('/').ok_or_else(err)?;
+    let addr: IpAddr = a.parse().map_err(|_| err())?;
+    let prefix: u8 = p.parse().map_err(|_| err())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(format!(
+            "invalid subnet \"{s}\": prefix must be at most {max}"
+        ));
+    }
+    Ok(Subnet { addr, prefix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_enums_round_trip() {
+        fn check<T: Copy + PartialEq + fmt::Debug>(
+            all: &[T],
+            as_str: fn(T) -> &'static str,
+            parse: fn(&str) -> Option<T>,
+        ) {
+            for &v in all {
+                assert_eq!(parse(as_str(v)), Some(v), "{v:?}");
+            }
+            assert_eq!(parse("nonsense"), None);
+        }
+        check(NetworkMode::ALL, NetworkMode::as_str, NetworkMode::parse);
+        check(Restart::ALL, Restart::as_str, Restart::parse);
+        check(Notify::ALL, Notify::as_str, Notify::parse);
+        check(Pull::ALL, Pull::as_str, Pull::parse);
+        check(OnFailure::ALL, OnFailure::as_str, OnFailure::parse);
+        check(Userns::ALL, Userns::as_str, Userns::parse);
+        check(Protocol::ALL, Protocol::as_str, Protocol::parse);
+        for s in [
+            Seccomp::Default,
+            Seccomp::Unconfined,
+            Seccomp::Profile("/etc/p.json".into()),
+        ] {
+            assert_eq!(parse_seccomp(&s.to_string()), Ok(s));
+        }
+        assert_eq!(Restart::expected(), "\"no\", \"on-failure\" or \"always\"");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in [
+            "",
+            "M",
+            "256Q",
+            "1.5G",
+            "-1",
+            " 1G",
+            "1 G",
+            "99999999999999999999",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_size("20000000T").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s).unwrap();
+        assert_eq!(d("30s"), Duration::from_secs(30));
+        assert_eq!(d("5min"), Duration::from_secs(300));
+        assert_eq!(d("1h30min"), Duration::from_secs(5400));
+        assert_eq!(d("1h 30min"), Duration::from_secs(5400));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("1.5s"), Duration::from_millis(1500));
+        assert_eq!(d("90"), Duration::from_secs(90));
+        assert_eq!(d("2m"), Duration::from_secs(120));
+        assert_eq!(d("1d"), Duration::from_secs(86400));
+        assert_eq!(d("10us"), Duration::from_micros(10));
+        for bad in [
+            "",
+            "s",
+            "30x",
+            "1h30",
+            "1..5s",
+            "abc",
+            "-5s",
+            "5 minutes later",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        let p = parse_port("8080:80").unwrap();
+        assert_eq!(
+            p,
+            PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp
+            }
+        );
+        let p = parse_port("127.0.0.1:8443:443/tcp").unwrap();
+        assert_eq!(p.host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!((p.host_port, p.container_port), (8443, 443));
+        let p = parse_port("5353:53/udp").unwrap();
+        assert_eq!(p.protocol, Protocol::Udp);
+        let p = parse_port("[::1]:80:80").unwrap();
+        assert_eq!(p.host_ip, Some("::1".parse().unwrap()));
+        for good in [
+            "8080:80/tcp",
+            "127.0.0.1:8443:443/tcp",
+            "5353:53/udp",
+            "[::1]:80:80/tcp",
+        ] {
+            assert_eq!(parse_port(good).unwrap().to_string(), good);
+        }
+        for bad in [
+            "80",
+            "0:80",
+            "70000:80",
+            "a:80",
+            "8080:80/sctp",
+            "::1:80:80",
+            "[::1:80:80",
+            "1.2.3:80:80",
+            "1:2:3:4",
+            "",
+        ] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn capabilities() {
+        assert_eq!(
+            parse_capability("NET_BIND_SERVICE").unwrap(),
+            "CAP_NET_BIND_SERVICE"
+        );
+        assert_eq!(parse_capability("cap_chown").unwrap(), "CAP_CHOWN");
+        assert_eq!(parse_capability("ALL").unwrap(), "ALL");
+        assert_eq!(parse_capability("all").unwrap(), "ALL");
+        let e = parse_capability("NET_BIND_SERVIC").unwrap_err();
+        assert!(e.contains("did you mean \"CAP_NET_BIND_SERVICE\""), "{e}");
+        assert!(parse_capability("FLY").is_err());
+    }
+
+    #[test]
+    fn images() {
+        for good in [
+            "nginx",
+            "nginx:1.27",
+            "library/nginx:latest",
+            "registry.example.org/library/nginx:1.27",
+            "127.0.0.1:5000/busybox:1",
+            "localhost/x",
+            "docker.io/library/alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "a/b_c__d.e-f:t-1.2",
+        ] {
+            assert_eq!(parse_image(good), Ok(ImageRef::Registry(good.into())), "{good}");
+        }
+        assert_eq!(
+            parse_image("oci-archive:/srv/i.tar"),
+            Ok(ImageRef::OciArchive("/srv/i.tar".into()))
+        );
+        assert_eq!(
+            parse_image("oci:/srv/layout:v1"),
+            Ok(ImageRef::OciDir {
+                path: "/srv/layout".into(),
+                tag: Some("v1".into())
+            })
+        );
+        assert_eq!(
+            parse_image("oci:/srv/layout"),
+            Ok(ImageRef::OciDir {
+                path: "/srv/layout".into(),
+                tag: None
+            })
+        );
+        assert_eq!(
+            parse_image("docker-archive:/x.tar"),
+            Ok(ImageRef::DockerArchive("/x.tar".into()))
+        );
+        for s in [
+            "oci:/srv/layout:v1",
+            "oci-archive:/srv/i.tar",
+            "docker-archive:/x.tar",
+        ] {
+            assert_eq!(parse_image(s).unwrap().to_string(), s);
+        }
+        for bad in [
+            "",
+            "Nginx",
+            "nginx:",
+            "nginx:bad tag",
+            "nginx@sha256:abc",
+            "nginx@md5:0123",
+            "oci-archive:rel.tar",
+            "oci:relative",
+            "host:99999/x",
+            "a//b",
+            "-a",
+        ] {
+            assert!(parse_image(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for good in ["web", "a", "db-1", "x.y_z", &"a".repeat(63)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-web", ".web", "we b", "web/x", &"a".repeat(64), "wéb"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(
+            parse_user("101:101"),
+            Ok(User::Id {
+                uid: 101,
+                gid: Some(101)
+            })
+        );
+        assert_eq!(parse_user("0"), Ok(User::Id { uid: 0, gid: None }));
+        assert_eq!(parse_user("nginx"), Ok(User::Name("nginx".into())));
+        assert_eq!(parse_user("www-data"), Ok(User::Name("www-data".into())));
+        for bad in ["", "1:x", "1x", "Root", "a b", "99999999999"] {
+            assert!(parse_user(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn misc_names() {
+        assert!(validate_env_name("TZ").is_ok());
+        assert!(validate_env_name("_A1").is_ok());
+        assert!(validate_env_name("1A").is_err());
+        assert!(validate_env_name("A-B").is_err());
+        assert!(validate_credential("db-password").is_ok());
+        assert!(validate_credential("a/b").is_err());
+        assert!(validate_credential("..").is_err());
+        assert!(validate_credential("x:y").is_err());
+        assert!(validate_unit_name("multi-user.target").is_ok());
+        assert!(validate_unit_name("berth@db.service").is_ok());
+        assert!(validate_unit_name("multi-user").is_err());
+        assert!(validate_unit_name("a b.service").is_err());
+        assert!(validate_hostname("web").is_ok());
+        assert!(validate_hostname("web.example").is_ok());
+        assert!(validate_hostname("-web").is_err());
+        assert!(validate_hostname("we_b").is_err());
+    }
+
+    #[test]
+    fn subnets() {
+        let s = parse_subnet("10.89.1.0/24").unwrap();
+        assert!(s.contains("10.89.1.7".parse().unwrap()));
+        assert!(!s.contains("10.89.2.7".parse().unwrap()));
+        assert!(parse_subnet("fd00::/64")
+            .unwrap()
+            .contains("fd00::1".parse().unwrap()));
+        assert!(parse_subnet("10.0.0.0/33").is_err());
+        assert!(parse_subnet("10.0.0.0").is_err());
+        assert!(parse_subnet("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
+    }
+}
