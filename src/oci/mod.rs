@@ -1,8 +1,288 @@
-//! oci: the OCI runtime command line (`berth-runtime`).
+//! oci: the OCI runtime command line (`berth-runtime`), runc-compatible in
+//! the flags and verbs that containerd, CRI-O, Podman and Docker use.
+//!
+//! Commands stay thin: parse, build options, call `crate::runtime`, print.
+//! No namespace, mount or cgroup logic lives here.
+
+mod commands;
+pub mod state;
+
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Log format of `--log`, as runc has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth-runtime",
+    about = "berth's OCI runtime (runc-compatible command line)",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.0.2"),
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Directory holding the state of each container.
+    #[arg(long, default_value = "/run/berth-runtime", global = true)]
+    pub root: PathBuf,
+    /// Write errors (and with --debug, progress) to this file.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    #[arg(long = "log-format", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// `linux.cgroupsPath` is `slice:prefix:name` (mapped to cgroupfs; no D-Bus yet).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for runc compatibility; ignored.
+    #[arg(long, global = true, hide = true)]
+    pub rootless: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Bundle directory (holding config.json).
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility; berth always uses pivot_root.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility; no session keyring is created.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a container, leaving its process blocked before exec.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create and start a container, wait for it and exit with its status.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the state of a container as runtime-spec JSON.
+    State { id: String },
+    /// Send a signal (name or number, default SIGTERM) to a container.
+    Kill {
+        #[arg(long, short = 'a')]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Delete a container and everything it created.
+    Delete {
+        #[arg(long, short = 'f')]
+        force: bool,
+        id: String,
+    },
+    /// Run a process in a running container.
+    Exec {
+        /// process.json holding the process to run.
+        #[arg(long, short = 'p')]
+        process: Option<PathBuf>,
+        #[arg(long, short = 'd')]
+        detach: bool,
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        #[arg(long, short = 't')]
+        tty: bool,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(long, short = 'e')]
+        env: Vec<String>,
+        /// uid[:gid]
+        #[arg(long, short = 'u')]
+        user: Option<String>,
+        #[arg(long = "additional-gids", short = 'g')]
+        additional_gids: Vec<u32>,
+        #[arg(long = "cap", short = 'c')]
+        caps: Vec<String>,
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: u32,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        #[arg(long, short = 'f', default_value = "table")]
+        format: String,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print what this runtime supports (runtime-spec features.md).
+    Features,
+    /// Write a default config.json into the bundle.
+    Spec {
+        #[arg(long, short = 'b')]
+        bundle: Option<PathBuf>,
+    },
+}
 
 /// Entry point of the `berth-runtime` personality.
 pub fn main() -> ExitCode {
-    eprintln!("berth-runtime: not implemented yet");
-    ExitCode::from(1)
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    match commands::dispatch(&cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("berth-runtime: {msg}");
+            if let Some(path) = &cli.log {
+                log_error(path, cli.log_format, &msg);
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Append an error line to `--log` the way runc writes it; containerd's shim
+/// reads the last one to explain a failed create.
+fn log_error(path: &std::path::Path, format: LogFormat, msg: &str) {
+    let time = rfc3339_now();
+    let line = match format {
+        LogFormat::Json => {
+            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+        }
+        LogFormat::Text => format!("time=\"{time}\" level=error msg={:?}", msg),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The current UTC time as RFC 3339 (no time-zone database needed for UTC).
+pub fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    render_rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Seconds since the epoch to `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (Howard
+/// Hinnant's days-to-civil algorithm).
+pub fn render_rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn containerd_style_invocations_parse() {
+        let c = Cli::try_parse_from([
+            "berth-runtime",
+            "--root",
+            "/r",
+            "--log",
+            "/l",
+            "--log-format",
+            "json",
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "c1",
+        ])
+        .unwrap();
+        assert!(c.systemd_cgroup);
+        assert!(matches!(c.cmd, Cmd::Create(CreateArgs { ref id, .. }) if id == "c1"));
+        let c = Cli::try_parse_from([
+            "berth-runtime",
+            "exec",
+            "--process",
+            "/p.json",
+            "--detach",
+            "--pid-file",
+            "/x",
+            "c1",
+        ])
+        .unwrap();
+        assert!(matches!(c.cmd, Cmd::Exec { detach: true, .. }));
+        let c =
+            Cli::try_parse_from(["berth-runtime", "exec", "c1", "sh", "-c", "echo hi"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Exec { ref args, .. } if args == &["sh", "-c", "echo hi"]));
+        let c = Cli::try_parse_from(["berth-runtime", "kill", "--all", "c1", "KILL"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Kill { all: true, .. }));
+    }
+
+    #[test]
+    fn rfc3339_renders_known_instants() {
+        assert_eq!(render_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            render_rfc3339(951_782_400, 5),
+            "2000-02-29T00:00:00.000000005Z"
+        );
+        assert_eq!(
+            render_rfc3339(1_764_115_200, 0),
+            "2025-11-26T00:00:00.000000000Z"
+        );
+    }
 }

@@ -1,1 +1,523 @@
-//! runtime: (to be written)
+//! runtime: the privileged container runtime. It executes a given OCI runtime
+//! `Spec`: clone into namespaces, mounts, pivot_root, rlimits, capabilities,
+//! user, seccomp, exec; cgroup v2 placement and limits; a record of every
+//! resource it created so [`cleanup`] can undo a crashed start.
+//!
+//! It must not decide what a container should look like (that is the pure
+//! planner in `spec`), talk to systemd, or keep threads: [`create`] and
+//! [`exec`] clone, so the caller must be single-threaded.
+//!
+//! The start sequence reads top to bottom in `init.rs`; the parent's half is
+//! [`create`] below. Sync points carry the same numbers on both sides.
+
+mod caps;
+mod cgroup;
+mod channel;
+mod console;
+mod devices;
+mod exec;
+mod init;
+mod mount;
+mod net;
+mod process;
+mod record;
+pub mod seccomp;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+pub use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+pub use cgroup::{cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, CgroupState, CGROUP_ROOT};
+use channel::{Channel, Message};
+pub use exec::{exec, ExecOptions, ExecProcess};
+pub use process::{proc_start_time, process_alive};
+pub use record::Record;
+
+/// Errors of the runtime. Every variant names the object it failed on.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// `clone` from a multi-threaded process would copy only one thread and
+    /// leave locks held by the others forever.
+    #[error("the calling process has {threads} threads; containers can only be created from a single-threaded process")]
+    MultiThreaded { threads: usize },
+    #[error("invalid spec for container '{id}': {reason}")]
+    InvalidSpec { id: String, reason: String },
+    #[error("{op} '{path}': {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("seccomp: {context}: {source}")]
+    Seccomp {
+        context: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("capability '{name}': {reason}")]
+    Capability { name: String, reason: String },
+    #[error("seccomp profile '{path}': {reason}")]
+    SeccompProfile { path: PathBuf, reason: String },
+    /// An error the container's init hit, sent back over the sync socket.
+    #[error("container '{id}': {step}: {message}")]
+    Init {
+        id: String,
+        step: String,
+        message: String,
+    },
+    #[error("container '{id}': init exited before {expected}")]
+    InitGone { id: String, expected: &'static str },
+    #[error("container '{id}': sync protocol: expected {expected}, got {got}")]
+    Protocol {
+        id: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("record '{path}': {reason}")]
+    Record { path: PathBuf, reason: String },
+    #[error("cgroup '{path}' still has processes after {millis} ms")]
+    CgroupBusy { path: PathBuf, millis: u64 },
+    #[error("container '{id}' was not started within the wait, or it died")]
+    StartTimeout { id: String },
+}
+
+impl RuntimeError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RuntimeError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn sys(op: impl Into<String>, source: nix::Error) -> Self {
+        RuntimeError::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// Where the container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootfsSource {
+    /// A directory, bind-mounted onto itself (usually `spec.root.path`).
+    Dir(PathBuf),
+    /// An overlay mounted inside the container's own mount namespace, so a
+    /// crash leaves nothing mounted on the host. `lowers` are lowest first;
+    /// `upper` and `work` are plain directories the caller owns.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+}
+
+/// The container init's standard streams.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's own stdin/stdout/stderr (under systemd: the journal).
+    #[default]
+    Inherit,
+    /// All three on `/dev/null`.
+    Null,
+    /// These descriptors; `None` keeps the caller's.
+    Fds {
+        stdin: Option<OwnedFd>,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+    },
+}
+
+/// How the blocked init is released by [`Container::start`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StartGate {
+    /// A message over the sync socket: the creator must stay alive to start it.
+    #[default]
+    Socket,
+    /// A FIFO at this path (runc's `exec.fifo`): any process may start the
+    /// container by reading it, so the creator may exit after [`create`].
+    Fifo(PathBuf),
+}
+
+/// Everything [`create`] needs.
+#[derive(Debug)]
+pub struct CreateOptions {
+    pub id: String,
+    pub spec: Spec,
+    pub rootfs: RootfsSource,
+    /// Absolute cgroupfs directory for the container, created when missing.
+    pub cgroup: Option<PathBuf>,
+    /// OCI `--console-socket`, used when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// The record of created resources lives in `state_dir/ID/`.
+    pub state_dir: PathBuf,
+    pub stdio: Stdio,
+    pub start_gate: StartGate,
+}
+
+impl CreateOptions {
+    /// Options with the defaults: rootfs from `spec.root.path`, no cgroup,
+    /// inherited stdio, started over the socket.
+    pub fn new(id: impl Into<String>, spec: Spec, state_dir: impl Into<PathBuf>) -> Self {
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        CreateOptions {
+            id: id.into(),
+            spec,
+            rootfs: RootfsSource::Dir(root),
+            cgroup: None,
+            console_socket: None,
+            state_dir: state_dir.into(),
+            stdio: Stdio::Inherit,
+            start_gate: StartGate::Socket,
+        }
+    }
+}
+
+/// A created container: its init is set up and blocked before exec.
+#[derive(Debug)]
+pub struct Container {
+    id: String,
+    pid: Pid,
+    channel: Channel,
+    gate: StartGate,
+    state_dir: PathBuf,
+}
+
+impl Container {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The init's PID in the caller's PID namespace.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+    /// Directory holding this container's record.
+    pub fn dir(&self) -> PathBuf {
+        record::container_dir(&self.state_dir, &self.id)
+    }
+
+    /// Release the init to exec `process.args`. Over the socket gate, returns
+    /// once exec happened (or with the error that stopped it).
+    pub fn start(&self) -> Result<(), RuntimeError> {
+        match &self.gate {
+            StartGate::Socket => {
+                // Sync point 3 (parent): release the init.
+                self.channel
+                    .send(&Message::Start)
+                    .map_err(|e| self.channel_err(e))?;
+                // Sync point 4 (parent): EOF means execve closed the CLOEXEC
+                // socket; a message means the last steps failed.
+                match self.channel.recv().map_err(|e| self.channel_err(e))? {
+                    None => Ok(()),
+                    Some(Message::Error { step, message }) => Err(RuntimeError::Init {
+                        id: self.id.clone(),
+                        step,
+                        message,
+                    }),
+                    Some(other) => Err(RuntimeError::Protocol {
+                        id: self.id.clone(),
+                        expected: "exec",
+                        got: format!("{other:?}"),
+                    }),
+                }
+            }
+            StartGate::Fifo(path) => start_fifo(&self.id, self.pid, path),
+        }
+    }
+
+    /// Wait for the init to exit: its exit code, or 128+N when killed by signal N.
+    pub fn wait(&self) -> Result<i32, RuntimeError> {
+        wait_exit_code(self.pid)
+    }
+
+    fn channel_err(&self, e: std::io::Error) -> RuntimeError {
+        RuntimeError::io("sync socket of container", PathBuf::from(&self.id), e)
+    }
+}
+
+/// Wait for a child to exit; exit code, or 128+N when killed by signal N.
+pub fn wait_exit_code(pid: Pid) -> Result<i32, RuntimeError> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RuntimeError::sys(format!("waitpid {pid}"), e)),
+        }
+    }
+}
+
+/// Release a container blocked on its exec FIFO (OCI `start`). Fails when the
+/// init dies before reaching the FIFO.
+pub fn start_fifo(id: &str, pid: Pid, path: &Path) -> Result<(), RuntimeError> {
+    use nix::fcntl::{open, OFlag};
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::stat::Mode;
+    use std::os::fd::{AsFd, FromRawFd};
+    // O_NONBLOCK: a blocking open would hang forever if the init died.
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys(format!("open exec fifo '{}'", path.display()), e))?;
+    // SAFETY: `open` just returned this descriptor and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let started = std::time::Instant::now();
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        let n = poll(&mut fds, PollTimeout::from(100u16))
+            .or_else(|e| {
+                if e == nix::errno::Errno::EINTR {
+                    Ok(0)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| RuntimeError::sys("poll exec fifo", e))?;
+        if n > 0 {
+            let mut buf = [0u8; 1];
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(RuntimeError::sys("read exec fifo", e)),
+            }
+        }
+        if !process_alive(pid) || started.elapsed() > std::time::Duration::from_secs(30) {
+            return Err(RuntimeError::StartTimeout { id: id.to_string() });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::fs::remove_file(path).map_err(|e| RuntimeError::io("remove exec fifo", path, e))?;
+    Ok(())
+}
+
+/// Create the container: its init is cloned as a direct child of the caller,
+/// set up completely, and left blocked before exec until [`Container::start`].
+///
+/// On failure, everything created so far is removed again; a failed removal
+/// is returned together with the original error.
+pub fn create(opts: CreateOptions) -> Result<Container, RuntimeError> {
+    process::assert_single_threaded()?;
+    record::validate_id(&opts.id)?;
+    let dir = record::container_dir(&opts.state_dir, &opts.id);
+    let mut rec = Record::new(&opts.id);
+    match create_recorded(opts, &mut rec) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            if let Some(pid) = rec.pid {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = waitpid(Pid::from_raw(pid), None);
+            }
+            match record::teardown(&dir, &rec) {
+                Ok(()) => Err(e),
+                Err(errs) => Err(RuntimeError::Record {
+                    path: dir,
+                    reason: format!(
+                        "{e}; and cleaning up failed: {}",
+                        errs.iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                }),
+            }
+        }
+    }
+}
+
+fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, RuntimeError> {
+    let dir = record::container_dir(&opts.state_dir, &opts.id);
+    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
+    rec.dir_created = true;
+    rec.save(&dir)?;
+    let plan = init::InitPlan::build(&opts)?;
+
+    // The overlay is mounted inside the container's mount namespace; the host
+    // keeps only this empty mount point, recorded so cleanup removes it.
+    let rootfs = match &opts.rootfs {
+        RootfsSource::Dir(p) => p.clone(),
+        RootfsSource::Overlay { .. } => {
+            let p = dir.join("rootfs");
+            std::fs::create_dir_all(&p)
+                .map_err(|e| RuntimeError::io("create overlay mount point", &p, e))?;
+            rec.rootfs_mountpoint = Some(p.clone());
+            p
+        }
+    };
+
+    if let StartGate::Fifo(path) = &opts.start_gate {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| RuntimeError::sys(format!("mkfifo '{}'", path.display()), e))?;
+        rec.exec_fifo = Some(path.clone());
+        rec.save(&dir)?;
+    }
+
+    let cgroup_fd = match &opts.cgroup {
+        Some(path) => {
+            rec.cgroup_dirs = cgroup::setup_cgroup(path)?;
+            rec.cgroup = Some(path.clone());
+            rec.save(&dir)?;
+            if let Some(resources) = opts
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+            {
+                cgroup::apply_resources(path, resources)?;
+            }
+            Some(File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?)
+        }
+        None => None,
+    };
+
+    let console = match (&plan.terminal, &opts.console_socket) {
+        (true, Some(path)) => Some(console::connect_console_socket(path)?),
+        (true, None) => {
+            return Err(RuntimeError::InvalidSpec {
+                id: opts.id.clone(),
+                reason: "process.terminal is true but no console socket was given".into(),
+            })
+        }
+        (false, _) => None,
+    };
+
+    let (parent_end, child_end) = channel::pair()?;
+    let mut ns_fds = init::open_namespace_paths(&opts.spec)?;
+    let pid_ns_guard = ns_fds.enter_pid_namespace()?;
+
+    let flags = plan.clone_flags;
+    let cg_raw = cgroup_fd.as_ref().map(|f| f.as_raw_fd());
+    // Sync point 0: clone. The child runs init::run and never returns.
+    let cloned = process::clone3(flags, cg_raw);
+    drop(pid_ns_guard);
+    let (pid, placed) = match cloned {
+        Ok(process::Cloned::Child) => {
+            drop(parent_end);
+            init::run(init::InitContext {
+                id: &opts.id,
+                plan: &plan,
+                rootfs: &rootfs,
+                source: &opts.rootfs,
+                cgroup: opts.cgroup.as_deref(),
+                channel: child_end,
+                console,
+                stdio: opts.stdio,
+                ns_fds,
+                gate: &opts.start_gate,
+            })
+        }
+        Ok(process::Cloned::Parent { pid, in_cgroup }) => (pid, in_cgroup),
+        Err(e) => return Err(e),
+    };
+    drop(child_end);
+    drop(console);
+    rec.pid = Some(pid.as_raw());
+    rec.start_time = proc_start_time(pid);
+    rec.save(&dir)?;
+    let id = opts.id.clone();
+    let container = Container {
+        id: id.clone(),
+        pid,
+        channel: parent_end,
+        gate: opts.start_gate.clone(),
+        state_dir: opts.state_dir.clone(),
+    };
+
+    // When CLONE_INTO_CGROUP was refused, place the init before it runs a
+    // single step of its own.
+    if let (Some(path), false) = (&opts.cgroup, placed) {
+        cgroup::add_process(path, pid)?;
+    }
+    if plan.new_user_ns {
+        process::write_id_mappings(pid, &opts.spec)?;
+    }
+    // Sync point 1 (parent): mappings written, cgroup placed; let the init go.
+    container
+        .channel
+        .send(&Message::Proceed)
+        .map_err(|e| container.channel_err(e))?;
+    // Sync point 2 (parent): the init reports it is set up and waiting.
+    match container
+        .channel
+        .recv()
+        .map_err(|e| container.channel_err(e))?
+    {
+        Some(Message::Ready) => Ok(container),
+        Some(Message::Error { step, message }) => {
+            let _ = waitpid(pid, None);
+            rec.pid = None;
+            Err(RuntimeError::Init { id, step, message })
+        }
+        Some(other) => Err(RuntimeError::Protocol {
+            id,
+            expected: "ready",
+            got: format!("{other:?}"),
+        }),
+        None => {
+            let _ = waitpid(pid, None);
+            rec.pid = None;
+            Err(RuntimeError::InitGone {
+                id,
+                expected: "it was set up",
+            })
+        }
+    }
+}
+
+/// Remove every resource recorded for container `id` under `state_dir`:
+/// kill what still runs in its cgroup, remove the cgroup, the exec FIFO, the
+/// overlay mount point and the record itself. Keeps going past failures and
+/// returns them all.
+pub fn cleanup(state_dir: &Path, id: &str) -> Result<(), Vec<RuntimeError>> {
+    if let Err(e) = record::validate_id(id) {
+        return Err(vec![e]);
+    }
+    let dir = record::container_dir(state_dir, id);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let rec = match Record::load(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            // Without a readable record only the directory can be removed.
+            return match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Err(vec![e]),
+                Err(e2) => Err(vec![e, RuntimeError::io("remove state dir", &dir, e2)]),
+            };
+        }
+    };
+    if let Some(pid) = rec.pid {
+        let pid = Pid::from_raw(pid);
+        if process::same_process(pid, rec.start_time) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+    }
+    record::teardown(&dir, &rec)
+}
+
+/// Which namespaces a spec asks for, as (type, path-to-join).
+pub fn spec_namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|v| v.iter().map(|n| (n.typ(), n.path().clone())).collect())
+        .unwrap_or_default()
+}

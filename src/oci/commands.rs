@@ -1,0 +1,589 @@
+//! The OCI verbs, each a thin function over `crate::runtime`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use super::state::{self, StateFile, Status, EXEC_FIFO};
+use super::{Cli, Cmd, CreateArgs};
+use crate::runtime::{self, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio};
+
+pub fn dispatch(cli: &Cli) -> Result<i32> {
+    let root = cli.root.as_path();
+    match &cli.cmd {
+        Cmd::Create(a) => {
+            create(cli, a, true)?;
+            Ok(0)
+        }
+        Cmd::Start { id } => start(root, id).map(|_| 0),
+        Cmd::Run {
+            create: a,
+            detach,
+            keep,
+        } => run(cli, a, *detach, *keep),
+        Cmd::State { id } => {
+            let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+            let status = st.status(root);
+            println!("{}", serde_json::to_string_pretty(&st.render(status))?);
+            Ok(0)
+        }
+        Cmd::Kill { all, id, signal } => {
+            kill(root, id, signal.as_deref().unwrap_or("SIGTERM"), *all).map(|_| 0)
+        }
+        Cmd::Delete { force, id } => delete(root, id, *force).map(|_| 0),
+        Cmd::Exec {
+            process,
+            detach,
+            pid_file,
+            console_socket,
+            tty,
+            cwd,
+            env,
+            user,
+            additional_gids,
+            caps,
+            no_new_privs,
+            preserve_fds: _,
+            id,
+            args,
+        } => {
+            let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+            let status = st.status(root);
+            if !matches!(status, Status::Running | Status::Created) {
+                bail!("cannot exec in container '{id}': it is {}", status.as_str());
+            }
+            let mut p = match process {
+                Some(file) => {
+                    let text = std::fs::read(file)
+                        .with_context(|| format!("read process file '{}'", file.display()))?;
+                    serde_json::from_slice::<Process>(&text)
+                        .with_context(|| format!("parse process file '{}'", file.display()))?
+                }
+                None => {
+                    if args.is_empty() {
+                        bail!("exec needs --process FILE or the command to run");
+                    }
+                    let mut p = st.config.process().clone().unwrap_or_default();
+                    p.set_args(Some(args.clone()));
+                    p.set_terminal(Some(*tty));
+                    let mut e = p.env().clone().unwrap_or_default();
+                    e.extend(env.iter().cloned());
+                    p.set_env(Some(e));
+                    if let Some(c) = cwd {
+                        p.set_cwd(c.clone());
+                    }
+                    if let Some(u) = user {
+                        let (uid, gid) = parse_user(u)?;
+                        let mut usr = p.user().clone();
+                        usr.set_uid(uid);
+                        usr.set_gid(gid.unwrap_or(usr.gid()));
+                        p.set_user(usr);
+                    }
+                    if !additional_gids.is_empty() {
+                        let mut usr = p.user().clone();
+                        usr.set_additional_gids(Some(additional_gids.clone()));
+                        p.set_user(usr);
+                    }
+                    if *no_new_privs {
+                        p.set_no_new_privileges(Some(true));
+                    }
+                    if !caps.is_empty() {
+                        add_caps(&mut p, caps)?;
+                    }
+                    p
+                }
+            };
+            if p.cwd().as_os_str().is_empty() {
+                p.set_cwd(PathBuf::from("/"));
+            }
+            let namespaces = runtime::spec_namespaces(&st.config)
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect();
+            let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
+            let child = runtime::exec(ExecOptions {
+                id: id.clone(),
+                pid: Pid::from_raw(st.pid),
+                process: p,
+                namespaces,
+                cgroup: st.cgroup.clone(),
+                seccomp,
+                console_socket: console_socket.clone(),
+                stdio: Stdio::Inherit,
+            })?;
+            if let Some(f) = pid_file {
+                write_pid_file(f, child.pid.as_raw())?;
+            }
+            if *detach {
+                return Ok(0);
+            }
+            Ok(child.wait()?)
+        }
+        Cmd::Pause { id } => freeze(root, id, true).map(|_| 0),
+        Cmd::Resume { id } => freeze(root, id, false).map(|_| 0),
+        Cmd::Ps {
+            format,
+            id,
+            ps_args: _,
+        } => {
+            let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+            let pids = match &st.cgroup {
+                Some(cg) if cg.exists() => runtime::cgroup_pids(cg)?,
+                _ => vec![],
+            };
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string(&pids)?),
+                "table" => {
+                    println!("PID");
+                    for p in pids {
+                        println!("{p}");
+                    }
+                }
+                f => bail!("unknown ps format '{f}'; expected table or json"),
+            }
+            Ok(0)
+        }
+        Cmd::Features => {
+            println!("{}", serde_json::to_string_pretty(&features())?);
+            Ok(0)
+        }
+        Cmd::Spec { bundle } => {
+            let dir = bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+            let path = dir.join("config.json");
+            if path.exists() {
+                bail!("'{}' exists; remove it first", path.display());
+            }
+            let text = serde_json::to_string_pretty(&default_spec())?;
+            std::fs::write(&path, text).with_context(|| format!("write '{}'", path.display()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn parse_user(u: &str) -> Result<(u32, Option<u32>)> {
+    let (uid, gid) = match u.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (u, None),
+    };
+    let uid = uid
+        .parse()
+        .with_context(|| format!("user '{u}': expected uid[:gid] as numbers"))?;
+    let gid = gid
+        .map(|g| g.parse())
+        .transpose()
+        .with_context(|| format!("user '{u}': expected uid[:gid] as numbers"))?;
+    Ok((uid, gid))
+}
+
+fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
+    let mut c = p.capabilities().clone().unwrap_or_default();
+    for name in caps {
+        let cap: oci_spec::runtime::Capability =
+            serde_json::from_value(serde_json::Value::String(name.clone()))
+                .with_context(|| format!("unknown capability '{name}'"))?;
+        let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+            let mut s = set.clone().unwrap_or_default();
+            s.insert(cap);
+            Some(s)
+        };
+        let (b, e, pm) = (with(c.bounding()), with(c.effective()), with(c.permitted()));
+        c.set_bounding(b);
+        c.set_effective(e);
+        c.set_permitted(pm);
+    }
+    p.set_capabilities(Some(c));
+    Ok(())
+}
+
+/// runc's default spec, with berth's name.
+pub fn default_spec() -> Spec {
+    let mut s = Spec::default();
+    s.set_hostname(Some("berth".into()));
+    let mut root = s.root().clone().unwrap_or_default();
+    root.set_path("rootfs".into());
+    root.set_readonly(Some(true));
+    s.set_root(Some(root));
+    s.set_version("1.0.2".into());
+    s
+}
+
+fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec)> {
+    let bundle =
+        std::fs::canonicalize(bundle).with_context(|| format!("bundle '{}'", bundle.display()))?;
+    let cfg = bundle.join("config.json");
+    let mut spec = Spec::load(&cfg).with_context(|| format!("load '{}'", cfg.display()))?;
+    // Relative paths in a bundle are relative to the bundle (runc chdirs there).
+    if let Some(mut root) = spec.root().clone() {
+        if root.path().is_relative() {
+            root.set_path(bundle.join(root.path()));
+            spec.set_root(Some(root));
+        }
+    }
+    if let Some(mounts) = spec.mounts_mut() {
+        for m in mounts.iter_mut() {
+            let is_bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind");
+            if let (true, Some(src)) = (is_bind, m.source().clone()) {
+                if src.is_relative() {
+                    m.set_source(Some(bundle.join(src)));
+                }
+            }
+        }
+    }
+    Ok((bundle, spec))
+}
+
+fn warn_unsupported(spec: &Spec) {
+    if let Some(h) = spec.hooks() {
+        let any = [
+            h.prestart().is_some(),
+            h.create_runtime().is_some(),
+            h.create_container().is_some(),
+            h.start_container().is_some(),
+            h.poststart().is_some(),
+            h.poststop().is_some(),
+        ];
+        if any.iter().any(|b| *b) {
+            eprintln!("berth-runtime: warning: hooks are not supported yet, ignoring");
+        }
+    }
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    // Atomic: a shim polling the file must never read a partial PID.
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("write pid file '{}'", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename pid file to '{}'", path.display()))
+}
+
+fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, StateFile)> {
+    let root = cli.root.as_path();
+    let dir = state::container_dir(root, &a.id);
+    if dir.exists() {
+        bail!("container '{}' already exists", a.id);
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("create root '{}'", root.display()))?;
+    let (bundle, spec) = load_bundle(&a.bundle)?;
+    warn_unsupported(&spec);
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| anyhow!("config.json has no root"))?;
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let cgroup = state::cgroup_dir(cgroups_path.as_deref(), &a.id, cli.systemd_cgroup)
+        .map_err(|e| anyhow!(e))?;
+    let gate = if fifo {
+        StartGate::Fifo(dir.join(EXEC_FIFO))
+    } else {
+        StartGate::Socket
+    };
+    let opts = CreateOptions {
+        id: a.id.clone(),
+        spec: spec.clone(),
+        rootfs: RootfsSource::Dir(rootfs),
+        cgroup: Some(cgroup.clone()),
+        console_socket: a.console_socket.clone(),
+        state_dir: root.to_path_buf(),
+        stdio: Stdio::Inherit,
+        start_gate: gate,
+    };
+    let container = runtime::create(opts)?;
+    let pid = container.pid();
+    let st = StateFile {
+        id: a.id.clone(),
+        pid: pid.as_raw(),
+        start_time: runtime::proc_start_time(pid),
+        bundle,
+        created: super::rfc3339_now(),
+        cgroup: Some(cgroup),
+        config: spec,
+    };
+    let saved = st
+        .save(root)
+        .map_err(|e| anyhow!(e))
+        .and_then(|_| match &a.pid_file {
+            Some(f) => write_pid_file(f, pid.as_raw()),
+            None => Ok(()),
+        });
+    if let Err(e) = saved {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = container.wait();
+        let _ = runtime::cleanup(root, &a.id);
+        return Err(e);
+    }
+    Ok((container, st))
+}
+
+fn start(root: &Path, id: &str) -> Result<()> {
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    match st.status(root) {
+        Status::Created => {}
+        s => bail!(
+            "cannot start container '{id}': it is {}, expected created",
+            s.as_str()
+        ),
+    }
+    runtime::start_fifo(
+        id,
+        Pid::from_raw(st.pid),
+        &state::container_dir(root, id).join(EXEC_FIFO),
+    )?;
+    Ok(())
+}
+
+const FORWARDED: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+fn run(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+    let root = cli.root.clone();
+    // Block before start so no signal meant for the container is lost; the
+    // init resets its own mask before exec.
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.thread_block().context("block signals")?;
+    let (container, st) = create(cli, a, false)?;
+    let pid = container.pid();
+    if let Err(e) = container.start() {
+        let _ = runtime::cleanup(&root, &a.id);
+        return Err(e.into());
+    }
+    if detach {
+        return Ok(0);
+    }
+    // The spec and its copies are not needed while waiting; keep the waiting
+    // process small.
+    drop(st);
+    drop(container);
+    let code = loop {
+        let sig = set.wait().context("wait for signals")?;
+        if sig == Signal::SIGCHLD {
+            match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
+                Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(anyhow!("waitpid {pid}: {e}")),
+            }
+        } else {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    };
+    let _ = set.thread_unblock();
+    if !keep {
+        runtime::cleanup(&root, &a.id).map_err(join_errors)?;
+    }
+    Ok(code)
+}
+
+fn join_errors(v: Vec<runtime::RuntimeError>) -> anyhow::Error {
+    anyhow!(v
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// A signal by name (`TERM`, `SIGTERM`) or number.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal number {n}"));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| anyhow!("unknown signal '{s}'"))
+}
+
+fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = parse_signal(signal)?;
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let status = st.status(root);
+    if status == Status::Stopped {
+        bail!("container '{id}' is not running");
+    }
+    if all {
+        if let Some(cg) = &st.cgroup {
+            runtime::cgroup_kill(cg, sig)?;
+            return Ok(());
+        }
+    }
+    nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
+        .with_context(|| format!("kill container '{id}' with {sig}"))?;
+    Ok(())
+}
+
+fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = state::container_dir(root, id);
+    match StateFile::load(root, id) {
+        Ok(st) => {
+            let status = st.status(root);
+            match status {
+                Status::Stopped | Status::Created => {}
+                _ if force => {}
+                s => bail!(
+                    "cannot delete container '{id}': it is {}; stop it or use --force",
+                    s.as_str()
+                ),
+            }
+            if status != Status::Stopped {
+                if let Some(cg) = &st.cgroup {
+                    if status == Status::Paused {
+                        let _ = runtime::cgroup_freeze(cg, false);
+                    }
+                }
+                let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+            }
+        }
+        // A create that crashed before writing its state still left a record.
+        Err(_) if dir.exists() => {}
+        Err(_) if force => return Ok(()),
+        Err(e) => bail!(e),
+    }
+    runtime::cleanup(root, id).map_err(join_errors)
+}
+
+fn freeze(root: &Path, id: &str, frozen: bool) -> Result<()> {
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let status = st.status(root);
+    let ok = if frozen {
+        status == Status::Running
+    } else {
+        status == Status::Paused
+    };
+    if !ok {
+        bail!(
+            "cannot {} container '{id}': it is {}",
+            if frozen { "pause" } else { "resume" },
+            status.as_str()
+        );
+    }
+    let cg = st
+        .cgroup
+        .as_ref()
+        .ok_or_else(|| anyhow!("container '{id}' has no cgroup"))?;
+    runtime::cgroup_freeze(cg, frozen)?;
+    Ok(())
+}
+
+/// runtime-spec features.md.
+fn features() -> serde_json::Value {
+    let caps: Vec<String> = caps::runtime::thread_all_supported()
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let namespaces: Vec<&str> = [
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Time,
+    ]
+    .iter()
+    .map(|t| match t {
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Time => "time",
+    })
+    .collect();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": [],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
+            "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
+            "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
+            "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw",
+            "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": namespaces,
+            "capabilities": caps,
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+                "knownFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"],
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]
+            },
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}}
+        },
+        "annotations": {
+            "io.github.berth.runtime.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[test]
+    fn default_spec_round_trips() {
+        let s = default_spec();
+        let text = serde_json::to_string(&s).unwrap();
+        let back: Spec = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.root().as_ref().unwrap().path(), Path::new("rootfs"));
+        assert!(back
+            .linux()
+            .as_ref()
+            .unwrap()
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/kcore"));
+    }
+
+    #[test]
+    fn users_parse() {
+        assert_eq!(parse_user("101:102").unwrap(), (101, Some(102)));
+        assert_eq!(parse_user("7").unwrap(), (7, None));
+        assert!(parse_user("web").is_err());
+    }
+}

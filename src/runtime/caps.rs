@@ -1,0 +1,107 @@
+//! Capabilities of the container process: the five sets of
+//! `process.capabilities`, applied around the switch to the container user
+//! in the order runc uses (bounding first, then the others after setuid with
+//! PR_SET_KEEPCAPS). Runs in the init or an exec'd process only.
+
+use std::collections::HashSet;
+
+use caps::{CapSet, Capability as Cap};
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
+
+use super::RuntimeError;
+
+/// The kernel name (`CAP_NET_ADMIN`) of an OCI capability.
+pub fn cap_name(c: &Capability) -> String {
+    // The serde form is the spec's own spelling, one mapping for both ways.
+    serde_json::to_string(c)
+        .map(|s| s.trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+fn to_caps(set: &Option<Capabilities>) -> Result<HashSet<Cap>, RuntimeError> {
+    let mut out = HashSet::new();
+    for c in set.iter().flatten() {
+        let name = cap_name(c);
+        match name.parse::<Cap>() {
+            Ok(cap) => {
+                out.insert(cap);
+            }
+            Err(_) => {
+                return Err(RuntimeError::Capability {
+                    name,
+                    reason: "unknown to this build; expected a CAP_* name".into(),
+                })
+            }
+        }
+    }
+    // Capabilities the running kernel does not know cannot be held; asking
+    // for them is not an error (runc ignores them too).
+    let known = caps::runtime::thread_all_supported();
+    Ok(out.intersection(&known).copied().collect())
+}
+
+fn cap_err(what: &str, e: caps::errors::CapsError) -> RuntimeError {
+    RuntimeError::Capability {
+        name: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Step: shrink the bounding set. Needs CAP_SETPCAP, so it runs before the
+/// user switch.
+pub fn drop_bounding(c: &LinuxCapabilities) -> Result<(), RuntimeError> {
+    let keep = to_caps(c.bounding())?;
+    for cap in caps::runtime::thread_all_supported() {
+        if !keep.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| cap_err(&format!("bounding {cap}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Step: set effective, permitted, inheritable and ambient after the user
+/// switch (PR_SET_KEEPCAPS kept the permitted set across it).
+pub fn apply_sets(c: &LinuxCapabilities) -> Result<(), RuntimeError> {
+    let permitted = to_caps(c.permitted())?;
+    let effective = to_caps(c.effective())?;
+    let inheritable = to_caps(c.inheritable())?;
+    let ambient = to_caps(c.ambient())?;
+    // Permitted last would drop caps needed to set the others; effective must be a
+    // subset of permitted at every moment, so: clear effective, set permitted,
+    // then effective and inheritable.
+    caps::clear(None, CapSet::Effective).map_err(|e| cap_err("effective", e))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|e| cap_err("permitted", e))?;
+    caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| cap_err("inheritable", e))?;
+    caps::set(None, CapSet::Effective, &effective).map_err(|e| cap_err("effective", e))?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| cap_err("ambient", e))?;
+    for cap in ambient {
+        // Ambient needs the cap in permitted and inheritable; runc ignores the
+        // ones that are not, so a sloppy spec does not fail the start.
+        if permitted.contains(&cap) && inheritable.contains(&cap) {
+            caps::raise(None, CapSet::Ambient, cap)
+                .map_err(|e| cap_err(&format!("ambient {cap}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_names_parse_as_kernel_capabilities() {
+        for c in [
+            Capability::NetBindService,
+            Capability::SysAdmin,
+            Capability::AuditWrite,
+            Capability::Kill,
+            Capability::Bpf,
+        ] {
+            let n = cap_name(&c);
+            assert!(n.starts_with("CAP_"), "{n}");
+            assert!(n.parse::<Cap>().is_ok(), "{n}");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The parent/init handshake: one small message enum over a SOCK_SEQPACKET
+//! socketpair (one datagram per message, no framing). Both ends are CLOEXEC,
+//! so a successful execve in the init closes its end and the parent reads EOF
+//! (youki `process/channel.rs`, runc's sync pipe).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use super::RuntimeError;
+
+/// The messages of the handshake. Numbers are the sync points in `create`
+/// (parent) and `init::run` (child).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Message {
+    /// 1: parent → init: ID maps written, cgroup placed; set yourself up.
+    Proceed,
+    /// 2: init → parent: set up, blocked before exec.
+    Ready,
+    /// 3: parent → init: exec now.
+    Start,
+    /// init → parent, at any point: this step failed; the init exits.
+    Error { step: String, message: String },
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+pub fn pair() -> Result<(Channel, Channel), RuntimeError> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| RuntimeError::sys("socketpair for the sync channel", e))?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Message) -> std::io::Result<()> {
+        let buf = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+        // MSG_NOSIGNAL: a creator that already exited must not SIGPIPE the init.
+        loop {
+            match send(self.fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next message, or `None` when the other end is closed.
+    pub fn recv(&self) -> std::io::Result<Option<Message>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(std::io::Error::other)
+    }
+
+    // Sync point helpers named for their intent on the init's side.
+
+    /// Init, sync point 1: wait until the parent wrote maps and placed the cgroup.
+    pub fn wait_for_proceed(&self) -> Result<(), String> {
+        self.expect(Message::Proceed)
+    }
+
+    /// Init, sync point 3: wait for the start signal.
+    pub fn wait_for_start(&self) -> Result<(), String> {
+        self.expect(Message::Start)
+    }
+
+    fn expect(&self, want: Message) -> Result<(), String> {
+        match self.recv() {
+            Ok(Some(m)) if m == want => Ok(()),
+            Ok(Some(m)) => Err(format!("expected {want:?}, got {m:?}")),
+            Ok(None) => Err(format!(
+                "parent closed the channel while waiting for {want:?}"
+            )),
+            Err(e) => Err(format!("reading the channel: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_the_pair_and_eof_is_none() {
+        let (a, b) = pair().unwrap();
+        a.send(&Message::Proceed).unwrap();
+        a.send(&Message::Error {
+            step: "mounts".into(),
+            message: "boom".into(),
+        })
+        .unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Message::Proceed));
+        assert!(matches!(b.recv().unwrap(), Some(Message::Error { .. })));
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

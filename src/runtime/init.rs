@@ -1,0 +1,744 @@
+//! The container's init, from clone to execve: the whole start sequence is
+//! `start_sequence`, one step per call, in order. It runs in the cloned child
+//! of a single-threaded parent, never returns, and reports a failing step
+//! back to the parent over the sync channel before exiting.
+//!
+//! `InitPlan::build` (in the parent, before clone) validates the spec, so the
+//! child only carries out decisions.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{
+    LinuxDevice, LinuxNamespaceType, LinuxSeccomp, Mount, PosixRlimitType, Process, Spec,
+};
+
+use super::channel::{Channel, Message};
+use super::mount::MountContext;
+use super::{
+    caps, console, devices, mount, net, process, seccomp, RootfsSource, RuntimeError, StartGate,
+    Stdio,
+};
+
+const CLONE_NEWTIME: u64 = 0x80;
+
+/// What the init will do, decided and validated in the parent.
+#[derive(Debug, Clone)]
+pub struct InitPlan {
+    pub clone_flags: u64,
+    pub new_user_ns: bool,
+    pub new_net_ns: bool,
+    pub new_cgroup_ns: bool,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub rootfs_propagation: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub setup_dev: bool,
+    pub devices: Vec<LinuxDevice>,
+    pub sysctl: Vec<(String, String)>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub root_readonly: bool,
+    pub process: Process,
+    pub seccomp: Option<LinuxSeccomp>,
+}
+
+fn invalid(id: &str, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::InvalidSpec {
+        id: id.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Sysctls a container may set: only namespaced ones, and only in a
+/// namespace of its own (runc `validateSysctl`).
+pub fn validate_sysctl(key: &str, own: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(), String> {
+    if key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
+        return Err(format!("sysctl '{key}' is not a valid name"));
+    }
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (needs, what) = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        (LinuxNamespaceType::Ipc, "an IPC")
+    } else if key.starts_with("net.") {
+        (LinuxNamespaceType::Network, "a network")
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        (LinuxNamespaceType::Uts, "a UTS")
+    } else {
+        return Err(format!(
+            "sysctl '{key}' is not namespaced and cannot be set for one container"
+        ));
+    };
+    if own(needs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "sysctl '{key}' needs {what} namespace of the container's own"
+        ))
+    }
+}
+
+impl InitPlan {
+    pub fn build(opts: &super::CreateOptions) -> Result<Self, RuntimeError> {
+        let id = &opts.id;
+        let spec = &opts.spec;
+        let process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| invalid(id, "the spec has no process"))?;
+        if process.args().as_ref().map_or(true, |a| a.is_empty()) {
+            return Err(invalid(
+                id,
+                "process.args is empty; expected the program to run",
+            ));
+        }
+        let namespaces = super::spec_namespaces(spec);
+        let mut clone_flags = 0u64;
+        let mut seen = Vec::new();
+        for (typ, path) in &namespaces {
+            if seen.contains(typ) {
+                return Err(invalid(id, format!("namespace '{typ}' is listed twice")));
+            }
+            seen.push(*typ);
+            if path.is_none() {
+                clone_flags |= match typ {
+                    LinuxNamespaceType::Time => CLONE_NEWTIME,
+                    t => *t as u64,
+                };
+            }
+        }
+        let new = |t: LinuxNamespaceType| namespaces.iter().any(|(n, p)| *n == t && p.is_none());
+        if !new(LinuxNamespaceType::Mount) {
+            return Err(invalid(
+                id,
+                "berth needs a new mount namespace (type 'mount' without a path)",
+            ));
+        }
+        let own = |t: LinuxNamespaceType| namespaces.iter().any(|(n, _)| *n == t);
+        let linux = spec.linux().clone().unwrap_or_default();
+        let mut sysctl: Vec<(String, String)> = linux
+            .sysctl()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        sysctl.sort();
+        for (k, _) in &sysctl {
+            validate_sysctl(k, &own).map_err(|r| invalid(id, r))?;
+        }
+        let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
+        if hostname.is_some() && !own(LinuxNamespaceType::Uts) {
+            return Err(invalid(
+                id,
+                "a hostname needs a UTS namespace of the container's own",
+            ));
+        }
+        if new(LinuxNamespaceType::User)
+            && linux.uid_mappings().as_ref().map_or(true, |m| m.is_empty())
+        {
+            return Err(invalid(id, "a new user namespace needs linux.uidMappings"));
+        }
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        // runc: /dev is populated unless the spec binds it from elsewhere.
+        let setup_dev = !mounts.iter().any(|m| {
+            m.destination() == Path::new("/dev")
+                && (m.typ().as_deref() == Some("bind")
+                    || m.options()
+                        .iter()
+                        .flatten()
+                        .any(|o| o == "bind" || o == "rbind"))
+        });
+        let terminal = process.terminal().unwrap_or(false);
+        let console_size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        if let RootfsSource::Dir(p) = &opts.rootfs {
+            if !p.is_absolute() {
+                return Err(invalid(
+                    id,
+                    format!("root path '{}' must be absolute", p.display()),
+                ));
+            }
+            if !p.is_dir() {
+                return Err(invalid(
+                    id,
+                    format!("root path '{}' is not a directory", p.display()),
+                ));
+            }
+        }
+        Ok(InitPlan {
+            clone_flags,
+            new_user_ns: new(LinuxNamespaceType::User),
+            new_net_ns: new(LinuxNamespaceType::Network),
+            new_cgroup_ns: new(LinuxNamespaceType::Cgroup),
+            terminal,
+            console_size,
+            hostname,
+            domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+            rootfs_propagation: linux.rootfs_propagation().clone(),
+            mounts,
+            setup_dev,
+            devices: linux.devices().clone().unwrap_or_default(),
+            sysctl,
+            masked_paths: linux.masked_paths().clone().unwrap_or_default(),
+            readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            root_readonly: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+            seccomp: linux.seccomp().clone(),
+            process,
+        })
+    }
+}
+
+/// Namespaces the spec asks to join by path, opened in the parent.
+#[derive(Debug, Default)]
+pub struct NsFds {
+    fds: Vec<(LinuxNamespaceType, OwnedFd)>,
+}
+
+fn ns_clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(CLONE_NEWTIME as i32),
+        t => CloneFlags::from_bits_retain(t as i32),
+    }
+}
+
+pub fn open_namespace_paths(spec: &Spec) -> Result<NsFds, RuntimeError> {
+    let mut fds = Vec::new();
+    for (typ, path) in super::spec_namespaces(spec) {
+        if let Some(path) = path {
+            let f = std::fs::File::open(&path)
+                .map_err(|e| RuntimeError::io("open namespace", &path, e))?;
+            fds.push((typ, OwnedFd::from(f)));
+        }
+    }
+    Ok(NsFds { fds })
+}
+
+/// Restores the caller's `pid_for_children` when dropped.
+pub struct PidNsGuard {
+    own: std::fs::File,
+}
+
+impl Drop for PidNsGuard {
+    fn drop(&mut self) {
+        // Back to our own PID namespace, which is always allowed.
+        let _ = setns(&self.own, CloneFlags::CLONE_NEWPID);
+    }
+}
+
+impl NsFds {
+    /// Joining a PID namespace only affects children, so the parent joins it
+    /// for the clone and leaves again right after.
+    pub fn enter_pid_namespace(&mut self) -> Result<Option<PidNsGuard>, RuntimeError> {
+        let Some((_, fd)) = self.fds.iter().find(|(t, _)| *t == LinuxNamespaceType::Pid) else {
+            return Ok(None);
+        };
+        let own = std::fs::File::open("/proc/self/ns/pid")
+            .map_err(|e| RuntimeError::io("open", "/proc/self/ns/pid", e))?;
+        setns(fd, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| RuntimeError::sys("join pid namespace", e))?;
+        Ok(Some(PidNsGuard { own }))
+    }
+
+    /// Child: join the user namespace first (it owns the others), the rest after.
+    fn join_in_child(&self) -> Result<(), RuntimeError> {
+        let order = |t: &LinuxNamespaceType| if *t == LinuxNamespaceType::User { 0 } else { 1 };
+        let mut fds: Vec<_> = self
+            .fds
+            .iter()
+            .filter(|(t, _)| *t != LinuxNamespaceType::Pid)
+            .collect();
+        fds.sort_by_key(|(t, _)| order(t));
+        for (t, fd) in fds {
+            setns(fd, ns_clone_flag(*t))
+                .map_err(|e| RuntimeError::sys(format!("join {t} namespace"), e))?;
+        }
+        Ok(())
+    }
+}
+
+pub struct InitContext<'a> {
+    pub id: &'a str,
+    pub plan: &'a InitPlan,
+    pub rootfs: &'a Path,
+    pub source: &'a RootfsSource,
+    pub cgroup: Option<&'a Path>,
+    pub channel: Channel,
+    pub console: Option<OwnedFd>,
+    pub stdio: Stdio,
+    pub ns_fds: NsFds,
+    pub gate: &'a StartGate,
+}
+
+type StepResult<T> = Result<T, (String, String)>;
+
+fn step<T>(name: &str, r: Result<T, RuntimeError>) -> StepResult<T> {
+    r.map_err(|e| (name.to_string(), e.to_string()))
+}
+
+/// The init's entry point after clone. Never returns.
+pub fn run(ctx: InitContext) -> ! {
+    process::set_name("berth:[init]");
+    let Err((step, message)) = start_sequence(&ctx);
+    if ctx
+        .channel
+        .send(&Message::Error {
+            step: step.clone(),
+            message: message.clone(),
+        })
+        .is_err()
+    {
+        // The creator is gone (FIFO gate): stderr is all that is left.
+        eprintln!("berth: container '{}': {step}: {message}", ctx.id);
+    }
+    // SAFETY: _exit skips the parent's atexit handlers and buffered stdio,
+    // which belong to the parent's copy of this memory.
+    unsafe { libc::_exit(127) }
+}
+
+/// The start sequence, in order. Each step's comment says why it sits where it does.
+fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
+    let plan = ctx.plan;
+    let p = &plan.process;
+    // Sync point 1 (init): nothing may happen before the parent wrote our ID
+    // maps and placed us in the cgroup.
+    ctx.channel
+        .wait_for_proceed()
+        .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
+    // With ID maps in place, become the namespace's root to own what follows.
+    if plan.new_user_ns {
+        step("become root in the user namespace", become_root())?;
+    }
+    // Existing namespaces to join, before any mount is made in the wrong one.
+    step("join namespaces", ctx.ns_fds.join_in_child())?;
+    step("stdio", setup_stdio(&ctx.stdio))?;
+    // The FIFO lives on the host; open it while its path is still reachable.
+    let fifo = match ctx.gate {
+        StartGate::Fifo(path) => Some(step("open exec fifo", open_path(path))?),
+        StartGate::Socket => None,
+    };
+    // Mounts: propagation first so nothing we do leaks to the host.
+    step(
+        "mount propagation",
+        mount::setup_propagation(plan.rootfs_propagation.as_deref()),
+    )?;
+    step("root filesystem", mount::setup_root(ctx.rootfs, ctx.source))?;
+    let mctx = MountContext {
+        rootfs: ctx.rootfs,
+        new_net_ns: plan.new_net_ns,
+        new_cgroup_ns: plan.new_cgroup_ns,
+        new_user_ns: plan.new_user_ns,
+        cgroup: ctx.cgroup,
+    };
+    step("mounts", mount::setup_spec_mounts(&mctx, &plan.mounts))?;
+    // Devices go on the /dev tmpfs the mounts just made.
+    if plan.setup_dev {
+        step(
+            "devices",
+            devices::setup_devices(ctx.rootfs, &plan.devices, plan.new_user_ns),
+        )?;
+    }
+    step("pivot_root", mount::pivot_into(ctx.rootfs))?;
+    // The pty must come from the container's own devpts, so after pivot_root.
+    if let Some(sock) = &ctx.console {
+        step("console", console::setup_console(sock, plan.console_size))?;
+    }
+    step("hostname", set_names(plan))?;
+    if plan.new_net_ns {
+        step("loopback", net::bring_up_loopback())?;
+    }
+    // Through the container's own /proc/sys, before it is made read-only.
+    step("sysctl", apply_sysctls(&plan.sysctl))?;
+    step(
+        "read-only paths",
+        mount::apply_readonly_paths(&plan.readonly_paths),
+    )?;
+    step(
+        "masked paths",
+        mount::apply_masked_paths(&plan.masked_paths),
+    )?;
+    // Last of the mounts: nothing can be created under a read-only root.
+    if plan.root_readonly {
+        step("read-only root", mount::remount_root_readonly())?;
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        step(
+            "oom_score_adj",
+            write_file("/proc/self/oom_score_adj", &adj.to_string()),
+        )?;
+    }
+    step("rlimits", apply_rlimits(p))?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    if nnp {
+        step("no_new_privileges", set_no_new_privs())?;
+    }
+    // Without NNP, loading a filter needs CAP_SYS_ADMIN: load it while we
+    // still hold it (runc does the same), so it also covers the rest of setup.
+    if let (false, Some(profile)) = (nnp, &plan.seccomp) {
+        step("seccomp", seccomp::apply_seccomp(profile))?;
+    }
+    step("user and capabilities", apply_user_and_caps(p))?;
+    let cwd = p.cwd();
+    step(
+        "cwd",
+        nix::unistd::chdir(cwd)
+            .map_err(|e| RuntimeError::sys(format!("chdir '{}'", cwd.display()), e)),
+    )?;
+    // Resolve the program now, so `create` reports a missing one.
+    let (path, argv, envp) = step("resolve program", build_exec(p))?;
+    // After a uid change the kernel marks us undumpable and /proc/self/fd
+    // becomes root's; the exec FIFO is reopened through it below.
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+
+    // Sync point 2 (init): fully set up.
+    ctx.channel
+        .send(&Message::Ready)
+        .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
+    // Sync point 3 (init): wait to be started.
+    match &fifo {
+        None => ctx
+            .channel
+            .wait_for_start()
+            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?,
+        Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
+    }
+    drop(fifo);
+    // With NNP the filter goes last, so setup needs no syscalls it may forbid.
+    if let (true, Some(profile)) = (nnp, &plan.seccomp) {
+        step("seccomp", seccomp::apply_seccomp(profile))?;
+    }
+    reset_signals();
+    step("close inherited fds", close_fds_on_exec())?;
+    // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
+    let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    Err((
+        "exec".to_string(),
+        format!("execve '{}': {e}", path.to_string_lossy()),
+    ))
+}
+
+fn become_root() -> Result<(), RuntimeError> {
+    use nix::unistd::{setresgid, setresuid, Gid, Uid};
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| RuntimeError::sys("setresgid 0", e))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|e| RuntimeError::sys("setresuid 0", e))
+}
+
+fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
+    let fd = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| RuntimeError::sys(format!("open '{}'", path.display()), e))?;
+    // SAFETY: `open` returned a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn wait_on_fifo(fd: RawFd) -> Result<(), RuntimeError> {
+    let p = format!("/proc/self/fd/{fd}");
+    // Blocks until `start` opens the other end.
+    let w = open(
+        Path::new(&p),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open exec fifo for writing", e))?;
+    // SAFETY: `open` returned a fresh descriptor owned by nobody else.
+    let w = unsafe { OwnedFd::from_raw_fd(w) };
+    nix::unistd::write(&w, b"0").map_err(|e| RuntimeError::sys("write exec fifo", e))?;
+    Ok(())
+}
+
+fn setup_stdio(stdio: &Stdio) -> Result<(), RuntimeError> {
+    let dup = |fd: RawFd, target: RawFd| {
+        nix::unistd::dup2(fd, target)
+            .map(|_| ())
+            .map_err(|e| RuntimeError::sys(format!("dup2 onto fd {target}"), e))
+    };
+    match stdio {
+        Stdio::Inherit => Ok(()),
+        Stdio::Null => {
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| RuntimeError::io("open", "/dev/null", e))?;
+            (0..3).try_for_each(|t| dup(null.as_raw_fd(), t))
+        }
+        Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            for (fd, target) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
+                if let Some(fd) = fd {
+                    dup(fd.as_raw_fd(), target)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn set_names(plan: &InitPlan) -> Result<(), RuntimeError> {
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h)
+            .map_err(|e| RuntimeError::sys(format!("sethostname '{h}'"), e))?;
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: pointer and length describe the string we own.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(RuntimeError::sys(
+                format!("setdomainname '{d}'"),
+                nix::Error::last(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn write_file(path: &str, value: &str) -> Result<(), RuntimeError> {
+    std::fs::write(path, value).map_err(|e| RuntimeError::io("write", path, e))
+}
+
+fn apply_sysctls(sysctl: &[(String, String)]) -> Result<(), RuntimeError> {
+    for (k, v) in sysctl {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        write_file(&path, v)?;
+    }
+    Ok(())
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+/// Step: the spec's rlimits. Raising a hard limit needs CAP_SYS_RESOURCE;
+/// the error says so instead of a bare EPERM.
+pub fn apply_rlimits(p: &Process) -> Result<(), RuntimeError> {
+    for r in p.rlimits().iter().flatten() {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
+            let e = nix::Error::last();
+            let hint = if e == nix::errno::Errno::EPERM {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(RuntimeError::sys(
+                format!(
+                    "set {:?} to soft {} hard {}{hint}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
+                e,
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_no_new_privs() -> Result<(), RuntimeError> {
+    // SAFETY: prctl with plain integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(RuntimeError::sys("PR_SET_NO_NEW_PRIVS", nix::Error::last()));
+    }
+    Ok(())
+}
+
+/// Step: bounding set, then groups and IDs with PR_SET_KEEPCAPS so the
+/// permitted set survives the uid change, then the other capability sets.
+pub fn apply_user_and_caps(p: &Process) -> Result<(), RuntimeError> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let caps = p.capabilities().as_ref();
+    if let Some(c) = caps {
+        caps::drop_bounding(c)?;
+    }
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let u = p.user();
+    let groups: Vec<Gid> = u
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    match setgroups(&groups) {
+        Ok(()) => {}
+        // setgroups is denied in a user namespace set up without it; only an
+        // empty list is then acceptable.
+        Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
+        Err(e) => {
+            return Err(RuntimeError::sys(
+                format!("setgroups {:?}", u.additional_gids()),
+                e,
+            ))
+        }
+    }
+    let gid = Gid::from_raw(u.gid());
+    setresgid(gid, gid, gid).map_err(|e| RuntimeError::sys(format!("setresgid {gid}"), e))?;
+    let uid = Uid::from_raw(u.uid());
+    setresuid(uid, uid, uid).map_err(|e| RuntimeError::sys(format!("setresuid {uid}"), e))?;
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    if let Some(c) = caps {
+        caps::apply_sets(c)?;
+    }
+    if let Some(mask) = u.umask() {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+    Ok(())
+}
+
+/// The default PATH when the process environment has none (runc's).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Find `arg0` the way execvp would, but in the container's PATH.
+pub fn resolve_program(arg0: &str, env: &[String]) -> Result<PathBuf, RuntimeError> {
+    if arg0.contains('/') {
+        return Ok(PathBuf::from(arg0));
+    }
+    let vars: HashMap<&str, &str> = env.iter().filter_map(|e| e.split_once('=')).collect();
+    let path = vars.get("PATH").copied().unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(arg0);
+        if nix::unistd::access(&cand, nix::unistd::AccessFlags::X_OK).is_ok()
+            && std::fs::metadata(&cand)
+                .map(|m| m.is_file())
+                .unwrap_or(false)
+        {
+            return Ok(cand);
+        }
+    }
+    Err(RuntimeError::io(
+        "find executable in the container's PATH",
+        arg0,
+        std::io::Error::from_raw_os_error(libc::ENOENT),
+    ))
+}
+
+type ExecArgs = (CString, Vec<CString>, Vec<CString>);
+
+pub fn build_exec(p: &Process) -> Result<ExecArgs, RuntimeError> {
+    let args = p.args().clone().unwrap_or_default();
+    let env = p.env().clone().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .ok_or_else(|| invalid("", "process.args is empty"))?;
+    let path = resolve_program(arg0, &env)?;
+    let c =
+        |s: &str| CString::new(s).map_err(|_| invalid("", format!("'{s}' contains a NUL byte")));
+    let path = c(&path.to_string_lossy())?;
+    let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+    Ok((path, argv, envp))
+}
+
+/// Signals as a fresh process has them: Rust ignores SIGPIPE, and a caller
+/// may have blocked signals; neither may leak into the container.
+pub fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing SIG_DFL has no handler code to be unsafe about.
+            let _ = unsafe { sigaction(sig, &dfl) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+}
+
+/// Mark every descriptor above stdio close-on-exec: no host fd may reach the
+/// container (CVE-2024-21626 was a leaked cgroup fd).
+pub fn close_fds_on_exec() -> Result<(), RuntimeError> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        return Err(RuntimeError::sys("close_range", nix::Error::last()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctls_need_their_namespace() {
+        let all = |_: LinuxNamespaceType| true;
+        let none = |_: LinuxNamespaceType| false;
+        assert!(validate_sysctl("net.ipv4.ping_group_range", &all).is_ok());
+        assert!(validate_sysctl("net.ipv4.ping_group_range", &none).is_err());
+        assert!(validate_sysctl("kernel.shmmax", &all).is_ok());
+        assert!(validate_sysctl("fs.mqueue.msg_max", &all).is_ok());
+        assert!(validate_sysctl("kernel.panic", &all).is_err());
+        assert!(validate_sysctl("net.../../x", &all).is_err());
+    }
+
+    #[test]
+    fn program_is_found_in_the_given_path() {
+        let env = vec!["PATH=/nonexistent:/bin".to_string()];
+        assert_eq!(
+            resolve_program("sh", &env).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        assert_eq!(
+            resolve_program("/x/y", &env).unwrap(),
+            PathBuf::from("/x/y")
+        );
+        assert!(resolve_program("no-such-program-berth", &env).is_err());
+    }
+}

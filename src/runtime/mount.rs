@@ -1,0 +1,670 @@
+//! Mounts of the container's root filesystem, run by the init inside its own
+//! mount namespace: propagation, the root (bind or overlay), the spec's mounts
+//! in order, pivot_root, read-only and masked paths, the read-only root.
+//!
+//! Option parsing (`parse_mount_options`) and path resolution (`secure_join`)
+//! are pure and unit-tested; everything else here must only ever run in the
+//! container's mount namespace.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use oci_spec::runtime::Mount;
+
+use super::{RootfsSource, RuntimeError};
+
+/// A mount's options split the way runc's `parseMountOptions` does.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Flags the options clear (`rw`, `suid`, …): they matter on remount.
+    pub cleared: MsFlags,
+    pub propagation: Vec<MsFlags>,
+    /// Everything the kernel gets as the filesystem's data string.
+    pub data: Vec<String>,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+}
+
+impl MountOptions {
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+    pub fn data_string(&self) -> Option<String> {
+        (!self.data.is_empty()).then(|| self.data.join(","))
+    }
+}
+
+/// Flags of the OCI/fstab option names: (name, clears?, flag).
+const FLAG_TABLE: &[(&str, bool, MsFlags)] = &[
+    ("async", true, MsFlags::MS_SYNCHRONOUS),
+    ("atime", true, MsFlags::MS_NOATIME),
+    ("bind", false, MsFlags::MS_BIND),
+    ("defaults", false, MsFlags::empty()),
+    ("dev", true, MsFlags::MS_NODEV),
+    ("diratime", true, MsFlags::MS_NODIRATIME),
+    ("dirsync", false, MsFlags::MS_DIRSYNC),
+    ("exec", true, MsFlags::MS_NOEXEC),
+    ("iversion", false, MsFlags::MS_I_VERSION),
+    ("lazytime", false, MsFlags::MS_LAZYTIME),
+    ("loud", true, MsFlags::MS_SILENT),
+    ("mand", false, MsFlags::MS_MANDLOCK),
+    ("noatime", false, MsFlags::MS_NOATIME),
+    ("nodev", false, MsFlags::MS_NODEV),
+    ("nodiratime", false, MsFlags::MS_NODIRATIME),
+    ("noexec", false, MsFlags::MS_NOEXEC),
+    ("noiversion", true, MsFlags::MS_I_VERSION),
+    ("nolazytime", true, MsFlags::MS_LAZYTIME),
+    ("nomand", true, MsFlags::MS_MANDLOCK),
+    ("norelatime", true, MsFlags::MS_RELATIME),
+    ("nostrictatime", true, MsFlags::MS_STRICTATIME),
+    ("nosuid", false, MsFlags::MS_NOSUID),
+    ("rbind", false, MsFlags::MS_BIND.union(MsFlags::MS_REC)),
+    ("relatime", false, MsFlags::MS_RELATIME),
+    ("remount", false, MsFlags::MS_REMOUNT),
+    ("ro", false, MsFlags::MS_RDONLY),
+    ("rw", true, MsFlags::MS_RDONLY),
+    ("silent", false, MsFlags::MS_SILENT),
+    ("strictatime", false, MsFlags::MS_STRICTATIME),
+    ("suid", true, MsFlags::MS_NOSUID),
+    ("sync", false, MsFlags::MS_SYNCHRONOUS),
+];
+
+/// Propagation flags by name (mount(8), runc `mountPropagationMapping`).
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+pub fn parse_mount_options(options: &[String]) -> MountOptions {
+    let mut out = MountOptions::default();
+    for o in options {
+        if let Some((_, clears, flag)) = FLAG_TABLE.iter().find(|(n, _, _)| *n == o) {
+            if *clears {
+                out.flags.remove(*flag);
+                out.cleared.insert(*flag);
+            } else {
+                out.flags.insert(*flag);
+                out.cleared.remove(*flag);
+            }
+        } else if let Some(p) = propagation_flag(o) {
+            out.propagation.push(p);
+        } else if o == "tmpcopyup" || o == "idmap" || o == "ridmap" {
+            // runc extensions berth does not implement; the kernel must not see them.
+        } else {
+            out.data.push(o.clone());
+        }
+    }
+    out
+}
+
+/// Resolve `unsafe_path` as if `root` were `/`: `..` stops at the root and
+/// symlinks are followed inside it, so no component can lead outside
+/// (runc's filepath-securejoin). The result may not exist yet.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf, RuntimeError> {
+    let mut resolved = PathBuf::new();
+    let mut queue: VecDeque<std::ffi::OsString> = VecDeque::new();
+    push_components(&mut queue, unsafe_path, false);
+    let mut links = 0;
+    while let Some(part) = queue.pop_front() {
+        if part == OsStr::new("..") {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        match std::fs::symlink_metadata(root.join(&candidate)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(RuntimeError::io(
+                        "resolve path in container root",
+                        unsafe_path,
+                        std::io::Error::from_raw_os_error(libc::ELOOP),
+                    ));
+                }
+                let target = std::fs::read_link(root.join(&candidate))
+                    .map_err(|e| RuntimeError::io("read symlink", root.join(&candidate), e))?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                push_components(&mut queue, &target, true);
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+fn push_components(queue: &mut VecDeque<std::ffi::OsString>, p: &Path, front: bool) {
+    let parts: Vec<std::ffi::OsString> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    if front {
+        for part in parts.into_iter().rev() {
+            queue.push_front(part);
+        }
+    } else {
+        queue.extend(parts);
+    }
+}
+
+fn mnt(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), RuntimeError> {
+    mount(source, target, fstype, flags, data).map_err(|e| {
+        RuntimeError::sys(
+            format!(
+                "mount {} on '{}' (type {}, flags {:?}, data {:?})",
+                source
+                    .map(|s| format!("'{}'", s.display()))
+                    .unwrap_or_else(|| "none".into()),
+                target.display(),
+                fstype.unwrap_or("none"),
+                flags,
+                data.unwrap_or("")
+            ),
+            e,
+        )
+    })
+}
+
+/// Flags of an existing mount that a bind remount must repeat: in a user
+/// namespace the kernel refuses to clear locked nosuid/nodev/noexec/atime bits.
+fn locked_flags(path: &Path) -> MsFlags {
+    let mut out = MsFlags::empty();
+    if let Ok(s) = statvfs(path) {
+        let f = s.flags();
+        for (fs, ms) in [
+            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(fs) {
+                out.insert(ms);
+            }
+        }
+    }
+    out
+}
+
+/// Step: make `/` (and everything below) slave or private in the new mount
+/// namespace before mounting anything, so nothing propagates back to the host.
+/// rslave is runc's default.
+pub fn setup_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> {
+    let flags = match propagation {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => propagation_flag(p).ok_or_else(|| RuntimeError::InvalidSpec {
+            id: String::new(),
+            reason: format!("linux.rootfsPropagation '{p}' is not one of private, slave, shared, unbindable (with or without r)"),
+        })?,
+    };
+    mnt(None, Path::new("/"), None, flags, None)
+}
+
+/// Step: mount the root: a recursive bind of the directory onto itself (pivot_root
+/// needs a mount point), or the overlay of lowers + upper + work.
+pub fn setup_root(rootfs: &Path, source: &RootfsSource) -> Result<(), RuntimeError> {
+    match source {
+        RootfsSource::Dir(_) => mnt(
+            Some(rootfs),
+            rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        ),
+        RootfsSource::Overlay {
+            lowers,
+            upper,
+            work,
+        } => {
+            let data = render_overlay_data(lowers, upper, work);
+            mnt(
+                Some(Path::new("overlay")),
+                rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&data),
+            )
+        }
+    }?;
+    // pivot_root(2) refuses a shared new root; a private root also keeps the
+    // container's later mounts from reaching a shared parent.
+    mnt(None, rootfs, None, MsFlags::MS_PRIVATE, None)
+}
+
+/// overlayfs lists lowerdirs top first; berth's `lowers` are lowest first.
+pub fn render_overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path) -> String {
+    let lower: Vec<String> = lowers
+        .iter()
+        .rev()
+        .map(|p| escape_overlay_path(p))
+        .collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        escape_overlay_path(upper),
+        escape_overlay_path(work)
+    )
+}
+
+fn escape_overlay_path(p: &Path) -> String {
+    p.to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
+}
+
+/// What the init knows about its namespaces when mounting.
+pub struct MountContext<'a> {
+    pub rootfs: &'a Path,
+    pub new_net_ns: bool,
+    pub new_cgroup_ns: bool,
+    pub new_user_ns: bool,
+    pub cgroup: Option<&'a Path>,
+}
+
+/// Step: the spec's mounts, in order, each under the root (never outside it).
+pub fn setup_spec_mounts(ctx: &MountContext, mounts: &[Mount]) -> Result<(), RuntimeError> {
+    for m in mounts {
+        setup_one_mount(ctx, m)?;
+    }
+    Ok(())
+}
+
+fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
+    let dest_in = m.destination();
+    if !dest_in.is_absolute() {
+        return Err(RuntimeError::InvalidSpec {
+            id: String::new(),
+            reason: format!("mount destination '{}' is not absolute", dest_in.display()),
+        });
+    }
+    let dest = secure_join(ctx.rootfs, dest_in)?;
+    let opts = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("");
+    let source = m.source().as_deref();
+
+    if opts.is_bind() || typ == "bind" {
+        let source = source.ok_or_else(|| RuntimeError::InvalidSpec {
+            id: String::new(),
+            reason: format!("bind mount on '{}' has no source", dest_in.display()),
+        })?;
+        let src_meta = std::fs::metadata(source)
+            .map_err(|e| RuntimeError::io("stat bind mount source", source, e))?;
+        create_mount_point(&dest, src_meta.is_dir())?;
+        let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        if typ == "bind" && !opts.is_bind() {
+            flags |= MsFlags::MS_REC;
+        }
+        mnt(Some(source), &dest, None, flags, None)?;
+        // A bind ignores every other flag; they take effect only on a remount.
+        let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            let keep = locked_flags(&dest) - opts.cleared;
+            mnt(
+                None,
+                &dest,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | keep,
+                None,
+            )?;
+        }
+    } else {
+        match typ {
+            "sysfs" => mount_sysfs(ctx, &dest, &opts)?,
+            "cgroup" | "cgroup2" => mount_cgroup(ctx, &dest, &opts)?,
+            "mqueue" => {
+                create_mount_point(&dest, true)?;
+                let r = mnt(
+                    source.or(Some(Path::new("mqueue"))),
+                    &dest,
+                    Some("mqueue"),
+                    opts.flags,
+                    opts.data_string().as_deref(),
+                );
+                if let Err(e) = r {
+                    // Without an own IPC namespace in a user namespace the kernel
+                    // refuses a new mqueue instance; share the host's as runc does.
+                    if ctx.new_user_ns {
+                        mnt(
+                            Some(Path::new("/dev/mqueue")),
+                            &dest,
+                            None,
+                            MsFlags::MS_BIND | MsFlags::MS_REC,
+                            None,
+                        )?;
+                    } else {
+                        return Err(e);
+                    }
+                }
+            }
+            "" => {
+                return Err(RuntimeError::InvalidSpec {
+                    id: String::new(),
+                    reason: format!(
+                        "mount on '{}' has neither a type nor a bind option",
+                        dest_in.display()
+                    ),
+                })
+            }
+            _ => {
+                create_mount_point(&dest, true)?;
+                let data = opts.data_string();
+                let src = source
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(typ));
+                mnt(
+                    Some(&src),
+                    &dest,
+                    Some(typ),
+                    opts.flags - MsFlags::MS_REMOUNT,
+                    data.as_deref(),
+                )?;
+            }
+        }
+    }
+    for p in &opts.propagation {
+        mnt(None, &dest, None, *p, None)?;
+    }
+    Ok(())
+}
+
+fn mount_sysfs(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(), RuntimeError> {
+    create_mount_point(dest, true)?;
+    // A fresh sysfs shows the network devices of the mounting process's
+    // netns; without an own netns (or when a user namespace is refused one)
+    // bind the host's /sys read-only instead, as runc does.
+    let fresh = if ctx.new_net_ns {
+        mnt(
+            Some(Path::new("sysfs")),
+            dest,
+            Some("sysfs"),
+            opts.flags,
+            opts.data_string().as_deref(),
+        )
+    } else {
+        Err(RuntimeError::sys(
+            "sysfs without own netns",
+            nix::errno::Errno::EPERM,
+        ))
+    };
+    if fresh.is_err() {
+        mnt(
+            Some(Path::new("/sys")),
+            dest,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        let flags = opts.flags | MsFlags::MS_RDONLY | locked_flags(dest);
+        mnt(
+            None,
+            dest,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(), RuntimeError> {
+    create_mount_point(dest, true)?;
+    if ctx.new_cgroup_ns {
+        // In its own cgroup namespace a fresh cgroup2 mount shows the
+        // container's cgroup as the root and nothing above it.
+        return mnt(
+            Some(Path::new("cgroup2")),
+            dest,
+            Some("cgroup2"),
+            opts.flags,
+            None,
+        );
+    }
+    // Without one, show only the container's own cgroup directory.
+    let src = ctx.cgroup.unwrap_or(Path::new("/sys/fs/cgroup"));
+    mnt(
+        Some(src),
+        dest,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    let flags = opts.flags | locked_flags(dest);
+    mnt(
+        None,
+        dest,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+        None,
+    )
+}
+
+/// Create a directory or an empty file to mount onto (parents 0755).
+pub fn create_mount_point(dest: &Path, dir: bool) -> Result<(), RuntimeError> {
+    if dir {
+        std::fs::create_dir_all(dest).map_err(|e| RuntimeError::io("create mount point", dest, e))
+    } else {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RuntimeError::io("create mount point parent", parent, e))?;
+        }
+        match std::fs::symlink_metadata(dest) {
+            Ok(_) => Ok(()),
+            Err(_) => std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dest)
+                .map(|_| ())
+                .map_err(|e| RuntimeError::io("create mount point file", dest, e)),
+        }
+    }
+}
+
+/// Step: pivot_root into the prepared root and detach the old one. Uses the
+/// `pivot_root(".", ".")` trick of runc and crun: no put_old directory is
+/// needed inside the root, and the old root is stacked under the new one until
+/// it is lazily unmounted. Never chroot: a chroot can be escaped.
+pub fn pivot_into(rootfs: &Path) -> Result<(), RuntimeError> {
+    let old_root = std::fs::File::open("/").map_err(|e| RuntimeError::io("open", "/", e))?;
+    nix::unistd::chdir(rootfs)
+        .map_err(|e| RuntimeError::sys(format!("chdir '{}'", rootfs.display()), e))?;
+    nix::unistd::pivot_root(".", ".")
+        .map_err(|e| RuntimeError::sys(format!("pivot_root to '{}'", rootfs.display()), e))?;
+    nix::unistd::fchdir(old_root.as_raw_fd())
+        .map_err(|e| RuntimeError::sys("fchdir to the old root", e))?;
+    // Slave first, so the unmount cannot propagate to the host's mounts.
+    mnt(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| RuntimeError::sys("detach the old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| RuntimeError::sys("chdir /", e))?;
+    Ok(())
+}
+
+/// Step (after pivot_root): bind each read-only path onto itself read-only.
+/// Missing paths are skipped, as runc does.
+pub fn apply_readonly_paths(paths: &[String]) -> Result<(), RuntimeError> {
+    for p in paths {
+        let path = Path::new(p);
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        mnt(
+            Some(path),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        let keep = locked_flags(path);
+        mnt(
+            None,
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Step (after pivot_root): hide each masked path: /dev/null over a file, an
+/// empty read-only tmpfs over a directory (runc `maskPath`).
+pub fn apply_masked_paths(paths: &[String]) -> Result<(), RuntimeError> {
+    for p in paths {
+        let path = Path::new(p);
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            mnt(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )?;
+        } else {
+            mnt(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Step (last of the mounts): `root.readonly` remounts `/` read-only.
+pub fn remount_root_readonly() -> Result<(), RuntimeError> {
+    let keep = locked_flags(Path::new("/"));
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(v: &[&str]) -> MountOptions {
+        parse_mount_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn bind_options_parse_like_runc() {
+        let o = opts(&["rbind", "ro", "nosuid", "rprivate"]);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        );
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        assert!(o.data.is_empty());
+    }
+
+    #[test]
+    fn unknown_options_become_data_and_clearing_options_clear() {
+        let o = opts(&["nosuid", "size=65536k", "mode=755", "ro", "rw", "suid"]);
+        assert_eq!(o.flags, MsFlags::empty());
+        assert_eq!(o.cleared, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(o.data_string().as_deref(), Some("size=65536k,mode=755"));
+    }
+
+    #[test]
+    fn overlay_lowers_are_listed_top_first_and_escaped() {
+        let d = render_overlay_data(
+            &[PathBuf::from("/l/base"), PathBuf::from("/l/top:1")],
+            Path::new("/u"),
+            Path::new("/w"),
+        );
+        assert_eq!(d, "lowerdir=/l/top\\:1:/l/base,upperdir=/u,workdir=/w");
+    }
+
+    #[test]
+    fn secure_join_keeps_dotdot_and_symlinks_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", r.join("etc/up")).unwrap();
+        assert_eq!(
+            secure_join(r, Path::new("/../../etc/x")).unwrap(),
+            r.join("etc/x")
+        );
+        assert_eq!(
+            secure_join(r, Path::new("/abs/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(r, Path::new("/etc/up/shadow")).unwrap(),
+            r.join("etc/shadow")
+        );
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert!(secure_join(r, Path::new("/loop")).is_err());
+    }
+
+    #[test]
+    fn every_propagation_name_maps() {
+        for n in [
+            "private",
+            "rprivate",
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "unbindable",
+            "runbindable",
+        ] {
+            let f = propagation_flag(n).unwrap();
+            assert_eq!(f.contains(MsFlags::MS_REC), n.starts_with('r'), "{n}");
+        }
+        assert!(propagation_flag("bogus").is_none());
+    }
+}

@@ -1,0 +1,201 @@
+//! Process primitives of the runtime: the single-thread check, clone3 (with
+//! CLONE_INTO_CGROUP), user-namespace ID maps, process names, and identifying
+//! a PID across reuse by its start time. No container policy here.
+
+use std::os::fd::RawFd;
+
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+
+use super::RuntimeError;
+
+/// Fail unless the calling process has exactly one thread: clone copies only
+/// the calling thread, so locks held by others (malloc, stdio) would stay held
+/// forever in the child (DESIGN.md §2, crun and runc do the same check by
+/// construction).
+pub fn assert_single_threaded() -> Result<(), RuntimeError> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| RuntimeError::io("list threads", "/proc/self/task", e))?
+        .count();
+    if threads != 1 {
+        return Err(RuntimeError::MultiThreaded { threads });
+    }
+    Ok(())
+}
+
+pub enum Cloned {
+    Child,
+    Parent { pid: Pid, in_cgroup: bool },
+}
+
+/// `struct clone_args` of clone3(2), up to the `cgroup` field (VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3 without a new stack, i.e. fork semantics plus namespace flags and,
+/// when `cgroup_fd` is given, placement into that cgroup at clone time (crun
+/// `linux.c`), so no process of the container ever runs outside it. Falls back
+/// to a plain clone when the kernel refuses CLONE_INTO_CGROUP; the caller then
+/// writes `cgroup.procs`.
+pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned, RuntimeError> {
+    let attempt = |with_cgroup: bool| -> Result<Cloned, nix::Error> {
+        let mut args = CloneArgs {
+            flags,
+            exit_signal: libc::SIGCHLD as u64,
+            ..Default::default()
+        };
+        if let (true, Some(fd)) = (with_cgroup, cgroup_fd) {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = fd as u64;
+        }
+        // SAFETY: clone3 with no stack behaves like fork: the child continues
+        // on a copy of this single-threaded process's memory (checked by
+        // assert_single_threaded before any caller gets here).
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match ret {
+            -1 => Err(nix::Error::last()),
+            0 => Ok(Cloned::Child),
+            pid => Ok(Cloned::Parent {
+                pid: Pid::from_raw(pid as i32),
+                in_cgroup: with_cgroup && cgroup_fd.is_some(),
+            }),
+        }
+    };
+    match attempt(true) {
+        Ok(c) => Ok(c),
+        Err(e)
+            if cgroup_fd.is_some()
+                && matches!(
+                    e,
+                    nix::errno::Errno::EINVAL
+                        | nix::errno::Errno::EBUSY
+                        | nix::errno::Errno::EOPNOTSUPP
+                        | nix::errno::Errno::E2BIG
+                ) =>
+        {
+            attempt(false).map_err(|e| RuntimeError::sys("clone3", e))
+        }
+        Err(e) => Err(RuntimeError::sys("clone3", e)),
+    }
+}
+
+fn render_id_map(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Write the spec's uid/gid maps for the child's new user namespace. As real
+/// root we keep setgroups allowed; an unprivileged caller must deny it first
+/// (user_namespaces(7)).
+pub fn write_id_mappings(pid: Pid, spec: &Spec) -> Result<(), RuntimeError> {
+    let linux = spec.linux().as_ref();
+    let uids = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gids = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    let base = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if !nix::unistd::geteuid().is_root() {
+        let p = base.join("setgroups");
+        std::fs::write(&p, "deny").map_err(|e| RuntimeError::io("write", p, e))?;
+    }
+    for (file, maps) in [("uid_map", &uids), ("gid_map", &gids)] {
+        if maps.is_empty() {
+            continue;
+        }
+        let p = base.join(file);
+        std::fs::write(&p, render_id_map(maps)).map_err(|e| RuntimeError::io("write", p, e))?;
+    }
+    Ok(())
+}
+
+/// Name the current process as `ps` shows it (PR_SET_NAME, 15 bytes max).
+pub fn set_name(name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        // Best effort: a missing name only makes `ps` less helpful.
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+/// Start time of `pid` (field 22 of /proc/PID/stat, clock ticks since boot),
+/// which tells a live container init from a reused PID.
+pub fn proc_start_time(pid: Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn process_alive(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(stat.get(i + 2..i + 3), Some("Z") | Some("X")),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` is still the process that started at `start_time`.
+pub fn same_process(pid: Pid, start_time: Option<u64>) -> bool {
+    process_alive(pid) && (start_time.is_none() || proc_start_time(pid) == start_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxIdMappingBuilder;
+
+    #[test]
+    fn id_map_renders_one_line_per_range() {
+        let m = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(100000u32)
+                .size(65536u32)
+                .build()
+                .unwrap(),
+            LinuxIdMappingBuilder::default()
+                .container_id(65536u32)
+                .host_id(1u32)
+                .size(1u32)
+                .build()
+                .unwrap(),
+        ];
+        assert_eq!(render_id_map(&m), "0 100000 65536\n65536 1 1\n");
+    }
+
+    #[test]
+    fn start_time_of_self_is_stable() {
+        let me = nix::unistd::getpid();
+        let t = proc_start_time(me).expect("start time");
+        assert_eq!(proc_start_time(me), Some(t));
+        assert!(process_alive(me));
+        assert!(same_process(me, Some(t)));
+        assert!(!same_process(me, Some(t + 1)));
+    }
+}

@@ -1,0 +1,906 @@
+//! Seccomp: compile `linux.seccomp` into a libseccomp filter and load it; the
+//! default profile (an allow-list equivalent to Docker's, as Rust data); and a
+//! loader for OCI or Docker JSON profile files.
+//!
+//! Building (`default_profile`, `load_profile`, `build_filter`) has no side
+//! effects; only `apply_seccomp` loads a filter into the calling process.
+
+use std::path::Path;
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
+    LinuxSyscallBuilder,
+};
+use serde::Deserialize;
+
+use super::RuntimeError;
+
+fn seccomp_err(
+    context: impl Into<String>,
+) -> impl FnOnce(libseccomp::error::SeccompError) -> RuntimeError {
+    let context = context.into();
+    move |source| RuntimeError::Seccomp { context, source }
+}
+
+fn to_action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction, RuntimeError> {
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(libc::EPERM as u32) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16)
+        }
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => return Err(RuntimeError::InvalidSpec {
+            id: String::new(),
+            reason:
+                "seccomp action SCMP_ACT_NOTIFY needs a listener, which berth does not support yet"
+                    .into(),
+        }),
+    })
+}
+
+fn to_arch(a: Arch) -> ScmpArch {
+    match a {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+    }
+}
+
+fn to_compare(a: &LinuxSeccompArg) -> ScmpArgCompare {
+    let op = match a.op() {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        // OCI: `value` is the mask, `valueTwo` the value compared (runc does the same).
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            return ScmpArgCompare::new(
+                a.index() as u32,
+                ScmpCompareOp::MaskedEqual(a.value()),
+                a.value_two().unwrap_or(0),
+            )
+        }
+    };
+    ScmpArgCompare::new(a.index() as u32, op, a.value())
+}
+
+/// Compile a profile. `no_new_privileges` only decides whether libseccomp may
+/// set NNP itself: the init sets it (or not) as the spec says, so never.
+pub fn build_filter(profile: &LinuxSeccomp) -> Result<ScmpFilterContext, RuntimeError> {
+    let default = to_action(profile.default_action(), profile.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(seccomp_err("create filter"))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(seccomp_err("disable libseccomp's own no_new_privs"))?;
+    for a in profile.architectures().iter().flatten() {
+        let arch = to_arch(*a);
+        if arch == ScmpArch::Native {
+            continue;
+        }
+        ctx.add_arch(arch)
+            .map_err(seccomp_err(format!("add architecture {a:?}")))?;
+    }
+    for f in profile.flags().iter().flatten() {
+        match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
+        }
+        .map_err(seccomp_err(format!("set flag {f:?}")))?;
+    }
+    for rule in profile.syscalls().iter().flatten() {
+        let action = to_action(rule.action(), rule.errno_ret())?;
+        // libseccomp refuses a rule that repeats the default action; it would
+        // change nothing anyway (runc skips these too).
+        if action == default {
+            continue;
+        }
+        for name in rule.names() {
+            // A name this libseccomp or architecture does not know cannot be
+            // called either; skip it like runc does.
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            add_rule(&mut ctx, sc, action, rule.args().as_deref().unwrap_or(&[]))
+                .map_err(seccomp_err(format!("rule for syscall '{name}'")))?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Conditions on distinct arguments form one rule (AND); several conditions on
+/// the same argument become one rule each (OR), as in runc's `matchCall`.
+fn add_rule(
+    ctx: &mut ScmpFilterContext,
+    sc: ScmpSyscall,
+    action: ScmpAction,
+    args: &[LinuxSeccompArg],
+) -> Result<(), libseccomp::error::SeccompError> {
+    if args.is_empty() {
+        ctx.add_rule(action, sc)?;
+        return Ok(());
+    }
+    let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    if indexes.len() == args.len() {
+        let cmps: Vec<ScmpArgCompare> = args.iter().map(to_compare).collect();
+        ctx.add_rule_conditional(action, sc, &cmps)?;
+    } else {
+        for a in args {
+            ctx.add_rule_conditional(action, sc, &[to_compare(a)])?;
+        }
+    }
+    Ok(())
+}
+
+/// Load the compiled profile into the calling process.
+pub fn apply_seccomp(profile: &LinuxSeccomp) -> Result<(), RuntimeError> {
+    let ctx = build_filter(profile)?;
+    ctx.load().map_err(seccomp_err("load filter"))
+}
+
+/// Syscalls every container may make: Docker's default allow-list
+/// (moby `profiles/seccomp/default.json`), written out here. Names unknown to
+/// the architecture are skipped when compiling.
+pub const DEFAULT_ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_requeue",
+    "futex_time64",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
+    // ptrace is allowed since kernel 4.8 closed the seccomp bypass through it
+    // (Docker's minKernel 4.8); berth needs 5.7+ for CLONE_INTO_CGROUP anyway.
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    // x86 only, harmless elsewhere (unknown names are skipped).
+    "arch_prctl",
+    "modify_ldt",
+];
+
+/// Syscalls a capability unlocks in Docker's profile: the container holding
+/// the capability may call them.
+pub const CAPABILITY_SYSCALLS: &[(&str, &[&str])] = &[
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount",
+            "umount2",
+            "unshare",
+        ],
+    ),
+    ("CAP_SYS_BOOT", &["reboot"]),
+    ("CAP_SYS_CHROOT", &["chroot"]),
+    (
+        "CAP_SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
+    ("CAP_SYS_PACCT", &["acct"]),
+    (
+        "CAP_SYS_PTRACE",
+        &["kcmp", "pidfd_getfd", "process_madvise"],
+    ),
+    ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
+    (
+        "CAP_SYS_TIME",
+        &["settimeofday", "stime", "clock_settime", "clock_settime64"],
+    ),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+    ),
+    ("CAP_SYSLOG", &["syslog"]),
+    ("CAP_BPF", &["bpf"]),
+    ("CAP_PERFMON", &["perf_event_open"]),
+];
+
+/// The namespace flags `clone` may not carry without CAP_SYS_ADMIN.
+const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+const AF_VSOCK: u64 = 40;
+
+fn allow(names: &[&str]) -> LinuxSyscall {
+    LinuxSyscallBuilder::default()
+        .names(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .action(LinuxSeccompAction::ScmpActAllow)
+        .build()
+        .unwrap_or_default()
+}
+
+fn arg(index: usize, value: u64, value_two: u64, op: LinuxSeccompOperator) -> LinuxSeccompArg {
+    LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(value)
+        .value_two(value_two)
+        .op(op)
+        .build()
+        .unwrap_or_default()
+}
+
+fn native_archs() -> Vec<Arch> {
+    if cfg!(target_arch = "x86_64") {
+        vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
+    } else if cfg!(target_arch = "aarch64") {
+        vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm]
+    } else {
+        vec![Arch::ScmpArchNative]
+    }
+}
+
+/// The default profile for a container holding `caps` (the `seccomp =
+/// "default"` of a definition): deny with EPERM unless allowed; keyctl,
+/// unshare, mount, kexec_load, init_module, bpf, … stay blocked unless a
+/// capability unlocks them, as in Docker's profile.
+pub fn default_profile(caps: &[Capability]) -> LinuxSeccomp {
+    let names: Vec<String> = caps.iter().map(super::caps::cap_name).collect();
+    let has = |c: &str| names.iter().any(|n| n == c);
+    let mut rules = vec![allow(DEFAULT_ALLOWED)];
+    // personality: only the values Docker lets through (PER_LINUX,
+    // PER_LINUX32, UNAME26 variants and the query 0xffffffff).
+    for v in [0x0u64, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
+        let mut r = allow(&["personality"]);
+        r.set_args(Some(vec![arg(0, v, 0, LinuxSeccompOperator::ScmpCmpEq)]));
+        rules.push(r);
+    }
+    // socket: every family but AF_VSOCK, which reaches the host's hypervisor.
+    let mut sock = allow(&["socket"]);
+    sock.set_args(Some(vec![arg(
+        0,
+        AF_VSOCK,
+        0,
+        LinuxSeccompOperator::ScmpCmpNe,
+    )]));
+    rules.push(sock);
+    for (cap, calls) in CAPABILITY_SYSCALLS {
+        if has(cap) {
+            rules.push(allow(calls));
+        }
+    }
+    if has("CAP_SYS_ADMIN") {
+        rules.push(allow(&["clone"]));
+    } else {
+        // clone without namespace flags only; clone3 hides its flags in
+        // memory a filter cannot read, so it answers ENOSYS and libc falls back
+        // to clone.
+        let mut c = allow(&["clone"]);
+        c.set_args(Some(vec![arg(
+            0,
+            CLONE_NAMESPACE_FLAGS,
+            0,
+            LinuxSeccompOperator::ScmpCmpMaskedEq,
+        )]));
+        rules.push(c);
+        let mut c3 = allow(&["clone3"]);
+        c3.set_action(LinuxSeccompAction::ScmpActErrno);
+        c3.set_errno_ret(Some(libc::ENOSYS as u32));
+        rules.push(c3);
+    }
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActErrno)
+        .default_errno_ret(libc::EPERM as u32)
+        .architectures(native_archs())
+        .syscalls(rules)
+        .build()
+        .unwrap_or_default()
+}
+
+/// A profile file: the OCI `linux.seccomp` object, or Docker's format with
+/// `archMap`, `name` and capability/arch `includes`/`excludes`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileFile {
+    default_action: LinuxSeccompAction,
+    #[serde(default)]
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    architectures: Option<Vec<Arch>>,
+    #[serde(default)]
+    arch_map: Option<Vec<ArchMapEntry>>,
+    #[serde(default)]
+    flags: Option<Vec<LinuxSeccompFilterFlag>>,
+    #[serde(default)]
+    syscalls: Option<Vec<ProfileRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ArchMapEntry {
+    architecture: Arch,
+    #[serde(default)]
+    sub_architectures: Vec<Arch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileRule {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+    action: LinuxSeccompAction,
+    #[serde(default)]
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Option<Vec<LinuxSeccompArg>>,
+    #[serde(default)]
+    includes: Filter,
+    #[serde(default)]
+    excludes: Filter,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Filter {
+    #[serde(default)]
+    caps: Vec<String>,
+    #[serde(default)]
+    arches: Vec<String>,
+    #[serde(default)]
+    min_kernel: Option<String>,
+}
+
+fn native_go_arch() -> &'static str {
+    if cfg!(target_arch = "x86_64") {
+        "amd64"
+    } else if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        std::env::consts::ARCH
+    }
+}
+
+fn kernel_at_least(min: &str) -> bool {
+    let parse = |s: &str| -> (u32, u32) {
+        let mut it = s
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty());
+        (
+            it.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+            it.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        )
+    };
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse(&release) >= parse(min)
+}
+
+/// Read a profile file (OCI or Docker JSON) for a container holding `caps`.
+pub fn load_profile(path: &Path, caps: &[Capability]) -> Result<LinuxSeccomp, RuntimeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RuntimeError::io("read seccomp profile", path, e))?;
+    parse_profile(&text, caps).map_err(|reason| RuntimeError::SeccompProfile {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// The pure half of [`load_profile`].
+pub fn parse_profile(text: &str, caps: &[Capability]) -> Result<LinuxSeccomp, String> {
+    let f: ProfileFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let names: Vec<String> = caps.iter().map(super::caps::cap_name).collect();
+    let go_arch = native_go_arch();
+    let mut archs = f.architectures.unwrap_or_default();
+    for m in f.arch_map.iter().flatten() {
+        // Docker lists every architecture; only the native one and its
+        // sub-architectures belong in this host's filter.
+        let native = native_archs();
+        if native.first() == Some(&m.architecture) {
+            archs.push(m.architecture);
+            archs.extend(m.sub_architectures.iter().copied());
+        }
+    }
+    let mut rules = Vec::new();
+    for r in f.syscalls.into_iter().flatten() {
+        let inc = &r.includes;
+        let exc = &r.excludes;
+        if !inc.caps.iter().all(|c| names.contains(c))
+            || (!inc.arches.is_empty() && !inc.arches.iter().any(|a| a == go_arch))
+            || inc
+                .min_kernel
+                .as_deref()
+                .is_some_and(|k| !kernel_at_least(k))
+            || (!exc.caps.is_empty() && exc.caps.iter().any(|c| names.contains(c)))
+            || exc.arches.iter().any(|a| a == go_arch)
+        {
+            continue;
+        }
+        let mut all_names = r.names;
+        all_names.extend(r.name);
+        let mut rule = LinuxSyscall::default();
+        rule.set_names(all_names);
+        rule.set_action(r.action);
+        rule.set_errno_ret(r.errno_ret);
+        rule.set_args(r.args);
+        rules.push(rule);
+    }
+    let mut out = LinuxSeccomp::default();
+    out.set_default_action(f.default_action);
+    out.set_default_errno_ret(f.default_errno_ret);
+    out.set_architectures((!archs.is_empty()).then_some(archs));
+    out.set_flags(f.flags);
+    out.set_syscalls(Some(rules));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(p: &LinuxSeccomp, name: &str) -> bool {
+        p.syscalls().iter().flatten().any(|r| {
+            r.action() == LinuxSeccompAction::ScmpActAllow && r.names().iter().any(|n| n == name)
+        })
+    }
+
+    #[test]
+    fn default_profile_blocks_dangerous_calls_without_caps() {
+        let p = default_profile(&[Capability::NetBindService]);
+        assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActErrno);
+        assert_eq!(p.default_errno_ret(), Some(libc::EPERM as u32));
+        for bad in [
+            "keyctl",
+            "unshare",
+            "mount",
+            "kexec_load",
+            "init_module",
+            "bpf",
+            "setns",
+            "add_key",
+            "open_by_handle_at",
+        ] {
+            assert!(!allowed(&p, bad), "{bad} must be blocked");
+        }
+        for ok in ["read", "execve", "clone", "socket", "ptrace"] {
+            assert!(allowed(&p, ok), "{ok} must be allowed");
+        }
+    }
+
+    #[test]
+    fn sys_admin_unlocks_mount_and_unshare() {
+        let p = default_profile(&[Capability::SysAdmin]);
+        assert!(allowed(&p, "mount") && allowed(&p, "unshare"));
+        assert!(!allowed(&p, "keyctl"));
+    }
+
+    #[test]
+    fn default_profile_compiles() {
+        let p = default_profile(&[]);
+        build_filter(&p).expect("compile");
+    }
+
+    #[test]
+    fn docker_profile_includes_by_capability() {
+        let text = r#"{
+          "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+          "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+                      {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+          "syscalls": [
+            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "comment": "x"},
+            {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+            {"name": "chroot", "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
+          ]}"#;
+        let p = parse_profile(text, &[]).unwrap();
+        assert!(allowed(&p, "read") && allowed(&p, "chroot") && !allowed(&p, "mount"));
+        let p = parse_profile(text, &[Capability::SysAdmin]).unwrap();
+        assert!(allowed(&p, "mount") && !allowed(&p, "chroot"));
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(
+                p.architectures().as_deref(),
+                Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86][..])
+            );
+        }
+        build_filter(&p).expect("compile");
+    }
+
+    #[test]
+    fn oci_profile_parses_as_is() {
+        let p = parse_profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["keyctl"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.syscalls().as_ref().unwrap()[0].errno_ret(), Some(38));
+        assert!(parse_profile("{}", &[]).is_err());
+    }
+}

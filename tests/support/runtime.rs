@@ -1,0 +1,245 @@
+//! Test harness for the runtime and the OCI command line: every privileged
+//! step runs in a child `unshare --mount --pid --net --cgroup --uts --ipc
+//! --fork --propagation private` placed in a cgroup the test creates under
+//! /sys/fs/cgroup/unified, with a fresh cgroup2 mounted at /sys/fs/cgroup inside
+//! (TESTING.md). Nothing touches the host's own mount, net or cgroup namespace.
+//! Dropping the sandbox kills what is left in its cgroup and removes it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Sandbox {
+    pub cgroup: PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let cgroup = PathBuf::from(format!(
+            "/sys/fs/cgroup/unified/berth-test-{}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&cgroup).expect("create test cgroup under /sys/fs/cgroup/unified");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-rt-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::create_dir_all(tmp.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink(
+            crate::support::berth_bin(),
+            tmp.path().join("bin/berth-runtime"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(tmp.path().join("state")).unwrap();
+        Sandbox { cgroup, tmp }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn runtime(&self) -> PathBuf {
+        self.path().join("bin/berth-runtime")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// A bundle with a busybox rootfs and `berth-runtime spec`'s config,
+    /// changed by `edit` (process.terminal off, args `sh`).
+    pub fn bundle(&self, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let b = self.path().join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        crate::support::busybox_rootfs(&b.join("rootfs"));
+        let probe = probe_binary();
+        std::fs::copy(probe, b.join("rootfs/bin/probe")).unwrap();
+        let out = Command::new(self.runtime())
+            .args(["spec", "-b"])
+            .arg(&b)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut cfg: Value =
+            serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
+        cfg["process"]["terminal"] = Value::Bool(false);
+        edit(&mut cfg);
+        std::fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(&cfg).unwrap(),
+        )
+        .unwrap();
+        b
+    }
+
+    /// Run `script` with `sh` inside fresh namespaces in the sandbox cgroup.
+    /// `$RT` is the runtime with `--root` set, `$STATE` the state dir.
+    pub fn sh(&self, script: &str) -> Output {
+        let prelude = format!(
+            "set -u\nmount -t cgroup2 cgroup2 /sys/fs/cgroup || exit 99\nmount -t proc proc /proc || exit 98\nRT=\"{} --root {}\"\nSTATE={}\nexport RT STATE\n",
+            self.runtime().display(),
+            self.state().display(),
+            self.state().display()
+        );
+        let full = format!("{prelude}{script}");
+        let cg = self.cgroup.join("cgroup.procs");
+        let mut cmd = Command::new("timeout");
+        cmd.args([
+            "60",
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--net",
+            "--cgroup",
+            "--uts",
+            "--ipc",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &full,
+        ]);
+        cmd.stdin(Stdio::null());
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only an async-signal-safe write(2) of a constant happens in the child.
+        unsafe {
+            let cg = std::ffi::CString::new(cg.as_os_str().to_str().unwrap()).unwrap();
+            cmd.pre_exec(move || {
+                let fd = libc::open(cg.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if r != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().expect("run unshare")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+        for _ in 0..500 {
+            let procs =
+                std::fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        remove_cgroup_tree(&self.cgroup);
+    }
+}
+
+fn remove_cgroup_tree(p: &Path) {
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(p);
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn describe(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Set process.args of a config to `sh -c SCRIPT`.
+pub fn sh_args(cfg: &mut Value, script: &str) {
+    cfg["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+}
+
+const PROBE_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* A tiny static helper that reports what the container may do. */
+int main(int argc, char **argv) {
+    const char *c = argc > 1 ? argv[1] : "";
+    long r = -1;
+    if (!strcmp(c, "keyctl")) r = syscall(SYS_keyctl, 0, -3, 0);
+    else if (!strcmp(c, "ptrace")) r = ptrace(PTRACE_ATTACH, atoi(argv[2]), 0, 0);
+    else if (!strcmp(c, "open")) r = open(argv[2], O_RDONLY);
+    else if (!strcmp(c, "openw")) r = open(argv[2], O_WRONLY);
+    else if (!strcmp(c, "init_module")) r = syscall(SYS_init_module, "", 0, "");
+    else if (!strcmp(c, "finit_module")) { int fd = open("/bin/busybox", O_RDONLY); r = syscall(SYS_finit_module, fd, "", 0); }
+    else if (!strcmp(c, "mknod")) r = mknod(argv[2], S_IFBLK | 0600, makedev(atoi(argv[3]), atoi(argv[4])));
+    else if (!strcmp(c, "mount-proc")) { mkdir(argv[2], 0755); r = mount("proc", argv[2], "proc", 0, 0); }
+    else if (!strcmp(c, "euid")) { printf("euid=%d\n", (int)geteuid()); return 0; }
+    else if (!strcmp(c, "chroot-escape")) {
+        mkdir("/tmp/jail", 0755);
+        r = chroot("/tmp/jail");
+        if (r == 0) {
+            for (int i = 0; i < 64; i++) chdir("..");
+            r = chroot(".");
+            if (r == 0 && access("/proc/self/exe", F_OK) == 0) {
+                /* escaped the inner jail: still inside the container root? */
+                r = access("/bin/probe", F_OK) == 0 ? 0 : 1;
+                printf("chroot-escape: %s\n", r == 0 ? "stayed in container" : "reached host");
+                return r;
+            }
+        }
+    }
+    printf("%s: %s\n", c, r < 0 ? strerror(errno) : "ok");
+    return r < 0 ? 1 : 0;
+}
+"#;
+
+/// The probe, compiled once per test binary with `gcc -static`.
+pub fn probe_binary() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("berth-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("probe.c");
+        std::fs::write(&src, PROBE_C).unwrap();
+        let out = dir.join("probe");
+        let st = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("gcc");
+        assert!(st.success(), "gcc -static probe.c");
+        out
+    })
+}
