@@ -156,6 +156,18 @@ fn is_mask(path: &Path) -> bool {
 /// [`MAX_FILE_SIZE`] (without reading them) and bytes that are not UTF-8.
 pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
     let err = |m: String| Diagnostic::file(path, "", m);
+    // Look before opening: opening a FIFO would block the generator (and the
+    // boot) until a writer appears, and a device may never end.
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.is_dir() {
+            return Err(err(
+                "cannot read file: it is a directory, expected a TOML file".into(),
+            ));
+        }
+        if !m.is_file() {
+            return Err(err("cannot read file: it is not a regular file (a device, FIFO or socket), expected a TOML file".into()));
+        }
+    }
     let file = std::fs::File::open(path).map_err(|e| {
         let dangling =
             e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_ok();
@@ -253,7 +265,7 @@ fn load_one(
         diags.push(Diagnostic::file(
             &main,
             "",
-            format!("invalid container {e}"),
+            e.replacen("invalid name", "invalid container name", 1),
         ));
         return Err(diags);
     }
@@ -311,7 +323,7 @@ pub fn load_definition(root: &Path, name: &str) -> Result<Option<Definition>, Di
         return Err(Diagnostics(vec![Diagnostic::file(
             &path,
             "",
-            format!("invalid container {e}"),
+            e.replacen("invalid name", "invalid container name", 1),
         )]));
     }
     let containers = Scan::new(root, &CONTAINER_DIRS);
@@ -373,7 +385,7 @@ pub fn load_network(root: &Path, name: &str) -> Result<Option<NetworkDefinition>
                 return Err(Diagnostics(vec![Diagnostic::file(
                     &path,
                     "",
-                    format!("invalid network {e}"),
+                    e.replacen("invalid name", "invalid network name", 1),
                 )]));
             }
             load_network_file(name, path).map(Some)
@@ -407,7 +419,7 @@ pub fn load_all_networks(root: &Path) -> (Vec<NetworkDefinition>, Vec<(String, D
                     Err(e) => Err(Diagnostics(vec![Diagnostic::file(
                         &path,
                         "",
-                        format!("invalid network {e}"),
+                        e.replacen("invalid name", "invalid network name", 1),
                     )])),
                     Ok(()) => load_network_file(&name, path),
                 };

@@ -570,9 +570,9 @@ fn parse_keys<T: DeserializeOwned + Default + Merge>(
                 span: Some(key.span()),
                 key: key_path,
                 message: format!(
-                    "unknown key \"{name}\"{hint}: expected one of {}",
+                    "unknown key \"{name}\" {place}{hint}: expected one of {}",
                     keys_list(fields),
-                ) + &format!(" {place}"),
+                ),
             });
             continue;
         }
@@ -601,6 +601,8 @@ fn keys_list(fields: &[&str]) -> String {
 /// arrays, tables and numbers.
 fn friendly_type_error(message: &str) -> String {
     message
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("invalid type: map", "invalid type: table")
         .replace("expected a sequence", "expected an array")
         .replace("expected a map", "expected a table")
         .replace("expected i64", "expected an integer")

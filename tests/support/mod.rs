@@ -91,3 +91,4 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
 pub fn berth_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
 }
+pub mod systemd_box;

@@ -1,0 +1,284 @@
+//! Hostile and broken definition files, through the real binary: each gets a
+//! clear error naming the file, nothing panics or hangs, and the generator
+//! still writes the valid definitions beside it and exits 0.
+//!
+//! Running as root (as CI does), mode bits do not stop reads, so "unreadable"
+//! is covered by what root cannot read either: a dangling symlink, a directory
+//! named like a file, a FIFO (which would block a naive reader forever) and a
+//! symlink to an endless device. chmod 000 is tested too when not root.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A root with a valid `ok.toml` beside whatever the test adds.
+struct Root {
+    dir: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Root {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Root { dir };
+        r.write(
+            "ok.toml",
+            b"image = \"nginx\"\n[service]\npull = \"never\"\n",
+        );
+        r
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn containers(&self) -> PathBuf {
+        self.path().join("etc/berth/containers")
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.containers().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+/// Run a command with a deadline so a hang fails the test instead of the suite.
+fn run_with_deadline(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command hung: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `berth check` fails with an error line naming `bad` and containing `what`.
+fn check_reports(root: &Root, bad: &Path, what: &str) {
+    let mut cmd = Command::new(BERTH);
+    cmd.arg("--root").arg(root.path()).arg("check");
+    let out = run_with_deadline(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("error: {}", bad.display())))
+        .unwrap_or_else(|| panic!("no error naming {}:\n{stderr}", bad.display()));
+    assert!(line.contains(what), "expected {what:?} in {line:?}");
+}
+
+/// The generator exits 0, writes ok's drop-in and nothing for `bad_name`.
+fn generator_skips(root: &Root, bad_name: &str) {
+    let bin = tempfile::tempdir().unwrap();
+    let generator = bin.path().join("berth-generator");
+    std::os::unix::fs::symlink(BERTH, &generator).unwrap();
+    let out_dir = bin.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let mut cmd = Command::new(&generator);
+    cmd.arg(&out_dir)
+        .env("BERTH_ROOT", root.path())
+        .env_remove("SYSTEMD_SCOPE");
+    let out = run_with_deadline(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("definition \"{bad_name}\" has errors, skipping")),
+        "{stderr}"
+    );
+    assert!(out_dir
+        .join("berth@ok.service.d/50-berth-generated.conf")
+        .is_file());
+    assert!(!out_dir.join(format!("berth@{bad_name}.service.d")).exists());
+}
+
+#[test]
+fn unreadable_files() {
+    // Dangling symlink.
+    let root = Root::new();
+    let bad = root.containers().join("web.toml");
+    std::os::unix::fs::symlink("/nonexistent/web.toml", &bad).unwrap();
+    check_reports(&root, &bad, "symlink to a file that does not exist");
+    generator_skips(&root, "web");
+
+    // A directory named like a definition.
+    let root = Root::new();
+    let bad = root.containers().join("web.toml");
+    fs::create_dir_all(&bad).unwrap();
+    check_reports(&root, &bad, "it is a directory");
+    generator_skips(&root, "web");
+
+    // A FIFO: opening it for reading would block until a writer comes.
+    let root = Root::new();
+    let bad = root.containers().join("web.toml");
+    let status = Command::new("mkfifo").arg(&bad).status().unwrap();
+    assert!(status.success());
+    check_reports(&root, &bad, "not a regular file");
+    generator_skips(&root, "web");
+
+    // A symlink to a device that never ends.
+    let root = Root::new();
+    let bad = root.containers().join("web.toml");
+    std::os::unix::fs::symlink("/dev/zero", &bad).unwrap();
+    check_reports(&root, &bad, "not a regular file");
+    generator_skips(&root, "web");
+
+    // Mode 000: only meaningful when not root (root bypasses mode bits).
+    if support::is_root() {
+        eprintln!("SKIP chmod 000 part: running as root, which reads any file");
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let root = Root::new();
+        let bad = root.write("web.toml", b"image = \"nginx\"\n");
+        fs::set_permissions(&bad, fs::Permissions::from_mode(0o000)).unwrap();
+        check_reports(&root, &bad, "permission denied");
+        generator_skips(&root, "web");
+    }
+}
+
+#[test]
+fn non_utf8_bytes() {
+    let root = Root::new();
+    let bad = root.write("web.toml", b"image = \"nginx\"\n# \xff\xfe\n");
+    check_reports(&root, &bad, "2:3: invalid UTF-8 (byte 0xff)");
+    generator_skips(&root, "web");
+}
+
+#[test]
+fn oversized_file_is_refused_unread() {
+    let root = Root::new();
+    let mut big = b"image = \"nginx\"\n".to_vec();
+    big.resize(10 << 20, b'#');
+    let bad = root.write("web.toml", &big);
+    let start = Instant::now();
+    check_reports(&root, &bad, "file is too large (10485760 bytes)");
+    generator_skips(&root, "web");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // A drop-in may not be huge either.
+    let root = Root::new();
+    root.write("web.toml", b"image = \"nginx\"\n");
+    let bad = root.write("web.toml.d/10-big.conf.toml", &big);
+    check_reports(&root, &bad, "too large");
+    generator_skips(&root, "web");
+}
+
+#[test]
+fn deep_nesting_does_not_overflow() {
+    let depth = 100_000; // as deep as fits under the 1 MiB limit
+    for text in [
+        format!(
+            "image = \"nginx\"\nx = {}1{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ),
+        format!(
+            "image = \"nginx\"\nx = {}1{}\n",
+            "{ a = ".repeat(depth),
+            " }".repeat(depth)
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", text.as_bytes());
+        check_reports(&root, &bad, "nested more than 32 levels deep");
+        generator_skips(&root, "web");
+    }
+    // Dotted keys build nesting without brackets.
+    let root = Root::new();
+    let text = format!(
+        "image = \"nginx\"\n[network{}]\nx = 1\n",
+        ".a".repeat(100_000)
+    );
+    let bad = root.write("web.toml", text.as_bytes());
+    check_reports(&root, &bad, "invalid TOML: recursion limit");
+    generator_skips(&root, "web");
+}
+
+#[test]
+fn unknown_and_duplicate_keys() {
+    let root = Root::new();
+    let bad = root.write("web.toml", b"image = \"nginx\"\nimgae = \"x\"\n");
+    check_reports(
+        &root,
+        &bad,
+        "2:1: imgae: unknown key \"imgae\" at the top level (did you mean \"image\"?)",
+    );
+    generator_skips(&root, "web");
+
+    let root = Root::new();
+    let bad = root.write(
+        "web.toml",
+        b"image = \"nginx\"\n[service]\nrestart = \"no\"\nrestart = \"always\"\n",
+    );
+    check_reports(&root, &bad, "4:1: invalid TOML: duplicate key \"restart\"");
+    generator_skips(&root, "web");
+
+    // A table defined twice is a duplicate too.
+    let root = Root::new();
+    let bad = root.write("web.toml", b"image = \"nginx\"\n[service]\n[service]\n");
+    check_reports(&root, &bad, "invalid TOML");
+    generator_skips(&root, "web");
+}
+
+#[test]
+fn check_named_and_missing_definitions() {
+    let root = Root::new();
+    root.write("bad.toml", b"image = 1\n");
+    let run = |args: &[&str]| {
+        let out = Command::new(BERTH)
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, _, stdout) = run(&["check", "ok"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, "berth check: 1 definition, all valid\n");
+    let (code, stderr, _) = run(&["check", "ok", "bad", "ghost"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("bad.toml:1:9: image: invalid type"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: no definition \"ghost\""),
+        "{stderr}"
+    );
+    // BERTH_ROOT works like --root.
+    let out = Command::new(BERTH)
+        .args(["generate", "--dry-run", "ok"])
+        .env("BERTH_ROOT", root.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("# FILE berth@ok.service.d/50-berth-generated.conf\n# generated by berth-generator from "), "{stdout}");
+    // generate DIR writes, and fails (1) because "bad" is skipped.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr, _) = run(&["generate", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("\"bad\" has errors, skipped"), "{stderr}");
+    assert!(dir
+        .path()
+        .join("berth@ok.service.d/50-berth-generated.conf")
+        .is_file());
+}

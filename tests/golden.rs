@@ -1,0 +1,271 @@
+//! Golden cases for definitions → generated units (STYLE.md §6).
+//!
+//! Each `tests/cases/generator/NN-what/` holds `input/` (a host tree used as
+//! `--root`), a `README` saying what it pins, and
+//! - `expected/`: the tree `berth-generator` writes (symlinks listed in
+//!   `expected/links` as `PATH -> TARGET`); absent means nothing is written;
+//! - `expected-error`: the exact output of `berth check` (stderr then stdout)
+//!   when the case must fail; absent means `berth check` must pass silently.
+//!
+//! Volatile parts are replaced first: the input path by `<ROOT>`, definition
+//! hashes by `<HASH>`. `BERTH_BLESS=1 cargo test --test golden` rewrites the
+//! expected files; review the diff. Adding a case means adding files only.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/generator")
+}
+
+fn blessing() -> bool {
+    std::env::var_os("BERTH_BLESS").is_some_and(|v| v == "1")
+}
+
+/// Replace the root path and definition hashes with placeholders.
+fn normalise(text: &str, root: &Path) -> String {
+    let text = text.replace(&root.display().to_string(), "<ROOT>");
+    let marker = "BERTH_DEFINITION_HASH=";
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(marker) {
+        let (head, tail) = rest.split_at(i + marker.len());
+        out.push_str(head);
+        let hex_len = tail.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
+        assert_eq!(hex_len, 64, "hash is not 64 hex digits: {tail}");
+        out.push_str("<HASH>");
+        rest = &tail[hex_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A tree as relative path → content, with symlinks gathered into `links`.
+fn read_tree(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>, links: &mut Vec<String>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = rd.map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                links.push(format!("{rel} -> {}", fs::read_link(&p).unwrap().display()));
+            } else if ft.is_dir() {
+                walk(base, &p, out, links);
+            } else {
+                out.insert(rel, fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut links = Vec::new();
+    walk(dir, dir, &mut out, &mut links);
+    if !links.is_empty() {
+        links.sort();
+        out.insert("links".into(), links.join("\n") + "\n");
+    }
+    out
+}
+
+fn write_tree(dir: &Path, tree: &BTreeMap<String, String>) {
+    let _ = fs::remove_dir_all(dir);
+    if tree.is_empty() {
+        return;
+    }
+    for (rel, content) in tree {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+}
+
+/// Run `berth --root INPUT check`: (exit code, normalised stderr + stdout).
+fn run_check(input: &Path) -> (i32, String) {
+    let out = Command::new(BERTH)
+        .arg("--root")
+        .arg(input)
+        .arg("check")
+        .env_remove("BERTH_ROOT")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), normalise(&text, input))
+}
+
+/// Run the real `berth-generator` personality with BERTH_ROOT=INPUT into a
+/// fresh directory; returns the normalised tree.
+fn run_generator(input: &Path, tmp: &Path) -> BTreeMap<String, String> {
+    let bin_dir = tmp.join("bin");
+    fs::create_dir_all(&bin_dir).unwrap();
+    let generator = bin_dir.join("berth-generator");
+    if !generator.exists() {
+        std::os::unix::fs::symlink(BERTH, &generator).unwrap();
+    }
+    let out_dir = tmp.join("out");
+    let _ = fs::remove_dir_all(&out_dir);
+    fs::create_dir_all(&out_dir).unwrap();
+    let early = tmp.join("early");
+    let late = tmp.join("late");
+    let status = Command::new(&generator)
+        .arg(&out_dir)
+        .arg(&early)
+        .arg(&late)
+        .env("BERTH_ROOT", input)
+        .env_remove("SYSTEMD_SCOPE")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "the generator must always exit 0");
+    assert!(
+        !early.exists() && !late.exists(),
+        "writes only the normal dir"
+    );
+    read_tree(&out_dir)
+        .into_iter()
+        .map(|(k, v)| (k, normalise(&v, input)))
+        .collect()
+}
+
+fn diff(expected: &str, actual: &str) -> String {
+    let mut s = String::new();
+    let (e, a): (Vec<_>, Vec<_>) = (expected.lines().collect(), actual.lines().collect());
+    for i in 0..e.len().max(a.len()) {
+        let (x, y) = (e.get(i).copied(), a.get(i).copied());
+        if x != y {
+            s.push_str(&format!(
+                "line {}:\n  - {}\n  + {}\n",
+                i + 1,
+                x.unwrap_or("<none>"),
+                y.unwrap_or("<none>")
+            ));
+        }
+    }
+    s
+}
+
+#[test]
+fn generator_cases() {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(cases_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 40,
+        "expected at least 40 cases, found {}",
+        dirs.len()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for case in &dirs {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let input = case
+            .join("input")
+            .canonicalize()
+            .unwrap_or_else(|_| panic!("{name}: no input/"));
+        assert!(case.join("README").is_file(), "{name}: no README");
+
+        let (code, output) = run_check(&input);
+        let err_file = case.join("expected-error");
+        let generated = run_generator(&input, tmp.path());
+        let exp_dir = case.join("expected");
+
+        if blessing() {
+            if code == 0 {
+                let _ = fs::remove_file(&err_file);
+            } else {
+                fs::write(&err_file, &output).unwrap();
+            }
+            write_tree(&exp_dir, &generated);
+            continue;
+        }
+
+        match fs::read_to_string(&err_file) {
+            Ok(expected) => {
+                if code != 1 {
+                    failures.push(format!("{name}: berth check exited {code}, expected 1"));
+                }
+                if expected != output {
+                    failures.push(format!(
+                        "{name}: berth check output differs:\n{}",
+                        diff(&expected, &output)
+                    ));
+                }
+            }
+            Err(_) => {
+                if code != 0 {
+                    failures.push(format!(
+                        "{name}: berth check failed (exit {code}):\n{output}"
+                    ));
+                }
+            }
+        }
+        let expected = read_tree(&exp_dir);
+        let keys: Vec<_> = expected
+            .keys()
+            .chain(generated.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for k in keys {
+            match (expected.get(k), generated.get(k)) {
+                (Some(e), Some(g)) if e == g => {}
+                (Some(e), Some(g)) => {
+                    failures.push(format!("{name}: {k} differs:\n{}", diff(e, g)))
+                }
+                (Some(_), None) => failures.push(format!("{name}: {k} was not generated")),
+                (None, Some(g)) => failures.push(format!("{name}: unexpected {k}:\n{g}")),
+                (None, None) => {}
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden failure(s) (BERTH_BLESS=1 rewrites expected files):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// The documented examples in config/examples/ must pass `berth check` and
+/// render, installed as they would be.
+#[test]
+fn examples_pass_check() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = root.join("etc/berth/containers");
+    fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    for e in fs::read_dir(&examples).unwrap() {
+        let p = e.unwrap().path();
+        let file = p.file_name().unwrap().to_string_lossy().into_owned();
+        if file.ends_with(".toml") {
+            fs::copy(&p, dir.join(&file)).unwrap();
+            n += 1;
+        }
+    }
+    assert!(
+        n >= 2,
+        "expected example definitions in {}",
+        examples.display()
+    );
+    let (code, output) = run_check(root);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains(&format!("{n} definitions")), "{output}");
+    let out = Command::new(BERTH)
+        .args(["generate", "--dry-run"])
+        .env("BERTH_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("# FILE ").count(), n, "{text}");
+}
