@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod generate;
+pub mod image;
 
 /// berth — declarative system containers, run by systemd.
 ///
@@ -39,6 +40,18 @@ pub enum Command {
     Version,
     Check(check::CheckArgs),
     Generate(generate::GenerateArgs),
+    /// Pull an image from a registry or load an offline source into the store
+    Pull(image::PullArgs),
+    /// List stored images
+    Images(image::ImagesArgs),
+    /// Show a stored image as JSON
+    Inspect(image::InspectArgs),
+    /// Remove image references and the content only they used
+    Rmi(image::RmiArgs),
+    /// Remove blobs and layers no image reference or running container uses
+    Prune(image::PruneArgs),
+    /// Import a rootfs tarball as a one-layer image
+    Import(image::ImportArgs),
     #[command(flatten)]
     NotYet(NotYet),
 }
@@ -76,6 +89,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check::run(&root, args),
         Command::Generate(args) => generate::run(&root, args),
+        Command::Pull(a) => image::pull(a),
+        Command::Images(a) => image::images(a),
+        Command::Inspect(a) => image::inspect(a),
+        Command::Rmi(a) => image::rmi(a),
+        Command::Prune(a) => image::prune(a),
+        Command::Import(a) => image::import(a),
         Command::NotYet(cmd) => {
             anyhow::bail!("'{cmd:?}' is not implemented yet in this version of berth")
         }

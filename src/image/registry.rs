@@ -1,0 +1,622 @@
+//! The registry client (OCI distribution spec, pull side) over reqwest/rustls:
+//! `/v2/` ping, Bearer token and Basic auth, manifests with a size limit, and
+//! blobs streamed to the store with digest verification, retries with backoff
+//! and resumption by `Range`.
+//!
+//! Owns: HTTP. Must not: decide where content lives (the store) or what to pull
+//! (`pull.rs`).
+
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::StreamExt;
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+};
+use reqwest::{Response, StatusCode};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::config::Globals;
+use crate::image::hosts::{self, Credentials, Endpoint};
+use crate::image::manifest::{MANIFEST_ACCEPT, MAX_METADATA_BYTES};
+use crate::image::{ImageError, Progress, ProgressEvent};
+use crate::store::Store;
+
+/// How often a request is tried before its error is returned.
+const ATTEMPTS: u32 = 6;
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+/// Parse `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut realm = None;
+    let mut service = None;
+    let mut scope = None;
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && (bytes[i] == b',' || bytes[i] == b' ') {
+            i += 1;
+        }
+        let ks = i;
+        while i < bytes.len() && bytes[i] != b'=' {
+            i += 1;
+        }
+        let key = rest[ks..i].trim().to_ascii_lowercase();
+        i += 1;
+        let value = if i < bytes.len() && bytes[i] == b'"' {
+            i += 1;
+            let vs = i;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += 1;
+            }
+            let v = rest.get(vs..i).unwrap_or("").to_string();
+            i += 1;
+            v
+        } else {
+            let vs = i.min(bytes.len());
+            while i < bytes.len() && bytes[i] != b',' {
+                i += 1;
+            }
+            rest.get(vs..i).unwrap_or("").trim().to_string()
+        };
+        match key.as_str() {
+            "realm" => realm = Some(value),
+            "service" => service = Some(value),
+            "scope" => scope = Some(value),
+            _ => {}
+        }
+    }
+    Some(Challenge::Bearer {
+        realm: realm?,
+        service,
+        scope,
+    })
+}
+
+/// A connection to one registry host for one repository.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    pub host: String,
+    repository: String,
+    reference: String,
+    creds: Option<Credentials>,
+    auth: Mutex<Option<String>>,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64 << attempt.min(6))
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT
+}
+
+impl Client {
+    /// Build a client for `endpoint` and ping `/v2/` (https first; plain http
+    /// only for insecure hosts), authenticating when the registry asks.
+    pub async fn connect(
+        globals: &Globals,
+        endpoint: &Endpoint,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Client, ImageError> {
+        let host = endpoint.host.clone();
+        let hosts_err = |source| ImageError::Hosts {
+            reference: reference.to_string(),
+            source,
+        };
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60));
+        for (path, pem) in hosts::ca_certificates(globals, &host).map_err(hosts_err)? {
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ImageError::Cert {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if endpoint.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|source| ImageError::Connect {
+            reference: reference.to_string(),
+            host: host.clone(),
+            source,
+        })?;
+        // Credentials are looked up under the name in the reference, and under
+        // the host for mirrors.
+        let creds =
+            match hosts::credentials(globals, if endpoint.mirror { &host } else { registry })
+                .map_err(hosts_err)?
+            {
+                Some(c) => Some(c),
+                None if !endpoint.mirror && host != registry => {
+                    hosts::credentials(globals, &host).map_err(hosts_err)?
+                }
+                None => None,
+            };
+        let schemes: &[&str] = if endpoint.insecure {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let mut last_err = None;
+        for scheme in schemes {
+            let client = Client {
+                http: http.clone(),
+                base: format!("{scheme}://{host}"),
+                host: host.clone(),
+                repository: repository.to_string(),
+                reference: reference.to_string(),
+                creds: creds.clone(),
+                auth: Mutex::new(None),
+            };
+            match client.ping().await {
+                Ok(()) => return Ok(client),
+                Err(e @ ImageError::Connect { .. }) => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ImageError::Protocol {
+            reference: reference.to_string(),
+            host,
+            reason: "no scheme to try".to_string(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), ImageError> {
+        let url = format!("{}/v2/", self.base);
+        let resp = self.send(&url, None, None, "registry ping").await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(self.status_error(s, "registry API '/v2/'")),
+        }
+    }
+
+    fn status_error(&self, status: StatusCode, what: &str) -> ImageError {
+        let (reference, host, what) = (self.reference.clone(), self.host.clone(), what.to_string());
+        match status {
+            StatusCode::UNAUTHORIZED => ImageError::Unauthorized { reference, host },
+            StatusCode::FORBIDDEN => ImageError::Denied { reference, host },
+            StatusCode::NOT_FOUND => ImageError::NotFound {
+                reference,
+                host,
+                what,
+            },
+            status => ImageError::Status {
+                reference,
+                host,
+                what,
+                status: status.to_string(),
+            },
+        }
+    }
+
+    fn connect_error(&self, source: reqwest::Error) -> ImageError {
+        ImageError::Connect {
+            reference: self.reference.clone(),
+            host: self.host.clone(),
+            source,
+        }
+    }
+
+    /// GET with auth, answering one 401 challenge, and retrying 5xx and
+    /// connection failures with backoff. Other statuses are returned as is.
+    async fn send(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        range_from: Option<u64>,
+        what: &str,
+    ) -> Result<Response, ImageError> {
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            let mut headers = HeaderMap::new();
+            if let Some(a) = accept {
+                if let Ok(v) = HeaderValue::from_str(a) {
+                    headers.insert(ACCEPT, v);
+                }
+            }
+            if let Some(from) = range_from.filter(|f| *f > 0) {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
+                    headers.insert(RANGE, v);
+                }
+            }
+            if let Some(a) = self.auth.lock().await.as_ref() {
+                if let Ok(v) = HeaderValue::from_str(a) {
+                    headers.insert(AUTHORIZATION, v);
+                }
+            }
+            let result = self.http.get(url).headers(headers).send().await;
+            attempt += 1;
+            match result {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
+                    let challenge = resp
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_challenge);
+                    let Some(challenge) = challenge else {
+                        return Ok(resp);
+                    };
+                    self.authenticate(challenge).await?;
+                    authenticated = true;
+                }
+                Ok(resp) if retryable_status(resp.status()) && attempt < ATTEMPTS => {
+                    tracing::debug!(url, status = %resp.status(), "retrying {what}");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
+                    tracing::debug!(url, error = %e, "retrying {what}");
+                    if e.is_connect() && (attempt >= 2 || url.ends_with("/v2/")) {
+                        // Nobody listens, or this scheme is wrong (the ping
+                        // decides between https and http): no point waiting.
+                        return Err(self.connect_error(e));
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(self.connect_error(e)),
+            }
+        }
+    }
+
+    async fn authenticate(&self, challenge: Challenge) -> Result<(), ImageError> {
+        let basic = self.creds.as_ref().map(|c| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", c.username, c.password))
+            )
+        });
+        match challenge {
+            Challenge::Basic => {
+                let Some(b) = basic else {
+                    return Err(ImageError::Unauthorized {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                    });
+                };
+                *self.auth.lock().await = Some(b);
+                Ok(())
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                // The /v2/ ping's challenge carries no scope: ask for pull on
+                // our repository, as docker does.
+                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                let mut url = reqwest::Url::parse(&realm).map_err(|e| ImageError::Protocol {
+                    reference: self.reference.clone(),
+                    host: self.host.clone(),
+                    reason: format!("token realm '{realm}' is not a URL: {e}"),
+                })?;
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = &service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", &scope);
+                }
+                let mut req = self.http.get(url);
+                if let Some(b) = &basic {
+                    req = req.header(AUTHORIZATION, b);
+                }
+                let resp = req.send().await.map_err(|source| ImageError::Connect {
+                    reference: self.reference.clone(),
+                    host: realm.clone(),
+                    source,
+                })?;
+                if resp.status() == StatusCode::UNAUTHORIZED
+                    || resp.status() == StatusCode::FORBIDDEN
+                {
+                    return Err(ImageError::Unauthorized {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                    });
+                }
+                if !resp.status().is_success() {
+                    return Err(ImageError::Protocol {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                        reason: format!("token endpoint '{realm}' answered {}", resp.status()),
+                    });
+                }
+                let body = read_limited(
+                    resp,
+                    64 * 1024,
+                    &self.reference,
+                    &self.host,
+                    "token response",
+                )
+                .await?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|e| ImageError::Protocol {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                        reason: format!("token response is not JSON: {e}"),
+                    })?;
+                let token = v
+                    .get("token")
+                    .or_else(|| v.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| ImageError::Protocol {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                        reason: "token response has no 'token' or 'access_token'".to_string(),
+                    })?;
+                *self.auth.lock().await = Some(format!("Bearer {token}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Fetch a manifest or index by tag or digest: (bytes, content type, digest).
+    /// Refuses more than 4 MiB before reading it when the length is announced.
+    pub async fn manifest(&self, reference: &str) -> Result<(Vec<u8>, String, String), ImageError> {
+        let url = format!(
+            "{}/v2/{}/manifests/{}",
+            self.base, self.repository, reference
+        );
+        let what = format!("manifest '{reference}'");
+        let resp = self.send(&url, Some(MANIFEST_ACCEPT), None, &what).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(resp.status(), &what));
+        }
+        let ct = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes =
+            read_limited(resp, MAX_METADATA_BYTES, &self.reference, &self.host, &what).await?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        Ok((bytes, ct, digest))
+    }
+
+    /// Fetch a small blob (an image config) into memory, limited and verified.
+    pub async fn small_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, digest);
+        let what = format!("blob '{digest}'");
+        let resp = self.send(&url, None, None, &what).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(resp.status(), &what));
+        }
+        let bytes =
+            read_limited(resp, MAX_METADATA_BYTES, &self.reference, &self.host, &what).await?;
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        if actual != digest {
+            return Err(ImageError::Digest {
+                reference: self.reference.clone(),
+                what,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Download a blob into the store: streamed to a temp file, hashed on the
+    /// way, resumed with `Range` (or restarted) after a dropped connection,
+    /// renamed into place only when size and digest match.
+    pub async fn download_blob(
+        &self,
+        store: &Store,
+        digest: &str,
+        size: u64,
+        progress: &dyn Progress,
+    ) -> Result<(), ImageError> {
+        let lock = {
+            let store = store.clone();
+            let d = digest.to_string();
+            tokio::task::spawn_blocking(move || store.lock_blob(&d))
+                .await
+                .map_err(|e| ImageError::Task(e.to_string()))??
+        };
+        if store.has_blob(digest) {
+            progress.event(ProgressEvent::LayerBytes {
+                digest,
+                done: size,
+                total: size,
+            });
+            drop(lock);
+            return Ok(());
+        }
+        store.clean_stale_blob(digest);
+        let mut w = store.blob_writer(digest, Some(size))?;
+        let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, digest);
+        let what = format!("blob '{digest}'");
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let from = w.written();
+            let result = async {
+                let resp = self.send(&url, None, Some(from), &what).await?;
+                match resp.status() {
+                    StatusCode::PARTIAL_CONTENT if from > 0 => {}
+                    s if s.is_success() => {
+                        if from > 0 {
+                            // The server ignored Range: start over.
+                            w.reset().map_err(|e| ImageError::Io {
+                                path: store.root().to_path_buf(),
+                                source: e,
+                            })?;
+                        }
+                    }
+                    s => return Err(self.status_error(s, &what)),
+                }
+                let mut stream = resp.bytes_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|source| ImageError::Transfer {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                        what: what.clone(),
+                        source,
+                    })?;
+                    if w.written() + chunk.len() as u64 > size {
+                        return Err(ImageError::Digest {
+                            reference: self.reference.clone(),
+                            what: what.clone(),
+                            expected: format!("{size} bytes"),
+                            actual: "more bytes than the manifest announced".to_string(),
+                        });
+                    }
+                    std::io::Write::write_all(&mut w, &chunk).map_err(|e| ImageError::Io {
+                        path: store.root().to_path_buf(),
+                        source: e,
+                    })?;
+                    progress.event(ProgressEvent::LayerBytes {
+                        digest,
+                        done: w.written(),
+                        total: size,
+                    });
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) if w.written() == size => break,
+                Ok(()) if attempt < ATTEMPTS => {
+                    progress.event(ProgressEvent::Retry {
+                        what: &what,
+                        attempt,
+                        error: "connection closed before the end of the blob",
+                    });
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e @ ImageError::Transfer { .. }) if attempt < ATTEMPTS => {
+                    progress.event(ProgressEvent::Retry {
+                        what: &what,
+                        attempt,
+                        error: &e.to_string(),
+                    });
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Ok(()) => {
+                    let got = w.written();
+                    w.abort();
+                    return Err(ImageError::Truncated {
+                        reference: self.reference.clone(),
+                        host: self.host.clone(),
+                        what,
+                        expected: size,
+                        actual: got,
+                    });
+                }
+                Err(e) => {
+                    w.abort();
+                    return Err(e);
+                }
+            }
+        }
+        w.commit().map_err(|source| ImageError::InStore {
+            reference: self.reference.clone(),
+            source,
+        })?;
+        drop(lock);
+        Ok(())
+    }
+}
+
+/// Read a response body of at most `limit` bytes; an announced larger length
+/// is refused before reading anything.
+async fn read_limited(
+    resp: Response,
+    limit: u64,
+    reference: &str,
+    host: &str,
+    what: &str,
+) -> Result<Vec<u8>, ImageError> {
+    let too_large = |size: u64| ImageError::TooLarge {
+        reference: reference.to_string(),
+        host: host.to_string(),
+        what: what.to_string(),
+        size,
+        limit,
+    };
+    if let Some(len) = resp.content_length() {
+        if len > limit {
+            return Err(too_large(len));
+        }
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|source| ImageError::Transfer {
+            reference: reference.to_string(),
+            host: host.to_string(),
+            what: what.to_string(),
+            source,
+        })?;
+        if out.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large(out.len() as u64 + chunk.len() as u64));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/nginx:pull".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Bearer realm="http://127.0.0.1:1/t""#),
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:1/t".into(),
+                service: None,
+                scope: None
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(10), backoff(6));
+    }
+}
