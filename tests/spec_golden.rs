@@ -55,6 +55,7 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
         init_pid_namespace: Some("/proc/4242/ns/pid".into()),
         terminal: false,
         command_override: None,
+        nofile_limit: None,
     }
 }
 

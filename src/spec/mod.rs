@@ -119,6 +119,10 @@ pub struct PlanContext {
     pub init_pid_namespace: Option<PathBuf>,
     /// Allocate a terminal for the process (ad hoc `berth run -t`).
     pub terminal: bool,
+    /// The caller's RLIMIT_NOFILE (soft, hard). Raising a hard limit needs
+    /// CAP_SYS_RESOURCE, so the container's is clamped to it; `None` plans
+    /// berth's defaults unclamped.
+    pub nofile_limit: Option<(u64, u64)>,
     /// Extra arguments replacing the command (ad hoc `berth run IMAGE CMD…`);
     /// `None` keeps the definition's.
     pub command_override: Option<Vec<String>>,
@@ -221,7 +225,9 @@ pub fn plan(
         .set_cwd(plan_cwd(def, image))
         .set_user(user.to_oci())
         .set_capabilities(Some(security::linux_capabilities(&caps)))
-        .set_rlimits(Some(security::rlimits().map_err(|e| build_err(name, e))?))
+        .set_rlimits(Some(
+            security::rlimits(ctx.nofile_limit).map_err(|e| build_err(name, e))?,
+        ))
         .set_no_new_privileges(Some(def.security.no_new_privileges))
         .set_console_size(None)
         .set_apparmor_profile(None)

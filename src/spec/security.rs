@@ -115,11 +115,15 @@ pub(super) fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities
     c
 }
 
-pub(super) fn rlimits() -> Result<Vec<PosixRlimit>, String> {
+/// RLIMIT_NOFILE: berth's defaults, the hard limit clamped to the caller's
+/// (`caller` = its soft and hard limits), the soft limit to the hard one.
+pub(super) fn rlimits(caller: Option<(u64, u64)>) -> Result<Vec<PosixRlimit>, String> {
+    let hard = caller.map_or(NOFILE_HARD, |(_, h)| h.min(NOFILE_HARD));
+    let soft = NOFILE_SOFT.min(hard);
     let r = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
-        .soft(NOFILE_SOFT)
-        .hard(NOFILE_HARD)
+        .soft(soft)
+        .hard(hard)
         .build()
         .map_err(|e| e.to_string())?;
     Ok(vec![r])
@@ -149,6 +153,18 @@ mod tests {
         for c in CAPABILITIES {
             assert!(to_cap(c).is_some(), "{c}");
         }
+    }
+
+    #[test]
+    fn nofile_clamped_to_the_callers_hard_limit() {
+        let r = rlimits(Some((1024, 4096))).unwrap();
+        assert_eq!((r[0].soft(), r[0].hard()), (1024, 4096));
+        let r = rlimits(Some((100, 512))).unwrap();
+        assert_eq!((r[0].soft(), r[0].hard()), (512, 512));
+        let r = rlimits(None).unwrap();
+        assert_eq!((r[0].soft(), r[0].hard()), (NOFILE_SOFT, NOFILE_HARD));
+        let r = rlimits(Some((1024, u64::MAX))).unwrap();
+        assert_eq!(r[0].hard(), NOFILE_HARD);
     }
 
     #[test]
