@@ -62,6 +62,12 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             errors += print_diagnostics(d);
             broken += 1;
         }
+        for cycle in config::validate::requires_cycles(&loaded.definitions) {
+            eprintln!(
+                "warning: [service] requires forms a cycle: {} (systemd will break it at start, so one of them will not start)",
+                cycle.join(" -> ")
+            );
+        }
         let (nets, net_errors) = config::load_all_networks(root);
         networks_checked = nets.len() + net_errors.len();
         for (_, d) in &net_errors {

@@ -97,15 +97,26 @@ pub enum GlobalsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    #[error("{}:{message}", path.display())]
     Parse { path: PathBuf, message: String },
 }
 
 /// Parse global settings from text; `path` is only used in messages.
 pub fn parse_globals(text: &str, path: &Path) -> Result<Globals, GlobalsError> {
-    let raw: RawGlobals = toml::from_str(text).map_err(|e| GlobalsError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let raw: RawGlobals = toml::from_str(text).map_err(|e| {
+        // One line, compiler style (`FILE:LINE:COLUMN: message`), like
+        // definition errors; toml's own Display draws a multi-line snippet.
+        let message = match e.span() {
+            Some(span) => {
+                let (line, column) = super::diag::line_column(text, span.start);
+                format!("{line}:{column}: {}", e.message().trim_end())
+            }
+            None => e.message().trim_end().to_string(),
+        };
+        GlobalsError::Parse {
+            path: path.to_path_buf(),
+            message,
+        }
     })?;
     let mut g = Globals::default();
     if let Some(root) = raw.storage.root {
@@ -113,7 +124,7 @@ pub fn parse_globals(text: &str, path: &Path) -> Result<Globals, GlobalsError> {
             return Err(GlobalsError::Parse {
                 path: path.to_path_buf(),
                 message: format!(
-                    "[storage] root = '{}' must be an absolute path",
+                    " [storage] root: relative path \"{}\": expected an absolute path",
                     root.display()
                 ),
             });
@@ -169,6 +180,10 @@ mod tests {
     #[test]
     fn unknown_key_is_an_error() {
         let err = parse_globals("[storage]\nrot = \"/x\"\n", Path::new("b.toml")).unwrap_err();
-        assert!(err.to_string().contains("rot"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("b.toml:2:1: unknown field `rot`"),
+            "{err}"
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! directory in tests) and nothing else: no writes, no processes, no syscalls
 //! beyond open/read/stat/readdir.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -57,16 +58,35 @@ pub struct LoadResult {
     pub errors: Vec<(String, Diagnostics)>,
 }
 
-/// The entries of the three directories of one kind, listed once.
-struct Scan {
-    /// (directory, names of its entries), highest priority first.
-    dirs: Vec<(PathBuf, HashSet<String>)>,
+/// What a directory entry is, from `readdir`'s d_type (no extra syscall).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Symlink,
+    Dir,
+    Other,
 }
 
-/// The winning main file of a name.
-enum Main {
-    File(PathBuf),
-    Masked,
+fn kind_of(ft: std::fs::FileType) -> Kind {
+    if ft.is_file() {
+        Kind::File
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_dir() {
+        Kind::Dir
+    } else {
+        Kind::Other
+    }
+}
+
+/// The entries of the three directories of one kind, listed once. The
+/// generator runs at every boot, so the lookups below avoid a `stat` per file
+/// wherever d_type already answers.
+struct Scan {
+    /// (directory, its entries), highest priority first.
+    dirs: Vec<(PathBuf, HashMap<String, Kind>)>,
+    /// `exists` answers, which may need a stat each.
+    exists: RefCell<HashMap<String, bool>>,
 }
 
 impl Scan {
@@ -76,69 +96,81 @@ impl Scan {
             .map(|d| {
                 let dir = root.join(d);
                 // A missing directory is normal (podman #23620); an unreadable one
-                // is as good as empty here and `check` on a named file says why.
-                let names = std::fs::read_dir(&dir)
-                    .map(|rd| {
-                        rd.filter_map(|e| e.ok())
-                            .filter_map(|e| e.file_name().into_string().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (dir, names)
+                // is as good as empty here.
+                (dir.clone(), list_dir(&dir))
             })
             .collect();
-        Scan { dirs }
+        Scan {
+            dirs,
+            exists: RefCell::new(HashMap::new()),
+        }
     }
 
     /// Names with a `NAME.toml` entry in any directory.
     fn names(&self) -> BTreeSet<String> {
         self.dirs
             .iter()
-            .flat_map(|(_, names)| names.iter())
+            .flat_map(|(_, names)| names.keys())
             .filter_map(|n| n.strip_suffix(".toml"))
             .filter(|n| !n.starts_with('.'))
             .map(str::to_string)
             .collect()
     }
 
-    fn main(&self, name: &str) -> Option<Main> {
+    /// The highest-priority `NAME.toml` entry (masked or not).
+    fn main(&self, name: &str) -> Option<(PathBuf, Kind)> {
         let file = format!("{name}.toml");
-        let (dir, _) = self.dirs.iter().find(|(_, names)| names.contains(&file))?;
-        let path = dir.join(&file);
-        Some(if is_mask(&path) {
-            Main::Masked
-        } else {
-            Main::File(path)
-        })
+        self.dirs
+            .iter()
+            .find_map(|(dir, names)| names.get(&file).map(|k| (dir.join(&file), *k)))
     }
 
+    /// Whether `name` has a definition that is not masked (broken ones count).
     fn exists(&self, name: &str) -> bool {
-        matches!(self.main(name), Some(Main::File(_)))
+        if let Some(v) = self.exists.borrow().get(name) {
+            return *v;
+        }
+        let v = match self.main(name) {
+            None => false,
+            Some((path, _)) => !is_mask(&path),
+        };
+        self.exists.borrow_mut().insert(name.to_string(), v);
+        v
     }
 
     /// Drop-ins of `name` in merge order: by file name, a higher-priority
-    /// directory's file replacing a same-named lower one, masks removed.
-    fn dropins(&self, name: &str) -> Vec<PathBuf> {
+    /// directory's file replacing a same-named lower one (masks are dropped
+    /// when read).
+    fn dropins(&self, name: &str) -> Vec<(PathBuf, Kind)> {
         let dir_name = format!("{name}.toml.d");
-        let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut by_name: BTreeMap<String, (PathBuf, Kind)> = BTreeMap::new();
         for (dir, names) in &self.dirs {
-            if !names.contains(&dir_name) {
+            if !names.contains_key(&dir_name) {
                 continue;
             }
-            let Ok(rd) = std::fs::read_dir(dir.join(&dir_name)) else {
-                continue;
-            };
-            for e in rd.filter_map(|e| e.ok()) {
-                let Ok(file) = e.file_name().into_string() else {
-                    continue;
-                };
+            let dropin_dir = dir.join(&dir_name);
+            for (file, kind) in list_dir(&dropin_dir) {
                 if file.ends_with(DROPIN_SUFFIX) && !file.starts_with('.') {
-                    by_name.entry(file).or_insert_with(|| e.path());
+                    by_name
+                        .entry(file)
+                        .or_insert_with_key(|f| (dropin_dir.join(f), kind));
                 }
             }
         }
-        by_name.into_values().filter(|p| !is_mask(p)).collect()
+        by_name.into_values().collect()
     }
+}
+
+fn list_dir(dir: &Path) -> HashMap<String, Kind> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let kind = e.file_type().map_or(Kind::Other, kind_of);
+            e.file_name().into_string().ok().map(|n| (n, kind))
+        })
+        .collect()
 }
 
 /// systemd's masks: an empty file or a symlink to /dev/null.
@@ -146,67 +178,94 @@ fn is_mask(path: &Path) -> bool {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             std::fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null"))
+                || std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
         }
         Ok(m) => m.is_file() && m.len() == 0,
         Err(_) => false,
     }
 }
 
-/// Read a definition file, refusing directories, files over
+/// A file read for a definition, or a mask.
+enum Entry {
+    Masked,
+    File(SourceFile),
+}
+
+/// Read a definition file, refusing directories, special files, files over
 /// [`MAX_FILE_SIZE`] (without reading them) and bytes that are not UTF-8.
+/// An empty file or a symlink to /dev/null is a mask, reported as an error
+/// here (callers that honour masks never get that far).
 pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Ok(m) => kind_of(m.file_type()),
+        Err(_) => Kind::File, // let open() say what is wrong
+    };
+    match read_entry(path, kind)? {
+        Entry::File(f) => Ok(f),
+        Entry::Masked => Err(Diagnostic::file(
+            path,
+            "",
+            "the file is a mask (empty or a symlink to /dev/null)",
+        )),
+    }
+}
+
+fn read_entry(path: &Path, kind: Kind) -> Result<Entry, Diagnostic> {
     let err = |m: String| Diagnostic::file(path, "", m);
-    // Look before opening: opening a FIFO would block the generator (and the
-    // boot) until a writer appears, and a device may never end.
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.is_dir() {
-            return Err(err(
-                "cannot read file: it is a directory, expected a TOML file".into(),
-            ));
-        }
-        if !m.is_file() {
-            return Err(err("cannot read file: it is not a regular file (a device, FIFO or socket), expected a TOML file".into()));
+    let is_dir = || err("cannot read file: it is a directory, expected a TOML file".into());
+    // Opening a FIFO would block the generator (and the boot) until a writer
+    // appears, and a device may never end: only regular files are opened.
+    let special = || {
+        err("cannot read file: it is not a regular file (a device, FIFO or socket), expected a TOML file".into())
+    };
+    match kind {
+        Kind::File => {}
+        Kind::Dir => return Err(is_dir()),
+        Kind::Other => return Err(special()),
+        Kind::Symlink => {
+            if std::fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
+                return Ok(Entry::Masked);
+            }
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => return Err(is_dir()),
+                Ok(m) if !m.is_file() => return Err(special()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(err(
+                        "cannot read file: it is a symlink to a file that does not exist".into(),
+                    ))
+                }
+                Err(e) => return Err(err(format!("cannot read file: {}", io_message(&e)))),
+            }
         }
     }
-    let file = std::fs::File::open(path).map_err(|e| {
-        let dangling =
-            e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_ok();
-        if dangling {
-            err("cannot read file: it is a symlink to a file that does not exist".into())
-        } else {
-            err(format!("cannot read file: {}", io_message(&e)))
-        }
-    })?;
-    let meta = file
-        .metadata()
+    let file = std::fs::File::open(path)
         .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
-    if meta.is_dir() {
-        return Err(err(
-            "cannot read file: it is a directory, expected a TOML file".into(),
-        ));
-    }
-    if meta.len() > MAX_FILE_SIZE {
-        return Err(err(format!(
-            "file is too large ({} bytes): expected at most {} bytes (1 MiB)",
-            meta.len(),
-            MAX_FILE_SIZE
-        )));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // The length may grow between stat and read (or lie, for special files).
-    file.take(MAX_FILE_SIZE + 1)
+    // Most definitions fit in one read of this size (one more read sees EOF).
+    let mut bytes = Vec::with_capacity(8192);
+    // Read at most one byte past the limit: a huge file is refused without
+    // being read, and no stat is needed on the common path.
+    (&file)
+        .take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
+        let size = file
+            .metadata()
+            .map(|m| format!(" ({} bytes)", m.len()))
+            .unwrap_or_default();
         return Err(err(format!(
-            "file is too large: expected at most {MAX_FILE_SIZE} bytes (1 MiB)"
+            "file is too large{size}: expected at most {MAX_FILE_SIZE} bytes (1 MiB)"
         )));
     }
+    if bytes.is_empty() {
+        return Ok(Entry::Masked);
+    }
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(SourceFile {
+        Ok(text) => Ok(Entry::File(SourceFile {
             path: path.to_path_buf(),
             text,
-        }),
+        })),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();
@@ -253,26 +312,32 @@ fn hash_files(files: &[SourceFile]) -> String {
     hex::encode(h.finalize())
 }
 
-/// Read, parse, merge and validate one definition whose main file is `main`.
+/// Read, parse, merge and validate one definition whose main file is
+/// `main`; `Ok(None)` when that file is a mask.
 fn load_one(
     name: &str,
-    main: PathBuf,
+    main: (PathBuf, Kind),
     containers: &Scan,
     networks: &Scan,
-) -> Result<Definition, Diagnostics> {
+) -> Result<Option<Definition>, Diagnostics> {
     let mut diags = Diagnostics::default();
+    let mut files = Vec::new();
+    match read_entry(&main.0, main.1) {
+        Ok(Entry::Masked) => return Ok(None),
+        Ok(Entry::File(f)) => files.push(f),
+        Err(d) => diags.push(d),
+    }
     if let Err(e) = validate_name(name) {
-        diags.push(Diagnostic::file(
-            &main,
+        return Err(Diagnostics(vec![Diagnostic::file(
+            &main.0,
             "",
             e.replacen("invalid name", "invalid container name", 1),
-        ));
-        return Err(diags);
+        )]));
     }
-    let mut files = Vec::new();
-    for path in std::iter::once(main).chain(containers.dropins(name)) {
-        match read_source(&path) {
-            Ok(f) => files.push(f),
+    for (path, kind) in containers.dropins(name) {
+        match read_entry(&path, kind) {
+            Ok(Entry::File(f)) => files.push(f),
+            Ok(Entry::Masked) => {}
             Err(d) => diags.push(d),
         }
     }
@@ -287,9 +352,7 @@ fn load_one(
         }
         merged.merge(r);
     }
-    let network_exists = |n: &str| {
-        n == DEFAULT_NETWORK || networks.main(n).is_some_and(|m| matches!(m, Main::File(_)))
-    };
+    let network_exists = |n: &str| n == DEFAULT_NETWORK || networks.exists(n);
     let container_exists = |n: &str| containers.exists(n);
     let refs = References {
         container_exists: &container_exists,
@@ -297,7 +360,7 @@ fn load_one(
     };
     let hash = hash_files(&files);
     match validate::validate_definition(name, merged, &files, hash, &refs) {
-        Ok(def) if diags.is_empty() => Ok(def),
+        Ok(def) if diags.is_empty() => Ok(Some(def)),
         Ok(_) => Err(diags),
         Err(more) => {
             // After a parse error a key may be missing only because it could not
@@ -329,24 +392,25 @@ pub fn load_definition(root: &Path, name: &str) -> Result<Option<Definition>, Di
     let containers = Scan::new(root, &CONTAINER_DIRS);
     let networks = Scan::new(root, &NETWORK_DIRS);
     match containers.main(name) {
-        None | Some(Main::Masked) => Ok(None),
-        Some(Main::File(path)) => load_one(name, path, &containers, &networks).map(Some),
+        None => Ok(None),
+        Some(main) => load_one(name, main, &containers, &networks),
     }
 }
 
 /// Load every definition under `root`. Broken ones are reported in `errors`
-/// and never stop the others. Dependency cycles (`requires`) are not detected
-/// here: systemd reports them and breaks them at start.
+/// and never stop the others. Dependency cycles (`requires`) are not errors:
+/// systemd breaks them at start; see [`super::validate::requires_cycles`].
 pub fn load_all(root: &Path) -> LoadResult {
     let containers = Scan::new(root, &CONTAINER_DIRS);
     let networks = Scan::new(root, &NETWORK_DIRS);
     let mut out = LoadResult::default();
     for name in containers.names() {
-        let Some(Main::File(path)) = containers.main(&name) else {
+        let Some(main) = containers.main(&name) else {
             continue;
         };
-        match load_one(&name, path, &containers, &networks) {
-            Ok(def) => out.definitions.push(def),
+        match load_one(&name, main, &containers, &networks) {
+            Ok(Some(def)) => out.definitions.push(def),
+            Ok(None) => {}
             Err(d) => out.errors.push((name, d)),
         }
     }
@@ -363,8 +427,21 @@ pub fn definition_names(root: &Path) -> Vec<String> {
         .collect()
 }
 
-fn load_network_file(name: &str, path: PathBuf) -> Result<NetworkDefinition, Diagnostics> {
-    let file = read_source(&path).map_err(|d| Diagnostics(vec![d]))?;
+fn load_network_file(
+    name: &str,
+    (path, kind): (PathBuf, Kind),
+) -> Result<Option<NetworkDefinition>, Diagnostics> {
+    let file = match read_entry(&path, kind).map_err(|d| Diagnostics(vec![d]))? {
+        Entry::Masked => return Ok(None),
+        Entry::File(f) => f,
+    };
+    if let Err(e) = validate_name(name) {
+        return Err(Diagnostics(vec![Diagnostic::file(
+            &path,
+            "",
+            e.replacen("invalid name", "invalid network name", 1),
+        )]));
+    }
     let files = [file];
     let (r, errs) = raw::parse_network(&files[0].text, 0);
     if !errs.is_empty() {
@@ -372,7 +449,7 @@ fn load_network_file(name: &str, path: PathBuf) -> Result<NetworkDefinition, Dia
             errs.into_iter().map(|e| to_diag(&files, 0, e)).collect(),
         ));
     }
-    validate::validate_network_def(name, r, &files)
+    validate::validate_network_def(name, r, &files).map(Some)
 }
 
 /// Load network `name`: `default` exists without a file; `Ok(None)` when there
@@ -380,18 +457,9 @@ fn load_network_file(name: &str, path: PathBuf) -> Result<NetworkDefinition, Dia
 pub fn load_network(root: &Path, name: &str) -> Result<Option<NetworkDefinition>, Diagnostics> {
     let networks = Scan::new(root, &NETWORK_DIRS);
     match networks.main(name) {
-        Some(Main::File(path)) => {
-            if let Err(e) = validate_name(name) {
-                return Err(Diagnostics(vec![Diagnostic::file(
-                    &path,
-                    "",
-                    e.replacen("invalid name", "invalid network name", 1),
-                )]));
-            }
-            load_network_file(name, path).map(Some)
-        }
+        Some(main) => load_network_file(name, main),
         None if name == DEFAULT_NETWORK => Ok(Some(builtin_default_network())),
-        _ => Ok(None),
+        None => Ok(None),
     }
 }
 
@@ -414,22 +482,13 @@ pub fn load_all_networks(root: &Path) -> (Vec<NetworkDefinition>, Vec<(String, D
     let mut errors = Vec::new();
     for name in names {
         match networks.main(&name) {
-            Some(Main::File(path)) => {
-                let r = match validate_name(&name) {
-                    Err(e) => Err(Diagnostics(vec![Diagnostic::file(
-                        &path,
-                        "",
-                        e.replacen("invalid name", "invalid network name", 1),
-                    )])),
-                    Ok(()) => load_network_file(&name, path),
-                };
-                match r {
-                    Ok(n) => ok.push(n),
-                    Err(d) => errors.push((name, d)),
-                }
-            }
+            Some(main) => match load_network_file(&name, main) {
+                Ok(Some(n)) => ok.push(n),
+                Ok(None) => {}
+                Err(d) => errors.push((name, d)),
+            },
             None if name == DEFAULT_NETWORK => ok.push(builtin_default_network()),
-            _ => {}
+            None => {}
         }
     }
     (ok, errors)

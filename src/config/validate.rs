@@ -1026,3 +1026,76 @@ target = "/run/secrets/db-password"
         assert!(check_abs_path("a").is_err());
     }
 }
+
+/// Dependency cycles among `requires` (each as the names along it, first name
+/// repeated at the end). They are not errors: systemd breaks ordering cycles
+/// at start and logs it; `berth check` warns so the admin hears first.
+pub fn requires_cycles(defs: &[Definition]) -> Vec<Vec<String>> {
+    use std::collections::HashMap;
+    let edges: HashMap<&str, &[String]> = defs
+        .iter()
+        .map(|d| (d.name.as_str(), d.service.requires.as_slice()))
+        .collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    let mut cycles = Vec::new();
+    fn visit<'a>(
+        n: &'a str,
+        edges: &HashMap<&'a str, &'a [String]>,
+        state: &mut HashMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+        cycles: &mut Vec<Vec<String>>,
+    ) {
+        state.insert(n, 1);
+        path.push(n);
+        for next in edges.get(n).copied().unwrap_or_default() {
+            match state.get(next.as_str()).copied().unwrap_or(0) {
+                0 => visit(next, edges, state, path, cycles),
+                1 => {
+                    let start = path.iter().position(|p| *p == next).unwrap_or(0);
+                    let mut c: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                    c.push(next.clone());
+                    cycles.push(c);
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(n, 2);
+    }
+    let mut names: Vec<&str> = edges.keys().copied().collect();
+    names.sort_unstable();
+    for n in names {
+        if state.get(n).copied().unwrap_or(0) == 0 {
+            visit(n, &edges, &mut state, &mut Vec::new(), &mut cycles);
+        }
+    }
+    cycles
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::*;
+    use crate::config::load::load_all;
+
+    #[test]
+    fn finds_cycles() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("etc/berth/containers");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (n, req) in [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a"), ("e", "")] {
+            let req = if req.is_empty() {
+                String::new()
+            } else {
+                format!("[service]\nrequires = [\"{req}\"]\n")
+            };
+            std::fs::write(
+                dir.join(format!("{n}.toml")),
+                format!("image = \"x\"\n{req}"),
+            )
+            .unwrap();
+        }
+        let defs = load_all(t.path()).definitions;
+        assert_eq!(requires_cycles(&defs), vec![vec!["a", "b", "c", "a"]]);
+    }
+}

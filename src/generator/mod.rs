@@ -9,6 +9,7 @@
 
 mod render;
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,13 +68,14 @@ pub fn generate_into(root: &Path, dir: &Path) -> Report {
         image_present: &present,
     };
     let loaded = config::load_all(root);
+    let mut made = HashSet::new();
     for (name, diags) in loaded.errors {
         report
             .skipped
             .push((name, diags.iter().map(|d| d.to_string()).collect()));
     }
     for def in &loaded.definitions {
-        match write_generated(dir, &render(def, &ctx)) {
+        match write_with(dir, &render(def, &ctx), &mut made) {
             Ok(()) => report.generated.push(def.name.clone()),
             Err(e) => report
                 .skipped
@@ -86,14 +88,31 @@ pub fn generate_into(root: &Path, dir: &Path) -> Report {
 /// Write `g` under `dir`: each file to a temporary name then renamed into
 /// place, so systemd never reads half a file; links the same way.
 pub fn write_generated(dir: &Path, g: &Generated) -> Result<(), GeneratorError> {
+    write_with(dir, g, &mut HashSet::new())
+}
+
+/// [`write_generated`], remembering the directories already made so a run
+/// over many definitions does not ask for `multi-user.target.wants` each time.
+fn write_with(
+    dir: &Path,
+    g: &Generated,
+    made: &mut HashSet<PathBuf>,
+) -> Result<(), GeneratorError> {
+    let mut ensure_parent = |path: &Path| -> std::io::Result<()> {
+        let parent = path.parent().unwrap_or(dir);
+        if !made.contains(parent) {
+            std::fs::create_dir_all(parent)?;
+            made.insert(parent.to_path_buf());
+        }
+        Ok(())
+    };
     for (rel, content) in &g.files {
         let path = dir.join(rel);
         let w = |source| GeneratorError::Write {
             path: path.clone(),
             source,
         };
-        let parent = path.parent().unwrap_or(dir);
-        std::fs::create_dir_all(parent).map_err(w)?;
+        ensure_parent(&path).map_err(w)?;
         let tmp = temp_name(&path);
         let result = std::fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(content.as_bytes()))
@@ -109,12 +128,15 @@ pub fn write_generated(dir: &Path, g: &Generated) -> Result<(), GeneratorError> 
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(w)?;
+        ensure_parent(&path).map_err(w)?;
         let tmp = temp_name(&path);
-        let _ = std::fs::remove_file(&tmp);
-        let result =
-            std::os::unix::fs::symlink(target, &tmp).and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
+        let mut result = std::os::unix::fs::symlink(target, &tmp);
+        if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
+            // Left over from an interrupted run.
+            let _ = std::fs::remove_file(&tmp);
+            result = std::os::unix::fs::symlink(target, &tmp);
+        }
+        if let Err(e) = result.and_then(|()| std::fs::rename(&tmp, &path)) {
             let _ = std::fs::remove_file(&tmp);
             return Err(w(e));
         }
