@@ -206,6 +206,19 @@ pub fn default_spec() -> Spec {
     root.set_readonly(Some(true));
     s.set_root(Some(root));
     s.set_version("1.0.2".into());
+    // runc's default: deny every device; the runtime adds the default nodes.
+    if let Some(mut linux) = s.linux().clone() {
+        let mut res = linux.resources().clone().unwrap_or_default();
+        res.set_devices(Some(vec![
+            oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap_or_default(),
+        ]));
+        linux.set_resources(Some(res));
+        s.set_linux(Some(linux));
+    }
     s
 }
 

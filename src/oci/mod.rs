@@ -164,7 +164,7 @@ pub fn main() -> ExitCode {
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = render_chain(&e);
             eprintln!("berth-runtime: {msg}");
             if let Some(path) = &cli.log {
                 log_error(path, cli.log_format, &msg);
@@ -172,6 +172,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each once: runtime errors already carry their
+/// source in their own message.
+fn render_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Append an error line to `--log` the way runc writes it; containerd's shim

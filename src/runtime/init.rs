@@ -638,7 +638,15 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// Find `arg0` the way execvp would, but in the container's PATH.
 pub fn resolve_program(arg0: &str, env: &[String]) -> Result<PathBuf, RuntimeError> {
     if arg0.contains('/') {
-        return Ok(PathBuf::from(arg0));
+        // Checked here, after the user switch, so `create` reports what exec would.
+        return match nix::unistd::access(arg0, nix::unistd::AccessFlags::X_OK) {
+            Ok(()) => Ok(PathBuf::from(arg0)),
+            Err(e) => Err(RuntimeError::io(
+                "find executable",
+                arg0,
+                std::io::Error::from(e),
+            )),
+        };
     }
     let vars: HashMap<&str, &str> = env.iter().filter_map(|e| e.split_once('=')).collect();
     let path = vars.get("PATH").copied().unwrap_or(DEFAULT_PATH);

@@ -12,6 +12,7 @@
 
 mod caps;
 mod cgroup;
+mod cgroup_devices;
 mod channel;
 mod console;
 mod devices;
@@ -383,7 +384,9 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             {
                 cgroup::apply_resources(path, resources)?;
             }
-            Some(File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?)
+            let fd = File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?;
+            setup_device_filter(&opts.spec, &fd)?;
+            Some(fd)
         }
         None => None,
     };
@@ -480,6 +483,32 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             })
         }
     }
+}
+
+/// Step (parent, before clone): the device filter, when the spec has device
+/// rules, so the container never runs a moment without it.
+fn setup_device_filter(spec: &Spec, cgroup: &File) -> Result<(), RuntimeError> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let extra: Vec<_> = linux
+        .devices()
+        .iter()
+        .flatten()
+        .map(|d| (d.typ(), d.major(), d.minor()))
+        .collect();
+    cgroup_devices::apply_device_filter(
+        cgroup,
+        &cgroup_devices::plan_device_program(&rules, &extra),
+    )
 }
 
 /// Remove every resource recorded for container `id` under `state_dir`:

@@ -1,0 +1,77 @@
+//! Crash safety: SIGKILL `berth-runtime run` (and its container) mid-run;
+//! `delete --force` then leaves no mount, cgroup or state behind, checked by
+//! listing the test namespace's mountinfo, the cgroup tree and the state dir.
+
+#[path = "support/runtime.rs"]
+mod rt;
+mod support;
+
+use rt::{describe, sh_args, stdout, Sandbox};
+
+fn line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no '{key}=' line in:\n{out}"))
+}
+
+const CRASH: &str = r#"
+cat /proc/self/mountinfo | cut -d' ' -f5 | sort > $STATE/../mounts.before
+$RT run -b $BUNDLE c1 & RUN=$!
+for i in $(seq 200); do [ -e $STATE/c1/state.json ] && break; sleep 0.02; done
+sleep 0.2
+PID=$($RT state c1 | tr -d ' \n' | sed 's/.*"pid":\([0-9]*\).*/\1/')
+kill -9 $RUN; wait $RUN 2>/dev/null
+[ "$KILL_INIT" = 1 ] && kill -9 $PID
+sleep 0.1
+echo status=$($RT state c1 | tr -d ' \n' | sed 's/.*"status":"\([a-z]*\)".*/\1/')
+echo cgroup_before=$([ -d /sys/fs/cgroup/berth/c1 ] && echo yes || echo no)
+$RT delete --force c1; echo delete=$?
+echo alive=$(kill -0 $PID 2>/dev/null && echo yes || echo no)
+echo state_left=$(ls -A $STATE | wc -l)
+echo cgroup_left=$(ls -d /sys/fs/cgroup/*/ 2>/dev/null | wc -l)
+cat /proc/self/mountinfo | cut -d' ' -f5 | sort > $STATE/../mounts.after
+echo mounts_same=$(cmp -s $STATE/../mounts.before $STATE/../mounts.after && echo yes || echo no)
+"#;
+
+fn crash(kill_init: bool) {
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("b", |c| {
+        sh_args(c, "sleep 60");
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}
+        ));
+    });
+    let o = sb.sh(&format!(
+        "BUNDLE={}\nKILL_INIT={}\n{CRASH}",
+        bundle.display(),
+        if kill_init { 1 } else { 0 }
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    let want = if kill_init { "stopped" } else { "running" };
+    assert_eq!(line(&out, "status"), want, "{d}");
+    assert_eq!(line(&out, "cgroup_before"), "yes", "{d}");
+    assert_eq!(line(&out, "delete"), "0", "{d}");
+    assert_eq!(line(&out, "alive"), "no", "{d}");
+    assert_eq!(line(&out, "state_left"), "0", "{d}");
+    assert_eq!(
+        line(&out, "cgroup_left"),
+        "0",
+        "no cgroup directory left: {d}"
+    );
+    assert_eq!(line(&out, "mounts_same"), "yes", "{d}");
+}
+
+#[test]
+fn killed_run_leaves_nothing_after_delete_force() {
+    require_root!();
+    require_program!("gcc");
+    crash(false);
+}
+
+#[test]
+fn killed_run_and_container_leave_nothing_after_delete_force() {
+    require_root!();
+    require_program!("gcc");
+    crash(true);
+}
