@@ -285,6 +285,11 @@ impl Store {
         if self.has_blob(&digest) {
             return Ok(digest);
         }
+        let _lock = self.lock_blob(&digest)?;
+        if self.has_blob(&digest) {
+            return Ok(digest);
+        }
+        self.clean_stale_blob(&digest);
         let mut w = self.blob_writer(&digest, Some(bytes.len() as u64))?;
         w.write_all(bytes)
             .map_err(io_err("cannot write", &w.tmp.clone()))?;
@@ -325,6 +330,7 @@ impl Store {
         if self.has_blob(digest) {
             return Ok(());
         }
+        self.clean_stale_blob(digest);
         let mut w = self.blob_writer(digest, size)?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
