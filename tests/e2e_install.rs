@@ -4,7 +4,6 @@
 //! and for real inside a systemd box.
 mod support;
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -122,15 +121,6 @@ fn install_refuses_a_missing_binary_and_unknown_arguments() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument '--frobnicate'"));
 }
 
-/// `systemctl show -p A,B UNIT` as a map.
-fn show(b: &SystemdBox, unit: &str, props: &str) -> HashMap<String, String> {
-    b.sh_ok(&format!("systemctl show -p {props} {unit}"))
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[test]
 fn installed_units_load_in_systemd_with_the_intended_properties() {
     require_root!();
@@ -145,8 +135,7 @@ fn installed_units_load_in_systemd_with_the_intended_properties() {
     // systemd finds the generator where the install put it.
     b.sh_ok("test -x /usr/lib/systemd/system-generators/berth-generator");
 
-    let p = show(
-        &b,
+    let p = b.show(
         "berth@probe.service",
         "LoadState,Description,Documentation,Type,NotifyAccess,Delegate,Slice,KillMode,\
          ExecStart,ExecStopPost,TimeoutStartUSec,SyslogIdentifier,Restart,FragmentPath,\
@@ -186,7 +175,7 @@ fn installed_units_load_in_systemd_with_the_intended_properties() {
     assert_eq!(get("Restart"), "no");
     assert_eq!(get("UnitFileState"), "disabled");
 
-    let slice = show(&b, "berth.slice", "LoadState,Description,Documentation");
+    let slice = b.show("berth.slice", "LoadState,Description,Documentation");
     assert_eq!(slice["LoadState"], "loaded");
     assert_eq!(slice["Description"], "berth containers");
     b.sh_ok("systemctl start berth.slice && systemctl is-active berth.slice");

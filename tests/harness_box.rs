@@ -58,6 +58,23 @@ fn box_runs_systemd_with_journal_transient_units_and_own_netns() {
         "journal of harness-hello.service:\n{journal}"
     );
 
+    // The helpers later tests lean on: show, wait_until, the journal cursor.
+    let cursor = b.journal_cursor();
+    b.sh_ok("systemd-run --quiet --unit=harness-bg.service -p TasksMax=33 sh -c 'sleep 0.2; echo bg-ready; sleep 100'");
+    b.wait_until(
+        "journalctl -b -u harness-bg.service | grep -q bg-ready",
+        Duration::from_secs(10),
+    );
+    let p = b.show("harness-bg.service", "ActiveState,TasksMax");
+    assert_eq!(p["ActiveState"], "active");
+    assert_eq!(p["TasksMax"], "33");
+    let after = b.journal_after(&cursor);
+    assert!(after.contains("bg-ready"), "{after}");
+    assert!(
+        !after.contains("hello-from-a-unit"),
+        "entries before the cursor: {after}"
+    );
+
     // Its own network namespace: only loopback.
     let links = b.sh_ok("ip -o link show");
     let names: Vec<&str> = links
@@ -262,4 +279,56 @@ fn box_is_cleaned_up_when_the_test_process_dies() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Run by `a_failed_boot_says_why_and_leaves_nothing` in a child process.
+#[test]
+fn helper_failed_boot() {
+    if std::env::var_os("BERTH_BOX_FAIL_HELPER").is_none() {
+        return;
+    }
+    let opts = BoxOptions {
+        binds: vec![("/nonexistent/berth-box-test".into(), "/mnt/x".into())],
+        ..BoxOptions::default()
+    };
+    match SystemdBox::boot(opts) {
+        Ok(_) => println!("BOOTED"),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+#[test]
+fn a_failed_boot_says_why_and_leaves_nothing() {
+    require_root!();
+    require_program!("nsenter");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_failed_boot", "--nocapture"])
+        .env("BERTH_BOX_FAIL_HELPER", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the box's boot script exited")
+            && stdout.contains("/nonexistent/berth-box-test"),
+        "expected a boot error naming the bad bind:\n{stdout}"
+    );
+    let leftover: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/unified")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("berth-box-{pid}-")))
+        .collect();
+    assert!(leftover.is_empty(), "{leftover:?}");
+    // The error names the box dir.
+    let dir = stdout
+        .split_once("ERROR box ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map(|(dir, _)| dir.to_string())
+        .expect("a box dir in the error");
+    assert!(dir.contains("/berth-box-"), "{dir}");
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} is left over");
 }

@@ -206,9 +206,12 @@ impl SystemdBox {
             boot_time: Duration::ZERO,
             torn_down: false,
         };
-        sbox.watchdog = Some(spawn_watchdog(&sbox.cgroup, &sbox.dir)?);
-        sbox.start(&opts)?;
-        sbox.wait_running(start + opts.boot_timeout)?;
+        // Every boot error names the box dir (kept with BERTH_BOX_KEEP=1).
+        let dir_shown = sbox.dir.display().to_string();
+        let name = |e: String| format!("box {dir_shown}: {e}");
+        sbox.watchdog = Some(spawn_watchdog(&sbox.cgroup, &sbox.dir).map_err(name)?);
+        sbox.start(&opts).map_err(name)?;
+        sbox.wait_running(start + opts.boot_timeout).map_err(name)?;
         sbox.boot_time = start.elapsed();
         Ok(sbox)
     }
@@ -557,6 +560,60 @@ impl SystemdBox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The journal's current position, for [`SystemdBox::journal_after`].
+    pub fn journal_cursor(&self) -> String {
+        let out = self.sh_ok("journalctl --no-pager -b -n 0 --show-cursor");
+        out.lines()
+            .find_map(|l| l.strip_prefix("-- cursor: "))
+            .unwrap_or_else(|| panic!("no cursor in {out:?}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Every journal entry (kernel log included) after `cursor`, once journald
+    /// has stored everything sent so far (`journalctl --sync`).
+    pub fn journal_after(&self, cursor: &str) -> String {
+        self.sh_ok(&format!(
+            "journalctl --sync && journalctl --no-pager -b -o short --after-cursor={}",
+            shell_quote(cursor)
+        ))
+    }
+
+    /// `systemctl show -p PROPS UNIT` as a map (PROPS comma-separated).
+    pub fn show(&self, unit: &str, props: &str) -> std::collections::HashMap<String, String> {
+        self.sh_ok(&format!(
+            "systemctl show -p {} {}",
+            shell_quote(props),
+            shell_quote(unit)
+        ))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Run `script` until it succeeds, and return its stdout; panics after
+    /// `timeout` with its last output. For states that settle asynchronously
+    /// (a unit becoming active, a kernel-log line reaching the journal).
+    pub fn wait_until(&self, script: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.sh(script);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "in the box, `{script}` did not succeed within {timeout:?}; last: {}\n{}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Install berth into the box the way a packager would: run
     /// `packaging/install.sh` inside the box (DESTDIR = the box's `/`) with the
     /// binary cargo built for this test run. Then `systemctl daemon-reload`, so
@@ -581,14 +638,36 @@ impl SystemdBox {
         let mut errors = Vec::new();
         if let Some(mut child) = self.unshare.take() {
             // Only while `unshare` is not reaped is its child's PID surely ours.
-            if self.pid != 0 && matches!(child.try_wait(), Ok(None)) {
-                // SIGKILL to a PID namespace's init kills every process in it,
-                // including those `sh` entered with nsenter.
-                // SAFETY: kill(2) on a PID we started; no memory is involved.
-                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+            if matches!(child.try_wait(), Ok(None)) {
+                if self.pid != 0 {
+                    // SIGKILL to a PID namespace's init kills every process in
+                    // it, including those `sh` entered with nsenter.
+                    // SAFETY: kill(2) on a PID we started; no memory involved.
+                    unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+                } else {
+                    // Boot failed before PID 1 was known: the box cgroup holds
+                    // only unshare and the boot script.
+                    let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+                }
             }
-            if let Err(e) = child.wait() {
-                errors.push(format!("waiting for unshare: {e}"));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Ok(None) => {
+                        let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+                        errors.push("unshare outlived the box's PID 1 by 10 s".to_string());
+                        let _ = child.wait();
+                        break;
+                    }
+                    Err(e) => {
+                        errors.push(format!("waiting for unshare: {e}"));
+                        break;
+                    }
+                }
             }
         }
         // The box's mounts live only in its mount namespace, which died with its
@@ -597,14 +676,16 @@ impl SystemdBox {
         if self.cgroup.exists() {
             while cgroup_populated(&self.cgroup) {
                 if Instant::now() > deadline {
-                    // A backstop for anything that escaped the PID namespace
-                    // kill; it can only reach processes in the box's cgroup.
-                    let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
                     errors.push(format!(
                         "cgroup {:?} still populated after 10 s",
                         self.cgroup
                     ));
                     break;
+                }
+                if Instant::now() + Duration::from_secs(8) > deadline {
+                    // A backstop for anything that escaped the PID namespace
+                    // kill; it can only reach processes in the box's cgroup.
+                    let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
