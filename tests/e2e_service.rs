@@ -105,7 +105,7 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
          [service]\nstop_timeout = \"1s\"\n",
     );
     let probe = definition(
-        "command = [\"sh\", \"-c\", \"echo host=$(hostname); grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /probe-file 2>/dev/null && echo root=writable || echo root=read-only; touch /tmp/x && echo tmp=writable; id -u\"]\n\
+        "command = [\"sh\", \"-c\", \"echo host=$(hostname); grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /probe-file 2>/dev/null && echo root=writable || echo root=read-only; touch /tmp/x && echo tmp=writable; echo x > /dev/null && head -c1 /dev/zero >/dev/null && echo devices=ok; id -u\"]\n\
          hostname = \"probe.example\"\nread_only = true\n\
          [security]\nno_new_privileges = true\n",
     );
@@ -193,6 +193,8 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
     assert!(has("Seccomp: 2"), "{out}");
     assert!(has("root=read-only"), "{out}");
     assert!(has("tmp=writable"), "{out}");
+    // The device filter (deny all, plus the default nodes) lets these through.
+    assert!(has("devices=ok"), "{out}");
     assert!(has("0"), "{out}");
     assert!(
         out.contains("container \"probe\" exited with code 0"),

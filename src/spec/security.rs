@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+    Capability, LinuxCapabilities, LinuxDeviceCgroupBuilder, LinuxResources, LinuxResourcesBuilder,
+    PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
 };
 
 use crate::config::values::CAPABILITIES;
@@ -113,6 +114,23 @@ pub(super) fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities
         .set_inheritable(Some(HashSet::new()))
         .set_ambient(Some(HashSet::new()));
     c
+}
+
+/// Device access: deny everything (runc's `runc spec` default); the
+/// runtime appends the allow rules every container gets (null, zero, full,
+/// random, urandom, tty, ptmx, pts, mknod) when it compiles the cgroup
+/// device filter. Limits (memory, cpu, pids, io) are not here: systemd owns
+/// them on the unit (the generator's drop-in).
+pub(super) fn device_rules() -> Result<LinuxResources, String> {
+    let deny_all = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .map_err(|e| e.to_string())?;
+    LinuxResourcesBuilder::default()
+        .devices(vec![deny_all])
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// RLIMIT_NOFILE: berth's defaults, the hard limit clamped to the caller's
