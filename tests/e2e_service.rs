@@ -219,6 +219,12 @@ fn exit_status_and_stop_timeout_reach_systemd() {
             "fail",
             definition("command = [\"sh\", \"-c\", \"exit 3\"]\n"),
         ),
+            (
+                "flaky",
+                definition(
+                    "command = [\"sh\", \"-c\", \"echo attempt; exit 3\"]\n[service]\nrestart = \"on-failure\"\n",
+                ),
+            ),
         (
             "stubborn",
             definition(
@@ -248,6 +254,23 @@ fn exit_status_and_stop_timeout_reach_systemd() {
     let ev = b.sh_ok("journalctl --no-pager -b -o cat CONTAINER_NAME=fail BERTH_EVENT=exited");
     assert!(ev.contains("exited with code 3"), "{ev}");
     assert_no_leftovers(&b, "fail");
+
+    // restart = "on-failure": systemd restarts it on the container's failure,
+    // each start after the last one's cleanup.
+    let _ = b.sh("systemctl start berth@flaky");
+    wait_for(
+        &b,
+        "systemctl show -p NRestarts --value berth@flaky",
+        |t| t.parse::<u32>().unwrap_or(0) >= 2,
+        Duration::from_secs(10),
+    );
+    let attempts = messages(&b, "berth@flaky")
+        .lines()
+        .filter(|l| *l == "attempt")
+        .count();
+    assert!(attempts >= 2, "{attempts} attempts");
+    b.sh_ok("systemctl stop berth@flaky");
+    assert_no_leftovers(&b, "flaky");
 
     // An app that ignores SIGTERM is killed once stop_timeout has passed.
     b.sh_ok("systemctl start berth@stubborn");
@@ -330,4 +353,33 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         );
         assert_no_leftovers(&b, unit);
     }
+}
+
+#[test]
+fn notify_container_waits_for_the_apps_ready() {
+    require_root!();
+    require_program!("nsenter");
+    // systemd-notify (dynamically linked) runs from the box's /usr, bound
+    // read-only; the busybox rootfs gets the merged-/usr lib links.
+    let app = definition(
+        "command = [\"sh\", \"-c\", \"sleep 1; /usr/bin/systemd-notify --ready --status=app-ready; exec sleep 1000\"]\n\
+         [[volume]]\nsource = \"/usr\"\ntarget = \"/usr\"\nread_only = true\n\
+         [service]\nnotify = \"container\"\nstop_timeout = \"1s\"\n",
+    );
+    let b = boot(&[("app", app)]);
+    b.sh_ok(&format!(
+        "ln -s usr/lib {ROOTFS}/lib && ln -s usr/lib64 {ROOTFS}/lib64"
+    ));
+    let t = Instant::now();
+    b.sh_ok("systemctl start berth@app");
+    let took = t.elapsed();
+    // Type=notify: `systemctl start` returns once the app itself said READY=1.
+    assert!(took >= Duration::from_millis(900), "ready after {took:?}");
+    assert_eq!(b.sh_ok("systemctl is-active berth@app").trim(), "active");
+    assert_eq!(show(&b, "berth@app", "StatusText"), "app-ready");
+    // The supervisor stays the main process (no MAINPID= from the container).
+    let main = show(&b, "berth@app", "MainPID");
+    assert_eq!(b.sh_ok(&format!("cat /proc/{main}/comm")).trim(), "berth");
+    b.sh_ok("systemctl stop berth@app");
+    assert_no_leftovers(&b, "app");
 }

@@ -56,6 +56,7 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
         terminal: false,
         command_override: None,
         nofile_limit: None,
+        notify_socket: Some("/run/berth/containers/web/notify.sock".into()),
     }
 }
 

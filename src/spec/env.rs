@@ -88,6 +88,9 @@ pub(super) fn plan_env(
     if ctx.terminal && !env.has("TERM") {
         env.set("TERM", "xterm");
     }
+    if def.service.notify == crate::config::Notify::Container {
+        env.set("NOTIFY_SOCKET", super::NOTIFY_SOCKET);
+    }
     // systemd's convention (man systemd-detect-virt): who runs the container.
     env.set("container", "berth");
     Ok(env.0.into_iter().map(|(k, v)| format!("{k}={v}")).collect())

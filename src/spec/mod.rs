@@ -41,6 +41,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// OCI runtime spec version the plan declares.
 pub const OCI_VERSION: &str = "1.2.0";
 
+/// Where a container with `notify = "container"` finds its notify socket
+/// (systemd-nspawn's path, so software that knows nspawn works unchanged).
+pub const NOTIFY_SOCKET: &str = "/run/host/notify";
+
 /// Size of the private ID range of a container with `userns = "auto"`.
 pub const USERNS_SIZE: u32 = 65536;
 
@@ -69,6 +73,8 @@ pub enum PlanError {
     NoIdRange { name: String },
     #[error("container \"{name}\" has init = true but no init PID namespace was given")]
     NoInitNamespace { name: String },
+    #[error("container \"{name}\" has notify = \"container\" but no notify socket was given")]
+    NoNotifySocket { name: String },
     #[error("container \"{name}\": unknown capability \"{cap}\"")]
     Capability { name: String, cap: String },
     #[error("container \"{name}\": building the OCI spec: {reason}")]
@@ -119,6 +125,10 @@ pub struct PlanContext {
     pub init_pid_namespace: Option<PathBuf>,
     /// Allocate a terminal for the process (ad hoc `berth run -t`).
     pub terminal: bool,
+    /// Host path of the socket the supervisor reads the container's
+    /// sd_notify messages from (`notify = "container"`); bound at
+    /// [`NOTIFY_SOCKET`] with `NOTIFY_SOCKET` set, as systemd-nspawn does.
+    pub notify_socket: Option<PathBuf>,
     /// The caller's RLIMIT_NOFILE (soft, hard). Raising a hard limit needs
     /// CAP_SYS_RESOURCE, so the container's is clamped to it; `None` plans
     /// berth's defaults unclamped.

@@ -139,6 +139,19 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
         m.set_destination(t.target.clone());
         mounts.push(m);
     }
+    if def.service.notify == crate::config::Notify::Container {
+        let sock = ctx
+            .notify_socket
+            .as_ref()
+            .ok_or_else(|| PlanError::NoNotifySocket {
+                name: def.name.clone(),
+            })?;
+        mounts.push(bind(
+            Path::new(super::NOTIFY_SOCKET),
+            sock,
+            &["bind", "rprivate", "nosuid", "nodev", "noexec"],
+        ));
+    }
     if !def.secrets.is_empty() {
         let creds = ctx
             .credentials_dir

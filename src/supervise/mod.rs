@@ -213,6 +213,40 @@ struct Running {
     stop_signal: Signal,
     /// Signals we wait for, blocked since before the clone.
     signals: SignalFd,
+    /// The container's sd_notify socket (`notify = "container"`).
+    notify: Option<std::os::unix::net::UnixDatagram>,
+}
+
+/// The notify socket's file name in the run dir.
+const NOTIFY_SOCK: &str = "notify.sock";
+
+fn bind_notify_socket(path: &Path) -> Result<std::os::unix::net::UnixDatagram, SuperviseError> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let sock = std::os::unix::net::UnixDatagram::bind(path)
+        .map_err(|e| SuperviseError::io("bind notify socket", path, e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| SuperviseError::io("set nonblocking", path, e))?;
+    // Any user of the container may notify, as with systemd's own socket.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| SuperviseError::io("chmod", path, e))?;
+    Ok(sock)
+}
+
+/// What of a container's sd_notify message reaches systemd: `READY=1` and
+/// `STATUS=` only. Never `MAINPID=` (the unit's main process must stay the
+/// supervisor), nor `STOPPING=1`, `WATCHDOG=`, `FDSTORE=` or anything else
+/// that would let a container steer its unit.
+pub fn relay_notify(message: &str) -> Option<String> {
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|l| *l == "READY=1" || l.starts_with("STATUS="))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("\n"))
+    }
 }
 
 /// The start sequence, in order.
@@ -315,7 +349,15 @@ fn start(
         None
     };
 
-    // 8. The plan.
+    // 8. With notify = "container", a socket of the container's own for
+    //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
+    let notify_sock = if opts.systemd && def.service.notify == Notify::Container {
+        Some(bind_notify_socket(&paths.run_dir.join(NOTIFY_SOCK))?)
+    } else {
+        None
+    };
+
+    // 9. The plan.
     let runtime_state = paths.runtime_state_dir();
     let view = image.as_ref().map(ImageConfigView::from_image_config);
     let ctx = PlanContext {
@@ -331,6 +373,9 @@ fn start(
         init_pid_namespace: init.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
         terminal: false,
         command_override: opts.command.clone(),
+        notify_socket: notify_sock
+            .as_ref()
+            .map(|_| paths.run_dir.join(NOTIFY_SOCK)),
         nofile_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok(),
     };
@@ -349,7 +394,7 @@ fn start(
         .and_then(parse_signal)
         .unwrap_or(Signal::SIGTERM);
 
-    // 9. Block the signals we handle before the clone, so none is lost
+    // 10. Block the signals we handle before the clone, so none is lost
     //    between start and the loop; the runtime resets the container's mask.
     let mut mask = SigSet::empty();
     for s in [
@@ -365,7 +410,7 @@ fn start(
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| SuperviseError::sys("signalfd", e))?;
 
-    // 10. Create and start.
+    // 11. Create and start.
     st.runtime_state_dir = Some(runtime_state.clone());
     st.save(&paths.run_dir)?;
     let mut copts = CreateOptions::new(name.clone(), spec, &runtime_state);
@@ -391,6 +436,7 @@ fn start(
         payload,
         stop_signal,
         signals,
+        notify: notify_sock,
     })
 }
 
@@ -499,10 +545,17 @@ fn supervise(
         Notify::Started => "",
         // Health checks and the container's own sd_notify are not wired
         // yet: the unit is ready once the process runs.
-        Notify::Healthy => " (notify = \"healthy\": health checks are not implemented yet; ready at start)",
-        Notify::Container => " (notify = \"container\": the container's own READY=1 is not forwarded yet; ready at start)",
+        Notify::Healthy => {
+            " (notify = \"healthy\": health checks are not implemented yet; ready at start)"
+        }
+        // Only outside systemd, where nobody waits for readiness.
+        Notify::Container => "",
     };
-    notify(opts, &format!("READY=1\nSTATUS=running{note}"));
+    if running.notify.is_some() {
+        notify(opts, "STATUS=running, waiting for the container's READY=1");
+    } else {
+        notify(opts, &format!("READY=1\nSTATUS=running{note}"));
+    }
     journal::event(
         Priority::Info,
         name,
@@ -538,10 +591,16 @@ fn supervise(
             killed = true;
             continue;
         }
-        let mut fds = [nix::poll::PollFd::new(
+        let mut fds = vec![nix::poll::PollFd::new(
             running.signals.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
+        if let Some(sock) = &running.notify {
+            fds.push(nix::poll::PollFd::new(
+                sock.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            ));
+        }
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         let ms = if killed { 100 } else { ms.max(1) };
         match nix::poll::poll(
@@ -550,6 +609,14 @@ fn supervise(
         ) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(SuperviseError::sys("poll", e)),
+        }
+        if let Some(sock) = &running.notify {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                if let Some(m) = relay_notify(&String::from_utf8_lossy(&buf[..n])) {
+                    notify(opts, &m);
+                }
+            }
         }
         while let Ok(Some(info)) = running.signals.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
@@ -661,6 +728,16 @@ mod tests {
         assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
         assert_eq!(parse_signal("15"), Some(Signal::SIGTERM));
         assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+
+    #[test]
+    fn notify_relay_keeps_ready_and_status_only() {
+        assert_eq!(
+            relay_notify("READY=1\nSTATUS=up\nMAINPID=1\nWATCHDOG=1").as_deref(),
+            Some("READY=1\nSTATUS=up")
+        );
+        assert_eq!(relay_notify("MAINPID=4242\nSTOPPING=1"), None);
+        assert_eq!(relay_notify("READY=0"), None);
     }
 
     #[test]
