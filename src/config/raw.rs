@@ -85,6 +85,31 @@ impl<'de> Deserialize<'de> for StrOrInt {
     }
 }
 
+/// `environment`: name → (name with its span, value with its span), so an
+/// invalid name is reported at the name.
+#[derive(Debug, Default)]
+pub struct EnvMap(pub BTreeMap<String, (Sp<String>, Sp<String>)>);
+
+impl<'de> Deserialize<'de> for EnvMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EnvMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of NAME = \"value\"")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<EnvMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<Sp<String>, Sp<String>>()? {
+                    out.insert(k.value.clone(), (k, v));
+                }
+                Ok(EnvMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Where a table started (for "KEY is required" errors), never from serde.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct At(pub Option<(usize, Range<usize>)>);
@@ -100,7 +125,7 @@ pub struct RawDefinition {
     pub workdir: Option<Sp<String>>,
     pub user: Option<Sp<String>>,
     pub hostname: Option<Sp<String>>,
-    pub environment: Option<BTreeMap<String, Sp<String>>>,
+    pub environment: Option<EnvMap>,
     pub environment_files: Option<Sp<Vec<Sp<String>>>>,
     pub read_only: Option<Sp<bool>>,
     pub init: Option<Sp<bool>>,
@@ -240,9 +265,9 @@ macro_rules! impl_merge {
     (@at false $s:ident $o:ident) => {};
 }
 
-impl Merge for BTreeMap<String, Sp<String>> {
+impl Merge for EnvMap {
     fn merge(&mut self, over: Self) {
-        self.extend(over);
+        self.0.extend(over.0);
     }
 }
 
@@ -686,7 +711,9 @@ target = "/run/secrets/pw"
             StrOrInt::Str("256M".into())
         );
         assert!(d.health.unwrap().at.0.is_some());
-        assert_eq!(d.environment.unwrap()["TZ"].value, "UTC");
+        let env = d.environment.unwrap();
+        assert_eq!(env.0["TZ"].1.value, "UTC");
+        assert_eq!(&text[env.0["TZ"].0.span.clone()], "TZ");
     }
 
     #[test]
@@ -747,9 +774,9 @@ target = "/run/secrets/pw"
         let cmd = a.command.unwrap();
         assert_eq!(cmd.value, vec!["z".to_string()]);
         assert_eq!(cmd.file, 1);
-        let env = a.environment.unwrap();
+        let env = a.environment.unwrap().0;
         assert_eq!(
-            (env["A"].value.as_str(), env["B"].value.as_str()),
+            (env["A"].1.value.as_str(), env["B"].1.value.as_str()),
             ("1", "3")
         );
         let r = a.resources.unwrap();

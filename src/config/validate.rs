@@ -17,6 +17,9 @@ use super::raw::{
 };
 use super::values;
 
+/// More CPUs than any machine has; the bound keeps `CPUQuota=` a number systemd parses.
+const MAX_CPUS: f64 = 100_000.0;
+
 /// Answers about the rest of the configuration, for cross-references.
 pub struct References<'a> {
     /// Whether a container definition of this name exists (and is not masked).
@@ -237,9 +240,9 @@ pub fn validate_definition(
             .ok()
     });
     let mut environment = BTreeMap::new();
-    for (k, v) in raw.environment.iter().flatten() {
+    for (k, (key, v)) in raw.environment.iter().flat_map(|e| e.0.iter()) {
         if let Err(e) = values::validate_env_name(k) {
-            cx.err(v, "environment", e);
+            cx.err(key, "environment", e);
         } else if v.value.contains('\0') {
             cx.err(
                 v,
@@ -518,10 +521,17 @@ fn validate_resources(cx: &mut Ctx<'_>, raw: Option<&RawResources>) -> Resources
         Some(v)
     });
     let cpus = raw.cpus.as_ref().and_then(|c| {
-        if c.value.is_finite() && c.value >= 0.01 {
+        if c.value.is_finite() && (0.01..=MAX_CPUS).contains(&c.value) {
             Some(c.value)
         } else {
-            cx.err(c, "[resources] cpus", format!("invalid cpus {}: expected a number greater than 0 (at least 0.01), e.g. 0.5 or 2", c.value));
+            cx.err(
+                c,
+                "[resources] cpus",
+                format!(
+                    "invalid cpus {}: expected a number from 0.01 to {MAX_CPUS}, e.g. 0.5 or 2",
+                    c.value
+                ),
+            );
             None
         }
     });

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 pub use render::{
     cpu_quota, may_pull, render, systemd_time, unit_name, Generated, RenderContext, DROPIN_NAME,
-    TEMPLATE_PATH,
+    STOP_MARGIN, TEMPLATE_PATH,
 };
 
 use crate::config::{self, Globals, ImageRef};
@@ -31,11 +31,12 @@ pub enum GeneratorError {
     },
 }
 
-/// Whether `image` is already in the image store under `globals.storage_root`.
+/// Whether `image` (a reference as written in the definition) is already in
+/// the image store under `globals.storage_root`.
 ///
 /// Always false for now: the image store wires this in. False is the safe
 /// answer, it only adds a dependency on network-online.target.
-pub fn image_present(globals: &Globals, image: &ImageRef) -> bool {
+pub fn image_present(globals: &Globals, image: &str) -> bool {
     let _ = (globals, image);
     false
 }
@@ -63,7 +64,7 @@ pub fn generate_into(root: &Path, dir: &Path) -> Report {
     // The global file only tunes where images live; a broken one must not stop
     // the generator, so it falls back to defaults (and `berth check` says why).
     let globals = config::load_globals(root).unwrap_or_default();
-    let present = |image: &ImageRef| image_present(&globals, image);
+    let present = |image: &ImageRef| image_present(&globals, &image.to_string());
     let ctx = RenderContext {
         image_present: &present,
     };
@@ -169,6 +170,11 @@ pub fn main() -> ExitCode {
             eprintln!("{IDENT}: {message}");
         }
     };
+    // Containers belong to the booted system, not to the initrd (whose
+    // generators run too, with this variable set).
+    if std::env::var_os("SYSTEMD_IN_INITRD").is_some_and(|v| v == "1") {
+        return ExitCode::SUCCESS;
+    }
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if args.len() != 1 && args.len() != 3 {
         log(

@@ -24,6 +24,9 @@ pub const TEMPLATE_PATH: &str = "/usr/lib/systemd/system/berth@.service";
 /// for an admin's own drop-ins to sort before or after it.
 pub const DROPIN_NAME: &str = "50-berth-generated.conf";
 
+/// How much longer than `stop_timeout` systemd waits before it SIGKILLs the unit.
+pub const STOP_MARGIN: Duration = Duration::from_secs(5);
+
 /// What rendering needs to know beyond the definition.
 pub struct RenderContext<'a> {
     /// Whether `image` is already in the image store, so that a start with
@@ -125,10 +128,17 @@ pub fn render(def: &Definition, ctx: &RenderContext<'_>) -> Generated {
     t.push_str("\n[Service]\n");
     let _ = writeln!(t, "Environment=BERTH_DEFINITION_HASH={}", def.hash);
     let _ = writeln!(t, "Restart={}", def.service.restart);
+    // The template has KillMode=mixed: SIGTERM reaches the supervisor alone,
+    // which stops the container itself and escalates to SIGKILL after
+    // stop_timeout. systemd's own deadline must come later, or it would kill
+    // the supervisor at the very moment it escalates, before it records the
+    // exit status.
     let _ = writeln!(
         t,
-        "TimeoutStopSec={}",
-        systemd_time(def.service.stop_timeout)
+        "# stop_timeout {} plus {} for berth to stop the container itself\nTimeoutStopSec={}",
+        systemd_time(def.service.stop_timeout),
+        systemd_time(STOP_MARGIN),
+        systemd_time(def.service.stop_timeout + STOP_MARGIN)
     );
     let r = &def.resources;
     if let Some(m) = r.memory {
