@@ -93,6 +93,12 @@ fn exit_codes_and_signals_pass_through() {
     let sb = Sandbox::new();
     let three = sb.bundle("three", |c| sh_args(c, "exit 3"));
     let sleeper = sb.bundle("sleeper", |c| sh_args(c, "sleep 30"));
+    let trapper = sb.bundle("trapper", |c| {
+        sh_args(
+            c,
+            "trap 'exit 7' TERM; echo ready > /dev/shm/x; while true; do sleep 0.05; done",
+        )
+    });
     let o = sb.sh(&format!(
         r#"$RT run -b {three} c3; echo "three=$?"
 $RT run -b {sleeper} c9 & RUN=$!
@@ -100,10 +106,16 @@ for i in $(seq 100); do [ -e $STATE/c9/state.json ] && break; sleep 0.05; done
 sleep 0.2
 $RT kill c9 KILL
 wait $RUN; echo "killed=$?"
+$RT run -b {trapper} ct & RUN=$!
+for i in $(seq 100); do [ -e $STATE/ct/state.json ] && break; sleep 0.05; done
+sleep 0.3
+kill -TERM $RUN
+wait $RUN; echo "forwarded=$?"
 ls $STATE | wc -l | sed 's/^/left=/'
 "#,
         three = three.display(),
-        sleeper = sleeper.display()
+        sleeper = sleeper.display(),
+        trapper = trapper.display()
     ));
     let out = stdout(&o);
     assert_eq!(line(&out, "three"), "3", "{}", describe(&o));

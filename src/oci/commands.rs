@@ -365,12 +365,7 @@ fn run(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     let root = cli.root.clone();
     // Block before start so no signal meant for the container is lost; the
     // init resets its own mask before exec.
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(*s);
-    }
-    set.add(Signal::SIGCHLD);
-    set.thread_block().context("block signals")?;
+    forwarded_set().thread_block().context("block signals")?;
     let (container, st) = create(cli, a, false)?;
     let pid = container.pid();
     if let Err(e) = container.start() {
@@ -380,27 +375,80 @@ fn run(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    // The spec and its copies are not needed while waiting; keep the waiting
-    // process small.
     drop(st);
     drop(container);
+    // Re-exec into the small waiting personality: the PID stays (so we stay
+    // the init's parent) and the blocked signal mask carries over, but the
+    // pages touched by parsing and setup are gone.
+    let err = exec_waiter(pid, &root, &a.id, keep);
+    eprintln!("berth-runtime: warning: {err}; waiting in this process instead");
+    wait_forwarding(pid, &root, &a.id, keep)
+}
+
+/// argv[1] of the waiting personality `run` re-executes itself into.
+pub const WAIT_VERB: &str = "__wait";
+
+fn exec_waiter(pid: Pid, root: &Path, id: &str, keep: bool) -> anyhow::Error {
+    use std::ffi::CString;
+    let args = [
+        "berth-runtime".to_string(),
+        WAIT_VERB.to_string(),
+        pid.to_string(),
+        root.to_string_lossy().into_owned(),
+        id.to_string(),
+        if keep { "1" } else { "0" }.to_string(),
+    ];
+    let argv: Vec<CString> = match args.iter().map(|a| CString::new(a.as_str())).collect() {
+        Ok(v) => v,
+        Err(e) => return anyhow!("re-exec arguments: {e}"),
+    };
+    match nix::unistd::execv(c"/proc/self/exe", &argv) {
+        Ok(never) => match never {},
+        Err(e) => anyhow!("re-exec /proc/self/exe to wait: {e}"),
+    }
+}
+
+/// The waiting personality: `berth-runtime __wait PID ROOT ID KEEP`.
+pub fn waiter_main(args: &[String]) -> Result<i32> {
+    let [pid, root, id, keep] = args else {
+        bail!("{WAIT_VERB} expects PID ROOT ID KEEP");
+    };
+    let pid = Pid::from_raw(pid.parse().context("waiter pid")?);
+    crate::runtime::set_process_name("berth:[wait]");
+    crate::runtime::release_resident_code();
+    wait_forwarding(pid, Path::new(root), id, keep == "1")
+}
+
+fn forwarded_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Forward signals to the container until its init exits; then clean up.
+fn wait_forwarding(pid: Pid, root: &Path, id: &str, keep: bool) -> Result<i32> {
+    let set = forwarded_set();
+    set.thread_block().context("block signals")?;
     let code = loop {
+        // A SIGCHLD may have arrived before the signals were blocked here
+        // (or across the re-exec): check before every wait.
+        match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(anyhow!("waitpid {pid}: {e}")),
+        }
         let sig = set.wait().context("wait for signals")?;
-        if sig == Signal::SIGCHLD {
-            match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
-                Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(anyhow!("waitpid {pid}: {e}")),
-            }
-        } else {
+        if sig != Signal::SIGCHLD {
             let _ = nix::sys::signal::kill(pid, sig);
         }
     };
     let _ = set.thread_unblock();
     if !keep {
-        runtime::cleanup(&root, &a.id).map_err(join_errors)?;
+        runtime::cleanup(root, id).map_err(join_errors)?;
     }
     Ok(code)
 }

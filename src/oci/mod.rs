@@ -154,6 +154,19 @@ pub enum Cmd {
 
 /// Entry point of the `berth-runtime` personality.
 pub fn main() -> ExitCode {
+    // The waiting personality of `run` skips clap: it must stay small.
+    let raw: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if raw.get(1).map(String::as_str) == Some(commands::WAIT_VERB) {
+        return match commands::waiter_main(&raw[2..]) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("berth-runtime: {}", render_chain(&e));
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

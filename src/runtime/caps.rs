@@ -36,8 +36,23 @@ fn to_caps(set: &Option<Capabilities>) -> Result<HashSet<Cap>, RuntimeError> {
     }
     // Capabilities the running kernel does not know cannot be held; asking
     // for them is not an error (runc ignores them too).
-    let known = caps::runtime::thread_all_supported();
+    let known = supported();
     Ok(out.intersection(&known).copied().collect())
+}
+
+/// The capabilities this kernel knows: one read of `cap_last_cap` instead of
+/// probing each capability with prctl.
+fn supported() -> HashSet<Cap> {
+    match std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u8>().ok())
+    {
+        Some(last) => caps::all()
+            .into_iter()
+            .filter(|c| c.index() <= last)
+            .collect(),
+        None => caps::runtime::thread_all_supported(),
+    }
 }
 
 fn cap_err(what: &str, e: caps::errors::CapsError) -> RuntimeError {
@@ -51,7 +66,7 @@ fn cap_err(what: &str, e: caps::errors::CapsError) -> RuntimeError {
 /// user switch.
 pub fn drop_bounding(c: &LinuxCapabilities) -> Result<(), RuntimeError> {
     let keep = to_caps(c.bounding())?;
-    for cap in caps::runtime::thread_all_supported() {
+    for cap in supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(|e| cap_err(&format!("bounding {cap}"), e))?;

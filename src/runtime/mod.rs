@@ -36,7 +36,9 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 pub use cgroup::{cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, CgroupState, CGROUP_ROOT};
 use channel::{Channel, Message};
 pub use exec::{exec, ExecOptions, ExecProcess};
-pub use process::{proc_start_time, process_alive};
+pub use process::{
+    proc_start_time, process_alive, release_resident_code, set_name as set_process_name,
+};
 pub use record::Record;
 
 /// Errors of the runtime. Every variant names the object it failed on.
