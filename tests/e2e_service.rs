@@ -303,6 +303,12 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
     let b = boot(&[
         ("noinit", definition(cmd)),
         ("withinit", definition(&format!("init = true\n{cmd}"))),
+        (
+            "termapp",
+            definition(
+                "init = true\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"20s\"\n",
+            ),
+        ),
     ]);
     let zombies = |unit: &str| -> usize {
         let pids = b.sh_ok(&format!(
@@ -340,6 +346,20 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         "{comms}"
     );
     assert!(comms.lines().any(|l| l == "sleep"), "{comms}");
+
+    // Under berth's init the app is not PID 1, so the forwarded SIGTERM
+    // ends it at once, and a stop that did what was asked is a clean exit.
+    b.sh_ok("systemctl start berth@termapp");
+    let t = Instant::now();
+    b.sh_ok("systemctl stop berth@termapp");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(show(&b, "berth@termapp", "Result"), "success");
+    assert_eq!(show(&b, "berth@termapp", "ExecMainStatus"), "0");
+    assert_no_leftovers(&b, "termapp");
 
     // SIGKILL only the supervisor: systemd's stop and ExecStopPost=berth
     // cleanup remove the container, its cgroups and its state.
