@@ -403,3 +403,47 @@ fn notify_container_waits_for_the_apps_ready() {
     b.sh_ok("systemctl stop berth@app");
     assert_no_leftovers(&b, "app");
 }
+
+#[test]
+fn detached_run_becomes_a_berth_unit() {
+    require_root!();
+    require_program!("nsenter");
+    let b = boot(&[]);
+    let out = b.sh_ok(&format!(
+        "berth run -d --name adhoc --rootfs {ROOTFS} sh -c 'echo detached-hello; exec sleep 1000'"
+    ));
+    assert_eq!(out.trim(), "adhoc");
+    assert_eq!(b.sh_ok("systemctl is-active berth@adhoc").trim(), "active");
+    wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@adhoc",
+        |t| t.contains("detached-hello"),
+        Duration::from_secs(10),
+    );
+    assert!(b
+        .sh_ok("cat /sys/fs/cgroup/berth.slice/berth@adhoc.service/payload/cgroup.procs")
+        .trim()
+        .parse::<u32>()
+        .is_ok());
+    // A name that is taken is refused.
+    let again = b.sh(&format!("berth run -d --name adhoc --rootfs {ROOTFS} true"));
+    assert!(!again.status.success());
+    b.sh_ok("systemctl kill --kill-whom=all -s KILL berth@adhoc");
+    wait_for(
+        &b,
+        "systemctl is-active berth@adhoc",
+        |t| t == "failed" || t == "inactive",
+        Duration::from_secs(10),
+    );
+    assert_no_leftovers(&b, "adhoc");
+    // Once stopped, the name can be run again.
+    b.sh_ok(&format!(
+        "berth run -d --name adhoc --rootfs {ROOTFS} sh -c 'echo second-run; exec sleep 1000'"
+    ));
+    wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@adhoc",
+        |t| t.contains("second-run"),
+        Duration::from_secs(10),
+    );
+}

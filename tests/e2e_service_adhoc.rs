@@ -108,6 +108,9 @@ fn run_rootfs_in_the_foreground() {
     );
 
     // What is not implemented says so.
-    let out = env.run(&["-d", "--rootfs", rootfs.to_str().unwrap(), "true"]);
+    let out = env.run(&["-t", "--rootfs", rootfs.to_str().unwrap(), "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    // -d goes through the host's systemd, never from a test root.
+    let out = env.run(&["-d", "--rootfs", rootfs.to_str().unwrap(), "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
 }

@@ -24,7 +24,8 @@ pub struct RunArgs {
     /// container keeps nothing after it exits)
     #[arg(long)]
     pub rm: bool,
-    /// Run in the background (not implemented yet: use `systemd-run berth run …`)
+    /// Run in the background as berth@NAME.service: the definition goes to
+    /// /run/berth/containers/NAME.toml (gone at reboot) and systemd starts it
     #[arg(short = 'd', long)]
     pub detach: bool,
     /// Container name (default: run-PID)
@@ -69,9 +70,6 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
     }
-    if args.detach {
-        bail!("berth run -d is not implemented yet; run it under systemd instead: systemd-run --unit NAME --slice berth.slice berth run …");
-    }
     if args.tty {
         bail!("berth run -t is not implemented yet (no terminal support in ad hoc runs)");
     }
@@ -108,6 +106,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let def = supervise::load(&tmp, &name);
     let _ = std::fs::remove_dir_all(&tmp);
     let def = def?;
+    if args.detach {
+        return detach(root, &name, &toml::to_string(&table)?);
+    }
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
@@ -115,6 +116,51 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let code = supervise::run_definition(&opts, &def)?;
     Ok(exit(code))
+}
+
+/// `-d`: hand the container to systemd as `berth@NAME.service`, so it gets
+/// everything service mode has (journal, cgroup, stop, restart).
+fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode> {
+    if root != Path::new("/") {
+        bail!("berth run -d starts berth@NAME.service, which reads /etc/berth: it cannot be used with --root or $BERTH_ROOT");
+    }
+    if !root.join("run/systemd/system").is_dir() {
+        bail!("berth run -d needs systemd as the init system (no /run/systemd/system)");
+    }
+    // A definition in /etc or /usr/lib would shadow ours, or be replaced by it.
+    let dir = root.join("run/berth/containers");
+    let unit = format!("berth@{name}.service");
+    if let Ok(Some(existing)) = crate::config::load_definition(root, name) {
+        // An earlier `run -d` of the same name may be replaced once stopped.
+        let ours = existing.source_path.parent() == Some(dir.as_path());
+        let active = std::process::Command::new("systemctl")
+            .args(["--quiet", "is-active", &unit])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(true);
+        if !ours || active {
+            bail!(
+                "a container named \"{name}\" is already defined in {}{}; choose another --name",
+                existing.source_path.display(),
+                if active { " and running" } else { "" }
+            );
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {dir:?}"))?;
+    let path = dir.join(format!("{name}.toml"));
+    let tmp = dir.join(format!(".{name}.toml.tmp"));
+    std::fs::write(&tmp, definition).with_context(|| format!("write {tmp:?}"))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("rename to {path:?}"))?;
+    let status = std::process::Command::new("systemctl")
+        .args(["start", &unit])
+        .status()
+        .context("run systemctl")?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&path);
+        bail!("systemctl start {unit} failed; see journalctl -u {unit}");
+    }
+    println!("{name}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
