@@ -51,13 +51,14 @@ fn write_layout(dir: &std::path::Path) {
             0,
         ),
         Member::File("etc/group", b"root:x:0:\napp:x:1000:\n", 0o644, 0, 0),
-        Member::Dir("app/", 0o755, 1000, 1000),
+        Member::Dir("app/", 0o750, 1000, 1000),
+        Member::File("app/seed.txt", b"seeded-from-image\n", 0o640, 1000, 1000),
         Member::Symlink("bin/id", "busybox"),
         Member::Symlink("bin/echo", "busybox"),
     ]);
     let config = serde_json::json!({
         "Entrypoint": ["/bin/sh", "-c"],
-        "Cmd": ["echo from-image-cmd; echo uid=$(id -u) gid=$(id -g); echo cwd=$(pwd); echo greeting=$GREETING home=$HOME"],
+        "Cmd": ["echo from-image-cmd; echo uid=$(id -u) gid=$(id -g); echo cwd=$(pwd); echo greeting=$GREETING home=$HOME; cat seed.txt; ls; echo w > written"],
         "Env": ["PATH=/bin", "GREETING=hello-image"],
         "WorkingDir": "/app",
         "User": "app",
@@ -75,7 +76,10 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
     let b = SystemdBox::boot(
         BoxOptions::default()
             .with_berth()
-            .file("/etc/berth/containers/fromimage.toml", def_image)
+            .file(
+                "/etc/berth/containers/fromimage.toml",
+                format!("{def_image}[[volume]]\nsource = \"appdata\"\ntarget = \"/app\"\n"),
+            )
             .file(
                 "/etc/berth/containers/override.toml",
                 format!(
@@ -124,6 +128,31 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
         );
     }
     assert!(log.contains("pulled image \"oci:/srv/img:1\""), "{log}");
+    // The named volume was created on first use and seeded from the image
+    // (merged layers, owners and modes kept); the app wrote into it.
+    assert!(log.lines().any(|l| l == "seeded-from-image"), "{log}");
+    let vol = b.sh_ok(
+        "cd /var/lib/berth/volumes/appdata/_data && stat -c '%n %u:%g %a' . seed.txt written",
+    );
+    assert_eq!(
+        vol,
+        ". 1000:1000 750\nseed.txt 1000:1000 640\nwritten 1000:1000 644\n"
+    );
+    // A second start keeps the volume as it is.
+    b.sh_ok("echo kept > /var/lib/berth/volumes/appdata/_data/seed.txt");
+    let cursor = b.sh_ok("journalctl --no-pager -n 0 --show-cursor | sed -n 's/^-- cursor: //p'");
+    let _ = b.sh("systemctl start berth@fromimage");
+    let log = wait_for(
+        &b,
+        &format!(
+            "journalctl --no-pager -o cat -u berth@fromimage --after-cursor='{}'",
+            cursor.trim()
+        ),
+        |t| t.contains("exited with code"),
+        Duration::from_secs(20),
+    );
+    assert!(log.lines().any(|l| l == "kept"), "{log}");
+    assert!(log.lines().any(|l| l.contains("written")), "{log}");
 
     // Now in the store: the definition's command replaces Cmd under the
     // image's Entrypoint; user and environment override the image's.
@@ -139,9 +168,9 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
             .any(|l| l == "from-definition user=0 greeting=hello-definition"),
         "{log}"
     );
-    // Nothing left but the store itself.
+    // Nothing left but the store and the volume (no seeding leftovers).
     let left = b.sh_ok(
-        "ls /var/lib/berth/containers 2>/dev/null; ls /run/berth/containers 2>/dev/null; true",
+        "ls /var/lib/berth/containers 2>/dev/null; ls /run/berth/containers 2>/dev/null; ls -A /var/lib/berth/volumes/appdata | grep -vx _data; true",
     );
     assert_eq!(left.trim(), "", "left behind: {left}");
 }

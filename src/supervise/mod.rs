@@ -18,6 +18,7 @@ mod files;
 mod init;
 pub mod journal;
 pub mod state;
+mod volumes;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use cleanup::{cleanup, CleanupOptions};
 pub use files::{render_hostname, render_hosts, render_resolv_conf};
 use journal::Priority;
 pub use state::{Paths, State};
+pub use volumes::volume_data;
 
 /// Errors of the supervisor. Each names the container or path it failed on.
 #[derive(Debug, thiserror::Error)]
@@ -295,7 +297,11 @@ fn start(
             })?),
         };
 
-    // 4. /etc files the spec binds.
+    // 4. Named volumes, created and seeded on first use (a child process
+    //    may mount the image's layers: still single-threaded here).
+    volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
+
+    // 5. /etc files the spec binds.
     let hostname = spec::hostname(def);
     files::write_etc_files(
         &paths.run_dir,
@@ -304,7 +310,7 @@ fn start(
         spec::own_network(def),
     )?;
 
-    // 5. Fresh overlay upper and work dirs: a container starts from its image.
+    // 6. Fresh overlay upper and work dirs: a container starts from its image.
     st.upper = Some(paths.upper());
     st.work = Some(paths.work());
     st.save(&paths.run_dir)?;
@@ -317,7 +323,7 @@ fn start(
         std::fs::create_dir_all(&d).map_err(|e| SuperviseError::io("create", &d, e))?;
     }
 
-    // 6. cgroups: the supervisor leaves the unit's root for `supervisor/`
+    // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`
     //    before `payload/` exists, so the unit never has processes next to
     //    child cgroups (cgroups(7), "no internal processes").
     let payload = if opts.systemd {
@@ -336,7 +342,7 @@ fn start(
         None
     };
 
-    // 7. berth's init, before the container that joins its PID namespace.
+    // 8. berth's init, before the container that joins its PID namespace.
     let init = if def.init {
         let pid = init::spawn_init()?;
         st.init_pid = Some(pid.as_raw());
@@ -349,7 +355,7 @@ fn start(
         None
     };
 
-    // 8. With notify = "container", a socket of the container's own for
+    // 9. With notify = "container", a socket of the container's own for
     //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
     let notify_sock = if opts.systemd && def.service.notify == Notify::Container {
         Some(bind_notify_socket(&paths.run_dir.join(NOTIFY_SOCK))?)
@@ -357,7 +363,7 @@ fn start(
         None
     };
 
-    // 9. The plan.
+    // 10. The plan.
     let runtime_state = paths.runtime_state_dir();
     let view = image.as_ref().map(ImageConfigView::from_image_config);
     let ctx = PlanContext {
@@ -394,7 +400,7 @@ fn start(
         .and_then(parse_signal)
         .unwrap_or(Signal::SIGTERM);
 
-    // 10. Block the signals we handle before the clone, so none is lost
+    // 11. Block the signals we handle before the clone, so none is lost
     //    between start and the loop; the runtime resets the container's mask.
     let mut mask = SigSet::empty();
     for s in [
@@ -410,7 +416,7 @@ fn start(
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| SuperviseError::sys("signalfd", e))?;
 
-    // 11. Create and start.
+    // 12. Create and start.
     st.runtime_state_dir = Some(runtime_state.clone());
     st.save(&paths.run_dir)?;
     let mut copts = CreateOptions::new(name.clone(), spec, &runtime_state);
