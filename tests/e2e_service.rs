@@ -456,3 +456,41 @@ fn detached_run_becomes_a_berth_unit() {
         Duration::from_secs(10),
     );
 }
+
+#[test]
+fn health_checks_gate_readiness_and_kill_when_unhealthy() {
+    require_root!();
+    require_program!("nsenter");
+    let app = definition(
+        "command = [\"sh\", \"-c\", \"sleep 1; touch /tmp/ready; exec sleep 1000\"]\n\
+         [health]\ncommand = [\"test\", \"-f\", \"/tmp/ready\"]\ninterval = \"200ms\"\ntimeout = \"2s\"\nretries = 2\nstart_period = \"10s\"\non_failure = \"kill\"\n\
+         [service]\nnotify = \"healthy\"\n",
+    );
+    let b = boot(&[("app", app)]);
+    let t = Instant::now();
+    let started = b.sh("systemctl start berth@app");
+    let took = t.elapsed();
+    assert!(started.status.success(), "{}", messages(&b, "berth@app"));
+    // Ready only once the check passed (the app creates the file after 1 s).
+    assert!(took >= Duration::from_millis(900), "ready after {took:?}");
+    assert_eq!(show(&b, "berth@app", "StatusText"), "running (healthy)");
+    let ev = b.sh_ok("journalctl --no-pager -b -o cat CONTAINER_NAME=app BERTH_EVENT=healthy");
+    assert!(ev.contains("is healthy"), "{ev}");
+
+    // The app stops being healthy: after `retries` failed checks it is killed
+    // (once healthy, failures count even within start_period).
+    let pid =
+        b.sh_ok("cat /sys/fs/cgroup/berth.slice/berth@app.service/payload/cgroup.procs | head -1");
+    b.sh_ok(&format!("nsenter -t {} -m rm /tmp/ready", pid.trim()));
+    wait_for(
+        &b,
+        "systemctl is-active berth@app",
+        |t| t == "failed",
+        Duration::from_secs(10),
+    );
+    let ev = b.sh_ok("journalctl --no-pager -b -o cat CONTAINER_NAME=app");
+    assert!(ev.contains("container \"app\" is unhealthy"), "{ev}");
+    assert!(ev.contains("killing unhealthy container"), "{ev}");
+    assert_eq!(show(&b, "berth@app", "ExecMainStatus"), "137");
+    assert_no_leftovers(&b, "app");
+}

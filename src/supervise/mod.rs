@@ -15,6 +15,7 @@
 mod cgroup;
 mod cleanup;
 mod files;
+mod health;
 mod init;
 pub mod journal;
 pub mod state;
@@ -217,6 +218,42 @@ struct Running {
     signals: SignalFd,
     /// The container's sd_notify socket (`notify = "container"`).
     notify: Option<std::os::unix::net::UnixDatagram>,
+    /// `[health]`: the checks' state and how to exec them.
+    health: Option<HealthRunner>,
+}
+
+/// What running a health check in the container takes.
+struct HealthRunner {
+    state: health::HealthState,
+    /// The container's process (user, env, caps, rlimits) to derive the check from.
+    process: oci_spec::runtime::Process,
+    namespaces: Vec<oci_spec::runtime::LinuxNamespaceType>,
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl HealthRunner {
+    /// Start one check inside the container; its PID.
+    fn spawn(
+        &self,
+        name: &str,
+        pid: Pid,
+        cgroup: Option<&PathBuf>,
+    ) -> Result<i32, runtime::RuntimeError> {
+        let mut p = self.process.clone();
+        p.set_args(Some(self.state.command().to_vec()))
+            .set_terminal(Some(false));
+        let child = runtime::exec(runtime::ExecOptions {
+            id: name.to_string(),
+            pid,
+            process: p,
+            namespaces: self.namespaces.clone(),
+            cgroup: cgroup.cloned(),
+            seccomp: self.seccomp.clone(),
+            console_socket: None,
+            stdio: Stdio::Null,
+        })?;
+        Ok(child.pid.as_raw())
+    }
 }
 
 /// The notify socket's file name in the run dir.
@@ -419,6 +456,18 @@ fn start(
     // 12. Create and start.
     st.runtime_state_dir = Some(runtime_state.clone());
     st.save(&paths.run_dir)?;
+    let health = match (&def.health, spec.process()) {
+        (Some(h), Some(process)) => Some(HealthRunner {
+            state: health::HealthState::new(h.clone(), Instant::now()),
+            process: process.clone(),
+            namespaces: runtime::spec_namespaces(&spec)
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect(),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        }),
+        _ => None,
+    };
     let mut copts = CreateOptions::new(name.clone(), spec, &runtime_state);
     copts.rootfs = RootfsSource::Overlay {
         lowers,
@@ -443,6 +492,7 @@ fn start(
         stop_signal,
         signals,
         notify: notify_sock,
+        health,
     })
 }
 
@@ -543,25 +593,28 @@ fn supervise(
     def: &Definition,
     paths: &Paths,
     st: &mut State,
-    running: Running,
+    mut running: Running,
 ) -> Result<i32, SuperviseError> {
     let name = &def.name;
     let pid = running.container.pid();
-    let note = match def.service.notify {
-        Notify::Started => "",
-        // Health checks and the container's own sd_notify are not wired
-        // yet: the unit is ready once the process runs.
-        Notify::Healthy => {
-            " (notify = \"healthy\": health checks are not implemented yet; ready at start)"
-        }
-        // Only outside systemd, where nobody waits for readiness.
-        Notify::Container => "",
-    };
+    let mut health = running.health.take();
+    let waits_for_health = def.service.notify == Notify::Healthy && health.is_some();
     if running.notify.is_some() {
         notify(opts, "STATUS=running, waiting for the container's READY=1");
+    } else if waits_for_health {
+        notify(
+            opts,
+            "STATUS=running, waiting for the first passing health check",
+        );
+    } else if def.service.notify == Notify::Healthy {
+        notify(
+            opts,
+            "READY=1\nSTATUS=running (notify = \"healthy\" without [health]: ready at start)",
+        );
     } else {
-        notify(opts, &format!("READY=1\nSTATUS=running{note}"));
+        notify(opts, "READY=1\nSTATUS=running");
     }
+    let mut ready_sent = running.notify.is_none() && !waits_for_health;
     journal::event(
         Priority::Info,
         name,
@@ -573,16 +626,88 @@ fn supervise(
     let mut deadline: Option<Instant> = None;
     let mut forwarded: Option<Signal> = None;
     let mut killed = false;
+    let on_health = |status: health::Status, running: &Running, ready_sent: &mut bool| {
+        let s = status.as_str();
+        let prio = if status == health::Status::Unhealthy {
+            Priority::Warning
+        } else {
+            Priority::Info
+        };
+        journal::event(
+            prio,
+            name,
+            s,
+            &format!("container \"{name}\" is {s}"),
+            &[("HEALTH", s.to_string())],
+        );
+        if status == health::Status::Healthy && !*ready_sent && waits_for_health {
+            notify(opts, "READY=1\nSTATUS=running (healthy)");
+            *ready_sent = true;
+        } else {
+            notify(opts, &format!("STATUS=running ({s})"));
+        }
+        if status == health::Status::Unhealthy
+            && def
+                .health
+                .as_ref()
+                .is_some_and(|h| h.on_failure != crate::config::OnFailure::None)
+        {
+            // `restart`: the unit fails and systemd's Restart= brings it back.
+            journal::event(
+                Priority::Warning,
+                name,
+                "unhealthy-kill",
+                &format!("killing unhealthy container \"{name}\""),
+                &[],
+            );
+            kill_all(running, Signal::SIGKILL);
+        }
+    };
     let code = loop {
+        let now = Instant::now();
         // Reap first: a SIGCHLD may have been merged with an earlier one.
-        if let Some(code) = reap(pid, running.init)? {
+        let (main_code, others) = reap(pid)?;
+        for (p, code) in others {
+            if let Some(h) = health.as_mut().filter(|h| h.state.is_check(p)) {
+                if let Some(status) = h.state.finished(code == 0, Instant::now()) {
+                    on_health(status, &running, &mut ready_sent);
+                }
+            }
+        }
+        if let Some(code) = main_code {
             break code;
         }
-        let timeout = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
+        if let Some(h) = health.as_mut() {
+            if let Some(p) = h.state.overdue(now) {
+                // Killed checks come back through reap as failures.
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            if deadline.is_none() && h.state.due(now) {
+                match h.spawn(name, pid, running.payload.as_ref()) {
+                    Ok(p) => h.state.started(p, now),
+                    Err(e) => {
+                        journal::event(
+                            Priority::Warning,
+                            name,
+                            "health-error",
+                            &format!("health check of \"{name}\" could not run: {e}"),
+                            &[],
+                        );
+                        if let Some(status) = h.state.finished(false, now) {
+                            on_health(status, &running, &mut ready_sent);
+                        }
+                    }
+                }
+            }
+        }
+        let mut timeout = match deadline {
+            Some(d) => d.saturating_duration_since(now),
             None => Duration::from_secs(3600),
         };
-        if deadline.is_some() && timeout.is_zero() && !killed {
+        if let Some(h) = &health {
+            timeout = timeout.min(h.state.next_wakeup(now).max(Duration::from_millis(1)));
+        }
+        if deadline.is_some_and(|d| now >= d) && !killed {
             journal::event(
                 Priority::Warning,
                 name,
@@ -688,18 +813,24 @@ fn supervise(
     Ok(if clean_stop { 0 } else { code })
 }
 
-/// Reap every exited child; the container's status once its main process is gone.
-fn reap(main: Pid, init: Option<Pid>) -> Result<Option<i32>, SuperviseError> {
+/// The main process's status (once it is gone) and other children's, by PID.
+type Reaped = (Option<i32>, Vec<(i32, i32)>);
+
+/// Reap every exited child: the main process's status once it is gone, and
+/// the other children's (health checks, berth's init) as (PID, status).
+fn reap(main: Pid) -> Result<Reaped, SuperviseError> {
     let mut result = None;
+    let mut others = Vec::new();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => break,
             Ok(ws) => {
-                if ws.pid() == Some(main) {
-                    result = status_code(ws);
-                } else if ws.pid().is_some() && ws.pid() == init {
-                    // The init died first (killed from outside): the kernel
-                    // kills the namespace; the main process follows.
+                if let (Some(p), Some(code)) = (ws.pid(), status_code(ws)) {
+                    if p == main {
+                        result = Some(code);
+                    } else {
+                        others.push((p.as_raw(), code));
+                    }
                 }
             }
             Err(nix::errno::Errno::ECHILD) => break,
@@ -707,7 +838,7 @@ fn reap(main: Pid, init: Option<Pid>) -> Result<Option<i32>, SuperviseError> {
             Err(e) => return Err(SuperviseError::sys("waitpid", e)),
         }
     }
-    Ok(result)
+    Ok((result, others))
 }
 
 fn kill_all(running: &Running, sig: Signal) {
