@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod cleanup;
 pub mod generate;
 pub mod image;
+pub mod run;
 
 /// berth — declarative system containers, run by systemd.
 ///
@@ -40,6 +42,8 @@ pub enum Command {
     Version,
     Check(check::CheckArgs),
     Generate(generate::GenerateArgs),
+    Run(run::RunArgs),
+    Cleanup(cleanup::CleanupArgs),
     /// Pull an image from a registry or load an offline source into the store
     Pull(image::PullArgs),
     /// List stored images
@@ -89,6 +93,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check::run(&root, args),
         Command::Generate(args) => generate::run(&root, args),
+        Command::Run(args) => run::run(&root, args),
+        Command::Cleanup(args) => cleanup::run(&root, args),
         Command::Pull(a) => image::pull(a),
         Command::Images(a) => image::images(a),
         Command::Inspect(a) => image::inspect(a),

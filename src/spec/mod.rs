@@ -1,1 +1,563 @@
-//! spec: (to be written)
+//! spec: the pure planner. A validated [`Definition`] plus the image's config
+//! (and a few facts the caller gathered, in [`PlanContext`]) become the OCI
+//! runtime [`Spec`] the runtime executes.
+//!
+//! Owns every decision about what a container looks like: argv (Docker's
+//! entrypoint/command rules), environment, user, mounts, namespaces,
+//! capabilities, rlimits, sysctls, masked paths. Must not read files, call the
+//! kernel or spawn processes: whatever needs I/O (environment files, the
+//! image's /etc/passwd, the seccomp profile, an ID range) is gathered by the
+//! caller and passed in the context, so every rule is unit- and golden-tested
+//! without root (tests/spec_golden.rs, tests/cases/spec/).
+
+mod env;
+mod image;
+mod mounts;
+mod security;
+mod user;
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{
+    Linux, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, LinuxSeccomp, Process, Root,
+    Spec,
+};
+
+use crate::config::{Definition, NetworkMode, Seccomp, Userns};
+
+pub use env::parse_env_file;
+pub use image::ImageConfigView;
+pub use mounts::{default_mounts, ETC_FILES};
+pub use security::{
+    capability_set, default_capabilities, DEFAULT_CAPABILITIES, MASKED_PATHS, NOFILE_HARD,
+    NOFILE_SOFT, READONLY_PATHS,
+};
+pub use user::{resolve_user, ResolvedUser};
+
+/// Search path used when neither the image nor the definition sets `PATH`
+/// (Docker's and Podman's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// OCI runtime spec version the plan declares.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// Where a container with `notify = "container"` finds its notify socket
+/// (systemd-nspawn's path, so software that knows nspawn works unchanged).
+pub const NOTIFY_SOCKET: &str = "/run/host/notify";
+
+/// Size of the private ID range of a container with `userns = "auto"`.
+pub const USERNS_SIZE: u32 = 65536;
+
+/// Errors of planning. Each names the container and the object at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("container \"{name}\" has no command: set \"command\" or \"entrypoint\" in its definition, or use an image with an Entrypoint or Cmd")]
+    NoCommand { name: String },
+    #[error("container \"{name}\": user \"{user}\": {reason}")]
+    User {
+        name: String,
+        user: String,
+        reason: String,
+    },
+    #[error("environment file \"{path}\" line {line}: {reason}")]
+    EnvFile {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("container \"{name}\" has secrets but no credentials directory ($CREDENTIALS_DIRECTORY is unset: is the unit's LoadCredential= missing?)")]
+    NoCredentials { name: String },
+    #[error("container \"{name}\" asks for seccomp \"{policy}\" but no profile was loaded")]
+    NoSeccompProfile { name: String, policy: String },
+    #[error("container \"{name}\" has userns = \"auto\" but no ID range was allocated")]
+    NoIdRange { name: String },
+    #[error("container \"{name}\" has init = true but no init PID namespace was given")]
+    NoInitNamespace { name: String },
+    #[error("container \"{name}\" has notify = \"container\" but no notify socket was given")]
+    NoNotifySocket { name: String },
+    #[error("container \"{name}\": unknown capability \"{cap}\"")]
+    Capability { name: String, cap: String },
+    #[error("container \"{name}\": building the OCI spec: {reason}")]
+    Build { name: String, reason: String },
+}
+
+fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
+    PlanError::Build {
+        name: name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// A range of host IDs mapped to 0..size inside a user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub host_start: u32,
+    pub size: u32,
+}
+
+/// What the planner needs beyond the definition and the image config:
+/// facts the caller read or allocated. Plain data, so plans are reproducible.
+#[derive(Debug, Clone, Default)]
+pub struct PlanContext {
+    /// Host path the runtime mounts the root filesystem on (`root.path`).
+    pub rootfs: PathBuf,
+    /// `/run/berth/containers/NAME`: where the supervisor writes the
+    /// container's `hostname`, `hosts` and `resolv.conf`.
+    pub run_dir: PathBuf,
+    /// The storage root; named volumes live in `STORAGE/volumes/NAME/_data`.
+    pub storage_root: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY` of the unit, when systemd set one.
+    pub credentials_dir: Option<PathBuf>,
+    /// Each of the definition's `environment_files`, with its contents, in
+    /// the definition's order.
+    pub environment_files: Vec<(PathBuf, String)>,
+    /// The image's `/etc/passwd` and `/etc/group`, when it has them.
+    pub passwd: Option<String>,
+    pub group: Option<String>,
+    /// The seccomp profile for `seccomp = "default"` or a profile path, loaded
+    /// by the caller (the runtime's default profile or its JSON loader);
+    /// ignored for `unconfined`.
+    pub seccomp: Option<LinuxSeccomp>,
+    /// The host ID range for `userns = "auto"`.
+    pub id_range: Option<IdRange>,
+    /// PID namespace of berth's init, joined by the container when
+    /// `init = true` (the init is PID 1 there, the app PID 2).
+    pub init_pid_namespace: Option<PathBuf>,
+    /// Allocate a terminal for the process (ad hoc `berth run -t`).
+    pub terminal: bool,
+    /// Host path of the socket the supervisor reads the container's
+    /// sd_notify messages from (`notify = "container"`); bound at
+    /// [`NOTIFY_SOCKET`] with `NOTIFY_SOCKET` set, as systemd-nspawn does.
+    pub notify_socket: Option<PathBuf>,
+    /// The caller's RLIMIT_NOFILE (soft, hard). Raising a hard limit needs
+    /// CAP_SYS_RESOURCE, so the container's is clamped to it; `None` plans
+    /// berth's defaults unclamped.
+    pub nofile_limit: Option<(u64, u64)>,
+    /// Extra arguments replacing the command (ad hoc `berth run IMAGE CMD…`);
+    /// `None` keeps the definition's.
+    pub command_override: Option<Vec<String>>,
+}
+
+/// The definition's hostname, else its name.
+pub fn hostname(def: &Definition) -> String {
+    def.hostname.clone().unwrap_or_else(|| def.name.clone())
+}
+
+/// Whether the container gets a network namespace of its own.
+pub fn own_network(def: &Definition) -> bool {
+    def.network.mode != NetworkMode::Host
+}
+
+/// argv as Docker builds it: a definition `entrypoint` replaces the image's
+/// Entrypoint and drops the image's Cmd; a definition `command` replaces Cmd;
+/// the result is entrypoint ++ cmd.
+pub fn plan_args(
+    def: &Definition,
+    image: Option<&ImageConfigView>,
+) -> Result<Vec<String>, PlanError> {
+    let image_ep = image.and_then(|i| i.entrypoint.clone()).unwrap_or_default();
+    let image_cmd = image.and_then(|i| i.cmd.clone()).unwrap_or_default();
+    let (ep, cmd) = match (&def.entrypoint, &def.command) {
+        (Some(ep), Some(cmd)) => (ep.clone(), cmd.clone()),
+        // moby daemon/create.go: setting the entrypoint resets Cmd.
+        (Some(ep), None) => (ep.clone(), Vec::new()),
+        (None, Some(cmd)) => (image_ep, cmd.clone()),
+        (None, None) => (image_ep, image_cmd),
+    };
+    let args: Vec<String> = ep.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(PlanError::NoCommand {
+            name: def.name.clone(),
+        });
+    }
+    Ok(args)
+}
+
+/// The working directory: the definition's, the image's, else `/`.
+/// A relative image `WorkingDir` is taken relative to `/`, as Docker does.
+pub fn plan_cwd(def: &Definition, image: Option<&ImageConfigView>) -> PathBuf {
+    if let Some(w) = &def.workdir {
+        return w.clone();
+    }
+    match image.and_then(|i| i.working_dir.as_deref()) {
+        Some(w) if !w.is_empty() => PathBuf::from("/").join(w),
+        _ => PathBuf::from("/"),
+    }
+}
+
+/// Build the OCI runtime spec for `def`.
+pub fn plan(
+    def: &Definition,
+    image: Option<&ImageConfigView>,
+    ctx: &PlanContext,
+) -> Result<Spec, PlanError> {
+    let name = &def.name;
+    let hostname = hostname(def);
+
+    let mut args = plan_args(def, image)?;
+    if let Some(over) = &ctx.command_override {
+        if !over.is_empty() {
+            // `berth run IMAGE CMD…` replaces Cmd, keeping the Entrypoint.
+            let mut d = def.clone();
+            d.command = Some(over.clone());
+            args = plan_args(&d, image)?;
+        }
+    }
+
+    let user_spec = def
+        .user
+        .as_ref()
+        .map(|u| u.to_string())
+        .or_else(|| image.and_then(|i| i.user.clone()))
+        .unwrap_or_default();
+    let user = resolve_user(&user_spec, ctx.passwd.as_deref(), ctx.group.as_deref()).map_err(
+        |reason| PlanError::User {
+            name: name.clone(),
+            user: user_spec.clone(),
+            reason,
+        },
+    )?;
+
+    let env = env::plan_env(def, image, ctx, &hostname, &user)?;
+
+    let caps = capability_set(&def.security.cap_drop, &def.security.cap_add).map_err(|cap| {
+        PlanError::Capability {
+            name: name.clone(),
+            cap,
+        }
+    })?;
+
+    let mut process = Process::default();
+    process
+        .set_terminal(Some(ctx.terminal))
+        .set_args(Some(args))
+        .set_env(Some(env))
+        .set_cwd(plan_cwd(def, image))
+        .set_user(user.to_oci())
+        .set_capabilities(Some(security::linux_capabilities(&caps)))
+        .set_rlimits(Some(
+            security::rlimits(ctx.nofile_limit).map_err(|e| build_err(name, e))?,
+        ))
+        .set_no_new_privileges(Some(def.security.no_new_privileges))
+        .set_console_size(None)
+        .set_apparmor_profile(None)
+        .set_oom_score_adj(None)
+        .set_selinux_label(None);
+
+    let mut root = Root::default();
+    root.set_path(ctx.rootfs.clone())
+        .set_readonly(Some(def.read_only));
+
+    let mut linux = Linux::default();
+    linux
+        .set_namespaces(Some(plan_namespaces(def, ctx)?))
+        .set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()))
+        .set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()))
+        .set_resources(Some(
+            security::device_rules().map_err(|e| build_err(name, e))?,
+        ))
+        .set_devices(None)
+        .set_cgroups_path(None)
+        .set_rootfs_propagation(Some("rprivate".into()))
+        .set_seccomp(plan_seccomp(def, ctx)?);
+    if own_network(def) {
+        // NET_RAW is not granted, so ping works through ICMP datagram
+        // sockets, which this range allows for every group (Podman and
+        // Docker ≥ 20.10 set the same).
+        let sysctl = [(
+            "net.ipv4.ping_group_range".to_string(),
+            "0 2147483647".to_string(),
+        )]
+        .into_iter()
+        .collect();
+        linux.set_sysctl(Some(sysctl));
+    }
+    if def.security.userns == Userns::Auto {
+        let range = ctx
+            .id_range
+            .ok_or_else(|| PlanError::NoIdRange { name: name.clone() })?;
+        let m = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(range.host_start)
+            .size(range.size)
+            .build()
+            .map_err(|e| build_err(name, e))?;
+        linux
+            .set_uid_mappings(Some(vec![m]))
+            .set_gid_mappings(Some(vec![m]));
+    }
+
+    let mut spec = Spec::default();
+    spec.set_version(OCI_VERSION.into())
+        .set_root(Some(root))
+        .set_mounts(Some(mounts::plan_mounts(def, ctx)?))
+        .set_process(Some(process))
+        .set_hostname(Some(hostname))
+        .set_domainname(None)
+        .set_annotations(None)
+        .set_hooks(None)
+        .set_linux(Some(linux));
+    Ok(spec)
+}
+
+/// pid, mount, uts, ipc and cgroup always; network unless `mode = "host"`;
+/// user with `userns = "auto"`. With `init = true` the pid namespace is the
+/// one berth's init already leads.
+pub fn plan_namespaces(
+    def: &Definition,
+    ctx: &PlanContext,
+) -> Result<Vec<LinuxNamespace>, PlanError> {
+    let mut types = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if own_network(def) {
+        types.push(LinuxNamespaceType::Network);
+    }
+    if def.security.userns == Userns::Auto {
+        types.push(LinuxNamespaceType::User);
+    }
+    let mut out = Vec::new();
+    for t in types {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(t);
+        if t == LinuxNamespaceType::Pid && def.init {
+            let path =
+                ctx.init_pid_namespace
+                    .clone()
+                    .ok_or_else(|| PlanError::NoInitNamespace {
+                        name: def.name.clone(),
+                    })?;
+            ns.set_path(Some(path));
+        }
+        out.push(ns);
+    }
+    Ok(out)
+}
+
+fn plan_seccomp(def: &Definition, ctx: &PlanContext) -> Result<Option<LinuxSeccomp>, PlanError> {
+    match &def.security.seccomp {
+        Seccomp::Unconfined => Ok(None),
+        policy => match &ctx.seccomp {
+            Some(p) => Ok(Some(p.clone())),
+            None => Err(PlanError::NoSeccompProfile {
+                name: def.name.clone(),
+                policy: policy.to_string(),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::{
+        ImageSource, Network, Notify, Pull, Resources, Restart, Security, Service,
+    };
+    use std::collections::BTreeMap;
+
+    /// A definition with every default, running `/bin/true` from a rootfs.
+    pub fn def() -> Definition {
+        Definition {
+            name: "web".into(),
+            source_path: PathBuf::from("/etc/berth/containers/web.toml"),
+            dropins: vec![],
+            hash: String::new(),
+            image: ImageSource::Rootfs(PathBuf::from("/srv/web")),
+            command: None,
+            entrypoint: None,
+            workdir: None,
+            user: None,
+            hostname: None,
+            environment: BTreeMap::new(),
+            environment_files: vec![],
+            read_only: false,
+            init: false,
+            network: Network {
+                mode: NetworkMode::Bridge,
+                networks: vec!["default".into()],
+                publish: vec![],
+            },
+            volumes: vec![],
+            tmpfs: vec![],
+            resources: Resources::default(),
+            security: Security {
+                cap_add: vec![],
+                cap_drop: vec![],
+                no_new_privileges: false,
+                seccomp: Seccomp::Default,
+                userns: Userns::Host,
+            },
+            health: None,
+            service: Service {
+                restart: Restart::No,
+                requires: vec![],
+                after: vec![],
+                wanted_by: vec![],
+                stop_timeout: std::time::Duration::from_secs(10),
+                notify: Notify::Started,
+                pull: Pull::Missing,
+                auto_update: false,
+            },
+            secrets: vec![],
+        }
+    }
+
+    pub fn ctx() -> PlanContext {
+        PlanContext {
+            rootfs: "/run/berth/containers/web/rootfs".into(),
+            run_dir: "/run/berth/containers/web".into(),
+            storage_root: "/var/lib/berth".into(),
+            seccomp: Some(LinuxSeccomp::default()),
+            ..PlanContext::default()
+        }
+    }
+
+    fn image(ep: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageConfigView {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ImageConfigView {
+            entrypoint: ep.map(v),
+            cmd: cmd.map(v),
+            ..ImageConfigView::default()
+        }
+    }
+
+    fn strings(x: &[&str]) -> Vec<String> {
+        x.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn args_follow_docker_rules() {
+        let img = image(Some(&["/ep"]), Some(&["cmd1"]));
+        let mut d = def();
+        assert_eq!(
+            plan_args(&d, Some(&img)).unwrap(),
+            strings(&["/ep", "cmd1"])
+        );
+        d.command = Some(strings(&["x"]));
+        assert_eq!(plan_args(&d, Some(&img)).unwrap(), strings(&["/ep", "x"]));
+        d.command = None;
+        d.entrypoint = Some(strings(&["/new"]));
+        assert_eq!(plan_args(&d, Some(&img)).unwrap(), strings(&["/new"]));
+        d.command = Some(strings(&["a"]));
+        assert_eq!(plan_args(&d, Some(&img)).unwrap(), strings(&["/new", "a"]));
+        d.entrypoint = Some(vec![]);
+        assert_eq!(plan_args(&d, Some(&img)).unwrap(), strings(&["a"]));
+        d.command = None;
+        assert!(matches!(
+            plan_args(&d, Some(&img)),
+            Err(PlanError::NoCommand { .. })
+        ));
+        assert!(plan_args(&def(), None).is_err());
+    }
+
+    #[test]
+    fn cwd_precedence() {
+        let mut d = def();
+        let mut img = ImageConfigView::default();
+        assert_eq!(plan_cwd(&d, Some(&img)), PathBuf::from("/"));
+        img.working_dir = Some("app".into());
+        assert_eq!(plan_cwd(&d, Some(&img)), PathBuf::from("/app"));
+        d.workdir = Some("/srv".into());
+        assert_eq!(plan_cwd(&d, Some(&img)), PathBuf::from("/srv"));
+    }
+
+    #[test]
+    fn namespaces_follow_network_and_userns() {
+        let mut d = def();
+        let ns = |d: &Definition, c: &PlanContext| -> Vec<LinuxNamespaceType> {
+            plan_namespaces(d, c)
+                .unwrap()
+                .iter()
+                .map(|n| n.typ())
+                .collect()
+        };
+        assert!(ns(&d, &ctx()).contains(&LinuxNamespaceType::Network));
+        d.network.mode = NetworkMode::Host;
+        assert!(!ns(&d, &ctx()).contains(&LinuxNamespaceType::Network));
+        d.security.userns = Userns::Auto;
+        assert!(ns(&d, &ctx()).contains(&LinuxNamespaceType::User));
+        assert!(matches!(
+            plan(&d, None, &ctx()),
+            Err(PlanError::NoCommand { .. })
+        ));
+        d.command = Some(strings(&["true"]));
+        assert!(matches!(
+            plan(&d, None, &ctx()),
+            Err(PlanError::NoIdRange { .. })
+        ));
+    }
+
+    #[test]
+    fn init_joins_the_given_pid_namespace() {
+        let mut d = def();
+        d.init = true;
+        d.command = Some(strings(&["true"]));
+        assert!(matches!(
+            plan(&d, None, &ctx()),
+            Err(PlanError::NoInitNamespace { .. })
+        ));
+        let mut c = ctx();
+        c.init_pid_namespace = Some("/proc/7/ns/pid".into());
+        let spec = plan(&d, None, &c).unwrap();
+        let pid = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Pid)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            pid.path().as_deref(),
+            Some(std::path::Path::new("/proc/7/ns/pid"))
+        );
+    }
+
+    #[test]
+    fn seccomp_needs_a_profile_unless_unconfined() {
+        let mut d = def();
+        d.command = Some(strings(&["true"]));
+        let mut c = ctx();
+        c.seccomp = None;
+        assert!(matches!(
+            plan(&d, None, &c),
+            Err(PlanError::NoSeccompProfile { .. })
+        ));
+        d.security.seccomp = Seccomp::Unconfined;
+        let spec = plan(&d, None, &c).unwrap();
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
+    }
+
+    #[test]
+    fn command_override_keeps_entrypoint() {
+        let img = image(Some(&["/ep"]), Some(&["cmd1"]));
+        let mut c = ctx();
+        c.command_override = Some(strings(&["sh"]));
+        let spec = plan(&def(), Some(&img), &c).unwrap();
+        assert_eq!(
+            spec.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &strings(&["/ep", "sh"])
+        );
+    }
+
+    /// The planner stays pure: a slip into syscalls or processes shows here.
+    #[test]
+    fn planner_source_has_no_io_crates() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/spec");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for bad in ["nix::", "libc::", "std::process", "zbus", "std::fs"] {
+                assert!(!code.contains(bad), "{} uses {bad}", path.display());
+            }
+        }
+    }
+}

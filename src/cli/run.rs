@@ -1,0 +1,174 @@
+//! `berth run`: service mode (`--systemd NAME`, the main process of
+//! `berth@NAME.service`) and ad hoc runs (`berth run [--rm] IMAGE|--rootfs DIR [CMD…]`).
+//!
+//! Thin: builds options and calls `crate::supervise`. Ad hoc runs become a
+//! definition first, so they are validated exactly like files in /etc.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::supervise::{self, RunOptions};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Run a container: ad hoc in the foreground, or (--systemd NAME) as the main process of berth@NAME.service",
+    after_help = "Examples:\n  berth run --rootfs /srv/web-root sh -c 'echo hi'\n  berth run --name web 127.0.0.1:5000/web:1 nginx -T\n  berth run --systemd web      (what berth@web.service runs)"
+)]
+pub struct RunArgs {
+    /// Run definition NAME under systemd (Type=notify, delegated cgroup)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["rm", "detach", "name", "rootfs", "tty", "interactive"])]
+    pub systemd: Option<String>,
+    /// Remove the container's state when it exits (always the case: an ad hoc
+    /// container keeps nothing after it exits)
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background as berth@NAME.service: the definition goes to
+    /// /run/berth/containers/NAME.toml (gone at reboot) and systemd starts it
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Container name (default: run-PID)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep stdin open (stdin is always passed through for now)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a terminal (not implemented yet)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Use this directory as the root filesystem instead of an image
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// IMAGE then the command and its arguments (with --rootfs: only the command)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE|CMD"
+    )]
+    pub args: Vec<String>,
+}
+
+pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &args.systemd {
+        let opts = RunOptions {
+            root: root.to_path_buf(),
+            systemd: true,
+            command: None,
+        };
+        return match supervise::run_service(&opts, name) {
+            Ok(code) => Ok(exit(code)),
+            Err(e) => {
+                supervise::journal::event(
+                    supervise::journal::Priority::Error,
+                    name,
+                    "failed",
+                    &format!("container \"{name}\" failed to start: {e}"),
+                    &[],
+                );
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
+    if args.tty {
+        bail!("berth run -t is not implemented yet (no terminal support in ad hoc runs)");
+    }
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let mut table = toml::Table::new();
+    let mut rest = args.args.clone();
+    match &args.rootfs {
+        Some(dir) => {
+            let dir = std::path::absolute(dir).with_context(|| format!("rootfs {dir:?}"))?;
+            table.insert("rootfs".into(), dir.display().to_string().into());
+        }
+        None => {
+            if rest.is_empty() {
+                bail!("berth run needs an IMAGE or --rootfs DIR");
+            }
+            table.insert("image".into(), rest.remove(0).into());
+        }
+    }
+    if !rest.is_empty() {
+        table.insert(
+            "command".into(),
+            toml::Value::Array(rest.into_iter().map(toml::Value::from).collect()),
+        );
+    }
+    // The definition is validated from a private root, as a file would be.
+    let tmp = tempfile_dir()?;
+    let dir = tmp.join("etc/berth/containers");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {dir:?}"))?;
+    std::fs::write(dir.join(format!("{name}.toml")), toml::to_string(&table)?)
+        .with_context(|| format!("write the definition of \"{name}\""))?;
+    let def = supervise::load(&tmp, &name);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let def = def?;
+    if args.detach {
+        return detach(root, &name, &toml::to_string(&table)?);
+    }
+    let opts = RunOptions {
+        root: root.to_path_buf(),
+        systemd: false,
+        command: None,
+    };
+    let code = supervise::run_definition(&opts, &def)?;
+    Ok(exit(code))
+}
+
+/// `-d`: hand the container to systemd as `berth@NAME.service`, so it gets
+/// everything service mode has (journal, cgroup, stop, restart).
+fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode> {
+    if root != Path::new("/") {
+        bail!("berth run -d starts berth@NAME.service, which reads /etc/berth: it cannot be used with --root or $BERTH_ROOT");
+    }
+    if !root.join("run/systemd/system").is_dir() {
+        bail!("berth run -d needs systemd as the init system (no /run/systemd/system)");
+    }
+    // A definition in /etc or /usr/lib would shadow ours, or be replaced by it.
+    let dir = root.join("run/berth/containers");
+    let unit = format!("berth@{name}.service");
+    if let Ok(Some(existing)) = crate::config::load_definition(root, name) {
+        // An earlier `run -d` of the same name may be replaced once stopped.
+        let ours = existing.source_path.parent() == Some(dir.as_path());
+        let active = std::process::Command::new("systemctl")
+            .args(["--quiet", "is-active", &unit])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(true);
+        if !ours || active {
+            bail!(
+                "a container named \"{name}\" is already defined in {}{}; choose another --name",
+                existing.source_path.display(),
+                if active { " and running" } else { "" }
+            );
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {dir:?}"))?;
+    let path = dir.join(format!("{name}.toml"));
+    let tmp = dir.join(format!(".{name}.toml.tmp"));
+    std::fs::write(&tmp, definition).with_context(|| format!("write {tmp:?}"))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("rename to {path:?}"))?;
+    let status = std::process::Command::new("systemctl")
+        .args(["start", &unit])
+        .status()
+        .context("run systemctl")?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&path);
+        bail!("systemctl start {unit} failed; see journalctl -u {unit}");
+    }
+    println!("{name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("berth-run-{}", std::process::id()));
+    std::fs::create_dir_all(&base).with_context(|| format!("create {base:?}"))?;
+    Ok(base)
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}

@@ -1,0 +1,203 @@
+//! Capabilities, rlimits, masked and read-only paths.
+//!
+//! Pure: tables and set arithmetic.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxDeviceCgroupBuilder, LinuxResources, LinuxResourcesBuilder,
+    PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+};
+
+use crate::config::values::CAPABILITIES;
+
+/// The capabilities a container gets by default: exactly Podman's 11
+/// (containers/common `pkg/config/default.go`, DefaultCapabilities).
+/// NET_RAW, MKNOD, AUDIT_WRITE (Docker grants them) are left out.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+/// runc's default masked paths (`runc spec`), plus
+/// `/sys/devices/virtual/powercap`, which Podman and Docker also mask: its RAPL
+/// energy counters are a side channel (CVE-2020-8694).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// RLIMIT_NOFILE soft limit: 1024 keeps `select(2)` users safe (FD_SETSIZE).
+pub const NOFILE_SOFT: u64 = 1024;
+/// RLIMIT_NOFILE hard limit: systemd's default for services since v240
+/// (`DefaultLimitNOFILE=1024:524288`). A supervisor under systemd already
+/// has it, so applying it never needs CAP_SYS_RESOURCE, and programs that
+/// want many descriptors can raise their soft limit up to it.
+pub const NOFILE_HARD: u64 = 524288;
+
+fn to_cap(name: &str) -> Option<Capability> {
+    Capability::from_str(name.strip_prefix("CAP_").unwrap_or(name)).ok()
+}
+
+/// The default set as oci-spec values.
+pub fn default_capabilities() -> HashSet<Capability> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .filter_map(|c| to_cap(c))
+        .collect()
+}
+
+/// The default set, minus `drop`, plus `add` (in that order, so
+/// `cap_drop = ["ALL"], cap_add = ["NET_BIND_SERVICE"]` keeps exactly one).
+/// Names are `CAP_X` or `ALL`; an unknown one is returned as the error.
+pub fn capability_set(drop: &[String], add: &[String]) -> Result<HashSet<Capability>, String> {
+    let mut set = default_capabilities();
+    let all = || -> Result<HashSet<Capability>, String> {
+        CAPABILITIES
+            .iter()
+            .map(|c| to_cap(c).ok_or_else(|| c.to_string()))
+            .collect()
+    };
+    for c in drop {
+        if c == "ALL" {
+            set.clear();
+        } else {
+            set.remove(&to_cap(c).ok_or_else(|| c.clone())?);
+        }
+    }
+    for c in add {
+        if c == "ALL" {
+            set.extend(all()?);
+        } else {
+            set.insert(to_cap(c).ok_or_else(|| c.clone())?);
+        }
+    }
+    Ok(set)
+}
+
+/// Bounding, effective and permitted hold the set; inheritable and ambient
+/// stay empty, so a non-root user keeps no capability across exec (as in
+/// Docker and Podman).
+pub(super) fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities {
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(Some(set.clone()))
+        .set_effective(Some(set.clone()))
+        .set_permitted(Some(set.clone()))
+        .set_inheritable(Some(HashSet::new()))
+        .set_ambient(Some(HashSet::new()));
+    c
+}
+
+/// Device access: deny everything (runc's `runc spec` default); the
+/// runtime appends the allow rules every container gets (null, zero, full,
+/// random, urandom, tty, ptmx, pts, mknod) when it compiles the cgroup
+/// device filter. Limits (memory, cpu, pids, io) are not here: systemd owns
+/// them on the unit (the generator's drop-in).
+pub(super) fn device_rules() -> Result<LinuxResources, String> {
+    let deny_all = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .map_err(|e| e.to_string())?;
+    LinuxResourcesBuilder::default()
+        .devices(vec![deny_all])
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// RLIMIT_NOFILE: berth's defaults, the hard limit clamped to the caller's
+/// (`caller` = its soft and hard limits), the soft limit to the hard one.
+pub(super) fn rlimits(caller: Option<(u64, u64)>) -> Result<Vec<PosixRlimit>, String> {
+    let hard = caller.map_or(NOFILE_HARD, |(_, h)| h.min(NOFILE_HARD));
+    let soft = NOFILE_SOFT.min(hard);
+    let r = PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(soft)
+        .hard(hard)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(vec![r])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(set: &HashSet<Capability>) -> Vec<String> {
+        let mut v: Vec<String> = set.iter().map(|c| format!("CAP_{c}")).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn default_is_podmans_eleven() {
+        let set = capability_set(&[], &[]).unwrap();
+        assert_eq!(set.len(), 11);
+        let mut want: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names(&set), want);
+    }
+
+    #[test]
+    fn every_config_capability_maps() {
+        for c in CAPABILITIES {
+            assert!(to_cap(c).is_some(), "{c}");
+        }
+    }
+
+    #[test]
+    fn nofile_clamped_to_the_callers_hard_limit() {
+        let r = rlimits(Some((1024, 4096))).unwrap();
+        assert_eq!((r[0].soft(), r[0].hard()), (1024, 4096));
+        let r = rlimits(Some((100, 512))).unwrap();
+        assert_eq!((r[0].soft(), r[0].hard()), (512, 512));
+        let r = rlimits(None).unwrap();
+        assert_eq!((r[0].soft(), r[0].hard()), (NOFILE_SOFT, NOFILE_HARD));
+        let r = rlimits(Some((1024, u64::MAX))).unwrap();
+        assert_eq!(r[0].hard(), NOFILE_HARD);
+    }
+
+    #[test]
+    fn drop_then_add() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let set = capability_set(&s(&["ALL"]), &s(&["CAP_NET_BIND_SERVICE"])).unwrap();
+        assert_eq!(names(&set), ["CAP_NET_BIND_SERVICE"]);
+        let set = capability_set(&s(&["CAP_CHOWN"]), &s(&["CAP_NET_RAW"])).unwrap();
+        assert_eq!(set.len(), 11);
+        assert!(set.contains(&Capability::NetRaw) && !set.contains(&Capability::Chown));
+        let set = capability_set(&s(&["CAP_CHOWN"]), &s(&["ALL"])).unwrap();
+        assert_eq!(set.len(), CAPABILITIES.len());
+        assert_eq!(
+            capability_set(&s(&["CAP_NOPE"]), &[]).unwrap_err(),
+            "CAP_NOPE"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! The unit's delegated cgroup (systemd.resource-control(5), Delegate=yes):
+//! the supervisor moves itself into `<unit>/supervisor` and the container
+//! runs in `<unit>/payload`, so systemd's accounting and limits cover both
+//! while the supervisor's own memory never counts as the container's.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::SuperviseError;
+use crate::runtime::CGROUP_ROOT;
+
+/// The cgroup2 path in `/proc/self/cgroup` text (`0::/berth.slice/x.service`).
+/// Control processes of a delegated unit run in `<unit>/.control`, and a
+/// supervisor that moved itself runs in `<unit>/supervisor`; both map back
+/// to the unit.
+pub fn parse_unit_cgroup(proc_self_cgroup: &str) -> Option<String> {
+    let path = proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim();
+    if !path.starts_with('/') {
+        return None;
+    }
+    let unit = path
+        .strip_suffix("/.control")
+        .or_else(|| path.strip_suffix("/supervisor"))
+        .unwrap_or(path);
+    Some(unit.to_string())
+}
+
+/// cgroupfs directory of the unit the calling process runs in.
+pub fn unit_cgroup_dir() -> Result<PathBuf, SuperviseError> {
+    let text = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| SuperviseError::io("read", "/proc/self/cgroup", e))?;
+    let rel = parse_unit_cgroup(&text).ok_or_else(|| SuperviseError::Cgroup {
+        path: PathBuf::from("/proc/self/cgroup"),
+        reason: "no cgroup2 entry (\"0::/...\"): berth needs the unified hierarchy".into(),
+    })?;
+    Ok(Path::new(CGROUP_ROOT).join(rel.trim_start_matches('/')))
+}
+
+/// Create `dir` (fine if it exists).
+pub fn make(dir: &Path) -> Result<(), SuperviseError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(SuperviseError::io("create cgroup", dir, e)),
+    }
+}
+
+/// Move process `pid` (0: the caller) into `dir`.
+pub fn move_into(dir: &Path, pid: i32) -> Result<(), SuperviseError> {
+    let procs = dir.join("cgroup.procs");
+    std::fs::write(&procs, pid.to_string()).map_err(|e| SuperviseError::io("write", &procs, e))
+}
+
+fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// Kill everything in `dir` and remove it; missing is fine.
+pub fn kill_and_remove(dir: &Path, wait: Duration) -> Result<(), SuperviseError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    crate::runtime::cgroup_kill(dir, nix::sys::signal::Signal::SIGKILL).map_err(|e| {
+        SuperviseError::Cgroup {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })?;
+    let start = Instant::now();
+    while populated(dir) && start.elapsed() < wait {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    remove_empty(dir)
+}
+
+/// Remove `dir` if it has no processes (and no child cgroups).
+pub fn remove_empty(dir: &Path) -> Result<(), SuperviseError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SuperviseError::io("remove cgroup", dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_from_proc_self_cgroup() {
+        let u = |s: &str| parse_unit_cgroup(s);
+        assert_eq!(
+            u("0::/berth.slice/berth@web.service\n").as_deref(),
+            Some("/berth.slice/berth@web.service")
+        );
+        assert_eq!(
+            u("0::/berth.slice/berth@web.service/.control\n").as_deref(),
+            Some("/berth.slice/berth@web.service")
+        );
+        assert_eq!(
+            u("12:pids:/x\n0::/berth.slice/berth@web.service/supervisor\n").as_deref(),
+            Some("/berth.slice/berth@web.service")
+        );
+        assert_eq!(u("1:name=systemd:/x\n"), None);
+    }
+}

@@ -1,0 +1,176 @@
+//! Health checks (`[health]`): when to run the check, and what its results
+//! mean, as a pure state machine; the supervisor's loop runs the command
+//! inside the container (`runtime::exec`) and feeds the results back.
+//!
+//! Docker's rules (docs.docker.com, HEALTHCHECK): `retries` consecutive
+//! failures make the container unhealthy; failures during `start_period` do
+//! not count, but a success there makes it healthy at once; a check that
+//! runs longer than `timeout` is killed and counts as a failure. One
+//! difference: the first check runs right at start rather than one
+//! `interval` later, so `notify = "healthy"` units become ready as soon as
+//! the application is.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Health;
+
+/// Health as systemd's `STATUS=` and `berth inspect` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Healthy => "healthy",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// The state of the checks of one running container.
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    cfg: Health,
+    started: Instant,
+    failures: u32,
+    status: Status,
+    next_run: Instant,
+    /// The running check's PID and when it must be killed.
+    in_flight: Option<(i32, Instant)>,
+}
+
+impl HealthState {
+    pub fn new(cfg: Health, now: Instant) -> HealthState {
+        HealthState {
+            cfg,
+            started: now,
+            failures: 0,
+            status: Status::Starting,
+            next_run: now,
+            in_flight: None,
+        }
+    }
+
+    pub fn command(&self) -> &[String] {
+        &self.cfg.command
+    }
+
+    /// Whether a check should start now.
+    pub fn due(&self, now: Instant) -> bool {
+        self.in_flight.is_none() && now >= self.next_run
+    }
+
+    /// A check started as `pid`.
+    pub fn started(&mut self, pid: i32, now: Instant) {
+        self.in_flight = Some((pid, now + self.cfg.timeout));
+    }
+
+    /// The running check's PID when it has outlived `timeout`.
+    pub fn overdue(&self, now: Instant) -> Option<i32> {
+        self.in_flight
+            .filter(|(_, deadline)| now >= *deadline)
+            .map(|(pid, _)| pid)
+    }
+
+    /// Whether `pid` is the running check.
+    pub fn is_check(&self, pid: i32) -> bool {
+        self.in_flight.is_some_and(|(p, _)| p == pid)
+    }
+
+    /// A check ended (or could not start); returns the new status when it changed.
+    pub fn finished(&mut self, ok: bool, now: Instant) -> Option<Status> {
+        self.in_flight = None;
+        self.next_run = now + self.cfg.interval;
+        let new = if ok {
+            self.failures = 0;
+            Status::Healthy
+        } else {
+            let in_start_period = now < self.started + self.cfg.start_period;
+            if in_start_period && self.status != Status::Healthy {
+                return None;
+            }
+            self.failures += 1;
+            if self.failures < self.cfg.retries {
+                return None;
+            }
+            Status::Unhealthy
+        };
+        if new == self.status {
+            None
+        } else {
+            self.status = new;
+            Some(new)
+        }
+    }
+
+    /// When the loop must wake up next for the checks.
+    pub fn next_wakeup(&self, now: Instant) -> Duration {
+        let at = match self.in_flight {
+            Some((_, deadline)) => deadline,
+            None => self.next_run,
+        };
+        at.saturating_duration_since(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnFailure;
+
+    fn cfg(retries: u32, start_period: u64) -> Health {
+        Health {
+            command: vec!["true".into()],
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            retries,
+            start_period: Duration::from_secs(start_period),
+            on_failure: OnFailure::None,
+        }
+    }
+
+    #[test]
+    fn first_check_at_start_then_every_interval() {
+        let t0 = Instant::now();
+        let mut h = HealthState::new(cfg(3, 0), t0);
+        assert!(h.due(t0));
+        h.started(7, t0);
+        assert!(!h.due(t0));
+        assert!(h.is_check(7) && !h.is_check(8));
+        assert_eq!(h.next_wakeup(t0), Duration::from_secs(2));
+        assert_eq!(h.overdue(t0 + Duration::from_secs(2)), Some(7));
+        assert_eq!(h.finished(true, t0), Some(Status::Healthy));
+        assert!(!h.due(t0 + Duration::from_secs(9)));
+        assert!(h.due(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn retries_consecutive_failures_make_unhealthy() {
+        let t0 = Instant::now();
+        let mut h = HealthState::new(cfg(2, 0), t0);
+        assert_eq!(h.finished(true, t0), Some(Status::Healthy));
+        assert_eq!(h.finished(false, t0), None);
+        assert_eq!(h.finished(true, t0), None);
+        assert_eq!(h.finished(false, t0), None);
+        assert_eq!(h.finished(false, t0), Some(Status::Unhealthy));
+        assert_eq!(h.finished(false, t0), None);
+        assert_eq!(h.finished(true, t0), Some(Status::Healthy));
+    }
+
+    #[test]
+    fn failures_in_start_period_do_not_count() {
+        let t0 = Instant::now();
+        let mut h = HealthState::new(cfg(1, 60), t0);
+        assert_eq!(h.finished(false, t0 + Duration::from_secs(5)), None);
+        assert_eq!(h.status, Status::Starting);
+        assert_eq!(
+            h.finished(false, t0 + Duration::from_secs(61)),
+            Some(Status::Unhealthy)
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The record of one running container: `/run/berth/containers/NAME/state.json`.
+//!
+//! Written before each resource is created, so `berth cleanup NAME` after a
+//! crash (even a SIGKILL of the supervisor) knows everything there is to undo.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::SuperviseError;
+
+/// File name of the record inside the container's run dir.
+pub const STATE_FILE: &str = "state.json";
+
+/// Where a container's files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// `RUN/containers/NAME`: state.json, hostname, hosts, resolv.conf,
+    /// and the runtime's own record under `runtime/`.
+    pub run_dir: PathBuf,
+    /// `STORAGE/containers/NAME`: the overlay's upper and work dirs.
+    pub storage_dir: PathBuf,
+}
+
+impl Paths {
+    /// `run_root` is `/run/berth` (under the root prefix), `storage_root`
+    /// the store's root.
+    pub fn new(run_root: &Path, storage_root: &Path, name: &str) -> Paths {
+        Paths {
+            run_dir: run_root.join("containers").join(name),
+            storage_dir: storage_root.join("containers").join(name),
+        }
+    }
+    /// The runtime's `state_dir` (its record is `runtime/NAME/`).
+    pub fn runtime_state_dir(&self) -> PathBuf {
+        self.run_dir.join("runtime")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.storage_dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.storage_dir.join("work")
+    }
+}
+
+/// Everything a start created, for cleanup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub name: String,
+    /// The definition's hash this start ran.
+    pub definition_hash: String,
+    pub supervisor_pid: i32,
+    /// The container's main process (host PID), once created.
+    pub container_pid: Option<i32>,
+    /// berth's init (PID 1 of the container's PID namespace) with `init = true`.
+    pub init_pid: Option<i32>,
+    /// The unit's delegated cgroup (cgroupfs path).
+    pub unit_cgroup: Option<PathBuf>,
+    /// `<unit>/supervisor` and `<unit>/payload`, when this start created them.
+    pub supervisor_cgroup: Option<PathBuf>,
+    pub payload_cgroup: Option<PathBuf>,
+    /// The runtime's state dir (its record lives in `runtime_state_dir/NAME`).
+    pub runtime_state_dir: Option<PathBuf>,
+    /// Overlay upper and work dirs, fresh per start.
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+}
+
+impl State {
+    /// Write atomically (temp file + rename), so a crash never leaves half a record.
+    pub fn save(&self, run_dir: &Path) -> Result<(), SuperviseError> {
+        let path = run_dir.join(STATE_FILE);
+        let tmp = run_dir.join(".state.json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| SuperviseError::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| SuperviseError::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| SuperviseError::io("rename", &path, e))
+    }
+
+    /// Read the record; `Ok(None)` when there is none.
+    pub fn load(run_dir: &Path) -> Result<Option<State>, SuperviseError> {
+        let path = run_dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| SuperviseError::State {
+                    path,
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SuperviseError::io("read", &path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(State::load(dir.path()).unwrap(), None);
+        let s = State {
+            name: "web".into(),
+            container_pid: Some(42),
+            upper: Some("/var/lib/berth/containers/web/upper".into()),
+            ..State::default()
+        };
+        s.save(dir.path()).unwrap();
+        assert_eq!(State::load(dir.path()).unwrap(), Some(s));
+    }
+
+    #[test]
+    fn paths() {
+        let p = Paths::new(Path::new("/run/berth"), Path::new("/var/lib/berth"), "web");
+        assert_eq!(p.run_dir, Path::new("/run/berth/containers/web"));
+        assert_eq!(p.upper(), Path::new("/var/lib/berth/containers/web/upper"));
+        assert_eq!(
+            p.runtime_state_dir(),
+            Path::new("/run/berth/containers/web/runtime")
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Named volumes: `STORAGE/volumes/NAME/_data`, created on first use and
+//! seeded with what the image holds at the volume's target (Docker's rule:
+//! an empty new volume gets the image's files, with their owners and modes).
+//!
+//! The image's merged view is the kernel's: with several layers a child
+//! process mounts them as a read-only overlay in a mount namespace of its own
+//! (gone when it exits). The target is resolved with `openat2(RESOLVE_IN_ROOT)`
+//! and the copy never follows a symlink, so an image cannot make berth read
+//! or write outside the image and the new volume.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+
+use super::SuperviseError;
+use crate::config::{Definition, VolumeSource};
+
+/// `STORAGE/volumes/NAME/_data`.
+pub fn volume_data(storage_root: &Path, name: &str) -> PathBuf {
+    storage_root.join("volumes").join(name).join("_data")
+}
+
+/// Create every named volume of `def` that does not exist yet, seeded from
+/// `lowers` (lowest first). Must be called while single-threaded.
+pub fn setup_named_volumes(
+    def: &Definition,
+    storage_root: &Path,
+    lowers: &[PathBuf],
+) -> Result<(), SuperviseError> {
+    for v in &def.volumes {
+        let VolumeSource::Named(name) = &v.source else {
+            continue;
+        };
+        let data = volume_data(storage_root, name);
+        if data.is_dir() {
+            continue;
+        }
+        let vol = data.parent().unwrap_or(storage_root).to_path_buf();
+        std::fs::create_dir_all(&vol).map_err(|e| SuperviseError::io("create volume", &vol, e))?;
+        std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| SuperviseError::io("chmod", &vol, e))?;
+        // Seeded aside and renamed, so a crash never leaves half a volume
+        // that would count as existing.
+        let tmp = vol.join(format!(".seed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| SuperviseError::io("create", &tmp, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| SuperviseError::io("chmod", &tmp, e))?;
+        seed(lowers, &v.target, &tmp, &vol)?;
+        std::fs::rename(&tmp, &data).map_err(|e| SuperviseError::io("rename", &data, e))?;
+    }
+    Ok(())
+}
+
+fn seed(lowers: &[PathBuf], target: &Path, dest: &Path, vol: &Path) -> Result<(), SuperviseError> {
+    match lowers {
+        [] => Ok(()),
+        [only] => copy_from_root(only, target, dest),
+        many => {
+            let mnt = vol.join(format!(".mnt-{}", std::process::id()));
+            std::fs::create_dir_all(&mnt).map_err(|e| SuperviseError::io("create", &mnt, e))?;
+            let r = seed_in_child(many, target, dest, &mnt);
+            let _ = std::fs::remove_dir(&mnt);
+            r
+        }
+    }
+}
+
+/// Mount the layers read-only in a private mount namespace of a child and copy
+/// from the merged view.
+fn seed_in_child(
+    lowers: &[PathBuf],
+    target: &Path,
+    dest: &Path,
+    mnt: &Path,
+) -> Result<(), SuperviseError> {
+    // overlayfs lists lowers uppermost first.
+    let data = format!(
+        "lowerdir={}",
+        lowers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    // SAFETY: single-threaded caller; the child exits with _exit.
+    match unsafe { fork() }.map_err(|e| SuperviseError::sys("fork", e))? {
+        ForkResult::Child => {
+            let ok = (|| -> Result<(), String> {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                    .map_err(|e| e.to_string())?;
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(|e| e.to_string())?;
+                nix::mount::mount(
+                    Some("overlay"),
+                    mnt,
+                    Some("overlay"),
+                    nix::mount::MsFlags::MS_RDONLY,
+                    Some(data.as_str()),
+                )
+                .map_err(|e| format!("mount overlay: {e}"))?;
+                copy_from_root(mnt, target, dest).map_err(|e| e.to_string())
+            })();
+            if let Err(e) = &ok {
+                eprintln!("berth: seeding volume from the image: {e}");
+            }
+            // SAFETY: _exit skips the parent's atexit handlers.
+            unsafe { libc::_exit(if ok.is_ok() { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            other => Err(SuperviseError::State {
+                path: dest.to_path_buf(),
+                reason: format!("seeding the volume from the image failed ({other:?})"),
+            }),
+        },
+    }
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Copy `root`/`target` (resolved inside `root`) into `dest`: contents,
+/// plus the directory's own owner and mode. A missing target seeds nothing.
+fn copy_from_root(root: &Path, target: &Path, dest: &Path) -> Result<(), SuperviseError> {
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    let root_c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+        .map_err(|_| SuperviseError::io("path", root, std::io::ErrorKind::InvalidInput.into()))?;
+    let rel_c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
+        .map_err(|_| SuperviseError::io("path", target, std::io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: plain open of a NUL-terminated path; the result is checked.
+    let root_fd = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if root_fd < 0 {
+        return Err(SuperviseError::io(
+            "open",
+            root,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_fd,
+            rel_c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    } as i32;
+    let err = std::io::Error::last_os_error();
+    // SAFETY: root_fd is ours.
+    unsafe { libc::close(root_fd) };
+    if fd < 0 {
+        return match err.raw_os_error() {
+            // Nothing (or not a directory) at the target: an empty volume.
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => Ok(()),
+            _ => Err(SuperviseError::io("open", root.join(rel), err)),
+        };
+    }
+    let src = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    let r = (|| {
+        let meta = std::fs::metadata(&src).map_err(|e| SuperviseError::io("stat", target, e))?;
+        copy_dir_contents(&src, dest)?;
+        std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|e| SuperviseError::io("chown", dest, e))?;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|e| SuperviseError::io("chmod", dest, e))
+    })();
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// Recursive copy that never follows symlinks (they are copied as links).
+fn copy_dir_contents(src: &Path, dest: &Path) -> Result<(), SuperviseError> {
+    let entries = std::fs::read_dir(src).map_err(|e| SuperviseError::io("read dir", src, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| SuperviseError::io("read dir", src, e))?;
+        let from = entry.path();
+        let to = dest.join(entry.file_name());
+        let meta =
+            std::fs::symlink_metadata(&from).map_err(|e| SuperviseError::io("stat", &from, e))?;
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let link =
+                std::fs::read_link(&from).map_err(|e| SuperviseError::io("readlink", &from, e))?;
+            std::os::unix::fs::symlink(&link, &to)
+                .map_err(|e| SuperviseError::io("symlink", &to, e))?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&to).map_err(|e| SuperviseError::io("create", &to, e))?;
+            copy_dir_contents(&from, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to).map_err(|e| SuperviseError::io("copy", &to, e))?;
+        } else {
+            // Devices, FIFOs and sockets are not seeded.
+            continue;
+        }
+        std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|e| SuperviseError::io("chown", &to, e))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .map_err(|e| SuperviseError::io("chmod", &to, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The single-layer path needs no privileges beyond owning the files.
+    #[test]
+    fn seeds_from_one_root_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("srv/data/sub")).unwrap();
+        std::fs::write(root.join("srv/data/sub/f"), "hello").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("srv/data/link")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+        let dest = tmp.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        copy_from_root(&root, Path::new("/srv/data"), &dest).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("sub/f")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_link(dest.join("link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        // A symlink in the image resolves inside the image, never on the host.
+        let dest2 = tmp.path().join("dest2");
+        std::fs::create_dir(&dest2).unwrap();
+        copy_from_root(&root, Path::new("/escape"), &dest2).unwrap();
+        assert_eq!(std::fs::read_dir(&dest2).unwrap().count(), 0);
+        // Nothing at the target: nothing seeded.
+        copy_from_root(&root, Path::new("/nope"), &dest2).unwrap();
+    }
+}

@@ -1,0 +1,176 @@
+//! End to end on a real systemd, from an image instead of a rootfs dir: an OCI
+//! layout (two layers, a config with Entrypoint, Cmd, Env, WorkingDir and a
+//! named User) is loaded into the store by the first start (`pull =
+//! "missing"`), and the container runs as the image says, with the
+//! definition's overrides applied the Docker way.
+#[path = "support/registry.rs"]
+mod reg;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reg::{Layout, Member};
+use support::systemd_box::{BoxOptions, SystemdBox};
+
+fn wait_for(b: &SystemdBox, script: &str, ok: impl Fn(&str) -> bool, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let out = b.sh(script);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if ok(&text) {
+            return text;
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "`{script}` still says {text:?} after {limit:?}\n--- journal ---\n{}",
+                b.sh_ok("journalctl --no-pager -b -n 80")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// busybox in one layer; a user `app` (1000:1000), its working dir and
+/// a few applet links in a second one.
+fn write_layout(dir: &std::path::Path) {
+    let layout = Layout::new(dir);
+    let busybox: &'static [u8] =
+        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
+    let base = reg::tar_of(&[
+        Member::Dir("bin/", 0o755, 0, 0),
+        Member::File("bin/busybox", busybox, 0o755, 0, 0),
+        Member::Symlink("bin/sh", "busybox"),
+    ]);
+    let app = reg::tar_of(&[
+        Member::Dir("etc/", 0o755, 0, 0),
+        Member::File(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+            0o644,
+            0,
+            0,
+        ),
+        Member::File("etc/group", b"root:x:0:\napp:x:1000:\n", 0o644, 0, 0),
+        Member::Dir("app/", 0o750, 1000, 1000),
+        Member::File("app/seed.txt", b"seeded-from-image\n", 0o640, 1000, 1000),
+        Member::Symlink("bin/id", "busybox"),
+        Member::Symlink("bin/echo", "busybox"),
+    ]);
+    let config = serde_json::json!({
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["echo from-image-cmd; echo uid=$(id -u) gid=$(id -g); echo cwd=$(pwd); echo greeting=$GREETING home=$HOME; cat seed.txt; ls; echo w > written"],
+        "Env": ["PATH=/bin", "GREETING=hello-image"],
+        "WorkingDir": "/app",
+        "User": "app",
+    });
+    let built = layout.image(&[base, app], "amd64", config);
+    let mut layout = layout;
+    layout.tag(&built, "1");
+}
+
+#[test]
+fn image_from_oci_layout_runs_with_its_config_and_overrides() {
+    require_root!();
+    require_program!("nsenter");
+    let def_image = "image = \"oci:/srv/img:1\"\n";
+    let b = SystemdBox::boot(
+        BoxOptions::default()
+            .with_berth()
+            .file(
+                "/etc/berth/containers/fromimage.toml",
+                format!("{def_image}[[volume]]\nsource = \"appdata\"\ntarget = \"/app\"\n"),
+            )
+            .file(
+                "/etc/berth/containers/override.toml",
+                format!(
+                    "{def_image}command = [\"echo from-definition user=$(id -u) greeting=$GREETING\"]\nuser = \"0\"\nenvironment = {{ GREETING = \"hello-definition\" }}\n[service]\npull = \"never\"\n"
+                ),
+            ),
+    )
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let layout = tempfile::tempdir().unwrap();
+    write_layout(layout.path());
+    b.copy_in(layout.path(), "/srv/img");
+
+    // pull = "never" before anything is in the store: a clear failure.
+    let _ = b.sh("systemctl start berth@override");
+    wait_for(
+        &b,
+        "systemctl is-active berth@override",
+        |t| t == "failed",
+        Duration::from_secs(10),
+    );
+    let log = b.sh_ok("journalctl --no-pager -b -o cat -u berth@override");
+    assert!(
+        log.contains("is not in the store and pull = \"never\""),
+        "{log}"
+    );
+    b.sh_ok("systemctl reset-failed berth@override");
+
+    // The first start loads the image into the store, then runs its config.
+    let _ = b.sh("systemctl start berth@fromimage");
+    let log = wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@fromimage",
+        |t| t.contains("exited with code"),
+        Duration::from_secs(20),
+    );
+    for want in [
+        "from-image-cmd",
+        "uid=1000 gid=1000",
+        "cwd=/app",
+        "greeting=hello-image home=/home/app",
+        "container \"fromimage\" exited with code 0",
+    ] {
+        assert!(
+            log.lines().any(|l| l == want),
+            "no line {want:?} in:\n{log}"
+        );
+    }
+    assert!(log.contains("pulled image \"oci:/srv/img:1\""), "{log}");
+    // The named volume was created on first use and seeded from the image
+    // (merged layers, owners and modes kept); the app wrote into it.
+    assert!(log.lines().any(|l| l == "seeded-from-image"), "{log}");
+    let vol = b.sh_ok(
+        "cd /var/lib/berth/volumes/appdata/_data && stat -c '%n %u:%g %a' . seed.txt written",
+    );
+    assert_eq!(
+        vol,
+        ". 1000:1000 750\nseed.txt 1000:1000 640\nwritten 1000:1000 644\n"
+    );
+    // A second start keeps the volume as it is.
+    b.sh_ok("echo kept > /var/lib/berth/volumes/appdata/_data/seed.txt");
+    let cursor = b.sh_ok("journalctl --no-pager -n 0 --show-cursor | sed -n 's/^-- cursor: //p'");
+    let _ = b.sh("systemctl start berth@fromimage");
+    let log = wait_for(
+        &b,
+        &format!(
+            "journalctl --no-pager -o cat -u berth@fromimage --after-cursor='{}'",
+            cursor.trim()
+        ),
+        |t| t.contains("exited with code"),
+        Duration::from_secs(20),
+    );
+    assert!(log.lines().any(|l| l == "kept"), "{log}");
+    assert!(log.lines().any(|l| l.contains("written")), "{log}");
+
+    // Now in the store: the definition's command replaces Cmd under the
+    // image's Entrypoint; user and environment override the image's.
+    let _ = b.sh("systemctl start berth@override");
+    let log = wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@override",
+        |t| t.contains("exited with code 0"),
+        Duration::from_secs(20),
+    );
+    assert!(
+        log.lines()
+            .any(|l| l == "from-definition user=0 greeting=hello-definition"),
+        "{log}"
+    );
+    // Nothing left but the store and the volume (no seeding leftovers).
+    let left = b.sh_ok(
+        "ls /var/lib/berth/containers 2>/dev/null; ls /run/berth/containers 2>/dev/null; ls -A /var/lib/berth/volumes/appdata | grep -vx _data; true",
+    );
+    assert_eq!(left.trim(), "", "left behind: {left}");
+}

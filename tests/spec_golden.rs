@@ -1,0 +1,177 @@
+//! Golden tests of the planner: definition + image config → OCI runtime spec.
+//!
+//! Each directory in `tests/cases/spec/` is one case:
+//! - `definition.toml`: the container `web` (loaded through `config`, so it is
+//!   validated exactly as on a host);
+//! - `image-config.json` (optional): an OCI image configuration;
+//! - `passwd`, `group` (optional): the image's `/etc/passwd`, `/etc/group`;
+//! - `files/` (optional): host files the definition names (environment files),
+//!   laid out by their absolute path;
+//! - `expected.json`: the spec, or `expected-error`: the exact error message;
+//! - `README`: what the case pins.
+//!
+//! The context is fixed (see `context()`), capability sets are sorted before
+//! comparing (oci-spec keeps them in a `HashSet`). `BERTH_BLESS=1 cargo test
+//! --test spec_golden` rewrites the expected files; review the diff.
+
+use std::path::{Path, PathBuf};
+
+use berth::spec::{self, IdRange, ImageConfigView, PlanContext};
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/spec")
+}
+
+/// The fixed context every case is planned with. The seccomp profile is a
+/// placeholder (the real default profile belongs to the runtime and has its
+/// own tests); its presence or absence is what the cases pin.
+fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
+    let read = |name: &str| std::fs::read_to_string(case.join(name)).ok();
+    let mut seccomp = LinuxSeccomp::default();
+    seccomp.set_default_action(LinuxSeccompAction::ScmpActErrno);
+    PlanContext {
+        rootfs: "/run/berth/containers/web/rootfs".into(),
+        run_dir: "/run/berth/containers/web".into(),
+        storage_root: "/var/lib/berth".into(),
+        credentials_dir: Some("/run/credentials/berth@web.service".into()),
+        environment_files: def
+            .environment_files
+            .iter()
+            .map(|p| {
+                let local = case.join("files").join(p.strip_prefix("/").unwrap());
+                let text = std::fs::read_to_string(&local)
+                    .unwrap_or_else(|e| panic!("{}: {e}", local.display()));
+                (p.clone(), text)
+            })
+            .collect(),
+        passwd: read("passwd"),
+        group: read("group"),
+        seccomp: Some(seccomp),
+        id_range: Some(IdRange {
+            host_start: 1_000_000_000,
+            size: spec::USERNS_SIZE,
+        }),
+        init_pid_namespace: Some("/proc/4242/ns/pid".into()),
+        terminal: false,
+        command_override: None,
+        nofile_limit: None,
+        notify_socket: Some("/run/berth/containers/web/notify.sock".into()),
+    }
+}
+
+/// Sort every array under `process.capabilities` so output is stable.
+fn normalise(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(caps) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    {
+        for set in caps.values_mut() {
+            if let Some(a) = set.as_array_mut() {
+                a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+            }
+        }
+    }
+    v
+}
+
+fn run_case(case: &Path) -> Result<(), String> {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/berth/containers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(case.join("definition.toml"), dir.join("web.toml")).unwrap();
+    let def = berth::config::load_definition(root.path(), "web")
+        .map_err(|d| format!("definition does not load: {d:?}"))?
+        .ok_or("definition not found")?;
+    let image = std::fs::read_to_string(case.join("image-config.json"))
+        .ok()
+        .map(|t| {
+            let c: oci_spec::image::ImageConfiguration =
+                serde_json::from_str(&t).expect("image-config.json parses");
+            ImageConfigView::from_image_config(&c)
+        });
+    let ctx = context(case, &def);
+    let bless = std::env::var_os("BERTH_BLESS").is_some();
+    let expected_json = case.join("expected.json");
+    let expected_err = case.join("expected-error");
+    match spec::plan(&def, image.as_ref(), &ctx) {
+        Ok(s) => {
+            let got = normalise(serde_json::to_value(&s).unwrap());
+            let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+            if bless {
+                std::fs::write(&expected_json, &text).unwrap();
+                let _ = std::fs::remove_file(&expected_err);
+                return Ok(());
+            }
+            let want = std::fs::read_to_string(&expected_json)
+                .map_err(|_| format!("planned a spec but there is no expected.json:\n{text}"))?;
+            if want != text {
+                return Err(format!(
+                    "spec differs from expected.json:\n{}",
+                    diff(&want, &text)
+                ));
+            }
+        }
+        Err(e) => {
+            let text = format!("{e}\n");
+            if bless {
+                std::fs::write(&expected_err, &text).unwrap();
+                let _ = std::fs::remove_file(&expected_json);
+                return Ok(());
+            }
+            let want = std::fs::read_to_string(&expected_err)
+                .map_err(|_| format!("planning failed unexpectedly: {e}"))?;
+            if want != text {
+                return Err(format!("error differs: want {want:?}, got {text:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A line diff good enough to read in a test failure.
+fn diff(want: &str, got: &str) -> String {
+    let w: Vec<&str> = want.lines().collect();
+    let g: Vec<&str> = got.lines().collect();
+    let mut out = String::new();
+    for i in 0..w.len().max(g.len()) {
+        match (w.get(i), g.get(i)) {
+            (Some(a), Some(b)) if a == b => {}
+            (a, b) => {
+                out += &format!(
+                    "line {}:\n- {}\n+ {}\n",
+                    i + 1,
+                    a.unwrap_or(&""),
+                    b.unwrap_or(&"")
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn spec_golden_cases() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(cases_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 15, "expected at least 15 cases");
+    let mut failures = Vec::new();
+    for case in &cases {
+        assert!(
+            case.join("README").is_file(),
+            "{}: no README",
+            case.display()
+        );
+        if let Err(e) = run_case(case) {
+            failures.push(format!(
+                "{}: {e}",
+                case.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
