@@ -332,7 +332,11 @@ fn generated_dropin_with_every_key_loads_cleanly_in_systemd() {
     assert_eq!(get("Restart"), "always");
     // stop_timeout plus the generator's margin: the supervisor escalates to SIGKILL
     // itself at stop_timeout and needs time to record the exit before systemd does.
-    assert_eq!(get("TimeoutStopUSec"), "50s", "stop_timeout 45s + 5s margin");
+    assert_eq!(
+        get("TimeoutStopUSec"),
+        "50s",
+        "stop_timeout 45s + 5s margin"
+    );
     let words = |k: &str| {
         get(k)
             .split_whitespace()

@@ -448,13 +448,23 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<
     if ctx.new_cgroup_ns {
         // In its own cgroup namespace a fresh cgroup2 mount shows the
         // container's cgroup as the root and nothing above it.
-        return mnt(
+        match mnt(
             Some(Path::new("cgroup2")),
             dest,
             Some("cgroup2"),
             opts.flags,
             None,
-        );
+        ) {
+            Ok(()) => return Ok(()),
+            // The kernel refuses a second cgroup2 superblock in some setups
+            // (EBUSY when /sys came in as an rbind of the host's, without an
+            // own netns; EPERM in a user namespace). runc then binds the
+            // container's cgroup directory instead (rootfs_linux.go,
+            // mountCgroupV2), which shows the same tree.
+            Err(RuntimeError::Sys { source, .. })
+                if source == nix::errno::Errno::EBUSY || source == nix::errno::Errno::EPERM => {}
+            Err(e) => return Err(e),
+        }
     }
     // Without one, show only the container's own cgroup directory.
     let src = ctx.cgroup.unwrap_or(Path::new("/sys/fs/cgroup"));
