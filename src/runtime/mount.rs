@@ -304,12 +304,13 @@ pub fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Step (after pivot_root): a shared rootfsPropagation applies to the new
-/// root, which had to be private for pivot_root.
+/// Step (after pivot_root): the asked rootfsPropagation applies to the new
+/// root too, which had to be private for pivot_root (shared and unbindable
+/// are visible to the container; slave of a private mount stays private).
 pub fn apply_root_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> {
     match propagation.and_then(propagation_flag) {
-        Some(f) if f.contains(MsFlags::MS_SHARED) => mnt(None, Path::new("/"), None, f, None),
-        _ => Ok(()),
+        Some(f) => mnt(None, Path::new("/"), None, f, None),
+        None => Ok(()),
     }
 }
 
