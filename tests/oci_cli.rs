@@ -242,3 +242,79 @@ fn user_namespace_create_then_start() {
     let seen = std::fs::read_to_string(out_dir.join("out")).unwrap();
     assert_eq!(seen.trim(), "uid=0 map=0 100000 65536", "{}", describe(&o));
 }
+
+/// `process.terminal` with `--console-socket`: the runtime sends the pty
+/// master over the socket (SCM_RIGHTS) and the container sees a terminal on
+/// stdio and /dev/console.
+#[test]
+fn terminal_master_arrives_over_the_console_socket() {
+    require_root!();
+    require_program!("gcc");
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::net::UnixListener;
+    let sb = Sandbox::new();
+    let sock_path = sb.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let bundle = sb.bundle("tty", |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "echo tty=$(tty); [ -t 0 ] && echo stdin=terminal; echo console=$(stat -c %t:%T /dev/console) pts=$(stat -c %t:%T $(tty))"]);
+    });
+    let reader = std::thread::spawn(move || -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => return format!("no connection: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 256];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd in SCM_RIGHTS");
+        // SAFETY: the fd just arrived over the socket and is ours alone.
+        let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read until the slave side is gone (EIO) or EOF.
+        while let Ok(n) = master.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let o = sb.sh(&format!(
+        "$RT run --console-socket {} -b {} t1; echo run=$?",
+        sock_path.display(),
+        bundle.display()
+    ));
+    let text = reader.join().unwrap().replace('\r', "");
+    assert_eq!(line(&stdout(&o), "run"), "0", "{}", describe(&o));
+    assert_eq!(line(&text, "tty"), "/dev/pts/0", "{text}");
+    assert_eq!(line(&text, "stdin"), "terminal", "{text}");
+    // /dev/console is the same device as the pty slave.
+    let console = line(&text, "console");
+    let (c, pts) = console.split_once(" pts=").unwrap();
+    assert_eq!(c, pts, "{text}");
+}

@@ -43,6 +43,8 @@ echo "seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2)"
 echo "unshare=$(unshare -U true 2>&1)"
 echo "keyctl=$(probe keyctl)"
 echo "lo=$(cat /sys/class/net/lo/operstate 2>&1)"
+echo "ping=$(cat /proc/sys/net/ipv4/ping_group_range | tr '\t' ' ')"
+echo "nofile=$(ulimit -n):$(ulimit -Hn)"
 "#;
     let bundle = sb.bundle("b", |c| {
         sh_args(c, script);
@@ -53,6 +55,8 @@ echo "lo=$(cat /sys/class/net/lo/operstate 2>&1)"
         c["process"]["capabilities"]["inheritable"] = json!([]);
         c["process"]["capabilities"]["ambient"] = json!([]);
         c["linux"]["seccomp"] = default_seccomp(&[]);
+        c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 2147483647"});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]);
     });
     let o = sb.sh(&format!("$RT run -b {} c1", bundle.display()));
     assert!(o.status.success(), "{}", describe(&o));
@@ -84,6 +88,12 @@ echo "lo=$(cat /sys/class/net/lo/operstate 2>&1)"
         "unknown",
         "lo is up (operstate of loopback reads unknown)"
     );
+    assert_eq!(
+        line(&out, "ping"),
+        "0 2147483647",
+        "sysctl set in the container's netns"
+    );
+    assert_eq!(line(&out, "nofile"), "100:200");
 }
 
 #[test]
