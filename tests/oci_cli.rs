@@ -318,3 +318,61 @@ fn terminal_master_arrives_over_the_console_socket() {
     let (c, pts) = console.split_once(" pts=").unwrap();
     assert_eq!(c, pts, "{text}");
 }
+
+/// The lifecycle hooks run at their points, in the right namespaces, with
+/// the state JSON on stdin.
+#[test]
+fn hooks_run_at_each_lifecycle_point() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let host = sb.path().join("hooks");
+    std::fs::create_dir(&host).unwrap();
+    let h = host.display().to_string();
+    let hook = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    let bundle = sb.bundle("hk", |c| {
+        c["hostname"] = json!("hooked");
+        c["process"]["args"] = json!(["true"]);
+        c["mounts"].as_array_mut().unwrap().push(json!(
+            {"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "rw"]}
+        ));
+        c["hooks"] = json!({
+            "createRuntime": [hook(format!("cat > {h}/createRuntime.json; readlink /proc/self/ns/net > {h}/createRuntime.ns"))],
+            "createContainer": [hook(format!("cat > /dev/null; readlink /proc/self/ns/net > {h}/createContainer.ns"))],
+            "startContainer": [hook("cat > /data/startContainer.json".to_string())],
+            "poststart": [hook(format!("cat > {h}/poststart.json"))],
+            "poststop": [hook(format!("cat > {h}/poststop.json"))],
+        });
+    });
+    let o = sb.sh(&format!(
+        "$RT create -b {} h1 </dev/null; echo create=$?; $RT start h1; echo start=$?\nfor i in $(seq 100); do $RT state h1 | grep -q stopped && break; sleep 0.02; done\n$RT delete h1; echo delete=$?",
+        bundle.display()
+    ));
+    let out = stdout(&o);
+    for step in ["create", "start", "delete"] {
+        assert_eq!(line(&out, step), "0", "{}", describe(&o));
+    }
+    let read_json = |f: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(host.join(f))
+                .unwrap_or_else(|e| panic!("{f}: {e}\n{}", describe(&o))),
+        )
+        .unwrap()
+    };
+    let cr = read_json("createRuntime.json");
+    assert_eq!(cr["status"], "creating");
+    assert_eq!(cr["id"], "h1");
+    assert!(cr["pid"].as_i64().unwrap() > 0);
+    assert_eq!(cr["bundle"], json!(bundle));
+    let runtime_ns = std::fs::read_to_string(host.join("createRuntime.ns")).unwrap();
+    let container_ns = std::fs::read_to_string(host.join("createContainer.ns")).unwrap();
+    assert!(runtime_ns.starts_with("net:["), "{runtime_ns}");
+    assert!(container_ns.starts_with("net:["), "{container_ns}");
+    assert_ne!(
+        runtime_ns, container_ns,
+        "createRuntime runs in the runtime's namespaces, createContainer in the container's"
+    );
+    assert_eq!(read_json("startContainer.json")["status"], "created");
+    assert_eq!(read_json("poststart.json")["status"], "running");
+    assert_eq!(read_json("poststop.json")["status"], "stopped");
+}

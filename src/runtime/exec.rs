@@ -142,7 +142,10 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
                 super::cgroup::add_process(p, pid)?;
             }
-            parent_end.send(&Message::Proceed).map_err(|e| {
+            let proceed = Message::Proceed {
+                hook_state: String::new(),
+            };
+            parent_end.send(&proceed).map_err(|e| {
                 RuntimeError::io("sync socket of exec in", PathBuf::from(&opts.id), e)
             })?;
             match parent_end.recv() {

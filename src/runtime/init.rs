@@ -16,10 +16,11 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
-    LinuxDevice, LinuxNamespaceType, LinuxSeccomp, Mount, PosixRlimitType, Process, Spec,
+    Hook, LinuxDevice, LinuxNamespaceType, LinuxSeccomp, Mount, PosixRlimitType, Process, Spec,
 };
 
 use super::channel::{Channel, Message};
+use super::hooks::{hooks_at, run_hooks, HookPoint};
 use super::mount::MountContext;
 use super::{
     caps, console, devices, mount, net, process, seccomp, RootfsSource, RuntimeError, StartGate,
@@ -50,6 +51,10 @@ pub struct InitPlan {
     /// None: the spec has none; create succeeds and start fails (runtime spec).
     pub process: Option<Process>,
     pub seccomp: Option<LinuxSeccomp>,
+    /// createRuntime or prestart hooks exist: stop at sync point 1a.
+    pub runtime_hooks: bool,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
 }
 
 fn invalid(id: &str, reason: impl Into<String>) -> RuntimeError {
@@ -206,6 +211,10 @@ impl InitPlan {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             seccomp: linux.seccomp().clone(),
+            runtime_hooks: !hooks_at(spec, HookPoint::CreateRuntime).is_empty()
+                || !hooks_at(spec, HookPoint::Prestart).is_empty(),
+            create_container_hooks: hooks_at(spec, HookPoint::CreateContainer),
+            start_container_hooks: hooks_at(spec, HookPoint::StartContainer),
             process,
         })
     }
@@ -327,7 +336,8 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let plan = ctx.plan;
     // Sync point 1 (init): nothing may happen before the parent wrote our ID
     // maps and placed us in the cgroup.
-    ctx.channel
+    let hook_state = ctx
+        .channel
         .wait_for_proceed()
         .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
     // With ID maps in place, become the namespace's root to own what follows.
@@ -363,6 +373,29 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             devices::setup_devices(ctx.rootfs, &plan.devices, plan.new_user_ns),
         )?;
     }
+    // Sync point 1a (init): the runtime environment exists and pivot_root has
+    // not happened: the parent runs createRuntime/prestart hooks now.
+    if plan.runtime_hooks {
+        ctx.channel.send(&Message::RuntimeHooks).map_err(|e| {
+            (
+                "asking for runtime hooks (sync point 1a)".to_string(),
+                e.to_string(),
+            )
+        })?;
+        // Sync point 1b (init).
+        ctx.channel
+            .wait_for_hooks_done()
+            .map_err(|m| ("waiting for runtime hooks (sync point 1b)".to_string(), m))?;
+    }
+    // In the container's namespaces, before pivot_root (runtime-spec).
+    step(
+        "createContainer hooks",
+        run_hooks(
+            &plan.create_container_hooks,
+            HookPoint::CreateContainer,
+            &hook_state,
+        ),
+    )?;
     step("pivot_root", mount::pivot_into(ctx.rootfs))?;
     step(
         "root propagation",
@@ -413,6 +446,15 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
     }
     drop(fifo);
+    // In the container, as its user, right before the program (runc does the same).
+    step(
+        "startContainer hooks",
+        run_hooks(
+            &plan.start_container_hooks,
+            HookPoint::StartContainer,
+            &hook_state.replace("\"creating\"", "\"created\""),
+        ),
+    )?;
     let Some((path, argv, envp, nnp)) = prepared else {
         return Err((
             "start".to_string(),
