@@ -301,3 +301,41 @@ fn library_create_start_wait_cleanup_with_overlay_root() {
         "cleanup removes the record"
     );
 }
+
+/// `--preserve-fds N` passes descriptors 3..3+N into the container (socket
+/// activation); every other inherited descriptor stays out.
+#[test]
+fn preserved_fds_pass_and_others_do_not() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let marker = sb.path().join("marker");
+    std::fs::write(&marker, "passed-through\n").unwrap();
+    let b = sb.bundle("pf", |c| {
+        sh_args(
+            c,
+            "echo fds=$(ls /proc/self/fd | tr '\\n' ' '); if read l <&3; then echo got=$l; else echo got=none; fi",
+        )
+    });
+    let o = sb.sh(&format!(
+        "exec 3<{m} 4<{m} 5<{m}\n$RT run --preserve-fds 1 -b {b} p1 | sed 's/^/with-/'\n$RT run -b {b} p2 | sed 's/^/without-/'",
+        m = marker.display(),
+        b = b.display()
+    ));
+    let out = stdout(&o);
+    // 0-2, the preserved 3, and the fd `ls` opens for the listing.
+    assert_eq!(
+        line(&out, "with-fds").trim(),
+        "0 1 2 3 4",
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(line(&out, "with-got"), "passed-through");
+    assert_eq!(
+        line(&out, "without-fds").trim(),
+        "0 1 2 3",
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(line(&out, "without-got"), "none");
+}

@@ -46,7 +46,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             additional_gids,
             caps,
             no_new_privs,
-            preserve_fds: _,
+            preserve_fds,
             id,
             args,
         } => {
@@ -113,6 +113,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 seccomp,
                 console_socket: console_socket.clone(),
                 stdio: Stdio::Inherit,
+                preserve_fds: *preserve_fds,
             })?;
             if let Some(f) = pid_file {
                 write_pid_file(f, child.pid.as_raw())?;
@@ -309,6 +310,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         stdio: Stdio::Inherit,
         start_gate: gate,
         bundle: Some(bundle.clone()),
+        preserve_fds: a.preserve_fds,
     };
     let container = runtime::create(opts)?;
     let pid = container.pid();

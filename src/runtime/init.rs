@@ -299,6 +299,7 @@ pub struct InitContext<'a> {
     pub stdio: Stdio,
     pub ns_fds: NsFds,
     pub gate: &'a StartGate,
+    pub preserve_fds: u32,
 }
 
 type StepResult<T> = Result<T, (String, String)>;
@@ -462,7 +463,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         ));
     };
     reset_signals();
-    step("close inherited fds", close_fds_on_exec())?;
+    step("close inherited fds", close_fds_on_exec(ctx.preserve_fds))?;
     // With NNP the filter goes last, so setup needs no syscalls it may forbid.
     if let (true, Some(profile)) = (nnp, &plan.seccomp) {
         step("seccomp", seccomp::apply_seccomp(profile))?;
@@ -773,14 +774,16 @@ pub fn reset_signals() {
     );
 }
 
-/// Mark every descriptor above stdio close-on-exec: no host fd may reach the
-/// container (CVE-2024-21626 was a leaked cgroup fd).
-pub fn close_fds_on_exec() -> Result<(), RuntimeError> {
+/// Mark every descriptor above stdio and the `preserve` passed ones (OCI
+/// `--preserve-fds`, systemd's LISTEN_FDS) close-on-exec: no other host fd
+/// may reach the container (CVE-2024-21626 was a leaked cgroup fd).
+pub fn close_fds_on_exec(preserve: u32) -> Result<(), RuntimeError> {
+    let first = 3 + preserve;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
@@ -794,7 +797,7 @@ pub fn close_fds_on_exec() -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io("list open fds", "/proc/self/fd", e))?
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .filter(|fd| *fd > 2)
+        .filter(|fd| *fd >= first as RawFd)
         .collect();
     for fd in fds {
         // SAFETY: F_SETFD on a descriptor number only changes its flags; the

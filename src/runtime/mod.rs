@@ -177,6 +177,9 @@ pub struct CreateOptions {
     pub start_gate: StartGate,
     /// The bundle directory, reported to hooks in the state JSON.
     pub bundle: Option<PathBuf>,
+    /// Descriptors 3..3+N of the caller pass into the container (OCI
+    /// `--preserve-fds`, systemd socket activation); all others are closed.
+    pub preserve_fds: u32,
 }
 
 impl CreateOptions {
@@ -198,6 +201,7 @@ impl CreateOptions {
             stdio: Stdio::Inherit,
             start_gate: StartGate::Socket,
             bundle: None,
+            preserve_fds: 0,
         }
     }
 }
@@ -442,6 +446,7 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
                 stdio: opts.stdio,
                 ns_fds,
                 gate: &opts.start_gate,
+                preserve_fds: opts.preserve_fds,
             })
         }
         Ok(process::Cloned::Parent { pid, in_cgroup }) => (pid, in_cgroup),
