@@ -169,6 +169,14 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
         overlay_mounts(&b, "web") >= 1,
         "the container's overlay is not visible"
     );
+    // Neither a manual cleanup nor a second supervisor touches a running container.
+    let c = b.sh("berth cleanup web");
+    assert!(!c.status.success());
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert!(err.contains("is running (supervisor pid"), "{err}");
+    let second = b.sh("berth run --systemd web");
+    assert!(!second.status.success());
+    assert_eq!(b.sh_ok("systemctl is-active berth@web").trim(), "active");
     // Recorded state exists while it runs.
     b.sh_ok("test -f /run/berth/containers/web/state.json && test -d /var/lib/berth/containers/web/upper");
 

@@ -36,6 +36,14 @@ pub fn cleanup(opts: &CleanupOptions) -> Result<(), Vec<SuperviseError>> {
         &globals.storage_root,
         &opts.name,
     );
+    if let Ok(Some(st)) = State::load(&paths.run_dir) {
+        if st.supervisor_alive() {
+            return Err(vec![SuperviseError::Running {
+                name: opts.name.clone(),
+                pid: st.supervisor_pid,
+            }]);
+        }
+    }
     teardown(&paths, &opts.name, false)
 }
 

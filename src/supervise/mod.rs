@@ -49,6 +49,8 @@ pub enum SuperviseError {
     NoDefinition { name: String, root: PathBuf },
     #[error("definition \"{name}\" is invalid:\n{diagnostics}")]
     Invalid { name: String, diagnostics: String },
+    #[error("container \"{name}\" is running (supervisor pid {pid}); stop it first")]
+    Running { name: String, pid: i32 },
     #[error("global settings: {0}")]
     Globals(String),
     #[error("image \"{reference}\": {reason}")]
@@ -167,7 +169,16 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
     let globals = crate::config::load_globals(&opts.root)
         .map_err(|e| SuperviseError::Globals(e.to_string()))?;
     let paths = Paths::new(&run_root(&opts.root), &globals.storage_root, &def.name);
-    // A start after a crash without ExecStopPost (or ad hoc) begins clean.
+    // A start after a crash without ExecStopPost (or ad hoc) begins clean,
+    // but never by tearing down a container that is still supervised.
+    if let Ok(Some(old)) = State::load(&paths.run_dir) {
+        if old.supervisor_alive() {
+            return Err(SuperviseError::Running {
+                name: def.name.clone(),
+                pid: old.supervisor_pid,
+            });
+        }
+    }
     if paths.run_dir.join(state::STATE_FILE).exists() {
         if let Err(errs) = cleanup::teardown(&paths, &def.name, false) {
             for e in errs {

@@ -67,6 +67,23 @@ pub struct State {
 }
 
 impl State {
+    /// Whether the supervisor this record names still runs (and is not the
+    /// caller): a berth process with that PID. A reused PID running
+    /// something else does not count.
+    pub fn supervisor_alive(&self) -> bool {
+        let pid = self.supervisor_pid;
+        if pid <= 0 || pid as u32 == std::process::id() {
+            return false;
+        }
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|argv0| argv0.ends_with(b"berth"))
+            })
+            .unwrap_or(false)
+    }
+
     /// Write atomically (temp file + rename), so a crash never leaves half a record.
     pub fn save(&self, run_dir: &Path) -> Result<(), SuperviseError> {
         let path = run_dir.join(STATE_FILE);
