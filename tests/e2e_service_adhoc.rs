@@ -107,10 +107,45 @@ fn run_rootfs_in_the_foreground() {
         Vec::<String>::new()
     );
 
-    // What is not implemented says so.
-    let out = env.run(&["-t", "--rootfs", rootfs.to_str().unwrap(), "true"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
     // -d goes through the host's systemd, never from a test root.
     let out = env.run(&["-d", "--rootfs", rootfs.to_str().unwrap(), "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
+}
+
+#[test]
+fn run_with_a_terminal() {
+    require_root!();
+    require_program!("unshare");
+    require_program!("script");
+    let env = Env::new();
+    let rootfs = env.path("rootfs");
+    // `script` gives berth a terminal; what we type reaches the container's
+    // pty and its output comes back.
+    let inner = format!(
+        "unshare --mount --propagation private -- {} run -it --rootfs {} sh -c 'tty; read line; echo got-$line; exit 3'",
+        support::berth_bin().display(),
+        rootfs.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("BERTH_ROOT", env.path("root"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    use std::io::Write;
+    stdin.write_all(b"typed\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("/dev/pts/0"), "{stdout}");
+    assert!(stdout.contains("got-typed"), "{stdout}");
+    assert_eq!(
+        tree(&env.path("root/run/berth/containers")),
+        Vec::<String>::new()
+    );
 }

@@ -34,7 +34,7 @@ pub struct RunArgs {
     /// Keep stdin open (stdin is always passed through for now)
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a terminal (not implemented yet)
+    /// Give the container a terminal, relayed to this one
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Use this directory as the root filesystem instead of an image
@@ -55,6 +55,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             root: root.to_path_buf(),
             systemd: true,
             command: None,
+            tty: false,
         };
         return match supervise::run_service(&opts, name) {
             Ok(code) => Ok(exit(code)),
@@ -70,8 +71,8 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
     }
-    if args.tty {
-        bail!("berth run -t is not implemented yet (no terminal support in ad hoc runs)");
+    if args.tty && args.detach {
+        bail!("berth run -t cannot be combined with -d (a detached container has no terminal to attach)");
     }
     let name = args
         .name
@@ -113,6 +114,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         root: root.to_path_buf(),
         systemd: false,
         command: None,
+        tty: args.tty,
     };
     let code = supervise::run_definition(&opts, &def)?;
     Ok(exit(code))

@@ -14,6 +14,7 @@
 
 mod cgroup;
 mod cleanup;
+mod console;
 mod files;
 mod health;
 mod init;
@@ -112,6 +113,8 @@ pub struct RunOptions {
     pub systemd: bool,
     /// Replace the command (ad hoc `berth run IMAGE CMD…`).
     pub command: Option<Vec<String>>,
+    /// Give the container a terminal relayed to ours (`berth run -t`).
+    pub tty: bool,
 }
 
 /// `/run/berth` under the root prefix.
@@ -231,6 +234,8 @@ struct Running {
     notify: Option<std::os::unix::net::UnixDatagram>,
     /// `[health]`: the checks' state and how to exec them.
     health: Option<HealthRunner>,
+    /// The pty master of `berth run -t`.
+    console: Option<std::os::fd::OwnedFd>,
 }
 
 /// What running a health check in the container takes.
@@ -425,7 +430,7 @@ fn start(
         seccomp,
         id_range: None,
         init_pid_namespace: init.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
-        terminal: false,
+        terminal: opts.tty,
         command_override: opts.command.clone(),
         notify_socket: notify_sock
             .as_ref()
@@ -456,6 +461,7 @@ fn start(
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGCHLD,
+        Signal::SIGWINCH,
     ] {
         mask.add(s);
     }
@@ -486,6 +492,13 @@ fn start(
         work: paths.work(),
     };
     copts.cgroup = payload.clone();
+    let console_path = paths.run_dir.join("console.sock");
+    let console_listener = if opts.tty {
+        copts.console_socket = Some(console_path.clone());
+        Some(console::listen(&console_path)?)
+    } else {
+        None
+    };
     copts.stdio = Stdio::Inherit;
     copts.start_gate = StartGate::Socket;
     let rt_err = |error| SuperviseError::Runtime {
@@ -495,6 +508,11 @@ fn start(
     let container = runtime::create(copts).map_err(rt_err)?;
     st.container_pid = Some(container.pid().as_raw());
     st.save(&paths.run_dir)?;
+    let console = match &console_listener {
+        Some(l) => Some(console::receive_master(l, &console_path)?),
+        None => None,
+    };
+    drop(console_listener);
     container.start().map_err(rt_err)?;
     Ok(Running {
         container,
@@ -504,6 +522,7 @@ fn start(
         signals,
         notify: notify_sock,
         health,
+        console,
     })
 }
 
@@ -637,6 +656,14 @@ fn supervise(
     let mut deadline: Option<Instant> = None;
     let mut forwarded: Option<Signal> = None;
     let mut killed = false;
+    // Raw mode only while relaying; restored when this goes out of scope.
+    let _raw = running.console.as_ref().map(|m| {
+        console::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(m));
+        console::sync_size(m);
+        console::RawMode::enter()
+    });
+    let mut stdin_open = running.console.is_some();
+    let mut master_open = running.console.is_some();
     let on_health = |status: health::Status, running: &Running, ready_sent: &mut bool| {
         let s = status.as_str();
         let prio = if status == health::Status::Unhealthy {
@@ -743,6 +770,24 @@ fn supervise(
                 nix::poll::PollFlags::POLLIN,
             ));
         }
+        let stdin = std::io::stdin();
+        let (mut stdin_at, mut master_at) = (None, None);
+        if let Some(m) = &running.console {
+            if stdin_open {
+                stdin_at = Some(fds.len());
+                fds.push(nix::poll::PollFd::new(
+                    stdin.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
+            if master_open {
+                master_at = Some(fds.len());
+                fds.push(nix::poll::PollFd::new(
+                    m.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
+        }
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         let ms = if killed { 100 } else { ms.max(1) };
         match nix::poll::poll(
@@ -751,6 +796,29 @@ fn supervise(
         ) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(SuperviseError::sys("poll", e)),
+        }
+        let ready = |at: Option<usize>| {
+            at.and_then(|i| fds[i].revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (stdin_ready, master_ready) = (ready(stdin_at), ready(master_at));
+        drop(fds);
+        if let Some(m) = &running.console {
+            use std::os::fd::AsRawFd;
+            if stdin_ready {
+                let mut to = std::fs::File::from(
+                    m.try_clone()
+                        .map_err(|e| SuperviseError::io("dup", "pty master", e))?,
+                );
+                if console::pump(0, &mut to) == console::Pumped::Done {
+                    stdin_open = false;
+                }
+            }
+            if master_ready
+                && console::pump(m.as_raw_fd(), &mut std::io::stdout()) == console::Pumped::Done
+            {
+                master_open = false;
+            }
         }
         if let Some(sock) = &running.notify {
             let mut buf = [0u8; 4096];
@@ -766,6 +834,11 @@ fn supervise(
             };
             match sig {
                 Signal::SIGCHLD => {}
+                Signal::SIGWINCH => {
+                    if let Some(m) = &running.console {
+                        console::sync_size(m);
+                    }
+                }
                 Signal::SIGHUP => {
                     let _ = kill(pid, Signal::SIGHUP);
                 }
@@ -793,6 +866,9 @@ fn supervise(
             }
         }
     };
+    if let Some(m) = &running.console {
+        console::drain(m);
+    }
     // The main process is gone: nothing else in the container may outlive it.
     kill_all(&running, Signal::SIGKILL);
     if let Some(init) = running.init {
