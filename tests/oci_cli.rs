@@ -205,3 +205,40 @@ fn errors_name_the_failing_step() {
     assert_eq!(logged["level"], "error");
     assert!(logged["msg"].as_str().unwrap().contains("resolve program"));
 }
+
+/// A container in its own user namespace, created and started through the
+/// exec FIFO: the FIFO must be writable by the container's (mapped) root.
+#[test]
+fn user_namespace_create_then_start() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    // The rootfs belongs to the host's root, so mount onto a directory that
+    // exists (/tmp) a host directory the mapped root may write.
+    let out_dir = sb.path().join("userns-out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(
+        &out_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let bundle = sb.bundle("u", |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["mounts"].as_array_mut().unwrap().push(json!(
+            {"destination": "/tmp", "type": "bind", "source": out_dir, "options": ["rbind", "rw"]}
+        ));
+        c["process"]["args"] = json!(["sh", "-c", "echo \"uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')\" > /tmp/out"]);
+    });
+    let o = sb.sh(&format!(
+        "$RT create -b {} u1 </dev/null; echo create=$?; $RT start u1; echo start=$?\nfor i in $(seq 100); do $RT state u1 | grep -q stopped && break; sleep 0.02; done\n$RT delete u1; echo delete=$?",
+        bundle.display()
+    ));
+    let out = stdout(&o);
+    assert_eq!(line(&out, "create"), "0", "{}", describe(&o));
+    assert_eq!(line(&out, "start"), "0", "{}", describe(&o));
+    assert_eq!(line(&out, "delete"), "0", "{}", describe(&o));
+    let seen = std::fs::read_to_string(out_dir.join("out")).unwrap();
+    assert_eq!(seen.trim(), "uid=0 map=0 100000 65536", "{}", describe(&o));
+}

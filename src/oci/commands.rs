@@ -343,11 +343,13 @@ fn start(root: &Path, id: &str) -> Result<()> {
             s.as_str()
         ),
     }
-    runtime::start_fifo(
-        id,
-        Pid::from_raw(st.pid),
-        &state::container_dir(root, id).join(EXEC_FIFO),
-    )?;
+    let fifo = state::container_dir(root, id).join(EXEC_FIFO);
+    if st.config.process().is_none() {
+        // Release the init anyway so it ends and the container is stopped.
+        let _ = runtime::start_fifo(id, Pid::from_raw(st.pid), &fifo);
+        bail!("cannot start container '{id}': its spec has no process");
+    }
+    runtime::start_fifo(id, Pid::from_raw(st.pid), &fifo)?;
     Ok(())
 }
 
@@ -499,8 +501,10 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     match StateFile::load(root, id) {
         Ok(st) => {
             let status = st.status(root);
+            // The runtime spec: deleting a container that is not stopped is
+            // an error (runc quietly deletes created ones; --force does here).
             match status {
-                Status::Stopped | Status::Created => {}
+                Status::Stopped => {}
                 _ if force => {}
                 s => bail!(
                     "cannot delete container '{id}': it is {}; stop it or use --force",

@@ -237,11 +237,11 @@ fn exec_sequence(
         .map_err(|e| RuntimeError::sys(format!("chdir '{}'", p.cwd().display()), e))
         .map_err(step("cwd"))?;
     let (path, argv, envp) = build_exec(p).map_err(step("resolve program"))?;
+    reset_signals();
+    close_fds_on_exec().map_err(step("close inherited fds"))?;
     if let (true, Some(profile)) = (nnp, &opts.seccomp) {
         seccomp::apply_seccomp(profile).map_err(step("seccomp"))?;
     }
-    reset_signals();
-    close_fds_on_exec().map_err(step("close inherited fds"))?;
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((
         "exec".to_string(),

@@ -47,7 +47,8 @@ pub struct InitPlan {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub root_readonly: bool,
-    pub process: Process,
+    /// None: the spec has none; create succeeds and start fails (runtime spec).
+    pub process: Option<Process>,
     pub seccomp: Option<LinuxSeccomp>,
 }
 
@@ -98,11 +99,11 @@ impl InitPlan {
     pub fn build(opts: &super::CreateOptions) -> Result<Self, RuntimeError> {
         let id = &opts.id;
         let spec = &opts.spec;
-        let process = spec
-            .process()
-            .clone()
-            .ok_or_else(|| invalid(id, "the spec has no process"))?;
-        if process.args().as_ref().map_or(true, |a| a.is_empty()) {
+        let process = spec.process().clone();
+        if process
+            .as_ref()
+            .is_some_and(|p| p.args().as_ref().map_or(true, |a| a.is_empty()))
+        {
             return Err(invalid(
                 id,
                 "process.args is empty; expected the program to run",
@@ -164,10 +165,10 @@ impl InitPlan {
                         .flatten()
                         .any(|o| o == "bind" || o == "rbind"))
         });
-        let terminal = process.terminal().unwrap_or(false);
+        let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console_size = process
-            .console_size()
             .as_ref()
+            .and_then(|p| p.console_size())
             .map(|b| (b.height() as u16, b.width() as u16));
         if let RootfsSource::Dir(p) = &opts.rootfs {
             if !p.is_absolute() {
@@ -293,6 +294,9 @@ pub struct InitContext<'a> {
 
 type StepResult<T> = Result<T, (String, String)>;
 
+/// Set once the init reported ready (sync point 2).
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn step<T>(name: &str, r: Result<T, RuntimeError>) -> StepResult<T> {
     r.map_err(|e| (name.to_string(), e.to_string()))
 }
@@ -301,14 +305,15 @@ fn step<T>(name: &str, r: Result<T, RuntimeError>) -> StepResult<T> {
 pub fn run(ctx: InitContext) -> ! {
     process::set_name("berth:[init]");
     let Err((step, message)) = start_sequence(&ctx);
-    if ctx
-        .channel
-        .send(&Message::Error {
-            step: step.clone(),
-            message: message.clone(),
-        })
-        .is_err()
-    {
+    let sent = ctx.channel.send(&Message::Error {
+        step: step.clone(),
+        message: message.clone(),
+    });
+    // Past sync point 2 behind a FIFO gate the creator has gone: nobody reads
+    // the channel any more.
+    let unread = matches!(ctx.gate, StartGate::Fifo(_))
+        && READY_SENT.load(std::sync::atomic::Ordering::SeqCst);
+    if sent.is_err() || unread {
         // The creator is gone (FIFO gate): stderr is all that is left.
         eprintln!("berth: container '{}': {step}: {message}", ctx.id);
     }
@@ -320,7 +325,6 @@ pub fn run(ctx: InitContext) -> ! {
 /// The start sequence, in order. Each step's comment says why it sits where it does.
 fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let plan = ctx.plan;
-    let p = &plan.process;
     // Sync point 1 (init): nothing may happen before the parent wrote our ID
     // maps and placed us in the cgroup.
     ctx.channel
@@ -360,6 +364,10 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         )?;
     }
     step("pivot_root", mount::pivot_into(ctx.rootfs))?;
+    step(
+        "root propagation",
+        mount::apply_root_propagation(plan.rootfs_propagation.as_deref()),
+    )?;
     // The pty must come from the container's own devpts, so after pivot_root.
     if let Some(sock) = &ctx.console {
         step("console", console::setup_console(sock, plan.console_size))?;
@@ -382,6 +390,56 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if plan.root_readonly {
         step("read-only root", mount::remount_root_readonly())?;
     }
+    let prepared = match &plan.process {
+        Some(p) => Some(prepare_process(plan, p)?),
+        None => None,
+    };
+    // After a uid change the kernel marks us undumpable and /proc/self/fd
+    // becomes root's; the exec FIFO is reopened through it below.
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+
+    // Sync point 2 (init): fully set up.
+    ctx.channel
+        .send(&Message::Ready)
+        .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
+    READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Sync point 3 (init): wait to be started.
+    match &fifo {
+        None => ctx
+            .channel
+            .wait_for_start()
+            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?,
+        Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
+    }
+    drop(fifo);
+    let Some((path, argv, envp, nnp)) = prepared else {
+        return Err((
+            "start".to_string(),
+            "the spec has no process to run".to_string(),
+        ));
+    };
+    reset_signals();
+    step("close inherited fds", close_fds_on_exec())?;
+    // With NNP the filter goes last, so setup needs no syscalls it may forbid.
+    if let (true, Some(profile)) = (nnp, &plan.seccomp) {
+        step("seccomp", seccomp::apply_seccomp(profile))?;
+    }
+    // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
+    let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    Err((
+        "exec".to_string(),
+        format!("execve '{}': {e}", path.to_string_lossy()),
+    ))
+}
+
+/// The process steps before the start gate: everything that can fail is
+/// tried now, so `create` reports it. Returns what exec needs and whether NNP
+/// is on (then seccomp is loaded last).
+fn prepare_process(
+    plan: &InitPlan,
+    p: &Process,
+) -> StepResult<(CString, Vec<CString>, Vec<CString>, bool)> {
     if let Some(adj) = p.oom_score_adj() {
         step(
             "oom_score_adj",
@@ -407,36 +465,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     )?;
     // Resolve the program now, so `create` reports a missing one.
     let (path, argv, envp) = step("resolve program", build_exec(p))?;
-    // After a uid change the kernel marks us undumpable and /proc/self/fd
-    // becomes root's; the exec FIFO is reopened through it below.
-    // SAFETY: prctl with plain integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
-
-    // Sync point 2 (init): fully set up.
-    ctx.channel
-        .send(&Message::Ready)
-        .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
-    // Sync point 3 (init): wait to be started.
-    match &fifo {
-        None => ctx
-            .channel
-            .wait_for_start()
-            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?,
-        Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
-    }
-    drop(fifo);
-    // With NNP the filter goes last, so setup needs no syscalls it may forbid.
-    if let (true, Some(profile)) = (nnp, &plan.seccomp) {
-        step("seccomp", seccomp::apply_seccomp(profile))?;
-    }
-    reset_signals();
-    step("close inherited fds", close_fds_on_exec())?;
-    // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
-    let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    Err((
-        "exec".to_string(),
-        format!("execve '{}': {e}", path.to_string_lossy()),
-    ))
+    Ok((path, argv, envp, nnp))
 }
 
 fn become_root() -> Result<(), RuntimeError> {
@@ -714,8 +743,21 @@ pub fn close_fds_on_exec() -> Result<(), RuntimeError> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if r != 0 {
-        return Err(RuntimeError::sys("close_range", nix::Error::last()));
+    if r == 0 {
+        return Ok(());
+    }
+    // Older kernels, or a seccomp profile from before close_range (as
+    // runtime-tools' default one): mark each open descriptor instead.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| RuntimeError::io("list open fds", "/proc/self/fd", e))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number only changes its flags; the
+        // directory listing's own fd is already closed (EBADF, harmless).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
 }
@@ -744,9 +786,10 @@ mod tests {
             PathBuf::from("/bin/sh")
         );
         assert_eq!(
-            resolve_program("/x/y", &env).unwrap(),
-            PathBuf::from("/x/y")
+            resolve_program("/bin/sh", &env).unwrap(),
+            PathBuf::from("/bin/sh")
         );
+        assert!(resolve_program("/no/such/program", &env).is_err());
         assert!(resolve_program("no-such-program-berth", &env).is_err());
     }
 }

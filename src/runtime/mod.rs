@@ -369,6 +369,11 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     if let StartGate::Fifo(path) = &opts.start_gate {
         nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622))
             .map_err(|e| RuntimeError::sys(format!("mkfifo '{}'", path.display()), e))?;
+        // Writable by whoever the container's root is (a user namespace maps
+        // it to another host uid); mkfifo's mode went through the umask.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622))
+            .map_err(|e| RuntimeError::io("chmod exec fifo", path, e))?;
         rec.exec_fifo = Some(path.clone());
         rec.save(&dir)?;
     }

@@ -239,6 +239,12 @@ pub fn setup_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> 
 /// Step: mount the root: a recursive bind of the directory onto itself (pivot_root
 /// needs a mount point), or the overlay of lowers + upper + work.
 pub fn setup_root(rootfs: &Path, source: &RootfsSource) -> Result<(), RuntimeError> {
+    // pivot_root(2) refuses a shared parent of the new root, which a
+    // `shared` rootfsPropagation makes; this is our own copy of that mount
+    // (runc `rootfsParentMountPrivate`).
+    if let Some(parent) = parent_mount_point(rootfs) {
+        mnt(None, &parent, None, MsFlags::MS_PRIVATE, None)?;
+    }
     match source {
         RootfsSource::Dir(_) => mnt(
             Some(rootfs),
@@ -265,6 +271,47 @@ pub fn setup_root(rootfs: &Path, source: &RootfsSource) -> Result<(), RuntimeErr
     // pivot_root(2) refuses a shared new root; a private root also keeps the
     // container's later mounts from reaching a shared parent.
     mnt(None, rootfs, None, MsFlags::MS_PRIVATE, None)
+}
+
+/// The mount point the directory above `path` lives on, from mountinfo.
+fn parent_mount_point(path: &Path) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| parent.starts_with(p))
+        .max_by_key(|p| p.components().count())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+pub fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Step (after pivot_root): the asked rootfsPropagation applies to the new
+/// root too, which had to be private for pivot_root (shared and unbindable
+/// are visible to the container; slave of a private mount stays private).
+pub fn apply_root_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> {
+    match propagation.and_then(propagation_flag) {
+        Some(f) => mnt(None, Path::new("/"), None, f, None),
+        None => Ok(()),
+    }
 }
 
 /// overlayfs lists lowerdirs top first; berth's `lowers` are lowest first.
@@ -648,6 +695,13 @@ mod tests {
         );
         std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
         assert!(secure_join(r, Path::new("/loop")).is_err());
+    }
+
+    #[test]
+    fn mountinfo_paths_unescape() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
     }
 
     #[test]
