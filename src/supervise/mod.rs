@@ -869,6 +869,22 @@ fn supervise(
     if let Some(m) = &running.console {
         console::drain(m);
     }
+    // The kernel's OOM killer leaves its count in the payload's memory.events.
+    let oom_kills = running
+        .payload
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p.join("memory.events")).ok())
+        .map(|t| cgroup::parse_oom_kills(&t))
+        .unwrap_or(0);
+    if oom_kills > 0 {
+        journal::event(
+            Priority::Warning,
+            name,
+            "oom-killed",
+            &format!("container \"{name}\" ran out of memory: the kernel killed {oom_kills} of its processes"),
+            &[("OOM_KILLS", oom_kills.to_string())],
+        );
+    }
     // The main process is gone: nothing else in the container may outlive it.
     kill_all(&running, Signal::SIGKILL);
     if let Some(init) = running.init {
