@@ -320,7 +320,12 @@ fn start(
 
     // 2. The image, pulled if `pull` says so. Any tokio runtime a pull uses
     //    is gone when it returns: we clone later.
-    let (lowers, image) = resolve_image(opts, def, globals)?;
+    let (lowers, image, digest) = resolve_image(opts, def, globals)?;
+    if let ImageSource::Image(r) = &def.image {
+        st.image = Some(r.to_string());
+        st.image_digest = digest;
+        st.save(&paths.run_dir)?;
+    }
 
     // 3. What the plan needs from files: env files, the image's passwd and
     //    group, the seccomp profile.
@@ -526,13 +531,20 @@ fn start(
     })
 }
 
+/// The image's lower dirs (lowest first), config and manifest digest.
+type ResolvedImage = (
+    Vec<PathBuf>,
+    Option<oci_spec::image::ImageConfiguration>,
+    Option<String>,
+);
+
 /// The image's lower dirs (lowest first) and its config, pulling when the
 /// definition's `pull` asks for it.
 fn resolve_image(
     opts: &RunOptions,
     def: &Definition,
     globals: &Globals,
-) -> Result<(Vec<PathBuf>, Option<oci_spec::image::ImageConfiguration>), SuperviseError> {
+) -> Result<ResolvedImage, SuperviseError> {
     let reference = match &def.image {
         ImageSource::Rootfs(dir) => {
             if !dir.is_dir() {
@@ -542,7 +554,7 @@ fn resolve_image(
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 ));
             }
-            return Ok((vec![dir.clone()], None));
+            return Ok((vec![dir.clone()], None, None));
         }
         ImageSource::Image(r) => r.to_string(),
     };
@@ -574,7 +586,11 @@ fn resolve_image(
             img
         }
     };
-    Ok((image.layers, Some(image.config)))
+    Ok((
+        image.layers,
+        Some(image.config),
+        Some(image.manifest_digest),
+    ))
 }
 
 /// A file from the merged image (top layer first), only when it is a

@@ -50,6 +50,13 @@ pub struct State {
     /// The definition's hash this start ran.
     pub definition_hash: String,
     pub supervisor_pid: i32,
+    /// The image reference the container runs (`image`), when not a rootfs
+    /// dir; with `image_digest` it keeps the image from `berth prune`/`rmi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image's manifest digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// The container's main process (host PID), once created.
     pub container_pid: Option<i32>,
     /// berth's init (PID 1 of the container's PID namespace) with `init = true`.
