@@ -1,5 +1,8 @@
 //! `berth run`: service mode (`--systemd NAME`, the main process of
-//! `berth@NAME.service`) and ad hoc runs (`berth run [--rm] IMAGE|--rootfs DIR [CMD…]`).
+//! `berth@NAME.service`) and ad hoc runs
+//! (`berth run [--rm] [-it] [-d] [--name N] IMAGE|--rootfs DIR [CMD…]`):
+//! in the foreground, supervised by this process (no cgroup of its own), or
+//! with `-d` handed to systemd as `berth@NAME.service`.
 //!
 //! Thin: builds options and calls `crate::supervise`. Ad hoc runs become a
 //! definition first, so they are validated exactly like files in /etc.
