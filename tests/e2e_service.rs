@@ -453,9 +453,11 @@ fn detached_run_becomes_a_berth_unit() {
         Duration::from_secs(10),
     );
     assert_no_leftovers(&b, "adhoc");
-    // Once stopped, the name can be run again.
+    assert!(b.sh_ok("ls /run/berth/containers").contains("adhoc.toml"));
+    // Once stopped, the name can be run again; with --rm its definition goes
+    // when it stops.
     b.sh_ok(&format!(
-        "berth run -d --name adhoc --rootfs {ROOTFS} sh -c 'echo second-run; exec sleep 1000'"
+        "berth run -d --rm --name adhoc --rootfs {ROOTFS} sh -c 'echo second-run; exec sleep 1000'"
     ));
     wait_for(
         &b,
@@ -463,6 +465,14 @@ fn detached_run_becomes_a_berth_unit() {
         |t| t.contains("second-run"),
         Duration::from_secs(10),
     );
+    b.sh_ok("systemctl kill --kill-whom=all -s KILL berth@adhoc");
+    wait_for(
+        &b,
+        "ls /run/berth/containers",
+        |t| !t.contains("adhoc"),
+        Duration::from_secs(10),
+    );
+    assert_no_leftovers(&b, "adhoc");
 }
 
 #[test]

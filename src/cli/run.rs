@@ -23,8 +23,8 @@ pub struct RunArgs {
     /// Run definition NAME under systemd (Type=notify, delegated cgroup)
     #[arg(long, value_name = "NAME", conflicts_with_all = ["rm", "detach", "name", "rootfs", "tty", "interactive"])]
     pub systemd: Option<String>,
-    /// Remove the container's state when it exits (always the case: an ad hoc
-    /// container keeps nothing after it exits)
+    /// Remove the container when it exits (in the foreground nothing is ever
+    /// kept; with -d its definition in /run/berth/containers goes too)
     #[arg(long)]
     pub rm: bool,
     /// Run in the background as berth@NAME.service: the definition goes to
@@ -111,7 +111,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&tmp);
     let def = def?;
     if args.detach {
-        return detach(root, &name, &toml::to_string(&table)?);
+        return detach(root, &name, &toml::to_string(&table)?, args.rm);
     }
     let opts = RunOptions {
         root: root.to_path_buf(),
@@ -125,7 +125,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `-d`: hand the container to systemd as `berth@NAME.service`, so it gets
 /// everything service mode has (journal, cgroup, stop, restart).
-fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode> {
+fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result<ExitCode> {
     if root != Path::new("/") {
         bail!("berth run -d starts berth@NAME.service, which reads /etc/berth: it cannot be used with --root or $BERTH_ROOT");
     }
@@ -156,6 +156,12 @@ fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode>
     let tmp = dir.join(format!(".{name}.toml.tmp"));
     std::fs::write(&tmp, definition).with_context(|| format!("write {tmp:?}"))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("rename to {path:?}"))?;
+    let marker = supervise::remove_on_stop_marker(root, name);
+    if rm {
+        std::fs::write(&marker, b"").with_context(|| format!("write {marker:?}"))?;
+    } else {
+        let _ = std::fs::remove_file(&marker);
+    }
     let status = std::process::Command::new("systemctl")
         .args(["start", &unit])
         .status()

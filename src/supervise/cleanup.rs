@@ -44,7 +44,15 @@ pub fn cleanup(opts: &CleanupOptions) -> Result<(), Vec<SuperviseError>> {
             }]);
         }
     }
-    teardown(&paths, &opts.name, false)
+    let result = teardown(&paths, &opts.name, false);
+    // `berth run -d --rm`: the definition written for it goes with it.
+    let marker = super::remove_on_stop_marker(&opts.root, &opts.name);
+    if marker.exists() {
+        let def = marker.with_extension("toml");
+        let _ = std::fs::remove_file(&def);
+        let _ = std::fs::remove_file(&marker);
+    }
+    result
 }
 
 /// Undo the recorded start of `name`. With `keep_supervisor` (the supervisor

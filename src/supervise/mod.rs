@@ -117,6 +117,12 @@ pub struct RunOptions {
     pub tty: bool,
 }
 
+/// Marker next to a `berth run -d --rm` definition: `berth cleanup` removes
+/// the definition (and the marker) once the container has stopped.
+pub fn remove_on_stop_marker(root: &Path, name: &str) -> PathBuf {
+    run_root(root).join("containers").join(format!("{name}.rm"))
+}
+
 /// `/run/berth` under the root prefix.
 pub fn run_root(root: &Path) -> PathBuf {
     root.join("run/berth")
