@@ -512,3 +512,45 @@ fn health_checks_gate_readiness_and_kill_when_unhealthy() {
     assert_eq!(show(&b, "berth@app", "ExecMainStatus"), "137");
     assert_no_leftovers(&b, "app");
 }
+
+#[test]
+fn foreground_run_gets_a_delegated_scope() {
+    require_root!();
+    require_program!("nsenter");
+    let b = boot(&[]);
+    // Output and exit status pass through systemd-run --scope.
+    let out = b.sh_ok(&format!(
+        "berth run --name fg --rootfs {ROOTFS} sh -c 'echo in-scope; exit 6'; echo rc=$?"
+    ));
+    assert!(
+        out.contains("in-scope\n") && out.ends_with("rc=6\n"),
+        "{out}"
+    );
+    // While it runs, its processes are in the scope's payload cgroup.
+    b.sh_ok(&format!(
+        "berth run --name fg2 --rootfs {ROOTFS} sleep 3 >/dev/null 2>&1 &"
+    ));
+    let procs = wait_for(
+        &b,
+        "cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null",
+        |t| !t.is_empty(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        b.sh_ok(&format!("cat /proc/{}/comm", procs.lines().next().unwrap()))
+            .trim(),
+        "sleep"
+    );
+    let sup = b.sh_ok("cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/supervisor/cgroup.procs");
+    assert_eq!(sup.lines().count(), 1, "{sup}");
+    // Stopping the scope stops the container; nothing is left.
+    b.sh_ok("systemctl stop berth-run-fg2.scope");
+    wait_for(
+        &b,
+        "ls -d /sys/fs/cgroup/berth.slice/berth-run-fg2.scope /run/berth/containers/fg2 2>/dev/null; true",
+        |t| t.is_empty(),
+        Duration::from_secs(10),
+    );
+    assert_no_leftovers(&b, "fg");
+    assert_no_leftovers(&b, "fg2");
+}

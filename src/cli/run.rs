@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Use this directory as the root filesystem instead of an image
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// Internal: already running in its own delegated scope (set when berth
+    /// re-executes itself under `systemd-run --scope`)
+    #[arg(long, hide = true)]
+    pub scoped: bool,
     /// IMAGE then the command and its arguments (with --rootfs: only the command)
     #[arg(
         trailing_var_arg = true,
@@ -59,6 +63,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             systemd: true,
             command: None,
             tty: false,
+            delegated: true,
         };
         return match supervise::run_service(&opts, name) {
             Ok(code) => Ok(exit(code)),
@@ -113,11 +118,22 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         return detach(root, &name, &toml::to_string(&table)?, args.rm);
     }
+    // Under systemd, a foreground run gets a transient scope in berth.slice
+    // with a delegated cgroup, like a service's: accounting, limits and
+    // `systemctl stop berth-run-NAME.scope` work for it too.
+    if !args.scoped
+        && root == Path::new("/")
+        && root.join("run/systemd/system").is_dir()
+        && have_program("systemd-run")
+    {
+        return Err(enter_scope(&name, args.name.is_none()));
+    }
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
         command: None,
         tty: args.tty,
+        delegated: args.scoped,
     };
     let code = supervise::run_definition(&opts, &def)?;
     Ok(exit(code))
@@ -172,6 +188,45 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     }
     println!("{name}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-execute this command under `systemd-run --scope`; returns only on failure.
+fn enter_scope(name: &str, add_name: bool) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::Error::new(e).context("find berth's own binary"),
+    };
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let Some(pos) = argv.iter().position(|a| a == "run") else {
+        return anyhow::anyhow!("cannot find the \"run\" argument to re-execute");
+    };
+    let mut extra: Vec<std::ffi::OsString> = vec!["--scoped".into()];
+    if add_name {
+        extra.extend(["--name".into(), name.into()]);
+    }
+    argv.splice(pos + 1..pos + 1, extra);
+    let err = std::process::Command::new("systemd-run")
+        .args([
+            "--scope",
+            "--quiet",
+            "--collect",
+            "--slice=berth.slice",
+            "-p",
+            "Delegate=yes",
+        ])
+        .arg(format!("--unit=berth-run-{name}"))
+        .arg("--")
+        .arg(exe)
+        .args(argv)
+        .exec();
+    anyhow::Error::new(err).context("run systemd-run --scope")
+}
+
+fn have_program(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -115,6 +115,10 @@ pub struct RunOptions {
     pub command: Option<Vec<String>>,
     /// Give the container a terminal relayed to ours (`berth run -t`).
     pub tty: bool,
+    /// The process owns a delegated cgroup (a service with Delegate=yes, or
+    /// the transient scope of a foreground `berth run`): the container runs
+    /// in `<cgroup>/payload`, the supervisor in `<cgroup>/supervisor`.
+    pub delegated: bool,
 }
 
 /// Marker next to a `berth run -d --rm` definition: `berth cleanup` removes
@@ -212,9 +216,17 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
         Ok(running) => supervise(opts, def, &paths, &mut st, running),
         Err(e) => Err(e),
     };
-    // The supervisor undoes what it can; its own cgroup (it is still in it)
-    // and the record naming it are left to `berth cleanup` (ExecStopPost).
-    if let Err(errs) = cleanup::teardown(&paths, &def.name, opts.systemd) {
+    // The supervisor undoes what it can. A service's own cgroup (it is still
+    // in it) and the record naming it are left to `berth cleanup`
+    // (ExecStopPost); a scope has no ExecStopPost, so its supervisor moves
+    // back to the scope's root and removes everything itself.
+    let keep_supervisor = opts.systemd;
+    if !keep_supervisor {
+        if let Some(unit) = &st.unit_cgroup {
+            let _ = cgroup::move_into(unit, 0);
+        }
+    }
+    if let Err(errs) = cleanup::teardown(&paths, &def.name, keep_supervisor) {
         for e in errs {
             journal::event(
                 Priority::Warning,
@@ -390,7 +402,7 @@ fn start(
     // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`
     //    before `payload/` exists, so the unit never has processes next to
     //    child cgroups (cgroups(7), "no internal processes").
-    let payload = if opts.systemd {
+    let payload = if opts.delegated {
         let unit = cgroup::unit_cgroup_dir()?;
         let sup = unit.join("supervisor");
         let payload = unit.join("payload");
