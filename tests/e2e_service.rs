@@ -321,6 +321,12 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         ("noinit", definition(cmd)),
         ("withinit", definition(&format!("init = true\n{cmd}"))),
         (
+            "hup",
+            definition(
+                "command = [\"sh\", \"-c\", \"trap 'echo got-hup' HUP; echo trapping; while true; do sleep 0.1; done\"]\n[service]\nstop_timeout = \"1s\"\n",
+            ),
+        ),
+        (
             "termapp",
             definition(
                 "init = true\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"20s\"\n",
@@ -363,6 +369,25 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         "{comms}"
     );
     assert!(comms.lines().any(|l| l == "sleep"), "{comms}");
+
+    // SIGHUP to the supervisor reaches the container's main process.
+    b.sh_ok("systemctl start berth@hup");
+    wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@hup",
+        |t| t.contains("trapping"),
+        Duration::from_secs(5),
+    );
+    b.sh_ok("systemctl kill --kill-whom=main -s HUP berth@hup");
+    wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@hup",
+        |t| t.contains("got-hup"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(b.sh_ok("systemctl is-active berth@hup").trim(), "active");
+    b.sh_ok("systemctl stop berth@hup");
+    assert_no_leftovers(&b, "hup");
 
     // Under berth's init the app is not PID 1, so the forwarded SIGTERM
     // ends it at once, and a stop that did what was asked is a clean exit.
