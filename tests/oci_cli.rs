@@ -242,3 +242,137 @@ fn user_namespace_create_then_start() {
     let seen = std::fs::read_to_string(out_dir.join("out")).unwrap();
     assert_eq!(seen.trim(), "uid=0 map=0 100000 65536", "{}", describe(&o));
 }
+
+/// `process.terminal` with `--console-socket`: the runtime sends the pty
+/// master over the socket (SCM_RIGHTS) and the container sees a terminal on
+/// stdio and /dev/console.
+#[test]
+fn terminal_master_arrives_over_the_console_socket() {
+    require_root!();
+    require_program!("gcc");
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::net::UnixListener;
+    let sb = Sandbox::new();
+    let sock_path = sb.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let bundle = sb.bundle("tty", |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "echo tty=$(tty); [ -t 0 ] && echo stdin=terminal; echo console=$(stat -c %t:%T /dev/console) pts=$(stat -c %t:%T $(tty))"]);
+    });
+    let reader = std::thread::spawn(move || -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => return format!("no connection: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 256];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd in SCM_RIGHTS");
+        // SAFETY: the fd just arrived over the socket and is ours alone.
+        let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read until the slave side is gone (EIO) or EOF.
+        while let Ok(n) = master.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let o = sb.sh(&format!(
+        "$RT run --console-socket {} -b {} t1; echo run=$?",
+        sock_path.display(),
+        bundle.display()
+    ));
+    let text = reader.join().unwrap().replace('\r', "");
+    assert_eq!(line(&stdout(&o), "run"), "0", "{}", describe(&o));
+    assert_eq!(line(&text, "tty"), "/dev/pts/0", "{text}");
+    assert_eq!(line(&text, "stdin"), "terminal", "{text}");
+    // /dev/console is the same device as the pty slave.
+    let console = line(&text, "console");
+    let (c, pts) = console.split_once(" pts=").unwrap();
+    assert_eq!(c, pts, "{text}");
+}
+
+/// The lifecycle hooks run at their points, in the right namespaces, with
+/// the state JSON on stdin.
+#[test]
+fn hooks_run_at_each_lifecycle_point() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let host = sb.path().join("hooks");
+    std::fs::create_dir(&host).unwrap();
+    let h = host.display().to_string();
+    let hook = |script: String| json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+    let bundle = sb.bundle("hk", |c| {
+        c["hostname"] = json!("hooked");
+        c["process"]["args"] = json!(["true"]);
+        c["mounts"].as_array_mut().unwrap().push(json!(
+            {"destination": "/data", "type": "bind", "source": host, "options": ["rbind", "rw"]}
+        ));
+        c["hooks"] = json!({
+            "createRuntime": [hook(format!("cat > {h}/createRuntime.json; readlink /proc/self/ns/net > {h}/createRuntime.ns"))],
+            "createContainer": [hook(format!("cat > /dev/null; readlink /proc/self/ns/net > {h}/createContainer.ns"))],
+            "startContainer": [hook("cat > /data/startContainer.json".to_string())],
+            "poststart": [hook(format!("cat > {h}/poststart.json"))],
+            "poststop": [hook(format!("cat > {h}/poststop.json"))],
+        });
+    });
+    let o = sb.sh(&format!(
+        "$RT create -b {} h1 </dev/null; echo create=$?; $RT start h1; echo start=$?\nfor i in $(seq 100); do $RT state h1 | grep -q stopped && break; sleep 0.02; done\n$RT delete h1; echo delete=$?",
+        bundle.display()
+    ));
+    let out = stdout(&o);
+    for step in ["create", "start", "delete"] {
+        assert_eq!(line(&out, step), "0", "{}", describe(&o));
+    }
+    let read_json = |f: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(host.join(f))
+                .unwrap_or_else(|e| panic!("{f}: {e}\n{}", describe(&o))),
+        )
+        .unwrap()
+    };
+    let cr = read_json("createRuntime.json");
+    assert_eq!(cr["status"], "creating");
+    assert_eq!(cr["id"], "h1");
+    assert!(cr["pid"].as_i64().unwrap() > 0);
+    assert_eq!(cr["bundle"], json!(bundle));
+    let runtime_ns = std::fs::read_to_string(host.join("createRuntime.ns")).unwrap();
+    let container_ns = std::fs::read_to_string(host.join("createContainer.ns")).unwrap();
+    assert!(runtime_ns.starts_with("net:["), "{runtime_ns}");
+    assert!(container_ns.starts_with("net:["), "{container_ns}");
+    assert_ne!(
+        runtime_ns, container_ns,
+        "createRuntime runs in the runtime's namespaces, createContainer in the container's"
+    );
+    assert_eq!(read_json("startContainer.json")["status"], "created");
+    assert_eq!(read_json("poststart.json")["status"], "running");
+    assert_eq!(read_json("poststop.json")["status"], "stopped");
+}

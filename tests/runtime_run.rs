@@ -43,6 +43,8 @@ echo "seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2)"
 echo "unshare=$(unshare -U true 2>&1)"
 echo "keyctl=$(probe keyctl)"
 echo "lo=$(cat /sys/class/net/lo/operstate 2>&1)"
+echo "ping=$(cat /proc/sys/net/ipv4/ping_group_range | tr '\t' ' ')"
+echo "nofile=$(ulimit -n):$(ulimit -Hn)"
 "#;
     let bundle = sb.bundle("b", |c| {
         sh_args(c, script);
@@ -53,6 +55,8 @@ echo "lo=$(cat /sys/class/net/lo/operstate 2>&1)"
         c["process"]["capabilities"]["inheritable"] = json!([]);
         c["process"]["capabilities"]["ambient"] = json!([]);
         c["linux"]["seccomp"] = default_seccomp(&[]);
+        c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 2147483647"});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]);
     });
     let o = sb.sh(&format!("$RT run -b {} c1", bundle.display()));
     assert!(o.status.success(), "{}", describe(&o));
@@ -84,6 +88,12 @@ echo "lo=$(cat /sys/class/net/lo/operstate 2>&1)"
         "unknown",
         "lo is up (operstate of loopback reads unknown)"
     );
+    assert_eq!(
+        line(&out, "ping"),
+        "0 2147483647",
+        "sysctl set in the container's netns"
+    );
+    assert_eq!(line(&out, "nofile"), "100:200");
 }
 
 #[test]
@@ -290,4 +300,42 @@ fn library_create_start_wait_cleanup_with_overlay_root() {
         !state_dir.join("ov1").exists(),
         "cleanup removes the record"
     );
+}
+
+/// `--preserve-fds N` passes descriptors 3..3+N into the container (socket
+/// activation); every other inherited descriptor stays out.
+#[test]
+fn preserved_fds_pass_and_others_do_not() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let marker = sb.path().join("marker");
+    std::fs::write(&marker, "passed-through\n").unwrap();
+    let b = sb.bundle("pf", |c| {
+        sh_args(
+            c,
+            "echo fds=$(ls /proc/self/fd | tr '\\n' ' '); if read l <&3; then echo got=$l; else echo got=none; fi",
+        )
+    });
+    let o = sb.sh(&format!(
+        "exec 3<{m} 4<{m} 5<{m}\n$RT run --preserve-fds 1 -b {b} p1 | sed 's/^/with-/'\n$RT run -b {b} p2 | sed 's/^/without-/'",
+        m = marker.display(),
+        b = b.display()
+    ));
+    let out = stdout(&o);
+    // 0-2, the preserved 3, and the fd `ls` opens for the listing.
+    assert_eq!(
+        line(&out, "with-fds").trim(),
+        "0 1 2 3 4",
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(line(&out, "with-got"), "passed-through");
+    assert_eq!(
+        line(&out, "without-fds").trim(),
+        "0 1 2 3",
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(line(&out, "without-got"), "none");
 }

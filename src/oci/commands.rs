@@ -8,6 +8,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::state::{self, StateFile, Status, EXEC_FIFO};
 use super::{Cli, Cmd, CreateArgs};
+use crate::runtime::hooks::HookPoint;
 use crate::runtime::{self, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
@@ -45,7 +46,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             additional_gids,
             caps,
             no_new_privs,
-            preserve_fds: _,
+            preserve_fds,
             id,
             args,
         } => {
@@ -112,6 +113,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 seccomp,
                 console_socket: console_socket.clone(),
                 stdio: Stdio::Inherit,
+                preserve_fds: *preserve_fds,
             })?;
             if let Some(f) = pid_file {
                 write_pid_file(f, child.pid.as_raw())?;
@@ -251,19 +253,21 @@ fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec)> {
     Ok((bundle, spec))
 }
 
-fn warn_unsupported(spec: &Spec) {
-    if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart().is_some(),
-            h.create_runtime().is_some(),
-            h.create_container().is_some(),
-            h.start_container().is_some(),
-            h.poststart().is_some(),
-            h.poststop().is_some(),
-        ];
-        if any.iter().any(|b| *b) {
-            eprintln!("berth-runtime: warning: hooks are not supported yet, ignoring");
-        }
+/// Hooks whose failure only warns (runtime-spec: poststart and poststop).
+fn run_warning_hooks(st: &StateFile, point: HookPoint, status: Status) {
+    let hooks = runtime::hooks::hooks_at(&st.config, point);
+    if hooks.is_empty() {
+        return;
+    }
+    let state = runtime::hooks::render_state(
+        &st.config,
+        &st.id,
+        status.as_str(),
+        (status != Status::Stopped).then_some(st.pid),
+        &st.bundle,
+    );
+    if let Err(e) = runtime::hooks::run_hooks(&hooks, point, &state) {
+        eprintln!("berth-runtime: warning: {e}, ignoring");
     }
 }
 
@@ -283,7 +287,6 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
     }
     std::fs::create_dir_all(root).with_context(|| format!("create root '{}'", root.display()))?;
     let (bundle, spec) = load_bundle(&a.bundle)?;
-    warn_unsupported(&spec);
     let rootfs = spec
         .root()
         .as_ref()
@@ -306,6 +309,8 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         state_dir: root.to_path_buf(),
         stdio: Stdio::Inherit,
         start_gate: gate,
+        bundle: Some(bundle.clone()),
+        preserve_fds: a.preserve_fds,
     };
     let container = runtime::create(opts)?;
     let pid = container.pid();
@@ -350,6 +355,7 @@ fn start(root: &Path, id: &str) -> Result<()> {
         bail!("cannot start container '{id}': its spec has no process");
     }
     runtime::start_fifo(id, Pid::from_raw(st.pid), &fifo)?;
+    run_warning_hooks(&st, HookPoint::Poststart, Status::Running);
     Ok(())
 }
 
@@ -374,6 +380,7 @@ fn run(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
         let _ = runtime::cleanup(&root, &a.id);
         return Err(e.into());
     }
+    run_warning_hooks(&st, HookPoint::Poststart, Status::Running);
     if detach {
         return Ok(0);
     }
@@ -498,6 +505,7 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
 
 fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = state::container_dir(root, id);
+    let mut poststop = None;
     match StateFile::load(root, id) {
         Ok(st) => {
             let status = st.status(root);
@@ -519,13 +527,18 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                 }
                 let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
             }
+            poststop = Some(st);
         }
         // A create that crashed before writing its state still left a record.
         Err(_) if dir.exists() => {}
         Err(_) if force => return Ok(()),
         Err(e) => bail!(e),
     }
-    runtime::cleanup(root, id).map_err(join_errors)
+    runtime::cleanup(root, id).map_err(join_errors)?;
+    if let Some(st) = poststop {
+        run_warning_hooks(&st, HookPoint::Poststop, Status::Stopped);
+    }
+    Ok(())
 }
 
 fn freeze(root: &Path, id: &str, frozen: bool) -> Result<()> {

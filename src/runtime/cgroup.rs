@@ -38,7 +38,33 @@ pub fn setup_cgroup(path: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
             Err(e) => return Err(RuntimeError::io("create cgroup", d, e)),
         }
     }
+    // Controllers reach the container's cgroup only through every level's
+    // subtree_control; enable them in the intermediate directories we made
+    // (never in a cgroup someone else owns).
+    for d in created.iter().filter(|d| d.as_path() != path) {
+        enable_controllers(d);
+    }
     Ok(created)
+}
+
+/// Enable in `dir`'s subtree_control every controller `dir` has.
+fn enable_controllers(dir: &Path) {
+    let Ok(available) = std::fs::read_to_string(dir.join("cgroup.controllers")) else {
+        return;
+    };
+    let line: Vec<String> = available
+        .split_whitespace()
+        .map(|c| format!("+{c}"))
+        .collect();
+    if line.is_empty() {
+        return;
+    }
+    if let Err(e) = std::fs::write(dir.join("cgroup.subtree_control"), line.join(" ")) {
+        eprintln!(
+            "berth: warning: enabling controllers in '{}': {e}, ignoring",
+            dir.display()
+        );
+    }
 }
 
 /// cgroup v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000), the

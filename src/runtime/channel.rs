@@ -15,7 +15,12 @@ use super::RuntimeError;
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
     /// 1: parent → init: ID maps written, cgroup placed; set yourself up.
-    Proceed,
+    /// Carries the state JSON for the hooks the init runs itself.
+    Proceed { hook_state: String },
+    /// 1a: init → parent: mounts done, run createRuntime/prestart hooks now.
+    RuntimeHooks,
+    /// 1b: parent → init: those hooks succeeded.
+    HooksDone,
     /// 2: init → parent: set up, blocked before exec.
     Ready,
     /// 3: parent → init: exec now.
@@ -73,9 +78,20 @@ impl Channel {
 
     // Sync point helpers named for their intent on the init's side.
 
-    /// Init, sync point 1: wait until the parent wrote maps and placed the cgroup.
-    pub fn wait_for_proceed(&self) -> Result<(), String> {
-        self.expect(Message::Proceed)
+    /// Init, sync point 1: wait until the parent wrote maps and placed the
+    /// cgroup; returns the state JSON for hooks.
+    pub fn wait_for_proceed(&self) -> Result<String, String> {
+        match self.recv() {
+            Ok(Some(Message::Proceed { hook_state })) => Ok(hook_state),
+            Ok(Some(m)) => Err(format!("expected Proceed, got {m:?}")),
+            Ok(None) => Err("parent closed the channel while waiting for Proceed".into()),
+            Err(e) => Err(format!("reading the channel: {e}")),
+        }
+    }
+
+    /// Init, sync point 1b: wait until the parent ran the runtime hooks.
+    pub fn wait_for_hooks_done(&self) -> Result<(), String> {
+        self.expect(Message::HooksDone)
     }
 
     /// Init, sync point 3: wait for the start signal.
@@ -102,13 +118,21 @@ mod tests {
     #[test]
     fn messages_cross_the_pair_and_eof_is_none() {
         let (a, b) = pair().unwrap();
-        a.send(&Message::Proceed).unwrap();
+        a.send(&Message::Proceed {
+            hook_state: "{}".into(),
+        })
+        .unwrap();
         a.send(&Message::Error {
             step: "mounts".into(),
             message: "boom".into(),
         })
         .unwrap();
-        assert_eq!(b.recv().unwrap(), Some(Message::Proceed));
+        assert_eq!(
+            b.recv().unwrap(),
+            Some(Message::Proceed {
+                hook_state: "{}".into()
+            })
+        );
         assert!(matches!(b.recv().unwrap(), Some(Message::Error { .. })));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);

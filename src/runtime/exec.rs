@@ -35,6 +35,8 @@ pub struct ExecOptions {
     pub seccomp: Option<LinuxSeccomp>,
     pub console_socket: Option<PathBuf>,
     pub stdio: Stdio,
+    /// Descriptors 3..3+N of the caller pass into the process.
+    pub preserve_fds: u32,
 }
 
 /// A process started by [`exec`]; a direct child of the caller.
@@ -142,7 +144,10 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
                 super::cgroup::add_process(p, pid)?;
             }
-            parent_end.send(&Message::Proceed).map_err(|e| {
+            let proceed = Message::Proceed {
+                hook_state: String::new(),
+            };
+            parent_end.send(&proceed).map_err(|e| {
                 RuntimeError::io("sync socket of exec in", PathBuf::from(&opts.id), e)
             })?;
             match parent_end.recv() {
@@ -238,7 +243,7 @@ fn exec_sequence(
         .map_err(step("cwd"))?;
     let (path, argv, envp) = build_exec(p).map_err(step("resolve program"))?;
     reset_signals();
-    close_fds_on_exec().map_err(step("close inherited fds"))?;
+    close_fds_on_exec(opts.preserve_fds).map_err(step("close inherited fds"))?;
     if let (true, Some(profile)) = (nnp, &opts.seccomp) {
         seccomp::apply_seccomp(profile).map_err(step("seccomp"))?;
     }

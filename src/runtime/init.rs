@@ -16,10 +16,11 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
-    LinuxDevice, LinuxNamespaceType, LinuxSeccomp, Mount, PosixRlimitType, Process, Spec,
+    Hook, LinuxDevice, LinuxNamespaceType, LinuxSeccomp, Mount, PosixRlimitType, Process, Spec,
 };
 
 use super::channel::{Channel, Message};
+use super::hooks::{hooks_at, run_hooks, HookPoint};
 use super::mount::MountContext;
 use super::{
     caps, console, devices, mount, net, process, seccomp, RootfsSource, RuntimeError, StartGate,
@@ -50,6 +51,10 @@ pub struct InitPlan {
     /// None: the spec has none; create succeeds and start fails (runtime spec).
     pub process: Option<Process>,
     pub seccomp: Option<LinuxSeccomp>,
+    /// createRuntime or prestart hooks exist: stop at sync point 1a.
+    pub runtime_hooks: bool,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
 }
 
 fn invalid(id: &str, reason: impl Into<String>) -> RuntimeError {
@@ -206,6 +211,10 @@ impl InitPlan {
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
             seccomp: linux.seccomp().clone(),
+            runtime_hooks: !hooks_at(spec, HookPoint::CreateRuntime).is_empty()
+                || !hooks_at(spec, HookPoint::Prestart).is_empty(),
+            create_container_hooks: hooks_at(spec, HookPoint::CreateContainer),
+            start_container_hooks: hooks_at(spec, HookPoint::StartContainer),
             process,
         })
     }
@@ -290,6 +299,7 @@ pub struct InitContext<'a> {
     pub stdio: Stdio,
     pub ns_fds: NsFds,
     pub gate: &'a StartGate,
+    pub preserve_fds: u32,
 }
 
 type StepResult<T> = Result<T, (String, String)>;
@@ -327,7 +337,8 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let plan = ctx.plan;
     // Sync point 1 (init): nothing may happen before the parent wrote our ID
     // maps and placed us in the cgroup.
-    ctx.channel
+    let hook_state = ctx
+        .channel
         .wait_for_proceed()
         .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
     // With ID maps in place, become the namespace's root to own what follows.
@@ -363,6 +374,29 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             devices::setup_devices(ctx.rootfs, &plan.devices, plan.new_user_ns),
         )?;
     }
+    // Sync point 1a (init): the runtime environment exists and pivot_root has
+    // not happened: the parent runs createRuntime/prestart hooks now.
+    if plan.runtime_hooks {
+        ctx.channel.send(&Message::RuntimeHooks).map_err(|e| {
+            (
+                "asking for runtime hooks (sync point 1a)".to_string(),
+                e.to_string(),
+            )
+        })?;
+        // Sync point 1b (init).
+        ctx.channel
+            .wait_for_hooks_done()
+            .map_err(|m| ("waiting for runtime hooks (sync point 1b)".to_string(), m))?;
+    }
+    // In the container's namespaces, before pivot_root (runtime-spec).
+    step(
+        "createContainer hooks",
+        run_hooks(
+            &plan.create_container_hooks,
+            HookPoint::CreateContainer,
+            &hook_state,
+        ),
+    )?;
     step("pivot_root", mount::pivot_into(ctx.rootfs))?;
     step(
         "root propagation",
@@ -413,6 +447,15 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
     }
     drop(fifo);
+    // In the container, as its user, right before the program (runc does the same).
+    step(
+        "startContainer hooks",
+        run_hooks(
+            &plan.start_container_hooks,
+            HookPoint::StartContainer,
+            &hook_state.replace("\"creating\"", "\"created\""),
+        ),
+    )?;
     let Some((path, argv, envp, nnp)) = prepared else {
         return Err((
             "start".to_string(),
@@ -420,7 +463,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         ));
     };
     reset_signals();
-    step("close inherited fds", close_fds_on_exec())?;
+    step("close inherited fds", close_fds_on_exec(ctx.preserve_fds))?;
     // With NNP the filter goes last, so setup needs no syscalls it may forbid.
     if let (true, Some(profile)) = (nnp, &plan.seccomp) {
         step("seccomp", seccomp::apply_seccomp(profile))?;
@@ -731,14 +774,16 @@ pub fn reset_signals() {
     );
 }
 
-/// Mark every descriptor above stdio close-on-exec: no host fd may reach the
-/// container (CVE-2024-21626 was a leaked cgroup fd).
-pub fn close_fds_on_exec() -> Result<(), RuntimeError> {
+/// Mark every descriptor above stdio and the `preserve` passed ones (OCI
+/// `--preserve-fds`, systemd's LISTEN_FDS) close-on-exec: no other host fd
+/// may reach the container (CVE-2024-21626 was a leaked cgroup fd).
+pub fn close_fds_on_exec(preserve: u32) -> Result<(), RuntimeError> {
+    let first = 3 + preserve;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
@@ -752,7 +797,7 @@ pub fn close_fds_on_exec() -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io("list open fds", "/proc/self/fd", e))?
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .filter(|fd| *fd > 2)
+        .filter(|fd| *fd >= first as RawFd)
         .collect();
     for fd in fds {
         // SAFETY: F_SETFD on a descriptor number only changes its flags; the

@@ -17,6 +17,7 @@ mod channel;
 mod console;
 mod devices;
 mod exec;
+pub mod hooks;
 mod init;
 mod mount;
 mod net;
@@ -92,6 +93,12 @@ pub enum RuntimeError {
     Record { path: PathBuf, reason: String },
     #[error("cgroup '{path}' still has processes after {millis} ms")]
     CgroupBusy { path: PathBuf, millis: u64 },
+    #[error("{point} hook '{path}': {reason}")]
+    Hook {
+        point: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("container '{id}' was not started within the wait, or it died")]
     StartTimeout { id: String },
 }
@@ -168,6 +175,11 @@ pub struct CreateOptions {
     pub state_dir: PathBuf,
     pub stdio: Stdio,
     pub start_gate: StartGate,
+    /// The bundle directory, reported to hooks in the state JSON.
+    pub bundle: Option<PathBuf>,
+    /// Descriptors 3..3+N of the caller pass into the container (OCI
+    /// `--preserve-fds`, systemd socket activation); all others are closed.
+    pub preserve_fds: u32,
 }
 
 impl CreateOptions {
@@ -188,6 +200,8 @@ impl CreateOptions {
             state_dir: state_dir.into(),
             stdio: Stdio::Inherit,
             start_gate: StartGate::Socket,
+            bundle: None,
+            preserve_fds: 0,
         }
     }
 }
@@ -432,6 +446,7 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
                 stdio: opts.stdio,
                 ns_fds,
                 gate: &opts.start_gate,
+                preserve_fds: opts.preserve_fds,
             })
         }
         Ok(process::Cloned::Parent { pid, in_cgroup }) => (pid, in_cgroup),
@@ -459,17 +474,41 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     if plan.new_user_ns {
         process::write_id_mappings(pid, &opts.spec)?;
     }
+    let bundle = opts.bundle.clone().unwrap_or_default();
+    let state = |status| hooks::render_state(&opts.spec, &id, status, Some(pid.as_raw()), &bundle);
     // Sync point 1 (parent): mappings written, cgroup placed; let the init go.
     container
         .channel
-        .send(&Message::Proceed)
+        .send(&Message::Proceed {
+            hook_state: state("creating"),
+        })
         .map_err(|e| container.channel_err(e))?;
-    // Sync point 2 (parent): the init reports it is set up and waiting.
-    match container
+    let mut reply = container
         .channel
         .recv()
-        .map_err(|e| container.channel_err(e))?
-    {
+        .map_err(|e| container.channel_err(e))?;
+    // Sync point 1a (parent): the init's mounts are done, before pivot_root:
+    // the runtime-namespace hooks run now (runtime-spec lifecycle step 6).
+    if let Some(Message::RuntimeHooks) = reply {
+        for point in [hooks::HookPoint::Prestart, hooks::HookPoint::CreateRuntime] {
+            hooks::run_hooks(
+                &hooks::hooks_at(&opts.spec, point),
+                point,
+                &state("creating"),
+            )?;
+        }
+        // Sync point 1b (parent).
+        container
+            .channel
+            .send(&Message::HooksDone)
+            .map_err(|e| container.channel_err(e))?;
+        reply = container
+            .channel
+            .recv()
+            .map_err(|e| container.channel_err(e))?;
+    }
+    // Sync point 2 (parent): the init reports it is set up and waiting.
+    match reply {
         Some(Message::Ready) => Ok(container),
         Some(Message::Error { step, message }) => {
             let _ = waitpid(pid, None);

@@ -84,6 +84,30 @@ pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned, RuntimeErr
     };
     match attempt(true) {
         Ok(c) => Ok(c),
+        // No clone3 at all (old kernels, UML, seccomp profiles that answer
+        // ENOSYS as Docker's does): clone(2) with the same flags and no new
+        // stack is fork plus namespaces; the caller then writes cgroup.procs.
+        Err(nix::errno::Errno::ENOSYS) => {
+            // SAFETY: as above; clone(2) without a stack behaves like fork.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    flags | libc::SIGCHLD as u64,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            match ret {
+                -1 => Err(RuntimeError::sys("clone", nix::Error::last())),
+                0 => Ok(Cloned::Child),
+                pid => Ok(Cloned::Parent {
+                    pid: Pid::from_raw(pid as i32),
+                    in_cgroup: false,
+                }),
+            }
+        }
         Err(e)
             if cgroup_fd.is_some()
                 && matches!(
