@@ -24,8 +24,8 @@ impl Rng {
     }
 }
 
-/// path → (kind, size, mode) for every entry of an unpacked layer; cheap
-/// enough to run after every kill.
+/// path → (content hash or kind, size, mode) for every entry of an
+/// unpacked layer.
 fn listing(root: &Path) -> BTreeMap<String, (String, u64, u32)> {
     use std::os::unix::fs::MetadataExt;
     let mut out = BTreeMap::new();
@@ -42,13 +42,15 @@ fn listing(root: &Path) -> BTreeMap<String, (String, u64, u32)> {
             } else {
                 "f"
             };
+            // Regular files are compared by content hash, not just size.
+            let sum = if kind == "f" {
+                reg::sha256(&std::fs::read(e.path()).unwrap())
+            } else {
+                kind.to_string()
+            };
             out.insert(
                 e.path().strip_prefix(root).unwrap().display().to_string(),
-                (
-                    kind.to_string(),
-                    if m.is_dir() { 0 } else { m.len() },
-                    m.mode() & 0o7777,
-                ),
+                (sum, if m.is_dir() { 0 } else { m.len() }, m.mode() & 0o7777),
             );
         }
     }

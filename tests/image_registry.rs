@@ -410,3 +410,107 @@ fn bearer_token_flow_against_a_token_registry() {
         "the token endpoint was never asked"
     );
 }
+
+#[test]
+fn mirrors_are_tried_first_and_a_dead_one_is_skipped() {
+    require_tools!();
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = Registry::start(RegistryOptions::default());
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let built = layout.image(
+        &[reg::tar_of(&[Member::File("from", b"mirror", 0o644, 0, 0)])],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&built, "1");
+    mirror.push(&layout.dir, "1", "mirrored/img:1");
+    // The registry named in the reference does not exist at all: only the
+    // mirror can answer.
+    let dead = reg::free_port();
+    let origin = format!("127.0.0.1:{dead}");
+    let storage = tmp.path().join("store");
+    let conf = format!(
+        "[[registry]]\nhost = \"{origin}\"\ninsecure = true\nmirrors = [\"127.0.0.1:{}\", \"{}\"]\n[[registry]]\nhost = \"{}\"\ninsecure = true\n",
+        reg::free_port(),
+        mirror.host(),
+        mirror.host(),
+    );
+    let root = reg::globals_root(tmp.path(), &storage, &conf);
+    let globals = load_globals(&root).unwrap();
+    let store = Store::open(&storage).unwrap();
+    let reference = format!("{origin}/mirrored/img:1");
+    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    // Stored under the name the user asked for.
+    assert_eq!(img.reference, reference);
+    assert_eq!(
+        std::fs::read(img.layers[0].join("from")).unwrap(),
+        b"mirror"
+    );
+    // No mirror has it and the origin is down: every host is named.
+    let err = reg::chain(
+        &image::pull(
+            &store,
+            &globals,
+            &format!("{origin}/other/img:1"),
+            &NoProgress,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        err.contains(&mirror.host()) && err.contains(&origin),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_all_succeed_and_unpack_once() {
+    require_tools!();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryOptions::default());
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let built = layout.image(
+        &[
+            reg::tar_of(&reg::busybox_members()),
+            reg::tar_of(&[Member::File("x", b"x", 0o644, 0, 0)]),
+        ],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&built, "c");
+    registry.push(&layout.dir, "c", "conc/img:c");
+    let storage = tmp.path().join("store");
+    let root = reg::globals_root(tmp.path(), &storage, &insecure(&registry.host()));
+    let reference = format!("{}/conc/img:c", registry.host());
+    // Separate processes, as concurrent `systemctl start`s would be.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(support::berth_bin())
+                .args(["pull", "-q", &reference])
+                .env("BERTH_ROOT", &root)
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            built.manifest_digest
+        );
+    }
+    let layers: Vec<_> = std::fs::read_dir(storage.join("layers/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(layers.len(), 2, "{layers:?}");
+    let store = Store::open(&storage).unwrap();
+    assert!(store.verify().unwrap().is_empty());
+    assert!(store.is_present(&reference));
+}

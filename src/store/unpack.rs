@@ -262,6 +262,11 @@ impl Unpacker {
             if hidden == b".wh..opq" {
                 return set_xattr_fd(parent, "trusted.overlay.opaque", b"y").map_err(err);
             }
+            if hidden.starts_with(b".wh.") {
+                // aufs metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): not content,
+                // skipped as Docker and containerd do.
+                return Ok(());
+            }
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(UnpackError::Refused {
                     entry: name,
@@ -791,6 +796,18 @@ mod tests {
             std::fs::read_link(dir.path().join("a/l")).unwrap(),
             PathBuf::from("/etc/passwd")
         );
+    }
+
+    #[test]
+    fn aufs_metadata_is_skipped() {
+        let data = tar_with(|b| {
+            raw_entry(b, ".wh..wh.plnk", tar::EntryType::Directory, None, b"");
+            raw_entry(b, "d/.wh..wh.aufs", tar::EntryType::Regular, None, b"");
+        });
+        let dir = tempfile::tempdir().unwrap();
+        unpack_layer(&data[..], dir.path()).unwrap();
+        assert!(!dir.path().join(".wh.plnk").exists());
+        assert!(!dir.path().join("d/.wh.aufs").exists());
     }
 
     #[test]
