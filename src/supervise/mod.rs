@@ -285,6 +285,7 @@ impl HealthRunner {
             seccomp: self.seccomp.clone(),
             console_socket: None,
             stdio: Stdio::Null,
+            preserve_fds: 0,
         })?;
         Ok(child.pid.as_raw())
     }
