@@ -97,6 +97,33 @@ fn run_rootfs_in_the_foreground() {
     );
     assert_eq!(tree(&env.path("storage/containers")), Vec::<String>::new());
 
+    // stdin reaches the container only with -i.
+    let with_input = |flag: &[&str]| {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--"])
+            .arg(support::berth_bin())
+            .arg("run")
+            .args(flag)
+            .args([
+                "--rootfs",
+                rootfs.to_str().unwrap(),
+                "sh",
+                "-c",
+                "echo read-$(cat)",
+            ])
+            .env("BERTH_ROOT", env.path("root"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"typed").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(with_input(&["-i"]), "read-typed\n");
+    assert_eq!(with_input(&[]), "read-\n");
+
     // A command that is not there fails the run, clearly.
     let out = env.run(&["--rootfs", rootfs.to_str().unwrap(), "/no/such/program"]);
     assert!(!out.status.success());

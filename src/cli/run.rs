@@ -34,7 +34,7 @@ pub struct RunArgs {
     /// Container name (default: run-PID)
     #[arg(long)]
     pub name: Option<String>,
-    /// Keep stdin open (stdin is always passed through for now)
+    /// Pass stdin to the container (otherwise it reads /dev/null)
     #[arg(short = 'i', long)]
     pub interactive: bool,
     /// Give the container a terminal, relayed to this one
@@ -64,6 +64,8 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             command: None,
             tty: false,
             delegated: true,
+            // systemd already gives a service /dev/null (StandardInput=null).
+            stdin: true,
         };
         return match supervise::run_service(&opts, name) {
             Ok(code) => Ok(exit(code)),
@@ -134,6 +136,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         command: None,
         tty: args.tty,
         delegated: args.scoped,
+        stdin: args.interactive || args.tty,
     };
     let code = supervise::run_definition(&opts, &def)?;
     Ok(exit(code))

@@ -115,6 +115,9 @@ pub struct RunOptions {
     pub command: Option<Vec<String>>,
     /// Give the container a terminal relayed to ours (`berth run -t`).
     pub tty: bool,
+    /// Pass our stdin to the container (`berth run -i`); otherwise it reads
+    /// /dev/null, as under Docker.
+    pub stdin: bool,
     /// The process owns a delegated cgroup (a service with Delegate=yes, or
     /// the transient scope of a foreground `berth run`): the container runs
     /// in `<cgroup>/payload`, the supervisor in `<cgroup>/supervisor`.
@@ -523,7 +526,17 @@ fn start(
     } else {
         None
     };
-    copts.stdio = Stdio::Inherit;
+    copts.stdio = if opts.stdin {
+        Stdio::Inherit
+    } else {
+        let null = std::fs::File::open("/dev/null")
+            .map_err(|e| SuperviseError::io("open", "/dev/null", e))?;
+        Stdio::Fds {
+            stdin: Some(null.into()),
+            stdout: None,
+            stderr: None,
+        }
+    };
     copts.start_gate = StartGate::Socket;
     let rt_err = |error| SuperviseError::Runtime {
         name: name.clone(),
