@@ -169,6 +169,14 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
         overlay_mounts(&b, "web") >= 1,
         "the container's overlay is not visible"
     );
+    // Neither a manual cleanup nor a second supervisor touches a running container.
+    let c = b.sh("berth cleanup web");
+    assert!(!c.status.success());
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert!(err.contains("is running (supervisor pid"), "{err}");
+    let second = b.sh("berth run --systemd web");
+    assert!(!second.status.success());
+    assert_eq!(b.sh_ok("systemctl is-active berth@web").trim(), "active");
     // Recorded state exists while it runs.
     b.sh_ok("test -f /run/berth/containers/web/state.json && test -d /var/lib/berth/containers/web/upper");
 
@@ -313,6 +321,12 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         ("noinit", definition(cmd)),
         ("withinit", definition(&format!("init = true\n{cmd}"))),
         (
+            "hup",
+            definition(
+                "command = [\"sh\", \"-c\", \"trap 'echo got-hup' HUP; echo trapping; while true; do sleep 0.1; done\"]\n[service]\nstop_timeout = \"1s\"\n",
+            ),
+        ),
+        (
             "termapp",
             definition(
                 "init = true\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"20s\"\n",
@@ -355,6 +369,25 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         "{comms}"
     );
     assert!(comms.lines().any(|l| l == "sleep"), "{comms}");
+
+    // SIGHUP to the supervisor reaches the container's main process.
+    b.sh_ok("systemctl start berth@hup");
+    wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@hup",
+        |t| t.contains("trapping"),
+        Duration::from_secs(5),
+    );
+    b.sh_ok("systemctl kill --kill-whom=main -s HUP berth@hup");
+    wait_for(
+        &b,
+        "journalctl --no-pager -b -o cat -u berth@hup",
+        |t| t.contains("got-hup"),
+        Duration::from_secs(5),
+    );
+    assert_eq!(b.sh_ok("systemctl is-active berth@hup").trim(), "active");
+    b.sh_ok("systemctl stop berth@hup");
+    assert_no_leftovers(&b, "hup");
 
     // Under berth's init the app is not PID 1, so the forwarded SIGTERM
     // ends it at once, and a stop that did what was asked is a clean exit.
@@ -445,9 +478,11 @@ fn detached_run_becomes_a_berth_unit() {
         Duration::from_secs(10),
     );
     assert_no_leftovers(&b, "adhoc");
-    // Once stopped, the name can be run again.
+    assert!(b.sh_ok("ls /run/berth/containers").contains("adhoc.toml"));
+    // Once stopped, the name can be run again; with --rm its definition goes
+    // when it stops.
     b.sh_ok(&format!(
-        "berth run -d --name adhoc --rootfs {ROOTFS} sh -c 'echo second-run; exec sleep 1000'"
+        "berth run -d --rm --name adhoc --rootfs {ROOTFS} sh -c 'echo second-run; exec sleep 1000'"
     ));
     wait_for(
         &b,
@@ -455,6 +490,14 @@ fn detached_run_becomes_a_berth_unit() {
         |t| t.contains("second-run"),
         Duration::from_secs(10),
     );
+    b.sh_ok("systemctl kill --kill-whom=all -s KILL berth@adhoc");
+    wait_for(
+        &b,
+        "ls /run/berth/containers",
+        |t| !t.contains("adhoc"),
+        Duration::from_secs(10),
+    );
+    assert_no_leftovers(&b, "adhoc");
 }
 
 #[test]
@@ -493,4 +536,46 @@ fn health_checks_gate_readiness_and_kill_when_unhealthy() {
     assert!(ev.contains("killing unhealthy container"), "{ev}");
     assert_eq!(show(&b, "berth@app", "ExecMainStatus"), "137");
     assert_no_leftovers(&b, "app");
+}
+
+#[test]
+fn foreground_run_gets_a_delegated_scope() {
+    require_root!();
+    require_program!("nsenter");
+    let b = boot(&[]);
+    // Output and exit status pass through systemd-run --scope.
+    let out = b.sh_ok(&format!(
+        "berth run --name fg --rootfs {ROOTFS} sh -c 'echo in-scope; exit 6'; echo rc=$?"
+    ));
+    assert!(
+        out.contains("in-scope\n") && out.ends_with("rc=6\n"),
+        "{out}"
+    );
+    // While it runs, its processes are in the scope's payload cgroup.
+    b.sh_ok(&format!(
+        "berth run --name fg2 --rootfs {ROOTFS} sleep 3 >/dev/null 2>&1 &"
+    ));
+    let procs = wait_for(
+        &b,
+        "cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null",
+        |t| !t.is_empty(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        b.sh_ok(&format!("cat /proc/{}/comm", procs.lines().next().unwrap()))
+            .trim(),
+        "sleep"
+    );
+    let sup = b.sh_ok("cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/supervisor/cgroup.procs");
+    assert_eq!(sup.lines().count(), 1, "{sup}");
+    // Stopping the scope stops the container; nothing is left.
+    b.sh_ok("systemctl stop berth-run-fg2.scope");
+    wait_for(
+        &b,
+        "ls -d /sys/fs/cgroup/berth.slice/berth-run-fg2.scope /run/berth/containers/fg2 2>/dev/null; true",
+        |t| t.is_empty(),
+        Duration::from_secs(10),
+    );
+    assert_no_leftovers(&b, "fg");
+    assert_no_leftovers(&b, "fg2");
 }

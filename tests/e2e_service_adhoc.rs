@@ -97,6 +97,33 @@ fn run_rootfs_in_the_foreground() {
     );
     assert_eq!(tree(&env.path("storage/containers")), Vec::<String>::new());
 
+    // stdin reaches the container only with -i.
+    let with_input = |flag: &[&str]| {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--"])
+            .arg(support::berth_bin())
+            .arg("run")
+            .args(flag)
+            .args([
+                "--rootfs",
+                rootfs.to_str().unwrap(),
+                "sh",
+                "-c",
+                "echo read-$(cat)",
+            ])
+            .env("BERTH_ROOT", env.path("root"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"typed").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(with_input(&["-i"]), "read-typed\n");
+    assert_eq!(with_input(&[]), "read-\n");
+
     // A command that is not there fails the run, clearly.
     let out = env.run(&["--rootfs", rootfs.to_str().unwrap(), "/no/such/program"]);
     assert!(!out.status.success());
@@ -107,10 +134,45 @@ fn run_rootfs_in_the_foreground() {
         Vec::<String>::new()
     );
 
-    // What is not implemented says so.
-    let out = env.run(&["-t", "--rootfs", rootfs.to_str().unwrap(), "true"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
     // -d goes through the host's systemd, never from a test root.
     let out = env.run(&["-d", "--rootfs", rootfs.to_str().unwrap(), "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
+}
+
+#[test]
+fn run_with_a_terminal() {
+    require_root!();
+    require_program!("unshare");
+    require_program!("script");
+    let env = Env::new();
+    let rootfs = env.path("rootfs");
+    // `script` gives berth a terminal; what we type reaches the container's
+    // pty and its output comes back.
+    let inner = format!(
+        "unshare --mount --propagation private -- {} run -it --rootfs {} sh -c 'tty; read line; echo got-$line; exit 3'",
+        support::berth_bin().display(),
+        rootfs.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("BERTH_ROOT", env.path("root"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    use std::io::Write;
+    stdin.write_all(b"typed\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("/dev/pts/0"), "{stdout}");
+    assert!(stdout.contains("got-typed"), "{stdout}");
+    assert_eq!(
+        tree(&env.path("root/run/berth/containers")),
+        Vec::<String>::new()
+    );
 }

@@ -77,6 +77,10 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
         BoxOptions::default()
             .with_berth()
             .file(
+                "/etc/berth/containers/longrun.toml",
+                format!("{def_image}entrypoint = [\"/bin/busybox\", \"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"),
+            )
+            .file(
                 "/etc/berth/containers/fromimage.toml",
                 format!("{def_image}[[volume]]\nsource = \"appdata\"\ntarget = \"/app\"\n"),
             )
@@ -168,6 +172,20 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
             .any(|l| l == "from-definition user=0 greeting=hello-definition"),
         "{log}"
     );
+    // A running container's record names its image, so the store keeps it.
+    b.sh_ok("systemctl start berth@longrun");
+    let st = b.sh_ok("cat /run/berth/containers/longrun/state.json");
+    assert!(st.contains("\"image\": \"oci:/srv/img:1\""), "{st}");
+    assert!(st.contains("\"image_digest\": \"sha256:"), "{st}");
+    let rmi = b.sh("berth rmi oci:/srv/img:1");
+    assert!(!rmi.status.success());
+    assert!(
+        String::from_utf8_lossy(&rmi.stderr).contains("used by running container(s) 'longrun'"),
+        "{}",
+        String::from_utf8_lossy(&rmi.stderr)
+    );
+    b.sh_ok("systemctl stop berth@longrun");
+
     // Nothing left but the store and the volume (no seeding leftovers).
     let left = b.sh_ok(
         "ls /var/lib/berth/containers 2>/dev/null; ls /run/berth/containers 2>/dev/null; ls -A /var/lib/berth/volumes/appdata | grep -vx _data; true",

@@ -1,5 +1,8 @@
 //! `berth run`: service mode (`--systemd NAME`, the main process of
-//! `berth@NAME.service`) and ad hoc runs (`berth run [--rm] IMAGE|--rootfs DIR [CMD…]`).
+//! `berth@NAME.service`) and ad hoc runs
+//! (`berth run [--rm] [-it] [-d] [--name N] IMAGE|--rootfs DIR [CMD…]`):
+//! in the foreground, supervised by this process (no cgroup of its own), or
+//! with `-d` handed to systemd as `berth@NAME.service`.
 //!
 //! Thin: builds options and calls `crate::supervise`. Ad hoc runs become a
 //! definition first, so they are validated exactly like files in /etc.
@@ -20,8 +23,8 @@ pub struct RunArgs {
     /// Run definition NAME under systemd (Type=notify, delegated cgroup)
     #[arg(long, value_name = "NAME", conflicts_with_all = ["rm", "detach", "name", "rootfs", "tty", "interactive"])]
     pub systemd: Option<String>,
-    /// Remove the container's state when it exits (always the case: an ad hoc
-    /// container keeps nothing after it exits)
+    /// Remove the container when it exits (in the foreground nothing is ever
+    /// kept; with -d its definition in /run/berth/containers goes too)
     #[arg(long)]
     pub rm: bool,
     /// Run in the background as berth@NAME.service: the definition goes to
@@ -31,15 +34,19 @@ pub struct RunArgs {
     /// Container name (default: run-PID)
     #[arg(long)]
     pub name: Option<String>,
-    /// Keep stdin open (stdin is always passed through for now)
+    /// Pass stdin to the container (otherwise it reads /dev/null)
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a terminal (not implemented yet)
+    /// Give the container a terminal, relayed to this one
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Use this directory as the root filesystem instead of an image
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// Internal: already running in its own delegated scope (set when berth
+    /// re-executes itself under `systemd-run --scope`)
+    #[arg(long, hide = true)]
+    pub scoped: bool,
     /// IMAGE then the command and its arguments (with --rootfs: only the command)
     #[arg(
         trailing_var_arg = true,
@@ -55,6 +62,10 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             root: root.to_path_buf(),
             systemd: true,
             command: None,
+            tty: false,
+            delegated: true,
+            // systemd already gives a service /dev/null (StandardInput=null).
+            stdin: true,
         };
         return match supervise::run_service(&opts, name) {
             Ok(code) => Ok(exit(code)),
@@ -70,8 +81,8 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
     }
-    if args.tty {
-        bail!("berth run -t is not implemented yet (no terminal support in ad hoc runs)");
+    if args.tty && args.detach {
+        bail!("berth run -t cannot be combined with -d (a detached container has no terminal to attach)");
     }
     let name = args
         .name
@@ -107,12 +118,25 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&tmp);
     let def = def?;
     if args.detach {
-        return detach(root, &name, &toml::to_string(&table)?);
+        return detach(root, &name, &toml::to_string(&table)?, args.rm);
+    }
+    // Under systemd, a foreground run gets a transient scope in berth.slice
+    // with a delegated cgroup, like a service's: accounting, limits and
+    // `systemctl stop berth-run-NAME.scope` work for it too.
+    if !args.scoped
+        && root == Path::new("/")
+        && root.join("run/systemd/system").is_dir()
+        && have_program("systemd-run")
+    {
+        return Err(enter_scope(&name, args.name.is_none()));
     }
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
         command: None,
+        tty: args.tty,
+        delegated: args.scoped,
+        stdin: args.interactive || args.tty,
     };
     let code = supervise::run_definition(&opts, &def)?;
     Ok(exit(code))
@@ -120,7 +144,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `-d`: hand the container to systemd as `berth@NAME.service`, so it gets
 /// everything service mode has (journal, cgroup, stop, restart).
-fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode> {
+fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result<ExitCode> {
     if root != Path::new("/") {
         bail!("berth run -d starts berth@NAME.service, which reads /etc/berth: it cannot be used with --root or $BERTH_ROOT");
     }
@@ -151,6 +175,12 @@ fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode>
     let tmp = dir.join(format!(".{name}.toml.tmp"));
     std::fs::write(&tmp, definition).with_context(|| format!("write {tmp:?}"))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("rename to {path:?}"))?;
+    let marker = supervise::remove_on_stop_marker(root, name);
+    if rm {
+        std::fs::write(&marker, b"").with_context(|| format!("write {marker:?}"))?;
+    } else {
+        let _ = std::fs::remove_file(&marker);
+    }
     let status = std::process::Command::new("systemctl")
         .args(["start", &unit])
         .status()
@@ -161,6 +191,45 @@ fn detach(root: &Path, name: &str, definition: &str) -> anyhow::Result<ExitCode>
     }
     println!("{name}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-execute this command under `systemd-run --scope`; returns only on failure.
+fn enter_scope(name: &str, add_name: bool) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::Error::new(e).context("find berth's own binary"),
+    };
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let Some(pos) = argv.iter().position(|a| a == "run") else {
+        return anyhow::anyhow!("cannot find the \"run\" argument to re-execute");
+    };
+    let mut extra: Vec<std::ffi::OsString> = vec!["--scoped".into()];
+    if add_name {
+        extra.extend(["--name".into(), name.into()]);
+    }
+    argv.splice(pos + 1..pos + 1, extra);
+    let err = std::process::Command::new("systemd-run")
+        .args([
+            "--scope",
+            "--quiet",
+            "--collect",
+            "--slice=berth.slice",
+            "-p",
+            "Delegate=yes",
+        ])
+        .arg(format!("--unit=berth-run-{name}"))
+        .arg("--")
+        .arg(exe)
+        .args(argv)
+        .exec();
+    anyhow::Error::new(err).context("run systemd-run --scope")
+}
+
+fn have_program(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -39,6 +39,16 @@ pub fn unit_cgroup_dir() -> Result<PathBuf, SuperviseError> {
     Ok(Path::new(CGROUP_ROOT).join(rel.trim_start_matches('/')))
 }
 
+/// `oom_kill N` of a cgroup's `memory.events` (cgroup-v2.rst): how many
+/// processes the OOM killer ended in it.
+pub fn parse_oom_kills(memory_events: &str) -> u64 {
+    memory_events
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Create `dir` (fine if it exists).
 pub fn make(dir: &Path) -> Result<(), SuperviseError> {
     match std::fs::create_dir(dir) {
@@ -90,6 +100,13 @@ pub fn remove_empty(dir: &Path) -> Result<(), SuperviseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kills_from_memory_events() {
+        let t = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(t), 1);
+        assert_eq!(parse_oom_kills(""), 0);
+    }
 
     #[test]
     fn unit_from_proc_self_cgroup() {

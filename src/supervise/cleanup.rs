@@ -36,7 +36,23 @@ pub fn cleanup(opts: &CleanupOptions) -> Result<(), Vec<SuperviseError>> {
         &globals.storage_root,
         &opts.name,
     );
-    teardown(&paths, &opts.name, false)
+    if let Ok(Some(st)) = State::load(&paths.run_dir) {
+        if st.supervisor_alive() {
+            return Err(vec![SuperviseError::Running {
+                name: opts.name.clone(),
+                pid: st.supervisor_pid,
+            }]);
+        }
+    }
+    let result = teardown(&paths, &opts.name, false);
+    // `berth run -d --rm`: the definition written for it goes with it.
+    let marker = super::remove_on_stop_marker(&opts.root, &opts.name);
+    if marker.exists() {
+        let def = marker.with_extension("toml");
+        let _ = std::fs::remove_file(&def);
+        let _ = std::fs::remove_file(&marker);
+    }
+    result
 }
 
 /// Undo the recorded start of `name`. With `keep_supervisor` (the supervisor

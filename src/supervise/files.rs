@@ -70,9 +70,16 @@ pub fn write_etc_files(
 ) -> Result<(), SuperviseError> {
     let host = std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap_or_default();
     let fallback = std::fs::read_to_string(root.join("run/systemd/resolve/resolv.conf")).ok();
+    // Sharing the host's network, the container also sees the host's names
+    // (Docker does the same for --network host).
+    let hosts = match own_netns {
+        true => render_hosts(hostname),
+        false => std::fs::read_to_string(root.join("etc/hosts"))
+            .unwrap_or_else(|_| render_hosts(hostname)),
+    };
     for (file, text) in [
         ("hostname", render_hostname(hostname)),
-        ("hosts", render_hosts(hostname)),
+        ("hosts", hosts),
         (
             "resolv.conf",
             render_resolv_conf(&host, fallback.as_deref(), own_netns),
@@ -92,6 +99,33 @@ mod tests {
     fn hosts_names() {
         assert!(render_hosts("web").ends_with("127.0.1.1\tweb\n"));
         assert!(render_hosts("web.example").ends_with("127.0.1.1\tweb.example web\n"));
+    }
+
+    #[test]
+    fn host_network_shares_the_hosts_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, run) = (tmp.path().join("root"), tmp.path().join("run"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(root.join("etc/hosts"), "10.0.0.1 db\n").unwrap();
+        std::fs::write(root.join("etc/resolv.conf"), "nameserver 127.0.0.53\n").unwrap();
+        write_etc_files(&run, &root, "web", false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.join("hosts")).unwrap(),
+            "10.0.0.1 db\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(run.join("resolv.conf")).unwrap(),
+            "nameserver 127.0.0.53\n"
+        );
+        write_etc_files(&run, &root, "web", true).unwrap();
+        assert!(std::fs::read_to_string(run.join("hosts"))
+            .unwrap()
+            .ends_with("127.0.1.1\tweb\n"));
+        assert_eq!(
+            std::fs::read_to_string(run.join("hostname")).unwrap(),
+            "web\n"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod cgroup;
 mod cleanup;
+mod console;
 mod files;
 mod health;
 mod init;
@@ -49,6 +50,8 @@ pub enum SuperviseError {
     NoDefinition { name: String, root: PathBuf },
     #[error("definition \"{name}\" is invalid:\n{diagnostics}")]
     Invalid { name: String, diagnostics: String },
+    #[error("container \"{name}\" is running (supervisor pid {pid}); stop it first")]
+    Running { name: String, pid: i32 },
     #[error("global settings: {0}")]
     Globals(String),
     #[error("image \"{reference}\": {reason}")]
@@ -110,6 +113,21 @@ pub struct RunOptions {
     pub systemd: bool,
     /// Replace the command (ad hoc `berth run IMAGE CMD…`).
     pub command: Option<Vec<String>>,
+    /// Give the container a terminal relayed to ours (`berth run -t`).
+    pub tty: bool,
+    /// Pass our stdin to the container (`berth run -i`); otherwise it reads
+    /// /dev/null, as under Docker.
+    pub stdin: bool,
+    /// The process owns a delegated cgroup (a service with Delegate=yes, or
+    /// the transient scope of a foreground `berth run`): the container runs
+    /// in `<cgroup>/payload`, the supervisor in `<cgroup>/supervisor`.
+    pub delegated: bool,
+}
+
+/// Marker next to a `berth run -d --rm` definition: `berth cleanup` removes
+/// the definition (and the marker) once the container has stopped.
+pub fn remove_on_stop_marker(root: &Path, name: &str) -> PathBuf {
+    run_root(root).join("containers").join(format!("{name}.rm"))
 }
 
 /// `/run/berth` under the root prefix.
@@ -167,7 +185,16 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
     let globals = crate::config::load_globals(&opts.root)
         .map_err(|e| SuperviseError::Globals(e.to_string()))?;
     let paths = Paths::new(&run_root(&opts.root), &globals.storage_root, &def.name);
-    // A start after a crash without ExecStopPost (or ad hoc) begins clean.
+    // A start after a crash without ExecStopPost (or ad hoc) begins clean,
+    // but never by tearing down a container that is still supervised.
+    if let Ok(Some(old)) = State::load(&paths.run_dir) {
+        if old.supervisor_alive() {
+            return Err(SuperviseError::Running {
+                name: def.name.clone(),
+                pid: old.supervisor_pid,
+            });
+        }
+    }
     if paths.run_dir.join(state::STATE_FILE).exists() {
         if let Err(errs) = cleanup::teardown(&paths, &def.name, false) {
             for e in errs {
@@ -192,9 +219,17 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
         Ok(running) => supervise(opts, def, &paths, &mut st, running),
         Err(e) => Err(e),
     };
-    // The supervisor undoes what it can; its own cgroup (it is still in it)
-    // and the record naming it are left to `berth cleanup` (ExecStopPost).
-    if let Err(errs) = cleanup::teardown(&paths, &def.name, opts.systemd) {
+    // The supervisor undoes what it can. A service's own cgroup (it is still
+    // in it) and the record naming it are left to `berth cleanup`
+    // (ExecStopPost); a scope has no ExecStopPost, so its supervisor moves
+    // back to the scope's root and removes everything itself.
+    let keep_supervisor = opts.systemd;
+    if !keep_supervisor {
+        if let Some(unit) = &st.unit_cgroup {
+            let _ = cgroup::move_into(unit, 0);
+        }
+    }
+    if let Err(errs) = cleanup::teardown(&paths, &def.name, keep_supervisor) {
         for e in errs {
             journal::event(
                 Priority::Warning,
@@ -220,6 +255,8 @@ struct Running {
     notify: Option<std::os::unix::net::UnixDatagram>,
     /// `[health]`: the checks' state and how to exec them.
     health: Option<HealthRunner>,
+    /// The pty master of `berth run -t`.
+    console: Option<std::os::fd::OwnedFd>,
 }
 
 /// What running a health check in the container takes.
@@ -251,6 +288,7 @@ impl HealthRunner {
             seccomp: self.seccomp.clone(),
             console_socket: None,
             stdio: Stdio::Null,
+            preserve_fds: 0,
         })?;
         Ok(child.pid.as_raw())
     }
@@ -304,7 +342,12 @@ fn start(
 
     // 2. The image, pulled if `pull` says so. Any tokio runtime a pull uses
     //    is gone when it returns: we clone later.
-    let (lowers, image) = resolve_image(opts, def, globals)?;
+    let (lowers, image, digest) = resolve_image(opts, def, globals)?;
+    if let ImageSource::Image(r) = &def.image {
+        st.image = Some(r.to_string());
+        st.image_digest = digest;
+        st.save(&paths.run_dir)?;
+    }
 
     // 3. What the plan needs from files: env files, the image's passwd and
     //    group, the seccomp profile.
@@ -363,7 +406,7 @@ fn start(
     // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`
     //    before `payload/` exists, so the unit never has processes next to
     //    child cgroups (cgroups(7), "no internal processes").
-    let payload = if opts.systemd {
+    let payload = if opts.delegated {
         let unit = cgroup::unit_cgroup_dir()?;
         let sup = unit.join("supervisor");
         let payload = unit.join("payload");
@@ -414,7 +457,7 @@ fn start(
         seccomp,
         id_range: None,
         init_pid_namespace: init.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
-        terminal: false,
+        terminal: opts.tty,
         command_override: opts.command.clone(),
         notify_socket: notify_sock
             .as_ref()
@@ -445,6 +488,7 @@ fn start(
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGCHLD,
+        Signal::SIGWINCH,
     ] {
         mask.add(s);
     }
@@ -475,7 +519,24 @@ fn start(
         work: paths.work(),
     };
     copts.cgroup = payload.clone();
-    copts.stdio = Stdio::Inherit;
+    let console_path = paths.run_dir.join("console.sock");
+    let console_listener = if opts.tty {
+        copts.console_socket = Some(console_path.clone());
+        Some(console::listen(&console_path)?)
+    } else {
+        None
+    };
+    copts.stdio = if opts.stdin {
+        Stdio::Inherit
+    } else {
+        let null = std::fs::File::open("/dev/null")
+            .map_err(|e| SuperviseError::io("open", "/dev/null", e))?;
+        Stdio::Fds {
+            stdin: Some(null.into()),
+            stdout: None,
+            stderr: None,
+        }
+    };
     copts.start_gate = StartGate::Socket;
     let rt_err = |error| SuperviseError::Runtime {
         name: name.clone(),
@@ -484,6 +545,11 @@ fn start(
     let container = runtime::create(copts).map_err(rt_err)?;
     st.container_pid = Some(container.pid().as_raw());
     st.save(&paths.run_dir)?;
+    let console = match &console_listener {
+        Some(l) => Some(console::receive_master(l, &console_path)?),
+        None => None,
+    };
+    drop(console_listener);
     container.start().map_err(rt_err)?;
     Ok(Running {
         container,
@@ -493,8 +559,16 @@ fn start(
         signals,
         notify: notify_sock,
         health,
+        console,
     })
 }
+
+/// The image's lower dirs (lowest first), config and manifest digest.
+type ResolvedImage = (
+    Vec<PathBuf>,
+    Option<oci_spec::image::ImageConfiguration>,
+    Option<String>,
+);
 
 /// The image's lower dirs (lowest first) and its config, pulling when the
 /// definition's `pull` asks for it.
@@ -502,7 +576,7 @@ fn resolve_image(
     opts: &RunOptions,
     def: &Definition,
     globals: &Globals,
-) -> Result<(Vec<PathBuf>, Option<oci_spec::image::ImageConfiguration>), SuperviseError> {
+) -> Result<ResolvedImage, SuperviseError> {
     let reference = match &def.image {
         ImageSource::Rootfs(dir) => {
             if !dir.is_dir() {
@@ -512,7 +586,7 @@ fn resolve_image(
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 ));
             }
-            return Ok((vec![dir.clone()], None));
+            return Ok((vec![dir.clone()], None, None));
         }
         ImageSource::Image(r) => r.to_string(),
     };
@@ -544,7 +618,11 @@ fn resolve_image(
             img
         }
     };
-    Ok((image.layers, Some(image.config)))
+    Ok((
+        image.layers,
+        Some(image.config),
+        Some(image.manifest_digest),
+    ))
 }
 
 /// A file from the merged image (top layer first), only when it is a
@@ -626,6 +704,14 @@ fn supervise(
     let mut deadline: Option<Instant> = None;
     let mut forwarded: Option<Signal> = None;
     let mut killed = false;
+    // Raw mode only while relaying; restored when this goes out of scope.
+    let _raw = running.console.as_ref().map(|m| {
+        console::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(m));
+        console::sync_size(m);
+        console::RawMode::enter()
+    });
+    let mut stdin_open = running.console.is_some();
+    let mut master_open = running.console.is_some();
     let on_health = |status: health::Status, running: &Running, ready_sent: &mut bool| {
         let s = status.as_str();
         let prio = if status == health::Status::Unhealthy {
@@ -732,6 +818,24 @@ fn supervise(
                 nix::poll::PollFlags::POLLIN,
             ));
         }
+        let stdin = std::io::stdin();
+        let (mut stdin_at, mut master_at) = (None, None);
+        if let Some(m) = &running.console {
+            if stdin_open {
+                stdin_at = Some(fds.len());
+                fds.push(nix::poll::PollFd::new(
+                    stdin.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
+            if master_open {
+                master_at = Some(fds.len());
+                fds.push(nix::poll::PollFd::new(
+                    m.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
+        }
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         let ms = if killed { 100 } else { ms.max(1) };
         match nix::poll::poll(
@@ -740,6 +844,29 @@ fn supervise(
         ) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(SuperviseError::sys("poll", e)),
+        }
+        let ready = |at: Option<usize>| {
+            at.and_then(|i| fds[i].revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (stdin_ready, master_ready) = (ready(stdin_at), ready(master_at));
+        drop(fds);
+        if let Some(m) = &running.console {
+            use std::os::fd::AsRawFd;
+            if stdin_ready {
+                let mut to = std::fs::File::from(
+                    m.try_clone()
+                        .map_err(|e| SuperviseError::io("dup", "pty master", e))?,
+                );
+                if console::pump(0, &mut to) == console::Pumped::Done {
+                    stdin_open = false;
+                }
+            }
+            if master_ready
+                && console::pump(m.as_raw_fd(), &mut std::io::stdout()) == console::Pumped::Done
+            {
+                master_open = false;
+            }
         }
         if let Some(sock) = &running.notify {
             let mut buf = [0u8; 4096];
@@ -755,6 +882,11 @@ fn supervise(
             };
             match sig {
                 Signal::SIGCHLD => {}
+                Signal::SIGWINCH => {
+                    if let Some(m) = &running.console {
+                        console::sync_size(m);
+                    }
+                }
                 Signal::SIGHUP => {
                     let _ = kill(pid, Signal::SIGHUP);
                 }
@@ -782,6 +914,25 @@ fn supervise(
             }
         }
     };
+    if let Some(m) = &running.console {
+        console::drain(m);
+    }
+    // The kernel's OOM killer leaves its count in the payload's memory.events.
+    let oom_kills = running
+        .payload
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p.join("memory.events")).ok())
+        .map(|t| cgroup::parse_oom_kills(&t))
+        .unwrap_or(0);
+    if oom_kills > 0 {
+        journal::event(
+            Priority::Warning,
+            name,
+            "oom-killed",
+            &format!("container \"{name}\" ran out of memory: the kernel killed {oom_kills} of its processes"),
+            &[("OOM_KILLS", oom_kills.to_string())],
+        );
+    }
     // The main process is gone: nothing else in the container may outlive it.
     kill_all(&running, Signal::SIGKILL);
     if let Some(init) = running.init {

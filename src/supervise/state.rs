@@ -50,6 +50,13 @@ pub struct State {
     /// The definition's hash this start ran.
     pub definition_hash: String,
     pub supervisor_pid: i32,
+    /// The image reference the container runs (`image`), when not a rootfs
+    /// dir; with `image_digest` it keeps the image from `berth prune`/`rmi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image's manifest digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// The container's main process (host PID), once created.
     pub container_pid: Option<i32>,
     /// berth's init (PID 1 of the container's PID namespace) with `init = true`.
@@ -67,6 +74,23 @@ pub struct State {
 }
 
 impl State {
+    /// Whether the supervisor this record names still runs (and is not the
+    /// caller): a berth process with that PID. A reused PID running
+    /// something else does not count.
+    pub fn supervisor_alive(&self) -> bool {
+        let pid = self.supervisor_pid;
+        if pid <= 0 || pid as u32 == std::process::id() {
+            return false;
+        }
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|argv0| argv0.ends_with(b"berth"))
+            })
+            .unwrap_or(false)
+    }
+
     /// Write atomically (temp file + rename), so a crash never leaves half a record.
     pub fn save(&self, run_dir: &Path) -> Result<(), SuperviseError> {
         let path = run_dir.join(STATE_FILE);
