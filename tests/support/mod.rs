@@ -92,3 +92,4 @@ pub fn berth_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
 }
 pub mod systemd_box;
+pub mod uml;

@@ -1,0 +1,549 @@
+//! A User-Mode Linux guest for the tests that must see the kernel *enforce* a
+//! limit (memory, pids, cpu): the namespace box has no cgroup controllers, the
+//! UML guest has `cpu io memory pids` (/work/shared/TESTING.md, "Real cgroup
+//! enforcement").
+//!
+//! Owns: staging one guest per call in a host temp dir (init script, test
+//! script, seed files, a writable results dir), booting `linux.uml` on the
+//! host's root through hostfs (read-only) under `timeout`, and parsing what the
+//! guest reported. Must not: write anywhere on the host but its own temp dir
+//! (the guest sees `/` read-only; only `out/` is mounted read-write), or leave
+//! a guest running (the whole guest runs under `timeout -k`, in its own
+//! process group).
+//!
+//! Inside the guest, PID 1 is a generated shell script: it mounts proc, sysfs,
+//! cgroup2 and devtmpfs, insmods overlay (busybox `insmod`, there is no kmod),
+//! overlays `/` on a tmpfs upper, copies the seed files in, mounts the host's
+//! `out/` read-write at [`GUEST_OUT`], `pivot_root`s and then either
+//! - runs the test script directly as PID 1 ([`Mode::Direct`]), or
+//! - masks the machine's enabled services and execs systemd, which runs the
+//!   test script as `berth-uml-test.service` once `is-system-running --wait`
+//!   returns ([`Mode::Systemd`]).
+//!
+//! The channel back is a file on hostfs, not the console: the kernel's own
+//! messages (the OOM killer's report, above all) go to the console too and
+//! can split a line in two. The test script calls `result KEY VALUE`, which
+//! appends `KEY=VALUE` to `out/results`; the console is kept for diagnostics.
+//! When the script ends (or fails), the guest powers off with sysrq `o`.
+//! `BERTH_UML_KEEP=1` leaves the temp dir (init.sh, test.sh, console.log,
+//! out/) behind for debugging.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian `user-mode-linux`.
+pub const LINUX_UML: &str = "/usr/bin/linux.uml";
+/// Its modules (`/usr/lib/uml/modules/KVER/`).
+pub const UML_MODULES: &str = "/usr/lib/uml/modules";
+/// Where the guest sees the host's `out/` directory (read-write hostfs).
+pub const GUEST_OUT: &str = "/berth-uml/out";
+/// Where the guest finds the staged scripts.
+pub const GUEST_DIR: &str = "/berth-uml";
+
+/// What berth's install script puts on a host: removed from the guest's
+/// overlay before anything runs, so a berth installed on the test machine
+/// itself can never make a test pass.
+const BERTH_PATHS: &[&str] = &[
+    "/usr/bin/berth",
+    "/usr/bin/berth-runtime",
+    "/usr/lib/systemd/system-generators/berth-generator",
+    "/usr/lib/systemd/system/berth@.service",
+    "/usr/lib/systemd/system/berth.slice",
+    "/etc/berth",
+    "/usr/lib/berth",
+];
+
+/// Units masked in a systemd guest on top of the host's enabled ones: gettys
+/// would sit on the console; postgresql's generator instantiates
+/// `postgresql@VERSION-main`; the journal is volatile, so nothing to flush.
+const ALWAYS_MASK: &[&str] = &[
+    "console-getty.service",
+    "getty@.service",
+    "serial-getty@.service",
+    "postgresql@.service",
+    "systemd-journal-flush.service",
+    "systemd-remount-fs.service",
+    "systemd-timesyncd.service",
+    "systemd-pstore.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "man-db.timer",
+];
+
+/// Host generators masked in a systemd guest: SysV scripts cost a second of
+/// boot and the others only feed masked units.
+const MASK_GENERATORS: &[&str] = &[
+    "systemd-sysv-generator",
+    "postgresql-generator",
+    "systemd-getty-generator",
+];
+
+/// How the test script runs inside the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As PID 1 itself, without systemd: plain cgroup2 at /sys/fs/cgroup.
+    Direct,
+    /// Under a real systemd, as a service started at boot.
+    Systemd,
+}
+
+/// One guest to boot.
+#[derive(Debug, Clone)]
+pub struct GuestOptions {
+    pub mode: Mode,
+    /// Modules to insmod before the script runs (overlay is always loaded),
+    /// by path below `/usr/lib/uml/modules/KVER/`.
+    pub modules: Vec<String>,
+    /// Files written into the guest's overlay before the script runs (and
+    /// before systemd starts), as (absolute path, contents).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Host directories copied (`cp -a`) into the guest before it runs, as
+    /// (host dir, absolute guest path).
+    pub dirs: Vec<(PathBuf, String)>,
+    /// Run `packaging/install.sh` with the berth cargo built, in the guest,
+    /// before systemd starts (so its generator runs at boot).
+    pub install_berth: bool,
+    /// The test script (sh). `result KEY VALUE` reports a value; `$BERTH` is
+    /// the berth binary; `berth-runtime` is on `$PATH`.
+    pub script: String,
+    /// Deadline for the whole guest, boot to power-off.
+    pub timeout: Duration,
+}
+
+impl GuestOptions {
+    pub fn new(mode: Mode, script: impl Into<String>) -> Self {
+        GuestOptions {
+            mode,
+            modules: Vec::new(),
+            files: Vec::new(),
+            dirs: Vec::new(),
+            install_berth: false,
+            script: script.into(),
+            timeout: Duration::from_secs(40),
+        }
+    }
+
+    pub fn file(mut self, path: &str, contents: impl AsRef<[u8]>) -> Self {
+        self.files
+            .push((path.to_string(), contents.as_ref().to_vec()));
+        self
+    }
+
+    pub fn dir(mut self, host: &Path, guest: &str) -> Self {
+        self.dirs.push((host.to_path_buf(), guest.to_string()));
+        self
+    }
+
+    pub fn with_berth(mut self) -> Self {
+        self.install_berth = true;
+        self
+    }
+}
+
+/// What a guest reported.
+#[derive(Debug, Clone)]
+pub struct GuestRun {
+    /// `KEY=VALUE` lines from `out/results`, last one wins.
+    pub results: BTreeMap<String, String>,
+    /// The console (kernel log, init script's and systemd's output).
+    pub console: String,
+    /// The test script's own stdout and stderr.
+    pub log: String,
+    /// Host wall-clock time from spawning linux.uml to its exit.
+    pub wall: Duration,
+    /// Whether `timeout` had to kill the guest.
+    pub timed_out: bool,
+}
+
+impl GuestRun {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.results.get(key).map(String::as_str)
+    }
+
+    /// The value of `key`, or a panic that shows everything the guest said.
+    pub fn value(&self, key: &str) -> &str {
+        self.get(key)
+            .unwrap_or_else(|| panic!("the guest reported no {key:?}\n{}", self.diagnostics()))
+    }
+
+    /// `key` as a number, or a panic that shows everything the guest said.
+    pub fn number(&self, key: &str) -> u64 {
+        let v = self.value(key);
+        v.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "the guest reported {key}={v:?}, not a number\n{}",
+                self.diagnostics()
+            )
+        })
+    }
+
+    /// Results, the script's log and the console tail, for assertion messages.
+    pub fn diagnostics(&self) -> String {
+        let tail: Vec<&str> = self.console.lines().rev().take(120).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "--- results (guest ran {:?}{}) ---\n{:#?}\n--- test script log ---\n{}\n--- console (last 120 lines) ---\n{}",
+            self.wall,
+            if self.timed_out { ", killed by timeout" } else { "" },
+            self.results,
+            self.log,
+            tail.join("\n")
+        )
+    }
+}
+
+/// Why UML cannot run here, or `None` when it can (root, linux.uml, modules,
+/// busybox, an exec-able /dev/shm for the guest's memory file).
+pub fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (run the suite as root, as CI does)".into());
+    }
+    if !Path::new(LINUX_UML).is_file() {
+        return Some(format!(
+            "{LINUX_UML} is missing (apt-get install user-mode-linux)"
+        ));
+    }
+    if modules_dir().is_none() {
+        return Some(format!("no overlay.ko below {UML_MODULES}/*/"));
+    }
+    if !Path::new(super::BUSYBOX).is_file() {
+        return Some(format!("{} is missing (busybox-static)", super::BUSYBOX));
+    }
+    if !have_cmd("timeout") {
+        return Some("'timeout' (coreutils) is missing".into());
+    }
+    None
+}
+
+/// Skip the current test, saying why, when a UML guest cannot run here.
+#[macro_export]
+macro_rules! require_uml {
+    () => {
+        if let Some(why) = $crate::support::uml::unavailable() {
+            eprintln!("SKIP {}: User-Mode Linux guest: {why}", module_path!());
+            return;
+        }
+    };
+}
+
+fn have_cmd(c: &str) -> bool {
+    ["/usr/bin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(c).is_file())
+}
+
+/// `/usr/lib/uml/modules/KVER`, the one holding overlay.ko.
+fn modules_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(UML_MODULES)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("kernel/fs/overlayfs/overlay.ko").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// Units enabled on this machine (its `*.wants`/`*.requires` links), which a
+/// guest booted from its root would otherwise start.
+fn host_enabled_units() -> Vec<String> {
+    let mut units: Vec<String> = ALWAYS_MASK.iter().map(|s| s.to_string()).collect();
+    for dir in std::fs::read_dir("/etc/systemd/system")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with(".wants") || name.ends_with(".requires")) {
+            continue;
+        }
+        for link in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let unit = link.file_name().to_string_lossy().into_owned();
+            if is_unit_name(&unit) && !unit.ends_with(".target") {
+                units.push(unit);
+            }
+        }
+    }
+    units.sort();
+    units.dedup();
+    units
+}
+
+fn is_unit_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.contains('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._-:\\".contains(c))
+}
+
+/// Single-quote for sh.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn q(p: &Path) -> String {
+    shell_quote(&p.to_string_lossy())
+}
+
+/// The guest's PID 1 script: set up the overlay root, then run the test or
+/// exec systemd.
+fn init_script(dir: &Path, opts: &GuestOptions, modules: &Path) -> String {
+    let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut s = String::new();
+    s.push_str("#!/bin/sh\n# generated by tests/support/uml.rs: PID 1 of a UML guest\n");
+    s.push_str("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n");
+    s.push_str(&format!("D={}\nMOD={}\n", q(dir), q(modules)));
+    s.push_str(
+        r#"BB=/bin/busybox
+# Whatever fails from here on: say so on the console and power off, rather
+# than let the kernel panic on PID 1's exit or sit until the host's timeout.
+die() { echo "berth-uml: init failed: $*"; echo o > /proc/sysrq-trigger; sleep 10; }
+trap 'die "exit status $?"' EXIT
+set -eu
+mount -t proc proc /proc
+echo "berth-uml: init started at $(cut -d' ' -f1 /proc/uptime)s"
+$BB insmod "$MOD/kernel/fs/overlayfs/overlay.ko"
+"#,
+    );
+    for m in &opts.modules {
+        s.push_str(&format!("$BB insmod \"$MOD\"/{}\n", shell_quote(m)));
+    }
+    s.push_str(
+        r#"# The host's root (hostfs, read-only) under a tmpfs upper: the guest may
+# write, install and mask anything, and the host sees none of it. /mnt-berth
+# may not exist on the host, so the merged root is mounted on /dev's tmpfs.
+mount -t tmpfs -o mode=0755 tmpfs /dev
+M=/dev/berth-root
+mkdir -p /dev/upper-tmp "$M"
+mount -t tmpfs -o mode=0755 tmpfs /dev/upper-tmp
+mkdir /dev/upper-tmp/upper /dev/upper-tmp/work
+mount -t overlay overlay -o lowerdir=/,upperdir=/dev/upper-tmp/upper,workdir=/dev/upper-tmp/work "$M"
+mount -t proc proc "$M/proc"
+mount -t sysfs sysfs "$M/sys"
+mount -t cgroup2 -o nsdelegate cgroup2 "$M/sys/fs/cgroup"
+mount -t devtmpfs devtmpfs "$M/dev"
+mkdir -p "$M/dev/pts" "$M/dev/shm"
+mount -t devpts devpts "$M/dev/pts"
+mount -t tmpfs -o mode=1777 tmpfs "$M/dev/shm"
+mount -t tmpfs -o mode=0755 tmpfs "$M/run"
+# Overlay upper dirs cannot live on an overlay: berth's store gets a tmpfs,
+# as it gets ext4 on a real host.
+mkdir -p "$M/var/lib/berth"
+mount -t tmpfs -o mode=0700 tmpfs "$M/var/lib/berth"
+"#,
+    );
+    s.push_str("# A clean slate for berth, whatever the host has installed.\n");
+    for p in BERTH_PATHS {
+        s.push_str(&format!("rm -rf \"$M{p}\"\n"));
+    }
+    s.push_str(&format!(
+        r#"mkdir -p "$M{GUEST_DIR}" "$M{GUEST_OUT}"
+mount -t hostfs -o "$D/out" hostfs "$M{GUEST_OUT}"
+cp "$D/test.sh" "$D/run.sh" "$M{GUEST_DIR}/"
+mkdir -p "$M{GUEST_DIR}/bin"
+ln -s {berth} "$M{GUEST_DIR}/bin/berth-runtime"
+if [ -d "$D/seed" ]; then cp -a "$D/seed/." "$M/"; fi
+"#,
+        berth = q(&berth)
+    ));
+    for (host, guest) in &opts.dirs {
+        s.push_str(&format!(
+            "mkdir -p \"$M\"{g}\ncp -a {h}/. \"$M\"{g}/\n",
+            g = shell_quote(guest),
+            h = q(host)
+        ));
+    }
+    if opts.mode == Mode::Systemd {
+        s.push_str(
+            "printf '# berth-uml: no disks\\n' > \"$M/etc/fstab\"\n\
+             mkdir -p \"$M/etc/systemd/system/multi-user.target.wants\" \"$M/etc/systemd/system-generators\" \"$M/etc/systemd/journald.conf.d\"\n",
+        );
+        s.push_str("for u in");
+        for u in host_enabled_units() {
+            s.push(' ');
+            s.push_str(&shell_quote(&u));
+        }
+        s.push_str("; do rm -f \"$M/etc/systemd/system/$u\"; ln -sfn /dev/null \"$M/etc/systemd/system/$u\"; done\n");
+        s.push_str("for g in");
+        for g in MASK_GENERATORS {
+            s.push(' ');
+            s.push_str(g);
+        }
+        s.push_str("; do ln -sfn /dev/null \"$M/etc/systemd/system-generators/$g\"; done\n");
+        s.push_str(&format!(
+            r#"printf '[Journal]\nStorage=volatile\n' > "$M/etc/systemd/journald.conf.d/90-berth-uml.conf"
+cat > "$M/etc/systemd/system/berth-uml-test.service" <<'UNIT'
+[Unit]
+Description=berth UML test script
+[Service]
+Type=simple
+ExecStart=/bin/sh {GUEST_DIR}/run.sh
+UNIT
+ln -s ../berth-uml-test.service "$M/etc/systemd/system/multi-user.target.wants/berth-uml-test.service"
+"#
+        ));
+        if opts.install_berth {
+            s.push_str(&format!(
+                "sh {}/packaging/install.sh --destdir \"$M\" --bin {}\n",
+                q(&src),
+                q(&berth)
+            ));
+        }
+    }
+    s.push_str(
+        r#"echo "berth-uml: root ready at $(cut -d' ' -f1 /proc/uptime)s"
+cd "$M"
+mkdir -p .oldroot
+pivot_root . .oldroot
+umount -l /.oldroot
+rmdir /.oldroot 2>/dev/null || true
+trap - EXIT
+"#,
+    );
+    match opts.mode {
+        Mode::Direct => s.push_str(&format!(
+            "exec /bin/sh {GUEST_DIR}/run.sh </dev/null >/dev/console 2>&1\n"
+        )),
+        Mode::Systemd => s.push_str(
+            "exec env -i container= /lib/systemd/systemd --system --unit=multi-user.target\n",
+        ),
+    }
+    s
+}
+
+/// The wrapper around the test script: `result`, logging, power-off.
+fn run_script(opts: &GuestOptions) -> String {
+    let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
+    let mut s = String::new();
+    s.push_str(
+        "#!/bin/sh\n# generated by tests/support/uml.rs: runs test.sh, reports, powers off\n",
+    );
+    s.push_str(&format!(
+        "export PATH={GUEST_DIR}/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport BERTH={}\nexport SYSTEMD_PAGER= SYSTEMD_COLORS=0 HOME=/root\n",
+        q(&berth)
+    ));
+    s.push_str(&format!(
+        r#"OUT={GUEST_OUT}
+result() {{ k=$1; shift; printf '%s=%s\n' "$k" "$*" >> "$OUT/results"; }}
+exec >> "$OUT/log" 2>&1
+result script_start_s "$(cut -d' ' -f1 /proc/uptime)"
+"#
+    ));
+    if opts.mode == Mode::Systemd {
+        s.push_str(
+            "result system_state \"$(systemctl --no-pager is-system-running --wait)\"\n\
+             result system_running_s \"$(cut -d' ' -f1 /proc/uptime)\"\n",
+        );
+    }
+    s.push_str(&format!(
+        r#"( set -x; . {GUEST_DIR}/test.sh )
+result script_status $?
+result script_end_s "$(cut -d' ' -f1 /proc/uptime)"
+sync
+echo o > /proc/sysrq-trigger
+sleep 10
+"#
+    ));
+    s
+}
+
+/// Boot a guest, run `opts.script` in it, and return what it reported. `Err`
+/// only when the guest could not be staged or started; a guest that failed
+/// inside comes back as a [`GuestRun`] whose diagnostics say why.
+pub fn run(opts: &GuestOptions) -> Result<GuestRun, String> {
+    let modules = modules_dir().ok_or("no UML modules with overlay.ko")?;
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-uml-")
+        .tempdir_in("/tmp")
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let dir = tmp.path().to_path_buf();
+    let keep = std::env::var_os("BERTH_UML_KEEP").is_some();
+    let _guard = if keep {
+        let _ = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
+    let w =
+        |p: &Path, c: &[u8]| std::fs::write(p, c).map_err(|e| format!("cannot write {p:?}: {e}"));
+    std::fs::create_dir(dir.join("out")).map_err(|e| format!("cannot create out/: {e}"))?;
+    for (path, contents) in &opts.files {
+        let rel = path.trim_start_matches('/');
+        if !path.starts_with('/') || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(format!("{path:?} is not a plain absolute path"));
+        }
+        let staged = dir.join("seed").join(rel);
+        if let Some(parent) = staged.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {parent:?}: {e}"))?;
+        }
+        w(&staged, contents)?;
+    }
+    w(&dir.join("test.sh"), opts.script.as_bytes())?;
+    w(&dir.join("run.sh"), run_script(opts).as_bytes())?;
+    let init = dir.join("init.sh");
+    w(&init, init_script(&dir, opts, &modules).as_bytes())?;
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("cannot chmod {init:?}: {e}"))?;
+
+    let console_path = dir.join("console.log");
+    let console = std::fs::File::create(&console_path)
+        .map_err(|e| format!("cannot create {console_path:?}: {e}"))?;
+    let console2 = console
+        .try_clone()
+        .map_err(|e| format!("cannot dup console.log: {e}"))?;
+    let start = Instant::now();
+    // `timeout` makes itself a process-group leader and signals the whole
+    // group, so the UML helper processes go with the kernel.
+    let status = Command::new("timeout")
+        .arg("-k")
+        .arg("5")
+        .arg(format!("{}", opts.timeout.as_secs().max(1)))
+        .arg(LINUX_UML)
+        .args([
+            "mem=1G",
+            "rootfstype=hostfs",
+            "rootflags=/",
+            "ro",
+            &format!("init={}", init.display()),
+            "con0=null,fd:1",
+            "con=null",
+        ])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        // UML keeps its pid file under $HOME/.uml/UMID: the temp dir, so
+        // nothing is left behind.
+        .env("HOME", &dir)
+        .env("TMPDIR", "/dev/shm")
+        .stdin(Stdio::null())
+        .stdout(console)
+        .stderr(console2)
+        .status()
+        .map_err(|e| format!("cannot run {LINUX_UML} under timeout: {e}"))?;
+    let wall = start.elapsed();
+    let timed_out = status.code() == Some(124) || status.code() == Some(137);
+    let results_text = std::fs::read_to_string(dir.join("out/results")).unwrap_or_default();
+    let mut results = BTreeMap::new();
+    for line in results_text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            results.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(GuestRun {
+        results,
+        console: String::from_utf8_lossy(&std::fs::read(&console_path).unwrap_or_default())
+            .into_owned(),
+        log: std::fs::read_to_string(dir.join("out/log")).unwrap_or_default(),
+        wall,
+        timed_out,
+    })
+}
