@@ -45,6 +45,12 @@ pub fn render_entry(
     field("PRIORITY", &(priority as u8).to_string());
     field("SYSLOG_IDENTIFIER", "berth");
     field("CONTAINER_NAME", name);
+    // journald attributes an entry to a unit by reading the sender's cgroup;
+    // a supervisor that exits right after its last event (a failed start) is
+    // often gone by then and the entry would miss `journalctl -u`. That
+    // command also matches OBJECT_SYSTEMD_UNIT= from root senders
+    // (sd-journal's add_matches_for_unit), so name the unit explicitly.
+    field("OBJECT_SYSTEMD_UNIT", &format!("berth@{name}.service"));
     field("BERTH_EVENT", event);
     for (k, v) in extra {
         field(k, v);
@@ -77,7 +83,7 @@ mod tests {
             &[("EXIT_CODE", "3".into()), ("NOTE", "a\nb".into())],
         );
         let text = String::from_utf8_lossy(&e);
-        assert!(text.starts_with("MESSAGE=container \"web\" exited with code 3\nPRIORITY=6\nSYSLOG_IDENTIFIER=berth\nCONTAINER_NAME=web\nBERTH_EVENT=exited\nEXIT_CODE=3\nNOTE\n"));
+        assert!(text.starts_with("MESSAGE=container \"web\" exited with code 3\nPRIORITY=6\nSYSLOG_IDENTIFIER=berth\nCONTAINER_NAME=web\nOBJECT_SYSTEMD_UNIT=berth@web.service\nBERTH_EVENT=exited\nEXIT_CODE=3\nNOTE\n"));
         assert!(e.ends_with(b"\x03\0\0\0\0\0\0\0a\nb\n"));
     }
 }
