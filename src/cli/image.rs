@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -85,24 +85,20 @@ pub struct ImportArgs {
     pub store: StoreArgs,
 }
 
-/// The host root: `/`, or `$BERTH_ROOT` (tests and chroots).
-fn host_root() -> PathBuf {
-    std::env::var_os("BERTH_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from)
-}
-
-fn open_store(args: &StoreArgs) -> anyhow::Result<(Store, crate::config::Globals)> {
-    let globals = load_globals(&host_root())?;
-    let root = args
+/// `root` is the host root from the global `--root` / `$BERTH_ROOT` (`/` on a host).
+fn open_store(root: &Path, args: &StoreArgs) -> anyhow::Result<(Store, crate::config::Globals)> {
+    let globals = load_globals(root)?;
+    let storage = args
         .storage_root
         .clone()
         .unwrap_or_else(|| globals.storage_root.clone());
-    let store = Store::open(&root)
-        .with_context(|| format!("cannot open image store '{}'", root.display()))?;
+    let store = Store::open(&storage)
+        .with_context(|| format!("cannot open image store '{}'", storage.display()))?;
     Ok((store, globals))
 }
 
-pub fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let (store, globals) = open_store(&args.store)?;
+pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let (store, globals) = open_store(root, &args.store)?;
     let platform = match &args.platform {
         Some(p) => Some(image::Platform::parse(p).with_context(|| {
             format!("invalid platform '{p}' (expected os/arch[/variant], e.g. linux/arm64)")
@@ -126,8 +122,8 @@ pub fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let (store, _) = open_store(&args.store)?;
+pub fn import(root: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
     let progress = CliProgress::new(false);
     let img = image::import(&store, &args.file, &args.name, &progress)?;
     progress.finish();
@@ -150,8 +146,8 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub fn images(args: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let (store, _) = open_store(&args.store)?;
+pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
     let refs = store.refs()?;
     if args.quiet {
         for r in refs {
@@ -228,8 +224,8 @@ fn find(store: &Store, what: &str) -> anyhow::Result<(String, String)> {
     bail!("no image '{what}' in the store (see 'berth images')")
 }
 
-pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let (store, _) = open_store(&args.store)?;
+pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
     let (reference, digest) = find(&store, &args.image)?;
     let img = store.image_by_digest(&reference, &digest)?;
     let m = store.manifest(&reference, &digest)?;
@@ -257,8 +253,8 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 /// Images of running containers: `/run/berth/containers/NAME/state.json`
 /// with `"image"` (a reference or manifest digest) and optionally
 /// `"image_digest"`. Returns (container, canonical reference or digest, digest).
-fn images_in_use(store: &Store) -> Vec<(String, Option<String>, Option<String>)> {
-    let dir = host_root().join("run/berth/containers");
+fn images_in_use(root: &Path, store: &Store) -> Vec<(String, Option<String>, Option<String>)> {
+    let dir = root.join("run/berth/containers");
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return out;
@@ -316,9 +312,9 @@ fn prune_unused(
     Ok(store.prune(&keep)?)
 }
 
-pub fn rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
-    let (store, _) = open_store(&args.store)?;
-    let in_use = images_in_use(&store);
+pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
+    let in_use = images_in_use(root, &store);
     let mut failed = false;
     for what in &args.images {
         let (reference, digest) = match find(&store, what) {
@@ -366,9 +362,9 @@ pub fn rmi(args: RmiArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
-    let (store, _) = open_store(&args.store)?;
-    let report = prune_unused(&store, &images_in_use(&store))?;
+pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
+    let report = prune_unused(&store, &images_in_use(root, &store))?;
     println!(
         "Deleted: {} layers, {} blobs, {} reclaimed",
         report.layers.len(),

@@ -95,12 +95,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run(&root, args),
         Command::Run(args) => run::run(&root, args),
         Command::Cleanup(args) => cleanup::run(&root, args),
-        Command::Pull(a) => image::pull(a),
-        Command::Images(a) => image::images(a),
-        Command::Inspect(a) => image::inspect(a),
-        Command::Rmi(a) => image::rmi(a),
-        Command::Prune(a) => image::prune(a),
-        Command::Import(a) => image::import(a),
+        Command::Pull(a) => image::pull(&root, a),
+        Command::Images(a) => image::images(&root, a),
+        Command::Inspect(a) => image::inspect(&root, a),
+        Command::Rmi(a) => image::rmi(&root, a),
+        Command::Prune(a) => image::prune(&root, a),
+        Command::Import(a) => image::import(&root, a),
         Command::NotYet(cmd) => {
             anyhow::bail!("'{cmd:?}' is not implemented yet in this version of berth")
         }
