@@ -136,12 +136,12 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
 
     // The container runs in <unit>/payload, the supervisor (MainPID) in <unit>/supervisor.
     let cg = "/sys/fs/cgroup/berth.slice/berth@web.service";
-    let payload = b.sh_ok(&format!("cat {cg}/payload/cgroup.procs"));
-    let pids: Vec<&str> = payload.split_whitespace().collect();
-    assert_eq!(pids.len(), 1, "payload procs: {payload:?}");
-    assert_eq!(
-        b.sh_ok(&format!("cat /proc/{}/comm", pids[0])).trim(),
-        "sleep"
+    // (`sh` prints, then execs `sleep`: wait for the exec.)
+    wait_for(
+        &b,
+        &format!("for p in $(cat {cg}/payload/cgroup.procs); do cat /proc/$p/comm; done"),
+        |t| t == "sleep",
+        Duration::from_secs(5),
     );
     let main = show(&b, "berth@web", "MainPID");
     // The idle supervisor stays small. Its private (anonymous) memory is
@@ -555,16 +555,12 @@ fn foreground_run_gets_a_delegated_scope() {
     b.sh_ok(&format!(
         "berth run --name fg2 --rootfs {ROOTFS} sleep 3 >/dev/null 2>&1 &"
     ));
-    let procs = wait_for(
+    // (The container's init is placed there at clone, before it execs.)
+    wait_for(
         &b,
-        "cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null",
-        |t| !t.is_empty(),
+        "for p in $(cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null); do cat /proc/$p/comm; done",
+        |t| t == "sleep",
         Duration::from_secs(5),
-    );
-    assert_eq!(
-        b.sh_ok(&format!("cat /proc/{}/comm", procs.lines().next().unwrap()))
-            .trim(),
-        "sleep"
     );
     let sup = b.sh_ok("cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/supervisor/cgroup.procs");
     assert_eq!(sup.lines().count(), 1, "{sup}");
