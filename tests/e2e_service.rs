@@ -517,6 +517,8 @@ fn health_checks_gate_readiness_and_kill_when_unhealthy() {
     // Ready only once the check passed (the app creates the file after 1 s).
     assert!(took >= Duration::from_millis(900), "ready after {took:?}");
     assert_eq!(show(&b, "berth@app", "StatusText"), "running (healthy)");
+    let st = b.sh_ok("cat /run/berth/containers/app/state.json");
+    assert!(st.contains("\"health\": \"healthy\""), "{st}");
     let ev = b.sh_ok("journalctl --no-pager -b -o cat CONTAINER_NAME=app BERTH_EVENT=healthy");
     assert!(ev.contains("is healthy"), "{ev}");
 

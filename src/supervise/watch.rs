@@ -118,6 +118,10 @@ pub(super) fn supervise(
     let name = &def.name;
     let pid = running.container.pid();
     let mut health = running.health.take();
+    if health.is_some() {
+        st.health = Some(health::Status::Starting.as_str().to_string());
+        let _ = st.save(&paths.run_dir);
+    }
     let waits_for_health = def.service.notify == Notify::Healthy && health.is_some();
     if running.notify.is_some() {
         notify(opts, "STATUS=running, waiting for the container's READY=1");
@@ -154,43 +158,47 @@ pub(super) fn supervise(
     });
     let mut stdin_open = running.console.is_some();
     let mut master_open = running.console.is_some();
-    let on_health = |status: health::Status, running: &Running, ready_sent: &mut bool| {
-        let s = status.as_str();
-        let prio = if status == health::Status::Unhealthy {
-            Priority::Warning
-        } else {
-            Priority::Info
-        };
-        journal::event(
-            prio,
-            name,
-            s,
-            &format!("container \"{name}\" is {s}"),
-            &[("HEALTH", s.to_string())],
-        );
-        if status == health::Status::Healthy && !*ready_sent && waits_for_health {
-            notify(opts, "READY=1\nSTATUS=running (healthy)");
-            *ready_sent = true;
-        } else {
-            notify(opts, &format!("STATUS=running ({s})"));
-        }
-        if status == health::Status::Unhealthy
-            && def
-                .health
-                .as_ref()
-                .is_some_and(|h| h.on_failure != crate::config::OnFailure::None)
-        {
-            // `restart`: the unit fails and systemd's Restart= brings it back.
+    let on_health =
+        |status: health::Status, running: &Running, ready_sent: &mut bool, st: &mut State| {
+            let s = status.as_str();
+            // `berth ps`/`inspect` read it from the record.
+            st.health = Some(s.to_string());
+            let _ = st.save(&paths.run_dir);
+            let prio = if status == health::Status::Unhealthy {
+                Priority::Warning
+            } else {
+                Priority::Info
+            };
             journal::event(
-                Priority::Warning,
+                prio,
                 name,
-                "unhealthy-kill",
-                &format!("killing unhealthy container \"{name}\""),
-                &[],
+                s,
+                &format!("container \"{name}\" is {s}"),
+                &[("HEALTH", s.to_string())],
             );
-            kill_all(running, Signal::SIGKILL);
-        }
-    };
+            if status == health::Status::Healthy && !*ready_sent && waits_for_health {
+                notify(opts, "READY=1\nSTATUS=running (healthy)");
+                *ready_sent = true;
+            } else {
+                notify(opts, &format!("STATUS=running ({s})"));
+            }
+            if status == health::Status::Unhealthy
+                && def
+                    .health
+                    .as_ref()
+                    .is_some_and(|h| h.on_failure != crate::config::OnFailure::None)
+            {
+                // `restart`: the unit fails and systemd's Restart= brings it back.
+                journal::event(
+                    Priority::Warning,
+                    name,
+                    "unhealthy-kill",
+                    &format!("killing unhealthy container \"{name}\""),
+                    &[],
+                );
+                kill_all(running, Signal::SIGKILL);
+            }
+        };
     let code = loop {
         let now = Instant::now();
         // Reap first: a SIGCHLD may have been merged with an earlier one.
@@ -198,7 +206,7 @@ pub(super) fn supervise(
         for (p, code) in others {
             if let Some(h) = health.as_mut().filter(|h| h.state.is_check(p)) {
                 if let Some(status) = h.state.finished(code == 0, Instant::now()) {
-                    on_health(status, &running, &mut ready_sent);
+                    on_health(status, &running, &mut ready_sent, st);
                 }
             }
         }
@@ -222,7 +230,7 @@ pub(super) fn supervise(
                             &[],
                         );
                         if let Some(status) = h.state.finished(false, now) {
-                            on_health(status, &running, &mut ready_sent);
+                            on_health(status, &running, &mut ready_sent, st);
                         }
                     }
                 }
