@@ -13,4 +13,5 @@ pub mod runtime;
 pub mod spec;
 pub mod store;
 pub mod supervise;
+pub mod sys;
 pub mod systemd;

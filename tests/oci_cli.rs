@@ -375,4 +375,12 @@ fn hooks_run_at_each_lifecycle_point() {
     assert_eq!(read_json("startContainer.json")["status"], "created");
     assert_eq!(read_json("poststart.json")["status"], "running");
     assert_eq!(read_json("poststop.json")["status"], "stopped");
+    std::fs::remove_file(host.join("poststop.json")).unwrap();
+    let o = sb.sh(&format!("$RT run -b {} h2; echo run=$?", bundle.display()));
+    assert_eq!(line(&stdout(&o), "run"), "0", "{}", describe(&o));
+    assert_eq!(
+        read_json("poststop.json")["id"],
+        "h2",
+        "run fires poststop after cleanup"
+    );
 }

@@ -457,7 +457,11 @@ fn wait_forwarding(pid: Pid, root: &Path, id: &str, keep: bool) -> Result<i32> {
     };
     let _ = set.thread_unblock();
     if !keep {
+        let st = StateFile::load(root, id).ok();
         runtime::cleanup(root, id).map_err(join_errors)?;
+        if let Some(st) = st {
+            run_warning_hooks(&st, HookPoint::Poststop, Status::Stopped);
+        }
     }
     Ok(code)
 }

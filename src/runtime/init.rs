@@ -26,6 +26,7 @@ use super::{
     caps, console, devices, mount, net, process, seccomp, RootfsSource, RuntimeError, StartGate,
     Stdio,
 };
+use crate::sys::LinuxSyscall;
 
 const CLONE_NEWTIME: u64 = 0x80;
 
@@ -356,10 +357,14 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     // Mounts: propagation first so nothing we do leaks to the host.
     step(
         "mount propagation",
-        mount::setup_propagation(plan.rootfs_propagation.as_deref()),
+        mount::setup_propagation(&LinuxSyscall, plan.rootfs_propagation.as_deref()),
     )?;
-    step("root filesystem", mount::setup_root(ctx.rootfs, ctx.source))?;
+    step(
+        "root filesystem",
+        mount::setup_root(&LinuxSyscall, ctx.rootfs, ctx.source),
+    )?;
     let mctx = MountContext {
+        sys: &LinuxSyscall,
         rootfs: ctx.rootfs,
         new_net_ns: plan.new_net_ns,
         new_cgroup_ns: plan.new_cgroup_ns,
@@ -397,10 +402,10 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             &hook_state,
         ),
     )?;
-    step("pivot_root", mount::pivot_into(ctx.rootfs))?;
+    step("pivot_root", mount::pivot_into(&LinuxSyscall, ctx.rootfs))?;
     step(
         "root propagation",
-        mount::apply_root_propagation(plan.rootfs_propagation.as_deref()),
+        mount::apply_root_propagation(&LinuxSyscall, plan.rootfs_propagation.as_deref()),
     )?;
     // The pty must come from the container's own devpts, so after pivot_root.
     if let Some(sock) = &ctx.console {
@@ -414,15 +419,18 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     step("sysctl", apply_sysctls(&plan.sysctl))?;
     step(
         "read-only paths",
-        mount::apply_readonly_paths(&plan.readonly_paths),
+        mount::apply_readonly_paths(&LinuxSyscall, &plan.readonly_paths),
     )?;
     step(
         "masked paths",
-        mount::apply_masked_paths(&plan.masked_paths),
+        mount::apply_masked_paths(&LinuxSyscall, &plan.masked_paths),
     )?;
     // Last of the mounts: nothing can be created under a read-only root.
     if plan.root_readonly {
-        step("read-only root", mount::remount_root_readonly())?;
+        step(
+            "read-only root",
+            mount::remount_root_readonly(&LinuxSyscall),
+        )?;
     }
     let prepared = match &plan.process {
         Some(p) => Some(prepare_process(plan, p)?),

@@ -8,11 +8,11 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
-use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::sys::{FileKind, Syscall};
 use oci_spec::runtime::Mount;
 
 use super::{RootfsSource, RuntimeError};
@@ -176,13 +176,14 @@ fn push_components(queue: &mut VecDeque<std::ffi::OsString>, p: &Path, front: bo
 }
 
 fn mnt(
+    sys: &dyn Syscall,
     source: Option<&Path>,
     target: &Path,
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<(), RuntimeError> {
-    mount(source, target, fstype, flags, data).map_err(|e| {
+    sys.mount(source, target, fstype, flags, data).map_err(|e| {
         RuntimeError::sys(
             format!(
                 "mount {} on '{}' (type {}, flags {:?}, data {:?})",
@@ -201,31 +202,14 @@ fn mnt(
 
 /// Flags of an existing mount that a bind remount must repeat: in a user
 /// namespace the kernel refuses to clear locked nosuid/nodev/noexec/atime bits.
-fn locked_flags(path: &Path) -> MsFlags {
-    let mut out = MsFlags::empty();
-    if let Ok(s) = statvfs(path) {
-        let f = s.flags();
-        for (fs, ms) in [
-            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-        ] {
-            if f.contains(fs) {
-                out.insert(ms);
-            }
-        }
-    }
-    out
+fn locked_flags(sys: &dyn Syscall, path: &Path) -> MsFlags {
+    sys.mount_flags(path)
 }
 
 /// Step: make `/` (and everything below) slave or private in the new mount
 /// namespace before mounting anything, so nothing propagates back to the host.
 /// rslave is runc's default.
-pub fn setup_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> {
+pub fn setup_propagation(sys: &dyn Syscall, propagation: Option<&str>) -> Result<(), RuntimeError> {
     let flags = match propagation {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => propagation_flag(p).ok_or_else(|| RuntimeError::InvalidSpec {
@@ -233,20 +217,25 @@ pub fn setup_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> 
             reason: format!("linux.rootfsPropagation '{p}' is not one of private, slave, shared, unbindable (with or without r)"),
         })?,
     };
-    mnt(None, Path::new("/"), None, flags, None)
+    mnt(sys, None, Path::new("/"), None, flags, None)
 }
 
 /// Step: mount the root: a recursive bind of the directory onto itself (pivot_root
 /// needs a mount point), or the overlay of lowers + upper + work.
-pub fn setup_root(rootfs: &Path, source: &RootfsSource) -> Result<(), RuntimeError> {
+pub fn setup_root(
+    sys: &dyn Syscall,
+    rootfs: &Path,
+    source: &RootfsSource,
+) -> Result<(), RuntimeError> {
     // pivot_root(2) refuses a shared parent of the new root, which a
     // `shared` rootfsPropagation makes; this is our own copy of that mount
     // (runc `rootfsParentMountPrivate`).
     if let Some(parent) = parent_mount_point(rootfs) {
-        mnt(None, &parent, None, MsFlags::MS_PRIVATE, None)?;
+        mnt(sys, None, &parent, None, MsFlags::MS_PRIVATE, None)?;
     }
     match source {
         RootfsSource::Dir(_) => mnt(
+            sys,
             Some(rootfs),
             rootfs,
             None,
@@ -260,6 +249,7 @@ pub fn setup_root(rootfs: &Path, source: &RootfsSource) -> Result<(), RuntimeErr
         } => {
             let data = render_overlay_data(lowers, upper, work);
             mnt(
+                sys,
                 Some(Path::new("overlay")),
                 rootfs,
                 Some("overlay"),
@@ -270,7 +260,7 @@ pub fn setup_root(rootfs: &Path, source: &RootfsSource) -> Result<(), RuntimeErr
     }?;
     // pivot_root(2) refuses a shared new root; a private root also keeps the
     // container's later mounts from reaching a shared parent.
-    mnt(None, rootfs, None, MsFlags::MS_PRIVATE, None)
+    mnt(sys, None, rootfs, None, MsFlags::MS_PRIVATE, None)
 }
 
 /// The mount point the directory above `path` lives on, from mountinfo.
@@ -307,9 +297,12 @@ pub fn unescape_mountinfo(s: &str) -> String {
 /// Step (after pivot_root): the asked rootfsPropagation applies to the new
 /// root too, which had to be private for pivot_root (shared and unbindable
 /// are visible to the container; slave of a private mount stays private).
-pub fn apply_root_propagation(propagation: Option<&str>) -> Result<(), RuntimeError> {
+pub fn apply_root_propagation(
+    sys: &dyn Syscall,
+    propagation: Option<&str>,
+) -> Result<(), RuntimeError> {
     match propagation.and_then(propagation_flag) {
-        Some(f) => mnt(None, Path::new("/"), None, f, None),
+        Some(f) => mnt(sys, None, Path::new("/"), None, f, None),
         None => Ok(()),
     }
 }
@@ -338,6 +331,7 @@ fn escape_overlay_path(p: &Path) -> String {
 
 /// What the init knows about its namespaces when mounting.
 pub struct MountContext<'a> {
+    pub sys: &'a dyn Syscall,
     pub rootfs: &'a Path,
     pub new_net_ns: bool,
     pub new_cgroup_ns: bool,
@@ -354,6 +348,7 @@ pub fn setup_spec_mounts(ctx: &MountContext, mounts: &[Mount]) -> Result<(), Run
 }
 
 fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
+    let sys = ctx.sys;
     let dest_in = m.destination();
     if !dest_in.is_absolute() {
         return Err(RuntimeError::InvalidSpec {
@@ -371,19 +366,25 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
             id: String::new(),
             reason: format!("bind mount on '{}' has no source", dest_in.display()),
         })?;
-        let src_meta = std::fs::metadata(source)
-            .map_err(|e| RuntimeError::io("stat bind mount source", source, e))?;
-        create_mount_point(&dest, src_meta.is_dir())?;
+        let kind = sys.file_kind(source).ok_or_else(|| {
+            RuntimeError::io(
+                "stat bind mount source",
+                source,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            )
+        })?;
+        create_mount_point(&dest, kind == FileKind::Dir)?;
         let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         if typ == "bind" && !opts.is_bind() {
             flags |= MsFlags::MS_REC;
         }
-        mnt(Some(source), &dest, None, flags, None)?;
+        mnt(sys, Some(source), &dest, None, flags, None)?;
         // A bind ignores every other flag; they take effect only on a remount.
         let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
-            let keep = locked_flags(&dest) - opts.cleared;
+            let keep = locked_flags(sys, &dest) - opts.cleared;
             mnt(
+                sys,
                 None,
                 &dest,
                 None,
@@ -398,6 +399,7 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
             "mqueue" => {
                 create_mount_point(&dest, true)?;
                 let r = mnt(
+                    sys,
                     source.or(Some(Path::new("mqueue"))),
                     &dest,
                     Some("mqueue"),
@@ -409,6 +411,7 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                     // refuses a new mqueue instance; share the host's as runc does.
                     if ctx.new_user_ns {
                         mnt(
+                            sys,
                             Some(Path::new("/dev/mqueue")),
                             &dest,
                             None,
@@ -436,6 +439,7 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| PathBuf::from(typ));
                 mnt(
+                    sys,
                     Some(&src),
                     &dest,
                     Some(typ),
@@ -446,18 +450,20 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
         }
     }
     for p in &opts.propagation {
-        mnt(None, &dest, None, *p, None)?;
+        mnt(sys, None, &dest, None, *p, None)?;
     }
     Ok(())
 }
 
 fn mount_sysfs(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(), RuntimeError> {
+    let sys = ctx.sys;
     create_mount_point(dest, true)?;
     // A fresh sysfs shows the network devices of the mounting process's
     // netns; without an own netns (or when a user namespace is refused one)
     // bind the host's /sys read-only instead, as runc does.
     let fresh = if ctx.new_net_ns {
         mnt(
+            sys,
             Some(Path::new("sysfs")),
             dest,
             Some("sysfs"),
@@ -472,14 +478,16 @@ fn mount_sysfs(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(
     };
     if fresh.is_err() {
         mnt(
+            sys,
             Some(Path::new("/sys")),
             dest,
             None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        let flags = opts.flags | MsFlags::MS_RDONLY | locked_flags(dest);
+        let flags = opts.flags | MsFlags::MS_RDONLY | locked_flags(sys, dest);
         mnt(
+            sys,
             None,
             dest,
             None,
@@ -491,11 +499,13 @@ fn mount_sysfs(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(
 }
 
 fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(), RuntimeError> {
+    let sys = ctx.sys;
     create_mount_point(dest, true)?;
     if ctx.new_cgroup_ns {
         // In its own cgroup namespace a fresh cgroup2 mount shows the
         // container's cgroup as the root and nothing above it.
         return mnt(
+            sys,
             Some(Path::new("cgroup2")),
             dest,
             Some("cgroup2"),
@@ -506,14 +516,16 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<
     // Without one, show only the container's own cgroup directory.
     let src = ctx.cgroup.unwrap_or(Path::new("/sys/fs/cgroup"));
     mnt(
+        sys,
         Some(src),
         dest,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    let flags = opts.flags | locked_flags(dest);
+    let flags = opts.flags | locked_flags(sys, dest);
     mnt(
+        sys,
         None,
         dest,
         None,
@@ -548,44 +560,51 @@ pub fn create_mount_point(dest: &Path, dir: bool) -> Result<(), RuntimeError> {
 /// `pivot_root(".", ".")` trick of runc and crun: no put_old directory is
 /// needed inside the root, and the old root is stacked under the new one until
 /// it is lazily unmounted. Never chroot: a chroot can be escaped.
-pub fn pivot_into(rootfs: &Path) -> Result<(), RuntimeError> {
-    let old_root = std::fs::File::open("/").map_err(|e| RuntimeError::io("open", "/", e))?;
-    nix::unistd::chdir(rootfs)
+pub fn pivot_into(sys: &dyn Syscall, rootfs: &Path) -> Result<(), RuntimeError> {
+    let old_root = sys
+        .open_dir(Path::new("/"))
+        .map_err(|e| RuntimeError::io("open", "/", e))?;
+    sys.chdir(rootfs)
         .map_err(|e| RuntimeError::sys(format!("chdir '{}'", rootfs.display()), e))?;
-    nix::unistd::pivot_root(".", ".")
+    sys.pivot_root(Path::new("."), Path::new("."))
         .map_err(|e| RuntimeError::sys(format!("pivot_root to '{}'", rootfs.display()), e))?;
-    nix::unistd::fchdir(old_root.as_raw_fd())
+    sys.fchdir(&old_root)
         .map_err(|e| RuntimeError::sys("fchdir to the old root", e))?;
     // Slave first, so the unmount cannot propagate to the host's mounts.
     mnt(
+        sys,
         None,
         Path::new("."),
         None,
         MsFlags::MS_SLAVE | MsFlags::MS_REC,
         None,
     )?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| RuntimeError::sys("detach the old root", e))?;
-    nix::unistd::chdir("/").map_err(|e| RuntimeError::sys("chdir /", e))?;
+    sys.umount2(Path::new("."), MntFlags::MNT_DETACH)
+        .map_err(|e| RuntimeError::sys("detach the old root", e))?;
+    sys.chdir(Path::new("/"))
+        .map_err(|e| RuntimeError::sys("chdir /", e))?;
     Ok(())
 }
 
 /// Step (after pivot_root): bind each read-only path onto itself read-only.
 /// Missing paths are skipped, as runc does.
-pub fn apply_readonly_paths(paths: &[String]) -> Result<(), RuntimeError> {
+pub fn apply_readonly_paths(sys: &dyn Syscall, paths: &[String]) -> Result<(), RuntimeError> {
     for p in paths {
         let path = Path::new(p);
-        if std::fs::symlink_metadata(path).is_err() {
+        if sys.file_kind(path).is_none() {
             continue;
         }
         mnt(
+            sys,
             Some(path),
             path,
             None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        let keep = locked_flags(path);
+        let keep = locked_flags(sys, path);
         mnt(
+            sys,
             None,
             path,
             None,
@@ -598,14 +617,15 @@ pub fn apply_readonly_paths(paths: &[String]) -> Result<(), RuntimeError> {
 
 /// Step (after pivot_root): hide each masked path: /dev/null over a file, an
 /// empty read-only tmpfs over a directory (runc `maskPath`).
-pub fn apply_masked_paths(paths: &[String]) -> Result<(), RuntimeError> {
+pub fn apply_masked_paths(sys: &dyn Syscall, paths: &[String]) -> Result<(), RuntimeError> {
     for p in paths {
         let path = Path::new(p);
-        let Ok(meta) = std::fs::metadata(path) else {
+        let Some(kind) = sys.file_kind(path) else {
             continue;
         };
-        if meta.is_dir() {
+        if kind == FileKind::Dir {
             mnt(
+                sys,
                 Some(Path::new("tmpfs")),
                 path,
                 Some("tmpfs"),
@@ -614,6 +634,7 @@ pub fn apply_masked_paths(paths: &[String]) -> Result<(), RuntimeError> {
             )?;
         } else {
             mnt(
+                sys,
                 Some(Path::new("/dev/null")),
                 path,
                 None,
@@ -626,9 +647,10 @@ pub fn apply_masked_paths(paths: &[String]) -> Result<(), RuntimeError> {
 }
 
 /// Step (last of the mounts): `root.readonly` remounts `/` read-only.
-pub fn remount_root_readonly() -> Result<(), RuntimeError> {
-    let keep = locked_flags(Path::new("/"));
+pub fn remount_root_readonly(sys: &dyn Syscall) -> Result<(), RuntimeError> {
+    let keep = locked_flags(sys, Path::new("/"));
     mnt(
+        sys,
         None,
         Path::new("/"),
         None,
@@ -695,6 +717,140 @@ mod tests {
         );
         std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
         assert!(secure_join(r, Path::new("/loop")).is_err());
+    }
+
+    use crate::sys::{Call, RecordingSyscall};
+
+    fn mount_call(
+        source: Option<&str>,
+        target: &str,
+        fstype: Option<&str>,
+        flags: MsFlags,
+    ) -> Call {
+        Call::Mount {
+            source: source.map(PathBuf::from),
+            target: PathBuf::from(target),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: None,
+        }
+    }
+
+    /// Order test (recording double): read-only paths are bound then
+    /// remounted read-only keeping their locked flags; masked files get
+    /// /dev/null, masked dirs a read-only tmpfs; missing paths are skipped.
+    /// The kernel's side is checked by tests/runtime_run.rs.
+    #[test]
+    fn readonly_and_masked_paths_in_order() {
+        let mut sys = RecordingSyscall::with_paths(&[
+            ("/proc/sys", FileKind::Dir),
+            ("/proc/kcore", FileKind::Other),
+            ("/proc/acpi", FileKind::Dir),
+        ]);
+        sys.flags.insert(
+            PathBuf::from("/proc/sys"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        );
+        let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        apply_readonly_paths(&sys, &paths(&["/proc/sys", "/proc/missing"])).unwrap();
+        apply_masked_paths(&sys, &paths(&["/proc/kcore", "/proc/acpi", "/nope"])).unwrap();
+        let rec = MsFlags::MS_BIND | MsFlags::MS_REC;
+        assert_eq!(
+            sys.take(),
+            vec![
+                mount_call(Some("/proc/sys"), "/proc/sys", None, rec),
+                mount_call(
+                    None,
+                    "/proc/sys",
+                    None,
+                    rec | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                ),
+                mount_call(Some("/dev/null"), "/proc/kcore", None, MsFlags::MS_BIND),
+                mount_call(
+                    Some("tmpfs"),
+                    "/proc/acpi",
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY
+                ),
+            ]
+        );
+    }
+
+    /// Order test: pivot_root(".", "."), then the old root is made slave
+    /// before it is detached, so the unmount cannot reach the host.
+    #[test]
+    fn pivot_makes_the_old_root_slave_before_detaching_it() {
+        let sys = RecordingSyscall::default();
+        pivot_into(&sys, Path::new("/r")).unwrap();
+        assert_eq!(
+            sys.take(),
+            vec![
+                Call::Chdir(PathBuf::from("/r")),
+                Call::PivotRoot {
+                    new_root: PathBuf::from("."),
+                    put_old: PathBuf::from(".")
+                },
+                Call::Fchdir,
+                mount_call(None, ".", None, MsFlags::MS_SLAVE | MsFlags::MS_REC),
+                Call::Umount2 {
+                    target: PathBuf::from("."),
+                    flags: MntFlags::MNT_DETACH
+                },
+                Call::Chdir(PathBuf::from("/")),
+            ]
+        );
+    }
+
+    /// Order test: a read-only bind is a bind first (which ignores flags),
+    /// then a remount with the asked flags plus the flags locked on the
+    /// source, then its propagation.
+    #[test]
+    fn readonly_bind_is_bound_then_remounted() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("data");
+        let mut sys = RecordingSyscall::with_paths(&[("/srv/vol", FileKind::Dir)]);
+        sys.flags.insert(dest.clone(), MsFlags::MS_NODEV);
+        let m: Mount = serde_json::from_value(serde_json::json!({
+            "destination": "/data", "type": "bind", "source": "/srv/vol",
+            "options": ["rbind", "ro", "nosuid", "rprivate"]
+        }))
+        .unwrap();
+        let ctx = MountContext {
+            sys: &sys,
+            rootfs: root.path(),
+            new_net_ns: true,
+            new_cgroup_ns: true,
+            new_user_ns: false,
+            cgroup: None,
+        };
+        setup_spec_mounts(&ctx, &[m]).unwrap();
+        let d = dest.to_str().unwrap();
+        assert_eq!(
+            sys.take(),
+            vec![
+                mount_call(
+                    Some("/srv/vol"),
+                    d,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC
+                ),
+                mount_call(
+                    None,
+                    d,
+                    None,
+                    MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                ),
+                mount_call(None, d, None, MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            ]
+        );
+        assert!(dest.is_dir(), "the mount point was created inside the root");
     }
 
     #[test]
