@@ -277,5 +277,19 @@ impl Progress for NotifyProgress {
 /// The first 12 hex digits of a digest, as `docker images` shows them.
 pub fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+    let end = hex.char_indices().nth(12).map_or(hex.len(), |(i, _)| i);
+    &hex[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_digests() {
+        assert_eq!(
+            super::short(&format!("sha256:{}", "ab".repeat(32))),
+            "abababababab"
+        );
+        assert_eq!(super::short("sha256:ab"), "ab");
+        assert_eq!(super::short("ééééééééééééééé"), "éééééééééééé");
+    }
 }
