@@ -139,7 +139,9 @@ pub(super) fn start(
 
     // 8. berth's init, before the container that joins its PID namespace.
     let init = if def.init {
-        let pid = init::spawn_init()?;
+        let empty = paths.run_dir.join("init-root");
+        std::fs::create_dir_all(&empty).map_err(|e| SuperviseError::io("create", &empty, e))?;
+        let pid = init::spawn_init(&empty)?;
         st.init_pid = Some(pid.as_raw());
         st.save(&paths.run_dir)?;
         if let Some(p) = &payload {
