@@ -54,6 +54,9 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t proc proc /proc
 mount -t tmpfs tmpfs /run
 cd "$BUILD"
+# The suite's bundles (and what a killed program leaves) stay inside $BUILD.
+export TMPDIR="$BUILD/tmp"
+rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
 PROGRAMS=$(find validation -name '*.t' -type f | sort)
 TOTAL=$(echo "$PROGRAMS" | wc -l)
 for RT in "$BUILD/bin/berth-runtime" crun; do

@@ -136,12 +136,12 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
 
     // The container runs in <unit>/payload, the supervisor (MainPID) in <unit>/supervisor.
     let cg = "/sys/fs/cgroup/berth.slice/berth@web.service";
-    let payload = b.sh_ok(&format!("cat {cg}/payload/cgroup.procs"));
-    let pids: Vec<&str> = payload.split_whitespace().collect();
-    assert_eq!(pids.len(), 1, "payload procs: {payload:?}");
-    assert_eq!(
-        b.sh_ok(&format!("cat /proc/{}/comm", pids[0])).trim(),
-        "sleep"
+    // (`sh` prints, then execs `sleep`: wait for the exec.)
+    wait_for(
+        &b,
+        &format!("for p in $(cat {cg}/payload/cgroup.procs); do cat /proc/$p/comm; done"),
+        |t| t == "sleep",
+        Duration::from_secs(5),
     );
     let main = show(&b, "berth@web", "MainPID");
     // The idle supervisor stays small. Its private (anonymous) memory is
@@ -369,6 +369,11 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         "{comms}"
     );
     assert!(comms.lines().any(|l| l == "sleep"), "{comms}");
+    // The init (in the host's mount namespace) sits in an empty root.
+    let root = b.sh_ok(&format!(
+        "for p in $(cat {withinit}); do grep -q '^berth:\\[init\\]' /proc/$p/comm && readlink /proc/$p/root; done; true"
+    ));
+    assert_eq!(root.trim(), "/run/berth/containers/withinit/init-root");
 
     // SIGHUP to the supervisor reaches the container's main process.
     b.sh_ok("systemctl start berth@hup");
@@ -517,6 +522,8 @@ fn health_checks_gate_readiness_and_kill_when_unhealthy() {
     // Ready only once the check passed (the app creates the file after 1 s).
     assert!(took >= Duration::from_millis(900), "ready after {took:?}");
     assert_eq!(show(&b, "berth@app", "StatusText"), "running (healthy)");
+    let st = b.sh_ok("cat /run/berth/containers/app/state.json");
+    assert!(st.contains("\"health\": \"healthy\""), "{st}");
     let ev = b.sh_ok("journalctl --no-pager -b -o cat CONTAINER_NAME=app BERTH_EVENT=healthy");
     assert!(ev.contains("is healthy"), "{ev}");
 
@@ -555,16 +562,12 @@ fn foreground_run_gets_a_delegated_scope() {
     b.sh_ok(&format!(
         "berth run --name fg2 --rootfs {ROOTFS} sleep 3 >/dev/null 2>&1 &"
     ));
-    let procs = wait_for(
+    // (The container's init is placed there at clone, before it execs.)
+    wait_for(
         &b,
-        "cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null",
-        |t| !t.is_empty(),
+        "for p in $(cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null); do cat /proc/$p/comm; done",
+        |t| t == "sleep",
         Duration::from_secs(5),
-    );
-    assert_eq!(
-        b.sh_ok(&format!("cat /proc/{}/comm", procs.lines().next().unwrap()))
-            .trim(),
-        "sleep"
     );
     let sup = b.sh_ok("cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/supervisor/cgroup.procs");
     assert_eq!(sup.lines().count(), 1, "{sup}");

@@ -115,6 +115,14 @@ fn pull_images_inspect_rmi_prune() {
         &["inspect", &built.manifest_digest[7..19]],
     ));
 
+    // A record of a container that is gone does not pin the image.
+    let gone = root.join("run/berth/containers/old");
+    std::fs::create_dir_all(&gone).unwrap();
+    std::fs::write(
+        gone.join("state.json"),
+        format!(r#"{{"name":"old","image":"{reference}","status":"stopped"}}"#),
+    )
+    .unwrap();
     // A running container uses the image: rmi refuses without --force.
     let state = root.join("run/berth/containers/web");
     std::fs::create_dir_all(&state).unwrap();
@@ -126,7 +134,10 @@ fn pull_images_inspect_rmi_prune() {
     let out = berth(&root, &storage, &["rmi", &reference]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("'web'") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("'web'") && err.contains("--force") && !err.contains("'old'"),
+        "{err}"
+    );
     assert_eq!(layer_count(&storage), 2);
     // --force untags, but the layers stay while the container runs.
     ok(&berth(&root, &storage, &["rmi", "--force", &reference]));

@@ -267,6 +267,17 @@ fn images_in_use(root: &Path, store: &Store) -> Vec<(String, Option<String>, Opt
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
             continue;
         };
+        // A record left behind by a container that is gone does not pin its
+        // image: a "status" of stopped/exited, or a "pid" that no longer runs.
+        let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("");
+        if matches!(status, "stopped" | "exited" | "dead") {
+            continue;
+        }
+        if let Some(pid) = v.get("pid").and_then(|p| p.as_u64()) {
+            if pid > 0 && !Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+        }
         let image = v.get("image").and_then(|i| i.as_str()).map(str::to_string);
         let mut digest = v
             .get("image_digest")

@@ -181,6 +181,15 @@ impl Store {
         })
     }
 
+    /// The store at `root` for reading only: creates nothing. The generator
+    /// uses this (it must not write outside its output directories, and /var
+    /// may not even be mounted yet); a missing store simply has no images.
+    pub fn at(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// The storage root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -927,6 +936,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_read_only_handle_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("missing");
+        let s = Store::at(&root);
+        assert!(!s.is_present("nginx"));
+        assert!(matches!(s.image("nginx"), Ok(None)));
+        assert!(!root.exists());
     }
 
     #[test]

@@ -10,12 +10,16 @@
 //! directly; when the application exits, the supervisor kills the payload
 //! cgroup, the init with it, and with the init the whole PID namespace.
 //!
-//! The init lives in the host's mount namespace, so it drops every
-//! capability, sets no_new_privs and is not dumpable: a process in the
-//! container cannot reach `/proc/1/root` or `/proc/1/fd` without
-//! CAP_SYS_PTRACE (which the default capabilities leave out).
+//! The init lives in the host's mount namespace, so it chroots into an empty
+//! directory, drops every capability, sets no_new_privs and is not dumpable:
+//! a process in the container cannot reach `/proc/1/fd` without
+//! CAP_SYS_PTRACE (which the default capabilities leave out), and
+//! `/proc/1/root` shows an empty directory even with it.
 
+use std::ffi::{CStr, CString};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
@@ -25,7 +29,10 @@ use super::SuperviseError;
 
 /// Fork the init as PID 1 of a new PID namespace; returns its host PID.
 /// Must be called while single-threaded.
-pub fn spawn_init() -> Result<Pid, SuperviseError> {
+pub fn spawn_init(empty_root: &Path) -> Result<Pid, SuperviseError> {
+    let root = CString::new(empty_root.as_os_str().as_bytes()).map_err(|_| {
+        SuperviseError::io("path", empty_root, std::io::ErrorKind::InvalidInput.into())
+    })?;
     let own = std::fs::File::open("/proc/self/ns/pid")
         .map_err(|e| SuperviseError::io("open", "/proc/self/ns/pid", e))?;
     // Only children move: our own PID namespace stays as it is.
@@ -37,7 +44,7 @@ pub fn spawn_init() -> Result<Pid, SuperviseError> {
     // Back to our own namespace for later children, always allowed.
     let restored = setns(own.as_fd(), CloneFlags::CLONE_NEWPID);
     match forked {
-        Ok(ForkResult::Child) => init_main(),
+        Ok(ForkResult::Child) => init_main(&root),
         Ok(ForkResult::Parent { child }) => {
             restored.map_err(|e| SuperviseError::sys("rejoin own pid namespace", e))?;
             Ok(child)
@@ -46,9 +53,19 @@ pub fn spawn_init() -> Result<Pid, SuperviseError> {
     }
 }
 
-fn init_main() -> ! {
-    // SAFETY: prctl/close_range/pause with plain integer arguments.
+fn init_main(root: &CStr) -> ! {
+    // SAFETY: chdir/chroot on a NUL-terminated path; prctl/close_range/pause
+    // with plain integer arguments.
     unsafe {
+        // An empty root: /proc/1/root and /proc/1/cwd, seen from the
+        // container, lead nowhere (the init lives in the host's mount
+        // namespace). Done while we still hold CAP_SYS_CHROOT.
+        if libc::chdir(root.as_ptr()) != 0
+            || libc::chroot(c".".as_ptr()) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
+        {
+            libc::_exit(126);
+        }
         libc::prctl(
             libc::PR_SET_NAME,
             c"berth:[init]".as_ptr() as libc::c_ulong,

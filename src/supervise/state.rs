@@ -57,6 +57,9 @@ pub struct State {
     /// The image's manifest digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// `starting`, `healthy` or `unhealthy` with `[health]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
     /// The container's main process (host PID), once created.
     pub container_pid: Option<i32>,
     /// berth's init (PID 1 of the container's PID namespace) with `init = true`.

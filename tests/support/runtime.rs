@@ -228,18 +228,28 @@ int main(int argc, char **argv) {
 pub fn probe_binary() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("berth-probe-{}", std::process::id()));
+        // Cargo's scratch dir for integration tests: inside target/, kept
+        // between runs, rebuilt when the source changes.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-probe");
         std::fs::create_dir_all(&dir).unwrap();
         let src = dir.join("probe.c");
-        std::fs::write(&src, PROBE_C).unwrap();
         let out = dir.join("probe");
+        if out.exists() && std::fs::read_to_string(&src).ok().as_deref() == Some(PROBE_C) {
+            return out;
+        }
+        // Per process, then renamed: test binaries may build it concurrently.
+        let tmp_src = dir.join(format!("probe-{}.c", std::process::id()));
+        let tmp_out = dir.join(format!("probe-{}", std::process::id()));
+        std::fs::write(&tmp_src, PROBE_C).unwrap();
         let st = Command::new("gcc")
             .args(["-static", "-O1", "-o"])
-            .arg(&out)
-            .arg(&src)
+            .arg(&tmp_out)
+            .arg(&tmp_src)
             .status()
             .expect("gcc");
         assert!(st.success(), "gcc -static probe.c");
+        std::fs::rename(&tmp_out, &out).unwrap();
+        std::fs::rename(&tmp_src, &src).unwrap();
         out
     })
 }
