@@ -133,7 +133,9 @@ pub struct Security {
     pub cap_add: Vec<String>,
     /// Normalised `CAP_X` names, or `ALL`.
     pub cap_drop: Vec<String>,
-    /// Default false.
+    /// Default true: setuid binaries in the image cannot gain privileges
+    /// unless a definition opts out (issue 7; Podman and Docker default off,
+    /// berth is stricter).
     pub no_new_privileges: bool,
     /// Default `Seccomp::Default`.
     pub seccomp: Seccomp,

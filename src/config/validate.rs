@@ -614,7 +614,7 @@ fn validate_security(cx: &mut Ctx<'_>, raw: Option<&RawSecurity>) -> Security {
     Security {
         cap_add,
         cap_drop,
-        no_new_privileges: cx.bool(&raw.no_new_privileges, false),
+        no_new_privileges: cx.bool(&raw.no_new_privileges, true),
         seccomp,
         userns,
     }
