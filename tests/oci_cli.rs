@@ -34,7 +34,7 @@ fn lifecycle_state_exec_and_delete() {
         c["annotations"] = json!({"org.example.k": "v"});
     });
     let process = json!({
-        "args": ["sh", "-c", "echo pid1=$(cat /proc/1/comm); echo procs=$(ls -d /proc/[0-9]* | wc -l); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); echo capeff=$(grep CapEff /proc/self/status | cut -f2); echo cwd=$(pwd); echo uid=$(id -u); echo fds=$(ls /proc/self/fd | tr '\\n' ' ')"],
+        "args": ["sh", "-c", "i=0; while [ $(cat /proc/1/comm) != sleep ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done; echo pid1=$(cat /proc/1/comm); echo procs=$(ls -d /proc/[0-9]* | wc -l); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); echo capeff=$(grep CapEff /proc/self/status | cut -f2); echo cwd=$(pwd); echo uid=$(id -u); echo fds=$(ls /proc/self/fd | tr '\\n' ' ')"],
         "env": ["PATH=/bin:/usr/bin"],
         "cwd": "/etc",
         "user": {"uid": 101, "gid": 101},
@@ -86,7 +86,9 @@ echo cgroups=$(ls /sys/fs/cgroup/berth 2>/dev/null | wc -l)
     assert_eq!(state1["annotations"]["org.example.k"], "v");
     assert_eq!(line(&out, "start"), "0", "{d}");
     assert_eq!(line(&out, "s2"), "running", "{d}");
-    // The exec'd process: same PID namespace, the container's confinement;
+    // The exec'd process: same PID namespace, the container's confinement.
+    // `start` returns once the init is released, as runc's does, so the exec
+    // waits (up to 1 s) for the init to have exec'd its process;
     // a non-root user keeps capabilities across exec only through ambient.
     assert_eq!(line(&out, "pid1"), "sleep", "{d}");
     // sleep, sh, the $(...) subshell, ls, wc: nothing of the host.
