@@ -187,6 +187,13 @@ fn container_commands_on_real_systemd() {
     assert!(!fds.lines().any(|l| l.trim() == "7"), "fd 7 leaked: {fds}");
     let env = b.sh_ok("berth exec -e FOO=bar -w /tmp web sh -c 'echo $FOO; pwd'");
     assert_eq!(env.trim(), "bar\n/tmp");
+    // -t: a pty inside the container, relayed; the status still comes back.
+    let (code, out, err) = run(&b, "berth exec -t web sh -c 'tty; echo tty-ok; exit 4'");
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(
+        out.contains("/dev/pts/") && out.contains("tty-ok\r\n"),
+        "{out:?}"
+    );
     let (code, _, err) = run(&b, "berth exec idle true");
     assert_ne!(code, 0);
     assert!(err.contains("container \"idle\" is not running"), "{err}");
