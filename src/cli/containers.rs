@@ -53,6 +53,7 @@ pub struct LogsArgs {
     /// Only lines since this time (journalctl --since syntax: "10 min ago", "2024-01-01 10:00")
     #[arg(long)]
     pub since: Option<String>,
+    /// Container name (a definition in /etc/berth/containers/NAME.toml)
     pub name: String,
 }
 
@@ -72,6 +73,7 @@ pub struct UnitArgs {
     after_help = "Example:\n  berth top web\n\nPIDs are the host's; `berth exec web ps` shows the container's own."
 )]
 pub struct TopArgs {
+    /// Container name (a definition in /etc/berth/containers/NAME.toml)
     pub name: String,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -83,6 +85,7 @@ pub struct TopArgs {
     after_help = "Examples:\n  berth stats              every running container\n  berth stats web --format json\n\nNumbers come from the container's cgroup (memory.current, pids.current, cpu.stat);\nwithout the memory controller MEM shows \"-\"."
 )]
 pub struct StatsArgs {
+    /// Containers to show (default: every running one)
     pub names: Vec<String>,
     /// Print once and exit (the default; streaming is not implemented)
     #[arg(long, default_value_t = true)]
@@ -97,6 +100,7 @@ pub struct StatsArgs {
     after_help = "Examples:\n  berth pause web\n  berth unpause web\n\nA paused container's unit stays active; `berth ps` shows it as paused."
 )]
 pub struct PauseArgs {
+    /// Container name (a definition in /etc/berth/containers/NAME.toml)
     pub name: String,
 }
 
@@ -452,6 +456,12 @@ pub fn auto_update() -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        crate::cli::Cli::command().debug_assert();
+    }
 
     #[test]
     fn bytes() {

@@ -35,6 +35,7 @@ pub struct ExecArgs {
     /// Set an environment variable (repeatable)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Container name (a definition in /etc/berth/containers/NAME.toml)
     pub name: String,
     #[arg(
         required = true,
@@ -42,6 +43,7 @@ pub struct ExecArgs {
         allow_hyphen_values = true,
         value_name = "CMD"
     )]
+    /// The program and its arguments, looked up in the container's PATH
     pub command: Vec<String>,
 }
 
