@@ -39,6 +39,8 @@ pub enum ContainerError {
     Systemctl { args: String, reason: String },
     #[error("container \"{name}\": {reason}")]
     Exec { name: String, reason: String },
+    #[error("cgroup \"{path}\": {reason}")]
+    Cgroup { path: PathBuf, reason: String },
     #[error("volume \"{name}\" does not exist (see `berth volume ls`)")]
     NoVolume { name: String },
     #[error("volume \"{name}\" is used by running container(s) {users} (stop them first, or pass --force)")]
@@ -440,8 +442,8 @@ fn user_name(uid: u32) -> String {
 
 /// Processes of a cgroup (and its children), host PIDs.
 pub fn processes(cgroup: &Path) -> Result<Vec<ProcInfo>, ContainerError> {
-    let mut pids = crate::runtime::cgroup_pids(cgroup).map_err(|e| ContainerError::Exec {
-        name: cgroup.display().to_string(),
+    let mut pids = crate::runtime::cgroup_pids(cgroup).map_err(|e| ContainerError::Cgroup {
+        path: cgroup.to_path_buf(),
         reason: e.to_string(),
     })?;
     pids.sort();

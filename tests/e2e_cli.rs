@@ -89,7 +89,17 @@ fn container_commands_on_real_systemd() {
         "rootfs = \"{ROOTFS}\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n[service]\nrestart = \"no\"\n"
     );
     let idle = format!("rootfs = \"{ROOTFS}\"\ncommand = [\"true\"]\n");
-    let b = boot(&[("web", web), ("done", done), ("bad", bad), ("idle", idle)]);
+    // berth's init as PID 1: exec joins the PID namespace the init made.
+    let initc = format!(
+        "rootfs = \"{ROOTFS}\"\ninit = true\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"
+    );
+    let b = boot(&[
+        ("web", web),
+        ("done", done),
+        ("bad", bad),
+        ("idle", idle),
+        ("initc", initc),
+    ]);
 
     // start through systemd, and its errors
     b.sh_ok("berth start web");
@@ -199,6 +209,14 @@ fn container_commands_on_real_systemd() {
     assert!(err.contains("container \"idle\" is not running"), "{err}");
     assert!(err.contains("systemctl start berth@idle"), "{err}");
 
+    b.sh_ok("berth start initc");
+    let seen = b.sh_ok("berth exec initc sh -c 'cat /proc/2/cmdline; echo; ls /proc'");
+    assert!(
+        seen.starts_with("sleep"),
+        "the app is PID 2 under berth's init: {seen}"
+    );
+    b.sh_ok("berth stop initc");
+
     // top and stats
     let top = b.sh_ok("berth top web");
     assert!(top.starts_with("PID"), "{top}");
@@ -267,6 +285,22 @@ fn container_commands_on_real_systemd() {
     let net = b.sh_ok("berth network inspect default");
     assert!(net.contains("not implemented yet"), "{net}");
     assert!(b.sh_ok("berth network ls").contains("default"));
+
+    // restart: a new container process
+    b.sh_ok("berth restart web");
+    let json: serde_json::Value = serde_json::from_str(&b.sh_ok("berth ps --format json")).unwrap();
+    let row = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web")
+        .unwrap();
+    assert_eq!(row["status"], "running");
+    assert_ne!(
+        row["pid"].as_i64(),
+        Some(cpid),
+        "restart kept the old process"
+    );
 
     // stop through systemd; ps -a then shows it exited, volume rm is allowed
     b.sh_ok("berth stop web");
