@@ -277,6 +277,10 @@ fn container_commands_on_real_systemd() {
     assert_eq!(ins["pid"].as_i64(), Some(cpid));
     assert_eq!(ins["unit"]["properties"]["ActiveState"], "active");
     assert_eq!(ins["definition"]["hostname"], "web.example");
+    assert_eq!(ins["definition"]["security"]["no_new_privileges"], true);
+    assert_eq!(ins["definition"]["service"]["stop_timeout_seconds"], 1.0);
+    assert_eq!(ins["definition"]["volumes"][0]["source"], "webdata");
+    assert_eq!(ins["state"]["container_pid"].as_i64(), Some(cpid));
     let (code, _, err) = run(&b, "berth inspect nosuch");
     assert_ne!(code, 0);
     assert!(err.contains("nosuch"), "{err}");

@@ -407,7 +407,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
-    use crate::config::{ImageSource, VolumeSource};
+    use crate::config::{ImageSource, Seccomp, VolumeSource};
     serde_json::json!({
         "source_path": d.source_path,
         "dropins": d.dropins,
@@ -424,7 +424,7 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
         "read_only": d.read_only,
         "init": d.init,
         "network": {
-            "mode": format!("{:?}", d.network.mode).to_lowercase(),
+            "mode": d.network.mode.as_str(),
             "networks": d.network.networks,
             "publish": d.network.publish.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },
@@ -436,15 +436,45 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "target": v.target,
             "read_only": v.read_only,
         })).collect::<Vec<_>>(),
+        "tmpfs": d.tmpfs.iter().map(|t| t.target.clone()).collect::<Vec<_>>(),
+        "resources": {
+            "memory": d.resources.memory,
+            "cpus": d.resources.cpus,
+            "pids": d.resources.pids,
+            "io_weight": d.resources.io_weight,
+        },
         "security": {
             "cap_add": d.security.cap_add,
             "cap_drop": d.security.cap_drop,
             "no_new_privileges": d.security.no_new_privileges,
-            "seccomp": format!("{:?}", d.security.seccomp),
+            "seccomp": match &d.security.seccomp {
+                Seccomp::Default => "default".to_string(),
+                Seccomp::Unconfined => "unconfined".to_string(),
+                Seccomp::Profile(p) => p.display().to_string(),
+            },
+            "userns": d.security.userns.as_str(),
         },
-        "resources": format!("{:?}", d.resources),
-        "service": format!("{:?}", d.service),
-        "health": d.health.as_ref().map(|h| format!("{h:?}")),
+        "health": d.health.as_ref().map(|h| serde_json::json!({
+            "command": h.command,
+            "interval_seconds": h.interval.as_secs_f64(),
+            "timeout_seconds": h.timeout.as_secs_f64(),
+            "retries": h.retries,
+            "start_period_seconds": h.start_period.as_secs_f64(),
+            "on_failure": h.on_failure.as_str(),
+        })),
+        "service": {
+            "restart": d.service.restart.as_str(),
+            "requires": d.service.requires,
+            "after": d.service.after,
+            "wanted_by": d.service.wanted_by,
+            "stop_timeout_seconds": d.service.stop_timeout.as_secs_f64(),
+            "notify": d.service.notify.as_str(),
+            "pull": d.service.pull.as_str(),
+            "auto_update": d.service.auto_update,
+        },
+        "secrets": d.secrets.iter().map(|s| serde_json::json!({
+            "credential": s.credential, "target": s.target,
+        })).collect::<Vec<_>>(),
     })
 }
 
