@@ -867,6 +867,47 @@ mod tests {
     }
 
     #[test]
+    fn volumes_with_their_users() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = tempfile::tempdir().unwrap();
+        let defs = root.path().join("etc/berth/containers");
+        std::fs::create_dir_all(&defs).unwrap();
+        std::fs::write(
+            defs.join("web.toml"),
+            "rootfs = \"/srv/web\"\n[[volume]]\nsource = \"data\"\ntarget = \"/data\"\n",
+        )
+        .unwrap();
+        for v in ["data", "orphan"] {
+            std::fs::create_dir_all(storage.path().join("volumes").join(v).join("_data")).unwrap();
+        }
+        let g = Globals {
+            storage_root: storage.path().to_path_buf(),
+            ..Globals::default()
+        };
+        let vols = volumes(root.path(), &g);
+        let names: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["data", "orphan"]);
+        assert_eq!(vols[0].used_by, ["web"]);
+        assert!(vols[0].running.is_empty() && vols[1].used_by.is_empty());
+        assert_eq!(vols[0].path, storage.path().join("volumes/data/_data"));
+        // Not running: removable without --force.
+        remove_volume(root.path(), &g, "data", false).unwrap();
+        assert!(!storage.path().join("volumes/data").exists());
+        let e = remove_volume(root.path(), &g, "data", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "volume \"data\" does not exist (see `berth volume ls`)"
+        );
+        // Nothing recorded: not running, with the fix in the message.
+        let e = running(root.path(), &g, "web").unwrap_err();
+        assert!(e.to_string().contains("systemctl start berth@web"), "{e}");
+        assert!(matches!(
+            load_definition(root.path(), "nope"),
+            Err(ContainerError::NoSuch { .. })
+        ));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(render_duration(5), "5s");
         assert_eq!(render_duration(65), "1m5s");
