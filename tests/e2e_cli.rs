@@ -121,6 +121,7 @@ fn container_commands_on_real_systemd() {
     assert_eq!(ps_status(&ps, "bad"), "failed (3)", "{ps}");
     assert!(!ps.contains("idle"), "{ps}");
     let ps = b.sh_ok("berth ps -a");
+    eprintln!("$ berth ps -a\n{ps}");
     assert_eq!(ps_status(&ps, "done"), "exited (0)", "{ps}");
     assert_eq!(ps_status(&ps, "idle"), "stopped", "{ps}");
     let pid: i32 = b
@@ -219,6 +220,7 @@ fn container_commands_on_real_systemd() {
 
     // top and stats
     let top = b.sh_ok("berth top web");
+    eprintln!("$ berth top web\n{top}");
     assert!(top.starts_with("PID"), "{top}");
     assert!(
         top.lines()
@@ -230,6 +232,7 @@ fn container_commands_on_real_systemd() {
     assert!(stats[0]["pids"].as_u64().unwrap() >= 1, "{stats}");
     assert!(stats[0]["cpu_usec"].as_u64().is_some(), "{stats}");
     let table = b.sh_ok("berth stats");
+    eprintln!("$ berth stats\n{table}");
     assert!(table.lines().any(|l| l.starts_with("web")), "{table}");
 
     // pause / unpause: frozen, no progress, then progress again
