@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod generator;
 pub mod image;
 pub mod oci;

@@ -11,9 +11,13 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod cleanup;
+pub mod containers;
+pub mod exec;
 pub mod generate;
 pub mod image;
+pub mod network;
 pub mod run;
+pub mod volume;
 
 /// berth — declarative system containers, run by systemd.
 ///
@@ -48,25 +52,32 @@ pub enum Command {
     Pull(image::PullArgs),
     /// List stored images
     Images(image::ImagesArgs),
-    /// Show a stored image as JSON
-    Inspect(image::InspectArgs),
+    Inspect(containers::InspectArgs),
     /// Remove image references and the content only they used
     Rmi(image::RmiArgs),
     /// Remove blobs and layers no image reference or running container uses
     Prune(image::PruneArgs),
     /// Import a rootfs tarball as a one-layer image
     Import(image::ImportArgs),
-    #[command(flatten)]
-    NotYet(NotYet),
-}
-
-/// Commands of the contract (DESIGN.md §1) that later work fills in. They are
-/// listed so that `--help` shows the whole surface, and they fail clearly.
-#[derive(Debug, Subcommand)]
-pub enum NotYet {
-    /// Run an image ad hoc (not implemented yet)
-    #[command(hide = true)]
-    Ps,
+    Ps(containers::PsArgs),
+    Logs(containers::LogsArgs),
+    /// Start containers (`systemctl start berth@NAME`)
+    Start(containers::UnitArgs),
+    /// Stop containers (`systemctl stop berth@NAME`)
+    Stop(containers::UnitArgs),
+    /// Restart containers (`systemctl restart berth@NAME`)
+    Restart(containers::UnitArgs),
+    Exec(exec::ExecArgs),
+    Top(containers::TopArgs),
+    Stats(containers::StatsArgs),
+    /// Freeze every process of a running container
+    Pause(containers::PauseArgs),
+    /// Thaw a paused container
+    Unpause(containers::PauseArgs),
+    Volume(volume::VolumeArgs),
+    Network(network::NetworkArgs),
+    /// Move containers with auto_update = true to newer images (not implemented yet)
+    AutoUpdate,
 }
 
 /// Entry point of the `berth` personality.
@@ -97,13 +108,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cleanup(args) => cleanup::run(&root, args),
         Command::Pull(a) => image::pull(&root, a),
         Command::Images(a) => image::images(&root, a),
-        Command::Inspect(a) => image::inspect(&root, a),
+        Command::Inspect(a) => containers::inspect(&root, a),
         Command::Rmi(a) => image::rmi(&root, a),
         Command::Prune(a) => image::prune(&root, a),
         Command::Import(a) => image::import(&root, a),
-        Command::NotYet(cmd) => {
-            anyhow::bail!("'{cmd:?}' is not implemented yet in this version of berth")
-        }
+        Command::Ps(a) => containers::ps(&root, a),
+        Command::Logs(a) => containers::logs(&root, a),
+        Command::Start(a) => containers::unit_verb(&root, "start", a),
+        Command::Stop(a) => containers::unit_verb(&root, "stop", a),
+        Command::Restart(a) => containers::unit_verb(&root, "restart", a),
+        Command::Exec(a) => exec::run(&root, a),
+        Command::Top(a) => containers::top(&root, a),
+        Command::Stats(a) => containers::stats(&root, a),
+        Command::Pause(a) => containers::pause(&root, a, true),
+        Command::Unpause(a) => containers::pause(&root, a, false),
+        Command::Volume(a) => volume::run(&root, a),
+        Command::Network(a) => network::run(&root, a),
+        Command::AutoUpdate => containers::auto_update(),
     }
 }
 
