@@ -13,11 +13,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 
-use crate::config::{Definition, Globals, ImageSource, Notify, Seccomp, VolumeSource};
-use crate::spec::{self, ImageConfigView, PlanContext};
-use crate::store::Store;
+use crate::config::{Definition, Globals, ImageSource, VolumeSource};
+use crate::spec;
 use crate::supervise::{Paths, State};
 
 /// Errors of this module; each names the container, unit or path.
@@ -566,57 +565,53 @@ pub struct ExecPlan {
     pub seccomp: Option<LinuxSeccomp>,
 }
 
-/// A regular file from the merged image (top layer first); a symlink in a
-/// layer never makes us read a host file. Same rule as the supervisor's.
-fn read_image_file(lowers: &[PathBuf], rel: &str) -> Option<String> {
-    for dir in lowers.iter().rev() {
-        let p = dir.join(rel);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() && m.len() <= 1 << 20 => return std::fs::read_to_string(&p).ok(),
-            Ok(_) => return None,
-            Err(_) => continue,
-        }
+/// A regular file of the running container's root (`/proc/PID/root/REL`),
+/// never through a symlink: a link planted in the container must not make
+/// berth read a host file.
+fn read_container_file(pid: i32, rel: &str) -> Option<String> {
+    let p = PathBuf::from(format!("/proc/{pid}/root")).join(rel);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_file() && m.len() <= 1 << 20 => std::fs::read_to_string(&p).ok(),
+        _ => None,
     }
-    None
 }
 
-/// `Max open files` (soft, hard) of `/proc/PID/limits`.
-pub fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let f: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
-    let n = |s: &str| {
-        if s == "unlimited" {
-            Some(u64::MAX)
-        } else {
-            s.parse().ok()
-        }
-    };
-    Some((n(f.first()?)?, n(f.get(1)?)?))
-}
-
-/// Rebuild the container's spec the way its supervisor planned it (same
-/// definition, image, files, seccomp profile), with the exec request's
-/// command, user, workdir and environment, and take its process.
-// TODO(supervise): the supervisor keeps the spec in memory only; if it
-// saved it (e.g. `RUN/containers/NAME/config.json`), exec would read that
-// and never drift from a definition edited since the start.
+/// The container's own confinement, saved by its supervisor at start
+/// (`supervise::ExecTemplate`), with the exec request's command, user,
+/// working directory and environment.
 pub fn plan_exec(
     root: &Path,
     globals: &Globals,
-    def: &Definition,
     run: &Running,
     req: &ExecRequest,
 ) -> Result<ExecPlan, ContainerError> {
-    let name = &def.name;
+    let name = &run.name;
     let err = |reason: String| ContainerError::Exec {
         name: name.clone(),
         reason,
     };
-    let mut def = def.clone();
+    let run_dir = paths(root, globals, name).run_dir;
+    let template = crate::supervise::ExecTemplate::load(&run_dir)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| {
+            err(format!(
+                "no {} in \"{}\": it was started by an older berth; restart it with `systemctl restart berth@{name}`",
+                crate::supervise::exec::EXEC_FILE,
+                run_dir.display()
+            ))
+        })?;
+    // The command replaces the entrypoint too, as `docker exec` does.
+    let mut process = template.process_for(req.command.clone(), req.tty);
     if let Some(u) = &req.user {
-        def.user = Some(
-            crate::config::values::parse_user(u).map_err(|e| err(format!("user \"{u}\": {e}")))?,
-        );
+        let passwd = read_container_file(run.pid, "etc/passwd");
+        let group = read_container_file(run.pid, "etc/group");
+        let resolved = spec::resolve_user(u, passwd.as_deref(), group.as_deref())
+            .map_err(|e| err(format!("user \"{u}\": {e}")))?;
+        let mut user = process.user().clone();
+        user.set_uid(resolved.uid)
+            .set_gid(resolved.gid)
+            .set_additional_gids(Some(resolved.additional_gids));
+        process.set_user(user);
     }
     if let Some(w) = &req.workdir {
         if !w.is_absolute() {
@@ -625,84 +620,21 @@ pub fn plan_exec(
                 w.display()
             )));
         }
-        def.workdir = Some(w.clone());
+        process.set_cwd(w.clone());
     }
-    for (k, v) in &req.env {
-        def.environment.insert(k.clone(), v.clone());
-    }
-    let (lowers, config) = match &def.image {
-        ImageSource::Rootfs(dir) => (vec![dir.clone()], None),
-        ImageSource::Image(r) => {
-            let reference = run.state.image.clone().unwrap_or_else(|| r.to_string());
-            let store = Store::open(&globals.storage_root).map_err(|e| err(e.to_string()))?;
-            let img = match &run.state.image_digest {
-                Some(d) => store
-                    .image_by_digest(&reference, d)
-                    .map_err(|e| err(format!("image \"{reference}\": {e}")))?,
-                None => store
-                    .image(&reference)
-                    .map_err(|e| err(format!("image \"{reference}\": {e}")))?
-                    .ok_or_else(|| err(format!("image \"{reference}\" is not in the store")))?,
-            };
-            (img.layers, Some(img.config))
+    if !req.env.is_empty() {
+        let mut env = process.env().clone().unwrap_or_default();
+        for (k, v) in &req.env {
+            let prefix = format!("{k}=");
+            env.retain(|e| !e.starts_with(&prefix));
+            env.push(format!("{k}={v}"));
         }
-    };
-    let mut env_files = Vec::new();
-    for p in &def.environment_files {
-        let text = std::fs::read_to_string(p).map_err(|e| io("read environment file", p, e))?;
-        env_files.push((p.clone(), text));
+        process.set_env(Some(env));
     }
-    let caps = spec::capability_set(&def.security.cap_drop, &def.security.cap_add)
-        .map_err(|cap| err(format!("capability \"{cap}\"")))?;
-    let caps: Vec<_> = caps.into_iter().collect();
-    let seccomp = match &def.security.seccomp {
-        Seccomp::Unconfined => None,
-        Seccomp::Default => Some(crate::runtime::seccomp::default_profile(&caps)),
-        Seccomp::Profile(p) => Some(
-            crate::runtime::seccomp::load_profile(p, &caps)
-                .map_err(|e| err(format!("seccomp profile \"{}\": {e}", p.display())))?,
-        ),
-    };
-    let paths = paths(root, globals, name);
-    let view = config.as_ref().map(ImageConfigView::from_image_config);
-    let ctx = PlanContext {
-        rootfs: paths.runtime_state_dir().join(name).join("rootfs"),
-        run_dir: paths.run_dir.clone(),
-        storage_root: globals.storage_root.clone(),
-        credentials_dir: None,
-        environment_files: env_files,
-        passwd: read_image_file(&lowers, "etc/passwd"),
-        group: read_image_file(&lowers, "etc/group"),
-        seccomp,
-        id_range: None,
-        init_pid_namespace: run
-            .state
-            .init_pid
-            .map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
-        terminal: req.tty,
-        command_override: None,
-        notify_socket: (def.service.notify == Notify::Container)
-            .then(|| paths.run_dir.join("notify.sock")),
-        nofile_limit: std::fs::read_to_string(format!("/proc/{}/limits", run.pid))
-            .ok()
-            .and_then(|t| parse_nofile(&t)),
-    };
-    let spec: Spec = spec::plan(&def, view.as_ref(), &ctx).map_err(|e| err(e.to_string()))?;
-    let mut process = spec
-        .process()
-        .clone()
-        .ok_or_else(|| err("the plan has no process".into()))?;
-    // The command replaces the entrypoint too, as `docker exec` does.
-    process
-        .set_args(Some(req.command.clone()))
-        .set_terminal(Some(req.tty));
     Ok(ExecPlan {
         process,
-        namespaces: crate::runtime::spec_namespaces(&spec)
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect(),
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        namespaces: template.namespaces,
+        seccomp: template.seccomp,
     })
 }
 
@@ -920,14 +852,6 @@ mod tests {
         let t = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 100 0 0";
         assert_eq!(parse_proc_stat(t), Some(12));
         assert_eq!(parse_proc_stat("garbage"), None);
-    }
-
-    #[test]
-    fn nofile_from_limits() {
-        let t = "Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 524288               files     \n";
-        assert_eq!(parse_nofile(t), Some((1024, 524288)));
-        let t = "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_nofile(t), Some((u64::MAX, u64::MAX)));
     }
 
     #[test]

@@ -58,14 +58,10 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         env.push((k.to_string(), v.to_string()));
     }
     let g = load_globals(root)?;
-    let def = ct::load_definition(root, &args.name)?;
+    // The container's definition must still exist (a clear error if not);
+    // the command is confined as the container was at its start.
+    ct::load_definition(root, &args.name)?;
     let run = ct::running(root, &g, &args.name)?;
-    if run.state.definition_hash != def.hash {
-        eprintln!(
-            "berth: warning: definition \"{}\" changed since the container started; the command runs with the new definition's user, environment and security settings",
-            args.name
-        );
-    }
     let req = ExecRequest {
         command: args.command.clone(),
         user: args.user.clone(),
@@ -73,7 +69,7 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         env,
         tty: args.tty,
     };
-    let mut plan = ct::plan_exec(root, &g, &def, &run, &req)?;
+    let mut plan = ct::plan_exec(root, &g, &run, &req)?;
     // -t: the runtime makes the pty inside the container and sends its
     // master over this socket (runc's console-socket protocol).
     let console = if args.tty {

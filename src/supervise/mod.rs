@@ -16,6 +16,7 @@
 mod cgroup;
 mod cleanup;
 mod console;
+pub mod exec;
 mod files;
 mod health;
 mod init;
@@ -33,6 +34,7 @@ use crate::spec;
 
 pub use cgroup::parse_unit_cgroup;
 pub use cleanup::{cleanup, CleanupOptions};
+pub use exec::ExecTemplate;
 pub use files::{render_hostname, render_hosts, render_resolv_conf};
 use journal::Priority;
 pub use state::{Paths, State};

@@ -12,6 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::watch::{parse_signal, HealthRunner, Running};
+use super::ExecTemplate;
 use super::{
     cgroup, console, files, health, init, journal, notify, volumes, Paths, RunOptions, State,
     SuperviseError,
@@ -217,15 +218,16 @@ pub(super) fn start(
     // 12. Create and start.
     st.runtime_state_dir = Some(runtime_state.clone());
     st.save(&paths.run_dir)?;
-    let health = match (&def.health, spec.process()) {
-        (Some(h), Some(process)) => Some(HealthRunner {
+    // What health checks and `berth exec` confine their processes with:
+    // exactly this start's plan, whatever the definition says later.
+    let template = ExecTemplate::from_spec(&spec);
+    if let Some(t) = &template {
+        t.save(&paths.run_dir)?;
+    }
+    let health = match (&def.health, template) {
+        (Some(h), Some(template)) => Some(HealthRunner {
             state: health::HealthState::new(h.clone(), Instant::now()),
-            process: process.clone(),
-            namespaces: runtime::spec_namespaces(&spec)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect(),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            template,
         }),
         _ => None,
     };

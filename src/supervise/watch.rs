@@ -36,10 +36,8 @@ pub(super) struct Running {
 /// What running a health check in the container takes.
 pub(super) struct HealthRunner {
     pub(super) state: health::HealthState,
-    /// The container's process (user, env, caps, rlimits) to derive the check from.
-    pub(super) process: oci_spec::runtime::Process,
-    pub(super) namespaces: Vec<oci_spec::runtime::LinuxNamespaceType>,
-    pub(super) seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's confinement, which each check runs under.
+    pub(super) template: super::ExecTemplate,
 }
 
 impl HealthRunner {
@@ -50,16 +48,15 @@ impl HealthRunner {
         pid: Pid,
         cgroup: Option<&PathBuf>,
     ) -> Result<i32, runtime::RuntimeError> {
-        let mut p = self.process.clone();
-        p.set_args(Some(self.state.command().to_vec()))
-            .set_terminal(Some(false));
         let child = runtime::exec(runtime::ExecOptions {
             id: name.to_string(),
             pid,
-            process: p,
-            namespaces: self.namespaces.clone(),
+            process: self
+                .template
+                .process_for(self.state.command().to_vec(), false),
+            namespaces: self.template.namespaces.clone(),
             cgroup: cgroup.cloned(),
-            seccomp: self.seccomp.clone(),
+            seccomp: self.template.seccomp.clone(),
             console_socket: None,
             stdio: Stdio::Null,
             preserve_fds: 0,
