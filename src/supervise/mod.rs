@@ -22,6 +22,7 @@ mod init;
 pub mod journal;
 mod start;
 pub mod state;
+pub mod userns;
 mod volumes;
 mod watch;
 
