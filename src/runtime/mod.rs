@@ -18,6 +18,7 @@ mod console;
 mod devices;
 mod exec;
 pub mod hooks;
+mod idmap;
 mod init;
 mod mount;
 mod net;
@@ -483,6 +484,12 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             hook_state: state("creating"),
         })
         .map_err(|e| container.channel_err(e))?;
+    // Sync point 1' (parent): in a user namespace the overlay's lowers go
+    // over as idmapped mounts, which only a process outside it can make.
+    if let Some(lowers) = idmap_lowers(&plan, &opts.rootfs) {
+        let trees = idmap::open_idmapped_lowers(pid, lowers)?;
+        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &trees)?;
+    }
     let mut reply = container
         .channel
         .recv()
@@ -528,6 +535,18 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
                 expected: "it was set up",
             })
         }
+    }
+}
+
+/// The overlay lowers to idmap: those of an overlay root in a new user
+/// namespace (image layers are owned by host root; see `idmap.rs`).
+pub(crate) fn idmap_lowers<'a>(
+    plan: &init::InitPlan,
+    source: &'a RootfsSource,
+) -> Option<&'a [PathBuf]> {
+    match source {
+        RootfsSource::Overlay { lowers, .. } if plan.new_user_ns => Some(lowers),
+        _ => None,
     }
 }
 
