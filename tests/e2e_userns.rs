@@ -41,10 +41,19 @@ fn write_layout(dir: &std::path::Path) {
         Member::Dir("bin/", 0o755, 0, 0),
         Member::File("bin/busybox", busybox, 0o755, 0, 0),
         Member::Symlink("bin/sh", "busybox"),
+        Member::Dir("opq/", 0o755, 0, 0),
+        Member::File("opq/old", b"hidden by the top layer\n", 0o644, 0, 0),
+        Member::Dir("data/", 0o755, 0, 0),
+        Member::File("data/f", b"lower\n", 0o644, 0, 0),
     ]);
     let top = reg::tar_of(&[
         Member::Dir("etc/", 0o755, 0, 0),
         Member::File("etc/motd", b"from-the-image\n", 0o644, 0, 0),
+        // An opaque dir: only `new` is visible (overlayfs reads its
+        // trusted.overlay.opaque, which needs a host-built overlay).
+        Member::Dir("opq/", 0o755, 0, 0),
+        Member::File("opq/.wh..wh..opq", b"", 0o644, 0, 0),
+        Member::File("opq/new", b"top\n", 0o644, 0, 0),
     ]);
     let config = serde_json::json!({
         "Entrypoint": ["/bin/busybox", "sh", "-c"],
@@ -59,6 +68,8 @@ fn write_layout(dir: &std::path::Path) {
 const PROBE: &str = "busybox echo map=$(busybox cat /proc/self/uid_map); \
 busybox echo uid=$(busybox id -u); \
 busybox echo owner=$(busybox stat -c %u:%g /bin/busybox /etc/motd); \
+busybox echo opq=$(busybox ls /opq); \
+busybox rm -rf /data && busybox mkdir /data && busybox echo remade=$(busybox ls -A /data); \
 busybox echo in-container > /written && busybox echo wrote; \
 exec busybox sleep 1000";
 
@@ -86,6 +97,10 @@ fn started(b: &SystemdBox, name: &str) -> u64 {
     assert!(log.lines().any(|l| l == "uid=0"), "{log}");
     // The image's files (host root on disk) are the container root's.
     assert!(log.lines().any(|l| l == "owner=0:0 0:0"), "{log}");
+    // The image's opaque dir hides the lower one; a lower dir removed and
+    // made again is a fresh, empty (opaque) dir in the upper.
+    assert!(log.lines().any(|l| l == "opq=new"), "{log}");
+    assert!(log.lines().any(|l| l == "remade="), "{log}");
     f[1]
 }
 

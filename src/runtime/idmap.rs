@@ -1,16 +1,21 @@
-//! Idmapped lower layers for a container in its own user namespace
-//! (`userns = "auto"`): the image's layers are shared and owned by host
-//! root; through a mount idmapped with the container's user namespace they
-//! appear owned by the container's root, without copying or chowning them.
+//! The overlay root of a container in its own user namespace (`userns =
+//! "auto"`): the image's layers are shared and owned by host root; through
+//! mounts idmapped with the container's user namespace they appear owned by
+//! the container's root, without copying or chowning them.
 //!
-//! The parent makes one detached, idmapped, read-only clone of each lower
-//! (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_IDMAP)`) once the
-//! child's ID maps are written, because only it holds CAP_SYS_ADMIN over the
-//! layers' filesystem (mount_setattr(2): "the caller must have CAP_SYS_ADMIN
-//! in the initial user namespace"). It passes the descriptors to the child
-//! over the sync socket (SCM_RIGHTS, unix(7)); the child moves them onto a
-//! private tmpfs in its own mount namespace (`move_mount(2)`) and uses those
-//! paths as overlay lowerdirs (overlayfs accepts idmapped layers since 5.19).
+//! The parent, once the child's ID maps are written, makes one detached,
+//! idmapped, read-only clone of each lower (`open_tree(OPEN_TREE_CLONE)` +
+//! `mount_setattr(MOUNT_ATTR_IDMAP)`: only it holds CAP_SYS_ADMIN over the
+//! layers' filesystem, mount_setattr(2)) and builds the overlay on them as a
+//! detached mount (`fsopen(2)`/`fsconfig(2)` "lowerdir+" by fd/`fsmount(2)`;
+//! overlayfs takes idmapped and detached layers). Built by host root, the
+//! overlay reads and writes its `trusted.overlay.*` xattrs (opaque dirs of the
+//! image, of the container's writes) as with `userns = "host"`; mounted from
+//! inside the user namespace it could do neither ("overlayfs: failed to set
+//! xattr on upper", and opaque dirs of the layers would be ignored). The
+//! detached mount never appears on the host: its descriptor goes to the child
+//! over the sync socket (SCM_RIGHTS, unix(7)), which `move_mount(2)`s it onto
+//! the root's mount point in its own mount namespace.
 //!
 //! Must not decide which layers or which mapping: the caller passes both.
 
@@ -20,7 +25,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::mount::MsFlags;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::unistd::Pid;
 
@@ -32,6 +36,11 @@ const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_SET_FD: libc::c_uint = 5;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 
 /// `struct mount_attr` (mount_setattr(2)), version 0 (32 bytes).
 #[repr(C)]
@@ -103,17 +112,128 @@ pub fn open_idmapped_tree(dir: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd,
     Ok(tree)
 }
 
-/// Parent, after the child's ID maps are written: an idmapped clone of each
-/// lower, in the same order.
-pub fn open_idmapped_lowers(pid: Pid, lowers: &[PathBuf]) -> Result<Vec<OwnedFd>, RuntimeError> {
+/// The kernel's messages about a failed fsconfig (fsopen(2): "read(2) on
+/// the fs context returns them"), for the error.
+fn fs_log(fs: &OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        // SAFETY: reading into our own buffer from our own descriptor.
+        let n = unsafe { libc::read(fs.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.push(
+            String::from_utf8_lossy(&buf[..n as usize])
+                .trim()
+                .to_string(),
+        );
+    }
+    out.join("; ")
+}
+
+fn fsconfig(
+    fs: &OwnedFd,
+    cmd: libc::c_uint,
+    key: Option<&str>,
+    value: Option<&CString>,
+    aux: libc::c_int,
+) -> Result<(), RuntimeError> {
+    let k = key.map(|k| CString::new(k).unwrap_or_default());
+    // SAFETY: fsconfig(2) with NUL-terminated strings (or NULL) that outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            cmd,
+            k.as_ref().map_or(std::ptr::null(), |k| k.as_ptr()),
+            value.map_or(std::ptr::null(), |v| v.as_ptr()),
+            aux,
+        )
+    };
+    if r < 0 {
+        let errno = last_errno();
+        let log = fs_log(fs);
+        return Err(RuntimeError::sys(
+            format!(
+                "fsconfig overlay {}{}",
+                key.unwrap_or("create"),
+                if log.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({log})")
+                }
+            ),
+            errno,
+        ));
+    }
+    Ok(())
+}
+
+/// Parent, after the child's ID maps are written: the container's overlay
+/// (idmapped `lowers`, lowest first, under the container's plain `upper`
+/// and `work`) as a detached mount, not attached anywhere.
+pub fn build_idmapped_overlay(
+    pid: Pid,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<OwnedFd, RuntimeError> {
     let ns_path = PathBuf::from(format!("/proc/{pid}/ns/user"));
     let userns = std::fs::File::open(&ns_path)
         .map_err(|e| RuntimeError::io("open user namespace", &ns_path, e))?;
     use std::os::fd::AsFd;
-    lowers
+    let trees = lowers
         .iter()
         .map(|l| open_idmapped_tree(l, userns.as_fd()))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = c"overlay";
+    // SAFETY: fsopen(2) with a NUL-terminated name; returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) };
+    if fd < 0 {
+        return Err(RuntimeError::sys("fsopen overlay", last_errno()));
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    let fs = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    fsconfig(
+        &fs,
+        FSCONFIG_SET_STRING,
+        Some("source"),
+        Some(&CString::new("overlay").unwrap_or_default()),
+        0,
+    )?;
+    // "lowerdir+" appends below the previous one: top layer first.
+    for tree in trees.iter().rev() {
+        fsconfig(
+            &fs,
+            FSCONFIG_SET_FD,
+            Some("lowerdir+"),
+            None,
+            tree.as_raw_fd(),
+        )?;
+    }
+    fsconfig(
+        &fs,
+        FSCONFIG_SET_STRING,
+        Some("upperdir"),
+        Some(&cpath(upper)?),
+        0,
+    )?;
+    fsconfig(
+        &fs,
+        FSCONFIG_SET_STRING,
+        Some("workdir"),
+        Some(&cpath(work)?),
+        0,
+    )?;
+    fsconfig(&fs, FSCONFIG_CMD_CREATE, None, None, 0)?;
+    // SAFETY: fsmount(2) on our configured context; returns a new fd.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    if m < 0 {
+        return Err(RuntimeError::sys("fsmount overlay", last_errno()));
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }
 
 /// Send each descriptor in its own message (one byte of payload), so no
@@ -180,43 +300,27 @@ pub fn receive_fds(sock: BorrowedFd<'_>, n: usize) -> Result<Vec<OwnedFd>, Runti
     Ok(out)
 }
 
-/// Child, in its private mount namespace: a tmpfs on `stage` (the overlay's
-/// own mount point, which the overlay then covers) with each idmapped tree
-/// moved onto `stage/N`; returns those paths as the new lowers.
-pub fn stage_lowers(stage: &Path, trees: Vec<OwnedFd>) -> Result<Vec<PathBuf>, RuntimeError> {
-    nix::mount::mount(
-        Some("tmpfs"),
-        stage,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0700,size=64k"),
-    )
-    .map_err(|e| RuntimeError::sys(format!("mount staging tmpfs '{}'", stage.display()), e))?;
-    let mut paths = Vec::with_capacity(trees.len());
-    for (i, tree) in trees.into_iter().enumerate() {
-        let target = stage.join(i.to_string());
-        std::fs::create_dir(&target)
-            .map_err(|e| RuntimeError::io("create layer staging dir", &target, e))?;
-        let t = cpath(&target)?;
-        let empty = c"";
-        // SAFETY: move_mount(2) of our detached tree onto a path we made.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                tree.as_raw_fd(),
-                empty.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            )
-        };
-        if r < 0 {
-            return Err(RuntimeError::sys(
-                format!("move_mount idmapped layer onto '{}'", target.display()),
-                last_errno(),
-            ));
-        }
-        paths.push(target);
+/// Child, in its private mount namespace: attach the parent's detached
+/// overlay at `rootfs` (the root's mount point).
+pub fn attach_root(rootfs: &Path, tree: OwnedFd) -> Result<(), RuntimeError> {
+    let t = cpath(rootfs)?;
+    let empty = c"";
+    // SAFETY: move_mount(2) of our detached mount onto an existing path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(RuntimeError::sys(
+            format!("move_mount the overlay onto '{}'", rootfs.display()),
+            last_errno(),
+        ));
     }
-    Ok(paths)
+    Ok(())
 }

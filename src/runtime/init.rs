@@ -359,19 +359,19 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         "mount propagation",
         mount::setup_propagation(&LinuxSyscall, plan.rootfs_propagation.as_deref()),
     )?;
-    // Sync point 1' (init): idmapped lowers, staged under the overlay's own
-    // mount point in this private namespace (see idmap.rs).
-    let staged = match super::idmap_lowers(plan, ctx.source) {
-        Some(lowers) => Some(step("idmapped layers", stage_idmapped(ctx, lowers.len()))?),
-        None => None,
+    // Sync point 1' (init): in a user namespace the parent built the overlay
+    // (see idmap.rs); attach it, then bind it as a plain root dir.
+    let idmapped = RootfsSource::Dir(ctx.rootfs.to_path_buf());
+    let source = match super::idmapped_overlay(plan, ctx.source) {
+        Some(_) => {
+            step("idmapped overlay", attach_idmapped(ctx))?;
+            &idmapped
+        }
+        None => ctx.source,
     };
     step(
         "root filesystem",
-        mount::setup_root(
-            &LinuxSyscall,
-            ctx.rootfs,
-            staged.as_ref().unwrap_or(ctx.source),
-        ),
+        mount::setup_root(&LinuxSyscall, ctx.rootfs, source),
     )?;
     let mctx = MountContext {
         sys: &LinuxSyscall,
@@ -497,18 +497,13 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
 /// The process steps before the start gate: everything that can fail is
 /// tried now, so `create` reports it. Returns what exec needs and whether NNP
 /// is on (then seccomp is loaded last).
-/// The overlay source with its lowers replaced by the parent's idmapped
-/// clones, received over the channel and moved under the mount point.
-fn stage_idmapped(ctx: &InitContext, n: usize) -> Result<RootfsSource, RuntimeError> {
-    let trees = super::idmap::receive_fds(std::os::fd::AsFd::as_fd(&ctx.channel), n)?;
-    let lowers = super::idmap::stage_lowers(ctx.rootfs, trees)?;
-    match ctx.source {
-        RootfsSource::Overlay { upper, work, .. } => Ok(RootfsSource::Overlay {
-            lowers,
-            upper: upper.clone(),
-            work: work.clone(),
-        }),
-        RootfsSource::Dir(_) => Err(invalid(ctx.id, "idmapped layers need an overlay root")),
+/// Receive the parent's detached overlay and attach it at the root's
+/// mount point.
+fn attach_idmapped(ctx: &InitContext) -> Result<(), RuntimeError> {
+    let mut fds = super::idmap::receive_fds(std::os::fd::AsFd::as_fd(&ctx.channel), 1)?;
+    match fds.pop() {
+        Some(root) => super::idmap::attach_root(ctx.rootfs, root),
+        None => Err(invalid(ctx.id, "no overlay root from the parent")),
     }
 }
 

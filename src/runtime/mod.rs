@@ -484,11 +484,11 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             hook_state: state("creating"),
         })
         .map_err(|e| container.channel_err(e))?;
-    // Sync point 1' (parent): in a user namespace the overlay's lowers go
-    // over as idmapped mounts, which only a process outside it can make.
-    if let Some(lowers) = idmap_lowers(&plan, &opts.rootfs) {
-        let trees = idmap::open_idmapped_lowers(pid, lowers)?;
-        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &trees)?;
+    // Sync point 1' (parent): in a user namespace the overlay root is built
+    // here, on idmapped lowers only a process outside it can make.
+    if let Some((lowers, upper, work)) = idmapped_overlay(&plan, &opts.rootfs) {
+        let root = idmap::build_idmapped_overlay(pid, lowers, upper, work)?;
+        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &[root])?;
     }
     let mut reply = container
         .channel
@@ -538,14 +538,18 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     }
 }
 
-/// The overlay lowers to idmap: those of an overlay root in a new user
+/// The overlay root to build in the parent, idmapped: that of a new user
 /// namespace (image layers are owned by host root; see `idmap.rs`).
-pub(crate) fn idmap_lowers<'a>(
+pub(crate) fn idmapped_overlay<'a>(
     plan: &init::InitPlan,
     source: &'a RootfsSource,
-) -> Option<&'a [PathBuf]> {
+) -> Option<(&'a [PathBuf], &'a Path, &'a Path)> {
     match source {
-        RootfsSource::Overlay { lowers, .. } if plan.new_user_ns => Some(lowers),
+        RootfsSource::Overlay {
+            lowers,
+            upper,
+            work,
+        } if plan.new_user_ns => Some((lowers, upper, work)),
         _ => None,
     }
 }
