@@ -54,6 +54,9 @@ fn write_layout(dir: &std::path::Path) {
         Member::Dir("opq/", 0o755, 0, 0),
         Member::File("opq/.wh..wh..opq", b"", 0o644, 0, 0),
         Member::File("opq/new", b"top\n", 0o644, 0, 0),
+        // Seeds the named volume.
+        Member::Dir("vol/", 0o755, 1000, 1000),
+        Member::File("vol/seed", b"seed\n", 0o644, 1000, 1000),
     ]);
     let config = serde_json::json!({
         "Entrypoint": ["/bin/busybox", "sh", "-c"],
@@ -70,12 +73,14 @@ busybox echo uid=$(busybox id -u); \
 busybox echo owner=$(busybox stat -c %u:%g /bin/busybox /etc/motd); \
 busybox echo opq=$(busybox ls /opq); \
 busybox rm -rf /data && busybox mkdir /data && busybox echo remade=$(busybox ls -A /data); \
+busybox echo vol=$(busybox stat -c %u:%g /vol/seed /etc/hosts /bindv/host-file); \
+busybox touch /vol/by-$(busybox hostname) /bindv/by-$(busybox hostname) && busybox echo volwrote; \
 busybox echo in-container > /written && busybox echo wrote; \
 exec busybox sleep 1000";
 
 fn definition() -> String {
     format!(
-        "image = \"oci:/srv/img:1\"\ncommand = [\"{PROBE}\"]\n[security]\nuserns = \"auto\"\n[service]\nstop_timeout = \"1s\"\n"
+        "image = \"oci:/srv/img:1\"\ncommand = [\"{PROBE}\"]\n[security]\nuserns = \"auto\"\n[[volume]]\nsource = \"shared\"\ntarget = \"/vol\"\n[[volume]]\nsource = \"/run/bindsrc\"\ntarget = \"/bindv\"\n[service]\nstop_timeout = \"1s\"\n"
     )
 }
 
@@ -101,6 +106,10 @@ fn started(b: &SystemdBox, name: &str) -> u64 {
     // made again is a fresh, empty (opaque) dir in the upper.
     assert!(log.lines().any(|l| l == "opq=new"), "{log}");
     assert!(log.lines().any(|l| l == "remade="), "{log}");
+    // Volumes (named, seeded from the image; bind) and the /etc files are
+    // idmapped binds: owners as on the host, to every container alike.
+    assert!(log.lines().any(|l| l == "vol=1000:1000 0:0 0:0"), "{log}");
+    assert!(log.lines().any(|l| l == "volwrote"), "{log}");
     f[1]
 }
 
@@ -126,7 +135,10 @@ fn auto_userns_gives_each_container_its_own_range_and_idmapped_image() {
     // has no such overmount; make the box's look like one (its own mount
     // namespace, nothing outside changes).
     b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
-    b.sh_ok("systemctl start berth@ua berth@ub");
+    b.sh_ok("mkdir -p /run/bindsrc && touch /run/bindsrc/host-file");
+    // One after the other: two first uses of one named volume at once race
+    // in its seeding (volumes.rs renames into place; the loser fails).
+    b.sh_ok("systemctl start berth@ua && systemctl start berth@ub");
     let a = started(&b, "ua");
     let bb = started(&b, "ub");
     assert_ne!(a, bb);
@@ -161,6 +173,11 @@ fn auto_userns_gives_each_container_its_own_range_and_idmapped_image() {
         let want = format!("Uid:\t{start}\t{start}\t{start}\t{start}");
         assert_eq!(uid.trim(), want);
     }
+    // What the containers' root wrote into volumes is host root's on disk.
+    assert_eq!(
+        b.sh_ok("stat -c %n=%u:%g /var/lib/berth/volumes/shared/_data/by-ua /run/bindsrc/by-ub"),
+        "/var/lib/berth/volumes/shared/_data/by-ua=0:0\n/run/bindsrc/by-ub=0:0\n"
+    );
     // The shared layers themselves stay owned by host root.
     let layer_owners = b.sh_ok("stat -c %u /var/lib/berth/layers/sha256/*/bin/busybox | sort -u");
     assert_eq!(layer_owners.trim(), "0");

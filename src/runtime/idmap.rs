@@ -17,7 +17,17 @@
 //! over the sync socket (SCM_RIGHTS, unix(7)), which `move_mount(2)`s it onto
 //! the root's mount point in its own mount namespace.
 //!
-//! Must not decide which layers or which mapping: the caller passes both.
+//! Bind mounts whose options hold `idmap` (or `ridmap`, recursively; OCI
+//! runtime-spec "idmapped mounts", with the container's own mapping as crun
+//! does when the mount lists none) get the same treatment: the parent sends
+//! an idmapped clone of each source after the overlay. A bind from a
+//! detached mount is refused (EINVAL), so the init first moves each onto a
+//! private tmpfs under the root's mount point (the overlay then covers it),
+//! keeps an O_PATH descriptor of each, and binds from `/proc/self/fd/N`.
+//! Only with an overlay root (service mode); with a plain root dir the
+//! option stays ignored, as before.
+//!
+//! Must not decide which layers, mounts or mapping: the caller passes them.
 
 use std::ffi::CString;
 use std::io::{IoSlice, IoSliceMut};
@@ -25,8 +35,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use nix::mount::MsFlags;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::unistd::Pid;
+use oci_spec::runtime::Mount;
 
 use super::RuntimeError;
 
@@ -34,6 +46,7 @@ use super::RuntimeError;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
@@ -66,6 +79,18 @@ fn last_errno() -> nix::Error {
 /// A detached, read-only clone of `dir` whose IDs are shifted through the
 /// user namespace `userns` (the fd of `/proc/PID/ns/user`).
 pub fn open_idmapped_tree(dir: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd, RuntimeError> {
+    open_tree_with(dir, userns, false, false, MOUNT_ATTR_RDONLY)
+}
+
+/// A detached clone of `dir` (its submounts too with `clone_rec`), idmapped
+/// through `userns` (the submounts too with `idmap_rec`), with `extra` attrs.
+fn open_tree_with(
+    dir: &Path,
+    userns: BorrowedFd<'_>,
+    clone_rec: bool,
+    idmap_rec: bool,
+    extra: u64,
+) -> Result<OwnedFd, RuntimeError> {
     let c = cpath(dir)?;
     // SAFETY: open_tree(2) with a valid NUL-terminated path; returns a new fd.
     let fd = unsafe {
@@ -73,7 +98,7 @@ pub fn open_idmapped_tree(dir: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd,
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             c.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | if clone_rec { AT_RECURSIVE } else { 0 },
         )
     };
     if fd < 0 {
@@ -85,7 +110,7 @@ pub fn open_idmapped_tree(dir: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd,
     // SAFETY: the kernel just returned this descriptor to us alone.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_IDMAP | extra,
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
@@ -98,7 +123,7 @@ pub fn open_idmapped_tree(dir: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd,
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
+            libc::AT_EMPTY_PATH as libc::c_uint | if idmap_rec { AT_RECURSIVE } else { 0 },
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -236,6 +261,58 @@ pub fn build_idmapped_overlay(
     Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
 }
 
+fn has_opt(m: &Mount, o: &str) -> bool {
+    m.options().iter().flatten().any(|x| x == o)
+}
+
+/// Indices of the bind mounts to idmap, in spec order.
+pub fn idmapped_mounts(mounts: &[Mount]) -> Vec<usize> {
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            let bind =
+                m.typ().as_deref() == Some("bind") || has_opt(m, "bind") || has_opt(m, "rbind");
+            bind && (has_opt(m, "idmap") || has_opt(m, "ridmap")) && m.source().is_some()
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Parent: an idmapped clone of each such mount's source, in spec order.
+pub fn open_idmapped_mounts(pid: Pid, mounts: &[Mount]) -> Result<Vec<OwnedFd>, RuntimeError> {
+    let idx = idmapped_mounts(mounts);
+    if idx.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ns_path = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    let userns = std::fs::File::open(&ns_path)
+        .map_err(|e| RuntimeError::io("open user namespace", &ns_path, e))?;
+    use std::os::fd::AsFd;
+    idx.into_iter()
+        .map(|i| {
+            let m = &mounts[i];
+            let src = m.source().as_deref().unwrap_or(Path::new("/"));
+            let rec =
+                has_opt(m, "rbind") || m.typ().as_deref() == Some("bind") && !has_opt(m, "bind");
+            open_tree_with(src, userns.as_fd(), rec, has_opt(m, "ridmap"), 0)
+        })
+        .collect()
+}
+
+/// Init: the mounts with each idmapped one's source replaced by the
+/// descriptor the parent sent for it (`trees` in spec order).
+pub fn rewrite_mounts(mounts: &[Mount], trees: &[OwnedFd]) -> Vec<Mount> {
+    let mut out = mounts.to_vec();
+    for (i, fd) in idmapped_mounts(mounts).into_iter().zip(trees) {
+        out[i].set_source(Some(PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            fd.as_raw_fd()
+        ))));
+    }
+    out
+}
+
 /// Send each descriptor in its own message (one byte of payload), so no
 /// message carries more than SCM_MAX_FD and the receiver counts them.
 pub fn send_fds(sock: BorrowedFd<'_>, fds: &[OwnedFd]) -> Result<(), RuntimeError> {
@@ -300,8 +377,9 @@ pub fn receive_fds(sock: BorrowedFd<'_>, n: usize) -> Result<Vec<OwnedFd>, Runti
     Ok(out)
 }
 
-/// Child, in its private mount namespace: attach the parent's detached
-/// overlay at `rootfs` (the root's mount point).
+/// Init, in its private mount namespace: attach a detached mount from the
+/// parent at `rootfs` (the overlay at the root's mount point, a tree at its
+/// staging dir).
 pub fn attach_root(rootfs: &Path, tree: OwnedFd) -> Result<(), RuntimeError> {
     let t = cpath(rootfs)?;
     let empty = c"";
@@ -323,4 +401,45 @@ pub fn attach_root(rootfs: &Path, tree: OwnedFd) -> Result<(), RuntimeError> {
         ));
     }
     Ok(())
+}
+
+/// Init, before the overlay is attached at `stage` (the root's mount
+/// point): a private tmpfs there with each idmapped tree moved onto
+/// `stage/N`, and an O_PATH descriptor of each, which stays usable once the
+/// overlay covers the tmpfs.
+pub fn stage_mounts(stage: &Path, trees: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, RuntimeError> {
+    if trees.is_empty() {
+        return Ok(Vec::new());
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        stage,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=64k"),
+    )
+    .map_err(|e| RuntimeError::sys(format!("mount staging tmpfs '{}'", stage.display()), e))?;
+    let mut out = Vec::with_capacity(trees.len());
+    for (i, tree) in trees.into_iter().enumerate() {
+        let target = stage.join(i.to_string());
+        // A mount goes onto a node of its own kind (a file onto a file).
+        let st = nix::sys::stat::fstat(tree.as_raw_fd())
+            .map_err(|e| RuntimeError::sys("fstat idmapped mount", e))?;
+        let made = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            std::fs::create_dir(&target)
+        } else {
+            std::fs::File::create(&target).map(drop)
+        };
+        made.map_err(|e| RuntimeError::io("create idmapped mount staging point", &target, e))?;
+        attach_root(&target, tree)?;
+        let fd = nix::fcntl::open(
+            &target,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| RuntimeError::sys(format!("open '{}'", target.display()), e))?;
+        // SAFETY: open just returned this descriptor to us alone.
+        out.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    Ok(out)
 }

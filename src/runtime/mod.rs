@@ -486,9 +486,14 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
         .map_err(|e| container.channel_err(e))?;
     // Sync point 1' (parent): in a user namespace the overlay root is built
     // here, on idmapped lowers only a process outside it can make.
-    if let Some((lowers, upper, work)) = idmapped_overlay(&plan, &opts.rootfs) {
-        let root = idmap::build_idmapped_overlay(pid, lowers, upper, work)?;
-        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &[root])?;
+    // Then an idmapped clone of each `idmap` bind mount's source.
+    if plan.new_user_ns {
+        let mut trees = Vec::new();
+        if let Some((lowers, upper, work)) = idmapped_overlay(&plan, &opts.rootfs) {
+            trees.push(idmap::build_idmapped_overlay(pid, lowers, upper, work)?);
+            trees.extend(idmap::open_idmapped_mounts(pid, &plan.mounts)?);
+        }
+        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &trees)?;
     }
     let mut reply = container
         .channel
