@@ -443,3 +443,40 @@ pub fn stage_mounts(stage: &Path, trees: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, R
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::MountBuilder;
+
+    fn m(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(src)
+            .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn only_binds_with_idmap_are_picked_and_rewritten_in_order() {
+        let mounts = [
+            m("/proc", "proc", "proc", &["nosuid"]),
+            m("/etc/hosts", "bind", "/run/h", &["bind", "idmap"]),
+            m("/data", "none", "/srv/d", &["rbind", "ridmap"]),
+            m("/plain", "bind", "/srv/p", &["rbind"]),
+            m("/t", "tmpfs", "tmpfs", &["idmap"]),
+        ];
+        assert_eq!(idmapped_mounts(&mounts), vec![1, 2]);
+        let a = std::fs::File::open("/dev/null").unwrap();
+        let b = std::fs::File::open("/dev/null").unwrap();
+        let (na, nb) = (a.as_raw_fd(), b.as_raw_fd());
+        let out = rewrite_mounts(&mounts, &[a.into(), b.into()]);
+        let src = |i: usize| out[i].source().clone().unwrap();
+        assert_eq!(src(1), PathBuf::from(format!("/proc/self/fd/{na}")));
+        assert_eq!(src(2), PathBuf::from(format!("/proc/self/fd/{nb}")));
+        assert_eq!(src(3), PathBuf::from("/srv/p"));
+        assert_eq!(out[0], mounts[0]);
+    }
+}

@@ -234,5 +234,17 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
             );
         }
     }
+    // No ExecStopPost for a scope: its `userns = "auto"` range goes here.
+    if !keep_supervisor {
+        if let Err(e) = userns::release(&userns::userns_dir(&opts.root), &def.name) {
+            journal::event(
+                Priority::Warning,
+                &def.name,
+                "cleanup",
+                &format!("cleanup after exit: {e}"),
+                &[],
+            );
+        }
+    }
     result
 }
