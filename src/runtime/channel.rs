@@ -45,6 +45,13 @@ pub fn pair() -> Result<(Channel, Channel), RuntimeError> {
     Ok((Channel { fd: a }, Channel { fd: b }))
 }
 
+// Descriptors (idmapped layers) travel beside the messages as SCM_RIGHTS.
+impl std::os::fd::AsFd for Channel {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+}
+
 impl Channel {
     pub fn send(&self, msg: &Message) -> std::io::Result<()> {
         let buf = serde_json::to_vec(msg).map_err(std::io::Error::other)?;

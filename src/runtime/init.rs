@@ -359,10 +359,32 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         "mount propagation",
         mount::setup_propagation(&LinuxSyscall, plan.rootfs_propagation.as_deref()),
     )?;
+    // Sync point 1' (init): in a user namespace the parent built the overlay
+    // and idmapped the `idmap` binds (see idmap.rs); attach the overlay,
+    // then bind it as a plain root dir.
+    let (trees, overlay) = step("idmapped mounts", receive_idmapped(ctx))?;
+    let mut staged = Vec::new();
+    let idmapped = RootfsSource::Dir(ctx.rootfs.to_path_buf());
+    let source = match overlay {
+        Some(root) => {
+            let trees = step(
+                "idmapped mounts",
+                super::idmap::stage_mounts(ctx.rootfs, trees),
+            )?;
+            staged = trees;
+            step(
+                "idmapped overlay",
+                super::idmap::attach_root(ctx.rootfs, root),
+            )?;
+            &idmapped
+        }
+        None => ctx.source,
+    };
     step(
         "root filesystem",
-        mount::setup_root(&LinuxSyscall, ctx.rootfs, ctx.source),
+        mount::setup_root(&LinuxSyscall, ctx.rootfs, source),
     )?;
+    let mounts = super::idmap::rewrite_mounts(&plan.mounts, &staged);
     let mctx = MountContext {
         sys: &LinuxSyscall,
         rootfs: ctx.rootfs,
@@ -371,7 +393,8 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         new_user_ns: plan.new_user_ns,
         cgroup: ctx.cgroup,
     };
-    step("mounts", mount::setup_spec_mounts(&mctx, &plan.mounts))?;
+    step("mounts", mount::setup_spec_mounts(&mctx, &mounts))?;
+    drop(staged);
     // Devices go on the /dev tmpfs the mounts just made.
     if plan.setup_dev {
         step(
@@ -487,6 +510,24 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
 /// The process steps before the start gate: everything that can fail is
 /// tried now, so `create` reports it. Returns what exec needs and whether NNP
 /// is on (then seccomp is loaded last).
+/// What the parent sent at sync point 1': the idmapped bind sources and,
+/// first, the overlay root when it built one.
+type Idmapped = (Vec<OwnedFd>, Option<OwnedFd>);
+
+fn receive_idmapped(ctx: &InitContext) -> Result<Idmapped, RuntimeError> {
+    if !ctx.plan.new_user_ns {
+        return Ok((Vec::new(), None));
+    }
+    // Binds are idmapped only with an overlay root (see idmap.rs).
+    if super::idmapped_overlay(ctx.plan, ctx.source).is_none() {
+        return Ok((Vec::new(), None));
+    }
+    let n = super::idmap::idmapped_mounts(&ctx.plan.mounts).len() + 1;
+    let mut fds = super::idmap::receive_fds(std::os::fd::AsFd::as_fd(&ctx.channel), n)?;
+    let root = fds.remove(0);
+    Ok((fds, Some(root)))
+}
+
 fn prepare_process(
     plan: &InitPlan,
     p: &Process,

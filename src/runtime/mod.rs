@@ -18,6 +18,7 @@ mod console;
 mod devices;
 mod exec;
 pub mod hooks;
+mod idmap;
 mod init;
 mod mount;
 mod net;
@@ -483,6 +484,17 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             hook_state: state("creating"),
         })
         .map_err(|e| container.channel_err(e))?;
+    // Sync point 1' (parent): in a user namespace the overlay root is built
+    // here, on idmapped lowers only a process outside it can make.
+    // Then an idmapped clone of each `idmap` bind mount's source.
+    if plan.new_user_ns {
+        let mut trees = Vec::new();
+        if let Some((lowers, upper, work)) = idmapped_overlay(&plan, &opts.rootfs) {
+            trees.push(idmap::build_idmapped_overlay(pid, lowers, upper, work)?);
+            trees.extend(idmap::open_idmapped_mounts(pid, &plan.mounts)?);
+        }
+        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &trees)?;
+    }
     let mut reply = container
         .channel
         .recv()
@@ -528,6 +540,22 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
                 expected: "it was set up",
             })
         }
+    }
+}
+
+/// The overlay root to build in the parent, idmapped: that of a new user
+/// namespace (image layers are owned by host root; see `idmap.rs`).
+pub(crate) fn idmapped_overlay<'a>(
+    plan: &init::InitPlan,
+    source: &'a RootfsSource,
+) -> Option<(&'a [PathBuf], &'a Path, &'a Path)> {
+    match source {
+        RootfsSource::Overlay {
+            lowers,
+            upper,
+            work,
+        } if plan.new_user_ns => Some((lowers, upper, work)),
+        _ => None,
     }
 }
 

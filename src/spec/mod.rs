@@ -264,12 +264,15 @@ pub fn plan(
         // NET_RAW is not granted, so ping works through ICMP datagram
         // sockets, which this range allows for every group (Podman and
         // Docker ≥ 20.10 set the same).
-        let sysctl = [(
-            "net.ipv4.ping_group_range".to_string(),
-            "0 2147483647".to_string(),
-        )]
-        .into_iter()
-        .collect();
+        // In a user namespace the kernel accepts only groups mapped there
+        // (EINVAL otherwise): the range's own 0..size-1.
+        let last = match (def.security.userns, ctx.id_range) {
+            (Userns::Auto, Some(r)) => r.size.saturating_sub(1),
+            _ => 2147483647,
+        };
+        let sysctl = [("net.ipv4.ping_group_range".to_string(), format!("0 {last}"))]
+            .into_iter()
+            .collect();
         linux.set_sysctl(Some(sysctl));
     }
     if def.security.userns == Userns::Auto {

@@ -110,12 +110,21 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
             }
         }
     }
+    // With `userns = "auto"` the host's files would show as nobody's; an
+    // idmapped bind (runtime-spec "idmap", the container's own mapping)
+    // shows host root as the container's root, and so on, without chown.
+    let idmap = def.security.userns == crate::config::Userns::Auto;
     for f in ETC_FILES {
         let dest = Path::new("/etc").join(f);
         if !user_targets.contains(&dest.as_path()) {
             // Read-write like Docker's: programs that rewrite /etc/hosts
             // change the supervisor's copy, never the image.
-            mounts.push(bind(&dest, &ctx.run_dir.join(f), &["bind", "rprivate"]));
+            let opts: &[&str] = if idmap {
+                &["bind", "rprivate", "idmap"]
+            } else {
+                &["bind", "rprivate"]
+            };
+            mounts.push(bind(&dest, &ctx.run_dir.join(f), opts));
         }
     }
     for v in &def.volumes {
@@ -126,6 +135,9 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
         let mut opts = vec!["rbind", "rprivate"];
         if v.read_only {
             opts.push("ro");
+        }
+        if idmap {
+            opts.push("idmap");
         }
         mounts.push(bind(&v.target, &source, &opts));
     }

@@ -44,7 +44,14 @@ pub fn cleanup(opts: &CleanupOptions) -> Result<(), Vec<SuperviseError>> {
             }]);
         }
     }
-    let result = teardown(&paths, &opts.name, false);
+    let mut result = teardown(&paths, &opts.name, false);
+    // The `userns = "auto"` ID range goes last: nothing is left to use it.
+    if let Err(e) = super::userns::release(&super::userns::userns_dir(&opts.root), &opts.name) {
+        match &mut result {
+            Ok(()) => result = Err(vec![e]),
+            Err(v) => v.push(e),
+        }
+    }
     // `berth run -d --rm`: the definition written for it goes with it.
     let marker = super::remove_on_stop_marker(&opts.root, &opts.name);
     if marker.exists() {

@@ -23,6 +23,7 @@ mod init;
 pub mod journal;
 mod start;
 pub mod state;
+pub mod userns;
 mod volumes;
 mod watch;
 
@@ -259,6 +260,18 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
     }
     if let Err(errs) = cleanup::teardown(&paths, &def.name, keep_supervisor) {
         for e in errs {
+            journal::event(
+                Priority::Warning,
+                &def.name,
+                "cleanup",
+                &format!("cleanup after exit: {e}"),
+                &[],
+            );
+        }
+    }
+    // No ExecStopPost for a scope: its `userns = "auto"` range goes here.
+    if !keep_supervisor {
+        if let Err(e) = userns::release(&userns::userns_dir(&opts.root), &def.name) {
             journal::event(
                 Priority::Warning,
                 &def.name,

@@ -164,7 +164,7 @@ pub(super) fn start(
     // 10. The plan.
     let runtime_state = paths.runtime_state_dir();
     let view = image.as_ref().map(ImageConfigView::from_image_config);
-    let ctx = PlanContext {
+    let mut ctx = PlanContext {
         rootfs: runtime_state.join(name).join("rootfs"),
         run_dir: paths.run_dir.clone(),
         storage_root: globals.storage_root.clone(),
@@ -184,12 +184,15 @@ pub(super) fn start(
             .ok(),
     };
     if def.security.userns == crate::config::Userns::Auto {
-        // The ID range allocator and an image owned by the mapped IDs are
-        // not there yet; refuse rather than run with a broken root.
-        return Err(SuperviseError::State {
-            path: paths.run_dir.clone(),
-            reason: format!("container \"{name}\": userns = \"auto\" is not supported by this version of berth yet"),
-        });
+        // A private ID range; the fresh upper and work dirs belong to its
+        // root, the image's layers are idmapped by the runtime.
+        let range = super::userns::allocate(
+            &super::userns::userns_dir(&opts.root),
+            super::userns::host_pool(&opts.root),
+            name,
+        )?;
+        super::userns::chown_to_range(range, &[paths.upper(), paths.work()])?;
+        ctx.id_range = Some(range);
     }
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
     let stop_signal = view
