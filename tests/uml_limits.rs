@@ -79,6 +79,10 @@ fn bundle(root: &Path, name: &str, cmd: &str, resources: Value, cgroup: &str) {
 /// removed the container's own cgroup.
 const OCI_SCRIPT: &str = r#"
 R="berth-runtime --root /run/berth-rt"
+# sample CGROUP: u = its cpu.stat usage_usec, t = guest uptime in ms (10 ms
+# resolution), both read by the shell itself back to back (a fork between
+# them would cost hundreds of ms here); usec of CPU per ms is permille.
+sample() { read -r _ u < "$1/cpu.stat"; read -r up _ < /proc/uptime; t=$(( ${up%.*}${up#*.} * 10 )); }
 CG=/sys/fs/cgroup
 echo "+cpu +memory +pids +io" > $CG/cgroup.subtree_control
 result controllers "$(cat $CG/cgroup.controllers)"
@@ -91,6 +95,11 @@ start() {
     $R run -b /bundles/$1 $1 > /run/$1.out 2>&1 </dev/null &
     eval "pid_$1=$!"
     i=0; while [ ! -e $CG/oci-$1/c/cgroup.procs ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+    # What berth-runtime wrote, read at once (the shell's own `read`, no fork).
+    for f in memory.max pids.max cpu.max; do
+        v=; read -r v < $CG/oci-$1/c/$f || true
+        result "$1_$(echo $f | tr . _)" "$v"
+    done
 }
 finish() {
     eval "wait \$pid_$1"; st=$?
@@ -101,8 +110,6 @@ finish() {
 # The four run at once, each in its own parent cgroup; the busy loops after,
 # one by one, so neither steals the guest's one CPU from the other.
 for n in hog ok200 forks5 forks50; do start $n; done
-for n in hog ok200; do result ${n}_memory_max "$(cat $CG/oci-$n/c/memory.max)"; done
-for n in forks5 forks50; do result ${n}_pids_max "$(cat $CG/oci-$n/c/pids.max)"; done
 for n in hog ok200 forks5 forks50; do finish $n; done
 for n in hog ok200; do
     result ${n}_oom_kill "$(sed -n 's/^oom_kill //p' $CG/oci-$n/memory.events)"
@@ -115,11 +122,10 @@ result pids_report "$(dmesg | grep 'fork rejected by pids controller' | tail -1)
 for n in spin50 spinfree; do
     start $n
     sleep 0.3
-    result ${n}_cpu_max "$(cat $CG/oci-$n/c/cpu.max)"
-    u0=$(sed -n 's/^usage_usec //p' $CG/oci-$n/c/cpu.stat); t0=$(date +%s%N)
+    sample $CG/oci-$n/c; u0=$u t0=$t
     sleep 2
-    u1=$(sed -n 's/^usage_usec //p' $CG/oci-$n/c/cpu.stat); t1=$(date +%s%N)
-    result ${n}_permille $(( (u1 - u0) * 1000000 / (t1 - t0) ))
+    sample $CG/oci-$n/c; u1=$u t1=$t
+    result ${n}_permille $(( (u1 - u0) / (t1 - t0) ))
     result ${n}_throttled "$(sed -n 's/^nr_throttled //p' $CG/oci-$n/c/cpu.stat)"
     $R kill $n KILL
     finish $n
@@ -135,25 +141,25 @@ fn oci_guest() -> &'static GuestRun {
         let mem = |m: u64| json!({"memory": {"limit": m * 1024 * 1024}});
         let pids = |p: i64| json!({"pids": {"limit": p}});
         let cpu = |q: i64| json!({"cpu": {"quota": q, "period": 100000}});
-        bundle(tmp.path(), "hog", &delayed(HOG, 4), mem(20), "/oci-hog/c");
+        bundle(tmp.path(), "hog", &delayed(HOG, 6), mem(20), "/oci-hog/c");
         bundle(
             tmp.path(),
             "ok200",
-            &delayed(HOG, 4),
+            &delayed(HOG, 6),
             mem(200),
             "/oci-ok200/c",
         );
         bundle(
             tmp.path(),
             "forks5",
-            &delayed(FORKS, 4),
+            &delayed(FORKS, 6),
             pids(5),
             "/oci-forks5/c",
         );
         bundle(
             tmp.path(),
             "forks50",
-            &delayed(FORKS, 4),
+            &delayed(FORKS, 6),
             pids(50),
             "/oci-forks50/c",
         );
@@ -261,9 +267,12 @@ fn oci_cpu_quota_throttles() {
         "{}",
         g.diagnostics()
     );
+    // 50% plus slack: the guest's scheduler tick is coarse (UML), and the
+    // quota is enforced per 100 ms period, so single periods overshoot a
+    // little (measured here: 503-536‰; 940‰ without a quota).
     let limited = g.number("spin50_permille");
     assert!(
-        limited <= 550,
+        limited <= 600,
         "a busy loop under cpu.max 50000/100000 used {limited}‰ of a CPU\n{}",
         g.diagnostics()
     );
@@ -307,6 +316,10 @@ fn command(cmd: &str) -> String {
 
 const SYSTEMD_SCRIPT: &str = r#"
 CG=/sys/fs/cgroup/berth.slice
+# sample CGROUP: u = its cpu.stat usage_usec, t = guest uptime in ms (10 ms
+# resolution), both read by the shell itself back to back (a fork between
+# them would cost hundreds of ms here); usec of CPU per ms is permille.
+sample() { read -r _ u < "$1/cpu.stat"; read -r up _ < /proc/uptime; t=$(( ${up%.*}${up#*.} * 10 )); }
 sc() { systemctl --no-pager "$@"; }
 # Every fork+exec costs a few hundred ms in UML on a busy host: loops are
 # bounded by guest uptime, not by a count, and values are read with the
@@ -341,6 +354,9 @@ result generated "$(ls /run/systemd/generator/ | tr '\n' ' ')"
 # while they run); the busy loop comes after, alone.
 for n in hog ok200 forks5 forks50; do sc start --no-block berth@$n; done
 wait_payloads hog ok200 forks5 forks50
+result hog_subtree_control "$(val $CG/berth@hog.service/cgroup.subtree_control)"
+[ -e $CG/berth@hog.service/payload/memory.max ] && result hog_payload_memcg yes || result hog_payload_memcg no
+result hog_running_then "$(val $CG/berth@hog.service/payload/cgroup.procs)"
 for n in hog ok200; do
     result ${n}_memory_max "$(val $CG/berth@$n.service/memory.max)"
     result ${n}_procs "$(val $CG/berth@$n.service/payload/cgroup.procs)"
@@ -348,7 +364,6 @@ done
 for n in forks5 forks50; do
     result ${n}_pids_max "$(val $CG/berth@$n.service/pids.max)"
 done
-result hog_subtree_control "$(val $CG/berth@hog.service/cgroup.subtree_control)"
 result hog_show_memory_max "$(sc show -p MemoryMax --value berth@hog)"
 wait_done hog ok200 forks5 forks50
 for n in hog ok200 forks5 forks50; do report $n; done
@@ -363,10 +378,10 @@ S=$CG/berth@spin.service
 wait_payloads spin
 sleep 0.5
 result spin_cpu_max "$(val $S/cpu.max)"
-u0=$(sed -n 's/^usage_usec //p' $S/cpu.stat); t0=$(date +%s%N)
+sample $S; u0=$u t0=$t
 sleep 2
-u1=$(sed -n 's/^usage_usec //p' $S/cpu.stat); t1=$(date +%s%N)
-result spin_permille $(( (u1 - u0) * 1000000 / (t1 - t0) ))
+sample $S; u1=$u t1=$t
+result spin_permille $(( (u1 - u0) / (t1 - t0) ))
 result spin_throttled "$(sed -n 's/^nr_throttled //p' $S/cpu.stat)"
 sc stop berth@spin
 "#;
@@ -484,6 +499,12 @@ fn systemd_oom_kill_shows_as_unit_result() {
 fn systemd_payload_has_its_own_controllers() {
     require_uml!();
     let g = systemd_guest();
+    assert!(
+        !g.value("hog_running_then").is_empty(),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("hog_payload_memcg"), "yes", "{}", g.diagnostics());
     let ctl = g.value("hog_subtree_control");
     assert!(
         ctl.contains("memory") && ctl.contains("pids"),
@@ -544,7 +565,7 @@ fn systemd_cpu_quota_throttles() {
     );
     let used = g.number("spin_permille");
     assert!(
-        used <= 550,
+        used <= 600,
         "a busy loop under CPUQuota=50% used {used}‰ of a CPU\n{}",
         g.diagnostics()
     );
