@@ -12,6 +12,14 @@
 //!
 //! Every limit has a control run with a looser limit that must succeed, so a
 //! workload that never allocated, forked or spun could not pass.
+//!
+//! In service mode the limits are the unit's (MemoryMax=, TasksMax=,
+//! CPUQuota= from the generator) and cover the supervisor too: payload/ has
+//! no controllers of its own (see the ignored
+//! `systemd_payload_has_its_own_controllers`), so with `pids = 5` only three
+//! `sleep`s start, and the supervisor's memory counts against `memory`.
+//! systemd reports the OOM kill in the journal, but `Result=` is `exit-code`
+//! (see the ignored `systemd_oom_kill_shows_as_unit_result`).
 //! `BERTH_UML_KEEP=1` keeps the guests' dirs (console.log, out/log) in /tmp.
 mod support;
 

@@ -11,22 +11,33 @@
 //! a guest running (the whole guest runs under `timeout -k`, in its own
 //! process group).
 //!
-//! Inside the guest, PID 1 is a generated shell script: it mounts proc, sysfs,
-//! cgroup2 and devtmpfs, insmods overlay (busybox `insmod`, there is no kmod),
-//! overlays `/` on a tmpfs upper, copies the seed files in, mounts the host's
-//! `out/` read-write at [`GUEST_OUT`], `pivot_root`s and then either
+//! On the host, everything the guest needs beyond the host's own root is
+//! staged in one directory, `layer/`: seed files, copied directories (a
+//! busybox rootfs), the scripts, berth as `packaging/install.sh --destdir`
+//! lays it out, and for systemd the masks, an empty fstab and the test unit.
+//! Inside the guest, PID 1 is a generated shell script: it mounts proc,
+//! insmods overlay (busybox `insmod`, there is no kmod), mounts `layer/`
+//! through a hostfs of its own, overlays it over `/` (hostfs, read-only) with
+//! a tmpfs upper, mounts proc, sysfs, cgroup2, devtmpfs, tmpfs on /run and
+//! /var/lib/berth, and the host's `out/` read-write at [`GUEST_OUT`],
+//! `pivot_root`s and then either
 //! - runs the test script directly as PID 1 ([`Mode::Direct`]), or
-//! - masks the machine's enabled services and execs systemd, which runs the
-//!   test script as `berth-uml-test.service` once `is-system-running --wait`
-//!   returns ([`Mode::Systemd`]).
+//! - execs systemd, which runs the test script as `berth-uml-test.service`
+//!   once `is-system-running --wait` returns ([`Mode::Systemd`]).
+//!
+//! Boot times measured on a loaded 2-core host: the init script's root is
+//! ready ~0.5-1 s after the kernel starts it (~2.5 s of guest uptime); systemd
+//! reaches `running` at 5-7 s of guest uptime (up to ~20 s under heavy load,
+//! where every fork+exec in UML costs hundreds of ms).
 //!
 //! The channel back is a file on hostfs, not the console: the kernel's own
 //! messages (the OOM killer's report, above all) go to the console too and
 //! can split a line in two. The test script calls `result KEY VALUE`, which
 //! appends `KEY=VALUE` to `out/results`; the console is kept for diagnostics.
 //! When the script ends (or fails), the guest powers off with sysrq `o`.
-//! `BERTH_UML_KEEP=1` leaves the temp dir (init.sh, test.sh, console.log,
-//! out/) behind for debugging.
+//! `BERTH_UML_KEEP=1` leaves the temp dir (init.sh, layer/, console.log,
+//! out/results, out/log with the script's timestamped `set -x` trace)
+//! behind for debugging.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
