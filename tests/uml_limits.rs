@@ -466,8 +466,9 @@ fn systemd_memory_limit_is_enforced_by_oom_kill() {
     let report = g.value("oom_report");
     assert!(
         report.contains("CONSTRAINT_MEMCG")
-            && report.contains("oom_memcg=/berth.slice/berth@hog.service,"),
-        "the kernel's OOM report does not name the unit's memcg: {report:?}"
+            && report.contains("oom_memcg=/berth.slice/berth@hog.service")
+            && report.contains("task_memcg=/berth.slice/berth@hog.service/payload,"),
+        "the kernel's OOM report does not name the unit's limit and the container's memcg: {report:?}"
     );
     // Control: 200M is enough for the same container.
     assert_eq!(
@@ -484,26 +485,32 @@ fn systemd_memory_limit_is_enforced_by_oom_kill() {
     );
 }
 
-/// What a user reads first. systemd 252 defaults `OOMPolicy=` to `continue`
-/// for `Delegate=yes` units, so the unit ends with `exit-code` (the
-/// supervisor's 137) rather than `oom-kill`; the generator (or the unit)
-/// would need `OOMPolicy=stop`, or the supervisor should notice `oom_kill` in
-/// `memory.events` and say "OOM-killed" itself.
+/// What a user reads: berth's own event. systemd 252 turns `OOMPolicy=` to
+/// `continue` for `Delegate=yes` units, so the unit's Result is `exit-code`
+/// (the supervisor's 137), as with Podman; berth reads the payload's
+/// `memory.events` and says that the container ran out of memory.
 #[test]
-#[ignore = "berth@.service has Delegate=yes, so OOMPolicy defaults to continue and Result is exit-code, not oom-kill"]
-fn systemd_oom_kill_shows_as_unit_result() {
+fn systemd_oom_kill_is_reported_by_berth() {
     require_uml!();
     let g = systemd_guest();
-    assert_eq!(g.value("hog_Result"), "oom-kill", "{}", g.diagnostics());
+    assert!(
+        g.value("hog_log")
+            .contains("container \"hog\" ran out of memory: the kernel killed"),
+        "{}",
+        g.diagnostics()
+    );
+    assert!(
+        !g.value("ok200_log").contains("ran out of memory"),
+        "{}",
+        g.diagnostics()
+    );
 }
 
 /// DESIGN.md and src/supervise/cgroup.rs: the supervisor's own memory never
-/// counts as the container's. It does today: nothing writes the unit's
-/// `cgroup.subtree_control`, so `payload/` and `supervisor/` have no memory
-/// (or pids, cpu) controller of their own and share the unit's; the kernel's
-/// OOM report shows `task_memcg=/berth.slice/berth@hog.service`.
+/// counts as the container's. The supervisor enables the unit's controllers
+/// for its children, so `payload/` has a memcg (and pids, cpu) of its own
+/// with the definition's limits, and the OOM kill happens there.
 #[test]
-#[ignore = "the supervisor does not enable controllers in the unit's cgroup.subtree_control, so payload/ has no memcg of its own"]
 fn systemd_payload_has_its_own_controllers() {
     require_uml!();
     let g = systemd_guest();
@@ -532,9 +539,9 @@ fn systemd_pids_limit_stops_forks() {
     require_uml!();
     let g = systemd_guest();
     assert_eq!(g.value("forks5_pids_max"), "5", "{}", g.diagnostics());
-    // TasksMax= covers the whole unit, the supervisor's threads included, so
-    // fewer than 4 sleeps may start; what matters is that forks failed.
-    // (Seen here: the supervisor's one task + sh + 3 sleeps.)
+    // payload/ has its own pids.max of 5, and TasksMax= (the same 5, as the
+    // definition says and `systemctl show` shows) caps the whole unit, the
+    // supervisor's task included: seen here, sh + 3 sleeps + the supervisor.
     let forked = g.number("forks5_forked");
     assert!((1..=4).contains(&forked), "{}", g.diagnostics());
     assert!(

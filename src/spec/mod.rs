@@ -254,7 +254,7 @@ pub fn plan(
         .set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()))
         .set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()))
         .set_resources(Some(
-            security::device_rules().map_err(|e| build_err(name, e))?,
+            security::resources(&def.resources).map_err(|e| build_err(name, e))?,
         ))
         .set_devices(None)
         .set_cgroups_path(None)

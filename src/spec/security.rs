@@ -6,11 +6,13 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxDeviceCgroupBuilder, LinuxResources, LinuxResourcesBuilder,
-    PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+    Capability, LinuxCapabilities, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, PosixRlimit, PosixRlimitBuilder,
+    PosixRlimitType,
 };
 
 use crate::config::values::CAPABILITIES;
+use crate::config::Resources;
 
 /// The capabilities a container gets by default: exactly Podman's 11
 /// (containers/common `pkg/config/default.go`, DefaultCapabilities).
@@ -116,22 +118,62 @@ pub(super) fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities
     c
 }
 
-/// Device access: deny everything (runc's `runc spec` default); the
-/// runtime appends the allow rules every container gets (null, zero, full,
-/// random, urandom, tty, ptmx, pts, mknod) when it compiles the cgroup
-/// device filter. Limits (memory, cpu, pids, io) are not here: systemd owns
-/// them on the unit (the generator's drop-in).
-pub(super) fn device_rules() -> Result<LinuxResources, String> {
+/// The container's cgroup resources. Devices: deny all; the runtime appends
+/// the default nodes (null, zero, full, random, urandom, tty, ptmx, pts,
+/// mknod) when it compiles the device filter. Limits: the same values systemd
+/// puts on the whole unit (the generator's drop-in) also go on the
+/// container's own cgroup (`<unit>/payload`), so the supervisor's memory and
+/// tasks never count against the container's budget and the container's OOM
+/// kills show in its own `memory.events`.
+pub(super) fn resources(r: &Resources) -> Result<LinuxResources, String> {
     let deny_all = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()
         .map_err(|e| e.to_string())?;
-    LinuxResourcesBuilder::default()
-        .devices(vec![deny_all])
-        .build()
-        .map_err(|e| e.to_string())
+    let mut b = LinuxResourcesBuilder::default().devices(vec![deny_all]);
+    if let Some(m) = r.memory {
+        let m = i64::try_from(m).map_err(|_| format!("memory {m} is too large"))?;
+        b = b.memory(
+            LinuxMemoryBuilder::default()
+                .limit(m)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(p) = r.pids {
+        let p = i64::try_from(p).map_err(|_| format!("pids {p} is too large"))?;
+        b = b.pids(
+            LinuxPidsBuilder::default()
+                .limit(p)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(c) = r.cpus {
+        // CPUQuota= cpus × 100% per 100 ms period, as the generator writes.
+        b = b.cpu(
+            LinuxCpuBuilder::default()
+                .quota((c * CPU_PERIOD as f64).round() as i64)
+                .period(CPU_PERIOD)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(w) = r.io_weight {
+        // IOWeight= and cgroup2's io.weight share the 1..10000 scale; the
+        // OCI blkio weight (10..1000) would lose precision.
+        b = b.unified(
+            [("io.weight".to_string(), format!("default {w}"))]
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    b.build().map_err(|e| e.to_string())
 }
+
+/// The period of `cpu.max`, in microseconds (systemd's default too).
+const CPU_PERIOD: u64 = 100_000;
 
 /// RLIMIT_NOFILE: berth's defaults, the hard limit clamped to the caller's
 /// (`caller` = its soft and hard limits), the soft limit to the hard one.

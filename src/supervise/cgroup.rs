@@ -58,6 +58,27 @@ pub fn make(dir: &Path) -> Result<(), SuperviseError> {
     }
 }
 
+/// Pass every controller the unit has on to its children (`supervisor/`,
+/// `payload/`), so the container's own limits apply to `payload/` alone.
+/// Only valid once the unit's own cgroup holds no process (cgroups(7), "no
+/// internal processes"). Without controllers (a box without them) there is
+/// nothing to do; a refusal only loses the per-payload limits, systemd's
+/// limits on the whole unit still hold, so it is a warning.
+pub fn enable_controllers(unit: &Path) -> Option<String> {
+    let available = std::fs::read_to_string(unit.join("cgroup.controllers")).ok()?;
+    let line: Vec<String> = available
+        .split_whitespace()
+        .map(|c| format!("+{c}"))
+        .collect();
+    if line.is_empty() {
+        return None;
+    }
+    let control = unit.join("cgroup.subtree_control");
+    std::fs::write(&control, line.join(" "))
+        .err()
+        .map(|e| format!("cannot enable controllers in '{}': {e}", control.display()))
+}
+
 /// Move process `pid` (0: the caller) into `dir`.
 pub fn move_into(dir: &Path, pid: i32) -> Result<(), SuperviseError> {
     let procs = dir.join("cgroup.procs");

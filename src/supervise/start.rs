@@ -126,12 +126,21 @@ pub(super) fn start(
         let unit = cgroup::unit_cgroup_dir()?;
         let sup = unit.join("supervisor");
         let payload = unit.join("payload");
-        st.unit_cgroup = Some(unit);
+        st.unit_cgroup = Some(unit.clone());
         st.supervisor_cgroup = Some(sup.clone());
         st.payload_cgroup = Some(payload.clone());
         st.save(&paths.run_dir)?;
         cgroup::make(&sup)?;
         cgroup::move_into(&sup, 0)?;
+        if let Some(warning) = cgroup::enable_controllers(&unit) {
+            journal::event(
+                Priority::Warning,
+                name,
+                "cgroup",
+                &format!("{warning}; the unit's limits still apply, ignoring"),
+                &[],
+            );
+        }
         cgroup::make(&payload)?;
         Some(payload)
     } else {
