@@ -136,9 +136,9 @@ fn auto_userns_gives_each_container_its_own_range_and_idmapped_image() {
     // namespace, nothing outside changes).
     b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
     b.sh_ok("mkdir -p /run/bindsrc && touch /run/bindsrc/host-file");
-    // One after the other: two first uses of one named volume at once race
-    // in its seeding (volumes.rs renames into place; the loser fails).
-    b.sh_ok("systemctl start berth@ua && systemctl start berth@ub");
+    // Both at once: two first uses of one named volume race to seed it; the
+    // one that loses the rename takes the winner's copy.
+    b.sh_ok("systemctl start berth@ua berth@ub");
     let a = started(&b, "ua");
     let bb = started(&b, "ub");
     assert_ne!(a, bb);

@@ -49,7 +49,16 @@ pub fn setup_named_volumes(
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| SuperviseError::io("chmod", &tmp, e))?;
         seed(lowers, &v.target, &tmp, &vol)?;
-        std::fs::rename(&tmp, &data).map_err(|e| SuperviseError::io("rename", &data, e))?;
+        if let Err(e) = std::fs::rename(&tmp, &data) {
+            // Another container seeding the same new volume at the same
+            // moment got there first (rename(2) refuses to replace a
+            // non-empty directory): use its copy, drop ours.
+            if data.is_dir() {
+                let _ = std::fs::remove_dir_all(&tmp);
+                continue;
+            }
+            return Err(SuperviseError::io("rename", &data, e));
+        }
     }
     Ok(())
 }
