@@ -10,6 +10,7 @@
 mod render;
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,22 +119,24 @@ pub fn write_generated(dir: &Path, g: &Generated) -> Result<(), GeneratorError> 
 fn write_with(
     dir: &Path,
     g: &Generated,
-    made: &Mutex<HashSet<PathBuf>>,
+    made: &Mutex<HashSet<OsString>>,
 ) -> Result<(), GeneratorError> {
-    let ensure_parent = |path: &Path| -> std::io::Result<()> {
-        let parent = path.parent().unwrap_or(dir);
+    // Keyed by the parent relative to `dir`, as plain bytes: hashing a whole
+    // Path walks its components, and this runs twice per definition.
+    let ensure_parent = |rel: &Path, path: &Path| -> std::io::Result<()> {
+        let key = rel.parent().map_or(OsStr::new(""), Path::as_os_str);
         // A poisoned set is still a valid set; at worst a directory is asked
         // for twice, which create_dir_all allows.
-        let known = |m: &Mutex<HashSet<PathBuf>>| {
+        let known = |m: &Mutex<HashSet<OsString>>| {
             m.lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(parent)
+                .contains(key)
         };
         if !known(made) {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
             made.lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(parent.to_path_buf());
+                .insert(key.to_os_string());
         }
         Ok(())
     };
@@ -143,7 +146,7 @@ fn write_with(
             path: path.clone(),
             source,
         };
-        ensure_parent(&path).map_err(w)?;
+        ensure_parent(rel, &path).map_err(w)?;
         let tmp = temp_name(&path);
         let result = std::fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(content.as_bytes()))
@@ -159,7 +162,7 @@ fn write_with(
             path: path.clone(),
             source,
         };
-        ensure_parent(&path).map_err(w)?;
+        ensure_parent(rel, &path).map_err(w)?;
         write_link(target, &path).map_err(w)?;
     }
     Ok(())
