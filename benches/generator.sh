@@ -7,6 +7,12 @@
 #        build it first with `cargo build --release`)
 # needs: hyperfine
 #
+# Reports, per size: wall time (median, mean ± σ, min), CPU time (user +
+# system, the generator's own cost: on a shared machine wall time includes
+# waiting for a CPU), the per-definition slope between sizes, and the floor:
+# `xargs cat` of exactly the files the generator reads, nothing parsed or
+# written (two process starts, where the generator has one).
+#
 # Inputs live under /tmp (page-cached after the warm-up, as after early boot);
 # output goes to /dev/shm when available, a tmpfs like the /run/systemd/generator
 # directory systemd gives generators. Nothing is deleted between timed runs
@@ -16,6 +22,7 @@ set -euo pipefail
 BIN=$(realpath "${1:-target/release/berth}")
 [ -x "$BIN" ] || { echo "no binary at $BIN (cargo build --release)" >&2; exit 1; }
 command -v hyperfine >/dev/null || { echo "hyperfine is not installed" >&2; exit 1; }
+RUNS=${RUNS:-30}
 
 work=$(mktemp -d /tmp/berth-genbench.XXXXXX)
 out_base=/dev/shm
@@ -67,24 +74,54 @@ TOML
     done
 }
 
-echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "# $("$BIN" version), $(hyperfine --version)"
+echo "# berth generator benchmark, $(date -u +%FT%TZ)"
+echo "# $(uname -srm), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine inflates wall time, not CPU time)"
+echo "# $("$BIN" version), $(hyperfine --version), $RUNS runs each after 3 warm-ups"
+echo "# input: N definitions (half /etc, half /usr/lib) x 2 drop-ins, on $(df --output=fstype /tmp | tail -1); output on $(df --output=fstype "$out" | tail -1)"
 for n in 100 500 1000; do
     make_root "$work/root-$n" "$n"
+    # The files the generator reads, for the floor.
+    find "$work/root-$n" -type f -name '*.toml' | sort > "$work/files-$n"
 done
 sleep 2 # let writeback of the fixture settle before timing (TESTING.md: ext4 without journal)
-# The floor on this machine: only reading the same files, no parsing or writing.
-hyperfine -N --warmup 3 --runs 20 --command-name "floor: read the 1000-definition tree (find + cat)" \
-    "find $work/root-1000 -type f -name *.toml -exec cat {} +" | grep -E 'Time|Range|floor'
+
+# bench NAME PREPARE COMMAND: one hyperfine run, its CSV row kept.
+bench() {
+    local name=$1 prepare=$2 cmd=$3
+    hyperfine -N --warmup 3 --runs "$RUNS" --style none --prepare "$prepare" \
+        --export-csv "$work/h.csv" --command-name "$name" "$cmd" >/dev/null 2>>"$work/warnings"
+    # command,mean,stddev,median,user,system,min,max (seconds)
+    tail -n 1 "$work/h.csv" >> "$work/all.csv"
+}
+: > "$work/all.csv"
 for n in 100 500 1000; do
     export BERTH_ROOT=$work/root-$n
     "$work/berth-generator" "$out/check-$n"
     made=$(find "$out/check-$n" -name 50-berth-generated.conf | wc -l)
     [ "$made" -eq "$n" ] || { echo "generated $made of $n definitions" >&2; exit 1; }
-    hyperfine -N --warmup 3 --runs 20 --export-json "$work/h-$n.json" \
-        --prepare "rm -rf $out/run-$n" \
-        --command-name "generator $n definitions" \
-        "$work/berth-generator $out/run-$n" | grep -E 'Time|Range|generator'
+    bench "generator $n" "rm -rf $out/run-$n" "$work/berth-generator $out/run-$n"
+    # xargs: the list is too long for one hyperfine argument; one cat reads all.
+    bench "floor $n (cat $(wc -l < "$work/files-$n") files)" "true" "xargs -a $work/files-$n cat"
 done
-# Wall time on a shared machine includes waiting for a CPU; User + System is
-# the generator's own cost. Compare both with the floor above.
+
+awk -F, '
+    function ms(s) { return s * 1000 }
+    BEGIN {
+        printf "\n%-28s %9s %16s %8s %9s %9s %9s\n", "", "median", "mean ± σ", "min", "user", "system", "CPU"
+    }
+    {
+        printf "%-28s %6.1f ms %7.1f ± %4.1f ms %5.1f ms %6.1f ms %6.1f ms %6.1f ms\n",
+            $1, ms($4), ms($2), ms($3), ms($7), ms($5), ms($6), ms($5 + $6)
+        if ($1 ~ /^generator/) { split($1, w, " "); med[w[2]] = $4; cpu[w[2]] = $5 + $6 }
+    }
+    END {
+        printf "\nper definition (generator):\n"
+        for (n = 100; n <= 1000; n += (n == 100 ? 400 : 500))
+            printf "  %4d definitions: %.1f us wall, %.1f us CPU\n", n, 1e6 * med[n] / n, 1e6 * cpu[n] / n
+        printf "  slope 100 -> 1000: %.1f us wall and %.1f us CPU per extra definition\n",
+            1e6 * (med[1000] - med[100]) / 900, 1e6 * (cpu[1000] - cpu[100]) / 900
+        printf "  slope 500 -> 1000: %.1f us wall per extra definition\n", 1e6 * (med[1000] - med[500]) / 500
+    }
+' "$work/all.csv"
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,10 +6,11 @@
 //! directory in tests) and nothing else: no writes, no processes, no syscalls
 //! beyond open/read/stat/readdir.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -85,8 +86,9 @@ fn kind_of(ft: std::fs::FileType) -> Kind {
 struct Scan {
     /// (directory, its entries), highest priority first.
     dirs: Vec<(PathBuf, HashMap<String, Kind>)>,
-    /// `exists` answers, which may need a stat each.
-    exists: RefCell<HashMap<String, bool>>,
+    /// `exists` answers, which may need a stat each; behind a lock because
+    /// the generator validates on several threads.
+    exists: Mutex<HashMap<String, bool>>,
 }
 
 impl Scan {
@@ -102,7 +104,7 @@ impl Scan {
             .collect();
         Scan {
             dirs,
-            exists: RefCell::new(HashMap::new()),
+            exists: Mutex::new(HashMap::new()),
         }
     }
 
@@ -127,14 +129,25 @@ impl Scan {
 
     /// Whether `name` has a definition that is not masked (broken ones count).
     fn exists(&self, name: &str) -> bool {
-        if let Some(v) = self.exists.borrow().get(name) {
-            return *v;
+        // A poisoned lock only means another thread panicked mid-insert; the
+        // map itself is still a valid cache.
+        let cached = |m: &Mutex<HashMap<String, bool>>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(name)
+                .copied()
+        };
+        if let Some(v) = cached(&self.exists) {
+            return v;
         }
         let v = match self.main(name) {
             None => false,
             Some((path, _)) => !is_mask(&path),
         };
-        self.exists.borrow_mut().insert(name.to_string(), v);
+        self.exists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), v);
         v
     }
 
@@ -161,16 +174,99 @@ impl Scan {
     }
 }
 
+/// The entries of `dir` with their type from d_type. A missing or unreadable
+/// directory lists as empty.
+///
+/// getdents64(2) straight into a per-thread buffer: `read_dir` (opendir)
+/// adds an fstat per directory, and the generator lists one or more drop-in
+/// directories per definition at every boot; this is open, getdents64 until
+/// it returns 0, close.
 fn list_dir(dir: &Path) -> HashMap<String, Kind> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return HashMap::new();
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut out = HashMap::new();
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return out;
     };
-    rd.filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let kind = e.file_type().map_or(Kind::Other, kind_of);
-            e.file_name().into_string().ok().map(|n| (n, kind))
-        })
-        .collect()
+    // SAFETY: a valid NUL-terminated path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return out;
+    }
+    // SAFETY: `fd` was just opened and is not owned elsewhere.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        if buf.is_empty() {
+            // 32 KiB as glibc's readdir; u64 for the alignment of dirent64.
+            buf.resize(4096, 0);
+        }
+        loop {
+            let len = buf.len() * 8;
+            // SAFETY: the kernel writes at most `len` bytes into `buf`.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast::<u8>(),
+                    len,
+                )
+            };
+            if n <= 0 {
+                // 0 is the end; an error ends the listing with what was read,
+                // as read_dir's skipped entries did.
+                break;
+            }
+            // SAFETY: the first `n` bytes were written by the kernel.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            for_each_dirent(bytes, |name, d_type| {
+                if name == b"." || name == b".." {
+                    return;
+                }
+                let Ok(name) = std::str::from_utf8(name) else {
+                    return;
+                };
+                let kind = match d_type {
+                    libc::DT_REG => Kind::File,
+                    libc::DT_LNK => Kind::Symlink,
+                    libc::DT_DIR => Kind::Dir,
+                    // Filesystems without d_type: ask, as read_dir does.
+                    libc::DT_UNKNOWN => std::fs::symlink_metadata(dir.join(name))
+                        .map_or(Kind::Other, |m| kind_of(m.file_type())),
+                    _ => Kind::Other,
+                };
+                out.insert(name.to_string(), kind);
+            });
+        }
+    });
+    out
+}
+
+/// Each (name, d_type) in a getdents64 buffer (`struct linux_dirent64`:
+/// d_ino u64, d_off i64, d_reclen u16, d_type u8, then the NUL-terminated
+/// name). Stops at a malformed record rather than reading past it.
+fn for_each_dirent(bytes: &[u8], mut f: impl FnMut(&[u8], u8)) {
+    const NAME: usize = 19;
+    let mut at = 0;
+    while at + NAME <= bytes.len() {
+        let reclen = u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
+        if reclen < NAME || at + reclen > bytes.len() {
+            return;
+        }
+        let rec = &bytes[at + NAME..at + reclen];
+        let name = rec.split(|b| *b == 0).next().unwrap_or(rec);
+        f(name, bytes[at + 18]);
+        at += reclen;
+    }
 }
 
 /// systemd's masks: an empty file or a symlink to /dev/null.
@@ -239,24 +335,45 @@ fn read_entry(path: &Path, kind: Kind) -> Result<Entry, Diagnostic> {
             }
         }
     }
-    let file = std::fs::File::open(path)
+    // O_NONBLOCK: should the entry have become a FIFO since it was listed,
+    // open() returns at once and the fstat below refuses it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if kind == Kind::Symlink && e.kind() == std::io::ErrorKind::NotFound {
+                err("cannot read file: it is a symlink to a file that does not exist".into())
+            } else {
+                err(format!("cannot read file: {}", io_message(&e)))
+            }
+        })?;
+    // One fstat of the opened file: its type (the entry may have changed
+    // since it was listed) and its size, so the whole file is read in one
+    // read() and a huge one is refused unread.
+    let meta = file
+        .metadata()
         .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
-    // Most definitions fit in one read of this size (one more read sees EOF).
-    let mut bytes = Vec::with_capacity(8192);
-    // Read at most one byte past the limit: a huge file is refused without
-    // being read, and no stat is needed on the common path.
-    (&file)
-        .take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
+    if meta.is_dir() {
+        return Err(is_dir());
+    }
+    if !meta.is_file() {
+        return Err(special());
+    }
+    let too_large = |size: u64| {
+        err(format!(
+            "file is too large ({size} bytes): expected at most {MAX_FILE_SIZE} bytes (1 MiB)"
+        ))
+    };
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(too_large(meta.len()));
+    }
+    let bytes = read_sized(&file, meta.len())
         .map_err(|e| err(format!("cannot read file: {}", io_message(&e))))?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
-        let size = file
-            .metadata()
-            .map(|m| format!(" ({} bytes)", m.len()))
-            .unwrap_or_default();
-        return Err(err(format!(
-            "file is too large{size}: expected at most {MAX_FILE_SIZE} bytes (1 MiB)"
-        )));
+        // It grew past the limit after the fstat.
+        let size = file.metadata().map_or(bytes.len() as u64, |m| m.len());
+        return Err(too_large(size));
     }
     if bytes.is_empty() {
         return Ok(Entry::Masked);
@@ -286,6 +403,40 @@ fn read_entry(path: &Path, kind: Kind) -> Result<Entry, Diagnostic> {
     }
 }
 
+/// Read a regular file whose fstat said `size` bytes, with one read() in the
+/// common case: once `size` bytes are in, a short read is the end of the file
+/// (regular files return less than asked only at EOF), so the extra read()
+/// that would only confirm EOF is skipped. A file that grew since the fstat
+/// is read on to EOF, but never more than one byte past [`MAX_FILE_SIZE`].
+fn read_sized(mut file: &std::fs::File, size: u64) -> std::io::Result<Vec<u8>> {
+    let limit = MAX_FILE_SIZE as usize + 1;
+    // One spare byte, so that a file that grew shows it in the same read.
+    let mut bytes = vec![0u8; (size as usize).saturating_add(1).min(limit)];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            if len >= limit {
+                break;
+            }
+            let grow = len.max(4096).min(limit - len);
+            bytes.resize(len + grow, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < bytes.len() && len as u64 >= size {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
 /// `std::io::Error`'s text without the "(os error N)" tail.
 fn io_message(e: &std::io::Error) -> String {
     let s = e.to_string();
@@ -312,24 +463,27 @@ fn hash_files(files: &[SourceFile]) -> String {
     hex::encode(h.finalize())
 }
 
-/// Read, parse, merge and validate one definition whose main file is
-/// `main`; `Ok(None)` when that file is a mask.
-fn load_one(
+/// Read the drop-ins of a definition whose main file (at `main_path`) read
+/// as `main`, then parse, merge and validate; `Ok(None)` when the main file
+/// is a mask.
+fn load_from(
     name: &str,
-    main: (PathBuf, Kind),
+    main_path: &Path,
+    main: Result<Entry, Diagnostic>,
     containers: &Scan,
+    container_exists: &dyn Fn(&str) -> bool,
     networks: &Scan,
 ) -> Result<Option<Definition>, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut files = Vec::new();
-    match read_entry(&main.0, main.1) {
+    match main {
         Ok(Entry::Masked) => return Ok(None),
         Ok(Entry::File(f)) => files.push(f),
         Err(d) => diags.push(d),
     }
     if let Err(e) = validate_name(name) {
         return Err(Diagnostics(vec![Diagnostic::file(
-            &main.0,
+            main_path,
             "",
             e.replacen("invalid name", "invalid container name", 1),
         )]));
@@ -353,9 +507,8 @@ fn load_one(
         merged.merge(r);
     }
     let network_exists = |n: &str| n == DEFAULT_NETWORK || networks.exists(n);
-    let container_exists = |n: &str| containers.exists(n);
     let refs = References {
-        container_exists: &container_exists,
+        container_exists,
         network_exists: &network_exists,
     };
     let hash = hash_files(&files);
@@ -376,6 +529,98 @@ fn load_one(
             Err(diags)
         }
     }
+}
+
+/// Read, parse, merge and validate one definition whose main file is
+/// `main`; `Ok(None)` when that file is a mask.
+fn load_one(
+    name: &str,
+    main: (PathBuf, Kind),
+    containers: &Scan,
+    networks: &Scan,
+) -> Result<Option<Definition>, Diagnostics> {
+    let entry = read_entry(&main.0, main.1);
+    load_from(
+        name,
+        &main.0,
+        entry,
+        containers,
+        &|n| containers.exists(n),
+        networks,
+    )
+}
+
+/// `f` over every item on up to `jobs` threads (the calling one included),
+/// results in the items' order. Threads take small blocks from a shared
+/// cursor, so a slow item does not leave the other threads idle. Every thread
+/// is joined before this returns: the process is single-threaded again after.
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    // Blocks big enough that taking one costs nothing next to its work, small
+    // enough to balance a thousand definitions over a few threads.
+    const BLOCK: usize = 16;
+    let jobs = jobs.clamp(1, items.len().div_ceil(BLOCK).max(1));
+    if jobs == 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let start = next.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+            if start >= items.len() {
+                return done;
+            }
+            let end = (start + BLOCK).min(items.len());
+            done.push((start, items[start..end].iter().map(&f).collect::<Vec<R>>()));
+        }
+    };
+    let mut blocks = std::thread::scope(|s| {
+        let others: Vec<_> = (1..jobs).map(|_| s.spawn(work)).collect();
+        let mut blocks = work();
+        for h in others {
+            match h.join() {
+                Ok(b) => blocks.extend(b),
+                // Re-raise a worker's panic here, as a serial loop would have.
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        blocks
+    });
+    blocks.sort_unstable_by_key(|(start, _)| *start);
+    blocks.into_iter().flat_map(|(_, rs)| rs).collect()
+}
+
+/// [`par_map`] over owned items, each moved into `f` once.
+pub(crate) fn par_map_owned<T: Send, R: Send>(
+    items: Vec<T>,
+    jobs: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    if jobs <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    // A slot per item lets whichever thread takes it move it out.
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    par_map(&slots, jobs, |slot| {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(&f)
+    })
+    .into_iter()
+    // Every slot is full until its one visit, so none is None here.
+    .flatten()
+    .collect()
+}
+
+/// How many threads the generator uses: the CPUs it may run on, at most 8
+/// (past that, directory locks and the allocator gain nothing).
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// Load the definition `name` from under `root`: `Ok(None)` when there is no
@@ -401,20 +646,67 @@ pub fn load_definition(root: &Path, name: &str) -> Result<Option<Definition>, Di
 /// and never stop the others. Dependency cycles (`requires`) are not errors:
 /// systemd breaks them at start; see [`super::validate::requires_cycles`].
 pub fn load_all(root: &Path) -> LoadResult {
-    let containers = Scan::new(root, &CONTAINER_DIRS);
-    let networks = Scan::new(root, &NETWORK_DIRS);
+    load_all_with(root, 1)
+}
+
+/// [`load_all`] on up to `jobs` threads (see [`default_jobs`]); the same
+/// result.
+pub fn load_all_with(root: &Path, jobs: usize) -> LoadResult {
     let mut out = LoadResult::default();
-    for name in containers.names() {
-        let Some(main) = containers.main(&name) else {
-            continue;
-        };
-        match load_one(&name, main, &containers, &networks) {
+    for (name, result) in load_all_each(root, jobs, |_, r| r) {
+        match result {
             Ok(Some(def)) => out.definitions.push(def),
             Ok(None) => {}
             Err(d) => out.errors.push((name, d)),
         }
     }
     out
+}
+
+/// Load every definition under `root` on up to `jobs` threads and hand each
+/// result to `f` as soon as it is ready (the generator renders and writes it
+/// there, so no more than a few definitions are in memory at once). Returns
+/// what `f` returned, by name, in name order; masked definitions are left out.
+///
+/// Each file is read once: whether a definition that another one `requires`
+/// exists (is not masked) comes from having read its main file, in a first
+/// pass over the main files only, not from a stat of its own.
+pub fn load_all_each<R: Send>(
+    root: &Path,
+    jobs: usize,
+    f: impl Fn(&str, Result<Option<Definition>, Diagnostics>) -> R + Sync,
+) -> Vec<(String, R)> {
+    let containers = Scan::new(root, &CONTAINER_DIRS);
+    let networks = Scan::new(root, &NETWORK_DIRS);
+    let mains: Vec<(String, PathBuf, Kind)> = containers
+        .names()
+        .into_iter()
+        .filter_map(|name| containers.main(&name).map(|(p, k)| (name, p, k)))
+        .collect();
+    let read = par_map(&mains, jobs, |(_, path, kind)| read_entry(path, *kind));
+    // Only a main file that could not be read needs a stat to tell a mask.
+    let exists: HashMap<&str, bool> = mains
+        .iter()
+        .zip(&read)
+        .map(|((name, _, _), entry)| {
+            let exists = match entry {
+                Ok(Entry::Masked) => false,
+                Ok(Entry::File(_)) => true,
+                Err(_) => containers.exists(name),
+            };
+            (name.as_str(), exists)
+        })
+        .collect();
+    let container_exists = |n: &str| exists.get(n).copied().unwrap_or(false);
+    let todo: Vec<_> = mains.iter().zip(read).collect();
+    par_map_owned(todo, jobs, |((name, path, _), entry)| {
+        let masked = matches!(entry, Ok(Entry::Masked));
+        let result = load_from(name, path, entry, &containers, &container_exists, &networks);
+        (!masked).then(|| (name.clone(), f(name, result)))
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Names of every definition under `root` that is not masked (valid or not).
@@ -696,5 +988,176 @@ mod tests {
         fs::remove_file(&p).unwrap();
         fs::create_dir(&p).unwrap();
         assert!(read_source(&p).unwrap_err().message.contains("directory"));
+    }
+
+    #[test]
+    fn a_fifo_listed_as_a_file_is_refused_without_blocking() {
+        // d_type said "file" but the entry is a FIFO by the time it is opened:
+        // the O_NONBLOCK open returns and the fstat refuses it.
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.toml");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let Err(d) = read_entry(&p, Kind::File) else {
+            panic!("a FIFO was read")
+        };
+        assert!(d.message.contains("not a regular file"), "{}", d.message);
+        let Err(d) = read_entry(t.path(), Kind::File) else {
+            panic!("a directory was read")
+        };
+        assert!(d.message.contains("directory"), "{}", d.message);
+    }
+
+    #[test]
+    fn read_sized_reads_the_whole_file_whatever_fstat_said() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        let text: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        fs::write(&p, &text).unwrap();
+        let f = fs::File::open(&p).unwrap();
+        // Exact, smaller (the file grew since the fstat) and zero (a
+        // pseudo-file) size hints all give the whole content.
+        for size in [10_000, 100, 0] {
+            let mut f = &f;
+            std::io::Seek::rewind(&mut f).unwrap();
+            assert_eq!(read_sized(f, size).unwrap(), text, "size hint {size}");
+        }
+        // Never more than one byte past the limit.
+        fs::write(&p, vec![b'#'; MAX_FILE_SIZE as usize + 100]).unwrap();
+        let f = fs::File::open(&p).unwrap();
+        assert_eq!(
+            read_sized(&f, 10).unwrap().len(),
+            MAX_FILE_SIZE as usize + 1
+        );
+        fs::write(&p, "").unwrap();
+        let f = fs::File::open(&p).unwrap();
+        assert!(read_sized(&f, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn par_map_keeps_order_and_moves_items_once() {
+        let items: Vec<usize> = (0..1000).collect();
+        for jobs in [0, 1, 2, 3, 8] {
+            assert_eq!(
+                par_map(&items, jobs, |i| i * 2),
+                (0..2000).step_by(2).collect::<Vec<_>>()
+            );
+            let owned: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+            assert_eq!(
+                par_map_owned(owned.clone(), jobs, |s| s + "!"),
+                owned.iter().map(|s| format!("{s}!")).collect::<Vec<_>>()
+            );
+        }
+        assert!(par_map(&[] as &[u8], 4, |_| 0).is_empty());
+    }
+
+    #[test]
+    fn load_all_with_threads_matches_the_serial_load() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(
+            r,
+            "etc/berth/networks/back.toml",
+            "subnet = \"10.90.0.0/24\"\n",
+        );
+        for i in 0..100 {
+            let dir = if i % 2 == 0 { "etc" } else { "usr/lib" };
+            write(
+                r,
+                &format!("{dir}/berth/containers/c{i}.toml"),
+                &format!(
+                    "image = \"a{i}\"\n[network]\nnetworks = [\"back\"]\n[service]\nrequires = [\"c{}\"]\n",
+                    (i + 1) % 100
+                ),
+            );
+            write(
+                r,
+                &format!("usr/lib/berth/containers/c{i}.toml.d/10.conf.toml"),
+                "[resources]\npids = 10\n",
+            );
+        }
+        // A mask, a broken one, and one whose main file cannot be read: the
+        // definitions that require them see them as missing, broken and
+        // present, as load_definition does.
+        write(r, "etc/berth/containers/c7.toml", "");
+        write(r, "etc/berth/containers/c8.toml", "image = 5\n");
+        fs::create_dir_all(r.join("etc/berth/containers/c9.toml")).unwrap();
+        let serial = load_all(r);
+        let parallel = load_all_with(r, 3);
+        assert_eq!(serial.definitions, parallel.definitions);
+        let errs = |l: &LoadResult| {
+            l.errors
+                .iter()
+                .map(|(n, d)| (n.clone(), d.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(errs(&serial), errs(&parallel));
+        let bad: Vec<_> = parallel.errors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(bad, vec!["c6", "c8", "c9"]);
+        assert!(parallel.errors[0]
+            .1
+            .to_string()
+            .contains("unknown container \"c7\""));
+        assert_eq!(parallel.definitions.len(), 96);
+        for d in &parallel.definitions {
+            assert_eq!(
+                load_definition(r, &d.name).unwrap().as_ref(),
+                Some(d),
+                "{}",
+                d.name
+            );
+        }
+    }
+
+    #[test]
+    fn list_dir_matches_read_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        // More entries than one 32 KiB getdents64 buffer holds.
+        for i in 0..1200 {
+            fs::write(d.join(format!("file-with-a-longish-name-{i:04}.toml")), "x").unwrap();
+        }
+        fs::create_dir(d.join("sub.toml.d")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.join("masked.toml")).unwrap();
+        let c = std::ffi::CString::new(d.join("fifo.toml").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let expected: HashMap<String, Kind> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    kind_of(e.file_type().unwrap()),
+                )
+            })
+            .collect();
+        let got = list_dir(d);
+        assert_eq!(got.len(), 1203);
+        assert_eq!(got, expected);
+        assert_eq!(got["sub.toml.d"], Kind::Dir);
+        assert_eq!(got["masked.toml"], Kind::Symlink);
+        assert_eq!(got["fifo.toml"], Kind::Other);
+        assert!(list_dir(&d.join("missing")).is_empty());
+        // A file is not a directory.
+        assert!(list_dir(&d.join("file-with-a-longish-name-0000.toml")).is_empty());
+    }
+
+    #[test]
+    fn dirent_parsing_stops_at_a_bad_record() {
+        let mut rec = vec![0u8; 24];
+        rec[16..18].copy_from_slice(&24u16.to_ne_bytes());
+        rec[18] = libc::DT_REG;
+        rec[19..22].copy_from_slice(b"a.t");
+        let mut two = rec.clone();
+        two.extend_from_slice(&rec);
+        let mut seen = Vec::new();
+        for_each_dirent(&two, |n, t| seen.push((n.to_vec(), t)));
+        assert_eq!(seen, vec![(b"a.t".to_vec(), libc::DT_REG); 2]);
+        // A record length that runs past the buffer, or is too short.
+        let mut bad = rec.clone();
+        bad[16..18].copy_from_slice(&200u16.to_ne_bytes());
+        for_each_dirent(&bad, |_, _| panic!("read past the buffer"));
+        bad[16..18].copy_from_slice(&3u16.to_ne_bytes());
+        for_each_dirent(&bad, |_, _| panic!("read a short record"));
     }
 }

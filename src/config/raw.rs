@@ -574,6 +574,27 @@ fn parse_keys<T: DeserializeOwned + Default + Merge>(
     errs: &mut Vec<RawError>,
 ) -> T {
     let fields = struct_fields::<T>();
+    // Fast path: a table whose keys are all known and whose values all have
+    // the right type deserializes in one go, to the same value the key-by-key
+    // loop below would build (every field is an independent Option). Only
+    // when that fails is the table taken apart to report every bad key.
+    if table.keys().all(|k| fields.contains(&k.get_ref().as_ref())) {
+        let de = toml::de::Deserializer::from(Spanned::new(span.clone(), table.clone()));
+        if let Ok(v) = T::deserialize(de.into_deserializer()) {
+            return v;
+        }
+    }
+    parse_keys_one_by_one(table, span, section, errs, fields)
+}
+
+/// The slow path of [`parse_keys`]: one key at a time, every error reported.
+fn parse_keys_one_by_one<T: DeserializeOwned + Default + Merge>(
+    table: DeTable<'_>,
+    span: Range<usize>,
+    section: &str,
+    errs: &mut Vec<RawError>,
+    fields: &[&str],
+) -> T {
     let mut out = T::default();
     for (key, value) in table {
         let name = key.get_ref().to_string();
@@ -799,5 +820,95 @@ target = "/run/secrets/pw"
     fn field_lists_come_from_serde() {
         assert!(struct_fields::<RawDefinition>().contains(&"environment_files"));
         assert!(!struct_fields::<RawVolume>().contains(&"at"));
+    }
+
+    #[test]
+    fn whole_table_fast_path_matches_key_by_key() {
+        let text = r#"
+image = "a"
+command = ["x", "y"]
+environment = { A = "1", B = "2" }
+read_only = true
+[resources]
+memory = "1G"
+cpus = 0.5
+pids = 7
+[service]
+requires = ["b"]
+stop_timeout = 30
+"#;
+        let doc = DeTable::parse(text).unwrap();
+        let span = doc.span();
+        let table = doc.into_inner();
+        for (key, value) in table.clone() {
+            let name = key.get_ref().to_string();
+            if let (DeValue::Table(t), "resources" | "service") =
+                (value.get_ref().clone(), name.as_str())
+            {
+                let section = format!("[{}]", key.get_ref());
+                let mut e1 = Vec::new();
+                let mut e2 = Vec::new();
+                let (a, b): (String, String) = match key.get_ref().as_ref() {
+                    "resources" => (
+                        format!(
+                            "{:?}",
+                            parse_keys::<RawResources>(t.clone(), value.span(), &section, &mut e1)
+                        ),
+                        format!(
+                            "{:?}",
+                            parse_keys_one_by_one::<RawResources>(
+                                t,
+                                value.span(),
+                                &section,
+                                &mut e2,
+                                struct_fields::<RawResources>()
+                            )
+                        ),
+                    ),
+                    _ => (
+                        format!(
+                            "{:?}",
+                            parse_keys::<RawService>(t.clone(), value.span(), &section, &mut e1)
+                        ),
+                        format!(
+                            "{:?}",
+                            parse_keys_one_by_one::<RawService>(
+                                t,
+                                value.span(),
+                                &section,
+                                &mut e2,
+                                struct_fields::<RawService>()
+                            )
+                        ),
+                    ),
+                };
+                assert_eq!(a, b);
+                assert!(e1.is_empty() && e2.is_empty());
+            }
+        }
+        let mut top = DeTable::new();
+        for (k, v) in table {
+            if !matches!(k.get_ref().as_ref(), "resources" | "service") {
+                top.insert(k, v);
+            }
+        }
+        let (mut e1, mut e2) = (Vec::new(), Vec::new());
+        let a = parse_keys::<RawDefinition>(top.clone(), span.clone(), "", &mut e1);
+        let b = parse_keys_one_by_one::<RawDefinition>(
+            top,
+            span,
+            "",
+            &mut e2,
+            struct_fields::<RawDefinition>(),
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert!(a.environment.is_some() && a.command.is_some());
+        assert!(e1.is_empty() && e2.is_empty());
+        // A bad value still gets the key-by-key report.
+        let doc = DeTable::parse("image = 5\nhostname = 6\n").unwrap();
+        let span = doc.span();
+        let mut errs = Vec::new();
+        let _ = parse_keys::<RawDefinition>(doc.into_inner(), span, "", &mut errs);
+        assert_eq!(errs.len(), 2);
     }
 }

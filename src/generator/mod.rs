@@ -10,9 +10,11 @@
 mod render;
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 pub use render::{
     cpu_quota, may_pull, render, systemd_time, unit_name, Generated, RenderContext, DROPIN_NAME,
@@ -60,36 +62,56 @@ pub fn root_from_env() -> PathBuf {
 /// Load every definition under `root`, render the valid ones into `dir`, and
 /// report the broken ones (their files are not written).
 pub fn generate_into(root: &Path, dir: &Path) -> Report {
+    generate_into_with(root, dir, config::load::default_jobs())
+}
+
+/// [`generate_into`] on up to `jobs` threads. The generator runs at every
+/// boot, synchronously (`man systemd.generator`), and is a short-lived process
+/// that never forks, so reading, parsing, rendering and writing are spread
+/// over the CPUs; every thread is joined before this returns.
+pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     let mut report = Report::default();
     // The global file only tunes where images live; a broken one must not stop
     // the generator, so it falls back to defaults (and `berth check` says why).
     let globals = config::load_globals(root).unwrap_or_default();
     let present = |image: &ImageRef| image_present(&globals, &image.to_string());
-    let ctx = RenderContext {
-        image_present: &present,
-    };
-    let loaded = config::load_all(root);
-    let mut made = HashSet::new();
-    for (name, diags) in loaded.errors {
-        report
-            .skipped
-            .push((name, diags.iter().map(|d| d.to_string()).collect()));
-    }
-    for def in &loaded.definitions {
-        match write_with(dir, &render(def, &ctx), &mut made) {
-            Ok(()) => report.generated.push(def.name.clone()),
-            Err(e) => report
+    // Directories made so far, shared so that `multi-user.target.wants` is
+    // asked for once per run rather than once per definition.
+    let made = Mutex::new(HashSet::new());
+    // Each definition is rendered and written on the thread that loaded it,
+    // then dropped.
+    let outcomes = config::load::load_all_each(root, jobs, |_, loaded| {
+        let ctx = RenderContext {
+            image_present: &present,
+        };
+        // Masked definitions never get here; `None` is only for completeness.
+        loaded.map(|def| def.map(|def| write_with(dir, &render(&def, &ctx), &made)))
+    });
+    // Load errors come first, then write errors, each in name order.
+    let mut write_errors = Vec::new();
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(Ok(()))) => report.generated.push(name),
+            Ok(Some(Err(e))) => write_errors.push((name, vec![format!("error: {e}")])),
+            Err(diags) => report
                 .skipped
-                .push((def.name.clone(), vec![format!("error: {e}")])),
+                .push((name, diags.iter().map(|d| d.to_string()).collect())),
         }
     }
+    report.skipped.extend(write_errors);
     report
 }
 
 /// Write `g` under `dir`: each file to a temporary name then renamed into
 /// place, so systemd never reads half a file; links the same way.
+///
+/// No fsync: generator output lives on the tmpfs systemd hands generators
+/// (/run/systemd/generator*), which systemd reads right after the generators
+/// exit; it never has to survive a crash, and is regenerated at every boot
+/// and daemon-reload.
 pub fn write_generated(dir: &Path, g: &Generated) -> Result<(), GeneratorError> {
-    write_with(dir, g, &mut HashSet::new())
+    write_with(dir, g, &Mutex::new(HashSet::new()))
 }
 
 /// [`write_generated`], remembering the directories already made so a run
@@ -97,13 +119,24 @@ pub fn write_generated(dir: &Path, g: &Generated) -> Result<(), GeneratorError> 
 fn write_with(
     dir: &Path,
     g: &Generated,
-    made: &mut HashSet<PathBuf>,
+    made: &Mutex<HashSet<OsString>>,
 ) -> Result<(), GeneratorError> {
-    let mut ensure_parent = |path: &Path| -> std::io::Result<()> {
-        let parent = path.parent().unwrap_or(dir);
-        if !made.contains(parent) {
-            std::fs::create_dir_all(parent)?;
-            made.insert(parent.to_path_buf());
+    // Keyed by the parent relative to `dir`, as plain bytes: hashing a whole
+    // Path walks its components, and this runs twice per definition.
+    let ensure_parent = |rel: &Path, path: &Path| -> std::io::Result<()> {
+        let key = rel.parent().map_or(OsStr::new(""), Path::as_os_str);
+        // A poisoned set is still a valid set; at worst a directory is asked
+        // for twice, which create_dir_all allows.
+        let known = |m: &Mutex<HashSet<OsString>>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(key)
+        };
+        if !known(made) {
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+            made.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.to_os_string());
         }
         Ok(())
     };
@@ -113,7 +146,7 @@ fn write_with(
             path: path.clone(),
             source,
         };
-        ensure_parent(&path).map_err(w)?;
+        ensure_parent(rel, &path).map_err(w)?;
         let tmp = temp_name(&path);
         let result = std::fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(content.as_bytes()))
@@ -129,18 +162,31 @@ fn write_with(
             path: path.clone(),
             source,
         };
-        ensure_parent(&path).map_err(w)?;
-        let tmp = temp_name(&path);
-        let mut result = std::os::unix::fs::symlink(target, &tmp);
-        if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
-            // Left over from an interrupted run.
-            let _ = std::fs::remove_file(&tmp);
-            result = std::os::unix::fs::symlink(target, &tmp);
-        }
-        if let Err(e) = result.and_then(|()| std::fs::rename(&tmp, &path)) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(w(e));
-        }
+        ensure_parent(rel, &path).map_err(w)?;
+        write_link(target, &path).map_err(w)?;
+    }
+    Ok(())
+}
+
+/// Make `path` a symlink to `target`. symlink(2) is atomic by itself (the
+/// link appears whole or not at all), so in the usual empty output directory
+/// one call does it; only an existing entry is replaced through a temporary
+/// link and a rename, so it never goes missing in between.
+fn write_link(target: &Path, path: &Path) -> std::io::Result<()> {
+    match std::os::unix::fs::symlink(target, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        other => return other,
+    }
+    let tmp = temp_name(path);
+    let mut result = std::os::unix::fs::symlink(target, &tmp);
+    if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
+        // Left over from an interrupted run.
+        let _ = std::fs::remove_file(&tmp);
+        result = std::os::unix::fs::symlink(target, &tmp);
+    }
+    if let Err(e) = result.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     Ok(())
 }
@@ -191,4 +237,71 @@ pub fn main() -> ExitCode {
         log(3, &format!("definition \"{name}\" has errors, skipping"));
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(dir: &Path) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+                if m.is_dir() {
+                    stack.push(p);
+                } else if m.file_type().is_symlink() {
+                    out.push((
+                        rel,
+                        format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                    ));
+                } else {
+                    out.push((rel, std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn threads_write_the_same_tree_as_one() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        for i in 0..60 {
+            let p = root.join(format!("etc/berth/containers/c{i}.toml"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let text = if i == 13 {
+                "image = 5\n".to_string()
+            } else {
+                format!("image = \"a{i}\"\n[service]\nwanted_by = [\"multi-user.target\"]\n")
+            };
+            std::fs::write(p, text).unwrap();
+        }
+        let one = generate_into_with(&root, &t.path().join("one"), 1);
+        let four = generate_into_with(&root, &t.path().join("four"), 4);
+        assert_eq!(one.generated, four.generated);
+        assert_eq!(one.skipped, four.skipped);
+        assert_eq!(four.generated.len(), 59);
+        assert_eq!(four.skipped[0].0, "c13");
+        let (a, b) = (tree(&t.path().join("one")), tree(&t.path().join("four")));
+        assert_eq!(a.len(), 59 * 2);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn links_replace_what_is_there() {
+        let t = tempfile::tempdir().unwrap();
+        let link = t.path().join("berth@web.service");
+        write_link(Path::new("/old"), &link).unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("/old"));
+        // An existing link, and a temporary one left by an interrupted run.
+        std::os::unix::fs::symlink("/stale", temp_name(&link)).unwrap();
+        write_link(Path::new(TEMPLATE_PATH), &link).unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(TEMPLATE_PATH));
+        assert!(std::fs::symlink_metadata(temp_name(&link)).is_err());
+    }
 }
