@@ -174,99 +174,16 @@ impl Scan {
     }
 }
 
-/// The entries of `dir` with their type from d_type. A missing or unreadable
-/// directory lists as empty.
-///
-/// getdents64(2) straight into a per-thread buffer: `read_dir` (opendir)
-/// adds an fstat per directory, and the generator lists one or more drop-in
-/// directories per definition at every boot; this is open, getdents64 until
-/// it returns 0, close.
 fn list_dir(dir: &Path) -> HashMap<String, Kind> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let mut out = HashMap::new();
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return out;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return HashMap::new();
     };
-    // SAFETY: a valid NUL-terminated path; the fd is owned below.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return out;
-    }
-    // SAFETY: `fd` was just opened and is not owned elsewhere.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    BUF.with(|b| {
-        let mut buf = b.borrow_mut();
-        if buf.is_empty() {
-            // 32 KiB as glibc's readdir; u64 for the alignment of dirent64.
-            buf.resize(4096, 0);
-        }
-        loop {
-            let len = buf.len() * 8;
-            // SAFETY: the kernel writes at most `len` bytes into `buf`.
-            let n = unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast::<u8>(),
-                    len,
-                )
-            };
-            if n <= 0 {
-                // 0 is the end; an error ends the listing with what was read,
-                // as read_dir's skipped entries did.
-                break;
-            }
-            // SAFETY: the first `n` bytes were written by the kernel.
-            let bytes =
-                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-            for_each_dirent(bytes, |name, d_type| {
-                if name == b"." || name == b".." {
-                    return;
-                }
-                let Ok(name) = std::str::from_utf8(name) else {
-                    return;
-                };
-                let kind = match d_type {
-                    libc::DT_REG => Kind::File,
-                    libc::DT_LNK => Kind::Symlink,
-                    libc::DT_DIR => Kind::Dir,
-                    // Filesystems without d_type: ask, as read_dir does.
-                    libc::DT_UNKNOWN => std::fs::symlink_metadata(dir.join(name))
-                        .map_or(Kind::Other, |m| kind_of(m.file_type())),
-                    _ => Kind::Other,
-                };
-                out.insert(name.to_string(), kind);
-            });
-        }
-    });
-    out
-}
-
-/// Each (name, d_type) in a getdents64 buffer (`struct linux_dirent64`:
-/// d_ino u64, d_off i64, d_reclen u16, d_type u8, then the NUL-terminated
-/// name). Stops at a malformed record rather than reading past it.
-fn for_each_dirent(bytes: &[u8], mut f: impl FnMut(&[u8], u8)) {
-    const NAME: usize = 19;
-    let mut at = 0;
-    while at + NAME <= bytes.len() {
-        let reclen = u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
-        if reclen < NAME || at + reclen > bytes.len() {
-            return;
-        }
-        let rec = &bytes[at + NAME..at + reclen];
-        let name = rec.split(|b| *b == 0).next().unwrap_or(rec);
-        f(name, bytes[at + 18]);
-        at += reclen;
-    }
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let kind = e.file_type().map_or(Kind::Other, kind_of);
+            e.file_name().into_string().ok().map(|n| (n, kind))
+        })
+        .collect()
 }
 
 /// systemd's masks: an empty file or a symlink to /dev/null.
@@ -1107,57 +1024,5 @@ mod tests {
                 d.name
             );
         }
-    }
-
-    #[test]
-    fn list_dir_matches_read_dir() {
-        let t = tempfile::tempdir().unwrap();
-        let d = t.path();
-        // More entries than one 32 KiB getdents64 buffer holds.
-        for i in 0..1200 {
-            fs::write(d.join(format!("file-with-a-longish-name-{i:04}.toml")), "x").unwrap();
-        }
-        fs::create_dir(d.join("sub.toml.d")).unwrap();
-        std::os::unix::fs::symlink("/dev/null", d.join("masked.toml")).unwrap();
-        let c = std::ffi::CString::new(d.join("fifo.toml").to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let expected: HashMap<String, Kind> = fs::read_dir(d)
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    kind_of(e.file_type().unwrap()),
-                )
-            })
-            .collect();
-        let got = list_dir(d);
-        assert_eq!(got.len(), 1203);
-        assert_eq!(got, expected);
-        assert_eq!(got["sub.toml.d"], Kind::Dir);
-        assert_eq!(got["masked.toml"], Kind::Symlink);
-        assert_eq!(got["fifo.toml"], Kind::Other);
-        assert!(list_dir(&d.join("missing")).is_empty());
-        // A file is not a directory.
-        assert!(list_dir(&d.join("file-with-a-longish-name-0000.toml")).is_empty());
-    }
-
-    #[test]
-    fn dirent_parsing_stops_at_a_bad_record() {
-        let mut rec = vec![0u8; 24];
-        rec[16..18].copy_from_slice(&24u16.to_ne_bytes());
-        rec[18] = libc::DT_REG;
-        rec[19..22].copy_from_slice(b"a.t");
-        let mut two = rec.clone();
-        two.extend_from_slice(&rec);
-        let mut seen = Vec::new();
-        for_each_dirent(&two, |n, t| seen.push((n.to_vec(), t)));
-        assert_eq!(seen, vec![(b"a.t".to_vec(), libc::DT_REG); 2]);
-        // A record length that runs past the buffer, or is too short.
-        let mut bad = rec.clone();
-        bad[16..18].copy_from_slice(&200u16.to_ne_bytes());
-        for_each_dirent(&bad, |_, _| panic!("read past the buffer"));
-        bad[16..18].copy_from_slice(&3u16.to_ne_bytes());
-        for_each_dirent(&bad, |_, _| panic!("read a short record"));
     }
 }
