@@ -170,6 +170,9 @@ fn declared_container_is_started_by_systemd_reachable_and_logged() {
     );
     let unit = show(&b, "systemctl cat berth@web.service");
     assert!(unit.contains("MemoryMax=67108864"), "{unit}");
+    // The image is not in the store yet: the first start may pull, so the
+    // unit waits for the network.
+    assert!(unit.contains("Wants=network-online.target"), "{unit}");
     let deps = b.sh_ok("systemctl list-dependencies --plain multi-user.target");
     assert!(deps.contains("berth@web.service"), "{deps}");
 
@@ -201,6 +204,10 @@ fn declared_container_is_started_by_systemd_reachable_and_logged() {
     );
     let images = show(&b, "berth images");
     assert!(images.contains("127.0.0.1:5000/demo/httpd"), "{images}");
+    // Now it is: after a reload the next start no longer waits for the network.
+    b.sh_ok("systemctl daemon-reload");
+    let unit = b.sh_ok("systemctl cat berth@web.service");
+    assert!(!unit.contains("network-online.target"), "{unit}");
 
     say("systemctl stop berth@web: a clean stop, nothing left behind");
     let cursor = b.journal_cursor();

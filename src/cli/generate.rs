@@ -80,7 +80,8 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
         defs
     };
     let globals = config::load_globals(root).unwrap_or_default();
-    let present = |image: &config::ImageRef| generator::image_present(&globals, &image.to_string());
+    let present =
+        |image: &config::ImageRef| generator::image_present(root, &globals, &image.to_string());
     let ctx = RenderContext {
         image_present: &present,
     };

@@ -33,14 +33,18 @@ pub enum GeneratorError {
     },
 }
 
-/// Whether `image` (a reference as written in the definition) is already in
-/// the image store under `globals.storage_root`.
-///
-/// Always false for now: the image store wires this in. False is the safe
-/// answer, it only adds a dependency on network-online.target.
-pub fn image_present(globals: &Globals, image: &str) -> bool {
-    let _ = (globals, image);
-    false
+/// Whether `image` is complete in the image store under `root`, so that a
+/// start with `pull = "missing"` will not reach the network. Read-only
+/// (`Store::at` creates nothing); when /var is not mounted yet at boot the
+/// answer is false, which only adds a dependency on network-online.target.
+pub fn image_present(root: &Path, globals: &Globals, image: &str) -> bool {
+    let storage = root.join(
+        globals
+            .storage_root
+            .strip_prefix("/")
+            .unwrap_or(&globals.storage_root),
+    );
+    crate::store::Store::at(&storage).is_present(image)
 }
 
 /// What one generator run did.
@@ -74,7 +78,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     // The global file only tunes where images live; a broken one must not stop
     // the generator, so it falls back to defaults (and `berth check` says why).
     let globals = config::load_globals(root).unwrap_or_default();
-    let present = |image: &ImageRef| image_present(&globals, &image.to_string());
+    let present = |image: &ImageRef| image_present(root, &globals, &image.to_string());
     // Directories made so far, shared so that `multi-user.target.wants` is
     // asked for once per run rather than once per definition.
     let made = Mutex::new(HashSet::new());
