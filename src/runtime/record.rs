@@ -1,6 +1,7 @@
 //! The record of everything a start created on the host (state dir, cgroup
-//! directories, exec FIFO, overlay mount point), written before each resource
-//! is used so that `cleanup` can undo a start that crashed at any point.
+//! directories, exec FIFO, overlay mount point), written once with all it
+//! will create before any of it exists (teardown skips what is missing), so
+//! that `cleanup` can undo a start that crashed at any point.
 //! Mounts are not recorded: they all live in the container's own mount
 //! namespace and vanish with it.
 
