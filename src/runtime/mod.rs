@@ -506,7 +506,7 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     // not before: until it is saved, the recorded cgroup (cleanup kills its
     // members) or the closed sync socket (the init exits on EOF) end an
     // orphaned init.
-    rec.save(&dir)?;
+    rec.save_init(&dir)?;
     let mut reply = container
         .channel
         .recv()
