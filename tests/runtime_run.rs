@@ -119,6 +119,7 @@ wait $RUN; echo "killed=$?"
 $RT run -b {trapper} ct & RUN=$!
 for i in $(seq 100); do [ -e $STATE/ct/state.json ] && break; sleep 0.05; done
 sleep 0.3
+echo "waiter=$(cat /proc/$RUN/comm)"
 kill -TERM $RUN
 wait $RUN; echo "forwarded=$?"
 ls $STATE | wc -l | sed 's/^/left=/'
@@ -130,6 +131,10 @@ ls $STATE | wc -l | sed 's/^/left=/'
     let out = stdout(&o);
     assert_eq!(line(&out, "three"), "3", "{}", describe(&o));
     assert_eq!(line(&out, "killed"), "137", "{}", describe(&o));
+    // A container still running after a moment is waited for by the small
+    // re-executed personality, which still forwards signals.
+    assert_eq!(line(&out, "waiter"), "berth:[wait]", "{}", describe(&o));
+    assert_eq!(line(&out, "forwarded"), "7", "{}", describe(&o));
     assert_eq!(
         line(&out, "left"),
         "0",

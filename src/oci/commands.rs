@@ -386,6 +386,13 @@ fn run(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     }
     drop(st);
     drop(container);
+    // A short-lived container is reaped here: the re-exec below costs an
+    // execve plus dynamic loading and relocation of this binary, about as
+    // long as a whole run of `/bin/true`, and its only gain is memory that a
+    // few milliseconds of waiting do not tie up.
+    if let Some(code) = wait_exit(pid, Some(REEXEC_AFTER))? {
+        return finish_run(&root, &a.id, keep, code);
+    }
     // Re-exec into the small waiting personality: the PID stays (so we stay
     // the init's parent) and the blocked signal mask carries over, but the
     // pages touched by parsing and setup are gone.
@@ -393,6 +400,10 @@ fn run(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     eprintln!("berth-runtime: warning: {err}; waiting in this process instead");
     wait_forwarding(pid, &root, &a.id, keep)
 }
+
+/// How long `run` waits in the full process before re-executing into the
+/// small waiting personality.
+const REEXEC_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// argv[1] of the waiting personality `run` re-executes itself into.
 pub const WAIT_VERB: &str = "__wait";
@@ -439,23 +450,66 @@ fn forwarded_set() -> SigSet {
 
 /// Forward signals to the container until its init exits; then clean up.
 fn wait_forwarding(pid: Pid, root: &Path, id: &str, keep: bool) -> Result<i32> {
+    let code = wait_exit(pid, None)?.ok_or_else(|| anyhow!("waitpid {pid}: no exit status"))?;
+    finish_run(root, id, keep, code)
+}
+
+/// Forward signals to the container's init until it exits (its exit code,
+/// or 128 + the signal that killed it) or until `timeout` has passed (None).
+fn wait_exit(pid: Pid, timeout: Option<std::time::Duration>) -> Result<Option<i32>> {
     let set = forwarded_set();
     set.thread_block().context("block signals")?;
-    let code = loop {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
         // A SIGCHLD may have arrived before the signals were blocked here
         // (or across the re-exec): check before every wait.
         match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => break c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return Ok(Some(c)),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return Ok(Some(128 + s as i32)),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(anyhow!("waitpid {pid}: {e}")),
         }
-        let sig = set.wait().context("wait for signals")?;
+        let sig = match deadline {
+            None => set.wait().context("wait for signals")?,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                match timed_wait(&set, left)? {
+                    Some(sig) => sig,
+                    None => continue,
+                }
+            }
+        };
         if sig != Signal::SIGCHLD {
             let _ = nix::sys::signal::kill(pid, sig);
         }
+    }
+}
+
+/// `sigtimedwait(2)` on `set`: the signal, or None on timeout or EINTR.
+fn timed_wait(set: &SigSet, left: std::time::Duration) -> Result<Option<Signal>> {
+    let ts = libc::timespec {
+        tv_sec: left.as_secs() as libc::time_t,
+        tv_nsec: left.subsec_nanos() as libc::c_long,
     };
-    let _ = set.thread_unblock();
+    // SAFETY: `set` is a valid sigset_t, `ts` outlives the call, and a null
+    // siginfo pointer is allowed.
+    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    if n < 0 {
+        return match nix::errno::Errno::last() {
+            nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR => Ok(None),
+            e => Err(anyhow!("sigtimedwait: {e}")),
+        };
+    }
+    Ok(Signal::try_from(n).ok())
+}
+
+/// After the init exited: remove the container (unless `--keep`) and run
+/// the poststop hooks; the run's exit code is `code`.
+fn finish_run(root: &Path, id: &str, keep: bool, code: i32) -> Result<i32> {
+    let _ = forwarded_set().thread_unblock();
     if !keep {
         let st = StateFile::load(root, id).ok();
         runtime::cleanup(root, id).map_err(join_errors)?;

@@ -36,23 +36,26 @@ fn to_caps(set: &Option<Capabilities>) -> Result<HashSet<Cap>, RuntimeError> {
     }
     // Capabilities the running kernel does not know cannot be held; asking
     // for them is not an error (runc ignores them too).
-    let known = supported();
-    Ok(out.intersection(&known).copied().collect())
+    Ok(out.intersection(supported()).copied().collect())
 }
 
 /// The capabilities this kernel knows: one read of `cap_last_cap` instead of
-/// probing each capability with prctl.
-fn supported() -> HashSet<Cap> {
-    match std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse::<u8>().ok())
-    {
-        Some(last) => caps::all()
-            .into_iter()
-            .filter(|c| c.index() <= last)
-            .collect(),
-        None => caps::runtime::thread_all_supported(),
-    }
+/// probing each capability with prctl, and one per process (each of the five
+/// sets and the bounding-set drop asked again).
+fn supported() -> &'static HashSet<Cap> {
+    static SUPPORTED: std::sync::OnceLock<HashSet<Cap>> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(|| {
+        match std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+        {
+            Some(last) => caps::all()
+                .into_iter()
+                .filter(|c| c.index() <= last)
+                .collect(),
+            None => caps::runtime::thread_all_supported(),
+        }
+    })
 }
 
 fn cap_err(what: &str, e: caps::errors::CapsError) -> RuntimeError {
@@ -66,7 +69,7 @@ fn cap_err(what: &str, e: caps::errors::CapsError) -> RuntimeError {
 /// user switch.
 pub fn drop_bounding(c: &LinuxCapabilities) -> Result<(), RuntimeError> {
     let keep = to_caps(c.bounding())?;
-    for cap in supported() {
+    for &cap in supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(|e| cap_err(&format!("bounding {cap}"), e))?;

@@ -22,16 +22,8 @@ fn write(path: &Path, file: &str, value: &str) -> Result<(), RuntimeError> {
 /// Create `path` and any missing parents; returns the directories created,
 /// deepest last, for the record.
 pub fn setup_cgroup(path: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
-    let mut missing = Vec::new();
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        missing.push(p.clone());
-        if !p.pop() {
-            break;
-        }
-    }
     let mut created = Vec::new();
-    for d in missing.into_iter().rev() {
+    for d in missing_dirs(path) {
         match std::fs::create_dir(&d) {
             Ok(()) => created.push(d),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -45,6 +37,20 @@ pub fn setup_cgroup(path: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
         enable_controllers(d);
     }
     Ok(created)
+}
+
+/// The directories `setup_cgroup(path)` would create now, outermost first.
+pub fn missing_dirs(path: &Path) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        missing.push(p.clone());
+        if !p.pop() {
+            break;
+        }
+    }
+    missing.reverse();
+    missing
 }
 
 /// Enable in `dir`'s subtree_control every controller `dir` has.
@@ -302,6 +308,19 @@ mod tests {
         LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
         LinuxResourcesBuilder,
     };
+
+    #[test]
+    fn missing_dirs_are_the_ones_setup_creates_outermost_first() {
+        let t = tempfile::tempdir().unwrap();
+        let leaf = t.path().join("a/b/c");
+        let planned = missing_dirs(&leaf);
+        assert_eq!(
+            planned,
+            vec![t.path().join("a"), t.path().join("a/b"), leaf.clone()]
+        );
+        assert_eq!(setup_cgroup(&leaf).unwrap(), planned);
+        assert!(missing_dirs(&leaf).is_empty());
+    }
 
     #[test]
     fn resources_plan_to_v2_files() {

@@ -365,8 +365,25 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     let dir = record::container_dir(&opts.state_dir, &opts.id);
     std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
     rec.dir_created = true;
-    rec.save(&dir)?;
     let plan = init::InitPlan::build(&opts)?;
+    // One record of everything this start may create, saved before any of
+    // it exists: teardown skips what is missing, so a crash at any later
+    // point is covered without a save per resource (each save is a write
+    // and a rename over the last record; on ext4 a rename over a file
+    // starts writeback, and the state dir's removal then waits for it).
+    // The record in memory tracks only what exists, for the error path.
+    let mut planned = rec.clone();
+    if let RootfsSource::Overlay { .. } = &opts.rootfs {
+        planned.rootfs_mountpoint = Some(dir.join("rootfs"));
+    }
+    if let StartGate::Fifo(path) = &opts.start_gate {
+        planned.exec_fifo = Some(path.clone());
+    }
+    if let Some(path) = &opts.cgroup {
+        planned.cgroup = Some(path.clone());
+        planned.cgroup_dirs = cgroup::missing_dirs(path);
+    }
+    planned.save(&dir)?;
 
     // The overlay is mounted inside the container's mount namespace; the host
     // keeps only this empty mount point, recorded so cleanup removes it.
@@ -390,14 +407,17 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622))
             .map_err(|e| RuntimeError::io("chmod exec fifo", path, e))?;
         rec.exec_fifo = Some(path.clone());
-        rec.save(&dir)?;
     }
 
     let cgroup_fd = match &opts.cgroup {
         Some(path) => {
             rec.cgroup_dirs = cgroup::setup_cgroup(path)?;
             rec.cgroup = Some(path.clone());
-            rec.save(&dir)?;
+            // Someone else made a parent between planning and now: record
+            // only what this start made, so teardown leaves theirs alone.
+            if rec.cgroup_dirs != planned.cgroup_dirs {
+                rec.save(&dir)?;
+            }
             if let Some(resources) = opts
                 .spec
                 .linux()
@@ -457,7 +477,6 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     drop(console);
     rec.pid = Some(pid.as_raw());
     rec.start_time = proc_start_time(pid);
-    rec.save(&dir)?;
     let id = opts.id.clone();
     let container = Container {
         id: id.clone(),
@@ -484,6 +503,11 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             hook_state: state("creating"),
         })
         .map_err(|e| container.channel_err(e))?;
+    // The init's PID goes into the record while the init sets itself up,
+    // not before: until it is saved, the recorded cgroup (cleanup kills its
+    // members) or the closed sync socket (the init exits on EOF) end an
+    // orphaned init.
+    rec.save_init(&dir)?;
     // Sync point 1' (parent): in a user namespace the overlay root is built
     // here, on idmapped lowers only a process outside it can make.
     // Then an idmapped clone of each `idmap` bind mount's source.

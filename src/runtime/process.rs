@@ -156,37 +156,62 @@ pub fn write_id_mappings(pid: Pid, spec: &Spec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Drop this process's resident code pages before a long wait: executable
-/// file mappings are never written, so MADV_DONTNEED only unmaps them and
-/// the few pages the wait loop runs fault back from the page cache. Keeps the
-/// process that waits next to every container small (its RSS is what a host
-/// running hundreds of containers pays). Writable or relocated data is never
-/// touched.
+/// Drop this process's resident file pages before a long wait: private
+/// read-only file mappings that hold no anonymous (copied-on-write) page are
+/// the file's own bytes, so MADV_DONTNEED only unmaps them and the few pages
+/// the wait loop uses fault back from the page cache. That covers the code
+/// and also the read-only data the dynamic loader read once (relocation
+/// tables, symbol tables). Keeps the process that waits next to every
+/// container small (its RSS is what a host running hundreds of containers
+/// pays). Writable or relocated data (RELRO: read-only now, but its pages
+/// were written by the loader) is never touched.
 pub fn release_resident_code() {
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let path = f.nth(3).unwrap_or("");
-        if perms != "r-xp" || !path.starts_with('/') {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-            continue;
-        };
-        // SAFETY: the range is a private, read-only, executable file mapping
-        // of this process; dropping its pages loses nothing.
+    for (a, b) in droppable_ranges(&smaps) {
+        // SAFETY: the range is a private, read-only file mapping of this
+        // process with no page of its own; dropping its pages loses nothing.
         unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
     }
+}
+
+/// The address ranges in `smaps` (the text of /proc/PID/smaps) that are
+/// private, read-only, file-backed and hold no anonymous page.
+fn droppable_ranges(smaps: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let Some(first) = f.next() else {
+            continue;
+        };
+        if let Some((a, b)) = first.split_once('-') {
+            current = None;
+            let perms = f.next().unwrap_or("");
+            let path = f.nth(3).unwrap_or("");
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            if perms.starts_with('r')
+                && perms.ends_with('p')
+                && !perms.contains('w')
+                && path.starts_with('/')
+            {
+                current = Some((a, b));
+            }
+        } else if first == "Anonymous:" {
+            if let Some(range) = current.take() {
+                if f.next() == Some("0") {
+                    out.push(range);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Name the current process as `ps` shows it (PR_SET_NAME, 15 bytes max).
@@ -225,6 +250,31 @@ pub fn same_process(pid: Pid, start_time: Option<u64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_clean_private_read_only_file_mappings_are_dropped() {
+        let smaps = "\
+1000-2000 r--p 00000000 fe:00 12 /usr/bin/berth
+Rss:                 8 kB
+Anonymous:           0 kB
+2000-3000 r-xp 00001000 fe:00 12 /usr/bin/berth
+Anonymous:           0 kB
+3000-4000 r--p 00002000 fe:00 12 /usr/bin/berth
+Anonymous:           4 kB
+4000-5000 rw-p 00003000 fe:00 12 /usr/bin/berth
+Anonymous:           0 kB
+5000-6000 r--s 00000000 fe:00 13 /dev/shm/x
+Anonymous:           0 kB
+6000-7000 r--p 00000000 00:00 0 
+Anonymous:           0 kB
+7000-8000 r-xp 00000000 00:00 0                          [vdso]
+Anonymous:           0 kB
+";
+        assert_eq!(
+            droppable_ranges(smaps),
+            vec![(0x1000, 0x2000), (0x2000, 0x3000)]
+        );
+    }
     use oci_spec::runtime::LinuxIdMappingBuilder;
 
     #[test]

@@ -1,6 +1,7 @@
 //! The record of everything a start created on the host (state dir, cgroup
-//! directories, exec FIFO, overlay mount point), written before each resource
-//! is used so that `cleanup` can undo a start that crashed at any point.
+//! directories, exec FIFO, overlay mount point), written once with all it
+//! will create before any of it exists (teardown skips what is missing), so
+//! that `cleanup` can undo a start that crashed at any point.
 //! Mounts are not recorded: they all live in the container's own mount
 //! namespace and vanish with it.
 
@@ -11,6 +12,14 @@ use serde::{Deserialize, Serialize};
 use super::RuntimeError;
 
 pub const RECORD_FILE: &str = "record.json";
+/// The init's PID, beside the record: see [`Record::save_init`].
+pub const INIT_FILE: &str = "init.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct InitRecord {
+    pid: i32,
+    start_time: Option<u64>,
+}
 
 /// What a start created, in the order it created it.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -74,13 +83,50 @@ impl Record {
         std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename record", &path, e))
     }
 
+    /// Save the init's PID and start time in a file of their own, created
+    /// once: writing them into the record would rename over record.json,
+    /// and on ext4 a rename over an existing file starts writeback that
+    /// the removal of the state dir then waits for. Atomic like `save`.
+    pub fn save_init(&self, dir: &Path) -> Result<(), RuntimeError> {
+        let Some(pid) = self.pid else {
+            return Ok(());
+        };
+        let path = dir.join(INIT_FILE);
+        let tmp = dir.join(".init.json.tmp");
+        let init = InitRecord {
+            pid,
+            start_time: self.start_time,
+        };
+        let text = serde_json::to_vec(&init).map_err(|e| RuntimeError::Record {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| RuntimeError::io("write record", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename record", &path, e))
+    }
+
     pub fn load(dir: &Path) -> Result<Self, RuntimeError> {
         let path = dir.join(RECORD_FILE);
         let text = std::fs::read(&path).map_err(|e| RuntimeError::io("read record", &path, e))?;
-        serde_json::from_slice(&text).map_err(|e| RuntimeError::Record {
+        let mut rec: Record = serde_json::from_slice(&text).map_err(|e| RuntimeError::Record {
             path,
             reason: e.to_string(),
-        })
+        })?;
+        let path = dir.join(INIT_FILE);
+        match std::fs::read(&path) {
+            Ok(text) => {
+                let init: InitRecord =
+                    serde_json::from_slice(&text).map_err(|e| RuntimeError::Record {
+                        path,
+                        reason: e.to_string(),
+                    })?;
+                rec.pid = Some(init.pid);
+                rec.start_time = init.start_time;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RuntimeError::io("read record", &path, e)),
+        }
+        Ok(rec)
     }
 }
 
@@ -168,6 +214,16 @@ mod tests {
         };
         rec.save(&dir).unwrap();
         assert_eq!(Record::load(&dir).unwrap(), rec);
+        // The PID saved later, on its own, is part of the loaded record.
+        let mut without_pid = rec.clone();
+        without_pid.pid = None;
+        without_pid.save(&dir).unwrap();
+        let started = Record {
+            start_time: Some(7),
+            ..rec.clone()
+        };
+        started.save_init(&dir).unwrap();
+        assert_eq!(Record::load(&dir).unwrap(), started);
         teardown(&dir, &rec).unwrap();
         assert!(!dir.exists());
     }
