@@ -386,3 +386,42 @@ fn hooks_run_at_each_lifecycle_point() {
         "run fires poststop after cleanup"
     );
 }
+
+/// Two containers under one cgroup parent that the first one's create made
+/// (`/berth-shared`): deleting the first succeeds and leaves the parent to
+/// the second, which keeps running. The parent then stays, as runc leaves
+/// parents: only the container's own cgroup is certainly berth's to remove.
+#[test]
+fn shared_cgroup_parent_outlives_its_creator() {
+    require_root!();
+    let sb = Sandbox::new();
+    let mk = |name: &str| {
+        sb.bundle(name, |c| {
+            c["process"]["args"] = json!(["sleep", "60"]);
+            c["linux"]["cgroupsPath"] = json!(format!("/berth-shared/{name}"));
+        })
+    };
+    let (b1, b2) = (mk("s1"), mk("s2"));
+    let script = format!(
+        r#"
+$RT create -b {b1} s1 </dev/null >/dev/null 2>&1; $RT start s1
+$RT create -b {b2} s2 </dev/null >/dev/null 2>&1; $RT start s2
+$RT delete --force s1; echo delete1=$?
+echo parent1=$(ls -d /sys/fs/cgroup/berth-shared 2>/dev/null | wc -l)
+echo s2=$($RT state s2 | tr -d ' \n' | sed 's/.*"status":"\([a-z]*\)".*/\1/')
+$RT delete --force s2; echo delete2=$?
+echo left=$(ls -d /sys/fs/cgroup/berth-shared/s* 2>/dev/null | wc -l)
+rmdir /sys/fs/cgroup/berth-shared
+"#,
+        b1 = b1.display(),
+        b2 = b2.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "delete1"), "0", "{d}");
+    assert_eq!(line(&out, "parent1"), "1", "{d}");
+    assert_eq!(line(&out, "s2"), "running", "{d}");
+    assert_eq!(line(&out, "delete2"), "0", "{d}");
+    assert_eq!(line(&out, "left"), "0", "{d}");
+}

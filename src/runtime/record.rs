@@ -140,7 +140,11 @@ pub fn teardown(dir: &Path, rec: &Record) -> Result<(), Vec<RuntimeError>> {
             }
             for d in rec.cgroup_dirs.iter().rev().filter(|d| *d != cg) {
                 if let Err(e) = std::fs::remove_dir(d) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
+                    // A parent this start made may since hold another
+                    // container's cgroup (EBUSY): it is theirs now too.
+                    let busy = e.raw_os_error() == Some(libc::EBUSY)
+                        || e.kind() == std::io::ErrorKind::DirectoryNotEmpty;
+                    if e.kind() != std::io::ErrorKind::NotFound && !busy {
                         errors.push(RuntimeError::io("remove cgroup", d, e));
                     }
                 }
