@@ -142,8 +142,7 @@ pub fn teardown(dir: &Path, rec: &Record) -> Result<(), Vec<RuntimeError>> {
                 if let Err(e) = std::fs::remove_dir(d) {
                     // A parent this start made may since hold another
                     // container's cgroup (EBUSY): it is theirs now too.
-                    let busy = e.raw_os_error() == Some(libc::EBUSY)
-                        || e.kind() == std::io::ErrorKind::DirectoryNotEmpty;
+                    let busy = matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY));
                     if e.kind() != std::io::ErrorKind::NotFound && !busy {
                         errors.push(RuntimeError::io("remove cgroup", d, e));
                     }
