@@ -144,6 +144,12 @@ pub(super) fn supervise(
         &[("CONTAINER_PID", pid.to_string())],
     );
 
+    // The supervisor idles next to its container for as long as it runs:
+    // give back the start's heap and the binary's resident read-only pages
+    // (they fault back from the page cache if a stop or health check needs
+    // them), so a host with many containers pays little for each.
+    runtime::release_resident_code();
+
     let mut deadline: Option<Instant> = None;
     let mut forwarded: Option<Signal> = None;
     let mut killed = false;
