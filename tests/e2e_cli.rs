@@ -5,7 +5,7 @@
 //! `inspect` — and the errors for an unknown or stopped container.
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::systemd_box::{BoxOptions, SystemdBox};
 
@@ -21,24 +21,6 @@ fn boot(defs: &[(&str, String)]) -> SystemdBox {
     support::busybox_rootfs(rootfs.path());
     b.copy_in(rootfs.path(), ROOTFS);
     b
-}
-
-fn wait_for(b: &SystemdBox, script: &str, ok: impl Fn(&str) -> bool, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let out = b.sh(script);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if ok(&text) {
-            return text;
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "`{script}` still says {text:?} after {limit:?}\n--- journal ---\n{}",
-                b.sh_ok("journalctl --no-pager -b -n 80")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Status column of `name` in `berth ps -a`.
@@ -105,8 +87,7 @@ fn container_commands_on_real_systemd() {
     b.sh_ok("berth start web");
     assert_eq!(b.sh_ok("systemctl is-active berth@web").trim(), "active");
     let _ = b.sh("systemctl start berth@done berth@bad");
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl is-active berth@bad; systemctl is-active berth@done",
         |t| t == "failed\ninactive",
         Duration::from_secs(10),
@@ -149,8 +130,7 @@ fn container_commands_on_real_systemd() {
     );
 
     // logs
-    let logs = wait_for(
-        &b,
+    let logs = b.wait_for(
         "berth logs web",
         |t| t.contains("hello-from-web"),
         Duration::from_secs(10),
@@ -250,8 +230,7 @@ fn container_commands_on_real_systemd() {
     assert!(b
         .sh_ok(&format!("cat {payload}/cgroup.events"))
         .contains("frozen 0"));
-    wait_for(
-        &b,
+    b.wait_for(
         "cat /var/lib/berth/volumes/webdata/_data/counter",
         |t| t.parse::<u64>().is_ok_and(|n| n > c1),
         Duration::from_secs(5),

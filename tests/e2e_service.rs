@@ -38,25 +38,6 @@ fn boot_with(defs: &[(&str, String)], files: &[(&str, &str)]) -> SystemdBox {
     b
 }
 
-/// Wait until `script`'s trimmed stdout satisfies `ok`; returns it.
-fn wait_for(b: &SystemdBox, script: &str, ok: impl Fn(&str) -> bool, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let out = b.sh(script);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if ok(&text) {
-            return text;
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "`{script}` still says {text:?} after {limit:?}\n--- journal ---\n{}",
-                b.sh_ok("journalctl --no-pager -b -n 80")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn show(b: &SystemdBox, unit: &str, prop: &str) -> String {
     b.sh_ok(&format!("systemctl show -p {prop} --value {unit}"))
         .trim()
@@ -123,8 +104,7 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
     eprintln!("systemctl start berth@web took {:?}", t.elapsed());
     assert_eq!(b.sh_ok("systemctl is-active berth@web").trim(), "active");
 
-    let log = wait_for(
-        &b,
+    let log = b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@web",
         |t| t.contains("hello-from-web") && t.lines().any(|l| l == "web"),
         Duration::from_secs(10),
@@ -144,8 +124,7 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
     // The container runs in <unit>/payload, the supervisor (MainPID) in <unit>/supervisor.
     let cg = "/sys/fs/cgroup/berth.slice/berth@web.service";
     // (`sh` prints, then execs `sleep`: wait for the exec.)
-    wait_for(
-        &b,
+    b.wait_for(
         &format!("for p in $(cat {cg}/payload/cgroup.procs); do cat /proc/$p/comm; done"),
         |t| t == "sleep",
         Duration::from_secs(5),
@@ -196,8 +175,7 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
 
     // Inside a container started by the service path.
     b.sh_ok("systemctl start berth@probe");
-    let out = wait_for(
-        &b,
+    let out = b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@probe",
         |t| t.contains("exited with code"),
         Duration::from_secs(10),
@@ -224,8 +202,7 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
         out.contains("container \"probe\" exited with code 0"),
         "{out}"
     );
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl is-active berth@probe",
         |t| t == "inactive",
         Duration::from_secs(5),
@@ -267,8 +244,7 @@ fn exit_status_and_stop_timeout_reach_systemd() {
 
     // The container's exit code is the unit's ExecMainStatus, so Restart=on-failure works.
     let _ = b.sh("systemctl start berth@fail");
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl is-active berth@fail",
         |t| t == "failed",
         Duration::from_secs(10),
@@ -282,8 +258,7 @@ fn exit_status_and_stop_timeout_reach_systemd() {
     // restart = "on-failure": systemd restarts it on the container's failure,
     // each start after the last one's cleanup.
     let _ = b.sh("systemctl start berth@flaky");
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl show -p NRestarts --value berth@flaky",
         |t| t.parse::<u32>().unwrap_or(0) >= 2,
         Duration::from_secs(10),
@@ -298,8 +273,7 @@ fn exit_status_and_stop_timeout_reach_systemd() {
 
     // An app that ignores SIGTERM is killed once stop_timeout has passed.
     b.sh_ok("systemctl start berth@stubborn");
-    wait_for(
-        &b,
+    b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@stubborn",
         |t| t.contains("ignoring-term"),
         Duration::from_secs(10),
@@ -384,15 +358,13 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
 
     // SIGHUP to the supervisor reaches the container's main process.
     b.sh_ok("systemctl start berth@hup");
-    wait_for(
-        &b,
+    b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@hup",
         |t| t.contains("trapping"),
         Duration::from_secs(5),
     );
     b.sh_ok("systemctl kill --kill-whom=main -s HUP berth@hup");
-    wait_for(
-        &b,
+    b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@hup",
         |t| t.contains("got-hup"),
         Duration::from_secs(5),
@@ -419,8 +391,7 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
     // cleanup remove the container, its cgroups and its state.
     b.sh_ok("systemctl kill --kill-whom=main -s KILL berth@noinit berth@withinit");
     for unit in ["noinit", "withinit"] {
-        wait_for(
-            &b,
+        b.wait_for(
             &format!("systemctl is-active berth@{unit}"),
             |t| t == "failed" || t == "inactive",
             Duration::from_secs(10),
@@ -468,8 +439,7 @@ fn detached_run_becomes_a_berth_unit() {
     ));
     assert_eq!(out.trim(), "adhoc");
     assert_eq!(b.sh_ok("systemctl is-active berth@adhoc").trim(), "active");
-    wait_for(
-        &b,
+    b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@adhoc",
         |t| t.contains("detached-hello"),
         Duration::from_secs(10),
@@ -483,8 +453,7 @@ fn detached_run_becomes_a_berth_unit() {
     let again = b.sh(&format!("berth run -d --name adhoc --rootfs {ROOTFS} true"));
     assert!(!again.status.success());
     b.sh_ok("systemctl kill --kill-whom=all -s KILL berth@adhoc");
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl is-active berth@adhoc",
         |t| t == "failed" || t == "inactive",
         Duration::from_secs(10),
@@ -496,15 +465,13 @@ fn detached_run_becomes_a_berth_unit() {
     b.sh_ok(&format!(
         "berth run -d --rm --name adhoc --rootfs {ROOTFS} sh -c 'echo second-run; exec sleep 1000'"
     ));
-    wait_for(
-        &b,
+    b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@adhoc",
         |t| t.contains("second-run"),
         Duration::from_secs(10),
     );
     b.sh_ok("systemctl kill --kill-whom=all -s KILL berth@adhoc");
-    wait_for(
-        &b,
+    b.wait_for(
         "ls /run/berth/containers",
         |t| !t.contains("adhoc"),
         Duration::from_secs(10),
@@ -539,8 +506,7 @@ fn health_checks_gate_readiness_and_kill_when_unhealthy() {
     let pid =
         b.sh_ok("cat /sys/fs/cgroup/berth.slice/berth@app.service/payload/cgroup.procs | head -1");
     b.sh_ok(&format!("nsenter -t {} -m rm /tmp/ready", pid.trim()));
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl is-active berth@app",
         |t| t == "failed",
         Duration::from_secs(10),
@@ -570,9 +536,7 @@ fn foreground_run_gets_a_delegated_scope() {
         "berth run --name fg2 --rootfs {ROOTFS} sleep 3 >/dev/null 2>&1 &"
     ));
     // (The container's init is placed there at clone, before it execs.)
-    wait_for(
-        &b,
-        "for p in $(cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null); do cat /proc/$p/comm; done",
+    b.wait_for("for p in $(cat /sys/fs/cgroup/berth.slice/berth-run-fg2.scope/payload/cgroup.procs 2>/dev/null); do cat /proc/$p/comm; done",
         |t| t == "sleep",
         Duration::from_secs(5),
     );
@@ -580,9 +544,7 @@ fn foreground_run_gets_a_delegated_scope() {
     assert_eq!(sup.lines().count(), 1, "{sup}");
     // Stopping the scope stops the container; nothing is left.
     b.sh_ok("systemctl stop berth-run-fg2.scope");
-    wait_for(
-        &b,
-        "ls -d /sys/fs/cgroup/berth.slice/berth-run-fg2.scope /run/berth/containers/fg2 2>/dev/null; true",
+    b.wait_for("ls -d /sys/fs/cgroup/berth.slice/berth-run-fg2.scope /run/berth/containers/fg2 2>/dev/null; true",
         |t| t.is_empty(),
         Duration::from_secs(10),
     );

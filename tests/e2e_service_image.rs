@@ -7,28 +7,10 @@
 mod reg;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reg::{Layout, Member};
 use support::systemd_box::{BoxOptions, SystemdBox};
-
-fn wait_for(b: &SystemdBox, script: &str, ok: impl Fn(&str) -> bool, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let out = b.sh(script);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if ok(&text) {
-            return text;
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "`{script}` still says {text:?} after {limit:?}\n--- journal ---\n{}",
-                b.sh_ok("journalctl --no-pager -b -n 80")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// busybox in one layer; a user `app` (1000:1000), its working dir and
 /// a few applet links in a second one.
@@ -98,8 +80,7 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
 
     // pull = "never" before anything is in the store: a clear failure.
     let _ = b.sh("systemctl start berth@override");
-    wait_for(
-        &b,
+    b.wait_for(
         "systemctl is-active berth@override",
         |t| t == "failed",
         Duration::from_secs(10),
@@ -113,8 +94,7 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
 
     // The first start loads the image into the store, then runs its config.
     let _ = b.sh("systemctl start berth@fromimage");
-    let log = wait_for(
-        &b,
+    let log = b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@fromimage",
         |t| t.contains("exited with code"),
         Duration::from_secs(20),
@@ -146,8 +126,7 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
     b.sh_ok("echo kept > /var/lib/berth/volumes/appdata/_data/seed.txt");
     let cursor = b.sh_ok("journalctl --no-pager -n 0 --show-cursor | sed -n 's/^-- cursor: //p'");
     let _ = b.sh("systemctl start berth@fromimage");
-    let log = wait_for(
-        &b,
+    let log = b.wait_for(
         &format!(
             "journalctl --no-pager -o cat -u berth@fromimage --after-cursor='{}'",
             cursor.trim()
@@ -161,8 +140,7 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
     // Now in the store: the definition's command replaces Cmd under the
     // image's Entrypoint; user and environment override the image's.
     let _ = b.sh("systemctl start berth@override");
-    let log = wait_for(
-        &b,
+    let log = b.wait_for(
         "journalctl --no-pager -b -o cat -u berth@override",
         |t| t.contains("exited with code 0"),
         Duration::from_secs(20),

@@ -7,30 +7,12 @@
 mod reg;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reg::{Layout, Member};
 use support::systemd_box::{BoxOptions, SystemdBox};
 
 const SIZE: u64 = 65536;
-
-fn wait_for(b: &SystemdBox, script: &str, ok: impl Fn(&str) -> bool, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let out = b.sh(script);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if ok(&text) {
-            return text;
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "`{script}` still says {text:?} after {limit:?}\n--- journal ---\n{}",
-                b.sh_ok("journalctl --no-pager -b -n 80")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// busybox and a few applet links, all owned by 0:0 in the layer.
 fn write_layout(dir: &std::path::Path) {
@@ -86,8 +68,7 @@ fn definition() -> String {
 
 /// The host start of the container's range, from what it printed.
 fn started(b: &SystemdBox, name: &str) -> u64 {
-    let log = wait_for(
-        b,
+    let log = b.wait_for(
         &format!("journalctl --no-pager -b -o cat -u berth@{name}"),
         |t| t.lines().any(|l| l == "wrote") || t.contains("failed"),
         Duration::from_secs(20),
@@ -197,8 +178,7 @@ fn auto_userns_gives_each_container_its_own_range_and_idmapped_image() {
     // Stopping releases the range (ExecStopPost=berth cleanup): the file goes,
     // the others stay, and the next start may take it again.
     b.sh_ok("systemctl stop berth@ua");
-    wait_for(
-        &b,
+    b.wait_for(
         &format!("test -e /run/berth/userns/{a} && echo kept || echo gone"),
         |t| t == "gone",
         Duration::from_secs(10),
@@ -207,8 +187,7 @@ fn auto_userns_gives_each_container_its_own_range_and_idmapped_image() {
         "test -e /run/berth/userns/{bb} && test -e /run/berth/userns/{c}"
     ));
     b.sh_ok("systemctl stop berth@ub berth@uc");
-    wait_for(
-        &b,
+    b.wait_for(
         "ls /run/berth/userns",
         |t| t.is_empty(),
         Duration::from_secs(10),

@@ -592,6 +592,28 @@ impl SystemdBox {
         .collect()
     }
 
+    /// Run `script` until its trimmed stdout satisfies `ok`, and return that
+    /// text; panics after `limit` with the last text and the journal's tail.
+    /// For states a test reads rather than tests with an exit status (a
+    /// unit's ActiveState, a line reaching the journal).
+    pub fn wait_for(&self, script: &str, ok: impl Fn(&str) -> bool, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.sh(script);
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if ok(&text) {
+                return text;
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "`{script}` still says {text:?} after {limit:?}\n--- journal ---\n{}",
+                    self.sh_ok("journalctl --no-pager -b -n 80")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Run `script` until it succeeds, and return its stdout; panics after
     /// `timeout` with its last output. For states that settle asynchronously
     /// (a unit becoming active, a kernel-log line reaching the journal).
