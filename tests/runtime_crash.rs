@@ -1,6 +1,7 @@
-//! Crash safety: SIGKILL `berth-runtime run` (and its container) mid-run;
-//! `delete --force` then leaves no mount, cgroup or state behind, checked by
-//! listing the test namespace's mountinfo, the cgroup tree and the state dir.
+//! Crash safety: SIGKILL `berth-runtime run` (and its container) mid-run, and
+//! mid-start at many points; `delete --force` then leaves no mount, cgroup or
+//! state behind, checked by listing the test namespace's mountinfo, the
+//! cgroup tree and the state dir.
 
 #[path = "support/runtime.rs"]
 mod rt;
@@ -74,4 +75,53 @@ fn killed_run_and_container_leave_nothing_after_delete_force() {
     require_root!();
     require_program!("gcc");
     crash(true);
+}
+
+/// SIGKILL `run` at 20 points spread over its start (0 to ~19 ms after the
+/// exec, with the namespaces, mounts and cgroup half made); after each,
+/// `delete --force` (or nothing, when the kill came before any state)
+/// leaves no process, mount, cgroup or state.
+const MID_START: &str = r#"
+cat /proc/self/mountinfo | cut -d' ' -f5 | sort > $STATE/../mounts.before
+bad=0 had_state=0
+for i in $(seq 0 19); do
+    $RT run -b $BUNDLE m$i >/dev/null 2>&1 & RUN=$!
+    busybox usleep $((i * 1000))
+    kill -9 $RUN; wait $RUN 2>/dev/null
+    PID=$($RT state m$i 2>/dev/null | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+    [ -e $STATE/m$i ] && had_state=$((had_state + 1))
+    $RT delete --force m$i >/dev/null 2>&1
+    [ -n "$PID" ] && [ "$PID" != 0 ] && kill -0 $PID 2>/dev/null && { echo "alive after m$i: $PID"; bad=1; }
+    [ -e $STATE/m$i ] && { echo "state left by m$i"; bad=1; }
+    [ -d /sys/fs/cgroup/berth/m$i ] && { echo "cgroup left by m$i"; bad=1; }
+done
+cat /proc/self/mountinfo | cut -d' ' -f5 | sort > $STATE/../mounts.after
+echo mounts_same=$(cmp -s $STATE/../mounts.before $STATE/../mounts.after && echo yes || echo no)
+echo state_left=$(ls -A $STATE | wc -l)
+echo bad=$bad
+echo had_state=$had_state
+"#;
+
+#[test]
+fn killed_mid_start_leaves_nothing_after_delete_force() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("b", |c| {
+        sh_args(c, "sleep 60");
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}
+        ));
+    });
+    let o = sb.sh(&format!("BUNDLE={}\n{MID_START}", bundle.display()));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "bad"), "0", "{d}");
+    // Some kills came after the start had recorded state (so cleanup had
+    // something to undo), not all before it.
+    let had: u32 = line(&out, "had_state").parse().unwrap();
+    eprintln!("kills after the start began: {had} of 20");
+    assert!(had >= 1, "no kill landed after the start began: {d}");
+    assert_eq!(line(&out, "state_left"), "0", "{d}");
+    assert_eq!(line(&out, "mounts_same"), "yes", "{d}");
 }
