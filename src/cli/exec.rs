@@ -114,7 +114,7 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     });
     let master = match (&console, &child) {
         (Some((l, p)), Ok(_)) => {
-            let m = tty::receive_master(l);
+            let m = crate::supervise::console::receive_master(l, p);
             let _ = std::fs::remove_file(p);
             Some(m.with_context(|| format!("no terminal from container \"{}\"", args.name))?)
         }
@@ -137,18 +137,15 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// The terminal of `berth exec -t`: receive the pty master, relay it to our
-/// own terminal (raw while relaying) until the command closes its side.
-// TODO(supervise): supervise/console.rs has the same steps for `berth run
-// -t`, private to that module; one shared copy would serve both.
+/// The terminal of `berth exec -t`: the same pieces as `berth run -t`
+/// (`supervise::console`), with a relay loop that blocks in poll(2).
 mod tty {
-    use std::io::{IoSliceMut, Read, Write};
-    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-    use std::os::unix::net::UnixListener;
+    use std::io::Write;
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+
+    use crate::supervise::console::{pump, Pumped, RawMode};
 
     /// (rows, columns) of our terminal.
     pub fn window_size() -> Option<(u16, u16)> {
@@ -159,50 +156,18 @@ mod tty {
         }
     }
 
-    /// The master the runtime sent; it was sent before `exec` returned.
-    pub fn receive_master(l: &UnixListener) -> std::io::Result<OwnedFd> {
-        l.set_nonblocking(true)?;
-        let (conn, _) = l.accept()?;
-        conn.set_nonblocking(false)?;
-        let mut buf = [0u8; 256];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the kernel just installed this descriptor for us.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-                }
-            }
-        }
-        Err(std::io::Error::other(
-            "the console message carried no pty master",
-        ))
-    }
-
     /// Copy master → stdout and (with `stdin`) stdin → master until the
-    /// master reports EOF or EIO (the command closed its terminal).
+    /// master reports EOF or EIO (the command closed its terminal); our
+    /// terminal is raw meanwhile when stdin is passed.
     pub fn relay(master: &OwnedFd, stdin: bool) {
+        let _raw = stdin.then(RawMode::enter);
+        let input = std::io::stdin();
+        let mut out = std::io::stdout();
         let Ok(dup) = master.try_clone() else {
             return;
         };
-        let mut m = std::fs::File::from(dup);
-        let input = std::io::stdin();
-        let saved = tcgetattr(input.as_fd()).ok().filter(|_| stdin);
-        if let Some(t) = &saved {
-            let mut raw = t.clone();
-            cfmakeraw(&mut raw);
-            let _ = tcsetattr(input.as_fd(), SetArg::TCSANOW, &raw);
-        }
-        let mut out = std::io::stdout();
+        let mut to_master = std::fs::File::from(dup);
         let mut stdin_open = stdin;
-        let mut buf = [0u8; 8192];
         loop {
             let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
             if stdin_open {
@@ -221,26 +186,13 @@ mod tty {
             };
             let (m_ready, in_ready) = (ready(0), ready(1));
             drop(fds);
-            if in_ready {
-                match input.lock().read(&mut buf) {
-                    Ok(0) | Err(_) => stdin_open = false,
-                    Ok(n) => {
-                        let _ = m.write_all(&buf[..n]);
-                    }
-                }
+            if in_ready && pump(input.as_raw_fd(), &mut to_master as &mut dyn Write) == Pumped::Done
+            {
+                stdin_open = false;
             }
-            if m_ready {
-                match m.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let _ = out.write_all(&buf[..n]);
-                        let _ = out.flush();
-                    }
-                }
+            if m_ready && pump(master.as_raw_fd(), &mut out) == Pumped::Done {
+                break;
             }
-        }
-        if let Some(t) = &saved {
-            let _ = tcsetattr(input.as_fd(), SetArg::TCSANOW, t);
         }
     }
 }

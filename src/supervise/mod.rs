@@ -15,7 +15,7 @@
 
 mod cgroup;
 mod cleanup;
-mod console;
+pub mod console;
 pub mod exec;
 mod files;
 mod health;
