@@ -80,8 +80,9 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
         defs
     };
     let globals = config::load_globals(root).unwrap_or_default();
+    let store = generator::image_store(root, &globals);
     let present =
-        |image: &config::ImageRef| generator::image_present(root, &globals, &image.to_string());
+        |image: &config::ImageRef| generator::image_present(store.as_ref(), &image.to_string());
     let ctx = RenderContext {
         image_present: &present,
     };

@@ -33,18 +33,28 @@ pub enum GeneratorError {
     },
 }
 
-/// Whether `image` is complete in the image store under `root`, so that a
-/// start with `pull = "missing"` will not reach the network. Read-only
-/// (`Store::at` creates nothing); when /var is not mounted yet at boot the
-/// answer is false, which only adds a dependency on network-online.target.
-pub fn image_present(root: &Path, globals: &Globals, image: &str) -> bool {
+/// The image store under `root`, read-only (`Store::at` creates nothing), or
+/// None when it holds no image at all (no `refs/`: a fresh host, or /var not
+/// mounted yet at boot). Asked once per run, so a host without images costs
+/// one stat rather than one failed open per definition.
+pub fn image_store(root: &Path, globals: &Globals) -> Option<crate::store::Store> {
     let storage = root.join(
         globals
             .storage_root
             .strip_prefix("/")
             .unwrap_or(&globals.storage_root),
     );
-    crate::store::Store::at(&storage).is_present(image)
+    storage
+        .join("refs")
+        .is_dir()
+        .then(|| crate::store::Store::at(&storage))
+}
+
+/// Whether `image` is complete in `store`, so that a start with
+/// `pull = "missing"` will not reach the network. False without a store,
+/// which only adds a dependency on network-online.target.
+pub fn image_present(store: Option<&crate::store::Store>, image: &str) -> bool {
+    store.is_some_and(|s| s.is_present(image))
 }
 
 /// What one generator run did.
@@ -78,7 +88,8 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     // The global file only tunes where images live; a broken one must not stop
     // the generator, so it falls back to defaults (and `berth check` says why).
     let globals = config::load_globals(root).unwrap_or_default();
-    let present = |image: &ImageRef| image_present(root, &globals, &image.to_string());
+    let store = image_store(root, &globals);
+    let present = |image: &ImageRef| image_present(store.as_ref(), &image.to_string());
     // Directories made so far, shared so that `multi-user.target.wants` is
     // asked for once per run rather than once per definition.
     let made = Mutex::new(HashSet::new());
