@@ -847,28 +847,40 @@ fn units_to_mask() -> &'static [String] {
     static MASKS: OnceLock<Vec<String>> = OnceLock::new();
     MASKS.get_or_init(|| {
         let mut units: Vec<String> = ALWAYS_MASK.iter().map(|s| s.to_string()).collect();
-        if let Ok(rd) = std::fs::read_dir("/etc/systemd/system") {
-            for dir in rd.flatten() {
-                let name = dir.file_name().to_string_lossy().into_owned();
-                if !(name.ends_with(".wants") || name.ends_with(".requires")) {
-                    continue;
-                }
-                for link in std::fs::read_dir(dir.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                {
-                    let unit = link.file_name().to_string_lossy().into_owned();
-                    if is_unit_name(&unit) && !unit.ends_with(".target") {
-                        units.push(unit);
-                    }
-                }
-            }
-        }
+        units.extend(host_wanted_units());
         units.sort();
         units.dedup();
         units
     })
+}
+
+/// Units this machine starts on its own: the targets of its
+/// `/etc/systemd/system/*.wants` and `*.requires` links, targets left out.
+/// Read from the links, not `systemctl`, which is slow without systemd as
+/// PID 1. The UML guest, booted from the same root, masks them too.
+pub fn host_wanted_units() -> Vec<String> {
+    let mut units = Vec::new();
+    for dir in std::fs::read_dir("/etc/systemd/system")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with(".wants") || name.ends_with(".requires")) {
+            continue;
+        }
+        for link in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let unit = link.file_name().to_string_lossy().into_owned();
+            if is_unit_name(&unit) && !unit.ends_with(".target") {
+                units.push(unit);
+            }
+        }
+    }
+    units
 }
 
 fn is_unit_name(s: &str) -> bool {

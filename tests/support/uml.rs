@@ -40,6 +40,7 @@
 //! behind for debugging.
 #![allow(dead_code)]
 
+use super::systemd_box::shell_quote;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -280,41 +281,10 @@ fn modules_dir() -> Option<PathBuf> {
 /// guest booted from its root would otherwise start.
 fn host_enabled_units() -> Vec<String> {
     let mut units: Vec<String> = ALWAYS_MASK.iter().map(|s| s.to_string()).collect();
-    for dir in std::fs::read_dir("/etc/systemd/system")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = dir.file_name().to_string_lossy().into_owned();
-        if !(name.ends_with(".wants") || name.ends_with(".requires")) {
-            continue;
-        }
-        for link in std::fs::read_dir(dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let unit = link.file_name().to_string_lossy().into_owned();
-            if is_unit_name(&unit) && !unit.ends_with(".target") {
-                units.push(unit);
-            }
-        }
-    }
+    units.extend(super::systemd_box::host_wanted_units());
     units.sort();
     units.dedup();
     units
-}
-
-fn is_unit_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.contains('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@._-:\\".contains(c))
-}
-
-/// Single-quote for sh.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn q(p: &Path) -> String {
