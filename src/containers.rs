@@ -75,11 +75,7 @@ pub fn load_definition(root: &Path, name: &str) -> Result<Definition, ContainerE
         }),
         Err(diags) => Err(ContainerError::Invalid {
             name: name.to_string(),
-            diagnostics: diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            diagnostics: diags.to_string(),
         }),
     }
 }

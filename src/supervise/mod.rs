@@ -147,11 +147,7 @@ pub fn load(root: &Path, name: &str) -> Result<Definition, SuperviseError> {
         }),
         Err(diags) => Err(SuperviseError::Invalid {
             name: name.to_string(),
-            diagnostics: diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            diagnostics: diags.to_string(),
         }),
     }
 }
