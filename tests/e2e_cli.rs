@@ -179,12 +179,38 @@ fn container_commands_on_real_systemd() {
     let env = b.sh_ok("berth exec -e FOO=bar -w /tmp web sh -c 'echo $FOO; pwd'");
     assert_eq!(env.trim(), "bar\n/tmp");
     // -t: a pty inside the container, relayed; the status still comes back.
+    let mounts_before = b.sh_ok("berth exec web cat /proc/1/mountinfo");
     let (code, out, err) = run(&b, "berth exec -t web sh -c 'tty; echo tty-ok; exit 4'");
     assert_eq!(code, 4, "{out}{err}");
     assert!(
         out.contains("/dev/pts/") && out.contains("tty-ok\r\n"),
         "{out:?}"
     );
+    // -t: resizing the user's terminal (SIGWINCH) resizes the container's.
+    // `script` gives `berth exec` a terminal whose size the shell then
+    // changes every 0.2 s until the command inside has seen a change.
+    b.write_file(
+        "/tmp/winch.sh",
+        br#"berth exec -t web sh -c 'a=$(stty size); i=0
+while [ "$(stty size)" = "$a" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
+echo "size $a -> $(stty size)"' </dev/tty &
+p=$!
+for c in $(seq 101 175); do stty rows 30 cols $c; sleep 0.2; kill -0 $p 2>/dev/null || break; done
+wait $p
+"#,
+    );
+    let out = b.sh_ok("script -qec 'sh /tmp/winch.sh' /dev/null");
+    let line = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("size "))
+        .unwrap_or_else(|| panic!("no size line in {out:?}"));
+    let (before, after) = line.split_once(" -> ").expect("before -> after");
+    assert_ne!(before, after, "the container's terminal kept its size");
+    assert!(after.starts_with("30 1"), "{line}");
+    // An exec's terminal is its own: the container's mounts (/dev/console
+    // among them) are as they were before the two `exec -t`.
+    let mounts_after = b.sh_ok("berth exec web cat /proc/1/mountinfo");
+    assert_eq!(mounts_before, mounts_after);
     let (code, _, err) = run(&b, "berth exec idle true");
     assert_ne!(code, 0);
     assert!(err.contains("container \"idle\" is not running"), "{err}");

@@ -73,7 +73,7 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     // -t: the runtime makes the pty inside the container and sends its
     // master over this socket (runc's console-socket protocol).
     let console = if args.tty {
-        if let Some((rows, cols)) = tty::window_size() {
+        if let Some((rows, cols)) = crate::supervise::console::window_size() {
             if let Ok(b) = oci_spec::runtime::BoxBuilder::default()
                 .height(rows as u32)
                 .width(cols as u32)
@@ -145,22 +145,26 @@ mod tty {
 
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-    use crate::supervise::console::{pump, Pumped, RawMode};
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-    /// (rows, columns) of our terminal.
-    pub fn window_size() -> Option<(u16, u16)> {
-        // SAFETY: TIOCGWINSZ writes one winsize struct we own.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0).then_some((ws.ws_row, ws.ws_col))
-        }
-    }
+    use crate::supervise::console::{pump, sync_size, Pumped, RawMode};
 
     /// Copy master → stdout and (with `stdin`) stdin → master until the
     /// master reports EOF or EIO (the command closed its terminal); our
-    /// terminal is raw meanwhile when stdin is passed.
+    /// terminal is raw meanwhile when stdin is passed, and a resize of it
+    /// (SIGWINCH) is passed on to the container's terminal.
     pub fn relay(master: &OwnedFd, stdin: bool) {
         let _raw = stdin.then(RawMode::enter);
+        // The child is already running: blocking SIGWINCH here changes only
+        // our own mask, and its default action (ignore) loses nothing before.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGWINCH);
+        let mut winch = mask.thread_block().ok().and_then(|_| {
+            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+        });
+        // A resize between the exec and this point would otherwise be lost.
+        sync_size(master);
         let input = std::io::stdin();
         let mut out = std::io::stdout();
         let Ok(dup) = master.try_clone() else {
@@ -170,6 +174,10 @@ mod tty {
         let mut stdin_open = stdin;
         loop {
             let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+            if let Some(w) = &winch {
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+            }
+            let input_at = fds.len();
             if stdin_open {
                 fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
             }
@@ -184,8 +192,15 @@ mod tty {
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            let (m_ready, in_ready) = (ready(0), ready(1));
+            let (m_ready, in_ready) = (ready(0), stdin_open && ready(input_at));
+            let resized = winch.is_some() && ready(1);
             drop(fds);
+            if resized {
+                if let Some(w) = winch.as_mut() {
+                    while let Ok(Some(_)) = w.read_signal() {}
+                }
+                sync_size(master);
+            }
             if in_ready && pump(input.as_raw_fd(), &mut to_master as &mut dyn Write) == Pumped::Done
             {
                 stdin_open = false;

@@ -20,9 +20,23 @@ pub fn connect_console_socket(path: &Path) -> Result<OwnedFd, RuntimeError> {
     Ok(OwnedFd::from(s))
 }
 
-/// Step (after pivot_root): create the pty, send its master, make the slave
-/// our terminal and stdio, and bind it over /dev/console.
-pub fn setup_console(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), RuntimeError> {
+/// Where the pty's slave goes besides our stdio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// The container's init: the slave is bound over /dev/console.
+    Bind,
+    /// An exec'd process: the container's /dev/console (a mount every
+    /// process of the container shares) stays the init's, as runc keeps it.
+    Private,
+}
+
+/// Step (after pivot_root, or after joining the namespaces for an exec):
+/// create the pty, send its master, make the slave our terminal and stdio.
+pub fn setup_console(
+    socket: &OwnedFd,
+    size: Option<(u16, u16)>,
+    console: Console,
+) -> Result<(), RuntimeError> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::sys("open /dev/ptmx", e))?;
     nix::pty::grantpt(&master).map_err(|e| RuntimeError::sys("grantpt", e))?;
@@ -47,16 +61,18 @@ pub fn setup_console(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), R
     // SAFETY: `open` returned a fresh descriptor owned by nobody else.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
 
-    let console = Path::new("/dev/console");
-    super::mount::create_mount_point(console, false)?;
-    nix::mount::mount(
-        Some(Path::new(&name)),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| RuntimeError::sys(format!("bind '{name}' over /dev/console"), e))?;
+    if console == Console::Bind {
+        let dev_console = Path::new("/dev/console");
+        super::mount::create_mount_point(dev_console, false)?;
+        nix::mount::mount(
+            Some(Path::new(&name)),
+            dev_console,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| RuntimeError::sys(format!("bind '{name}' over /dev/console"), e))?;
+    }
 
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(name.as_bytes())];

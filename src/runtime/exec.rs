@@ -226,7 +226,7 @@ fn exec_sequence(
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        console::setup_console(sock, size).map_err(step("console"))?;
+        console::setup_console(sock, size, console::Console::Private).map_err(step("console"))?;
     }
     drop(console);
     apply_rlimits(p).map_err(step("rlimits"))?;

@@ -432,7 +432,10 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     )?;
     // The pty must come from the container's own devpts, so after pivot_root.
     if let Some(sock) = &ctx.console {
-        step("console", console::setup_console(sock, plan.console_size))?;
+        step(
+            "console",
+            console::setup_console(sock, plan.console_size, console::Console::Bind),
+        )?;
     }
     step("hostname", set_names(plan))?;
     if plan.new_net_ns {

@@ -84,12 +84,29 @@ impl Drop for RawMode {
     }
 }
 
+/// (rows, columns) of our terminal: stdin's, or stdout's when stdin is not
+/// one (`berth exec -t` without `-i` keeps stdin away from the container).
+pub fn window_size() -> Option<(u16, u16)> {
+    [0, 1].into_iter().find_map(|fd| {
+        // SAFETY: TIOCGWINSZ writes one winsize struct we own.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some((ws.ws_row, ws.ws_col))
+        }
+    })
+}
+
 /// Copy our terminal's window size to the pty.
 pub fn sync_size(master: &OwnedFd) {
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write one winsize struct.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+    if let Some((rows, cols)) = window_size() {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize struct we own.
+        unsafe {
             libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
         }
     }
