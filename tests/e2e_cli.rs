@@ -3,6 +3,8 @@
 //! containers — `ps [-a]`, `start|stop`, `logs`, `exec` (with the container's
 //! confinement), `top`, `stats`, `pause|unpause`, `volume`, `network`,
 //! `inspect` — and the errors for an unknown or stopped container.
+#[path = "support/runtime.rs"]
+mod rt;
 mod support;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ fn boot(defs: &[(&str, String)]) -> SystemdBox {
     let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let rootfs = tempfile::tempdir().unwrap();
     support::busybox_rootfs(rootfs.path());
+    std::fs::copy(rt::probe_binary(), rootfs.path().join("probe")).unwrap();
     b.copy_in(rootfs.path(), ROOTFS);
     b
 }
@@ -173,6 +176,12 @@ fn container_commands_on_real_systemd() {
     );
     let (code, _, _) = run(&b, "berth exec web sh -c 'exit 7'");
     assert_eq!(code, 7);
+    // No NET_RAW among the default capabilities, yet ping works: berth opens
+    // net.ipv4.ping_group_range in the container's own network namespace.
+    let (code, out, err) = run(&b, "berth exec web /probe ping");
+    assert_eq!(code, 0, "ping inside the container failed: {out}{err}");
+    assert!(out.contains("raw: Operation not permitted"), "{out}");
+    assert!(out.contains("icmp: reply type 0"), "{out}");
     // No inherited host descriptors: only 0, 1, 2 (and ls's own).
     let fds = b.sh_ok("exec 7</dev/null; berth exec web ls /proc/self/fd");
     assert!(!fds.lines().any(|l| l.trim() == "7"), "fd 7 leaked: {fds}");

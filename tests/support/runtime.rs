@@ -191,6 +191,31 @@ const PROBE_C: &str = r#"
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/ip_icmp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+/* An ICMP echo to 127.0.0.1 over an unprivileged ping socket (what iputils'
+   ping uses without CAP_NET_RAW); a raw socket is tried first to show
+   whether NET_RAW was granted. */
+static int ping_loopback(void) {
+    int raw = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    printf("raw: %s\n", raw < 0 ? strerror(errno) : "ok");
+    int s = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+    if (s < 0) { printf("icmp: %s\n", strerror(errno)); return 1; }
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct icmphdr h = { .type = ICMP_ECHO };
+    h.un.echo.sequence = htons(1);
+    struct timeval tv = { 2, 0 };
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (sendto(s, &h, sizeof h, 0, (struct sockaddr *)&a, sizeof a) < 0) { printf("icmp: %s\n", strerror(errno)); return 1; }
+    char buf[64];
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n < (ssize_t)sizeof h) { printf("icmp: %s\n", n < 0 ? strerror(errno) : "short reply"); return 1; }
+    printf("icmp: reply type %d\n", ((struct icmphdr *)buf)->type);
+    return 0;
+}
 
 /* A tiny static helper that reports what the container may do. */
 int main(int argc, char **argv) {
@@ -204,6 +229,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(c, "finit_module")) { int fd = open("/bin/busybox", O_RDONLY); r = syscall(SYS_finit_module, fd, "", 0); }
     else if (!strcmp(c, "mknod")) r = mknod(argv[2], S_IFBLK | 0600, makedev(atoi(argv[3]), atoi(argv[4])));
     else if (!strcmp(c, "mount-proc")) { mkdir(argv[2], 0755); r = mount("proc", argv[2], "proc", 0, 0); }
+    else if (!strcmp(c, "ping")) return ping_loopback();
     else if (!strcmp(c, "euid")) { printf("euid=%d\n", (int)geteuid()); return 0; }
     else if (!strcmp(c, "chroot-escape")) {
         /* The classic escape: chroot into a subdir, climb with "..", chroot(".").
