@@ -45,6 +45,35 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// Host paths a valid definition names that do not exist (yet): not errors,
+/// since they may be created before the container starts, but its start
+/// fails while they are missing.
+fn missing_host_paths(root: &Path, def: &config::Definition) -> Vec<String> {
+    let under_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let mut out = Vec::new();
+    for v in &def.volumes {
+        if let config::VolumeSource::Bind(p) = &v.source {
+            if !under_root(p).exists() {
+                out.push(format!(
+                    "warning: {}: [[volume]] source \"{}\" does not exist; the container will not start until it does",
+                    def.source_path.display(),
+                    p.display()
+                ));
+            }
+        }
+    }
+    if let config::Seccomp::Profile(p) = &def.security.seccomp {
+        if !under_root(p).exists() {
+            out.push(format!(
+                "warning: {}: [security] seccomp profile \"{}\" does not exist; the container will not start until it does",
+                def.source_path.display(),
+                p.display()
+            ));
+        }
+    }
+    out
+}
+
 /// Run `berth check`.
 pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut errors = 0usize;
@@ -62,6 +91,11 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             errors += print_diagnostics(d);
             broken += 1;
         }
+        for def in &loaded.definitions {
+            for w in missing_host_paths(root, def) {
+                eprintln!("{w}");
+            }
+        }
         for cycle in config::validate::requires_cycles(&loaded.definitions) {
             eprintln!(
                 "warning: [service] requires forms a cycle: {} (systemd will break it at start, so one of them will not start)",
@@ -78,7 +112,11 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         for name in &args.names {
             checked += 1;
             match config::load_definition(root, name) {
-                Ok(Some(_)) => {}
+                Ok(Some(def)) => {
+                    for w in missing_host_paths(root, &def) {
+                        eprintln!("{w}");
+                    }
+                }
                 Ok(None) => {
                     let dirs: Vec<String> = config::CONTAINER_DIRS
                         .iter()

@@ -73,6 +73,13 @@ pub enum SuperviseError {
     State { path: PathBuf, reason: String },
     #[error("seccomp profile \"{path}\": {reason}")]
     Seccomp { path: PathBuf, reason: String },
+    #[error("{file}: [[volume]] source \"{source_path}\" (for target \"{target}\") {reason}; a bind mount needs an existing path: create it, or give a name instead of a path for a named volume")]
+    BindSource {
+        file: PathBuf,
+        source_path: PathBuf,
+        target: PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
     Plan(#[from] spec::PlanError),
     /// Runtime errors name the container themselves.

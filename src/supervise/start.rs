@@ -51,6 +51,8 @@ pub(super) fn start(
     st: &mut State,
 ) -> Result<Running, SuperviseError> {
     let name = &def.name;
+    // 0. Inputs that need no work to check fail before any work is done.
+    volumes::check_bind_sources(def)?;
     // 1. Run dir first: every later step records itself in state.json there.
     std::fs::create_dir_all(&paths.run_dir)
         .map_err(|e| SuperviseError::io("create", &paths.run_dir, e))?;

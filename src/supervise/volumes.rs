@@ -22,6 +22,31 @@ pub fn volume_data(storage_root: &Path, name: &str) -> PathBuf {
     storage_root.join("volumes").join(name).join("_data")
 }
 
+/// Every bind source of `def` must exist before anything is set up, so a
+/// typo in a path is one clear error naming the file, not a mount failure
+/// deep inside the container's start.
+pub fn check_bind_sources(def: &Definition) -> Result<(), SuperviseError> {
+    for v in &def.volumes {
+        let VolumeSource::Bind(path) = &v.source else {
+            continue;
+        };
+        if let Err(e) = std::fs::metadata(path) {
+            let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist".to_string()
+            } else {
+                format!("cannot be read: {e}")
+            };
+            return Err(SuperviseError::BindSource {
+                file: def.source_path.clone(),
+                source_path: path.clone(),
+                target: v.target.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Create every named volume of `def` that does not exist yet, seeded from
 /// `lowers` (lowest first). Must be called while single-threaded.
 pub fn setup_named_volumes(

@@ -1,8 +1,10 @@
-//! End to end on a real systemd: the three `[security] seccomp` choices of a
-//! definition as the container itself sees them — the default filter, no
-//! filter (`"unconfined"`), and a profile file in Docker's JSON format — plus
-//! a broken profile, which fails that container's start with an error naming
-//! the file and leaves the other containers running.
+//! End to end on a real systemd: what a definition names on the host. The
+//! three `[security] seccomp` choices as the container itself sees them — the
+//! default filter, no filter (`"unconfined"`), a profile file in Docker's
+//! JSON format — and the host paths that must exist: a broken profile and a
+//! missing bind-mount source each fail that container's start with an error
+//! naming the file, while the other containers keep running, and `berth
+//! check` warns about both before anything starts.
 mod support;
 
 use std::time::Duration;
@@ -48,7 +50,7 @@ fn report(b: &SystemdBox, name: &str) -> String {
 }
 
 #[test]
-fn seccomp_default_unconfined_and_profile_file() {
+fn seccomp_choices_and_host_paths() {
     require_root!();
     require_program!("nsenter");
     let opts = BoxOptions::default()
@@ -67,13 +69,41 @@ fn seccomp_default_unconfined_and_profile_file() {
         .file(
             "/etc/berth/seccomp/broken.json",
             "{\"defaultAction\": \"SCMP_ACT_NOPE\"}\n",
+        )
+        .file(
+            "/etc/berth/containers/nofile.toml",
+            definition("/etc/berth/seccomp/typo.json"),
+        )
+        .file(
+            "/etc/berth/containers/nobind.toml",
+            format!(
+                "rootfs = \"{ROOTFS}\"\ncommand = [\"true\"]\n\
+                 [[volume]]\nsource = \"/srv/typo\"\ntarget = \"/data\"\n"
+            ),
         );
     let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let rootfs = tempfile::tempdir().unwrap();
     support::busybox_rootfs(rootfs.path());
     b.copy_in(rootfs.path(), ROOTFS);
 
-    let _ = b.sh("systemctl start berth@dflt berth@loose berth@nomkdir berth@broken");
+    // berth check: the definitions are valid; the missing files are warned
+    // about, each naming its definition.
+    let check = b.sh("berth check");
+    let warned = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        warned.contains("warning: /etc/berth/containers/nobind.toml: [[volume]] source \"/srv/typo\" does not exist"),
+        "{warned}"
+    );
+    assert!(
+        warned.contains("warning: /etc/berth/containers/nofile.toml: [security] seccomp profile \"/etc/berth/seccomp/typo.json\" does not exist"),
+        "{warned}"
+    );
+    assert_eq!(warned.lines().count(), 2, "{warned}");
+
+    let _ = b.sh(
+        "systemctl start berth@dflt berth@loose berth@nomkdir berth@broken berth@nofile berth@nobind",
+    );
 
     // The default filter: mode 2; mkdir allowed; unshare (a namespace escape
     // the default profile refuses without CAP_SYS_ADMIN) refused.
@@ -115,6 +145,24 @@ fn seccomp_default_unconfined_and_profile_file() {
         1,
         "the file is named once: {log}"
     );
+    // The missing files: the same, and nothing of the start is left behind.
+    for (name, says) in [
+        ("nofile", "/etc/berth/seccomp/typo.json"),
+        (
+            "nobind",
+            "/etc/berth/containers/nobind.toml: [[volume]] source \"/srv/typo\" (for target \"/data\") does not exist",
+        ),
+    ] {
+        b.wait_for(
+            &format!("systemctl is-active berth@{name}"),
+            |t| t.trim() == "failed",
+            Duration::from_secs(20),
+        );
+        let log = b.sh_ok(&format!("journalctl --no-pager -o cat -u berth@{name}"));
+        assert!(log.contains(says), "{log}");
+        let left = b.sh(&format!("ls /run/berth/containers/{name}"));
+        assert!(!left.status.success(), "run dir of {name} left: {left:?}");
+    }
     for name in ["dflt", "loose", "nomkdir"] {
         assert_eq!(
             b.sh_ok(&format!("systemctl is-active berth@{name}")).trim(),
