@@ -66,6 +66,7 @@ fn container_commands_on_real_systemd() {
         "rootfs = \"{ROOTFS}\"\nhostname = \"web.example\"\n\
          command = [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo hello-from-web; i=0; while true; do i=$((i+1)); echo $i > /data/counter; sleep 0.05; done\"]\n\
          [[volume]]\nsource = \"webdata\"\ntarget = \"/data\"\n\
+         [[tmpfs]]\ntarget = \"/scratch\"\nsize = \"8M\"\nmode = \"0750\"\n\
          [security]\nno_new_privileges = true\ncap_drop = [\"ALL\"]\ncap_add = [\"CHOWN\", \"NET_BIND_SERVICE\"]\n\
          [service]\nstop_timeout = \"1s\"\n"
     );
@@ -174,6 +175,14 @@ fn container_commands_on_real_systemd() {
         pids.len() <= 6,
         "more PIDs than the container has: {pids:?}"
     );
+    // [[tmpfs]]: a tmpfs of the asked size and mode.
+    let scratch = b
+        .sh_ok("berth exec web sh -c 'stat -c %a /scratch; grep \" /scratch \" /proc/self/mounts'");
+    assert!(
+        scratch.starts_with("750\ntmpfs /scratch tmpfs "),
+        "{scratch}"
+    );
+    assert!(scratch.contains("size=8192k"), "{scratch}");
     let (code, _, _) = run(&b, "berth exec web sh -c 'exit 7'");
     assert_eq!(code, 7);
     // No NET_RAW among the default capabilities, yet ping works: berth opens

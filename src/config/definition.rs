@@ -111,6 +111,8 @@ pub struct Tmpfs {
     pub target: PathBuf,
     /// Size limit in bytes; `None` is the kernel's default (half of RAM).
     pub size: Option<u64>,
+    /// Permission bits of its root; `None` is 1777, as /tmp's.
+    pub mode: Option<u32>,
 }
 
 /// `[resources]`; `None` means no limit.

@@ -165,6 +165,7 @@ pub struct RawVolume {
 pub struct RawTmpfs {
     pub target: Option<Sp<String>>,
     pub size: Option<Sp<StrOrInt>>,
+    pub mode: Option<Sp<StrOrInt>>,
     #[serde(skip)]
     pub at: At,
 }

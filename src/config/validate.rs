@@ -111,6 +111,19 @@ impl Ctx<'_> {
         r.map_err(|e| self.err(v, key, e)).ok()
     }
 
+    /// A permission mode, as an octal string: a TOML integer would read
+    /// `755` as decimal and silently give other bits.
+    fn mode(&mut self, v: &Sp<StrOrInt>, key: &str) -> Option<u32> {
+        let r = match &v.value {
+            StrOrInt::Int(n) => Err(format!(
+                "invalid mode {n}: write it as an octal string, such as \"1777\" or \"0750\""
+            )),
+            StrOrInt::Str(s) => values::parse_mode(s)
+                .map_err(|e| format!("invalid mode \"{}\": {e}", s.escape_debug())),
+        };
+        r.map_err(|e| self.err(v, key, e)).ok()
+    }
+
     fn duration(&mut self, v: &Option<Sp<StrOrInt>>, key: &str, default: Duration) -> Duration {
         let Some(v) = v else { return default };
         let r = match &v.value {
@@ -300,8 +313,9 @@ pub fn validate_definition(
     for t in raw.tmpfs.iter().flat_map(|t| t.value.iter()) {
         let target = required_target(&mut cx, &t.target, &t.at, "[[tmpfs]]", &mut targets);
         let size = t.size.as_ref().and_then(|s| cx.size(s, "[[tmpfs]] size"));
+        let mode = t.mode.as_ref().and_then(|m| cx.mode(m, "[[tmpfs]] mode"));
         if let Some(target) = target {
-            tmpfs.push(Tmpfs { target, size });
+            tmpfs.push(Tmpfs { target, size, mode });
         }
     }
 
@@ -966,7 +980,7 @@ target = "/run/secrets/db-password"
              [security]\ncap_add = [\"FLY\"]\nseccomp = \"strict\"\nuserns = \"private\"\n\
              [health]\ninterval = \"30x\"\nretries = 0\non_failure = \"explode\"\n\
              [service]\nrestart = \"sometimes\"\nrequires = [\"web\", \"ghost\"]\nafter = [\"x\"]\nwanted_by = [\"a.socket\"]\nstop_timeout = -1\nnotify = \"never\"\npull = \"maybe\"\n\
-             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\n[[tmpfs]]\nsize = \"1Q\"\n[[secret]]\ncredential = \"a/b\"\n",
+             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\n[[tmpfs]]\nsize = \"1Q\"\n[[tmpfs]]\ntarget = \"/m1\"\nmode = 755\n[[tmpfs]]\ntarget = \"/m2\"\nmode = \"rwx\"\n[[secret]]\ncredential = \"a/b\"\n",
         );
         let text = e.join("\n");
         for want in [
@@ -1000,11 +1014,13 @@ target = "/run/secrets/db-password"
             "[[volume]] target: \"/v\" is already a mount target",
             "[[tmpfs]] target: missing key \"target\"",
             "[[tmpfs]] size: invalid size \"1Q\"",
+            "[[tmpfs]] mode: invalid mode 755: write it as an octal string, such as \"1777\" or \"0750\"",
+            "[[tmpfs]] mode: invalid mode \"rwx\": expected up to four octal digits",
             "[[secret]] credential: invalid credential name \"a/b\"",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
-        assert_eq!(e.len(), 31, "{text}");
+        assert_eq!(e.len(), 33, "{text}");
         // Sorted by position.
         let lines: Vec<usize> = check("image = \"a\"\nworkdir = \"rel\"\n[resources]\npids = 0\n")
             .unwrap_err()

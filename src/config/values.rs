@@ -229,6 +229,17 @@ fn parse_port_number(s: &str) -> Result<u16, String> {
 pub const SIZE_EXPECTED: &str =
     "expected a number with an optional unit K, M, G or T (e.g. \"256M\")";
 
+/// Parse a permission mode written in octal, `"1777"`, `"0750"` or `"750"`:
+/// up to four octal digits (setuid, setgid and sticky bits included).
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err("expected up to four octal digits, such as \"1777\" or \"0750\"".into());
+    }
+    u32::from_str_radix(digits, 8).map_err(|e| e.to_string())
+}
+
 /// Parse a size: plain bytes or a number with a binary unit `K`, `M`, `G`, `T`
 /// (case-insensitive, an optional trailing `B` or `iB` is accepted), e.g. `256M`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -1018,5 +1029,15 @@ mod tests {
         assert!(parse_subnet("0.0.0.0/0")
             .unwrap()
             .contains("1.2.3.4".parse().unwrap()));
+    }
+    #[test]
+    fn modes_are_octal_strings() {
+        assert_eq!(parse_mode("1777"), Ok(0o1777));
+        assert_eq!(parse_mode("0750"), Ok(0o750));
+        assert_eq!(parse_mode("750"), Ok(0o750));
+        assert_eq!(parse_mode("0o700"), Ok(0o700));
+        for bad in ["", "8", "17777", "rwx", "-1", "0x1ff"] {
+            assert!(parse_mode(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -143,7 +143,8 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
     }
     for t in &def.tmpfs {
         let size = t.size.map(|s| format!("size={s}"));
-        let mut opts = vec!["nosuid", "nodev", "mode=1777"];
+        let mode = format!("mode={:o}", t.mode.unwrap_or(0o1777));
+        let mut opts = vec!["nosuid", "nodev", mode.as_str()];
         if let Some(s) = &size {
             opts.push(s);
         }
@@ -237,6 +238,7 @@ mod tests {
         d.tmpfs = vec![Tmpfs {
             target: "/tmp".into(),
             size: Some(1 << 20),
+            mode: None,
         }];
         d.secrets = vec![Secret {
             credential: "pw".into(),
