@@ -139,6 +139,108 @@ fn run_rootfs_in_the_foreground() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
 }
 
+/// The Docker-style options become the definition's keys, and the container
+/// shows each of them; a bad value is named by its key, not a temp file.
+#[test]
+fn run_with_options_as_docker_spells_them() {
+    require_root!();
+    require_program!("unshare");
+    let env = Env::new();
+    let rootfs = env.path("rootfs");
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in"), "from-host\n").unwrap();
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let envfile = env.path("app.env");
+    std::fs::write(&envfile, "FROM_FILE=yes\n").unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(support::berth_bin())
+        .args(["run", "--rm", "--rootfs", rootfs.to_str().unwrap()])
+        .args(["-e", "GREETING=hi", "-e", "PASSED", "--env-file", envfile.to_str().unwrap()])
+        .args(["-v", &format!("{}:/data", data.display())])
+        .args(["-v", &format!("{}:/ro:ro", data.display())])
+        .args(["-v", "cache:/cache"])
+        .args(["--tmpfs", "/scratch:size=4M,mode=0700"])
+        .args(["-u", "1000:1000", "-w", "/data", "--hostname", "adhoc-opts"])
+        .args(["--read-only", "--cap-drop", "ALL", "--cap-add", "KILL"])
+        .args(["--security-opt", "seccomp=unconfined", "--pids-limit", "50"])
+        .args([
+            "sh",
+            "-c",
+            "echo env=$GREETING,$PASSED,$FROM_FILE; echo host=$(hostname); echo id=$(id -u):$(id -g); \
+             echo cwd=$(pwd); cat in; echo w > out; echo ro=$(touch /ro/x 2>/dev/null && echo rw || echo ro); \
+             echo root=$(touch /x 2>/dev/null && echo rw || echo ro); \
+             echo scratch=$(stat -c %a /scratch) $(grep ' /scratch ' /proc/self/mounts | grep -o 'size=[0-9]*k'); \
+             echo cache=$(grep -c ' /cache ' /proc/self/mounts); \
+             grep -E '^(CapBnd|Seccomp):' /proc/self/status",
+        ])
+        .env("BERTH_ROOT", env.path("root"))
+        .env("PASSED", "from-shell")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    for want in [
+        "env=hi,from-shell,yes",
+        "host=adhoc-opts",
+        "id=1000:1000",
+        "cwd=/data",
+        "from-host",
+        "ro=ro",
+        "root=ro",
+        "scratch=700 size=4096k",
+        "cache=1",
+        "CapBnd:\t0000000000000020",
+        "Seccomp:\t0",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == want),
+            "no {want:?} in\n{stdout}\n{stderr}"
+        );
+    }
+    // The bind mount wrote through to the host; the named volume exists.
+    assert_eq!(std::fs::read_to_string(data.join("out")).unwrap(), "w\n");
+    assert!(env.path("storage/volumes/cache/_data").is_dir());
+
+    // Bad values: each named by its key, never by a temporary file.
+    let out = env.run(&[
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "-m",
+        "12Q",
+        "--cap-add",
+        "FLY",
+        "true",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the arguments of berth run make an invalid definition"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: [resources] memory: invalid size \"12Q\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: [security] cap_add: unknown capability \"FLY\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("/tmp/"), "{stderr}");
+    let out = env.run(&["--rootfs", rootfs.to_str().unwrap(), "-v", "/only", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-v \"/only\": expected SOURCE:TARGET"));
+    let out = env.run(&[
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--restart",
+        "always",
+        "true",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--restart needs -d"));
+}
+
 #[test]
 fn run_with_a_terminal() {
     require_root!();

@@ -17,6 +17,7 @@ pub mod generate;
 pub mod image;
 pub mod network;
 pub mod run;
+pub mod run_flags;
 pub mod volume;
 
 /// berth — declarative system containers, run by systemd.
@@ -46,7 +47,7 @@ pub enum Command {
     Version,
     Check(check::CheckArgs),
     Generate(generate::GenerateArgs),
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     Cleanup(cleanup::CleanupArgs),
     /// Pull an image from a registry or load an offline source into the store
     Pull(image::PullArgs),
@@ -104,7 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check::run(&root, args),
         Command::Generate(args) => generate::run(&root, args),
-        Command::Run(args) => run::run(&root, args),
+        Command::Run(args) => run::run(&root, *args),
         Command::Cleanup(args) => cleanup::run(&root, args),
         Command::Pull(a) => image::pull(&root, a),
         Command::Images(a) => image::images(&root, a),

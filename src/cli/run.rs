@@ -17,7 +17,7 @@ use crate::supervise::{self, RunOptions};
 #[derive(Debug, clap::Args)]
 #[command(
     about = "Run a container: ad hoc in the foreground, or (--systemd NAME) as the main process of berth@NAME.service",
-    after_help = "Examples:\n  berth run --rootfs /srv/web-root sh -c 'echo hi'\n  berth run --name web 127.0.0.1:5000/web:1 nginx -T\n  berth run --systemd web      (what berth@web.service runs)"
+    after_help = "Examples:\n  berth run --rootfs /srv/web-root sh -c 'echo hi'\n  berth run --name web 127.0.0.1:5000/web:1 nginx -T\n  berth run --rm -e TZ=UTC -v /srv/conf:/etc/app:ro -v appdata:/data -m 256M 127.0.0.1:5000/app:2\n  berth run --systemd web      (what berth@web.service runs)"
 )]
 pub struct RunArgs {
     /// Run definition NAME under systemd (Type=notify, delegated cgroup)
@@ -47,6 +47,8 @@ pub struct RunArgs {
     /// re-executes itself under `systemd-run --scope`)
     #[arg(long, hide = true)]
     pub scoped: bool,
+    #[command(flatten)]
+    pub flags: super::run_flags::DefinitionFlags,
     /// IMAGE then the command and its arguments (with --rootfs: only the command)
     #[arg(
         trailing_var_arg = true,
@@ -58,6 +60,9 @@ pub struct RunArgs {
 
 pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.systemd {
+        if !args.flags.is_empty() {
+            bail!("berth run --systemd runs the definition as written: options such as -e or -v belong in /etc/berth/containers/{name}.toml (or a drop-in)");
+        }
         let opts = RunOptions {
             root: root.to_path_buf(),
             systemd: true,
@@ -80,6 +85,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         };
+    }
+    if args.flags.restart.is_some() && !args.detach {
+        bail!("--restart needs -d: systemd restarts a detached container (berth@NAME.service); a foreground run ends when its command does");
     }
     if args.tty && args.detach {
         bail!("berth run -t cannot be combined with -d (a detached container has no terminal to attach)");
@@ -108,6 +116,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             toml::Value::Array(rest.into_iter().map(toml::Value::from).collect()),
         );
     }
+    args.flags
+        .apply(&mut table, &|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("berth run: {e}"))?;
     // The definition is validated from a private root, as a file would be.
     let tmp = tempfile_dir()?;
     let dir = tmp.join("etc/berth/containers");
@@ -116,7 +127,22 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("write the definition of \"{name}\""))?;
     let def = supervise::load(&tmp, &name);
     let _ = std::fs::remove_dir_all(&tmp);
-    let def = def?;
+    let def = def.map_err(|e| match e {
+        // The file is ours, not the user's: name the keys, which the option
+        // help and the man page both use, not a temporary path.
+        supervise::SuperviseError::Invalid { diagnostics, .. } => {
+            let file = dir.join(format!("{name}.toml")).display().to_string();
+            let lines: Vec<String> = diagnostics
+                .lines()
+                .map(|l| strip_position(l, &file))
+                .collect();
+            anyhow::anyhow!(
+                "the arguments of berth run make an invalid definition:\n{}",
+                lines.join("\n")
+            )
+        }
+        other => other.into(),
+    })?;
     if args.detach {
         return detach(root, &name, &toml::to_string(&table)?, args.rm);
     }
@@ -226,6 +252,21 @@ fn enter_scope(name: &str, add_name: bool) -> anyhow::Error {
     anyhow::Error::new(err).context("run systemd-run --scope")
 }
 
+/// `error: FILE:LINE:COL: rest` → `error: rest`.
+fn strip_position(line: &str, file: &str) -> String {
+    match line.find(file) {
+        Some(at) => {
+            let after = &line[at + file.len()..];
+            // ":LINE:COL: "
+            let rest = after
+                .trim_start_matches(|c: char| c == ':' || c.is_ascii_digit())
+                .trim_start();
+            format!("{}{rest}", &line[..at])
+        }
+        None => line.to_string(),
+    }
+}
+
 fn have_program(prog: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
@@ -240,4 +281,19 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_position;
+
+    #[test]
+    fn diagnostics_lose_the_temporary_file_and_keep_the_key() {
+        let f = "/tmp/berth-run-7/etc/berth/containers/run-7.toml";
+        assert_eq!(
+            strip_position(&format!("error: {f}:5:10: [resources] memory: bad"), f),
+            "error: [resources] memory: bad"
+        );
+        assert_eq!(strip_position("error: other", f), "error: other");
+    }
 }

@@ -1,0 +1,410 @@
+//! The Docker-style options of `berth run` (`-e`, `-v`, `--tmpfs`, `-u`,
+//! `--memory`, `--cap-add`, `--security-opt`, …) turned into the keys of a
+//! definition. Pure: a flag only writes a TOML key; the definition it builds
+//! is validated like any file in /etc, so a flag and a key never disagree on
+//! what a value means.
+
+use toml::{Table, Value};
+
+/// What a definition file could say, as `docker run` spells it.
+#[derive(Debug, Default, Clone, PartialEq, clap::Args)]
+pub struct DefinitionFlags {
+    /// Set an environment variable (KEY=VALUE; a bare KEY passes this
+    /// shell's value on)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<String>,
+    /// Mount a volume: /host/path:/target (bind) or NAME:/target (named
+    /// volume, seeded from the image on first use); add :ro for read-only
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs: /target, with options size=64M and mode=1777
+    #[arg(long, value_name = "TARGET[:size=N,mode=M]")]
+    pub tmpfs: Vec<String>,
+    /// Run as this user: uid[:gid] or a name from the image's /etc/passwd
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Host name inside the container
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Replace the image's entrypoint ("" clears it)
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+    /// Mount the root filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Run berth's minimal init as PID 1 (reaps zombies, forwards signals)
+    #[arg(long)]
+    pub init: bool,
+    /// Network mode: host (share the host's network), none (loopback only)
+    /// or bridge
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Memory limit, e.g. 256M
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 0.5
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Limit on the number of tasks (processes and threads)
+    #[arg(long = "pids-limit", value_name = "N")]
+    pub pids_limit: Option<i64>,
+    /// Add a capability (e.g. NET_ADMIN, or ALL)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// seccomp=default|unconfined|/path/profile.json, or
+    /// no-new-privileges[=true|false]
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// User namespace: host, or auto (a private 65536-id range)
+    #[arg(long, value_name = "MODE")]
+    pub userns: Option<String>,
+    /// When to pull the image: missing, always or never
+    #[arg(long, value_name = "WHEN")]
+    pub pull: Option<String>,
+    /// With -d: restart policy, no, on-failure or always (systemd's Restart=)
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Seconds between the stop signal and SIGKILL
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+}
+
+/// Why a flag cannot become a key (the definition's own validation covers
+/// the values; this covers the flags' syntax).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{flag} {value:?}: {reason}")]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+fn bad(flag: &'static str, value: &str, reason: &str) -> FlagError {
+    FlagError {
+        flag,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// `table[section][key] = value`, creating the section.
+fn set_in(table: &mut Table, section: &str, key: &str, value: Value) {
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| Value::Table(Table::new()));
+    if let Value::Table(t) = entry {
+        t.insert(key.to_string(), value);
+    }
+}
+
+fn push_array(table: &mut Table, key: &str, item: Table) {
+    let entry = table
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(a) = entry {
+        a.push(Value::Table(item));
+    }
+}
+
+fn strings(v: &[String]) -> Value {
+    Value::Array(v.iter().cloned().map(Value::from).collect())
+}
+
+impl DefinitionFlags {
+    /// No flag was given.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Write every flag given into `table`. `env` looks up the value of a
+    /// bare `-e KEY`.
+    pub fn apply(
+        &self,
+        table: &mut Table,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), FlagError> {
+        let mut environment = Table::new();
+        for e in &self.env {
+            match e.split_once('=') {
+                Some((k, v)) => {
+                    environment.insert(k.to_string(), v.into());
+                }
+                // Docker's rule: a bare KEY passes the caller's value, and
+                // nothing when the caller has none.
+                None => {
+                    if let Some(v) = env(e) {
+                        environment.insert(e.clone(), v.into());
+                    }
+                }
+            }
+        }
+        if !environment.is_empty() {
+            table.insert("environment".into(), Value::Table(environment));
+        }
+        if !self.env_file.is_empty() {
+            let files: Vec<String> = self.env_file.iter().map(|f| absolute(f)).collect();
+            table.insert("environment_files".into(), strings(&files));
+        }
+        for v in &self.volume {
+            push_array(table, "volume", volume(v)?);
+        }
+        for t in &self.tmpfs {
+            push_array(table, "tmpfs", tmpfs(t)?);
+        }
+        for (key, value) in [
+            ("user", &self.user),
+            ("workdir", &self.workdir),
+            ("hostname", &self.hostname),
+        ] {
+            if let Some(v) = value {
+                table.insert(key.into(), v.as_str().into());
+            }
+        }
+        if let Some(e) = &self.entrypoint {
+            let list: Vec<String> = if e.is_empty() {
+                vec![]
+            } else {
+                vec![e.clone()]
+            };
+            table.insert("entrypoint".into(), strings(&list));
+        }
+        if self.read_only {
+            table.insert("read_only".into(), true.into());
+        }
+        if self.init {
+            table.insert("init".into(), true.into());
+        }
+        if let Some(m) = &self.network {
+            set_in(table, "network", "mode", m.as_str().into());
+        }
+        if let Some(m) = &self.memory {
+            set_in(table, "resources", "memory", m.as_str().into());
+        }
+        if let Some(c) = self.cpus {
+            set_in(table, "resources", "cpus", c.into());
+        }
+        if let Some(p) = self.pids_limit {
+            set_in(table, "resources", "pids", p.into());
+        }
+        if !self.cap_add.is_empty() {
+            set_in(table, "security", "cap_add", strings(&self.cap_add));
+        }
+        if !self.cap_drop.is_empty() {
+            set_in(table, "security", "cap_drop", strings(&self.cap_drop));
+        }
+        for o in &self.security_opt {
+            let (k, v) = o
+                .split_once(['=', ':'])
+                .map_or((o.as_str(), None), |(k, v)| (k, Some(v)));
+            match (k, v) {
+                ("seccomp", Some(p)) => {
+                    let p = if p.starts_with('/') || p == "default" || p == "unconfined" {
+                        p.to_string()
+                    } else {
+                        absolute(p)
+                    };
+                    set_in(table, "security", "seccomp", p.into());
+                }
+                ("no-new-privileges", None) => {
+                    set_in(table, "security", "no_new_privileges", true.into())
+                }
+                ("no-new-privileges", Some(b @ ("true" | "false"))) => {
+                    set_in(table, "security", "no_new_privileges", (b == "true").into())
+                }
+                _ => {
+                    return Err(bad(
+                        "--security-opt",
+                        o,
+                        "expected seccomp=default|unconfined|PROFILE.json or no-new-privileges[=true|false]",
+                    ))
+                }
+            }
+        }
+        if let Some(u) = &self.userns {
+            set_in(table, "security", "userns", u.as_str().into());
+        }
+        if let Some(p) = &self.pull {
+            set_in(table, "service", "pull", p.as_str().into());
+        }
+        if let Some(r) = &self.restart {
+            set_in(table, "service", "restart", r.as_str().into());
+        }
+        if let Some(s) = self.stop_timeout {
+            set_in(table, "service", "stop_timeout", format!("{s}s").into());
+        }
+        Ok(())
+    }
+}
+
+/// A relative host path is relative to where `berth run` was typed, as
+/// Docker reads `-v ./dir:/x` and `--env-file ./f`.
+fn absolute(p: &str) -> String {
+    std::path::absolute(p)
+        .map(|a| a.display().to_string())
+        .unwrap_or_else(|_| p.to_string())
+}
+
+/// `-v SOURCE:TARGET[:ro|rw]`.
+fn volume(v: &str) -> Result<Table, FlagError> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, target, mode) =
+        match parts.as_slice() {
+            [s, t] => (*s, *t, None),
+            [s, t, m] => (*s, *t, Some(*m)),
+            _ => return Err(bad(
+                "-v",
+                v,
+                "expected SOURCE:TARGET or SOURCE:TARGET:ro (SOURCE a host path or a volume name)",
+            )),
+        };
+    if source.is_empty() || target.is_empty() {
+        return Err(bad("-v", v, "SOURCE and TARGET must not be empty"));
+    }
+    // Docker's rule: a source with a slash (or starting with ".") is a
+    // host path, anything else names a volume.
+    let source = if source.contains('/') || source.starts_with('.') {
+        absolute(source)
+    } else {
+        source.to_string()
+    };
+    let mut t = Table::new();
+    t.insert("source".into(), source.into());
+    t.insert("target".into(), target.into());
+    match mode {
+        None | Some("rw") => {}
+        Some("ro") => {
+            t.insert("read_only".into(), true.into());
+        }
+        Some(_) => return Err(bad("-v", v, "the third field may be ro or rw")),
+    }
+    Ok(t)
+}
+
+/// `--tmpfs TARGET[:size=64M,mode=1777]`.
+fn tmpfs(v: &str) -> Result<Table, FlagError> {
+    let (target, opts) = v.split_once(':').unwrap_or((v, ""));
+    let mut t = Table::new();
+    t.insert("target".into(), target.into());
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o.split_once('=') {
+            Some(("size", s)) => {
+                t.insert("size".into(), s.into());
+            }
+            Some(("mode", m)) => {
+                t.insert("mode".into(), m.into());
+            }
+            _ => return Err(bad("--tmpfs", v, "options may be size=N and mode=OCTAL")),
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(f: DefinitionFlags) -> Result<String, FlagError> {
+        let mut t = Table::new();
+        f.apply(&mut t, &|k| (k == "HOME").then(|| "/root".to_string()))?;
+        Ok(toml::to_string(&t).unwrap())
+    }
+
+    #[test]
+    fn flags_become_the_keys_a_file_would_have() {
+        let f = DefinitionFlags {
+            env: vec!["A=1".into(), "HOME".into(), "UNSET".into(), "B=x=y".into()],
+            volume: vec!["data:/data".into(), "/srv/conf:/etc/app:ro".into()],
+            tmpfs: vec!["/tmp:size=8M,mode=0750".into(), "/run".into()],
+            user: Some("101:101".into()),
+            read_only: true,
+            memory: Some("256M".into()),
+            pids_limit: Some(50),
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["NET_BIND_SERVICE".into()],
+            security_opt: vec![
+                "seccomp=unconfined".into(),
+                "no-new-privileges=false".into(),
+            ],
+            stop_timeout: Some(3),
+            entrypoint: Some(String::new()),
+            ..Default::default()
+        };
+        let text = apply(f).unwrap();
+        let v: Table = toml::from_str(&text).unwrap();
+        assert_eq!(v["environment"]["A"].as_str(), Some("1"));
+        assert_eq!(v["environment"]["B"].as_str(), Some("x=y"));
+        assert_eq!(v["environment"]["HOME"].as_str(), Some("/root"));
+        assert!(v["environment"].get("UNSET").is_none());
+        assert_eq!(v["volume"][0]["source"].as_str(), Some("data"));
+        assert_eq!(v["volume"][1]["source"].as_str(), Some("/srv/conf"));
+        assert_eq!(v["volume"][1]["read_only"].as_bool(), Some(true));
+        assert_eq!(v["tmpfs"][0]["size"].as_str(), Some("8M"));
+        assert_eq!(v["tmpfs"][0]["mode"].as_str(), Some("0750"));
+        assert_eq!(v["tmpfs"][1]["target"].as_str(), Some("/run"));
+        assert_eq!(v["user"].as_str(), Some("101:101"));
+        assert_eq!(v["read_only"].as_bool(), Some(true));
+        assert_eq!(v["resources"]["memory"].as_str(), Some("256M"));
+        assert_eq!(v["resources"]["pids"].as_integer(), Some(50));
+        assert_eq!(v["security"]["seccomp"].as_str(), Some("unconfined"));
+        assert_eq!(v["security"]["no_new_privileges"].as_bool(), Some(false));
+        assert_eq!(v["service"]["stop_timeout"].as_str(), Some("3s"));
+        assert_eq!(v["entrypoint"].as_array().map(|a| a.len()), Some(0));
+    }
+
+    #[test]
+    fn relative_host_paths_are_made_absolute() {
+        let f = DefinitionFlags {
+            volume: vec!["./conf:/etc/app".into()],
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        let src = v["volume"][0]["source"].as_str().unwrap();
+        assert!(src.starts_with('/') && src.ends_with("conf"), "{src}");
+    }
+
+    #[test]
+    fn malformed_flags_say_what_was_expected() {
+        for (f, want) in [
+            (
+                DefinitionFlags {
+                    volume: vec!["/only".into()],
+                    ..Default::default()
+                },
+                "-v \"/only\": expected SOURCE:TARGET",
+            ),
+            (
+                DefinitionFlags {
+                    volume: vec!["a:/b:rx".into()],
+                    ..Default::default()
+                },
+                "the third field may be ro or rw",
+            ),
+            (
+                DefinitionFlags {
+                    tmpfs: vec!["/t:uid=1".into()],
+                    ..Default::default()
+                },
+                "--tmpfs \"/t:uid=1\": options may be size=N and mode=OCTAL",
+            ),
+            (
+                DefinitionFlags {
+                    security_opt: vec!["apparmor=x".into()],
+                    ..Default::default()
+                },
+                "--security-opt \"apparmor=x\": expected seccomp=",
+            ),
+        ] {
+            let e = apply(f).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}
