@@ -9,6 +9,7 @@ pub mod config;
 pub mod containers;
 pub mod generator;
 pub mod image;
+pub mod log;
 pub mod oci;
 pub mod runtime;
 pub mod spec;

@@ -206,3 +206,64 @@ fn import_then_rmi() {
     ok(&out);
     assert_eq!(layer_count(&storage), 1);
 }
+
+/// A mirror that is down does not stop a pull, but it is not silent either:
+/// a warning names it and the host used instead; `BERTH_LOG` sets how much
+/// berth says (`off` silences it, `debug` adds each attempt).
+#[test]
+fn a_dead_mirror_is_warned_about() {
+    require_root!();
+    require_program!("docker-registry");
+    require_program!("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryOptions::default());
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let built = layout.image(
+        &[reg::tar_of(&[Member::File("hello", b"hi", 0o644, 0, 0)])],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&built, "v1");
+    registry.push(&layout.dir, "v1", "cli/img:v1");
+    let dead = format!("127.0.0.1:{}", reg::free_port());
+    let conf = format!(
+        "[[registry]]\nhost = \"{0}\"\ninsecure = true\nmirrors = [\"{dead}\"]\n[[registry]]\nhost = \"{dead}\"\ninsecure = true\n",
+        registry.host()
+    );
+    let reference = format!("{}/cli/img:v1", registry.host());
+    let pull = |level: Option<&str>, store: &str| {
+        let storage = tmp.path().join(store);
+        let root = reg::globals_root(&tmp.path().join(format!("{store}-root")), &storage, &conf);
+        let mut c = Command::new(support::berth_bin());
+        c.args(["pull", &reference, "--storage-root"])
+            .arg(&storage)
+            .env("BERTH_ROOT", &root)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("BERTH_LOG");
+        if let Some(l) = level {
+            c.env("BERTH_LOG", l);
+        }
+        let out = c.output().unwrap();
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = pull(None, "s1");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning in {stderr}"));
+    assert!(
+        warning.contains(&dead) && warning.contains(&format!("used {} instead", registry.host())),
+        "{warning}"
+    );
+    assert!(!stderr.contains("DEBUG"), "{stderr}");
+    let stderr = pull(Some("off"), "s2");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    let stderr = pull(Some("debug"), "s3");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains(&dead)),
+        "{stderr}"
+    );
+}

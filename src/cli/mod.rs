@@ -84,6 +84,7 @@ pub enum Command {
 /// Entry point of the `berth` personality.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::log::init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -92,6 +92,12 @@ pub async fn pull_async(
         .await;
         match attempt {
             Ok(x) => {
+                // Worth a warning: a broken mirror otherwise goes unnoticed
+                // for as long as the next host answers. (When every host
+                // fails, the error lists them all instead.)
+                for e in &errors {
+                    tracing::warn!("{e}; used {} instead", ep.host);
+                }
                 resolved = Some(x);
                 break;
             }
