@@ -514,3 +514,58 @@ fn concurrent_pulls_of_one_image_all_succeed_and_unpack_once() {
     assert!(store.verify().unwrap().is_empty());
     assert!(store.is_present(&reference));
 }
+
+/// A registry that demands a client certificate: refused without one, a
+/// clear error for a certificate without its key, and pulled once
+/// `certs.d/HOST/NAME.cert` and `NAME.key` are there (Docker's convention).
+#[test]
+fn client_certificate_from_certs_d() {
+    require_tools!();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(RegistryOptions {
+        tls: true,
+        client_certs: true,
+        ..Default::default()
+    });
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let built = layout.image(
+        &[reg::tar_of(&[Member::File(
+            "who",
+            b"client-cert",
+            0o644,
+            0,
+            0,
+        )])],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&built, "1");
+    registry.push(&layout.dir, "1", "mtls/img:1");
+    let reference = format!("{}/mtls/img:1", registry.host());
+    let storage = tmp.path().join("store");
+    let root = reg::globals_root(tmp.path(), &storage, "");
+    let certs = root.join("etc/berth/certs.d");
+    copy_dir(registry.certs_dir.as_ref().unwrap(), &certs);
+    let globals = load_globals(&root).unwrap();
+    let store = Store::open(&storage).unwrap();
+
+    // The CA alone: the server's certificate is trusted, ours is missing.
+    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    assert!(err.contains(&registry.host()), "{err}");
+
+    let host_dir = certs.join(registry.host());
+    let client = registry.client_dir.as_ref().unwrap();
+    std::fs::copy(client.join("client.cert"), host_dir.join("client.cert")).unwrap();
+    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    assert!(
+        err.contains("client.cert' has no key") && err.contains("client.key"),
+        "{err}"
+    );
+
+    std::fs::copy(client.join("client.key"), host_dir.join("client.key")).unwrap();
+    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    assert_eq!(
+        std::fs::read(img.layers[0].join("who")).unwrap(),
+        b"client-cert"
+    );
+}

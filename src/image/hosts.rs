@@ -1,6 +1,7 @@
 //! Per-registry settings taken from the global settings: which hosts to try in
 //! which order (mirrors first), whether plain http is allowed, credentials from
-//! the auth file, and CA certificates from `certs.d/HOST[:PORT]/*.crt`.
+//! the auth file, CA certificates from `certs.d/HOST[:PORT]/*.crt`, and a
+//! client certificate from `certs.d/HOST[:PORT]/NAME.cert` + `NAME.key`.
 //!
 //! Pure apart from reading the auth file and certificate files; no network.
 
@@ -63,6 +64,15 @@ pub enum HostsError {
     AuthParse { path: PathBuf, reason: String },
     #[error("cannot read CA certificate '{path}'")]
     Cert {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("client certificate '{cert}' has no key '{key}' beside it (certs.d pairs NAME.cert with NAME.key)")]
+    ClientKeyMissing { cert: PathBuf, key: PathBuf },
+    #[error("client key '{key}' has no certificate '{cert}' beside it (certs.d pairs NAME.cert with NAME.key)")]
+    ClientCertMissing { key: PathBuf, cert: PathBuf },
+    #[error("cannot read client certificate or key '{path}'")]
+    ClientRead {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -152,6 +162,67 @@ pub fn credentials(globals: &Globals, registry: &str) -> Result<Option<Credentia
         }
     };
     credentials_from(&text, path, registry)
+}
+
+/// A client certificate and its key from `certs.d/HOST/NAME.cert` and
+/// `NAME.key` (Docker's convention), for registries that ask for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The certificate then the key, PEM, as TLS libraries take them.
+    pub pem: Vec<u8>,
+}
+
+/// The client identity for `host`: the first `NAME.cert`/`NAME.key` pair by
+/// name. A certificate without its key (or the reverse) is an error rather
+/// than a TLS failure later that would not say why.
+pub fn client_identity(
+    globals: &Globals,
+    host: &str,
+) -> Result<Option<ClientIdentity>, HostsError> {
+    let dir = globals.certs_dir.join(host);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    files.sort();
+    let has = |p: &PathBuf, ext: &str| p.extension().is_some_and(|x| x == ext);
+    for key in files.iter().filter(|p| has(p, "key")) {
+        let cert = key.with_extension("cert");
+        if !files.contains(&cert) {
+            return Err(HostsError::ClientCertMissing {
+                key: key.clone(),
+                cert,
+            });
+        }
+    }
+    let Some(cert) = files.iter().find(|p| has(p, "cert")) else {
+        return Ok(None);
+    };
+    let key = cert.with_extension("key");
+    if !files.contains(&key) {
+        return Err(HostsError::ClientKeyMissing {
+            cert: cert.clone(),
+            key,
+        });
+    }
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|source| HostsError::ClientRead {
+            path: p.clone(),
+            source,
+        })
+    };
+    let mut pem = read(cert)?;
+    if !pem.ends_with(b"\n") {
+        pem.push(b'\n');
+    }
+    pem.extend(read(&key)?);
+    Ok(Some(ClientIdentity {
+        cert: cert.clone(),
+        key,
+        pem,
+    }))
 }
 
 /// PEM bytes of every `certs.d/HOST/*.crt` for `host`, sorted by name.
@@ -244,5 +315,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("base64") && e.contains("auth.json"), "{e}");
+    }
+
+    #[test]
+    fn client_identity_pairs_cert_with_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = Globals {
+            certs_dir: tmp.path().to_path_buf(),
+            ..Globals::default()
+        };
+        let dir = tmp.path().join("reg:5000");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(client_identity(&g, "reg:5000").unwrap(), None);
+        assert_eq!(client_identity(&g, "other").unwrap(), None);
+        std::fs::write(dir.join("ca.crt"), "CA").unwrap();
+        std::fs::write(dir.join("client.cert"), "CERT").unwrap();
+        let e = client_identity(&g, "reg:5000").unwrap_err().to_string();
+        assert!(
+            e.contains("client.cert' has no key") && e.contains("client.key"),
+            "{e}"
+        );
+        std::fs::write(dir.join("client.key"), "KEY").unwrap();
+        let id = client_identity(&g, "reg:5000").unwrap().unwrap();
+        assert_eq!(id.pem, b"CERT\nKEY");
+        assert_eq!(id.key, dir.join("client.key"));
+        std::fs::write(dir.join("lonely.key"), "KEY").unwrap();
+        let e = client_identity(&g, "reg:5000").unwrap_err().to_string();
+        assert!(e.contains("lonely.key' has no certificate"), "{e}");
     }
 }

@@ -137,6 +137,13 @@ impl Client {
             })?;
             builder = builder.add_root_certificate(cert);
         }
+        if let Some(id) = hosts::client_identity(globals, &host).map_err(hosts_err)? {
+            let identity = reqwest::Identity::from_pem(&id.pem).map_err(|e| ImageError::Cert {
+                path: id.cert.clone(),
+                reason: format!("with key '{}': {e}", id.key.display()),
+            })?;
+            builder = builder.identity(identity);
+        }
         if endpoint.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }

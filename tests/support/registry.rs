@@ -51,6 +51,9 @@ impl Drop for Killed {
 #[derive(Default, Clone)]
 pub struct RegistryOptions {
     pub tls: bool,
+    /// With `tls`: the registry demands a client certificate signed by its
+    /// CA; `Registry::client_dir` holds one (`client.cert`, `client.key`).
+    pub client_certs: bool,
     pub htpasswd: Option<(String, String)>,
     pub token: bool,
 }
@@ -62,6 +65,8 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
     /// `certs.d`-style directory holding `127.0.0.1:PORT/ca.crt` (TLS only).
     pub certs_dir: Option<PathBuf>,
+    /// A client certificate and key the registry accepts (`client_certs`).
+    pub client_dir: Option<PathBuf>,
     pub token_server: Option<TokenServer>,
 }
 
@@ -92,6 +97,7 @@ impl Registry {
             d.join("data").display()
         );
         let mut certs_dir = None;
+        let mut client_dir = None;
         if opts.tls {
             openssl(
                 &[
@@ -156,6 +162,52 @@ impl Registry {
                 d.join("srv.crt").display(),
                 d.join("srv.key").display()
             );
+            if opts.client_certs {
+                yaml += &format!("    clientcas:\n      - {}\n", d.join("ca.crt").display());
+                let cd = d.join("client");
+                std::fs::create_dir_all(&cd).unwrap();
+                openssl(
+                    &[
+                        "req",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-subj",
+                        "/CN=berth test client",
+                        "-keyout",
+                        "client/client.key",
+                        "-out",
+                        "client.csr",
+                    ],
+                    d,
+                );
+                std::fs::write(
+                    d.join("client-ext.cnf"),
+                    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+                )
+                .unwrap();
+                openssl(
+                    &[
+                        "x509",
+                        "-req",
+                        "-in",
+                        "client.csr",
+                        "-CA",
+                        "ca.crt",
+                        "-CAkey",
+                        "ca.key",
+                        "-CAcreateserial",
+                        "-days",
+                        "2",
+                        "-extfile",
+                        "client-ext.cnf",
+                        "-out",
+                        "client/client.cert",
+                    ],
+                    d,
+                );
+                client_dir = Some(cd);
+            }
             let cd = d.join("certs.d");
             std::fs::create_dir_all(cd.join(format!("127.0.0.1:{port}"))).unwrap();
             std::fs::copy(
@@ -203,6 +255,7 @@ impl Registry {
             port,
             dir,
             certs_dir,
+            client_dir,
             token_server,
         }
     }
@@ -211,6 +264,9 @@ impl Registry {
     pub fn push(&self, layout: &Path, tag: &str, name: &str) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
+        if let Some(cd) = &self.client_dir {
+            cmd.arg("--dest-cert-dir").arg(cd);
+        }
         if let Some(ts) = &self.token_server {
             let _ = ts;
             cmd.args(["--dest-creds", "pusher:secret"]);
