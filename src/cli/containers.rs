@@ -478,11 +478,6 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
     })
 }
 
-pub fn auto_update() -> anyhow::Result<ExitCode> {
-    eprintln!("berth: error: `berth auto-update` is not implemented yet in this version of berth (pull a new image with `berth pull`, then `berth restart NAME`)");
-    Ok(ExitCode::from(2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod auto_update;
 pub mod check;
 pub mod cleanup;
 pub mod containers;
@@ -77,8 +78,7 @@ pub enum Command {
     Unpause(containers::PauseArgs),
     Volume(volume::VolumeArgs),
     Network(network::NetworkArgs),
-    /// Move containers with auto_update = true to newer images (not implemented yet)
-    AutoUpdate,
+    AutoUpdate(auto_update::AutoUpdateArgs),
 }
 
 /// Entry point of the `berth` personality.
@@ -126,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unpause(a) => containers::pause(&root, a, false),
         Command::Volume(a) => volume::run(&root, a),
         Command::Network(a) => network::run(&root, a),
-        Command::AutoUpdate => containers::auto_update(),
+        Command::AutoUpdate(args) => auto_update::run(&root, args),
     }
 }
 

@@ -79,48 +79,8 @@ pub async fn pull_async(
             .map_err(|e| ImageError::Task(e.to_string()))??
     };
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
-    let endpoints = hosts::plan_endpoints(globals, r);
-    let mut errors = Vec::new();
-    let mut resolved = None;
-    for ep in &endpoints {
-        let attempt = async {
-            let client =
-                Client::connect(globals, ep, &r.registry, &r.repository, &canonical).await?;
-            let (bytes, digest, m) = resolve(&client, r, &canonical, &platform).await?;
-            Ok::<_, ImageError>((client, bytes, digest, m))
-        }
-        .await;
-        match attempt {
-            Ok(x) => {
-                // Worth a warning: a broken mirror otherwise goes unnoticed
-                // for as long as the next host answers. (When every host
-                // fails, the error lists them all instead.)
-                for e in &errors {
-                    tracing::warn!("{e}; used {} instead", ep.host);
-                }
-                resolved = Some(x);
-                break;
-            }
-            Err(e) => {
-                tracing::debug!(host = %ep.host, error = %e, "registry host failed");
-                errors.push(e);
-            }
-        }
-    }
-    let Some((client, manifest_bytes, digest, m)) = resolved else {
-        return Err(if errors.len() == 1 {
-            errors.remove(0)
-        } else {
-            ImageError::AllFailed {
-                reference: canonical,
-                errors: errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }
-        });
-    };
+    let (client, manifest_bytes, digest, m) =
+        resolve_any(globals, r, &canonical, &platform).await?;
     let client = Arc::new(client);
 
     let config_bytes = if store.has_blob(&m.config.digest) {
@@ -202,6 +162,82 @@ pub async fn pull_async(
         digest: &digest,
     });
     Ok(store.image_by_digest(&canonical, &digest)?)
+}
+
+/// The first host (mirrors first) that answers with a manifest for `r`:
+/// its client, the manifest's bytes and digest, and the parsed manifest.
+async fn resolve_any(
+    globals: &Globals,
+    r: &RegistryRef,
+    canonical: &str,
+    platform: &Platform,
+) -> Result<(Client, Vec<u8>, String, Manifest), ImageError> {
+    let canonical = canonical.to_string();
+    let endpoints = hosts::plan_endpoints(globals, r);
+    let mut errors = Vec::new();
+    let mut resolved = None;
+    for ep in &endpoints {
+        let attempt = async {
+            let client =
+                Client::connect(globals, ep, &r.registry, &r.repository, &canonical).await?;
+            let (bytes, digest, m) = resolve(&client, r, &canonical, platform).await?;
+            Ok::<_, ImageError>((client, bytes, digest, m))
+        }
+        .await;
+        match attempt {
+            Ok(x) => {
+                // Worth a warning: a broken mirror otherwise goes unnoticed
+                // for as long as the next host answers. (When every host
+                // fails, the error lists them all instead.)
+                for e in &errors {
+                    tracing::warn!("{e}; used {} instead", ep.host);
+                }
+                resolved = Some(x);
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(host = %ep.host, error = %e, "registry host failed");
+                errors.push(e);
+            }
+        }
+    }
+    let Some(found) = resolved else {
+        return Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ImageError::AllFailed {
+                reference: canonical,
+                errors: errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        });
+    };
+    Ok(found)
+}
+
+/// The manifest digest `reference` (a registry reference) has now, for this
+/// host's platform, without pulling anything (`berth auto-update --dry-run`).
+pub fn remote_digest(globals: &Globals, reference: &str) -> Result<String, ImageError> {
+    let parsed = Reference::parse(reference)?;
+    let Some(r) = parsed.as_registry() else {
+        return Err(ImageError::NotRegistry {
+            reference: reference.to_string(),
+        });
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ImageError::Task(format!("cannot start the async runtime: {e}")))?;
+    let result = rt.block_on(async {
+        resolve_any(globals, r, &parsed.canonical(), &Platform::host())
+            .await
+            .map(|(_, _, digest, _)| digest)
+    });
+    drop(rt);
+    result
 }
 
 /// Fetch the manifest for `r`, following an index to `platform`'s manifest.
