@@ -346,7 +346,10 @@ wait $p
     b.sh_ok("berth volume rm webdata");
     assert!(!b.sh_ok("berth volume ls -q").contains("webdata"));
 
-    let (code, _, err) = run(&b, "berth auto-update");
-    assert_eq!(code, 2);
-    assert!(err.contains("not implemented yet"), "{err}");
+    // No definition here opts in to updates (tests/e2e_auto_update.rs).
+    let out = b.sh_ok("berth auto-update");
+    assert!(
+        out.contains("no definition sets [service] auto_update = true"),
+        "{out}"
+    );
 }
