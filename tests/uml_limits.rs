@@ -1,7 +1,8 @@
 //! Resource limits the kernel actually enforces, seen in a User-Mode Linux
 //! guest (tests/support/uml.rs): the namespace box has no cgroup controllers,
 //! so only here does `memory = "20M"` OOM-kill, `pids = 5` stop forks and
-//! `cpus = 0.5` throttle.
+//! `cpus = 0.5` throttle — and where systemd hands a `[[secret]]` credential
+//! to a container (the box's systemd leaves $CREDENTIALS_DIRECTORY empty).
 //!
 //! Two guests, each booted once and shared by the tests that read it:
 //! - OCI mode (no systemd, cgroup2 at /sys/fs/cgroup): `berth-runtime run` of
@@ -40,6 +41,8 @@ const HOG: &str =
 /// the first fork that fails.
 const FORKS: &str = "sleep DELAY; i=0; while [ $i -lt 10 ]; do sleep 30 & i=$((i+1)); echo forked=$i; done; echo all-forked; sleep 1";
 const SPIN: &str = "while :; do :; done";
+/// Reads its secret, then tries to change it.
+const SECRET: &str = "echo secret: $(cat /run/secrets/db-password); if echo x > /run/secrets/db-password 2>/dev/null; then echo secret: writable; else echo secret: read-only; fi";
 
 /// HOG or FORKS with its first `sleep DELAY`, which leaves the test time to
 /// read the container's cgroup while it runs.
@@ -392,6 +395,12 @@ sample $S; u1=$u t1=$t
 result spin_permille $(( (u1 - u0) / (t1 - t0) ))
 result spin_throttled "$(sed -n 's/^nr_throttled //p' $S/cpu.stat)"
 sc stop berth@spin
+# A secret: LoadCredential= from /etc/credstore (the namespace box's systemd
+# leaves $CREDENTIALS_DIRECTORY empty; here it is a real one).
+sc start berth@secret
+wait_done secret
+result secret_log "$(journalctl --no-pager -b -u berth@secret -o cat | grep '^secret:' | tr '\n' ' ')"
+result secret_left "$(ls /run/credentials 2>/dev/null | tr '\n' ' ')"
 "#;
 
 /// The systemd guest, booted by the first test that asks.
@@ -406,10 +415,18 @@ fn systemd_guest() -> &'static GuestRun {
             ("forks5", format!("{}[resources]\npids = 5", command(&delayed(FORKS, 8)))),
             ("forks50", format!("{}[resources]\npids = 50", command(&delayed(FORKS, 8)))),
             ("spin", format!("{}[resources]\ncpus = 0.5", command(SPIN))),
+            (
+                "secret",
+                format!(
+                    "{}[[secret]]\ncredential = \"db-password\"\ntarget = \"/run/secrets/db-password\"",
+                    command(SECRET)
+                ),
+            ),
         ];
         let mut opts = GuestOptions::new(Mode::Systemd, SYSTEMD_SCRIPT)
             .with_berth()
-            .dir(rootfs.path(), ROOTFS);
+            .dir(rootfs.path(), ROOTFS)
+            .file("/etc/credstore/db-password", "s3cret-from-credstore");
         // Generous: on a loaded 2-core host every fork+exec in UML costs
         // hundreds of ms; the guest takes ~30-65 s there, much less when idle.
         opts.timeout = Duration::from_secs(120);
@@ -585,4 +602,19 @@ fn systemd_cpu_quota_throttles() {
         g.diagnostics()
     );
     assert!(g.number("spin_throttled") >= 5, "{}", g.diagnostics());
+}
+
+/// `[[secret]]` end to end: systemd loads the credential (LoadCredential=
+/// from /etc/credstore) and the container reads it, read-only, at its target.
+#[test]
+fn systemd_secret_reaches_the_container() {
+    require_uml!();
+    let g = systemd_guest();
+    let log = g.value("secret_log");
+    assert!(
+        log.contains("secret: s3cret-from-credstore") && log.contains("secret: read-only"),
+        "{log}\n{}",
+        g.diagnostics()
+    );
+    assert!(!log.contains("writable"), "{log}");
 }
