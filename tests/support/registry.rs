@@ -70,6 +70,44 @@ pub struct Registry {
     pub token_server: Option<TokenServer>,
 }
 
+/// A key `NAME.key` and a certificate `NAME.crt` for `subject`, signed by
+/// `ca.crt` in `dir`, with the extensions in `ext` (an openssl extfile).
+fn issue_cert(dir: &Path, subject: &str, name: &str, ext: &str) {
+    let (key, csr, crt, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}-ext.cnf"),
+    );
+    openssl(
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
+        ],
+        dir,
+    );
+    std::fs::write(dir.join(&extfile), ext).unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+            "-out",
+            &crt,
+        ],
+        dir,
+    );
+}
+
 fn openssl(args: &[&str], dir: &Path) {
     let out = Command::new("openssl")
         .args(args)
@@ -121,41 +159,11 @@ impl Registry {
                 ],
                 d,
             );
-            openssl(
-                &[
-                    "req",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                    "-keyout",
-                    "srv.key",
-                    "-out",
-                    "srv.csr",
-                ],
+            issue_cert(
                 d,
-            );
-            std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-            openssl(
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    "srv.csr",
-                    "-CA",
-                    "ca.crt",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    "ext.cnf",
-                    "-out",
-                    "srv.crt",
-                ],
-                d,
+                "/CN=127.0.0.1",
+                "srv",
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
             );
             yaml += &format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
@@ -164,48 +172,17 @@ impl Registry {
             );
             if opts.client_certs {
                 yaml += &format!("    clientcas:\n      - {}\n", d.join("ca.crt").display());
+                issue_cert(
+                    d,
+                    "/CN=berth test client",
+                    "client",
+                    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+                );
+                // Named as certs.d wants them: NAME.cert and NAME.key.
                 let cd = d.join("client");
                 std::fs::create_dir_all(&cd).unwrap();
-                openssl(
-                    &[
-                        "req",
-                        "-newkey",
-                        "rsa:2048",
-                        "-nodes",
-                        "-subj",
-                        "/CN=berth test client",
-                        "-keyout",
-                        "client/client.key",
-                        "-out",
-                        "client.csr",
-                    ],
-                    d,
-                );
-                std::fs::write(
-                    d.join("client-ext.cnf"),
-                    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-                )
-                .unwrap();
-                openssl(
-                    &[
-                        "x509",
-                        "-req",
-                        "-in",
-                        "client.csr",
-                        "-CA",
-                        "ca.crt",
-                        "-CAkey",
-                        "ca.key",
-                        "-CAcreateserial",
-                        "-days",
-                        "2",
-                        "-extfile",
-                        "client-ext.cnf",
-                        "-out",
-                        "client/client.cert",
-                    ],
-                    d,
-                );
+                std::fs::copy(d.join("client.crt"), cd.join("client.cert")).unwrap();
+                std::fs::copy(d.join("client.key"), cd.join("client.key")).unwrap();
                 client_dir = Some(cd);
             }
             let cd = d.join("certs.d");
