@@ -325,7 +325,24 @@ pub fn validate_definition(
         .health
         .as_ref()
         .and_then(|h| validate_health(&mut cx, h));
-    let service = validate_service(&mut cx, name, raw.service.as_ref(), refs);
+    let mut service = validate_service(&mut cx, name, raw.service.as_ref(), refs);
+    // `on_failure = "restart"` kills the container and lets systemd's
+    // Restart= bring it back: unset, restart becomes "on-failure" so the
+    // key does what it says; set to "no", the two contradict each other.
+    if health
+        .as_ref()
+        .is_some_and(|h| h.on_failure == OnFailure::Restart)
+    {
+        match raw.service.as_ref().and_then(|s| s.restart.as_ref()) {
+            None => service.restart = Restart::OnFailure,
+            Some(r) if service.restart == Restart::No => cx.err(
+                r,
+                "[service] restart",
+                "restart = \"no\" contradicts [health] on_failure = \"restart\": use \"on-failure\" or \"always\", or on_failure = \"kill\"",
+            ),
+            Some(_) => {}
+        }
+    }
 
     if let Some(s) = raw.service.as_ref() {
         if service.notify == Notify::Healthy && health.is_none() && raw.health.is_none() {
@@ -1050,6 +1067,28 @@ target = "/run/secrets/db-password"
         assert!(check_abs_path("/a/../b").is_err());
         assert!(check_abs_path("/a/b").is_ok());
         assert!(check_abs_path("a").is_err());
+    }
+
+    #[test]
+    fn health_restart_implies_a_restart_policy() {
+        let d = check("image = \"a\"\n[health]\ncommand = [\"true\"]\non_failure = \"restart\"\n")
+            .unwrap();
+        assert_eq!(d.service.restart, Restart::OnFailure);
+        let d = check(
+            "image = \"a\"\n[health]\ncommand = [\"true\"]\non_failure = \"restart\"\n[service]\nrestart = \"always\"\n",
+        )
+        .unwrap();
+        assert_eq!(d.service.restart, Restart::Always);
+        let d = check("image = \"a\"\n[health]\ncommand = [\"true\"]\non_failure = \"kill\"\n")
+            .unwrap();
+        assert_eq!(d.service.restart, Restart::No);
+        let e = errors(
+            "image = \"a\"\n[health]\ncommand = [\"true\"]\non_failure = \"restart\"\n[service]\nrestart = \"no\"\n",
+        );
+        assert!(
+            e.iter().any(|l| l.contains(":6:11: [service] restart: restart = \"no\" contradicts [health] on_failure = \"restart\"")),
+            "{e:?}"
+        );
     }
 }
 
