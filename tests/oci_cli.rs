@@ -425,3 +425,32 @@ rmdir /sys/fs/cgroup/berth-shared
     assert_eq!(line(&out, "delete2"), "0", "{d}");
     assert_eq!(line(&out, "left"), "0", "{d}");
 }
+
+#[test]
+fn cgroup_manager_disabled_creates_no_cgroup() {
+    // Podman's `--cgroups=disabled` reaches the runtime as crun's
+    // `--cgroup-manager disabled`: the container stays in its caller's cgroup.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("nocg", |c| {
+        rt::sh_args(c, "echo cg=$(grep ^0:: /proc/self/cgroup | cut -d: -f3)");
+        // Without a cgroup namespace the path shows where the process is.
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+    });
+    let o = sb.sh(&format!(
+        "mkdir /sys/fs/cgroup/caller && echo $$ > /sys/fs/cgroup/caller/cgroup.procs\n\
+         $RT --cgroup-manager disabled run -b {b} nocg; echo run=$?\n\
+         echo berth=$(ls -d /sys/fs/cgroup/berth 2>/dev/null | wc -l)\n\
+         $RT --cgroup-manager cgroupfs run -b {b} withcg; echo run2=$?",
+        b = bundle.display()
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "run"), "0", "{d}");
+    assert_eq!(line(&out, "berth"), "0", "no cgroup made: {d}");
+    let cgs: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("cg=")).collect();
+    assert_eq!(cgs, ["/caller", "/berth/withcg"], "{d}");
+    assert_eq!(line(&out, "run2"), "0", "{d}");
+}

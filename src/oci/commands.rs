@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::state::{self, StateFile, Status, EXEC_FIFO};
-use super::{Cli, Cmd, CreateArgs};
+use super::{CgroupManager, Cli, Cmd, CreateArgs};
 use crate::runtime::hooks::HookPoint;
 use crate::runtime::{self, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio};
 
@@ -293,8 +293,16 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         .map(|r| r.path().clone())
         .ok_or_else(|| anyhow!("config.json has no root"))?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cgroup = state::cgroup_dir(cgroups_path.as_deref(), &a.id, cli.systemd_cgroup)
-        .map_err(|e| anyhow!(e))?;
+    let cgroup = match cli.cgroup_manager {
+        Some(CgroupManager::Disabled) => None,
+        m => {
+            let systemd = cli.systemd_cgroup || m == Some(CgroupManager::Systemd);
+            Some(
+                state::cgroup_dir(cgroups_path.as_deref(), &a.id, systemd)
+                    .map_err(|e| anyhow!(e))?,
+            )
+        }
+    };
     let gate = if fifo {
         StartGate::Fifo(dir.join(EXEC_FIFO))
     } else {
@@ -304,7 +312,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         id: a.id.clone(),
         spec: spec.clone(),
         rootfs: RootfsSource::Dir(rootfs),
-        cgroup: Some(cgroup.clone()),
+        cgroup: cgroup.clone(),
         console_socket: a.console_socket.clone(),
         state_dir: root.to_path_buf(),
         stdio: Stdio::Inherit,
@@ -320,7 +328,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         start_time: runtime::proc_start_time(pid),
         bundle,
         created: super::rfc3339_now(),
-        cgroup: Some(cgroup),
+        cgroup,
         config: spec,
     };
     let saved = st

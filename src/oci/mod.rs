@@ -13,6 +13,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// crun's `--cgroup-manager`: Podman passes `disabled` for
+/// `--cgroups=disabled` (libpod `sharedConmonArgs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    /// No cgroup: the container stays in its caller's cgroup.
+    Disabled,
+}
+
 /// Log format of `--log`, as runc has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -39,6 +49,10 @@ pub struct Cli {
     /// `linux.cgroupsPath` is `slice:prefix:name` (mapped to cgroupfs; no D-Bus yet).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// crun's spelling: `systemd` is `--systemd-cgroup`; `disabled` creates
+    /// no cgroup.
+    #[arg(long = "cgroup-manager", value_enum, global = true)]
+    pub cgroup_manager: Option<CgroupManager>,
     #[arg(long, global = true)]
     pub debug: bool,
     /// Accepted for runc compatibility; ignored.
@@ -301,6 +315,29 @@ mod tests {
         assert!(matches!(c.cmd, Cmd::Exec { ref args, .. } if args == &["sh", "-c", "echo hi"]));
         let c = Cli::try_parse_from(["berth-runtime", "kill", "--all", "c1", "KILL"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Kill { all: true, .. }));
+    }
+
+    #[test]
+    fn podman_style_invocations_parse() {
+        // conmon puts podman's --runtime-arg flags before the verb.
+        let c = Cli::try_parse_from([
+            "berth-runtime",
+            "--log-format=json",
+            "--log",
+            "/l",
+            "--cgroup-manager",
+            "disabled",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--no-new-keyring",
+            "c1",
+        ])
+        .unwrap();
+        assert_eq!(c.cgroup_manager, Some(CgroupManager::Disabled));
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]
