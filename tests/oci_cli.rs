@@ -454,3 +454,43 @@ fn cgroup_manager_disabled_creates_no_cgroup() {
     assert_eq!(cgs, ["/caller", "/berth/withcg"], "{d}");
     assert_eq!(line(&out, "run2"), "0", "{d}");
 }
+
+#[test]
+fn update_writes_resources_into_the_cgroup() {
+    // `podman update` and containerd's shim call `update --resources FILE|-`.
+    // The box has no controllers, so the file written is a core one
+    // (linux.resources.unified), which shows the cgroup really changes.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("upd", |c| c["process"]["args"] = json!(["sleep", "60"]));
+    let res = sb.path().join("res.json");
+    std::fs::write(&res, r#"{"unified":{"cgroup.max.descendants":"7"}}"#).unwrap();
+    let o = sb.sh(&format!(
+        "$RT create -b {b} upd </dev/null >/dev/null 2>&1; $RT start upd\n\
+         $RT update --resources {r} upd; echo update=$?\n\
+         echo file=$(cat /sys/fs/cgroup/berth/upd/cgroup.max.descendants)\n\
+         echo '{{\"unified\":{{\"cgroup.max.descendants\":\"3\"}}}}' | $RT update -r - upd; echo stdin=$?\n\
+         echo file2=$(cat /sys/fs/cgroup/berth/upd/cgroup.max.descendants)\n\
+         echo '[1]' | $RT update -r - upd; echo bad=$?\n\
+         $RT kill upd KILL; sleep 0.2\n\
+         $RT update --resources {r} upd; echo stopped=$?\n\
+         $RT delete upd",
+        b = bundle.display(),
+        r = res.display()
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "update"), "0", "{d}");
+    assert_eq!(line(&out, "file"), "7", "{d}");
+    assert_eq!(line(&out, "stdin"), "0", "{d}");
+    assert_eq!(line(&out, "file2"), "3", "{d}");
+    assert_ne!(line(&out, "bad"), "0", "{d}");
+    assert_ne!(line(&out, "stopped"), "0", "{d}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("expected the runtime spec's linux.resources"),
+        "{d}"
+    );
+    assert!(err.contains("it is stopped"), "{d}");
+}

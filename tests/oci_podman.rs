@@ -76,14 +76,29 @@ fn check_scenario(name: &str, out: &str, d: &str) {
     assert!(l("run_tty").starts_with("/dev/pts/"), "{msg}");
     assert_eq!(l("rc_rund"), "0", "{msg}");
     assert_eq!(l("ps_c"), "c:Up", "{msg}");
-    assert_eq!(l("rt_during"), "1", "the runtime's state is where we look: {msg}");
+    assert_eq!(
+        l("rt_during"),
+        "1",
+        "the runtime's state is where we look: {msg}"
+    );
     assert_ne!(l("overlays_during"), "0", "{msg}");
     assert_eq!(l("rc_exec"), "0", "{msg}");
     assert_eq!(l("x_host"), "box", "{msg}");
     assert_eq!(l("i_host"), "box", "{msg}");
     for k in [
-        "pid", "mnt", "uts", "ipc", "net", "cgroup", "cg", "NoNewPrivs", "Seccomp", "CapEff",
-        "CapBnd", "CapPrm", "root",
+        "pid",
+        "mnt",
+        "uts",
+        "ipc",
+        "net",
+        "cgroup",
+        "cg",
+        "NoNewPrivs",
+        "Seccomp",
+        "CapEff",
+        "CapBnd",
+        "CapPrm",
+        "root",
     ] {
         assert_eq!(
             l(&format!("x_{k}")),
@@ -92,7 +107,11 @@ fn check_scenario(name: &str, out: &str, d: &str) {
         );
     }
     assert_ne!(l("x_pid"), l("sandbox_pidns"), "{msg}");
-    assert_eq!(l("x_Seccomp"), "2", "Podman's default seccomp profile: {msg}");
+    assert_eq!(
+        l("x_Seccomp"),
+        "2",
+        "Podman's default seccomp profile: {msg}"
+    );
     assert_eq!(l("x_cwd"), "/", "{msg}");
     // 0-2 and the directory `ls` reads: no descriptor of conmon or podman.
     assert_eq!(l("x_fds"), "0 1 2 3", "{msg}");
@@ -113,7 +132,11 @@ fn check_scenario(name: &str, out: &str, d: &str) {
     assert_eq!(l("e_exit"), "exited:5", "{msg}");
     assert_eq!(l("rc_rm"), "0", "{msg}");
     assert_eq!(l("ctrs_left"), "0", "{msg}");
-    assert_eq!(l("rt_left"), "0", "no state under the runtime's root: {msg}");
+    assert_eq!(
+        l("rt_left"),
+        "0",
+        "no state under the runtime's root: {msg}"
+    );
     assert_eq!(l("overlays_left"), "0", "no rootfs mount left: {msg}");
     // Only the script's own shells and tools: no conmon, no container.
     assert_eq!(l("procs_left"), "", "{msg}");
@@ -140,8 +163,8 @@ fn podman_runs_containers_with_berth_runtime_and_crun() {
     }
 }
 
-/// With cgroups (cgroupfs, no controllers in the box): `top` and
-/// `pause`/`unpause` need them. runc and crun both fail to create a container
+/// With cgroups (cgroupfs, no controllers in the box): `top`,
+/// `pause`/`unpause` and `update` need them. runc and crun both fail to create a container
 /// here (runc writes `pids.max`, crun raises RLIMIT_MEMLOCK, TESTING.md), so
 /// this part runs with berth-runtime alone.
 const CGROUP_SCENARIO: &str = r#"
@@ -160,6 +183,8 @@ echo frozen_paused=$(grep frozen $CG/cgroup.events | cut -d' ' -f2)
 P unpause c >/dev/null; echo rc_unpause=$?
 echo frozen_resumed=$(grep frozen $CG/cgroup.events | cut -d' ' -f2)
 echo resumed_status=$(P ps --format '{{.Status}}' | cut -d' ' -f1)
+P update --memory 100m c >/dev/null 2>$T/update.err; echo rc_update=$?
+echo update_warns=$(grep -c "no 'memory.max' (controller not enabled)" $T/update.err)
 P stop c >/dev/null; echo rc_stop=$?
 echo c_exit=$(P inspect c --format '{{.State.Status}}:{{.State.ExitCode}}')
 P rm c >/dev/null; echo rc_rm=$?
@@ -184,7 +209,11 @@ fn podman_top_pause_and_cgroups_with_berth_runtime() {
     assert_eq!(l("rc_rund"), "0", "{d}");
     assert_eq!(l("cg_found"), "yes", "{d}");
     assert_eq!(l("rc_execd"), "0", "{d}");
-    assert_eq!(l("exec_in_cg"), "1", "exec joins the container's cgroup: {d}");
+    assert_eq!(
+        l("exec_in_cg"),
+        "1",
+        "exec joins the container's cgroup: {d}"
+    );
     assert_eq!(l("rc_top"), "0", "{d}");
     assert_eq!(l("top_sleep77"), "1", "{d}");
     assert_eq!(l("rc_pause"), "0", "{d}");
@@ -193,6 +222,10 @@ fn podman_top_pause_and_cgroups_with_berth_runtime() {
     assert_eq!(l("rc_unpause"), "0", "{d}");
     assert_eq!(l("frozen_resumed"), "0", "{d}");
     assert_eq!(l("resumed_status"), "Up", "{d}");
+    // `podman update` reaches the runtime's `update`; the box has no memory
+    // controller, which berth-runtime says instead of pretending.
+    assert_eq!(l("rc_update"), "0", "{d}");
+    assert_eq!(l("update_warns"), "1", "{d}");
     assert_eq!(l("rc_stop"), "0", "{d}");
     assert_eq!(l("c_exit"), "exited:42", "{d}");
     assert_eq!(l("rc_rm"), "0", "{d}");

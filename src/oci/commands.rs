@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
-use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 
 use super::state::{self, StateFile, Status, EXEC_FIFO};
 use super::{CgroupManager, Cli, Cmd, CreateArgs};
@@ -125,6 +125,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Cmd::Pause { id } => freeze(root, id, true).map(|_| 0),
         Cmd::Resume { id } => freeze(root, id, false).map(|_| 0),
+        Cmd::Update { resources, id } => update(root, id, resources).map(|_| 0),
         Cmd::Ps {
             format,
             id,
@@ -630,6 +631,38 @@ fn freeze(root: &Path, id: &str, frozen: bool) -> Result<()> {
     Ok(())
 }
 
+/// `linux.resources` JSON, as `update --resources` reads it.
+fn parse_resources(text: &[u8], from: &Path) -> Result<LinuxResources> {
+    serde_json::from_slice(text).with_context(|| {
+        format!(
+            "parse resources '{}': expected the runtime spec's linux.resources object",
+            from.display()
+        )
+    })
+}
+
+fn update(root: &Path, id: &str, resources: &Path) -> Result<()> {
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let status = st.status(root);
+    if status == Status::Stopped {
+        bail!("cannot update container '{id}': it is stopped");
+    }
+    let text = if resources == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("read stdin")?;
+        buf
+    } else {
+        std::fs::read(resources)
+            .with_context(|| format!("read resources '{}'", resources.display()))?
+    };
+    let res = parse_resources(&text, resources)?;
+    let cg = st.cgroup.as_ref().ok_or_else(|| {
+        anyhow!("cannot update container '{id}': it was created without a cgroup")
+    })?;
+    runtime::apply_resources(cg, &res)?;
+    Ok(())
+}
+
 /// runtime-spec features.md.
 fn features() -> serde_json::Value {
     let caps: Vec<String> = caps::runtime::thread_all_supported()
@@ -722,6 +755,21 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p == "/proc/kcore"));
+    }
+
+    #[test]
+    fn podman_update_resources_parse() {
+        // What `podman update --memory 100m --cpus 0.5` writes (libpod
+        // generateResourceFile: json.Marshal of spec.LinuxResources).
+        let r = parse_resources(
+            br#"{"memory":{"limit":104857600},"cpu":{"quota":50000,"period":100000}}"#,
+            Path::new("/var/tmp/podman1"),
+        )
+        .unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(104857600));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50000));
+        let e = parse_resources(b"\"100m\"", Path::new("/x")).unwrap_err();
+        assert!(format!("{e:#}").contains("resources '/x'"), "{e:#}");
     }
 
     #[test]

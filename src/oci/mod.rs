@@ -149,6 +149,14 @@ pub enum Cmd {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change the cgroup limits of a container (runc's `update --resources`,
+    /// what `podman update` and containerd's shim call).
+    Update {
+        /// `linux.resources` of the runtime spec as JSON; `-` reads stdin.
+        #[arg(long, short = 'r')]
+        resources: PathBuf,
+        id: String,
+    },
     /// List the processes of a container.
     Ps {
         #[arg(long, short = 'f', default_value = "table")]
@@ -271,6 +279,7 @@ pub fn render_rfc3339(secs: i64, nanos: u32) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn cli_is_consistent() {
@@ -338,6 +347,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.cgroup_manager, Some(CgroupManager::Disabled));
         assert_eq!(c.log_format, LogFormat::Json);
+        let c = Cli::try_parse_from([
+            "berth-runtime",
+            "update",
+            "--resources=/var/tmp/podman123",
+            "c1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.cmd, Cmd::Update { ref resources, .. } if resources == Path::new("/var/tmp/podman123"))
+        );
     }
 
     #[test]

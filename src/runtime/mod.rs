@@ -35,6 +35,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 pub use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+pub use cgroup::apply_resources;
 pub use cgroup::{cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, CgroupState, CGROUP_ROOT};
 use channel::{Channel, Message};
 pub use exec::{exec, ExecOptions, ExecProcess};

@@ -21,7 +21,15 @@ impl Podman {
     pub fn new() -> Podman {
         let sandbox = Sandbox::new();
         let t = sandbox.path().join("podman");
-        for d in ["conf", "xdg/config", "xdg/data", "xdg/run", "storage", "run", "tmp"] {
+        for d in [
+            "conf",
+            "xdg/config",
+            "xdg/data",
+            "xdg/run",
+            "storage",
+            "run",
+            "tmp",
+        ] {
             std::fs::create_dir_all(t.join(d)).unwrap();
         }
         let t_s = t.display();
