@@ -494,3 +494,17 @@ fn update_writes_resources_into_the_cgroup() {
     );
     assert!(err.contains("it is stopped"), "{d}");
 }
+
+#[test]
+fn personality_linux32_reaches_the_process() {
+    // `podman run --personality LINUX32` (linux.personality); crun honours it.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("pers", |c| {
+        rt::sh_args(c, "echo machine=$(uname -m)");
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let o = sb.sh(&format!("$RT run -b {} pers", bundle.display()));
+    assert_eq!(line(&stdout(&o), "machine"), "i686", "{}", describe(&o));
+}

@@ -34,6 +34,7 @@ const SCENARIO: &str = r#"
 R="--cgroups=disabled --network none"
 P run --rm $R $I sh -c 'echo hi; exit 3'; echo rc_run=$?
 echo stdin-reaches-the-container | P run -i --rm $R $I cat
+echo personality=$(P run --rm $R --personality LINUX32 $I uname -m)
 P run --rm -t $R $I sh -c 'echo run_tty=$(tty); exit 4' > $T/runt.out; echo rc_runt=$?
 tr -d '\r' < $T/runt.out
 P run -d --name c --hostname box $R $I sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null; echo rc_rund=$?
@@ -72,6 +73,7 @@ fn check_scenario(name: &str, out: &str, d: &str) {
         out.lines().any(|x| x == "stdin-reaches-the-container"),
         "{msg}"
     );
+    assert_eq!(l("personality"), "i686", "{msg}");
     assert_eq!(l("rc_runt"), "4", "{msg}");
     assert!(l("run_tty").starts_with("/dev/pts/"), "{msg}");
     assert_eq!(l("rc_rund"), "0", "{msg}");
