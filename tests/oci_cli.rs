@@ -497,7 +497,8 @@ fn update_writes_resources_into_the_cgroup() {
 
 #[test]
 fn personality_linux32_reaches_the_process() {
-    // `podman run --personality LINUX32` (linux.personality); crun honours it.
+    // `podman run --personality LINUX32` (linux.personality); crun honours
+    // it in the container's process and in exec'd ones.
     require_root!();
     require_program!("gcc");
     let sb = Sandbox::new();
@@ -505,6 +506,15 @@ fn personality_linux32_reaches_the_process() {
         rt::sh_args(c, "echo machine=$(uname -m)");
         c["linux"]["personality"] = json!({"domain": "LINUX32"});
     });
-    let o = sb.sh(&format!("$RT run -b {} pers", bundle.display()));
-    assert_eq!(line(&stdout(&o), "machine"), "i686", "{}", describe(&o));
+    let o = sb.sh(&format!(
+        "$RT run -b {b} pers
+         sed -i 's/\"echo machine=.*)\"/\"sleep 60\"/' {b}/config.json
+         $RT create -b {b} pers2 </dev/null >/dev/null 2>&1; $RT start pers2
+         echo exec=$($RT exec pers2 uname -m)
+         $RT delete -f pers2",
+        b = bundle.display()
+    ));
+    let out = stdout(&o);
+    assert_eq!(line(&out, "machine"), "i686", "{}", describe(&o));
+    assert_eq!(line(&out, "exec"), "i686", "{}", describe(&o));
 }

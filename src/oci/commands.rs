@@ -104,6 +104,14 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 .map(|(t, _)| t)
                 .collect();
             let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
+            let personality = st
+                .config
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().as_ref())
+                .map(runtime::plan_personality)
+                .transpose()
+                .map_err(|e| anyhow!("container '{id}': {e}"))?;
             let child = runtime::exec(ExecOptions {
                 id: id.clone(),
                 pid: Pid::from_raw(st.pid),
@@ -114,6 +122,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 console_socket: console_socket.clone(),
                 stdio: Stdio::Inherit,
                 preserve_fds: *preserve_fds,
+                personality,
             })?;
             if let Some(f) = pid_file {
                 write_pid_file(f, child.pid.as_raw())?;

@@ -590,7 +590,7 @@ fn prepare_process(
     Ok((path, argv, envp, nnp))
 }
 
-fn set_personality(persona: u64) -> Result<(), RuntimeError> {
+pub fn set_personality(persona: u64) -> Result<(), RuntimeError> {
     // SAFETY: personality(2) takes a plain integer.
     if unsafe { libc::personality(persona as libc::c_ulong) } < 0 {
         return Err(RuntimeError::sys(

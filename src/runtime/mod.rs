@@ -39,6 +39,7 @@ pub use cgroup::apply_resources;
 pub use cgroup::{cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, CgroupState, CGROUP_ROOT};
 use channel::{Channel, Message};
 pub use exec::{exec, ExecOptions, ExecProcess};
+pub use init::plan_personality;
 pub use process::{
     proc_start_time, process_alive, release_resident_code, set_name as set_process_name,
 };
