@@ -518,3 +518,48 @@ fn personality_linux32_reaches_the_process() {
     assert_eq!(line(&out, "machine"), "i686", "{}", describe(&o));
     assert_eq!(line(&out, "exec"), "i686", "{}", describe(&o));
 }
+
+#[test]
+fn warnings_go_to_the_log_not_the_containers_stderr() {
+    // During `create` stderr is the container's own (conmon's log pipe):
+    // with `--log`, a warning belongs in the runtime's log, as with runc.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("warn", |c| {
+        c["process"]["args"] = json!(["true"]);
+        // The sandbox has no pids controller: berth-runtime warns.
+        c["linux"]["resources"]["pids"] = json!({"limit": 100});
+    });
+    let log = sb.path().join("log.json");
+    let o = sb.sh(&format!(
+        "$RT --log {l} --log-format json create -b {b} w1 </dev/null >/dev/null 2>$STATE/../w1.err; echo c1=$?\n\
+         $RT delete -f w1\n\
+         $RT create -b {b} w2 </dev/null >/dev/null 2>$STATE/../w2.err; echo c2=$?\n\
+         $RT delete -f w2",
+        l = log.display(),
+        b = bundle.display()
+    ));
+    let out = stdout(&o);
+    assert_eq!(line(&out, "c1"), "0", "{}", describe(&o));
+    assert_eq!(line(&out, "c2"), "0", "{}", describe(&o));
+    let err1 = std::fs::read_to_string(sb.path().join("w1.err")).unwrap();
+    assert_eq!(err1, "", "nothing on the container's stderr");
+    let logged: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|v| v["level"] == "warning" && v["msg"].as_str().unwrap().contains("pids.max")),
+        "{logged:?}"
+    );
+    // Without --log, stderr is the only place left.
+    let err2 = std::fs::read_to_string(sb.path().join("w2.err")).unwrap();
+    assert!(
+        err2.contains("warning") && err2.contains("pids.max"),
+        "{err2}"
+    );
+}

@@ -196,13 +196,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    if let Some(path) = cli.log.clone() {
+        let format = cli.log_format;
+        crate::runtime::set_warning_sink(Box::new(move |msg| {
+            log_line(&path, format, "warning", msg)
+        }));
+    }
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let msg = render_chain(&e);
             eprintln!("berth-runtime: {msg}");
             if let Some(path) = &cli.log {
-                log_error(path, cli.log_format, &msg);
+                log_line(path, cli.log_format, "error", &msg);
             }
             ExitCode::from(1)
         }
@@ -226,22 +232,26 @@ fn render_chain(e: &anyhow::Error) -> String {
     out
 }
 
-/// Append an error line to `--log` the way runc writes it; containerd's shim
-/// reads the last one to explain a failed create.
-fn log_error(path: &std::path::Path, format: LogFormat, msg: &str) {
-    let time = rfc3339_now();
-    let line = match format {
-        LogFormat::Json => {
-            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
-        }
-        LogFormat::Text => format!("time=\"{time}\" level=error msg={:?}", msg),
-    };
+/// Append a line to `--log` the way runc writes it; containerd's shim
+/// reads the last error line to explain a failed create.
+fn log_line(path: &std::path::Path, format: LogFormat, level: &str, msg: &str) {
+    let line = render_log_line(format, level, msg, &rfc3339_now());
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
     {
         let _ = writeln!(f, "{line}");
+    }
+}
+
+/// One `--log` line: logrus's JSON or text form, as runc writes them.
+pub fn render_log_line(format: LogFormat, level: &str, msg: &str, time: &str) -> String {
+    match format {
+        LogFormat::Json => {
+            serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+        }
+        LogFormat::Text => format!("time=\"{time}\" level={level} msg={:?}", msg),
     }
 }
 
@@ -356,6 +366,25 @@ mod tests {
         .unwrap();
         assert!(
             matches!(c.cmd, Cmd::Update { ref resources, .. } if resources == Path::new("/var/tmp/podman123"))
+        );
+    }
+
+    #[test]
+    fn log_lines_are_logrus_shaped() {
+        let t = "2025-11-26T00:00:00.000000000Z";
+        let j: serde_json::Value = serde_json::from_str(&render_log_line(
+            LogFormat::Json,
+            "warning",
+            "cgroup 'x' has no 'pids.max'",
+            t,
+        ))
+        .unwrap();
+        assert_eq!(j["level"], "warning");
+        assert_eq!(j["msg"], "cgroup 'x' has no 'pids.max'");
+        assert_eq!(j["time"], t);
+        assert_eq!(
+            render_log_line(LogFormat::Text, "error", "a \"b\"", t),
+            format!("time=\"{t}\" level=error msg=\"a \\\"b\\\"\"")
         );
     }
 

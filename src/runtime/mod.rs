@@ -45,6 +45,25 @@ pub use process::{
 };
 pub use record::Record;
 
+type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
+static WARNING_SINK: std::sync::OnceLock<WarningSink> = std::sync::OnceLock::new();
+
+/// Send the runtime's warnings (non-fatal problems, ending in ", ignoring")
+/// to `sink` instead of stderr; the first call wins. The OCI command line
+/// points it at `--log`, as runc and crun do: during `create` stderr is
+/// the container's own, and a warning there would land in its log.
+pub fn set_warning_sink(sink: WarningSink) {
+    let _ = WARNING_SINK.set(sink);
+}
+
+/// Report a non-fatal problem.
+pub(crate) fn warn(msg: &str) {
+    match WARNING_SINK.get() {
+        Some(sink) => sink(msg),
+        None => eprintln!("berth: warning: {msg}"),
+    }
+}
+
 /// Errors of the runtime. Every variant names the object it failed on.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
