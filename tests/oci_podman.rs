@@ -1,6 +1,7 @@
 //! Podman 4.3 (with conmon) drives `berth-runtime` end to end: what a Podman
 //! user checks — exit codes, stdio, exec confinement, ttys, top, pause,
-//! stop with SIGTERM and with the SIGKILL fallback, inspect, rm — and that
+//! update, stop with SIGTERM and with the SIGKILL fallback, restart
+//! policies, inspect, rm — and that
 //! nothing is left afterwards (no runtime state, no mount, no cgroup).
 //! The same scenario runs with crun, which shows the assertions hold for a
 //! runtime everyone trusts.
@@ -57,7 +58,12 @@ echo d_exit=$(P inspect d --format '{{.State.Status}}:{{.State.ExitCode}}')
 P run -d --name e $R $I sh -c 'sleep 0.2; exit 5' >/dev/null
 echo wait_e=$(P wait e)
 echo e_exit=$(P inspect e --format '{{.State.Status}}:{{.State.ExitCode}}')
-P rm c d e >/dev/null; echo rc_rm=$?
+# --restart: Podman deletes and creates the same ID in the runtime again.
+P run -d --name r $R --restart on-failure:2 $I sh -c 'echo once >> /dev/stderr; exit 1' >/dev/null
+for i in $(seq 100); do [ "$(P inspect r --format '{{.RestartCount}}:{{.State.Status}}')" = 2:exited ] && break; sleep 0.1; done
+echo r_state=$(P inspect r --format '{{.RestartCount}}:{{.State.Status}}:{{.State.ExitCode}}')
+echo r_runs=$(P logs r 2>&1 | grep -c once)
+P rm c d e r >/dev/null; echo rc_rm=$?
 echo ctrs_left=$(P ps -aq | wc -l)
 echo rt_left=$(ls -A $RTROOT | wc -l)
 echo overlays_left=$(grep -c ' - overlay ' /proc/self/mountinfo)
@@ -132,6 +138,8 @@ fn check_scenario(name: &str, out: &str, d: &str) {
     assert!(l("stopd_ms").parse::<u64>().unwrap() >= 1000, "{msg}");
     assert_eq!(l("wait_e"), "5", "{msg}");
     assert_eq!(l("e_exit"), "exited:5", "{msg}");
+    assert_eq!(l("r_state"), "2:exited:1", "{msg}");
+    assert_eq!(l("r_runs"), "3", "{msg}");
     assert_eq!(l("rc_rm"), "0", "{msg}");
     assert_eq!(l("ctrs_left"), "0", "{msg}");
     assert_eq!(
