@@ -1,17 +1,18 @@
 //! Podman 4.3 (with conmon) drives `berth-runtime` end to end: what a Podman
 //! user checks — exit codes, stdio, exec confinement, ttys, top, pause,
-//! update, stop with SIGTERM and with the SIGKILL fallback, restart
-//! policies, inspect, rm — and that
-//! nothing is left afterwards (no runtime state, no mount, no cgroup).
-//! The same scenario runs with crun, which shows the assertions hold for a
-//! runtime everyone trusts.
+//! update, stop with SIGTERM and with the SIGKILL fallback, restart policies,
+//! inspect, rm — and that nothing is left afterwards (no runtime state, no
+//! mount, no cgroup). The main scenario also runs with crun, which shows the
+//! assertions hold for a runtime everyone trusts.
 //!
-//! Everything runs inside a `Sandbox` (tests/support/runtime.rs): fresh mount,
-//! PID, net, cgroup namespaces, a cgroup2 mount of a cgroup the test made, and
-//! a tmpfs on /run, because Podman calls the runtime's `state` without
-//! `--root` (libpod `UpdateContainerStatus`), so the runtime keeps its state
-//! under its default root (/run/berth-runtime, /run/crun). Podman's own
-//! configuration, storage and run directories live in the test's temp dir.
+//! Two tests run in a `Sandbox` (tests/support/runtime.rs): fresh mount, PID,
+//! net, cgroup namespaces, a cgroup2 mount of a cgroup the test made, and a
+//! tmpfs on /run, because Podman calls the runtime's `state` without `--root`
+//! (libpod `UpdateContainerStatus`), so the runtime keeps its state under its
+//! default root (/run/berth-runtime, /run/crun). Podman's configuration,
+//! storage and run directories live in the test's temp dir. The third runs
+//! Podman with its own defaults (systemd cgroup manager, journald logs) in
+//! the real-systemd box.
 
 #[path = "support/podman.rs"]
 mod podman;
@@ -246,4 +247,67 @@ fn podman_top_pause_and_cgroups_with_berth_runtime() {
     assert_eq!(l("cg_left"), "no", "{d}");
     assert_eq!(l("rt_left"), "0", "{d}");
     assert_eq!(l("overlays_left"), "0", "{d}");
+}
+
+/// Podman as a systemd host runs it: its defaults (the systemd cgroup
+/// manager, so `--systemd-cgroup` and a `machine.slice:libpod:ID`
+/// cgroupsPath; the journald log driver), inside the real-systemd box.
+const SYSTEMD_SCENARIO: &str = r#"
+S=/var/lib/berth/podman
+mkdir -p $S && tar -C /var/lib/berth/img -cf $S/bb.tar . || exit 90
+P() { podman --root $S/storage --runroot /run/podman-test --storage-driver overlay --runtime /usr/bin/berth-runtime "$@"; }
+echo manager=$(P info --format '{{.Host.CgroupManager}}')
+P import $S/bb.tar localhost/bb >/dev/null; echo rc_import=$?
+P run --rm --network none --name once localhost/bb sh -c 'echo hi-from-the-journal; exit 3'; echo rc_run=$?
+P run -d --name c --network none localhost/bb sh -c 'trap "exit 42" TERM; while :; do sleep 0.1; done' >/dev/null; echo rc_rund=$?
+ID=$(P inspect c --format '{{.Id}}')
+echo cg_is_scope=$([ -d /sys/fs/cgroup/machine.slice/libpod-$ID.scope ] && echo yes)
+echo exec_cg=$(P exec c cat /proc/self/cgroup | grep '^0::')
+echo top_lines=$(P top c | grep -c 'trap "exit 42"')
+P pause c >/dev/null; echo rc_pause=$?
+echo frozen=$(grep frozen /sys/fs/cgroup/machine.slice/libpod-$ID.scope/cgroup.events | cut -d' ' -f2)
+P unpause c >/dev/null; echo rc_unpause=$?
+P stop c >/dev/null; echo rc_stop=$?
+echo c_exit=$(P inspect c --format '{{.State.Status}}:{{.State.ExitCode}}')
+P rm c >/dev/null; echo rc_rm=$?
+echo journal=$(journalctl --no-pager -o cat | grep -c hi-from-the-journal)
+echo rt_left=$(ls -A /run/berth-runtime | wc -l)
+echo scopes_left=$(find /sys/fs/cgroup/machine.slice -name 'libpod-*' | wc -l)
+"#;
+
+#[test]
+fn podman_with_its_systemd_defaults_in_a_systemd_box() {
+    require_root!();
+    require_program!("podman");
+    require_program!("conmon");
+    let b = support::systemd_box::SystemdBox::boot(
+        support::systemd_box::BoxOptions::default().with_berth(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The storage must be a real directory: an overlay upper dir cannot live
+    // on the box's overlay root (TESTING.md); /var/lib/berth is one.
+    support::busybox_rootfs(&b.var_lib_berth().join("img"));
+    let o = b.sh(SYSTEMD_SCENARIO);
+    let d = describe(&o);
+    let out = rt::stdout(&o);
+    let l = |k: &str| line(&out, k);
+    assert_eq!(l("manager"), "systemd", "{d}");
+    assert_eq!(l("rc_import"), "0", "{d}");
+    assert_eq!(l("rc_run"), "3", "{d}");
+    assert_eq!(l("rc_rund"), "0", "{d}");
+    // --systemd-cgroup maps machine.slice:libpod:ID to the scope's directory.
+    assert_eq!(l("cg_is_scope"), "yes", "{d}");
+    // The exec'd process shares the container's cgroup namespace and cgroup.
+    assert_eq!(l("exec_cg"), "0::/", "{d}");
+    assert_eq!(l("top_lines"), "1", "{d}");
+    assert_eq!(l("rc_pause"), "0", "{d}");
+    assert_eq!(l("frozen"), "1", "{d}");
+    assert_eq!(l("rc_unpause"), "0", "{d}");
+    assert_eq!(l("rc_stop"), "0", "{d}");
+    assert_eq!(l("c_exit"), "exited:42", "{d}");
+    assert_eq!(l("rc_rm"), "0", "{d}");
+    // conmon's journald log driver got the container's output.
+    assert_ne!(l("journal"), "0", "{d}");
+    assert_eq!(l("rt_left"), "0", "{d}");
+    assert_eq!(l("scopes_left"), "0", "{d}");
 }
