@@ -305,13 +305,10 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cgroup = match cli.cgroup_manager {
         Some(CgroupManager::Disabled) => None,
-        m => {
-            let systemd = cli.systemd_cgroup || m == Some(CgroupManager::Systemd);
-            Some(
-                state::cgroup_dir(cgroups_path.as_deref(), &a.id, systemd)
-                    .map_err(|e| anyhow!(e))?,
-            )
-        }
+        _ => Some(
+            state::cgroup_dir(cgroups_path.as_deref(), &a.id, cli.systemd_cgroup)
+                .map_err(|e| anyhow!(e))?,
+        ),
     };
     let gate = if fifo {
         StartGate::Fifo(dir.join(EXEC_FIFO))

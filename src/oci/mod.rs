@@ -62,6 +62,16 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+impl Cli {
+    /// One meaning for the two spellings of the systemd cgroup manager, so
+    /// commands test only `systemd_cgroup`.
+    pub fn normalize(&mut self) {
+        if self.cgroup_manager == Some(CgroupManager::Systemd) {
+            self.systemd_cgroup = true;
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// Bundle directory (holding config.json).
@@ -189,13 +199,14 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    cli.normalize();
     if let Some(path) = cli.log.clone() {
         let format = cli.log_format;
         crate::runtime::set_warning_sink(Box::new(move |msg| {
@@ -357,6 +368,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.cgroup_manager, Some(CgroupManager::Disabled));
         assert_eq!(c.log_format, LogFormat::Json);
+        let mut c =
+            Cli::try_parse_from(["berth-runtime", "--cgroup-manager=systemd", "create", "c1"])
+                .unwrap();
+        c.normalize();
+        assert!(c.systemd_cgroup);
         let c = Cli::try_parse_from([
             "berth-runtime",
             "update",
