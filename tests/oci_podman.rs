@@ -56,6 +56,10 @@ echo c_exit=$(P inspect c --format '{{.State.Status}}:{{.State.ExitCode}}')
 P run -d --name d $R $I sh -c 'trap "" TERM; while :; do sleep 0.1; done' >/dev/null
 t0=$(date +%s%N); P stop -t 1 d >/dev/null 2>&1; echo rc_stopd=$?; echo stopd_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 echo d_exit=$(P inspect d --format '{{.State.Status}}:{{.State.ExitCode}}')
+# systemd's stop signal (`--systemd` containers): Podman sends it as 37.
+P run -d --name f $R --stop-signal RTMIN+3 $I sh -c 'trap "exit 9" 37; while :; do sleep 0.1; done' >/dev/null
+P stop -t 5 f >/dev/null; echo rc_stopf=$?
+echo f_exit=$(P inspect f --format '{{.State.Status}}:{{.State.ExitCode}}')
 P run -d --name e $R $I sh -c 'sleep 0.2; exit 5' >/dev/null
 echo wait_e=$(P wait e)
 echo e_exit=$(P inspect e --format '{{.State.Status}}:{{.State.ExitCode}}')
@@ -64,7 +68,7 @@ P run -d --name r $R --restart on-failure:2 $I sh -c 'echo once >> /dev/stderr; 
 for i in $(seq 100); do [ "$(P inspect r --format '{{.RestartCount}}:{{.State.Status}}')" = 2:exited ] && break; sleep 0.1; done
 echo r_state=$(P inspect r --format '{{.RestartCount}}:{{.State.Status}}:{{.State.ExitCode}}')
 echo r_runs=$(P logs r 2>&1 | grep -c once)
-P rm c d e r >/dev/null; echo rc_rm=$?
+P rm c d e f r >/dev/null; echo rc_rm=$?
 echo ctrs_left=$(P ps -aq | wc -l)
 echo rt_left=$(ls -A $RTROOT | wc -l)
 echo overlays_left=$(grep -c ' - overlay ' /proc/self/mountinfo)
@@ -137,6 +141,8 @@ fn check_scenario(name: &str, out: &str, d: &str) {
     assert_eq!(l("rc_stopd"), "0", "{msg}");
     assert_eq!(l("d_exit"), "exited:137", "{msg}");
     assert!(l("stopd_ms").parse::<u64>().unwrap() >= 1000, "{msg}");
+    assert_eq!(l("rc_stopf"), "0", "{msg}");
+    assert_eq!(l("f_exit"), "exited:9", "{msg}");
     assert_eq!(l("wait_e"), "5", "{msg}");
     assert_eq!(l("e_exit"), "exited:5", "{msg}");
     assert_eq!(l("r_state"), "2:exited:1", "{msg}");

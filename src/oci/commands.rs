@@ -543,23 +543,55 @@ fn join_errors(v: Vec<runtime::RuntimeError>) -> anyhow::Error {
         .join("; "))
 }
 
-/// A signal by name (`TERM`, `SIGTERM`) or number.
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal number {n}"));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
+/// A signal by name (`TERM`, `SIGTERM`, `RTMIN+3`) or number, as its
+/// number: real-time signals have no `nix` `Signal`, and systemd in a
+/// container stops on SIGRTMIN+3 (Podman's stop signal for `--systemd`,
+/// which it passes as `37`).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let n = match s.parse::<i32>() {
+        Ok(n) => n,
+        Err(_) => {
+            let up = s.to_ascii_uppercase();
+            let name = up.strip_prefix("SIG").unwrap_or(&up);
+            let rt = |rest: &str, base: i32| -> Option<i32> {
+                match rest.chars().next() {
+                    None => Some(base),
+                    Some('+') => rest[1..].parse::<i32>().ok().map(|k| base + k),
+                    Some('-') => rest[1..].parse::<i32>().ok().map(|k| base - k),
+                    Some(_) => None,
+                }
+            };
+            let n = if let Some(rest) = name.strip_prefix("RTMIN") {
+                rt(rest, min).filter(|n| (min..=max).contains(n))
+            } else if let Some(rest) = name.strip_prefix("RTMAX") {
+                rt(rest, max).filter(|n| (min..=max).contains(n))
+            } else {
+                format!("SIG{name}")
+                    .parse::<Signal>()
+                    .ok()
+                    .map(|s| s as i32)
+            };
+            n.ok_or_else(|| anyhow!("unknown signal '{s}'"))?
+        }
     };
-    name.parse::<Signal>()
-        .map_err(|_| anyhow!("unknown signal '{s}'"))
+    if !(1..=max).contains(&n) {
+        bail!("unknown signal number {n}: expected 1 to {max}");
+    }
+    Ok(n)
+}
+
+/// kill(2) with a signal number `nix`'s `Signal` may not cover.
+fn send_signal(pid: i32, signo: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes plain integers.
+    if unsafe { libc::kill(pid, signo) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
-    let sig = parse_signal(signal)?;
+    let signo = parse_signal(signal)?;
     let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
     let status = st.status(root);
     if status == Status::Stopped {
@@ -567,12 +599,19 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     }
     if all {
         if let Some(cg) = &st.cgroup {
-            runtime::cgroup_kill(cg, sig)?;
+            if signo == libc::SIGKILL {
+                runtime::cgroup_kill(cg, Signal::SIGKILL)?;
+            } else {
+                for pid in runtime::cgroup_pids(cg)? {
+                    // A process may exit meanwhile; the others still get it.
+                    let _ = send_signal(pid, signo);
+                }
+            }
             return Ok(());
         }
     }
-    nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
-        .with_context(|| format!("kill container '{id}' with {sig}"))?;
+    send_signal(st.pid, signo)
+        .with_context(|| format!("kill container '{id}' with signal {signo}"))?;
     Ok(())
 }
 
@@ -739,10 +778,19 @@ mod tests {
 
     #[test]
     fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("sigkill").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), libc::SIGKILL);
+        // Real-time signals: by number (as Podman sends them) and by name.
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(parse_signal("37").unwrap(), 37);
+        assert_eq!(parse_signal("RTMIN+3").unwrap(), min + 3);
+        assert_eq!(parse_signal("SIGRTMIN").unwrap(), min);
+        assert_eq!(parse_signal("sigrtmax-1").unwrap(), max - 1);
+        assert!(parse_signal("RTMIN+99").is_err());
+        assert!(parse_signal("RTMINX").is_err());
         assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
         assert!(parse_signal("999").is_err());
     }
 
