@@ -180,6 +180,50 @@ fn podman_runs_containers_with_berth_runtime_and_crun() {
     }
 }
 
+/// Podman's default network: netavark makes a bridge, a veth and iptables
+/// NAT rules in the sandbox's own network namespace, and the runtime joins
+/// the namespace Podman made by its path.
+const BRIDGE_SCENARIO: &str = r#"
+R="--cgroups=disabled --network bridge"
+echo addr=$(P run --rm $R $I ip -o -4 addr show eth0 | grep -o 'inet [0-9.]*' | cut -d' ' -f2)
+P run -d --name web $R -p 127.0.0.1:18080:80 $I httpd -f -p 80 -h /etc >/dev/null; echo rc_web=$?
+for i in $(seq 50); do busybox wget -qO $T/got http://127.0.0.1:18080/passwd 2>/dev/null && break; sleep 0.1; done
+echo fetched=$(head -c 5 $T/got)
+P rm -f -t 0 web >/dev/null; echo rc_rm=$?
+echo netns_left=$(ls -A /run/netns 2>/dev/null | wc -l)
+echo rt_left=$(ls -A $RTROOT | wc -l)
+"#;
+
+#[test]
+fn podman_bridge_network_and_published_port() {
+    require_root!();
+    require_program!("podman");
+    require_program!("conmon");
+    require_program!("iptables");
+    if !std::path::Path::new("/usr/lib/podman/netavark").exists() {
+        eprintln!("SKIP: netavark is not installed (tests/run installs it)");
+        return;
+    }
+    let pm = Podman::new();
+    let mut runtimes = vec![pm.sandbox.runtime()];
+    if support::have_program("crun") {
+        runtimes.push("/usr/bin/crun".into());
+    }
+    for (i, runtime) in runtimes.iter().enumerate() {
+        let import = if i == 0 { podman::IMPORT } else { "" };
+        let o = pm.sh(runtime, &format!("{import}\n{BRIDGE_SCENARIO}"));
+        let d = format!("{}: {}", runtime.display(), describe(&o));
+        let out = rt::stdout(&o);
+        let l = |k: &str| line(&out, k);
+        assert!(l("addr").starts_with("10.88."), "{d}");
+        assert_eq!(l("rc_web"), "0", "{d}");
+        assert_eq!(l("fetched"), "root:", "{d}");
+        assert_eq!(l("rc_rm"), "0", "{d}");
+        assert_eq!(l("netns_left"), "0", "{d}");
+        assert_eq!(l("rt_left"), "0", "{d}");
+    }
+}
+
 /// With cgroups (cgroupfs, no controllers in the box): `top`,
 /// `pause`/`unpause` and `update` need them. runc and crun both fail to create a container
 /// here (runc writes `pids.max`, crun raises RLIMIT_MEMLOCK, TESTING.md), so

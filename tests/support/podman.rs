@@ -2,7 +2,8 @@
 //! Podman configuration (containers.conf, storage.conf, registries.conf, XDG
 //! dirs, storage root and run root all in the sandbox's temp dir, so nothing
 //! on the machine changes), a busybox image tarball made on the spot, and a
-//! shell prelude that runs inside a `Sandbox` with a private /run.
+//! shell prelude that runs inside a `Sandbox` with a private /run and its
+//! loopback up.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -86,6 +87,7 @@ network_config_dir = "{t_s}/netconf"
         let name = runtime.file_name().unwrap().to_string_lossy();
         let prelude = format!(
             r#"mount -t tmpfs tmpfs /run || exit 97
+ip link set lo up || exit 96
 T={t}
 export CONTAINERS_CONF=$T/conf/containers.conf CONTAINERS_STORAGE_CONF=$T/conf/storage.conf
 export CONTAINERS_REGISTRIES_CONF=$T/conf/registries.conf
