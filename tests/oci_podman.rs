@@ -2,15 +2,15 @@
 //! user checks — exit codes, stdio, exec confinement, ttys, top, pause,
 //! update, stop with SIGTERM and with the SIGKILL fallback, restart policies,
 //! inspect, rm — and that nothing is left afterwards (no runtime state, no
-//! mount, no cgroup). The main scenario also runs with crun, which shows the
-//! assertions hold for a runtime everyone trusts.
+//! mount, no cgroup). The main and the bridge-network scenarios also run
+//! with crun, which shows the assertions hold for a runtime everyone trusts.
 //!
-//! Two tests run in a `Sandbox` (tests/support/runtime.rs): fresh mount, PID,
+//! Three tests run in a `Sandbox` (tests/support/runtime.rs): fresh mount, PID,
 //! net, cgroup namespaces, a cgroup2 mount of a cgroup the test made, and a
 //! tmpfs on /run, because Podman calls the runtime's `state` without `--root`
 //! (libpod `UpdateContainerStatus`), so the runtime keeps its state under its
 //! default root (/run/berth-runtime, /run/crun). Podman's configuration,
-//! storage and run directories live in the test's temp dir. The third runs
+//! storage and run directories live in the test's temp dir. The fourth runs
 //! Podman with its own defaults (systemd cgroup manager, journald logs) in
 //! the real-systemd box.
 
