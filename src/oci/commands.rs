@@ -277,7 +277,7 @@ fn run_warning_hooks(st: &StateFile, point: HookPoint, status: Status) {
         &st.bundle,
     );
     if let Err(e) = runtime::hooks::run_hooks(&hooks, point, &state) {
-        eprintln!("berth-runtime: warning: {e}, ignoring");
+        runtime::warn(&format!("{e}, ignoring"));
     }
 }
 
