@@ -320,6 +320,8 @@ P unpause c >/dev/null; echo rc_unpause=$?
 P stop c >/dev/null; echo rc_stop=$?
 echo c_exit=$(P inspect c --format '{{.State.Status}}:{{.State.ExitCode}}')
 P rm c >/dev/null; echo rc_rm=$?
+# journald stores what conmon sent asynchronously: give it a moment.
+for i in $(seq 50); do journalctl --no-pager -o cat | grep -q hi-from-the-journal && break; sleep 0.1; done
 echo journal=$(journalctl --no-pager -o cat | grep -c hi-from-the-journal)
 echo rt_left=$(ls -A /run/berth-runtime | wc -l)
 echo scopes_left=$(find /sys/fs/cgroup/machine.slice -name 'libpod-*' | wc -l)
