@@ -563,3 +563,37 @@ fn warnings_go_to_the_log_not_the_containers_stderr() {
         "{err2}"
     );
 }
+
+#[test]
+fn a_user_namespace_container_owns_its_writable_cgroup() {
+    // `podman run --systemd=always --uidmap …`: a cgroup namespace and a
+    // writable cgroupfs, so the container's root (host uid 100000) must own
+    // its cgroup to make sub-cgroups, as runc and crun arrange.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("deleg", |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
+            }
+        }
+        rt::sh_args(
+            c,
+            "echo owner=$(stat -c %u /sys/fs/cgroup); mkdir /sys/fs/cgroup/sub && echo $$ > /sys/fs/cgroup/sub/cgroup.procs; echo moved=$(grep ^0:: /proc/self/cgroup)",
+        );
+    });
+    let o = sb.sh(&format!(
+        "$RT run -b {} deleg; echo run=$?\necho left=$(ls /sys/fs/cgroup/berth 2>/dev/null | wc -l)",
+        bundle.display()
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "owner"), "0", "{d}");
+    assert_eq!(line(&out, "moved"), "0::/sub", "{d}");
+    assert_eq!(line(&out, "run"), "0", "{d}");
+    assert_eq!(line(&out, "left"), "0", "{d}");
+}

@@ -245,6 +245,7 @@ echo frozen_paused=$(grep frozen $CG/cgroup.events | cut -d' ' -f2)
 P unpause c >/dev/null; echo rc_unpause=$?
 echo frozen_resumed=$(grep frozen $CG/cgroup.events | cut -d' ' -f2)
 echo resumed_status=$(P ps --format '{{.Status}}' | cut -d' ' -f1)
+echo delegated=$(P run --rm $R --systemd=always --uidmap 0:100000:65536 --gidmap 0:100000:65536 $I sh -c 'mkdir /sys/fs/cgroup/sub && echo $$ > /sys/fs/cgroup/sub/cgroup.procs && grep ^0:: /proc/self/cgroup')
 P update --memory 100m c >/dev/null 2>$T/update.err; echo rc_update=$?
 echo update_warns=$(grep -c "no 'memory.max' (controller not enabled)" $T/update.err)
 P stop c >/dev/null; echo rc_stop=$?
@@ -287,6 +288,8 @@ fn podman_top_pause_and_cgroups_with_berth_runtime() {
     assert_eq!(l("rc_unpause"), "0", "{d}");
     assert_eq!(l("frozen_resumed"), "0", "{d}");
     assert_eq!(l("resumed_status"), "Up", "{d}");
+    // systemd mode in a user namespace: the container's root owns its cgroup.
+    assert_eq!(l("delegated"), "0::/sub", "{d}");
     // `podman update` reaches the runtime's `update`; the box has no memory
     // controller, which berth-runtime says instead of pretending.
     assert_eq!(l("rc_update"), "0", "{d}");

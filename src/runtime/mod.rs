@@ -12,6 +12,7 @@
 
 mod caps;
 mod cgroup;
+mod cgroup_delegate;
 mod cgroup_devices;
 mod channel;
 mod console;
@@ -446,6 +447,11 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
                 .and_then(|l| l.resources().as_ref())
             {
                 cgroup::apply_resources(path, resources)?;
+            }
+            // A container that may manage its cgroup (cgroupns, writable
+            // cgroupfs) owns it, also from inside a user namespace.
+            if let Some(owner) = cgroup_delegate::plan_cgroup_owner(&opts.spec) {
+                cgroup_delegate::apply_cgroup_owner(path, owner)?;
             }
             let fd = File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?;
             setup_device_filter(&opts.spec, &fd)?;
