@@ -144,6 +144,18 @@ fn features_spec_and_version() {
         .unwrap()
         .contains(&json!("pid")));
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    // runtime-spec features.md: every hook point the runtime runs.
+    assert_eq!(
+        f["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     let o = std::process::Command::new(sb.runtime())
         .arg("--version")
         .output()
