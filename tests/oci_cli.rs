@@ -455,7 +455,9 @@ fn cgroup_manager_disabled_creates_no_cgroup() {
         "mkdir /sys/fs/cgroup/caller && echo $$ > /sys/fs/cgroup/caller/cgroup.procs\n\
          $RT --cgroup-manager disabled run -b {b} nocg; echo run=$?\n\
          echo berth=$(ls -d /sys/fs/cgroup/berth 2>/dev/null | wc -l)\n\
-         $RT --cgroup-manager cgroupfs run -b {b} withcg; echo run2=$?",
+         $RT --cgroup-manager cgroupfs run -b {b} withcg; echo run2=$?\n\
+         $RT --cgroup-manager disabled create -b {b} nocg2 </dev/null >/dev/null 2>&1\n\
+         $RT ps nocg2 2>$STATE/../ps.err; echo ps=$?; $RT delete -f nocg2",
         b = bundle.display()
     ));
     let out = stdout(&o);
@@ -465,6 +467,9 @@ fn cgroup_manager_disabled_creates_no_cgroup() {
     let cgs: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("cg=")).collect();
     assert_eq!(cgs, ["/caller", "/berth/withcg"], "{d}");
     assert_eq!(line(&out, "run2"), "0", "{d}");
+    assert_eq!(line(&out, "ps"), "1", "{d}");
+    let err = std::fs::read_to_string(sb.path().join("ps.err")).unwrap();
+    assert!(err.contains("created without a cgroup"), "{err}");
 }
 
 #[test]

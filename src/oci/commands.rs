@@ -143,7 +143,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
             let pids = match &st.cgroup {
                 Some(cg) if cg.exists() => runtime::cgroup_pids(cg)?,
-                _ => vec![],
+                Some(_) => vec![],
+                // As crun says: without a cgroup there is no list to trust.
+                None => bail!(
+                    "cannot list the processes of container '{id}': it was created without a cgroup (--cgroup-manager disabled)"
+                ),
             };
             match format.as_str() {
                 "json" => println!("{}", serde_json::to_string(&pids)?),
