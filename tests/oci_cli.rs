@@ -144,6 +144,18 @@ fn features_spec_and_version() {
         .unwrap()
         .contains(&json!("pid")));
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    // runtime-spec features.md: every hook point the runtime runs.
+    assert_eq!(
+        f["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     let o = std::process::Command::new(sb.runtime())
         .arg("--version")
         .output()
@@ -423,5 +435,182 @@ rmdir /sys/fs/cgroup/berth-shared
     assert_eq!(line(&out, "parent1"), "1", "{d}");
     assert_eq!(line(&out, "s2"), "running", "{d}");
     assert_eq!(line(&out, "delete2"), "0", "{d}");
+    assert_eq!(line(&out, "left"), "0", "{d}");
+}
+
+#[test]
+fn cgroup_manager_disabled_creates_no_cgroup() {
+    // Podman's `--cgroups=disabled` reaches the runtime as crun's
+    // `--cgroup-manager disabled`: the container stays in its caller's cgroup.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("nocg", |c| {
+        rt::sh_args(c, "echo cg=$(grep ^0:: /proc/self/cgroup | cut -d: -f3)");
+        // Without a cgroup namespace the path shows where the process is.
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+    });
+    let o = sb.sh(&format!(
+        "mkdir /sys/fs/cgroup/caller && echo $$ > /sys/fs/cgroup/caller/cgroup.procs\n\
+         $RT --cgroup-manager disabled run -b {b} nocg; echo run=$?\n\
+         echo berth=$(ls -d /sys/fs/cgroup/berth 2>/dev/null | wc -l)\n\
+         $RT --cgroup-manager cgroupfs run -b {b} withcg; echo run2=$?\n\
+         $RT --cgroup-manager disabled create -b {b} nocg2 </dev/null >/dev/null 2>&1\n\
+         $RT ps nocg2 2>$STATE/../ps.err; echo ps=$?; $RT delete -f nocg2",
+        b = bundle.display()
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "run"), "0", "{d}");
+    assert_eq!(line(&out, "berth"), "0", "no cgroup made: {d}");
+    let cgs: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("cg=")).collect();
+    assert_eq!(cgs, ["/caller", "/berth/withcg"], "{d}");
+    assert_eq!(line(&out, "run2"), "0", "{d}");
+    assert_eq!(line(&out, "ps"), "1", "{d}");
+    let err = std::fs::read_to_string(sb.path().join("ps.err")).unwrap();
+    assert!(err.contains("created without a cgroup"), "{err}");
+}
+
+#[test]
+fn update_writes_resources_into_the_cgroup() {
+    // `podman update` and containerd's shim call `update --resources FILE|-`.
+    // The box has no controllers, so the file written is a core one
+    // (linux.resources.unified), which shows the cgroup really changes.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("upd", |c| c["process"]["args"] = json!(["sleep", "60"]));
+    let res = sb.path().join("res.json");
+    std::fs::write(&res, r#"{"unified":{"cgroup.max.descendants":"7"}}"#).unwrap();
+    let o = sb.sh(&format!(
+        "$RT create -b {b} upd </dev/null >/dev/null 2>&1; $RT start upd\n\
+         $RT update --resources {r} upd; echo update=$?\n\
+         echo file=$(cat /sys/fs/cgroup/berth/upd/cgroup.max.descendants)\n\
+         echo '{{\"unified\":{{\"cgroup.max.descendants\":\"3\"}}}}' | $RT update -r - upd; echo stdin=$?\n\
+         echo file2=$(cat /sys/fs/cgroup/berth/upd/cgroup.max.descendants)\n\
+         echo '[1]' | $RT update -r - upd; echo bad=$?\n\
+         $RT kill upd KILL; sleep 0.2\n\
+         $RT update --resources {r} upd; echo stopped=$?\n\
+         $RT delete upd",
+        b = bundle.display(),
+        r = res.display()
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "update"), "0", "{d}");
+    assert_eq!(line(&out, "file"), "7", "{d}");
+    assert_eq!(line(&out, "stdin"), "0", "{d}");
+    assert_eq!(line(&out, "file2"), "3", "{d}");
+    assert_ne!(line(&out, "bad"), "0", "{d}");
+    assert_ne!(line(&out, "stopped"), "0", "{d}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("expected the runtime spec's linux.resources"),
+        "{d}"
+    );
+    assert!(err.contains("it is stopped"), "{d}");
+}
+
+#[test]
+fn personality_linux32_reaches_the_process() {
+    // `podman run --personality LINUX32` (linux.personality); crun honours
+    // it in the container's process and in exec'd ones.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("pers", |c| {
+        rt::sh_args(c, "echo machine=$(uname -m)");
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let o = sb.sh(&format!(
+        "$RT run -b {b} pers
+         sed -i 's/\"echo machine=.*)\"/\"sleep 60\"/' {b}/config.json
+         $RT create -b {b} pers2 </dev/null >/dev/null 2>&1; $RT start pers2
+         echo exec=$($RT exec pers2 uname -m)
+         $RT delete -f pers2",
+        b = bundle.display()
+    ));
+    let out = stdout(&o);
+    assert_eq!(line(&out, "machine"), "i686", "{}", describe(&o));
+    assert_eq!(line(&out, "exec"), "i686", "{}", describe(&o));
+}
+
+#[test]
+fn warnings_go_to_the_log_not_the_containers_stderr() {
+    // During `create` stderr is the container's own (conmon's log pipe):
+    // with `--log`, a warning belongs in the runtime's log, as with runc.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("warn", |c| {
+        c["process"]["args"] = json!(["true"]);
+        // The sandbox has no pids controller: berth-runtime warns.
+        c["linux"]["resources"]["pids"] = json!({"limit": 100});
+    });
+    let log = sb.path().join("log.json");
+    let o = sb.sh(&format!(
+        "$RT --log {l} --log-format json create -b {b} w1 </dev/null >/dev/null 2>$STATE/../w1.err; echo c1=$?\n\
+         $RT delete -f w1\n\
+         $RT create -b {b} w2 </dev/null >/dev/null 2>$STATE/../w2.err; echo c2=$?\n\
+         $RT delete -f w2",
+        l = log.display(),
+        b = bundle.display()
+    ));
+    let out = stdout(&o);
+    assert_eq!(line(&out, "c1"), "0", "{}", describe(&o));
+    assert_eq!(line(&out, "c2"), "0", "{}", describe(&o));
+    let err1 = std::fs::read_to_string(sb.path().join("w1.err")).unwrap();
+    assert_eq!(err1, "", "nothing on the container's stderr");
+    let logged: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|v| v["level"] == "warning" && v["msg"].as_str().unwrap().contains("pids.max")),
+        "{logged:?}"
+    );
+    // Without --log, stderr is the only place left.
+    let err2 = std::fs::read_to_string(sb.path().join("w2.err")).unwrap();
+    assert!(
+        err2.contains("warning") && err2.contains("pids.max"),
+        "{err2}"
+    );
+}
+
+#[test]
+fn a_user_namespace_container_owns_its_writable_cgroup() {
+    // `podman run --systemd=always --uidmap …`: a cgroup namespace and a
+    // writable cgroupfs, so the container's root (host uid 100000) must own
+    // its cgroup to make sub-cgroups, as runc and crun arrange.
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("deleg", |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
+            }
+        }
+        rt::sh_args(
+            c,
+            "echo owner=$(stat -c %u /sys/fs/cgroup); mkdir /sys/fs/cgroup/sub && echo $$ > /sys/fs/cgroup/sub/cgroup.procs; echo moved=$(grep ^0:: /proc/self/cgroup)",
+        );
+    });
+    let o = sb.sh(&format!(
+        "$RT run -b {} deleg; echo run=$?\necho left=$(ls /sys/fs/cgroup/berth 2>/dev/null | wc -l)",
+        bundle.display()
+    ));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "owner"), "0", "{d}");
+    assert_eq!(line(&out, "moved"), "0::/sub", "{d}");
+    assert_eq!(line(&out, "run"), "0", "{d}");
     assert_eq!(line(&out, "left"), "0", "{d}");
 }

@@ -111,6 +111,7 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         console_socket: console.as_ref().map(|(_, p)| p.clone()),
         stdio,
         preserve_fds: 0,
+        personality: None,
     });
     let master = match (&console, &child) {
         (Some((l, p)), Ok(_)) => {

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
-use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 
 use super::state::{self, StateFile, Status, EXEC_FIFO};
-use super::{Cli, Cmd, CreateArgs};
+use super::{CgroupManager, Cli, Cmd, CreateArgs};
 use crate::runtime::hooks::HookPoint;
 use crate::runtime::{self, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio};
 
@@ -104,6 +104,14 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 .map(|(t, _)| t)
                 .collect();
             let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
+            let personality = st
+                .config
+                .linux()
+                .as_ref()
+                .and_then(|l| l.personality().as_ref())
+                .map(runtime::plan_personality)
+                .transpose()
+                .map_err(|e| anyhow!("container '{id}': {e}"))?;
             let child = runtime::exec(ExecOptions {
                 id: id.clone(),
                 pid: Pid::from_raw(st.pid),
@@ -114,6 +122,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 console_socket: console_socket.clone(),
                 stdio: Stdio::Inherit,
                 preserve_fds: *preserve_fds,
+                personality,
             })?;
             if let Some(f) = pid_file {
                 write_pid_file(f, child.pid.as_raw())?;
@@ -125,6 +134,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Cmd::Pause { id } => freeze(root, id, true).map(|_| 0),
         Cmd::Resume { id } => freeze(root, id, false).map(|_| 0),
+        Cmd::Update { resources, id } => update(root, id, resources).map(|_| 0),
         Cmd::Ps {
             format,
             id,
@@ -133,7 +143,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
             let pids = match &st.cgroup {
                 Some(cg) if cg.exists() => runtime::cgroup_pids(cg)?,
-                _ => vec![],
+                Some(_) => vec![],
+                // As crun says: without a cgroup there is no list to trust.
+                None => bail!(
+                    "cannot list the processes of container '{id}': it was created without a cgroup (--cgroup-manager disabled)"
+                ),
             };
             match format.as_str() {
                 "json" => println!("{}", serde_json::to_string(&pids)?),
@@ -267,7 +281,7 @@ fn run_warning_hooks(st: &StateFile, point: HookPoint, status: Status) {
         &st.bundle,
     );
     if let Err(e) = runtime::hooks::run_hooks(&hooks, point, &state) {
-        eprintln!("berth-runtime: warning: {e}, ignoring");
+        runtime::warn(&format!("{e}, ignoring"));
     }
 }
 
@@ -293,8 +307,13 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         .map(|r| r.path().clone())
         .ok_or_else(|| anyhow!("config.json has no root"))?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cgroup = state::cgroup_dir(cgroups_path.as_deref(), &a.id, cli.systemd_cgroup)
-        .map_err(|e| anyhow!(e))?;
+    let cgroup = match cli.cgroup_manager {
+        Some(CgroupManager::Disabled) => None,
+        _ => Some(
+            state::cgroup_dir(cgroups_path.as_deref(), &a.id, cli.systemd_cgroup)
+                .map_err(|e| anyhow!(e))?,
+        ),
+    };
     let gate = if fifo {
         StartGate::Fifo(dir.join(EXEC_FIFO))
     } else {
@@ -304,7 +323,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         id: a.id.clone(),
         spec: spec.clone(),
         rootfs: RootfsSource::Dir(rootfs),
-        cgroup: Some(cgroup.clone()),
+        cgroup: cgroup.clone(),
         console_socket: a.console_socket.clone(),
         state_dir: root.to_path_buf(),
         stdio: Stdio::Inherit,
@@ -320,7 +339,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         start_time: runtime::proc_start_time(pid),
         bundle,
         created: super::rfc3339_now(),
-        cgroup: Some(cgroup),
+        cgroup,
         config: spec,
     };
     let saved = st
@@ -528,23 +547,55 @@ fn join_errors(v: Vec<runtime::RuntimeError>) -> anyhow::Error {
         .join("; "))
 }
 
-/// A signal by name (`TERM`, `SIGTERM`) or number.
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("unknown signal number {n}"));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
+/// A signal by name (`TERM`, `SIGTERM`, `RTMIN+3`) or number, as its
+/// number: real-time signals have no `nix` `Signal`, and systemd in a
+/// container stops on SIGRTMIN+3 (Podman's stop signal for `--systemd`,
+/// which it passes as `37`).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let n = match s.parse::<i32>() {
+        Ok(n) => n,
+        Err(_) => {
+            let up = s.to_ascii_uppercase();
+            let name = up.strip_prefix("SIG").unwrap_or(&up);
+            let rt = |rest: &str, base: i32| -> Option<i32> {
+                match rest.chars().next() {
+                    None => Some(base),
+                    Some('+') => rest[1..].parse::<i32>().ok().map(|k| base + k),
+                    Some('-') => rest[1..].parse::<i32>().ok().map(|k| base - k),
+                    Some(_) => None,
+                }
+            };
+            let n = if let Some(rest) = name.strip_prefix("RTMIN") {
+                rt(rest, min).filter(|n| (min..=max).contains(n))
+            } else if let Some(rest) = name.strip_prefix("RTMAX") {
+                rt(rest, max).filter(|n| (min..=max).contains(n))
+            } else {
+                format!("SIG{name}")
+                    .parse::<Signal>()
+                    .ok()
+                    .map(|s| s as i32)
+            };
+            n.ok_or_else(|| anyhow!("unknown signal '{s}'"))?
+        }
     };
-    name.parse::<Signal>()
-        .map_err(|_| anyhow!("unknown signal '{s}'"))
+    if !(1..=max).contains(&n) {
+        bail!("unknown signal number {n}: expected 1 to {max}");
+    }
+    Ok(n)
+}
+
+/// kill(2) with a signal number `nix`'s `Signal` may not cover.
+fn send_signal(pid: i32, signo: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes plain integers.
+    if unsafe { libc::kill(pid, signo) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
-    let sig = parse_signal(signal)?;
+    let signo = parse_signal(signal)?;
     let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
     let status = st.status(root);
     if status == Status::Stopped {
@@ -552,12 +603,19 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     }
     if all {
         if let Some(cg) = &st.cgroup {
-            runtime::cgroup_kill(cg, sig)?;
+            if signo == libc::SIGKILL {
+                runtime::cgroup_kill(cg, Signal::SIGKILL)?;
+            } else {
+                for pid in runtime::cgroup_pids(cg)? {
+                    // A process may exit meanwhile; the others still get it.
+                    let _ = send_signal(pid, signo);
+                }
+            }
             return Ok(());
         }
     }
-    nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
-        .with_context(|| format!("kill container '{id}' with {sig}"))?;
+    send_signal(st.pid, signo)
+        .with_context(|| format!("kill container '{id}' with signal {signo}"))?;
     Ok(())
 }
 
@@ -622,6 +680,38 @@ fn freeze(root: &Path, id: &str, frozen: bool) -> Result<()> {
     Ok(())
 }
 
+/// `linux.resources` JSON, as `update --resources` reads it.
+fn parse_resources(text: &[u8], from: &Path) -> Result<LinuxResources> {
+    serde_json::from_slice(text).with_context(|| {
+        format!(
+            "parse resources '{}': expected the runtime spec's linux.resources object",
+            from.display()
+        )
+    })
+}
+
+fn update(root: &Path, id: &str, resources: &Path) -> Result<()> {
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let status = st.status(root);
+    if status == Status::Stopped {
+        bail!("cannot update container '{id}': it is stopped");
+    }
+    let text = if resources == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("read stdin")?;
+        buf
+    } else {
+        std::fs::read(resources)
+            .with_context(|| format!("read resources '{}'", resources.display()))?
+    };
+    let res = parse_resources(&text, resources)?;
+    let cg = st.cgroup.as_ref().ok_or_else(|| {
+        anyhow!("cannot update container '{id}': it was created without a cgroup")
+    })?;
+    runtime::apply_resources(cg, &res)?;
+    Ok(())
+}
+
 /// runtime-spec features.md.
 fn features() -> serde_json::Value {
     let caps: Vec<String> = caps::runtime::thread_all_supported()
@@ -652,10 +742,19 @@ fn features() -> serde_json::Value {
         LinuxNamespaceType::Time => "time",
     })
     .collect();
+    let hooks = [
+        HookPoint::Prestart,
+        HookPoint::CreateRuntime,
+        HookPoint::CreateContainer,
+        HookPoint::StartContainer,
+        HookPoint::Poststart,
+        HookPoint::Poststop,
+    ]
+    .map(HookPoint::name);
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
-        "hooks": [],
+        "hooks": hooks,
         "mountOptions": [
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
             "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
@@ -692,10 +791,19 @@ mod tests {
 
     #[test]
     fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("sigkill").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("9").unwrap(), libc::SIGKILL);
+        // Real-time signals: by number (as Podman sends them) and by name.
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(parse_signal("37").unwrap(), 37);
+        assert_eq!(parse_signal("RTMIN+3").unwrap(), min + 3);
+        assert_eq!(parse_signal("SIGRTMIN").unwrap(), min);
+        assert_eq!(parse_signal("sigrtmax-1").unwrap(), max - 1);
+        assert!(parse_signal("RTMIN+99").is_err());
+        assert!(parse_signal("RTMINX").is_err());
         assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
         assert!(parse_signal("999").is_err());
     }
 
@@ -714,6 +822,21 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p == "/proc/kcore"));
+    }
+
+    #[test]
+    fn podman_update_resources_parse() {
+        // What `podman update --memory 100m --cpus 0.5` writes (libpod
+        // generateResourceFile: json.Marshal of spec.LinuxResources).
+        let r = parse_resources(
+            br#"{"memory":{"limit":104857600},"cpu":{"quota":50000,"period":100000}}"#,
+            Path::new("/var/tmp/podman1"),
+        )
+        .unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(104857600));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50000));
+        let e = parse_resources(b"\"100m\"", Path::new("/x")).unwrap_err();
+        assert!(format!("{e:#}").contains("resources '/x'"), "{e:#}");
     }
 
     #[test]

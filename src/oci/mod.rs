@@ -13,6 +13,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// crun's `--cgroup-manager`: Podman passes `disabled` for
+/// `--cgroups=disabled` (libpod `sharedConmonArgs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    /// No cgroup: the container stays in its caller's cgroup.
+    Disabled,
+}
+
 /// Log format of `--log`, as runc has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -39,6 +49,10 @@ pub struct Cli {
     /// `linux.cgroupsPath` is `slice:prefix:name` (mapped to cgroupfs; no D-Bus yet).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// crun's spelling: `systemd` is `--systemd-cgroup`; `disabled` creates
+    /// no cgroup.
+    #[arg(long = "cgroup-manager", value_enum, global = true)]
+    pub cgroup_manager: Option<CgroupManager>,
     #[arg(long, global = true)]
     pub debug: bool,
     /// Accepted for runc compatibility; ignored.
@@ -46,6 +60,16 @@ pub struct Cli {
     pub rootless: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+impl Cli {
+    /// One meaning for the two spellings of the systemd cgroup manager, so
+    /// commands test only `systemd_cgroup`.
+    pub fn normalize(&mut self) {
+        if self.cgroup_manager == Some(CgroupManager::Systemd) {
+            self.systemd_cgroup = true;
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +159,14 @@ pub enum Cmd {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change the cgroup limits of a container (runc's `update --resources`,
+    /// what `podman update` and containerd's shim call).
+    Update {
+        /// `linux.resources` of the runtime spec as JSON; `-` reads stdin.
+        #[arg(long, short = 'r')]
+        resources: PathBuf,
+        id: String,
+    },
     /// List the processes of a container.
     Ps {
         #[arg(long, short = 'f', default_value = "table")]
@@ -167,20 +199,27 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    cli.normalize();
+    if let Some(path) = cli.log.clone() {
+        let format = cli.log_format;
+        crate::runtime::set_warning_sink(Box::new(move |msg| {
+            log_line(&path, format, "warning", msg)
+        }));
+    }
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let msg = render_chain(&e);
             eprintln!("berth-runtime: {msg}");
             if let Some(path) = &cli.log {
-                log_error(path, cli.log_format, &msg);
+                log_line(path, cli.log_format, "error", &msg);
             }
             ExitCode::from(1)
         }
@@ -204,22 +243,26 @@ fn render_chain(e: &anyhow::Error) -> String {
     out
 }
 
-/// Append an error line to `--log` the way runc writes it; containerd's shim
-/// reads the last one to explain a failed create.
-fn log_error(path: &std::path::Path, format: LogFormat, msg: &str) {
-    let time = rfc3339_now();
-    let line = match format {
-        LogFormat::Json => {
-            serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
-        }
-        LogFormat::Text => format!("time=\"{time}\" level=error msg={:?}", msg),
-    };
+/// Append a line to `--log` the way runc writes it; containerd's shim
+/// reads the last error line to explain a failed create.
+fn log_line(path: &std::path::Path, format: LogFormat, level: &str, msg: &str) {
+    let line = render_log_line(format, level, msg, &rfc3339_now());
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
     {
         let _ = writeln!(f, "{line}");
+    }
+}
+
+/// One `--log` line: logrus's JSON or text form, as runc writes them.
+pub fn render_log_line(format: LogFormat, level: &str, msg: &str, time: &str) -> String {
+    match format {
+        LogFormat::Json => {
+            serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+        }
+        LogFormat::Text => format!("time=\"{time}\" level={level} msg={:?}", msg),
     }
 }
 
@@ -257,6 +300,7 @@ pub fn render_rfc3339(secs: i64, nanos: u32) -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn cli_is_consistent() {
@@ -301,6 +345,63 @@ mod tests {
         assert!(matches!(c.cmd, Cmd::Exec { ref args, .. } if args == &["sh", "-c", "echo hi"]));
         let c = Cli::try_parse_from(["berth-runtime", "kill", "--all", "c1", "KILL"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Kill { all: true, .. }));
+    }
+
+    #[test]
+    fn podman_style_invocations_parse() {
+        // conmon puts podman's --runtime-arg flags before the verb.
+        let c = Cli::try_parse_from([
+            "berth-runtime",
+            "--log-format=json",
+            "--log",
+            "/l",
+            "--cgroup-manager",
+            "disabled",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--no-new-keyring",
+            "c1",
+        ])
+        .unwrap();
+        assert_eq!(c.cgroup_manager, Some(CgroupManager::Disabled));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let mut c =
+            Cli::try_parse_from(["berth-runtime", "--cgroup-manager=systemd", "create", "c1"])
+                .unwrap();
+        c.normalize();
+        assert!(c.systemd_cgroup);
+        let c = Cli::try_parse_from([
+            "berth-runtime",
+            "update",
+            "--resources=/var/tmp/podman123",
+            "c1",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.cmd, Cmd::Update { ref resources, .. } if resources == Path::new("/var/tmp/podman123"))
+        );
+    }
+
+    #[test]
+    fn log_lines_are_logrus_shaped() {
+        let t = "2025-11-26T00:00:00.000000000Z";
+        let j: serde_json::Value = serde_json::from_str(&render_log_line(
+            LogFormat::Json,
+            "warning",
+            "cgroup 'x' has no 'pids.max'",
+            t,
+        ))
+        .unwrap();
+        assert_eq!(j["level"], "warning");
+        assert_eq!(j["msg"], "cgroup 'x' has no 'pids.max'");
+        assert_eq!(j["time"], t);
+        assert_eq!(
+            render_log_line(LogFormat::Text, "error", "a \"b\"", t),
+            format!("time=\"{t}\" level=error msg=\"a \\\"b\\\"\"")
+        );
     }
 
     #[test]

@@ -66,10 +66,10 @@ fn enable_controllers(dir: &Path) {
         return;
     }
     if let Err(e) = std::fs::write(dir.join("cgroup.subtree_control"), line.join(" ")) {
-        eprintln!(
-            "berth: warning: enabling controllers in '{}': {e}, ignoring",
+        super::warn(&format!(
+            "enabling controllers in '{}': {e}, ignoring",
             dir.display()
-        );
+        ));
     }
 }
 
@@ -172,10 +172,10 @@ pub fn apply_resources(path: &Path, r: &LinuxResources) -> Result<(), RuntimeErr
             });
         }
         if !path.join(&file).exists() {
-            eprintln!(
-                "berth: warning: cgroup '{}' has no '{file}' (controller not enabled), not applying '{value}', ignoring",
+            super::warn(&format!(
+                "cgroup '{}' has no '{file}' (controller not enabled), not applying '{value}', ignoring",
                 path.display()
-            );
+            ));
             continue;
         }
         write(path, &file, &value)?;

@@ -17,7 +17,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 use super::channel::{self, Channel, Message};
 use super::init::{
     apply_rlimits, apply_user_and_caps, build_exec, close_fds_on_exec, reset_signals,
-    set_no_new_privs,
+    set_no_new_privs, set_personality,
 };
 use super::{console, process, seccomp, RuntimeError, Stdio};
 
@@ -37,6 +37,8 @@ pub struct ExecOptions {
     pub stdio: Stdio,
     /// Descriptors 3..3+N of the caller pass into the process.
     pub preserve_fds: u32,
+    /// The container's `linux.personality` persona ([`super::init::plan_personality`]).
+    pub personality: Option<u64>,
 }
 
 /// A process started by [`exec`]; a direct child of the caller.
@@ -230,6 +232,9 @@ fn exec_sequence(
     }
     drop(console);
     apply_rlimits(p).map_err(step("rlimits"))?;
+    if let Some(persona) = opts.personality {
+        set_personality(persona).map_err(step("personality"))?;
+    }
     let nnp = p.no_new_privileges().unwrap_or(false);
     if nnp {
         set_no_new_privs().map_err(step("no_new_privileges"))?;

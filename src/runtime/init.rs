@@ -16,7 +16,8 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
-    Hook, LinuxDevice, LinuxNamespaceType, LinuxSeccomp, Mount, PosixRlimitType, Process, Spec,
+    Hook, LinuxDevice, LinuxNamespaceType, LinuxPersonality, LinuxPersonalityDomain, LinuxSeccomp,
+    Mount, PosixRlimitType, Process, Spec,
 };
 
 use super::channel::{Channel, Message};
@@ -56,6 +57,24 @@ pub struct InitPlan {
     pub runtime_hooks: bool,
     pub create_container_hooks: Vec<Hook>,
     pub start_container_hooks: Vec<Hook>,
+    /// `linux.personality` as the persona value for personality(2).
+    pub personality: Option<u64>,
+}
+
+/// personality(2)'s persona for `linux.personality` (runtime-spec: domains
+/// LINUX and LINUX32; no flag is defined, so none is accepted).
+pub fn plan_personality(p: &LinuxPersonality) -> Result<u64, String> {
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(format!(
+            "linux.personality.flags {:?} are not supported; expected none",
+            p.flags().as_ref().unwrap_or(&Vec::new())
+        ));
+    }
+    // <linux/personality.h>: PER_LINUX 0x0000, PER_LINUX32 0x0008.
+    Ok(match p.domain() {
+        LinuxPersonalityDomain::PerLinux => 0x0000,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    })
 }
 
 fn invalid(id: &str, reason: impl Into<String>) -> RuntimeError {
@@ -190,7 +209,14 @@ impl InitPlan {
                 ));
             }
         }
+        let personality = linux
+            .personality()
+            .as_ref()
+            .map(plan_personality)
+            .transpose()
+            .map_err(|r| invalid(id, r))?;
         Ok(InitPlan {
+            personality,
             clone_flags,
             new_user_ns: new(LinuxNamespaceType::User),
             new_net_ns: new(LinuxNamespaceType::Network),
@@ -542,6 +568,10 @@ fn prepare_process(
         )?;
     }
     step("rlimits", apply_rlimits(p))?;
+    // Before seccomp, which may allow personality(2) only for some values.
+    if let Some(persona) = plan.personality {
+        step("personality", set_personality(persona))?;
+    }
     let nnp = p.no_new_privileges().unwrap_or(false);
     if nnp {
         step("no_new_privileges", set_no_new_privs())?;
@@ -561,6 +591,17 @@ fn prepare_process(
     // Resolve the program now, so `create` reports a missing one.
     let (path, argv, envp) = step("resolve program", build_exec(p))?;
     Ok((path, argv, envp, nnp))
+}
+
+pub fn set_personality(persona: u64) -> Result<(), RuntimeError> {
+    // SAFETY: personality(2) takes a plain integer.
+    if unsafe { libc::personality(persona as libc::c_ulong) } < 0 {
+        return Err(RuntimeError::sys(
+            format!("personality({persona:#x})"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
 }
 
 fn become_root() -> Result<(), RuntimeError> {
@@ -862,6 +903,16 @@ pub fn close_fds_on_exec(preserve: u32) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personality_domains_map_to_personas() {
+        let parse = |j: &str| serde_json::from_str::<LinuxPersonality>(j).unwrap();
+        // What `podman run --personality LINUX32` puts in config.json.
+        assert_eq!(plan_personality(&parse(r#"{"domain":"LINUX32"}"#)), Ok(8));
+        assert_eq!(plan_personality(&parse(r#"{"domain":"LINUX"}"#)), Ok(0));
+        let e = plan_personality(&parse(r#"{"domain":"LINUX","flags":["X"]}"#)).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+    }
 
     #[test]
     fn sysctls_need_their_namespace() {

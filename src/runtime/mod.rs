@@ -12,6 +12,7 @@
 
 mod caps;
 mod cgroup;
+mod cgroup_delegate;
 mod cgroup_devices;
 mod channel;
 mod console;
@@ -35,13 +36,34 @@ use nix::sys::wait::{waitpid, WaitStatus};
 pub use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+pub use cgroup::apply_resources;
 pub use cgroup::{cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, CgroupState, CGROUP_ROOT};
 use channel::{Channel, Message};
 pub use exec::{exec, ExecOptions, ExecProcess};
+pub use init::plan_personality;
 pub use process::{
     proc_start_time, process_alive, release_resident_code, set_name as set_process_name,
 };
 pub use record::Record;
+
+type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
+static WARNING_SINK: std::sync::OnceLock<WarningSink> = std::sync::OnceLock::new();
+
+/// Send the runtime's warnings (non-fatal problems, ending in ", ignoring")
+/// to `sink` instead of stderr; the first call wins. The OCI command line
+/// points it at `--log`, as runc and crun do: during `create` stderr is
+/// the container's own, and a warning there would land in its log.
+pub fn set_warning_sink(sink: WarningSink) {
+    let _ = WARNING_SINK.set(sink);
+}
+
+/// Report a non-fatal problem.
+pub(crate) fn warn(msg: &str) {
+    match WARNING_SINK.get() {
+        Some(sink) => sink(msg),
+        None => eprintln!("berth: warning: {msg}"),
+    }
+}
 
 /// Errors of the runtime. Every variant names the object it failed on.
 #[derive(Debug, thiserror::Error)]
@@ -425,6 +447,11 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
                 .and_then(|l| l.resources().as_ref())
             {
                 cgroup::apply_resources(path, resources)?;
+            }
+            // A container that may manage its cgroup (cgroupns, writable
+            // cgroupfs) owns it, also from inside a user namespace.
+            if let Some(owner) = cgroup_delegate::plan_cgroup_owner(&opts.spec) {
+                cgroup_delegate::apply_cgroup_owner(path, owner)?;
             }
             let fd = File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?;
             setup_device_filter(&opts.spec, &fd)?;

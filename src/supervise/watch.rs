@@ -60,6 +60,7 @@ impl HealthRunner {
             console_socket: None,
             stdio: Stdio::Null,
             preserve_fds: 0,
+            personality: None,
         })?;
         Ok(child.pid.as_raw())
     }
