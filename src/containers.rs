@@ -170,10 +170,13 @@ pub fn parse_show(text: &str) -> Vec<HashMap<String, String>> {
 }
 
 /// One `systemctl show` for the units of all `names`; keyed by container name.
+/// Without systemd as the init system (sd_booted(3)'s test) there are no
+/// units: every name maps to nothing, and callers fall back on berth's own
+/// records, so `berth ps` still lists ad hoc runs.
 pub fn show_units(
     names: &[String],
 ) -> Result<HashMap<String, HashMap<String, String>>, ContainerError> {
-    if names.is_empty() {
+    if names.is_empty() || !Path::new("/run/systemd/system").is_dir() {
         return Ok(HashMap::new());
     }
     let mut cmd = std::process::Command::new("systemctl");

@@ -137,6 +137,53 @@ fn run_rootfs_in_the_foreground() {
     // -d goes through the host's systemd, never from a test root.
     let out = env.run(&["-d", "--rootfs", rootfs.to_str().unwrap(), "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
+
+    // Without systemd as init, `berth ps` lists a foreground run from berth's
+    // own records instead of failing on systemctl.
+    if !Path::new("/run/systemd/system").is_dir() {
+        let mut bg = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(support::berth_bin())
+            .args(["run", "--name", "bg", "--rootfs", rootfs.to_str().unwrap()])
+            .args(["sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
+            .env("BERTH_ROOT", env.path("root"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let state = env.path("root/run/berth/containers/bg/state.json");
+        for _ in 0..100 {
+            if std::fs::read_to_string(&state).is_ok_and(|s| {
+                s.contains("\"container_pid\": ") && !s.contains("\"container_pid\": null")
+            }) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let ps = Command::new(support::berth_bin())
+            .arg("ps")
+            .env("BERTH_ROOT", env.path("root"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&ps.stdout);
+        // SIGTERM reaches the supervisor (unshare without --fork execs it).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(bg.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = bg.wait();
+        assert!(
+            ps.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ps.stderr)
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("bg ") && l.contains("running (ad hoc)")),
+            "{text}"
+        );
+    } else {
+        eprintln!("skipping `berth ps` without systemd: this machine runs systemd as init");
+    }
 }
 
 /// The Docker-style options become the definition's keys, and the container
