@@ -45,6 +45,10 @@ pub struct DefinitionFlags {
     /// or bridge
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// Publish a port (HOST:CONTAINER); needs bridge networking, which this
+    /// version of berth does not have yet
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub publish: Vec<String>,
     /// Memory limit, e.g. 256M
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory: Option<String>,
@@ -182,6 +186,15 @@ impl DefinitionFlags {
         }
         if self.init {
             table.insert("init".into(), true.into());
+        }
+        if let Some(p) = self.publish.first() {
+            // Accepting it would start a container nobody can reach on
+            // that port: say so before anything runs.
+            return Err(bad(
+                "-p",
+                p,
+                "publishing ports needs bridge networking, which this version of berth does not have yet; with --network host the container's ports are the host's",
+            ));
         }
         if let Some(m) = &self.network {
             set_in(table, "network", "mode", m.as_str().into());
@@ -394,6 +407,13 @@ mod tests {
                     ..Default::default()
                 },
                 "--tmpfs \"/t:uid=1\": options may be size=N and mode=OCTAL",
+            ),
+            (
+                DefinitionFlags {
+                    publish: vec!["8080:80".into()],
+                    ..Default::default()
+                },
+                "-p \"8080:80\": publishing ports needs bridge networking",
             ),
             (
                 DefinitionFlags {
