@@ -425,3 +425,37 @@ rmdir /sys/fs/cgroup/berth-shared
     assert_eq!(line(&out, "delete2"), "0", "{d}");
     assert_eq!(line(&out, "left"), "0", "{d}");
 }
+
+/// `start` returns once the container's program runs, as runc's does: a
+/// shim then treats the task as running (containerd's `ctr run -d` exits
+/// at once). A slow startContainer hook sits between the FIFO and execve,
+/// so a `start` that returned at the FIFO would find the init still berth.
+#[test]
+fn start_returns_after_the_program_was_executed() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("st", |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["hooks"] = json!({
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat >/dev/null; sleep 0.3"]}],
+        });
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} --pid-file $STATE/../st.pid st </dev/null >/dev/null 2>&1; echo create=$?
+pid=$(cat $STATE/../st.pid)
+$RT start st; echo start=$?
+echo exe=$(readlink /proc/$pid/exe)
+$RT delete --force st
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "create"), "0", "{d}");
+    assert_eq!(line(&out, "start"), "0", "{d}");
+    // busybox: sleep's binary, not berth's.
+    assert!(line(&out, "exe").ends_with("/busybox"), "{d}");
+}

@@ -470,13 +470,17 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
     READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
     // Sync point 3 (init): wait to be started.
-    match &fifo {
-        None => ctx
-            .channel
-            .wait_for_start()
-            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?,
-        Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
-    }
+    // Behind the FIFO gate, its write end stays open (CLOEXEC) until execve:
+    // `start` returns when it closes, so after `start` the program runs.
+    let _started = match &fifo {
+        None => {
+            ctx.channel
+                .wait_for_start()
+                .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?;
+            None
+        }
+        Some(fd) => Some(step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?),
+    };
     drop(fifo);
     // In the container, as its user, right before the program (runc does the same).
     step(
@@ -575,7 +579,8 @@ fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn wait_on_fifo(fd: RawFd) -> Result<(), RuntimeError> {
+/// Returns the FIFO's write end, to be closed by execve.
+fn wait_on_fifo(fd: RawFd) -> Result<OwnedFd, RuntimeError> {
     let p = format!("/proc/self/fd/{fd}");
     // Blocks until `start` opens the other end.
     let w = open(
@@ -587,7 +592,7 @@ fn wait_on_fifo(fd: RawFd) -> Result<(), RuntimeError> {
     // SAFETY: `open` returned a fresh descriptor owned by nobody else.
     let w = unsafe { OwnedFd::from_raw_fd(w) };
     nix::unistd::write(&w, b"0").map_err(|e| RuntimeError::sys("write exec fifo", e))?;
-    Ok(())
+    Ok(w)
 }
 
 fn setup_stdio(stdio: &Stdio) -> Result<(), RuntimeError> {
