@@ -797,7 +797,12 @@ type ExecArgs = (CString, Vec<CString>, Vec<CString>);
 
 pub fn build_exec(p: &Process) -> Result<ExecArgs, RuntimeError> {
     let args = p.args().clone().unwrap_or_default();
-    let env = p.env().clone().unwrap_or_default();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    let env = env_with_home(
+        p.env().clone().unwrap_or_default(),
+        p.user().uid(),
+        passwd.as_deref(),
+    );
     let arg0 = args
         .first()
         .ok_or_else(|| invalid("", "process.args is empty"))?;
@@ -808,6 +813,22 @@ pub fn build_exec(p: &Process) -> Result<ExecArgs, RuntimeError> {
     let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     Ok((path, argv, envp))
+}
+
+/// runc's rule, which images and shims count on (containerd's spec has only
+/// the image's env): without HOME in `env`, HOME is the user's home in the
+/// container's /etc/passwd, or `/`.
+pub fn env_with_home(mut env: Vec<String>, uid: u32, passwd: Option<&str>) -> Vec<String> {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let home = crate::spec::resolve_user(&uid.to_string(), passwd, None)
+        .ok()
+        .and_then(|u| u.home)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+    env.push(format!("HOME={home}"));
+    env
 }
 
 /// Signals as a fresh process has them: Rust ignores SIGPIPE, and a caller
@@ -864,6 +885,26 @@ pub fn close_fds_on_exec(preserve: u32) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_comes_from_passwd_unless_set() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:101:101::/srv/web:/bin/false\n";
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            env_with_home(env(&["PATH=/bin"]), 0, Some(passwd)),
+            env(&["PATH=/bin", "HOME=/root"])
+        );
+        assert_eq!(
+            env_with_home(env(&[]), 101, Some(passwd)),
+            env(&["HOME=/srv/web"])
+        );
+        assert_eq!(env_with_home(env(&[]), 7, Some(passwd)), env(&["HOME=/"]));
+        assert_eq!(env_with_home(env(&[]), 0, None), env(&["HOME=/"]));
+        assert_eq!(
+            env_with_home(env(&["HOME=/x"]), 0, Some(passwd)),
+            env(&["HOME=/x"])
+        );
+    }
 
     #[test]
     fn sysctls_need_their_namespace() {
