@@ -459,3 +459,41 @@ $RT delete --force st
     // busybox: sleep's binary, not berth's.
     assert!(line(&out, "exe").ends_with("/busybox"), "{d}");
 }
+
+/// `kill --all` after the init exited reaches what it left in the cgroup,
+/// as runc's does: containerd's shim cleans up so after the init of a
+/// container without its own PID namespace exits.
+#[test]
+fn kill_all_reaches_children_of_an_exited_init() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("ka", |c| {
+        c["process"]["args"] = json!(["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 & exit 0"]);
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+        c["linux"]["cgroupsPath"] = json!("/berth-ka");
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} ka </dev/null >/dev/null 2>&1; $RT start ka
+for i in $(seq 100); do $RT state ka | grep -q '"stopped"' && break; sleep 0.02; done
+echo before=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
+$RT kill --all ka KILL; echo kill=$?
+for i in $(seq 100); do [ -s /sys/fs/cgroup/berth-ka/cgroup.procs ] || break; sleep 0.02; done
+echo after=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
+$RT kill ka KILL 2>/dev/null; echo killinit=$?
+$RT delete ka; echo delete=$?
+$RT kill --all ka KILL 2>/dev/null; echo gone=$?
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "before"), "1", "{d}");
+    assert_eq!(line(&out, "kill"), "0", "{d}");
+    assert_eq!(line(&out, "after"), "0", "{d}");
+    assert_eq!(line(&out, "killinit"), "1", "{d}");
+    assert_eq!(line(&out, "delete"), "0", "{d}");
+    assert_eq!(line(&out, "gone"), "1", "{d}");
+}

@@ -43,6 +43,11 @@ struct Seen {
     /// `ctr run --rm … nope`: exit code, and whether the error names it.
     missing_code: Option<i32>,
     missing_named: bool,
+    /// `ctr run --rm` in the box's PID namespace of a shell that leaves a
+    /// child behind: exit code, and whether the shim's "kill the init's
+    /// children" (`kill --all` after the init exited) failed.
+    shared_pid_code: Option<i32>,
+    shared_pid_kill_failed: bool,
     /// `ctr task ls` right after `ctr run -d`, and whether its PID is the
     /// container's shell in the container's cgroup.
     listed: String,
@@ -156,6 +161,14 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
     let missing_code = out.status.code();
     let missing_named = String::from_utf8_lossy(&out.stderr).contains("nope");
 
+    let out = c.ctr(&format!(
+        "run --rm --with-ns pid:/proc/1/ns/pid {args} {IMAGE} {p}-shared sh -c 'sleep 60 & exit 4'"
+    ));
+    let shared_pid_code = out.status.code();
+    let shared_pid_kill_failed = c.sbox.journal("berth-containerd.service").lines().any(|l| {
+        l.contains("failed to kill init's children") && l.contains(&format!("id={p}-shared"))
+    });
+
     // The detached task: PID 1 is a shell that turns SIGTERM into exit 7.
     let id = format!("{p}-task");
     c.ctr_ok(&format!(
@@ -233,6 +246,8 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         run_code,
         missing_code,
         missing_named,
+        shared_pid_code,
+        shared_pid_kill_failed,
         listed,
         listed_pid_is_init,
         exec_other_namespaces,
@@ -285,6 +300,8 @@ fn containerd_runs_tasks_on_berth_runtime() {
         run_code: Some(3),
         missing_code: Some(1),
         missing_named: true,
+        shared_pid_code: Some(4),
+        shared_pid_kill_failed: false,
         listed: "RUNNING".into(),
         listed_pid_is_init: true,
         exec_other_namespaces: vec![],

@@ -543,22 +543,49 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         .map_err(|_| anyhow!("unknown signal '{s}'"))
 }
 
+/// Who `kill` signals.
+#[derive(Debug, PartialEq, Eq)]
+enum KillTarget {
+    Init,
+    Cgroup,
+    /// `--all` after the init exited and its cgroup went: nothing is left.
+    Nothing,
+    NotRunning,
+}
+
+/// runc's rule: `--all` signals whatever is in the container's cgroup, also
+/// after the init exited (containerd's shim kills an exited init's children
+/// so when the container shares the host's PID namespace); without it only
+/// a live init is signalled.
+fn plan_kill(status: Status, all: bool, cgroup: Option<bool>) -> KillTarget {
+    match (all, cgroup, status) {
+        (true, Some(false), Status::Stopped) => KillTarget::Nothing,
+        (true, Some(_), _) => KillTarget::Cgroup,
+        (_, _, Status::Stopped) => KillTarget::NotRunning,
+        _ => KillTarget::Init,
+    }
+}
+
 fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = parse_signal(signal)?;
     let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
     let status = st.status(root);
-    if status == Status::Stopped {
-        bail!("container '{id}' is not running");
-    }
-    if all {
-        if let Some(cg) = &st.cgroup {
-            runtime::cgroup_kill(cg, sig)?;
-            return Ok(());
+    let cgroup_exists = st.cgroup.as_ref().map(|cg| cg.exists());
+    match plan_kill(status, all, cgroup_exists) {
+        KillTarget::Nothing => Ok(()),
+        KillTarget::NotRunning => bail!("container '{id}' is not running"),
+        KillTarget::Cgroup => {
+            if let Some(cg) = &st.cgroup {
+                runtime::cgroup_kill(cg, sig)?;
+            }
+            Ok(())
+        }
+        KillTarget::Init => {
+            nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
+                .with_context(|| format!("kill container '{id}' with {sig}"))?;
+            Ok(())
         }
     }
-    nix::sys::signal::kill(Pid::from_raw(st.pid), sig)
-        .with_context(|| format!("kill container '{id}' with {sig}"))?;
-    Ok(())
 }
 
 fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
@@ -714,6 +741,19 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p == "/proc/kcore"));
+    }
+
+    #[test]
+    fn kill_all_reaches_what_an_exited_init_left() {
+        use KillTarget::*;
+        assert_eq!(plan_kill(Status::Running, false, Some(true)), Init);
+        assert_eq!(plan_kill(Status::Paused, false, None), Init);
+        assert_eq!(plan_kill(Status::Running, true, Some(true)), Cgroup);
+        assert_eq!(plan_kill(Status::Stopped, true, Some(true)), Cgroup);
+        assert_eq!(plan_kill(Status::Stopped, true, Some(false)), Nothing);
+        assert_eq!(plan_kill(Status::Stopped, false, Some(true)), NotRunning);
+        assert_eq!(plan_kill(Status::Stopped, true, None), NotRunning);
+        assert_eq!(plan_kill(Status::Created, true, None), Init);
     }
 
     #[test]
