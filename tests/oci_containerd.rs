@@ -40,6 +40,9 @@ struct Seen {
     /// `ctr run --rm … sh -c 'echo …; exit 3'`: stdout and ctr's exit code.
     run_stdout: String,
     run_code: Option<i32>,
+    /// `echo hello | ctr run --rm … sh -c 'read x; echo got $x'`: stdin
+    /// reaches the container through the shim's FIFOs.
+    stdin_read: String,
     /// `ctr run --rm … nope`: exit code, and whether the error names it.
     missing_code: Option<i32>,
     missing_named: bool,
@@ -157,6 +160,14 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
     ));
     let run_stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let run_code = out.status.code();
+    let out = c.sbox.sh_input(
+        &format!(
+            "exec ctr --address {} -n {NS} run --rm {args} {IMAGE} {p}-stdin sh -c 'read x; echo got $x'",
+            containerd::SOCK
+        ),
+        b"hello\n",
+    );
+    let stdin_read = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let out = c.ctr(&format!("run --rm {args} {IMAGE} {p}-missing nope"));
     let missing_code = out.status.code();
     let missing_named = String::from_utf8_lossy(&out.stderr).contains("nope");
@@ -244,6 +255,7 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
     Seen {
         run_stdout,
         run_code,
+        stdin_read,
         missing_code,
         missing_named,
         shared_pid_code,
@@ -298,6 +310,7 @@ fn containerd_runs_tasks_on_berth_runtime() {
     let expected = Seen {
         run_stdout: "hello from the container\n".into(),
         run_code: Some(3),
+        stdin_read: "got hello".into(),
         missing_code: Some(1),
         missing_named: true,
         shared_pid_code: Some(4),
