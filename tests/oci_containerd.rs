@@ -1,7 +1,8 @@
 //! containerd 1.6 drives berth-runtime through its runc v2 shim, as a
 //! containerd user would with `ctr ... --runc-binary /usr/bin/berth-runtime`:
-//! `ctr run --rm` (output, exit code), a detached task with `task ls`,
-//! `task exec` (confinement as the container's own), `exec -t`, `task ps`,
+//! `ctr run --rm` (output, exit code, stdin, `-t`, a missing program, the
+//! host's PID namespace), a detached task with `task ls`, `task exec`
+//! (confinement as the container's own), `exec -t`, `task ps`,
 //! `pause`/`resume`, `kill`, `task delete`, `container rm`, and nothing of
 //! the container left behind. Every step is also run against runc through
 //! the same shim, so the expectations are what a real runtime delivers.
@@ -43,6 +44,8 @@ struct Seen {
     /// `echo hello | ctr run --rm … sh -c 'read x; echo got $x'`: stdin
     /// reaches the container through the shim's FIFOs.
     stdin_read: String,
+    /// `ctr run --rm -t … tty` names a pty (None: `script` missing).
+    run_tty: Option<bool>,
     /// `ctr run --rm … nope`: exit code, and whether the error names it.
     missing_code: Option<i32>,
     missing_named: bool,
@@ -108,6 +111,19 @@ fn wait_status(c: &Containerd, id: &str, want: &str) -> String {
     }
 }
 
+/// `ctr ARGS` with a pty as its terminal (util-linux `script`), as `-t`
+/// needs; its output.
+fn in_pty(c: &Containerd, args: &str) -> String {
+    let out = c.sbox.sh(&format!(
+        "script -qec {} /dev/null </dev/null",
+        shell_quote(&format!(
+            "ctr --address {} -n {NS} {args}",
+            containerd::SOCK
+        ))
+    ));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `key=value` lines of a probe's output.
 fn field(out: &str, key: &str) -> String {
     out.lines()
@@ -168,6 +184,9 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         b"hello\n",
     );
     let stdin_read = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let run_tty = script.then(|| {
+        in_pty(c, &format!("run --rm -t {args} {IMAGE} {p}-tty tty")).contains("/dev/pts/")
+    });
     let out = c.ctr(&format!("run --rm {args} {IMAGE} {p}-missing nope"));
     let missing_code = out.status.code();
     let missing_named = String::from_utf8_lossy(&out.stderr).contains("nope");
@@ -214,16 +233,8 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         .ctr(&format!("task exec --exec-id nine {id} sh -c 'exit 9'"))
         .status
         .code();
-    let exec_tty = script.then(|| {
-        let out = c.sbox.sh(&format!(
-            "script -qec {} /dev/null </dev/null",
-            shell_quote(&format!(
-                "ctr --address {} -n {NS} task exec -t --exec-id tty {id} tty",
-                containerd::SOCK
-            ))
-        ));
-        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/")
-    });
+    let exec_tty = script
+        .then(|| in_pty(c, &format!("task exec -t --exec-id tty {id} tty")).contains("/dev/pts/"));
 
     c.ctr_ok(&format!("task exec -d --exec-id sleeper {id} sleep 60"));
     let ps = c.ctr_ok(&format!("task ps {id}"));
@@ -256,6 +267,7 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         run_stdout,
         run_code,
         stdin_read,
+        run_tty,
         missing_code,
         missing_named,
         shared_pid_code,
@@ -311,6 +323,7 @@ fn containerd_runs_tasks_on_berth_runtime() {
         run_stdout: "hello from the container\n".into(),
         run_code: Some(3),
         stdin_read: "got hello".into(),
+        run_tty: script.then_some(true),
         missing_code: Some(1),
         missing_named: true,
         shared_pid_code: Some(4),
