@@ -481,7 +481,8 @@ echo before=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
 $RT kill --all ka KILL; echo kill=$?
 for i in $(seq 100); do [ -s /sys/fs/cgroup/berth-ka/cgroup.procs ] || break; sleep 0.02; done
 echo after=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
-$RT kill ka KILL 2>/dev/null; echo killinit=$?
+$RT kill ka KILL 2>$STATE/../kill.err; echo killinit=$?
+echo killerr=$(cat $STATE/../kill.err)
 $RT delete ka; echo delete=$?
 $RT kill --all ka KILL 2>/dev/null; echo gone=$?
 "#,
@@ -494,6 +495,11 @@ $RT kill --all ka KILL 2>/dev/null; echo gone=$?
     assert_eq!(line(&out, "kill"), "0", "{d}");
     assert_eq!(line(&out, "after"), "0", "{d}");
     assert_eq!(line(&out, "killinit"), "1", "{d}");
+    // runc's phrase, which containerd's shim maps to "already finished".
+    assert!(
+        line(&out, "killerr").contains("container not running"),
+        "{d}"
+    );
     assert_eq!(line(&out, "delete"), "0", "{d}");
     assert_eq!(line(&out, "gone"), "1", "{d}");
 }

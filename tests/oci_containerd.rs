@@ -82,6 +82,9 @@ struct Seen {
     /// `ctr task kill` (SIGTERM, trapped: exit 7) → status; the exit code
     /// `ctr task delete` reports.
     killed: String,
+    /// `ctr task kill` again, once stopped: "process already finished"
+    /// (containerd's NotFound), not an unknown error.
+    kill_again_not_found: bool,
     exit_code_reported: bool,
     /// What [`traces`] finds of the running task (so the check below sees
     /// what it looks for): state dir, cgroup, rootfs mount, container.
@@ -256,6 +259,9 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
     let traces_while_running = traces(c, rt).len();
     c.ctr_ok(&format!("task kill {id}"));
     let killed = wait_status(c, &id, "STOPPED");
+    let out = c.ctr(&format!("task kill {id}"));
+    let kill_again_not_found =
+        String::from_utf8_lossy(&out.stderr).contains("process already finished: not found");
     let out = c.ctr(&format!("task delete {id}"));
     let exit_code_reported =
         out.status.success() && String::from_utf8_lossy(&out.stderr).contains("exit code 7");
@@ -291,6 +297,7 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         frozen,
         resumed,
         killed,
+        kill_again_not_found,
         exit_code_reported,
         traces_while_running,
         leftovers,
@@ -347,6 +354,7 @@ fn containerd_runs_tasks_on_berth_runtime() {
         frozen: "1".into(),
         resumed: "RUNNING".into(),
         killed: "STOPPED".into(),
+        kill_again_not_found: true,
         exit_code_reported: true,
         traces_while_running: 4,
         leftovers: vec![],

@@ -573,7 +573,9 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let cgroup_exists = st.cgroup.as_ref().map(|cg| cg.exists());
     match plan_kill(status, all, cgroup_exists) {
         KillTarget::Nothing => Ok(()),
-        KillTarget::NotRunning => bail!("container '{id}' is not running"),
+        // runc's words: containerd's shim maps "container not running" to
+        // NotFound ("process already finished"), anything else to unknown.
+        KillTarget::NotRunning => bail!("cannot kill '{id}': container not running"),
         KillTarget::Cgroup => {
             if let Some(cg) = &st.cgroup {
                 runtime::cgroup_kill(cg, sig)?;
