@@ -614,3 +614,81 @@ fn a_user_namespace_container_owns_its_writable_cgroup() {
     assert_eq!(line(&out, "run"), "0", "{d}");
     assert_eq!(line(&out, "left"), "0", "{d}");
 }
+
+/// `start` returns once the container's program runs, as runc's does: a
+/// shim then treats the task as running (containerd's `ctr run -d` exits
+/// at once). A slow startContainer hook sits between the FIFO and execve,
+/// so a `start` that returned at the FIFO would find the init still berth.
+#[test]
+fn start_returns_after_the_program_was_executed() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("st", |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["hooks"] = json!({
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat >/dev/null; sleep 0.3"]}],
+        });
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} --pid-file $STATE/../st.pid st </dev/null >/dev/null 2>&1; echo create=$?
+pid=$(cat $STATE/../st.pid)
+$RT start st; echo start=$?
+echo exe=$(readlink /proc/$pid/exe)
+$RT delete --force st
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "create"), "0", "{d}");
+    assert_eq!(line(&out, "start"), "0", "{d}");
+    // busybox: sleep's binary, not berth's.
+    assert!(line(&out, "exe").ends_with("/busybox"), "{d}");
+}
+
+/// `kill --all` after the init exited reaches what it left in the cgroup,
+/// as runc's does: containerd's shim cleans up so after the init of a
+/// container without its own PID namespace exits.
+#[test]
+fn kill_all_reaches_children_of_an_exited_init() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("ka", |c| {
+        c["process"]["args"] = json!(["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 & exit 0"]);
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]);
+        c["linux"]["cgroupsPath"] = json!("/berth-ka");
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} ka </dev/null >/dev/null 2>&1; $RT start ka
+for i in $(seq 100); do $RT state ka | grep -q '"stopped"' && break; sleep 0.02; done
+echo before=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
+$RT kill --all ka KILL; echo kill=$?
+for i in $(seq 500); do [ -s /sys/fs/cgroup/berth-ka/cgroup.procs ] || break; sleep 0.02; done
+echo after=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
+$RT kill ka KILL 2>$STATE/../kill.err; echo killinit=$?
+echo killerr=$(cat $STATE/../kill.err)
+$RT delete ka; echo delete=$?
+$RT kill --all ka KILL 2>/dev/null; echo gone=$?
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "before"), "1", "{d}");
+    assert_eq!(line(&out, "kill"), "0", "{d}");
+    assert_eq!(line(&out, "after"), "0", "{d}");
+    assert_eq!(line(&out, "killinit"), "1", "{d}");
+    // runc's phrase, which containerd's shim maps to "already finished".
+    assert!(
+        line(&out, "killerr").contains("container not running"),
+        "{d}"
+    );
+    assert_eq!(line(&out, "delete"), "0", "{d}");
+    assert_eq!(line(&out, "gone"), "1", "{d}");
+}

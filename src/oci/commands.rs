@@ -594,29 +594,58 @@ fn send_signal(pid: i32, signo: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Who `kill` signals.
+#[derive(Debug, PartialEq, Eq)]
+enum KillTarget {
+    Init,
+    Cgroup,
+    /// `--all` after the init exited and its cgroup went: nothing is left.
+    Nothing,
+    NotRunning,
+}
+
+/// runc's rule: `--all` signals whatever is in the container's cgroup, also
+/// after the init exited (containerd's shim kills an exited init's children
+/// so when the container shares the host's PID namespace); without it only
+/// a live init is signalled.
+fn plan_kill(status: Status, all: bool, cgroup: Option<bool>) -> KillTarget {
+    match (all, cgroup, status) {
+        (true, Some(false), Status::Stopped) => KillTarget::Nothing,
+        (true, Some(_), _) => KillTarget::Cgroup,
+        (_, _, Status::Stopped) => KillTarget::NotRunning,
+        _ => KillTarget::Init,
+    }
+}
+
 fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let signo = parse_signal(signal)?;
     let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
     let status = st.status(root);
-    if status == Status::Stopped {
-        bail!("container '{id}' is not running");
-    }
-    if all {
-        if let Some(cg) = &st.cgroup {
-            if signo == libc::SIGKILL {
-                runtime::cgroup_kill(cg, Signal::SIGKILL)?;
-            } else {
-                for pid in runtime::cgroup_pids(cg)? {
-                    // A process may exit meanwhile; the others still get it.
-                    let _ = send_signal(pid, signo);
+    let cgroup_exists = st.cgroup.as_ref().map(|cg| cg.exists());
+    match plan_kill(status, all, cgroup_exists) {
+        KillTarget::Nothing => Ok(()),
+        // runc's words: containerd's shim maps "container not running" to
+        // NotFound ("process already finished"), anything else to unknown.
+        KillTarget::NotRunning => bail!("cannot kill '{id}': container not running"),
+        KillTarget::Cgroup => {
+            if let Some(cg) = &st.cgroup {
+                if signo == libc::SIGKILL {
+                    runtime::cgroup_kill(cg, Signal::SIGKILL)?;
+                } else {
+                    for pid in runtime::cgroup_pids(cg)? {
+                        // A process may exit meanwhile; the others still get it.
+                        let _ = send_signal(pid, signo);
+                    }
                 }
             }
-            return Ok(());
+            Ok(())
+        }
+        KillTarget::Init => {
+            send_signal(st.pid, signo)
+                .with_context(|| format!("kill container '{id}' with signal {signo}"))?;
+            Ok(())
         }
     }
-    send_signal(st.pid, signo)
-        .with_context(|| format!("kill container '{id}' with signal {signo}"))?;
-    Ok(())
 }
 
 fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
@@ -837,6 +866,19 @@ mod tests {
         assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50000));
         let e = parse_resources(b"\"100m\"", Path::new("/x")).unwrap_err();
         assert!(format!("{e:#}").contains("resources '/x'"), "{e:#}");
+    }
+
+    #[test]
+    fn kill_all_reaches_what_an_exited_init_left() {
+        use KillTarget::*;
+        assert_eq!(plan_kill(Status::Running, false, Some(true)), Init);
+        assert_eq!(plan_kill(Status::Paused, false, None), Init);
+        assert_eq!(plan_kill(Status::Running, true, Some(true)), Cgroup);
+        assert_eq!(plan_kill(Status::Stopped, true, Some(true)), Cgroup);
+        assert_eq!(plan_kill(Status::Stopped, true, Some(false)), Nothing);
+        assert_eq!(plan_kill(Status::Stopped, false, Some(true)), NotRunning);
+        assert_eq!(plan_kill(Status::Stopped, true, None), NotRunning);
+        assert_eq!(plan_kill(Status::Created, true, None), Init);
     }
 
     #[test]

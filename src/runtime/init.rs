@@ -499,13 +499,17 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
     READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
     // Sync point 3 (init): wait to be started.
-    match &fifo {
-        None => ctx
-            .channel
-            .wait_for_start()
-            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?,
-        Some(fd) => step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?,
-    }
+    // Behind the FIFO gate, its write end stays open (CLOEXEC) until execve:
+    // `start` returns when it closes, so after `start` the program runs.
+    let _started = match &fifo {
+        None => {
+            ctx.channel
+                .wait_for_start()
+                .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?;
+            None
+        }
+        Some(fd) => Some(step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?),
+    };
     drop(fifo);
     // In the container, as its user, right before the program (runc does the same).
     step(
@@ -619,7 +623,8 @@ fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn wait_on_fifo(fd: RawFd) -> Result<(), RuntimeError> {
+/// Returns the FIFO's write end, to be closed by execve.
+fn wait_on_fifo(fd: RawFd) -> Result<OwnedFd, RuntimeError> {
     let p = format!("/proc/self/fd/{fd}");
     // Blocks until `start` opens the other end.
     let w = open(
@@ -631,7 +636,7 @@ fn wait_on_fifo(fd: RawFd) -> Result<(), RuntimeError> {
     // SAFETY: `open` returned a fresh descriptor owned by nobody else.
     let w = unsafe { OwnedFd::from_raw_fd(w) };
     nix::unistd::write(&w, b"0").map_err(|e| RuntimeError::sys("write exec fifo", e))?;
-    Ok(())
+    Ok(w)
 }
 
 fn setup_stdio(stdio: &Stdio) -> Result<(), RuntimeError> {
@@ -836,7 +841,12 @@ type ExecArgs = (CString, Vec<CString>, Vec<CString>);
 
 pub fn build_exec(p: &Process) -> Result<ExecArgs, RuntimeError> {
     let args = p.args().clone().unwrap_or_default();
-    let env = p.env().clone().unwrap_or_default();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    let env = env_with_home(
+        p.env().clone().unwrap_or_default(),
+        p.user().uid(),
+        passwd.as_deref(),
+    );
     let arg0 = args
         .first()
         .ok_or_else(|| invalid("", "process.args is empty"))?;
@@ -847,6 +857,22 @@ pub fn build_exec(p: &Process) -> Result<ExecArgs, RuntimeError> {
     let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     Ok((path, argv, envp))
+}
+
+/// runc's rule, which images and shims count on (containerd's spec has only
+/// the image's env): without HOME in `env`, HOME is the user's home in the
+/// container's /etc/passwd, or `/`.
+pub fn env_with_home(mut env: Vec<String>, uid: u32, passwd: Option<&str>) -> Vec<String> {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let home = crate::spec::resolve_user(&uid.to_string(), passwd, None)
+        .ok()
+        .and_then(|u| u.home)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string());
+    env.push(format!("HOME={home}"));
+    env
 }
 
 /// Signals as a fresh process has them: Rust ignores SIGPIPE, and a caller
@@ -912,6 +938,26 @@ mod tests {
         assert_eq!(plan_personality(&parse(r#"{"domain":"LINUX"}"#)), Ok(0));
         let e = plan_personality(&parse(r#"{"domain":"LINUX","flags":["X"]}"#)).unwrap_err();
         assert!(e.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn home_comes_from_passwd_unless_set() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:101:101::/srv/web:/bin/false\n";
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            env_with_home(env(&["PATH=/bin"]), 0, Some(passwd)),
+            env(&["PATH=/bin", "HOME=/root"])
+        );
+        assert_eq!(
+            env_with_home(env(&[]), 101, Some(passwd)),
+            env(&["HOME=/srv/web"])
+        );
+        assert_eq!(env_with_home(env(&[]), 7, Some(passwd)), env(&["HOME=/"]));
+        assert_eq!(env_with_home(env(&[]), 0, None), env(&["HOME=/"]));
+        assert_eq!(
+            env_with_home(env(&["HOME=/x"]), 0, Some(passwd)),
+            env(&["HOME=/x"])
+        );
     }
 
     #[test]
