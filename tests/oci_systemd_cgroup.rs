@@ -6,6 +6,7 @@
 //! Bad annotations and a missing bus fail `create` with a clear message and
 //! leave nothing. The bus's absence is made with a private mount namespace
 //! around one command; systemd's private socket is then the fallback.
+//! Last, `berth run` in the foreground gets its own scope the same way.
 //! The box has no cgroup controllers: limits are checked as systemd shows
 //! them, not enforced (tests/uml_limits.rs covers enforcement).
 
@@ -187,6 +188,30 @@ fn scopes_are_registered_limited_and_removed() {
     assert_eq!(show(&b, "p2p-c4.scope")["LoadState"], "not-found");
     b.sh_ok(&format!("test ! -e {STATE}/c5"));
     b.sh_ok("test -z \"$(ls /sys/fs/cgroup/berth.slice | grep scope)\"");
+
+    // `berth run` in the foreground asks for its scope over the same bus
+    // (not systemd-run, which would describe it by its command line).
+    b.sh_ok("berth run --name adhoc --rootfs /srv/b1/rootfs sleep 2 >/dev/null 2>&1 &");
+    b.wait_for(
+        "systemctl show -p ActiveState --value berth-run-adhoc.scope",
+        |s| s == "active",
+        std::time::Duration::from_secs(10),
+    );
+    let s = b.show("berth-run-adhoc.scope", "Description,Slice,Delegate");
+    assert_eq!(s["Description"], "berth run adhoc");
+    assert_eq!(s["Slice"], "berth.slice");
+    assert_eq!(s["Delegate"], "yes");
+    b.wait_for(
+        "cat /sys/fs/cgroup/berth.slice/berth-run-adhoc.scope/payload/cgroup.procs 2>/dev/null | wc -l",
+        |n| n == "1",
+        std::time::Duration::from_secs(10),
+    );
+    // When the run ends, systemd collects its scope.
+    b.wait_for(
+        "ls -d /sys/fs/cgroup/berth.slice/berth-run-adhoc.scope 2>/dev/null; true",
+        |t| t.is_empty(),
+        std::time::Duration::from_secs(10),
+    );
 
     b.close().unwrap();
 }

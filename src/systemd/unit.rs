@@ -86,6 +86,19 @@ pub fn plan_scope_properties(
     Ok(props)
 }
 
+/// The scope of an ad hoc `berth run NAME` in the foreground, what
+/// `systemd-run --scope --collect --slice=berth.slice -p Delegate=yes` asks
+/// for. `PIDs` is added by the caller.
+pub fn plan_adhoc_scope_properties(name: &str) -> Vec<Property> {
+    vec![
+        Property::new("Description", GValue::Str(format!("berth run {name}"))),
+        Property::new("Slice", GValue::Str("berth.slice".into())),
+        Property::new("Delegate", GValue::Bool(true)),
+        // Gone once it ends, even when it failed (systemd-run --collect).
+        Property::new("CollectMode", GValue::Str("inactive-or-failed".into())),
+    ]
+}
+
 /// `org.systemd.property.NAME=VALUE` annotations as properties, with runc's
 /// rules: NAME is letters only (at least 3); VALUE is GVariant text; a name
 /// documented with `Sec` (`TimeoutStopSec`, a lowercase letter before `Sec`)
@@ -584,6 +597,17 @@ mod tests {
                 assert!(!code.contains(bad), "{file} uses {bad}");
             }
         }
+    }
+
+    #[test]
+    fn adhoc_scopes_are_delegated_in_berth_slice_and_collected() {
+        let p = plan_adhoc_scope_properties("web");
+        assert_eq!(get(&p, "Slice"), Some(&GValue::Str("berth.slice".into())));
+        assert_eq!(get(&p, "Delegate"), Some(&GValue::Bool(true)));
+        assert_eq!(
+            get(&p, "CollectMode"),
+            Some(&GValue::Str("inactive-or-failed".into()))
+        );
     }
 
     #[test]
