@@ -1,8 +1,9 @@
 //! `berth run`: service mode (`--systemd NAME`, the main process of
 //! `berth@NAME.service`) and ad hoc runs
 //! (`berth run [--rm] [-it] [-d] [--name N] IMAGE|--rootfs DIR [CMD…]`):
-//! in the foreground, supervised by this process (no cgroup of its own), or
-//! with `-d` handed to systemd as `berth@NAME.service`.
+//! in the foreground, supervised by this process (under systemd in a
+//! transient scope `berth-run-NAME.scope` it asks for over D-Bus), or with
+//! `-d` handed to systemd as `berth@NAME.service`.
 //!
 //! Thin: builds options and calls `crate::supervise`. Ad hoc runs become a
 //! definition first, so they are validated exactly like files in /etc.
@@ -43,8 +44,8 @@ pub struct RunArgs {
     /// Use this directory as the root filesystem instead of an image
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
-    /// Internal: already running in its own delegated scope (set when berth
-    /// re-executes itself under `systemd-run --scope`)
+    /// Internal: already running in its own delegated scope (as under
+    /// `systemd-run --scope -p Delegate=yes`)
     #[arg(long, hide = true)]
     pub scoped: bool,
     #[command(flatten)]
@@ -148,20 +149,19 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // Under systemd, a foreground run gets a transient scope in berth.slice
     // with a delegated cgroup, like a service's: accounting, limits and
-    // `systemctl stop berth-run-NAME.scope` work for it too.
-    if !args.scoped
-        && root == Path::new("/")
-        && root.join("run/systemd/system").is_dir()
-        && have_program("systemd-run")
-    {
-        return Err(enter_scope(&name, args.name.is_none()));
-    }
+    // `systemctl stop berth-run-NAME.scope` work for it too. This process
+    // moves into it before anything is cloned; the bus call's event loop is
+    // gone when it returns (runtime::create checks the thread count).
+    let scoped = args.scoped
+        || (root == Path::new("/")
+            && root.join("run/systemd/system").is_dir()
+            && enter_scope(&name));
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
         command: None,
         tty: args.tty,
-        delegated: args.scoped,
+        delegated: scoped,
         stdin: args.interactive || args.tty,
     };
     let code = supervise::run_definition(&opts, &def)?;
@@ -219,37 +219,19 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Re-execute this command under `systemd-run --scope`; returns only on failure.
-fn enter_scope(name: &str, add_name: bool) -> anyhow::Error {
-    use std::os::unix::process::CommandExt;
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return anyhow::Error::new(e).context("find berth's own binary"),
-    };
-    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let Some(pos) = argv.iter().position(|a| a == "run") else {
-        return anyhow::anyhow!("cannot find the \"run\" argument to re-execute");
-    };
-    let mut extra: Vec<std::ffi::OsString> = vec!["--scoped".into()];
-    if add_name {
-        extra.extend(["--name".into(), name.into()]);
+/// Move this process into a new transient scope `berth-run-NAME.scope` in
+/// berth.slice (Delegate=yes), over D-Bus. False, with a warning, when
+/// systemd cannot make it: the run then goes on without a cgroup of its own.
+fn enter_scope(name: &str) -> bool {
+    let unit = format!("berth-run-{name}.scope");
+    let props = crate::systemd::unit::plan_adhoc_scope_properties(name);
+    match crate::systemd::bus::start_transient_unit(&unit, &props, &[std::process::id()]) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("berth: warning: {e}; running without a scope of its own, ignoring");
+            false
+        }
     }
-    argv.splice(pos + 1..pos + 1, extra);
-    let err = std::process::Command::new("systemd-run")
-        .args([
-            "--scope",
-            "--quiet",
-            "--collect",
-            "--slice=berth.slice",
-            "-p",
-            "Delegate=yes",
-        ])
-        .arg(format!("--unit=berth-run-{name}"))
-        .arg("--")
-        .arg(exe)
-        .args(argv)
-        .exec();
-    anyhow::Error::new(err).context("run systemd-run --scope")
 }
 
 /// `error: FILE:LINE:COL: rest` → `error: rest`.
@@ -265,12 +247,6 @@ fn strip_position(line: &str, file: &str) -> String {
         }
         None => line.to_string(),
     }
-}
-
-fn have_program(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -9,7 +9,10 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 use super::state::{self, StateFile, Status, EXEC_FIFO};
 use super::{CgroupManager, Cli, Cmd, CreateArgs};
 use crate::runtime::hooks::HookPoint;
-use crate::runtime::{self, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio};
+use crate::runtime::{
+    self, CgroupPlacement, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio,
+};
+use crate::systemd::{bus, unit};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let root = cli.root.as_path();
@@ -314,6 +317,11 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
                 .map_err(|e| anyhow!(e))?,
         ),
     };
+    let (placement, scope) = if cli.systemd_cgroup && cgroup.is_some() {
+        systemd_placement(&a.id, cgroups_path.as_deref(), &spec)?
+    } else {
+        (CgroupPlacement::Runtime, None)
+    };
     let gate = if fifo {
         StartGate::Fifo(dir.join(EXEC_FIFO))
     } else {
@@ -324,6 +332,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         spec: spec.clone(),
         rootfs: RootfsSource::Dir(rootfs),
         cgroup: cgroup.clone(),
+        cgroup_placement: placement,
         console_socket: a.console_socket.clone(),
         state_dir: root.to_path_buf(),
         stdio: Stdio::Inherit,
@@ -331,7 +340,17 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         bundle: Some(bundle.clone()),
         preserve_fds: a.preserve_fds,
     };
-    let container = runtime::create(opts)?;
+    let container = match runtime::create(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            // A scope started before a later step failed has lost its
+            // process already; stopping it leaves no failed unit behind.
+            if let Some(scope) = scope.as_ref().filter(|s| s.started.get()) {
+                let _ = bus::stop_unit(&scope.unit);
+            }
+            return Err(e.into());
+        }
+    };
     let pid = container.pid();
     let st = StateFile {
         id: a.id.clone(),
@@ -340,6 +359,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         bundle,
         created: super::rfc3339_now(),
         cgroup,
+        systemd_unit: scope.as_ref().map(|s| s.unit.clone()),
         config: spec,
     };
     let saved = st
@@ -353,9 +373,83 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = container.wait();
         let _ = runtime::cleanup(root, &a.id);
+        if let Some(unit) = &st.systemd_unit {
+            let _ = bus::stop_unit(unit);
+        }
         return Err(e);
     }
     Ok((container, st))
+}
+
+/// The scope `--systemd-cgroup` starts, once the init exists.
+struct StartedScope {
+    unit: String,
+    started: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+/// `--systemd-cgroup`: the init goes into a transient scope that systemd
+/// creates over D-Bus (runc's systemd cgroup driver). Everything is planned
+/// here, so a bad cgroupsPath or `org.systemd.property.*` annotation fails
+/// before anything exists; the call itself happens after the clone (a scope
+/// needs a process), from a connection the runtime sees closed again.
+fn systemd_placement(
+    id: &str,
+    cgroups_path: Option<&Path>,
+    spec: &Spec,
+) -> Result<(CgroupPlacement, Option<StartedScope>)> {
+    let scope = state::systemd_scope(cgroups_path, id).map_err(|e| anyhow!(e))?;
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let props =
+        unit::plan_scope_properties(id, &scope.slice, resources, spec.annotations().as_ref())?;
+    let started = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = started.clone();
+    let name = scope.unit.clone();
+    let place: runtime::PlaceFn = Box::new(move |pid: Pid| {
+        match bus::start_transient_unit(&name, &props, &[pid.as_raw() as u32]) {
+            Ok(()) => {
+                flag.set(true);
+                Ok(())
+            }
+            Err(e @ bus::BusError::Unreachable { .. }) => Err(format!(
+                "{e}; --systemd-cgroup needs systemd's D-Bus API (run without --systemd-cgroup to write cgroupfs directly)"
+            )
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    });
+    Ok((
+        CgroupPlacement::Manager(place),
+        Some(StartedScope {
+            unit: scope.unit,
+            started,
+        }),
+    ))
+}
+
+/// Stop the container's scope, if it has one; systemd may have collected it
+/// already when its last process exited. Runs after the runtime's cleanup
+/// killed every process in it, so the stop does not wait on them. A failure
+/// only warns: the record is gone by now, and systemd stops an empty scope
+/// by itself.
+fn stop_scope(st: &StateFile) {
+    if let Err(e) = try_stop_scope(st) {
+        eprintln!("berth-runtime: warning: {e:#}, ignoring");
+    }
+}
+
+fn try_stop_scope(st: &StateFile) -> Result<()> {
+    let Some(unit) = &st.systemd_unit else {
+        return Ok(());
+    };
+    bus::stop_unit(unit)?;
+    // systemd removes the scope's cgroup when it stops; a sub-cgroup made
+    // inside (Delegate=yes) may keep it (runc removes it after the stop too).
+    if let Some(cg) = &st.cgroup {
+        if cg.exists() {
+            runtime::remove_cgroup(cg)?;
+        }
+    }
+    Ok(())
 }
 
 fn start(root: &Path, id: &str) -> Result<()> {
@@ -533,6 +627,7 @@ fn finish_run(root: &Path, id: &str, keep: bool, code: i32) -> Result<i32> {
         let st = StateFile::load(root, id).ok();
         runtime::cleanup(root, id).map_err(join_errors)?;
         if let Some(st) = st {
+            stop_scope(&st);
             run_warning_hooks(&st, HookPoint::Poststop, Status::Stopped);
         }
     }
@@ -681,6 +776,7 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     runtime::cleanup(root, id).map_err(join_errors)?;
     if let Some(st) = poststop {
+        stop_scope(&st);
         run_warning_hooks(&st, HookPoint::Poststop, Status::Stopped);
     }
     Ok(())
@@ -794,7 +890,7 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": namespaces,
             "capabilities": caps,
-            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "cgroup": {"v1": false, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
             "seccomp": {
                 "enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],

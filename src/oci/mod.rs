@@ -46,7 +46,8 @@ pub struct Cli {
     pub log: Option<PathBuf>,
     #[arg(long = "log-format", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
-    /// `linux.cgroupsPath` is `slice:prefix:name` (mapped to cgroupfs; no D-Bus yet).
+    /// `linux.cgroupsPath` is `slice:prefix:name`: the container runs in a
+    /// transient systemd scope `prefix-name.scope`, started over D-Bus.
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// crun's spelling: `systemd` is `--systemd-cgroup`; `disabled` creates

@@ -1,6 +1,7 @@
 //! The OCI command line's per-container state (`--root/ID/state.json`), the
 //! status computed from it, and the pure mapping of `linux.cgroupsPath` to a
-//! cgroupfs directory. The runtime's own resource record sits next to it.
+//! cgroupfs directory or, with `--systemd-cgroup`, to a systemd scope and
+//! its directory. The runtime's own resource record sits next to it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ pub struct StateFile {
     pub bundle: PathBuf,
     pub created: String,
     pub cgroup: Option<PathBuf>,
+    /// The transient systemd scope holding the container
+    /// (`--systemd-cgroup`), stopped by `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
     /// The spec as created, so `exec` gets the same confinement.
     pub config: Spec,
 }
@@ -149,49 +154,68 @@ pub fn expand_slice(slice: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// A container's systemd scope, from `linux.cgroupsPath` = `slice:prefix:name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdScope {
+    /// The slice unit the scope goes in, e.g. `system.slice`.
+    pub slice: String,
+    /// The scope unit, `prefix-name.scope`.
+    pub unit: String,
+}
+
+/// runc's rules (specconv `CreateCgroupConfig`, systemd `getUnitName`): an
+/// empty path is `system.slice:berth:ID`, an empty slice `system.slice`,
+/// the unit `PREFIX-NAME.scope`. A NAME ending in `.slice` asks runc for a
+/// slice unit, which cannot hold the container's processes: refused here.
+pub fn systemd_scope(cgroups_path: Option<&Path>, id: &str) -> Result<SystemdScope, String> {
+    let raw = cgroups_path
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (slice, prefix, name) = if raw.is_empty() {
+        ("", "berth", id)
+    } else {
+        match raw.split(':').collect::<Vec<_>>()[..] {
+            [slice, prefix, name] => (slice, prefix, name),
+            _ => {
+                return Err(format!(
+                    "cgroupsPath '{raw}' is not slice:prefix:name, as --systemd-cgroup expects"
+                ))
+            }
+        }
+    };
+    if name.is_empty() || name.ends_with(".slice") {
+        return Err(format!(
+            "cgroupsPath '{raw}': the name must be non-empty and not a .slice (expected slice:prefix:name for a scope)"
+        ));
+    }
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
+    let unit = format!("{prefix}-{name}.scope");
+    let ok = |c: char| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c);
+    if !unit.chars().all(ok) || unit.len() > 255 {
+        return Err(format!(
+            "cgroupsPath '{raw}': '{unit}' is not a valid systemd unit name (expected letters, digits and ':-_.\\@')"
+        ));
+    }
+    expand_slice(slice)?;
+    Ok(SystemdScope {
+        slice: slice.to_string(),
+        unit,
+    })
+}
+
 /// The cgroupfs directory for a container: `linux.cgroupsPath` under the
-/// cgroup2 mount, or `berth/ID` when unset. With `--systemd-cgroup` the path is
-/// `slice:prefix:name` and maps to `SLICE-PATH/prefix-name.scope`, the
-/// directory systemd would give a scope of that name. (Registering the scope
-/// with systemd over D-Bus is not done here yet.)
+/// cgroup2 mount, or `berth/ID` when unset. With `--systemd-cgroup` it is
+/// the directory systemd gives the container's scope ([`systemd_scope`]):
+/// `SLICE-PATH/prefix-name.scope`, computed as runc does.
 pub fn cgroup_dir(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<PathBuf, String> {
     let root = Path::new(CGROUP_ROOT);
     let rel = if systemd {
-        let raw = cgroups_path
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (slice, prefix, name) = if raw.is_empty() {
-            (
-                "system.slice".to_string(),
-                "berth".to_string(),
-                id.to_string(),
-            )
-        } else {
-            let parts: Vec<&str> = raw.split(':').collect();
-            if parts.len() != 3 {
-                return Err(format!(
-                    "cgroupsPath '{raw}' is not slice:prefix:name, as --systemd-cgroup expects"
-                ));
-            }
-            let slice = if parts[0].is_empty() {
-                "system.slice"
-            } else {
-                parts[0]
-            };
-            (
-                slice.to_string(),
-                parts[1].to_string(),
-                parts[2].to_string(),
-            )
-        };
-        let unit = if name.ends_with(".slice") {
-            PathBuf::from(&name)
-        } else if prefix.is_empty() {
-            PathBuf::from(format!("{name}.scope"))
-        } else {
-            PathBuf::from(format!("{prefix}-{name}.scope"))
-        };
-        expand_slice(&slice)?.join(unit)
+        let scope = systemd_scope(cgroups_path, id)?;
+        expand_slice(&scope.slice)?.join(scope.unit)
     } else {
         match cgroups_path {
             Some(p) if !p.as_os_str().is_empty() => p.strip_prefix("/").unwrap_or(p).to_path_buf(),
@@ -225,6 +249,41 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/system.slice/berth-abc.scope")
         );
         assert!(cgroup_dir(Some(Path::new("bad")), "abc", true).is_err());
+    }
+
+    #[test]
+    fn systemd_scope_names_follow_runc() {
+        let scope = |p: &str| systemd_scope(Some(Path::new(p)), "id");
+        assert_eq!(
+            scope("berth.slice:test:c1").unwrap(),
+            SystemdScope {
+                slice: "berth.slice".into(),
+                unit: "test-c1.scope".into()
+            }
+        );
+        assert_eq!(
+            scope(":prefix:name").unwrap(),
+            SystemdScope {
+                slice: "system.slice".into(),
+                unit: "prefix-name.scope".into()
+            }
+        );
+        // runc's getUnitName joins with '-' even when the prefix is empty.
+        assert_eq!(scope("a.slice::n").unwrap().unit, "-n.scope");
+        assert_eq!(systemd_scope(None, "id").unwrap().unit, "berth-id.scope");
+        assert!(scope("a.slice:p:x.slice")
+            .unwrap_err()
+            .contains("not a .slice"));
+        assert!(scope("a.slice:p:").is_err());
+        assert!(scope("a:p:n").unwrap_err().contains("not a slice name"));
+        assert!(scope("a.slice:p:n/x")
+            .unwrap_err()
+            .contains("not a valid systemd unit name"));
+        assert!(scope("a-.slice:p:n").is_err());
+        assert_eq!(
+            cgroup_dir(Some(Path::new(":prefix:name")), "id", true).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/system.slice/prefix-name.scope")
+        );
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub struct InitPlan {
     pub new_user_ns: bool,
     pub new_net_ns: bool,
     pub new_cgroup_ns: bool,
+    /// The cgroup namespace is unshared after sync point 1, not at clone: a
+    /// cgroup manager moves the init after the clone, and the namespace's
+    /// root is the cgroup the init is in when it is made (runc's nsexec
+    /// waits the same way).
+    pub unshare_cgroup_late: bool,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
     pub hostname: Option<String>,
@@ -221,6 +226,7 @@ impl InitPlan {
             new_user_ns: new(LinuxNamespaceType::User),
             new_net_ns: new(LinuxNamespaceType::Network),
             new_cgroup_ns: new(LinuxNamespaceType::Cgroup),
+            unshare_cgroup_late: false,
             terminal,
             console_size,
             hostname,
@@ -374,6 +380,13 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     }
     // Existing namespaces to join, before any mount is made in the wrong one.
     step("join namespaces", ctx.ns_fds.join_in_child())?;
+    if plan.unshare_cgroup_late {
+        step(
+            "unshare the cgroup namespace",
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| RuntimeError::sys("unshare cgroup namespace", e)),
+        )?;
+    }
     step("stdio", setup_stdio(&ctx.stdio))?;
     // The FIFO lives on the host; open it while its path is still reachable.
     let fifo = match ctx.gate {

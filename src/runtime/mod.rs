@@ -37,7 +37,10 @@ pub use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 pub use cgroup::apply_resources;
-pub use cgroup::{cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, CgroupState, CGROUP_ROOT};
+pub use cgroup::{
+    blkio_to_io_weight, cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, remove_cgroup,
+    shares_to_weight, CgroupState, CGROUP_ROOT,
+};
 use channel::{Channel, Message};
 pub use exec::{exec, ExecOptions, ExecProcess};
 pub use init::plan_personality;
@@ -124,6 +127,12 @@ pub enum RuntimeError {
     },
     #[error("container '{id}' was not started within the wait, or it died")]
     StartTimeout { id: String },
+    #[error("place the init in cgroup '{path}': {source}")]
+    CgroupPlacement {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl RuntimeError {
@@ -184,6 +193,37 @@ pub enum StartGate {
     Fifo(PathBuf),
 }
 
+/// Puts the container's init (by PID, in the caller's PID namespace) into
+/// its cgroup; see [`CgroupPlacement::Manager`].
+pub type PlaceFn = Box<dyn FnOnce(Pid) -> Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
+/// Who makes the container's cgroup ([`CreateOptions::cgroup`]) and puts the
+/// init in it.
+#[derive(Default)]
+pub enum CgroupPlacement {
+    /// The runtime creates the directory (and its missing parents, removed
+    /// again on cleanup), writes the limits, and clones the init into it.
+    #[default]
+    Runtime,
+    /// A cgroup manager (systemd: a transient scope with `PIDs=[init]`)
+    /// creates the cgroup and moves the init into it. The runtime calls it
+    /// after the clone, while the init waits before its first step, then
+    /// writes the limits and the device filter there; it never creates nor
+    /// removes that directory, only empties it on cleanup. The clone comes
+    /// first because a scope cannot start without a process, and so the
+    /// manager's connection lives only after the clone.
+    Manager(PlaceFn),
+}
+
+impl std::fmt::Debug for CgroupPlacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CgroupPlacement::Runtime => "Runtime",
+            CgroupPlacement::Manager(_) => "Manager(..)",
+        })
+    }
+}
+
 /// Everything [`create`] needs.
 #[derive(Debug)]
 pub struct CreateOptions {
@@ -192,6 +232,8 @@ pub struct CreateOptions {
     pub rootfs: RootfsSource,
     /// Absolute cgroupfs directory for the container, created when missing.
     pub cgroup: Option<PathBuf>,
+    /// Who creates `cgroup` and places the init there.
+    pub cgroup_placement: CgroupPlacement,
     /// OCI `--console-socket`, used when `process.terminal` is true.
     pub console_socket: Option<PathBuf>,
     /// The record of created resources lives in `state_dir/ID/`.
@@ -219,6 +261,7 @@ impl CreateOptions {
             spec,
             rootfs: RootfsSource::Dir(root),
             cgroup: None,
+            cgroup_placement: CgroupPlacement::Runtime,
             console_socket: None,
             state_dir: state_dir.into(),
             stdio: Stdio::Inherit,
@@ -403,11 +446,26 @@ pub fn create(opts: CreateOptions) -> Result<Container, RuntimeError> {
     }
 }
 
-fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, RuntimeError> {
+fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Container, RuntimeError> {
     let dir = record::container_dir(&opts.state_dir, &opts.id);
+    let manager = match std::mem::take(&mut opts.cgroup_placement) {
+        CgroupPlacement::Runtime => None,
+        CgroupPlacement::Manager(place) => Some(place),
+    };
+    if manager.is_some() && opts.cgroup.is_none() {
+        return Err(RuntimeError::InvalidSpec {
+            id: opts.id.clone(),
+            reason: "a cgroup manager places the init, but no cgroup path was given".into(),
+        });
+    }
     std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
     rec.dir_created = true;
-    let plan = init::InitPlan::build(&opts)?;
+    let mut plan = init::InitPlan::build(&opts)?;
+    let newcgroup = nix::sched::CloneFlags::CLONE_NEWCGROUP.bits() as u64;
+    if manager.is_some() && plan.clone_flags & newcgroup != 0 {
+        plan.clone_flags &= !newcgroup;
+        plan.unshare_cgroup_late = true;
+    }
     // One record of everything this start may create, saved before any of
     // it exists: teardown skips what is missing, so a crash at any later
     // point is covered without a save per resource (each save is a write
@@ -423,7 +481,9 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
     }
     if let Some(path) = &opts.cgroup {
         planned.cgroup = Some(path.clone());
-        planned.cgroup_dirs = cgroup::missing_dirs(path);
+        if manager.is_none() {
+            planned.cgroup_dirs = cgroup::missing_dirs(path);
+        }
     }
     planned.save(&dir)?;
 
@@ -451,8 +511,8 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
         rec.exec_fifo = Some(path.clone());
     }
 
-    let cgroup_fd = match &opts.cgroup {
-        Some(path) => {
+    let cgroup_fd = match (&opts.cgroup, &manager) {
+        (Some(path), None) => {
             rec.cgroup_dirs = cgroup::setup_cgroup(path)?;
             rec.cgroup = Some(path.clone());
             // Someone else made a parent between planning and now: record
@@ -460,24 +520,9 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
             if rec.cgroup_dirs != planned.cgroup_dirs {
                 rec.save(&dir)?;
             }
-            if let Some(resources) = opts
-                .spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.resources().as_ref())
-            {
-                cgroup::apply_resources(path, resources)?;
-            }
-            // A container that may manage its cgroup (cgroupns, writable
-            // cgroupfs) owns it, also from inside a user namespace.
-            if let Some(owner) = cgroup_delegate::plan_cgroup_owner(&opts.spec) {
-                cgroup_delegate::apply_cgroup_owner(path, owner)?;
-            }
-            let fd = File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?;
-            setup_device_filter(&opts.spec, &fd)?;
-            Some(fd)
+            Some(setup_cgroup_limits(path, &opts.spec)?)
         }
-        None => None,
+        _ => None,
     };
 
     let console = match (&plan.terminal, &opts.console_socket) {
@@ -535,8 +580,21 @@ fn create_recorded(opts: CreateOptions, rec: &mut Record) -> Result<Container, R
 
     // When CLONE_INTO_CGROUP was refused, place the init before it runs a
     // single step of its own.
-    if let (Some(path), false) = (&opts.cgroup, placed) {
+    if let (Some(path), false, None) = (&opts.cgroup, placed, &manager) {
         cgroup::add_process(path, pid)?;
+    }
+    // The cgroup manager places the init the same way, then the limits
+    // follow, before the init runs.
+    if let (Some(path), Some(place)) = (&opts.cgroup, manager) {
+        place(pid).map_err(|source| RuntimeError::CgroupPlacement {
+            path: path.clone(),
+            source,
+        })?;
+        rec.cgroup = Some(path.clone());
+        // The manager's connection and event loop must be gone: nothing
+        // else may run beside this process's later clones.
+        process::assert_single_threaded()?;
+        drop(setup_cgroup_limits(path, &opts.spec)?);
     }
     if plan.new_user_ns {
         process::write_id_mappings(pid, &opts.spec)?;
@@ -628,6 +686,22 @@ pub(crate) fn idmapped_overlay<'a>(
         } if plan.new_user_ns => Some((lowers, upper, work)),
         _ => None,
     }
+}
+
+/// Step (parent, before the init runs): `linux.resources` and the device
+/// filter in the container's cgroup; the open cgroup for CLONE_INTO_CGROUP.
+fn setup_cgroup_limits(path: &Path, spec: &Spec) -> Result<File, RuntimeError> {
+    if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        cgroup::apply_resources(path, resources)?;
+    }
+    // A container that may manage its cgroup (cgroupns, writable cgroupfs)
+    // owns it, also from inside a user namespace.
+    if let Some(owner) = cgroup_delegate::plan_cgroup_owner(spec) {
+        cgroup_delegate::apply_cgroup_owner(path, owner)?;
+    }
+    let fd = File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?;
+    setup_device_filter(spec, &fd)?;
+    Ok(fd)
 }
 
 /// Step (parent, before clone): the device filter, when the spec has device

@@ -1,8 +1,14 @@
-//! systemd: the small protocol pieces berth speaks to systemd without D-Bus —
-//! `sd_notify` datagrams and kernel-log lines for the generator.
-//!
-//! Everything here is best effort by design: a notification that cannot be sent
-//! means we are not running under systemd, which is not an error.
+//! systemd: the protocol pieces berth speaks to systemd — `sd_notify`
+//! datagrams and kernel-log lines for the generator (here, best effort by
+//! design: a notification that cannot be sent means we are not running under
+//! systemd, which is not an error), and transient scopes over D-Bus:
+//! `gvariant` (pure: GVariant text of `org.systemd.property.*` annotations),
+//! `unit` (pure: a container's scope properties from its spec) and `bus`
+//! (the zbus calls, each on a runtime it drops before returning).
+
+pub mod bus;
+pub mod gvariant;
+pub mod unit;
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
