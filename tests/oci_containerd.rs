@@ -1,7 +1,7 @@
 //! containerd 1.6 drives berth-runtime through its runc v2 shim, as a
 //! containerd user would with `ctr ... --runc-binary /usr/bin/berth-runtime`:
 //! `ctr run --rm` (output, exit code, stdin, `-t`, a missing program, the
-//! host's PID namespace), a detached task with `task ls`, `task exec`
+//! host's PID namespace, a shared root), a detached task with `task ls`, `task exec`
 //! (confinement as the container's own), `exec -t`, `task ps`,
 //! `pause`/`resume`, `kill`, `task delete`, `container rm`, and nothing of
 //! the container left behind. Every step is also run against runc through
@@ -54,6 +54,9 @@ struct Seen {
     /// children" (`kill --all` after the init exited) failed.
     shared_pid_code: Option<i32>,
     shared_pid_kill_failed: bool,
+    /// `ctr run --rm --rootfs-propagation rshared … true` (pivot_root with
+    /// containerd's rootfs mount as the new root's parent).
+    shared_root_code: Option<i32>,
     /// `ctr task ls` right after `ctr run -d`, and whether its PID is the
     /// container's shell in the container's cgroup.
     listed: String,
@@ -202,6 +205,13 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         l.contains("failed to kill init's children") && l.contains(&format!("id={p}-shared"))
     });
 
+    let shared_root_code = c
+        .ctr(&format!(
+            "run --rm --rootfs-propagation rshared {args} {IMAGE} {p}-rshared true"
+        ))
+        .status
+        .code();
+
     // The detached task: PID 1 is a shell that turns SIGTERM into exit 7.
     let id = format!("{p}-task");
     c.ctr_ok(&format!(
@@ -278,6 +288,7 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         missing_named,
         shared_pid_code,
         shared_pid_kill_failed,
+        shared_root_code,
         listed,
         listed_pid_is_init,
         exec_other_namespaces,
@@ -335,6 +346,7 @@ fn containerd_runs_tasks_on_berth_runtime() {
         missing_named: true,
         shared_pid_code: Some(4),
         shared_pid_kill_failed: false,
+        shared_root_code: Some(0),
         listed: "RUNNING".into(),
         listed_pid_is_init: true,
         exec_other_namespaces: vec![],
