@@ -692,3 +692,31 @@ $RT kill --all ka KILL 2>/dev/null; echo gone=$?
     assert_eq!(line(&out, "delete"), "0", "{d}");
     assert_eq!(line(&out, "gone"), "1", "{d}");
 }
+
+/// A rootfs that is itself a mount point (containerd mounts its overlay
+/// there) with a shared rootfsPropagation: the mount that becomes the new
+/// root's parent is the rootfs mount, and pivot_root needs it private.
+#[test]
+fn shared_propagation_on_a_mounted_rootfs() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("sp", |c| {
+        c["process"]["args"] = json!(["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]);
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+    });
+    let script = format!(
+        r#"
+mount --bind {b}/rootfs {b}/rootfs && mount --make-rshared {b}/rootfs
+$RT run -b {b} sp </dev/null; echo run=$?
+umount {b}/rootfs
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "run"), "0", "{d}");
+    // The root is shared inside the container, as asked.
+    assert!(out.contains(" shared:"), "{d}");
+}

@@ -1,11 +1,12 @@
 //! containerd 1.6 drives berth-runtime through its runc v2 shim, as a
 //! containerd user would with `ctr ... --runc-binary /usr/bin/berth-runtime`:
 //! `ctr run --rm` (output, exit code, stdin, `-t`, a missing program, the
-//! host's PID namespace), a detached task with `task ls`, `task exec`
-//! (confinement as the container's own), `exec -t`, `task ps`,
-//! `pause`/`resume`, `kill`, `task delete`, `container rm`, and nothing of
-//! the container left behind. Every step is also run against runc through
-//! the same shim, so the expectations are what a real runtime delivers.
+//! host's PID namespace, a shared root), a detached task with `task ls`,
+//! `task exec` (confinement as the container's own), `exec -t`, `task ps`,
+//! `pause`/`resume`, `kill`, `task delete`, `container rm`, a task whose
+//! shim was killed, and nothing of the containers left behind. Every step is
+//! also run against runc through the same shim, so the expectations are what
+//! a real runtime delivers.
 //!
 //! Runs inside a systemd box (tests/support/systemd_box.rs) with containerd
 //! started by hand (tests/support/containerd.rs). Root only; skips when
@@ -54,6 +55,9 @@ struct Seen {
     /// children" (`kill --all` after the init exited) failed.
     shared_pid_code: Option<i32>,
     shared_pid_kill_failed: bool,
+    /// `ctr run --rm --rootfs-propagation rshared … true` (pivot_root with
+    /// containerd's rootfs mount as the new root's parent).
+    shared_root_code: Option<i32>,
     /// `ctr task ls` right after `ctr run -d`, and whether its PID is the
     /// container's shell in the container's cgroup.
     listed: String,
@@ -86,6 +90,10 @@ struct Seen {
     /// (containerd's NotFound), not an unknown error.
     kill_again_not_found: bool,
     exit_code_reported: bool,
+    /// A task whose shim was SIGKILLed is cleaned up by containerd (the
+    /// shim's `delete` runs `delete --force` of the running container):
+    /// gone from `task ls` (what is left of it shows in `leftovers`).
+    crashed_shim_task_gone: bool,
     /// What [`traces`] finds of the running task (so the check below sees
     /// what it looks for): state dir, cgroup, rootfs mount, container.
     traces_while_running: usize,
@@ -202,6 +210,13 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         l.contains("failed to kill init's children") && l.contains(&format!("id={p}-shared"))
     });
 
+    let shared_root_code = c
+        .ctr(&format!(
+            "run --rm --rootfs-propagation rshared {args} {IMAGE} {p}-rshared true"
+        ))
+        .status
+        .code();
+
     // The detached task: PID 1 is a shell that turns SIGTERM into exit 7.
     let id = format!("{p}-task");
     c.ctr_ok(&format!(
@@ -267,6 +282,24 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         out.status.success() && String::from_utf8_lossy(&out.stderr).contains("exit code 7");
     c.ctr_ok(&format!("container rm {id}"));
 
+    let crash = format!("{p}-crash");
+    c.ctr_ok(&format!(
+        "run -d {args} {IMAGE} {crash} sh -c 'sleep 60 & sleep 60'"
+    ));
+    c.sbox.sh_ok(&format!(
+        "kill -9 $(pgrep -f '^/usr/bin/containerd-shim-runc-v2 .*-id {crash} ')"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !task_status(c, &crash).0.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let crashed_shim_task_gone = task_status(c, &crash).0.is_empty();
+    c.ctr_ok(&format!("container rm {crash}"));
+    // containerd forgets the task before its cleanup (`shim delete`) ends.
+    while traces(c, rt).iter().any(|t| t.contains(&crash)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let leftovers = traces(c, rt);
 
     Seen {
@@ -278,6 +311,7 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         missing_named,
         shared_pid_code,
         shared_pid_kill_failed,
+        shared_root_code,
         listed,
         listed_pid_is_init,
         exec_other_namespaces,
@@ -299,6 +333,7 @@ fn observe(c: &Containerd, rt: &Runtime, script: bool) -> Seen {
         killed,
         kill_again_not_found,
         exit_code_reported,
+        crashed_shim_task_gone,
         traces_while_running,
         leftovers,
     }
@@ -335,6 +370,7 @@ fn containerd_runs_tasks_on_berth_runtime() {
         missing_named: true,
         shared_pid_code: Some(4),
         shared_pid_kill_failed: false,
+        shared_root_code: Some(0),
         listed: "RUNNING".into(),
         listed_pid_is_init: true,
         exec_other_namespaces: vec![],
@@ -356,6 +392,7 @@ fn containerd_runs_tasks_on_berth_runtime() {
         killed: "STOPPED".into(),
         kill_again_not_found: true,
         exit_code_reported: true,
+        crashed_shim_task_gone: true,
         traces_while_running: 4,
         leftovers: vec![],
     };

@@ -229,8 +229,11 @@ pub fn setup_root(
 ) -> Result<(), RuntimeError> {
     // pivot_root(2) refuses a shared parent of the new root, which a
     // `shared` rootfsPropagation makes; this is our own copy of that mount
-    // (runc `rootfsParentMountPrivate`).
-    if let Some(parent) = parent_mount_point(rootfs) {
+    // (runc `rootfsParentMountPrivate`). The parent of the bind made below
+    // is the mount holding `rootfs`: `rootfs` itself when it is a mount
+    // point, as containerd's overlay is.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(parent) = mount_point_holding(rootfs, &mountinfo) {
         mnt(sys, None, &parent, None, MsFlags::MS_PRIVATE, None)?;
     }
     match source {
@@ -263,14 +266,14 @@ pub fn setup_root(
     mnt(sys, None, rootfs, None, MsFlags::MS_PRIVATE, None)
 }
 
-/// The mount point the directory above `path` lives on, from mountinfo.
-fn parent_mount_point(path: &Path) -> Option<PathBuf> {
-    let parent = path.parent()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
+/// The mount point of the mount `path` is on (itself when it is a mount
+/// point), from mountinfo's text.
+fn mount_point_holding(path: &Path, mountinfo: &str) -> Option<PathBuf> {
+    mountinfo
+        .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| PathBuf::from(unescape_mountinfo(p)))
-        .filter(|p| parent.starts_with(p))
+        .filter(|p| path.starts_with(p))
         .max_by_key(|p| p.components().count())
 }
 
@@ -672,6 +675,34 @@ pub fn remount_root_readonly(sys: &dyn Syscall) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_holding_a_rootfs_may_be_the_rootfs_itself() {
+        let info = "\
+22 1 0:21 / / rw - overlay overlay rw
+30 22 0:25 / /run rw shared:5 - tmpfs tmpfs rw
+41 30 0:40 / /run/c/b\\040x/rootfs rw shared:9 - overlay overlay rw
+";
+        // containerd mounts the rootfs itself: its mount is the parent.
+        assert_eq!(
+            mount_point_holding(Path::new("/run/c/b x/rootfs"), info),
+            Some(PathBuf::from("/run/c/b x/rootfs"))
+        );
+        // A plain directory: the mount it lives on.
+        assert_eq!(
+            mount_point_holding(Path::new("/run/c/other/rootfs"), info),
+            Some(PathBuf::from("/run"))
+        );
+        assert_eq!(
+            mount_point_holding(Path::new("/srv/rootfs"), info),
+            Some(PathBuf::from("/"))
+        );
+        // A path prefix is not a parent: /run/c/b x/rootfs2 is on /run.
+        assert_eq!(
+            mount_point_holding(Path::new("/run/c/b x/rootfs2"), info),
+            Some(PathBuf::from("/run"))
+        );
+    }
 
     fn opts(v: &[&str]) -> MountOptions {
         parse_mount_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
