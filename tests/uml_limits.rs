@@ -9,7 +9,14 @@
 //!   bundles whose `linux.resources` ask for the limits, each in a cgroup
 //!   below one the test made (as a shim would);
 //! - service mode: real systemd with berth installed by packaging/install.sh,
-//!   definitions in /etc/berth/containers, `systemctl start berth@NAME`.
+//!   definitions in /etc/berth/containers, `systemctl start berth@NAME`;
+//!   then, in the same guest, `berth-runtime --systemd-cgroup run` of bundles
+//!   with `cgroupsPath` `berth.slice:uml:NAME`: berth-runtime registers each
+//!   as the transient scope `uml-NAME.scope` over D-Bus with the spec's
+//!   limits as systemd properties, and the kernel enforces them there
+//!   (`systemctl show` and the scope's memory.max/pids.max/cpu.max agree, the
+//!   OOM kill and the rejected fork are logged for the scope's cgroup); once
+//!   `run` returns, no unit, cgroup or state is left, even after an OOM kill.
 //!
 //! Every limit has a control run with a looser limit that must succeed, so a
 //! workload that never allocated, forked or spun could not pass.
@@ -401,6 +408,55 @@ sc start berth@secret
 wait_done secret
 result secret_log "$(journalctl --no-pager -b -u berth@secret -o cat | grep '^secret:' | tr '\n' ' ')"
 result secret_left "$(ls /run/credentials 2>/dev/null | tr '\n' ' ')"
+# berth-runtime --systemd-cgroup, as a shim runs it: `run` of bundles whose
+# cgroupsPath berth.slice:uml:NAME makes berth-runtime register the scope
+# uml-NAME.scope over D-Bus with the spec's limits as properties. After the
+# berth@ units, so the slice's OOM count and the kernel's last reports above
+# are theirs alone.
+RT="berth-runtime --root /run/berth-rt --systemd-cgroup"
+# rt_start NAME: `run` in the background until the init is in its scope,
+# then what the kernel and systemd hold for it, read at once.
+rt_start() {
+    S=$CG/uml-$1.scope
+    $RT run -b /bundles/$1 $1 > /run/rt-$1.out 2>&1 </dev/null &
+    eval "rtpid_$1=$!"
+    i=0
+    while [ $i -lt 600 ]; do
+        p=; read -r p < $S/cgroup.procs 2>/dev/null
+        [ -n "$p" ] && break
+        sleep 0.05; i=$((i+1))
+    done
+    for f in memory pids cpu; do
+        v=; read -r v < $S/$f.max 2>/dev/null
+        result rt_$1_${f}_max "$v"
+    done
+    result rt_$1_show $(sc show -p MemoryMax,TasksMax,CPUQuotaPerSecUSec uml-$1.scope)
+}
+rt_finish() {
+    eval "wait \$rtpid_$1"; result rt_$1_exit $?
+    result rt_$1_out "$(tr '\n' ' ' < /run/rt-$1.out)"
+}
+for n in hog ok200 forks5 forks50; do rt_start $n; done
+for n in hog ok200 forks5 forks50; do rt_finish $n; done
+result rt_oom_report "$(dmesg | grep 'oom-kill:.*/uml-' | tail -1)"
+result rt_slice_oom_kill "$(sed -n 's/^oom_kill //p' $CG/memory.events)"
+result rt_pids_report "$(dmesg | grep 'fork rejected by pids controller in /berth.slice/uml-' | tail -1)"
+for n in forks5 forks50; do
+    result rt_${n}_forked "$(grep -o 'forked=[0-9]*' /run/rt-$n.out | tail -1 | cut -d= -f2)"
+done
+rt_start spin50
+sleep 0.3
+sample $CG/uml-spin50.scope; u0=$u t0=$t
+sleep 2
+sample $CG/uml-spin50.scope; u1=$u t1=$t
+result rt_spin50_permille $(( (u1 - u0) / (t1 - t0) ))
+result rt_spin50_throttled "$(sed -n 's/^nr_throttled //p' $CG/uml-spin50.scope/cpu.stat)"
+$RT kill spin50 KILL
+rt_finish spin50
+# Nothing left behind once `run` returned: no unit, no cgroup, no state.
+result rt_units_after $(sc show -p Id,LoadState,ActiveState uml-hog.scope uml-ok200.scope uml-forks5.scope uml-forks50.scope uml-spin50.scope)
+result rt_cgroups_after $(ls $CG | grep '^uml-')
+result rt_state_after $(ls /run/berth-rt)
 "#;
 
 /// The systemd guest, booted by the first test that asks.
@@ -423,13 +479,30 @@ fn systemd_guest() -> &'static GuestRun {
                 ),
             ),
         ];
+        // berth-runtime's bundles, each with its own busybox rootfs.
+        let bundles = tempfile::tempdir().unwrap();
+        let mem = |m: u64| json!({"memory": {"limit": m * 1024 * 1024}});
+        let pids = |p: i64| json!({"pids": {"limit": p}});
+        let cpu = |q: i64| json!({"cpu": {"quota": q, "period": 100000}});
+        for (name, cmd, resources) in [
+            ("hog", delayed(HOG, 8), mem(20)),
+            ("ok200", delayed(HOG, 8), mem(200)),
+            ("forks5", delayed(FORKS, 8), pids(5)),
+            ("forks50", delayed(FORKS, 8), pids(50)),
+            ("spin50", SPIN.to_string(), cpu(50000)),
+        ] {
+            let path = format!("berth.slice:uml:{name}");
+            bundle(bundles.path(), name, &cmd, resources, &path);
+        }
         let mut opts = GuestOptions::new(Mode::Systemd, SYSTEMD_SCRIPT)
             .with_berth()
             .dir(rootfs.path(), ROOTFS)
+            .dir(bundles.path(), "/bundles")
             .file("/etc/credstore/db-password", "s3cret-from-credstore");
         // Generous: on a loaded 2-core host every fork+exec in UML costs
-        // hundreds of ms; the guest takes ~30-65 s there, much less when idle.
-        opts.timeout = Duration::from_secs(120);
+        // hundreds of ms; the guest takes ~65-85 s there (the berth-runtime
+        // scopes ~35 s of it), much less when idle.
+        opts.timeout = Duration::from_secs(150);
         for (name, body) in &defs {
             opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), definition(body));
         }
@@ -617,4 +690,191 @@ fn systemd_secret_reaches_the_container() {
         g.diagnostics()
     );
     assert!(!log.contains("writable"), "{log}");
+}
+
+// --- berth-runtime --systemd-cgroup in the systemd guest -----------------
+
+/// `KEY=VALUE` words (a `systemctl show` output joined into one line) as a
+/// map; with `Id=` among them, one map per unit, keyed by its Id.
+fn show_words(line: &str) -> std::collections::BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn show_units(
+    line: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let mut units = std::collections::BTreeMap::new();
+    let mut id = String::new();
+    for (k, v) in line.split_whitespace().filter_map(|w| w.split_once('=')) {
+        if k == "Id" {
+            id = v.to_string();
+        }
+        units
+            .entry(id.clone())
+            .or_insert_with(std::collections::BTreeMap::new)
+            .insert(k.to_string(), v.to_string());
+    }
+    units
+}
+
+/// `berth-runtime --systemd-cgroup run` with `memory.limit` 20M: systemd's
+/// MemoryMax= on the scope it registered is the kernel's memory.max there,
+/// and the kernel OOM-kills the 100 MB allocation in that scope; 200M lets
+/// the same workload finish.
+#[test]
+fn runtime_scope_memory_limit_is_enforced_by_oom_kill() {
+    require_uml!();
+    let g = systemd_guest();
+    assert_eq!(
+        g.value("rt_hog_memory_max"),
+        "20971520",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        show_words(g.value("rt_hog_show"))
+            .get("MemoryMax")
+            .map(String::as_str),
+        Some("20971520"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("rt_hog_exit"), "137", "{}", g.diagnostics());
+    assert!(
+        !g.value("rt_hog_out").contains("allocated-100M"),
+        "{}",
+        g.diagnostics()
+    );
+    let report = g.value("rt_oom_report");
+    assert!(
+        report.contains("CONSTRAINT_MEMCG")
+            && report.contains("oom_memcg=/berth.slice/uml-hog.scope,"),
+        "the kernel's OOM report does not name the scope's memcg: {report:?}\n{}",
+        g.diagnostics()
+    );
+    // One more OOM kill in berth.slice than the berth@ units had: the
+    // hog's, not the control's.
+    assert_eq!(
+        g.number("rt_slice_oom_kill"),
+        g.number("slice_oom_kill") + 1,
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value("rt_ok200_memory_max"),
+        "209715200",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        show_words(g.value("rt_ok200_show"))
+            .get("MemoryMax")
+            .map(String::as_str),
+        Some("209715200"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("rt_ok200_exit"), "0", "{}", g.diagnostics());
+    assert!(
+        g.value("rt_ok200_out").contains("allocated-100M"),
+        "{}",
+        g.diagnostics()
+    );
+}
+
+/// `pids.limit` 5 on the scope: TasksMax= and pids.max 5, and the init
+/// (sh) plus four `sleep`s fill it; a limit of 50 lets all ten start.
+#[test]
+fn runtime_scope_pids_limit_stops_forks() {
+    require_uml!();
+    let g = systemd_guest();
+    assert_eq!(g.value("rt_forks5_pids_max"), "5", "{}", g.diagnostics());
+    assert_eq!(
+        show_words(g.value("rt_forks5_show"))
+            .get("TasksMax")
+            .map(String::as_str),
+        Some("5"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.number("rt_forks5_forked"), 4, "{}", g.diagnostics());
+    assert!(
+        g.value("rt_forks5_out").contains("can't fork")
+            && !g.value("rt_forks5_out").contains("all-forked"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_ne!(g.value("rt_forks5_exit"), "0", "{}", g.diagnostics());
+    let report = g.value("rt_pids_report");
+    assert!(
+        report.contains("fork rejected by pids controller in /berth.slice/uml-forks5.scope"),
+        "the kernel did not log the rejected fork: {report:?}\n{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("rt_forks50_pids_max"), "50", "{}", g.diagnostics());
+    assert_eq!(g.number("rt_forks50_forked"), 10, "{}", g.diagnostics());
+    assert_eq!(g.value("rt_forks50_exit"), "0", "{}", g.diagnostics());
+    assert!(
+        g.value("rt_forks50_out").contains("all-forked"),
+        "{}",
+        g.diagnostics()
+    );
+}
+
+/// `cpu.quota` 50000 per 100000 µs: CPUQuotaPerSecUSec=500ms on the scope,
+/// cpu.max "50000 100000", and a busy loop held to about half a CPU.
+#[test]
+fn runtime_scope_cpu_quota_throttles() {
+    require_uml!();
+    let g = systemd_guest();
+    assert_eq!(
+        g.value("rt_spin50_cpu_max"),
+        "50000 100000",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        show_words(g.value("rt_spin50_show"))
+            .get("CPUQuotaPerSecUSec")
+            .map(String::as_str),
+        Some("500ms"),
+        "{}",
+        g.diagnostics()
+    );
+    let used = g.number("rt_spin50_permille");
+    assert!(
+        used <= 600,
+        "a busy loop under cpu.quota 50000/100000 used {used}‰ of a CPU\n{}",
+        g.diagnostics()
+    );
+    assert!(g.number("rt_spin50_throttled") >= 5, "{}", g.diagnostics());
+    // Killed by `berth-runtime kill … KILL`, as `run` reports it.
+    assert_eq!(g.value("rt_spin50_exit"), "137", "{}", g.diagnostics());
+}
+
+/// Once `run` returned, whatever its container's end (OOM-killed, failed
+/// fork, clean exit, SIGKILL): no scope unit (not even a failed one), no
+/// cgroup, no state directory.
+#[test]
+fn runtime_scope_is_gone_after_run() {
+    require_uml!();
+    let g = systemd_guest();
+    let units = show_units(g.value("rt_units_after"));
+    for name in ["hog", "ok200", "forks5", "forks50", "spin50"] {
+        let unit = format!("uml-{name}.scope");
+        let u = units
+            .get(&unit)
+            .unwrap_or_else(|| panic!("no state for {unit}\n{}", g.diagnostics()));
+        assert!(
+            u.get("LoadState").map(String::as_str) == Some("not-found")
+                || u.get("ActiveState").map(String::as_str) == Some("inactive"),
+            "{unit} is still there: {u:?}\n{}",
+            g.diagnostics()
+        );
+    }
+    assert_eq!(g.value("rt_cgroups_after"), "", "{}", g.diagnostics());
+    assert_eq!(g.value("rt_state_after"), "", "{}", g.diagnostics());
 }
