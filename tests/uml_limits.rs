@@ -751,8 +751,9 @@ fn runtime_scope_memory_limit_is_enforced_by_oom_kill() {
     let report = g.value("rt_oom_report");
     assert!(
         report.contains("CONSTRAINT_MEMCG")
-            && report.contains("oom_memcg=/berth.slice/uml-hog.scope,"),
-        "the kernel's OOM report does not name the scope's memcg: {report:?}\n{}",
+            && report.contains("oom_memcg=/berth.slice/uml-hog.scope,")
+            && report.contains("task_memcg=/berth.slice/uml-hog.scope,"),
+        "the kernel's OOM report does not name the scope's memcg as limit and home: {report:?}\n{}",
         g.diagnostics()
     );
     // One more OOM kill in berth.slice than the berth@ units had: the
