@@ -513,7 +513,7 @@ result script_start_s "$(cut -d' ' -f1 /proc/uptime)"
         );
     }
     s.push_str(&format!(
-        r#"( PS4='+ $(cut -d" " -f1 /proc/uptime) '; set -x; . {GUEST_DIR}/test.sh )
+        r#"( PS4='+ '; set -x; . {GUEST_DIR}/test.sh )
 result script_status $?
 result script_end_s "$(cut -d' ' -f1 /proc/uptime)"
 sync
