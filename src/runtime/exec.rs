@@ -255,6 +255,6 @@ fn exec_sequence(
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((
         "exec".to_string(),
-        format!("execve '{}': {e}", path.to_string_lossy()),
+        super::init::program_error(&path.to_string_lossy(), e).to_string(),
     ))
 }

@@ -90,6 +90,9 @@ pub enum RuntimeError {
         #[source]
         source: nix::Error,
     },
+    /// The process's program cannot be executed; `reason` in runc's words.
+    #[error("exec '{program}': {reason}")]
+    Program { program: String, reason: String },
     #[error("seccomp: {context}: {source}")]
     Seccomp {
         context: String,
