@@ -1,0 +1,573 @@
+//! Docker 20.10 runs its containers on berth-runtime, as a Docker user would
+//! set it up: `dockerd --add-runtime berth=/usr/bin/berth-runtime` and
+//! `docker run --runtime berth`. What a Docker user checks: `run --rm`
+//! (output, exit code, `-i`, `-t`, a missing or non-executable program's
+//! exit codes 127 and 126), a detached container's init, `exec` (hostname,
+//! namespaces, cgroup, capabilities, NoNewPrivs and seccomp as Docker sets
+//! them, `-u`, `-w`, `-t`, exit code), `top`, `pause`/`unpause`, `stop`
+//! (SIGTERM honoured; SIGKILL after `-t 1` for a process ignoring it),
+//! `inspect`'s exit code, `rm`, `--network none`, the default bridge between
+//! two containers and a published port; and afterwards nothing of any
+//! container is left (runtime state under the shim's `--root`, cgroup,
+//! rootfs and other mounts, shim). Every step also runs with
+//! `--runtime runc`, so the expectations are what a real runtime delivers.
+//!
+//! Runs inside a systemd box (tests/support/systemd_box.rs) with containerd
+//! and dockerd started by hand (tests/support/docker.rs). dockerd runs with
+//! `--iptables=false` in the box's own network namespace: the bridge and
+//! veths are libnetwork's (through the runtime's prestart hook), published
+//! ports go through docker-proxy. Root only; skips when dockerd is missing
+//! (CI installs Debian's `docker.io`).
+
+#[path = "support/docker.rs"]
+mod docker;
+#[path = "support/registry.rs"]
+mod reg;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use docker::{Docker, BERTH_RUNTIME, EXEC_ROOT, IMAGE, NS};
+use support::systemd_box::shell_quote;
+
+/// One runtime as dockerd knows it: its `--runtime` name, the binary the
+/// shim must be told to run, a container name prefix and a port to publish.
+struct Runtime {
+    name: &'static str,
+    bin: &'static str,
+    prefix: &'static str,
+    port: u16,
+}
+
+/// What a Docker user sees of one runtime. Equal for berth and runc.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    /// `docker run --rm … sh -c 'echo hi; exit 3'`: stdout, exit code.
+    run_stdout: String,
+    run_code: Option<i32>,
+    /// `echo hello | docker run --rm -i … sh -c 'read x; echo got $x'`.
+    stdin_read: String,
+    /// `docker run --rm -t … tty` names a pty (None: `script` missing).
+    run_tty: Option<bool>,
+    /// `docker run --rm … nope` (not in PATH), `… /etc` (not executable):
+    /// the exit codes Docker's CLI derives from the runtime's message.
+    missing_code: Option<i32>,
+    denied_code: Option<i32>,
+    /// `docker inspect`'s State.Pid of a detached container is its shell,
+    /// in the container's cgroup (`/docker/ID`, cgroupfs driver).
+    pid_is_init: bool,
+    /// `docker exec` of a probe: namespaces that differ from the init's,
+    /// and what it reports about itself.
+    exec_other_namespaces: Vec<String>,
+    exec_hostname_is_short_id: bool,
+    /// The exec'd process's /proc/self/cgroup: the root of the container's
+    /// cgroup namespace (the same namespace as the init's, checked above),
+    /// i.e. the container's cgroup.
+    exec_cgroup: String,
+    exec_same_caps: bool,
+    exec_caps: String,
+    exec_pid1: String,
+    exec_nnp: String,
+    exec_seccomp: String,
+    exec_fds: String,
+    /// `docker exec -u 65534 -w /tmp … sh -c '…; exit 5'`: uid:cwd, code.
+    exec_user_cwd: String,
+    exec_code: Option<i32>,
+    /// `docker exec -t … tty` names a pty (None: `script` missing).
+    exec_tty: Option<bool>,
+    /// `docker top` lists the init (by PID) and a detached exec.
+    top_lists_init_and_exec: bool,
+    /// `docker pause` → status and cgroup.freeze; `unpause` → status.
+    paused: String,
+    frozen: String,
+    unpaused: String,
+    /// `docker stop` (SIGTERM trapped: exit 7): done well before its 10 s
+    /// grace period, and status:exit code from `docker inspect`.
+    stop_prompt: bool,
+    stopped: String,
+    /// `docker stop -t 1` of a shell ignoring SIGTERM: SIGKILL after ~1 s.
+    stop_kill_after_grace: bool,
+    killed: String,
+    /// `docker rm` of both: gone from `docker ps -a`.
+    removed: bool,
+    /// `--network none`: the container's links.
+    none_links: Vec<String>,
+    /// Default bridge: the server's address is in Docker's 172.17/16, a
+    /// second container fetches from it, and so does the box through a
+    /// published port (docker-proxy).
+    bridge_address: bool,
+    bridge_fetch: String,
+    published_fetch: String,
+    /// What [`traces`] finds of the detached container while it runs
+    /// (runtime state dir, cgroup, rootfs mount), so the check after
+    /// is known to look at the right places.
+    traces_while_running: Vec<&'static str>,
+    /// Whatever is left of every container the test made.
+    leftovers: Vec<String>,
+}
+
+/// `key=value` lines of a probe's output.
+fn field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+const NAMESPACES: &[&str] = &["mnt", "uts", "ipc", "net", "pid", "cgroup"];
+
+/// Run in the container by `docker exec` and, for the init, from the box.
+fn probe(pid: &str) -> String {
+    let mut s = String::new();
+    for ns in NAMESPACES {
+        s.push_str(&format!("echo ns_{ns}=$(readlink /proc/{pid}/ns/{ns}); "));
+    }
+    s.push_str(&format!(
+        "echo cgroup=$(tail -1 /proc/{pid}/cgroup); \
+         echo caps=$(grep CapEff /proc/{pid}/status | cut -f2); \
+         echo nnp=$(grep NoNewPrivs /proc/{pid}/status | cut -f2); \
+         echo seccomp=$(grep '^Seccomp:' /proc/{pid}/status | cut -f2); "
+    ));
+    s
+}
+
+/// A container the test made: its ID and (while it existed) its rootfs.
+struct Made {
+    id: String,
+    merged: String,
+}
+
+/// The runtime state dir (under the `Root` dockerd hands the runc v2 shim:
+/// `EXEC_ROOT/runtime-runc` for every runc-type runtime, then containerd's
+/// namespace), cgroup, mounts (rootfs, shm, …) and shim of a container.
+fn traces(d: &Docker, c: &Made) -> Vec<String> {
+    let merged = if c.merged.is_empty() {
+        String::new()
+    } else {
+        format!("grep -F {} /proc/self/mountinfo;", shell_quote(&c.merged))
+    };
+    d.sbox
+        .sh_ok(&format!(
+            "ls -d {EXEC_ROOT}/runtime-runc/{NS}/{id} /sys/fs/cgroup/docker/{id} 2>/dev/null; \
+             grep -F {id} /proc/self/mountinfo; {merged} \
+             pgrep -af '[c]ontainerd-shim-runc-v2 .*-id {id}'; true",
+            id = c.id
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `docker run --rm --cidfile …`: the output, and the container it made.
+fn run_rm(
+    d: &Docker,
+    rt: &Runtime,
+    what: &str,
+    opts: &str,
+    cmd: &str,
+    made: &mut Vec<Made>,
+) -> std::process::Output {
+    let cid = format!("/tmp/{}-{what}.cid", rt.prefix);
+    let out = d.docker(&format!(
+        "run --rm --cidfile {cid} --runtime {} {opts} {IMAGE} {cmd}",
+        rt.name
+    ));
+    record_cid(d, &cid, made);
+    out
+}
+
+/// Remember the container whose ID `docker run --cidfile CID` wrote.
+fn record_cid(d: &Docker, cid: &str, made: &mut Vec<Made>) {
+    let id = d.sbox.sh(&format!("cat {cid} && rm {cid}"));
+    made.push(Made {
+        id: String::from_utf8_lossy(&id.stdout).trim().to_string(),
+        merged: String::new(),
+    });
+}
+
+/// `docker run -d --name NAME …`; records the container.
+fn run_detached(
+    d: &Docker,
+    rt: &Runtime,
+    name: &str,
+    opts: &str,
+    cmd: &str,
+    made: &mut Vec<Made>,
+) -> String {
+    let id = d
+        .docker_ok(&format!(
+            "run -d --name {name} --runtime {} {opts} {IMAGE} {cmd}",
+            rt.name
+        ))
+        .trim()
+        .to_string();
+    let merged = d
+        .docker_ok(&format!(
+            "inspect -f '{{{{.GraphDriver.Data.MergedDir}}}}' {id}"
+        ))
+        .trim()
+        .to_string();
+    // The runtime dockerd asked the shim to run.
+    let options = d.sbox.sh_ok(&format!(
+        "cat /run/berth-docker/containerd/io.containerd.runtime.v2.task/{NS}/{id}/options.json"
+    ));
+    assert!(
+        options.contains(&format!("\"binary_name\":\"{}\"", rt.bin)),
+        "{name} runs on {options}, expected {}",
+        rt.bin
+    );
+    made.push(Made {
+        id: id.clone(),
+        merged,
+    });
+    id
+}
+
+fn inspect(d: &Docker, name: &str, format: &str) -> String {
+    d.docker_ok(&format!("inspect -f '{format}' {name}"))
+        .trim()
+        .to_string()
+}
+
+fn observe(d: &Docker, rt: &Runtime, script: bool) -> Seen {
+    let p = rt.prefix;
+    let r = rt.name;
+    let mut made = Vec::new();
+
+    let out = run_rm(d, rt, "rm", "", "sh -c 'echo hi; exit 3'", &mut made);
+    let run_stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run_code = out.status.code();
+    let cid = format!("/tmp/{p}-stdin.cid");
+    let out = d.docker_input(
+        &format!("run --rm -i --cidfile {cid} --runtime {r} {IMAGE} sh -c 'read x; echo got $x'"),
+        b"hello\n",
+    );
+    record_cid(d, &cid, &mut made);
+    let stdin_read = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let run_tty = script.then(|| {
+        let cid = format!("/tmp/{p}-tty.cid");
+        let tty = d.docker_pty(&format!(
+            "run --rm -t --cidfile {cid} --runtime {r} {IMAGE} tty"
+        ));
+        record_cid(d, &cid, &mut made);
+        tty.contains("/dev/pts/")
+    });
+    let missing_code = run_rm(d, rt, "missing", "", "nope", &mut made)
+        .status
+        .code();
+    let denied_code = run_rm(d, rt, "denied", "", "/etc", &mut made).status.code();
+
+    // The detached container: PID 1 is a shell that turns SIGTERM into exit 7.
+    let name = format!("{p}-task");
+    let id = run_detached(
+        d,
+        rt,
+        &name,
+        "",
+        "sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.05; done'",
+        &mut made,
+    );
+    let pid = inspect(d, &name, "{{.State.Pid}}");
+    let init = d.sbox.sh_ok(&format!(
+        "{} echo comm=$(cat /proc/{pid}/comm)",
+        probe(&pid)
+    ));
+    let container_cgroup = format!("0::/docker/{id}");
+    let pid_is_init = field(&init, "comm") == "sh" && field(&init, "cgroup") == container_cgroup;
+    let exec = d.docker_ok(&format!(
+        "exec {name} sh -c {}",
+        shell_quote(&format!(
+            "{} echo pid1=$(cat /proc/1/comm); echo host=$(hostname); \
+             echo fds=$(ls /proc/self/fd | tr '\\n' ' ')",
+            probe("self")
+        ))
+    ));
+    let exec_other_namespaces = NAMESPACES
+        .iter()
+        .filter(|ns| {
+            let key = format!("ns_{ns}");
+            field(&exec, &key).is_empty() || field(&exec, &key) != field(&init, &key)
+        })
+        .map(|ns| ns.to_string())
+        .collect();
+    let out = d.docker(&format!(
+        "exec -u 65534 -w /tmp {name} sh -c 'echo $(id -u):$(pwd); exit 5'"
+    ));
+    let exec_user_cwd = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let exec_code = out.status.code();
+    let exec_tty = script.then(|| {
+        d.docker_pty(&format!("exec -t {name} tty"))
+            .contains("/dev/pts/")
+    });
+
+    d.docker_ok(&format!("exec -d {name} sleep 60"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let top_lists_init_and_exec = loop {
+        let top = d.docker_ok(&format!("top {name}"));
+        let ok = top
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(pid.as_str()))
+            && top.lines().any(|l| l.ends_with("sleep 60"));
+        if ok || Instant::now() > deadline {
+            break ok;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    d.docker_ok(&format!("pause {name}"));
+    let paused = inspect(d, &name, "{{.State.Status}}");
+    let frozen = d
+        .sbox
+        .sh_ok(&format!("cat /sys/fs/cgroup/docker/{id}/cgroup.freeze"))
+        .trim()
+        .to_string();
+    d.docker_ok(&format!("unpause {name}"));
+    let unpaused = inspect(d, &name, "{{.State.Status}}");
+
+    let running = made.last().expect("the detached container");
+    let found = traces(d, running);
+    let mut traces_while_running = Vec::new();
+    if found.iter().any(|t| t.starts_with(EXEC_ROOT)) {
+        traces_while_running.push("state");
+    }
+    if found.iter().any(|t| t.starts_with("/sys/fs/cgroup/")) {
+        traces_while_running.push("cgroup");
+    }
+    if found
+        .iter()
+        .any(|t| t.contains(&format!(" {} ", running.merged)))
+    {
+        traces_while_running.push("rootfs");
+    }
+
+    let t0 = Instant::now();
+    d.docker_ok(&format!("stop {name}"));
+    let stop_prompt = t0.elapsed() < Duration::from_secs(5);
+    let stopped = inspect(d, &name, "{{.State.Status}}:{{.State.ExitCode}}");
+
+    let deaf = format!("{p}-deaf");
+    run_detached(
+        d,
+        rt,
+        &deaf,
+        "",
+        "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done'",
+        &mut made,
+    );
+    let t0 = Instant::now();
+    d.docker_ok(&format!("stop -t 1 {deaf}"));
+    let took = t0.elapsed();
+    let stop_kill_after_grace = took >= Duration::from_millis(900) && took < Duration::from_secs(5);
+    let killed = inspect(d, &deaf, "{{.State.Status}}:{{.State.ExitCode}}");
+    d.docker_ok(&format!("rm {name} {deaf}"));
+    let removed = !d
+        .docker_ok("ps -a --format '{{.Names}}'")
+        .lines()
+        .any(|n| n == name || n == deaf);
+
+    let none_links = String::from_utf8_lossy(
+        &run_rm(
+            d,
+            rt,
+            "none",
+            "--network none",
+            "sh -c 'ls /sys/class/net'",
+            &mut made,
+        )
+        .stdout,
+    )
+    .split_whitespace()
+    .map(str::to_string)
+    .collect();
+
+    let web = format!("{p}-web");
+    run_detached(
+        d,
+        rt,
+        &web,
+        &format!("-p 127.0.0.1:{}:80", rt.port),
+        &format!(
+            "sh -c 'mkdir /www && echo served by {r} > /www/index.html && exec httpd -f -p 80 -h /www'"
+        ),
+        &mut made,
+    );
+    let ip = inspect(d, &web, "{{.NetworkSettings.IPAddress}}");
+    let bridge_address = ip.starts_with("172.17.");
+    // httpd may not listen yet.
+    let fetch = format!("for i in $(seq 50); do wget -qO- http://{ip}/ && break; sleep 0.1; done");
+    let bridge_fetch = String::from_utf8_lossy(
+        &run_rm(
+            d,
+            rt,
+            "client",
+            "",
+            &format!("sh -c {}", shell_quote(&fetch)),
+            &mut made,
+        )
+        .stdout,
+    )
+    .trim()
+    .to_string();
+    let published_fetch = d
+        .sbox
+        .sh(&format!(
+            "for i in $(seq 50); do wget -qO- http://127.0.0.1:{}/ && break; sleep 0.1; done",
+            rt.port
+        ))
+        .stdout;
+    let published_fetch = String::from_utf8_lossy(&published_fetch).trim().to_string();
+    d.docker_ok(&format!("rm -f {web}"));
+
+    // dockerd removes a --rm container after the client returned.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut leftovers: Vec<String>;
+    loop {
+        leftovers = made.iter().flat_map(|c| traces(d, c)).collect();
+        if leftovers.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        made.iter().all(|c| c.id.len() == 64),
+        "every container's ID is known: {:?}",
+        made.iter().map(|c| &c.id).collect::<Vec<_>>()
+    );
+
+    Seen {
+        run_stdout,
+        run_code,
+        stdin_read,
+        run_tty,
+        missing_code,
+        denied_code,
+        pid_is_init,
+        exec_other_namespaces,
+        exec_hostname_is_short_id: field(&exec, "host") == id[..12],
+        exec_cgroup: field(&exec, "cgroup"),
+        exec_same_caps: field(&exec, "caps") == field(&init, "caps"),
+        exec_caps: field(&exec, "caps"),
+        exec_pid1: field(&exec, "pid1"),
+        exec_nnp: field(&exec, "nnp"),
+        exec_seccomp: field(&exec, "seccomp"),
+        exec_fds: field(&exec, "fds"),
+        exec_user_cwd,
+        exec_code,
+        exec_tty,
+        top_lists_init_and_exec,
+        paused,
+        frozen,
+        unpaused,
+        stop_prompt,
+        stopped,
+        stop_kill_after_grace,
+        killed,
+        removed,
+        none_links,
+        bridge_address,
+        bridge_fetch,
+        published_fetch,
+        traces_while_running,
+        leftovers,
+    }
+}
+
+fn expected(rt: &Runtime, script: bool) -> Seen {
+    Seen {
+        run_stdout: "hi\n".into(),
+        run_code: Some(3),
+        stdin_read: "got hello".into(),
+        run_tty: script.then_some(true),
+        missing_code: Some(127),
+        denied_code: Some(126),
+        pid_is_init: true,
+        exec_other_namespaces: vec![],
+        exec_hostname_is_short_id: true,
+        exec_cgroup: "0::/".into(),
+        exec_same_caps: true,
+        // Docker's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID
+        // SETUID SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD
+        // AUDIT_WRITE SETFCAP.
+        exec_caps: "00000000a80425fb".into(),
+        exec_pid1: "sh".into(),
+        // Docker sets no_new_privileges only on request, and its default
+        // seccomp profile (filter mode) always.
+        exec_nnp: "0".into(),
+        exec_seccomp: "2".into(),
+        // ls's own directory is 3; nothing of the host's.
+        exec_fds: "0 1 2 3".into(),
+        exec_user_cwd: "65534:/tmp".into(),
+        exec_code: Some(5),
+        exec_tty: script.then_some(true),
+        top_lists_init_and_exec: true,
+        paused: "paused".into(),
+        frozen: "1".into(),
+        unpaused: "running".into(),
+        stop_prompt: true,
+        stopped: "exited:7".into(),
+        stop_kill_after_grace: true,
+        killed: "exited:137".into(),
+        removed: true,
+        none_links: vec!["lo".into()],
+        bridge_address: true,
+        bridge_fetch: format!("served by {}", rt.name),
+        published_fetch: format!("served by {}", rt.name),
+        traces_while_running: vec!["state", "cgroup", "rootfs"],
+        leftovers: vec![],
+    }
+}
+
+#[test]
+fn docker_runs_containers_on_berth_runtime() {
+    require_root!();
+    require_program!("dockerd");
+    require_program!("docker");
+    require_program!("containerd");
+    require_program!("containerd-shim-runc-v2");
+    require_program!("skopeo");
+    let script = support::have_program("script");
+    if !script {
+        eprintln!(
+            "note: 'script' (util-linux) is missing: `docker run -t`, `exec -t` are not checked"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let d = Docker::start(tmp.path());
+    eprintln!(
+        "containerd and dockerd up, image loaded in {:?}",
+        t0.elapsed()
+    );
+
+    let berth = Runtime {
+        name: "berth",
+        bin: BERTH_RUNTIME,
+        prefix: "b",
+        port: 18080,
+    };
+    let t0 = Instant::now();
+    let seen = observe(&d, &berth, script);
+    eprintln!("berth-runtime under Docker: {:?}", t0.elapsed());
+    assert_eq!(seen, expected(&berth, script), "berth-runtime under Docker");
+
+    if support::have_program("runc") {
+        let runc = Runtime {
+            name: "runc",
+            bin: "runc",
+            prefix: "r",
+            port: 18081,
+        };
+        let t0 = Instant::now();
+        let seen = observe(&d, &runc, script);
+        eprintln!("runc under Docker: {:?}", t0.elapsed());
+        assert_eq!(
+            seen,
+            expected(&runc, script),
+            "runc under Docker (the reference)"
+        );
+    } else {
+        eprintln!("note: runc is missing: the expectations were not checked against it");
+    }
+    d.sbox.close().unwrap();
+}
