@@ -9,8 +9,11 @@
 //! `inspect`'s exit code, `rm`, `--network none`, the default bridge between
 //! two containers and a published port; and afterwards nothing of any
 //! container is left (runtime state under the shim's `--root`, cgroup,
-//! rootfs and other mounts, shim). Every step also runs with
-//! `--runtime runc`, so the expectations are what a real runtime delivers.
+//! rootfs and other mounts, shim). Then dockerd restarts with the systemd
+//! cgroup driver (Docker's default on a cgroup2 host run by systemd; the
+//! runtime gets `--systemd-cgroup`): a container's scope, exec, pause, stop
+//! and cleanup. Every step also runs with `--runtime runc`, so the
+//! expectations are what a real runtime delivers.
 //!
 //! Runs inside a systemd box (tests/support/systemd_box.rs) with containerd
 //! and dockerd started by hand (tests/support/docker.rs). dockerd runs with
@@ -149,7 +152,8 @@ fn traces(d: &Docker, c: &Made) -> Vec<String> {
     };
     d.sbox
         .sh_ok(&format!(
-            "ls -d {EXEC_ROOT}/runtime-runc/{NS}/{id} /sys/fs/cgroup/docker/{id} 2>/dev/null; \
+            "ls -d {EXEC_ROOT}/runtime-runc/{NS}/{id} /sys/fs/cgroup/docker/{id} \
+             /sys/fs/cgroup/system.slice/docker-{id}.scope 2>/dev/null; \
              grep -F {id} /proc/self/mountinfo; {merged} \
              pgrep -af '[c]ontainerd-shim-runc-v2 .*-id {id}'; true",
             id = c.id
@@ -518,6 +522,112 @@ fn expected(rt: &Runtime, script: bool) -> Seen {
     }
 }
 
+/// What a Docker user sees of one runtime under dockerd's systemd cgroup
+/// driver, Docker's default on a cgroup2 host run by systemd: the shim calls
+/// the runtime with `--systemd-cgroup` and `system.slice:docker:ID`.
+#[derive(Debug, PartialEq, Eq)]
+struct SeenSystemd {
+    /// `docker run --rm … sh -c 'echo hi; exit 3'`.
+    run_stdout: String,
+    run_code: Option<i32>,
+    /// The detached container's init, from the box: in the scope
+    /// `system.slice/docker-ID.scope`, which systemd has active.
+    init_in_scope: bool,
+    scope_active: String,
+    /// `docker exec`: in the init's cgroup namespace, at its root.
+    exec_same_cgroupns: bool,
+    exec_cgroup: String,
+    /// `docker pause` → status and the scope's cgroup.freeze.
+    paused: String,
+    frozen: String,
+    /// `docker stop` (SIGTERM trapped: exit 7).
+    stopped: String,
+    /// After `docker rm`: systemd's view of the scope, and whatever else
+    /// is left of both containers.
+    scope_after: String,
+    leftovers: Vec<String>,
+}
+
+fn observe_systemd(d: &Docker, rt: &Runtime) -> SeenSystemd {
+    let p = rt.prefix;
+    let mut made = Vec::new();
+    let out = run_rm(d, rt, "sd-rm", "", "sh -c 'echo hi; exit 3'", &mut made);
+    let name = format!("{p}-sd-task");
+    let id = run_detached(
+        d,
+        rt,
+        &name,
+        "",
+        "sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.05; done'",
+        &mut made,
+    );
+    let pid = inspect(d, &name, "{{.State.Pid}}");
+    let scope = format!("docker-{id}.scope");
+    let init = d.sbox.sh_ok(&format!(
+        "echo cgroup=$(tail -1 /proc/{pid}/cgroup); echo ns=$(readlink /proc/{pid}/ns/cgroup); \
+         echo active=$(systemctl is-active {scope})"
+    ));
+    let exec = d.docker_ok(&format!(
+        "exec {name} sh -c 'echo cgroup=$(tail -1 /proc/self/cgroup); echo ns=$(readlink /proc/self/ns/cgroup)'"
+    ));
+    d.docker_ok(&format!("pause {name}"));
+    let paused = inspect(d, &name, "{{.State.Status}}");
+    let frozen = d
+        .sbox
+        .sh_ok(&format!(
+            "cat /sys/fs/cgroup/system.slice/{scope}/cgroup.freeze"
+        ))
+        .trim()
+        .to_string();
+    d.docker_ok(&format!("unpause {name}"));
+    d.docker_ok(&format!("stop {name}"));
+    let stopped = inspect(d, &name, "{{.State.Status}}:{{.State.ExitCode}}");
+    d.docker_ok(&format!("rm {name}"));
+    let scope_after =
+        String::from_utf8_lossy(&d.sbox.sh(&format!("systemctl is-active {scope}")).stdout)
+            .trim()
+            .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut leftovers: Vec<String>;
+    loop {
+        leftovers = made.iter().flat_map(|c| traces(d, c)).collect();
+        if leftovers.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    SeenSystemd {
+        run_stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        run_code: out.status.code(),
+        init_in_scope: field(&init, "cgroup") == format!("0::/system.slice/{scope}"),
+        scope_active: field(&init, "active"),
+        exec_same_cgroupns: !field(&exec, "ns").is_empty()
+            && field(&exec, "ns") == field(&init, "ns"),
+        exec_cgroup: field(&exec, "cgroup"),
+        paused,
+        frozen,
+        stopped,
+        scope_after,
+        leftovers,
+    }
+}
+
+fn expected_systemd() -> SeenSystemd {
+    SeenSystemd {
+        run_stdout: "hi\n".into(),
+        run_code: Some(3),
+        init_in_scope: true,
+        scope_active: "active".into(),
+        exec_same_cgroupns: true,
+        exec_cgroup: "0::/".into(),
+        paused: "paused".into(),
+        frozen: "1".into(),
+        stopped: "exited:7".into(),
+        scope_after: "inactive".into(),
+        leftovers: vec![],
+    }
+}
+
 #[test]
 fn docker_runs_containers_on_berth_runtime() {
     require_root!();
@@ -546,28 +656,46 @@ fn docker_runs_containers_on_berth_runtime() {
         prefix: "b",
         port: 18080,
     };
+    let runc = Runtime {
+        name: "runc",
+        bin: "runc",
+        prefix: "r",
+        port: 18081,
+    };
+    let have_runc = support::have_program("runc");
+    if !have_runc {
+        eprintln!("note: runc is missing: the expectations were not checked against it");
+    }
     let t0 = Instant::now();
     let seen = observe(&d, &berth, script);
     eprintln!("berth-runtime under Docker: {:?}", t0.elapsed());
     assert_eq!(seen, expected(&berth, script), "berth-runtime under Docker");
-
-    if support::have_program("runc") {
-        let runc = Runtime {
-            name: "runc",
-            bin: "runc",
-            prefix: "r",
-            port: 18081,
-        };
-        let t0 = Instant::now();
+    if have_runc {
         let seen = observe(&d, &runc, script);
-        eprintln!("runc under Docker: {:?}", t0.elapsed());
         assert_eq!(
             seen,
             expected(&runc, script),
             "runc under Docker (the reference)"
         );
-    } else {
-        eprintln!("note: runc is missing: the expectations were not checked against it");
+    }
+
+    let t0 = Instant::now();
+    d.restart_dockerd("systemd");
+    eprintln!(
+        "dockerd restarted with the systemd cgroup driver in {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        observe_systemd(&d, &berth),
+        expected_systemd(),
+        "berth-runtime under Docker's systemd cgroup driver"
+    );
+    if have_runc {
+        assert_eq!(
+            observe_systemd(&d, &runc),
+            expected_systemd(),
+            "runc under Docker's systemd cgroup driver (the reference)"
+        );
     }
     d.sbox.close().unwrap();
 }

@@ -82,20 +82,7 @@ impl Docker {
             "containerd",
             &format!("ctr --address {CONTAINERD_SOCK} version"),
         );
-        d.sbox.sh_ok(&format!(
-            "systemd-run --quiet --unit=berth-dockerd dockerd \
-             --config-file /etc/berth-docker/daemon.json \
-             --data-root /var/lib/berth/docker --exec-root {EXEC_ROOT} \
-             --pidfile {RUN}/dockerd.pid -H unix://{DOCKER_SOCK} \
-             --containerd {CONTAINERD_SOCK} \
-             --exec-opt native.cgroupdriver=cgroupfs --oom-score-adjust 0 \
-             --iptables=false --storage-driver overlay2 \
-             --add-runtime berth={BERTH_RUNTIME}"
-        ));
-        d.wait(
-            "dockerd",
-            &format!("docker -H unix://{DOCKER_SOCK} version"),
-        );
+        d.start_dockerd("cgroupfs");
         let bytes = std::fs::read(&archive).expect("read image archive");
         let out = d
             .sbox
@@ -108,6 +95,37 @@ impl Docker {
             d.journals()
         );
         d
+    }
+
+    /// Start dockerd as the unit `berth-dockerd` with cgroup driver `driver`
+    /// (`cgroupfs`: cgroups under /docker; `systemd`, Docker's default on a
+    /// cgroup2 host run by systemd: a scope per container, the runtime
+    /// called with `--systemd-cgroup`), and wait until it answers.
+    fn start_dockerd(&self, driver: &str) {
+        self.sbox.sh_ok(&format!(
+            "systemd-run --quiet --unit=berth-dockerd dockerd \
+             --config-file /etc/berth-docker/daemon.json \
+             --data-root /var/lib/berth/docker --exec-root {EXEC_ROOT} \
+             --pidfile {RUN}/dockerd.pid -H unix://{DOCKER_SOCK} \
+             --containerd {CONTAINERD_SOCK} \
+             --exec-opt native.cgroupdriver={driver} --oom-score-adjust 0 \
+             --iptables=false --storage-driver overlay2 \
+             --add-runtime berth={BERTH_RUNTIME}"
+        ));
+        self.wait(
+            "dockerd",
+            &format!("docker -H unix://{DOCKER_SOCK} version"),
+        );
+    }
+
+    /// Stop dockerd (containers must be gone) and start it again with
+    /// another cgroup driver; the image stays.
+    pub fn restart_dockerd(&self, driver: &str) {
+        self.sbox.sh_ok(
+            "systemctl stop berth-dockerd && systemctl reset-failed berth-dockerd 2>/dev/null; \
+             while systemctl -q is-active berth-dockerd; do sleep 0.05; done; true",
+        );
+        self.start_dockerd(driver);
     }
 
     fn wait(&self, what: &str, probe: &str) {
