@@ -221,7 +221,8 @@ fn errors_name_the_failing_step() {
 }
 
 /// A container in its own user namespace, created and started through the
-/// exec FIFO: the FIFO must be writable by the container's (mapped) root.
+/// exec FIFO: the FIFO must be writable by the container's (mapped) root,
+/// and reachable although the state root is private to the host's root.
 #[test]
 fn user_namespace_create_then_start() {
     require_root!();
@@ -246,7 +247,9 @@ fn user_namespace_create_then_start() {
         c["process"]["args"] = json!(["sh", "-c", "echo \"uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')\" > /tmp/out"]);
     });
     let o = sb.sh(&format!(
-        "$RT create -b {} u1 </dev/null; echo create=$?; $RT start u1; echo start=$?\nfor i in $(seq 100); do $RT state u1 | grep -q stopped && break; sleep 0.02; done\n$RT delete u1; echo delete=$?",
+        // The state root is private, as Docker's (/run/docker/runtime-runc
+        // is 0700): the init, the user namespace's root, cannot walk it.
+        "chmod 700 $STATE; $RT create -b {} u1 </dev/null; echo create=$?; $RT start u1; echo start=$?\nfor i in $(seq 100); do $RT state u1 | grep -q stopped && break; sleep 0.02; done\n$RT delete u1; echo delete=$?",
         bundle.display()
     ));
     let out = stdout(&o);

@@ -332,6 +332,9 @@ pub struct InitContext<'a> {
     pub stdio: Stdio,
     pub ns_fds: NsFds,
     pub gate: &'a StartGate,
+    /// The FIFO gate's FIFO, opened O_PATH by the parent: in a user
+    /// namespace the init may not walk the state root (Docker's is 0700).
+    pub exec_fifo: Option<OwnedFd>,
     pub preserve_fds: u32,
 }
 
@@ -388,9 +391,14 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         )?;
     }
     step("stdio", setup_stdio(&ctx.stdio))?;
-    // The FIFO lives on the host; open it while its path is still reachable.
+    // The FIFO lives on the host; the parent opened it for us.
     let fifo = match ctx.gate {
-        StartGate::Fifo(path) => Some(step("open exec fifo", open_path(path))?),
+        StartGate::Fifo(path) => Some(ctx.exec_fifo.as_ref().ok_or_else(|| {
+            (
+                "open exec fifo".to_string(),
+                format!("no descriptor of '{}' from the parent", path.display()),
+            )
+        })?),
         StartGate::Socket => None,
     };
     // Mounts: propagation first so nothing we do leaks to the host.
@@ -523,7 +531,6 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         }
         Some(fd) => Some(step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?),
     };
-    drop(fifo);
     // In the container, as its user, right before the program (runc does the same).
     step(
         "startContainer hooks",
@@ -629,7 +636,7 @@ fn become_root() -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::sys("setresuid 0", e))
 }
 
-fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
+pub fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
     let fd = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| RuntimeError::sys(format!("open '{}'", path.display()), e))?;
     // SAFETY: `open` returned a fresh descriptor owned by nobody else.

@@ -513,6 +513,12 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
             .map_err(|e| RuntimeError::io("chmod exec fifo", path, e))?;
         rec.exec_fifo = Some(path.clone());
     }
+    // Opened here, not by the init: in a user namespace its root may not
+    // walk the state root (runc passes the FIFO the same way).
+    let exec_fifo = match &opts.start_gate {
+        StartGate::Fifo(path) => Some(init::open_path(path)?),
+        StartGate::Socket => None,
+    };
 
     let cgroup_fd = match (&opts.cgroup, &manager) {
         (Some(path), None) => {
@@ -562,12 +568,14 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
                 stdio: opts.stdio,
                 ns_fds,
                 gate: &opts.start_gate,
+                exec_fifo,
                 preserve_fds: opts.preserve_fds,
             })
         }
         Ok(process::Cloned::Parent { pid, in_cgroup }) => (pid, in_cgroup),
         Err(e) => return Err(e),
     };
+    drop(exec_fifo);
     drop(child_end);
     drop(console);
     rec.pid = Some(pid.as_raw());
