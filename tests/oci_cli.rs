@@ -244,7 +244,10 @@ fn user_namespace_create_then_start() {
         c["mounts"].as_array_mut().unwrap().push(json!(
             {"destination": "/tmp", "type": "bind", "source": out_dir, "options": ["rbind", "rw"]}
         ));
-        c["process"]["args"] = json!(["sh", "-c", "echo \"uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')\" > /tmp/out"]);
+        // Docker sets it for every container; /proc/self is not the
+        // init's to write once it is root in its user namespace.
+        c["process"]["oomScoreAdj"] = json!(100);
+        c["process"]["args"] = json!(["sh", "-c", "echo \"uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //') oom=$(cat /proc/self/oom_score_adj)\" > /tmp/out"]);
     });
     let o = sb.sh(&format!(
         // The state root is private, as Docker's (/run/docker/runtime-runc
@@ -257,7 +260,12 @@ fn user_namespace_create_then_start() {
     assert_eq!(line(&out, "start"), "0", "{}", describe(&o));
     assert_eq!(line(&out, "delete"), "0", "{}", describe(&o));
     let seen = std::fs::read_to_string(out_dir.join("out")).unwrap();
-    assert_eq!(seen.trim(), "uid=0 map=0 100000 65536", "{}", describe(&o));
+    assert_eq!(
+        seen.trim(),
+        "uid=0 map=0 100000 65536 oom=100",
+        "{}",
+        describe(&o)
+    );
 }
 
 /// `process.terminal` with `--console-socket`: the runtime sends the pty

@@ -585,12 +585,7 @@ fn prepare_process(
     plan: &InitPlan,
     p: &Process,
 ) -> StepResult<(CString, Vec<CString>, Vec<CString>, bool)> {
-    if let Some(adj) = p.oom_score_adj() {
-        step(
-            "oom_score_adj",
-            write_file("/proc/self/oom_score_adj", &adj.to_string()),
-        )?;
-    }
+    // oom_score_adj was set by the parent (see runtime::create).
     step("rlimits", apply_rlimits(p))?;
     // Before seccomp, which may allow personality(2) only for some values.
     if let Some(persona) = plan.personality {

@@ -607,6 +607,14 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
         process::assert_single_threaded()?;
         drop(setup_cgroup_limits(path, &opts.spec)?);
     }
+    // From here, not by the init: once root in its own user namespace,
+    // its /proc/self files belong to the host's root (runc's nsexec writes
+    // it before cloning, with the same effect). Inherited across exec.
+    if let Some(adj) = opts.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let path = format!("/proc/{pid}/oom_score_adj");
+        std::fs::write(&path, adj.to_string())
+            .map_err(|e| RuntimeError::io("write oom_score_adj", path, e))?;
+    }
     if plan.new_user_ns {
         process::write_id_mappings(pid, &opts.spec)?;
     }
