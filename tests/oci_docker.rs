@@ -12,7 +12,9 @@
 //! rootfs and other mounts, shim). Then dockerd restarts with the systemd
 //! cgroup driver (Docker's default on a cgroup2 host run by systemd; the
 //! runtime gets `--systemd-cgroup`): a container's scope, exec, pause, stop
-//! and cleanup. Every step also runs with `--runtime runc`, so the
+//! and cleanup; and with `--userns-remap default`: containers in a user
+//! namespace (ID map, host uid, writable remapped rootfs, exec, pause,
+//! stop, cleanup). Every step also runs with `--runtime runc`, so the
 //! expectations are what a real runtime delivers.
 //!
 //! Runs inside a systemd box (tests/support/systemd_box.rs) with containerd
@@ -161,6 +163,19 @@ fn traces(d: &Docker, c: &Made) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// What [`traces`] finds of `made` once it settled: dockerd removes a
+/// `--rm` container after the client returned.
+fn leftovers(d: &Docker, made: &[Made]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = made.iter().flat_map(|c| traces(d, c)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `docker run --rm --cidfile …`: the output, and the container it made.
@@ -423,16 +438,7 @@ fn observe(d: &Docker, rt: &Runtime, script: bool) -> Seen {
     let published_fetch = String::from_utf8_lossy(&published_fetch).trim().to_string();
     d.docker_ok(&format!("rm -f {web}"));
 
-    // dockerd removes a --rm container after the client returned.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut leftovers: Vec<String>;
-    loop {
-        leftovers = made.iter().flat_map(|c| traces(d, c)).collect();
-        if leftovers.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let leftovers = leftovers(d, &made);
     assert!(
         made.iter().all(|c| c.id.len() == 64),
         "every container's ID is known: {:?}",
@@ -587,15 +593,7 @@ fn observe_systemd(d: &Docker, rt: &Runtime) -> SeenSystemd {
         String::from_utf8_lossy(&d.sbox.sh(&format!("systemctl is-active {scope}")).stdout)
             .trim()
             .to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut leftovers: Vec<String>;
-    loop {
-        leftovers = made.iter().flat_map(|c| traces(d, c)).collect();
-        if leftovers.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let leftovers = leftovers(d, &made);
     SeenSystemd {
         run_stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         run_code: out.status.code(),
@@ -624,6 +622,96 @@ fn expected_systemd() -> SeenSystemd {
         frozen: "1".into(),
         stopped: "exited:7".into(),
         scope_after: "inactive".into(),
+        leftovers: vec![],
+    }
+}
+
+/// What a Docker user sees of one runtime under `dockerd --userns-remap
+/// default`: every container in a user namespace, its root the first ID of
+/// the `dockremap` range in /etc/subuid.
+#[derive(Debug, PartialEq, Eq)]
+struct SeenUserns {
+    /// `docker run --rm` of a probe: its ID map, uid, a write to the
+    /// rootfs (Docker's remapped layers); exit code.
+    run_stdout: String,
+    run_code: Option<i32>,
+    /// The detached container's init, from the box: its host uid.
+    init_host_uid: String,
+    /// `docker exec` (as root, the uid map it sees) and `exec -u 65534`.
+    exec_uid_map: String,
+    exec_user: String,
+    /// `docker pause` and `docker stop` (SIGTERM trapped: exit 7).
+    paused: String,
+    stopped: String,
+    /// Whatever is left of both containers after `docker rm`.
+    leftovers: Vec<String>,
+}
+
+fn observe_userns(d: &Docker, rt: &Runtime) -> SeenUserns {
+    let p = rt.prefix;
+    let mut made = Vec::new();
+    let out = run_rm(
+        d,
+        rt,
+        "userns-rm",
+        "",
+        "sh -c 'echo map=$(tr -s \" \" < /proc/self/uid_map); echo uid=$(id -u); \
+         touch /written && echo rootfs writable; exit 3'",
+        &mut made,
+    );
+    let name = format!("{p}-userns-task");
+    run_detached(
+        d,
+        rt,
+        &name,
+        "",
+        "sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.05; done'",
+        &mut made,
+    );
+    let pid = inspect(d, &name, "{{.State.Pid}}");
+    let init_host_uid = d
+        .sbox
+        .sh_ok(&format!("grep ^Uid: /proc/{pid}/status | cut -f2"))
+        .trim()
+        .to_string();
+    let exec_uid_map = d
+        .docker_ok(&format!(
+            "exec {name} sh -c 'tr -s \" \" < /proc/self/uid_map'"
+        ))
+        .trim()
+        .to_string();
+    let exec_user = d
+        .docker_ok(&format!("exec -u 65534 {name} id -u"))
+        .trim()
+        .to_string();
+    d.docker_ok(&format!("pause {name}"));
+    let paused = inspect(d, &name, "{{.State.Status}}");
+    d.docker_ok(&format!("unpause {name}"));
+    d.docker_ok(&format!("stop {name}"));
+    let stopped = inspect(d, &name, "{{.State.Status}}:{{.State.ExitCode}}");
+    d.docker_ok(&format!("rm {name}"));
+    SeenUserns {
+        run_stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        run_code: out.status.code(),
+        init_host_uid,
+        exec_uid_map,
+        exec_user,
+        paused,
+        stopped,
+        leftovers: leftovers(d, &made),
+    }
+}
+
+/// `start` and `count`: the `dockremap` range dockerd allotted.
+fn expected_userns(start: &str, count: &str) -> SeenUserns {
+    SeenUserns {
+        run_stdout: format!("map= 0 {start} {count}\nuid=0\nrootfs writable\n"),
+        run_code: Some(3),
+        init_host_uid: start.into(),
+        exec_uid_map: format!("0 {start} {count}"),
+        exec_user: "65534".into(),
+        paused: "paused".into(),
+        stopped: "exited:7".into(),
         leftovers: vec![],
     }
 }
@@ -680,7 +768,7 @@ fn docker_runs_containers_on_berth_runtime() {
     }
 
     let t0 = Instant::now();
-    d.restart_dockerd("systemd");
+    d.restart_dockerd("--exec-opt native.cgroupdriver=systemd");
     eprintln!(
         "dockerd restarted with the systemd cgroup driver in {:?}",
         t0.elapsed()
@@ -695,6 +783,41 @@ fn docker_runs_containers_on_berth_runtime() {
             observe_systemd(&d, &runc),
             expected_systemd(),
             "runc under Docker's systemd cgroup driver (the reference)"
+        );
+    }
+
+    // A process in a user namespace may mount proc only where its mount
+    // namespace shows one no other mount covers (the kernel's
+    // mnt_too_revealing); the box's /proc has /proc/sys bound read-only
+    // over it, as a container's has, and with only that, runc fails as
+    // berth does. A host has an uncovered /proc: a second proc mount, in
+    // the box's own mount namespace, is that.
+    d.sbox.sh_ok(
+        "mkdir -p /run/berth-docker/proc && \
+         mount -t proc -o nosuid,nodev,noexec proc /run/berth-docker/proc",
+    );
+    let t0 = Instant::now();
+    d.restart_dockerd("--exec-opt native.cgroupdriver=cgroupfs --userns-remap default");
+    // A remapped dockerd has its own image store.
+    d.load_image();
+    eprintln!(
+        "dockerd restarted with --userns-remap in {:?}",
+        t0.elapsed()
+    );
+    let range = d.sbox.sh_ok("grep ^dockremap: /etc/subuid");
+    let range: Vec<&str> = range.trim().split(':').collect();
+    assert_eq!(range.len(), 3, "dockerd's range in /etc/subuid: {range:?}");
+    let (start, count) = (range[1], range[2]);
+    assert_eq!(
+        observe_userns(&d, &berth),
+        expected_userns(start, count),
+        "berth-runtime under Docker's --userns-remap"
+    );
+    if have_runc {
+        assert_eq!(
+            observe_userns(&d, &runc),
+            expected_userns(start, count),
+            "runc under Docker's --userns-remap (the reference)"
         );
     }
     d.sbox.close().unwrap();

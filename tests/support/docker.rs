@@ -58,6 +58,8 @@ const DAEMON_JSON: &str = "{}\n";
 /// A booted box running containerd and dockerd with the test image loaded.
 pub struct Docker {
     pub sbox: SystemdBox,
+    /// The docker-archive of [`IMAGE`], for loading it again.
+    archive: PathBuf,
 }
 
 impl Docker {
@@ -77,14 +79,20 @@ impl Docker {
             "mkdir -p {RUN} && systemd-run --quiet --unit=berth-containerd \
              containerd --config /etc/berth-docker/containerd.toml"
         ));
-        let d = Docker { sbox };
+        let d = Docker { sbox, archive };
         d.wait(
             "containerd",
             &format!("ctr --address {CONTAINERD_SOCK} version"),
         );
-        d.start_dockerd("cgroupfs");
-        let bytes = std::fs::read(&archive).expect("read image archive");
-        let out = d
+        d.start_dockerd("--exec-opt native.cgroupdriver=cgroupfs");
+        d.load_image();
+        d
+    }
+
+    /// `docker load` of [`IMAGE`].
+    pub fn load_image(&self) {
+        let bytes = std::fs::read(&self.archive).expect("read image archive");
+        let out = self
             .sbox
             .sh_input(&format!("docker -H unix://{DOCKER_SOCK} load"), &bytes);
         assert!(
@@ -92,23 +100,23 @@ impl Docker {
             "docker load: {}{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            d.journals()
+            self.journals()
         );
-        d
     }
 
-    /// Start dockerd as the unit `berth-dockerd` with cgroup driver `driver`
-    /// (`cgroupfs`: cgroups under /docker; `systemd`, Docker's default on a
-    /// cgroup2 host run by systemd: a scope per container, the runtime
-    /// called with `--systemd-cgroup`), and wait until it answers.
-    fn start_dockerd(&self, driver: &str) {
+    /// Start dockerd as the unit `berth-dockerd` with `options` on top of
+    /// the common ones (a cgroup driver: `cgroupfs`, cgroups under /docker;
+    /// `systemd`, Docker's default on a cgroup2 host run by systemd, a scope
+    /// per container and the runtime called with `--systemd-cgroup`), and
+    /// wait until it answers.
+    fn start_dockerd(&self, options: &str) {
         self.sbox.sh_ok(&format!(
             "systemd-run --quiet --unit=berth-dockerd dockerd \
              --config-file /etc/berth-docker/daemon.json \
              --data-root /var/lib/berth/docker --exec-root {EXEC_ROOT} \
              --pidfile {RUN}/dockerd.pid -H unix://{DOCKER_SOCK} \
              --containerd {CONTAINERD_SOCK} \
-             --exec-opt native.cgroupdriver={driver} --oom-score-adjust 0 \
+             {options} --oom-score-adjust 0 \
              --iptables=false --storage-driver overlay2 \
              --add-runtime berth={BERTH_RUNTIME}"
         ));
@@ -119,13 +127,13 @@ impl Docker {
     }
 
     /// Stop dockerd (containers must be gone) and start it again with
-    /// another cgroup driver; the image stays.
-    pub fn restart_dockerd(&self, driver: &str) {
+    /// other `options` (see [`Docker::start_dockerd`]).
+    pub fn restart_dockerd(&self, options: &str) {
         self.sbox.sh_ok(
             "systemctl stop berth-dockerd && systemctl reset-failed berth-dockerd 2>/dev/null; \
              while systemctl -q is-active berth-dockerd; do sleep 0.05; done; true",
         );
-        self.start_dockerd(driver);
+        self.start_dockerd(options);
     }
 
     fn wait(&self, what: &str, probe: &str) {
