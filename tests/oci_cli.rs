@@ -32,9 +32,10 @@ fn lifecycle_state_exec_and_delete() {
         c["linux"]["seccomp"] =
             serde_json::to_value(berth::runtime::seccomp::default_profile(&[])).unwrap();
         c["annotations"] = json!({"org.example.k": "v"});
+        c["process"]["oomScoreAdj"] = json!(300);
     });
     let process = json!({
-        "args": ["sh", "-c", "i=0; while [ $(cat /proc/1/comm) != sleep ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done; echo pid1=$(cat /proc/1/comm); echo procs=$(ls -d /proc/[0-9]* | wc -l); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); echo capeff=$(grep CapEff /proc/self/status | cut -f2); echo cwd=$(pwd); echo uid=$(id -u); echo fds=$(ls /proc/self/fd | tr '\\n' ' ')"],
+        "args": ["sh", "-c", "i=0; while [ $(cat /proc/1/comm) != sleep ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done; echo pid1=$(cat /proc/1/comm); echo procs=$(ls -d /proc/[0-9]* | wc -l); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); echo capeff=$(grep CapEff /proc/self/status | cut -f2); echo cwd=$(pwd); echo uid=$(id -u); echo oom=$(cat /proc/self/oom_score_adj); echo fds=$(ls /proc/self/fd | tr '\\n' ' ')"],
         "env": ["PATH=/bin:/usr/bin"],
         "cwd": "/etc",
         "user": {"uid": 101, "gid": 101},
@@ -98,6 +99,9 @@ echo cgroups=$(ls /sys/fs/cgroup/berth 2>/dev/null | wc -l)
     assert_eq!(line(&out, "capeff"), "0000000020000420");
     assert_eq!(line(&out, "cwd"), "/etc");
     assert_eq!(line(&out, "uid"), "101");
+    // process.json has no oomScoreAdj: the container's, as runc (Docker's
+    // exec relies on it), not the caller's.
+    assert_eq!(line(&out, "oom"), "300", "{d}");
     // 0-2, and the fd `ls` opens itself; never the shell's fd 7.
     assert_eq!(
         line(&out, "fds").split_whitespace().collect::<Vec<_>>(),

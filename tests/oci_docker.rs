@@ -75,6 +75,8 @@ struct Seen {
     exec_nnp: String,
     exec_seccomp: String,
     exec_fds: String,
+    /// `--oom-score-adj 500` of the container: the exec'd process's.
+    exec_oom: String,
     /// `docker exec -u 65534 -w /tmp … sh -c '…; exit 5'`: uid:cwd, code.
     exec_user_cwd: String,
     exec_code: Option<i32>,
@@ -283,7 +285,7 @@ fn observe(d: &Docker, rt: &Runtime, script: bool) -> Seen {
         d,
         rt,
         &name,
-        "",
+        "--oom-score-adj 500",
         "sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.05; done'",
         &mut made,
     );
@@ -298,6 +300,7 @@ fn observe(d: &Docker, rt: &Runtime, script: bool) -> Seen {
         "exec {name} sh -c {}",
         shell_quote(&format!(
             "{} echo pid1=$(cat /proc/1/comm); echo host=$(hostname); \
+             echo oom=$(cat /proc/self/oom_score_adj); \
              echo fds=$(ls /proc/self/fd | tr '\\n' ' ')",
             probe("self")
         ))
@@ -462,6 +465,7 @@ fn observe(d: &Docker, rt: &Runtime, script: bool) -> Seen {
         exec_nnp: field(&exec, "nnp"),
         exec_seccomp: field(&exec, "seccomp"),
         exec_fds: field(&exec, "fds"),
+        exec_oom: field(&exec, "oom"),
         exec_user_cwd,
         exec_code,
         exec_tty,
@@ -507,6 +511,7 @@ fn expected(rt: &Runtime, script: bool) -> Seen {
         exec_seccomp: "2".into(),
         // ls's own directory is 3; nothing of the host's.
         exec_fds: "0 1 2 3".into(),
+        exec_oom: "500".into(),
         exec_user_cwd: "65534:/tmp".into(),
         exec_code: Some(5),
         exec_tty: script.then_some(true),

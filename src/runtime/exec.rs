@@ -146,6 +146,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
                 super::cgroup::add_process(p, pid)?;
             }
+            super::set_oom_score_adj(pid, opts.process.oom_score_adj())?;
             let proceed = Message::Proceed {
                 hook_state: String::new(),
             };

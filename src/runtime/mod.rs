@@ -449,6 +449,15 @@ pub fn create(opts: CreateOptions) -> Result<Container, RuntimeError> {
     }
 }
 
+/// Set a container process's oom_score_adj from the caller, outside any
+/// user namespace it is in (there its /proc/self belongs to the host's root).
+pub(crate) fn set_oom_score_adj(pid: Pid, adj: Option<i32>) -> Result<(), RuntimeError> {
+    let Some(adj) = adj else { return Ok(()) };
+    let path = format!("/proc/{pid}/oom_score_adj");
+    std::fs::write(&path, adj.to_string())
+        .map_err(|e| RuntimeError::io("write oom_score_adj", path, e))
+}
+
 fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Container, RuntimeError> {
     let dir = record::container_dir(&opts.state_dir, &opts.id);
     let manager = match std::mem::take(&mut opts.cgroup_placement) {
@@ -610,11 +619,10 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
     // From here, not by the init: once root in its own user namespace,
     // its /proc/self files belong to the host's root (runc's nsexec writes
     // it before cloning, with the same effect). Inherited across exec.
-    if let Some(adj) = opts.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
-        let path = format!("/proc/{pid}/oom_score_adj");
-        std::fs::write(&path, adj.to_string())
-            .map_err(|e| RuntimeError::io("write oom_score_adj", path, e))?;
-    }
+    set_oom_score_adj(
+        pid,
+        opts.spec.process().as_ref().and_then(|p| p.oom_score_adj()),
+    )?;
     if plan.new_user_ns {
         process::write_id_mappings(pid, &opts.spec)?;
     }
