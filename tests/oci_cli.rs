@@ -32,9 +32,10 @@ fn lifecycle_state_exec_and_delete() {
         c["linux"]["seccomp"] =
             serde_json::to_value(berth::runtime::seccomp::default_profile(&[])).unwrap();
         c["annotations"] = json!({"org.example.k": "v"});
+        c["process"]["oomScoreAdj"] = json!(300);
     });
     let process = json!({
-        "args": ["sh", "-c", "i=0; while [ $(cat /proc/1/comm) != sleep ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done; echo pid1=$(cat /proc/1/comm); echo procs=$(ls -d /proc/[0-9]* | wc -l); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); echo capeff=$(grep CapEff /proc/self/status | cut -f2); echo cwd=$(pwd); echo uid=$(id -u); echo fds=$(ls /proc/self/fd | tr '\\n' ' ')"],
+        "args": ["sh", "-c", "i=0; while [ $(cat /proc/1/comm) != sleep ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done; echo pid1=$(cat /proc/1/comm); echo procs=$(ls -d /proc/[0-9]* | wc -l); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); echo seccomp=$(grep '^Seccomp:' /proc/self/status | cut -f2); echo capeff=$(grep CapEff /proc/self/status | cut -f2); echo cwd=$(pwd); echo uid=$(id -u); echo oom=$(cat /proc/self/oom_score_adj); echo fds=$(ls /proc/self/fd | tr '\\n' ' ')"],
         "env": ["PATH=/bin:/usr/bin"],
         "cwd": "/etc",
         "user": {"uid": 101, "gid": 101},
@@ -98,6 +99,9 @@ echo cgroups=$(ls /sys/fs/cgroup/berth 2>/dev/null | wc -l)
     assert_eq!(line(&out, "capeff"), "0000000020000420");
     assert_eq!(line(&out, "cwd"), "/etc");
     assert_eq!(line(&out, "uid"), "101");
+    // process.json has no oomScoreAdj: the container's, as runc (Docker's
+    // exec relies on it), not the caller's.
+    assert_eq!(line(&out, "oom"), "300", "{d}");
     // 0-2, and the fd `ls` opens itself; never the shell's fd 7.
     assert_eq!(
         line(&out, "fds").split_whitespace().collect::<Vec<_>>(),
@@ -221,7 +225,8 @@ fn errors_name_the_failing_step() {
 }
 
 /// A container in its own user namespace, created and started through the
-/// exec FIFO: the FIFO must be writable by the container's (mapped) root.
+/// exec FIFO: the FIFO must be writable by the container's (mapped) root,
+/// and reachable although the state root is private to the host's root.
 #[test]
 fn user_namespace_create_then_start() {
     require_root!();
@@ -243,10 +248,15 @@ fn user_namespace_create_then_start() {
         c["mounts"].as_array_mut().unwrap().push(json!(
             {"destination": "/tmp", "type": "bind", "source": out_dir, "options": ["rbind", "rw"]}
         ));
-        c["process"]["args"] = json!(["sh", "-c", "echo \"uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')\" > /tmp/out"]);
+        // Docker sets it for every container; /proc/self is not the
+        // init's to write once it is root in its user namespace.
+        c["process"]["oomScoreAdj"] = json!(100);
+        c["process"]["args"] = json!(["sh", "-c", "echo \"uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //') oom=$(cat /proc/self/oom_score_adj)\" > /tmp/out"]);
     });
     let o = sb.sh(&format!(
-        "$RT create -b {} u1 </dev/null; echo create=$?; $RT start u1; echo start=$?\nfor i in $(seq 100); do $RT state u1 | grep -q stopped && break; sleep 0.02; done\n$RT delete u1; echo delete=$?",
+        // The state root is private, as Docker's (/run/docker/runtime-runc
+        // is 0700): the init, the user namespace's root, cannot walk it.
+        "chmod 700 $STATE; $RT create -b {} u1 </dev/null; echo create=$?; $RT start u1; echo start=$?\nfor i in $(seq 100); do $RT state u1 | grep -q stopped && break; sleep 0.02; done\n$RT delete u1; echo delete=$?",
         bundle.display()
     ));
     let out = stdout(&o);
@@ -254,7 +264,12 @@ fn user_namespace_create_then_start() {
     assert_eq!(line(&out, "start"), "0", "{}", describe(&o));
     assert_eq!(line(&out, "delete"), "0", "{}", describe(&o));
     let seen = std::fs::read_to_string(out_dir.join("out")).unwrap();
-    assert_eq!(seen.trim(), "uid=0 map=0 100000 65536", "{}", describe(&o));
+    assert_eq!(
+        seen.trim(),
+        "uid=0 map=0 100000 65536 oom=100",
+        "{}",
+        describe(&o)
+    );
 }
 
 /// `process.terminal` with `--console-socket`: the runtime sends the pty

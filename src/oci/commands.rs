@@ -102,6 +102,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             if p.cwd().as_os_str().is_empty() {
                 p.set_cwd(PathBuf::from("/"));
             }
+            // runc gives an exec'd process the container's oom_score_adj
+            // (Docker's process.json has none), not the shim's.
+            if p.oom_score_adj().is_none() {
+                p.set_oom_score_adj(st.config.process().as_ref().and_then(|c| c.oom_score_adj()));
+            }
             let namespaces = runtime::spec_namespaces(&st.config)
                 .into_iter()
                 .map(|(t, _)| t)

@@ -146,6 +146,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
                 super::cgroup::add_process(p, pid)?;
             }
+            super::set_oom_score_adj(pid, opts.process.oom_score_adj())?;
             let proceed = Message::Proceed {
                 hook_state: String::new(),
             };
@@ -255,6 +256,6 @@ fn exec_sequence(
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((
         "exec".to_string(),
-        format!("execve '{}': {e}", path.to_string_lossy()),
+        super::init::program_error(&path.to_string_lossy(), e).to_string(),
     ))
 }

@@ -332,6 +332,9 @@ pub struct InitContext<'a> {
     pub stdio: Stdio,
     pub ns_fds: NsFds,
     pub gate: &'a StartGate,
+    /// The FIFO gate's FIFO, opened O_PATH by the parent: in a user
+    /// namespace the init may not walk the state root (Docker's is 0700).
+    pub exec_fifo: Option<OwnedFd>,
     pub preserve_fds: u32,
 }
 
@@ -388,9 +391,14 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         )?;
     }
     step("stdio", setup_stdio(&ctx.stdio))?;
-    // The FIFO lives on the host; open it while its path is still reachable.
+    // The FIFO lives on the host; the parent opened it for us.
     let fifo = match ctx.gate {
-        StartGate::Fifo(path) => Some(step("open exec fifo", open_path(path))?),
+        StartGate::Fifo(path) => Some(ctx.exec_fifo.as_ref().ok_or_else(|| {
+            (
+                "open exec fifo".to_string(),
+                format!("no descriptor of '{}' from the parent", path.display()),
+            )
+        })?),
         StartGate::Socket => None,
     };
     // Mounts: propagation first so nothing we do leaks to the host.
@@ -523,7 +531,6 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         }
         Some(fd) => Some(step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?),
     };
-    drop(fifo);
     // In the container, as its user, right before the program (runc does the same).
     step(
         "startContainer hooks",
@@ -549,7 +556,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((
         "exec".to_string(),
-        format!("execve '{}': {e}", path.to_string_lossy()),
+        program_error(&path.to_string_lossy(), e).to_string(),
     ))
 }
 
@@ -578,12 +585,7 @@ fn prepare_process(
     plan: &InitPlan,
     p: &Process,
 ) -> StepResult<(CString, Vec<CString>, Vec<CString>, bool)> {
-    if let Some(adj) = p.oom_score_adj() {
-        step(
-            "oom_score_adj",
-            write_file("/proc/self/oom_score_adj", &adj.to_string()),
-        )?;
-    }
+    // oom_score_adj was set by the parent (see runtime::create).
     step("rlimits", apply_rlimits(p))?;
     // Before seccomp, which may allow personality(2) only for some values.
     if let Some(persona) = plan.personality {
@@ -629,7 +631,7 @@ fn become_root() -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::sys("setresuid 0", e))
 }
 
-fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
+pub fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
     let fd = open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| RuntimeError::sys(format!("open '{}'", path.display()), e))?;
     // SAFETY: `open` returned a fresh descriptor owned by nobody else.
@@ -818,36 +820,54 @@ pub fn apply_user_and_caps(p: &Process) -> Result<(), RuntimeError> {
 /// The default PATH when the process environment has none (runc's).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Find `arg0` the way execvp would, but in the container's PATH.
+/// Find `arg0` the way execvp would, but in the container's PATH. The
+/// errors use runc's words, which clients match: Docker's CLI exits 127 on
+/// "executable file not found" or "no such file or directory" and 126 on
+/// "permission denied" (case-sensitive), Podman and CRI do the same.
 pub fn resolve_program(arg0: &str, env: &[String]) -> Result<PathBuf, RuntimeError> {
     if arg0.contains('/') {
         // Checked here, after the user switch, so `create` reports what exec would.
         return match nix::unistd::access(arg0, nix::unistd::AccessFlags::X_OK) {
+            // A directory passes access(X_OK); execve would say EACCES.
+            Ok(()) if !is_file(Path::new(arg0)) => {
+                Err(program_error(arg0, nix::errno::Errno::EACCES))
+            }
             Ok(()) => Ok(PathBuf::from(arg0)),
-            Err(e) => Err(RuntimeError::io(
-                "find executable",
-                arg0,
-                std::io::Error::from(e),
-            )),
+            Err(e) => Err(program_error(arg0, e)),
         };
     }
     let vars: HashMap<&str, &str> = env.iter().filter_map(|e| e.split_once('=')).collect();
     let path = vars.get("PATH").copied().unwrap_or(DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let cand = Path::new(dir).join(arg0);
-        if nix::unistd::access(&cand, nix::unistd::AccessFlags::X_OK).is_ok()
-            && std::fs::metadata(&cand)
-                .map(|m| m.is_file())
-                .unwrap_or(false)
-        {
+        if nix::unistd::access(&cand, nix::unistd::AccessFlags::X_OK).is_ok() && is_file(&cand) {
             return Ok(cand);
         }
     }
-    Err(RuntimeError::io(
-        "find executable in the container's PATH",
-        arg0,
-        std::io::Error::from_raw_os_error(libc::ENOENT),
-    ))
+    Err(RuntimeError::Program {
+        program: arg0.to_string(),
+        reason: format!("executable file not found in $PATH '{path}'"),
+    })
+}
+
+fn is_file(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+}
+
+/// A program that cannot be executed, with the errno in Go's words (lower
+/// case strerror: "no such file or directory", "permission denied").
+pub fn program_error(program: &str, e: nix::errno::Errno) -> RuntimeError {
+    RuntimeError::Program {
+        program: program.to_string(),
+        reason: errno_words(e),
+    }
+}
+
+/// strerror in lower case, as Go (and so runc) spells an errno.
+pub fn errno_words(e: nix::errno::Errno) -> String {
+    e.desc().to_ascii_lowercase()
 }
 
 type ExecArgs = (CString, Vec<CString>, Vec<CString>);
@@ -996,7 +1016,21 @@ mod tests {
             resolve_program("/bin/sh", &env).unwrap(),
             PathBuf::from("/bin/sh")
         );
-        assert!(resolve_program("/no/such/program", &env).is_err());
-        assert!(resolve_program("no-such-program-berth", &env).is_err());
+        let err = |arg0: &str, env: &[String]| resolve_program(arg0, env).unwrap_err().to_string();
+        // runc's words, which Docker's CLI turns into exit codes 127 and 126.
+        assert_eq!(
+            err("/no/such/program", &env),
+            "exec '/no/such/program': no such file or directory"
+        );
+        assert_eq!(
+            err("no-such-program-berth", &env),
+            "exec 'no-such-program-berth': executable file not found in $PATH '/nonexistent:/bin'"
+        );
+        assert_eq!(err("/etc", &env), "exec '/etc': permission denied");
+        // Not executable (a test may run as root, who needs one x bit).
+        assert_eq!(
+            err("/etc/passwd", &env),
+            "exec '/etc/passwd': permission denied"
+        );
     }
 }

@@ -90,6 +90,9 @@ pub enum RuntimeError {
         #[source]
         source: nix::Error,
     },
+    /// The process's program cannot be executed; `reason` in runc's words.
+    #[error("exec '{program}': {reason}")]
+    Program { program: String, reason: String },
     #[error("seccomp: {context}: {source}")]
     Seccomp {
         context: String,
@@ -446,6 +449,15 @@ pub fn create(opts: CreateOptions) -> Result<Container, RuntimeError> {
     }
 }
 
+/// Set a container process's oom_score_adj from the caller, outside any
+/// user namespace it is in (there its /proc/self belongs to the host's root).
+pub(crate) fn set_oom_score_adj(pid: Pid, adj: Option<i32>) -> Result<(), RuntimeError> {
+    let Some(adj) = adj else { return Ok(()) };
+    let path = format!("/proc/{pid}/oom_score_adj");
+    std::fs::write(&path, adj.to_string())
+        .map_err(|e| RuntimeError::io("write oom_score_adj", path, e))
+}
+
 fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Container, RuntimeError> {
     let dir = record::container_dir(&opts.state_dir, &opts.id);
     let manager = match std::mem::take(&mut opts.cgroup_placement) {
@@ -510,6 +522,12 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
             .map_err(|e| RuntimeError::io("chmod exec fifo", path, e))?;
         rec.exec_fifo = Some(path.clone());
     }
+    // Opened here, not by the init: in a user namespace its root may not
+    // walk the state root (runc passes the FIFO the same way).
+    let exec_fifo = match &opts.start_gate {
+        StartGate::Fifo(path) => Some(init::open_path(path)?),
+        StartGate::Socket => None,
+    };
 
     let cgroup_fd = match (&opts.cgroup, &manager) {
         (Some(path), None) => {
@@ -559,12 +577,14 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
                 stdio: opts.stdio,
                 ns_fds,
                 gate: &opts.start_gate,
+                exec_fifo,
                 preserve_fds: opts.preserve_fds,
             })
         }
         Ok(process::Cloned::Parent { pid, in_cgroup }) => (pid, in_cgroup),
         Err(e) => return Err(e),
     };
+    drop(exec_fifo);
     drop(child_end);
     drop(console);
     rec.pid = Some(pid.as_raw());
@@ -596,6 +616,13 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
         process::assert_single_threaded()?;
         drop(setup_cgroup_limits(path, &opts.spec)?);
     }
+    // From here, not by the init: once root in its own user namespace,
+    // its /proc/self files belong to the host's root (runc's nsexec writes
+    // it before cloning, with the same effect). Inherited across exec.
+    set_oom_score_adj(
+        pid,
+        opts.spec.process().as_ref().and_then(|p| p.oom_score_adj()),
+    )?;
     if plan.new_user_ns {
         process::write_id_mappings(pid, &opts.spec)?;
     }
