@@ -24,6 +24,9 @@
 //! ports go through docker-proxy. Root only; skips when dockerd is missing
 //! (CI installs Debian's `docker.io`).
 
+#[path = "support/containerd.rs"]
+#[allow(dead_code)]
+mod containerd;
 #[path = "support/docker.rs"]
 mod docker;
 #[path = "support/registry.rs"]
@@ -231,7 +234,7 @@ fn run_detached(
         .to_string();
     // The runtime dockerd asked the shim to run.
     let options = d.sbox.sh_ok(&format!(
-        "cat /run/berth-docker/containerd/io.containerd.runtime.v2.task/{NS}/{id}/options.json"
+        "cat /run/berth-docker/state/io.containerd.runtime.v2.task/{NS}/{id}/options.json"
     ));
     assert!(
         options.contains(&format!("\"binary_name\":\"{}\"", rt.bin)),

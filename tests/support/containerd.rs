@@ -29,13 +29,16 @@ pub const BERTH_RUNTIME: &str = "/usr/bin/berth-runtime";
 /// Debian's runc, the reference the same steps are compared against.
 pub const RUNC: &str = "/usr/sbin/runc";
 
-/// containerd's root holds overlay snapshots, whose upper dirs cannot live
+/// containerd's config with its state and socket below `run` (a directory in
+/// the box). Its root holds overlay snapshots, whose upper dirs cannot live
 /// on the box's overlay root: it goes on the host directory bound over
-/// /var/lib/berth (TESTING.md). The plugins a bare `ctr run` does not need
-/// are off so startup stays short.
-const CONFIG: &str = r#"version = 2
+/// /var/lib/berth (TESTING.md). The plugins neither `ctr run` nor dockerd
+/// needs are off so startup stays short.
+pub fn config(run: &str) -> String {
+    format!(
+        r#"version = 2
 root = "/var/lib/berth/containerd"
-state = "/run/berth-containerd/state"
+state = "{run}/state"
 disabled_plugins = [
   "io.containerd.grpc.v1.cri",
   "io.containerd.snapshotter.v1.aufs",
@@ -46,8 +49,10 @@ disabled_plugins = [
   "io.containerd.internal.v1.tracing",
 ]
 [grpc]
-  address = "/run/berth-containerd/containerd.sock"
-"#;
+  address = "{run}/containerd.sock"
+"#
+    )
+}
 
 /// A booted box running containerd with the test image imported.
 pub struct Containerd {
@@ -59,11 +64,10 @@ impl Containerd {
     /// the busybox image. Panics with containerd's journal on failure.
     pub fn start(work: &Path) -> Containerd {
         let archive = build_image_archive(work);
-        let sbox = SystemdBox::boot(
-            BoxOptions::default()
-                .with_berth()
-                .file("/etc/berth-containerd/config.toml", CONFIG),
-        )
+        let sbox = SystemdBox::boot(BoxOptions::default().with_berth().file(
+            "/etc/berth-containerd/config.toml",
+            config("/run/berth-containerd"),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
         sbox.sh_ok(
             "mkdir -p /run/berth-containerd && systemd-run --quiet --unit=berth-containerd \
@@ -132,23 +136,7 @@ impl Containerd {
 /// An OCI archive (`oci-archive` layout in a tar) of busybox-static with its
 /// applet links, tagged `1`, as `ctr images import` reads it.
 fn build_image_archive(work: &Path) -> std::path::PathBuf {
-    let rootfs = super::support::busybox_rootfs(&work.join("image-rootfs"));
-    std::fs::write(rootfs.join("etc/hostname"), "image\n").unwrap();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["--numeric-owner", "-cf", "-", "."])
-        .output()
-        .expect("run tar");
-    assert!(tar.status.success(), "tar of the image rootfs failed");
-    let layout_dir = work.join("layout");
-    let mut layout = super::reg::Layout::new(&layout_dir);
-    let built = layout.image(
-        &[tar.stdout],
-        "amd64",
-        serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
-    );
-    layout.tag(&built, "1");
+    let layout_dir = super::reg::busybox_image_layout(work);
     let archive = work.join("image.tar");
     let out = Command::new("tar")
         .arg("-C")

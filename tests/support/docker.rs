@@ -32,25 +32,6 @@ pub const NS: &str = "moby";
 /// berth-runtime as installed in the box by packaging/install.sh.
 pub const BERTH_RUNTIME: &str = "/usr/bin/berth-runtime";
 
-/// containerd's and dockerd's roots hold overlay upper dirs, which cannot
-/// live on the box's overlay root: both go on the host directory bound over
-/// /var/lib/berth (TESTING.md). Plugins dockerd does not need are off.
-const CONTAINERD_CONFIG: &str = r#"version = 2
-root = "/var/lib/berth/containerd"
-state = "/run/berth-docker/containerd"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-[grpc]
-  address = "/run/berth-docker/containerd.sock"
-"#;
-
 /// An empty daemon.json, so that a host's /etc/docker/daemon.json never
 /// changes what the test runs.
 const DAEMON_JSON: &str = "{}\n";
@@ -71,7 +52,10 @@ impl Docker {
         let sbox = SystemdBox::boot(
             BoxOptions::default()
                 .with_berth()
-                .file("/etc/berth-docker/containerd.toml", CONTAINERD_CONFIG)
+                .file(
+                    "/etc/berth-docker/containerd.toml",
+                    super::containerd::config(RUN),
+                )
                 .file("/etc/berth-docker/daemon.json", DAEMON_JSON),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -195,26 +179,10 @@ impl Docker {
 }
 
 /// A docker-archive (`docker save` format) of busybox-static with its applet
-/// links, tagged [`IMAGE`]: an OCI layout built as other tests build them,
+/// links, tagged [`IMAGE`]: the OCI layout containerd's test imports too,
 /// converted by skopeo.
 fn build_docker_archive(work: &Path) -> PathBuf {
-    let rootfs = super::support::busybox_rootfs(&work.join("image-rootfs"));
-    std::fs::write(rootfs.join("etc/hostname"), "image\n").unwrap();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["--numeric-owner", "-cf", "-", "."])
-        .output()
-        .expect("run tar");
-    assert!(tar.status.success(), "tar of the image rootfs failed");
-    let layout_dir = work.join("layout");
-    let mut layout = super::reg::Layout::new(&layout_dir);
-    let built = layout.image(
-        &[tar.stdout],
-        "amd64",
-        serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
-    );
-    layout.tag(&built, "1");
+    let layout_dir = super::reg::busybox_image_layout(work);
     let archive = work.join("image.tar");
     let out = Command::new("skopeo")
         .arg("copy")

@@ -628,6 +628,30 @@ impl Layout {
     }
 }
 
+/// An OCI layout at `work/layout` holding `:1`, one layer of busybox-static
+/// with its applet links (the tree `busybox_rootfs` makes, /etc/hostname
+/// "image"), for clients that import whole images (containerd, Docker).
+pub fn busybox_image_layout(work: &Path) -> PathBuf {
+    let rootfs = super::support::busybox_rootfs(&work.join("image-rootfs"));
+    std::fs::write(rootfs.join("etc/hostname"), "image\n").unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-cf", "-", "."])
+        .output()
+        .expect("run tar");
+    assert!(tar.status.success(), "tar of the image rootfs failed");
+    let layout_dir = work.join("layout");
+    let mut layout = Layout::new(&layout_dir);
+    let built = layout.image(
+        &[tar.stdout],
+        "amd64",
+        serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+    );
+    layout.tag(&built, "1");
+    layout_dir
+}
+
 /// The busybox binary as a layer: `bin/busybox` and `bin/sh` → busybox.
 pub fn busybox_members() -> Vec<Member> {
     let bb = std::fs::read("/bin/busybox").unwrap();
