@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use containerd::{Containerd, BERTH_ROOT, BERTH_RUNTIME, IMAGE, NS, RUNC, RUNC_ROOT};
 use support::systemd_box::shell_quote;
+use support::{confinement_probe as probe, probe_field as field, NAMESPACES};
 
 /// One runtime under the shim: its binary, its state root, an ID prefix.
 struct Runtime {
@@ -133,32 +134,6 @@ fn in_pty(c: &Containerd, args: &str) -> String {
         ))
     ));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `key=value` lines of a probe's output.
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-const NAMESPACES: &[&str] = &["mnt", "uts", "ipc", "net", "pid", "cgroup"];
-
-/// Run in the container by `ctr task exec` and, for the init, from the box.
-fn probe(pid: &str) -> String {
-    let mut s = String::new();
-    for ns in NAMESPACES {
-        s.push_str(&format!("echo ns_{ns}=$(readlink /proc/{pid}/ns/{ns}); "));
-    }
-    s.push_str(&format!(
-        "echo cgroup=$(tail -1 /proc/{pid}/cgroup); \
-         echo caps=$(grep CapEff /proc/{pid}/status | cut -f2); \
-         echo nnp=$(grep NoNewPrivs /proc/{pid}/status | cut -f2); \
-         echo seccomp=$(grep '^Seccomp:' /proc/{pid}/status | cut -f2); "
-    ));
-    s
 }
 
 /// The runtime's state dirs, cgroups, rootfs mounts and containerd

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use docker::{Docker, BERTH_RUNTIME, EXEC_ROOT, IMAGE, NS};
 use support::systemd_box::shell_quote;
+use support::{confinement_probe as probe, probe_field as field, NAMESPACES};
 
 /// One runtime as dockerd knows it: its `--runtime` name, the binary the
 /// shim must be told to run, a container name prefix and a port to publish.
@@ -114,32 +115,6 @@ struct Seen {
     traces_while_running: Vec<&'static str>,
     /// Whatever is left of every container the test made.
     leftovers: Vec<String>,
-}
-
-/// `key=value` lines of a probe's output.
-fn field(out: &str, key: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-const NAMESPACES: &[&str] = &["mnt", "uts", "ipc", "net", "pid", "cgroup"];
-
-/// Run in the container by `docker exec` and, for the init, from the box.
-fn probe(pid: &str) -> String {
-    let mut s = String::new();
-    for ns in NAMESPACES {
-        s.push_str(&format!("echo ns_{ns}=$(readlink /proc/{pid}/ns/{ns}); "));
-    }
-    s.push_str(&format!(
-        "echo cgroup=$(tail -1 /proc/{pid}/cgroup); \
-         echo caps=$(grep CapEff /proc/{pid}/status | cut -f2); \
-         echo nnp=$(grep NoNewPrivs /proc/{pid}/status | cut -f2); \
-         echo seccomp=$(grep '^Seccomp:' /proc/{pid}/status | cut -f2); "
-    ));
-    s
 }
 
 /// A container the test made: its ID and (while it existed) its rootfs.

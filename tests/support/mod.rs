@@ -91,5 +91,35 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
 pub fn berth_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
 }
+/// The namespaces whose identity a confinement probe prints.
+pub const NAMESPACES: &[&str] = &["mnt", "uts", "ipc", "net", "pid", "cgroup"];
+
+/// Shell text printing `key=value` lines of process `pid`'s confinement: its
+/// namespaces, cgroup, effective capabilities, NoNewPrivs and seccomp mode.
+/// Run inside a container (`pid` = `self`) and, for its init, from outside,
+/// to compare an exec'd process with the container's own.
+pub fn confinement_probe(pid: &str) -> String {
+    let mut s = String::new();
+    for ns in NAMESPACES {
+        s.push_str(&format!("echo ns_{ns}=$(readlink /proc/{pid}/ns/{ns}); "));
+    }
+    s.push_str(&format!(
+        "echo cgroup=$(tail -1 /proc/{pid}/cgroup); \
+         echo caps=$(grep CapEff /proc/{pid}/status | cut -f2); \
+         echo nnp=$(grep NoNewPrivs /proc/{pid}/status | cut -f2); \
+         echo seccomp=$(grep '^Seccomp:' /proc/{pid}/status | cut -f2); "
+    ));
+    s
+}
+
+/// The value of `key=` in a probe's output, trimmed; empty when absent.
+pub fn probe_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 pub mod systemd_box;
 pub mod uml;
