@@ -5,7 +5,8 @@
 //! Running as root (as CI does), mode bits do not stop reads, so "unreadable"
 //! is covered by what root cannot read either: a dangling symlink, a directory
 //! named like a file, a FIFO (which would block a naive reader forever) and a
-//! symlink to an endless device. chmod 000 is tested too when not root.
+//! symlink to an endless device. chmod 000 is tested as the unprivileged
+//! user `nobody` (root drops to it with setpriv).
 
 mod support;
 
@@ -19,12 +20,14 @@ const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// A root with a valid `ok.toml` beside whatever the test adds.
 struct Root {
     dir: tempfile::TempDir,
+    /// Run berth as this uid (and gid) instead of the test's own.
+    as_uid: Option<u32>,
 }
 
 impl Root {
     fn new() -> Root {
         let dir = tempfile::tempdir().unwrap();
-        let r = Root { dir };
+        let r = Root { dir, as_uid: None };
         r.write(
             "ok.toml",
             b"image = \"nginx\"\n[service]\npull = \"never\"\n",
@@ -36,6 +39,20 @@ impl Root {
     }
     fn containers(&self) -> PathBuf {
         self.path().join("etc/berth/containers")
+    }
+    /// `program`, as `as_uid` when set (setpriv, util-linux).
+    fn command(&self, program: &Path) -> Command {
+        match self.as_uid {
+            None => Command::new(program),
+            Some(id) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={id}"))
+                    .arg(format!("--regid={id}"))
+                    .arg("--clear-groups")
+                    .arg(program);
+                c
+            }
+        }
     }
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.containers().join(name);
@@ -68,7 +85,7 @@ fn run_with_deadline(mut cmd: Command) -> Output {
 
 /// `berth check` fails with an error line naming `bad` and containing `what`.
 fn check_reports(root: &Root, bad: &Path, what: &str) {
-    let mut cmd = Command::new(BERTH);
+    let mut cmd = root.command(Path::new(BERTH));
     cmd.arg("--root").arg(root.path()).arg("check");
     let out = run_with_deadline(cmd);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -88,7 +105,11 @@ fn generator_skips(root: &Root, bad_name: &str) {
     std::os::unix::fs::symlink(BERTH, &generator).unwrap();
     let out_dir = bin.path().join("out");
     fs::create_dir(&out_dir).unwrap();
-    let mut cmd = Command::new(&generator);
+    if let Some(id) = root.as_uid {
+        std::os::unix::fs::chown(&out_dir, Some(id), Some(id)).unwrap();
+        make_traversable(bin.path());
+    }
+    let mut cmd = root.command(&generator);
     cmd.arg(&out_dir)
         .env("BERTH_ROOT", root.path())
         .env_remove("SYSTEMD_SCOPE");
@@ -137,17 +158,54 @@ fn unreadable_files() {
     check_reports(&root, &bad, "not a regular file");
     generator_skips(&root, "web");
 
-    // Mode 000: only meaningful when not root (root bypasses mode bits).
+    // Mode 000: root reads any file, so as root the check runs as `nobody`.
+    use std::os::unix::fs::PermissionsExt;
+    let mut root = Root::new();
+    let bad = root.write("web.toml", b"image = \"nginx\"\n");
+    fs::set_permissions(&bad, fs::Permissions::from_mode(0o000)).unwrap();
     if support::is_root() {
-        eprintln!("SKIP chmod 000 part: running as root, which reads any file");
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        let root = Root::new();
-        let bad = root.write("web.toml", b"image = \"nginx\"\n");
-        fs::set_permissions(&bad, fs::Permissions::from_mode(0o000)).unwrap();
-        check_reports(&root, &bad, "permission denied");
-        generator_skips(&root, "web");
+        require_program!("setpriv");
+        root.as_uid = Some(65534);
+        make_traversable(root.path());
     }
+    check_reports(&root, &bad, "permission denied");
+    generator_skips(&root, "web");
+}
+
+/// Let another user reach `dir` and everything but the files made 000:
+/// tempdirs are 0700.
+fn make_traversable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for d in std::iter::successors(Some(dir), |d| d.parent()) {
+        let mode = fs::metadata(d).unwrap().permissions().mode();
+        if mode & 0o005 != 0o005 {
+            fs::set_permissions(d, fs::Permissions::from_mode(mode | 0o005)).unwrap();
+        }
+        if d == Path::new("/tmp") {
+            break;
+        }
+    }
+    for e in walk(dir) {
+        let mode = fs::symlink_metadata(&e).unwrap().permissions().mode();
+        let file_type = fs::symlink_metadata(&e).unwrap().file_type();
+        if file_type.is_dir() {
+            fs::set_permissions(&e, fs::Permissions::from_mode(mode | 0o005)).unwrap();
+        } else if file_type.is_file() && mode & 0o777 != 0 {
+            fs::set_permissions(&e, fs::Permissions::from_mode(mode | 0o004)).unwrap();
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }
 
 #[test]

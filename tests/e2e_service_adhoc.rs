@@ -139,10 +139,11 @@ fn run_rootfs_in_the_foreground() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
 
     // Without systemd as init, `berth ps` lists a foreground run from berth's
-    // own records instead of failing on systemctl.
-    if !Path::new("/run/systemd/system").is_dir() {
-        let mut bg = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
+    // own records instead of failing on systemctl. On a machine booted with
+    // systemd, both run in a mount namespace where /run/systemd is hidden
+    // (sd_booted(3) looks for /run/systemd/system).
+    {
+        let mut bg = without_systemd()
             .arg(support::berth_bin())
             .args(["run", "--name", "bg", "--rootfs", rootfs.to_str().unwrap()])
             .args(["sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
@@ -159,7 +160,8 @@ fn run_rootfs_in_the_foreground() {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let ps = Command::new(support::berth_bin())
+        let ps = without_systemd()
+            .arg(support::berth_bin())
             .arg("ps")
             .env("BERTH_ROOT", env.path("root"))
             .output()
@@ -181,8 +183,6 @@ fn run_rootfs_in_the_foreground() {
                 .any(|l| l.starts_with("bg ") && l.contains("running (ad hoc)")),
             "{text}"
         );
-    } else {
-        eprintln!("skipping `berth ps` without systemd: this machine runs systemd as init");
     }
 }
 
@@ -324,4 +324,14 @@ fn run_with_a_terminal() {
         tree(&env.path("root/run/berth/containers")),
         Vec::<String>::new()
     );
+}
+
+/// A command line (complete it with the program and its arguments) that runs
+/// in a private mount namespace in which systemd does not look booted.
+fn without_systemd() -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("if [ -d /run/systemd ]; then mount -t tmpfs berth-test /run/systemd || exit 1; fi; exec \"$@\"")
+        .arg("sh");
+    c
 }

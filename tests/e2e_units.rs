@@ -93,7 +93,7 @@ fn template_readiness_cgroup_stop_and_cleanup() {
     require_root!();
     require_program!("nsenter");
     if !std::path::Path::new("/usr/bin/python3").exists() {
-        eprintln!("SKIP: /usr/bin/python3 is not installed (the stand-in supervisor needs it)");
+        support::skip("/usr/bin/python3 is not installed (the stand-in supervisor needs it)");
         return;
     }
     let b = boot_with_fake_berth();
@@ -157,7 +157,7 @@ fn template_lets_the_supervisor_extend_the_start_timeout() {
     require_root!();
     require_program!("nsenter");
     if !std::path::Path::new("/usr/bin/python3").exists() {
-        eprintln!("SKIP: /usr/bin/python3 is not installed (the stand-in supervisor needs it)");
+        support::skip("/usr/bin/python3 is not installed (the stand-in supervisor needs it)");
         return;
     }
     let b = boot_with_fake_berth();

@@ -7,9 +7,14 @@
 //! - `expected-error`: the exact output of `berth check` (stderr then stdout)
 //!   when the case must fail; absent means `berth check` must pass silently.
 //!
+//! - `verify-fails`: what `systemd-analyze verify` must object to, for a case
+//!   whose units systemd rejects on purpose (every other case must verify).
+//!
 //! Volatile parts are replaced first: the input path by `<ROOT>`, definition
 //! hashes by `<HASH>`. `BERTH_BLESS=1 cargo test --test golden` rewrites the
 //! expected files; review the diff. Adding a case means adding files only.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -277,14 +282,7 @@ fn examples_pass_check() {
 /// the settings the generator must not contradict.
 #[test]
 fn generated_units_pass_systemd_analyze_verify() {
-    let have = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("systemd-analyze").is_file()));
-    if !have {
-        eprintln!(
-            "SKIP generated_units_pass_systemd_analyze_verify: systemd-analyze is not installed"
-        );
-        return;
-    }
+    require_program!("systemd-analyze");
     let repo_template = Path::new(env!("CARGO_MANIFEST_DIR")).join("units/berth@.service");
     let template = fs::read_to_string(&repo_template).unwrap_or_else(|_| {
         "[Unit]\nDescription=berth container %i\n[Service]\nType=notify\nNotifyAccess=main\n\
@@ -292,6 +290,15 @@ fn generated_units_pass_systemd_analyze_verify() {
          ExecStopPost=/usr/bin/berth cleanup %i\n[Install]\nWantedBy=multi-user.target\n"
             .to_string()
     });
+    // The units must verify cleanly, exit code included: point them at the
+    // binary under test (not installed here) and leave out Documentation=,
+    // whose man page is not installed either.
+    let template: String = template
+        .replace("/usr/bin/berth", BERTH)
+        .lines()
+        .filter(|l| !l.starts_with("Documentation="))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let mut checked = 0;
     let mut dirs: Vec<PathBuf> = fs::read_dir(cases_dir())
         .unwrap()
@@ -303,13 +310,20 @@ fn generated_units_pass_systemd_analyze_verify() {
         let tmp = tempfile::tempdir().unwrap();
         let units = tmp.path();
         fs::write(units.join("berth@.service"), &template).unwrap();
-        let _ = Command::new(BERTH)
+        let gen = Command::new(BERTH)
             .arg("--root")
             .arg(case.join("input"))
             .arg("generate")
             .arg(units)
             .output()
             .unwrap();
+        // A case that pins an error still generates its valid definitions.
+        assert!(
+            gen.status.success() || case.join("expected-error").exists(),
+            "{}: berth generate failed: {}",
+            case.display(),
+            String::from_utf8_lossy(&gen.stderr)
+        );
         let names: Vec<String> = fs::read_dir(units)
             .unwrap()
             .filter_map(|e| e.unwrap().file_name().into_string().ok())
@@ -335,6 +349,23 @@ fn generated_units_pass_systemd_analyze_verify() {
             case.display(),
             complaints.join("\n")
         );
+        // `verify-fails` names what systemd must object to (a case that
+        // pins a cycle); every other case verifies with exit code 0.
+        match fs::read_to_string(case.join("verify-fails")) {
+            Ok(why) => assert!(
+                !out.status.success() && stderr.contains(why.trim()),
+                "{}: systemd-analyze verify should fail with {:?}, exited {:?}:\n{stderr}",
+                case.display(),
+                why.trim(),
+                out.status.code()
+            ),
+            Err(_) => assert!(
+                out.status.success(),
+                "{}: systemd-analyze verify exited {:?}:\n{stderr}",
+                case.display(),
+                out.status.code()
+            ),
+        }
         checked += names.len();
     }
     assert!(checked >= 30, "only {checked} units verified");

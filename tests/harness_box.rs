@@ -199,7 +199,7 @@ fn copy_in_brings_a_tree_with_symlinks_into_the_box() {
     require_root!();
     require_program!("nsenter");
     if !std::path::Path::new(support::BUSYBOX).exists() {
-        eprintln!("SKIP: busybox-static is not installed");
+        support::skip("busybox-static is not installed (tests/run installs it)");
         return;
     }
     let host = tempfile::tempdir().unwrap();

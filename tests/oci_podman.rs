@@ -201,7 +201,7 @@ fn podman_bridge_network_and_published_port() {
     require_program!("conmon");
     require_program!("iptables");
     if !std::path::Path::new("/usr/lib/podman/netavark").exists() {
-        eprintln!("SKIP: netavark is not installed (tests/run installs it)");
+        support::skip("netavark is not installed (tests/run installs it)");
         return;
     }
     let pm = Podman::new();

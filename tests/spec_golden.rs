@@ -91,7 +91,7 @@ fn run_case(case: &Path) -> Result<(), String> {
             ImageConfigView::from_image_config(&c)
         });
     let ctx = context(case, &def);
-    let bless = std::env::var_os("BERTH_BLESS").is_some();
+    let bless = std::env::var_os("BERTH_BLESS").is_some_and(|v| v == "1");
     let expected_json = case.join("expected.json");
     let expected_err = case.join("expected-error");
     match spec::plan(&def, image.as_ref(), &ctx) {

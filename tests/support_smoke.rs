@@ -4,7 +4,7 @@ mod support;
 #[test]
 fn busybox_rootfs_has_a_shell() {
     if !std::path::Path::new(support::BUSYBOX).exists() {
-        eprintln!("SKIP busybox_rootfs_has_a_shell: busybox-static is not installed (tests/run installs it)");
+        support::skip("busybox-static is not installed (tests/run installs it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

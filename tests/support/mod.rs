@@ -14,15 +14,38 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Whether skips are failures: `tests/run` (and so CI) sets
+/// `BERTH_TEST_STRICT=1`, because cargo hides a passing test's output and a
+/// skipped test would otherwise count as passed.
+pub fn strict() -> bool {
+    std::env::var_os("BERTH_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// The running test's name (libtest names each test's thread after it).
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string()
+}
+
+/// Say that the current test cannot run here and why. In strict mode that is
+/// a failure naming the test; otherwise the reason is printed and the caller
+/// returns. Every skip goes through here (the `require_*!` macros do).
+pub fn skip(reason: &str) {
+    let test = test_name();
+    if strict() {
+        panic!("SKIP is a failure under BERTH_TEST_STRICT=1: {test}: {reason}");
+    }
+    eprintln!("SKIP {test}: {reason}");
+}
+
 /// Skip the current test, saying why, unless running as root.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !$crate::support::is_root() {
-            eprintln!(
-                "SKIP {}: needs root (run the suite as root, as CI does)",
-                module_path!()
-            );
+            $crate::support::skip("needs root (run the suite as root, as CI does)");
             return;
         }
     };
@@ -33,11 +56,10 @@ macro_rules! require_root {
 macro_rules! require_program {
     ($prog:expr) => {
         if !$crate::support::have_program($prog) {
-            eprintln!(
-                "SKIP {}: '{}' is not installed (tests/run installs it)",
-                module_path!(),
+            $crate::support::skip(&format!(
+                "'{}' is not installed (tests/run installs it)",
                 $prog
-            );
+            ));
             return;
         }
     };

@@ -253,7 +253,7 @@ pub fn unavailable() -> Option<String> {
 macro_rules! require_uml {
     () => {
         if let Some(why) = $crate::support::uml::unavailable() {
-            eprintln!("SKIP {}: User-Mode Linux guest: {why}", module_path!());
+            $crate::support::skip(&format!("User-Mode Linux guest: {why}"));
             return;
         }
     };
