@@ -6,9 +6,11 @@ mod reg;
 mod support;
 
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use berth::supervise::state::State;
 use reg::{Layout, Member, Registry, RegistryOptions};
 
 fn berth(root: &Path, storage: &Path, args: &[&str]) -> Output {
@@ -115,22 +117,37 @@ fn pull_images_inspect_rmi_prune() {
         &["inspect", &built.manifest_digest[7..19]],
     ));
 
-    // A record of a container that is gone does not pin the image.
-    let gone = root.join("run/berth/containers/old");
-    std::fs::create_dir_all(&gone).unwrap();
-    std::fs::write(
-        gone.join("state.json"),
-        format!(r#"{{"name":"old","image":"{reference}","status":"stopped"}}"#),
-    )
-    .unwrap();
-    // A running container uses the image: rmi refuses without --force.
-    let state = root.join("run/berth/containers/web");
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(
-        state.join("state.json"),
-        format!(r#"{{"name":"web","image":"{reference}"}}"#),
-    )
-    .unwrap();
+    // Records as the supervisor writes them (its own type). One whose
+    // supervisor is gone (SIGKILLed before `berth cleanup`) does not pin the
+    // image; one whose supervisor runs does.
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        c.wait().unwrap();
+        c.id() as i32
+    };
+    let record = |name: &str, pid: i32| {
+        let dir = root.join("run/berth/containers").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        State {
+            name: name.to_string(),
+            supervisor_pid: pid,
+            image: Some(reference.clone()),
+            image_digest: Some(built.manifest_digest.clone()),
+            ..State::default()
+        }
+        .save(&dir)
+        .unwrap();
+    };
+    record("old", dead);
+    // A stand-in supervisor: a live process named as berth's.
+    let mut supervisor = KillOnDrop(
+        Command::new("sleep")
+            .arg0("berth")
+            .arg("300")
+            .spawn()
+            .unwrap(),
+    );
+    record("web", supervisor.0.id() as i32);
     let out = berth(&root, &storage, &["rmi", &reference]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -149,8 +166,10 @@ fn pull_images_inspect_rmi_prune() {
         2,
         "prune removed layers a running container uses"
     );
-    // The container stops: prune frees everything.
-    std::fs::remove_dir_all(root.join("run")).unwrap();
+    // The container's supervisor is gone, its record still there (a crash
+    // before cleanup): prune frees everything.
+    supervisor.0.kill().unwrap();
+    supervisor.0.wait().unwrap();
     let out = ok(&berth(&root, &storage, &["prune"]));
     assert!(out.contains("2 layers"), "{out}");
     assert_eq!(layer_count(&storage), 0);
@@ -266,4 +285,14 @@ fn a_dead_mirror_is_warned_about() {
             .any(|l| l.contains("DEBUG") && l.contains(&dead)),
         "{stderr}"
     );
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

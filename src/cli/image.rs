@@ -16,6 +16,7 @@ use clap::Args;
 use crate::config::load_globals;
 use crate::image::{self, NotifyProgress, Progress, ProgressEvent, PullOptions};
 use crate::store::Store;
+use crate::supervise::state::State;
 
 /// Where the image store lives.
 #[derive(Debug, Clone, Args)]
@@ -261,29 +262,18 @@ fn images_in_use(root: &Path, store: &Store) -> Vec<(String, Option<String>, Opt
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
+        // The supervisor's own record type: a field it does not write cannot
+        // be read here by mistake.
+        let Ok(Some(state)) = State::load(&e.path()) else {
             continue;
         };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        // A record left behind by a container that is gone does not pin its
-        // image: a "status" of stopped/exited, or a "pid" that no longer runs.
-        let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("");
-        if matches!(status, "stopped" | "exited" | "dead") {
+        // A record left behind by a supervisor that is gone (killed before
+        // `berth cleanup` ran) does not pin its image.
+        if !state.supervisor_alive() {
             continue;
         }
-        if let Some(pid) = v.get("pid").and_then(|p| p.as_u64()) {
-            if pid > 0 && !Path::new(&format!("/proc/{pid}")).exists() {
-                continue;
-            }
-        }
-        let image = v.get("image").and_then(|i| i.as_str()).map(str::to_string);
-        let mut digest = v
-            .get("image_digest")
-            .or_else(|| v.get("manifest_digest"))
-            .and_then(|i| i.as_str())
-            .map(str::to_string);
+        let image = state.image;
+        let mut digest = state.image_digest;
         let canonical = image.as_deref().and_then(|i| {
             if i.starts_with("sha256:") {
                 digest.get_or_insert_with(|| i.to_string());
