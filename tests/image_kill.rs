@@ -1,6 +1,9 @@
-//! `berth pull` killed (SIGKILL, by PID) at random points, 20 times: whatever
-//! is left in the store is either complete and verified or named as
-//! temporary, and the next pull always succeeds.
+//! `berth pull` killed (SIGKILL, by PID) at chosen points — while a blob
+//! downloads, while a layer unpacks, after some layers are complete — each
+//! seen in the store before the kill, through a throttling proxy that makes
+//! the pull slow enough to catch: whatever is left in the store is either
+//! complete and verified or named as temporary, and the next pull always
+//! succeeds.
 #[path = "support/registry.rs"]
 mod reg;
 mod support;
@@ -96,13 +99,6 @@ fn killed_pulls_leave_nothing_half_done() {
     require_root!();
     require_program!("docker-registry");
     require_program!("skopeo");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
-    let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().unwrap();
     let registry = Registry::start(RegistryOptions::default());
 
@@ -135,13 +131,14 @@ fn killed_pulls_leave_nothing_half_done() {
     );
     layout.tag(&built, "k");
     registry.push(&layout.dir, "k", "kill/img:k");
-    let r = format!("{}/kill/img:k", registry.host());
+    let proxy = SlowProxy::start(registry.port);
+    let r = format!("{}/kill/img:k", proxy.host());
     let root = reg::globals_root(
         tmp.path(),
         &tmp.path().join("unused"),
         &format!(
             "[[registry]]\nhost = \"{}\"\ninsecure = true\n",
-            registry.host()
+            proxy.host()
         ),
     );
     let pull = |storage: &Path| {
@@ -155,16 +152,15 @@ fn killed_pulls_leave_nothing_half_done() {
         c
     };
 
-    // A reference pull: its layers are what complete layers look like.
+    // A reference pull, at full speed: its layers are what complete layers
+    // look like.
     let ref_store = tmp.path().join("ref-store");
-    let t = Instant::now();
     let out = pull(&ref_store).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let full = t.elapsed();
     let reference: BTreeMap<_, _> = built
         .diff_ids
         .iter()
@@ -175,10 +171,14 @@ fn killed_pulls_leave_nothing_half_done() {
             )
         })
         .collect();
-    eprintln!("a full pull takes {full:?}");
 
-    let mut partial_states = 0;
-    for round in 1..=20 {
+    let points = [
+        KillPoint::Downloading,
+        KillPoint::Unpacking,
+        KillPoint::SomeLayersDone,
+    ];
+    for round in 1..=9 {
+        let point = points[(round - 1) % points.len()];
         let storage = tmp.path().join(format!("store-{round}"));
         // Reuse a partly filled store every other round, so kills also land
         // in pulls that find some layers present.
@@ -186,18 +186,30 @@ fn killed_pulls_leave_nothing_half_done() {
             let prev = tmp.path().join(format!("store-{}", round - 1));
             std::fs::rename(&prev, &storage).unwrap();
         }
-        let delay = Duration::from_micros(rng.next() % (full.as_micros() as u64 * 12 / 10 + 1));
+        proxy.throttle(true);
         let mut child = pull(&storage).spawn().unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("round {round}: the pull ended ({st}) before {point:?} was seen");
+            }
+            if point.reached(&storage) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {point:?} never seen"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        child.kill().unwrap();
         let _ = child.wait();
-        if storage.join("layers/sha256").is_dir() && !Store::open(&storage).unwrap().is_present(&r)
-        {
-            partial_states += 1;
-        }
-        if storage.is_dir() {
-            check_store(&storage, &reference, round);
-        }
+        proxy.throttle(false);
+        assert!(
+            !Store::open(&storage).unwrap().is_present(&r),
+            "round {round}: killed at {point:?}, yet the image is complete"
+        );
+        check_store(&storage, &reference, round);
         // The next pull succeeds and leaves a whole, verified image.
         let out = pull(&storage).output().unwrap();
         assert!(
@@ -237,5 +249,120 @@ fn killed_pulls_leave_nothing_half_done() {
             .unwrap();
         }
     }
-    eprintln!("{partial_states} of 20 kills left a partial store");
+}
+
+/// Where a pull is killed, each recognised by what the store holds.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// A blob is being written (`blobs/sha256/.tmp-*` holds bytes).
+    Downloading,
+    /// A layer is being unpacked (`layers/sha256/.tmp-*`).
+    Unpacking,
+    /// At least one layer is complete, the image is not.
+    SomeLayersDone,
+}
+
+impl KillPoint {
+    fn reached(self, storage: &Path) -> bool {
+        let tmps = |sub: &str| -> Vec<std::path::PathBuf> {
+            names(&storage.join(sub))
+                .into_iter()
+                .filter(|n| n.starts_with(".tmp-"))
+                .map(|n| storage.join(sub).join(n))
+                .collect()
+        };
+        match self {
+            KillPoint::Downloading => tmps("blobs/sha256")
+                .iter()
+                .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0)),
+            KillPoint::Unpacking => !tmps("layers/sha256").is_empty(),
+            KillPoint::SomeLayersDone => names(&storage.join("layers/sha256"))
+                .iter()
+                .any(|n| !n.starts_with(".tmp-")),
+        }
+    }
+}
+
+/// A TCP proxy on loopback in front of the registry. Throttled, it passes the
+/// registry's answers on at about 1 MB/s per connection, so a pull of the
+/// test image takes seconds and each kill point can be seen before the kill.
+struct SlowProxy {
+    port: u16,
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowProxy {
+    fn start(upstream: u16) -> SlowProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let slow = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (slow.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pump(c2, s2, None));
+                let slow = s.clone();
+                std::thread::spawn(move || pump(server, client, Some(slow)));
+            }
+        });
+        SlowProxy { port, slow, stop }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn throttle(&self, on: bool) {
+        self.slow.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copy `from` to `to` until either side closes; with `slow` set, 16 KiB
+/// every 16 ms.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    slow: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        if slow
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            std::thread::sleep(Duration::from_millis(16));
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }
