@@ -93,7 +93,18 @@ for i in $(seq 0 19); do
     $RT delete --force m$i >/dev/null 2>&1
     [ -n "$PID" ] && [ "$PID" != 0 ] && kill -0 $PID 2>/dev/null && { echo "alive after m$i: $PID"; bad=1; }
     [ -e $STATE/m$i ] && { echo "state left by m$i"; bad=1; }
-    [ -d /sys/fs/cgroup/berth/m$i ] && { echo "cgroup left by m$i"; bad=1; }
+    # Whether or not the kill came before any state: no berth process and
+    # no container program may be left in the sandbox's PID namespace (an
+    # init whose creator died exits on its own, so allow it a moment), and
+    # no cgroup in its cgroup tree.
+    for t in $(seq 100); do
+        left=$(for c in /proc/[0-9]*/comm; do read n < $c 2>/dev/null && case "$n" in sleep|berth*) echo "${c%/comm}:$n";; esac; done)
+        [ -z "$left" ] && break
+        busybox usleep 10000
+    done
+    [ -n "$left" ] && { echo "processes left by m$i: $left"; bad=1; }
+    cg=$(find /sys/fs/cgroup -mindepth 1 -type d | grep -v '^/sys/fs/cgroup/berth$')
+    [ -n "$cg" ] && { echo "cgroups left by m$i: $cg"; bad=1; }
 done
 cat /proc/self/mountinfo | cut -d' ' -f5 | sort > $STATE/../mounts.after
 echo mounts_same=$(cmp -s $STATE/../mounts.before $STATE/../mounts.after && echo yes || echo no)
