@@ -310,14 +310,17 @@ fn run_with_a_terminal() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Type only once the container is reading (it printed its tty), and
+    // hang up only once it echoed what it read.
+    let seen = read_in_background(child.stdout.take().unwrap());
+    wait_for_output(&seen, "/dev/pts/");
     use std::io::Write;
     stdin.write_all(b"typed\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for_output(&seen, "got-typed");
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let status = child.wait().unwrap();
+    let stdout = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("/dev/pts/0"), "{stdout}");
     assert!(stdout.contains("got-typed"), "{stdout}");
     assert_eq!(
@@ -334,4 +337,37 @@ fn without_systemd() -> Command {
         .arg("if [ -d /run/systemd ]; then mount -t tmpfs berth-test /run/systemd || exit 1; fi; exec \"$@\"")
         .arg("sh");
     c
+}
+
+/// Collect what `out` prints, as it arrives.
+fn read_in_background(
+    mut out: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}
+
+/// Wait (10 s at most) until `seen` contains `what`.
+fn wait_for_output(seen: &std::sync::Mutex<String>, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.lock().unwrap().contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what:?} in the output: {}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

@@ -172,10 +172,11 @@ fn template_lets_the_supervisor_extend_the_start_timeout() {
     );
     b.sh_ok("systemctl daemon-reload");
     b.sh_ok("systemctl start --no-block berth@slow.service berth@stuck.service");
-    std::thread::sleep(Duration::from_millis(1800));
     // Past TimeoutStartSec: "stuck" timed out, "slow" is still starting.
-    let stuck = b.show("berth@stuck.service", "ActiveState,Result");
-    assert_eq!(stuck["Result"], "timeout", "{stuck:?}");
+    b.wait_until(
+        "systemctl show -p Result --value berth@stuck.service | grep -qx timeout",
+        Duration::from_secs(10),
+    );
     assert_eq!(active_state(&b, "berth@slow.service"), "activating");
     b.sh_ok("touch /run/fake/go-slow");
     b.wait_until(

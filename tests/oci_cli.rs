@@ -505,7 +505,8 @@ fn update_writes_resources_into_the_cgroup() {
          echo '{{\"unified\":{{\"cgroup.max.descendants\":\"3\"}}}}' | $RT update -r - upd; echo stdin=$?\n\
          echo file2=$(cat /sys/fs/cgroup/berth/upd/cgroup.max.descendants)\n\
          echo '[1]' | $RT update -r - upd; echo bad=$?\n\
-         $RT kill upd KILL; sleep 0.2\n\
+         $RT kill upd KILL\n\
+         for i in $(seq 250); do $RT state upd | grep -q stopped && break; sleep 0.02; done\n\
          $RT update --resources {r} upd; echo stopped=$?\n\
          $RT delete upd",
         b = bundle.display(),
@@ -680,7 +681,7 @@ fn kill_all_reaches_children_of_an_exited_init() {
     let script = format!(
         r#"
 $RT create -b {b} ka </dev/null >/dev/null 2>&1; $RT start ka
-for i in $(seq 100); do $RT state ka | grep -q '"stopped"' && break; sleep 0.02; done
+for i in $(seq 500); do $RT state ka | grep -q '"stopped"' && break; sleep 0.02; done
 echo before=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
 $RT kill --all ka KILL; echo kill=$?
 for i in $(seq 500); do [ -s /sys/fs/cgroup/berth-ka/cgroup.procs ] || break; sleep 0.02; done

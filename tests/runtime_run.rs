@@ -112,13 +112,16 @@ fn exit_codes_and_signals_pass_through() {
     let o = sb.sh(&format!(
         r#"$RT run -b {three} c3; echo "three=$?"
 $RT run -b {sleeper} c9 & RUN=$!
-for i in $(seq 100); do [ -e $STATE/c9/state.json ] && break; sleep 0.05; done
-sleep 0.2
+for i in $(seq 200); do $RT state c9 2>/dev/null | grep -q '"running"' && break; sleep 0.02; done
 $RT kill c9 KILL
 wait $RUN; echo "killed=$?"
 $RT run -b {trapper} ct & RUN=$!
-for i in $(seq 100); do [ -e $STATE/ct/state.json ] && break; sleep 0.05; done
-sleep 0.3
+# Until the trap is set (the container wrote its file) and the waiter took over.
+for i in $(seq 250); do
+    PID=$($RT state ct 2>/dev/null | tr -d ' \n' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+    [ -n "$PID" ] && [ -e /proc/$PID/root/dev/shm/x ] && [ "$(cat /proc/$RUN/comm)" = "berth:[wait]" ] && break
+    sleep 0.02
+done
 echo "waiter=$(cat /proc/$RUN/comm)"
 kill -TERM $RUN
 wait $RUN; echo "forwarded=$?"
