@@ -148,6 +148,10 @@ for n in spin50 spinfree; do
     $R kill $n KILL
     finish $n
 done
+# Nothing left once every run returned, OOM-killed ones included: no
+# container cgroup, no state.
+result oci_cgroups_left "$(ls -d $CG/oci-*/c 2>/dev/null | wc -l)"
+result oci_state_left "$(ls /run/berth-rt 2>/dev/null | wc -l)"
 "#;
 
 /// The OCI-mode guest, booted by the first test that asks; a failed boot is
@@ -245,6 +249,15 @@ fn oci_memory_limit_is_enforced_by_oom_kill() {
         "{}",
         g.diagnostics()
     );
+}
+
+/// `run` removes what it made, after an OOM kill too.
+#[test]
+fn oci_runs_leave_no_cgroup_or_state() {
+    require_uml!();
+    let g = oci_guest();
+    assert_eq!(g.number("oci_cgroups_left"), 0, "{}", g.diagnostics());
+    assert_eq!(g.number("oci_state_left"), 0, "{}", g.diagnostics());
 }
 
 #[test]
