@@ -112,7 +112,12 @@ start() {
     echo "+cpu +memory +pids" > $CG/oci-$1/cgroup.subtree_control
     $R run -b /bundles/$1 $1 > /run/$1.out 2>&1 </dev/null &
     eval "pid_$1=$!"
-    i=0; while [ ! -e $CG/oci-$1/c/cgroup.procs ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+    # Until the init is in it: berth-runtime writes the limits before it
+    # clones into the cgroup, so they are all there by then.
+    i=0; while [ $i -lt 200 ]; do
+        p=; read -r p < $CG/oci-$1/c/cgroup.procs 2>/dev/null; [ -n "$p" ] && break
+        sleep 0.05; i=$((i+1))
+    done
     # What berth-runtime wrote, read at once (the shell's own `read`, no fork).
     for f in memory.max pids.max cpu.max; do
         v=; read -r v < $CG/oci-$1/c/$f || true
@@ -127,12 +132,16 @@ finish() {
 }
 # The four run at once, each in its own parent cgroup; the busy loops after,
 # one by one, so neither steals the guest's one CPU from the other.
-for n in hog ok200 forks5 forks50; do start $n; done
-for n in hog ok200 forks5 forks50; do finish $n; done
-for n in hog ok200; do
+for n in hog ok200 forks5 forks50 upd; do start $n; done
+# `update` lowers the running container's memory limit from 200M to 20M
+# before its allocation: the kernel must now refuse what 200M allowed.
+echo '{"memory": {"limit": 20971520}}' | $R update -r - upd; result upd_update $?
+v=; read -r v < $CG/oci-upd/c/memory.max; result upd_memory_max_after "$v"
+for n in hog ok200 forks5 forks50 upd; do finish $n; done
+for n in hog ok200 upd; do
     result ${n}_oom_kill "$(sed -n 's/^oom_kill //p' $CG/oci-$n/memory.events)"
 done
-result oom_report "$(dmesg | grep 'oom-kill:' | tail -1)"
+result oom_report "$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/oci-hog/' | tail -1)"
 for n in forks5 forks50; do
     result ${n}_forked "$(grep -o 'forked=[0-9]*' /run/$n.out | tail -1 | cut -d= -f2)"
 done
@@ -185,6 +194,7 @@ fn oci_guest() -> &'static GuestRun {
             pids(50),
             "/oci-forks50/c",
         );
+        bundle(tmp.path(), "upd", &delayed(HOG, 6), mem(200), "/oci-upd/c");
         bundle(tmp.path(), "spin50", SPIN, cpu(50000), "/oci-spin50/c");
         bundle(tmp.path(), "spinfree", SPIN, cpu(-1), "/oci-spinfree/c");
         let mut opts = GuestOptions::new(Mode::Direct, OCI_SCRIPT).dir(tmp.path(), "/bundles");
@@ -249,6 +259,34 @@ fn oci_memory_limit_is_enforced_by_oom_kill() {
         "{}",
         g.diagnostics()
     );
+}
+
+/// `berth-runtime update` (what `podman update` and containerd call) changes
+/// a running container's limit where the kernel enforces it: lowered from
+/// 200M to 20M, the allocation that 200M allows is OOM-killed.
+#[test]
+fn oci_update_lowers_a_running_containers_limit() {
+    require_uml!();
+    let g = oci_guest();
+    assert_eq!(
+        g.value("upd_memory_max"),
+        "209715200",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("upd_update"), "0", "{}", g.diagnostics());
+    assert_eq!(
+        g.value("upd_memory_max_after"),
+        "20971520",
+        "{}",
+        g.diagnostics()
+    );
+    assert!(
+        g.number("upd_oom_kill") >= 1,
+        "no OOM kill after update to 20M\n{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("upd_exit"), "137", "{}", g.diagnostics());
 }
 
 /// `run` removes what it made, after an OOM kill too.
@@ -398,7 +436,7 @@ done
 result hog_show_memory_max "$(sc show -p MemoryMax --value berth@hog)"
 wait_done hog ok200 forks5 forks50
 for n in hog ok200 forks5 forks50; do report $n; done
-result oom_report "$(dmesg | grep 'oom-kill:' | tail -1)"
+result oom_report "$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/oci-hog/' | tail -1)"
 result slice_oom_kill "$(sed -n 's/^oom_kill //p' $CG/memory.events)"
 result pids_report "$(dmesg | grep 'fork rejected by pids controller' | tail -1)"
 for n in forks5 forks50; do
