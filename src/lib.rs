@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod containers;
+pub mod fault;
 pub mod generator;
 pub mod image;
 pub mod log;

@@ -150,6 +150,7 @@ pub async fn pull_async(
                 progress.event(ProgressEvent::LayerDone {
                     digest: &layer.digest,
                 });
+                crate::fault::point("pull-layer");
                 Ok::<(), ImageError>(())
             }
         });

@@ -123,6 +123,9 @@ pub(super) fn start(
             Err(e) => return Err(SuperviseError::io("remove stale", &d, e)),
         }
         std::fs::create_dir_all(&d).map_err(|e| SuperviseError::io("create", &d, e))?;
+        if d == paths.upper() {
+            crate::fault::point("overlay");
+        }
     }
 
     // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`
@@ -138,6 +141,7 @@ pub(super) fn start(
         st.save(&paths.run_dir)?;
         cgroup::make(&sup)?;
         cgroup::move_into(&sup, 0)?;
+        crate::fault::point("cgroup");
         if let Some(warning) = cgroup::enable_controllers(&unit) {
             journal::event(
                 Priority::Warning,
@@ -167,6 +171,8 @@ pub(super) fn start(
     } else {
         None
     };
+
+    crate::fault::point("init");
 
     // 9. With notify = "container", a socket of the container's own for
     //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
@@ -206,6 +212,7 @@ pub(super) fn start(
             super::userns::host_pool(&opts.root),
             name,
         )?;
+        crate::fault::point("userns");
         super::userns::chown_to_range(range, &[paths.upper(), paths.work()])?;
         ctx.id_range = Some(range);
     }
@@ -282,6 +289,7 @@ pub(super) fn start(
     let container = runtime::create(copts).map_err(rt_err)?;
     st.container_pid = Some(container.pid().as_raw());
     st.save(&paths.run_dir)?;
+    crate::fault::point("create");
     let console = match &console_listener {
         Some(l) => Some(console::receive_master(l, &console_path)?),
         None => None,

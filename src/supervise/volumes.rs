@@ -59,10 +59,11 @@ pub fn setup_named_volumes(
             continue;
         };
         let data = volume_data(storage_root, name);
+        let vol = data.parent().unwrap_or(storage_root).to_path_buf();
+        remove_stale_seeds(&vol);
         if data.is_dir() {
             continue;
         }
-        let vol = data.parent().unwrap_or(storage_root).to_path_buf();
         std::fs::create_dir_all(&vol).map_err(|e| SuperviseError::io("create volume", &vol, e))?;
         std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| SuperviseError::io("chmod", &vol, e))?;
@@ -74,6 +75,7 @@ pub fn setup_named_volumes(
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| SuperviseError::io("chmod", &tmp, e))?;
         seed(lowers, &v.target, &tmp, &vol)?;
+        crate::fault::point("seed");
         if let Err(e) = std::fs::rename(&tmp, &data) {
             // Another container seeding the same new volume at the same
             // moment got there first (rename(2) refuses to replace a
@@ -86,6 +88,32 @@ pub fn setup_named_volumes(
         }
     }
     Ok(())
+}
+
+/// Seed copies and mount points left in `vol` by a supervisor that died
+/// while seeding: their names carry its PID, and nothing else would ever
+/// remove them. A live PID may be another start seeding right now.
+fn remove_stale_seeds(vol: &Path) {
+    let Ok(entries) = std::fs::read_dir(vol) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".seed-")
+            .or_else(|| name.strip_prefix(".mnt-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // std's remove_dir_all does not follow symlinks (CVE-2022-21658
+        // fixed); a .mnt- dir was a mount point only in a dead child's
+        // private mount namespace, so here it is an empty dir.
+        let _ = std::fs::remove_dir_all(e.path());
+    }
 }
 
 fn seed(lowers: &[PathBuf], target: &Path, dest: &Path, vol: &Path) -> Result<(), SuperviseError> {
