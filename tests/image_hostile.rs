@@ -160,6 +160,7 @@ fn serve(
 
 impl Fake {
     fn start(handler: Handler) -> Fake {
+        reg::private_netns();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -296,6 +296,7 @@ impl SlowProxy {
     fn start(upstream: u16) -> SlowProxy {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
+        reg::private_netns();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -571,11 +571,21 @@ fn client_certificate_from_certs_d() {
 
     // The CA alone: the server's certificate is trusted, ours is missing.
     let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
-    // rustls names the server's refusal of a connection without one.
+    // The server refuses the handshake: rustls names its alert when it
+    // reads it first, else (TLS 1.3 lets the client finish first) the
+    // connection is seen closing. Not the CA: that one is trusted now.
     assert!(
         err.contains(&registry.host())
-            && (err.contains("BadCertificate") || err.contains("CertificateRequired")),
-        "the reason, a missing client certificate, should be named: {err}"
+            && !err.contains("UnknownIssuer")
+            && [
+                "BadCertificate",
+                "CertificateRequired",
+                "connection closed",
+                "broken pipe"
+            ]
+            .iter()
+            .any(|r| err.contains(r)),
+        "the pull should fail on the server's refusal of the handshake: {err}"
     );
 
     let host_dir = certs.join(registry.host());

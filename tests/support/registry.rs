@@ -1,7 +1,9 @@
 //! Test support for image tests: a real `docker-registry` on loopback (plain,
 //! TLS with a CA made on the spot, htpasswd Basic auth, or Bearer tokens signed
 //! on the spot), OCI layouts written by hand (tar + sha256), and pushes with
-//! skopeo. Every process started here is killed by PID on drop.
+//! skopeo. Every server runs in the test thread's own network namespace
+//! (`private_netns`), never on the machine's loopback; every process started
+//! here is killed by PID on drop, and by the kernel when its test ends.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -18,8 +20,47 @@ pub fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Put the calling test's thread, and so every thread and process it starts
+/// from now on, into a network namespace of its own with `lo` up. The test's
+/// registries, token servers and fake servers listen there, never on the
+/// machine's own loopback, and no other test can take their ports between
+/// `free_port` and the bind. Idempotent per thread; needs root.
+pub fn private_netns() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if DONE.get() {
+        return;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .expect("unshare(CLONE_NEWNET) for the test's own network namespace (needs root)");
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up (iproute2)");
+    assert!(st.success(), "ip link set lo up: {st}");
+    DONE.set(true);
+}
+
+/// Ask the kernel to SIGKILL a child when the thread that started it ends,
+/// so a server outlives neither its test nor a killed test binary.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 of the test's own network
+/// namespace (nothing else binds there).
 pub fn free_port() -> u16 {
+    private_netns();
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -127,6 +168,7 @@ impl Registry {
     }
 
     pub fn start(opts: RegistryOptions) -> Registry {
+        private_netns();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path();
@@ -218,7 +260,7 @@ impl Registry {
         }
         let cfg = d.join("config.yml");
         std::fs::write(&cfg, yaml).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
+        let child = die_with_parent(&mut Command::new("/usr/bin/docker-registry"))
             .arg("serve")
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -359,6 +401,7 @@ impl TokenServer {
             ],
             dir,
         );
+        private_netns();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
