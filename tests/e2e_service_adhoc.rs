@@ -1,8 +1,12 @@
 //! Ad hoc `berth run --rootfs DIR CMD…` in the foreground, without systemd:
 //! output passes through, the exit status is the container's, the rootfs dir
 //! is never written (writes go to a fresh overlay upper), and nothing is left
-//! behind. Runs inside a private mount namespace (`unshare --mount`) with its
-//! own BERTH_ROOT and storage root, so the host is never touched.
+//! behind. Every run happens in a `Sandbox` (tests/support/runtime.rs): its
+//! own PID, network, mount, cgroup, UTS and IPC namespaces and a cgroup the
+//! test made, with its own BERTH_ROOT and storage root, so the host's
+//! namespaces and cgroups are never used.
+#[path = "support/runtime.rs"]
+mod rt;
 mod support;
 
 use std::path::Path;
@@ -10,6 +14,7 @@ use std::process::Command;
 
 struct Env {
     dir: tempfile::TempDir,
+    sb: rt::Sandbox,
 }
 
 impl Env {
@@ -27,7 +32,18 @@ impl Env {
         .unwrap();
         std::fs::write(root.join("etc/resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
         support::busybox_rootfs(&dir.path().join("rootfs"));
-        Env { dir }
+        Env {
+            dir,
+            sb: rt::Sandbox::new(),
+        }
+    }
+
+    /// `berth ARGS…` in the sandbox, BERTH_ROOT set; stdin is /dev/null.
+    fn berth(&self) -> Command {
+        let mut c = self.sb.command();
+        c.arg(support::berth_bin())
+            .env("BERTH_ROOT", self.path("root"));
+        c
     }
 
     fn path(&self, p: &str) -> std::path::PathBuf {
@@ -35,14 +51,7 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
-            .arg(support::berth_bin())
-            .arg("run")
-            .args(args)
-            .env("BERTH_ROOT", self.path("root"))
-            .output()
-            .unwrap()
+        self.berth().arg("run").args(args).output().unwrap()
     }
 }
 
@@ -99,10 +108,8 @@ fn run_rootfs_in_the_foreground() {
 
     // stdin reaches the container only with -i.
     let with_input = |flag: &[&str]| {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "--"])
-            .arg(support::berth_bin())
-            .arg("run")
+        let mut c = env.berth();
+        c.arg("run")
             .args(flag)
             .args([
                 "--rootfs",
@@ -139,51 +146,33 @@ fn run_rootfs_in_the_foreground() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with --root"));
 
     // Without systemd as init, `berth ps` lists a foreground run from berth's
-    // own records instead of failing on systemctl. On a machine booted with
-    // systemd, both run in a mount namespace where /run/systemd is hidden
-    // (sd_booted(3) looks for /run/systemd/system).
-    {
-        let mut bg = without_systemd()
-            .arg(support::berth_bin())
-            .args(["run", "--name", "bg", "--rootfs", rootfs.to_str().unwrap()])
-            .args(["sh", "-c", "trap 'exit 0' TERM; sleep 30 & wait"])
-            .env("BERTH_ROOT", env.path("root"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let state = env.path("root/run/berth/containers/bg/state.json");
-        for _ in 0..100 {
-            if std::fs::read_to_string(&state).is_ok_and(|s| {
-                s.contains("\"container_pid\": ") && !s.contains("\"container_pid\": null")
-            }) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let ps = without_systemd()
-            .arg(support::berth_bin())
-            .arg("ps")
-            .env("BERTH_ROOT", env.path("root"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&ps.stdout);
-        // SIGTERM reaches the supervisor (unshare without --fork execs it).
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(bg.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = bg.wait();
-        assert!(
-            ps.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ps.stderr)
-        );
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with("bg ") && l.contains("running (ad hoc)")),
-            "{text}"
-        );
-    }
+    // own records instead of failing on systemctl. The sandbox hides the
+    // machine's /run/systemd (sd_booted(3) looks for /run/systemd/system),
+    // and runs both in one PID namespace, as a user would.
+    let script = format!(
+        r#"
+[ -d /run/systemd ] && mount -t tmpfs berth-test /run/systemd
+export BERTH_ROOT={root}
+{berth} run --name bg --rootfs {rootfs} sh -c "trap 'exit 0' TERM; sleep 30 & wait" >/dev/null & BG=$!
+for i in $(seq 250); do grep -q '"container_pid": [0-9]' $BERTH_ROOT/run/berth/containers/bg/state.json 2>/dev/null && break; sleep 0.02; done
+{berth} ps; echo "ps=$?"
+kill -TERM $BG; wait $BG; echo "bg=$?"
+"#,
+        root = env.path("root").display(),
+        berth = support::berth_bin().display(),
+        rootfs = rootfs.display()
+    );
+    let o = env.sb.sh(&script);
+    let text = rt::stdout(&o);
+    assert!(text.contains("ps=0"), "{}", rt::describe(&o));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("bg ") && l.contains("running (ad hoc)")),
+        "{}",
+        rt::describe(&o)
+    );
+    // SIGTERM reached the supervisor, which stopped the container.
+    assert!(text.contains("bg=0"), "{}", rt::describe(&o));
 }
 
 /// The Docker-style options become the definition's keys, and the container
@@ -200,9 +189,8 @@ fn run_with_options_as_docker_spells_them() {
     std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let envfile = env.path("app.env");
     std::fs::write(&envfile, "FROM_FILE=yes\n").unwrap();
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(support::berth_bin())
+    let out = env
+        .berth()
         .args(["run", "--rm", "--rootfs", rootfs.to_str().unwrap()])
         .args(["-e", "GREETING=hi", "-e", "PASSED", "--env-file", envfile.to_str().unwrap()])
         .args(["-v", &format!("{}:/data", data.display())])
@@ -298,7 +286,8 @@ fn run_with_a_terminal() {
     // `script` gives berth a terminal; what we type reaches the container's
     // pty and its output comes back.
     let inner = format!(
-        "unshare --mount --propagation private -- {} run -it --rootfs {} sh -c 'tty; read line; echo got-$line; exit 3'",
+        "{} {} run -it --rootfs {} sh -c 'tty; read line; echo got-$line; exit 3'",
+        env.sb.shell_prefix(),
         support::berth_bin().display(),
         rootfs.display()
     );
@@ -327,16 +316,6 @@ fn run_with_a_terminal() {
         tree(&env.path("root/run/berth/containers")),
         Vec::<String>::new()
     );
-}
-
-/// A command line (complete it with the program and its arguments) that runs
-/// in a private mount namespace in which systemd does not look booted.
-fn without_systemd() -> Command {
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("if [ -d /run/systemd ]; then mount -t tmpfs berth-test /run/systemd || exit 1; fi; exec \"$@\"")
-        .arg("sh");
-    c
 }
 
 /// Collect what `out` prints, as it arrives.

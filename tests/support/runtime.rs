@@ -18,6 +18,9 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Sandbox {
     pub cgroup: PathBuf,
     pub tmp: tempfile::TempDir,
+    /// Kills and removes the cgroup and the temp dir if this test process
+    /// dies before Drop runs (the box's watchdog).
+    watchdog: Option<std::process::Child>,
 }
 
 impl Sandbox {
@@ -39,7 +42,13 @@ impl Sandbox {
         )
         .unwrap();
         std::fs::create_dir_all(tmp.path().join("state")).unwrap();
-        Sandbox { cgroup, tmp }
+        let watchdog = crate::support::systemd_box::spawn_watchdog(&cgroup, tmp.path())
+            .unwrap_or_else(|e| panic!("{e}"));
+        Sandbox {
+            cgroup,
+            tmp,
+            watchdog: Some(watchdog),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -94,6 +103,15 @@ impl Sandbox {
             self.state().display()
         );
         let full = format!("{prelude}{script}");
+        let mut cmd = self.unshared(&["sh", "-c", &full]);
+        cmd.stdin(Stdio::null());
+        cmd.output().expect("run unshare")
+    }
+
+    /// `argv` run in the sandbox's fresh namespaces and cgroup, bounded by a
+    /// 60 s timeout; stdio is the caller's to set. `argv` mounts /proc and
+    /// cgroup2 itself when it needs them (see `sh` and `command`).
+    fn unshared(&self, argv: &[&str]) -> Command {
         let cg = self.cgroup.join("cgroup.procs");
         let mut cmd = Command::new("timeout");
         cmd.args([
@@ -108,11 +126,8 @@ impl Sandbox {
             "--ipc",
             "--propagation",
             "private",
-            "sh",
-            "-c",
-            &full,
-        ]);
-        cmd.stdin(Stdio::null());
+        ])
+        .args(argv);
         use std::os::unix::process::CommandExt;
         // SAFETY: only an async-signal-safe write(2) of a constant happens in the child.
         unsafe {
@@ -130,7 +145,30 @@ impl Sandbox {
                 Ok(())
             });
         }
-        cmd.output().expect("run unshare")
+        cmd
+    }
+
+    /// `command` as one shell command line, for programs that take one
+    /// (`script -c`): append the program and its arguments.
+    pub fn shell_prefix(&self) -> String {
+        format!(
+            "echo $$ > {}/cgroup.procs && exec timeout 60 unshare --mount --pid --fork --net --cgroup --uts --ipc --propagation private sh -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup && mount -t proc proc /proc && ip link set lo up && exec \"$@\"' sh",
+            self.cgroup.display()
+        )
+    }
+
+    /// A command line (complete it with the program and its arguments) run
+    /// in the sandbox: its own PID, network (lo up), mount, cgroup, UTS and
+    /// IPC namespaces, its own /proc and cgroup2 at /sys/fs/cgroup.
+    pub fn command(&self) -> Command {
+        let mut c = self.unshared(&[
+            "sh",
+            "-c",
+            "mount -t cgroup2 cgroup2 /sys/fs/cgroup && mount -t proc proc /proc && ip link set lo up && exec \"$@\"",
+            "sh",
+        ]);
+        c.stdin(Stdio::null());
+        c
     }
 }
 
@@ -146,6 +184,20 @@ impl Drop for Sandbox {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         remove_cgroup_tree(&self.cgroup);
+        if let Some(mut w) = self.watchdog.take() {
+            // Its work is done; it is our child, still blocked in `read`.
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        // Something of the test that cannot be removed fails it (unless it
+        // already failed).
+        if self.cgroup.exists() && !std::thread::panicking() {
+            panic!(
+                "sandbox teardown: cgroup {} is left (still populated: {:?})",
+                self.cgroup.display(),
+                std::fs::read_to_string(self.cgroup.join("cgroup.procs")).unwrap_or_default()
+            );
+        }
     }
 }
 

@@ -738,7 +738,13 @@ impl SystemdBox {
 impl Drop for SystemdBox {
     fn drop(&mut self) {
         if let Err(e) = self.teardown() {
-            eprintln!("systemd box teardown: {e}");
+            // A box that cannot be torn down leaves something of the test
+            // behind: that fails the test (unless it already failed).
+            if std::thread::panicking() {
+                eprintln!("systemd box teardown: {e}");
+            } else {
+                panic!("systemd box teardown: {e}");
+            }
         }
     }
 }
@@ -771,7 +777,7 @@ fn make_box_cgroup() -> Result<PathBuf, String> {
 /// would keep running. It blocks reading a pipe whose only writer is this
 /// process (close-on-exec), so EOF means we are gone; then it kills the box
 /// through its cgroup (which holds nothing but the box) and removes it.
-fn spawn_watchdog(cgroup: &Path, dir: &Path) -> Result<Child, String> {
+pub fn spawn_watchdog(cgroup: &Path, dir: &Path) -> Result<Child, String> {
     Command::new("/bin/sh")
         .arg("-c")
         .arg(
