@@ -64,6 +64,11 @@ if child == 0:
         time.sleep(100)
 
 signal.signal(signal.SIGTERM, lambda *_: (note("supervisor-got-sigterm-" + name), sys.exit(0)))
+# After the payload's READY=1, a STATUS= of the main process: systemd reads
+# its notify socket in order, so once it shows this status it has already
+# handled (and ignored) the payload's READY=1.
+wait_for("/run/fake/payload-notified-" + name)
+notify("STATUS=payload has notified")
 extend = os.environ.get("FAKE_EXTEND_USEC")
 if extend:
     notify("EXTEND_TIMEOUT_USEC=" + extend)
@@ -101,10 +106,9 @@ fn template_readiness_cgroup_stop_and_cleanup() {
 
     // The payload's READY=1 arrives, and is ignored: still activating.
     b.wait_until(
-        "test -e /run/fake/payload-notified-web",
+        "systemctl show -p StatusText --value berth@web.service | grep -qx 'payload has notified'",
         Duration::from_secs(10),
     );
-    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(active_state(&b, "berth@web.service"), "activating");
 
     // Only the supervisor's READY=1 makes it active.
