@@ -1,0 +1,241 @@
+//! Benchmark (issue 13): `systemctl start` of a declared container until its
+//! program has been exec'd, beside a bare unit running the same program and
+//! crun in a `Delegate=yes` unit, interleaved in one run inside a real
+//! systemd booted in fresh namespaces (tests/support/systemd_box.rs); then the
+//! memory of the supervisors waiting on five idle containers.
+//!
+//! Run: `cargo bench --bench unit_start [-- ROUNDS]` as root (release build).
+//! Each round starts the three units one after the other; each program is a
+//! static stamp that writes CLOCK_REALTIME in ns to a file and exits, and the
+//! time counted is from just before `systemctl start --no-block` to that
+//! stamp. Medians and ratios go to stdout; copy them into
+//! benches/unit-start-results.md with the machine they came from.
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it only says how
+//! to run it.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::systemd_box::{BoxOptions, SystemdBox};
+
+const STAMP_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+    int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, buf, n) != n) return 1;
+    close(fd);
+    if (argc > 2) pause();
+    return 0;
+}
+"#;
+
+/// One round, in the box: start each unit, wait for its stamp, print
+/// `NAME NS`, wait until the unit is inactive again.
+const ROUND: &str = r#"
+for u in $UNITS; do
+    f=/srv/out/$u
+    rm -f $f
+    t0=$(date +%s%N)
+    systemctl start --no-block $(unit_of $u)
+    i=0; while [ ! -s $f ] && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done
+    [ -s $f ] && echo "$u $(( $(cat $f) - t0 ))" || echo "$u failed"
+    i=0; while [ $i -lt 2000 ]; do
+        s=$(systemctl show -p ActiveState --value $(unit_of $u))
+        [ $s = inactive ] || [ $s = failed ] && break
+        sleep 0.005; i=$((i+1))
+    done
+    systemctl reset-failed $(unit_of $u) 2>/dev/null || true
+done
+"#;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("unit_start: a benchmark; run it with `cargo bench --bench unit_start` as root");
+        return;
+    }
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20);
+    assert!(support::is_root(), "unit_start needs root");
+    let tmp = tempfile::tempdir().unwrap();
+    let stamp = tmp.path().join("stamp");
+    let src = tmp.path().join("stamp.c");
+    std::fs::write(&src, STAMP_C).unwrap();
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&stamp)
+        .arg(&src)
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "gcc -static stamp.c");
+    let rootfs = tmp.path().join("rootfs");
+    support::busybox_rootfs(&rootfs);
+    std::fs::copy(&stamp, rootfs.join("stamp")).unwrap();
+    std::fs::create_dir_all(rootfs.join("out")).unwrap();
+
+    let crun = support::have_program("crun");
+    let b = SystemdBox::boot(
+        BoxOptions::default()
+            .with_berth()
+            .file(
+                "/etc/berth/containers/bench.toml",
+                "rootfs = \"/srv/rootfs\"\ncommand = [\"/stamp\", \"/out/berth\"]\n\
+                 [network]\nmode = \"none\"\n\
+                 [[volume]]\nsource = \"/srv/out\"\ntarget = \"/out\"\n\
+                 [service]\nrestart = \"no\"\n",
+            )
+            .file(
+                "/etc/systemd/system/bench-bare.service",
+                "[Service]\nExecStart=/srv/rootfs/stamp /srv/out/bare\n",
+            )
+            .file(
+                "/etc/systemd/system/bench-crun.service",
+                "[Service]\nDelegate=yes\n\
+                 ExecStart=/usr/bin/crun --root /run/crun-bench run --bundle /srv/bundle bench-crun\n",
+            ),
+    )
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    b.copy_in(&rootfs, "/srv/rootfs");
+    b.sh_ok("mkdir -p /srv/out /srv/bundle");
+    if crun {
+        write_crun_bundle(&b);
+    }
+    b.sh_ok("systemctl daemon-reload");
+    let units = if crun {
+        "bare crun berth"
+    } else {
+        "bare berth"
+    };
+    if !crun {
+        println!("# crun is not installed: the crun-in-a-unit column is missing");
+    }
+    let prelude = format!(
+        "UNITS=\"{units}\"\nunit_of() {{ case $1 in berth) echo berth@bench.service;; *) echo bench-$1.service;; esac; }}\n"
+    );
+    // Two rounds to warm the page cache, then the measured ones.
+    let mut times: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for round in 0..rounds + 2 {
+        let out = b.sh_ok(&format!("{prelude}{ROUND}"));
+        for line in out.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(name), Some(ns)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let Ok(ns) = ns.parse::<f64>() else {
+                panic!(
+                    "round {round}: {line}\n{}",
+                    b.journal("berth@bench.service")
+                );
+            };
+            if round >= 2 {
+                times.entry(name.to_string()).or_default().push(ns / 1e6);
+            }
+        }
+    }
+    println!(
+        "# {} {}, {} cpus; {rounds} rounds, interleaved",
+        chrono_free_date(),
+        kernel(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let mut med = std::collections::BTreeMap::new();
+    for (name, v) in times.iter_mut() {
+        let m = median(v);
+        med.insert(name.clone(), m);
+        println!(
+            "{name:>6}: median {m:6.1} ms  (min {:.1}, max {:.1})",
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+    if let (Some(bare), Some(berth)) = (med.get("bare"), med.get("berth")) {
+        println!("berth@NAME over a bare unit: +{:.1} ms", berth - bare);
+        if let Some(crun) = med.get("crun") {
+            println!(
+                "crun in a Delegate=yes unit over a bare unit: +{:.1} ms; berth/crun: {:.2}x",
+                crun - bare,
+                berth / crun
+            );
+        }
+    }
+    supervisor_memory(&b);
+}
+
+/// A bundle for crun: the same rootfs and stamp, a bind of /srv/out, no
+/// device rules (crun 1.8.1 then raises RLIMIT_MEMLOCK, which fails without
+/// CAP_SYS_RESOURCE: TESTING.md), a cgroup under the unit's own.
+fn write_crun_bundle(b: &SystemdBox) {
+    b.sh_ok("cd /srv/bundle && berth-runtime spec -b /srv/bundle");
+    let cfg = String::from_utf8(b.read_file("/srv/bundle/config.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    cfg["root"]["path"] = serde_json::json!("/srv/rootfs");
+    cfg["root"]["readonly"] = serde_json::json!(true);
+    cfg["process"]["terminal"] = serde_json::json!(false);
+    cfg["process"]["args"] = serde_json::json!(["/stamp", "/out/crun"]);
+    cfg["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+        {"destination": "/out", "type": "bind", "source": "/srv/out", "options": ["rbind", "rw"]}
+    ));
+    if let Some(r) = cfg["linux"]["resources"].as_object_mut() {
+        r.remove("devices");
+    }
+    cfg["linux"]["cgroupsPath"] = serde_json::json!("/system.slice/bench-crun.service/container");
+    b.write_file(
+        "/srv/bundle/config.json",
+        serde_json::to_string_pretty(&cfg).unwrap().as_bytes(),
+    );
+}
+
+/// RSS and PSS (KiB) of the supervisors of five idle containers.
+fn supervisor_memory(b: &SystemdBox) {
+    for i in 1..=5 {
+        b.write_file(
+            &format!("/etc/berth/containers/idle{i}.toml"),
+            b"rootfs = \"/srv/rootfs\"\ncommand = [\"/stamp\", \"/tmp/t\", \"wait\"]\n\
+              [network]\nmode = \"none\"\n[service]\nrestart = \"no\"\nstop_timeout = \"1s\"\n",
+        );
+    }
+    b.sh_ok("systemctl daemon-reload && systemctl start berth@idle1 berth@idle2 berth@idle3 berth@idle4 berth@idle5");
+    std::thread::sleep(Duration::from_secs(1));
+    let out = b.sh_ok(
+        "for i in 1 2 3 4 5; do p=$(systemctl show -p MainPID --value berth@idle$i); \
+         echo $(awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Anonymous:/{a=$2} END{print r, p, a}' /proc/$p/smaps_rollup); done",
+    );
+    println!("supervisors of 5 idle containers, KiB (RSS PSS anonymous):");
+    for l in out.lines() {
+        println!("  {l}");
+    }
+    b.sh_ok("systemctl stop berth@idle1 berth@idle2 berth@idle3 berth@idle4 berth@idle5");
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn chrono_free_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%FT%TZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
