@@ -16,8 +16,10 @@ mod cgroup_delegate;
 mod cgroup_devices;
 mod channel;
 mod console;
+mod cwd;
 mod devices;
 mod exec;
+mod fds;
 pub mod hooks;
 mod idmap;
 mod init;
@@ -91,6 +93,9 @@ pub enum RuntimeError {
         source: nix::Error,
     },
     /// The process's program cannot be executed; `reason` in runc's words.
+    /// A working directory refused before the program runs (CVE-2024-21626).
+    #[error("working directory '{cwd}' {reason}")]
+    Cwd { cwd: PathBuf, reason: String },
     #[error("exec '{program}': {reason}")]
     Program { program: String, reason: String },
     #[error("seccomp: {context}: {source}")]
