@@ -24,8 +24,8 @@ use super::channel::{Channel, Message};
 use super::hooks::{hooks_at, run_hooks, HookPoint};
 use super::mount::MountContext;
 use super::{
-    caps, console, cwd, devices, fds, mount, net, process, seccomp, RootfsSource, RuntimeError,
-    StartGate, Stdio,
+    caps, console, cwd, devices, fds, mount, net, process, reaper, seccomp, RootfsSource,
+    RuntimeError, StartGate, Stdio,
 };
 use crate::sys::LinuxSyscall;
 
@@ -64,6 +64,8 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     /// `linux.personality` as the persona value for personality(2).
     pub personality: Option<u64>,
+    /// Stay PID 1 as a reaper and run the program as a child (`init = true`).
+    pub reaper: bool,
 }
 
 /// personality(2)'s persona for `linux.personality` (runtime-spec: domains
@@ -249,6 +251,7 @@ impl InitPlan {
             create_container_hooks: hooks_at(spec, HookPoint::CreateContainer),
             start_container_hooks: hooks_at(spec, HookPoint::StartContainer),
             process,
+            reaper: opts.reaper,
         })
     }
 }
@@ -601,6 +604,11 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     // With NNP the filter goes last, so setup needs no syscalls it may forbid.
     if let (true, Some(profile)) = (nnp, &plan.seccomp) {
         step("seccomp", seccomp::apply_seccomp(profile))?;
+    }
+    // `init = true`: the init stays as the container's PID 1, inside all of
+    // its confinement, and the program becomes its child (see reaper.rs).
+    if plan.reaper {
+        step("berth's init", reaper::split())?;
     }
     // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();

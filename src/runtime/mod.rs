@@ -26,6 +26,7 @@ mod init;
 mod mount;
 mod net;
 mod process;
+mod reaper;
 mod record;
 pub mod seccomp;
 
@@ -253,6 +254,9 @@ pub struct CreateOptions {
     /// Descriptors 3..3+N of the caller pass into the container (OCI
     /// `--preserve-fds`, systemd socket activation); all others are closed.
     pub preserve_fds: u32,
+    /// The init stays as the container's PID 1 and reaps zombies; the
+    /// program runs as its child (a definition's `init = true`).
+    pub reaper: bool,
 }
 
 impl CreateOptions {
@@ -276,6 +280,7 @@ impl CreateOptions {
             start_gate: StartGate::Socket,
             bundle: None,
             preserve_fds: 0,
+            reaper: false,
         }
     }
 }

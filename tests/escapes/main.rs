@@ -12,6 +12,7 @@
 //! file beside this one and a `mod` line below.
 
 mod fds;
+mod reaper;
 #[path = "../support/runtime.rs"]
 mod rt;
 #[path = "../support/mod.rs"]
