@@ -608,7 +608,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     // `init = true`: the init stays as the container's PID 1, inside all of
     // its confinement, and the program becomes its child (see reaper.rs).
     if plan.reaper {
-        step("berth's init", reaper::split())?;
+        step("berth's init", reaper::split(plan.terminal))?;
     }
     // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();

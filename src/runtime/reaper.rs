@@ -25,8 +25,11 @@ use nix::unistd::{fork, ForkResult, Pid};
 use super::RuntimeError;
 
 /// Fork the reaper off. Returns in the child (the program's process, with an
-/// empty signal mask); the parent never returns.
-pub fn split() -> Result<(), RuntimeError> {
+/// empty signal mask); the parent never returns. With the container's own
+/// terminal (`terminal`), the program gets its own foreground process group,
+/// so ^C reaches it once, from the terminal, and not again through PID 1
+/// (tini does the same).
+pub fn split(terminal: bool) -> Result<(), RuntimeError> {
     let all = SigSet::all();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None)
         .map_err(|e| RuntimeError::sys("block signals for the reaper", e))?;
@@ -34,6 +37,16 @@ pub fn split() -> Result<(), RuntimeError> {
     // runtime), so the child's memory is consistent.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            if terminal {
+                // SIGTTOU is blocked here, so tcsetpgrp from what becomes a
+                // background group is allowed.
+                let me = nix::unistd::getpid();
+                nix::unistd::setpgid(me, me)
+                    .and_then(|()| nix::unistd::tcsetpgrp(std::io::stdin(), me))
+                    .map_err(|e| {
+                        RuntimeError::sys("make the program the terminal's foreground", e)
+                    })?;
+            }
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(|e| RuntimeError::sys("unblock signals", e))?;
             Ok(())
