@@ -52,7 +52,6 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
             host_start: 1_000_000_000,
             size: spec::USERNS_SIZE,
         }),
-        init_pid_namespace: Some("/proc/4242/ns/pid".into()),
         terminal: false,
         command_override: None,
         nofile_limit: None,

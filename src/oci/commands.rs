@@ -344,6 +344,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         start_gate: gate,
         bundle: Some(bundle.clone()),
         preserve_fds: a.preserve_fds,
+        reaper: false,
     };
     let container = match runtime::create(opts) {
         Ok(c) => c,

@@ -19,7 +19,7 @@ use super::init::{
     apply_rlimits, apply_user_and_caps, build_exec, close_fds_on_exec, reset_signals,
     set_no_new_privs, set_personality,
 };
-use super::{console, process, seccomp, RuntimeError, Stdio};
+use super::{console, cwd, fds, process, seccomp, RuntimeError, Stdio};
 
 /// What [`exec`] needs.
 #[derive(Debug)]
@@ -189,6 +189,19 @@ fn exec_sequence(
         move |e: RuntimeError| (name, e.to_string())
     };
     let p = &opts.process;
+    // Only what this child was given stays open: the caller's cgroup fd,
+    // signalfd, notify socket and pty (a supervisor's) are closed before any
+    // path of the container is touched (CVE-2024-21626, see fds.rs).
+    let passed = || {
+        fds::passed(opts.preserve_fds)
+            .chain([std::os::fd::AsFd::as_fd(channel).as_raw_fd()])
+            .chain(console.as_ref().map(|c| c.as_raw_fd()))
+    };
+    let keep: Vec<_> = passed()
+        .chain(joins.iter().map(|(_, f)| f.as_raw_fd()))
+        .chain(fds::stdio_sources(&opts.stdio))
+        .collect();
+    fds::close_all_except(&keep).map_err(step("close host fds"))?;
     // Sync point 1 (exec): placed in the cgroup.
     channel
         .wait_for_proceed()
@@ -224,6 +237,8 @@ fn exec_sequence(
             }
         }
     }
+    // Namespace files and stdio sources are used up.
+    fds::close_all_except(&passed().collect::<Vec<_>>()).map_err(step("close host fds"))?;
     if let Some(sock) = &console {
         let size = p
             .console_size()
@@ -232,6 +247,11 @@ fn exec_sequence(
         console::setup_console(sock, size, console::Console::Private).map_err(step("console"))?;
     }
     drop(console);
+    // The console socket too: the process inherits only stdio and what was passed.
+    let keep: Vec<_> = fds::passed(opts.preserve_fds)
+        .chain([std::os::fd::AsFd::as_fd(channel).as_raw_fd()])
+        .collect();
+    fds::close_all_except(&keep).map_err(step("close host fds"))?;
     apply_rlimits(p).map_err(step("rlimits"))?;
     if let Some(persona) = opts.personality {
         set_personality(persona).map_err(step("personality"))?;
@@ -244,9 +264,8 @@ fn exec_sequence(
         seccomp::apply_seccomp(profile).map_err(step("seccomp"))?;
     }
     apply_user_and_caps(p).map_err(step("user and capabilities"))?;
-    nix::unistd::chdir(p.cwd())
-        .map_err(|e| RuntimeError::sys(format!("chdir '{}'", p.cwd().display()), e))
-        .map_err(step("cwd"))?;
+    // Resolved in the container's root and verified (CVE-2024-21626, cwd.rs).
+    cwd::enter(p.cwd()).map_err(step("cwd"))?;
     let (path, argv, envp) = build_exec(p).map_err(step("resolve program"))?;
     reset_signals();
     close_fds_on_exec(opts.preserve_fds).map_err(step("close inherited fds"))?;

@@ -24,8 +24,8 @@ use super::channel::{Channel, Message};
 use super::hooks::{hooks_at, run_hooks, HookPoint};
 use super::mount::MountContext;
 use super::{
-    caps, console, devices, mount, net, process, seccomp, RootfsSource, RuntimeError, StartGate,
-    Stdio,
+    caps, console, cwd, devices, fds, mount, net, process, reaper, seccomp, RootfsSource,
+    RuntimeError, StartGate, Stdio,
 };
 use crate::sys::LinuxSyscall;
 
@@ -64,6 +64,8 @@ pub struct InitPlan {
     pub start_container_hooks: Vec<Hook>,
     /// `linux.personality` as the persona value for personality(2).
     pub personality: Option<u64>,
+    /// Stay PID 1 as a reaper and run the program as a child (`init = true`).
+    pub reaper: bool,
 }
 
 /// personality(2)'s persona for `linux.personality` (runtime-spec: domains
@@ -249,6 +251,7 @@ impl InitPlan {
             create_container_hooks: hooks_at(spec, HookPoint::CreateContainer),
             start_container_hooks: hooks_at(spec, HookPoint::StartContainer),
             process,
+            reaper: opts.reaper,
         })
     }
 }
@@ -304,6 +307,10 @@ impl NsFds {
         Ok(Some(PidNsGuard { own }))
     }
 
+    fn raw_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.fds.iter().map(|(_, fd)| fd.as_raw_fd())
+    }
+
     /// Child: join the user namespace first (it owns the others), the rest after.
     fn join_in_child(&self) -> Result<(), RuntimeError> {
         let order = |t: &LinuxNamespaceType| if *t == LinuxNamespaceType::User { 0 } else { 1 };
@@ -340,6 +347,44 @@ pub struct InitContext<'a> {
 
 type StepResult<T> = Result<T, (String, String)>;
 
+/// How far the init is: what it still needs open besides stdio, the passed
+/// descriptors, the sync channel and the exec FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Held {
+    /// Namespace files to join and stdio sources to dup2.
+    Start,
+    /// The console socket, until the pty is sent.
+    Joined,
+    /// Nothing more: what the process may inherit.
+    Process,
+}
+
+impl InitContext<'_> {
+    /// The descriptors the init keeps at `held`; every other one is closed
+    /// (see fds.rs): the cgroup fd of CLONE_INTO_CGROUP, the caller's
+    /// descriptors, everything the cloning process had open.
+    fn fds_to_keep(&self, held: Held) -> Vec<RawFd> {
+        let mut keep: Vec<RawFd> = fds::passed(self.preserve_fds).collect();
+        keep.push(std::os::fd::AsFd::as_fd(&self.channel).as_raw_fd());
+        keep.extend(self.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
+        if held <= Held::Joined {
+            keep.extend(self.console.as_ref().map(|f| f.as_raw_fd()));
+        }
+        if held == Held::Start {
+            keep.extend(self.ns_fds.raw_fds());
+            keep.extend(fds::stdio_sources(&self.stdio));
+        }
+        keep
+    }
+}
+
+fn close_fds(ctx: &InitContext, held: Held) -> StepResult<()> {
+    step(
+        "close host fds",
+        fds::close_all_except(&ctx.fds_to_keep(held)),
+    )
+}
+
 /// Set once the init reported ready (sync point 2).
 static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -371,6 +416,8 @@ pub fn run(ctx: InitContext) -> ! {
 /// The start sequence, in order. Each step's comment says why it sits where it does.
 fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let plan = ctx.plan;
+    // First of all: only what the init was given stays open (CVE-2024-21626).
+    close_fds(ctx, Held::Start)?;
     // Sync point 1 (init): nothing may happen before the parent wrote our ID
     // maps and placed us in the cgroup.
     let hook_state = ctx
@@ -391,6 +438,9 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         )?;
     }
     step("stdio", setup_stdio(&ctx.stdio))?;
+    // Namespace files and stdio sources are used up: close them before the
+    // first path the container controls (its root, its mounts).
+    close_fds(ctx, Held::Joined)?;
     // The FIFO lives on the host; the parent opened it for us.
     let fifo = match ctx.gate {
         StartGate::Fifo(path) => Some(ctx.exec_fifo.as_ref().ok_or_else(|| {
@@ -484,6 +534,9 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             console::setup_console(sock, plan.console_size, console::Console::Bind),
         )?;
     }
+    // The console socket is used up; from here the init holds only what its
+    // process may inherit, so no cwd or program path can reach a host fd.
+    close_fds(ctx, Held::Process)?;
     step("hostname", set_names(plan))?;
     if plan.new_net_ns {
         step("loopback", net::bring_up_loopback())?;
@@ -552,6 +605,11 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if let (true, Some(profile)) = (nnp, &plan.seccomp) {
         step("seccomp", seccomp::apply_seccomp(profile))?;
     }
+    // `init = true`: the init stays as the container's PID 1, inside all of
+    // its confinement, and the program becomes its child (see reaper.rs).
+    if plan.reaper {
+        step("berth's init", reaper::split(plan.terminal))?;
+    }
     // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((
@@ -601,12 +659,8 @@ fn prepare_process(
         step("seccomp", seccomp::apply_seccomp(profile))?;
     }
     step("user and capabilities", apply_user_and_caps(p))?;
-    let cwd = p.cwd();
-    step(
-        "cwd",
-        nix::unistd::chdir(cwd)
-            .map_err(|e| RuntimeError::sys(format!("chdir '{}'", cwd.display()), e)),
-    )?;
+    // Resolved in the root and verified (CVE-2024-21626, see cwd.rs).
+    step("cwd", cwd::enter(p.cwd()))?;
     // Resolve the program now, so `create` reports a missing one.
     let (path, argv, envp) = step("resolve program", build_exec(p))?;
     Ok((path, argv, envp, nnp))

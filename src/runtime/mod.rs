@@ -16,14 +16,17 @@ mod cgroup_delegate;
 mod cgroup_devices;
 mod channel;
 mod console;
+mod cwd;
 mod devices;
 mod exec;
+mod fds;
 pub mod hooks;
 mod idmap;
 mod init;
 mod mount;
 mod net;
 mod process;
+mod reaper;
 mod record;
 pub mod seccomp;
 
@@ -91,6 +94,9 @@ pub enum RuntimeError {
         source: nix::Error,
     },
     /// The process's program cannot be executed; `reason` in runc's words.
+    /// A working directory refused before the program runs (CVE-2024-21626).
+    #[error("working directory '{cwd}' {reason}")]
+    Cwd { cwd: PathBuf, reason: String },
     #[error("exec '{program}': {reason}")]
     Program { program: String, reason: String },
     #[error("seccomp: {context}: {source}")]
@@ -248,6 +254,9 @@ pub struct CreateOptions {
     /// Descriptors 3..3+N of the caller pass into the container (OCI
     /// `--preserve-fds`, systemd socket activation); all others are closed.
     pub preserve_fds: u32,
+    /// The init stays as the container's PID 1 and reaps zombies; the
+    /// program runs as its child (a definition's `init = true`).
+    pub reaper: bool,
 }
 
 impl CreateOptions {
@@ -271,6 +280,7 @@ impl CreateOptions {
             start_gate: StartGate::Socket,
             bundle: None,
             preserve_fds: 0,
+            reaper: false,
         }
     }
 }

@@ -71,8 +71,6 @@ pub enum PlanError {
     NoSeccompProfile { name: String, policy: String },
     #[error("container \"{name}\" has userns = \"auto\" but no ID range was allocated")]
     NoIdRange { name: String },
-    #[error("container \"{name}\" has init = true but no init PID namespace was given")]
-    NoInitNamespace { name: String },
     #[error("container \"{name}\" has notify = \"container\" but no notify socket was given")]
     NoNotifySocket { name: String },
     #[error("container \"{name}\": unknown capability \"{cap}\"")]
@@ -120,9 +118,6 @@ pub struct PlanContext {
     pub seccomp: Option<LinuxSeccomp>,
     /// The host ID range for `userns = "auto"`.
     pub id_range: Option<IdRange>,
-    /// PID namespace of berth's init, joined by the container when
-    /// `init = true` (the init is PID 1 there, the app PID 2).
-    pub init_pid_namespace: Option<PathBuf>,
     /// Allocate a terminal for the process (ad hoc `berth run -t`).
     pub terminal: bool,
     /// Host path of the socket the supervisor reads the container's
@@ -250,7 +245,7 @@ pub fn plan(
 
     let mut linux = Linux::default();
     linux
-        .set_namespaces(Some(plan_namespaces(def, ctx)?))
+        .set_namespaces(Some(plan_namespaces(def)?))
         .set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()))
         .set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()))
         .set_resources(Some(
@@ -304,12 +299,9 @@ pub fn plan(
 }
 
 /// pid, mount, uts, ipc and cgroup always; network unless `mode = "host"`;
-/// user with `userns = "auto"`. With `init = true` the pid namespace is the
-/// one berth's init already leads.
-pub fn plan_namespaces(
-    def: &Definition,
-    ctx: &PlanContext,
-) -> Result<Vec<LinuxNamespace>, PlanError> {
+/// user with `userns = "auto"`. With `init = true` the runtime keeps the
+/// container's own init as PID 1 of its new pid namespace (runtime/reaper.rs).
+pub fn plan_namespaces(def: &Definition) -> Result<Vec<LinuxNamespace>, PlanError> {
     let mut types = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
@@ -327,15 +319,6 @@ pub fn plan_namespaces(
     for t in types {
         let mut ns = LinuxNamespace::default();
         ns.set_typ(t);
-        if t == LinuxNamespaceType::Pid && def.init {
-            let path =
-                ctx.init_pid_namespace
-                    .clone()
-                    .ok_or_else(|| PlanError::NoInitNamespace {
-                        name: def.name.clone(),
-                    })?;
-            ns.set_path(Some(path));
-        }
         out.push(ns);
     }
     Ok(out)
@@ -471,8 +454,8 @@ pub(crate) mod tests {
     #[test]
     fn namespaces_follow_network_and_userns() {
         let mut d = def();
-        let ns = |d: &Definition, c: &PlanContext| -> Vec<LinuxNamespaceType> {
-            plan_namespaces(d, c)
+        let ns = |d: &Definition, _: &PlanContext| -> Vec<LinuxNamespaceType> {
+            plan_namespaces(d)
                 .unwrap()
                 .iter()
                 .map(|n| n.typ())
@@ -492,35 +475,6 @@ pub(crate) mod tests {
             plan(&d, None, &ctx()),
             Err(PlanError::NoIdRange { .. })
         ));
-    }
-
-    #[test]
-    fn init_joins_the_given_pid_namespace() {
-        let mut d = def();
-        d.init = true;
-        d.command = Some(strings(&["true"]));
-        assert!(matches!(
-            plan(&d, None, &ctx()),
-            Err(PlanError::NoInitNamespace { .. })
-        ));
-        let mut c = ctx();
-        c.init_pid_namespace = Some("/proc/7/ns/pid".into());
-        let spec = plan(&d, None, &c).unwrap();
-        let pid = spec
-            .linux()
-            .as_ref()
-            .unwrap()
-            .namespaces()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|n| n.typ() == LinuxNamespaceType::Pid)
-            .unwrap()
-            .clone();
-        assert_eq!(
-            pid.path().as_deref(),
-            Some(std::path::Path::new("/proc/7/ns/pid"))
-        );
     }
 
     #[test]

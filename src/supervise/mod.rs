@@ -19,7 +19,6 @@ pub mod console;
 pub mod exec;
 mod files;
 mod health;
-mod init;
 pub mod journal;
 mod start;
 pub mod state;

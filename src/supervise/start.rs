@@ -14,7 +14,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::watch::{parse_signal, HealthRunner, Running};
 use super::ExecTemplate;
 use super::{
-    cgroup, console, files, health, init, journal, notify, volumes, Paths, RunOptions, State,
+    cgroup, console, files, health, journal, notify, volumes, Paths, RunOptions, State,
     SuperviseError,
 };
 use crate::config::{Definition, Globals, ImageSource, Notify, Pull, Seccomp};
@@ -157,20 +157,10 @@ pub(super) fn start(
         None
     };
 
-    // 8. berth's init, before the container that joins its PID namespace.
-    let init = if def.init {
-        let empty = paths.run_dir.join("init-root");
-        std::fs::create_dir_all(&empty).map_err(|e| SuperviseError::io("create", &empty, e))?;
-        let pid = init::spawn_init(&empty)?;
-        st.init_pid = Some(pid.as_raw());
-        st.save(&paths.run_dir)?;
-        if let Some(p) = &payload {
-            cgroup::move_into(p, pid.as_raw())?;
-        }
-        Some(pid)
-    } else {
-        None
-    };
+    // 8. berth's init (`init = true`) is no process of the supervisor's: the
+    //    container's own init stays its PID 1, inside every namespace and
+    //    all of its confinement, and runs the app as PID 2 (see
+    //    runtime/reaper.rs; issue 12, class 5). Set on the create options below.
 
     crate::fault::point("init");
 
@@ -195,7 +185,6 @@ pub(super) fn start(
         group: read_image_file(&lowers, "etc/group"),
         seccomp,
         id_range: None,
-        init_pid_namespace: init.map(|p| PathBuf::from(format!("/proc/{p}/ns/pid"))),
         terminal: opts.tty,
         command_override: opts.command.clone(),
         notify_socket: notify_sock
@@ -263,6 +252,7 @@ pub(super) fn start(
         work: paths.work(),
     };
     copts.cgroup = payload.clone();
+    copts.reaper = def.init;
     let console_path = paths.run_dir.join("console.sock");
     let console_listener = if opts.tty {
         copts.console_socket = Some(console_path.clone());
@@ -298,7 +288,6 @@ pub(super) fn start(
     container.start().map_err(rt_err)?;
     Ok(Running {
         container,
-        init,
         payload,
         stop_signal,
         signals,

@@ -62,8 +62,6 @@ pub struct State {
     pub health: Option<String>,
     /// The container's main process (host PID), once created.
     pub container_pid: Option<i32>,
-    /// berth's init (PID 1 of the container's PID namespace) with `init = true`.
-    pub init_pid: Option<i32>,
     /// The unit's delegated cgroup (cgroupfs path).
     pub unit_cgroup: Option<PathBuf>,
     /// `<unit>/supervisor` and `<unit>/payload`, when this start created them.

@@ -20,7 +20,6 @@ use journal::Priority;
 /// What [`start`] hands to [`supervise`].
 pub(super) struct Running {
     pub(super) container: runtime::Container,
-    pub(super) init: Option<Pid>,
     pub(super) payload: Option<PathBuf>,
     pub(super) stop_signal: Signal,
     /// Signals we wait for, blocked since before the clone.
@@ -389,11 +388,7 @@ pub(super) fn supervise(
     }
     // The main process is gone: nothing else in the container may outlive it.
     kill_all(&running, Signal::SIGKILL);
-    if let Some(init) = running.init {
-        let _ = waitpid(init, None);
-    }
     st.container_pid = None;
-    st.init_pid = None;
     let _ = st.save(&paths.run_dir);
     let clean_stop = forwarded.is_some_and(|s| code == 128 + s as i32);
     let message = if code > 128 {
@@ -422,7 +417,7 @@ pub(super) fn supervise(
 type Reaped = (Option<i32>, Vec<(i32, i32)>);
 
 /// Reap every exited child: the main process's status once it is gone, and
-/// the other children's (health checks, berth's init) as (PID, status).
+/// the other children's (health checks) as (PID, status).
 fn reap(main: Pid) -> Result<Reaped, SuperviseError> {
     let mut result = None;
     let mut others = Vec::new();
@@ -453,9 +448,6 @@ fn kill_all(running: &Running, sig: Signal) {
         }
         None => {
             let _ = kill(running.container.pid(), sig);
-            if let Some(i) = running.init {
-                let _ = kill(i, sig);
-            }
         }
     }
 }

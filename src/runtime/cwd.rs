@@ -1,0 +1,168 @@
+//! The process's working directory, resolved inside the container's root and
+//! verified after the change (CVE-2024-21626). Called after pivot_root (init)
+//! or after joining the container's mount namespace (exec), as the
+//! container's user, so "/" is the container's root.
+//!
+//! Two guards, as runc and crun have them:
+//! - resolve with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): a
+//!   `/proc/self/fd/N` (or a symlink in the image leading to one) is refused
+//!   instead of followed to whatever directory descriptor N is;
+//! - after fchdir, getcwd(2) must give an absolute path: the kernel prefixes
+//!   "(unreachable)" when the cwd is outside the process's root (runc
+//!   8e1cd2f56 "init: verify after chdir that cwd is inside the container").
+
+use std::ffi::CString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use super::RuntimeError;
+
+/// Why a working directory is refused.
+fn refused(cwd: &Path, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::Cwd {
+        cwd: cwd.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Change to `cwd`, resolved inside "/", and check the result.
+pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
+    if !cwd.is_absolute() {
+        return Err(refused(cwd, "is not an absolute path"));
+    }
+    let rel = cwd.strip_prefix("/").unwrap_or(cwd);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let rel_c = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| refused(cwd, "contains a NUL byte"))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: open of a constant NUL-terminated path; the result is checked.
+    let root = unsafe {
+        libc::open(
+            c"/".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if root < 0 {
+        return Err(RuntimeError::io(
+            "open",
+            "/",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            rel_c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    } as i32;
+    let err = nix::errno::Errno::last();
+    // SAFETY: root is ours and used no more.
+    unsafe { libc::close(root) };
+    if fd >= 0 {
+        // SAFETY: fchdir on the descriptor we just opened, then close it.
+        let r = unsafe { libc::fchdir(fd) };
+        let e = nix::errno::Errno::last();
+        // SAFETY: fd is ours and used no more.
+        unsafe { libc::close(fd) };
+        if r != 0 {
+            return Err(RuntimeError::sys(format!("chdir '{}'", cwd.display()), e));
+        }
+    } else {
+        match err {
+            nix::errno::Errno::ELOOP => {
+                return Err(refused(
+                    cwd,
+                    "leads through a /proc magic link or a symlink loop; a working directory \
+                     must resolve inside the container's root (CVE-2024-21626)",
+                ))
+            }
+            nix::errno::Errno::EXDEV => {
+                return Err(refused(cwd, "leads outside the container's root"))
+            }
+            // No openat2 (old kernel, or the container's seccomp profile,
+            // loaded before this step without no_new_privileges, lacks it):
+            // a plain chdir; the check below still holds.
+            nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM => {
+                nix::unistd::chdir(cwd)
+                    .map_err(|e| RuntimeError::sys(format!("chdir '{}'", cwd.display()), e))?;
+            }
+            e => return Err(RuntimeError::sys(format!("chdir '{}'", cwd.display()), e)),
+        }
+    }
+    verify(cwd)
+}
+
+/// getcwd(2), raw: glibc's wrapper turns "(unreachable)..." into ENOENT.
+fn getcwd() -> Result<PathBuf, nix::errno::Errno> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: the buffer and its length describe memory we own.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // The syscall returns the length including the NUL.
+    let len = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    buf.truncate(len);
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+}
+
+/// The cwd must be inside the root: absolute, not "(unreachable)/...".
+pub fn verify(cwd: &Path) -> Result<(), RuntimeError> {
+    match getcwd() {
+        Ok(wd) if check_getcwd(&wd) => Ok(()),
+        Ok(wd) => Err(refused(
+            cwd,
+            format!(
+                "is outside the container's root (getcwd gives '{}'): possible container breakout",
+                wd.display()
+            ),
+        )),
+        Err(nix::errno::Errno::ENOENT) => Err(refused(
+            cwd,
+            "is outside the container's root or was removed: possible container breakout",
+        )),
+        Err(e) => Err(RuntimeError::sys(
+            format!("verify working directory '{}'", cwd.display()),
+            e,
+        )),
+    }
+}
+
+/// What getcwd(2) gives for a cwd inside the root. Pure.
+pub fn check_getcwd(wd: &Path) -> bool {
+    wd.is_absolute() && !wd.as_os_str().as_bytes().starts_with(b"(unreachable)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_cwds_are_refused() {
+        assert!(check_getcwd(Path::new("/srv/app")));
+        assert!(check_getcwd(Path::new("/")));
+        assert!(!check_getcwd(Path::new("(unreachable)/sys/fs/cgroup")));
+        assert!(!check_getcwd(Path::new("sys/fs")));
+        assert!(!check_getcwd(Path::new("")));
+    }
+}
