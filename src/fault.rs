@@ -14,7 +14,6 @@ pub const POINTS: &[&str] = &[
     "seed",       // supervise: a named volume's seed copy made, not renamed into place
     "overlay",    // supervise: the upper dir made, the work dir not
     "cgroup",     // supervise: in <unit>/supervisor, payload/ not made
-    "init",       // supervise: berth's init spawned (`init = true`)
     "userns",     // supervise: an ID range allocated, its dirs not chowned
     "create",     // supervise: the container created, not started
 ];

@@ -1,7 +1,6 @@
 //! Crash cleanup at every step of a service-mode start, on a real systemd:
 //! for each crash point of `src/fault.rs` — while pulling, seeding a named
-//! volume, making the overlay dirs, setting up cgroups, spawning berth's init,
-//! allocating a `userns = "auto"` range, after creating the container — the
+//! volume, making the overlay dirs, setting up cgroups, allocating a `userns = "auto"` range, after creating the container — the
 //! supervisor is SIGKILLed there (`BERTH_TEST_KILL_AT`, set in a unit drop-in).
 //! After `ExecStopPost=berth cleanup` nothing the start made may be left but
 //! what the next start reclaims; after the next start and a stop, nothing at
@@ -27,10 +26,8 @@ http:
 ";
 
 /// Every feature whose start step has a crash point: an image pulled from a
-/// registry, a named volume seeded from it, a private ID range (`crash`), and
-/// berth's init (`crashinit`: `init = true` with `userns = "auto"` cannot
-/// mount the container's /proc yet, the init's PID namespace belonging to the
-/// host's user namespace).
+/// registry, a named volume seeded from it, a private ID range; and berth's
+/// init, which is the container's own process.
 fn definition(top: &str, tables: &str) -> String {
     format!(
         "image = \"127.0.0.1:5000/crash/app:1\"\n{top}\n\
@@ -38,15 +35,6 @@ fn definition(top: &str, tables: &str) -> String {
          [[volume]]\nsource = \"data\"\ntarget = \"/data\"\n\
          [service]\nstop_timeout = \"1s\"\n{tables}\n"
     )
-}
-
-/// The container that reaches `point`.
-fn unit_for(point: &str) -> &'static str {
-    if point == "init" {
-        "crashinit"
-    } else {
-        "crash"
-    }
 }
 
 /// Three layers, so that a kill after the first one finds the pull unfinished.
@@ -143,11 +131,7 @@ fn a_supervisor_killed_at_any_start_step_leaves_nothing_behind() {
             )
             .file(
                 "/etc/berth/containers/crash.toml",
-                definition("", "[security]\nuserns = \"auto\""),
-            )
-            .file(
-                "/etc/berth/containers/crashinit.toml",
-                definition("init = true", ""),
+                definition("init = true", "[security]\nuserns = \"auto\""),
             ),
     )
     .unwrap_or_else(|e| panic!("box did not boot: {e}"));
@@ -180,7 +164,7 @@ fn a_supervisor_killed_at_any_start_step_leaves_nothing_behind() {
             }
             _ => {}
         }
-        let name = unit_for(point);
+        let name = "crash";
         kill_at(&b, name, Some(point));
         let cursor = b.journal_cursor();
         let started = b.sh(&format!("systemctl start berth@{name}.service"));

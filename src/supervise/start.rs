@@ -162,8 +162,6 @@ pub(super) fn start(
     //    all of its confinement, and runs the app as PID 2 (see
     //    runtime/reaper.rs; issue 12, class 5). Set on the create options below.
 
-    crate::fault::point("init");
-
     // 9. With notify = "container", a socket of the container's own for
     //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
     let notify_sock = if opts.systemd && def.service.notify == Notify::Container {
