@@ -329,17 +329,29 @@ fn init_reaps_zombies_and_sigkilled_supervisor_is_cleaned_up() {
         n
     };
     b.sh_ok("systemctl start berth@noinit berth@withinit");
-    std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(
-        zombies("noinit"),
-        1,
-        "without init the orphan stays a zombie"
-    );
-    assert_eq!(
-        zombies("withinit"),
-        0,
-        "berth's init did not reap the orphan"
-    );
+    // The orphan exits after 0.2 s: without init it becomes a zombie; with
+    // it, it is gone (out of cgroup.procs, as zombies are too) and no zombie
+    // is left. Polled until both hold, or 10 s.
+    let procs = |unit: &str| {
+        b.sh_ok(&format!(
+            "cat /sys/fs/cgroup/berth.slice/berth@{unit}.service/payload/cgroup.procs"
+        ))
+        .lines()
+        .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (z_no, z_with, n_with) = (zombies("noinit"), zombies("withinit"), procs("withinit"));
+        if z_no == 1 && z_with == 0 && n_with == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "without init the orphan should stay a zombie ({z_no}), with berth's init be \
+             reaped ({z_with} zombies, {n_with} processes: init and app)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // With init, PID 1 in the container is berth's init and the app is PID 2.
     let withinit = "/sys/fs/cgroup/berth.slice/berth@withinit.service/payload/cgroup.procs";
     let comms = b.sh_ok(&format!(
