@@ -73,22 +73,7 @@ fn enable_controllers(dir: &Path) {
     }
 }
 
-/// cgroup v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000), the
-/// conversion runc and crun use.
-pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
-    }
-    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
-}
-
-/// blkio weight (10..1000) to `io.weight` (1..10000).
-pub fn blkio_to_io_weight(w: u16) -> u64 {
-    if w == 0 {
-        return 0;
-    }
-    1 + ((w.clamp(10, 1000) as u64 - 10) * 9999) / 990
-}
+pub use crate::cgroup::{blkio_to_io_weight, shares_to_weight};
 
 fn limit(v: i64) -> String {
     if v < 0 {

@@ -1,0 +1,107 @@
+//! The pure planning modules stay pure (STYLE.md §1): no syscalls, no
+//! processes, no bus, and no arrow back into the modules that act
+//! (`runtime`, `sys`, `supervise`, `store`). One scan for all of them, over
+//! each file's code before its `#[cfg(test)]` module. A new pure module is one
+//! line in `PURE`; an exception is one line in `ALLOWED`, with its reason.
+
+use std::path::{Path, PathBuf};
+
+/// Files or directories (every `.rs` below) that must stay pure, and whether
+/// they may read files (`config` reads definitions; nothing else may).
+const PURE: &[(&str, bool)] = &[
+    ("src/config", true),
+    ("src/generator/render.rs", false),
+    ("src/spec", false),
+    ("src/image/reference.rs", false),
+    ("src/image/manifest.rs", false),
+    ("src/systemd/gvariant.rs", false),
+    ("src/systemd/unit.rs", false),
+    ("src/cgroup/mod.rs", false),
+];
+
+const BANNED: &[&str] = &[
+    "nix::",
+    "libc::",
+    "std::process",
+    "zbus",
+    "crate::runtime",
+    "crate::sys",
+    "crate::supervise",
+    "crate::store",
+];
+
+/// (file, text on the line) that may stay, each with why.
+const ALLOWED: &[(&str, &str, &str)] = &[(
+    "src/config/load.rs",
+    "libc::O_NONBLOCK",
+    "a definition that is a FIFO must not block the reader: opened non-blocking",
+)];
+
+fn rust_files(p: &Path) -> Vec<PathBuf> {
+    if p.is_file() {
+        return vec![p.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        out.extend(rust_files(&e.path()));
+    }
+    out.retain(|f| f.extension().is_some_and(|x| x == "rs"));
+    out
+}
+
+/// `line` names `path` as a path of its own (`nix::`, not `unix::`).
+fn mentions(line: &str, path: &str) -> bool {
+    line.match_indices(path).any(|(i, _)| {
+        !line[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+#[test]
+fn pure_modules_make_no_syscalls_and_import_nothing_that_acts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = Vec::new();
+    let mut scanned = 0;
+    for (entry, reads_files) in PURE {
+        for file in rust_files(&root.join(entry)) {
+            scanned += 1;
+            let rel = file.strip_prefix(root).unwrap().display().to_string();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in code.lines().enumerate() {
+                let line = line.split("//").next().unwrap();
+                let mut banned: Vec<&str> = BANNED.to_vec();
+                if !reads_files {
+                    banned.push("std::fs");
+                }
+                // `use crate::{runtime, …}` names the module without `crate::`.
+                if line.contains("use crate::{") {
+                    for m in ["runtime", "sys", "supervise", "store"] {
+                        if line.contains(&format!("{{{m}")) || line.contains(&format!(" {m},")) {
+                            problems.push(format!("{rel}:{}: imports crate::{m}", n + 1));
+                        }
+                    }
+                }
+                for b in banned {
+                    let allowed = ALLOWED
+                        .iter()
+                        .any(|(f, text, _)| *f == rel && line.contains(text));
+                    if mentions(line, b) && !allowed {
+                        problems.push(format!("{rel}:{}: uses {b}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        scanned >= 15,
+        "only {scanned} files scanned: is PURE right?"
+    );
+    assert!(
+        problems.is_empty(),
+        "pure modules that act:\n{}",
+        problems.join("\n")
+    );
+}
