@@ -16,6 +16,12 @@ use crate::systemd::{bus, unit};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let root = cli.root.as_path();
+    // The verbs that clone container processes run from a copy of this
+    // binary the container cannot write (CVE-2019-5736, runtime/exe.rs);
+    // this re-executes once, before anything else happens.
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
+        runtime::ensure_protected()?;
+    }
     match &cli.cmd {
         Cmd::Create(a) => {
             create(cli, a, true)?;

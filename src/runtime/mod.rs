@@ -17,6 +17,7 @@ mod cgroup_devices;
 mod channel;
 mod console;
 mod devices;
+mod exe;
 mod exec;
 pub mod hooks;
 mod idmap;
@@ -42,6 +43,7 @@ pub use cgroup::{
     shares_to_weight, CgroupState, CGROUP_ROOT,
 };
 use channel::{Channel, Message};
+pub use exe::{ensure_protected, protection as exe_protection, Protection};
 pub use exec::{exec, ExecOptions, ExecProcess};
 pub use init::plan_personality;
 pub use process::{
@@ -110,6 +112,10 @@ pub enum RuntimeError {
         step: String,
         message: String,
     },
+    /// Neither protected copy of the runtime binary could be made
+    /// (CVE-2019-5736, see exe.rs).
+    #[error("cannot run from a protected copy of the runtime binary: overlayfs: {overlay}; memfd: {memfd}")]
+    Unprotected { overlay: String, memfd: String },
     #[error("container '{id}': init exited before {expected}")]
     InitGone { id: String, expected: &'static str },
     #[error("container '{id}': sync protocol: expected {expected}, got {got}")]

@@ -53,6 +53,37 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// to a plain clone when the kernel refuses CLONE_INTO_CGROUP; the caller then
 /// writes `cgroup.procs`.
 pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned, RuntimeError> {
+    // The child is not dumpable from its first instruction until it executes
+    // the container's program (execve sets it again): a process of the
+    // container could otherwise ptrace it or open its /proc/PID/{mem,fd,exe}
+    // while it holds host descriptors (CVE-2019-5736; runc's nsexec.c clears
+    // it the same way). The flag lives in the mm the child copies, so it is
+    // cleared here, around the clone. An unprivileged parent must still write
+    // a new user namespace's ID maps (/proc/PID/uid_map of an undumpable
+    // child is root's): that child clears it itself after sync point 1.
+    // SAFETY: prctl with plain integer arguments.
+    let was = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    let rootless_userns =
+        flags & libc::CLONE_NEWUSER as u64 != 0 && !nix::unistd::geteuid().is_root();
+    if !rootless_userns {
+        set_undumpable();
+    }
+    let cloned = clone3_dumpable_as_is(flags, cgroup_fd);
+    if was == 1 && !matches!(cloned, Ok(Cloned::Child)) {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
+    cloned
+}
+
+/// PR_SET_DUMPABLE 0 for the calling process: ptrace and /proc/self's
+/// sensitive files (mem, fd, exe, environ) become root's only.
+pub fn set_undumpable() {
+    // SAFETY: prctl with plain integer arguments; setting 0 cannot fail.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+fn clone3_dumpable_as_is(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned, RuntimeError> {
     let attempt = |with_cgroup: bool| -> Result<Cloned, nix::Error> {
         let mut args = CloneArgs {
             flags,
@@ -250,6 +281,7 @@ pub fn same_process(pid: Pid, start_time: Option<u64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn only_clean_private_read_only_file_mappings_are_dropped() {
@@ -294,6 +326,31 @@ Anonymous:           0 kB
                 .unwrap(),
         ];
         assert_eq!(render_id_map(&m), "0 100000 65536\n65536 1 1\n");
+    }
+
+    #[test]
+    fn a_clone_is_not_dumpable_and_the_parent_stays_as_it_was() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // SAFETY: prctl with plain integer arguments.
+        let before = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        match clone3(0, None).unwrap() {
+            Cloned::Child => {
+                // SAFETY: as above; then only write(2) and _exit(2).
+                let d = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } as u8;
+                let _ = nix::unistd::write(&w, &[d]);
+                unsafe { libc::_exit(0) }
+            }
+            Cloned::Parent { pid, .. } => {
+                drop(w);
+                let mut b = [9u8];
+                let n = nix::unistd::read(r.as_raw_fd(), &mut b).unwrap();
+                let _ = nix::sys::wait::waitpid(pid, None);
+                assert_eq!((n, b[0]), (1, 0), "the child was dumpable");
+                // SAFETY: as above.
+                let after = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+                assert_eq!(after, before);
+            }
+        }
     }
 
     #[test]
