@@ -48,6 +48,7 @@ pub use exec::{exec, ExecOptions, ExecProcess};
 pub use init::plan_personality;
 pub use process::{
     proc_start_time, process_alive, release_resident_code, set_name as set_process_name,
+    ProcessHandle,
 };
 pub use record::Record;
 
@@ -787,8 +788,8 @@ pub fn cleanup(state_dir: &Path, id: &str) -> Result<(), Vec<RuntimeError>> {
     };
     if let Some(pid) = rec.pid {
         let pid = Pid::from_raw(pid);
-        if process::same_process(pid, rec.start_time) {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        if let Some(init) = ProcessHandle::open(pid, rec.start_time) {
+            let _ = init.signal(libc::SIGKILL);
         }
     }
     record::teardown(&dir, &rec)

@@ -278,6 +278,66 @@ pub fn same_process(pid: Pid, start_time: Option<u64>) -> bool {
     process_alive(pid) && (start_time.is_none() || proc_start_time(pid) == start_time)
 }
 
+/// A process held by a pidfd (pidfd_open(2), Linux 5.3), so that a signal
+/// reaches that process or nobody, never a later one given the same PID
+/// (runc and crun signal through pidfds for the same reason). Where no pidfd
+/// can be had (older kernels, seccomp), the start-time check that opened it
+/// stays the guard and plain kill(2) is used.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    pid: Pid,
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl ProcessHandle {
+    /// `pid`, if it is alive and still the process that started at
+    /// `start_time` (any, when None). The start time is read after the
+    /// pidfd is open: were the PID reused in between, it would differ.
+    pub fn open(pid: Pid, start_time: Option<u64>) -> Option<ProcessHandle> {
+        // SAFETY: pidfd_open(2) takes plain integers and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        let pidfd = match fd {
+            -1 if nix::Error::last() == nix::errno::Errno::ESRCH => return None,
+            -1 => None,
+            // SAFETY: the kernel just returned this descriptor to us alone.
+            fd => Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as RawFd) }),
+        };
+        same_process(pid, start_time).then_some(ProcessHandle { pid, pidfd })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Send `signo` (0 tests for existence) to this process.
+    pub fn signal(&self, signo: i32) -> std::io::Result<()> {
+        // SAFETY: pidfd_send_signal(2) and kill(2) take plain integers and a
+        // NULL siginfo.
+        let r = match &self.pidfd {
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    signo,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            },
+            None => (unsafe { libc::kill(self.pid.as_raw(), signo) }) as libc::c_long,
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Whether the process has not been reaped yet, i.e. its PID still names
+    /// it (what was read through /proc/PID meanwhile was its).
+    pub fn still_there(&self) -> bool {
+        self.signal(0).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +411,24 @@ Anonymous:           0 kB
                 assert_eq!(after, before);
             }
         }
+    }
+
+    #[test]
+    fn a_handle_signals_its_own_process_and_refuses_another_start_time() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let t = proc_start_time(pid);
+        assert!(ProcessHandle::open(pid, t.map(|t| t + 1)).is_none());
+        let h = ProcessHandle::open(pid, t).expect("handle on a live child");
+        assert!(h.still_there());
+        h.signal(libc::SIGKILL).unwrap();
+        let _ = child.wait();
+        // Reaped: the pidfd no longer reaches anything, even were the PID reused.
+        assert!(!h.still_there());
+        assert!(ProcessHandle::open(pid, t).is_none());
     }
 
     #[test]
