@@ -35,6 +35,8 @@ const ATTACK_C: &str = r##"
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static void report(const char *path, const char *msg) {
@@ -80,9 +82,15 @@ int main(void) {
         report("/result", msg);
         return 1;
     }
-    snprintf(msg, sizeof msg, "pid %d\n", pid);
-    report("/found", msg);
+    /* What the handle is: a read-only mount, or a sealed memfd. */
+    struct statfs sf;
+    int ro = fstatfs(exe, &sf) == 0 && (sf.f_flags & ST_RDONLY);
     snprintf(path, sizeof path, "/proc/self/fd/%d", exe);
+    int rd = open(path, O_RDONLY | O_CLOEXEC);
+    int seals = rd >= 0 ? fcntl(rd, F_GET_SEALS) : -1;
+    int sealed = seals >= 0 && (seals & F_SEAL_WRITE);
+    snprintf(msg, sizeof msg, "pid %d handle %s\n", pid, ro ? "read-only" : sealed ? "sealed" : "WRITABLE");
+    report("/found", msg);
     deadline = now() + 20;
     for (;;) {
         int w = open(path, O_WRONLY);
@@ -90,15 +98,18 @@ int main(void) {
             ssize_t n = write(w, "#!/bin/sh\necho pwned\n", 21);
             snprintf(msg, sizeof msg, n == 21 ? "WROTE the runtime binary\n" : "write failed: %s\n", strerror(errno));
             report("/result", msg);
-            return 0;
+            break;
         }
         if (errno != ETXTBSY || now() > deadline) {
             snprintf(msg, sizeof msg, "open for writing failed: %s\n", strerror(errno));
             report("/result", msg);
-            return 0;
+            break;
         }
         usleep(1000);
     }
+    /* Stay: a container whose main process exits is cleaned up, and the
+       test still reads the reports from its root. */
+    for (;;) pause();
 }
 "##;
 
@@ -264,6 +275,10 @@ fn assert_defended(report: &str, unchanged: bool) {
         "the attack never reached the runtime's binary (proves nothing):\n{report}"
     );
     assert!(
+        report.contains("handle read-only") || report.contains("handle sealed"),
+        "the container holds a writable handle on the runtime binary:\n{report}"
+    );
+    assert!(
         report.contains("result: open for writing failed")
             || report.contains("result: write failed"),
         "the write was not refused:\n{report}"
@@ -372,4 +387,48 @@ fn created_init_is_neither_the_binary_on_disk_nor_dumpable() {
             "the container opened its init's /proc/1/{f}: {line}\n{text}"
         );
     }
+}
+
+/// Service mode: a container under a real systemd whose `berth exec` target
+/// is `#!/proc/self/exe`, the attacker being the container's own program.
+/// The box's `/usr/bin/berth` is the copy install.sh put there.
+#[test]
+fn service_mode_exec_of_proc_self_exe_cannot_overwrite_berth() {
+    use crate::support::systemd_box::{BoxOptions, SystemdBox};
+    require_root!();
+    require_program!("gcc");
+    const ROOTFS: &str = "/srv/evil-root";
+    let opts = BoxOptions::default().with_berth().file(
+        "/etc/berth/containers/web.toml",
+        format!("rootfs = \"{ROOTFS}\"\ncommand = [\"/attack\"]\n"),
+    );
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    std::fs::copy(attack_binary(), rootfs.path().join("attack")).unwrap();
+    std::fs::write(rootfs.path().join("evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        rootfs.path().join("evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    copy_with_libs(&support::berth_bin(), rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    let before = b.sh_ok("sha256sum /usr/bin/berth | cut -d' ' -f1");
+    let out = b.sh(
+        "systemctl start berth@web || exit 1\n\
+         F=/var/lib/berth/containers/web/upper; [ -d $F ] || F=/srv/evil-root\n\
+         mkfifo /tmp/pipe; exec 3<>/tmp/pipe; head -c 65536 /dev/zero >&3\n\
+         wait_for() { i=0; while [ ! -e \"$1\" ]; do i=$((i+1)); [ $i -gt 3000 ] && return 1; sleep 0.01; done; }\n\
+         berth exec web /evil </dev/null >/dev/null 2>&3 &\n\
+         wait_for $F/found || echo 'the attacker never reported'\n\
+         cat <&3 >/dev/null & D=$!\n\
+         wait_for $F/result\n\
+         kill $D\n\
+         echo found: $(cat $F/found); echo result: $(cat $F/result)\n",
+    );
+    let after = b.sh_ok("sha256sum /usr/bin/berth | cut -d' ' -f1");
+    let report = format!("{}\n{}", stdout(&out), describe(&out));
+    eprintln!("berth exec of #!/proc/self/exe in service mode:\n{report}");
+    assert_defended(&report, before == after);
 }
