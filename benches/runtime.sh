@@ -9,6 +9,8 @@
 # /sys/fs/cgroup/unified with a cgroup2 mount of it at /sys/fs/cgroup
 # (TESTING.md), removed at the end. Not a timed test; run by hand:
 #   cargo build --release && sh benches/runtime.sh [ITERATIONS]
+# BERTH_COMPARE=/path/to/another/berth adds a row for that build (e.g. the
+# one before a change), interleaved with the rest.
 set -eu
 
 ITER=${1:-50}
@@ -30,6 +32,10 @@ if [ "${BERTH_BENCH_INNER:-}" != 1 ]; then
     trap cleanup EXIT
     mkdir -p "$WORK/bin" "$WORK/bundle/rootfs"
     ln -s "$BERTH" "$WORK/bin/berth-runtime"
+    if [ -n "${BERTH_COMPARE:-}" ]; then
+        mkdir -p "$WORK/bin-compare"
+        ln -s "$BERTH_COMPARE" "$WORK/bin-compare/berth-runtime"
+    fi
     R=$WORK/bundle/rootfs
     mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/etc"
     cp /bin/busybox "$R/bin/busybox"
@@ -64,6 +70,9 @@ rts = {
     "crun": ["crun", "--root", os.path.join(work, "state-crun")],
     "runc": ["runc", "--root", os.path.join(work, "state-runc")],
 }
+compare = os.path.join(work, "bin-compare/berth-runtime")
+if os.path.exists(compare):
+    rts["berth-compare"] = [compare, "--root", os.path.join(work, "state-berth-compare")]
 times = {k: [] for k in rts}
 failures = {k: 0 for k in rts}
 for i in range(iters + 3):

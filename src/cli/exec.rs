@@ -104,6 +104,7 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let child = runtime::exec(ExecOptions {
         id: args.name.clone(),
         pid: runtime::Pid::from_raw(run.pid),
+        start_time: run.state.container_start_time,
         process: plan.process,
         namespaces: plan.namespaces,
         cgroup: run.cgroup.clone(),

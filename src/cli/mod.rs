@@ -106,7 +106,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check::run(&root, args),
         Command::Generate(args) => generate::run(&root, args),
-        Command::Run(args) => run::run(&root, *args),
+        // Commands that clone container processes (`run`, service mode and its
+        // health checks, `exec`) run from a copy of this binary the container
+        // cannot write (CVE-2019-5736, runtime/exe.rs): re-executed once here.
+        Command::Run(args) => {
+            crate::runtime::ensure_protected()?;
+            run::run(&root, *args)
+        }
         Command::Cleanup(args) => cleanup::run(&root, args),
         Command::Pull(a) => image::pull(&root, a),
         Command::Images(a) => image::images(&root, a),
@@ -119,7 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(a) => containers::unit_verb(&root, "start", a),
         Command::Stop(a) => containers::unit_verb(&root, "stop", a),
         Command::Restart(a) => containers::unit_verb(&root, "restart", a),
-        Command::Exec(a) => exec::run(&root, a),
+        Command::Exec(a) => {
+            crate::runtime::ensure_protected()?;
+            exec::run(&root, a)
+        }
         Command::Top(a) => containers::top(&root, a),
         Command::Stats(a) => containers::stats(&root, a),
         Command::Pause(a) => containers::pause(&root, a, true),

@@ -16,6 +16,12 @@ use crate::systemd::{bus, unit};
 
 pub fn dispatch(cli: &Cli) -> Result<i32> {
     let root = cli.root.as_path();
+    // The verbs that clone container processes run from a copy of this
+    // binary the container cannot write (CVE-2019-5736, runtime/exe.rs);
+    // this re-executes once, before anything else happens.
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
+        runtime::ensure_protected()?;
+    }
     match &cli.cmd {
         Cmd::Create(a) => {
             create(cli, a, true)?;
@@ -123,6 +129,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let child = runtime::exec(ExecOptions {
                 id: id.clone(),
                 pid: Pid::from_raw(st.pid),
+                start_time: st.start_time,
                 process: p,
                 namespaces,
                 cgroup: st.cgroup.clone(),
@@ -742,7 +749,11 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
             Ok(())
         }
         KillTarget::Init => {
-            send_signal(st.pid, signo)
+            // Through a pidfd opened on the recorded start time: a PID
+            // reused since then is never signalled.
+            let init = runtime::ProcessHandle::open(Pid::from_raw(st.pid), st.start_time)
+                .ok_or_else(|| anyhow!("cannot kill '{id}': container not running"))?;
+            init.signal(signo)
                 .with_context(|| format!("kill container '{id}' with signal {signo}"))?;
             Ok(())
         }
@@ -771,7 +782,11 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
                         let _ = runtime::cgroup_freeze(cg, false);
                     }
                 }
-                let _ = nix::sys::signal::kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+                if let Some(init) =
+                    runtime::ProcessHandle::open(Pid::from_raw(st.pid), st.start_time)
+                {
+                    let _ = init.signal(libc::SIGKILL);
+                }
             }
             poststop = Some(st);
         }

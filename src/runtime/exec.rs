@@ -28,6 +28,9 @@ pub struct ExecOptions {
     pub id: String,
     /// The container's init (its namespaces are joined through /proc/PID/ns).
     pub pid: Pid,
+    /// The init's start time when known: its namespaces are joined only
+    /// while a pidfd shows it is that process (see process::ProcessHandle).
+    pub start_time: Option<u64>,
     pub process: Process,
     /// The namespace types the container has (from its spec).
     pub namespaces: Vec<LinuxNamespaceType>,
@@ -80,6 +83,11 @@ fn join_rank(t: LinuxNamespaceType) -> u8 {
 /// exec'd (or with the step that failed).
 pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
     process::assert_single_threaded()?;
+    let gone = || RuntimeError::InitGone {
+        id: opts.id.clone(),
+        expected: "its namespaces were joined",
+    };
+    let init = process::ProcessHandle::open(opts.pid, opts.start_time).ok_or_else(gone)?;
     let mut joins: Vec<(LinuxNamespaceType, File)> = Vec::new();
     for t in &opts.namespaces {
         let theirs = format!("/proc/{}/ns/{}", opts.pid, ns_file(*t));
@@ -93,6 +101,11 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             continue;
         }
         joins.push((*t, f));
+    }
+    // Not reaped meanwhile, so no other process took its PID: the
+    // namespace files opened above are the init's.
+    if !init.still_there() {
+        return Err(gone());
     }
     joins.sort_by_key(|(t, _)| join_rank(*t));
 

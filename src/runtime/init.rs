@@ -424,6 +424,8 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .channel
         .wait_for_proceed()
         .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
+    // A rootless parent had to leave us dumpable to write our ID maps.
+    process::set_undumpable();
     // With ID maps in place, become the namespace's root to own what follows.
     if plan.new_user_ns {
         step("become root in the user namespace", become_root())?;
@@ -562,11 +564,8 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         Some(p) => Some(prepare_process(plan, p)?),
         None => None,
     };
-    // After a uid change the kernel marks us undumpable and /proc/self/fd
-    // becomes root's; the exec FIFO is reopened through it below.
-    // SAFETY: prctl with plain integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
-
+    // Still undumpable (see process::clone3): the exec FIFO is reopened
+    // through /proc/self/fd below, which a process may always do on itself.
     // Sync point 2 (init): fully set up.
     ctx.channel
         .send(&Message::Ready)

@@ -18,6 +18,7 @@ mod channel;
 mod console;
 mod cwd;
 mod devices;
+mod exe;
 mod exec;
 mod fds;
 pub mod hooks;
@@ -45,10 +46,12 @@ pub use cgroup::{
     shares_to_weight, CgroupState, CGROUP_ROOT,
 };
 use channel::{Channel, Message};
+pub use exe::{ensure_protected, protection as exe_protection, Protection};
 pub use exec::{exec, ExecOptions, ExecProcess};
 pub use init::plan_personality;
 pub use process::{
     proc_start_time, process_alive, release_resident_code, set_name as set_process_name,
+    ProcessHandle,
 };
 pub use record::Record;
 
@@ -116,6 +119,10 @@ pub enum RuntimeError {
         step: String,
         message: String,
     },
+    /// Neither protected copy of the runtime binary could be made
+    /// (CVE-2019-5736, see exe.rs).
+    #[error("cannot run from a protected copy of the runtime binary: overlayfs: {overlay}; memfd: {memfd}")]
+    Unprotected { overlay: String, memfd: String },
     #[error("container '{id}': init exited before {expected}")]
     InitGone { id: String, expected: &'static str },
     #[error("container '{id}': sync protocol: expected {expected}, got {got}")]
@@ -791,8 +798,8 @@ pub fn cleanup(state_dir: &Path, id: &str) -> Result<(), Vec<RuntimeError>> {
     };
     if let Some(pid) = rec.pid {
         let pid = Pid::from_raw(pid);
-        if process::same_process(pid, rec.start_time) {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        if let Some(init) = ProcessHandle::open(pid, rec.start_time) {
+            let _ = init.signal(libc::SIGKILL);
         }
     }
     record::teardown(&dir, &rec)

@@ -53,6 +53,37 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// to a plain clone when the kernel refuses CLONE_INTO_CGROUP; the caller then
 /// writes `cgroup.procs`.
 pub fn clone3(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned, RuntimeError> {
+    // The child is not dumpable from its first instruction until it executes
+    // the container's program (execve sets it again): a process of the
+    // container could otherwise ptrace it or open its /proc/PID/{mem,fd,exe}
+    // while it holds host descriptors (CVE-2019-5736; runc's nsexec.c clears
+    // it the same way). The flag lives in the mm the child copies, so it is
+    // cleared here, around the clone. An unprivileged parent must still write
+    // a new user namespace's ID maps (/proc/PID/uid_map of an undumpable
+    // child is root's): that child clears it itself after sync point 1.
+    // SAFETY: prctl with plain integer arguments.
+    let was = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    let rootless_userns =
+        flags & libc::CLONE_NEWUSER as u64 != 0 && !nix::unistd::geteuid().is_root();
+    if !rootless_userns {
+        set_undumpable();
+    }
+    let cloned = clone3_dumpable_as_is(flags, cgroup_fd);
+    if was == 1 && !matches!(cloned, Ok(Cloned::Child)) {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
+    cloned
+}
+
+/// PR_SET_DUMPABLE 0 for the calling process: ptrace and /proc/self's
+/// sensitive files (mem, fd, exe, environ) become root's only.
+pub fn set_undumpable() {
+    // SAFETY: prctl with plain integer arguments; setting 0 cannot fail.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+fn clone3_dumpable_as_is(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Cloned, RuntimeError> {
     let attempt = |with_cgroup: bool| -> Result<Cloned, nix::Error> {
         let mut args = CloneArgs {
             flags,
@@ -247,9 +278,70 @@ pub fn same_process(pid: Pid, start_time: Option<u64>) -> bool {
     process_alive(pid) && (start_time.is_none() || proc_start_time(pid) == start_time)
 }
 
+/// A process held by a pidfd (pidfd_open(2), Linux 5.3), so that a signal
+/// reaches that process or nobody, never a later one given the same PID
+/// (runc and crun signal through pidfds for the same reason). Where no pidfd
+/// can be had (older kernels, seccomp), the start-time check that opened it
+/// stays the guard and plain kill(2) is used.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    pid: Pid,
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl ProcessHandle {
+    /// `pid`, if it is alive and still the process that started at
+    /// `start_time` (any, when None). The start time is read after the
+    /// pidfd is open: were the PID reused in between, it would differ.
+    pub fn open(pid: Pid, start_time: Option<u64>) -> Option<ProcessHandle> {
+        // SAFETY: pidfd_open(2) takes plain integers and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        let pidfd = match fd {
+            -1 if nix::Error::last() == nix::errno::Errno::ESRCH => return None,
+            -1 => None,
+            // SAFETY: the kernel just returned this descriptor to us alone.
+            fd => Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as RawFd) }),
+        };
+        same_process(pid, start_time).then_some(ProcessHandle { pid, pidfd })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Send `signo` (0 tests for existence) to this process.
+    pub fn signal(&self, signo: i32) -> std::io::Result<()> {
+        // SAFETY: pidfd_send_signal(2) and kill(2) take plain integers and a
+        // NULL siginfo.
+        let r = match &self.pidfd {
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    std::os::fd::AsRawFd::as_raw_fd(fd),
+                    signo,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            },
+            None => (unsafe { libc::kill(self.pid.as_raw(), signo) }) as libc::c_long,
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Whether the process has not been reaped yet, i.e. its PID still names
+    /// it (what was read through /proc/PID meanwhile was its).
+    pub fn still_there(&self) -> bool {
+        self.signal(0).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn only_clean_private_read_only_file_mappings_are_dropped() {
@@ -294,6 +386,49 @@ Anonymous:           0 kB
                 .unwrap(),
         ];
         assert_eq!(render_id_map(&m), "0 100000 65536\n65536 1 1\n");
+    }
+
+    #[test]
+    fn a_clone_is_not_dumpable_and_the_parent_stays_as_it_was() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // SAFETY: prctl with plain integer arguments.
+        let before = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        match clone3(0, None).unwrap() {
+            Cloned::Child => {
+                // SAFETY: as above; then only write(2) and _exit(2).
+                let d = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } as u8;
+                let _ = nix::unistd::write(&w, &[d]);
+                unsafe { libc::_exit(0) }
+            }
+            Cloned::Parent { pid, .. } => {
+                drop(w);
+                let mut b = [9u8];
+                let n = nix::unistd::read(r.as_raw_fd(), &mut b).unwrap();
+                let _ = nix::sys::wait::waitpid(pid, None);
+                assert_eq!((n, b[0]), (1, 0), "the child was dumpable");
+                // SAFETY: as above.
+                let after = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+                assert_eq!(after, before);
+            }
+        }
+    }
+
+    #[test]
+    fn a_handle_signals_its_own_process_and_refuses_another_start_time() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let t = proc_start_time(pid);
+        assert!(ProcessHandle::open(pid, t.map(|t| t + 1)).is_none());
+        let h = ProcessHandle::open(pid, t).expect("handle on a live child");
+        assert!(h.still_there());
+        h.signal(libc::SIGKILL).unwrap();
+        let _ = child.wait();
+        // Reaped: the pidfd no longer reaches anything, even were the PID reused.
+        assert!(!h.still_there());
+        assert!(ProcessHandle::open(pid, t).is_none());
     }
 
     #[test]

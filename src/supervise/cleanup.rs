@@ -123,6 +123,7 @@ pub fn teardown(
             name: st.name.clone(),
             definition_hash: st.definition_hash.clone(),
             supervisor_pid: st.supervisor_pid,
+            supervisor_start_time: st.supervisor_start_time,
             unit_cgroup: st.unit_cgroup.clone(),
             supervisor_cgroup: st.supervisor_cgroup.clone(),
             ..State::default()

@@ -243,6 +243,7 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
         name: def.name.clone(),
         definition_hash: def.hash.clone(),
         supervisor_pid: std::process::id() as i32,
+        supervisor_start_time: crate::runtime::proc_start_time(nix::unistd::getpid()),
         ..State::default()
     };
     let started = start::start(opts, def, &globals, &paths, &mut st);

@@ -276,6 +276,7 @@ pub(super) fn start(
     };
     let container = runtime::create(copts).map_err(rt_err)?;
     st.container_pid = Some(container.pid().as_raw());
+    st.container_start_time = crate::runtime::proc_start_time(container.pid());
     st.save(&paths.run_dir)?;
     crate::fault::point("create");
     let console = match &console_listener {

@@ -50,6 +50,10 @@ pub struct State {
     /// The definition's hash this start ran.
     pub definition_hash: String,
     pub supervisor_pid: i32,
+    /// Its start time (/proc/PID/stat), telling it from a later process
+    /// given the same PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_start_time: Option<u64>,
     /// The image reference the container runs (`image`), when not a rootfs
     /// dir; with `image_digest` it keeps the image from `berth prune`/`rmi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +66,9 @@ pub struct State {
     pub health: Option<String>,
     /// The container's main process (host PID), once created.
     pub container_pid: Option<i32>,
+    /// Its start time, so `berth exec` joins that process or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_start_time: Option<u64>,
     /// The unit's delegated cgroup (cgroupfs path).
     pub unit_cgroup: Option<PathBuf>,
     /// `<unit>/supervisor` and `<unit>/payload`, when this start created them.
@@ -83,13 +90,22 @@ impl State {
         if pid <= 0 || pid as u32 == std::process::id() {
             return false;
         }
-        std::fs::read(format!("/proc/{pid}/cmdline"))
+        let berth = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|c| {
                 c.split(|b| *b == 0)
                     .next()
                     .is_some_and(|argv0| argv0.ends_with(b"berth"))
             })
-            .unwrap_or(false)
+            .unwrap_or(false);
+        // Another berth process (another container's supervisor) may have
+        // been given the PID since: the recorded start time tells them apart.
+        berth
+            && match self.supervisor_start_time {
+                None => true,
+                Some(t) => {
+                    crate::runtime::proc_start_time(crate::runtime::Pid::from_raw(pid)) == Some(t)
+                }
+            }
     }
 
     /// Write atomically (temp file + rename), so a crash never leaves half a record.

@@ -50,6 +50,9 @@ impl HealthRunner {
         let child = runtime::exec(runtime::ExecOptions {
             id: name.to_string(),
             pid,
+            // The supervisor's own child: its PID cannot be reused before
+            // the supervisor reaps it.
+            start_time: None,
             process: self
                 .template
                 .process_for(self.state.command().to_vec(), false),
@@ -389,6 +392,7 @@ pub(super) fn supervise(
     // The main process is gone: nothing else in the container may outlive it.
     kill_all(&running, Signal::SIGKILL);
     st.container_pid = None;
+    st.container_start_time = None;
     let _ = st.save(&paths.run_dir);
     let clean_stop = forwarded.is_some_and(|s| code == 128 + s as i32);
     let message = if code > 128 {
