@@ -103,6 +103,8 @@ pub enum RuntimeError {
     Capability { name: String, reason: String },
     #[error("seccomp profile '{path}': {reason}")]
     SeccompProfile { path: PathBuf, reason: String },
+    #[error("seccomp: cannot build the {what}: {reason}")]
+    SeccompBuild { what: String, reason: String },
     /// An error the container's init hit, sent back over the sync socket.
     #[error("container '{id}': {step}: {message}")]
     Init {

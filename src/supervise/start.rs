@@ -83,21 +83,27 @@ pub(super) fn start(
             }
         })?;
     let caps: Vec<_> = caps.into_iter().collect();
-    let seccomp = match &def.security.seccomp {
-        Seccomp::Unconfined => None,
-        Seccomp::Default => Some(runtime::seccomp::default_profile(&caps)),
-        Seccomp::Profile(p) => Some(runtime::seccomp::load_profile(p, &caps).map_err(|e| {
-            // The runtime's error names the file too; say it once.
-            let reason = match e {
-                runtime::RuntimeError::SeccompProfile { reason, .. } => reason,
-                other => other.to_string(),
-            };
-            SuperviseError::Seccomp {
-                path: p.clone(),
-                reason,
-            }
-        })?),
-    };
+    let seccomp =
+        match &def.security.seccomp {
+            Seccomp::Unconfined => None,
+            Seccomp::Default => Some(runtime::seccomp::default_profile(&caps).map_err(|e| {
+                SuperviseError::Seccomp {
+                    path: "default".into(),
+                    reason: e.to_string(),
+                }
+            })?),
+            Seccomp::Profile(p) => Some(runtime::seccomp::load_profile(p, &caps).map_err(|e| {
+                // The runtime's error names the file too; say it once.
+                let reason = match e {
+                    runtime::RuntimeError::SeccompProfile { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                SuperviseError::Seccomp {
+                    path: p.clone(),
+                    reason,
+                }
+            })?),
+        };
 
     // 4. Named volumes, created and seeded on first use (a child process
     //    may mount the image's layers: still single-threaded here).
