@@ -11,6 +11,7 @@ pub mod generator;
 pub mod image;
 pub mod log;
 pub mod oci;
+pub mod private;
 pub mod runtime;
 pub mod spec;
 pub mod store;

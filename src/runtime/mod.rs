@@ -472,7 +472,9 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
             reason: "a cgroup manager places the init, but no cgroup path was given".into(),
         });
     }
-    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
+    // 0700: exec.fifo and the records are root's (runc keeps the fifo in a
+    // private dir too; the init gets it as an fd, not by path).
+    crate::private::dir(&dir).map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
     rec.dir_created = true;
     let mut plan = init::InitPlan::build(&opts)?;
     let newcgroup = nix::sched::CloneFlags::CLONE_NEWCGROUP.bits() as u64;

@@ -171,10 +171,14 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl Store {
     /// Open (creating if needed) the store at `root`.
+    /// The root is 0700: layers keep their setuid binaries, device nodes and
+    /// file capabilities, and no host user may reach them
+    /// (CVE-2021-41091; see `crate::private`).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        crate::private::root_dir(root).map_err(io_err("cannot create", root))?;
         for sub in ["blobs/sha256", "layers/sha256", "refs", "locks", "tmp"] {
             let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(io_err("cannot create", &p))?;
+            crate::private::dir(&p).map_err(io_err("cannot create", &p))?;
         }
         Ok(Store {
             root: root.to_path_buf(),

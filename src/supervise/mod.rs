@@ -21,6 +21,7 @@ mod files;
 mod health;
 mod init;
 pub mod journal;
+mod sender;
 mod start;
 pub mod state;
 pub mod userns;

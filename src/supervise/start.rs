@@ -36,9 +36,13 @@ fn bind_notify_socket(path: &Path) -> Result<std::os::unix::net::UnixDatagram, S
         .map_err(|e| SuperviseError::io("bind notify socket", path, e))?;
     sock.set_nonblocking(true)
         .map_err(|e| SuperviseError::io("set nonblocking", path, e))?;
-    // Any user of the container may notify, as with systemd's own socket.
+    // Any user of the container may notify, as with systemd's own socket;
+    // host users cannot reach it (0700 run dir), and each message's sender
+    // is checked by its credentials (`sender`).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .map_err(|e| SuperviseError::io("chmod", path, e))?;
+    super::sender::enable_credentials(&sock)
+        .map_err(|e| SuperviseError::sys("set SO_PASSCRED on the notify socket", e))?;
     Ok(sock)
 }
 
@@ -54,7 +58,13 @@ pub(super) fn start(
     // 0. Inputs that need no work to check fail before any work is done.
     volumes::check_bind_sources(def)?;
     // 1. Run dir first: every later step records itself in state.json there.
-    std::fs::create_dir_all(&paths.run_dir)
+    //    Its roots are private (0700): state, exec.json and the notify
+    //    socket are for root and the container only.
+    if let Some(run_root) = paths.run_dir.parent().and_then(Path::parent) {
+        crate::private::root_dir(run_root)
+            .map_err(|e| SuperviseError::io("create", run_root, e))?;
+    }
+    crate::private::dir(&paths.run_dir)
         .map_err(|e| SuperviseError::io("create", &paths.run_dir, e))?;
     st.save(&paths.run_dir)?;
 
@@ -122,13 +132,19 @@ pub(super) fn start(
     st.upper = Some(paths.upper());
     st.work = Some(paths.work());
     st.save(&paths.run_dir)?;
+    // The upper dir gets what the container writes, setuid binaries
+    // included: under the 0700 storage root only (CVE-2021-41091).
+    if let Some(storage_root) = paths.storage_dir.parent().and_then(Path::parent) {
+        crate::private::root_dir(storage_root)
+            .map_err(|e| SuperviseError::io("create", storage_root, e))?;
+    }
     for d in [paths.upper(), paths.work()] {
         match std::fs::remove_dir_all(&d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(SuperviseError::io("remove stale", &d, e)),
         }
-        std::fs::create_dir_all(&d).map_err(|e| SuperviseError::io("create", &d, e))?;
+        crate::private::dir(&d).map_err(|e| SuperviseError::io("create", &d, e))?;
     }
 
     // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`

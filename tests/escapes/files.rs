@@ -73,3 +73,183 @@ fn shadowed_cap_last_cap_does_not_shorten_the_bounding_drop() {
         println!("peer {peer}: {}", describe(&o));
     }
 }
+
+/// Run a command as `nobody` (an unprivileged host user). setpriv keeps its
+/// capabilities across the uid change until it executes, so the path lookup
+/// of its own execve still has CAP_DAC_OVERRIDE: `env` is executed first, as
+/// nobody with no capabilities left, and it executes the command.
+const AS_NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups -- env";
+
+/// An image with busybox, a setuid-root copy of the probe (`/bin/suid`, which
+/// prints its euid), and the merged-/usr lib links so that the box's
+/// systemd-notify runs from a read-only bind of /usr.
+fn write_suid_layout(dir: &std::path::Path) {
+    use crate::reg::{tar_of, Layout, Member};
+    let layout = Layout::new(dir);
+    let probe: &'static [u8] = Box::leak(
+        std::fs::read(crate::rt::probe_binary())
+            .unwrap()
+            .into_boxed_slice(),
+    );
+    let mut members = crate::reg::busybox_members();
+    members.extend([
+        Member::File("bin/suid", probe, 0o4755, 0, 0),
+        Member::Dir("usr/", 0o755, 0, 0),
+        Member::Symlink("lib", "usr/lib"),
+        Member::Symlink("lib64", "usr/lib64"),
+    ]);
+    let built = layout.image(
+        &[tar_of(&members)],
+        "amd64",
+        json!({"Env": ["PATH=/usr/bin:/bin"]}),
+    );
+    let mut layout = layout;
+    layout.tag(&built, "1");
+}
+
+/// Class 6 in service mode: a running container whose layer holds a
+/// setuid-root binary and whose upper dir gets one at run time; an
+/// unprivileged host user tries to run both through the store, read
+/// exec.json and state.json, and send READY=1/STATUS= on the notify socket.
+/// Root on the host, outside the container, tries the notify socket too.
+#[test]
+fn host_users_cannot_use_the_store_the_run_state_or_the_notify_socket() {
+    require_root!();
+    require_program!("nsenter");
+    require_program!("setpriv");
+    require_program!("gcc");
+    use crate::support::systemd_box::{BoxOptions, SystemdBox};
+    use std::time::Duration;
+    let def = "image = \"oci:/srv/img:1\"\n\
+        environment = { SECRET = \"hunter2\" }\n\
+        command = [\"sh\", \"-c\", \"cp -p /bin/suid /suid2 && chmod 4755 /suid2; /usr/bin/systemd-notify --ready --status=app-ready; exec sleep 1000\"]\n\
+        [[volume]]\nsource = \"/usr\"\ntarget = \"/usr\"\nread_only = true\n\
+        [service]\nnotify = \"container\"\nstop_timeout = \"1s\"\n";
+    let b = SystemdBox::boot(
+        BoxOptions::default()
+            .with_berth()
+            .file("/etc/berth/containers/app.toml", def),
+    )
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let layout = tempfile::tempdir().unwrap();
+    write_suid_layout(layout.path());
+    b.copy_in(layout.path(), "/srv/img");
+    b.sh_ok("systemctl start berth@app");
+    assert_eq!(
+        b.sh_ok("systemctl show -P StatusText berth@app").trim(),
+        "app-ready"
+    );
+
+    // The paths an attacker would use (found as root: digests are public).
+    let layer_suid = b.sh_ok("ls -d /var/lib/berth/layers/sha256/*/bin/suid");
+    let layer_suid = layer_suid.trim();
+    let upper_suid = "/var/lib/berth/containers/app/upper/suid2";
+    assert!(
+        b.sh(&format!("test -u {upper_suid}")).status.success(),
+        "the container did not leave its setuid copy in the upper dir"
+    );
+    let run = "/run/berth/containers/app";
+    let mut report = String::new();
+    for bin in [layer_suid, upper_suid] {
+        let o = b.sh(&format!("{AS_NOBODY} {bin} euid"));
+        report += &format!(
+            "exec {bin}: {:?} {}{}\n",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).trim(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        assert!(!o.status.success(), "a host user ran {bin}:\n{report}");
+    }
+    for f in ["exec.json", "state.json"] {
+        let o = b.sh(&format!("{AS_NOBODY} cat {run}/{f}"));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !o.status.success() && !out.contains("hunter2"),
+            "a host user read {f}: {out}"
+        );
+    }
+    let o = b.sh(&format!(
+        "NOTIFY_SOCKET={run}/notify.sock {AS_NOBODY} systemd-notify --status=pwned-by-nobody"
+    ));
+    report += &format!("nobody notify: {:?}\n", o.status.code());
+    // Root outside the container: it can reach the socket, but its
+    // credentials are not the container's.
+    let _ = b.sh(&format!(
+        "NOTIFY_SOCKET={run}/notify.sock systemd-notify --status=pwned-by-host-root"
+    ));
+    // Either berth says it ignored the message, or systemd took it.
+    let seen = b.wait_for(
+        "journalctl --no-pager -b -o cat | grep -c 'ignored an sd_notify message'; systemctl show -P StatusText berth@app",
+        |t| t.contains("pwned") || !t.starts_with('0'),
+        Duration::from_secs(10),
+    );
+    report += &format!("after host root's message: {seen:?}\n");
+    // The container itself is still heard.
+    let _ = b.sh("berth exec app /usr/bin/systemd-notify --status=from-inside");
+    b.wait_for(
+        "systemctl show -P StatusText berth@app",
+        |t| t == "from-inside" || t.contains("pwned"),
+        Duration::from_secs(10),
+    );
+    println!("{report}");
+    assert!(!seen.contains("pwned"), "{report}");
+    assert_eq!(
+        b.sh_ok("systemctl show -P StatusText berth@app").trim(),
+        "from-inside",
+        "{report}"
+    );
+
+    // What berth created under its roots: private roots, private state.
+    let modes = b.sh_ok(&format!(
+        "stat -c '%a %n' /var/lib/berth /var/lib/berth/containers/app/upper /run/berth {run}/exec.json {run}/state.json"
+    ));
+    let want = format!(
+        "700 /var/lib/berth\n700 /var/lib/berth/containers/app/upper\n700 /run/berth\n600 {run}/exec.json\n600 {run}/state.json\n"
+    );
+    assert_eq!(modes, want);
+    b.sh_ok("systemctl stop berth@app");
+}
+
+/// Class 6 for berth-runtime: with a state root whose parent every user can
+/// walk, an unprivileged user can neither read state.json nor write to
+/// exec.fifo of a created container; the root and the container's dir are
+/// 0700 and state.json 0600.
+#[test]
+fn host_users_cannot_read_runtime_state_or_start_through_exec_fifo() {
+    require_root!();
+    require_program!("setpriv");
+    let sb = Sandbox::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(sb.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bundle = sb.bundle("fifo", |c| sh_args(c, "echo started"));
+    let script = format!(
+        r#"R="{rt} --root {root}"
+$R create -b {b} c1 >/dev/null || exit 3
+echo "modes=$(stat -c '%a' {root} {root}/c1 {root}/c1/state.json | tr '\n' ' ')"
+{nobody} cat {root}/c1/state.json >/dev/null 2>&1 && echo read=yes || echo read=no
+timeout 5 {nobody} sh -c 'echo 0 > {root}/c1/exec.fifo' 2>/dev/null && echo fifo=written || echo fifo=refused
+echo "status=$($R state c1 | grep -o '"status": *"[a-z]*"')"
+$R delete --force c1
+"#,
+        rt = sb.runtime().display(),
+        root = sb.path().join("pub").display(),
+        b = bundle.display(),
+        nobody = AS_NOBODY,
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(out.contains("modes=700 700 600 "), "{}", describe(&o));
+    assert!(out.contains("read=no"), "{}", describe(&o));
+    assert!(out.contains("fifo=refused"), "{}", describe(&o));
+    assert!(out.contains("\"created\""), "{}", describe(&o));
+    for peer in peers() {
+        let o = sb.sh(&script
+            .replace(
+                &format!("R=\"{}", sb.runtime().display()),
+                &format!("R=\"{peer}"),
+            )
+            .replace("/pub", &format!("/pub-{peer}")));
+        println!("peer {peer}: {}", describe(&o));
+    }
+}

@@ -12,6 +12,8 @@
 //! file beside this one and a `mod` line below.
 
 mod files;
+#[path = "../support/registry.rs"]
+mod reg;
 #[path = "../support/runtime.rs"]
 mod rt;
 #[path = "../support/mod.rs"]
