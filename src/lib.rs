@@ -12,6 +12,7 @@ pub mod image;
 pub mod log;
 pub mod oci;
 pub mod private;
+pub mod rootfile;
 pub mod runtime;
 pub mod spec;
 pub mod store;

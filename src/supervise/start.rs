@@ -24,7 +24,7 @@ use crate::store::Store;
 use journal::Priority;
 
 /// Largest file read from an image for user lookups (`/etc/passwd`, `/etc/group`).
-const MAX_ID_FILE: u64 = 1 << 20;
+const MAX_ID_FILE: u64 = crate::rootfile::MAX_ID_FILE;
 
 /// The notify socket's file name in the run dir.
 const NOTIFY_SOCK: &str = "notify.sock";
@@ -384,19 +384,23 @@ fn resolve_image(
     ))
 }
 
-/// A file from the merged image (top layer first), only when it is a
-/// regular file: a symlink planted in a layer must not make us read a host
-/// file.
+/// A file from the merged image (top layer first), resolved inside each
+/// layer and read only when it is a small regular file (`rootfile`): a
+/// symlinked file or parent planted in a layer must not make us read a host
+/// file, and a FIFO must not wedge the start.
 fn read_image_file(lowers: &[PathBuf], rel: &str) -> Option<String> {
     for dir in lowers.iter().rev() {
-        let p = dir.join(rel);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() && m.len() <= MAX_ID_FILE => {
-                return std::fs::read_to_string(&p).ok();
-            }
-            Ok(_) => return None,
-            Err(_) => continue,
+        match crate::rootfile::read_in_root(dir, rel, MAX_ID_FILE) {
+            Ok(Some(bytes)) => return String::from_utf8(bytes).ok(),
+            // Present but not a small regular file: no file, as before.
+            Ok(None) if exists_in(dir, rel) => return None,
+            _ => continue,
         }
     }
     None
+}
+
+/// Whether `rel` names anything in the layer `dir` (no symlink followed).
+fn exists_in(dir: &Path, rel: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(rel)).is_ok()
 }

@@ -253,3 +253,95 @@ $R delete --force c1
         println!("peer {peer}: {}", describe(&o));
     }
 }
+
+/// The busybox binary, for an executable `bin/busybox` member.
+fn busybox() -> &'static [u8] {
+    Box::leak(
+        std::fs::read(crate::support::BUSYBOX)
+            .unwrap()
+            .into_boxed_slice(),
+    )
+}
+
+/// An image whose `/etc/passwd` is a FIFO (busybox plus `etc/passwd` as a
+/// named pipe); nothing ever writes to it.
+fn write_fifo_passwd_layout(dir: &std::path::Path) {
+    use crate::reg::{tar_of, Layout, Member};
+    let layout = Layout::new(dir);
+    let members = [
+        Member::Dir("bin/", 0o755, 0, 0),
+        Member::File("bin/busybox", busybox(), 0o755, 0, 0),
+        Member::Symlink("bin/sh", "busybox"),
+        Member::Symlink("bin/sleep", "busybox"),
+        Member::Symlink("bin/true", "busybox"),
+        Member::Dir("etc/", 0o755, 0, 0),
+        Member::Fifo("etc/passwd"),
+    ];
+    let built = layout.image(&[tar_of(&members)], "amd64", json!({"Env": ["PATH=/bin"]}));
+    let mut layout = layout;
+    layout.tag(&built, "1");
+}
+
+/// Class 9: a FIFO at the container's /etc/passwd wedges neither the start
+/// (the init looks HOME up in it) nor `berth exec` (berth reads it for
+/// `-u NAME`, the exec'd process for HOME). Before the fix, the start hung
+/// in open(2) on the FIFO until systemd's start timeout.
+#[test]
+fn a_fifo_at_etc_passwd_wedges_neither_start_nor_exec() {
+    require_root!();
+    require_program!("nsenter");
+    use crate::support::systemd_box::{BoxOptions, SystemdBox};
+    use std::time::{Duration, Instant};
+    let def = "image = \"oci:/srv/img:1\"\n\
+        command = [\"sh\", \"-c\", \"echo home=$HOME; exec sleep 1000\"]\n\
+        [service]\nstop_timeout = \"1s\"\n";
+    let b = SystemdBox::boot(
+        BoxOptions::default()
+            .with_berth()
+            .file("/etc/berth/containers/app.toml", def),
+    )
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let layout = tempfile::tempdir().unwrap();
+    write_fifo_passwd_layout(layout.path());
+    b.copy_in(layout.path(), "/srv/img");
+    // Pull first, so that the timings below are the start's own.
+    b.sh_ok("berth pull oci:/srv/img:1 >/dev/null");
+
+    let t = Instant::now();
+    let o = b.sh("timeout 20 systemctl start berth@app");
+    let start = t.elapsed();
+    let log = b.sh_ok("journalctl --no-pager -b -o cat -u berth@app");
+    assert!(
+        o.status.success() && start < Duration::from_secs(10),
+        "start took {start:?} ({:?}):\n{log}",
+        o.status
+    );
+    b.wait_for(
+        "journalctl --no-pager -b -o cat -u berth@app",
+        |t| t.contains("home=/"),
+        Duration::from_secs(10),
+    );
+    for (what, cmd) in [
+        ("exec", "berth exec app sh -c 'echo exec-home=$HOME'"),
+        ("exec -u NAME", "berth exec -u root app true"),
+    ] {
+        let t = Instant::now();
+        let o = b.sh(&format!("timeout 20 {cmd}"));
+        let took = t.elapsed();
+        println!(
+            "{what}: {:?} in {took:?}: {}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).trim(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        assert!(took < Duration::from_secs(10), "{what} took {took:?}");
+        assert_ne!(o.status.code(), Some(124), "{what} was killed by timeout");
+    }
+    let o = b.sh("berth exec app sh -c 'echo exec-home=$HOME'");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("exec-home=/"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    b.sh_ok("systemctl stop berth@app");
+}
