@@ -52,6 +52,38 @@ pub fn read_in_root(root: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u
     Ok(Some(buf))
 }
 
+/// Open `rel` beneath `root` for reading, following no symlink at all
+/// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): for members of an archive berth
+/// extracted itself, where a link is never what a manifest should name.
+/// Errors when `rel` is not a regular file.
+pub fn open_beneath(root: &Path, rel: &str) -> io::Result<std::fs::File> {
+    let root_fd = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    let root_fd = unsafe { OwnedFd::from_raw_fd(root_fd) };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    use std::os::fd::AsRawFd;
+    let fd = openat2(root_fd.as_raw_fd(), rel, how)?;
+    // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
 /// [`read_in_root`] as text, any error or a non-UTF-8 file as None.
 pub fn read_text_in_root(root: &Path, rel: &str, max: u64) -> Option<String> {
     read_in_root(root, rel, max)

@@ -353,7 +353,9 @@ fn resolve_image(
         reference: reference.clone(),
         reason: e.to_string(),
     };
-    let store = Store::open(&globals.storage_root).map_err(|e| img_err(&e))?;
+    let store = Store::open(&globals.storage_root)
+        .map_err(|e| img_err(&e))?
+        .with_limits(globals.layer_limits());
     let present = store.image(&reference).map_err(|e| img_err(&e))?;
     let image = match (present, def.service.pull) {
         (Some(img), Pull::Missing | Pull::Never) => img,

@@ -16,5 +16,6 @@ mod files;
 mod reg;
 #[path = "../support/runtime.rs"]
 mod rt;
+mod store;
 #[path = "../support/mod.rs"]
 mod support;
