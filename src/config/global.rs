@@ -43,6 +43,10 @@ pub struct Registry {
     /// Hosts tried before `host`, in order.
     #[serde(default)]
     pub mirrors: Vec<String>,
+    /// Hosts (`host` or `host:port`) other than `host` that may receive its
+    /// credentials as a Bearer token realm (an auth service of its own).
+    #[serde(default)]
+    pub auth_realms: Vec<String>,
 }
 
 impl Default for Globals {

@@ -14,6 +14,7 @@
 mod files;
 #[path = "../support/registry.rs"]
 mod reg;
+mod registry;
 #[path = "../support/runtime.rs"]
 mod rt;
 mod store;
