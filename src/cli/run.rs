@@ -204,7 +204,7 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     // /run/berth is a private root: the definition holds the environment.
     crate::private::root_dir(&supervise::run_root(root))
         .with_context(|| format!("create {:?}", supervise::run_root(root)))?;
-    crate::private::dir(&dir).with_context(|| format!("create {dir:?}"))?;
+    crate::private::traverse_dir(&dir).with_context(|| format!("create {dir:?}"))?;
     let path = dir.join(format!("{name}.toml"));
     let tmp = dir.join(format!(".{name}.toml.tmp"));
     crate::private::write_atomic(&tmp, &path, definition.as_bytes())

@@ -201,9 +201,9 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl Store {
     /// Open (creating if needed) the store at `root`.
-    /// The root is 0700: layers keep their setuid binaries, device nodes and
-    /// file capabilities, and no host user may reach them
-    /// (CVE-2021-41091; see `crate::private`).
+    /// Layers keep their setuid binaries, device nodes and file
+    /// capabilities: their directories are 0700 under a 0711 root, and no
+    /// host user may reach them (CVE-2021-41091; see `crate::private`).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         crate::private::root_dir(root).map_err(io_err("cannot create", root))?;
         for sub in ["blobs/sha256", "layers/sha256", "refs", "locks", "tmp"] {

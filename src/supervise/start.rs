@@ -46,6 +46,18 @@ fn bind_notify_socket(path: &Path) -> Result<std::os::unix::net::UnixDatagram, S
     Ok(sock)
 }
 
+/// `ROOT/containers/NAME`: ROOT 0711, `containers` 0711 (see `private`).
+fn private_chain(container_dir: &Path) -> Result<(), SuperviseError> {
+    let Some(containers) = container_dir.parent() else {
+        return Ok(());
+    };
+    if let Some(root) = containers.parent() {
+        crate::private::root_dir(root).map_err(|e| SuperviseError::io("create", root, e))?;
+    }
+    crate::private::traverse_dir(containers)
+        .map_err(|e| SuperviseError::io("create", containers, e))
+}
+
 /// The start sequence, in order.
 pub(super) fn start(
     opts: &RunOptions,
@@ -60,10 +72,7 @@ pub(super) fn start(
     // 1. Run dir first: every later step records itself in state.json there.
     //    Its roots are private (0700): state, exec.json and the notify
     //    socket are for root and the container only.
-    if let Some(run_root) = paths.run_dir.parent().and_then(Path::parent) {
-        crate::private::root_dir(run_root)
-            .map_err(|e| SuperviseError::io("create", run_root, e))?;
-    }
+    private_chain(&paths.run_dir)?;
     crate::private::dir(&paths.run_dir)
         .map_err(|e| SuperviseError::io("create", &paths.run_dir, e))?;
     st.save(&paths.run_dir)?;
@@ -134,17 +143,21 @@ pub(super) fn start(
     st.save(&paths.run_dir)?;
     // The upper dir gets what the container writes, setuid binaries
     // included: under the 0700 storage root only (CVE-2021-41091).
-    if let Some(storage_root) = paths.storage_dir.parent().and_then(Path::parent) {
-        crate::private::root_dir(storage_root)
-            .map_err(|e| SuperviseError::io("create", storage_root, e))?;
-    }
+    private_chain(&paths.storage_dir)?;
+    crate::private::dir(&paths.storage_dir)
+        .map_err(|e| SuperviseError::io("create", &paths.storage_dir, e))?;
     for d in [paths.upper(), paths.work()] {
         match std::fs::remove_dir_all(&d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(SuperviseError::io("remove stale", &d, e)),
         }
-        crate::private::dir(&d).map_err(|e| SuperviseError::io("create", &d, e))?;
+        // 0755: the upper dir's mode is the container's `/`.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&d)
+            .map_err(|e| SuperviseError::io("create", &d, e))?;
     }
 
     // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`
@@ -229,6 +242,12 @@ pub(super) fn start(
             name,
         )?;
         super::userns::chown_to_range(range, &[paths.upper(), paths.work()])?;
+        // Its root mounts the overlay and stages the idmapped layers by
+        // path from inside the namespace: it alone may traverse these.
+        for d in [&paths.storage_dir, &paths.run_dir] {
+            crate::private::traversable_by_group(d, range.host_start)
+                .map_err(|e| SuperviseError::io("chown", d, e))?;
+        }
         ctx.id_range = Some(range);
     }
     let spec = spec::plan(def, view.as_ref(), &ctx)?;

@@ -200,11 +200,13 @@ fn host_users_cannot_use_the_store_the_run_state_or_the_notify_socket() {
     );
 
     // What berth created under its roots: private roots, private state.
+    // Roots traversable (a userns container's root walks to its own dirs),
+    // everything holding container data closed.
     let modes = b.sh_ok(&format!(
-        "stat -c '%a %n' /var/lib/berth /var/lib/berth/containers/app/upper /run/berth {run}/exec.json {run}/state.json"
+        "stat -c '%a %n' /var/lib/berth /var/lib/berth/layers /var/lib/berth/blobs /var/lib/berth/containers/app /run/berth {run} {run}/exec.json {run}/state.json"
     ));
     let want = format!(
-        "700 /var/lib/berth\n700 /var/lib/berth/containers/app/upper\n700 /run/berth\n600 {run}/exec.json\n600 {run}/state.json\n"
+        "711 /var/lib/berth\n700 /var/lib/berth/layers\n700 /var/lib/berth/blobs\n700 /var/lib/berth/containers/app\n711 /run/berth\n700 {run}\n600 {run}/exec.json\n600 {run}/state.json\n"
     );
     assert_eq!(modes, want);
     b.sh_ok("systemctl stop berth@app");
@@ -212,8 +214,8 @@ fn host_users_cannot_use_the_store_the_run_state_or_the_notify_socket() {
 
 /// Class 6 for berth-runtime: with a state root whose parent every user can
 /// walk, an unprivileged user can neither read state.json nor write to
-/// exec.fifo of a created container; the root and the container's dir are
-/// 0700 and state.json 0600.
+/// exec.fifo of a created container; the root is 0700 (as runc's), the
+/// container's dir 0711 and state.json 0600.
 #[test]
 fn host_users_cannot_read_runtime_state_or_start_through_exec_fifo() {
     require_root!();
@@ -239,7 +241,7 @@ $R delete --force c1
     let o = sb.sh(&script);
     let out = stdout(&o);
     assert!(o.status.success(), "{}", describe(&o));
-    assert!(out.contains("modes=700 700 600 "), "{}", describe(&o));
+    assert!(out.contains("modes=700 711 600 "), "{}", describe(&o));
     assert!(out.contains("read=no"), "{}", describe(&o));
     assert!(out.contains("fifo=refused"), "{}", describe(&o));
     assert!(out.contains("\"created\""), "{}", describe(&o));
