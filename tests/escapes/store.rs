@@ -97,8 +97,10 @@ fn docker_archive_member_behind_a_symlinked_parent_is_refused() {
 
 /// An image whose `etc` is a symlink to a host directory holding a passwd
 /// with the image's user: berth must not resolve the user from the host's
-/// file (read_image_file followed symlinked parents; the container then ran
-/// as the host's uid for that name).
+/// file, neither for the start (read_image_file, on the store's layers) nor
+/// for `berth exec -u NAME` (read_container_file, through /proc/PID/root).
+/// Both followed the symlinked parent: the container ran as the host's uid
+/// for that name.
 #[test]
 fn image_user_is_not_looked_up_through_a_symlinked_etc() {
     require_root!();
@@ -134,9 +136,10 @@ fn image_user_is_not_looked_up_through_a_symlinked_etc() {
                 "/srv/hostetc/passwd",
                 "root:x:0:0::/root:/bin/sh\napp:x:4242:4242::/host-home:/bin/sh\n",
             )
+            .file("/etc/berth/containers/c.toml", "image = \"oci:/srv/img:1\"\n")
             .file(
-                "/etc/berth/containers/c.toml",
-                "image = \"oci:/srv/img:1\"\n",
+                "/etc/berth/containers/d.toml",
+                "image = \"oci:/srv/img:1\"\nuser = \"0\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n",
             ),
     )
     .unwrap_or_else(|e| panic!("box did not boot: {e}"));
@@ -153,6 +156,25 @@ fn image_user_is_not_looked_up_through_a_symlinked_etc() {
         "user resolved from the host's passwd:\n{log}"
     );
     assert!(log.contains("no /etc/passwd"), "{log}");
+
+    b.sh_ok("systemctl start berth@d");
+    let o = b.sh("berth exec -u app d id -u");
+    let out = format!(
+        "{:?} {}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!("exec -u app: {out}");
+    assert!(
+        !out.contains("4242"),
+        "exec resolved the user from the host's passwd: {out}"
+    );
+    assert!(
+        !o.status.success() && out.contains("no /etc/passwd"),
+        "{out}"
+    );
+    b.sh_ok("systemctl stop berth@d");
 }
 
 /// Bytes used on disk under `dir` (allocated blocks, so holes count nothing
