@@ -565,14 +565,16 @@ pub struct ExecPlan {
 }
 
 /// A regular file of the running container's root (`/proc/PID/root/REL`),
-/// never through a symlink: a link planted in the container must not make
-/// berth read a host file.
+/// resolved inside that root (`rootfile`): a link or symlinked parent planted
+/// in the container must not make berth read a host file, and a FIFO, a
+/// device or a hung filesystem there must not wedge `berth exec`.
 fn read_container_file(pid: i32, rel: &str) -> Option<String> {
-    let p = PathBuf::from(format!("/proc/{pid}/root")).join(rel);
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.is_file() && m.len() <= 1 << 20 => std::fs::read_to_string(&p).ok(),
-        _ => None,
-    }
+    crate::rootfile::read_text_in_root_within(
+        Path::new(&format!("/proc/{pid}/root")),
+        rel,
+        crate::rootfile::MAX_ID_FILE,
+        std::time::Duration::from_secs(5),
+    )
 }
 
 /// The container's own confinement, saved by its supervisor at start

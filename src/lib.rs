@@ -13,6 +13,8 @@ pub mod generator;
 pub mod image;
 pub mod log;
 pub mod oci;
+pub mod private;
+pub mod rootfile;
 pub mod runtime;
 pub mod spec;
 pub mod store;

@@ -30,7 +30,7 @@ fn lifecycle_state_exec_and_delete() {
         c["process"]["capabilities"]["inheritable"] = json!([]);
         c["process"]["capabilities"]["ambient"] = json!([]);
         c["linux"]["seccomp"] =
-            serde_json::to_value(berth::runtime::seccomp::default_profile(&[])).unwrap();
+            serde_json::to_value(berth::runtime::seccomp::default_profile(&[]).unwrap()).unwrap();
         c["annotations"] = json!({"org.example.k": "v"});
         c["process"]["oomScoreAdj"] = json!(300);
     });

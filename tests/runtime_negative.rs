@@ -29,7 +29,7 @@ fn confined(c: &mut Value, extra_caps: &[&str]) {
         .map(|n| serde_json::from_value(json!(n)).unwrap())
         .collect();
     c["linux"]["seccomp"] =
-        serde_json::to_value(berth::runtime::seccomp::default_profile(&oci)).unwrap();
+        serde_json::to_value(berth::runtime::seccomp::default_profile(&oci).unwrap()).unwrap();
     c["mounts"]
         .as_array_mut()
         .unwrap()

@@ -11,7 +11,7 @@ use rt::{describe, sh_args, stdout, Sandbox};
 use serde_json::{json, Value};
 
 fn default_seccomp(caps: &[oci_spec::runtime::Capability]) -> Value {
-    serde_json::to_value(berth::runtime::seccomp::default_profile(caps)).unwrap()
+    serde_json::to_value(berth::runtime::seccomp::default_profile(caps).unwrap()).unwrap()
 }
 
 fn line<'a>(out: &'a str, key: &str) -> &'a str {

@@ -177,7 +177,8 @@ pub fn run(root: &Path, args: AutoUpdateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = Store::open(&globals.storage_root)
-        .with_context(|| format!("image store {}", globals.storage_root.display()))?;
+        .with_context(|| format!("image store {}", globals.storage_root.display()))?
+        .with_limits(globals.layer_limits());
     let mut any_failed = false;
     for p in &planned {
         let (name, reference, outcome) = match p {

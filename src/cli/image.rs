@@ -94,7 +94,8 @@ fn open_store(root: &Path, args: &StoreArgs) -> anyhow::Result<(Store, crate::co
         .clone()
         .unwrap_or_else(|| globals.storage_root.clone());
     let store = Store::open(&storage)
-        .with_context(|| format!("cannot open image store '{}'", storage.display()))?;
+        .with_context(|| format!("cannot open image store '{}'", storage.display()))?
+        .with_limits(globals.layer_limits());
     Ok((store, globals))
 }
 

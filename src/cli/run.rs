@@ -123,9 +123,14 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     // The definition is validated from a private root, as a file would be.
     let tmp = tempfile_dir()?;
     let dir = tmp.join("etc/berth/containers");
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {dir:?}"))?;
-    std::fs::write(dir.join(format!("{name}.toml")), toml::to_string(&table)?)
-        .with_context(|| format!("write the definition of \"{name}\""))?;
+    crate::private::dir(&dir).with_context(|| format!("create {dir:?}"))?;
+    let file = dir.join(format!("{name}.toml"));
+    crate::private::write_atomic(
+        &dir.join(".tmp"),
+        &file,
+        toml::to_string(&table)?.as_bytes(),
+    )
+    .with_context(|| format!("write the definition of \"{name}\""))?;
     let def = supervise::load(&tmp, &name);
     let _ = std::fs::remove_dir_all(&tmp);
     let def = def.map_err(|e| match e {
@@ -196,11 +201,14 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
             );
         }
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {dir:?}"))?;
+    // /run/berth is a private root: the definition holds the environment.
+    crate::private::root_dir(&supervise::run_root(root))
+        .with_context(|| format!("create {:?}", supervise::run_root(root)))?;
+    crate::private::traverse_dir(&dir).with_context(|| format!("create {dir:?}"))?;
     let path = dir.join(format!("{name}.toml"));
     let tmp = dir.join(format!(".{name}.toml.tmp"));
-    std::fs::write(&tmp, definition).with_context(|| format!("write {tmp:?}"))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("rename to {path:?}"))?;
+    crate::private::write_atomic(&tmp, &path, definition.as_bytes())
+        .with_context(|| format!("write {path:?}"))?;
     let marker = supervise::remove_on_stop_marker(root, name);
     if rm {
         std::fs::write(&marker, b"").with_context(|| format!("write {marker:?}"))?;
@@ -249,9 +257,20 @@ fn strip_position(line: &str, file: &str) -> String {
     }
 }
 
+/// A fresh 0700 directory (never one that exists: a name in /tmp is
+/// predictable, and another user could have made it to read the definition,
+/// environment included).
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let base = std::env::temp_dir().join(format!("berth-run-{}", std::process::id()));
-    std::fs::create_dir_all(&base).with_context(|| format!("create {base:?}"))?;
+    use std::os::unix::fs::DirBuilderExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let base = std::env::temp_dir().join(format!("berth-run-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(crate::private::DIR_MODE)
+        .create(&base)
+        .with_context(|| format!("create {base:?}"))?;
     Ok(base)
 }
 

@@ -15,6 +15,12 @@ pub const GLOBAL_FILE: &str = "etc/berth/berth.toml";
 pub struct Globals {
     /// Image store and named volumes (`[storage] root`), default `/var/lib/berth`.
     pub storage_root: PathBuf,
+    /// Most file data one layer may unpack (`[storage] max_layer_size`);
+    /// None: 90% of the store's free space when the layer starts.
+    pub max_layer_size: Option<u64>,
+    /// Most members one layer may have (`[storage] max_layer_entries`);
+    /// None: 90% of the store's free inodes.
+    pub max_layer_entries: Option<u64>,
     /// Subnet the `default` network is carved from (`[network] default_subnet`).
     pub default_subnet: String,
     /// Per-registry settings (`[[registry]]`).
@@ -37,12 +43,18 @@ pub struct Registry {
     /// Hosts tried before `host`, in order.
     #[serde(default)]
     pub mirrors: Vec<String>,
+    /// Hosts (`host` or `host:port`) other than `host` that may receive its
+    /// credentials as a Bearer token realm (an auth service of its own).
+    #[serde(default)]
+    pub auth_realms: Vec<String>,
 }
 
 impl Default for Globals {
     fn default() -> Self {
         Globals {
             storage_root: PathBuf::from("/var/lib/berth"),
+            max_layer_size: None,
+            max_layer_entries: None,
             default_subnet: "10.89.0.0/16".to_string(),
             registries: Vec::new(),
             auth_file: None,
@@ -52,6 +64,14 @@ impl Default for Globals {
 }
 
 impl Globals {
+    /// What one layer may unpack, as `[storage]` says (None: sized to the disk).
+    pub fn layer_limits(&self) -> crate::store::LayerLimits {
+        crate::store::LayerLimits {
+            max_bytes: self.max_layer_size,
+            max_entries: self.max_layer_entries,
+        }
+    }
+
     /// The settings for `host`, if `[[registry]]` names it.
     pub fn registry(&self, host: &str) -> Option<&Registry> {
         self.registries.iter().find(|r| r.host == host)
@@ -75,6 +95,16 @@ struct RawGlobals {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     root: Option<PathBuf>,
+    max_layer_size: Option<RawSize>,
+    max_layer_entries: Option<u64>,
+}
+
+/// A size as bytes (`1048576`) or with a unit (`"10G"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +161,19 @@ pub fn parse_globals(text: &str, path: &Path) -> Result<Globals, GlobalsError> {
         }
         g.storage_root = root;
     }
+    g.max_layer_size = match raw.storage.max_layer_size {
+        None => None,
+        Some(RawSize::Bytes(n)) => Some(n),
+        Some(RawSize::Text(t)) => {
+            Some(
+                super::values::parse_size(&t).map_err(|e| GlobalsError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!(" [storage] max_layer_size: \"{t}\": {e}"),
+                })?,
+            )
+        }
+    };
+    g.max_layer_entries = raw.storage.max_layer_entries;
     if let Some(subnet) = raw.network.default_subnet {
         g.default_subnet = subnet;
     }
@@ -155,6 +198,27 @@ pub fn load_globals(root: &Path) -> Result<Globals, GlobalsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_limits_parse_with_units() {
+        let g = parse_globals(
+            "[storage]\nmax_layer_size = \"20G\"\nmax_layer_entries = 1000\n",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert_eq!(g.max_layer_size, Some(20 << 30));
+        assert_eq!(g.max_layer_entries, Some(1000));
+        let g = parse_globals("[storage]\nmax_layer_size = 4096\n", Path::new("b.toml")).unwrap();
+        assert_eq!(g.max_layer_size, Some(4096));
+        let e = parse_globals(
+            "[storage]\nmax_layer_size = \"lots\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_layer_size"), "{e}");
+        assert_eq!(Globals::default().max_layer_size, None);
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -267,11 +267,13 @@ mod tests {
             host: "127.0.0.1:5000".into(),
             insecure: true,
             mirrors: vec!["m1:5000".into(), "m2".into()],
+            auth_realms: vec![],
         });
         g.registries.push(Registry {
             host: "m2".into(),
             insecure: true,
             mirrors: vec![],
+            auth_realms: vec![],
         });
         let e = plan_endpoints(&g, &rr("127.0.0.1:5000/x:1"));
         let hosts: Vec<_> = e

@@ -48,6 +48,18 @@ pub enum ManifestError {
     BadDigest { digest: String, what: &'static str },
     #[error("image config lists {diff_ids} diff ids but the manifest has {layers} layers")]
     LayerCount { diff_ids: usize, layers: usize },
+    #[error("the manifest's layer sizes add up to more than 2^64 bytes")]
+    SizeOverflow,
+}
+
+/// The sum of a manifest's layer sizes, in checked arithmetic: the sizes
+/// are the image author's, and a wrapped sum would pass any bound.
+pub fn layers_size(manifest: &Manifest) -> Result<u64, ManifestError> {
+    manifest
+        .layers
+        .iter()
+        .try_fold(0u64, |a, l| a.checked_add(l.size))
+        .ok_or(ManifestError::SizeOverflow)
 }
 
 /// A content descriptor.

@@ -9,7 +9,7 @@
 //! unpacker into its scratch directory).
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -131,6 +131,10 @@ fn layout_blob(dir: &Path, digest: &str, canonical: &str) -> Result<PathBuf, Ima
 
 fn read_limited_file(path: &Path, canonical: &str) -> Result<Vec<u8>, ImageError> {
     let f = File::open(path).map_err(io(path))?;
+    read_limited(f, path, canonical)
+}
+
+fn read_limited(f: File, path: &Path, canonical: &str) -> Result<Vec<u8>, ImageError> {
     let mut b = Vec::new();
     f.take(manifest::MAX_METADATA_BYTES + 1)
         .read_to_end(&mut b)
@@ -239,7 +243,7 @@ fn finish(
         reference: canonical,
         digest,
         layers: m.layers.len(),
-        total: m.layers.iter().map(|l| l.size).sum(),
+        total: manifest::layers_size(m).map_err(mf)?,
     });
     // Layers unpack in parallel, one thread per core.
     let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -288,8 +292,12 @@ fn finish(
 /// Hash a file: (digest, size).
 fn hash_file(path: &Path) -> Result<(String, u64), ImageError> {
     let mut f = File::open(path).map_err(io(path))?;
+    hash_reader(&mut f, path)
+}
+
+fn hash_reader(f: &mut File, path: &Path) -> Result<(String, u64), ImageError> {
     let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).map_err(io(path))?;
+    let n = std::io::copy(f, &mut h).map_err(io(path))?;
     Ok((format!("sha256:{}", hex::encode(h.finalize())), n))
 }
 
@@ -297,13 +305,29 @@ fn layer_media_type(path: &Path, docker: bool) -> Result<&'static str, ImageErro
     let mut head = [0u8; 4];
     let mut f = File::open(path).map_err(io(path))?;
     let n = f.read(&mut head).map_err(io(path))?;
-    Ok(match (unpack::Compression::sniff(&head[..n]), docker) {
+    Ok(media_type_of(&head[..n], docker))
+}
+
+fn media_type_of(head: &[u8], docker: bool) -> &'static str {
+    match (unpack::Compression::sniff(head), docker) {
         (unpack::Compression::Gzip, true) => manifest::DOCKER_LAYER_GZIP,
         (unpack::Compression::Gzip, false) => manifest::OCI_LAYER_GZIP,
         (unpack::Compression::Zstd, _) => manifest::OCI_LAYER_ZSTD,
         (unpack::Compression::None, true) => manifest::DOCKER_LAYER_TAR,
         (unpack::Compression::None, false) => manifest::OCI_LAYER_TAR,
-    })
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Scratch directory in the store, removed on drop.
@@ -330,9 +354,25 @@ fn load_docker_archive(
     )));
     std::fs::create_dir_all(&scratch.0).map_err(io(&scratch.0))?;
     let f = File::open(path).map_err(io(path))?;
-    unpack::unpack_layer(f, &scratch.0)
-        .map_err(|e| offline(canonical, format!("cannot read archive: {e}")))?;
-    let mj = read_limited_file(&scratch.0.join("manifest.json"), canonical)?;
+    // Bounded like a layer, and complete: an archive has no digest.
+    unpack::unpack_layer_limited(f, &scratch.0, store.unpack_limits(true))
+        .map_err(|e| offline(canonical, format!("cannot read archive: {}", chain(&e))))?;
+    // A member must be a regular file of the archive, resolved beneath its
+    // root by the kernel with no symlink followed, in the name or any
+    // parent: checking only the last component let `d -> /etc` plus
+    // `d/shadow` read a host file into the store (issue 12, class 7).
+    let member = |name: &str| -> Result<(PathBuf, File), ImageError> {
+        let p = scratch.0.join(name);
+        match crate::rootfile::open_beneath(&scratch.0, name) {
+            Ok(f) => Ok((p, f)),
+            Err(e) => Err(offline(
+                canonical,
+                format!("manifest.json names '{name}', which is not a regular file inside the archive ({e})"),
+            )),
+        }
+    };
+    let (cfg_path, cfg_file) = member("manifest.json")?;
+    let mj = read_limited(cfg_file, &cfg_path, canonical)?;
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Entry {
@@ -345,34 +385,20 @@ fn load_docker_archive(
         .into_iter()
         .next()
         .ok_or_else(|| offline(canonical, "manifest.json lists no image"))?;
-    let member = |name: &str| -> Result<PathBuf, ImageError> {
-        if name.split('/').any(|c| c == "..") || name.starts_with('/') {
-            return Err(offline(
-                canonical,
-                format!("manifest.json names '{name}' outside the archive"),
-            ));
-        }
-        let p = scratch.0.join(name);
-        // A member must be a regular file of the archive, not a link out of it.
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() => Ok(p),
-            _ => Err(offline(
-                canonical,
-                format!("manifest.json names '{name}', which is not a file in the archive"),
-            )),
-        }
-    };
-    let cfg_path = member(&entry.config)?;
-    let cfg = read_limited_file(&cfg_path, canonical)?;
+    let (cfg_path, cfg_file) = member(&entry.config)?;
+    let cfg = read_limited(cfg_file, &cfg_path, canonical)?;
     let cfg_digest = store.put_blob(&cfg, None)?;
     let mut layers = Vec::new();
     for l in &entry.layers {
-        let p = member(l)?;
-        let (digest, size) = hash_file(&p)?;
-        let f = File::open(&p).map_err(io(&p))?;
+        let (p, mut f) = member(l)?;
+        let (digest, size) = hash_reader(&mut f, &p)?;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(io(&p))?;
+        let mut head = [0u8; 4];
+        let n = f.read(&mut head).map_err(io(&p))?;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(io(&p))?;
         store.copy_blob(f, &digest, Some(size))?;
         layers.push(Descriptor {
-            media_type: layer_media_type(&p, true)?.to_string(),
+            media_type: media_type_of(&head[..n], true).to_string(),
             digest,
             size,
             platform: None,

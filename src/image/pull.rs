@@ -104,7 +104,7 @@ pub async fn pull_async(
         reference: &canonical,
         digest: &digest,
         layers: m.layers.len(),
-        total: m.layers.iter().map(|l| l.size).sum(),
+        total: manifest::layers_size(&m).map_err(mf_err)?,
     });
 
     let unpack_slots = Arc::new(tokio::sync::Semaphore::new(

@@ -101,6 +101,68 @@ pub struct Client {
     reference: String,
     creds: Option<Credentials>,
     auth: Mutex<Option<String>>,
+    /// `insecure = true` for this host: an http token realm is allowed.
+    insecure: bool,
+    /// Other hosts the admin lets receive this registry's credentials
+    /// (`[[registry]] auth_realms`).
+    auth_realms: Vec<String>,
+}
+
+/// Docker Hub's token service lives on its own host; docker sends Hub
+/// credentials there, and so does berth without being told.
+const DOCKER_HUB_HOSTS: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
+const DOCKER_HUB_REALM: &str = "auth.docker.io";
+
+/// Whether a Bearer challenge's realm may be asked for a token, and whether
+/// the registry's credentials may go with the request. The realm is the
+/// registry's to name, so a hostile or compromised registry could point it at
+/// any host and scheme and collect the Basic credentials berth sends there
+/// (issue 12, class 8). So: https only, unless the registry is insecure; and
+/// credentials only to the registry's own host[:port], Docker Hub's token
+/// host, or a host the admin listed in `auth_realms`. Without credentials
+/// there is nothing to leak, and a token is asked for anonymously.
+pub fn realm_policy(
+    realm: &reqwest::Url,
+    registry: &reqwest::Url,
+    insecure: bool,
+    auth_realms: &[String],
+    have_creds: bool,
+) -> Result<bool, String> {
+    let registry_host = registry.host_str().unwrap_or("");
+    let shown = match registry.port() {
+        Some(p) => format!("{registry_host}:{p}"),
+        None => registry_host.to_string(),
+    };
+    match realm.scheme() {
+        "https" => {}
+        "http" if insecure => {}
+        other => {
+            return Err(format!(
+                "token realm '{realm}' is not https ({other}); berth asks for tokens over https only, unless [[registry]] insecure = true for '{shown}'"
+            ))
+        }
+    }
+    let authority = |u: &reqwest::Url| {
+        (
+            u.host_str().unwrap_or("").to_ascii_lowercase(),
+            u.port_or_known_default(),
+        )
+    };
+    let (host, port) = authority(realm);
+    let hub = DOCKER_HUB_HOSTS.contains(&registry_host) && host == DOCKER_HUB_REALM;
+    let listed = auth_realms.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        a == host || port.is_some_and(|p| a == format!("{host}:{p}"))
+    });
+    if authority(realm) == authority(registry) || hub || listed {
+        return Ok(true);
+    }
+    if have_creds {
+        return Err(format!(
+            "token realm '{realm}' is on another host than the registry '{shown}'; berth sends the registry's credentials only to the registry itself or to a host listed in its [[registry]] auth_realms"
+        ));
+    }
+    Ok(false)
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -164,6 +226,13 @@ impl Client {
                 }
                 None => None,
             };
+        // Realm hosts the admin trusts with credentials: those of the host we
+        // talk to (a mirror's own settings for a mirror).
+        let auth_realms: Vec<String> = globals
+            .registry(if endpoint.mirror { &host } else { registry })
+            .or_else(|| globals.registry(&host))
+            .map(|r| r.auth_realms.clone())
+            .unwrap_or_default();
         let schemes: &[&str] = if endpoint.insecure {
             &["https", "http"]
         } else {
@@ -179,6 +248,8 @@ impl Client {
                 reference: reference.to_string(),
                 creds: creds.clone(),
                 auth: Mutex::new(None),
+                insecure: endpoint.insecure,
+                auth_realms: auth_realms.clone(),
             };
             match client.ping().await {
                 Ok(()) => return Ok(client),
@@ -323,6 +394,24 @@ impl Client {
                     host: self.host.clone(),
                     reason: format!("token realm '{realm}' is not a URL: {e}"),
                 })?;
+                let base = reqwest::Url::parse(&self.base).map_err(|e| ImageError::Protocol {
+                    reference: self.reference.clone(),
+                    host: self.host.clone(),
+                    reason: format!("registry address '{}': {e}", self.base),
+                })?;
+                let send_creds = realm_policy(
+                    &url,
+                    &base,
+                    self.insecure,
+                    &self.auth_realms,
+                    basic.is_some(),
+                )
+                .map_err(|reason| ImageError::Protocol {
+                    reference: self.reference.clone(),
+                    host: self.host.clone(),
+                    reason,
+                })?;
+                let basic = basic.filter(|_| send_creds);
                 {
                     let mut q = url.query_pairs_mut();
                     if let Some(s) = &service {
@@ -619,6 +708,49 @@ mod tests {
         );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn realm_policy_keeps_credentials_at_home() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let reg = u("https://reg.example:5000");
+        // The registry's own host and port: credentials go.
+        assert_eq!(
+            realm_policy(&u("https://reg.example:5000/token"), &reg, false, &[], true),
+            Ok(true)
+        );
+        // Another port is another service.
+        let e =
+            realm_policy(&u("https://reg.example:5001/token"), &reg, false, &[], true).unwrap_err();
+        assert!(e.contains("auth_realms"), "{e}");
+        // Another host: refused with credentials, anonymous without.
+        assert!(realm_policy(&u("https://evil.example/t"), &reg, false, &[], true).is_err());
+        assert_eq!(
+            realm_policy(&u("https://evil.example/t"), &reg, false, &[], false),
+            Ok(false)
+        );
+        // Listed by the admin, by host or host:port.
+        let listed = ["auth.example".to_string(), "tok.example:8443".to_string()];
+        assert_eq!(
+            realm_policy(&u("https://auth.example/t"), &reg, false, &listed, true),
+            Ok(true)
+        );
+        assert_eq!(
+            realm_policy(&u("https://tok.example:8443/t"), &reg, false, &listed, true),
+            Ok(true)
+        );
+        assert!(realm_policy(&u("https://tok.example/t"), &reg, false, &listed, true).is_err());
+        // Plain http only for an insecure registry, whatever the host.
+        let e = realm_policy(&u("http://reg.example:5000/t"), &reg, false, &[], false).unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        assert!(realm_policy(&u("http://reg.example:5000/t"), &reg, true, &[], true).is_ok());
+        assert!(realm_policy(&u("ftp://reg.example/t"), &reg, true, &[], true).is_err());
+        // Docker Hub's token host.
+        let hub = u("https://registry-1.docker.io");
+        assert_eq!(
+            realm_policy(&u("https://auth.docker.io/token"), &hub, false, &[], true),
+            Ok(true)
+        );
     }
 
     #[test]

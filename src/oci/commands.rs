@@ -314,7 +314,8 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
     if dir.exists() {
         bail!("container '{}' already exists", a.id);
     }
-    std::fs::create_dir_all(root).with_context(|| format!("create root '{}'", root.display()))?;
+    // 0700 like runc's /run/runc: the state and exec.fifo are root's.
+    crate::private::dir(root).with_context(|| format!("create root '{}'", root.display()))?;
     let (bundle, spec) = load_bundle(&a.bundle)?;
     let rootfs = spec
         .root()

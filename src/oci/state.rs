@@ -74,8 +74,11 @@ impl StateFile {
         let dir = container_dir(root, &self.id);
         let tmp = dir.join(".state.json.tmp");
         let text = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, text).map_err(|e| format!("write '{}': {e}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(STATE_FILE)).map_err(|e| format!("rename state file: {e}"))
+        // 0600 from creation (runc's state.json is too): it names the
+        // bundle, the init's pid and the spec's annotations.
+        let path = dir.join(STATE_FILE);
+        crate::private::write_atomic(&tmp, &path, &text)
+            .map_err(|e| format!("write '{}': {e}", path.display()))
     }
 
     pub fn status(&self, root: &Path) -> Status {

@@ -39,22 +39,39 @@ fn to_caps(set: &Option<Capabilities>) -> Result<HashSet<Cap>, RuntimeError> {
     Ok(out.intersection(supported()).copied().collect())
 }
 
-/// The capabilities this kernel knows: one read of `cap_last_cap` instead of
-/// probing each capability with prctl, and one per process (each of the five
-/// sets and the bounding-set drop asked again).
+/// The highest capability number the running kernel knows, probed with
+/// `prctl(PR_CAPBSET_READ)` until it answers EINVAL. Not read from
+/// `/proc/sys/kernel/cap_last_cap`: by the time the bounding set is dropped,
+/// `/proc` is the container's, and a spec mount over that file (or an image's
+/// own procfs trickery) would make berth stop dropping early and leave the
+/// highest capabilities in the bounding set (issue 12, class 9; runc's
+/// `capability.LastCap` probes the same way). Asked once per process.
+fn last_cap() -> u32 {
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        let mut last = 0;
+        // 64 is the width of the kernel's capability sets.
+        for i in 0..64u32 {
+            // SAFETY: PR_CAPBSET_READ reads one bit of this thread's bounding set.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, i as libc::c_ulong, 0, 0, 0) };
+            if r < 0 {
+                break;
+            }
+            last = i;
+        }
+        last
+    })
+}
+
+/// The capabilities this kernel knows (and this build can name).
 fn supported() -> &'static HashSet<Cap> {
     static SUPPORTED: std::sync::OnceLock<HashSet<Cap>> = std::sync::OnceLock::new();
     SUPPORTED.get_or_init(|| {
-        match std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|s| s.trim().parse::<u8>().ok())
-        {
-            Some(last) => caps::all()
-                .into_iter()
-                .filter(|c| c.index() <= last)
-                .collect(),
-            None => caps::runtime::thread_all_supported(),
-        }
+        let last = last_cap();
+        caps::all()
+            .into_iter()
+            .filter(|c| u32::from(c.index()) <= last)
+            .collect()
     })
 }
 
@@ -68,11 +85,22 @@ fn cap_err(what: &str, e: caps::errors::CapsError) -> RuntimeError {
 /// Step: shrink the bounding set. Needs CAP_SETPCAP, so it runs before the
 /// user switch.
 pub fn drop_bounding(c: &LinuxCapabilities) -> Result<(), RuntimeError> {
-    let keep = to_caps(c.bounding())?;
-    for &cap in supported() {
-        if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| cap_err(&format!("bounding {cap}"), e))?;
+    let keep: HashSet<u32> = to_caps(c.bounding())?
+        .iter()
+        .map(|c| u32::from(c.index()))
+        .collect();
+    // By number up to the kernel's last, so that a capability newer than
+    // this build's `caps` table is dropped too.
+    for i in 0..=last_cap() {
+        if keep.contains(&i) {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP clears one bit of this thread's bounding set.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, i as libc::c_ulong, 0, 0, 0) } < 0 {
+            return Err(RuntimeError::Capability {
+                name: format!("bounding capability {i}"),
+                reason: std::io::Error::last_os_error().to_string(),
+            });
         }
     }
     Ok(())
@@ -121,5 +149,16 @@ mod tests {
             assert!(n.starts_with("CAP_"), "{n}");
             assert!(n.parse::<Cap>().is_ok(), "{n}");
         }
+    }
+
+    #[test]
+    fn last_cap_is_the_kernels_not_a_file() {
+        // The probe agrees with the host's procfs (the test runs on the host).
+        let file: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(last_cap(), file);
     }
 }

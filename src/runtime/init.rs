@@ -927,7 +927,13 @@ type ExecArgs = (CString, Vec<CString>, Vec<CString>);
 
 pub fn build_exec(p: &Process) -> Result<ExecArgs, RuntimeError> {
     let args = p.args().clone().unwrap_or_default();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    // The container's own file, so inside its root, but a FIFO, a device or
+    // a huge file there must not wedge or flood the exec (rootfile).
+    let passwd = crate::rootfile::read_text_in_root(
+        Path::new("/"),
+        "etc/passwd",
+        crate::rootfile::MAX_ID_FILE,
+    );
     let env = env_with_home(
         p.env().clone().unwrap_or_default(),
         p.user().uid(),

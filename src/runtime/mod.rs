@@ -112,6 +112,8 @@ pub enum RuntimeError {
     Capability { name: String, reason: String },
     #[error("seccomp profile '{path}': {reason}")]
     SeccompProfile { path: PathBuf, reason: String },
+    #[error("seccomp: cannot build the {what}: {reason}")]
+    SeccompBuild { what: String, reason: String },
     /// An error the container's init hit, sent back over the sync socket.
     #[error("container '{id}': {step}: {message}")]
     Init {
@@ -487,7 +489,12 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
             reason: "a cgroup manager places the init, but no cgroup path was given".into(),
         });
     }
-    std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
+    // 0711 like runc's container dir: the files in it are 0600 (exec.fifo
+    // 0622), and what keeps host users out is the 0700 `--root` (or, in
+    // service mode, the container's 0700 run dir); a root in a user
+    // namespace must still reach the rootfs mount point by path.
+    crate::private::traverse_dir(&dir)
+        .map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
     rec.dir_created = true;
     let mut plan = init::InitPlan::build(&opts)?;
     let newcgroup = nix::sched::CloneFlags::CLONE_NEWCGROUP.bits() as u64;

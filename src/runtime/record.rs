@@ -79,8 +79,8 @@ impl Record {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| RuntimeError::io("write record", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename record", &path, e))
+        crate::private::write_atomic(&tmp, &path, &text)
+            .map_err(|e| RuntimeError::io("write record", &path, e))
     }
 
     /// Save the init's PID and start time in a file of their own, created
@@ -101,8 +101,8 @@ impl Record {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| RuntimeError::io("write record", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename record", &path, e))
+        crate::private::write_atomic(&tmp, &path, &text)
+            .map_err(|e| RuntimeError::io("write record", &path, e))
     }
 
     pub fn load(dir: &Path) -> Result<Self, RuntimeError> {

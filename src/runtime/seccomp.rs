@@ -599,22 +599,37 @@ pub const CAPABILITY_SYSCALLS: &[(&str, &[&str])] = &[
 const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 const AF_VSOCK: u64 = 40;
 
-fn allow(names: &[&str]) -> LinuxSyscall {
+/// A builder that fails must fail the start: `unwrap_or_default()` here once
+/// turned a broken rule into an empty one, and an empty `LinuxSeccomp` is
+/// default-allow, so the container would run unconfined (issue 12, class 9).
+fn build_err(what: &str) -> impl FnOnce(oci_spec::OciSpecError) -> RuntimeError + '_ {
+    move |e| RuntimeError::SeccompBuild {
+        what: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn allow(names: &[&str]) -> Result<LinuxSyscall, RuntimeError> {
     LinuxSyscallBuilder::default()
         .names(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .action(LinuxSeccompAction::ScmpActAllow)
         .build()
-        .unwrap_or_default()
+        .map_err(build_err("allow rule"))
 }
 
-fn arg(index: usize, value: u64, value_two: u64, op: LinuxSeccompOperator) -> LinuxSeccompArg {
+fn arg(
+    index: usize,
+    value: u64,
+    value_two: u64,
+    op: LinuxSeccompOperator,
+) -> Result<LinuxSeccompArg, RuntimeError> {
     LinuxSeccompArgBuilder::default()
         .index(index)
         .value(value)
         .value_two(value_two)
         .op(op)
         .build()
-        .unwrap_or_default()
+        .map_err(build_err("argument condition"))
 }
 
 fn native_archs() -> Vec<Arch> {
@@ -630,47 +645,48 @@ fn native_archs() -> Vec<Arch> {
 /// The default profile for a container holding `caps` (the `seccomp =
 /// "default"` of a definition): deny with EPERM unless allowed; keyctl,
 /// unshare, mount, kexec_load, init_module, bpf, … stay blocked unless a
-/// capability unlocks them, as in Docker's profile.
-pub fn default_profile(caps: &[Capability]) -> LinuxSeccomp {
+/// capability unlocks them, as in Docker's profile. Never default-allow: a
+/// part that cannot be built is an error.
+pub fn default_profile(caps: &[Capability]) -> Result<LinuxSeccomp, RuntimeError> {
     let names: Vec<String> = caps.iter().map(super::caps::cap_name).collect();
     let has = |c: &str| names.iter().any(|n| n == c);
-    let mut rules = vec![allow(DEFAULT_ALLOWED)];
+    let mut rules = vec![allow(DEFAULT_ALLOWED)?];
     // personality: only the values Docker lets through (PER_LINUX,
     // PER_LINUX32, UNAME26 variants and the query 0xffffffff).
     for v in [0x0u64, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
-        let mut r = allow(&["personality"]);
-        r.set_args(Some(vec![arg(0, v, 0, LinuxSeccompOperator::ScmpCmpEq)]));
+        let mut r = allow(&["personality"])?;
+        r.set_args(Some(vec![arg(0, v, 0, LinuxSeccompOperator::ScmpCmpEq)?]));
         rules.push(r);
     }
     // socket: every family but AF_VSOCK, which reaches the host's hypervisor.
-    let mut sock = allow(&["socket"]);
+    let mut sock = allow(&["socket"])?;
     sock.set_args(Some(vec![arg(
         0,
         AF_VSOCK,
         0,
         LinuxSeccompOperator::ScmpCmpNe,
-    )]));
+    )?]));
     rules.push(sock);
     for (cap, calls) in CAPABILITY_SYSCALLS {
         if has(cap) {
-            rules.push(allow(calls));
+            rules.push(allow(calls)?);
         }
     }
     if has("CAP_SYS_ADMIN") {
-        rules.push(allow(&["clone"]));
+        rules.push(allow(&["clone"])?);
     } else {
         // clone without namespace flags only; clone3 hides its flags in
         // memory a filter cannot read, so it answers ENOSYS and libc falls back
         // to clone.
-        let mut c = allow(&["clone"]);
+        let mut c = allow(&["clone"])?;
         c.set_args(Some(vec![arg(
             0,
             CLONE_NAMESPACE_FLAGS,
             0,
             LinuxSeccompOperator::ScmpCmpMaskedEq,
-        )]));
+        )?]));
         rules.push(c);
-        let mut c3 = allow(&["clone3"]);
+        let mut c3 = allow(&["clone3"])?;
         c3.set_action(LinuxSeccompAction::ScmpActErrno);
         c3.set_errno_ret(Some(libc::ENOSYS as u32));
         rules.push(c3);
@@ -681,7 +697,7 @@ pub fn default_profile(caps: &[Capability]) -> LinuxSeccomp {
         .architectures(native_archs())
         .syscalls(rules)
         .build()
-        .unwrap_or_default()
+        .map_err(build_err("default profile"))
 }
 
 /// A profile file: the OCI `linux.seccomp` object, or Docker's format with
@@ -835,7 +851,7 @@ mod tests {
 
     #[test]
     fn default_profile_blocks_dangerous_calls_without_caps() {
-        let p = default_profile(&[Capability::NetBindService]);
+        let p = default_profile(&[Capability::NetBindService]).unwrap();
         assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActErrno);
         assert_eq!(p.default_errno_ret(), Some(libc::EPERM as u32));
         for bad in [
@@ -858,14 +874,40 @@ mod tests {
 
     #[test]
     fn sys_admin_unlocks_mount_and_unshare() {
-        let p = default_profile(&[Capability::SysAdmin]);
+        let p = default_profile(&[Capability::SysAdmin]).unwrap();
         assert!(allowed(&p, "mount") && allowed(&p, "unshare"));
         assert!(!allowed(&p, "keyctl"));
     }
 
     #[test]
+    fn a_failed_build_is_an_error_not_allow_all() {
+        // What `unwrap_or_default()` used to hand back on a failed build: an
+        // empty profile, which allows every call.
+        assert_eq!(
+            LinuxSeccomp::default().default_action(),
+            LinuxSeccompAction::ScmpActAllow
+        );
+        let e = build_err("default profile")(oci_spec::OciSpecError::Other("broken".into()));
+        assert!(
+            matches!(&e, RuntimeError::SeccompBuild { what, .. } if what == "default profile"),
+            "{e}"
+        );
+        // Every part of the default profile is real: no rule without names,
+        // the default action denies.
+        for caps in [&[][..], &[Capability::SysAdmin][..]] {
+            let p = default_profile(caps).unwrap();
+            assert_ne!(p.default_action(), LinuxSeccompAction::ScmpActAllow);
+            let rules = p.syscalls().clone().unwrap_or_default();
+            assert!(rules.len() > 5);
+            assert!(rules.iter().all(|r| !r.names().is_empty()));
+        }
+        // A profile file without a default action is refused, not allow-all.
+        assert!(parse_profile(r#"{"syscalls": []}"#, &[]).is_err());
+    }
+
+    #[test]
     fn default_profile_compiles() {
-        let p = default_profile(&[]);
+        let p = default_profile(&[]).unwrap();
         build_filter(&p).expect("compile");
     }
 

@@ -127,6 +127,36 @@ pub struct Lock {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    limits: LayerLimits,
+}
+
+/// `[storage] max_layer_size` / `max_layer_entries`; None is sized to the
+/// store's filesystem when a layer starts (90% of its free space / inodes),
+/// so a hostile layer fails instead of filling the disk (issue 12, class 7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerLimits {
+    pub max_bytes: Option<u64>,
+    pub max_entries: Option<u64>,
+}
+
+impl LayerLimits {
+    /// The bounds for a layer unpacked into `dir` now.
+    fn resolve(&self, dir: &Path, require_end: bool) -> unpack::Limits {
+        let free = nix::sys::statvfs::statvfs(dir).ok();
+        let bytes = free
+            .as_ref()
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()) / 10 * 9);
+        let inodes = free
+            .as_ref()
+            .map(|s| s.files_available() / 10 * 9)
+            // Filesystems without inode counts (btrfs) report 0.
+            .filter(|n| *n > 0);
+        unpack::Limits {
+            max_bytes: self.max_bytes.or(bytes).unwrap_or(u64::MAX),
+            max_entries: self.max_entries.or(inodes).unwrap_or(u64::MAX),
+            require_end,
+        }
+    }
 }
 
 fn hex_of(digest: &str) -> Result<&str, StoreError> {
@@ -171,14 +201,31 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl Store {
     /// Open (creating if needed) the store at `root`.
+    /// Layers keep their setuid binaries, device nodes and file
+    /// capabilities: their directories are 0700 under a 0711 root, and no
+    /// host user may reach them (CVE-2021-41091; see `crate::private`).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        crate::private::root_dir(root).map_err(io_err("cannot create", root))?;
         for sub in ["blobs/sha256", "layers/sha256", "refs", "locks", "tmp"] {
             let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(io_err("cannot create", &p))?;
+            crate::private::dir(&p).map_err(io_err("cannot create", &p))?;
         }
         Ok(Store {
             root: root.to_path_buf(),
+            limits: LayerLimits::default(),
         })
+    }
+
+    /// Bound each layer unpacked into this store by `limits`.
+    pub fn with_limits(mut self, limits: LayerLimits) -> Store {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds a layer unpacked now gets; `require_end` for a source
+    /// with no digest to check (an import).
+    pub fn unpack_limits(&self, require_end: bool) -> unpack::Limits {
+        self.limits.resolve(&self.root, require_end)
     }
 
     /// The store at `root` for reading only: creates nothing. The generator
@@ -187,6 +234,7 @@ impl Store {
     pub fn at(root: &Path) -> Store {
         Store {
             root: root.to_path_buf(),
+            limits: LayerLimits::default(),
         }
     }
 
@@ -444,12 +492,13 @@ impl Store {
             .map_err(io_err("cannot chmod", &tmp))
             .map_err(cleanup)?;
         let layer_name = expected.unwrap_or("import").to_string();
-        let out = unpack::unpack_layer(reader, &tmp)
-            .map_err(|source| StoreError::Unpack {
-                layer: layer_name.clone(),
-                source,
-            })
-            .map_err(cleanup)?;
+        let out =
+            unpack::unpack_layer_limited(reader, &tmp, self.unpack_limits(expected.is_none()))
+                .map_err(|source| StoreError::Unpack {
+                    layer: layer_name.clone(),
+                    source,
+                })
+                .map_err(cleanup)?;
         if let Some(e) = expected {
             if out.diff_id != e {
                 return Err(cleanup(StoreError::DigestMismatch {
@@ -660,7 +709,8 @@ impl Store {
             healthcheck: manifest::healthcheck(&raw),
             config,
             layers,
-            size: m.layers.iter().map(|l| l.size).sum(),
+            // Checked when the image was stored; saturating for display.
+            size: m.layers.iter().fold(0u64, |a, l| a.saturating_add(l.size)),
         })
     }
 

@@ -15,6 +15,13 @@
 //! are refused, since a hardlink may only point at an earlier member of the same
 //! layer.
 //!
+//! Bounds: a layer may unpack at most `Limits::max_bytes` of file data and
+//! `Limits::max_entries` members (a few KiB of gzip can expand to terabytes
+//! or millions of inodes); GNU sparse members are refused, since their holes
+//! would be written out as data. A member whose data ends early is an error,
+//! and so, when the caller asks (`berth import`, which has no digest to
+//! check), is a stream that ends without tar's end-of-archive block.
+//!
 //! Whiteouts (OCI image spec, "Representing Changes"): `.wh.NAME` becomes an
 //! overlayfs whiteout (a 0/0 character device named NAME) and `.wh..wh..opq`
 //! sets `trusted.overlay.opaque=y` on its directory. `trusted.overlay.*` xattrs
@@ -40,6 +47,27 @@ pub enum UnpackError {
     Refused { entry: String, reason: String },
     #[error("cannot unpack tar entry '{entry}'")]
     Entry { entry: String, source: io::Error },
+}
+
+/// How much one layer may unpack (issue 12, class 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of file data written, in all.
+    pub max_bytes: u64,
+    /// Archive members applied.
+    pub max_entries: u64,
+    /// Refuse a stream that ends without an end-of-archive block (a
+    /// truncated tar), for sources with no digest to check.
+    pub require_end: bool,
+}
+
+impl Limits {
+    /// No bound (tests, and callers that bound the source another way).
+    pub const NONE: Limits = Limits {
+        max_bytes: u64::MAX,
+        max_entries: u64::MAX,
+        require_end: false,
+    };
 }
 
 /// What an unpack produced.
@@ -106,6 +134,15 @@ impl<R: Read> Read for HashingReader<R> {
 /// directory `dest`. Returns the diff id; the caller compares it with the
 /// image config's `diff_ids` and discards `dest` on any error.
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
+    unpack_layer_limited(reader, dest, Limits::NONE)
+}
+
+/// [`unpack_layer`] within `limits`.
+pub fn unpack_layer_limited(
+    reader: impl Read,
+    dest: &Path,
+    limits: Limits,
+) -> Result<Unpacked, UnpackError> {
     let root = open_dir_path(dest).map_err(|source| UnpackError::Dest {
         path: dest.to_path_buf(),
         source,
@@ -117,6 +154,8 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
         count: 0,
     };
     let mut entries = 0u64;
+    // Where the last member's data (padded to a block) ends in the stream.
+    let mut last_end = 0u64;
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let mut state = Unpacker {
@@ -130,12 +169,27 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
             ),
             umask: current_umask(),
             buf: vec![0u8; 128 * 1024],
+            bytes_left: limits.max_bytes,
+            max_bytes: limits.max_bytes,
         };
         let iter = archive
             .entries()
             .map_err(|source| UnpackError::Read { source })?;
         for entry in iter {
             let mut entry = entry.map_err(|source| UnpackError::Read { source })?;
+            if entries >= limits.max_entries {
+                return Err(UnpackError::Refused {
+                    entry: display(&entry.path_bytes()),
+                    reason: format!(
+                        "the layer has more than {} members ([storage] max_layer_entries)",
+                        limits.max_entries
+                    ),
+                });
+            }
+            let size = entry.header().entry_size().unwrap_or(0);
+            last_end = entry
+                .raw_file_position()
+                .saturating_add(size.div_ceil(512).saturating_mul(512));
             state.apply(&mut entry)?;
             entries += 1;
         }
@@ -143,6 +197,14 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> Result<Unpacked, UnpackEr
     }
     // The diff id covers the whole stream, end-of-archive blocks included.
     io::copy(&mut hashing, &mut io::sink()).map_err(|source| UnpackError::Read { source })?;
+    if limits.require_end && hashing.count < last_end.saturating_add(512) {
+        return Err(UnpackError::Read {
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends without tar's end-of-archive block (truncated?)",
+            ),
+        });
+    }
     Ok(Unpacked {
         diff_id: format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
         tar_bytes: hashing.count,
@@ -191,6 +253,9 @@ struct Unpacker {
     /// The process umask, to know when the create mode came out exact.
     umask: libc::mode_t,
     buf: Vec<u8>,
+    /// File data this layer may still write, of `max_bytes`.
+    bytes_left: u64,
+    max_bytes: u64,
 }
 
 /// The umask, read without changing it (umask(2) would race other threads).
@@ -306,9 +371,29 @@ impl Unpacker {
         let c = cstring(&leaf).map_err(err)?;
         use tar::EntryType as T;
         match kind {
-            T::Regular | T::Continuous | T::GNUSparse => {
+            T::GNUSparse => {
+                // The tar crate reads holes as zeros: a member of a few bytes
+                // could write terabytes. Layers from docker, buildkit and Go's
+                // archive/tar never use the GNU sparse format.
+                return Err(UnpackError::Refused {
+                    entry: name,
+                    reason: "GNU sparse members are not supported in layers".to_string(),
+                });
+            }
+            T::Regular | T::Continuous => {
+                let size = entry.size();
+                if size > self.bytes_left {
+                    return Err(UnpackError::Refused {
+                        entry: name,
+                        reason: format!(
+                            "the layer unpacks to more than its limit of {} bytes ([storage] max_layer_size)",
+                            self.max_bytes
+                        ),
+                    });
+                }
                 let file = self.create_file(parent, &c, mode & 0o777).map_err(err)?;
                 let mut file = file;
+                let mut written = 0u64;
                 loop {
                     let n = match entry.read(&mut self.buf) {
                         Ok(0) => break,
@@ -317,7 +402,17 @@ impl Unpacker {
                         Err(source) => return Err(UnpackError::Read { source }),
                     };
                     file.write_all(&self.buf[..n]).map_err(err)?;
+                    written += n as u64;
                 }
+                if written != size {
+                    return Err(UnpackError::Read {
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("member '{name}' ends after {written} of {size} bytes (truncated archive)"),
+                        ),
+                    });
+                }
+                self.bytes_left -= size;
                 let fd = file.as_raw_fd();
                 // Most members belong to root with an ordinary mode: then the
                 // create already got both right and two syscalls per file

@@ -50,8 +50,9 @@ impl ExecTemplate {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| SuperviseError::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| SuperviseError::io("rename", &path, e))
+        // 0600 from creation: it holds the whole environment, env files included.
+        crate::private::write_atomic(&tmp, &path, &text)
+            .map_err(|e| SuperviseError::io("write", &path, e))
     }
 
     /// Read `RUN_DIR/exec.json`; None when there is none.

@@ -20,6 +20,7 @@ pub mod exec;
 mod files;
 mod health;
 pub mod journal;
+mod sender;
 mod start;
 pub mod state;
 pub mod userns;

@@ -24,7 +24,7 @@ use crate::store::Store;
 use journal::Priority;
 
 /// Largest file read from an image for user lookups (`/etc/passwd`, `/etc/group`).
-const MAX_ID_FILE: u64 = 1 << 20;
+const MAX_ID_FILE: u64 = crate::rootfile::MAX_ID_FILE;
 
 /// The notify socket's file name in the run dir.
 const NOTIFY_SOCK: &str = "notify.sock";
@@ -36,10 +36,26 @@ fn bind_notify_socket(path: &Path) -> Result<std::os::unix::net::UnixDatagram, S
         .map_err(|e| SuperviseError::io("bind notify socket", path, e))?;
     sock.set_nonblocking(true)
         .map_err(|e| SuperviseError::io("set nonblocking", path, e))?;
-    // Any user of the container may notify, as with systemd's own socket.
+    // Any user of the container may notify, as with systemd's own socket;
+    // host users cannot reach it (0700 run dir), and each message's sender
+    // is checked by its credentials (`sender`).
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
         .map_err(|e| SuperviseError::io("chmod", path, e))?;
+    super::sender::enable_credentials(&sock)
+        .map_err(|e| SuperviseError::sys("set SO_PASSCRED on the notify socket", e))?;
     Ok(sock)
+}
+
+/// `ROOT/containers/NAME`: ROOT 0711, `containers` 0711 (see `private`).
+fn private_chain(container_dir: &Path) -> Result<(), SuperviseError> {
+    let Some(containers) = container_dir.parent() else {
+        return Ok(());
+    };
+    if let Some(root) = containers.parent() {
+        crate::private::root_dir(root).map_err(|e| SuperviseError::io("create", root, e))?;
+    }
+    crate::private::traverse_dir(containers)
+        .map_err(|e| SuperviseError::io("create", containers, e))
 }
 
 /// The start sequence, in order.
@@ -54,7 +70,10 @@ pub(super) fn start(
     // 0. Inputs that need no work to check fail before any work is done.
     volumes::check_bind_sources(def)?;
     // 1. Run dir first: every later step records itself in state.json there.
-    std::fs::create_dir_all(&paths.run_dir)
+    //    Its roots are private (0700): state, exec.json and the notify
+    //    socket are for root and the container only.
+    private_chain(&paths.run_dir)?;
+    crate::private::dir(&paths.run_dir)
         .map_err(|e| SuperviseError::io("create", &paths.run_dir, e))?;
     st.save(&paths.run_dir)?;
 
@@ -83,21 +102,27 @@ pub(super) fn start(
             }
         })?;
     let caps: Vec<_> = caps.into_iter().collect();
-    let seccomp = match &def.security.seccomp {
-        Seccomp::Unconfined => None,
-        Seccomp::Default => Some(runtime::seccomp::default_profile(&caps)),
-        Seccomp::Profile(p) => Some(runtime::seccomp::load_profile(p, &caps).map_err(|e| {
-            // The runtime's error names the file too; say it once.
-            let reason = match e {
-                runtime::RuntimeError::SeccompProfile { reason, .. } => reason,
-                other => other.to_string(),
-            };
-            SuperviseError::Seccomp {
-                path: p.clone(),
-                reason,
-            }
-        })?),
-    };
+    let seccomp =
+        match &def.security.seccomp {
+            Seccomp::Unconfined => None,
+            Seccomp::Default => Some(runtime::seccomp::default_profile(&caps).map_err(|e| {
+                SuperviseError::Seccomp {
+                    path: "default".into(),
+                    reason: e.to_string(),
+                }
+            })?),
+            Seccomp::Profile(p) => Some(runtime::seccomp::load_profile(p, &caps).map_err(|e| {
+                // The runtime's error names the file too; say it once.
+                let reason = match e {
+                    runtime::RuntimeError::SeccompProfile { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                SuperviseError::Seccomp {
+                    path: p.clone(),
+                    reason,
+                }
+            })?),
+        };
 
     // 4. Named volumes, created and seeded on first use (a child process
     //    may mount the image's layers: still single-threaded here).
@@ -116,13 +141,23 @@ pub(super) fn start(
     st.upper = Some(paths.upper());
     st.work = Some(paths.work());
     st.save(&paths.run_dir)?;
+    // The upper dir gets what the container writes, setuid binaries
+    // included: under the 0700 storage root only (CVE-2021-41091).
+    private_chain(&paths.storage_dir)?;
+    crate::private::dir(&paths.storage_dir)
+        .map_err(|e| SuperviseError::io("create", &paths.storage_dir, e))?;
     for d in [paths.upper(), paths.work()] {
         match std::fs::remove_dir_all(&d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(SuperviseError::io("remove stale", &d, e)),
         }
-        std::fs::create_dir_all(&d).map_err(|e| SuperviseError::io("create", &d, e))?;
+        // 0755: the upper dir's mode is the container's `/`.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&d)
+            .map_err(|e| SuperviseError::io("create", &d, e))?;
         if d == paths.upper() {
             crate::fault::point("overlay");
         }
@@ -201,6 +236,12 @@ pub(super) fn start(
         )?;
         crate::fault::point("userns");
         super::userns::chown_to_range(range, &[paths.upper(), paths.work()])?;
+        // Its root mounts the overlay and stages the idmapped layers by
+        // path from inside the namespace: it alone may traverse these.
+        for d in [&paths.storage_dir, &paths.run_dir] {
+            crate::private::traversable_by_group(d, range.host_start)
+                .map_err(|e| SuperviseError::io("chown", d, e))?;
+        }
         ctx.id_range = Some(range);
     }
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
@@ -327,7 +368,9 @@ fn resolve_image(
         reference: reference.clone(),
         reason: e.to_string(),
     };
-    let store = Store::open(&globals.storage_root).map_err(|e| img_err(&e))?;
+    let store = Store::open(&globals.storage_root)
+        .map_err(|e| img_err(&e))?
+        .with_limits(globals.layer_limits());
     let present = store.image(&reference).map_err(|e| img_err(&e))?;
     let image = match (present, def.service.pull) {
         (Some(img), Pull::Missing | Pull::Never) => img,
@@ -358,19 +401,23 @@ fn resolve_image(
     ))
 }
 
-/// A file from the merged image (top layer first), only when it is a
-/// regular file: a symlink planted in a layer must not make us read a host
-/// file.
+/// A file from the merged image (top layer first), resolved inside each
+/// layer and read only when it is a small regular file (`rootfile`): a
+/// symlinked file or parent planted in a layer must not make us read a host
+/// file, and a FIFO must not wedge the start.
 fn read_image_file(lowers: &[PathBuf], rel: &str) -> Option<String> {
     for dir in lowers.iter().rev() {
-        let p = dir.join(rel);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() && m.len() <= MAX_ID_FILE => {
-                return std::fs::read_to_string(&p).ok();
-            }
-            Ok(_) => return None,
-            Err(_) => continue,
+        match crate::rootfile::read_in_root(dir, rel, MAX_ID_FILE) {
+            Ok(Some(bytes)) => return String::from_utf8(bytes).ok(),
+            // Present but not a small regular file: no file, as before.
+            Ok(None) if exists_in(dir, rel) => return None,
+            _ => continue,
         }
     }
     None
+}
+
+/// Whether `rel` names anything in the layer `dir` (no symlink followed).
+fn exists_in(dir: &Path, rel: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(rel)).is_ok()
 }

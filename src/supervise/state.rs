@@ -116,8 +116,8 @@ impl State {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| SuperviseError::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| SuperviseError::io("rename", &path, e))
+        crate::private::write_atomic(&tmp, &path, &text)
+            .map_err(|e| SuperviseError::io("write", &path, e))
     }
 
     /// Read the record; `Ok(None)` when there is none.

@@ -117,7 +117,7 @@ fn io(op: &'static str, path: &Path, e: std::io::Error) -> SuperviseError {
 struct Lock(#[allow(dead_code)] std::fs::File);
 
 fn lock(dir: &Path) -> Result<Lock, SuperviseError> {
-    std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    crate::private::dir(dir).map_err(|e| io("create", dir, e))?;
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)

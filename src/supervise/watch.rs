@@ -325,9 +325,18 @@ pub(super) fn supervise(
             }
         }
         if let Some(sock) = &running.notify {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = sock.recv(&mut buf) {
-                if let Some(m) = relay_notify(&String::from_utf8_lossy(&buf[..n])) {
+            while let Some((text, from_container)) = super::sender::recv(sock, pid) {
+                if !from_container {
+                    journal::event(
+                        Priority::Warning,
+                        name,
+                        "notify",
+                        "ignored an sd_notify message from a process outside the container",
+                        &[],
+                    );
+                    continue;
+                }
+                if let Some(m) = relay_notify(&text) {
                     notify(opts, &m);
                 }
             }

@@ -22,8 +22,7 @@ use crate::support;
 use crate::support::systemd_box::{BoxOptions, SystemdBox};
 use crate::{require_program, require_root};
 
-#[path = "../support/registry.rs"]
-mod reg;
+use crate::reg;
 
 /// The descriptors tried as `/proc/self/fd/N`.
 const FDS: std::ops::RangeInclusive<u32> = 3..=10;

@@ -13,8 +13,13 @@
 
 mod exe;
 mod fds;
+mod files;
 mod reaper;
+#[path = "../support/registry.rs"]
+mod reg;
+mod registry;
 #[path = "../support/runtime.rs"]
 mod rt;
+mod store;
 #[path = "../support/mod.rs"]
 mod support;
