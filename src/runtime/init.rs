@@ -27,7 +27,7 @@ use super::{
     caps, console, devices, mount, net, process, seccomp, RootfsSource, RuntimeError, StartGate,
     Stdio,
 };
-use crate::sys::LinuxSyscall;
+use crate::sys::{LinuxSyscall, Syscall};
 
 const CLONE_NEWTIME: u64 = 0x80;
 
@@ -432,9 +432,17 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         mount::setup_root(&LinuxSyscall, ctx.rootfs, source),
     )?;
     let mounts = super::idmap::rewrite_mounts(&plan.mounts, &staged);
+    // Every path in the container is resolved from this descriptor of its
+    // root (sys/at.rs), never joined to `rootfs` as a string.
+    let root = step(
+        "root filesystem",
+        LinuxSyscall
+            .open_root(ctx.rootfs)
+            .map_err(|e| RuntimeError::io("open", ctx.rootfs, e)),
+    )?;
     let mctx = MountContext {
         sys: &LinuxSyscall,
-        rootfs: ctx.rootfs,
+        root: &root,
         new_net_ns: plan.new_net_ns,
         new_cgroup_ns: plan.new_cgroup_ns,
         new_user_ns: plan.new_user_ns,
@@ -446,7 +454,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if plan.setup_dev {
         step(
             "devices",
-            devices::setup_devices(ctx.rootfs, &plan.devices, plan.new_user_ns),
+            devices::setup_devices(&root, &plan.devices, plan.new_user_ns),
         )?;
     }
     // Sync point 1a (init): the runtime environment exists and pivot_root has
@@ -472,6 +480,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             &hook_state,
         ),
     )?;
+    drop(root);
     step("pivot_root", mount::pivot_into(&LinuxSyscall, ctx.rootfs))?;
     step(
         "root propagation",
@@ -490,14 +499,21 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     }
     // Through the container's own /proc/sys, before it is made read-only.
     step("sysctl", apply_sysctls(&plan.sysctl))?;
+    let root = step(
+        "read-only paths",
+        LinuxSyscall
+            .open_root(Path::new("/"))
+            .map_err(|e| RuntimeError::io("open", "/", e)),
+    )?;
     step(
         "read-only paths",
-        mount::apply_readonly_paths(&LinuxSyscall, &plan.readonly_paths),
+        mount::apply_readonly_paths(&LinuxSyscall, &root, &plan.readonly_paths),
     )?;
     step(
         "masked paths",
-        mount::apply_masked_paths(&LinuxSyscall, &plan.masked_paths),
+        mount::apply_masked_paths(&LinuxSyscall, &root, &plan.masked_paths),
     )?;
+    drop(root);
     // Last of the mounts: nothing can be created under a read-only root.
     if plan.root_readonly {
         step(

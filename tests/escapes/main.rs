@@ -11,6 +11,7 @@
 //! Adding a case: add a `#[test]` to the module of its class, or a new module
 //! file beside this one and a `mod` line below.
 
+mod paths;
 #[path = "../support/runtime.rs"]
 mod rt;
 #[path = "../support/mod.rs"]
