@@ -406,6 +406,12 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         "mount propagation",
         mount::setup_propagation(&LinuxSyscall, plan.rootfs_propagation.as_deref()),
     )?;
+    // The procfs sysctls are written through, taken before any of the
+    // spec's mounts could shadow /proc (procfs.rs).
+    let procfs = match plan.sysctl.is_empty() {
+        true => None,
+        false => Some(step("procfs", super::procfs::ProcFs::open())?),
+    };
     // Sync point 1' (init): in a user namespace the parent built the overlay
     // and idmapped the `idmap` binds (see idmap.rs); attach the overlay,
     // then bind it as a plain root dir.
@@ -497,8 +503,10 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if plan.new_net_ns {
         step("loopback", net::bring_up_loopback())?;
     }
-    // Through the container's own /proc/sys, before it is made read-only.
-    step("sysctl", apply_sysctls(&plan.sysctl))?;
+    // Through the procfs taken before the mounts, in our namespaces now.
+    if let Some(procfs) = procfs {
+        step("sysctl", apply_sysctls(&procfs, &plan.sysctl))?;
+    }
     let root = step(
         "read-only paths",
         LinuxSyscall
@@ -718,14 +726,12 @@ fn set_names(plan: &InitPlan) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn write_file(path: &str, value: &str) -> Result<(), RuntimeError> {
-    std::fs::write(path, value).map_err(|e| RuntimeError::io("write", path, e))
-}
-
-fn apply_sysctls(sysctl: &[(String, String)]) -> Result<(), RuntimeError> {
+fn apply_sysctls(
+    procfs: &super::procfs::ProcFs,
+    sysctl: &[(String, String)],
+) -> Result<(), RuntimeError> {
     for (k, v) in sysctl {
-        let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        write_file(&path, v)?;
+        procfs.write_sysctl(k, v)?;
     }
     Ok(())
 }

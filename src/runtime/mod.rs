@@ -24,6 +24,7 @@ mod init;
 mod mount;
 mod net;
 mod process;
+mod procfs;
 mod record;
 pub mod seccomp;
 

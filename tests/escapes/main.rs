@@ -12,6 +12,7 @@
 //! file beside this one and a `mod` line below.
 
 mod paths;
+mod procfs;
 #[path = "../support/runtime.rs"]
 mod rt;
 #[path = "../support/mod.rs"]
