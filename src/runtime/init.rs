@@ -163,6 +163,8 @@ impl InitPlan {
         }
         let own = |t: LinuxNamespaceType| namespaces.iter().any(|(n, _)| *n == t);
         let linux = spec.linux().clone().unwrap_or_default();
+        super::lsm::refuse_unenforced(process.as_ref(), linux.mount_label().as_deref())
+            .map_err(|r| invalid(id, r))?;
         let mut sysctl: Vec<(String, String)> = linux
             .sysctl()
             .clone()

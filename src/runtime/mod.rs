@@ -21,6 +21,7 @@ mod exec;
 pub mod hooks;
 mod idmap;
 mod init;
+mod lsm;
 mod mount;
 mod net;
 mod process;

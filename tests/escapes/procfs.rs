@@ -219,3 +219,46 @@ fn host_network_sys_has_no_writable_submount() {
         )
     });
 }
+
+/// AppArmor and SELinux keys berth cannot apply are refused, naming the key.
+#[test]
+fn unenforceable_lsm_keys_are_refused() {
+    require_root!();
+    let sb = Sandbox::new();
+    for (key, edit) in [
+        (
+            "process.apparmorProfile",
+            json!({"process": {"apparmorProfile": "berth-test-profile"}}),
+        ),
+        (
+            "process.selinuxLabel",
+            json!({"process": {"selinuxLabel": "system_u:system_r:container_t:s0"}}),
+        ),
+        (
+            "linux.mountLabel",
+            json!({"linux": {"mountLabel": "system_u:object_r:container_file_t:s0"}}),
+        ),
+    ] {
+        let name = key.replace('.', "-");
+        let b = bundle(&sb, &name, |c| {
+            for (section, v) in edit.as_object().unwrap() {
+                for (k, val) in v.as_object().unwrap() {
+                    c[section][k] = val.clone();
+                }
+            }
+            sh_args(c, "echo ran-unconfined");
+        });
+        let o = sb.sh(&run_script("$RT", &b, "l"));
+        println!("berth with {key}: {}", describe(&o));
+        assert!(
+            !stdout(&o).contains("ran-unconfined"),
+            "berth ran the container without the asked {key}"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(key),
+            "the error names {key}: {}",
+            describe(&o)
+        );
+        peers(&sb, key, |p| run_script(&peer_rt(p), &b, "l"));
+    }
+}
