@@ -280,3 +280,65 @@ fn mount_point_swap_race_never_reaches_the_host() {
         clear(&host);
     }
 }
+
+/// (c) Service mode: an image whose /etc/hosts, /etc/resolv.conf and
+/// /etc/hostname are symlinks to files of the host (absolute, and climbing
+/// with `..`). berth binds its own copies over them; the binds must land
+/// inside the root, and writes in the container must not reach the host's
+/// files.
+#[test]
+fn etc_file_symlinks_to_host_files_in_service_mode() {
+    use crate::support::systemd_box::{BoxOptions, SystemdBox};
+    require_root!();
+    crate::require_program!("nsenter");
+    const ORIGINAL: &str = "host original\n";
+    let script =
+        "cat /etc/hostname; for f in hosts resolv.conf hostname; do echo pwned >> /etc/$f; done; \
+                  echo report-done; exec sleep 1000";
+    let opts = BoxOptions::default()
+        .with_berth()
+        .file("/srv/host-files/hosts", ORIGINAL)
+        .file("/srv/host-files/resolv.conf", ORIGINAL)
+        .file("/srv/host-files/hostname", ORIGINAL)
+        .file(
+            "/etc/berth/containers/etclinks.toml",
+            format!(
+                "rootfs = \"/srv/root\"\ncommand = [\"sh\", \"-c\", \"{script}\"]\n\
+                 [service]\nstop_timeout = \"1s\"\nrestart = \"no\"\n"
+            ),
+        );
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    crate::support::busybox_rootfs(rootfs.path());
+    let etc = rootfs.path().join("etc");
+    for f in ["hosts", "resolv.conf", "hostname"] {
+        let _ = std::fs::remove_file(etc.join(f));
+    }
+    symlink("/srv/host-files/hosts", etc.join("hosts")).unwrap();
+    symlink(
+        "../../../../../../srv/host-files/resolv.conf",
+        etc.join("resolv.conf"),
+    )
+    .unwrap();
+    symlink("/srv/host-files/hostname", etc.join("hostname")).unwrap();
+    b.copy_in(rootfs.path(), "/srv/root");
+    let _ = b.sh("systemctl start berth@etclinks");
+    let log = b.wait_for(
+        "journalctl --no-pager -o cat -u berth@etclinks",
+        |t| t.contains("report-done") || t.contains("berth@etclinks.service: Failed"),
+        std::time::Duration::from_secs(20),
+    );
+    println!("berth@etclinks: {log}");
+    for f in ["hosts", "resolv.conf", "hostname"] {
+        assert_eq!(
+            String::from_utf8_lossy(&b.read_file(&format!("/srv/host-files/{f}"))),
+            ORIGINAL,
+            "the box's /srv/host-files/{f} changed through the image's /etc/{f} symlink"
+        );
+    }
+    assert!(log.contains("report-done"), "the container ran: {log}");
+    assert!(
+        !log.contains("host original"),
+        "the container saw the host's hostname file: {log}"
+    );
+}
