@@ -74,7 +74,12 @@ pub fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> io::Re
         mode: 0,
         resolve,
     };
+    // RESOLVE_IN_ROOT lookups fail with EAGAIN when a rename or mount raced
+    // their `..` handling; retry, but a bounded number of times, so a
+    // container renaming in a loop cannot keep its own init spinning.
+    let mut tries = 0;
     loop {
+        tries += 1;
         // SAFETY: openat2 with a valid path and an open_how we own, its size passed.
         let r = unsafe {
             libc::syscall(
@@ -86,8 +91,7 @@ pub fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> io::Re
             )
         };
         match owned(r) {
-            // RESOLVE_IN_ROOT lookups retry when a rename raced them.
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < 128 => continue,
             x => return x,
         }
     }

@@ -184,40 +184,53 @@ fn readonly_paths_are_readonly_in_their_submounts() {
 }
 
 /// A container sharing the host's network namespace: its /sys is a fresh
-/// read-only sysfs (or the host's with every submount read-only), never the
-/// host's /sys with writable debugfs, tracefs, securityfs, bpffs, cgroups.
+/// read-only sysfs (or, in a user namespace, where the kernel refuses one,
+/// the host's with every submount read-only), never the host's /sys with
+/// writable debugfs, tracefs, securityfs, bpffs, cgroup hierarchies.
 #[test]
 fn host_network_sys_has_no_writable_submount() {
     require_root!();
     let sb = Sandbox::new();
-    let b = bundle(&sb, "hostnet", |c| {
-        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
-        ns.retain(|n| n["type"] != "network");
-        // Mount points under /sys with their per-mount options.
-        sh_args(
-            c,
-            "awk '$5 ~ \"^/sys\" {print \"mnt\", $5, $6}' /proc/self/mountinfo",
+    for userns in [false, true] {
+        let name = if userns { "hostnet-userns" } else { "hostnet" };
+        let b = bundle(&sb, name, |c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "network");
+            if userns {
+                ns.push(json!({"type": "user"}));
+                c["linux"]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                c["linux"]["gidMappings"] =
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            }
+            // Mount points under /sys with their per-mount options.
+            sh_args(
+                c,
+                "awk '$5 ~ \"^/sys\" {print \"mnt\", $5, $6}' /proc/self/mountinfo",
+            );
+        });
+        // The box's /sys carries the host's submounts, as a real host's does.
+        let o = sb.sh(&run_script("$RT", &b, "h"));
+        let out = stdout(&o);
+        println!("berth ({name}): {}", describe(&o));
+        assert!(out.contains("exit=0"), "{}", describe(&o));
+        let writable: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                l.starts_with("mnt ") && !l.split(' ').nth(2).unwrap_or("").starts_with("ro")
+            })
+            .collect();
+        assert!(
+            writable.is_empty(),
+            "writable mounts under /sys of a {name} container: {writable:?}"
         );
-    });
-    // The box's /sys carries the host's submounts, as a real host's does.
-    let o = sb.sh(&run_script("$RT", &b, "h"));
-    let out = stdout(&o);
-    println!("berth: {}", describe(&o));
-    assert!(out.contains("exit=0"), "{}", describe(&o));
-    let writable: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("mnt ") && !l.split(' ').nth(2).unwrap_or("").starts_with("ro"))
-        .collect();
-    assert!(
-        writable.is_empty(),
-        "writable mounts under /sys of a host-network container: {writable:?}"
-    );
-    peers(&sb, "host network /sys", |p| {
-        format!(
-            "{} | grep -c ' rw' ; true",
-            run_script(&peer_rt(p), &b, "h")
-        )
-    });
+        peers(&sb, &format!("{name} /sys"), |p| {
+            format!(
+                "{} | grep -c ' rw' ; true",
+                run_script(&peer_rt(p), &b, "h")
+            )
+        });
+    }
 }
 
 /// AppArmor and SELinux keys berth cannot apply are refused, naming the key.
