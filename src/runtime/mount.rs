@@ -387,6 +387,16 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                 None,
             )?;
         }
+        // A remount changes one mount: an `rbind,ro` volume would keep its
+        // submounts writable (runc needs `rro` for this). Read-only means
+        // the whole tree here, as Docker's read-only binds on kernels with
+        // mount_setattr.
+        if flags.contains(MsFlags::MS_REC) && opts.flags.contains(MsFlags::MS_RDONLY) {
+            sys.set_attrs_recursive(&top, at::MOUNT_ATTR_RDONLY)
+                .map_err(|e| {
+                    in_root_error("make a read-only bind read-only recursively", dest_in, e)
+                })?;
+        }
         top
     } else {
         if typ.is_empty() {
@@ -844,7 +854,8 @@ mod tests {
 
     /// Order test: a read-only bind is a bind first (which ignores flags),
     /// then a remount with the asked flags plus the flags locked on the
-    /// source, then its propagation.
+    /// source, then (an rbind) read-only on every submount, then its
+    /// propagation.
     #[test]
     fn readonly_bind_is_bound_then_remounted() {
         let tmp = tempfile::tempdir().unwrap();
@@ -886,6 +897,10 @@ mod tests {
                         | MsFlags::MS_NOSUID
                         | MsFlags::MS_NODEV
                 ),
+                Call::SetAttrsRecursive {
+                    target: dest.clone(),
+                    attrs: at::MOUNT_ATTR_RDONLY
+                },
                 mount_call(None, d, None, MsFlags::MS_PRIVATE | MsFlags::MS_REC),
             ]
         );

@@ -120,6 +120,9 @@ pub trait Syscall {
     ) -> std::io::Result<()>;
     /// Attach a fresh, empty filesystem of `fstype` with `attrs` onto `target`.
     fn mount_new_fs(&self, fstype: &str, target: &Resolved, attrs: u64) -> std::io::Result<()>;
+    /// Set the MOUNT_ATTR_* `attrs` on the mount `target` is the root of and
+    /// on every mount below it (mount_setattr AT_RECURSIVE).
+    fn set_attrs_recursive(&self, target: &Resolved, attrs: u64) -> std::io::Result<()>;
 }
 
 /// The real kernel.
@@ -262,6 +265,12 @@ impl Syscall for LinuxSyscall {
         let fs = at::new_fs(fstype, &[], attrs)?;
         at::attach(fs.as_fd(), t.as_fd())
     }
+    fn set_attrs_recursive(&self, target: &Resolved, attrs: u64) -> std::io::Result<()> {
+        let Some(t) = &target.fd else {
+            return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+        };
+        at::set_attrs(t.as_fd(), attrs, true)
+    }
 }
 
 /// One recorded call.
@@ -292,6 +301,10 @@ pub enum Call {
     },
     NewFs {
         fstype: String,
+        target: PathBuf,
+        attrs: u64,
+    },
+    SetAttrsRecursive {
         target: PathBuf,
         attrs: u64,
     },
@@ -433,6 +446,13 @@ impl Syscall for RecordingSyscall {
     fn mount_new_fs(&self, fstype: &str, target: &Resolved, attrs: u64) -> std::io::Result<()> {
         self.calls.borrow_mut().push(Call::NewFs {
             fstype: fstype.to_string(),
+            target: target.path.clone(),
+            attrs,
+        });
+        Ok(())
+    }
+    fn set_attrs_recursive(&self, target: &Resolved, attrs: u64) -> std::io::Result<()> {
+        self.calls.borrow_mut().push(Call::SetAttrsRecursive {
             target: target.path.clone(),
             attrs,
         });

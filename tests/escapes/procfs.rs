@@ -183,6 +183,49 @@ fn readonly_paths_are_readonly_in_their_submounts() {
     });
 }
 
+/// An `rbind,ro` volume whose source has a submount: the submount must be
+/// read-only in the container too, not only the volume's top mount.
+#[test]
+fn readonly_rbind_volumes_are_readonly_in_their_submounts() {
+    require_root!();
+    let sb = Sandbox::new();
+    let vol = sb.path().join("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    let b = bundle(&sb, "rorbind", |c| {
+        c["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "ro"]}),
+        );
+        sh_args(
+            c,
+            "touch /vol/top 2>/dev/null; echo \"top=$?\"; touch /vol/sub/escaped 2>/dev/null; echo \"sub=$?\"",
+        );
+    });
+    let mount_sub = format!(
+        "mount -t tmpfs tmpfs {} || exit 97\n",
+        vol.join("sub").display()
+    );
+    let script = |rt: &str| {
+        format!(
+            "{mount_sub}{}\necho \"sub has: $(ls {})\"",
+            run_script(rt, &b, "rb"),
+            vol.join("sub").display()
+        )
+    };
+    let o = sb.sh(&script("$RT"));
+    let out = stdout(&o);
+    println!("berth: {}", describe(&o));
+    assert!(out.contains("exit=0"), "{}", describe(&o));
+    assert!(out.contains("top=1"), "top is read-only: {}", describe(&o));
+    assert!(
+        out.contains("sub=1") && out.contains("sub has: \n"),
+        "the submount of an rbind,ro volume stayed writable: {}",
+        describe(&o)
+    );
+    peers(&sb, "an rbind,ro volume with a submount", |p| {
+        script(&peer_rt(p))
+    });
+}
+
 /// A container sharing the host's network namespace: its /sys is a fresh
 /// read-only sysfs (or, in a user namespace, where the kernel refuses one,
 /// the host's with every submount read-only), never the host's /sys with
