@@ -318,3 +318,132 @@ fn unenforceable_lsm_keys_are_refused() {
         peers(&sb, key, |p| run_script(&peer_rt(p), &b, "l"));
     }
 }
+
+/// Receive the pty master on `listener` and read the container's terminal
+/// output until it closes (or give up after 30 s).
+fn read_console(listener: std::os::unix::net::UnixListener) -> std::thread::JoinHandle<String> {
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => return format!("no connection: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 256];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let Ok(msg) = nix::sys::socket::recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        ) else {
+            return "no message".into();
+        };
+        let Some(fd) = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+        }) else {
+            return "no fd".into();
+        };
+        // SAFETY: the fd just arrived over the socket and is ours alone.
+        let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = master.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&out).replace('\r', "")
+    })
+}
+
+/// A /dev (bound from a shared directory) whose `console` is a symlink to a
+/// procfs file (CVE-2025-52565): the pty must be bound only onto a verified
+/// /dev/console, never through the link over the procfs file.
+#[test]
+fn console_is_bound_only_onto_a_verified_target() {
+    require_root!();
+    let sb = Sandbox::new();
+    let dev = sb.path().join("dev-console");
+    std::fs::create_dir_all(dev.join("pts")).unwrap();
+    for (name, minor) in [("null", 3), ("zero", 5)] {
+        nix::sys::stat::mknod(
+            &dev.join(name),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, minor),
+        )
+        .unwrap();
+    }
+    symlink("pts/ptmx", dev.join("ptmx")).unwrap();
+    symlink("/proc/sys/kernel/core_pattern", dev.join("console")).unwrap();
+    let b = bundle(&sb, "console", |c: &mut Value| {
+        c["process"]["terminal"] = json!(true);
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/dev");
+        mounts.insert(
+            1,
+            json!({"destination": "/dev", "type": "bind", "source": dev, "options": ["rbind"]}),
+        );
+        sh_args(
+            c,
+            "echo \"core_pattern=$(stat -L -c %t /proc/sys/kernel/core_pattern)\"",
+        );
+    });
+    // runc takes a console socket only with -d (detached).
+    let run = |rt: &str, id: &str| {
+        let detach = if rt.starts_with("runc") { "-d " } else { "" };
+        let sock = sb.path().join(format!("console-{id}.sock"));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let reader = read_console(listener);
+        let o = sb.sh(&format!(
+            "{rt} run {detach}--console-socket {} -b {} {id}; echo \"exit=$?\"; for i in $(seq 100); do {rt} state {id} 2>/dev/null | grep -q running || break; sleep 0.02; done; {rt} delete -f {id} 2>/dev/null; true",
+            sock.display(),
+            b.display()
+        ));
+        // Unblock the reader when the runtime refused before connecting.
+        let _ = std::os::unix::net::UnixStream::connect(&sock);
+        (o, reader.join().unwrap_or_default())
+    };
+    let (o, tty) = run("$RT", "con");
+    println!("berth: {}\n--- terminal\n{tty}", describe(&o));
+    // A pty is major 136 (0x88): the pty bound over the procfs file.
+    assert!(
+        !tty.contains("core_pattern=88"),
+        "the pty was bound over /proc/sys/kernel/core_pattern: {tty}"
+    );
+    let refused = !stdout(&o).contains("exit=0")
+        && String::from_utf8_lossy(&o.stderr).contains("/dev/console");
+    assert!(
+        refused || tty.contains("core_pattern=0"),
+        "refused naming /dev/console, or core_pattern untouched: {}\n{tty}",
+        describe(&o)
+    );
+    for peer in ["crun", "runc"] {
+        if crate::support::have_program(peer) {
+            let (o, tty) = run(&peer_rt(peer), &format!("p{peer}"));
+            println!(
+                "peer {peer} on a /dev/console symlink: {} / terminal: {} / stderr: {}",
+                stdout(&o).trim(),
+                tty.trim(),
+                String::from_utf8_lossy(&o.stderr)
+                    .trim()
+                    .replace('\n', " | ")
+            );
+        }
+    }
+}
