@@ -30,6 +30,60 @@ pub enum Console {
     Private,
 }
 
+/// Bind the pty slave over the container's /dev/console, only onto a
+/// verified target (CVE-2025-52565: a /dev/console that is, or is swapped
+/// for, a symlink into /proc would get the pty bound over a procfs file and
+/// defeat masking): `console` is created or opened in /dev, resolved inside
+/// the root, with no symlink followed, and must be a regular file or a char
+/// device on neither procfs nor sysfs. The pty goes on by descriptor
+/// (open_tree + move_mount), no path is looked up again.
+fn bind_console(slave: &OwnedFd, name: &str) -> Result<(), RuntimeError> {
+    use std::os::fd::AsFd;
+    let console = Path::new("/dev/console");
+    let err = |op: &'static str, e: std::io::Error| RuntimeError::io(op, console, e);
+    let root = std::fs::File::open("/").map_err(|e| err("open the container root", e))?;
+    let dev = crate::sys::at::resolve_in_root(root.as_fd(), Path::new("/dev"))
+        .map_err(|e| err("resolve /dev", e))?;
+    // SAFETY: openat of one name in the /dev we hold; O_NOFOLLOW|O_EXCL
+    // never follow or reuse a link planted there.
+    let made = unsafe {
+        libc::openat(
+            dev.as_raw_fd(),
+            c"console".as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if made >= 0 {
+        // SAFETY: the descriptor openat just returned, closed once.
+        unsafe { libc::close(made) };
+    } else if nix::errno::Errno::last() != nix::errno::Errno::EEXIST {
+        return Err(err("create", std::io::Error::last_os_error()));
+    }
+    let target = crate::sys::at::openat2(
+        dev.as_fd(),
+        Path::new("console"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| err("open", e))?;
+    let st = crate::sys::at::fstat(target.as_fd()).map_err(|e| err("stat", e))?;
+    let fmt = st.st_mode & libc::S_IFMT;
+    let magic = crate::sys::at::fs_magic(target.as_fd()).map_err(|e| err("statfs", e))?;
+    if (fmt != libc::S_IFREG && fmt != libc::S_IFCHR)
+        || magic == libc::PROC_SUPER_MAGIC
+        || magic == libc::SYSFS_MAGIC
+    {
+        return Err(err(
+            "refusing to bind the console over something not a plain file or device",
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+        ));
+    }
+    let tree = crate::sys::at::clone_tree(slave.as_fd(), false)
+        .map_err(|e| RuntimeError::io("clone the pty for /dev/console", name, e))?;
+    crate::sys::at::attach(tree.as_fd(), target.as_fd()).map_err(|e| err("bind the pty over", e))
+}
+
 /// Step (after pivot_root, or after joining the namespaces for an exec):
 /// create the pty, send its master, make the slave our terminal and stdio.
 pub fn setup_console(
@@ -62,16 +116,7 @@ pub fn setup_console(
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
 
     if console == Console::Bind {
-        let dev_console = Path::new("/dev/console");
-        super::mount::create_mount_point(dev_console, false)?;
-        nix::mount::mount(
-            Some(Path::new(&name)),
-            dev_console,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| RuntimeError::sys(format!("bind '{name}' over /dev/console"), e))?;
+        bind_console(&slave, &name)?;
     }
 
     let fds = [master.as_raw_fd()];

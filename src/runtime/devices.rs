@@ -1,15 +1,21 @@
 //! The container's minimal /dev: the default devices of the runtime spec
 //! (null, zero, full, random, urandom, tty), `linux.devices`, and the standard
-//! symlinks. Runs in the init before pivot_root, on paths under the root.
+//! symlinks. Runs in the init before pivot_root. Every node and link is
+//! made with a *at call relative to a descriptor of its directory resolved
+//! inside the root (sys/at.rs): a rootfs whose `dev` is a symlink to a host
+//! directory gets its nodes inside the root, never on the host (runc 1.1.5
+//! writes its /dev links there; crun's `safe_openat` does not).
 //! Device *access* control (cgroup v2 BPF device programs) is not here.
 
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::stat::{makedev, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use super::mount::{create_mount_point, secure_join};
 use super::RuntimeError;
+use crate::sys::{at, Root};
 
 /// (name, major, minor) of the devices every container gets (runtime-spec
 /// config-linux.md "Default Devices").
@@ -25,7 +31,14 @@ pub const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
 /// Step: create the default and the spec's devices under `rootfs/dev`. In a
 /// user namespace mknod is refused, so devices are bind-mounted from the host's
 /// /dev instead (runc `bindMountDeviceNode`).
-pub fn setup_devices(rootfs: &Path, extra: &[LinuxDevice], bind: bool) -> Result<(), RuntimeError> {
+pub fn setup_devices(root: &Root, extra: &[LinuxDevice], bind: bool) -> Result<(), RuntimeError> {
+    let rootfs = root.fd.as_ref().map(AsFd::as_fd).ok_or_else(|| {
+        RuntimeError::io(
+            "open the container root",
+            &root.path,
+            std::io::Error::from_raw_os_error(libc::EBADF),
+        )
+    })?;
     let old = nix::sys::stat::umask(Mode::empty());
     let r = (|| {
         for (name, major, minor) in DEFAULT_DEVICES {
@@ -75,9 +88,15 @@ pub fn setup_devices(rootfs: &Path, extra: &[LinuxDevice], bind: bool) -> Result
     r
 }
 
+fn unlink_at(dir: &OwnedFd, name: &CString) {
+    // SAFETY: unlinkat of one name in a directory we hold; a failure (nothing
+    // there, a directory) shows in the mknodat/symlinkat that follows.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+}
+
 #[allow(clippy::too_many_arguments)]
 fn create_device(
-    rootfs: &Path,
+    root: BorrowedFd,
     path: &Path,
     kind: SFlag,
     major: u64,
@@ -87,47 +106,67 @@ fn create_device(
     gid: Option<u32>,
     bind: bool,
 ) -> Result<(), RuntimeError> {
-    let dest = secure_join(rootfs, path)?;
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| RuntimeError::io("create device dir", parent, e))?;
-    }
-    let _ = std::fs::remove_file(&dest);
+    let (dir, name) = at::ensure_parent_in_root(root, path)
+        .map_err(|e| RuntimeError::io("create device dir", path, e))?;
+    unlink_at(&dir, &name);
     let made = if bind {
         Err(nix::errno::Errno::EPERM)
     } else {
-        mknod(
-            &dest,
-            kind,
-            Mode::from_bits_truncate(mode & 0o7777),
-            makedev(major, minor),
-        )
+        // SAFETY: mknodat of one name in a directory we hold.
+        let r = unsafe {
+            libc::mknodat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                kind.bits() | (mode & 0o7777),
+                makedev(major, minor),
+            )
+        };
+        if r < 0 {
+            Err(nix::errno::Errno::last())
+        } else {
+            Ok(())
+        }
     };
     match made {
         Ok(()) => {
             if uid.is_some() || gid.is_some() {
-                nix::unistd::chown(&dest, uid.map(Into::into), gid.map(Into::into)).map_err(
-                    |e| RuntimeError::sys(format!("chown device '{}'", dest.display()), e),
-                )?;
+                // SAFETY: fchownat of the node we just made, not following a
+                // link that might have replaced it.
+                let r = unsafe {
+                    libc::fchownat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        uid.unwrap_or(u32::MAX),
+                        gid.unwrap_or(u32::MAX),
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                };
+                if r < 0 {
+                    return Err(RuntimeError::sys(
+                        format!("chown device '{}'", path.display()),
+                        nix::errno::Errno::last(),
+                    ));
+                }
             }
             Ok(())
         }
         Err(nix::errno::Errno::EPERM) => {
-            create_mount_point(&dest, false)?;
+            let target = at::ensure_in_root(root, path, at::Create::File)
+                .map_err(|e| RuntimeError::io("create device mount point", path, e))?;
             nix::mount::mount(
                 Some(path),
-                &dest,
+                &at::fd_path(&target),
                 None::<&str>,
                 nix::mount::MsFlags::MS_BIND,
                 None::<&str>,
             )
             .map_err(|e| RuntimeError::sys(format!("bind device '{}'", path.display()), e))
         }
-        Err(e) => Err(RuntimeError::sys(format!("mknod '{}'", dest.display()), e)),
+        Err(e) => Err(RuntimeError::sys(format!("mknod '{}'", path.display()), e)),
     }
 }
 
-fn setup_dev_symlinks(rootfs: &Path) -> Result<(), RuntimeError> {
+fn setup_dev_symlinks(root: BorrowedFd) -> Result<(), RuntimeError> {
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -138,11 +177,29 @@ fn setup_dev_symlinks(rootfs: &Path) -> Result<(), RuntimeError> {
     if Path::new("/proc/kcore").exists() {
         links.push(("/proc/kcore", "core"));
     }
+    let dev = at::ensure_in_root(root, Path::new("/dev"), at::Create::Dir)
+        .map_err(|e| RuntimeError::io("resolve inside the container root", "/dev", e))?;
     for (target, name) in links {
-        let link = rootfs.join("dev").join(name);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(target, &link)
-            .map_err(|e| RuntimeError::io("create /dev symlink", &link, e))?;
+        let link = Path::new("/dev").join(name);
+        let c = |s: &str| {
+            CString::new(s).map_err(|_| {
+                RuntimeError::io(
+                    "create /dev symlink",
+                    &link,
+                    std::io::Error::from_raw_os_error(libc::EINVAL),
+                )
+            })
+        };
+        let (t, n) = (c(target)?, c(name)?);
+        unlink_at(&dev, &n);
+        // SAFETY: symlinkat of one name in the /dev directory we hold.
+        if unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) } < 0 {
+            return Err(RuntimeError::io(
+                "create /dev symlink",
+                &link,
+                std::io::Error::last_os_error(),
+            ));
+        }
     }
     Ok(())
 }

@@ -83,6 +83,12 @@ fn join_rank(t: LinuxNamespaceType) -> u8 {
 /// exec'd (or with the step that failed).
 pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
     process::assert_single_threaded()?;
+    super::lsm::refuse_unenforced(Some(&opts.process), None).map_err(|reason| {
+        RuntimeError::InvalidSpec {
+            id: opts.id.clone(),
+            reason,
+        }
+    })?;
     let gone = || RuntimeError::InitGone {
         id: opts.id.clone(),
         expected: "its namespaces were joined",

@@ -27,7 +27,7 @@ use super::{
     caps, console, cwd, devices, fds, mount, net, process, reaper, seccomp, RootfsSource,
     RuntimeError, StartGate, Stdio,
 };
-use crate::sys::LinuxSyscall;
+use crate::sys::{LinuxSyscall, Syscall};
 
 const CLONE_NEWTIME: u64 = 0x80;
 
@@ -165,6 +165,8 @@ impl InitPlan {
         }
         let own = |t: LinuxNamespaceType| namespaces.iter().any(|(n, _)| *n == t);
         let linux = spec.linux().clone().unwrap_or_default();
+        super::lsm::refuse_unenforced(process.as_ref(), linux.mount_label().as_deref())
+            .map_err(|r| invalid(id, r))?;
         let mut sysctl: Vec<(String, String)> = linux
             .sysctl()
             .clone()
@@ -458,6 +460,12 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         "mount propagation",
         mount::setup_propagation(&LinuxSyscall, plan.rootfs_propagation.as_deref()),
     )?;
+    // The procfs sysctls are written through, taken before any of the
+    // spec's mounts could shadow /proc (procfs.rs).
+    let procfs = match plan.sysctl.is_empty() {
+        true => None,
+        false => Some(step("procfs", super::procfs::ProcFs::open())?),
+    };
     // Sync point 1' (init): in a user namespace the parent built the overlay
     // and idmapped the `idmap` binds (see idmap.rs); attach the overlay,
     // then bind it as a plain root dir.
@@ -484,9 +492,17 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         mount::setup_root(&LinuxSyscall, ctx.rootfs, source),
     )?;
     let mounts = super::idmap::rewrite_mounts(&plan.mounts, &staged);
+    // Every path in the container is resolved from this descriptor of its
+    // root (sys/at.rs), never joined to `rootfs` as a string.
+    let root = step(
+        "root filesystem",
+        LinuxSyscall
+            .open_root(ctx.rootfs)
+            .map_err(|e| RuntimeError::io("open", ctx.rootfs, e)),
+    )?;
     let mctx = MountContext {
         sys: &LinuxSyscall,
-        rootfs: ctx.rootfs,
+        root: &root,
         new_net_ns: plan.new_net_ns,
         new_cgroup_ns: plan.new_cgroup_ns,
         new_user_ns: plan.new_user_ns,
@@ -498,7 +514,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if plan.setup_dev {
         step(
             "devices",
-            devices::setup_devices(ctx.rootfs, &plan.devices, plan.new_user_ns),
+            devices::setup_devices(&root, &plan.devices, plan.new_user_ns),
         )?;
     }
     // Sync point 1a (init): the runtime environment exists and pivot_root has
@@ -524,6 +540,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             &hook_state,
         ),
     )?;
+    drop(root);
     step("pivot_root", mount::pivot_into(&LinuxSyscall, ctx.rootfs))?;
     step(
         "root propagation",
@@ -543,16 +560,25 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if plan.new_net_ns {
         step("loopback", net::bring_up_loopback())?;
     }
-    // Through the container's own /proc/sys, before it is made read-only.
-    step("sysctl", apply_sysctls(&plan.sysctl))?;
+    // Through the procfs taken before the mounts, in our namespaces now.
+    if let Some(procfs) = procfs {
+        step("sysctl", apply_sysctls(&procfs, &plan.sysctl))?;
+    }
+    let root = step(
+        "read-only paths",
+        LinuxSyscall
+            .open_root(Path::new("/"))
+            .map_err(|e| RuntimeError::io("open", "/", e)),
+    )?;
     step(
         "read-only paths",
-        mount::apply_readonly_paths(&LinuxSyscall, &plan.readonly_paths),
+        mount::apply_readonly_paths(&LinuxSyscall, &root, &plan.readonly_paths),
     )?;
     step(
         "masked paths",
-        mount::apply_masked_paths(&LinuxSyscall, &plan.masked_paths),
+        mount::apply_masked_paths(&LinuxSyscall, &root, &plan.masked_paths),
     )?;
+    drop(root);
     // Last of the mounts: nothing can be created under a read-only root.
     if plan.root_readonly {
         step(
@@ -755,14 +781,12 @@ fn set_names(plan: &InitPlan) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn write_file(path: &str, value: &str) -> Result<(), RuntimeError> {
-    std::fs::write(path, value).map_err(|e| RuntimeError::io("write", path, e))
-}
-
-fn apply_sysctls(sysctl: &[(String, String)]) -> Result<(), RuntimeError> {
+fn apply_sysctls(
+    procfs: &super::procfs::ProcFs,
+    sysctl: &[(String, String)],
+) -> Result<(), RuntimeError> {
     for (k, v) in sysctl {
-        let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        write_file(&path, v)?;
+        procfs.write_sysctl(k, v)?;
     }
     Ok(())
 }

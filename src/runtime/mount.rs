@@ -2,17 +2,17 @@
 //! mount namespace: propagation, the root (bind or overlay), the spec's mounts
 //! in order, pivot_root, read-only and masked paths, the read-only root.
 //!
-//! Option parsing (`parse_mount_options`) and path resolution (`secure_join`)
-//! are pure and unit-tested; everything else here must only ever run in the
-//! container's mount namespace.
+//! Option parsing (`parse_mount_options`) is pure and unit-tested; everything
+//! else here must only ever run in the container's mount namespace. Every
+//! path in the container is resolved by the kernel inside the root
+//! (`Syscall::resolve`, sys/at.rs) and mounted onto the descriptor it gave,
+//! never joined as a string (CVE-2021-30465).
 
-use std::collections::VecDeque;
-use std::ffi::OsStr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::sys::{FileKind, Syscall};
+use crate::sys::{at, Create, FileKind, Resolved, Root, Syscall};
 use oci_spec::runtime::Mount;
 
 use super::{RootfsSource, RuntimeError};
@@ -118,61 +118,6 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
         }
     }
     out
-}
-
-/// Resolve `unsafe_path` as if `root` were `/`: `..` stops at the root and
-/// symlinks are followed inside it, so no component can lead outside
-/// (runc's filepath-securejoin). The result may not exist yet.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf, RuntimeError> {
-    let mut resolved = PathBuf::new();
-    let mut queue: VecDeque<std::ffi::OsString> = VecDeque::new();
-    push_components(&mut queue, unsafe_path, false);
-    let mut links = 0;
-    while let Some(part) = queue.pop_front() {
-        if part == OsStr::new("..") {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&part);
-        match std::fs::symlink_metadata(root.join(&candidate)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 255 {
-                    return Err(RuntimeError::io(
-                        "resolve path in container root",
-                        unsafe_path,
-                        std::io::Error::from_raw_os_error(libc::ELOOP),
-                    ));
-                }
-                let target = std::fs::read_link(root.join(&candidate))
-                    .map_err(|e| RuntimeError::io("read symlink", root.join(&candidate), e))?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                push_components(&mut queue, &target, true);
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
-
-fn push_components(queue: &mut VecDeque<std::ffi::OsString>, p: &Path, front: bool) {
-    let parts: Vec<std::ffi::OsString> = p
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    if front {
-        for part in parts.into_iter().rev() {
-            queue.push_front(part);
-        }
-    } else {
-        queue.extend(parts);
-    }
 }
 
 fn mnt(
@@ -335,11 +280,52 @@ fn escape_overlay_path(p: &Path) -> String {
 /// What the init knows about its namespaces when mounting.
 pub struct MountContext<'a> {
     pub sys: &'a dyn Syscall,
-    pub rootfs: &'a Path,
+    /// The container's root (before pivot_root), opened once the root is
+    /// mounted: every destination is resolved from it.
+    pub root: &'a Root,
     pub new_net_ns: bool,
     pub new_cgroup_ns: bool,
     pub new_user_ns: bool,
     pub cgroup: Option<&'a Path>,
+}
+
+fn in_root_error(op: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::io(op, path, e)
+}
+
+/// Resolve `path` inside `root`, creating it as `create` says.
+pub fn resolve_target(
+    sys: &dyn Syscall,
+    root: &Root,
+    path: &Path,
+    create: Create,
+) -> Result<Resolved, RuntimeError> {
+    sys.resolve(root, path, Some(create))
+        .map_err(|e| in_root_error("resolve inside the container root", path, e))
+}
+
+/// After a mount onto `before`, resolve `path` again: it must now lead to
+/// the new mount (else the mount did not land where it was meant to, and
+/// the start stops), and what comes back is the new mount's root, which a
+/// remount or a propagation change must name (the old descriptor still
+/// holds the covered directory).
+fn landed(
+    sys: &dyn Syscall,
+    root: &Root,
+    path: &Path,
+    before: &Resolved,
+) -> Result<Resolved, RuntimeError> {
+    let after = sys
+        .resolve(root, path, None)
+        .map_err(|e| in_root_error("resolve mount destination again", path, e))?;
+    if !sys.mount_changed(before, &after) {
+        return Err(in_root_error(
+            "mount did not land on its destination (it changed during the mount)",
+            path,
+            std::io::Error::from_raw_os_error(libc::EXDEV),
+        ));
+    }
+    Ok(after)
 }
 
 /// Step: the spec's mounts, in order, each under the root (never outside it).
@@ -359,12 +345,11 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
             reason: format!("mount destination '{}' is not absolute", dest_in.display()),
         });
     }
-    let dest = secure_join(ctx.rootfs, dest_in)?;
     let opts = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("");
     let source = m.source().as_deref();
 
-    if opts.is_bind() || typ == "bind" {
+    let top = if opts.is_bind() || typ == "bind" {
         let source = source.ok_or_else(|| RuntimeError::InvalidSpec {
             id: String::new(),
             reason: format!("bind mount on '{}' has no source", dest_in.display()),
@@ -376,35 +361,63 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                 std::io::Error::from_raw_os_error(libc::ENOENT),
             )
         })?;
-        create_mount_point(&dest, kind == FileKind::Dir)?;
+        let create = if kind == FileKind::Dir {
+            Create::Dir
+        } else {
+            Create::File
+        };
+        let dest = resolve_target(sys, ctx.root, dest_in, create)?;
         let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
         if typ == "bind" && !opts.is_bind() {
             flags |= MsFlags::MS_REC;
         }
-        mnt(sys, Some(source), &dest, None, flags, None)?;
+        mnt(sys, Some(source), &dest.mount_path(), None, flags, None)?;
+        let top = landed(sys, ctx.root, dest_in, &dest)?;
         // A bind ignores every other flag; they take effect only on a remount.
         let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
-            let keep = locked_flags(sys, &dest) - opts.cleared;
+            let target = top.mount_path();
+            let keep = locked_flags(sys, &target) - opts.cleared;
             mnt(
                 sys,
                 None,
-                &dest,
+                &target,
                 None,
                 MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | keep,
                 None,
             )?;
         }
+        // A remount changes one mount: an `rbind,ro` volume would keep its
+        // submounts writable (runc needs `rro` for this). Read-only means
+        // the whole tree here, as Docker's read-only binds on kernels with
+        // mount_setattr.
+        if flags.contains(MsFlags::MS_REC) && opts.flags.contains(MsFlags::MS_RDONLY) {
+            sys.set_attrs_recursive(&top, at::MOUNT_ATTR_RDONLY)
+                .map_err(|e| {
+                    in_root_error("make a read-only bind read-only recursively", dest_in, e)
+                })?;
+        }
+        top
     } else {
+        if typ.is_empty() {
+            return Err(RuntimeError::InvalidSpec {
+                id: String::new(),
+                reason: format!(
+                    "mount on '{}' has neither a type nor a bind option",
+                    dest_in.display()
+                ),
+            });
+        }
+        let dest = resolve_target(sys, ctx.root, dest_in, Create::Dir)?;
+        let target = dest.mount_path();
         match typ {
             "sysfs" => mount_sysfs(ctx, &dest, &opts)?,
-            "cgroup" | "cgroup2" => mount_cgroup(ctx, &dest, &opts)?,
+            "cgroup" | "cgroup2" => mount_cgroup(ctx, dest_in, &dest, &opts)?,
             "mqueue" => {
-                create_mount_point(&dest, true)?;
                 let r = mnt(
                     sys,
                     source.or(Some(Path::new("mqueue"))),
-                    &dest,
+                    &target,
                     Some("mqueue"),
                     opts.flags,
                     opts.data_string().as_deref(),
@@ -416,7 +429,7 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                         mnt(
                             sys,
                             Some(Path::new("/dev/mqueue")),
-                            &dest,
+                            &target,
                             None,
                             MsFlags::MS_BIND | MsFlags::MS_REC,
                             None,
@@ -426,17 +439,7 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                     }
                 }
             }
-            "" => {
-                return Err(RuntimeError::InvalidSpec {
-                    id: String::new(),
-                    reason: format!(
-                        "mount on '{}' has neither a type nor a bind option",
-                        dest_in.display()
-                    ),
-                })
-            }
             _ => {
-                create_mount_point(&dest, true)?;
                 let data = opts.data_string();
                 let src = source
                     .map(Path::to_path_buf)
@@ -444,73 +447,92 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                 mnt(
                     sys,
                     Some(&src),
-                    &dest,
+                    &target,
                     Some(typ),
                     opts.flags - MsFlags::MS_REMOUNT,
                     data.as_deref(),
                 )?;
             }
         }
-    }
-    for p in &opts.propagation {
-        mnt(sys, None, &dest, None, *p, None)?;
-    }
-    Ok(())
-}
-
-fn mount_sysfs(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(), RuntimeError> {
-    let sys = ctx.sys;
-    create_mount_point(dest, true)?;
-    // A fresh sysfs shows the network devices of the mounting process's
-    // netns; without an own netns (or when a user namespace is refused one)
-    // bind the host's /sys read-only instead, as runc does.
-    let fresh = if ctx.new_net_ns {
-        mnt(
-            sys,
-            Some(Path::new("sysfs")),
-            dest,
-            Some("sysfs"),
-            opts.flags,
-            opts.data_string().as_deref(),
-        )
-    } else {
-        Err(RuntimeError::sys(
-            "sysfs without own netns",
-            nix::errno::Errno::EPERM,
-        ))
+        landed(sys, ctx.root, dest_in, &dest)?
     };
-    if fresh.is_err() {
-        mnt(
-            sys,
-            Some(Path::new("/sys")),
-            dest,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        let flags = opts.flags | MsFlags::MS_RDONLY | locked_flags(sys, dest);
-        mnt(
-            sys,
-            None,
-            dest,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
-            None,
-        )?;
+    for p in &opts.propagation {
+        mnt(sys, None, &top.mount_path(), None, *p, None)?;
     }
     Ok(())
 }
 
-fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<(), RuntimeError> {
+/// sysfs. With an own network namespace: a fresh instance (it shows that
+/// namespace's devices). Without one (`host` network) a fresh instance
+/// too, forced read-only: an rbind of the host's /sys would bring its
+/// writable submounts (debugfs, tracefs, securityfs, bpffs, configfs, …),
+/// which a remount of the top mount leaves writable. Where the kernel
+/// refuses a fresh one (a user namespace without its own netns), the host's
+/// /sys is bound with every submount made read-only (mount_setattr
+/// AT_RECURSIVE), as a detached copy attached onto the destination.
+fn mount_sysfs(
+    ctx: &MountContext,
+    dest: &Resolved,
+    opts: &MountOptions,
+) -> Result<(), RuntimeError> {
     let sys = ctx.sys;
-    create_mount_point(dest, true)?;
+    let target = &dest.mount_path();
+    let mut flags = opts.flags;
+    if !ctx.new_net_ns {
+        flags |= MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    }
+    let fresh = mnt(
+        sys,
+        Some(Path::new("sysfs")),
+        target,
+        Some("sysfs"),
+        flags,
+        opts.data_string().as_deref(),
+    );
+    match fresh {
+        Ok(()) => Ok(()),
+        Err(RuntimeError::Sys { source, .. })
+            if source == nix::errno::Errno::EPERM || source == nix::errno::Errno::EACCES =>
+        {
+            let host = sys
+                .open_host(Path::new("/sys"))
+                .map_err(|e| RuntimeError::io("open", "/sys", e))?;
+            sys.bind_tree(
+                &host,
+                dest,
+                true,
+                at::MOUNT_ATTR_RDONLY
+                    | at::MOUNT_ATTR_NOSUID
+                    | at::MOUNT_ATTR_NODEV
+                    | at::MOUNT_ATTR_NOEXEC,
+            )
+            .map_err(|e| {
+                RuntimeError::io(
+                    "bind the host's /sys read-only (recursively)",
+                    &dest.path,
+                    e,
+                )
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn mount_cgroup(
+    ctx: &MountContext,
+    dest_in: &Path,
+    dest: &Resolved,
+    opts: &MountOptions,
+) -> Result<(), RuntimeError> {
+    let sys = ctx.sys;
+    let target = dest.mount_path();
     if ctx.new_cgroup_ns {
         // In its own cgroup namespace a fresh cgroup2 mount shows the
         // container's cgroup as the root and nothing above it.
         match mnt(
             sys,
             Some(Path::new("cgroup2")),
-            dest,
+            &target,
             Some("cgroup2"),
             opts.flags,
             None,
@@ -531,42 +553,23 @@ fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &MountOptions) -> Result<
     mnt(
         sys,
         Some(src),
-        dest,
+        &target,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    let flags = opts.flags | locked_flags(sys, dest);
+    // Kept alive: its descriptor is what `/proc/self/fd/N` names.
+    let landed = landed(sys, ctx.root, dest_in, dest)?;
+    let top = landed.mount_path();
+    let flags = opts.flags | locked_flags(sys, &top);
     mnt(
         sys,
         None,
-        dest,
+        &top,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
         None,
     )
-}
-
-/// Create a directory or an empty file to mount onto (parents 0755).
-pub fn create_mount_point(dest: &Path, dir: bool) -> Result<(), RuntimeError> {
-    if dir {
-        std::fs::create_dir_all(dest).map_err(|e| RuntimeError::io("create mount point", dest, e))
-    } else {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| RuntimeError::io("create mount point parent", parent, e))?;
-        }
-        match std::fs::symlink_metadata(dest) {
-            Ok(_) => Ok(()),
-            Err(_) => std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(dest)
-                .map(|_| ())
-                .map_err(|e| RuntimeError::io("create mount point file", dest, e)),
-        }
-    }
 }
 
 /// Step: pivot_root into the prepared root and detach the old one. Uses the
@@ -599,64 +602,77 @@ pub fn pivot_into(sys: &dyn Syscall, rootfs: &Path) -> Result<(), RuntimeError> 
     Ok(())
 }
 
-/// Step (after pivot_root): bind each read-only path onto itself read-only.
-/// Missing paths are skipped, as runc does.
-pub fn apply_readonly_paths(sys: &dyn Syscall, paths: &[String]) -> Result<(), RuntimeError> {
+/// Step (after pivot_root): bind each read-only path onto itself
+/// read-only, submounts included: a detached recursive copy gets
+/// MOUNT_ATTR_RDONLY on every mount (mount_setattr AT_RECURSIVE) before it
+/// is attached onto the path's descriptor; a remount would only have made
+/// the top mount read-only. Missing paths are skipped, as runc does.
+pub fn apply_readonly_paths(
+    sys: &dyn Syscall,
+    root: &Root,
+    paths: &[String],
+) -> Result<(), RuntimeError> {
     for p in paths {
         let path = Path::new(p);
-        if sys.file_kind(path).is_none() {
-            continue;
-        }
-        mnt(
-            sys,
-            Some(path),
-            path,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        let keep = locked_flags(sys, path);
-        mnt(
-            sys,
-            None,
-            path,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
-            None,
-        )?;
+        let target = match sys.resolve(root, path, None) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(in_root_error("resolve read-only path", path, e)),
+        };
+        sys.bind_tree(&target, &target, true, at::MOUNT_ATTR_RDONLY)
+            .map_err(|e| in_root_error("bind read-only path (recursively)", path, e))?;
     }
     Ok(())
 }
 
-/// Step (after pivot_root): hide each masked path: /dev/null over a file, an
-/// empty read-only tmpfs over a directory (runc `maskPath`).
-pub fn apply_masked_paths(sys: &dyn Syscall, paths: &[String]) -> Result<(), RuntimeError> {
+/// Step (after pivot_root): hide each masked path: the container's
+/// /dev/null over a file, an empty read-only tmpfs over a directory (runc
+/// `maskPath`). The /dev/null used must be the real char device 1:3 — an
+/// image's /dev/null symlinked to a procfs file would otherwise bind that
+/// file, writable, over the path (CVE-2025-31133) — and it is bound by
+/// descriptor onto the path's descriptor.
+pub fn apply_masked_paths(
+    sys: &dyn Syscall,
+    root: &Root,
+    paths: &[String],
+) -> Result<(), RuntimeError> {
+    let mut null: Option<Resolved> = None;
     for p in paths {
         let path = Path::new(p);
-        let Some(kind) = sys.file_kind(path) else {
-            continue;
+        let target = match sys.resolve(root, path, None) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(in_root_error("resolve masked path", path, e)),
         };
-        if kind == FileKind::Dir {
-            mnt(
-                sys,
-                Some(Path::new("tmpfs")),
-                path,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None,
-            )?;
+        if target.kind == FileKind::Dir {
+            sys.mount_new_fs("tmpfs", &target, at::MOUNT_ATTR_RDONLY)
+                .map_err(|e| in_root_error("mask directory with a read-only tmpfs", path, e))?;
         } else {
-            mnt(
-                sys,
-                Some(Path::new("/dev/null")),
-                path,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )?;
+            if null.is_none() {
+                null = Some(open_dev_null(sys, root)?);
+            }
+            let Some(n) = &null else { continue };
+            sys.bind_tree(n, &target, false, 0)
+                .map_err(|e| in_root_error("mask file with /dev/null", path, e))?;
         }
     }
     Ok(())
+}
+
+/// The container's /dev/null, checked to be the char device 1:3.
+pub fn open_dev_null(sys: &dyn Syscall, root: &Root) -> Result<Resolved, RuntimeError> {
+    let dev_null = Path::new("/dev/null");
+    let n = sys
+        .resolve(root, dev_null, None)
+        .map_err(|e| in_root_error("open", dev_null, e))?;
+    if n.kind != FileKind::Char(1, 3) {
+        return Err(in_root_error(
+            "refusing to mask with a /dev/null that is not the char device 1:3",
+            dev_null,
+            std::io::Error::from_raw_os_error(libc::ENODEV),
+        ));
+    }
+    Ok(n)
 }
 
 /// Step (last of the mounts): `root.readonly` remounts `/` read-only.
@@ -737,29 +753,6 @@ mod tests {
         assert_eq!(d, "lowerdir=/l/top\\:1:/l/base,upperdir=/u,workdir=/w");
     }
 
-    #[test]
-    fn secure_join_keeps_dotdot_and_symlinks_inside_the_root() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        std::fs::create_dir_all(r.join("etc")).unwrap();
-        std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
-        std::os::unix::fs::symlink("../../../../etc", r.join("etc/up")).unwrap();
-        assert_eq!(
-            secure_join(r, Path::new("/../../etc/x")).unwrap(),
-            r.join("etc/x")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("/abs/passwd")).unwrap(),
-            r.join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("/etc/up/shadow")).unwrap(),
-            r.join("etc/shadow")
-        );
-        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
-        assert!(secure_join(r, Path::new("/loop")).is_err());
-    }
-
     use crate::sys::{Call, RecordingSyscall};
 
     fn mount_call(
@@ -777,47 +770,61 @@ mod tests {
         }
     }
 
-    /// Order test (recording double): read-only paths are bound then
-    /// remounted read-only keeping their locked flags; masked files get
-    /// /dev/null, masked dirs a read-only tmpfs; missing paths are skipped.
-    /// The kernel's side is checked by tests/runtime_run.rs.
+    /// Order test (recording double): each read-only path is bound onto
+    /// itself as a recursive detached copy made read-only on every mount;
+    /// masked files get the container's /dev/null (checked to be 1:3),
+    /// masked dirs a fresh read-only tmpfs; missing paths are skipped. The
+    /// kernel's side is checked by tests/runtime_run.rs and tests/escapes.
     #[test]
     fn readonly_and_masked_paths_in_order() {
-        let mut sys = RecordingSyscall::with_paths(&[
+        let sys = RecordingSyscall::with_paths(&[
             ("/proc/sys", FileKind::Dir),
             ("/proc/kcore", FileKind::Other),
             ("/proc/acpi", FileKind::Dir),
+            ("/dev/null", FileKind::Char(1, 3)),
         ]);
-        sys.flags.insert(
-            PathBuf::from("/proc/sys"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        );
+        let root = sys.open_root(Path::new("/")).unwrap();
         let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        apply_readonly_paths(&sys, &paths(&["/proc/sys", "/proc/missing"])).unwrap();
-        apply_masked_paths(&sys, &paths(&["/proc/kcore", "/proc/acpi", "/nope"])).unwrap();
-        let rec = MsFlags::MS_BIND | MsFlags::MS_REC;
+        apply_readonly_paths(&sys, &root, &paths(&["/proc/sys", "/proc/missing"])).unwrap();
+        apply_masked_paths(&sys, &root, &paths(&["/proc/kcore", "/proc/acpi", "/nope"])).unwrap();
         assert_eq!(
             sys.take(),
             vec![
-                mount_call(Some("/proc/sys"), "/proc/sys", None, rec),
-                mount_call(
-                    None,
-                    "/proc/sys",
-                    None,
-                    rec | MsFlags::MS_REMOUNT
-                        | MsFlags::MS_RDONLY
-                        | MsFlags::MS_NOSUID
-                        | MsFlags::MS_NODEV
-                ),
-                mount_call(Some("/dev/null"), "/proc/kcore", None, MsFlags::MS_BIND),
-                mount_call(
-                    Some("tmpfs"),
-                    "/proc/acpi",
-                    Some("tmpfs"),
-                    MsFlags::MS_RDONLY
-                ),
+                Call::BindTree {
+                    source: PathBuf::from("/proc/sys"),
+                    target: PathBuf::from("/proc/sys"),
+                    recursive: true,
+                    attrs: at::MOUNT_ATTR_RDONLY,
+                },
+                Call::BindTree {
+                    source: PathBuf::from("/dev/null"),
+                    target: PathBuf::from("/proc/kcore"),
+                    recursive: false,
+                    attrs: 0,
+                },
+                Call::NewFs {
+                    fstype: "tmpfs".into(),
+                    target: PathBuf::from("/proc/acpi"),
+                    attrs: at::MOUNT_ATTR_RDONLY,
+                },
             ]
         );
+    }
+
+    /// A /dev/null that is not the char device 1:3 (a regular file, or a
+    /// symlink resolved to a procfs file) is refused for masking.
+    #[test]
+    fn masking_refuses_a_fake_dev_null() {
+        for fake in [FileKind::Other, FileKind::Char(1, 5), FileKind::Dir] {
+            let sys = RecordingSyscall::with_paths(&[
+                ("/proc/kcore", FileKind::Other),
+                ("/dev/null", fake),
+            ]);
+            let root = sys.open_root(Path::new("/")).unwrap();
+            let e = apply_masked_paths(&sys, &root, &["/proc/kcore".to_string()]).unwrap_err();
+            assert!(e.to_string().contains("1:3"), "{e}");
+            assert!(sys.take().is_empty());
+        }
     }
 
     /// Order test: pivot_root(".", "."), then the old root is made slave
@@ -847,12 +854,14 @@ mod tests {
 
     /// Order test: a read-only bind is a bind first (which ignores flags),
     /// then a remount with the asked flags plus the flags locked on the
-    /// source, then its propagation.
+    /// source, then (an rbind) read-only on every submount, then its
+    /// propagation.
     #[test]
     fn readonly_bind_is_bound_then_remounted() {
-        let root = tempfile::tempdir().unwrap();
-        let dest = root.path().join("data");
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("data");
         let mut sys = RecordingSyscall::with_paths(&[("/srv/vol", FileKind::Dir)]);
+        let root = sys.open_root(tmp.path()).unwrap();
         sys.flags.insert(dest.clone(), MsFlags::MS_NODEV);
         let m: Mount = serde_json::from_value(serde_json::json!({
             "destination": "/data", "type": "bind", "source": "/srv/vol",
@@ -861,7 +870,7 @@ mod tests {
         .unwrap();
         let ctx = MountContext {
             sys: &sys,
-            rootfs: root.path(),
+            root: &root,
             new_net_ns: true,
             new_cgroup_ns: true,
             new_user_ns: false,
@@ -888,10 +897,13 @@ mod tests {
                         | MsFlags::MS_NOSUID
                         | MsFlags::MS_NODEV
                 ),
+                Call::SetAttrsRecursive {
+                    target: dest.clone(),
+                    attrs: at::MOUNT_ATTR_RDONLY
+                },
                 mount_call(None, d, None, MsFlags::MS_PRIVATE | MsFlags::MS_REC),
             ]
         );
-        assert!(dest.is_dir(), "the mount point was created inside the root");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 mod exe;
 mod fds;
 mod files;
+mod paths;
+mod procfs;
 mod reaper;
 #[path = "../support/registry.rs"]
 mod reg;
