@@ -380,11 +380,12 @@ impl InitContext<'_> {
     }
 }
 
-fn close_fds(ctx: &InitContext, held: Held) -> StepResult<()> {
-    step(
-        "close host fds",
-        fds::close_all_except(&ctx.fds_to_keep(held)),
-    )
+/// Close what `held` does not keep, and `extra`: descriptors the init
+/// itself opened and still needs (the procfs it writes sysctls through).
+fn close_fds(ctx: &InitContext, held: Held, extra: &[RawFd]) -> StepResult<()> {
+    let mut keep = ctx.fds_to_keep(held);
+    keep.extend_from_slice(extra);
+    step("close host fds", fds::close_all_except(&keep))
 }
 
 /// Set once the init reported ready (sync point 2).
@@ -419,7 +420,7 @@ pub fn run(ctx: InitContext) -> ! {
 fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let plan = ctx.plan;
     // First of all: only what the init was given stays open (CVE-2024-21626).
-    close_fds(ctx, Held::Start)?;
+    close_fds(ctx, Held::Start, &[])?;
     // Sync point 1 (init): nothing may happen before the parent wrote our ID
     // maps and placed us in the cgroup.
     let hook_state = ctx
@@ -444,7 +445,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     step("stdio", setup_stdio(&ctx.stdio))?;
     // Namespace files and stdio sources are used up: close them before the
     // first path the container controls (its root, its mounts).
-    close_fds(ctx, Held::Joined)?;
+    close_fds(ctx, Held::Joined, &[])?;
     // The FIFO lives on the host; the parent opened it for us.
     let fifo = match ctx.gate {
         StartGate::Fifo(path) => Some(ctx.exec_fifo.as_ref().ok_or_else(|| {
@@ -555,7 +556,9 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     }
     // The console socket is used up; from here the init holds only what its
     // process may inherit, so no cwd or program path can reach a host fd.
-    close_fds(ctx, Held::Process)?;
+    // The procfs stays until the sysctls below are written through it.
+    let procfs_fd: Vec<RawFd> = procfs.iter().map(|p| p.raw_fd()).collect();
+    close_fds(ctx, Held::Process, &procfs_fd)?;
     step("hostname", set_names(plan))?;
     if plan.new_net_ns {
         step("loopback", net::bring_up_loopback())?;

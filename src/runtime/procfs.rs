@@ -21,6 +21,13 @@ use crate::sys::at;
 #[derive(Debug)]
 pub struct ProcFs(OwnedFd);
 
+impl ProcFs {
+    /// Its descriptor, for the init's list of what it keeps open.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+}
+
 fn check(fd: &OwnedFd, what: &Path) -> Result<(), RuntimeError> {
     match at::fs_magic(fd.as_fd()) {
         Ok(m) if m == libc::PROC_SUPER_MAGIC => Ok(()),
