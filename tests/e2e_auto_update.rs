@@ -14,16 +14,6 @@ use std::time::Duration;
 use reg::{Layout, Member};
 use support::systemd_box::{BoxOptions, SystemdBox};
 
-const REGISTRY_CONFIG: &str = "version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: /var/lib/test-registry
-http:
-  addr: 127.0.0.1:5000
-";
-
 /// An OCI layout at `dir` with `app:TAG` for each (tag, script) given: busybox
 /// and a /version file, running `script` with sh.
 fn write_layout(dir: &std::path::Path, versions: &[(&str, &str)]) {
@@ -78,7 +68,6 @@ fn auto_update_moves_to_newer_images_and_rolls_back_broken_ones() {
     let b = SystemdBox::boot(
         BoxOptions::default()
             .with_berth()
-            .file("/srv/registry.yml", REGISTRY_CONFIG)
             .file(
                 "/etc/berth/berth.toml",
                 "[[registry]]\nhost = \"127.0.0.1:5000\"\ninsecure = true\n",
@@ -101,13 +90,7 @@ fn auto_update_moves_to_newer_images_and_rolls_back_broken_ones() {
         ],
     );
     b.copy_in(layout.path(), "/srv/layout");
-    b.sh_ok(
-        "systemd-run --quiet --unit=test-registry /usr/bin/docker-registry serve /srv/registry.yml",
-    );
-    b.wait_until(
-        "curl -fsS http://127.0.0.1:5000/v2/ >/dev/null && echo up",
-        Duration::from_secs(20),
-    );
+    b.serve_registry();
     push(&b, "1", "stable");
     push(&b, "1", "pinned");
     b.sh_ok("systemctl start berth@app berth@pinned");

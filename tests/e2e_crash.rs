@@ -15,16 +15,6 @@ use std::time::Duration;
 use reg::{Layout, Member};
 use support::systemd_box::{BoxOptions, SystemdBox};
 
-const REGISTRY_CONFIG: &str = "version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: /var/lib/test-registry
-http:
-  addr: 127.0.0.1:5000
-";
-
 /// Every feature whose start step has a crash point: an image pulled from a
 /// registry, a named volume seeded from it, a private ID range; and berth's
 /// init, which is the container's own process.
@@ -124,7 +114,6 @@ fn a_supervisor_killed_at_any_start_step_leaves_nothing_behind() {
     let b = SystemdBox::boot(
         BoxOptions::default()
             .with_berth()
-            .file("/srv/registry.yml", REGISTRY_CONFIG)
             .file(
                 "/etc/berth/berth.toml",
                 "[[registry]]\nhost = \"127.0.0.1:5000\"\ninsecure = true\n",
@@ -142,13 +131,7 @@ fn a_supervisor_killed_at_any_start_step_leaves_nothing_behind() {
     // read-only, which a host does not, and a user namespace's new proc
     // would be refused under it.
     b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
-    b.sh_ok(
-        "systemd-run --quiet --unit=test-registry /usr/bin/docker-registry serve /srv/registry.yml",
-    );
-    b.wait_until(
-        "curl -fsS http://127.0.0.1:5000/v2/ >/dev/null",
-        Duration::from_secs(20),
-    );
+    b.serve_registry();
     b.sh_ok("skopeo copy --quiet --dest-tls-verify=false oci:/srv/layout:1 docker://127.0.0.1:5000/crash/app:1");
     b.sh_ok("cut -d' ' -f5 /proc/self/mountinfo | sort > /run/mounts.before");
 

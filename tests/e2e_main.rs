@@ -92,16 +92,6 @@ fn build_image(layout: &Path, work: &Path) {
     ]));
 }
 
-const REGISTRY_CONFIG: &str = "version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: /var/lib/demo-registry
-http:
-  addr: 127.0.0.1:5000
-";
-
 const BERTH_TOML: &str = "# The box's registry speaks plain http on loopback.
 [[registry]]
 host = \"127.0.0.1:5000\"
@@ -147,14 +137,7 @@ fn declared_container_is_started_by_systemd_reachable_and_logged() {
     b.copy_in(&layout, "/srv/demo-layout");
 
     say("starting a real OCI registry on the box's loopback and pushing with skopeo");
-    b.write_file("/srv/registry.yml", REGISTRY_CONFIG.as_bytes());
-    b.sh_ok(
-        "systemd-run --quiet --unit=demo-registry /usr/bin/docker-registry serve /srv/registry.yml",
-    );
-    b.wait_until(
-        "curl -fsS http://127.0.0.1:5000/v2/ >/dev/null && echo up",
-        Duration::from_secs(20),
-    );
+    b.serve_registry();
     show(
         &b,
         "skopeo copy --quiet --dest-tls-verify=false oci:/srv/demo-layout:1 docker://127.0.0.1:5000/demo/httpd:1 && echo pushed 127.0.0.1:5000/demo/httpd:1",

@@ -11,11 +11,11 @@
 //!   "(unreachable)" when the cwd is outside the process's root (runc
 //!   8e1cd2f56 "init: verify after chdir that cwd is inside the container").
 
-use std::ffi::CString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use super::RuntimeError;
+use crate::sys::at;
 
 /// Why a working directory is refused.
 fn refused(cwd: &Path, reason: impl Into<String>) -> RuntimeError {
@@ -25,70 +25,32 @@ fn refused(cwd: &Path, reason: impl Into<String>) -> RuntimeError {
     }
 }
 
-/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Change to `cwd`, resolved inside "/", and check the result.
 pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
+    use std::os::fd::{AsFd, AsRawFd};
     if !cwd.is_absolute() {
         return Err(refused(cwd, "is not an absolute path"));
     }
-    let rel = cwd.strip_prefix("/").unwrap_or(cwd);
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let rel_c = CString::new(rel.as_os_str().as_bytes())
-        .map_err(|_| refused(cwd, "contains a NUL byte"))?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: open of a constant NUL-terminated path; the result is checked.
-    let root = unsafe {
-        libc::open(
-            c"/".as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if root < 0 {
-        return Err(RuntimeError::io(
-            "open",
-            "/",
-            std::io::Error::last_os_error(),
-        ));
+    if cwd.as_os_str().as_bytes().contains(&0) {
+        return Err(refused(cwd, "contains a NUL byte"));
     }
-    // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            rel_c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    } as i32;
-    let err = nix::errno::Errno::last();
-    // SAFETY: root is ours and used no more.
-    unsafe { libc::close(root) };
-    if fd >= 0 {
-        // SAFETY: fchdir on the descriptor we just opened, then close it.
-        let r = unsafe { libc::fchdir(fd) };
-        let e = nix::errno::Errno::last();
-        // SAFETY: fd is ours and used no more.
-        unsafe { libc::close(fd) };
-        if r != 0 {
-            return Err(RuntimeError::sys(format!("chdir '{}'", cwd.display()), e));
+    let chdir_err =
+        |e: nix::errno::Errno| RuntimeError::sys(format!("chdir '{}'", cwd.display()), e);
+    let root = at::openat2_cwd(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| RuntimeError::io("open", "/", e))?;
+    match at::openat2(
+        root.as_fd(),
+        cwd,
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => {
+            // SAFETY: fchdir on a descriptor we own.
+            if unsafe { libc::fchdir(fd.as_raw_fd()) } != 0 {
+                return Err(chdir_err(nix::errno::Errno::last()));
+            }
         }
-    } else {
-        match err {
+        Err(e) => match nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
             nix::errno::Errno::ELOOP => {
                 return Err(refused(
                     cwd,
@@ -103,11 +65,10 @@ pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
             // loaded before this step without no_new_privileges, lacks it):
             // a plain chdir; the check below still holds.
             nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM => {
-                nix::unistd::chdir(cwd)
-                    .map_err(|e| RuntimeError::sys(format!("chdir '{}'", cwd.display()), e))?;
+                nix::unistd::chdir(cwd).map_err(chdir_err)?;
             }
-            e => return Err(RuntimeError::sys(format!("chdir '{}'", cwd.display()), e)),
-        }
+            e => return Err(chdir_err(e)),
+        },
     }
     verify(cwd)
 }

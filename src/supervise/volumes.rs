@@ -16,6 +16,7 @@ use nix::unistd::{fork, ForkResult};
 
 use super::SuperviseError;
 use crate::config::{Definition, VolumeSource};
+use crate::sys::at;
 
 /// `STORAGE/volumes/NAME/_data`.
 pub fn volume_data(storage_root: &Path, name: &str) -> PathBuf {
@@ -188,73 +189,32 @@ fn seed_in_child(
     }
 }
 
-/// `struct open_how` of openat2(2) (libc's is non-exhaustive).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Copy `root`/`target` (resolved inside `root`) into `dest`: contents,
 /// plus the directory's own owner and mode. A missing target seeds nothing.
 fn copy_from_root(root: &Path, target: &Path, dest: &Path) -> Result<(), SuperviseError> {
-    let rel = target.strip_prefix("/").unwrap_or(target);
-    let root_c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
-        .map_err(|_| SuperviseError::io("path", root, std::io::ErrorKind::InvalidInput.into()))?;
-    let rel_c = std::ffi::CString::new(rel.as_os_str().as_encoded_bytes())
-        .map_err(|_| SuperviseError::io("path", target, std::io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: plain open of a NUL-terminated path; the result is checked.
-    let root_fd = unsafe {
-        libc::open(
-            root_c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
+    use std::os::fd::{AsFd, AsRawFd};
+    let root_fd = at::openat2_cwd(root, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|e| SuperviseError::io("open", root, e))?;
+    let fd = match at::openat2(
+        root_fd.as_fd(),
+        target,
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        // Nothing (or not a directory) at the target: an empty volume.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+            return Ok(())
+        }
+        Err(e) => return Err(SuperviseError::io("open", root.join(target), e)),
     };
-    if root_fd < 0 {
-        return Err(SuperviseError::io(
-            "open",
-            root,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root_fd,
-            rel_c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    } as i32;
-    let err = std::io::Error::last_os_error();
-    // SAFETY: root_fd is ours.
-    unsafe { libc::close(root_fd) };
-    if fd < 0 {
-        return match err.raw_os_error() {
-            // Nothing (or not a directory) at the target: an empty volume.
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) => Ok(()),
-            _ => Err(SuperviseError::io("open", root.join(rel), err)),
-        };
-    }
-    let src = PathBuf::from(format!("/proc/self/fd/{fd}"));
-    let r = (|| {
-        let meta = std::fs::metadata(&src).map_err(|e| SuperviseError::io("stat", target, e))?;
-        copy_dir_contents(&src, dest)?;
-        std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()))
-            .map_err(|e| SuperviseError::io("chown", dest, e))?;
-        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(|e| SuperviseError::io("chmod", dest, e))
-    })();
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    r
+    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let meta = std::fs::metadata(&src).map_err(|e| SuperviseError::io("stat", target, e))?;
+    copy_dir_contents(&src, dest)?;
+    std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()))
+        .map_err(|e| SuperviseError::io("chown", dest, e))?;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(|e| SuperviseError::io("chmod", dest, e))
 }
 
 /// Recursive copy that never follows symlinks (they are copied as links).

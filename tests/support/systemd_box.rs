@@ -636,6 +636,25 @@ impl SystemdBox {
         }
     }
 
+    /// A real docker-registry on the box's loopback, `127.0.0.1:5000`, plain
+    /// http, started as the transient unit `test-registry`; returns once it
+    /// answers. Its config is `/srv/registry.yml`, its data
+    /// `/var/lib/test-registry`.
+    pub fn serve_registry(&self) {
+        self.write_file(
+            "/srv/registry.yml",
+            b"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    \
+              rootdirectory: /var/lib/test-registry\nhttp:\n  addr: 127.0.0.1:5000\n",
+        );
+        self.sh_ok(
+            "systemd-run --quiet --unit=test-registry /usr/bin/docker-registry serve /srv/registry.yml",
+        );
+        self.wait_until(
+            "curl -fsS http://127.0.0.1:5000/v2/ >/dev/null",
+            Duration::from_secs(20),
+        );
+    }
+
     /// Install berth into the box the way a packager would: run
     /// `packaging/install.sh` inside the box (DESTDIR = the box's `/`) with the
     /// binary cargo built for this test run. Then `systemctl daemon-reload`, so
