@@ -19,13 +19,33 @@ use crate::sys::at;
 
 /// A verified procfs.
 #[derive(Debug)]
-pub struct ProcFs(OwnedFd);
+pub struct ProcFs {
+    fd: OwnedFd,
+    /// Set when /proc could not be copied alone (a user namespace, where its
+    /// submounts are locked, e.g. a read-only /proc/sys inside a container):
+    /// the ids of the mounts under /proc when it was taken. A sysctl may be
+    /// reached through them, never through a mount made later.
+    mounts_then: Option<Vec<u64>>,
+}
 
 impl ProcFs {
     /// Its descriptor, for the init's list of what it keeps open.
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
     }
+}
+
+/// The ids of the mounts at or below /proc, from mountinfo(5).
+fn proc_mount_ids(mountinfo: &str) -> Vec<u64> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let id = f.next()?.parse().ok()?;
+            let point = f.nth(3)?;
+            (point == "/proc" || point.starts_with("/proc/")).then_some(id)
+        })
+        .collect()
 }
 
 fn check(fd: &OwnedFd, what: &Path) -> Result<(), RuntimeError> {
@@ -49,28 +69,65 @@ impl ProcFs {
         // A private copy no later mount in this namespace can cover; in a
         // user namespace the kernel refuses to copy a mount with locked
         // submounts alone (EINVAL), and the descriptor itself serves.
-        let fd = at::clone_tree(fd.as_fd(), false).unwrap_or(fd);
+        let (fd, mounts_then) = match at::clone_tree(fd.as_fd(), false) {
+            Ok(copy) => (copy, None),
+            Err(_) => {
+                let info = std::fs::read_to_string("/proc/self/mountinfo")
+                    .map_err(|e| RuntimeError::io("read", "/proc/self/mountinfo", e))?;
+                (fd, Some(proc_mount_ids(&info)))
+            }
+        };
         check(&fd, proc_)?;
-        Ok(ProcFs(fd))
+        Ok(ProcFs { fd, mounts_then })
     }
 
     /// Write `value` to the sysctl `key` (`net.ipv4.ip_forward`).
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<(), RuntimeError> {
         let rel = PathBuf::from(format!("sys/{}", key.replace('.', "/")));
         let shown = Path::new("/proc").join(&rel);
-        let fd = at::openat2(
-            self.0.as_fd(),
-            &rel,
-            libc::O_WRONLY | libc::O_NOFOLLOW,
-            libc::RESOLVE_BENEATH
-                | libc::RESOLVE_NO_XDEV
-                | libc::RESOLVE_NO_SYMLINKS
-                | libc::RESOLVE_NO_MAGICLINKS,
-        )
-        .map_err(|e| RuntimeError::io("open sysctl", &shown, e))?;
+        let beneath =
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+        let open = |resolve| {
+            at::openat2(
+                self.fd.as_fd(),
+                &rel,
+                libc::O_WRONLY | libc::O_NOFOLLOW,
+                resolve,
+            )
+        };
+        let fd = match (open(beneath | libc::RESOLVE_NO_XDEV), &self.mounts_then) {
+            // Through a submount of /proc that was there when it was taken
+            // (checked below), never one the spec's mounts added.
+            (Err(e), Some(ids)) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let fd = open(beneath).map_err(|e| RuntimeError::io("open sysctl", &shown, e))?;
+                let id =
+                    at::mount_id(fd.as_fd()).map_err(|e| RuntimeError::io("statx", &shown, e))?;
+                if !ids.contains(&id) {
+                    return Err(RuntimeError::io(
+                        "reached through a mount made after /proc was taken (refusing to write a sysctl there)",
+                        &shown,
+                        std::io::Error::from_raw_os_error(libc::EXDEV),
+                    ));
+                }
+                fd
+            }
+            (r, _) => r.map_err(|e| RuntimeError::io("open sysctl", &shown, e))?,
+        };
         check(&fd, &shown)?;
         std::fs::File::from(fd)
             .write_all(value.as_bytes())
             .map_err(|e| RuntimeError::io("write", &shown, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_mounts_under_proc_are_listed_by_id() {
+        let info = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                    30 22 0:21 /sys /proc/sys ro - proc proc rw\n\
+                    31 1 0:22 / /procfs-not rw - tmpfs t rw\n\
+                    32 1 0:23 / /sys rw - sysfs s rw\n";
+        assert_eq!(super::proc_mount_ids(info), vec![22, 30]);
     }
 }
