@@ -178,7 +178,7 @@ pub fn run(root: &Path, args: AutoUpdateArgs) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open(&globals.storage_root)
         .with_context(|| format!("image store {}", globals.storage_root.display()))?
-        .with_limits(globals.layer_limits());
+        .with_limits(crate::store::LayerLimits::from_globals(&globals));
     let mut any_failed = false;
     for p in &planned {
         let (name, reference, outcome) = match p {

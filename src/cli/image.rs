@@ -95,7 +95,7 @@ fn open_store(root: &Path, args: &StoreArgs) -> anyhow::Result<(Store, crate::co
         .unwrap_or_else(|| globals.storage_root.clone());
     let store = Store::open(&storage)
         .with_context(|| format!("cannot open image store '{}'", storage.display()))?
-        .with_limits(globals.layer_limits());
+        .with_limits(crate::store::LayerLimits::from_globals(&globals));
     Ok((store, globals))
 }
 

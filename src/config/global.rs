@@ -64,14 +64,6 @@ impl Default for Globals {
 }
 
 impl Globals {
-    /// What one layer may unpack, as `[storage]` says (None: sized to the disk).
-    pub fn layer_limits(&self) -> crate::store::LayerLimits {
-        crate::store::LayerLimits {
-            max_bytes: self.max_layer_size,
-            max_entries: self.max_layer_entries,
-        }
-    }
-
     /// The settings for `host`, if `[[registry]]` names it.
     pub fn registry(&self, host: &str) -> Option<&Registry> {
         self.registries.iter().find(|r| r.host == host)

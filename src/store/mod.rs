@@ -140,6 +140,15 @@ pub struct LayerLimits {
 }
 
 impl LayerLimits {
+    /// What one layer may unpack, as `[storage]` says (None: sized to the
+    /// disk). Here, not in `config`, which stays pure (tests/purity.rs).
+    pub fn from_globals(g: &crate::config::Globals) -> LayerLimits {
+        LayerLimits {
+            max_bytes: g.max_layer_size,
+            max_entries: g.max_layer_entries,
+        }
+    }
+
     /// The bounds for a layer unpacked into `dir` now.
     fn resolve(&self, dir: &Path, require_end: bool) -> unpack::Limits {
         let free = nix::sys::statvfs::statvfs(dir).ok();

@@ -370,7 +370,7 @@ fn resolve_image(
     };
     let store = Store::open(&globals.storage_root)
         .map_err(|e| img_err(&e))?
-        .with_limits(globals.layer_limits());
+        .with_limits(crate::store::LayerLimits::from_globals(globals));
     let present = store.image(&reference).map_err(|e| img_err(&e))?;
     let image = match (present, def.service.pull) {
         (Some(img), Pull::Missing | Pull::Never) => img,
