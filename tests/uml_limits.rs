@@ -436,7 +436,7 @@ done
 result hog_show_memory_max "$(sc show -p MemoryMax --value berth@hog)"
 wait_done hog ok200 forks5 forks50
 for n in hog ok200 forks5 forks50; do report $n; done
-result oom_report "$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/oci-hog/' | tail -1)"
+result oom_report "$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/berth.slice/berth@hog' | tail -1)"
 result slice_oom_kill "$(sed -n 's/^oom_kill //p' $CG/memory.events)"
 result pids_report "$(dmesg | grep 'fork rejected by pids controller' | tail -1)"
 for n in forks5 forks50; do
