@@ -170,3 +170,58 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
     );
     assert_eq!(left.trim(), "", "left behind: {left}");
 }
+
+/// An image whose STOPSIGNAL is SIGRTMIN+3 (what systemd as a container's
+/// init stops on): `systemctl stop` reaches the container as that signal, not
+/// as SIGTERM, and the stop is clean.
+#[test]
+fn a_real_time_stop_signal_reaches_the_container() {
+    require_root!();
+    require_program!("nsenter");
+    let b = SystemdBox::boot(BoxOptions::default().with_berth().file(
+        "/etc/berth/containers/rt.toml",
+        "image = \"oci:/srv/rtimg:1\"\n[service]\nstop_timeout = \"10s\"\n",
+    ))
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let layout = tempfile::tempdir().unwrap();
+    let mut l = Layout::new(layout.path());
+    let busybox: &'static [u8] =
+        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
+    let base = reg::tar_of(&[
+        Member::Dir("bin/", 0o755, 0, 0),
+        Member::File("bin/busybox", busybox, 0o755, 0, 0),
+        Member::Symlink("bin/sh", "busybox"),
+        Member::Symlink("bin/sleep", "busybox"),
+    ]);
+    // glibc's SIGRTMIN is 34 on Linux: SIGRTMIN+3 is 37. A SIGTERM would
+    // kill the shell without a word (it is not trapped).
+    let rtmin3 = libc::SIGRTMIN() + 3;
+    let built = l.image(
+        &[base],
+        "amd64",
+        serde_json::json!({
+            "Cmd": ["/bin/sh", "-c", format!("trap 'echo got-signal-{rtmin3}; exit 0' {rtmin3}; echo trapping; while :; do sleep 0.05; done")],
+            "Env": ["PATH=/bin"],
+            "StopSignal": "SIGRTMIN+3",
+        }),
+    );
+    l.tag(&built, "1");
+    b.copy_in(layout.path(), "/srv/rtimg");
+    b.sh_ok("systemctl start berth@rt");
+    b.wait_for(
+        "journalctl --no-pager -b -o cat -u berth@rt",
+        |t| t.lines().any(|l| l == "trapping"),
+        Duration::from_secs(20),
+    );
+    b.sh_ok("systemctl stop berth@rt");
+    let log = b.sh_ok("journalctl --no-pager -b -o cat -u berth@rt");
+    assert!(
+        log.contains("stopping container \"rt\" with SIGRTMIN+3"),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l == format!("got-signal-{rtmin3}")),
+        "{log}"
+    );
+    assert!(log.contains("container \"rt\" exited with code 0"), "{log}");
+}

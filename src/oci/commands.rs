@@ -656,51 +656,14 @@ fn join_errors(v: Vec<runtime::RuntimeError>) -> anyhow::Error {
         .join("; "))
 }
 
-/// A signal by name (`TERM`, `SIGTERM`, `RTMIN+3`) or number, as its
-/// number: real-time signals have no `nix` `Signal`, and systemd in a
-/// container stops on SIGRTMIN+3 (Podman's stop signal for `--systemd`,
-/// which it passes as `37`).
+/// A signal by name or number (runtime::parse_signal), or an error saying so.
 pub fn parse_signal(s: &str) -> Result<i32> {
-    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-    let n = match s.parse::<i32>() {
-        Ok(n) => n,
-        Err(_) => {
-            let up = s.to_ascii_uppercase();
-            let name = up.strip_prefix("SIG").unwrap_or(&up);
-            let rt = |rest: &str, base: i32| -> Option<i32> {
-                match rest.chars().next() {
-                    None => Some(base),
-                    Some('+') => rest[1..].parse::<i32>().ok().map(|k| base + k),
-                    Some('-') => rest[1..].parse::<i32>().ok().map(|k| base - k),
-                    Some(_) => None,
-                }
-            };
-            let n = if let Some(rest) = name.strip_prefix("RTMIN") {
-                rt(rest, min).filter(|n| (min..=max).contains(n))
-            } else if let Some(rest) = name.strip_prefix("RTMAX") {
-                rt(rest, max).filter(|n| (min..=max).contains(n))
-            } else {
-                format!("SIG{name}")
-                    .parse::<Signal>()
-                    .ok()
-                    .map(|s| s as i32)
-            };
-            n.ok_or_else(|| anyhow!("unknown signal '{s}'"))?
-        }
-    };
-    if !(1..=max).contains(&n) {
-        bail!("unknown signal number {n}: expected 1 to {max}");
-    }
-    Ok(n)
-}
-
-/// kill(2) with a signal number `nix`'s `Signal` may not cover.
-fn send_signal(pid: i32, signo: i32) -> std::io::Result<()> {
-    // SAFETY: kill(2) takes plain integers.
-    if unsafe { libc::kill(pid, signo) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    runtime::parse_signal(s).ok_or_else(|| {
+        anyhow!(
+            "unknown signal '{s}': expected a name (TERM, SIGRTMIN+3) or a number from 1 to {}",
+            libc::SIGRTMAX()
+        )
+    })
 }
 
 /// Who `kill` signals.
@@ -743,7 +706,7 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
                 } else {
                     for pid in runtime::cgroup_pids(cg)? {
                         // A process may exit meanwhile; the others still get it.
-                        let _ = send_signal(pid, signo);
+                        let _ = runtime::send_signal(pid, signo);
                     }
                 }
             }

@@ -32,6 +32,7 @@ mod procfs;
 mod reaper;
 mod record;
 pub mod seccomp;
+mod signal;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -56,6 +57,7 @@ pub use process::{
     ProcessHandle,
 };
 pub use record::Record;
+pub use signal::{parse_signal, send_signal, signal_name};
 
 type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
 static WARNING_SINK: std::sync::OnceLock<WarningSink> = std::sync::OnceLock::new();

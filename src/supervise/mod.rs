@@ -40,7 +40,7 @@ pub use files::{render_hostname, render_hosts, render_resolv_conf};
 use journal::Priority;
 pub use state::{Paths, State};
 pub use volumes::volume_data;
-pub use watch::{parse_signal, relay_notify};
+pub use watch::relay_notify;
 
 /// Errors of the supervisor. Each names the container or path it failed on.
 #[derive(Debug, thiserror::Error)]

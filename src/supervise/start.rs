@@ -11,7 +11,7 @@ use std::time::Instant;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::watch::{parse_signal, HealthRunner, Running};
+use super::watch::{HealthRunner, Running};
 use super::ExecTemplate;
 use super::{
     cgroup, console, files, health, journal, notify, volumes, Paths, RunOptions, State,
@@ -245,11 +245,21 @@ pub(super) fn start(
         ctx.id_range = Some(range);
     }
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
-    let stop_signal = view
-        .as_ref()
-        .and_then(|v| v.stop_signal.as_deref())
-        .and_then(parse_signal)
-        .unwrap_or(Signal::SIGTERM);
+    // The image's STOPSIGNAL, real-time ones included (systemd inside
+    // stops on SIGRTMIN+3); one berth cannot read is said, not ignored.
+    let stop_signal = match view.as_ref().and_then(|v| v.stop_signal.as_deref()) {
+        None => libc::SIGTERM,
+        Some(s) => runtime::parse_signal(s).unwrap_or_else(|| {
+            journal::event(
+                Priority::Warning,
+                name,
+                "stop-signal",
+                &format!("the image's STOPSIGNAL \"{s}\" is not a signal; stopping with SIGTERM"),
+                &[],
+            );
+            libc::SIGTERM
+        }),
+    };
 
     // 11. Block the signals we handle before the clone, so none is lost
     //    between start and the loop; the runtime resets the container's mask.

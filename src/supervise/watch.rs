@@ -21,7 +21,9 @@ use journal::Priority;
 pub(super) struct Running {
     pub(super) container: runtime::Container,
     pub(super) payload: Option<PathBuf>,
-    pub(super) stop_signal: Signal,
+    /// A number: the image's STOPSIGNAL may be a real-time signal
+    /// (SIGRTMIN+3 for systemd), which `nix`'s `Signal` cannot hold.
+    pub(super) stop_signal: i32,
     /// Signals we wait for, blocked since before the clone.
     pub(super) signals: SignalFd,
     /// The container's sd_notify socket (`notify = "container"`).
@@ -84,20 +86,6 @@ pub fn relay_notify(message: &str) -> Option<String> {
     }
 }
 
-/// `SIGQUIT`, `QUIT` or `3`.
-pub fn parse_signal(s: &str) -> Option<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).ok();
-    }
-    let upper = s.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    full.parse::<Signal>().ok()
-}
-
 /// Exit status of a wait: the code, or 128+N for signal N.
 fn status_code(ws: WaitStatus) -> Option<i32> {
     match ws {
@@ -154,7 +142,7 @@ pub(super) fn supervise(
     runtime::release_resident_code();
 
     let mut deadline: Option<Instant> = None;
-    let mut forwarded: Option<Signal> = None;
+    let mut forwarded: Option<i32> = None;
     let mut killed = false;
     // Raw mode only while relaying; restored when this goes out of scope.
     let _raw = running.console.as_ref().map(|m| {
@@ -360,7 +348,7 @@ pub(super) fn supervise(
                     let to = if sig == Signal::SIGTERM {
                         running.stop_signal
                     } else {
-                        sig
+                        sig as i32
                     };
                     if deadline.is_none() {
                         notify(opts, "STOPPING=1\nSTATUS=stopping");
@@ -368,12 +356,15 @@ pub(super) fn supervise(
                             Priority::Info,
                             name,
                             "stopping",
-                            &format!("stopping container \"{name}\" with {to}"),
+                            &format!(
+                                "stopping container \"{name}\" with {}",
+                                runtime::signal_name(to)
+                            ),
                             &[],
                         );
                         deadline = Some(Instant::now() + def.service.stop_timeout);
                     }
-                    let _ = kill(pid, to);
+                    let _ = runtime::send_signal(pid.as_raw(), to);
                     forwarded = Some(to);
                 }
             }
@@ -403,7 +394,7 @@ pub(super) fn supervise(
     st.container_pid = None;
     st.container_start_time = None;
     let _ = st.save(&paths.run_dir);
-    let clean_stop = forwarded.is_some_and(|s| code == 128 + s as i32);
+    let clean_stop = forwarded.is_some_and(|s| code == 128 + s);
     let message = if code > 128 {
         let sig = Signal::try_from(code - 128)
             .map(|s| s.to_string())
@@ -468,14 +459,6 @@ fn kill_all(running: &Running, sig: Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signals_by_name_and_number() {
-        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
-        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
-        assert_eq!(parse_signal("15"), Some(Signal::SIGTERM));
-        assert_eq!(parse_signal("SIGNOPE"), None);
-    }
 
     #[test]
     fn notify_relay_keeps_ready_and_status_only() {
