@@ -591,8 +591,7 @@ fn wait_exit(pid: Pid, timeout: Option<std::time::Duration>) -> Result<Option<i3
         // A SIGCHLD may have arrived before the signals were blocked here
         // (or across the re-exec): check before every wait.
         match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return Ok(Some(c)),
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return Ok(Some(128 + s as i32)),
+            Ok(ws) if runtime::exit_status(ws).is_some() => return Ok(runtime::exit_status(ws)),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(anyhow!("waitpid {pid}: {e}")),
         }

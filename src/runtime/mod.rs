@@ -39,7 +39,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 pub use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -53,8 +53,8 @@ pub use exe::{ensure_protected, protection as exe_protection, Protection};
 pub use exec::{exec, ExecOptions, ExecProcess};
 pub use init::plan_personality;
 pub use process::{
-    proc_start_time, process_alive, release_resident_code, set_name as set_process_name,
-    ProcessHandle,
+    exit_status, proc_start_time, process_alive, release_resident_code,
+    set_name as set_process_name, ProcessHandle,
 };
 pub use record::Record;
 pub use signal::{parse_signal, send_signal, signal_name};
@@ -364,9 +364,10 @@ impl Container {
 pub fn wait_exit_code(pid: Pid) -> Result<i32, RuntimeError> {
     loop {
         match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => continue,
+            Ok(ws) => match exit_status(ws) {
+                Some(code) => return Ok(code),
+                None => continue,
+            },
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(RuntimeError::sys(format!("waitpid {pid}"), e)),
         }

@@ -338,6 +338,17 @@ impl ProcessHandle {
     }
 }
 
+/// A wait status as a shell reports it: the exit code, or 128+N for a
+/// process killed by signal N; `None` for a stop or continue. The one copy
+/// both modes and the reaper use.
+pub fn exit_status(ws: nix::sys::wait::WaitStatus) -> Option<i32> {
+    match ws {
+        nix::sys::wait::WaitStatus::Exited(_, code) => Some(code),
+        nix::sys::wait::WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,8 +80,11 @@ fn reap(program: Pid, all: &SigSet) -> ! {
         }
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == program => exit(code),
-                Ok(WaitStatus::Signaled(p, s, _)) if p == program => exit(128 + s as i32),
+                Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)))
+                    if ws.pid() == Some(program) =>
+                {
+                    exit(super::process::exit_status(ws).unwrap_or(1))
+                }
                 Ok(WaitStatus::StillAlive) => break,
                 Ok(_) => {}
                 // No child left at all: the program is gone.

@@ -86,14 +86,7 @@ pub fn relay_notify(message: &str) -> Option<String> {
     }
 }
 
-/// Exit status of a wait: the code, or 128+N for signal N.
-fn status_code(ws: WaitStatus) -> Option<i32> {
-    match ws {
-        WaitStatus::Exited(_, c) => Some(c),
-        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
-        _ => None,
-    }
-}
+use runtime::exit_status as status_code;
 
 /// The steady state: wait for signals and the container's exit.
 pub(super) fn supervise(
