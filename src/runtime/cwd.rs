@@ -27,7 +27,7 @@ fn refused(cwd: &Path, reason: impl Into<String>) -> RuntimeError {
 
 /// Change to `cwd`, resolved inside "/", and check the result.
 pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
-    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
     if !cwd.is_absolute() {
         return Err(refused(cwd, "is not an absolute path"));
     }
@@ -36,9 +36,17 @@ pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
     }
     let chdir_err =
         |e: nix::errno::Errno| RuntimeError::sys(format!("chdir '{}'", cwd.display()), e);
-    let root = at::openat2_cwd(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)
-        .map_err(|e| RuntimeError::io("open", "/", e))?;
-    match at::openat2(
+    // open(2), not openat2: under a seccomp profile without openat2 (as
+    // runtime-tools' is) the fallback below must still be reached.
+    let root = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::sys("open '/'", e))?;
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    let root = unsafe { std::os::fd::OwnedFd::from_raw_fd(root) };
+    let resolved_in_root = match at::openat2(
         root.as_fd(),
         cwd,
         libc::O_PATH | libc::O_DIRECTORY,
@@ -49,6 +57,7 @@ pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
             if unsafe { libc::fchdir(fd.as_raw_fd()) } != 0 {
                 return Err(chdir_err(nix::errno::Errno::last()));
             }
+            true
         }
         Err(e) => match nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
             nix::errno::Errno::ELOOP => {
@@ -65,12 +74,16 @@ pub fn enter(cwd: &Path) -> Result<(), RuntimeError> {
             // loaded before this step without no_new_privileges, lacks it):
             // a plain chdir; the check below still holds.
             nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM => {
+                // Our own descriptor of "/" goes first: a `/proc/self/fd/N`
+                // must find nothing of ours to lead to.
+                drop(root);
                 nix::unistd::chdir(cwd).map_err(chdir_err)?;
+                false
             }
             e => return Err(chdir_err(e)),
         },
-    }
-    verify(cwd)
+    };
+    verify(cwd, resolved_in_root)
 }
 
 /// getcwd(2), raw: glibc's wrapper turns "(unreachable)..." into ENOENT.
@@ -88,8 +101,24 @@ fn getcwd() -> Result<PathBuf, nix::errno::Errno> {
 }
 
 /// The cwd must be inside the root: absolute, not "(unreachable)/...".
-pub fn verify(cwd: &Path) -> Result<(), RuntimeError> {
+///
+/// The container's own seccomp profile may deny getcwd (runtime-tools'
+/// `linux_seccomp` does, and its container must still start). Then the
+/// kernel's RESOLVE_IN_ROOT lookup is the check; when openat2 was denied as
+/// well, what stands is that every host descriptor was closed before (fds.rs),
+/// which is the root of CVE-2024-21626, and a warning says so.
+pub fn verify(cwd: &Path, resolved_in_root: bool) -> Result<(), RuntimeError> {
     match getcwd() {
+        Err(nix::errno::Errno::EPERM | nix::errno::Errno::ENOSYS) => {
+            if !resolved_in_root {
+                super::warn(&format!(
+                    "working directory '{}' could not be checked: the container's seccomp \
+                     profile denies openat2 and getcwd; host descriptors were closed before, ignoring",
+                    cwd.display()
+                ));
+            }
+            Ok(())
+        }
         Ok(wd) if check_getcwd(&wd) => Ok(()),
         Ok(wd) => Err(refused(
             cwd,

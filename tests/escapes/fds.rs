@@ -442,3 +442,50 @@ fn service_containers_exec_and_health_hold_only_stdio() {
     b.sh_ok("systemctl stop berth@inv");
     b.close().unwrap();
 }
+
+/// The container's own seccomp profile may deny openat2 and getcwd (as
+/// runtime-tools' `linux_seccomp` denies getcwd), loaded before the cwd step
+/// when no_new_privileges is off: the container still starts in its cwd,
+/// and a cwd through a descriptor is still refused (every host descriptor
+/// was closed before; the chdir finds none).
+#[test]
+fn a_profile_denying_openat2_and_getcwd_still_starts_in_its_cwd() {
+    require_root!();
+    let sb = Sandbox::new();
+    let deny = |cfg: &mut Value| {
+        cfg["process"]["noNewPrivileges"] = json!(false);
+        cfg["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["openat2", "getcwd"], "action": "SCMP_ACT_ERRNO"}]
+        });
+    };
+    let ok = sb.bundle("ok", |cfg| {
+        deny(cfg);
+        cfg["process"]["cwd"] = json!("/etc");
+        // busybox's pwd needs getcwd: read a file by a relative name instead.
+        rt::sh_args(cfg, "echo in-etc=$(cat ./hostname-marker)");
+    });
+    std::fs::write(ok.join("rootfs/etc/hostname-marker"), "yes").unwrap();
+    let o = sb.sh(&format!("$RT run -b {} ok", ok.display()));
+    assert!(
+        rt::stdout(&o).contains("in-etc=yes"),
+        "{}",
+        rt::describe(&o)
+    );
+    let marker = sb.path().join("host-marker");
+    let secret = secret("deny");
+    std::fs::write(&marker, &secret).unwrap();
+    for n in FDS {
+        let b = variant(&ok, &format!("bad{n}"), |cfg| {
+            cfg["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+            rt::sh_args(cfg, &reader(&marker));
+        });
+        let o = sb.sh(&format!(
+            "exec 7</\n$RT run -b {} bad{n} </dev/null; echo status=$?\n$RT delete -f bad{n} >/dev/null 2>&1; true",
+            b.display()
+        ));
+        let out = rt::stdout(&o);
+        assert!(!out.contains(&secret), "fd {n}: {}", rt::describe(&o));
+        assert!(!out.contains("status=0"), "fd {n}: {}", rt::describe(&o));
+    }
+}
