@@ -295,46 +295,19 @@ fn sealed_bind() -> Result<OwnedFd, RuntimeError> {
 }
 
 fn read_only_bind(path: &std::ffi::CStr) -> Result<OwnedFd, RuntimeError> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    // SAFETY: open_tree(2) with a NUL-terminated path; returns a new fd
-    // naming the root (here: the file) of a new detached mount.
-    let tree = owned(
-        unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-            )
-        },
-        "open_tree",
-    )?;
-    // `struct mount_attr`, version 0.
-    let attr: [u64; 4] = [
+    use std::os::fd::AsFd;
+    let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+    let src = crate::sys::at::openat2_cwd(path, libc::O_PATH)
+        .map_err(|e| RuntimeError::io("open", path, e))?;
+    let tree = crate::sys::at::clone_tree(src.as_fd(), false)
+        .map_err(|e| RuntimeError::io("open_tree", path, e))?;
+    crate::sys::at::mount_setattr(
+        tree.as_fd(),
         (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) as u64,
-        0,
-        0,
-        0,
-    ];
-    // SAFETY: mount_setattr(2) on our detached mount with a struct that
-    // outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            attr.as_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    if r < 0 {
-        return Err(RuntimeError::sys(
-            "mount_setattr read-only",
-            nix::Error::last(),
-        ));
-    }
+        None,
+        true,
+    )
+    .map_err(|e| RuntimeError::io("mount_setattr read-only", path, e))?;
     Ok(tree)
 }
 

@@ -43,10 +43,7 @@ use oci_spec::runtime::Mount;
 use super::RuntimeError;
 
 // <linux/mount.h>; the libc crate has the syscall numbers, not these.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
@@ -54,15 +51,6 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_SET_FD: libc::c_uint = 5;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-
-/// `struct mount_attr` (mount_setattr(2)), version 0 (32 bytes).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 fn cpath(p: &Path) -> Result<CString, RuntimeError> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| RuntimeError::Io {
@@ -91,49 +79,18 @@ fn open_tree_with(
     idmap_rec: bool,
     extra: u64,
 ) -> Result<OwnedFd, RuntimeError> {
-    let c = cpath(dir)?;
-    // SAFETY: open_tree(2) with a valid NUL-terminated path; returns a new fd.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | if clone_rec { AT_RECURSIVE } else { 0 },
-        )
-    };
-    if fd < 0 {
-        return Err(RuntimeError::sys(
-            format!("open_tree(OPEN_TREE_CLONE) '{}'", dir.display()),
-            last_errno(),
-        ));
-    }
-    // SAFETY: the kernel just returned this descriptor to us alone.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | extra,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let empty = c"";
-    // SAFETY: mount_setattr(2) on our detached tree with AT_EMPTY_PATH; the
-    // attr struct outlives the call and its size is passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | if idmap_rec { AT_RECURSIVE } else { 0 },
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(RuntimeError::sys(
-            format!("mount_setattr(MOUNT_ATTR_IDMAP) '{}'", dir.display()),
-            last_errno(),
-        ));
-    }
+    use std::os::fd::AsFd;
+    let src = crate::sys::at::openat2_cwd(dir, libc::O_PATH)
+        .map_err(|e| RuntimeError::io("open", dir, e))?;
+    let tree = crate::sys::at::clone_tree(src.as_fd(), clone_rec)
+        .map_err(|e| RuntimeError::io("open_tree(OPEN_TREE_CLONE)", dir, e))?;
+    crate::sys::at::mount_setattr(
+        tree.as_fd(),
+        MOUNT_ATTR_IDMAP | extra,
+        Some(userns),
+        idmap_rec,
+    )
+    .map_err(|e| RuntimeError::io("mount_setattr(MOUNT_ATTR_IDMAP)", dir, e))?;
     Ok(tree)
 }
 

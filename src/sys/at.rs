@@ -315,11 +315,23 @@ pub fn clone_tree(fd: BorrowedFd, recursive: bool) -> io::Result<OwnedFd> {
 /// too when `recursive` (AT_RECURSIVE: a read-only path stays read-only in
 /// its submounts, which a MS_REMOUNT of one mount never did).
 pub fn set_attrs(fd: BorrowedFd, attrs: u64, recursive: bool) -> io::Result<()> {
+    mount_setattr(fd, attrs, None, recursive)
+}
+
+/// mount_setattr(2) of `attrs` on the tree at `fd`, idmapped through the
+/// user namespace `userns` when given (`attrs` must then hold
+/// MOUNT_ATTR_IDMAP); the one call every caller goes through.
+pub fn mount_setattr(
+    fd: BorrowedFd,
+    attrs: u64,
+    userns: Option<BorrowedFd>,
+    recursive: bool,
+) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
     let empty = c"";
     // SAFETY: mount_setattr(2) on a tree fd with AT_EMPTY_PATH; the attr
