@@ -13,15 +13,16 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-/// The largest id file (`/etc/passwd`, `/etc/group`) berth reads.
-pub const MAX_ID_FILE: u64 = 1 << 20;
+use crate::sys::at;
 
-/// The file `rel` beneath `root`, when it is a regular file of at most `max`
-/// bytes. `Ok(None)` when it is missing, not a regular file, or too large.
-pub fn read_in_root(root: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
+/// `rel` beneath the directory `root`, resolved as `resolve` says, opened
+/// for reading without blocking and never as a controlling terminal.
+fn open_under(root: &Path, rel: &Path, resolve: u64) -> io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    // open(2) for the root: it is ours; only `rel` is the container's.
     let root_fd = nix::fcntl::open(
         root,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -29,17 +30,32 @@ pub fn read_in_root(root: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u
     )?;
     // SAFETY: `open` returned a fresh descriptor that nothing else owns.
     let root_fd = unsafe { OwnedFd::from_raw_fd(root_fd) };
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    use std::os::fd::AsRawFd;
-    let fd = match openat2(root_fd.as_raw_fd(), rel.trim_start_matches('/'), how) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let fd = at::openat2(
+        root_fd.as_fd(),
+        rel,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        resolve,
+    )?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// The largest id file (`/etc/passwd`, `/etc/group`) berth reads.
+pub const MAX_ID_FILE: u64 = 1 << 20;
+
+/// The file `rel` beneath `root`, when it is a regular file of at most `max`
+/// bytes. `Ok(None)` when it is missing, not a regular file, or too large.
+pub fn read_in_root(root: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match open_under(
+        root,
+        Path::new(rel.trim_start_matches('/')),
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
     };
-    // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let meta = file.metadata()?;
     if !meta.file_type().is_file() || meta.len() > max {
         return Ok(None);
@@ -57,24 +73,11 @@ pub fn read_in_root(root: &Path, rel: &str, max: u64) -> io::Result<Option<Vec<u
 /// extracted itself, where a link is never what a manifest should name.
 /// Errors when `rel` is not a regular file.
 pub fn open_beneath(root: &Path, rel: &str) -> io::Result<std::fs::File> {
-    let root_fd = nix::fcntl::open(
+    let file = open_under(
         root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+        Path::new(rel),
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
     )?;
-    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-    let root_fd = unsafe { OwnedFd::from_raw_fd(root_fd) };
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-    use std::os::fd::AsRawFd;
-    let fd = openat2(root_fd.as_raw_fd(), rel, how)?;
-    // SAFETY: `openat2` returned a fresh descriptor that nothing else owns.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     if !file.metadata()?.file_type().is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
