@@ -153,8 +153,10 @@ fn run_rootfs_in_the_foreground() {
         r#"
 [ -d /run/systemd ] && mount -t tmpfs berth-test /run/systemd
 export BERTH_ROOT={root}
-{berth} run --name bg --rootfs {rootfs} sh -c "trap 'exit 0' TERM; sleep 30 & wait" >/dev/null & BG=$!
-for i in $(seq 250); do grep -q '"container_pid": [0-9]' $BERTH_ROOT/run/berth/containers/bg/state.json 2>/dev/null && break; sleep 0.02; done
+# The container says when its trap is set: a SIGTERM before that would meet
+# a PID 1 without a handler, which the kernel does not kill.
+{berth} run --name bg --rootfs {rootfs} sh -c "trap 'exit 0' TERM; echo trapped; sleep 30 & wait" >$BERTH_ROOT/bg.out & BG=$!
+for i in $(seq 250); do grep -q trapped $BERTH_ROOT/bg.out 2>/dev/null && break; sleep 0.02; done
 {berth} ps; echo "ps=$?"
 kill -TERM $BG; wait $BG; echo "bg=$?"
 "#,
