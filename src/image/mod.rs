@@ -32,8 +32,6 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error(transparent)]
-    Reference(#[from] reference::ReferenceError),
-    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("'{reference}'")]
     InStore {
