@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod containers;
+pub mod distribution;
 pub mod fault;
 pub mod generator;
 pub mod image;
