@@ -109,6 +109,15 @@ fn main() {
             ),
     )
     .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    // BERTH_TRACE_START=1 cargo bench ...: the berth unit traces its start
+    // steps (src/trace.rs); the last start's lines are printed at the end.
+    let trace = std::env::var_os("BERTH_TRACE_START").is_some();
+    if trace {
+        b.write_file(
+            "/etc/systemd/system/berth@bench.service.d/90-trace.conf",
+            b"[Service]\nEnvironment=BERTH_TRACE_START=1\n",
+        );
+    }
     b.copy_in(&rootfs, "/srv/rootfs");
     b.sh_ok("mkdir -p /srv/out /srv/bundle");
     if crun {
@@ -175,6 +184,15 @@ fn main() {
                 berth / crun
             );
         }
+    }
+    if trace {
+        println!("the last berth@bench start, step by step (BERTH_TRACE_START):");
+        // From the last start's first line (the re-execution) to its end.
+        let lines = b.sh_ok(
+            "journalctl -q -o cat -u berth@bench.service | grep berth-trace: \
+             | awk '/protected copy made/ {buf = \"\"} {buf = buf $0 \"\\n\"} END {printf \"%s\", buf}'",
+        );
+        print!("{lines}");
     }
     supervisor_memory(&b);
 }
