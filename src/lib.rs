@@ -21,3 +21,4 @@ pub mod store;
 pub mod supervise;
 pub mod sys;
 pub mod systemd;
+pub mod teardown;
