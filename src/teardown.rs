@@ -54,6 +54,11 @@ pub enum Resource {
     /// A container the runtime created, with a list of its own in
     /// `state_dir/id` (service mode's container).
     Container { state_dir: PathBuf, id: String },
+    /// A transient systemd unit holding the container's `cgroup`
+    /// (`berth-runtime --systemd-cgroup`): stopped, then what a sub-cgroup
+    /// kept of that cgroup is removed (runc removes it after the stop too).
+    /// A failure only warns: systemd stops an empty scope by itself.
+    Scope { unit: String, cgroup: PathBuf },
 }
 
 /// Why undoing one resource failed. Each names the object it failed on.
@@ -167,6 +172,12 @@ impl Resource {
             }
             Resource::IdRange { dir, name } => crate::supervise::userns::release(dir, name)
                 .map_err(|e| TeardownError::Supervise(Box::new(e))),
+            Resource::Scope { unit, cgroup } => {
+                if let Err(e) = stop_scope(unit, cgroup) {
+                    crate::runtime::warn(&format!("stop scope '{unit}': {e}, ignoring"));
+                }
+                Ok(())
+            }
             Resource::Container { state_dir, id } => {
                 if let Err(errs) = crate::runtime::cleanup(state_dir, id) {
                     errors.extend(errs.into_iter().map(rt));
@@ -178,6 +189,16 @@ impl Resource {
             errors.push(e);
         }
     }
+}
+
+/// Stop `unit` (one systemd no longer knows is fine), then remove what is
+/// left of its cgroup.
+fn stop_scope(unit: &str, cgroup: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    crate::systemd::bus::stop_unit(unit)?;
+    if cgroup.exists() {
+        crate::runtime::remove_cgroup(cgroup)?;
+    }
+    Ok(())
 }
 
 fn io(op: &'static str, path: &Path, error: std::io::Error) -> TeardownError {
@@ -322,6 +343,10 @@ mod tests {
             Resource::Container {
                 state_dir: p("i"),
                 id: "web".into(),
+            },
+            Resource::Scope {
+                unit: "c1.scope".into(),
+                cgroup: p("j"),
             },
         ];
         let path = p("list");

@@ -233,15 +233,19 @@ pub enum CgroupPlacement {
     /// writes the limits and the device filter there; it never creates nor
     /// removes that directory, only empties it on cleanup. The clone comes
     /// first because a scope cannot start without a process, and so the
-    /// manager's connection lives only after the clone.
-    Manager(PlaceFn),
+    /// manager's connection lives only after the clone. `unit`, the
+    /// systemd unit it starts, is recorded and stopped on cleanup.
+    Manager {
+        place: PlaceFn,
+        unit: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for CgroupPlacement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             CgroupPlacement::Runtime => "Runtime",
-            CgroupPlacement::Manager(_) => "Manager(..)",
+            CgroupPlacement::Manager { .. } => "Manager(..)",
         })
     }
 }
@@ -491,10 +495,11 @@ pub(crate) fn set_oom_score_adj(pid: Pid, adj: Option<i32>) -> Result<(), Runtim
 /// decision, each recorded in `start.list` before it exists.
 fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Container, RuntimeError> {
     let dir = record::container_dir(&opts.state_dir, &opts.id);
-    let manager = take_manager(&mut opts)?;
+    let (manager, unit) = take_manager(&mut opts)?;
     setup_state_dir(&dir, &mut start.list)?;
     let plan = build_plan(&opts, manager.is_some())?;
-    let planned_dirs = record_planned(&opts, &dir, manager.is_some(), &mut start.list)?;
+    let managed = manager.as_ref().map(|_| unit);
+    let planned_dirs = record_planned(&opts, &dir, managed, &mut start.list)?;
     let rootfs = setup_rootfs_mountpoint(&opts.rootfs, &dir)?;
     let exec_fifo = setup_exec_fifo(&opts.start_gate)?;
     let cgroup_fd = match (&opts.cgroup, &manager) {
@@ -540,11 +545,14 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
     Ok(container)
 }
 
-/// Decision: who places the init in its cgroup. A manager needs the path.
-fn take_manager(opts: &mut CreateOptions) -> Result<Option<PlaceFn>, RuntimeError> {
-    let manager = match std::mem::take(&mut opts.cgroup_placement) {
-        CgroupPlacement::Runtime => None,
-        CgroupPlacement::Manager(place) => Some(place),
+/// Decision: who places the init in its cgroup, and the unit a manager
+/// starts for it. A manager needs the path.
+fn take_manager(
+    opts: &mut CreateOptions,
+) -> Result<(Option<PlaceFn>, Option<String>), RuntimeError> {
+    let (manager, unit) = match std::mem::take(&mut opts.cgroup_placement) {
+        CgroupPlacement::Runtime => (None, None),
+        CgroupPlacement::Manager { place, unit } => (Some(place), unit),
     };
     if manager.is_some() && opts.cgroup.is_none() {
         return Err(RuntimeError::InvalidSpec {
@@ -552,7 +560,7 @@ fn take_manager(opts: &mut CreateOptions) -> Result<Option<PlaceFn>, RuntimeErro
             reason: "a cgroup manager places the init, but no cgroup path was given".into(),
         });
     }
-    Ok(manager)
+    Ok((manager, unit))
 }
 
 /// Step: the state dir, the first entry of the list that lives in it.
@@ -582,11 +590,12 @@ fn build_plan(opts: &CreateOptions, managed: bool) -> Result<init::InitPlan, Run
 
 /// Step: one write recording everything this start may create before any
 /// of it exists (teardown skips what is missing), rather than a write per
-/// resource. Returns the cgroup dirs it planned to make.
+/// resource. `managed`: a manager places the init, with the unit it
+/// starts. Returns the cgroup dirs it planned to make.
 fn record_planned(
     opts: &CreateOptions,
     dir: &Path,
-    managed: bool,
+    managed: Option<Option<String>>,
     list: &mut crate::teardown::List,
 ) -> Result<Vec<PathBuf>, RuntimeError> {
     let mut planned = Vec::new();
@@ -600,8 +609,15 @@ fn record_planned(
     }
     let mut dirs = Vec::new();
     if let Some(path) = &opts.cgroup {
-        if !managed {
-            dirs = cgroup::missing_dirs(path);
+        match managed {
+            None => dirs = cgroup::missing_dirs(path),
+            // Stopped once what runs in its cgroup is killed (the entry
+            // after it), so the stop does not wait on them.
+            Some(Some(unit)) => planned.push(Resource::Scope {
+                unit,
+                cgroup: path.clone(),
+            }),
+            Some(None) => {}
         }
         planned.extend(cgroup_entries(path, &dirs));
     }
