@@ -254,16 +254,24 @@ impl List {
             text.extend_from_slice(&line);
             text.push(b'\n');
         }
-        // 0600 like every state file; O_NOFOLLOW: it lives in a private dir,
-        // but a planted link must still not redirect the write.
-        std::fs::OpenOptions::new()
+        // O_NOFOLLOW: the list lives in a private dir, but a planted link
+        // must still not redirect the write.
+        let appended = std::fs::OpenOptions::new()
             .append(true)
-            .create(true)
-            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&self.path)
-            .and_then(|mut f| f.write_all(&text))
-            .map_err(|e| io("append to", &self.path, e))?;
+            .and_then(|mut f| f.write_all(&text));
+        match appended {
+            // A new list appears with its first entries whole (0600, temp
+            // file and rename onto no file): a crash right after creating
+            // it must not leave an empty list that says nothing is to undo.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let tmp = self.path.with_extension("tmp");
+                crate::private::write_atomic(&tmp, &self.path, &text)
+                    .map_err(|e| io("write", &self.path, e))?
+            }
+            other => other.map_err(|e| io("append to", &self.path, e))?,
+        }
         self.entries.extend(rs);
         Ok(())
     }

@@ -498,8 +498,8 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
     let (manager, unit) = take_manager(&mut opts)?;
     setup_state_dir(&dir, &mut start.list)?;
     let plan = build_plan(&opts, manager.is_some())?;
-    let managed = manager.as_ref().map(|_| unit);
-    let planned_dirs = record_planned(&opts, &dir, managed, &mut start.list)?;
+    let managed = manager.is_some();
+    let planned_dirs = record_planned(&opts, &dir, managed, unit, &mut start.list)?;
     let rootfs = setup_rootfs_mountpoint(&opts.rootfs, &dir)?;
     let exec_fifo = setup_exec_fifo(&opts.start_gate)?;
     let cgroup_fd = match (&opts.cgroup, &manager) {
@@ -590,12 +590,13 @@ fn build_plan(opts: &CreateOptions, managed: bool) -> Result<init::InitPlan, Run
 
 /// Step: one write recording everything this start may create before any
 /// of it exists (teardown skips what is missing), rather than a write per
-/// resource. `managed`: a manager places the init, with the unit it
-/// starts. Returns the cgroup dirs it planned to make.
+/// resource. `managed`: a manager places the init, in the systemd `unit`
+/// it starts. Returns the cgroup dirs it planned to make.
 fn record_planned(
     opts: &CreateOptions,
     dir: &Path,
-    managed: Option<Option<String>>,
+    managed: bool,
+    unit: Option<String>,
     list: &mut crate::teardown::List,
 ) -> Result<Vec<PathBuf>, RuntimeError> {
     let mut planned = Vec::new();
@@ -609,15 +610,16 @@ fn record_planned(
     }
     let mut dirs = Vec::new();
     if let Some(path) = &opts.cgroup {
-        match managed {
-            None => dirs = cgroup::missing_dirs(path),
-            // Stopped once what runs in its cgroup is killed (the entry
-            // after it), so the stop does not wait on them.
-            Some(Some(unit)) => planned.push(Resource::Scope {
+        if !managed {
+            dirs = cgroup::missing_dirs(path);
+        }
+        // Stopped once what runs in its cgroup is killed (the entry after
+        // it), so the stop does not wait on them.
+        if let Some(unit) = unit {
+            planned.push(Resource::Scope {
                 unit,
                 cgroup: path.clone(),
-            }),
-            Some(None) => {}
+            });
         }
         planned.extend(cgroup_entries(path, &dirs));
     }
@@ -954,12 +956,18 @@ pub fn cleanup(state_dir: &Path, id: &str) -> Result<(), Vec<RuntimeError>> {
         return Ok(());
     }
     let list = match record::load(&dir) {
-        Ok(l) => l,
-        Err(e) => {
-            // Without a readable list only the directory can be removed.
-            return match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Err(vec![e]),
-                Err(e2) => Err(vec![e, RuntimeError::io("remove state dir", &dir, e2)]),
+        Ok(l) if !l.entries().is_empty() => l,
+        other => {
+            // Without a readable list (a crash before its first entry)
+            // only the directory can be removed.
+            let mut errors: Vec<RuntimeError> = other.err().into_iter().collect();
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                errors.push(RuntimeError::io("remove state dir", &dir, e));
+            }
+            return if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors)
             };
         }
     };

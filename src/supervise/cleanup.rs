@@ -67,8 +67,8 @@ pub fn teardown(
 ) -> Result<(), Vec<SuperviseError>> {
     let mut errors = Vec::new();
     let entries = match List::load(&paths.resources()) {
-        Ok(Some(list)) => list.entries().to_vec(),
-        Ok(None) => paths.default_resources(),
+        Ok(Some(list)) if !list.entries().is_empty() => list.entries().to_vec(),
+        Ok(_) => paths.default_resources(),
         Err(e) => {
             errors.push(from_teardown(name, e));
             paths.default_resources()
