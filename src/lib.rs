@@ -22,4 +22,5 @@ pub mod store;
 pub mod supervise;
 pub mod sys;
 pub mod systemd;
+pub mod teardown;
 pub mod trace;

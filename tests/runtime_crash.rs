@@ -136,3 +136,44 @@ fn killed_mid_start_leaves_nothing_after_delete_force() {
     assert_eq!(line(&out, "state_left"), "0", "{d}");
     assert_eq!(line(&out, "mounts_same"), "yes", "{d}");
 }
+
+/// A created container whose exec FIFO was replaced by a directory with a
+/// file in it: removing that entry fails, and `delete --force` still kills
+/// the init and removes the cgroups recorded after it and the state dir
+/// recorded before it, then reports the failure naming the FIFO.
+const STUCK: &str = r#"
+$RT create -b $BUNDLE c1 </dev/null >/dev/null 2>&1; echo create=$?
+PID=$($RT state c1 | tr -d ' \n' | sed 's/.*"pid":\([0-9]*\).*/\1/')
+rm $STATE/c1/exec.fifo && mkdir $STATE/c1/exec.fifo && touch $STATE/c1/exec.fifo/stuck
+$RT delete --force c1 2>$STATE/../delete.err; echo delete=$?
+echo err=$(tr '\n' ' ' < $STATE/../delete.err)
+for i in $(seq 250); do kill -0 $PID 2>/dev/null || break; sleep 0.02; done
+echo alive=$(kill -0 $PID 2>/dev/null && echo yes || echo no)
+echo state_left=$(ls -A $STATE | wc -l)
+echo cgroup_left=$(ls -d /sys/fs/cgroup/*/ 2>/dev/null | wc -l)
+"#;
+
+#[test]
+fn delete_goes_on_past_a_failing_removal_and_reports_it() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("b", |c| sh_args(c, "sleep 60"));
+    let o = sb.sh(&format!("BUNDLE={}\n{STUCK}", bundle.display()));
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "create"), "0", "{d}");
+    assert_ne!(
+        line(&out, "delete"),
+        "0",
+        "the failure is not reported: {d}"
+    );
+    assert!(line(&out, "err").contains("/c1/exec.fifo"), "{d}");
+    assert_eq!(line(&out, "alive"), "no", "{d}");
+    assert_eq!(line(&out, "cgroup_left"), "0", "{d}");
+    assert_eq!(
+        line(&out, "state_left"),
+        "0",
+        "teardown stopped at the failure: {d}"
+    );
+}

@@ -354,17 +354,8 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         preserve_fds: a.preserve_fds,
         reaper: false,
     };
-    let container = match runtime::create(opts) {
-        Ok(c) => c,
-        Err(e) => {
-            // A scope started before a later step failed has lost its
-            // process already; stopping it leaves no failed unit behind.
-            if let Some(scope) = scope.as_ref().filter(|s| s.started.get()) {
-                let _ = bus::stop_unit(&scope.unit);
-            }
-            return Err(e.into());
-        }
-    };
+    // A failed create stops the scope it started too (its list names it).
+    let container = runtime::create(opts)?;
     let pid = container.pid();
     let st = StateFile {
         id: a.id.clone(),
@@ -373,7 +364,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         bundle,
         created: super::rfc3339_now(),
         cgroup,
-        systemd_unit: scope.as_ref().map(|s| s.unit.clone()),
+        systemd_unit: scope,
         config: spec,
     };
     let saved = st
@@ -387,43 +378,30 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = container.wait();
         let _ = runtime::cleanup(root, &a.id);
-        if let Some(unit) = &st.systemd_unit {
-            let _ = bus::stop_unit(unit);
-        }
         return Err(e);
     }
     Ok((container, st))
-}
-
-/// The scope `--systemd-cgroup` starts, once the init exists.
-struct StartedScope {
-    unit: String,
-    started: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 /// `--systemd-cgroup`: the init goes into a transient scope that systemd
 /// creates over D-Bus (runc's systemd cgroup driver). Everything is planned
 /// here, so a bad cgroupsPath or `org.systemd.property.*` annotation fails
 /// before anything exists; the call itself happens after the clone (a scope
-/// needs a process), from a connection the runtime sees closed again.
+/// needs a process), from a connection the runtime sees closed again. The
+/// runtime records the scope's unit and stops it on cleanup.
 fn systemd_placement(
     id: &str,
     cgroups_path: Option<&Path>,
     spec: &Spec,
-) -> Result<(CgroupPlacement, Option<StartedScope>)> {
+) -> Result<(CgroupPlacement, Option<String>)> {
     let scope = state::systemd_scope(cgroups_path, id).map_err(|e| anyhow!(e))?;
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let props =
         unit::plan_scope_properties(id, &scope.slice, resources, spec.annotations().as_ref())?;
-    let started = std::rc::Rc::new(std::cell::Cell::new(false));
-    let flag = started.clone();
     let name = scope.unit.clone();
     let place: runtime::PlaceFn = Box::new(move |pid: Pid| {
         match bus::start_transient_unit(&name, &props, &[pid.as_raw() as u32]) {
-            Ok(()) => {
-                flag.set(true);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e @ bus::BusError::Unreachable { .. }) => Err(format!(
                 "{e}; --systemd-cgroup needs systemd's D-Bus API (run without --systemd-cgroup to write cgroupfs directly)"
             )
@@ -431,39 +409,11 @@ fn systemd_placement(
             Err(e) => Err(e.into()),
         }
     });
-    Ok((
-        CgroupPlacement::Manager(place),
-        Some(StartedScope {
-            unit: scope.unit,
-            started,
-        }),
-    ))
-}
-
-/// Stop the container's scope, if it has one; systemd may have collected it
-/// already when its last process exited. Runs after the runtime's cleanup
-/// killed every process in it, so the stop does not wait on them. A failure
-/// only warns: the record is gone by now, and systemd stops an empty scope
-/// by itself.
-fn stop_scope(st: &StateFile) {
-    if let Err(e) = try_stop_scope(st) {
-        eprintln!("berth-runtime: warning: {e:#}, ignoring");
-    }
-}
-
-fn try_stop_scope(st: &StateFile) -> Result<()> {
-    let Some(unit) = &st.systemd_unit else {
-        return Ok(());
+    let placement = CgroupPlacement::Manager {
+        place,
+        unit: Some(scope.unit.clone()),
     };
-    bus::stop_unit(unit)?;
-    // systemd removes the scope's cgroup when it stops; a sub-cgroup made
-    // inside (Delegate=yes) may keep it (runc removes it after the stop too).
-    if let Some(cg) = &st.cgroup {
-        if cg.exists() {
-            runtime::remove_cgroup(cg)?;
-        }
-    }
-    Ok(())
+    Ok((placement, Some(scope.unit)))
 }
 
 fn start(root: &Path, id: &str) -> Result<()> {
@@ -640,7 +590,6 @@ fn finish_run(root: &Path, id: &str, keep: bool, code: i32) -> Result<i32> {
         let st = StateFile::load(root, id).ok();
         runtime::cleanup(root, id).map_err(join_errors)?;
         if let Some(st) = st {
-            stop_scope(&st);
             run_warning_hooks(&st, HookPoint::Poststop, Status::Stopped);
         }
     }
@@ -760,7 +709,6 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     runtime::cleanup(root, id).map_err(join_errors)?;
     if let Some(st) = poststop {
-        stop_scope(&st);
         run_warning_hooks(&st, HookPoint::Poststop, Status::Stopped);
     }
     Ok(())

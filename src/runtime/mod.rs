@@ -43,6 +43,7 @@ use nix::sys::wait::waitpid;
 pub use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::teardown::Resource;
 pub use cgroup::apply_resources;
 pub use cgroup::{
     blkio_to_io_weight, cgroup_freeze, cgroup_kill, cgroup_pids, cgroup_state, remove_cgroup,
@@ -56,7 +57,6 @@ pub use process::{
     exit_status, proc_start_time, process_alive, release_resident_code,
     set_name as set_process_name, ProcessHandle,
 };
-pub use record::Record;
 pub use signal::{parse_signal, send_signal, signal_name};
 
 type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
@@ -233,15 +233,19 @@ pub enum CgroupPlacement {
     /// writes the limits and the device filter there; it never creates nor
     /// removes that directory, only empties it on cleanup. The clone comes
     /// first because a scope cannot start without a process, and so the
-    /// manager's connection lives only after the clone.
-    Manager(PlaceFn),
+    /// manager's connection lives only after the clone. `unit`, the
+    /// systemd unit it starts, is recorded and stopped on cleanup.
+    Manager {
+        place: PlaceFn,
+        unit: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for CgroupPlacement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             CgroupPlacement::Runtime => "Runtime",
-            CgroupPlacement::Manager(_) => "Manager(..)",
+            CgroupPlacement::Manager { .. } => "Manager(..)",
         })
     }
 }
@@ -448,29 +452,34 @@ pub fn create(opts: CreateOptions) -> Result<Container, RuntimeError> {
     process::assert_single_threaded()?;
     record::validate_id(&opts.id)?;
     let dir = record::container_dir(&opts.state_dir, &opts.id);
-    let mut rec = Record::new(&opts.id);
-    match create_recorded(opts, &mut rec) {
+    let mut start = Start {
+        list: record::list(&dir),
+        child: None,
+    };
+    match create_recorded(opts, &mut start) {
         Ok(c) => Ok(c),
         Err(e) => {
-            if let Some(pid) = rec.pid {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-                let _ = waitpid(Pid::from_raw(pid), None);
+            // The init is our child: reaped here, not only killed.
+            if let Some(pid) = start.child {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
             }
-            match record::teardown(&dir, &rec) {
+            match crate::teardown::teardown(start.list.entries()) {
                 Ok(()) => Err(e),
                 Err(errs) => Err(RuntimeError::Record {
                     path: dir,
-                    reason: format!(
-                        "{e}; and cleaning up failed: {}",
-                        errs.iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
+                    reason: format!("{e}; and cleaning up failed: {errs}"),
                 }),
             }
         }
     }
+}
+
+/// What a start has made so far: the recorded list, and the init while it
+/// is an unreaped child of ours.
+struct Start {
+    list: crate::teardown::List,
+    child: Option<Pid>,
 }
 
 /// Set a container process's oom_score_adj from the caller, outside any
@@ -482,11 +491,68 @@ pub(crate) fn set_oom_score_adj(pid: Pid, adj: Option<i32>) -> Result<(), Runtim
         .map_err(|e| RuntimeError::io("write oom_score_adj", path, e))
 }
 
-fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Container, RuntimeError> {
+/// The parent's half of the start sequence: one step per resource or
+/// decision, each recorded in `start.list` before it exists.
+fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Container, RuntimeError> {
     let dir = record::container_dir(&opts.state_dir, &opts.id);
-    let manager = match std::mem::take(&mut opts.cgroup_placement) {
-        CgroupPlacement::Runtime => None,
-        CgroupPlacement::Manager(place) => Some(place),
+    let (manager, unit) = take_manager(&mut opts)?;
+    setup_state_dir(&dir, &mut start.list)?;
+    let plan = build_plan(&opts, manager.is_some())?;
+    let managed = manager.is_some();
+    let planned_dirs = record_planned(&opts, &dir, managed, unit, &mut start.list)?;
+    let rootfs = setup_rootfs_mountpoint(&opts.rootfs, &dir)?;
+    let exec_fifo = setup_exec_fifo(&opts.start_gate)?;
+    let cgroup_fd = match (&opts.cgroup, &manager) {
+        (Some(path), None) => Some(setup_runtime_cgroup(
+            path,
+            &opts.spec,
+            &planned_dirs,
+            &mut start.list,
+        )?),
+        _ => None,
+    };
+    let console = connect_console(&plan, &opts)?;
+    let stdio = std::mem::take(&mut opts.stdio);
+    let ends = (exec_fifo, console, stdio);
+    let (pid, placed, channel) = clone_init(&opts, &plan, &rootfs, ends, cgroup_fd.as_ref())?;
+    start.child = Some(pid);
+    let container = Container {
+        id: opts.id.clone(),
+        pid,
+        channel,
+        gate: opts.start_gate.clone(),
+        state_dir: opts.state_dir.clone(),
+    };
+    place_init(&opts, pid, placed, manager)?;
+    configure_init_from_outside(&opts, &plan, pid)?;
+    // Sync point 1 (parent): mappings written, cgroup placed; let the init go.
+    container
+        .channel
+        .send(&Message::Proceed {
+            hook_state: hook_state(&opts, pid, "creating"),
+        })
+        .map_err(|e| container.channel_err(e))?;
+    // The init's PID goes into the list while the init sets itself up,
+    // not before: until it is recorded, the recorded cgroup (cleanup kills
+    // its members) or the closed sync socket (the init exits on EOF) end
+    // an orphaned init.
+    start.list.record(Resource::Process {
+        pid: pid.as_raw(),
+        start_time: proc_start_time(pid),
+    })?;
+    send_idmapped_trees(&container, &plan, &opts.rootfs)?;
+    wait_ready(&container, &opts, start)?;
+    Ok(container)
+}
+
+/// Decision: who places the init in its cgroup, and the unit a manager
+/// starts for it. A manager needs the path.
+fn take_manager(
+    opts: &mut CreateOptions,
+) -> Result<(Option<PlaceFn>, Option<String>), RuntimeError> {
+    let (manager, unit) = match std::mem::take(&mut opts.cgroup_placement) {
+        CgroupPlacement::Runtime => (None, None),
+        CgroupPlacement::Manager { place, unit } => (Some(place), unit),
     };
     if manager.is_some() && opts.cgroup.is_none() {
         return Err(RuntimeError::InvalidSpec {
@@ -494,160 +560,240 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
             reason: "a cgroup manager places the init, but no cgroup path was given".into(),
         });
     }
+    Ok((manager, unit))
+}
+
+/// Step: the state dir, the first entry of the list that lives in it.
+fn setup_state_dir(dir: &Path, list: &mut crate::teardown::List) -> Result<(), RuntimeError> {
     // 0711 like runc's container dir: the files in it are 0600 (exec.fifo
     // 0622), and what keeps host users out is the 0700 `--root` (or, in
     // service mode, the container's 0700 run dir); a root in a user
     // namespace must still reach the rootfs mount point by path.
-    crate::private::traverse_dir(&dir)
-        .map_err(|e| RuntimeError::io("create state dir", &dir, e))?;
-    rec.dir_created = true;
-    let mut plan = init::InitPlan::build(&opts)?;
+    crate::private::traverse_dir(dir).map_err(|e| RuntimeError::io("create state dir", dir, e))?;
+    list.record(Resource::Tree {
+        path: dir.to_path_buf(),
+    })?;
+    Ok(())
+}
+
+/// Decision: the init's plan. Under a cgroup manager the init unshares its
+/// cgroup namespace only once placed, so that it is rooted in its scope.
+fn build_plan(opts: &CreateOptions, managed: bool) -> Result<init::InitPlan, RuntimeError> {
+    let mut plan = init::InitPlan::build(opts)?;
     let newcgroup = nix::sched::CloneFlags::CLONE_NEWCGROUP.bits() as u64;
-    if manager.is_some() && plan.clone_flags & newcgroup != 0 {
+    if managed && plan.clone_flags & newcgroup != 0 {
         plan.clone_flags &= !newcgroup;
         plan.unshare_cgroup_late = true;
     }
-    // One record of everything this start may create, saved before any of
-    // it exists: teardown skips what is missing, so a crash at any later
-    // point is covered without a save per resource (each save is a write
-    // and a rename over the last record; on ext4 a rename over a file
-    // starts writeback, and the state dir's removal then waits for it).
-    // The record in memory tracks only what exists, for the error path.
-    let mut planned = rec.clone();
+    Ok(plan)
+}
+
+/// Step: one write recording everything this start may create before any
+/// of it exists (teardown skips what is missing), rather than a write per
+/// resource. `managed`: a manager places the init, in the systemd `unit`
+/// it starts. Returns the cgroup dirs it planned to make.
+fn record_planned(
+    opts: &CreateOptions,
+    dir: &Path,
+    managed: bool,
+    unit: Option<String>,
+    list: &mut crate::teardown::List,
+) -> Result<Vec<PathBuf>, RuntimeError> {
+    let mut planned = Vec::new();
     if let RootfsSource::Overlay { .. } = &opts.rootfs {
-        planned.rootfs_mountpoint = Some(dir.join("rootfs"));
+        planned.push(Resource::EmptyDir {
+            path: dir.join("rootfs"),
+        });
     }
     if let StartGate::Fifo(path) = &opts.start_gate {
-        planned.exec_fifo = Some(path.clone());
+        planned.push(Resource::File { path: path.clone() });
     }
+    let mut dirs = Vec::new();
     if let Some(path) = &opts.cgroup {
-        planned.cgroup = Some(path.clone());
-        if manager.is_none() {
-            planned.cgroup_dirs = cgroup::missing_dirs(path);
+        if !managed {
+            dirs = cgroup::missing_dirs(path);
         }
+        // Stopped once what runs in its cgroup is killed (the entry after
+        // it), so the stop does not wait on them.
+        if let Some(unit) = unit {
+            planned.push(Resource::Scope {
+                unit,
+                cgroup: path.clone(),
+            });
+        }
+        planned.extend(cgroup_entries(path, &dirs));
     }
-    planned.save(&dir)?;
+    list.record_all(planned)?;
+    Ok(dirs)
+}
 
-    // The overlay is mounted inside the container's mount namespace; the host
-    // keeps only this empty mount point, recorded so cleanup removes it.
-    let rootfs = match &opts.rootfs {
-        RootfsSource::Dir(p) => p.clone(),
+/// The entries of the container's cgroup `path` when this start made
+/// `made` (outermost first): a cgroup someone else made is only emptied.
+fn cgroup_entries(path: &Path, made: &[PathBuf]) -> Vec<Resource> {
+    let mut entries: Vec<Resource> = made
+        .iter()
+        .map(|d| match d == path {
+            true => Resource::Cgroup { path: d.clone() },
+            false => Resource::CgroupParent { path: d.clone() },
+        })
+        .collect();
+    if !made.iter().any(|d| d == path) {
+        entries.push(Resource::CgroupMembers {
+            path: path.to_path_buf(),
+        });
+    }
+    entries
+}
+
+/// Step: the host's mount point of the overlay root. The overlay is
+/// mounted inside the container's mount namespace; the host keeps only
+/// this empty dir.
+fn setup_rootfs_mountpoint(source: &RootfsSource, dir: &Path) -> Result<PathBuf, RuntimeError> {
+    match source {
+        RootfsSource::Dir(p) => Ok(p.clone()),
         RootfsSource::Overlay { .. } => {
             let p = dir.join("rootfs");
             std::fs::create_dir_all(&p)
                 .map_err(|e| RuntimeError::io("create overlay mount point", &p, e))?;
-            rec.rootfs_mountpoint = Some(p.clone());
-            p
+            Ok(p)
         }
-    };
-
-    if let StartGate::Fifo(path) = &opts.start_gate {
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622))
-            .map_err(|e| RuntimeError::sys(format!("mkfifo '{}'", path.display()), e))?;
-        // Writable by whoever the container's root is (a user namespace maps
-        // it to another host uid); mkfifo's mode went through the umask.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622))
-            .map_err(|e| RuntimeError::io("chmod exec fifo", path, e))?;
-        rec.exec_fifo = Some(path.clone());
     }
-    // Opened here, not by the init: in a user namespace its root may not
-    // walk the state root (runc passes the FIFO the same way).
-    let exec_fifo = match &opts.start_gate {
-        StartGate::Fifo(path) => Some(init::open_path(path)?),
-        StartGate::Socket => None,
-    };
+}
 
-    let cgroup_fd = match (&opts.cgroup, &manager) {
-        (Some(path), None) => {
-            rec.cgroup_dirs = cgroup::setup_cgroup(path)?;
-            rec.cgroup = Some(path.clone());
-            // Someone else made a parent between planning and now: record
-            // only what this start made, so teardown leaves theirs alone.
-            if rec.cgroup_dirs != planned.cgroup_dirs {
-                rec.save(&dir)?;
-            }
-            Some(setup_cgroup_limits(path, &opts.spec)?)
-        }
-        _ => None,
+/// Step: the exec FIFO of the FIFO gate, opened O_PATH here, not by the
+/// init: in a user namespace its root may not walk the state root (runc
+/// passes the FIFO the same way).
+fn setup_exec_fifo(gate: &StartGate) -> Result<Option<OwnedFd>, RuntimeError> {
+    let StartGate::Fifo(path) = gate else {
+        return Ok(None);
     };
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| RuntimeError::sys(format!("mkfifo '{}'", path.display()), e))?;
+    // Writable by whoever the container's root is (a user namespace maps
+    // it to another host uid); mkfifo's mode went through the umask.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622))
+        .map_err(|e| RuntimeError::io("chmod exec fifo", path, e))?;
+    Ok(Some(init::open_path(path)?))
+}
 
-    let console = match (&plan.terminal, &opts.console_socket) {
-        (true, Some(path)) => Some(console::connect_console_socket(path)?),
-        (true, None) => {
-            return Err(RuntimeError::InvalidSpec {
-                id: opts.id.clone(),
-                reason: "process.terminal is true but no console socket was given".into(),
-            })
-        }
-        (false, _) => None,
-    };
+/// Step: the container's cgroup made by the runtime, with its limits; the
+/// open cgroup for CLONE_INTO_CGROUP.
+fn setup_runtime_cgroup(
+    path: &Path,
+    spec: &Spec,
+    planned: &[PathBuf],
+    list: &mut crate::teardown::List,
+) -> Result<File, RuntimeError> {
+    let made = cgroup::setup_cgroup(path)?;
+    // Someone else made a parent between planning and now: record only
+    // what this start made, so teardown leaves theirs alone.
+    if made != planned {
+        let stale = cgroup_entries(path, planned);
+        let mut entries: Vec<Resource> = list
+            .entries()
+            .iter()
+            .filter(|r| !stale.contains(r))
+            .cloned()
+            .collect();
+        entries.extend(cgroup_entries(path, &made));
+        list.rewrite(entries)?;
+    }
+    setup_cgroup_limits(path, spec)
+}
 
+/// Step: the console socket's connection, when the process has a terminal.
+fn connect_console(
+    plan: &init::InitPlan,
+    opts: &CreateOptions,
+) -> Result<Option<OwnedFd>, RuntimeError> {
+    match (&plan.terminal, &opts.console_socket) {
+        (true, Some(path)) => Ok(Some(console::connect_console_socket(path)?)),
+        (true, None) => Err(RuntimeError::InvalidSpec {
+            id: opts.id.clone(),
+            reason: "process.terminal is true but no console socket was given".into(),
+        }),
+        (false, _) => Ok(None),
+    }
+}
+
+/// Sync point 0: clone. The child runs `init::run` and never returns; the
+/// parent gets the init's PID, whether CLONE_INTO_CGROUP placed it, and its
+/// end of the sync socket. `ends` (exec FIFO, console, stdio) go to the
+/// child; the parent's copies close here.
+fn clone_init(
+    opts: &CreateOptions,
+    plan: &init::InitPlan,
+    rootfs: &Path,
+    ends: (Option<OwnedFd>, Option<OwnedFd>, Stdio),
+    cgroup_fd: Option<&File>,
+) -> Result<(Pid, bool, Channel), RuntimeError> {
+    let (exec_fifo, console, stdio) = ends;
     let (parent_end, child_end) = channel::pair()?;
     let mut ns_fds = init::open_namespace_paths(&opts.spec)?;
     let pid_ns_guard = ns_fds.enter_pid_namespace()?;
-
-    let flags = plan.clone_flags;
-    let cg_raw = cgroup_fd.as_ref().map(|f| f.as_raw_fd());
-    // Sync point 0: clone. The child runs init::run and never returns.
-    let cloned = process::clone3(flags, cg_raw);
+    let cloned = process::clone3(plan.clone_flags, cgroup_fd.map(|f| f.as_raw_fd()));
     drop(pid_ns_guard);
-    let (pid, placed) = match cloned {
-        Ok(process::Cloned::Child) => {
+    match cloned? {
+        process::Cloned::Child => {
             drop(parent_end);
             init::run(init::InitContext {
                 id: &opts.id,
-                plan: &plan,
-                rootfs: &rootfs,
+                plan,
+                rootfs,
                 source: &opts.rootfs,
                 cgroup: opts.cgroup.as_deref(),
                 channel: child_end,
                 console,
-                stdio: opts.stdio,
+                stdio,
                 ns_fds,
                 gate: &opts.start_gate,
                 exec_fifo,
                 preserve_fds: opts.preserve_fds,
             })
         }
-        Ok(process::Cloned::Parent { pid, in_cgroup }) => (pid, in_cgroup),
-        Err(e) => return Err(e),
-    };
-    drop(exec_fifo);
-    drop(child_end);
-    drop(console);
-    rec.pid = Some(pid.as_raw());
-    rec.start_time = proc_start_time(pid);
-    let id = opts.id.clone();
-    let container = Container {
-        id: id.clone(),
-        pid,
-        channel: parent_end,
-        gate: opts.start_gate.clone(),
-        state_dir: opts.state_dir.clone(),
-    };
+        process::Cloned::Parent { pid, in_cgroup } => Ok((pid, in_cgroup, parent_end)),
+    }
+}
 
-    // When CLONE_INTO_CGROUP was refused, place the init before it runs a
-    // single step of its own.
-    if let (Some(path), false, None) = (&opts.cgroup, placed, &manager) {
-        cgroup::add_process(path, pid)?;
-    }
-    // The cgroup manager places the init the same way, then the limits
-    // follow, before the init runs.
-    if let (Some(path), Some(place)) = (&opts.cgroup, manager) {
-        place(pid).map_err(|source| RuntimeError::CgroupPlacement {
-            path: path.clone(),
-            source,
-        })?;
-        rec.cgroup = Some(path.clone());
-        // The manager's connection and event loop must be gone: nothing
-        // else may run beside this process's later clones.
-        process::assert_single_threaded()?;
-        drop(setup_cgroup_limits(path, &opts.spec)?);
-    }
-    // From here, not by the init: once root in its own user namespace,
-    // its /proc/self files belong to the host's root (runc's nsexec writes
-    // it before cloning, with the same effect). Inherited across exec.
+/// Step: the init in its cgroup before it runs a single step of its own:
+/// by the runtime when CLONE_INTO_CGROUP was refused, else by the cgroup
+/// manager, the limits following.
+fn place_init(
+    opts: &CreateOptions,
+    pid: Pid,
+    placed: bool,
+    manager: Option<PlaceFn>,
+) -> Result<(), RuntimeError> {
+    let Some(path) = &opts.cgroup else {
+        return Ok(());
+    };
+    let Some(place) = manager else {
+        if !placed {
+            cgroup::add_process(path, pid)?;
+        }
+        return Ok(());
+    };
+    place(pid).map_err(|source| RuntimeError::CgroupPlacement {
+        path: path.clone(),
+        source,
+    })?;
+    // The manager's connection and event loop must be gone: nothing else
+    // may run beside this process's later clones.
+    process::assert_single_threaded()?;
+    drop(setup_cgroup_limits(path, &opts.spec)?);
+    Ok(())
+}
+
+/// Step: what the parent sets on the init from outside, before it runs:
+/// oom_score_adj (once root in its own user namespace, its /proc/self
+/// files belong to the host's root; runc's nsexec writes it before
+/// cloning, with the same effect; inherited across exec) and the ID maps.
+fn configure_init_from_outside(
+    opts: &CreateOptions,
+    plan: &init::InitPlan,
+    pid: Pid,
+) -> Result<(), RuntimeError> {
     set_oom_score_adj(
         pid,
         opts.spec.process().as_ref().and_then(|p| p.oom_score_adj()),
@@ -655,61 +801,72 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
     if plan.new_user_ns {
         process::write_id_mappings(pid, &opts.spec)?;
     }
+    Ok(())
+}
+
+/// The runtime-spec state hooks get on stdin.
+fn hook_state(opts: &CreateOptions, pid: Pid, status: &str) -> String {
     let bundle = opts.bundle.clone().unwrap_or_default();
-    let state = |status| hooks::render_state(&opts.spec, &id, status, Some(pid.as_raw()), &bundle);
-    // Sync point 1 (parent): mappings written, cgroup placed; let the init go.
-    container
-        .channel
-        .send(&Message::Proceed {
-            hook_state: state("creating"),
-        })
-        .map_err(|e| container.channel_err(e))?;
-    // The init's PID goes into the record while the init sets itself up,
-    // not before: until it is saved, the recorded cgroup (cleanup kills its
-    // members) or the closed sync socket (the init exits on EOF) end an
-    // orphaned init.
-    rec.save_init(&dir)?;
-    // Sync point 1' (parent): in a user namespace the overlay root is built
-    // here, on idmapped lowers only a process outside it can make.
-    // Then an idmapped clone of each `idmap` bind mount's source.
-    if plan.new_user_ns {
-        let mut trees = Vec::new();
-        if let Some((lowers, upper, work)) = idmapped_overlay(&plan, &opts.rootfs) {
-            trees.push(idmap::build_idmapped_overlay(pid, lowers, upper, work)?);
-            trees.extend(idmap::open_idmapped_mounts(pid, &plan.mounts)?);
-        }
-        idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &trees)?;
+    hooks::render_state(&opts.spec, &opts.id, status, Some(pid.as_raw()), &bundle)
+}
+
+/// Sync point 1' (parent): in a user namespace the overlay root is built
+/// here, on idmapped lowers only a process outside it can make; then an
+/// idmapped clone of each `idmap` bind mount's source.
+fn send_idmapped_trees(
+    container: &Container,
+    plan: &init::InitPlan,
+    source: &RootfsSource,
+) -> Result<(), RuntimeError> {
+    if !plan.new_user_ns {
+        return Ok(());
     }
-    let mut reply = container
-        .channel
-        .recv()
-        .map_err(|e| container.channel_err(e))?;
-    // Sync point 1a (parent): the init's mounts are done, before pivot_root:
-    // the runtime-namespace hooks run now (runtime-spec lifecycle step 6).
+    let mut trees = Vec::new();
+    if let Some((lowers, upper, work)) = idmapped_overlay(plan, source) {
+        trees.push(idmap::build_idmapped_overlay(
+            container.pid,
+            lowers,
+            upper,
+            work,
+        )?);
+        trees.extend(idmap::open_idmapped_mounts(container.pid, &plan.mounts)?);
+    }
+    idmap::send_fds(std::os::fd::AsFd::as_fd(&container.channel), &trees)
+}
+
+/// Sync points 1a, 1b and 2 (parent): the runtime-namespace hooks once the
+/// init's mounts are done (runtime-spec lifecycle step 6), then the init's
+/// report that it is set up and waiting. An init that failed is reaped.
+fn wait_ready(
+    container: &Container,
+    opts: &CreateOptions,
+    start: &mut Start,
+) -> Result<(), RuntimeError> {
+    let recv = || {
+        container
+            .channel
+            .recv()
+            .map_err(|e| container.channel_err(e))
+    };
+    let mut reply = recv()?;
     if let Some(Message::RuntimeHooks) = reply {
+        let state = hook_state(opts, container.pid, "creating");
         for point in [hooks::HookPoint::Prestart, hooks::HookPoint::CreateRuntime] {
-            hooks::run_hooks(
-                &hooks::hooks_at(&opts.spec, point),
-                point,
-                &state("creating"),
-            )?;
+            hooks::run_hooks(&hooks::hooks_at(&opts.spec, point), point, &state)?;
         }
         // Sync point 1b (parent).
         container
             .channel
             .send(&Message::HooksDone)
             .map_err(|e| container.channel_err(e))?;
-        reply = container
-            .channel
-            .recv()
-            .map_err(|e| container.channel_err(e))?;
+        reply = recv()?;
     }
-    // Sync point 2 (parent): the init reports it is set up and waiting.
+    let id = opts.id.clone();
     match reply {
-        Some(Message::Ready) => Ok(container),
+        Some(Message::Ready) => Ok(()),
         Some(Message::Error { step, message }) => {
-            let _ = waitpid(pid, None);
-            rec.pid = None;
+            let _ = waitpid(container.pid, None);
+            start.child = None;
             Err(RuntimeError::Init { id, step, message })
         }
         Some(other) => Err(RuntimeError::Protocol {
@@ -718,8 +875,8 @@ fn create_recorded(mut opts: CreateOptions, rec: &mut Record) -> Result<Containe
             got: format!("{other:?}"),
         }),
         None => {
-            let _ = waitpid(pid, None);
-            rec.pid = None;
+            let _ = waitpid(container.pid, None);
+            start.child = None;
             Err(RuntimeError::InitGone {
                 id,
                 expected: "it was set up",
@@ -786,10 +943,10 @@ fn setup_device_filter(spec: &Spec, cgroup: &File) -> Result<(), RuntimeError> {
     )
 }
 
-/// Remove every resource recorded for container `id` under `state_dir`:
-/// kill what still runs in its cgroup, remove the cgroup, the exec FIFO, the
-/// overlay mount point and the record itself. Keeps going past failures and
-/// returns them all.
+/// Remove every resource recorded for container `id` under `state_dir`,
+/// newest first: the init, what still runs in its cgroup, the cgroup, the
+/// exec FIFO, the overlay mount point and the state dir with the list.
+/// Keeps going past failures and returns them all.
 pub fn cleanup(state_dir: &Path, id: &str) -> Result<(), Vec<RuntimeError>> {
     if let Err(e) = record::validate_id(id) {
         return Err(vec![e]);
@@ -798,23 +955,24 @@ pub fn cleanup(state_dir: &Path, id: &str) -> Result<(), Vec<RuntimeError>> {
     if !dir.exists() {
         return Ok(());
     }
-    let rec = match Record::load(&dir) {
-        Ok(r) => r,
-        Err(e) => {
-            // Without a readable record only the directory can be removed.
-            return match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Err(vec![e]),
-                Err(e2) => Err(vec![e, RuntimeError::io("remove state dir", &dir, e2)]),
+    let list = match record::load(&dir) {
+        Ok(l) if !l.entries().is_empty() => l,
+        other => {
+            // Without a readable list (a crash before its first entry)
+            // only the directory can be removed.
+            let mut errors: Vec<RuntimeError> = other.err().into_iter().collect();
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                errors.push(RuntimeError::io("remove state dir", &dir, e));
+            }
+            return if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors)
             };
         }
     };
-    if let Some(pid) = rec.pid {
-        let pid = Pid::from_raw(pid);
-        if let Some(init) = ProcessHandle::open(pid, rec.start_time) {
-            let _ = init.signal(libc::SIGKILL);
-        }
-    }
-    record::teardown(&dir, &rec)
+    crate::teardown::teardown(list.entries())
+        .map_err(|errs| errs.0.into_iter().map(RuntimeError::from).collect())
 }
 
 /// Which namespaces a spec asks for, as (type, path-to-join).

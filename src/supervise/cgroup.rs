@@ -4,7 +4,6 @@
 //! while the supervisor's own memory never counts as the container's.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::SuperviseError;
 use crate::runtime::CGROUP_ROOT;
@@ -83,39 +82,6 @@ pub fn enable_controllers(unit: &Path) -> Option<String> {
 pub fn move_into(dir: &Path, pid: i32) -> Result<(), SuperviseError> {
     let procs = dir.join("cgroup.procs");
     std::fs::write(&procs, pid.to_string()).map_err(|e| SuperviseError::io("write", &procs, e))
-}
-
-fn populated(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("cgroup.events"))
-        .map(|t| t.lines().any(|l| l == "populated 1"))
-        .unwrap_or(false)
-}
-
-/// Kill everything in `dir` and remove it; missing is fine.
-pub fn kill_and_remove(dir: &Path, wait: Duration) -> Result<(), SuperviseError> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    crate::runtime::cgroup_kill(dir, nix::sys::signal::Signal::SIGKILL).map_err(|e| {
-        SuperviseError::Cgroup {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })?;
-    let start = Instant::now();
-    while populated(dir) && start.elapsed() < wait {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    remove_empty(dir)
-}
-
-/// Remove `dir` if it has no processes (and no child cgroups).
-pub fn remove_empty(dir: &Path) -> Result<(), SuperviseError> {
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SuperviseError::io("remove cgroup", dir, e)),
-    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
-//! Teardown of everything a start recorded in `state.json`: the runtime's
-//! own record (its process, overlay mount point), the payload and supervisor
-//! cgroups, the overlay's upper and work dirs, the run dir. It keeps going
+//! Teardown of everything a start recorded in its run dir's list
+//! (`resources`, see [`crate::teardown`]): the container (the runtime's own
+//! list), the payload and supervisor cgroups, the overlay's upper and work
+//! dirs, the `userns = "auto"` ID range, the run dir. The walk keeps going
 //! after a failure and returns every error, so one stuck step never hides
 //! the rest (netavark's `NetavarkErrorList` does the same).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use super::state::{Paths, State};
-use super::{cgroup, SuperviseError};
+use super::SuperviseError;
+use crate::teardown::{self, List, Resource, TeardownError};
 
 /// What `berth cleanup NAME` needs.
 #[derive(Debug, Clone)]
@@ -44,14 +45,7 @@ pub fn cleanup(opts: &CleanupOptions) -> Result<(), Vec<SuperviseError>> {
             }]);
         }
     }
-    let mut result = teardown(&paths, &opts.name, false);
-    // The `userns = "auto"` ID range goes last: nothing is left to use it.
-    if let Err(e) = super::userns::release(&super::userns::userns_dir(&opts.root), &opts.name) {
-        match &mut result {
-            Ok(()) => result = Err(vec![e]),
-            Err(v) => v.push(e),
-        }
-    }
+    let result = teardown(&paths, &opts.name, false);
     // `berth run -d --rm`: the definition written for it goes with it.
     let marker = super::remove_on_stop_marker(&opts.root, &opts.name);
     if marker.exists() {
@@ -62,84 +56,35 @@ pub fn cleanup(opts: &CleanupOptions) -> Result<(), Vec<SuperviseError>> {
     result
 }
 
-/// Undo the recorded start of `name`. With `keep_supervisor` (the supervisor
-/// cleaning up after itself, still inside `<unit>/supervisor`), that cgroup
-/// and the record naming it stay for ExecStopPost.
+/// Undo the recorded start of `name`, newest first. With `keep_supervisor`
+/// (the supervisor cleaning up after itself, still inside
+/// `<unit>/supervisor`), that cgroup, the ID range and the run dir stay for
+/// ExecStopPost, with a list naming them and whatever failed here.
 pub fn teardown(
     paths: &Paths,
     name: &str,
     keep_supervisor: bool,
 ) -> Result<(), Vec<SuperviseError>> {
     let mut errors = Vec::new();
-    let st = match State::load(&paths.run_dir) {
-        Ok(s) => s,
+    let entries = match List::load(&paths.resources()) {
+        Ok(Some(list)) if !list.entries().is_empty() => list.entries().to_vec(),
+        Ok(_) => paths.default_resources(),
         Err(e) => {
-            errors.push(e);
-            None
+            errors.push(from_teardown(name, e));
+            paths.default_resources()
         }
     };
-    let st = st.unwrap_or_else(|| State {
-        name: name.to_string(),
-        ..State::default()
-    });
-
-    // 1. The container: the payload cgroup holds every process of it (the
-    //    main process, its children, berth's init); killing it first means
-    //    nothing is left to keep a mount busy.
-    if let Some(p) = &st.payload_cgroup {
-        if let Err(e) = cgroup::kill_and_remove(p, Duration::from_secs(5)) {
-            errors.push(e);
-        }
-    }
-    // 2. The runtime's record: its process (when outside any cgroup of ours,
-    //    as in ad hoc mode), the overlay mount point, the record dir.
-    let runtime_dir = st
-        .runtime_state_dir
-        .clone()
-        .unwrap_or_else(|| paths.runtime_state_dir());
-    if let Err(errs) = crate::runtime::cleanup(&runtime_dir, name) {
-        errors.extend(errs.into_iter().map(|error| SuperviseError::Runtime {
-            name: name.to_string(),
-            error,
-        }));
-    }
-    if let Err(e) = remove_dir_if_exists(&runtime_dir) {
-        errors.push(e);
-    }
-    // 3. The overlay's upper and work dirs, and their parent when empty.
-    for d in [
-        st.upper.clone().unwrap_or_else(|| paths.upper()),
-        st.work.clone().unwrap_or_else(|| paths.work()),
-    ] {
-        if let Err(e) = remove_tree(&d) {
-            errors.push(e);
-        }
-    }
-    let _ = std::fs::remove_dir(&paths.storage_dir);
-    // 4. The supervisor's cgroup (empty once the supervisor is gone), then
-    //    the run dir with the record.
-    if keep_supervisor {
-        let kept = State {
-            name: st.name.clone(),
-            definition_hash: st.definition_hash.clone(),
-            supervisor_pid: st.supervisor_pid,
-            supervisor_start_time: st.supervisor_start_time,
-            unit_cgroup: st.unit_cgroup.clone(),
-            supervisor_cgroup: st.supervisor_cgroup.clone(),
-            ..State::default()
-        };
-        if paths.run_dir.is_dir() {
-            if let Err(e) = kept.save(&paths.run_dir) {
-                errors.push(e);
-            }
-        }
-    } else {
-        if let Some(s) = &st.supervisor_cgroup {
-            if let Err(e) = cgroup::remove_empty(s) {
-                errors.push(e);
-            }
-        }
-        if let Err(e) = remove_tree(&paths.run_dir) {
+    let run_dir = Resource::Tree {
+        path: paths.run_dir.clone(),
+    };
+    let kept = |r: &Resource| {
+        keep_supervisor
+            && (*r == run_dir || matches!(r, Resource::OwnCgroup { .. } | Resource::IdRange { .. }))
+    };
+    let out = teardown::walk(&entries, kept);
+    errors.extend(out.errors.into_iter().map(|e| from_teardown(name, e)));
+    if keep_supervisor && paths.run_dir.is_dir() {
+        if let Err(e) = keep_record(paths, out.left) {
             errors.push(e);
         }
     }
@@ -150,19 +95,35 @@ pub fn teardown(
     }
 }
 
-fn remove_tree(p: &Path) -> Result<(), SuperviseError> {
-    match std::fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SuperviseError::io("remove", p, e)),
+/// What ExecStopPost's `berth cleanup` finds: who the supervisor was (so it
+/// is not mistaken for a live one) and the list of what is left.
+fn keep_record(paths: &Paths, left: Vec<Resource>) -> Result<(), SuperviseError> {
+    if let Some(st) = State::load(&paths.run_dir)? {
+        let kept = State {
+            name: st.name.clone(),
+            definition_hash: st.definition_hash.clone(),
+            supervisor_pid: st.supervisor_pid,
+            supervisor_start_time: st.supervisor_start_time,
+            unit_cgroup: st.unit_cgroup.clone(),
+            ..State::default()
+        };
+        kept.save(&paths.run_dir)?;
     }
+    List::new(paths.resources())
+        .rewrite(left)
+        .map_err(|e| from_teardown(&paths.name, e))
 }
 
-fn remove_dir_if_exists(p: &Path) -> Result<(), SuperviseError> {
-    match std::fs::remove_dir(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SuperviseError::io("remove", p, e)),
+/// A teardown error as the supervisor's, naming the container.
+pub(super) fn from_teardown(name: &str, e: TeardownError) -> SuperviseError {
+    match e {
+        TeardownError::Io { op, path, error } => SuperviseError::Io { op, path, error },
+        TeardownError::List { path, reason } => SuperviseError::State { path, reason },
+        TeardownError::Runtime(error) => SuperviseError::Runtime {
+            name: name.to_string(),
+            error: *error,
+        },
+        TeardownError::Supervise(e) => *e,
     }
 }
 
@@ -171,8 +132,9 @@ mod tests {
     use super::*;
     use crate::supervise::state::STATE_FILE;
 
-    /// Without privileges or processes: files recorded (and not) are removed,
-    /// and the supervisor's record survives when asked to.
+    /// Without privileges or processes: dirs recorded (and, with no list,
+    /// the default ones) are removed, and the supervisor's record and the
+    /// entries it keeps survive when asked to.
     #[test]
     fn removes_dirs_and_keeps_supervisor_record() {
         let tmp = tempfile::tempdir().unwrap();
@@ -180,22 +142,49 @@ mod tests {
         std::fs::create_dir_all(paths.upper().join("etc")).unwrap();
         std::fs::create_dir_all(paths.work().join("work")).unwrap();
         std::fs::create_dir_all(&paths.run_dir).unwrap();
+        let sup = tmp.path().join("supervisor-cgroup");
+        std::fs::create_dir(&sup).unwrap();
         let st = State {
             name: "web".into(),
-            supervisor_cgroup: Some(tmp.path().join("no-such-cgroup")),
-            upper: Some(paths.upper()),
-            work: Some(paths.work()),
+            supervisor_pid: 1,
+            container_pid: Some(42),
             ..State::default()
         };
         st.save(&paths.run_dir).unwrap();
+        let mut list = List::new(paths.resources());
+        list.record_all(vec![
+            Resource::Tree {
+                path: paths.run_dir.clone(),
+            },
+            Resource::EmptyDir {
+                path: paths.storage_dir.clone(),
+            },
+            Resource::Tree {
+                path: paths.upper(),
+            },
+            Resource::Tree { path: paths.work() },
+            Resource::OwnCgroup { path: sup.clone() },
+        ])
+        .unwrap();
         teardown(&paths, "web", true).unwrap();
         assert!(!paths.storage_dir.exists());
+        assert!(sup.exists());
         let kept = State::load(&paths.run_dir).unwrap().unwrap();
-        assert_eq!(kept.supervisor_cgroup, st.supervisor_cgroup);
-        assert_eq!(kept.upper, None);
+        assert_eq!(kept.supervisor_pid, 1);
+        assert_eq!(kept.container_pid, None);
+        let left = List::load(&paths.resources()).unwrap().unwrap();
+        assert_eq!(
+            left.entries(),
+            &[list.entries()[0].clone(), list.entries()[4].clone()]
+        );
         teardown(&paths, "web", false).unwrap();
+        assert!(!sup.exists());
         assert!(!paths.run_dir.exists());
         assert!(!paths.run_dir.join(STATE_FILE).exists());
+        // Nothing recorded: the default list finds what a start makes.
+        std::fs::create_dir_all(paths.upper().join("etc")).unwrap();
+        teardown(&paths, "web", false).unwrap();
+        assert!(!paths.storage_dir.exists());
         // Nothing recorded, nothing there: still fine.
         teardown(&paths, "web", false).unwrap();
     }

@@ -227,7 +227,7 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
             });
         }
     }
-    if paths.run_dir.join(state::STATE_FILE).exists() {
+    if paths.run_dir.join(state::STATE_FILE).exists() || paths.resources().exists() {
         if let Err(errs) = cleanup::teardown(&paths, &def.name, false) {
             for e in errs {
                 journal::event(
@@ -264,18 +264,6 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
     }
     if let Err(errs) = cleanup::teardown(&paths, &def.name, keep_supervisor) {
         for e in errs {
-            journal::event(
-                Priority::Warning,
-                &def.name,
-                "cleanup",
-                &format!("cleanup after exit: {e}"),
-                &[],
-            );
-        }
-    }
-    // No ExecStopPost for a scope: its `userns = "auto"` range goes here.
-    if !keep_supervisor {
-        if let Err(e) = userns::release(&userns::userns_dir(&opts.root), &def.name) {
             journal::event(
                 Priority::Warning,
                 &def.name,

@@ -1,7 +1,8 @@
 //! The start sequence of a container, one numbered step after the other:
 //! image, files the plan needs, named volumes, /etc files, overlay dirs,
 //! cgroups, berth's init, notify socket, plan, signal mask, create, start.
-//! Each step records what it creates in state.json before creating it.
+//! Each step records what it creates in the run dir's list of resources
+//! (`crate::teardown`) before creating it.
 //!
 //! Runs single-threaded: a pull's tokio runtime is gone before any fork.
 
@@ -17,10 +18,11 @@ use super::{
     cgroup, console, files, health, journal, notify, volumes, Paths, RunOptions, State,
     SuperviseError,
 };
-use crate::config::{Definition, Globals, ImageSource, Notify, Pull, Seccomp};
+use crate::config::{Definition, Globals, ImageSource, Notify, Pull, Seccomp, Userns};
 use crate::runtime::{self, CreateOptions, RootfsSource, StartGate, Stdio};
 use crate::spec::{self, ImageConfigView, PlanContext};
 use crate::store::Store;
+use crate::teardown::{List, Resource};
 use journal::Priority;
 
 /// Largest file read from an image for user lookups (`/etc/passwd`, `/etc/group`).
@@ -58,7 +60,8 @@ fn private_chain(container_dir: &Path) -> Result<(), SuperviseError> {
         .map_err(|e| SuperviseError::io("create", containers, e))
 }
 
-/// The start sequence, in order.
+/// The start sequence, in order: each step a resource (recorded in the run
+/// dir's list before it exists) or a decision.
 pub(super) fn start(
     opts: &RunOptions,
     def: &Definition,
@@ -66,38 +69,127 @@ pub(super) fn start(
     paths: &Paths,
     st: &mut State,
 ) -> Result<Running, SuperviseError> {
-    let name = &def.name;
+    let mut list = List::new(paths.resources());
     // 0. Inputs that need no work to check fail before any work is done.
     volumes::check_bind_sources(def)?;
-    // 1. Run dir first: every later step records itself in state.json there.
-    //    Its roots are private (0700): state, exec.json and the notify
-    //    socket are for root and the container only.
-    private_chain(&paths.run_dir)?;
-    crate::private::dir(&paths.run_dir)
-        .map_err(|e| SuperviseError::io("create", &paths.run_dir, e))?;
-    st.save(&paths.run_dir)?;
-
+    // 1. The run dir, holding the list every later step records itself in.
+    setup_run_dir(def, paths, &mut list, st)?;
     // 2. The image, pulled if `pull` says so. Any tokio runtime a pull uses
     //    is gone when it returns: we clone later.
     let (lowers, image, digest) = resolve_image(opts, def, globals)?;
-    if let ImageSource::Image(r) = &def.image {
-        st.image = Some(r.to_string());
-        st.image_digest = digest;
-        st.save(&paths.run_dir)?;
-    }
+    record_image(def, digest, paths, st)?;
+    // 3. What the plan needs from files: env files, the seccomp profile.
+    let inputs = read_plan_inputs(def)?;
+    // 4. Named volumes, created and seeded on first use (a child process
+    //    may mount the image's layers: still single-threaded here).
+    volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
+    // 5. /etc files the spec binds.
+    let own_net = spec::own_network(def);
+    files::write_etc_files(&paths.run_dir, &opts.root, &spec::hostname(def), own_net)?;
+    // 6. Fresh overlay upper and work dirs: a container starts from its image.
+    setup_overlay_dirs(def, paths, &mut list)?;
+    // 7. cgroups: `<unit>/supervisor` for us, `<unit>/payload` for it.
+    let payload = match opts.delegated {
+        true => Some(setup_cgroups(def, &mut list, st)?),
+        false => None,
+    };
+    // 8. berth's init (`init = true`) is no process of the supervisor's: the
+    //    container's own init stays its PID 1, inside every namespace and
+    //    all of its confinement, and runs the app as PID 2 (see
+    //    runtime/reaper.rs; issue 12, class 5). Set on the create options.
+    // 9. With notify = "container", a socket of the container's own for
+    //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
+    let notify = setup_notify_socket(opts, def, paths)?;
+    // 10. The plan, with the ID range of `userns = "auto"`.
+    let view = image.as_ref().map(ImageConfigView::from_image_config);
+    let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
+    ctx.notify_socket = notify.as_ref().map(|_| paths.run_dir.join(NOTIFY_SOCK));
+    ctx.id_range = setup_id_range(opts, def, paths)?;
+    let spec = spec::plan(def, view.as_ref(), &ctx)?;
+    let stop_signal = plan_stop_signal(def, view.as_ref());
+    // 11. Block the signals we handle before the clone, so none is lost
+    //    between start and the loop; the runtime resets the container's mask.
+    let signals = block_signals()?;
+    // 12. What health checks and `berth exec` run under, then create and start.
+    let health = save_exec_template(def, &spec, paths)?;
+    let copts = create_options(def, paths, spec, lowers, payload.clone());
+    let (container, console) = create_and_start(opts, paths, copts, &mut list, st)?;
+    Ok(Running {
+        container,
+        payload,
+        stop_signal,
+        signals,
+        notify,
+        health,
+        console,
+    })
+}
 
-    // 3. What the plan needs from files: env files, the image's passwd and
-    //    group, the seccomp profile.
-    let mut env_files = Vec::new();
+/// A teardown list's error, as the supervisor's.
+fn listed(def: &Definition) -> impl Fn(crate::teardown::TeardownError) -> SuperviseError + '_ {
+    |e| super::cleanup::from_teardown(&def.name, e)
+}
+
+/// Step 1: the run dir, private (0700): state, exec.json and the notify
+/// socket are for root and the container only. Its list's first entries
+/// are the dir itself and the ID range, which thus go last on teardown:
+/// nothing is left to use the range by then (recorded before it exists,
+/// as everything; releasing a range never allocated is a no-op).
+fn setup_run_dir(
+    def: &Definition,
+    paths: &Paths,
+    list: &mut List,
+    st: &State,
+) -> Result<(), SuperviseError> {
+    private_chain(&paths.run_dir)?;
+    crate::private::dir(&paths.run_dir)
+        .map_err(|e| SuperviseError::io("create", &paths.run_dir, e))?;
+    let mut first = vec![Resource::Tree {
+        path: paths.run_dir.clone(),
+    }];
+    if def.security.userns == Userns::Auto {
+        first.push(Resource::IdRange {
+            dir: paths.userns_dir.clone(),
+            name: def.name.clone(),
+        });
+    }
+    list.record_all(first).map_err(listed(def))?;
+    st.save(&paths.run_dir)
+}
+
+/// Step 2': the image in the record, which keeps it from `berth prune`/`rmi`.
+fn record_image(
+    def: &Definition,
+    digest: Option<String>,
+    paths: &Paths,
+    st: &mut State,
+) -> Result<(), SuperviseError> {
+    let ImageSource::Image(r) = &def.image else {
+        return Ok(());
+    };
+    st.image = Some(r.to_string());
+    st.image_digest = digest;
+    st.save(&paths.run_dir)
+}
+
+/// What the plan reads from files besides the image's.
+struct PlanInputs {
+    environment_files: Vec<(PathBuf, String)>,
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+/// Step 3: the environment files and the seccomp profile.
+fn read_plan_inputs(def: &Definition) -> Result<PlanInputs, SuperviseError> {
+    let mut environment_files = Vec::new();
     for p in &def.environment_files {
         let text = std::fs::read_to_string(p)
             .map_err(|e| SuperviseError::io("read environment file", p, e))?;
-        env_files.push((p.clone(), text));
+        environment_files.push((p.clone(), text));
     }
     let caps =
         spec::capability_set(&def.security.cap_drop, &def.security.cap_add).map_err(|cap| {
             spec::PlanError::Capability {
-                name: name.clone(),
+                name: def.name.clone(),
                 cap,
             }
         })?;
@@ -123,26 +215,31 @@ pub(super) fn start(
                 }
             })?),
         };
+    Ok(PlanInputs {
+        environment_files,
+        seccomp,
+    })
+}
 
-    // 4. Named volumes, created and seeded on first use (a child process
-    //    may mount the image's layers: still single-threaded here).
-    volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
-
-    // 5. /etc files the spec binds.
-    let hostname = spec::hostname(def);
-    files::write_etc_files(
-        &paths.run_dir,
-        &opts.root,
-        &hostname,
-        spec::own_network(def),
-    )?;
-
-    // 6. Fresh overlay upper and work dirs: a container starts from its image.
-    st.upper = Some(paths.upper());
-    st.work = Some(paths.work());
-    st.save(&paths.run_dir)?;
-    // The upper dir gets what the container writes, setuid binaries
-    // included: under the 0700 storage root only (CVE-2021-41091).
+/// Step 6: fresh overlay upper and work dirs (0755: the upper dir's mode is
+/// the container's `/`). The upper dir gets what the container writes,
+/// setuid binaries included: under the 0700 storage root only
+/// (CVE-2021-41091).
+fn setup_overlay_dirs(
+    def: &Definition,
+    paths: &Paths,
+    list: &mut List,
+) -> Result<(), SuperviseError> {
+    list.record_all(vec![
+        Resource::EmptyDir {
+            path: paths.storage_dir.clone(),
+        },
+        Resource::Tree {
+            path: paths.upper(),
+        },
+        Resource::Tree { path: paths.work() },
+    ])
+    .map_err(listed(def))?;
     private_chain(&paths.storage_dir)?;
     crate::private::dir(&paths.storage_dir)
         .map_err(|e| SuperviseError::io("create", &paths.storage_dir, e))?;
@@ -152,7 +249,6 @@ pub(super) fn start(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(SuperviseError::io("remove stale", &d, e)),
         }
-        // 0755: the upper dir's mode is the container's `/`.
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .mode(0o755)
@@ -162,107 +258,132 @@ pub(super) fn start(
             crate::fault::point("overlay");
         }
     }
+    Ok(())
+}
 
-    // 7. cgroups: the supervisor leaves the unit's root for `supervisor/`
-    //    before `payload/` exists, so the unit never has processes next to
-    //    child cgroups (cgroups(7), "no internal processes").
-    let payload = if opts.delegated {
-        let unit = cgroup::unit_cgroup_dir()?;
-        let sup = unit.join("supervisor");
-        let payload = unit.join("payload");
-        st.unit_cgroup = Some(unit.clone());
-        st.supervisor_cgroup = Some(sup.clone());
-        st.payload_cgroup = Some(payload.clone());
-        st.save(&paths.run_dir)?;
-        cgroup::make(&sup)?;
-        cgroup::move_into(&sup, 0)?;
-        crate::fault::point("cgroup");
-        if let Some(warning) = cgroup::enable_controllers(&unit) {
-            journal::event(
-                Priority::Warning,
-                name,
-                "cgroup",
-                &format!("{warning}; the unit's limits still apply, ignoring"),
-                &[],
-            );
-        }
-        cgroup::make(&payload)?;
-        Some(payload)
+/// Step 7: the supervisor leaves the unit's root for `supervisor/` before
+/// `payload/` exists, so the unit never has processes next to child
+/// cgroups (cgroups(7), "no internal processes"). Returns the payload.
+fn setup_cgroups(
+    def: &Definition,
+    list: &mut List,
+    st: &mut State,
+) -> Result<PathBuf, SuperviseError> {
+    let unit = cgroup::unit_cgroup_dir()?;
+    let sup = unit.join("supervisor");
+    let payload = unit.join("payload");
+    list.record_all(vec![
+        Resource::OwnCgroup { path: sup.clone() },
+        Resource::Cgroup {
+            path: payload.clone(),
+        },
+    ])
+    .map_err(listed(def))?;
+    // Saved with the container's PID, for `berth` to read its usage.
+    st.unit_cgroup = Some(unit.clone());
+    st.payload_cgroup = Some(payload.clone());
+    cgroup::make(&sup)?;
+    cgroup::move_into(&sup, 0)?;
+    crate::fault::point("cgroup");
+    if let Some(warning) = cgroup::enable_controllers(&unit) {
+        journal::event(
+            Priority::Warning,
+            &def.name,
+            "cgroup",
+            &format!("{warning}; the unit's limits still apply, ignoring"),
+            &[],
+        );
+    }
+    cgroup::make(&payload)?;
+    Ok(payload)
+}
+
+/// Step 9: the container's notify socket, inside the run dir.
+fn setup_notify_socket(
+    opts: &RunOptions,
+    def: &Definition,
+    paths: &Paths,
+) -> Result<Option<std::os::unix::net::UnixDatagram>, SuperviseError> {
+    if opts.systemd && def.service.notify == Notify::Container {
+        Ok(Some(bind_notify_socket(&paths.run_dir.join(NOTIFY_SOCK))?))
     } else {
-        None
-    };
+        Ok(None)
+    }
+}
 
-    // 8. berth's init (`init = true`) is no process of the supervisor's: the
-    //    container's own init stays its PID 1, inside every namespace and
-    //    all of its confinement, and runs the app as PID 2 (see
-    //    runtime/reaper.rs; issue 12, class 5). Set on the create options below.
-
-    // 9. With notify = "container", a socket of the container's own for
-    //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
-    let notify_sock = if opts.systemd && def.service.notify == Notify::Container {
-        Some(bind_notify_socket(&paths.run_dir.join(NOTIFY_SOCK))?)
-    } else {
-        None
-    };
-
-    // 10. The plan.
-    let runtime_state = paths.runtime_state_dir();
-    let view = image.as_ref().map(ImageConfigView::from_image_config);
-    let mut ctx = PlanContext {
-        rootfs: runtime_state.join(name).join("rootfs"),
+/// Step 10: what the plan gets besides the definition and the image config.
+fn plan_context(
+    opts: &RunOptions,
+    globals: &Globals,
+    paths: &Paths,
+    lowers: &[PathBuf],
+    inputs: PlanInputs,
+) -> PlanContext {
+    PlanContext {
+        rootfs: paths.runtime_state_dir().join(&paths.name).join("rootfs"),
         run_dir: paths.run_dir.clone(),
         storage_root: globals.storage_root.clone(),
         credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
-        environment_files: env_files,
-        passwd: read_image_file(&lowers, "etc/passwd"),
-        group: read_image_file(&lowers, "etc/group"),
-        seccomp,
+        environment_files: inputs.environment_files,
+        passwd: read_image_file(lowers, "etc/passwd"),
+        group: read_image_file(lowers, "etc/group"),
+        seccomp: inputs.seccomp,
         id_range: None,
         terminal: opts.tty,
         command_override: opts.command.clone(),
-        notify_socket: notify_sock
-            .as_ref()
-            .map(|_| paths.run_dir.join(NOTIFY_SOCK)),
+        notify_socket: None,
         nofile_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok(),
-    };
-    if def.security.userns == crate::config::Userns::Auto {
-        // A private ID range; the fresh upper and work dirs belong to its
-        // root, the image's layers are idmapped by the runtime.
-        let range = super::userns::allocate(
-            &super::userns::userns_dir(&opts.root),
-            super::userns::host_pool(&opts.root),
-            name,
-        )?;
-        crate::fault::point("userns");
-        super::userns::chown_to_range(range, &[paths.upper(), paths.work()])?;
-        // Its root mounts the overlay and stages the idmapped layers by
-        // path from inside the namespace: it alone may traverse these.
-        for d in [&paths.storage_dir, &paths.run_dir] {
-            crate::private::traversable_by_group(d, range.host_start)
-                .map_err(|e| SuperviseError::io("chown", d, e))?;
-        }
-        ctx.id_range = Some(range);
     }
-    let spec = spec::plan(def, view.as_ref(), &ctx)?;
-    // The image's STOPSIGNAL, real-time ones included (systemd inside
-    // stops on SIGRTMIN+3); one berth cannot read is said, not ignored.
-    let stop_signal = match view.as_ref().and_then(|v| v.stop_signal.as_deref()) {
+}
+
+/// Step 10': `userns = "auto"`: a private ID range (recorded in step 1).
+/// The fresh upper and work dirs belong to its root, the image's layers are
+/// idmapped by the runtime.
+fn setup_id_range(
+    opts: &RunOptions,
+    def: &Definition,
+    paths: &Paths,
+) -> Result<Option<spec::IdRange>, SuperviseError> {
+    if def.security.userns != Userns::Auto {
+        return Ok(None);
+    }
+    let range = super::userns::allocate(
+        &paths.userns_dir,
+        super::userns::host_pool(&opts.root),
+        &def.name,
+    )?;
+    crate::fault::point("userns");
+    super::userns::chown_to_range(range, &[paths.upper(), paths.work()])?;
+    // Its root mounts the overlay and stages the idmapped layers by path
+    // from inside the namespace: it alone may traverse these.
+    for d in [&paths.storage_dir, &paths.run_dir] {
+        crate::private::traversable_by_group(d, range.host_start)
+            .map_err(|e| SuperviseError::io("chown", d, e))?;
+    }
+    Ok(Some(range))
+}
+
+/// Decision: the image's STOPSIGNAL, real-time ones included (systemd
+/// inside stops on SIGRTMIN+3); one berth cannot read is said, not ignored.
+fn plan_stop_signal(def: &Definition, view: Option<&ImageConfigView>) -> i32 {
+    match view.and_then(|v| v.stop_signal.as_deref()) {
         None => libc::SIGTERM,
         Some(s) => runtime::parse_signal(s).unwrap_or_else(|| {
             journal::event(
                 Priority::Warning,
-                name,
+                &def.name,
                 "stop-signal",
                 &format!("the image's STOPSIGNAL \"{s}\" is not a signal; stopping with SIGTERM"),
                 &[],
             );
             libc::SIGTERM
         }),
-    };
+    }
+}
 
-    // 11. Block the signals we handle before the clone, so none is lost
-    //    between start and the loop; the runtime resets the container's mask.
+/// Step 11: the signals the loop handles, blocked, read from a signalfd.
+fn block_signals() -> Result<SignalFd, SuperviseError> {
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGTERM,
@@ -275,33 +396,61 @@ pub(super) fn start(
     }
     mask.thread_block()
         .map_err(|e| SuperviseError::sys("block signals", e))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| SuperviseError::sys("signalfd", e))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| SuperviseError::sys("signalfd", e))
+}
 
-    // 12. Create and start.
-    st.runtime_state_dir = Some(runtime_state.clone());
-    st.save(&paths.run_dir)?;
-    // What health checks and `berth exec` confine their processes with:
-    // exactly this start's plan, whatever the definition says later.
-    let template = ExecTemplate::from_spec(&spec);
+/// Step 12: what health checks and `berth exec` confine their processes
+/// with: exactly this start's plan, whatever the definition says later.
+fn save_exec_template(
+    def: &Definition,
+    spec: &oci_spec::runtime::Spec,
+    paths: &Paths,
+) -> Result<Option<HealthRunner>, SuperviseError> {
+    let template = ExecTemplate::from_spec(spec);
     if let Some(t) = &template {
         t.save(&paths.run_dir)?;
     }
-    let health = match (&def.health, template) {
+    Ok(match (&def.health, template) {
         (Some(h), Some(template)) => Some(HealthRunner {
             state: health::HealthState::new(h.clone(), Instant::now()),
             template,
         }),
         _ => None,
-    };
-    let mut copts = CreateOptions::new(name.clone(), spec, &runtime_state);
+    })
+}
+
+/// Decision: how the runtime creates this container.
+fn create_options(
+    def: &Definition,
+    paths: &Paths,
+    spec: oci_spec::runtime::Spec,
+    lowers: Vec<PathBuf>,
+    payload: Option<PathBuf>,
+) -> CreateOptions {
+    let mut copts = CreateOptions::new(def.name.clone(), spec, paths.runtime_state_dir());
     copts.rootfs = RootfsSource::Overlay {
         lowers,
         upper: paths.upper(),
         work: paths.work(),
     };
-    copts.cgroup = payload.clone();
+    copts.cgroup = payload;
     copts.reaper = def.init;
+    copts.start_gate = StartGate::Socket;
+    copts
+}
+
+/// Step 12': the container, recorded (the runtime keeps a list of its own
+/// under the runtime state dir), created, then started; with `-t` its
+/// terminal's master, received over the console socket.
+fn create_and_start(
+    opts: &RunOptions,
+    paths: &Paths,
+    mut copts: CreateOptions,
+    list: &mut List,
+    st: &mut State,
+) -> Result<(runtime::Container, Option<std::os::fd::OwnedFd>), SuperviseError> {
+    let name = copts.id.clone();
     let console_path = paths.run_dir.join("console.sock");
     let console_listener = if opts.tty {
         copts.console_socket = Some(console_path.clone());
@@ -320,7 +469,17 @@ pub(super) fn start(
             stderr: None,
         }
     };
-    copts.start_gate = StartGate::Socket;
+    let runtime_state = paths.runtime_state_dir();
+    list.record_all(vec![
+        Resource::EmptyDir {
+            path: runtime_state.clone(),
+        },
+        Resource::Container {
+            state_dir: runtime_state,
+            id: name.clone(),
+        },
+    ])
+    .map_err(|e| super::cleanup::from_teardown(&name, e))?;
     let rt_err = |error| SuperviseError::Runtime {
         name: name.clone(),
         error,
@@ -336,15 +495,7 @@ pub(super) fn start(
     };
     drop(console_listener);
     container.start().map_err(rt_err)?;
-    Ok(Running {
-        container,
-        payload,
-        stop_signal,
-        signals,
-        notify: notify_sock,
-        health,
-        console,
-    })
+    Ok((container, console))
 }
 
 /// The image's lower dirs (lowest first), config and manifest digest.

@@ -1,16 +1,21 @@
-//! The record of one running container: `/run/berth/containers/NAME/state.json`.
-//!
-//! Written before each resource is created, so `berth cleanup NAME` after a
-//! crash (even a SIGKILL of the supervisor) knows everything there is to undo.
+//! The record of one running container: `/run/berth/containers/NAME/state.json`
+//! (who supervises it, its image, process and health, for `berth` to read)
+//! beside `resources`, the list of everything its start created
+//! ([`crate::teardown`]), appended before each resource is created, so
+//! `berth cleanup NAME` after a crash (even a SIGKILL of the supervisor)
+//! knows everything there is to undo.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::SuperviseError;
+use crate::teardown::Resource;
 
 /// File name of the record inside the container's run dir.
 pub const STATE_FILE: &str = "state.json";
+/// File name of the list of created resources inside the run dir.
+pub const RESOURCES_FILE: &str = "resources";
 
 /// Where a container's files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +25,9 @@ pub struct Paths {
     pub run_dir: PathBuf,
     /// `STORAGE/containers/NAME`: the overlay's upper and work dirs.
     pub storage_dir: PathBuf,
+    /// `RUN/userns` (`userns::userns_dir`): the `userns = "auto"` ranges.
+    pub userns_dir: PathBuf,
+    pub name: String,
 }
 
 impl Paths {
@@ -29,7 +37,38 @@ impl Paths {
         Paths {
             run_dir: run_root.join("containers").join(name),
             storage_dir: storage_root.join("containers").join(name),
+            userns_dir: run_root.join("userns"),
+            name: name.to_string(),
         }
+    }
+    /// The list of what the last start created.
+    pub fn resources(&self) -> PathBuf {
+        self.run_dir.join(RESOURCES_FILE)
+    }
+    /// What a start of this container may have made, oldest first: the
+    /// list to walk when a run dir has none (a crash before its first line).
+    pub fn default_resources(&self) -> Vec<Resource> {
+        vec![
+            Resource::Tree {
+                path: self.run_dir.clone(),
+            },
+            Resource::IdRange {
+                dir: self.userns_dir.clone(),
+                name: self.name.clone(),
+            },
+            Resource::EmptyDir {
+                path: self.storage_dir.clone(),
+            },
+            Resource::Tree { path: self.upper() },
+            Resource::Tree { path: self.work() },
+            Resource::EmptyDir {
+                path: self.runtime_state_dir(),
+            },
+            Resource::Container {
+                state_dir: self.runtime_state_dir(),
+                id: self.name.clone(),
+            },
+        ]
     }
     /// The runtime's `state_dir` (its record is `runtime/NAME/`).
     pub fn runtime_state_dir(&self) -> PathBuf {
@@ -43,7 +82,7 @@ impl Paths {
     }
 }
 
-/// Everything a start created, for cleanup.
+/// Who runs the container and what it runs, for `berth` to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub name: String,
@@ -71,14 +110,8 @@ pub struct State {
     pub container_start_time: Option<u64>,
     /// The unit's delegated cgroup (cgroupfs path).
     pub unit_cgroup: Option<PathBuf>,
-    /// `<unit>/supervisor` and `<unit>/payload`, when this start created them.
-    pub supervisor_cgroup: Option<PathBuf>,
+    /// `<unit>/payload`, the container's cgroup (its usage is read there).
     pub payload_cgroup: Option<PathBuf>,
-    /// The runtime's state dir (its record lives in `runtime_state_dir/NAME`).
-    pub runtime_state_dir: Option<PathBuf>,
-    /// Overlay upper and work dirs, fresh per start.
-    pub upper: Option<PathBuf>,
-    pub work: Option<PathBuf>,
 }
 
 impl State {
@@ -147,7 +180,7 @@ mod tests {
         let s = State {
             name: "web".into(),
             container_pid: Some(42),
-            upper: Some("/var/lib/berth/containers/web/upper".into()),
+            payload_cgroup: Some("/sys/fs/cgroup/berth@web.service/payload".into()),
             ..State::default()
         };
         s.save(dir.path()).unwrap();
