@@ -38,8 +38,8 @@ pub enum ContainerError {
     Systemctl { args: String, reason: String },
     #[error("container \"{name}\": {reason}")]
     Exec { name: String, reason: String },
-    #[error("cgroup \"{path}\": {reason}")]
-    Cgroup { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error("volume \"{name}\" does not exist (see `berth volume ls`)")]
     NoVolume { name: String },
     #[error("volume \"{name}\" is used by running container(s) {users} (stop them first, or pass --force)")]
@@ -366,7 +366,7 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
         let paused = live
             .as_ref()
             .and_then(|r| r.cgroup.as_ref())
-            .and_then(|c| crate::runtime::cgroup_state(c).ok())
+            .and_then(|c| crate::cgroup::read_state(c).ok())
             .is_some_and(|s| s.frozen);
         let active = p
             .get("ActiveState")
@@ -440,10 +440,7 @@ fn user_name(uid: u32) -> String {
 
 /// Processes of a cgroup (and its children), host PIDs.
 pub fn processes(cgroup: &Path) -> Result<Vec<ProcInfo>, ContainerError> {
-    let mut pids = crate::runtime::cgroup_pids(cgroup).map_err(|e| ContainerError::Cgroup {
-        path: cgroup.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut pids = crate::cgroup::pids(cgroup)?;
     pids.sort();
     let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
@@ -489,57 +486,19 @@ pub fn processes(cgroup: &Path) -> Result<Vec<ProcInfo>, ContainerError> {
     Ok(out)
 }
 
-/// Usage of a container's cgroup, for `berth stats`.
+/// A container's cgroup usage, for `berth stats`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Usage {
+pub struct Stats {
     pub name: String,
-    /// `memory.current` (absent without the memory controller).
-    pub memory_bytes: Option<u64>,
-    /// `memory.max`, `None` when unlimited or absent.
-    pub memory_max: Option<u64>,
-    /// `pids.current`, else the count of tasks in the cgroup.
-    pub pids: u64,
-    /// `usage_usec` of `cpu.stat` (always there in cgroup v2).
-    pub cpu_usec: Option<u64>,
-    pub frozen: bool,
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// `usage_usec` of a `cpu.stat` text.
-pub fn parse_cpu_usage(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn count_tasks(cgroup: &Path) -> u64 {
-    let mut n = std::fs::read_to_string(cgroup.join("cgroup.threads"))
-        .map(|t| t.lines().count() as u64)
-        .unwrap_or(0);
-    for e in std::fs::read_dir(cgroup).into_iter().flatten().flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            n += count_tasks(&e.path());
-        }
-    }
-    n
+    #[serde(flatten)]
+    pub usage: crate::cgroup::Usage,
 }
 
 /// Read the usage of `cgroup` for container `name`.
-pub fn usage(name: &str, cgroup: &Path) -> Usage {
-    Usage {
+pub fn stats(name: &str, cgroup: &Path) -> Stats {
+    Stats {
         name: name.to_string(),
-        memory_bytes: read_u64(&cgroup.join("memory.current")),
-        memory_max: read_u64(&cgroup.join("memory.max")),
-        pids: read_u64(&cgroup.join("pids.current")).unwrap_or_else(|| count_tasks(cgroup)),
-        cpu_usec: std::fs::read_to_string(cgroup.join("cpu.stat"))
-            .ok()
-            .and_then(|t| parse_cpu_usage(&t)),
-        frozen: crate::runtime::cgroup_state(cgroup)
-            .map(|s| s.frozen)
-            .unwrap_or(false),
+        usage: crate::cgroup::usage(cgroup),
     }
 }
 
@@ -853,14 +812,5 @@ mod tests {
         let t = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 100 0 0";
         assert_eq!(parse_proc_stat(t), Some(12));
         assert_eq!(parse_proc_stat("garbage"), None);
-    }
-
-    #[test]
-    fn cpu_usage() {
-        assert_eq!(
-            parse_cpu_usage("usage_usec 1234\nuser_usec 1000\n"),
-            Some(1234)
-        );
-        assert_eq!(parse_cpu_usage(""), None);
     }
 }

@@ -300,7 +300,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for n in &names {
         let r = live(root, &g, n)?;
-        out.push(ct::usage(n, payload(&r)?));
+        out.push(ct::stats(n, payload(&r)?));
     }
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -309,13 +309,14 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<[String; 5]> = out
         .iter()
         .map(|u| {
+            let (name, u) = (&u.name, &u.usage);
             let mem = match (u.memory_bytes, u.memory_max) {
                 (Some(c), Some(m)) => format!("{} / {}", human_bytes(c), human_bytes(m)),
                 (Some(c), None) => human_bytes(c),
                 _ => "-".into(),
             };
             [
-                u.name.clone(),
+                name.clone(),
                 u.cpu_usec
                     .map(|c| format!("{:.2}s", c as f64 / 1e6))
                     .unwrap_or_else(|| "-".into()),
@@ -333,14 +334,14 @@ pub fn pause(root: &Path, args: PauseArgs, frozen: bool) -> anyhow::Result<ExitC
     let g = globals(root)?;
     let r = live(root, &g, &args.name)?;
     let cg = payload(&r)?;
-    crate::runtime::cgroup_freeze(cg, frozen).with_context(|| {
+    crate::cgroup::freeze(cg, frozen).with_context(|| {
         format!(
             "cannot {} container \"{}\"",
             if frozen { "pause" } else { "unpause" },
             args.name
         )
     })?;
-    let now = crate::runtime::cgroup_state(cg)?;
+    let now = crate::cgroup::read_state(cg)?;
     println!(
         "{}: {}",
         args.name,
@@ -386,7 +387,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let paused = live
         .as_ref()
         .and_then(|r| r.cgroup.as_ref())
-        .and_then(|c| crate::runtime::cgroup_state(c).ok())
+        .and_then(|c| crate::cgroup::read_state(c).ok())
         .is_some_and(|s| s.frozen);
     let out = serde_json::json!({
         "name": name,

@@ -88,7 +88,7 @@ pub fn teardown(
     //    nothing is left to keep a mount busy.
     if let Some(p) = &st.payload_cgroup {
         if let Err(e) = cgroup::kill_and_remove(p, Duration::from_secs(5)) {
-            errors.push(e);
+            errors.push(e.into());
         }
     }
     // 2. The runtime's record: its process (when outside any cgroup of ours,
@@ -136,7 +136,7 @@ pub fn teardown(
     } else {
         if let Some(s) = &st.supervisor_cgroup {
             if let Err(e) = cgroup::remove_empty(s) {
-                errors.push(e);
+                errors.push(e.into());
             }
         }
         if let Err(e) = remove_tree(&paths.run_dir) {

@@ -13,7 +13,6 @@
 //! The start sequence is `start::start` (start.rs); the steady state is
 //! `watch::supervise` (watch.rs); teardown is cleanup.rs.
 
-mod cgroup;
 mod cleanup;
 pub mod console;
 pub mod exec;
@@ -29,11 +28,11 @@ mod watch;
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroup;
 use crate::config::Definition;
 use crate::runtime;
 use crate::spec;
 
-pub use cgroup::parse_unit_cgroup;
 pub use cleanup::{cleanup, CleanupOptions};
 pub use exec::ExecTemplate;
 pub use files::{render_hostname, render_hosts, render_resolv_conf};
@@ -67,8 +66,8 @@ pub enum SuperviseError {
     },
     #[error("{op}: {error}")]
     Sys { op: String, error: nix::Error },
-    #[error("cgroup \"{path}\": {reason}")]
-    Cgroup { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error("state \"{path}\": {reason}")]
     State { path: PathBuf, reason: String },
     #[error("seccomp profile \"{path}\": {reason}")]

@@ -177,7 +177,7 @@ pub(super) fn start(
         cgroup::make(&sup)?;
         cgroup::move_into(&sup, 0)?;
         crate::fault::point("cgroup");
-        if let Some(warning) = cgroup::enable_controllers(&unit) {
+        if let Err(warning) = cgroup::enable_controllers(&unit) {
             journal::event(
                 Priority::Warning,
                 name,
