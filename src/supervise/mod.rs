@@ -38,7 +38,7 @@ pub use exec::ExecTemplate;
 pub use files::{render_hostname, render_hosts, render_resolv_conf};
 use journal::Priority;
 pub use state::{Paths, State};
-pub use volumes::volume_data;
+pub use volumes::{remove_volume, volume, volume_data, volumes, VolumeError, VolumeInfo};
 pub use watch::relay_notify;
 
 /// Errors of the supervisor. Each names the container or path it failed on.
@@ -68,6 +68,8 @@ pub enum SuperviseError {
     Sys { op: String, error: nix::Error },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error("container \"{name}\": {reason}")]
+    Exec { name: String, reason: String },
     #[error("state \"{path}\": {reason}")]
     State { path: PathBuf, reason: String },
     #[error("seccomp profile \"{path}\": {reason}")]
