@@ -18,12 +18,13 @@ use super::{CgroupState, CGROUP_ROOT};
 /// Errors on cgroupfs; each names the cgroup or file.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("{op} '{path}': {source}")]
+    // The cause is part of the message and not also a `source`, so an error
+    // chain (`cli::error_chain`) prints it once.
+    #[error("{op} '{path}': {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cgroup '{path}' still has processes after {millis} ms")]
     Busy { path: PathBuf, millis: u64 },
@@ -35,7 +36,7 @@ pub enum CgroupError {
 
 fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.into();
-    move |source| CgroupError::Io { op, path, source }
+    move |error| CgroupError::Io { op, path, error }
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
@@ -329,7 +330,10 @@ mod tests {
         let sub = t.path().join("sub");
         std::fs::create_dir_all(sub.join("cgroup.subtree_control")).unwrap();
         std::fs::write(sub.join("cgroup.controllers"), "cpu").unwrap();
-        let e = enable_controllers(&sub).unwrap_err().to_string();
+        let e = enable_controllers(&sub).unwrap_err();
+        // The cause once: in the message, not again as a source.
+        assert!(std::error::Error::source(&e).is_none());
+        let e = e.to_string();
         assert!(
             e.starts_with("enable controllers in '") && e.contains("cgroup.subtree_control"),
             "{e}"
