@@ -158,10 +158,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     // `systemctl stop berth-run-NAME.scope` work for it too. This process
     // moves into it before anything is cloned; the bus call's event loop is
     // gone when it returns (runtime::create checks the thread count).
-    let scoped = args.scoped
-        || (root == Path::new("/")
-            && root.join("run/systemd/system").is_dir()
-            && enter_scope(&name));
+    let scoped = args.scoped || (root == Path::new("/") && ctl::booted(root) && enter_scope(&name));
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
@@ -180,7 +177,7 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     if root != Path::new("/") {
         bail!("berth run -d starts berth@NAME.service, which reads /etc/berth: it cannot be used with --root or $BERTH_ROOT");
     }
-    if !root.join("run/systemd/system").is_dir() {
+    if !ctl::booted(root) {
         bail!("berth run -d needs systemd as the init system (no /run/systemd/system)");
     }
     // A definition in /etc or /usr/lib would shadow ours, or be replaced by it.
