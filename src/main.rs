@@ -6,11 +6,30 @@ use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    berth::trace::step("main");
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = Path::new(&argv0)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The commands that clone container processes run from a copy of this
+    // binary the container cannot write (CVE-2019-5736, runtime/exe.rs).
+    // Re-executing before the argument parser means that parser runs once,
+    // not twice; a word that only looks like such a verb (a container named
+    // `run`) costs a needless re-execution, never a missing one. The commands
+    // check again, and report a failure here through their own error path
+    // (`--log` included).
+    let cloning: &[&str] = match name.as_str() {
+        "berth-generator" => &[],
+        "berth-runtime" => &["create", "run", "exec"],
+        _ => &["run", "exec"],
+    };
+    if std::env::args_os()
+        .skip(1)
+        .any(|a| cloning.iter().any(|v| a == *v))
+    {
+        let _ = berth::runtime::ensure_protected();
+    }
     match name.as_str() {
         "berth-generator" => berth::generator::main(),
         "berth-runtime" => berth::oci::main(),

@@ -225,3 +225,80 @@ fn a_real_time_stop_signal_reaches_the_container() {
     );
     assert!(log.contains("container \"rt\" exited with code 0"), "{log}");
 }
+
+/// A definition takes every reference form `berth pull` takes (one grammar):
+/// `docker://` before a registry image on the box's loopback, and an
+/// `oci-archive:` with a tag, which picks that tag's image out of an archive
+/// holding two. Before the definition and the pull shared one parser, the
+/// first was a config error and the second lost its tag.
+#[test]
+fn docker_transport_and_oci_archive_tag_work_in_a_definition() {
+    require_root!();
+    for prog in ["nsenter", "skopeo", "docker-registry"] {
+        require_program!(prog);
+    }
+    let b = SystemdBox::boot(
+        BoxOptions::default()
+            .with_berth()
+            .file(
+                "/etc/berth/berth.toml",
+                "[[registry]]\nhost = \"127.0.0.1:5000\"\ninsecure = true\n",
+            )
+            .file(
+                "/etc/berth/containers/viadocker.toml",
+                "image = \"docker://127.0.0.1:5000/demo/app:1\"\n",
+            )
+            .file(
+                "/etc/berth/containers/viaarchive.toml",
+                "image = \"oci-archive:/srv/app.tar:v2\"\n",
+            ),
+    )
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let layout = tempfile::tempdir().unwrap();
+    let mut l = Layout::new(layout.path());
+    let busybox: &'static [u8] =
+        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
+    for tag in ["1", "v2"] {
+        let base = reg::tar_of(&[
+            Member::Dir("bin/", 0o755, 0, 0),
+            Member::File("bin/busybox", busybox, 0o755, 0, 0),
+            Member::Symlink("bin/sh", "busybox"),
+        ]);
+        let built = l.image(
+            &[base],
+            "amd64",
+            serde_json::json!({"Cmd": ["/bin/sh", "-c", format!("echo image-tag-{tag}")]}),
+        );
+        l.tag(&built, tag);
+    }
+    b.copy_in(layout.path(), "/srv/layout");
+    b.sh_ok("tar -C /srv/layout -cf /srv/app.tar .");
+    b.serve_registry();
+    b.sh_ok(
+        "skopeo copy --quiet --dest-tls-verify=false oci:/srv/layout:1 docker://127.0.0.1:5000/demo/app:1",
+    );
+    // The generator read both definitions (a config error would leave no unit).
+    b.sh_ok("berth check");
+
+    for (name, want) in [("viadocker", "image-tag-1"), ("viaarchive", "image-tag-v2")] {
+        let _ = b.sh(&format!("systemctl start berth@{name}"));
+        let log = b.wait_for(
+            &format!("journalctl --no-pager -b -o cat -u berth@{name}"),
+            |t| t.contains("exited with code"),
+            Duration::from_secs(30),
+        );
+        assert!(
+            log.lines().any(|l| l == want),
+            "{name}: no {want:?} in:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("container \"{name}\" exited with code 0")),
+            "{log}"
+        );
+    }
+    // Both are in the store under their canonical names; the archive's tag is
+    // part of its ref.
+    let images = b.sh_ok("berth images");
+    assert!(images.contains("127.0.0.1:5000/demo/app:1"), "{images}");
+    assert!(images.contains("oci-archive:/srv/app.tar:v2"), "{images}");
+}

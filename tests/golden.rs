@@ -12,7 +12,8 @@
 //!
 //! Volatile parts are replaced first: the input path by `<ROOT>`, definition
 //! hashes by `<HASH>`. `BERTH_BLESS=1 cargo test --test golden` rewrites the
-//! expected files; review the diff. Adding a case means adding files only.
+//! expected files (`support::golden`, the switch every golden harness
+//! shares); review the diff. Adding a case means adding files only.
 
 mod support;
 
@@ -21,14 +22,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::golden;
+
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
 fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/generator")
-}
-
-fn blessing() -> bool {
-    std::env::var_os("BERTH_BLESS").is_some_and(|v| v == "1")
 }
 
 /// Replace the root path and definition hashes with placeholders.
@@ -47,47 +46,6 @@ fn normalise(text: &str, root: &Path) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// A tree as relative path → content, with symlinks gathered into `links`.
-fn read_tree(dir: &Path) -> BTreeMap<String, String> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>, links: &mut Vec<String>) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        let mut entries: Vec<_> = rd.map(|e| e.unwrap()).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().display().to_string();
-            let ft = e.file_type().unwrap();
-            if ft.is_symlink() {
-                links.push(format!("{rel} -> {}", fs::read_link(&p).unwrap().display()));
-            } else if ft.is_dir() {
-                walk(base, &p, out, links);
-            } else {
-                out.insert(rel, fs::read_to_string(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    let mut links = Vec::new();
-    walk(dir, dir, &mut out, &mut links);
-    if !links.is_empty() {
-        links.sort();
-        out.insert("links".into(), links.join("\n") + "\n");
-    }
-    out
-}
-
-fn write_tree(dir: &Path, tree: &BTreeMap<String, String>) {
-    let _ = fs::remove_dir_all(dir);
-    if tree.is_empty() {
-        return;
-    }
-    for (rel, content) in tree {
-        let p = dir.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
 }
 
 /// Run `berth --root INPUT check`: (exit code, normalised stderr + stdout).
@@ -131,27 +89,10 @@ fn run_generator(input: &Path, tmp: &Path) -> BTreeMap<String, String> {
         !early.exists() && !late.exists(),
         "writes only the normal dir"
     );
-    read_tree(&out_dir)
+    golden::read_tree(&out_dir)
         .into_iter()
         .map(|(k, v)| (k, normalise(&v, input)))
         .collect()
-}
-
-fn diff(expected: &str, actual: &str) -> String {
-    let mut s = String::new();
-    let (e, a): (Vec<_>, Vec<_>) = (expected.lines().collect(), actual.lines().collect());
-    for i in 0..e.len().max(a.len()) {
-        let (x, y) = (e.get(i).copied(), a.get(i).copied());
-        if x != y {
-            s.push_str(&format!(
-                "line {}:\n  - {}\n  + {}\n",
-                i + 1,
-                x.unwrap_or("<none>"),
-                y.unwrap_or("<none>")
-            ));
-        }
-    }
-    s
 }
 
 #[test]
@@ -178,63 +119,26 @@ fn generator_cases() {
         assert!(case.join("README").is_file(), "{name}: no README");
 
         let (code, output) = run_check(&input);
-        let err_file = case.join("expected-error");
         let generated = run_generator(&input, tmp.path());
-        let exp_dir = case.join("expected");
-
-        if blessing() {
-            if code == 0 {
-                let _ = fs::remove_file(&err_file);
-            } else {
-                fs::write(&err_file, &output).unwrap();
-            }
-            write_tree(&exp_dir, &generated);
-            continue;
+        // `berth check` fails (exit 1) exactly when the case pins its output.
+        if code != 0 && code != 1 {
+            failures.push(format!(
+                "{name}: berth check exited {code}, expected 0 or 1"
+            ));
         }
-
-        match fs::read_to_string(&err_file) {
-            Ok(expected) => {
-                if code != 1 {
-                    failures.push(format!("{name}: berth check exited {code}, expected 1"));
-                }
-                if expected != output {
-                    failures.push(format!(
-                        "{name}: berth check output differs:\n{}",
-                        diff(&expected, &output)
-                    ));
-                }
-            }
-            Err(_) => {
-                if code != 0 {
-                    failures.push(format!(
-                        "{name}: berth check failed (exit {code}):\n{output}"
-                    ));
-                }
-            }
+        let pinned = (code != 0).then_some(output.as_str());
+        if let Err(e) = golden::check_file(&case.join("expected-error"), pinned) {
+            failures.push(format!("{name}: berth check: {e}"));
         }
-        let expected = read_tree(&exp_dir);
-        let keys: Vec<_> = expected
-            .keys()
-            .chain(generated.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for k in keys {
-            match (expected.get(k), generated.get(k)) {
-                (Some(e), Some(g)) if e == g => {}
-                (Some(e), Some(g)) => {
-                    failures.push(format!("{name}: {k} differs:\n{}", diff(e, g)))
-                }
-                (Some(_), None) => failures.push(format!("{name}: {k} was not generated")),
-                (None, Some(g)) => failures.push(format!("{name}: unexpected {k}:\n{g}")),
-                (None, None) => {}
-            }
+        for f in golden::check_tree(&case.join("expected"), &generated) {
+            failures.push(format!("{name}: {f}"));
         }
     }
     assert!(
         failures.is_empty(),
-        "{} golden failure(s) (BERTH_BLESS=1 rewrites expected files):\n\n{}",
+        "{} golden failure(s) ({}=1 rewrites expected files):\n\n{}",
         failures.len(),
+        golden::BLESS_VAR,
         failures.join("\n\n")
     );
 }

@@ -302,7 +302,7 @@ fn assert_nothing_stored(e: &Env) {
             assert!(sub == "blobs/sha256", "unexpected entry in {sub}: {name}");
         }
     }
-    assert!(!e.store.is_present(&e.reference));
+    assert!(!e.store.is_present(&reg::image_ref(&e.reference)));
     assert!(e.store.verify().unwrap().is_empty());
 }
 
@@ -325,7 +325,13 @@ fn assert_no_escape(root: &Path) {
 }
 
 fn pull_err(e: &Env) -> String {
-    let err = image::pull(&e.store, &e.globals, &e.reference, &NoProgress).unwrap_err();
+    let err = image::pull(
+        &e.store,
+        &e.globals,
+        &reg::image_ref(&e.reference),
+        &NoProgress,
+    )
+    .unwrap_err();
     let mut msg = err.to_string();
     let mut src = std::error::Error::source(&err);
     while let Some(s) = src {
@@ -498,7 +504,13 @@ fn a_connection_reset_mid_blob_is_retried_and_the_pull_succeeds() {
     }));
     let e = env(&fake);
     let progress = Retries::default();
-    let img = image::pull(&e.store, &e.globals, &e.reference, &progress).unwrap();
+    let img = image::pull(
+        &e.store,
+        &e.globals,
+        &reg::image_ref(&e.reference),
+        &progress,
+    )
+    .unwrap();
     assert!(img.layers[0].join("big").is_file());
     assert!(fake.hits(&layer) >= 2);
     assert!(
@@ -530,7 +542,13 @@ fn a_registry_answering_500_fails_clearly_and_transient_500s_are_retried() {
         (path.contains("/blobs/") && n <= 2).then_some(Reply::Status(503))
     }));
     let e = env(&fake);
-    let img = image::pull(&e.store, &e.globals, &e.reference, &NoProgress).unwrap();
+    let img = image::pull(
+        &e.store,
+        &e.globals,
+        &reg::image_ref(&e.reference),
+        &NoProgress,
+    )
+    .unwrap();
     assert!(img.layers[0].join("f").is_file());
 }
 
@@ -553,7 +571,9 @@ fn not_found_and_schema1_are_named() {
         "{err}"
     );
     let old = format!("127.0.0.1:{}/hostile/img:old", fake.port);
-    let err = reg::chain(&image::pull(&e.store, &e.globals, &old, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&e.store, &e.globals, &reg::image_ref(&old), &NoProgress).unwrap_err(),
+    );
     assert!(
         err.contains("schema 1") && err.contains("hostile/img:old"),
         "{err}"

@@ -206,7 +206,9 @@ fn killed_pulls_leave_nothing_half_done() {
         let _ = child.wait();
         proxy.throttle(false);
         assert!(
-            !Store::open(&storage).unwrap().is_present(&r),
+            !Store::open(&storage)
+                .unwrap()
+                .is_present(&reg::image_ref(&r)),
             "round {round}: killed at {point:?}, yet the image is complete"
         );
         check_store(&storage, &reference, round);
@@ -219,7 +221,7 @@ fn killed_pulls_leave_nothing_half_done() {
         );
         check_store(&storage, &reference, round);
         let store = Store::open(&storage).unwrap();
-        assert!(store.is_present(&r), "round {round}");
+        assert!(store.is_present(&reg::image_ref(&r)), "round {round}");
         assert_eq!(
             names(&storage.join("layers/sha256")).len(),
             3,
@@ -238,7 +240,7 @@ fn killed_pulls_leave_nothing_half_done() {
         }
         if round % 2 == 1 {
             // Undo part of the pull so the next round's kill has work to hit.
-            store.remove_ref(&r).unwrap();
+            store.remove_ref(&reg::image_ref(&r)).unwrap();
             std::fs::remove_dir_all(storage.join("layers/sha256").join(&built.diff_ids[2][7..]))
                 .unwrap();
             std::fs::remove_file(

@@ -43,10 +43,10 @@ fn oci_layout_directory_by_tag() {
     let (layout, built) = layout_with_image(&tmp.path().join("layout"));
     let (store, g) = store_in(tmp.path());
     let r = format!("oci:{}:v1", layout.dir.display());
-    let img = image::pull(&store, &g, &r, &NoProgress).unwrap();
+    let img = image::pull(&store, &g, &reg::image_ref(&r), &NoProgress).unwrap();
     assert_eq!(img.manifest_digest, built.manifest_digest);
     assert_eq!(img.reference, r);
-    assert!(store.is_present(&r));
+    assert!(store.is_present(&reg::image_ref(&r)));
     assert!(img.layers[0].join("bin/busybox").is_file());
     let tree = reg::describe_tree(&img.layers[1]);
     assert_eq!(
@@ -60,7 +60,7 @@ fn oci_layout_directory_by_tag() {
     // One image in the layout: the tag may be left out.
     let untagged = format!("oci:{}", layout.dir.display());
     assert_eq!(
-        image::pull(&store, &g, &untagged, &NoProgress)
+        image::pull(&store, &g, &reg::image_ref(&untagged), &NoProgress)
             .unwrap()
             .manifest_digest,
         built.manifest_digest
@@ -69,7 +69,7 @@ fn oci_layout_directory_by_tag() {
         &image::pull(
             &store,
             &g,
-            &format!("oci:{}:nope", layout.dir.display()),
+            &reg::image_ref(&format!("oci:{}:nope", layout.dir.display())),
             &NoProgress,
         )
         .unwrap_err(),
@@ -92,12 +92,12 @@ fn a_corrupt_blob_in_a_layout_is_refused() {
     std::fs::write(&p, b).unwrap();
     let (store, g) = store_in(tmp.path());
     let r = format!("oci:{}:v1", layout.dir.display());
-    let err = reg::chain(&image::pull(&store, &g, &r, &NoProgress).unwrap_err());
+    let err = reg::chain(&image::pull(&store, &g, &reg::image_ref(&r), &NoProgress).unwrap_err());
     assert!(
         err.contains("digest mismatch") && err.contains(&built.layer_digests[1]),
         "{err}"
     );
-    assert!(!store.is_present(&r));
+    assert!(!store.is_present(&reg::image_ref(&r)));
     assert!(store.verify().unwrap().is_empty());
     assert!(!store.has_blob(&built.layer_digests[1]));
 }
@@ -114,10 +114,10 @@ fn oci_archive() {
     drop(b);
     let (store, g) = store_in(tmp.path());
     let r = format!("oci-archive:{}:v1", archive.display());
-    let img = image::pull(&store, &g, &r, &NoProgress).unwrap();
+    let img = image::pull(&store, &g, &reg::image_ref(&r), &NoProgress).unwrap();
     assert_eq!(img.manifest_digest, built.manifest_digest);
     assert!(img.layers[0].join("bin/busybox").is_file());
-    assert!(store.is_present(&r));
+    assert!(store.is_present(&reg::image_ref(&r)));
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn docker_archive_written_by_skopeo() {
     );
     let (store, g) = store_in(tmp.path());
     let r = format!("docker-archive:{}", archive.display());
-    let img = image::pull(&store, &g, &r, &NoProgress).unwrap();
+    let img = image::pull(&store, &g, &reg::image_ref(&r), &NoProgress).unwrap();
     // Same layers (by diff id) as the OCI original.
     let got: Vec<String> = img
         .layers
@@ -183,7 +183,7 @@ fn import_a_rootfs_tarball() {
     b.append_dir_all(".", &rootfs).unwrap();
     b.into_inner().unwrap().finish().unwrap();
     let (store, _) = store_in(tmp.path());
-    let img = image::import(&store, &tarball, "local/bb:1", &NoProgress).unwrap();
+    let img = image::import(&store, &tarball, &reg::image_ref("local/bb:1"), &NoProgress).unwrap();
     assert_eq!(img.reference, "docker.io/local/bb:1");
     assert_eq!(img.layers.len(), 1);
     assert_eq!(
@@ -194,7 +194,7 @@ fn import_a_rootfs_tarball() {
         std::fs::read(img.layers[0].join("etc/passwd")).unwrap(),
         std::fs::read(rootfs.join("etc/passwd")).unwrap()
     );
-    assert!(store.is_present("local/bb:1"));
+    assert!(store.is_present(&reg::image_ref("local/bb:1")));
     assert_eq!(img.config.rootfs().diff_ids().len(), 1);
     assert!(store.verify().unwrap().is_empty());
 }

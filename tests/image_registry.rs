@@ -80,7 +80,7 @@ fn plain_http_pull_unpacks_layers_file_by_file() {
         &image::pull(
             &Store::open(&storage).unwrap(),
             &secure,
-            &reference,
+            &reg::image_ref(&reference),
             &NoProgress,
         )
         .unwrap_err(),
@@ -93,9 +93,9 @@ fn plain_http_pull_unpacks_layers_file_by_file() {
     let root = reg::globals_root(tmp.path(), &storage, &insecure(&registry.host()));
     let globals = load_globals(&root).unwrap();
     let store = Store::open(&globals.storage_root).unwrap();
-    assert!(!store.is_present(&reference));
-    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
-    assert!(store.is_present(&reference));
+    assert!(!store.is_present(&reg::image_ref(&reference)));
+    let img = image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap();
+    assert!(store.is_present(&reg::image_ref(&reference)));
     assert_eq!(img.reference, reference);
     assert_eq!(img.layers.len(), 2);
     assert!(img.layers[0].ends_with(&built.diff_ids[0][7..]));
@@ -168,14 +168,15 @@ fn plain_http_pull_unpacks_layers_file_by_file() {
 
     assert!(store.verify().unwrap().is_empty());
     // A second pull finds every layer present.
-    let again = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    let again = image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap();
     assert_eq!(again.manifest_digest, img.manifest_digest);
 
     // Refused without insecure = true: plain http is never the default.
     let root2 = reg::globals_root(&tmp.path().join("strict"), &tmp.path().join("store2"), "");
     let g2 = load_globals(&root2).unwrap();
     let s2 = Store::open(&g2.storage_root).unwrap();
-    let err = reg::chain(&image::pull(&s2, &g2, &reference, &NoProgress).unwrap_err());
+    let err =
+        reg::chain(&image::pull(&s2, &g2, &reg::image_ref(&reference), &NoProgress).unwrap_err());
     assert!(
         err.contains(&registry.host()) && err.contains("test/multi:v1"),
         "{err}"
@@ -218,7 +219,9 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
     let store = Store::open(&storage).unwrap();
 
     // Without the CA: a TLS error naming the host.
-    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap_err(),
+    );
     assert!(
         err.contains(&registry.host()) && err.contains("invalid peer certificate: UnknownIssuer"),
         "the reason, an unknown CA, should be named: {err}"
@@ -226,7 +229,9 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
 
     copy_dir(registry.certs_dir.as_ref().unwrap(), &certs);
     // With the CA but no credentials: 401, named.
-    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap_err(),
+    );
     assert!(
         err.contains("401") && err.contains(&registry.host()),
         "{err}"
@@ -242,7 +247,9 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
         ),
     )
     .unwrap();
-    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap_err(),
+    );
     assert!(err.contains("401"), "{err}");
 
     let good = base64::engine::general_purpose::STANDARD.encode("alice:wonder");
@@ -254,7 +261,7 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
         ),
     )
     .unwrap();
-    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    let img = image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap();
     assert!(img.layers[0].join("bin/busybox").is_file());
     assert!(!store
         .blob_path(&img.manifest_digest)
@@ -264,10 +271,12 @@ fn tls_with_ca_from_certs_d_and_basic_auth() {
 
     // Pinned by digest.
     let pinned = format!("{}/sec/bb@{}", registry.host(), built.manifest_digest);
-    let img2 = image::pull(&store, &globals, &pinned, &NoProgress).unwrap();
+    let img2 = image::pull(&store, &globals, &reg::image_ref(&pinned), &NoProgress).unwrap();
     assert_eq!(img2.manifest_digest, built.manifest_digest);
     let wrong_pin = format!("{}/sec/bb@sha256:{}", registry.host(), "0".repeat(64));
-    let err = reg::chain(&image::pull(&store, &globals, &wrong_pin, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&store, &globals, &reg::image_ref(&wrong_pin), &NoProgress).unwrap_err(),
+    );
     assert!(err.contains("404") || err.contains("manifest"), "{err}");
 }
 
@@ -309,7 +318,7 @@ fn multi_platform_index_picks_the_right_image() {
     let store = Store::open(&storage).unwrap();
 
     let host = Platform::host();
-    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    let img = image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap();
     let content = std::fs::read_to_string(img.layers[0].join("arch")).unwrap();
     if host.architecture == "amd64" || host.architecture == "arm64" {
         assert_eq!(content, host.architecture);
@@ -318,7 +327,14 @@ fn multi_platform_index_picks_the_right_image() {
         let opts = PullOptions {
             platform: Platform::parse(&format!("linux/{arch}")),
         };
-        let img = image::pull_with(&store, &globals, &reference, &opts, &NoProgress).unwrap();
+        let img = image::pull_with(
+            &store,
+            &globals,
+            &reg::image_ref(&reference),
+            &opts,
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!(img.manifest_digest, built.manifest_digest);
         assert_eq!(
             std::fs::read_to_string(img.layers[0].join("arch")).unwrap(),
@@ -329,7 +345,14 @@ fn multi_platform_index_picks_the_right_image() {
         platform: Platform::parse("linux/s390x"),
     };
     let err = reg::chain(
-        &image::pull_with(&store, &globals, &reference, &opts, &NoProgress).unwrap_err(),
+        &image::pull_with(
+            &store,
+            &globals,
+            &reg::image_ref(&reference),
+            &opts,
+            &NoProgress,
+        )
+        .unwrap_err(),
     );
     assert!(
         err.contains("linux/s390x") && err.contains("linux/arm64"),
@@ -371,8 +394,10 @@ fn a_layer_shared_by_two_images_is_unpacked_once() {
         format!("{}/shared/b:1", registry.host()),
     );
     let (ia, ib) = std::thread::scope(|s| {
-        let ha = s.spawn(|| image::pull(&store, &globals, &ra, &NoProgress).unwrap());
-        let hb = s.spawn(|| image::pull(&store, &globals, &rb, &NoProgress).unwrap());
+        let ha =
+            s.spawn(|| image::pull(&store, &globals, &reg::image_ref(&ra), &NoProgress).unwrap());
+        let hb =
+            s.spawn(|| image::pull(&store, &globals, &reg::image_ref(&rb), &NoProgress).unwrap());
         (ha.join().unwrap(), hb.join().unwrap())
     });
     assert_eq!(ia.layers[0], ib.layers[0]);
@@ -384,11 +409,11 @@ fn a_layer_shared_by_two_images_is_unpacked_once() {
     assert!(store.verify().unwrap().is_empty());
 
     // Removing one image keeps the shared layer for the other.
-    store.remove_ref(&ra).unwrap();
+    store.remove_ref(&reg::image_ref(&ra)).unwrap();
     let report = store.prune(&[]).unwrap();
     assert_eq!(report.layers.len(), 1);
-    assert!(store.is_present(&rb));
-    assert!(!store.is_present(&ra));
+    assert!(store.is_present(&reg::image_ref(&rb)));
+    assert!(!store.is_present(&reg::image_ref(&ra)));
     assert!(ib.layers[0].join("bin/busybox").is_file());
 }
 
@@ -417,7 +442,7 @@ fn bearer_token_flow_against_a_token_registry() {
     let img = image::pull(
         &store,
         &globals,
-        &format!("{}/tok/img:t", registry.host()),
+        &reg::image_ref(&format!("{}/tok/img:t", registry.host())),
         &NoProgress,
     )
     .unwrap();
@@ -459,7 +484,7 @@ fn mirrors_are_tried_first_and_a_dead_one_is_skipped() {
     let globals = load_globals(&root).unwrap();
     let store = Store::open(&storage).unwrap();
     let reference = format!("{origin}/mirrored/img:1");
-    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    let img = image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap();
     // Stored under the name the user asked for.
     assert_eq!(img.reference, reference);
     assert_eq!(
@@ -471,7 +496,7 @@ fn mirrors_are_tried_first_and_a_dead_one_is_skipped() {
         &image::pull(
             &store,
             &globals,
-            &format!("{origin}/other/img:1"),
+            &reg::image_ref(&format!("{origin}/other/img:1")),
             &NoProgress,
         )
         .unwrap_err(),
@@ -532,7 +557,7 @@ fn concurrent_pulls_of_one_image_all_succeed_and_unpack_once() {
     assert_eq!(layers.len(), 2, "{layers:?}");
     let store = Store::open(&storage).unwrap();
     assert!(store.verify().unwrap().is_empty());
-    assert!(store.is_present(&reference));
+    assert!(store.is_present(&reg::image_ref(&reference)));
 }
 
 /// A registry that demands a client certificate: refused without one, a
@@ -570,7 +595,9 @@ fn client_certificate_from_certs_d() {
     let store = Store::open(&storage).unwrap();
 
     // The CA alone: the server's certificate is trusted, ours is missing.
-    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap_err(),
+    );
     // The server refuses the handshake: rustls names its alert when it
     // reads it first, else (TLS 1.3 lets the client finish first) the
     // connection is seen closing. Not the CA: that one is trusted now.
@@ -591,14 +618,16 @@ fn client_certificate_from_certs_d() {
     let host_dir = certs.join(registry.host());
     let client = registry.client_dir.as_ref().unwrap();
     std::fs::copy(client.join("client.cert"), host_dir.join("client.cert")).unwrap();
-    let err = reg::chain(&image::pull(&store, &globals, &reference, &NoProgress).unwrap_err());
+    let err = reg::chain(
+        &image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap_err(),
+    );
     assert!(
         err.contains("client.cert' has no key") && err.contains("client.key"),
         "{err}"
     );
 
     std::fs::copy(client.join("client.key"), host_dir.join("client.key")).unwrap();
-    let img = image::pull(&store, &globals, &reference, &NoProgress).unwrap();
+    let img = image::pull(&store, &globals, &reg::image_ref(&reference), &NoProgress).unwrap();
     assert_eq!(
         std::fs::read(img.layers[0].join("who")).unwrap(),
         b"client-cert"

@@ -44,7 +44,7 @@ fn pull_returns_with_no_threads_left() {
     let img = image::pull(
         &store,
         &globals,
-        &format!("{}/threads/img:t", registry.host()),
+        &reg::image_ref(&format!("{}/threads/img:t", registry.host())),
         &NoProgress,
     )
     .unwrap();
@@ -54,7 +54,7 @@ fn pull_returns_with_no_threads_left() {
     image::pull(
         &store,
         &globals,
-        &format!("oci:{}:t", layout.dir.display()),
+        &reg::image_ref(&format!("oci:{}:t", layout.dir.display())),
         &NoProgress,
     )
     .unwrap();

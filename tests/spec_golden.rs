@@ -12,9 +12,14 @@
 //!
 //! The context is fixed (see `context()`), capability sets are sorted before
 //! comparing (oci-spec keeps them in a `HashSet`). `BERTH_BLESS=1 cargo test
-//! --test spec_golden` rewrites the expected files; review the diff.
+//! --test spec_golden` rewrites the expected files (`support::golden`, the
+//! switch every golden harness shares); review the diff.
+
+mod support;
 
 use std::path::{Path, PathBuf};
+
+use support::golden;
 
 use berth::spec::{self, IdRange, ImageConfigView, PlanContext};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
@@ -90,63 +95,29 @@ fn run_case(case: &Path) -> Result<(), String> {
             ImageConfigView::from_image_config(&c)
         });
     let ctx = context(case, &def);
-    let bless = std::env::var_os("BERTH_BLESS").is_some_and(|v| v == "1");
-    let expected_json = case.join("expected.json");
-    let expected_err = case.join("expected-error");
-    match spec::plan(&def, image.as_ref(), &ctx) {
+    // Exactly one of expected.json (the spec) and expected-error exists.
+    let (spec, error) = match spec::plan(&def, image.as_ref(), &ctx) {
         Ok(s) => {
             let got = normalise(serde_json::to_value(&s).unwrap());
-            let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
-            if bless {
-                std::fs::write(&expected_json, &text).unwrap();
-                let _ = std::fs::remove_file(&expected_err);
-                return Ok(());
-            }
-            let want = std::fs::read_to_string(&expected_json)
-                .map_err(|_| format!("planned a spec but there is no expected.json:\n{text}"))?;
-            if want != text {
-                return Err(format!(
-                    "spec differs from expected.json:\n{}",
-                    diff(&want, &text)
-                ));
-            }
+            (
+                Some(serde_json::to_string_pretty(&got).unwrap() + "\n"),
+                None,
+            )
         }
-        Err(e) => {
-            let text = format!("{e}\n");
-            if bless {
-                std::fs::write(&expected_err, &text).unwrap();
-                let _ = std::fs::remove_file(&expected_json);
-                return Ok(());
-            }
-            let want = std::fs::read_to_string(&expected_err)
-                .map_err(|_| format!("planning failed unexpectedly: {e}"))?;
-            if want != text {
-                return Err(format!("error differs: want {want:?}, got {text:?}"));
-            }
-        }
+        Err(e) => (None, Some(format!("{e}\n"))),
+    };
+    let problems: Vec<String> = [
+        golden::check_file(&case.join("expected.json"), spec.as_deref()),
+        golden::check_file(&case.join("expected-error"), error.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
     }
-    Ok(())
-}
-
-/// A line diff good enough to read in a test failure.
-fn diff(want: &str, got: &str) -> String {
-    let w: Vec<&str> = want.lines().collect();
-    let g: Vec<&str> = got.lines().collect();
-    let mut out = String::new();
-    for i in 0..w.len().max(g.len()) {
-        match (w.get(i), g.get(i)) {
-            (Some(a), Some(b)) if a == b => {}
-            (a, b) => {
-                out += &format!(
-                    "line {}:\n- {}\n+ {}\n",
-                    i + 1,
-                    a.unwrap_or(&""),
-                    b.unwrap_or(&"")
-                );
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -172,5 +143,10 @@ fn spec_golden_cases() {
             ));
         }
     }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "({}=1 rewrites expected files)\n{}",
+        golden::BLESS_VAR,
+        failures.join("\n\n")
+    );
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::config::{self, Definition, ImageSource, Pull};
+use crate::config::{self, Definition, ImageSource, Pull, Reference};
 use crate::containers as ct;
 use crate::store::Store;
 use crate::supervise::journal::{self, Priority};
@@ -50,7 +50,7 @@ pub enum Planned {
     /// Look for a newer image of `reference`.
     Check {
         name: String,
-        reference: String,
+        reference: Reference,
         pull: Pull,
     },
     /// Named on the command line but not updatable, and why.
@@ -93,7 +93,7 @@ pub fn plan(defs: &[Definition], names: &[String]) -> Vec<Planned> {
         }
         out.push(Planned::Check {
             name: d.name.clone(),
-            reference: r.to_string(),
+            reference: r.clone(),
             pull: d.service.pull,
         });
     }
@@ -183,14 +183,16 @@ pub fn run(root: &Path, args: AutoUpdateArgs) -> anyhow::Result<ExitCode> {
     let mut any_failed = false;
     for p in &planned {
         let (name, reference, outcome) = match p {
-            Planned::Skip { name, reason } => (name, "-", Outcome::Skipped(reason.clone())),
+            Planned::Skip { name, reason } => {
+                (name, "-".to_string(), Outcome::Skipped(reason.clone()))
+            }
             Planned::Check {
                 name,
                 reference,
                 pull,
             } => (
                 name,
-                reference.as_str(),
+                reference.to_string(),
                 update_one(&store, &globals, name, reference, *pull, &args),
             ),
         };
@@ -208,7 +210,7 @@ fn update_one(
     store: &Store,
     globals: &config::Globals,
     name: &str,
-    reference: &str,
+    reference: &Reference,
     pull: Pull,
     args: &AutoUpdateArgs,
 ) -> Outcome {
@@ -361,7 +363,7 @@ mod tests {
             vec![
                 Planned::Check {
                     name: "a".into(),
-                    reference: "reg:5000/a:1".into(),
+                    reference: Reference::parse("reg:5000/a:1").unwrap(),
                     pull: Pull::Missing
                 },
                 Planned::Skip {

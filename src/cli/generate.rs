@@ -81,8 +81,7 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let globals = config::load_globals(root).unwrap_or_default();
     let store = generator::image_store(root, &globals);
-    let present =
-        |image: &config::ImageRef| generator::image_present(store.as_ref(), &image.to_string());
+    let present = |image: &config::Reference| generator::image_present(store.as_ref(), image);
     let ctx = RenderContext {
         image_present: &present,
     };

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::config::load_globals;
-use crate::image::{self, NotifyProgress, Progress, ProgressEvent, PullOptions};
+use crate::image::{self, NotifyProgress, Progress, ProgressEvent, PullOptions, Reference};
 use crate::store::Store;
 use crate::supervise::state::State;
 
@@ -107,11 +107,12 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
+    let reference = Reference::parse(&args.reference)?;
     let progress = CliProgress::new(args.quiet);
     let img = image::pull_with(
         &store,
         &globals,
-        &args.reference,
+        &reference,
         &PullOptions { platform },
         &progress,
     )?;
@@ -127,7 +128,8 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
 pub fn import(root: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let (store, _) = open_store(root, &args.store)?;
     let progress = CliProgress::new(false);
-    let img = image::import(&store, &args.file, &args.name, &progress)?;
+    let name = Reference::parse(&args.name)?;
+    let img = image::import(&store, &args.file, &name, &progress)?;
     progress.finish();
     println!("{} {}", img.reference, img.manifest_digest);
     Ok(ExitCode::SUCCESS)
@@ -200,11 +202,13 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolve what the user typed to (canonical reference, manifest digest).
-fn find(store: &Store, what: &str) -> anyhow::Result<(String, String)> {
-    if let Ok(Some(d)) = store.get_ref(what) {
-        let canonical = image::Reference::parse(what)?.canonical();
-        return Ok((canonical, d));
+/// Resolve what the user typed (a reference or a digest prefix) to
+/// (reference, manifest digest).
+fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
+    if let Ok(r) = Reference::parse(what) {
+        if let Some(d) = store.get_ref(&r)? {
+            return Ok((r, d));
+        }
     }
     let hex = what.strip_prefix("sha256:").unwrap_or(what);
     if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -214,7 +218,10 @@ fn find(store: &Store, what: &str) -> anyhow::Result<(String, String)> {
             .filter(|r| r.manifest_digest[7..].starts_with(hex))
             .collect();
         if let [one] = matches.as_slice() {
-            return Ok((one.reference.clone(), one.manifest_digest.clone()));
+            return Ok((
+                Reference::parse(&one.reference)?,
+                one.manifest_digest.clone(),
+            ));
         }
         if matches.len() > 1 {
             bail!(
@@ -229,6 +236,7 @@ fn find(store: &Store, what: &str) -> anyhow::Result<(String, String)> {
 pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let (store, _) = open_store(root, &args.store)?;
     let (reference, digest) = find(&store, &args.image)?;
+    let reference = reference.canonical();
     let img = store.image_by_digest(&reference, &digest)?;
     let m = store.manifest(&reference, &digest)?;
     let raw = store.read_blob(
@@ -275,17 +283,18 @@ fn images_in_use(root: &Path, store: &Store) -> Vec<(String, Option<String>, Opt
         }
         let image = state.image;
         let mut digest = state.image_digest;
-        let canonical = image.as_deref().and_then(|i| {
+        let parsed = image.as_deref().and_then(|i| {
             if i.starts_with("sha256:") {
                 digest.get_or_insert_with(|| i.to_string());
                 None
             } else {
-                image::Reference::parse(i).ok().map(|r| r.canonical())
+                Reference::parse(i).ok()
             }
         });
+        let canonical = parsed.as_ref().map(Reference::canonical);
         if digest.is_none() {
-            if let Some(c) = &canonical {
-                digest = store.get_ref(c).ok().flatten().or_else(|| {
+            if let (Some(r), Some(c)) = (&parsed, &canonical) {
+                digest = store.get_ref(r).ok().flatten().or_else(|| {
                     store
                         .holds()
                         .into_iter()
@@ -319,7 +328,7 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
     let in_use = images_in_use(root, &store);
     let mut failed = false;
     for what in &args.images {
-        let (reference, digest) = match find(&store, what) {
+        let (parsed, digest) = match find(&store, what) {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("berth: error: {e}");
@@ -327,6 +336,7 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        let reference = parsed.canonical();
         let users: Vec<&str> = in_use
             .iter()
             .filter(|(_, c, d)| {
@@ -345,7 +355,7 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
         if !users.is_empty() {
             store.hold(&reference, &digest)?;
         }
-        store.remove_ref(&reference)?;
+        store.remove_ref(&parsed)?;
         println!("Untagged: {reference}");
     }
     let report = prune_unused(&store, &in_use)?;

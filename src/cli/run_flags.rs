@@ -136,6 +136,23 @@ impl DefinitionFlags {
         table: &mut Table,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), FlagError> {
+        self.apply_environment(table, env);
+        for v in &self.volume {
+            push_array(table, "volume", volume(v)?);
+        }
+        for t in &self.tmpfs {
+            push_array(table, "tmpfs", tmpfs(t)?);
+        }
+        self.apply_process(table);
+        self.apply_network(table)?;
+        self.apply_resources(table);
+        self.apply_security(table)?;
+        self.apply_service(table);
+        Ok(())
+    }
+
+    /// `-e`, `--env-file`.
+    fn apply_environment(&self, table: &mut Table, env: &dyn Fn(&str) -> Option<String>) {
         let mut environment = Table::new();
         for e in &self.env {
             match e.split_once('=') {
@@ -158,12 +175,10 @@ impl DefinitionFlags {
             let files: Vec<String> = self.env_file.iter().map(|f| absolute(f)).collect();
             table.insert("environment_files".into(), strings(&files));
         }
-        for v in &self.volume {
-            push_array(table, "volume", volume(v)?);
-        }
-        for t in &self.tmpfs {
-            push_array(table, "tmpfs", tmpfs(t)?);
-        }
+    }
+
+    /// `--user`, `--workdir`, `--hostname`, `--entrypoint`, `--read-only`, `--init`.
+    fn apply_process(&self, table: &mut Table) {
         for (key, value) in [
             ("user", &self.user),
             ("workdir", &self.workdir),
@@ -187,6 +202,10 @@ impl DefinitionFlags {
         if self.init {
             table.insert("init".into(), true.into());
         }
+    }
+
+    /// `--network`; `-p` is refused.
+    fn apply_network(&self, table: &mut Table) -> Result<(), FlagError> {
         if let Some(p) = self.publish.first() {
             // Accepting it would start a container nobody can reach on
             // that port: say so before anything runs.
@@ -199,6 +218,11 @@ impl DefinitionFlags {
         if let Some(m) = &self.network {
             set_in(table, "network", "mode", m.as_str().into());
         }
+        Ok(())
+    }
+
+    /// `--memory`, `--cpus`, `--pids-limit`.
+    fn apply_resources(&self, table: &mut Table) {
         if let Some(m) = &self.memory {
             set_in(table, "resources", "memory", m.as_str().into());
         }
@@ -208,6 +232,10 @@ impl DefinitionFlags {
         if let Some(p) = self.pids_limit {
             set_in(table, "resources", "pids", p.into());
         }
+    }
+
+    /// `--cap-add`, `--cap-drop`, `--security-opt`, `--userns`.
+    fn apply_security(&self, table: &mut Table) -> Result<(), FlagError> {
         if !self.cap_add.is_empty() {
             set_in(table, "security", "cap_add", strings(&self.cap_add));
         }
@@ -245,6 +273,11 @@ impl DefinitionFlags {
         if let Some(u) = &self.userns {
             set_in(table, "security", "userns", u.as_str().into());
         }
+        Ok(())
+    }
+
+    /// `--pull`, `--restart`, `--stop-timeout`.
+    fn apply_service(&self, table: &mut Table) {
         if let Some(p) = &self.pull {
             set_in(table, "service", "pull", p.as_str().into());
         }
@@ -254,7 +287,6 @@ impl DefinitionFlags {
         if let Some(s) = self.stop_timeout {
             set_in(table, "service", "stop_timeout", format!("{s}s").into());
         }
-        Ok(())
     }
 }
 

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::distribution::Reference;
+
 pub use super::values::{
-    ImageRef, NetworkMode, Notify, OnFailure, PortMapping, Protocol, Pull, Restart, Seccomp,
-    Subnet, User, Userns,
+    NetworkMode, Notify, OnFailure, PortMapping, Protocol, Pull, Restart, Seccomp, Subnet, User,
+    Userns,
 };
 
 /// One container definition, merged from `NAME.toml` and its drop-ins and
@@ -67,8 +69,9 @@ pub struct Definition {
 /// Where the root filesystem comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
-    /// `image = "..."`
-    Image(ImageRef),
+    /// `image = "..."`, parsed with the one reference grammar the store and
+    /// the pull use.
+    Image(Reference),
     /// `rootfs = "/abs/dir"`: a plain directory, never pulled.
     Rootfs(PathBuf),
 }

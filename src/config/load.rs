@@ -725,7 +725,7 @@ mod tests {
         );
         assert_eq!(
             load_definition(r, "web").unwrap().unwrap().image,
-            crate::config::ImageSource::Image(crate::config::ImageRef::Registry("vendor".into()))
+            crate::config::ImageSource::Image(crate::config::Reference::parse("vendor").unwrap())
         );
         write(r, "run/berth/containers/web.toml", "image = \"run\"\n");
         write(r, "etc/berth/containers/web.toml", "image = \"admin\"\n");

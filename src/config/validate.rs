@@ -180,7 +180,8 @@ pub fn check_abs_path(s: &str) -> Result<PathBuf, String> {
 }
 
 /// Validate a merged definition. `files[0]` is the main file, the rest the
-/// drop-ins in merge order; `hash` is their digest.
+/// drop-ins in merge order; `hash` is their digest. Every error is collected
+/// (each step below reports its own keys), then sorted by position.
 pub fn validate_definition(
     name: &str,
     raw: RawDefinition,
@@ -192,8 +193,76 @@ pub fn validate_definition(
         files,
         diags: Diagnostics::default(),
     };
+    let cx = &mut cx;
+    let image = validate_image_source(cx, &raw);
+    let (command, entrypoint) = validate_command(cx, &raw);
+    let workdir = raw.workdir.as_ref().and_then(|w| cx.abs_path(w, "workdir"));
+    let user = raw.user.as_ref().and_then(|u| {
+        values::parse_user(&u.value)
+            .map_err(|e| cx.err(u, "user", e))
+            .ok()
+    });
+    let hostname = raw.hostname.as_ref().and_then(|h| {
+        values::validate_hostname(&h.value)
+            .map(|()| h.value.clone())
+            .map_err(|e| cx.err(h, "hostname", e))
+            .ok()
+    });
+    let environment = validate_environment(cx, &raw);
+    let environment_files = cx.each(&raw.environment_files, "environment_files", |_, p| {
+        check_abs_path(&p.value)
+    });
+    let read_only = cx.bool(&raw.read_only, false);
+    let init = cx.bool(&raw.init, false);
+    let network = validate_network(cx, raw.network.as_ref(), refs);
+    // Volumes, tmpfs and secrets share one set of mount targets.
+    let mut targets: HashSet<PathBuf> = HashSet::new();
+    let volumes = validate_volumes(cx, &raw, &mut targets);
+    let tmpfs = validate_tmpfs(cx, &raw, &mut targets);
+    let resources = validate_resources(cx, raw.resources.as_ref());
+    let security = validate_security(cx, raw.security.as_ref());
+    let health = raw.health.as_ref().and_then(|h| validate_health(cx, h));
+    let mut service = validate_service(cx, name, raw.service.as_ref(), refs);
+    check_service_against_health(cx, &raw, &image, health.as_ref(), &mut service);
+    let secrets = validate_secrets(cx, &raw, &mut targets);
 
-    let image = match (&raw.image, &raw.rootfs) {
+    match image {
+        Some(image) if cx.diags.is_empty() => Ok(Definition {
+            name: name.to_string(),
+            source_path: files[0].path.clone(),
+            dropins: files[1..].iter().map(|f| f.path.clone()).collect(),
+            hash,
+            image,
+            command,
+            entrypoint,
+            workdir,
+            user,
+            hostname,
+            environment,
+            environment_files,
+            read_only,
+            init,
+            network,
+            volumes,
+            tmpfs,
+            resources,
+            security,
+            health,
+            service,
+            secrets,
+        }),
+        _ => {
+            let mut diags = std::mem::take(&mut cx.diags);
+            diags.sort();
+            Err(diags)
+        }
+    }
+}
+
+/// Exactly one of `image` (parsed with the one reference grammar) and `rootfs`.
+fn validate_image_source(cx: &mut Ctx<'_>, raw: &RawDefinition) -> Option<ImageSource> {
+    let files = cx.files;
+    match (&raw.image, &raw.rootfs) {
         (Some(i), None) => match values::parse_image(&i.value) {
             Ok(r) => Some(ImageSource::Image(r)),
             Err(e) => {
@@ -222,8 +291,14 @@ pub fn validate_definition(
             );
             None
         }
-    };
+    }
+}
 
+/// `command` (never empty) and `entrypoint`; no argument may hold a NUL.
+fn validate_command(
+    cx: &mut Ctx<'_>,
+    raw: &RawDefinition,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
     let command = raw.command.as_ref().and_then(|c| {
         if c.value.is_empty() {
             cx.err(c, "command", "empty command: expected at least the program to run, e.g. [\"nginx\", \"-g\", \"daemon off;\"]");
@@ -240,18 +315,10 @@ pub fn validate_definition(
             }
         }
     }
-    let workdir = raw.workdir.as_ref().and_then(|w| cx.abs_path(w, "workdir"));
-    let user = raw.user.as_ref().and_then(|u| {
-        values::parse_user(&u.value)
-            .map_err(|e| cx.err(u, "user", e))
-            .ok()
-    });
-    let hostname = raw.hostname.as_ref().and_then(|h| {
-        values::validate_hostname(&h.value)
-            .map(|()| h.value.clone())
-            .map_err(|e| cx.err(h, "hostname", e))
-            .ok()
-    });
+    (command, entrypoint)
+}
+
+fn validate_environment(cx: &mut Ctx<'_>, raw: &RawDefinition) -> BTreeMap<String, String> {
     let mut environment = BTreeMap::new();
     for (k, (key, v)) in raw.environment.iter().flat_map(|e| e.0.iter()) {
         if let Err(e) = values::validate_env_name(k) {
@@ -266,14 +333,14 @@ pub fn validate_definition(
             environment.insert(k.clone(), v.value.clone());
         }
     }
-    let environment_files = cx.each(&raw.environment_files, "environment_files", |_, p| {
-        check_abs_path(&p.value)
-    });
-    let read_only = cx.bool(&raw.read_only, false);
-    let init = cx.bool(&raw.init, false);
-    let network = validate_network(&mut cx, raw.network.as_ref(), refs);
+    environment
+}
 
-    let mut targets: HashSet<PathBuf> = HashSet::new();
+fn validate_volumes(
+    cx: &mut Ctx<'_>,
+    raw: &RawDefinition,
+    targets: &mut HashSet<PathBuf>,
+) -> Vec<Volume> {
     let mut volumes = Vec::new();
     for v in raw.volume.iter().flat_map(|v| v.value.iter()) {
         let source = match &v.source {
@@ -300,7 +367,7 @@ pub fn validate_definition(
                 }
             },
         };
-        let target = required_target(&mut cx, &v.target, &v.at, "[[volume]]", &mut targets);
+        let target = required_target(cx, &v.target, &v.at, "[[volume]]", targets);
         if let (Some(source), Some(target)) = (source, target) {
             volumes.push(Volume {
                 source,
@@ -309,30 +376,38 @@ pub fn validate_definition(
             });
         }
     }
+    volumes
+}
+
+fn validate_tmpfs(
+    cx: &mut Ctx<'_>,
+    raw: &RawDefinition,
+    targets: &mut HashSet<PathBuf>,
+) -> Vec<Tmpfs> {
     let mut tmpfs = Vec::new();
     for t in raw.tmpfs.iter().flat_map(|t| t.value.iter()) {
-        let target = required_target(&mut cx, &t.target, &t.at, "[[tmpfs]]", &mut targets);
+        let target = required_target(cx, &t.target, &t.at, "[[tmpfs]]", targets);
         let size = t.size.as_ref().and_then(|s| cx.size(s, "[[tmpfs]] size"));
         let mode = t.mode.as_ref().and_then(|m| cx.mode(m, "[[tmpfs]] mode"));
         if let Some(target) = target {
             tmpfs.push(Tmpfs { target, size, mode });
         }
     }
+    tmpfs
+}
 
-    let resources = validate_resources(&mut cx, raw.resources.as_ref());
-    let security = validate_security(&mut cx, raw.security.as_ref());
-    let health = raw
-        .health
-        .as_ref()
-        .and_then(|h| validate_health(&mut cx, h));
-    let mut service = validate_service(&mut cx, name, raw.service.as_ref(), refs);
+/// What `[service]` says must agree with `[health]` and the image source.
+fn check_service_against_health(
+    cx: &mut Ctx<'_>,
+    raw: &RawDefinition,
+    image: &Option<ImageSource>,
+    health: Option<&Health>,
+    service: &mut Service,
+) {
     // `on_failure = "restart"` kills the container and lets systemd's
     // Restart= bring it back: unset, restart becomes "on-failure" so the
     // key does what it says; set to "no", the two contradict each other.
-    if health
-        .as_ref()
-        .is_some_and(|h| h.on_failure == OnFailure::Restart)
-    {
+    if health.is_some_and(|h| h.on_failure == OnFailure::Restart) {
         match raw.service.as_ref().and_then(|s| s.restart.as_ref()) {
             None => service.restart = Restart::OnFailure,
             Some(r) if service.restart == Restart::No => cx.err(
@@ -355,7 +430,7 @@ pub fn validate_definition(
             }
         }
         if service.auto_update {
-            if let (Some(a), Some(ImageSource::Rootfs(_))) = (&s.auto_update, &image) {
+            if let (Some(a), Some(ImageSource::Rootfs(_))) = (&s.auto_update, image) {
                 cx.err(
                     a,
                     "[service] auto_update",
@@ -364,7 +439,14 @@ pub fn validate_definition(
             }
         }
     }
+}
 
+/// `[[secret]]`: each credential once, each target a new mount target.
+fn validate_secrets(
+    cx: &mut Ctx<'_>,
+    raw: &RawDefinition,
+    targets: &mut HashSet<PathBuf>,
+) -> Vec<Secret> {
     let mut secrets = Vec::new();
     let mut credentials = HashSet::new();
     for s in raw.secret.iter().flat_map(|s| s.value.iter()) {
@@ -409,37 +491,7 @@ pub fn validate_definition(
             target,
         });
     }
-
-    match image {
-        Some(image) if cx.diags.is_empty() => Ok(Definition {
-            name: name.to_string(),
-            source_path: files[0].path.clone(),
-            dropins: files[1..].iter().map(|f| f.path.clone()).collect(),
-            hash,
-            image,
-            command,
-            entrypoint,
-            workdir,
-            user,
-            hostname,
-            environment,
-            environment_files,
-            read_only,
-            init,
-            network,
-            volumes,
-            tmpfs,
-            resources,
-            security,
-            health,
-            service,
-            secrets,
-        }),
-        _ => {
-            cx.diags.sort();
-            Err(cx.diags)
-        }
-    }
+    secrets
 }
 
 fn required_target(

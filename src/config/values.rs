@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::distribution::Reference;
+
 /// Defines a string enum with one mapping used both ways, so parsing and
 /// printing cannot drift apart (systemd `test-nspawn-tables.c` checks the same).
 macro_rules! string_enum {
@@ -406,150 +408,28 @@ pub fn parse_capability(s: &str) -> Result<String, String> {
     }
 }
 
-/// Where an image comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageRef {
-    /// `[host[:port]/]path[:tag][@sha256:HEX]`, kept as written; the image
-    /// module resolves defaults (registry, `latest`).
-    Registry(String),
-    /// `oci-archive:/path.tar`
-    OciArchive(PathBuf),
-    /// `oci:/dir[:tag]`
-    OciDir { path: PathBuf, tag: Option<String> },
-    /// `docker-archive:/path.tar`
-    DockerArchive(PathBuf),
-}
+const IMAGE_EXPECTED: &str = "expected \"[docker://]NAME[:TAG][@sha256:DIGEST]\", \"oci-archive:/PATH.tar[:TAG]\", \"oci:/DIR[:TAG]\" or \"docker-archive:/PATH.tar\"";
 
-impl ImageRef {
-    /// Whether starting may contact a registry (only registry references can).
-    pub fn is_remote(&self) -> bool {
-        matches!(self, ImageRef::Registry(_))
-    }
-}
-
-impl fmt::Display for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImageRef::Registry(r) => f.write_str(r),
-            ImageRef::OciArchive(p) => write!(f, "oci-archive:{}", p.display()),
-            ImageRef::OciDir { path, tag: None } => write!(f, "oci:{}", path.display()),
-            ImageRef::OciDir { path, tag: Some(t) } => write!(f, "oci:{}:{t}", path.display()),
-            ImageRef::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
-        }
-    }
-}
-
-const IMAGE_EXPECTED: &str = "expected \"NAME[:TAG][@sha256:DIGEST]\", \"oci-archive:/PATH.tar\", \"oci:/DIR[:TAG]\" or \"docker-archive:/PATH.tar\"";
-
-/// Check an image reference's syntax (docker/distribution `reference` grammar,
-/// lowercase path components, tag `[\w][\w.-]{0,127}`, sha256 digest) or one of
-/// the local transports.
-pub fn parse_image(s: &str) -> Result<ImageRef, String> {
-    for (prefix, is_archive) in [("oci-archive:", 1), ("docker-archive:", 2), ("oci:", 0)] {
-        if let Some(rest) = s.strip_prefix(prefix) {
-            if !rest.starts_with('/') {
-                return Err(format!(
-                    "invalid image \"{s}\": the path after \"{prefix}\" must be absolute"
-                ));
-            }
-            return Ok(match is_archive {
-                1 => ImageRef::OciArchive(PathBuf::from(rest)),
-                2 => ImageRef::DockerArchive(PathBuf::from(rest)),
-                _ => match rest.rsplit_once(':') {
-                    Some((path, tag)) if !tag.contains('/') => {
-                        if !valid_tag(tag) {
-                            return Err(format!("invalid image \"{s}\": invalid tag \"{tag}\""));
-                        }
-                        ImageRef::OciDir {
-                            path: PathBuf::from(path),
-                            tag: Some(tag.to_string()),
-                        }
-                    }
-                    _ => ImageRef::OciDir {
-                        path: PathBuf::from(rest),
-                        tag: None,
-                    },
-                },
-            });
-        }
-    }
-    validate_registry_ref(s)
-        .map_err(|why| format!("invalid image \"{s}\": {why}; {IMAGE_EXPECTED}"))?;
-    Ok(ImageRef::Registry(s.to_string()))
-}
-
-fn valid_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
-
-fn validate_registry_ref(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("empty reference".into());
-    }
-    let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (s, None),
-    };
-    if let Some(d) = digest {
-        let Some(hex) = d.strip_prefix("sha256:") else {
-            return Err(format!("digest \"{d}\" must start with \"sha256:\""));
-        };
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+/// `image`: the one reference grammar berth has (`distribution::Reference`,
+/// which `berth pull` and the store parse with too: distribution/reference's
+/// names, `docker://`, the offline transports), plus the one rule a
+/// definition adds: a local source's path is absolute, since the unit that
+/// starts it has no working directory to be relative to.
+pub fn parse_image(s: &str) -> Result<Reference, String> {
+    let r = Reference::parse(s).map_err(|e| {
+        format!(
+            "invalid image \"{s}\": {}; {IMAGE_EXPECTED}",
+            Reference::reason(&e)
+        )
+    })?;
+    if let Some((transport, path)) = r.local_path() {
+        if !path.is_absolute() {
             return Err(format!(
-                "digest \"{d}\" must be \"sha256:\" followed by 64 lowercase hex digits"
+                "invalid image \"{s}\": the path after \"{transport}:\" must be absolute"
             ));
         }
     }
-    // A tag is after the last ':' that follows the last '/'.
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match rest[last_slash..].rfind(':') {
-        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-        None => (rest, None),
-    };
-    if let Some(t) = tag {
-        if !valid_tag(t) {
-            return Err(format!("invalid tag \"{t}\""));
-        }
-    }
-    let mut components: Vec<&str> = name.split('/').collect();
-    // The first component is a registry host when it has a '.', a ':' or is localhost.
-    if components.len() > 1 {
-        let first = components[0];
-        if first.contains('.') || first.contains(':') || first == "localhost" {
-            let (host, port) = first.split_once(':').unwrap_or((first, ""));
-            let host_ok = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
-            let port_ok = !first.contains(':') || (!port.is_empty() && port.parse::<u16>().is_ok());
-            if !host_ok || !port_ok {
-                return Err(format!("invalid registry host \"{first}\""));
-            }
-            components.remove(0);
-        }
-    }
-    for c in components {
-        if !valid_path_component(c) {
-            return Err(format!(
-                "invalid repository name component \"{c}\" (lowercase letters, digits and separators \".\", \"_\", \"__\", \"-\")"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn valid_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-        return false;
-    }
-    b.iter()
-        .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
+    Ok(r)
 }
 
 /// Container and network names: `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
@@ -911,61 +791,96 @@ mod tests {
 
     #[test]
     fn images() {
-        for good in [
-            "nginx",
-            "nginx:1.27",
-            "library/nginx:latest",
-            "registry.example.org/library/nginx:1.27",
-            "127.0.0.1:5000/busybox:1",
-            "localhost/x",
-            "docker.io/library/alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "a/b_c__d.e-f:t-1.2",
+        // Every registry spelling parses to what `berth pull` parses it to:
+        // one grammar (distribution::Reference).
+        for (good, canonical) in [
+            ("nginx", "docker.io/library/nginx:latest"),
+            ("nginx:1.27", "docker.io/library/nginx:1.27"),
+            ("library/nginx:latest", "docker.io/library/nginx:latest"),
+            ("registry.example.org/library/nginx:1.27", "registry.example.org/library/nginx:1.27"),
+            ("127.0.0.1:5000/busybox:1", "127.0.0.1:5000/busybox:1"),
+            ("localhost/x", "localhost/x:latest"),
+            (
+                "docker.io/library/alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "docker.io/library/alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
+            ("a/b_c__d.e-f:t-1.2", "docker.io/a/b_c__d.e-f:t-1.2"),
+            // `docker://`, as skopeo and `berth pull` write it.
+            ("docker://127.0.0.1:5000/app:1", "127.0.0.1:5000/app:1"),
+            ("docker://nginx", "docker.io/library/nginx:latest"),
         ] {
-            assert_eq!(parse_image(good), Ok(ImageRef::Registry(good.into())), "{good}");
+            let r = parse_image(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert!(r.is_remote(), "{good}");
+            assert_eq!(r.canonical(), canonical, "{good}");
+            assert_eq!(r, Reference::parse(good).unwrap(), "{good}");
         }
-        assert_eq!(
-            parse_image("oci-archive:/srv/i.tar"),
-            Ok(ImageRef::OciArchive("/srv/i.tar".into()))
-        );
-        assert_eq!(
-            parse_image("oci:/srv/layout:v1"),
-            Ok(ImageRef::OciDir {
-                path: "/srv/layout".into(),
-                tag: Some("v1".into())
-            })
-        );
-        assert_eq!(
-            parse_image("oci:/srv/layout"),
-            Ok(ImageRef::OciDir {
-                path: "/srv/layout".into(),
-                tag: None
-            })
-        );
-        assert_eq!(
-            parse_image("docker-archive:/x.tar"),
-            Ok(ImageRef::DockerArchive("/x.tar".into()))
-        );
-        for s in [
-            "oci:/srv/layout:v1",
-            "oci-archive:/srv/i.tar",
-            "docker-archive:/x.tar",
+        for (s, want) in [
+            (
+                "oci-archive:/srv/i.tar",
+                Reference::OciArchive {
+                    path: "/srv/i.tar".into(),
+                    tag: None,
+                },
+            ),
+            (
+                "oci-archive:/srv/i.tar:v2",
+                Reference::OciArchive {
+                    path: "/srv/i.tar".into(),
+                    tag: Some("v2".into()),
+                },
+            ),
+            (
+                "oci:/srv/layout:v1",
+                Reference::OciDir {
+                    path: "/srv/layout".into(),
+                    tag: Some("v1".into()),
+                },
+            ),
+            (
+                "oci:/srv/layout",
+                Reference::OciDir {
+                    path: "/srv/layout".into(),
+                    tag: None,
+                },
+            ),
+            (
+                "docker-archive:/x.tar",
+                Reference::DockerArchive {
+                    path: "/x.tar".into(),
+                },
+            ),
         ] {
-            assert_eq!(parse_image(s).unwrap().to_string(), s);
+            assert_eq!(parse_image(s), Ok(want), "{s}");
+            let r = parse_image(s).unwrap();
+            assert!(!r.is_remote(), "{s}");
+            assert_eq!(r.to_string(), s);
         }
-        for bad in [
-            "",
-            "Nginx",
-            "nginx:",
-            "nginx:bad tag",
-            "nginx@sha256:abc",
-            "nginx@md5:0123",
-            "oci-archive:rel.tar",
-            "oci:relative",
-            "host:99999/x",
-            "a//b",
-            "-a",
+        for (bad, needle) in [
+            ("", "empty"),
+            ("Nginx", "lowercase"),
+            ("nginx:", "tag ''"),
+            ("nginx:bad tag", "tag 'bad tag'"),
+            ("nginx@sha256:abc", "64 lowercase hex"),
+            ("nginx@md5:0123", "sha256"),
+            ("host:99999/x", "port '99999'"),
+            ("a//b", "component ''"),
+            ("-a", "component '-a'"),
+            ("a..b", "component 'a..b'"),
+            ("oci-archive:/x.tar:", "empty tag"),
+            (
+                "oci-archive:rel.tar",
+                "the path after \"oci-archive:\" must be absolute",
+            ),
+            ("oci-archive:rel.tar:v1", "must be absolute"),
+            ("oci:relative", "the path after \"oci:\" must be absolute"),
+            ("docker-archive:x.tar", "must be absolute"),
         ] {
-            assert!(parse_image(bad).is_err(), "{bad}");
+            let e = parse_image(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+            assert!(
+                e.starts_with(&format!("invalid image \"{bad}\": ")),
+                "{bad:?}: {e}"
+            );
         }
     }
 

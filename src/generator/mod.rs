@@ -21,7 +21,7 @@ pub use render::{
     STOP_MARGIN, TEMPLATE_PATH,
 };
 
-use crate::config::{self, Globals, ImageRef};
+use crate::config::{self, Globals, Reference};
 
 /// Why generated output could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub fn image_store(root: &Path, globals: &Globals) -> Option<crate::store::Store
 /// Whether `image` is complete in `store`, so that a start with
 /// `pull = "missing"` will not reach the network. False without a store,
 /// which only adds a dependency on network-online.target.
-pub fn image_present(store: Option<&crate::store::Store>, image: &str) -> bool {
+pub fn image_present(store: Option<&crate::store::Store>, image: &Reference) -> bool {
     store.is_some_and(|s| s.is_present(image))
 }
 
@@ -89,7 +89,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     // the generator, so it falls back to defaults (and `berth check` says why).
     let globals = config::load_globals(root).unwrap_or_default();
     let store = image_store(root, &globals);
-    let present = |image: &ImageRef| image_present(store.as_ref(), &image.to_string());
+    let present = |image: &Reference| image_present(store.as_ref(), image);
     // Directories made so far, shared so that `multi-user.target.wants` is
     // asked for once per run rather than once per definition.
     let made = Mutex::new(HashSet::new());

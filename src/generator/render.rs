@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Definition, ImageRef, ImageSource, Pull};
+use crate::config::{Definition, ImageSource, Pull, Reference};
 
 /// Where the template unit is installed; `wanted_by` links point here.
 pub const TEMPLATE_PATH: &str = "/usr/lib/systemd/system/berth@.service";
@@ -31,7 +31,7 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(5);
 pub struct RenderContext<'a> {
     /// Whether `image` is already in the image store, so that a start with
     /// `pull = "missing"` will not need the network.
-    pub image_present: &'a dyn Fn(&ImageRef) -> bool,
+    pub image_present: &'a dyn Fn(&Reference) -> bool,
 }
 
 /// The files and links for one definition, relative to the generator's

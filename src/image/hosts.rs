@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use crate::config::Globals;
-use crate::image::reference::{RegistryRef, DOCKER_HUB, DOCKER_HUB_API};
+use crate::distribution::reference::{RegistryRef, DOCKER_HUB, DOCKER_HUB_API};
 
 /// One host to try for a registry reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +254,7 @@ pub fn ca_certificates(
 mod tests {
     use super::*;
     use crate::config::Registry;
-    use crate::image::reference::Reference;
+    use crate::distribution::reference::Reference;
 
     fn rr(s: &str) -> RegistryRef {
         Reference::parse(s).unwrap().as_registry().unwrap().clone()

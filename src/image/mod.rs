@@ -10,11 +10,13 @@
 //! caller that must clone(2) single-threaded can call it first.
 
 pub mod hosts;
-pub mod manifest;
 pub mod offline;
 pub mod pull;
-pub mod reference;
 pub mod registry;
+
+// References and manifests live below the store (`crate::distribution`); the
+// old paths stay for callers of the image API.
+pub use crate::distribution::{manifest, reference};
 
 use std::path::PathBuf;
 
@@ -29,8 +31,6 @@ use crate::store::StoreError;
 /// for registries, the host that was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error(transparent)]
-    Reference(#[from] reference::ReferenceError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("'{reference}'")]

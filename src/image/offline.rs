@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::image::manifest::{self, Descriptor, Fetched, Manifest, Platform};
+use crate::distribution::manifest::{self, Descriptor, Fetched, Manifest, Platform};
+use crate::distribution::reference::{check_digest, Reference};
 use crate::image::pull::PullOptions;
-use crate::image::reference::{check_digest, Reference};
 use crate::image::{ImageError, Progress, ProgressEvent};
 use crate::store::{unpack, Image, Store};
 
@@ -59,7 +59,7 @@ pub fn load(
                 let f = File::open(&p).map_err(io(&p))?;
                 store.copy_blob(f, &d.digest, Some(d.size))?;
             }
-            finish(store, &canonical, &bytes, &digest, &m, progress)
+            finish(store, r, &bytes, &digest, &m, progress)
         }
         Reference::OciArchive { path, tag } => {
             let f = File::open(path).map_err(io(path))?;
@@ -67,6 +67,11 @@ pub fn load(
             let mut index = None;
             for entry in archive.entries().map_err(io(path))? {
                 let mut entry = entry.map_err(io(path))?;
+                // `tar -cf x.tar -C layout .` lists the layout's directories
+                // too (`./blobs/sha256/`): they hold nothing to load.
+                if entry.header().entry_type().is_dir() {
+                    continue;
+                }
                 let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                 let name = name.trim_start_matches("./");
                 if name == "index.json" {
@@ -112,9 +117,9 @@ pub fn load(
                     ));
                 }
             }
-            finish(store, &canonical, &bytes, &digest, &m, progress)
+            finish(store, r, &bytes, &digest, &m, progress)
         }
-        Reference::DockerArchive { path } => load_docker_archive(store, path, &canonical, progress),
+        Reference::DockerArchive { path } => load_docker_archive(store, r, path, progress),
         Reference::Registry(_) => Err(offline(&canonical, "not an offline source")),
     }
 }
@@ -222,12 +227,13 @@ fn select(
 /// Unpack the layers of a manifest whose blobs are all stored, then write the ref.
 fn finish(
     store: &Store,
-    canonical: &str,
+    r: &Reference,
     bytes: &[u8],
     digest: &str,
     m: &Manifest,
     progress: &dyn Progress,
 ) -> Result<Image, ImageError> {
+    let canonical = &r.canonical();
     let raw = store.read_blob(
         &m.config.digest,
         "an image config",
@@ -281,7 +287,7 @@ fn finish(
         })?;
     }
     store.put_blob(bytes, Some(digest))?;
-    store.set_ref(canonical, digest)?;
+    store.set_ref(r, digest)?;
     progress.event(ProgressEvent::Done {
         reference: canonical,
         digest,
@@ -341,10 +347,11 @@ impl Drop for Scratch {
 
 fn load_docker_archive(
     store: &Store,
+    r: &Reference,
     path: &Path,
-    canonical: &str,
     progress: &dyn Progress,
 ) -> Result<Image, ImageError> {
+    let canonical = &r.canonical();
     // Members are extracted with the layer unpacker (which never writes
     // outside its directory) into the store's scratch space.
     let scratch = Scratch(store.root().join("tmp").join(format!(
@@ -420,7 +427,7 @@ fn load_docker_archive(
     };
     let bytes = serde_json::to_vec(&m).map_err(|e| offline(canonical, e.to_string()))?;
     let digest = crate::store::sha256_digest(&bytes);
-    finish(store, canonical, &bytes, &digest, &m, progress)
+    finish(store, r, &bytes, &digest, &m, progress)
 }
 
 fn nanos() -> u128 {
@@ -457,13 +464,12 @@ pub fn rfc3339(secs: i64) -> String {
 pub fn import(
     store: &Store,
     file: &Path,
-    name: &str,
+    r: &Reference,
     progress: &dyn Progress,
 ) -> Result<Image, ImageError> {
-    let r = Reference::parse(name)?;
     if r.as_registry().is_none() {
         return Err(offline(
-            name,
+            &r.to_string(),
             "an import name must be 'NAME[:tag]', not a transport reference",
         ));
     }
@@ -517,7 +523,7 @@ pub fn import(
     };
     let bytes = serde_json::to_vec(&m).map_err(|e| offline(&canonical, e.to_string()))?;
     let digest = store.put_blob(&bytes, None)?;
-    store.set_ref(&canonical, &digest)?;
+    store.set_ref(r, &digest)?;
     progress.event(ProgressEvent::Done {
         reference: &canonical,
         digest: &digest,

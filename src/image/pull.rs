@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use crate::config::Globals;
-use crate::image::manifest::{self, Fetched, Manifest, Platform};
-use crate::image::reference::{Reference, RegistryRef};
+use crate::distribution::manifest::{self, Fetched, Manifest, Platform};
+use crate::distribution::reference::{Reference, RegistryRef};
 use crate::image::registry::Client;
 use crate::image::{hosts, offline, ImageError, Progress, ProgressEvent};
 use crate::store::{Image, Store};
@@ -28,7 +28,7 @@ pub struct PullOptions {
 pub fn pull(
     store: &Store,
     globals: &Globals,
-    reference: &str,
+    reference: &Reference,
     progress: &dyn Progress,
 ) -> Result<Image, ImageError> {
     pull_with(store, globals, reference, &PullOptions::default(), progress)
@@ -38,13 +38,12 @@ pub fn pull(
 pub fn pull_with(
     store: &Store,
     globals: &Globals,
-    reference: &str,
+    reference: &Reference,
     options: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<Image, ImageError> {
-    let parsed = Reference::parse(reference)?;
-    if parsed.as_registry().is_none() {
-        return offline::load(store, &parsed, options, progress);
+    if !reference.is_remote() {
+        return offline::load(store, reference, options, progress);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -61,17 +60,16 @@ pub fn pull_with(
 pub async fn pull_async(
     store: &Store,
     globals: &Globals,
-    reference: &str,
+    reference: &Reference,
     options: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<Image, ImageError> {
-    let parsed = Reference::parse(reference)?;
-    let Some(r) = parsed.as_registry() else {
+    let canonical = reference.canonical();
+    let Some(r) = reference.as_registry() else {
         return Err(ImageError::NotRegistry {
-            reference: reference.to_string(),
+            reference: canonical,
         });
     };
-    let canonical = parsed.canonical();
     let _shared = {
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.lock_shared())
@@ -157,7 +155,7 @@ pub async fn pull_async(
     futures_util::future::try_join_all(jobs).await?;
 
     store.put_blob(&manifest_bytes, Some(&digest))?;
-    store.set_ref(&canonical, &digest)?;
+    store.set_ref(reference, &digest)?;
     progress.event(ProgressEvent::Done {
         reference: &canonical,
         digest: &digest,
@@ -221,11 +219,10 @@ async fn resolve_any(
 
 /// The manifest digest `reference` (a registry reference) has now, for this
 /// host's platform, without pulling anything (`berth auto-update --dry-run`).
-pub fn remote_digest(globals: &Globals, reference: &str) -> Result<String, ImageError> {
-    let parsed = Reference::parse(reference)?;
-    let Some(r) = parsed.as_registry() else {
+pub fn remote_digest(globals: &Globals, reference: &Reference) -> Result<String, ImageError> {
+    let Some(r) = reference.as_registry() else {
         return Err(ImageError::NotRegistry {
-            reference: reference.to_string(),
+            reference: reference.canonical(),
         });
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -233,7 +230,7 @@ pub fn remote_digest(globals: &Globals, reference: &str) -> Result<String, Image
         .build()
         .map_err(|e| ImageError::Task(format!("cannot start the async runtime: {e}")))?;
     let result = rt.block_on(async {
-        resolve_any(globals, r, &parsed.canonical(), &Platform::host())
+        resolve_any(globals, r, &reference.canonical(), &Platform::host())
             .await
             .map(|(_, _, digest, _)| digest)
     });

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::config::Globals;
+use crate::distribution::manifest::{MANIFEST_ACCEPT, MAX_METADATA_BYTES};
 use crate::image::hosts::{self, Credentials, Endpoint};
-use crate::image::manifest::{MANIFEST_ACCEPT, MAX_METADATA_BYTES};
 use crate::image::{ImageError, Progress, ProgressEvent};
 use crate::store::Store;
 

@@ -131,6 +131,7 @@ fn detached(fd: RawFd) -> bool {
 /// Call it before anything the re-executed process would redo differently.
 pub fn ensure_protected() -> Result<(), RuntimeError> {
     if protection().is_some() {
+        crate::trace::step("running from a protected copy of the binary");
         return Ok(());
     }
     let exe = match sealed_overlay() {
@@ -151,6 +152,7 @@ pub fn ensure_protected() -> Result<(), RuntimeError> {
             }
         }
     };
+    crate::trace::step("protected copy made, re-executing");
     Err(reexec(&exe))
 }
 

@@ -421,12 +421,14 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     let plan = ctx.plan;
     // First of all: only what the init was given stays open (CVE-2024-21626).
     close_fds(ctx, Held::Start, &[])?;
+    crate::trace::step("init: cloned");
     // Sync point 1 (init): nothing may happen before the parent wrote our ID
     // maps and placed us in the cgroup.
     let hook_state = ctx
         .channel
         .wait_for_proceed()
         .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
+    crate::trace::step("init: released by the parent");
     // A rootless parent had to leave us dumpable to write our ID maps.
     process::set_undumpable();
     // With ID maps in place, become the namespace's root to own what follows.
@@ -600,6 +602,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .send(&Message::Ready)
         .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
     READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::trace::step("init: set up, waiting to be started");
     // Sync point 3 (init): wait to be started.
     // Behind the FIFO gate, its write end stays open (CLOEXEC) until execve:
     // `start` returns when it closes, so after `start` the program runs.
@@ -638,6 +641,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     if plan.reaper {
         step("berth's init", reaper::split(plan.terminal))?;
     }
+    crate::trace::step("init: execve");
     // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((

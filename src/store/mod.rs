@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::image::manifest::{self, Healthcheck, Manifest, ManifestError};
-use crate::image::reference::{check_digest, Reference, ReferenceError};
+use crate::distribution::manifest::{self, Healthcheck, Manifest, ManifestError};
+use crate::distribution::reference::{check_digest, Reference};
 
 /// What went wrong in the store, naming the file, digest or reference.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +71,6 @@ pub enum StoreError {
     },
     #[error("image '{reference}' is damaged: {reason}")]
     Missing { reference: String, reason: String },
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -536,10 +534,11 @@ impl Store {
         Ok(out.diff_id)
     }
 
-    /// Point `reference` (any spelling) at `manifest_digest`, atomically.
-    pub fn set_ref(&self, reference: &str, manifest_digest: &str) -> Result<(), StoreError> {
+    /// Point `reference` (filed under its canonical form, so every spelling
+    /// of one image shares the ref) at `manifest_digest`, atomically.
+    pub fn set_ref(&self, reference: &Reference, manifest_digest: &str) -> Result<(), StoreError> {
         hex_of(manifest_digest)?;
-        let canonical = Reference::parse(reference)?.canonical();
+        let canonical = reference.canonical();
         let dir = self.root.join("refs");
         let dest = dir.join(ref_file_name(&canonical));
         let tmp = tmp_name(&dir, "ref");
@@ -561,9 +560,13 @@ impl Store {
     }
 
     /// The manifest digest `reference` points at.
-    pub fn get_ref(&self, reference: &str) -> Result<Option<String>, StoreError> {
-        let canonical = Reference::parse(reference)?.canonical();
-        let path = self.root.join("refs").join(ref_file_name(&canonical));
+    pub fn get_ref(&self, reference: &Reference) -> Result<Option<String>, StoreError> {
+        self.read_ref(&reference.canonical())
+    }
+
+    /// The ref filed under `canonical` (a name read back from `refs/`).
+    fn read_ref(&self, canonical: &str) -> Result<Option<String>, StoreError> {
+        let path = self.root.join("refs").join(ref_file_name(canonical));
         match fs::read_to_string(&path) {
             Ok(s) => {
                 let d = s.trim().to_string();
@@ -580,8 +583,8 @@ impl Store {
     }
 
     /// Remove a ref; returns whether it existed.
-    pub fn remove_ref(&self, reference: &str) -> Result<bool, StoreError> {
-        let canonical = Reference::parse(reference)?.canonical();
+    pub fn remove_ref(&self, reference: &Reference) -> Result<bool, StoreError> {
+        let canonical = reference.canonical();
         let path = self.root.join("refs").join(ref_file_name(&canonical));
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -651,7 +654,12 @@ impl Store {
                 continue;
             }
             let reference = ref_from_file_name(&name);
-            if let Ok(Some(d)) = self.get_ref(&reference) {
+            // Only a name that is some reference's canonical form is a ref.
+            let canonical = Reference::parse(&reference).map(|r| r.canonical());
+            if canonical.as_deref() != Ok(reference.as_str()) {
+                continue;
+            }
+            if let Ok(Some(d)) = self.read_ref(&reference) {
                 out.push(RefEntry {
                     reference,
                     manifest_digest: d,
@@ -679,9 +687,9 @@ impl Store {
     }
 
     /// The image `reference` names, if it is stored completely.
-    pub fn image(&self, reference: &str) -> Result<Option<Image>, StoreError> {
-        let canonical = Reference::parse(reference)?.canonical();
-        let Some(digest) = self.get_ref(&canonical)? else {
+    pub fn image(&self, reference: &Reference) -> Result<Option<Image>, StoreError> {
+        let canonical = reference.canonical();
+        let Some(digest) = self.read_ref(&canonical)? else {
             return Ok(None);
         };
         self.image_by_digest(&canonical, &digest).map(Some)
@@ -725,7 +733,7 @@ impl Store {
 
     /// Whether `reference` is stored completely (the generator asks this to
     /// decide whether a start may need the network).
-    pub fn is_present(&self, reference: &str) -> bool {
+    pub fn is_present(&self, reference: &Reference) -> bool {
         matches!(self.image(reference), Ok(Some(_)))
     }
 
@@ -939,6 +947,10 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
     #[test]
     fn ref_names_round_trip() {
         for r in [
@@ -977,18 +989,34 @@ mod tests {
             .to_string();
         assert!(e.contains("size mismatch"), "{e}");
         assert!(!s.has_blob(&other));
-        s.set_ref("nginx", &d).unwrap();
+        s.set_ref(&r("nginx"), &d).unwrap();
         assert_eq!(
-            s.get_ref("docker.io/library/nginx:latest").unwrap(),
+            s.get_ref(&r("docker.io/library/nginx:latest")).unwrap(),
             Some(d.clone())
         );
         assert_eq!(s.refs().unwrap().len(), 1);
+        assert_eq!(
+            s.refs().unwrap()[0].reference,
+            "docker.io/library/nginx:latest"
+        );
         assert!(
-            !s.is_present("nginx"),
+            !s.is_present(&r("nginx")),
             "a ref to a non-manifest is not an image"
         );
-        assert!(s.remove_ref("nginx").unwrap());
-        assert!(!s.remove_ref("nginx").unwrap());
+        // A `docker://` spelling, as `berth pull` or a definition writes it,
+        // is the same ref.
+        assert!(s.remove_ref(&r("docker://nginx:latest")).unwrap());
+        assert!(!s.remove_ref(&r("nginx")).unwrap());
+        // An oci-archive tag is part of the ref: two tags of one archive are
+        // two images.
+        s.set_ref(&r("oci-archive:/srv/a.tar:v1"), &d).unwrap();
+        assert_eq!(
+            s.get_ref(&r("oci-archive:/srv/a.tar:v1")).unwrap(),
+            Some(d.clone())
+        );
+        assert_eq!(s.get_ref(&r("oci-archive:/srv/a.tar:v2")).unwrap(), None);
+        assert_eq!(s.get_ref(&r("oci-archive:/srv/a.tar")).unwrap(), None);
+        assert!(s.remove_ref(&r("oci-archive:/srv/a.tar:v1")).unwrap());
         // Nothing named like a complete blob besides the one written.
         let names: Vec<_> = fs::read_dir(dir.path().join("blobs/sha256"))
             .unwrap()
@@ -1002,8 +1030,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("missing");
         let s = Store::at(&root);
-        assert!(!s.is_present("nginx"));
-        assert!(matches!(s.image("nginx"), Ok(None)));
+        assert!(!s.is_present(&r("nginx")));
+        assert!(matches!(s.image(&r("nginx")), Ok(None)));
         assert!(!root.exists());
     }
 

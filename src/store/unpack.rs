@@ -301,7 +301,68 @@ fn timespec(secs: f64) -> libc::timespec {
     }
 }
 
+/// What a member says about itself besides its name and type: owner, mode,
+/// mtime and the xattrs it may carry (never `trusted.overlay.*`).
+struct Meta {
+    mode: libc::mode_t,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    mtime: libc::timespec,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl Meta {
+    fn read<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, UnpackError> {
+        let err = entry_err(name);
+        let header = entry.header();
+        let mode = (header.mode().map_err(err)? & 0o7777) as libc::mode_t;
+        let uid = header.uid().map_err(err)? as libc::uid_t;
+        let gid = header.gid().map_err(err)? as libc::gid_t;
+        let mut mtime = timespec(header.mtime().map_err(err)? as f64);
+        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(pax) = entry.pax_extensions().map_err(err)? {
+            for ext in pax.flatten() {
+                let Ok(key) = ext.key() else { continue };
+                if key == "mtime" {
+                    if let Some(t) = ext.value().ok().and_then(|v| v.parse::<f64>().ok()) {
+                        mtime = timespec(t);
+                    }
+                } else if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    // Only berth decides what overlayfs sees.
+                    if !x.starts_with("trusted.overlay.") {
+                        xattrs.push((x.to_string(), ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+        Ok(Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        })
+    }
+}
+
+/// An I/O error on member `name`.
+fn entry_err(name: &str) -> impl Fn(io::Error) -> UnpackError + Copy + '_ {
+    move |source| UnpackError::Entry {
+        entry: name.to_string(),
+        source,
+    }
+}
+
+fn refused(name: &str, reason: impl Into<String>) -> UnpackError {
+    UnpackError::Refused {
+        entry: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
 impl Unpacker {
+    /// Apply one member: every write goes through a descriptor of its parent,
+    /// opened beneath the layer root without following symlinks.
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let name_bytes = entry.path_bytes().into_owned();
         let name = display(&name_bytes);
@@ -316,255 +377,292 @@ impl Unpacker {
         };
         let leaf = leaf.to_vec();
         let parents: Vec<Vec<u8>> = parents.iter().map(|c| c.to_vec()).collect();
-        let err = |source: io::Error| UnpackError::Entry {
-            entry: name.clone(),
-            source,
-        };
 
         // Whiteouts first: they are markers, not files.
         if let Some(hidden) = leaf.strip_prefix(b".wh.") {
-            let parent = self.open_parent(&name, &parents, true)?;
-            if hidden == b".wh..opq" {
-                return set_xattr_fd(parent, "trusted.overlay.opaque", b"y").map_err(err);
-            }
-            if hidden.starts_with(b".wh.") {
-                // aufs metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): not content,
-                // skipped as Docker and containerd do.
-                return Ok(());
-            }
-            if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                return Err(UnpackError::Refused {
-                    entry: name,
-                    reason: "whiteout of an invalid name".to_string(),
-                });
-            }
-            let c = cstring(hidden).map_err(err)?;
-            return self
-                .replace_with(parent, &c, |p, c| {
-                    // SAFETY: valid fd and C string; result checked.
-                    check(unsafe { libc::mknodat(p, c.as_ptr(), libc::S_IFCHR, 0) })
-                })
-                .map_err(err);
+            return self.whiteout(&name, &parents, hidden);
         }
 
-        let header = entry.header().clone();
-        let mode = (header.mode().map_err(err)? & 0o7777) as libc::mode_t;
-        let uid = header.uid().map_err(err)? as libc::uid_t;
-        let gid = header.gid().map_err(err)? as libc::gid_t;
-        let mut mtime = timespec(header.mtime().map_err(err)? as f64);
-        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
-        if let Some(pax) = entry.pax_extensions().map_err(err)? {
-            for ext in pax.flatten() {
-                let Ok(key) = ext.key() else { continue };
-                if key == "mtime" {
-                    if let Some(t) = ext.value().ok().and_then(|v| v.parse::<f64>().ok()) {
-                        mtime = timespec(t);
-                    }
-                } else if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
-                    if !x.starts_with("trusted.overlay.") {
-                        xattrs.push((x.to_string(), ext.value_bytes().to_vec()));
-                    }
-                }
-            }
-        }
+        let meta = Meta::read(entry, &name)?;
         let parent = self.open_parent(&name, &parents, true)?;
-        let c = cstring(&leaf).map_err(err)?;
+        let c = cstring(&leaf).map_err(entry_err(&name))?;
         use tar::EntryType as T;
         match kind {
-            T::GNUSparse => {
-                // The tar crate reads holes as zeros: a member of a few bytes
-                // could write terabytes. Layers from docker, buildkit and Go's
-                // archive/tar never use the GNU sparse format.
-                return Err(UnpackError::Refused {
-                    entry: name,
-                    reason: "GNU sparse members are not supported in layers".to_string(),
-                });
-            }
-            T::Regular | T::Continuous => {
-                let size = entry.size();
-                if size > self.bytes_left {
-                    return Err(UnpackError::Refused {
-                        entry: name,
-                        reason: format!(
-                            "the layer unpacks to more than its limit of {} bytes ([storage] max_layer_size)",
-                            self.max_bytes
-                        ),
-                    });
-                }
-                let file = self.create_file(parent, &c, mode & 0o777).map_err(err)?;
-                let mut file = file;
-                let mut written = 0u64;
-                loop {
-                    let n = match entry.read(&mut self.buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(source) => return Err(UnpackError::Read { source }),
-                    };
-                    file.write_all(&self.buf[..n]).map_err(err)?;
-                    written += n as u64;
-                }
-                if written != size {
-                    return Err(UnpackError::Read {
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("member '{name}' ends after {written} of {size} bytes (truncated archive)"),
-                        ),
-                    });
-                }
-                self.bytes_left -= size;
-                let fd = file.as_raw_fd();
-                // Most members belong to root with an ordinary mode: then the
-                // create already got both right and two syscalls per file
-                // are saved (file creation dominates unpack time).
-                let chowned = (uid, gid) != self.ids;
-                if chowned {
-                    self.chown_fd(fd, uid, gid).map_err(err)?;
-                }
-                if chowned || mode & !0o777 != 0 || mode & self.umask != 0 {
-                    // After chown: chown clears set-id bits.
-                    // SAFETY: fd is an open file; result checked.
-                    check(unsafe { libc::fchmod(fd, mode) }).map_err(err)?;
-                }
-                for (k, v) in &xattrs {
-                    set_xattr_fd(fd, k, v).map_err(err)?;
-                }
-                let times = [mtime, mtime];
-                // SAFETY: fd open, times points at two timespecs.
-                check(unsafe { libc::futimens(fd, times.as_ptr()) }).map_err(err)?;
-            }
+            // The tar crate reads holes as zeros: a member of a few bytes
+            // could write terabytes. Layers from docker, buildkit and Go's
+            // archive/tar never use the GNU sparse format.
+            T::GNUSparse => Err(refused(
+                &name,
+                "GNU sparse members are not supported in layers",
+            )),
+            T::Regular | T::Continuous => self.regular(entry, &name, parent, &c, &meta),
             T::Directory => {
-                // SAFETY: valid fd and C string; result checked below.
-                let r = unsafe { libc::mkdirat(parent, c.as_ptr(), 0o700) };
-                if r < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.raw_os_error() != Some(libc::EEXIST) {
-                        return Err(err(e));
-                    }
-                    if !is_dir_at(parent, &c).map_err(err)? {
-                        self.remove_at(parent, &c).map_err(err)?;
-                        // SAFETY: as above.
-                        check(unsafe { libc::mkdirat(parent, c.as_ptr(), 0o700) }).map_err(err)?;
-                    }
-                }
-                let dir = openat_dir(parent, &c).map_err(err)?;
-                let fd = dir.as_raw_fd();
-                self.chown_fd(fd, uid, gid).map_err(err)?;
-                // SAFETY: fd open; result checked.
-                check(unsafe { libc::fchmod(fd, mode) }).map_err(err)?;
-                for (k, v) in &xattrs {
-                    set_xattr_fd(fd, k, v).map_err(err)?;
-                }
-                let mut full = parents.clone();
-                full.push(leaf.clone());
-                self.dirs.push((full, mtime));
+                self.directory(&name, parent, &c, &meta)?;
+                let mut full = parents;
+                full.push(leaf);
+                self.dirs.push((full, meta.mtime));
+                Ok(())
             }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| UnpackError::Refused {
-                        entry: name.clone(),
-                        reason: "symlink without a target".to_string(),
-                    })?
-                    .into_owned();
-                let t = cstring(&target).map_err(err)?;
-                // The target is stored as written: it is resolved only inside the
-                // container's root at run time, never by this code.
-                self.replace_with(parent, &c, |p, c| {
-                    // SAFETY: valid fd and C strings; result checked.
-                    check(unsafe { libc::symlinkat(t.as_ptr(), p, c.as_ptr()) })
-                })
-                .map_err(err)?;
-                self.chown_at(parent, &c, uid, gid).map_err(err)?;
-                utimes_at(parent, &c, mtime).map_err(err)?;
-            }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| UnpackError::Refused {
-                        entry: name.clone(),
-                        reason: "hardlink without a target".to_string(),
-                    })?
-                    .into_owned();
-                if target.starts_with(b"/") {
-                    return Err(UnpackError::Refused {
-                        entry: name,
-                        reason: format!(
-                            "hardlink to absolute path '{}' (a hardlink may only name an earlier member of the layer)",
-                            display(&target)
-                        ),
-                    });
-                }
-                let tcomps = components(&name, &target)?;
-                let Some((tleaf, tparents)) = tcomps.split_last() else {
-                    return Err(UnpackError::Refused {
-                        entry: name,
-                        reason: "hardlink to the layer root".to_string(),
-                    });
-                };
-                let tparents: Vec<Vec<u8>> = tparents.iter().map(|c| c.to_vec()).collect();
-                let tparent = self.open_dir_chain(&name, &tparents, false)?;
-                let tc = cstring(tleaf).map_err(err)?;
-                let parent = self.open_parent(&name, &parents, true)?;
-                let tfd = tparent.as_raw_fd();
-                let r = self.replace_with(parent, &c, |p, c| {
-                    // Flags 0: a symlink target is linked itself, never followed.
-                    // SAFETY: valid fds and C strings; result checked.
-                    check(unsafe { libc::linkat(tfd, tc.as_ptr(), p, c.as_ptr(), 0) })
-                });
-                if let Err(e) = r {
-                    if e.raw_os_error() == Some(libc::ENOENT) {
-                        return Err(UnpackError::Refused {
-                            entry: name,
-                            reason: format!(
-                                "hardlink target '{}' is not an earlier member of the layer",
-                                display(&target)
-                            ),
-                        });
-                    }
-                    return Err(err(e));
-                }
-            }
+            T::Symlink => self.symlink(entry, &name, parent, &c, &meta),
+            T::Link => self.hardlink(entry, &name, &parents, &c),
             T::Char | T::Block | T::Fifo => {
-                if kind != T::Fifo && !self.euid_root {
-                    return Err(UnpackError::Refused {
-                        entry: name,
-                        reason: "device nodes need root to unpack".to_string(),
-                    });
-                }
-                let ftype = match kind {
-                    T::Char => libc::S_IFCHR,
-                    T::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                // A fifo has no device numbers; some writers leave the fields blank.
-                let dev = if kind == T::Fifo {
-                    0
-                } else {
-                    let major = header.device_major().map_err(err)?.unwrap_or(0);
-                    let minor = header.device_minor().map_err(err)?.unwrap_or(0);
-                    libc::makedev(major, minor)
-                };
-                self.replace_with(parent, &c, |p, c| {
-                    // SAFETY: valid fd and C string; result checked.
-                    check(unsafe { libc::mknodat(p, c.as_ptr(), ftype | mode, dev) })
-                })
-                .map_err(err)?;
-                self.chown_at(parent, &c, uid, gid).map_err(err)?;
-                // mknod's mode went through the umask; set it exactly. The node
-                // was just made by us in a private directory, so following is moot.
-                // SAFETY: valid fd and C string; result checked.
-                check(unsafe { libc::fchmodat(parent, c.as_ptr(), mode, 0) }).map_err(err)?;
-                utimes_at(parent, &c, mtime).map_err(err)?;
+                let header = entry.header().clone();
+                self.node(&header, &name, parent, &c, &meta)
             }
-            other => {
-                return Err(UnpackError::Refused {
-                    entry: name,
-                    reason: format!("unsupported tar entry type {:?}", other.as_byte() as char),
-                })
+            other => Err(refused(
+                &name,
+                format!("unsupported tar entry type {:?}", other.as_byte() as char),
+            )),
+        }
+    }
+
+    /// `.wh..wh..opq` makes its directory opaque; `.wh.NAME` becomes an
+    /// overlayfs whiteout (a 0/0 character device named NAME).
+    fn whiteout(
+        &mut self,
+        name: &str,
+        parents: &[Vec<u8>],
+        hidden: &[u8],
+    ) -> Result<(), UnpackError> {
+        let err = entry_err(name);
+        let parent = self.open_parent(name, parents, true)?;
+        if hidden == b".wh..opq" {
+            return set_xattr_fd(parent, "trusted.overlay.opaque", b"y").map_err(err);
+        }
+        if hidden.starts_with(b".wh.") {
+            // aufs metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): not content,
+            // skipped as Docker and containerd do.
+            return Ok(());
+        }
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(refused(name, "whiteout of an invalid name"));
+        }
+        let c = cstring(hidden).map_err(err)?;
+        self.replace_with(parent, &c, |p, c| {
+            // SAFETY: valid fd and C string; result checked.
+            check(unsafe { libc::mknodat(p, c.as_ptr(), libc::S_IFCHR, 0) })
+        })
+        .map_err(err)
+    }
+
+    /// A regular file: its data, counted against the layer's byte limit
+    /// before anything is written, then owner, mode, xattrs and mtime.
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        parent: RawFd,
+        c: &CStr,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        let err = entry_err(name);
+        let size = entry.size();
+        if size > self.bytes_left {
+            return Err(refused(
+                name,
+                format!(
+                    "the layer unpacks to more than its limit of {} bytes ([storage] max_layer_size)",
+                    self.max_bytes
+                ),
+            ));
+        }
+        let mut file = self
+            .create_file(parent, c, meta.mode & 0o777)
+            .map_err(err)?;
+        let mut written = 0u64;
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(UnpackError::Read { source }),
+            };
+            file.write_all(&self.buf[..n]).map_err(err)?;
+            written += n as u64;
+        }
+        if written != size {
+            return Err(UnpackError::Read {
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "member '{name}' ends after {written} of {size} bytes (truncated archive)"
+                    ),
+                ),
+            });
+        }
+        self.bytes_left -= size;
+        let fd = file.as_raw_fd();
+        let Meta { mode, uid, gid, .. } = *meta;
+        // Most members belong to root with an ordinary mode: then the
+        // create already got both right and two syscalls per file
+        // are saved (file creation dominates unpack time).
+        let chowned = (uid, gid) != self.ids;
+        if chowned {
+            self.chown_fd(fd, uid, gid).map_err(err)?;
+        }
+        if chowned || mode & !0o777 != 0 || mode & self.umask != 0 {
+            // After chown: chown clears set-id bits.
+            // SAFETY: fd is an open file; result checked.
+            check(unsafe { libc::fchmod(fd, mode) }).map_err(err)?;
+        }
+        for (k, v) in &meta.xattrs {
+            set_xattr_fd(fd, k, v).map_err(err)?;
+        }
+        let times = [meta.mtime, meta.mtime];
+        // SAFETY: fd open, times points at two timespecs.
+        check(unsafe { libc::futimens(fd, times.as_ptr()) }).map_err(err)
+    }
+
+    /// A directory (an existing non-directory of that name is replaced); its
+    /// mtime is set at the end, after its children.
+    fn directory(
+        &mut self,
+        name: &str,
+        parent: RawFd,
+        c: &CStr,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        let err = entry_err(name);
+        // SAFETY: valid fd and C string; result checked below.
+        let r = unsafe { libc::mkdirat(parent, c.as_ptr(), 0o700) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err(e));
+            }
+            if !is_dir_at(parent, c).map_err(err)? {
+                self.remove_at(parent, c).map_err(err)?;
+                // SAFETY: as above.
+                check(unsafe { libc::mkdirat(parent, c.as_ptr(), 0o700) }).map_err(err)?;
             }
         }
+        let dir = openat_dir(parent, c).map_err(err)?;
+        let fd = dir.as_raw_fd();
+        self.chown_fd(fd, meta.uid, meta.gid).map_err(err)?;
+        // SAFETY: fd open; result checked.
+        check(unsafe { libc::fchmod(fd, meta.mode) }).map_err(err)?;
+        for (k, v) in &meta.xattrs {
+            set_xattr_fd(fd, k, v).map_err(err)?;
+        }
         Ok(())
+    }
+
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        name: &str,
+        parent: RawFd,
+        c: &CStr,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        let err = entry_err(name);
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| refused(name, "symlink without a target"))?
+            .into_owned();
+        let t = cstring(&target).map_err(err)?;
+        // The target is stored as written: it is resolved only inside the
+        // container's root at run time, never by this code.
+        self.replace_with(parent, c, |p, c| {
+            // SAFETY: valid fd and C strings; result checked.
+            check(unsafe { libc::symlinkat(t.as_ptr(), p, c.as_ptr()) })
+        })
+        .map_err(err)?;
+        self.chown_at(parent, c, meta.uid, meta.gid).map_err(err)?;
+        utimes_at(parent, c, meta.mtime).map_err(err)
+    }
+
+    /// A hardlink may only name an earlier member of the same layer: its
+    /// target is relative, has no `..`, and is opened beneath the root
+    /// without following symlinks (nor creating anything).
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        name: &str,
+        parents: &[Vec<u8>],
+        c: &CStr,
+    ) -> Result<(), UnpackError> {
+        let err = entry_err(name);
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| refused(name, "hardlink without a target"))?
+            .into_owned();
+        if target.starts_with(b"/") {
+            return Err(refused(
+                name,
+                format!(
+                    "hardlink to absolute path '{}' (a hardlink may only name an earlier member of the layer)",
+                    display(&target)
+                ),
+            ));
+        }
+        let tcomps = components(name, &target)?;
+        let Some((tleaf, tparents)) = tcomps.split_last() else {
+            return Err(refused(name, "hardlink to the layer root"));
+        };
+        let tparents: Vec<Vec<u8>> = tparents.iter().map(|c| c.to_vec()).collect();
+        let tparent = self.open_dir_chain(name, &tparents, false)?;
+        let tc = cstring(tleaf).map_err(err)?;
+        let parent = self.open_parent(name, parents, true)?;
+        let tfd = tparent.as_raw_fd();
+        let r = self.replace_with(parent, c, |p, c| {
+            // Flags 0: a symlink target is linked itself, never followed.
+            // SAFETY: valid fds and C strings; result checked.
+            check(unsafe { libc::linkat(tfd, tc.as_ptr(), p, c.as_ptr(), 0) })
+        });
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(refused(
+                name,
+                format!(
+                    "hardlink target '{}' is not an earlier member of the layer",
+                    display(&target)
+                ),
+            )),
+            Err(e) => Err(err(e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A character or block device (root only) or a fifo.
+    fn node(
+        &mut self,
+        header: &tar::Header,
+        name: &str,
+        parent: RawFd,
+        c: &CStr,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        use tar::EntryType as T;
+        let err = entry_err(name);
+        let kind = header.entry_type();
+        if kind != T::Fifo && !self.euid_root {
+            return Err(refused(name, "device nodes need root to unpack"));
+        }
+        let ftype = match kind {
+            T::Char => libc::S_IFCHR,
+            T::Block => libc::S_IFBLK,
+            _ => libc::S_IFIFO,
+        };
+        // A fifo has no device numbers; some writers leave the fields blank.
+        let dev = if kind == T::Fifo {
+            0
+        } else {
+            let major = header.device_major().map_err(err)?.unwrap_or(0);
+            let minor = header.device_minor().map_err(err)?.unwrap_or(0);
+            libc::makedev(major, minor)
+        };
+        let mode = meta.mode;
+        self.replace_with(parent, c, |p, c| {
+            // SAFETY: valid fd and C string; result checked.
+            check(unsafe { libc::mknodat(p, c.as_ptr(), ftype | mode, dev) })
+        })
+        .map_err(err)?;
+        self.chown_at(parent, c, meta.uid, meta.gid).map_err(err)?;
+        // mknod's mode went through the umask; set it exactly. The node
+        // was just made by us in a private directory, so following is moot.
+        // SAFETY: valid fd and C string; result checked.
+        check(unsafe { libc::fchmodat(parent, c.as_ptr(), mode, 0) }).map_err(err)?;
+        utimes_at(parent, c, meta.mtime).map_err(err)
     }
 
     /// The descriptor of the entry's parent directory (cached), creating

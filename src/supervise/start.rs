@@ -361,7 +361,7 @@ fn resolve_image(
     def: &Definition,
     globals: &Globals,
 ) -> Result<ResolvedImage, SuperviseError> {
-    let reference = match &def.image {
+    let parsed = match &def.image {
         ImageSource::Rootfs(dir) => {
             if !dir.is_dir() {
                 return Err(SuperviseError::io(
@@ -372,8 +372,9 @@ fn resolve_image(
             }
             return Ok((vec![dir.clone()], None, None));
         }
-        ImageSource::Image(r) => r.to_string(),
+        ImageSource::Image(r) => r,
     };
+    let reference = parsed.to_string();
     let img_err = |e: &dyn std::fmt::Display| SuperviseError::Image {
         reference: reference.clone(),
         reason: e.to_string(),
@@ -381,7 +382,7 @@ fn resolve_image(
     let store = Store::open(&globals.storage_root)
         .map_err(|e| img_err(&e))?
         .with_limits(crate::store::LayerLimits::from_globals(globals));
-    let present = store.image(&reference).map_err(|e| img_err(&e))?;
+    let present = store.image(parsed).map_err(|e| img_err(&e))?;
     let image = match (present, def.service.pull) {
         (Some(img), Pull::Missing | Pull::Never) => img,
         (None, Pull::Never) => return Err(SuperviseError::ImageMissing { reference }),
@@ -392,7 +393,7 @@ fn resolve_image(
             } else {
                 Box::new(crate::image::NoProgress)
             };
-            let img = crate::image::pull(&store, globals, &reference, progress.as_ref())
+            let img = crate::image::pull(&store, globals, parsed, progress.as_ref())
                 .map_err(|e| img_err(&e))?;
             journal::event(
                 Priority::Info,

@@ -143,5 +143,6 @@ pub fn probe_field(out: &str, key: &str) -> String {
         .to_string()
 }
 
+pub mod golden;
 pub mod systemd_box;
 pub mod uml;

@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+/// `s` parsed as the one image reference grammar (what the store and the
+/// pull take); a test's reference is always valid.
+pub fn image_ref(s: &str) -> berth::image::Reference {
+    berth::image::Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
 pub fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }

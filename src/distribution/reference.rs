@@ -7,7 +7,7 @@
 //! spellings of one image (`nginx`, `docker.io/library/nginx:latest`) share a ref.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Docker Hub's name in references, and the host its API really lives on.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -113,6 +113,29 @@ impl Reference {
         match self {
             Reference::Registry(r) => Some(r),
             _ => None,
+        }
+    }
+
+    /// Whether getting this image may contact a registry (only a registry
+    /// reference can; the other transports read local files).
+    pub fn is_remote(&self) -> bool {
+        self.as_registry().is_some()
+    }
+
+    /// A local source's transport name and file or directory.
+    pub fn local_path(&self) -> Option<(&'static str, &Path)> {
+        match self {
+            Reference::Registry(_) => None,
+            Reference::OciDir { path, .. } => Some(("oci", path)),
+            Reference::OciArchive { path, .. } => Some(("oci-archive", path)),
+            Reference::DockerArchive { path } => Some(("docker-archive", path)),
+        }
+    }
+
+    /// Why parsing failed, without the reference (for callers that name it).
+    pub fn reason(err: &ReferenceError) -> &str {
+        match err {
+            ReferenceError::Invalid { reason, .. } => reason,
         }
     }
 }
@@ -471,9 +494,23 @@ mod tests {
                 path: "/tmp/x.tar".into()
             }
         );
+        assert_eq!(
+            Reference::parse("oci-archive:/tmp/x.tar").unwrap(),
+            Reference::OciArchive {
+                path: "/tmp/x.tar".into(),
+                tag: None
+            }
+        );
+        // `docker://` names the registry transport explicitly (skopeo's form).
+        assert_eq!(
+            Reference::parse("docker://127.0.0.1:5000/x/y:t").unwrap(),
+            Reference::parse("127.0.0.1:5000/x/y:t").unwrap()
+        );
+        assert!(Reference::parse("docker://").is_err());
         for s in [
             "oci:/srv/img:v1",
             "oci-archive:/tmp/x.tar",
+            "oci-archive:/tmp/x.tar:v2",
             "docker-archive:/tmp/x.tar",
         ] {
             assert_eq!(Reference::parse(s).unwrap().canonical(), s);

@@ -224,7 +224,7 @@ pub fn parse(bytes: &[u8], content_type: &str) -> Result<Fetched, ManifestError>
 }
 
 fn check_descriptor(d: &Descriptor, what: &'static str) -> Result<(), ManifestError> {
-    if crate::image::reference::check_digest(&d.digest) {
+    if crate::distribution::reference::check_digest(&d.digest) {
         Ok(())
     } else {
         Err(ManifestError::BadDigest {
@@ -341,7 +341,7 @@ pub fn diff_ids(
         });
     }
     for id in &ids {
-        if !crate::image::reference::check_digest(id) {
+        if !crate::distribution::reference::check_digest(id) {
             return Err(ManifestError::BadDigest {
                 digest: id.clone(),
                 what: "image config diff_ids",

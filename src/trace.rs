@@ -1,0 +1,71 @@
+//! `BERTH_TRACE_START=1`: where a start's time goes (issue 13). Each step a
+//! start passes prints one line to stderr — the journal under systemd —
+//!
+//! ```text
+//! berth-trace:    3.412 ms  [1234] seccomp compiled
+//! ```
+//!
+//! with the milliseconds since the first berth process of this start began
+//! its `main`. The protected re-execution (runtime/exe.rs) and the cloned
+//! container init inherit the origin through `BERTH_TRACE_T0`, so one
+//! timeline covers all of them; the dynamic loader's work before `main` is
+//! the one thing it cannot see (benches/unit-start-results.md has `perf`
+//! for that).
+//!
+//! Unset, a step costs one check of a flag read once per process.
+
+use std::sync::OnceLock;
+
+const ENV: &str = "BERTH_TRACE_START";
+const ENV_T0: &str = "BERTH_TRACE_T0";
+
+/// The origin in CLOCK_MONOTONIC nanoseconds, when tracing is on.
+static ORIGIN: OnceLock<Option<u64>> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn origin() -> Option<u64> {
+    *ORIGIN.get_or_init(|| {
+        std::env::var_os(ENV).filter(|v| !v.is_empty() && v != "0")?;
+        let inherited = std::env::var(ENV_T0).ok().and_then(|v| v.parse().ok());
+        Some(inherited.unwrap_or_else(|| {
+            let t0 = now_ns();
+            // Called first from main, before any thread exists: the
+            // re-executed binary and the init child read it back.
+            std::env::set_var(ENV_T0, t0.to_string());
+            t0
+        }))
+    })
+}
+
+/// Whether `BERTH_TRACE_START` is on for this process.
+pub fn enabled() -> bool {
+    origin().is_some()
+}
+
+/// Record that the start reached `what`.
+pub fn step(what: &str) {
+    if let Some(t0) = origin() {
+        let ms = now_ns().saturating_sub(t0) as f64 / 1e6;
+        eprintln!("berth-trace: {ms:8.3} ms  [{}] {what}", std::process::id());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn off_unless_asked() {
+        // The test binary's environment does not set it.
+        if std::env::var_os(super::ENV).is_none() {
+            assert!(!super::enabled());
+        }
+    }
+}
