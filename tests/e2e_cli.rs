@@ -75,6 +75,8 @@ fn container_commands_on_real_systemd() {
         "rootfs = \"{ROOTFS}\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n[service]\nrestart = \"no\"\n"
     );
     let idle = format!("rootfs = \"{ROOTFS}\"\ncommand = [\"true\"]\n");
+    // Fails before READY=1: its root does not exist.
+    let broken = "rootfs = \"/nonexistent\"\n[service]\nrestart = \"no\"\n".to_string();
     // berth's init as PID 1: exec joins the PID namespace the init made.
     let initc = format!(
         "rootfs = \"{ROOTFS}\"\ninit = true\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"
@@ -85,6 +87,7 @@ fn container_commands_on_real_systemd() {
         ("bad", bad),
         ("idle", idle),
         ("initc", initc),
+        ("broken", broken),
     ]);
 
     // start through systemd, and its errors
@@ -99,6 +102,13 @@ fn container_commands_on_real_systemd() {
     let (code, _, err) = run(&b, "berth start nosuch");
     assert_ne!(code, 0);
     assert!(err.contains("no container \"nosuch\""), "{err}");
+    // A start job systemd ends other than `done` is an error naming the unit.
+    let (code, _, err) = run(&b, "berth start broken");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("berth@broken.service") && err.contains("'failed'"),
+        "{err}"
+    );
 
     // ps: running and failed ones by default; -a adds exited and never-started
     let ps = b.sh_ok("berth ps");

@@ -17,6 +17,7 @@ use crate::config::{self, Definition, ImageSource, Pull, Reference};
 use crate::containers as ct;
 use crate::store::Store;
 use crate::supervise::journal::{self, Priority};
+use crate::systemd::ctl::{self, Verb};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -283,10 +284,7 @@ fn update_one(
 }
 
 fn is_active(name: &str) -> bool {
-    std::process::Command::new("systemctl")
-        .args(["--quiet", "is-active", &ct::unit_name(name)])
-        .status()
-        .is_ok_and(|s| s.success())
+    ctl::is_active(&ct::unit_name(name)) == Some(true)
 }
 
 /// `systemctl restart`, then the unit must stay active, without a restart of
@@ -304,7 +302,7 @@ fn restart_and_settle(name: &str, settle: Duration) -> Result<(), String> {
             .map_err(|e| e.to_string())
             .map(|mut m| m.remove(name).unwrap_or_default())
     };
-    ct::systemctl("restart", &names).map_err(|e| format!("did not start ({e})"))?;
+    ct::unit_jobs(Verb::Restart, &names).map_err(|e| format!("did not start ({e})"))?;
     let before = restarts(&props()?);
     let until = Instant::now() + settle;
     loop {

@@ -5,7 +5,6 @@
 //! `journalctl`), the library (`crate::containers`) reads records and
 //! cgroups; this file parses arguments and prints.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,6 +13,7 @@ use clap::{Args, ValueEnum};
 
 use crate::config::{load_globals, Globals};
 use crate::containers::{self as ct, ContainerError};
+use crate::systemd::ctl::{self, LogOptions, Verb};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -178,7 +178,7 @@ pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
             .flatten()
             .is_none()
             && !ct::recorded_names(root).contains(&args.name)
-            && !journal_has(&args.name))
+            && !ctl::journal_has(&ct::unit_name(&args.name)))
     {
         return Err(ContainerError::NoSuch {
             name: args.name.clone(),
@@ -186,45 +186,20 @@ pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    let mut cmd = std::process::Command::new("journalctl");
-    cmd.args(["--no-pager", "-u", &ct::unit_name(&args.name)]);
-    cmd.args(["-o", if args.timestamps { "short-iso" } else { "cat" }]);
-    if args.follow {
-        cmd.arg("-f");
-    }
-    if let Some(n) = args.lines {
-        cmd.arg(format!("--lines={n}"));
-    }
-    if let Some(s) = &args.since {
-        cmd.arg(format!("--since={s}"));
-    }
-    let e = cmd.exec();
-    Err(e).context("cannot run journalctl")
+    let opts = LogOptions {
+        timestamps: args.timestamps,
+        follow: args.follow,
+        lines: args.lines,
+        since: args.since.clone(),
+    };
+    Err(ctl::exec_logs(&ct::unit_name(&args.name), &opts)).context("cannot run journalctl")
 }
 
-/// Whether the journal has any entry of the unit (a container removed since).
-fn journal_has(name: &str) -> bool {
-    std::process::Command::new("journalctl")
-        .args([
-            "--no-pager",
-            "-q",
-            "-n",
-            "1",
-            "-o",
-            "cat",
-            "-u",
-            &ct::unit_name(name),
-        ])
-        .output()
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false)
-}
-
-pub fn unit_verb(root: &Path, verb: &str, args: UnitArgs) -> anyhow::Result<ExitCode> {
+pub fn unit_verb(root: &Path, verb: Verb, args: UnitArgs) -> anyhow::Result<ExitCode> {
     for n in &args.names {
         ct::load_definition(root, n)?;
     }
-    ct::systemctl(verb, &args.names)?;
+    ct::unit_jobs(verb, &args.names)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -300,7 +275,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for n in &names {
         let r = live(root, &g, n)?;
-        out.push(ct::usage(n, payload(&r)?));
+        out.push(ct::stats(n, payload(&r)?));
     }
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -309,13 +284,14 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<[String; 5]> = out
         .iter()
         .map(|u| {
+            let (name, u) = (&u.name, &u.usage);
             let mem = match (u.memory_bytes, u.memory_max) {
                 (Some(c), Some(m)) => format!("{} / {}", human_bytes(c), human_bytes(m)),
                 (Some(c), None) => human_bytes(c),
                 _ => "-".into(),
             };
             [
-                u.name.clone(),
+                name.clone(),
                 u.cpu_usec
                     .map(|c| format!("{:.2}s", c as f64 / 1e6))
                     .unwrap_or_else(|| "-".into()),
@@ -333,14 +309,14 @@ pub fn pause(root: &Path, args: PauseArgs, frozen: bool) -> anyhow::Result<ExitC
     let g = globals(root)?;
     let r = live(root, &g, &args.name)?;
     let cg = payload(&r)?;
-    crate::runtime::cgroup_freeze(cg, frozen).with_context(|| {
+    crate::cgroup::freeze(cg, frozen).with_context(|| {
         format!(
             "cannot {} container \"{}\"",
             if frozen { "pause" } else { "unpause" },
             args.name
         )
     })?;
-    let now = crate::runtime::cgroup_state(cg)?;
+    let now = crate::cgroup::read_state(cg)?;
     println!(
         "{}: {}",
         args.name,
@@ -386,7 +362,7 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let paused = live
         .as_ref()
         .and_then(|r| r.cgroup.as_ref())
-        .and_then(|c| crate::runtime::cgroup_state(c).ok())
+        .and_then(|c| crate::cgroup::read_state(c).ok())
         .is_some_and(|s| s.frozen);
     let out = serde_json::json!({
         "name": name,

@@ -11,8 +11,9 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::load_globals;
-use crate::containers::{self as ct, ExecRequest};
+use crate::containers as ct;
 use crate::runtime::{self, ExecOptions, Stdio};
+use crate::supervise::exec::{plan_exec, ExecRequest};
 
 /// Run a command inside a running container
 #[derive(Debug, Args)]
@@ -69,7 +70,8 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         env,
         tty: args.tty,
     };
-    let mut plan = ct::plan_exec(root, &g, &run, &req)?;
+    let run_dir = ct::paths(root, &g, &args.name).run_dir;
+    let mut plan = plan_exec(&run_dir, &run.name, run.pid, &req)?;
     // -t: the runtime makes the pty inside the container and sends its
     // master over this socket (runc's console-socket protocol).
     let console = if args.tty {

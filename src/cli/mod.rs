@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::systemd::ctl::Verb;
+
 pub mod auto_update;
 pub mod check;
 pub mod cleanup;
@@ -122,9 +124,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => image::import(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
-        Command::Start(a) => containers::unit_verb(&root, "start", a),
-        Command::Stop(a) => containers::unit_verb(&root, "stop", a),
-        Command::Restart(a) => containers::unit_verb(&root, "restart", a),
+        Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),
+        Command::Stop(a) => containers::unit_verb(&root, Verb::Stop, a),
+        Command::Restart(a) => containers::unit_verb(&root, Verb::Restart, a),
         Command::Exec(a) => {
             crate::runtime::ensure_protected()?;
             exec::run(&root, a)

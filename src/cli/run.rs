@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::supervise::{self, RunOptions};
+use crate::systemd::ctl::{self, Verb};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -157,10 +158,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     // `systemctl stop berth-run-NAME.scope` work for it too. This process
     // moves into it before anything is cloned; the bus call's event loop is
     // gone when it returns (runtime::create checks the thread count).
-    let scoped = args.scoped
-        || (root == Path::new("/")
-            && root.join("run/systemd/system").is_dir()
-            && enter_scope(&name));
+    let scoped = args.scoped || (root == Path::new("/") && ctl::booted(root) && enter_scope(&name));
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
@@ -179,7 +177,7 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     if root != Path::new("/") {
         bail!("berth run -d starts berth@NAME.service, which reads /etc/berth: it cannot be used with --root or $BERTH_ROOT");
     }
-    if !root.join("run/systemd/system").is_dir() {
+    if !ctl::booted(root) {
         bail!("berth run -d needs systemd as the init system (no /run/systemd/system)");
     }
     // A definition in /etc or /usr/lib would shadow ours, or be replaced by it.
@@ -188,11 +186,9 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     if let Ok(Some(existing)) = crate::config::load_definition(root, name) {
         // An earlier `run -d` of the same name may be replaced once stopped.
         let ours = existing.source_path.parent() == Some(dir.as_path());
-        let active = std::process::Command::new("systemctl")
-            .args(["--quiet", "is-active", &unit])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(true);
+        // Not known to be inactive counts as active: never replace a
+        // definition systemd may be running.
+        let active = ctl::is_active(&unit).unwrap_or(true);
         if !ours || active {
             bail!(
                 "a container named \"{name}\" is already defined in {}{}; choose another --name",
@@ -215,13 +211,9 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
     } else {
         let _ = std::fs::remove_file(&marker);
     }
-    let status = std::process::Command::new("systemctl")
-        .args(["start", &unit])
-        .status()
-        .context("run systemctl")?;
-    if !status.success() {
+    if let Err(e) = ctl::jobs(Verb::Start, std::slice::from_ref(&unit)) {
         let _ = std::fs::remove_file(&path);
-        bail!("systemctl start {unit} failed; see journalctl -u {unit}");
+        bail!("start {unit} failed: {e}; see journalctl -u {unit}");
     }
     println!("{name}");
     Ok(ExitCode::SUCCESS)

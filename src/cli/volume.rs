@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::load_globals;
 use crate::containers as ct;
+use crate::supervise::{remove_volume, volume, volumes};
 
 /// Manage named volumes (created on first use by a container)
 #[derive(Debug, Args)]
@@ -43,9 +44,11 @@ pub enum VolumeCommand {
 
 pub fn run(root: &Path, args: VolumeArgs) -> anyhow::Result<ExitCode> {
     let g = load_globals(root)?;
+    let running = |c: &str| ct::running(root, &g, c).is_ok();
+    let store = g.storage_root.as_path();
     match args.command {
         VolumeCommand::Ls { quiet } => {
-            let vols = ct::volumes(root, &g);
+            let vols = volumes(root, store, &running);
             if !quiet {
                 println!("{:<24}  USED BY", "NAME");
             }
@@ -76,13 +79,13 @@ pub fn run(root: &Path, args: VolumeArgs) -> anyhow::Result<ExitCode> {
         VolumeCommand::Inspect { names } => {
             let mut out = Vec::new();
             for n in &names {
-                out.push(ct::volume(root, &g, n)?);
+                out.push(volume(root, store, &running, n)?);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         VolumeCommand::Rm { force, names } => {
             for n in &names {
-                ct::remove_volume(root, &g, n, force)?;
+                remove_volume(root, store, &running, n, force)?;
                 println!("{n}");
             }
         }

@@ -1,7 +1,7 @@
-//! The OCI command line's per-container state (`--root/ID/state.json`), the
-//! status computed from it, and the pure mapping of `linux.cgroupsPath` to a
-//! cgroupfs directory or, with `--systemd-cgroup`, to a systemd scope and
-//! its directory. The runtime's own resource record sits next to it.
+//! The OCI command line's per-container state (`--root/ID/state.json`) and
+//! the status computed from it. The mapping of `linux.cgroupsPath` to a
+//! cgroupfs directory or a systemd scope is `crate::cgroup::plan`'s. The
+//! runtime's own resource record sits next to it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{self, Pid, CGROUP_ROOT};
+pub use crate::cgroup::{cgroup_dir, systemd_scope};
+use crate::runtime::{self, Pid};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
@@ -93,7 +94,10 @@ impl StateFile {
             return Status::Created;
         }
         if let Some(cg) = &self.cgroup {
-            if runtime::cgroup_state(cg).map(|s| s.frozen).unwrap_or(false) {
+            if crate::cgroup::read_state(cg)
+                .map(|s| s.frozen)
+                .unwrap_or(false)
+            {
                 return Status::Paused;
             }
         }
@@ -134,173 +138,9 @@ fn runtime_id_ok(id: &str) -> Result<(), String> {
     }
 }
 
-/// systemd's slice naming: `a-b-c.slice` lives at `a.slice/a-b.slice/a-b-c.slice`.
-pub fn expand_slice(slice: &str) -> Result<PathBuf, String> {
-    let name = slice
-        .strip_suffix(".slice")
-        .ok_or_else(|| format!("'{slice}' is not a slice name (expected NAME.slice)"))?;
-    if name == "-" || name.is_empty() {
-        return Ok(PathBuf::new());
-    }
-    if name.contains('/') || name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Err(format!("'{slice}' is not a valid slice name"));
-    }
-    let mut out = PathBuf::new();
-    let mut prefix = String::new();
-    for part in name.split('-') {
-        if !prefix.is_empty() {
-            prefix.push('-');
-        }
-        prefix.push_str(part);
-        out.push(format!("{prefix}.slice"));
-    }
-    Ok(out)
-}
-
-/// A container's systemd scope, from `linux.cgroupsPath` = `slice:prefix:name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemdScope {
-    /// The slice unit the scope goes in, e.g. `system.slice`.
-    pub slice: String,
-    /// The scope unit, `prefix-name.scope`.
-    pub unit: String,
-}
-
-/// runc's rules (specconv `CreateCgroupConfig`, systemd `getUnitName`): an
-/// empty path is `system.slice:berth:ID`, an empty slice `system.slice`,
-/// the unit `PREFIX-NAME.scope`. A NAME ending in `.slice` asks runc for a
-/// slice unit, which cannot hold the container's processes: refused here.
-pub fn systemd_scope(cgroups_path: Option<&Path>, id: &str) -> Result<SystemdScope, String> {
-    let raw = cgroups_path
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (slice, prefix, name) = if raw.is_empty() {
-        ("", "berth", id)
-    } else {
-        match raw.split(':').collect::<Vec<_>>()[..] {
-            [slice, prefix, name] => (slice, prefix, name),
-            _ => {
-                return Err(format!(
-                    "cgroupsPath '{raw}' is not slice:prefix:name, as --systemd-cgroup expects"
-                ))
-            }
-        }
-    };
-    if name.is_empty() || name.ends_with(".slice") {
-        return Err(format!(
-            "cgroupsPath '{raw}': the name must be non-empty and not a .slice (expected slice:prefix:name for a scope)"
-        ));
-    }
-    let slice = if slice.is_empty() {
-        "system.slice"
-    } else {
-        slice
-    };
-    let unit = format!("{prefix}-{name}.scope");
-    let ok = |c: char| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c);
-    if !unit.chars().all(ok) || unit.len() > 255 {
-        return Err(format!(
-            "cgroupsPath '{raw}': '{unit}' is not a valid systemd unit name (expected letters, digits and ':-_.\\@')"
-        ));
-    }
-    expand_slice(slice)?;
-    Ok(SystemdScope {
-        slice: slice.to_string(),
-        unit,
-    })
-}
-
-/// The cgroupfs directory for a container: `linux.cgroupsPath` under the
-/// cgroup2 mount, or `berth/ID` when unset. With `--systemd-cgroup` it is
-/// the directory systemd gives the container's scope ([`systemd_scope`]):
-/// `SLICE-PATH/prefix-name.scope`, computed as runc does.
-pub fn cgroup_dir(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<PathBuf, String> {
-    let root = Path::new(CGROUP_ROOT);
-    let rel = if systemd {
-        let scope = systemd_scope(cgroups_path, id)?;
-        expand_slice(&scope.slice)?.join(scope.unit)
-    } else {
-        match cgroups_path {
-            Some(p) if !p.as_os_str().is_empty() => p.strip_prefix("/").unwrap_or(p).to_path_buf(),
-            _ => PathBuf::from("berth").join(id),
-        }
-    };
-    if rel
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "cgroupsPath '{}' must not contain '..'",
-            rel.display()
-        ));
-    }
-    Ok(root.join(rel))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn systemd_cgroup_paths_expand_like_systemd() {
-        assert_eq!(
-            cgroup_dir(Some(Path::new("machine-web.slice:berth:abc")), "abc", true).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/machine.slice/machine-web.slice/berth-abc.scope")
-        );
-        assert_eq!(
-            cgroup_dir(None, "abc", true).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/system.slice/berth-abc.scope")
-        );
-        assert!(cgroup_dir(Some(Path::new("bad")), "abc", true).is_err());
-    }
-
-    #[test]
-    fn systemd_scope_names_follow_runc() {
-        let scope = |p: &str| systemd_scope(Some(Path::new(p)), "id");
-        assert_eq!(
-            scope("berth.slice:test:c1").unwrap(),
-            SystemdScope {
-                slice: "berth.slice".into(),
-                unit: "test-c1.scope".into()
-            }
-        );
-        assert_eq!(
-            scope(":prefix:name").unwrap(),
-            SystemdScope {
-                slice: "system.slice".into(),
-                unit: "prefix-name.scope".into()
-            }
-        );
-        // runc's getUnitName joins with '-' even when the prefix is empty.
-        assert_eq!(scope("a.slice::n").unwrap().unit, "-n.scope");
-        assert_eq!(systemd_scope(None, "id").unwrap().unit, "berth-id.scope");
-        assert!(scope("a.slice:p:x.slice")
-            .unwrap_err()
-            .contains("not a .slice"));
-        assert!(scope("a.slice:p:").is_err());
-        assert!(scope("a:p:n").unwrap_err().contains("not a slice name"));
-        assert!(scope("a.slice:p:n/x")
-            .unwrap_err()
-            .contains("not a valid systemd unit name"));
-        assert!(scope("a-.slice:p:n").is_err());
-        assert_eq!(
-            cgroup_dir(Some(Path::new(":prefix:name")), "id", true).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/system.slice/prefix-name.scope")
-        );
-    }
-
-    #[test]
-    fn cgroupfs_paths() {
-        assert_eq!(
-            cgroup_dir(Some(Path::new("/a/b")), "x", false).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/a/b")
-        );
-        assert_eq!(
-            cgroup_dir(None, "x", false).unwrap(),
-            PathBuf::from("/sys/fs/cgroup/berth/x")
-        );
-        assert!(cgroup_dir(Some(Path::new("/a/../../b")), "x", false).is_err());
-    }
 
     #[test]
     fn status_names_match_the_runtime_spec() {

@@ -139,8 +139,8 @@ pub enum RuntimeError {
     },
     #[error("record '{path}': {reason}")]
     Record { path: PathBuf, reason: String },
-    #[error("cgroup '{path}' still has processes after {millis} ms")]
-    CgroupBusy { path: PathBuf, millis: u64 },
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error("{point} hook '{path}': {reason}")]
     Hook {
         point: &'static str,

@@ -11,6 +11,7 @@ use oci_spec::runtime::{
     PosixRlimitType,
 };
 
+use crate::cgroup::plan as cgroup;
 use crate::config::values::CAPABILITIES;
 use crate::config::Resources;
 
@@ -154,8 +155,8 @@ pub(super) fn resources(r: &Resources) -> Result<LinuxResources, String> {
         // CPUQuota= cpus × 100% per 100 ms period, as the generator writes.
         b = b.cpu(
             LinuxCpuBuilder::default()
-                .quota((c * CPU_PERIOD as f64).round() as i64)
-                .period(CPU_PERIOD)
+                .quota(cgroup::cpus_to_quota(c))
+                .period(cgroup::CPU_PERIOD_USEC)
                 .build()
                 .map_err(|e| e.to_string())?,
         );
@@ -171,9 +172,6 @@ pub(super) fn resources(r: &Resources) -> Result<LinuxResources, String> {
     }
     b.build().map_err(|e| e.to_string())
 }
-
-/// The period of `cpu.max`, in microseconds (systemd's default too).
-const CPU_PERIOD: u64 = 100_000;
 
 /// RLIMIT_NOFILE: berth's defaults, the hard limit clamped to the caller's
 /// (`caller` = its soft and hard limits), the soft limit to the hard one.

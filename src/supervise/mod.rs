@@ -13,7 +13,6 @@
 //! The start sequence is `start::start` (start.rs); the steady state is
 //! `watch::supervise` (watch.rs); teardown is cleanup.rs.
 
-mod cgroup;
 mod cleanup;
 pub mod console;
 pub mod exec;
@@ -29,17 +28,17 @@ mod watch;
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroup;
 use crate::config::Definition;
 use crate::runtime;
 use crate::spec;
 
-pub use cgroup::parse_unit_cgroup;
 pub use cleanup::{cleanup, CleanupOptions};
 pub use exec::ExecTemplate;
 pub use files::{render_hostname, render_hosts, render_resolv_conf};
 use journal::Priority;
 pub use state::{Paths, State};
-pub use volumes::volume_data;
+pub use volumes::{remove_volume, volume, volume_data, volumes, VolumeError, VolumeInfo};
 pub use watch::relay_notify;
 
 /// Errors of the supervisor. Each names the container or path it failed on.
@@ -67,8 +66,10 @@ pub enum SuperviseError {
     },
     #[error("{op}: {error}")]
     Sys { op: String, error: nix::Error },
-    #[error("cgroup \"{path}\": {reason}")]
-    Cgroup { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error("container \"{name}\": {reason}")]
+    Exec { name: String, reason: String },
     #[error("state \"{path}\": {reason}")]
     State { path: PathBuf, reason: String },
     #[error("seccomp profile \"{path}\": {reason}")]

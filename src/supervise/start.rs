@@ -285,7 +285,7 @@ fn setup_cgroups(
     cgroup::make(&sup)?;
     cgroup::move_into(&sup, 0)?;
     crate::fault::point("cgroup");
-    if let Some(warning) = cgroup::enable_controllers(&unit) {
+    if let Err(warning) = cgroup::enable_controllers(&unit) {
         journal::event(
             Priority::Warning,
             &def.name,

@@ -1,6 +1,8 @@
 //! Named volumes: `STORAGE/volumes/NAME/_data`, created on first use and
 //! seeded with what the image holds at the volume's target (Docker's rule:
-//! an empty new volume gets the image's files, with their owners and modes).
+//! an empty new volume gets the image's files, with their owners and modes),
+//! and their inventory for `berth volume ls|inspect|rm` (which definitions
+//! use each, and whether it may be removed).
 //!
 //! The image's merged view is the kernel's: with several layers a child
 //! process mounts them as a read-only overlay in a mount namespace of its own
@@ -8,6 +10,7 @@
 //! and the copy never follows a symlink, so an image cannot make berth read
 //! or write outside the image and the new volume.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -251,6 +254,118 @@ fn copy_dir_contents(src: &Path, dest: &Path) -> Result<(), SuperviseError> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- inventory
+
+/// Why a volume cannot be shown or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume \"{name}\" does not exist (see `berth volume ls`)")]
+    NoVolume { name: String },
+    #[error("volume \"{name}\" is used by running container(s) {users} (stop them first, or pass --force)")]
+    InUse { name: String, users: String },
+    #[error("remove volume \"{path}\": {error}")]
+    Remove {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// A named volume and who uses it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// `STORAGE/volumes/NAME/_data`.
+    pub path: PathBuf,
+    /// Definitions that mount it.
+    pub used_by: Vec<String>,
+    /// Of those, the ones running now.
+    pub running: Vec<String>,
+}
+
+/// Definitions mounting each named volume (volume → container names).
+fn volume_users(root: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in crate::config::load_all(root).definitions {
+        for v in &d.volumes {
+            if let VolumeSource::Named(n) = &v.source {
+                map.entry(n.clone()).or_default().push(d.name.clone());
+            }
+        }
+    }
+    map
+}
+
+/// Every named volume in `storage_root`, sorted, with the definitions under
+/// `root` that use it and which of those `is_running`.
+pub fn volumes(
+    root: &Path,
+    storage_root: &Path,
+    is_running: &dyn Fn(&str) -> bool,
+) -> Vec<VolumeInfo> {
+    let users = volume_users(root);
+    let dir = storage_root.join("volumes");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("_data").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let used_by = users.get(&n).cloned().unwrap_or_default();
+            let running = used_by.iter().filter(|c| is_running(c)).cloned().collect();
+            VolumeInfo {
+                path: volume_data(storage_root, &n),
+                name: n,
+                used_by,
+                running,
+            }
+        })
+        .collect()
+}
+
+/// One volume, or [`VolumeError::NoVolume`].
+pub fn volume(
+    root: &Path,
+    storage_root: &Path,
+    is_running: &dyn Fn(&str) -> bool,
+    name: &str,
+) -> Result<VolumeInfo, VolumeError> {
+    volumes(root, storage_root, is_running)
+        .into_iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| VolumeError::NoVolume {
+            name: name.to_string(),
+        })
+}
+
+/// Remove a named volume; refuses one a running container mounts unless `force`.
+pub fn remove_volume(
+    root: &Path,
+    storage_root: &Path,
+    is_running: &dyn Fn(&str) -> bool,
+    name: &str,
+    force: bool,
+) -> Result<(), VolumeError> {
+    let v = volume(root, storage_root, is_running, name)?;
+    if !v.running.is_empty() && !force {
+        return Err(VolumeError::InUse {
+            name: name.to_string(),
+            users: v
+                .running
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let dir = storage_root.join("volumes").join(name);
+    std::fs::remove_dir_all(&dir).map_err(|error| VolumeError::Remove { path: dir, error })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +397,47 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dest2).unwrap().count(), 0);
         // Nothing at the target: nothing seeded.
         copy_from_root(&root, Path::new("/nope"), &dest2).unwrap();
+    }
+
+    #[test]
+    fn volumes_with_their_users() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = tempfile::tempdir().unwrap();
+        let defs = root.path().join("etc/berth/containers");
+        std::fs::create_dir_all(&defs).unwrap();
+        std::fs::write(
+            defs.join("web.toml"),
+            "rootfs = \"/srv/web\"\n[[volume]]\nsource = \"data\"\ntarget = \"/data\"\n",
+        )
+        .unwrap();
+        for v in ["data", "orphan"] {
+            std::fs::create_dir_all(storage.path().join("volumes").join(v).join("_data")).unwrap();
+        }
+        let (r, s) = (root.path(), storage.path());
+        let stopped = |_: &str| false;
+        let vols = volumes(r, s, &stopped);
+        let names: Vec<&str> = vols.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["data", "orphan"]);
+        assert_eq!(vols[0].used_by, ["web"]);
+        assert!(vols[0].running.is_empty() && vols[1].used_by.is_empty());
+        assert_eq!(vols[0].path, s.join("volumes/data/_data"));
+        // Running: refused without --force, naming the user.
+        let web_runs = |c: &str| c == "web";
+        let e = remove_volume(r, s, &web_runs, "data", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "volume \"data\" is used by running container(s) \"web\" (stop them first, or pass --force)"
+        );
+        assert!(s.join("volumes/data/_data").is_dir());
+        // Not running: removable without --force.
+        remove_volume(r, s, &stopped, "data", false).unwrap();
+        assert!(!s.join("volumes/data").exists());
+        let e = remove_volume(r, s, &stopped, "data", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "volume \"data\" does not exist (see `berth volume ls`)"
+        );
+        remove_volume(r, s, &web_runs, "orphan", true).unwrap();
+        assert!(volumes(r, s, &stopped).is_empty());
     }
 }

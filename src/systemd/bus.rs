@@ -1,5 +1,7 @@
 //! systemd's D-Bus API, for the few calls berth makes: start a transient
-//! scope for a process and stop a unit, each waiting for its job to finish.
+//! scope for a process and stop a unit, each waiting for its job to finish;
+//! start, stop or restart units and read their properties, for the `berth`
+//! commands (through `ctl.rs`).
 //!
 //! Every call is blocking and self-contained: it builds a current-thread
 //! tokio runtime, connects, calls, waits, and drops it all before returning,
@@ -7,6 +9,7 @@
 //! single-threaded process). It must not decide properties (that is
 //! `unit.rs`, pure) nor touch cgroupfs.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -57,6 +60,11 @@ pub enum BusError {
     },
     #[error("systemd job to {verb} unit '{unit}' did not finish within {} s", JOB_TIMEOUT.as_secs())]
     JobTimeout { verb: &'static str, unit: String },
+    #[error("systemd jobs to {verb}: {}", failed.iter().map(|(u, r)| format!("unit '{u}' finished with result '{}'", r.as_deref().unwrap_or("none (still running)"))).collect::<Vec<_>>().join("; "))]
+    JobsFailed {
+        verb: &'static str,
+        failed: Vec<(String, Option<String>)>,
+    },
     #[error("property '{name}' of unit '{unit}': {reason}")]
     Property {
         unit: String,
@@ -147,6 +155,158 @@ pub fn stop_unit(unit: &str) -> Result<Stopped, BusError> {
     })
 }
 
+/// A job on units that exist, as `systemctl` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+        }
+    }
+    fn method(self) -> &'static str {
+        match self {
+            Verb::Start => "StartUnit",
+            Verb::Stop => "StopUnit",
+            Verb::Restart => "RestartUnit",
+        }
+    }
+}
+
+/// How long `unit_jobs` waits: as long as `systemctl` would (it waits for
+/// the job; the unit's own TimeoutStartSec= and TimeoutStopSec= bound it).
+const UNIT_JOB_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `systemctl VERB UNIT…`: enqueue one job per unit (mode "replace", so the
+/// jobs run together), then wait for all of them; every unit whose job did
+/// not end `done` is reported.
+pub fn unit_jobs(verb: Verb, units: &[String]) -> Result<(), BusError> {
+    let what = units.join(" ");
+    block_on(async {
+        let conn = connect().await?;
+        let mut stream = job_stream(&conn, &what).await?;
+        let mut jobs = Vec::new();
+        for unit in units {
+            let reply = call(&conn, verb.method(), unit, &(unit.as_str(), "replace")).await?;
+            jobs.push((job_path(reply, verb.method(), unit)?, unit.clone()));
+        }
+        let failed: Vec<_> = wait_jobs(&mut stream, jobs, UNIT_JOB_WAIT)
+            .await
+            .into_iter()
+            .filter(|(_, result)| result.as_deref() != Some("done"))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(BusError::JobsFailed {
+                verb: verb.as_str(),
+                failed,
+            })
+        }
+    })
+}
+
+/// The interfaces `unit_properties` reads: every unit's, then a service's.
+const UNIT_INTERFACES: [&str; 2] = [
+    "org.freedesktop.systemd1.Unit",
+    "org.freedesktop.systemd1.Service",
+];
+
+/// `systemctl show -p NAMES UNIT…`: the properties `names` of each unit,
+/// loaded on demand as systemctl does (an unknown unit has LoadState
+/// `not-found`), rendered as `systemctl show` prints them. A property the
+/// unit does not have is left out.
+pub fn unit_properties(
+    units: &[String],
+    names: &[&str],
+) -> Result<Vec<HashMap<String, String>>, BusError> {
+    block_on(async {
+        let conn = connect().await?;
+        let mut out = Vec::with_capacity(units.len());
+        for unit in units {
+            let reply = call(&conn, "LoadUnit", unit, &(unit.as_str(),)).await?;
+            let path = job_path(reply, "LoadUnit", unit)?;
+            let mut props = HashMap::new();
+            for interface in UNIT_INTERFACES {
+                if interface.ends_with(".Service") && !unit.ends_with(".service") {
+                    continue;
+                }
+                let target = (path.as_str(), "org.freedesktop.DBus.Properties");
+                let reply =
+                    call_on(&conn, target, "GetAll", unit, &(interface,), JOB_TIMEOUT).await?;
+                let all: HashMap<String, zvariant::OwnedValue> = reply
+                    .body()
+                    .deserialize()
+                    .map_err(|source| BusError::Call {
+                        method: "GetAll",
+                        unit: unit.clone(),
+                        source: Box::new(source),
+                    })?;
+                for name in names {
+                    if let Some(v) = all.get(*name) {
+                        props.insert(name.to_string(), render_property(name, v));
+                    }
+                }
+            }
+            out.push(props);
+        }
+        Ok(out)
+    })
+}
+
+/// A property value as `systemctl show` prints it: numbers in decimal,
+/// booleans `yes`/`no`, lists space-separated, wall-clock timestamps
+/// (`…Timestamp`, microseconds since the epoch) in local time, empty for 0.
+fn render_property(name: &str, v: &Value<'_>) -> String {
+    match v {
+        Value::Str(s) => s.to_string(),
+        Value::ObjectPath(p) => p.to_string(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+        Value::U8(n) => n.to_string(),
+        Value::I16(n) => n.to_string(),
+        Value::U16(n) => n.to_string(),
+        Value::I32(n) => n.to_string(),
+        Value::U32(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::U64(n) if name.ends_with("Timestamp") => format_timestamp(*n),
+        Value::U64(n) => n.to_string(),
+        Value::Value(inner) => render_property(name, inner),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| render_property(name, x))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// systemd's `format_timestamp`: `Mon 2026-12-07 02:00:00 UTC` in local
+/// time; 0 (never) is empty.
+fn format_timestamp(usec: u64) -> String {
+    if usec == 0 || usec == u64::MAX {
+        return String::new();
+    }
+    let secs = (usec / 1_000_000) as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to values we own for the call.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return usec.to_string();
+    }
+    let mut buf = [0u8; 64];
+    let fmt = c"%a %Y-%m-%d %H:%M:%S %Z";
+    // SAFETY: strftime writes at most buf.len() bytes and returns how many.
+    let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm) };
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// Run `fut` on a current-thread runtime made for it; dropping the runtime
 /// at the end leaves the process with the threads it had before.
 fn block_on<T>(fut: impl std::future::Future<Output = Result<T, BusError>>) -> Result<T, BusError> {
@@ -206,7 +366,7 @@ async fn wake_private(conn: &Connection) -> zbus::Result<()> {
     for _ in 0..20 {
         match call_on(
             conn,
-            "org.freedesktop.DBus.Peer",
+            (PATH, "org.freedesktop.DBus.Peer"),
             "Ping",
             "-",
             &(),
@@ -253,12 +413,13 @@ async fn call<B>(
 where
     B: serde::Serialize + zvariant::DynamicType,
 {
-    call_on(conn, MANAGER, method, unit, body, JOB_TIMEOUT).await
+    call_on(conn, (PATH, MANAGER), method, unit, body, JOB_TIMEOUT).await
 }
 
+/// Call `method` of `interface` on object `path` (`target`).
 async fn call_on<B>(
     conn: &Connection,
-    interface: &str,
+    (path, interface): (&str, &str),
     method: &'static str,
     unit: &str,
     body: &B,
@@ -272,7 +433,7 @@ where
         unit: unit.to_string(),
         source: Box::new(source),
     };
-    let msg = zbus::message::Message::method_call(PATH, method)
+    let msg = zbus::message::Message::method_call(path, method)
         .and_then(|b| b.destination(DEST))
         .and_then(|b| b.interface(interface))
         .and_then(|b| b.build(body))
@@ -327,8 +488,32 @@ async fn wait_job(
     verb: &'static str,
     unit: &str,
 ) -> Result<(), BusError> {
+    let mut results = wait_jobs(jobs, vec![(job.clone(), unit.to_string())], JOB_TIMEOUT).await;
+    match results.pop() {
+        Some((_, Some(result))) if result == "done" => Ok(()),
+        Some((_, Some(result))) => Err(BusError::JobFailed {
+            verb,
+            unit: unit.to_string(),
+            result,
+        }),
+        // The stream ends only when the connection does.
+        _ => Err(BusError::JobTimeout {
+            verb,
+            unit: unit.to_string(),
+        }),
+    }
+}
+
+/// Wait until every job of `jobs` (job, unit) is removed, or `limit`: each
+/// unit with its job's result, `None` for a job that did not end.
+async fn wait_jobs(
+    stream: &mut MessageStream,
+    mut jobs: Vec<(OwnedObjectPath, String)>,
+    limit: Duration,
+) -> Vec<(String, Option<String>)> {
+    let mut done = Vec::new();
     let wait = async {
-        while let Some(msg) = jobs.next().await {
+        while let Some(msg) = stream.next().await {
             let Ok(msg) = msg else { continue };
             // JobRemoved(u id, o job, s unit, s result)
             let Ok((_, path, _, result)) = msg
@@ -337,25 +522,17 @@ async fn wait_job(
             else {
                 continue;
             };
-            if &path == job {
-                return Some(result);
+            if let Some(i) = jobs.iter().position(|(j, _)| *j == path) {
+                done.push((jobs.swap_remove(i).1, Some(result)));
+                if jobs.is_empty() {
+                    return;
+                }
             }
         }
-        None
     };
-    match tokio::time::timeout(JOB_TIMEOUT, wait).await {
-        Ok(Some(result)) if result == "done" => Ok(()),
-        Ok(Some(result)) => Err(BusError::JobFailed {
-            verb,
-            unit: unit.to_string(),
-            result,
-        }),
-        // The stream ends only when the connection does.
-        Ok(None) | Err(_) => Err(BusError::JobTimeout {
-            verb,
-            unit: unit.to_string(),
-        }),
-    }
+    let _ = tokio::time::timeout(limit, wait).await;
+    done.extend(jobs.into_iter().map(|(_, unit)| (unit, None)));
+    done
 }
 
 /// SASL EXTERNAL on a fresh connection to `path`, done here rather than by
@@ -623,5 +800,27 @@ mod tests {
         // Truncated input is left alone, never a panic.
         let mut short = msg[..20].to_vec();
         assert!(patch_sender(&mut short).is_none());
+    }
+
+    #[test]
+    fn properties_render_as_systemctl_show_prints_them() {
+        let r = |name: &str, v: Value<'_>| render_property(name, &v);
+        assert_eq!(r("ActiveState", Value::from("active")), "active");
+        assert_eq!(r("ExecMainStatus", Value::I32(-3)), "-3");
+        assert_eq!(r("MainPID", Value::U32(42)), "42");
+        assert_eq!(r("NRestarts", Value::U32(0)), "0");
+        assert_eq!(r("ExecMainStartTimestampMonotonic", Value::U64(123)), "123");
+        assert_eq!(r("ExecMainStartTimestamp", Value::U64(0)), "");
+        assert_eq!(r("CanStart", Value::Bool(true)), "yes");
+        let paths = Value::from(vec!["/a/50-x.conf", "/b/60-y.conf"]);
+        assert_eq!(r("DropInPaths", paths), "/a/50-x.conf /b/60-y.conf");
+        assert_eq!(r("DropInPaths", Value::from(Vec::<String>::new())), "");
+        // Local time, systemd's format: `Thu 2001-09-09 01:46:40 UTC` in UTC.
+        let t = r("ExecMainStartTimestamp", Value::U64(1_000_000_000_000_000));
+        assert!(
+            t.contains(" 2001-09-09 ") || t.contains(" 2001-09-08 "),
+            "{t}"
+        );
+        assert_eq!(t.split(' ').count(), 4, "{t}");
     }
 }

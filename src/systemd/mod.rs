@@ -7,6 +7,7 @@
 //! (the zbus calls, each on a runtime it drops before returning).
 
 pub mod bus;
+pub mod ctl;
 pub mod gvariant;
 pub mod unit;
 

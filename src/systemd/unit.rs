@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use oci_spec::runtime::LinuxResources;
 
 use super::gvariant::{self, GValue};
+use crate::cgroup::plan as cgroup;
 
 /// One unit property as StartTransientUnit takes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,9 +49,6 @@ pub enum PropertyError {
 
 /// Annotation keys with this prefix name a systemd unit property.
 pub const ANNOTATION_PREFIX: &str = "org.systemd.property.";
-
-/// systemd's CPU quota period when the spec gives none (cpu.max's default).
-const DEFAULT_CPU_PERIOD: u64 = 100_000;
 
 /// Every property of the container's scope, in the order they are applied
 /// (systemd applies duplicates in turn, the last one wins): runc's fixed
@@ -190,7 +188,7 @@ pub fn plan_resource_properties(r: &LinuxResources) -> Result<Vec<Property>, Pro
         if let Some(shares) = cpu.shares().filter(|s| *s > 0) {
             out.push(Property::new(
                 "CPUWeight",
-                GValue::U64(crate::cgroup::shares_to_weight(shares)),
+                GValue::U64(cgroup::shares_to_weight(shares)),
             ));
         }
         let quota = cpu.quota().unwrap_or(0);
@@ -227,7 +225,7 @@ pub fn plan_resource_properties(r: &LinuxResources) -> Result<Vec<Property>, Pro
     {
         out.push(Property::new(
             "IOWeight",
-            GValue::U64(crate::cgroup::blkio_to_io_weight(w)),
+            GValue::U64(cgroup::blkio_to_io_weight(w)),
         ));
     }
     let unified: BTreeMap<_, _> = r.unified().iter().flatten().collect();
@@ -256,27 +254,18 @@ fn swap_v2(swap: i64, memory: i64) -> Result<i64, String> {
     Ok(swap - memory)
 }
 
-/// runc's `addCPUQuota`: the period as is, the quota per second of CPU time,
-/// rounded up to whole 10 ms (systemd's granularity).
+/// runc's `addCPUQuota`: the period as is, the quota per second of CPU time
+/// (`cgroup::quota_per_second`).
 fn cpu_quota(quota: i64, period: u64) -> Vec<Property> {
     let mut out = Vec::new();
     if period != 0 {
         out.push(Property::new("CPUQuotaPeriodUSec", GValue::U64(period)));
     }
     if quota != 0 || period != 0 {
-        let mut per_sec = u64::MAX;
-        if quota > 0 {
-            let period = if period == 0 {
-                DEFAULT_CPU_PERIOD
-            } else {
-                period
-            };
-            per_sec = (quota as u64).saturating_mul(1_000_000) / period;
-            if per_sec % 10_000 != 0 {
-                per_sec = (per_sec / 10_000 + 1) * 10_000;
-            }
-        }
-        out.push(Property::new("CPUQuotaPerSecUSec", GValue::U64(per_sec)));
+        out.push(Property::new(
+            "CPUQuotaPerSecUSec",
+            GValue::U64(cgroup::quota_per_second(quota, period)),
+        ));
     }
     out
 }
@@ -312,7 +301,7 @@ fn unified_property(key: &str, value: &str) -> Result<Vec<Property>, PropertyErr
                 Some(p) => p
                     .parse::<u64>()
                     .map_err(|_| bad("expected the period as a whole number".into()))?,
-                None => DEFAULT_CPU_PERIOD,
+                None => cgroup::CPU_PERIOD_USEC,
             };
             cpu_quota(quota, period)
         }
