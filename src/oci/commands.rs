@@ -353,6 +353,8 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         bundle: Some(bundle.clone()),
         preserve_fds: a.preserve_fds,
         reaper: false,
+        // Beside the containers' dirs: an ID cannot start with a dot.
+        seccomp_cache: Some(root.join(".seccomp-cache")),
     };
     // A failed create stops the scope it started too (its list names it).
     let container = runtime::create(opts)?;

@@ -16,8 +16,8 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
-    Hook, LinuxDevice, LinuxNamespaceType, LinuxPersonality, LinuxPersonalityDomain, LinuxSeccomp,
-    Mount, PosixRlimitType, Process, Spec,
+    Hook, LinuxDevice, LinuxNamespaceType, LinuxPersonality, LinuxPersonalityDomain, Mount,
+    PosixRlimitType, Process, Spec,
 };
 
 use super::channel::{Channel, Message};
@@ -57,7 +57,8 @@ pub struct InitPlan {
     pub root_readonly: bool,
     /// None: the spec has none; create succeeds and start fails (runtime spec).
     pub process: Option<Process>,
-    pub seccomp: Option<LinuxSeccomp>,
+    /// Compiled here in the parent, before clone: the init only loads it.
+    pub seccomp: Option<seccomp::Compiled>,
     /// createRuntime or prestart hooks exist: stop at sync point 1a.
     pub runtime_hooks: bool,
     pub create_container_hooks: Vec<Hook>,
@@ -247,7 +248,11 @@ impl InitPlan {
                 .as_ref()
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
-            seccomp: linux.seccomp().clone(),
+            seccomp: linux
+                .seccomp()
+                .as_ref()
+                .map(|p| seccomp::Compiled::compile(p, opts.seccomp_cache.as_deref()))
+                .transpose()?,
             runtime_hooks: !hooks_at(spec, HookPoint::CreateRuntime).is_empty()
                 || !hooks_at(spec, HookPoint::Prestart).is_empty(),
             create_container_hooks: hooks_at(spec, HookPoint::CreateContainer),
@@ -633,8 +638,8 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     reset_signals();
     step("close inherited fds", close_fds_on_exec(ctx.preserve_fds))?;
     // With NNP the filter goes last, so setup needs no syscalls it may forbid.
-    if let (true, Some(profile)) = (nnp, &plan.seccomp) {
-        step("seccomp", seccomp::apply_seccomp(profile))?;
+    if let (true, Some(filter)) = (nnp, &plan.seccomp) {
+        step("seccomp", filter.load())?;
     }
     // `init = true`: the init stays as the container's PID 1, inside all of
     // its confinement, and the program becomes its child (see reaper.rs).
@@ -687,8 +692,8 @@ fn prepare_process(
     }
     // Without NNP, loading a filter needs CAP_SYS_ADMIN: load it while we
     // still hold it (runc does the same), so it also covers the rest of setup.
-    if let (false, Some(profile)) = (nnp, &plan.seccomp) {
-        step("seccomp", seccomp::apply_seccomp(profile))?;
+    if let (false, Some(filter)) = (nnp, &plan.seccomp) {
+        step("seccomp", filter.load())?;
     }
     step("user and capabilities", apply_user_and_caps(p))?;
     // Resolved in the root and verified (CVE-2024-21626, see cwd.rs).

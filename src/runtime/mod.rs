@@ -274,6 +274,9 @@ pub struct CreateOptions {
     /// The init stays as the container's PID 1 and reaps zombies; the
     /// program runs as its child (a definition's `init = true`).
     pub reaper: bool,
+    /// Where compiled seccomp programs are kept between starts
+    /// (`seccomp::Compiled`); None compiles every time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 impl CreateOptions {
@@ -298,6 +301,7 @@ impl CreateOptions {
             bundle: None,
             preserve_fds: 0,
             reaper: false,
+            seccomp_cache: None,
         }
     }
 }

@@ -429,6 +429,7 @@ fn create_options(
     payload: Option<PathBuf>,
 ) -> CreateOptions {
     let mut copts = CreateOptions::new(def.name.clone(), spec, paths.runtime_state_dir());
+    copts.seccomp_cache = Some(paths.seccomp_cache.clone());
     copts.rootfs = RootfsSource::Overlay {
         lowers,
         upper: paths.upper(),

@@ -27,6 +27,9 @@ pub struct Paths {
     pub storage_dir: PathBuf,
     /// `RUN/userns` (`userns::userns_dir`): the `userns = "auto"` ranges.
     pub userns_dir: PathBuf,
+    /// `RUN/seccomp-cache`: compiled seccomp programs, shared by every
+    /// container and kept across starts (`runtime::seccomp::Compiled`).
+    pub seccomp_cache: PathBuf,
     pub name: String,
 }
 
@@ -38,6 +41,7 @@ impl Paths {
             run_dir: run_root.join("containers").join(name),
             storage_dir: storage_root.join("containers").join(name),
             userns_dir: run_root.join("userns"),
+            seccomp_cache: run_root.join("seccomp-cache"),
             name: name.to_string(),
         }
     }
