@@ -502,10 +502,12 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
     let (manager, unit) = take_manager(&mut opts)?;
     setup_state_dir(&dir, &mut start.list)?;
     let plan = build_plan(&opts, manager.is_some())?;
+    crate::trace::step("runtime: planned (seccomp compiled)");
     let managed = manager.is_some();
     let planned_dirs = record_planned(&opts, &dir, managed, unit, &mut start.list)?;
     let rootfs = setup_rootfs_mountpoint(&opts.rootfs, &dir)?;
     let exec_fifo = setup_exec_fifo(&opts.start_gate)?;
+    crate::trace::step("runtime: state dir, rootfs mount point");
     let cgroup_fd = match (&opts.cgroup, &manager) {
         (Some(path), None) => Some(setup_runtime_cgroup(
             path,
@@ -516,9 +518,11 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
         _ => None,
     };
     let console = connect_console(&plan, &opts)?;
+    crate::trace::step("runtime: cgroup");
     let stdio = std::mem::take(&mut opts.stdio);
     let ends = (exec_fifo, console, stdio);
     let (pid, placed, channel) = clone_init(&opts, &plan, &rootfs, ends, cgroup_fd.as_ref())?;
+    crate::trace::step("runtime: cloned");
     start.child = Some(pid);
     let container = Container {
         id: opts.id.clone(),
@@ -529,6 +533,7 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
     };
     place_init(&opts, pid, placed, manager)?;
     configure_init_from_outside(&opts, &plan, pid)?;
+    crate::trace::step("runtime: placed and configured");
     // Sync point 1 (parent): mappings written, cgroup placed; let the init go.
     container
         .channel

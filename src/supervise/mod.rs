@@ -166,6 +166,7 @@ pub fn load(root: &Path, name: &str) -> Result<Definition, SuperviseError> {
 /// forwarded on request.
 pub fn run_service(opts: &RunOptions, name: &str) -> Result<i32, SuperviseError> {
     let def = load(&opts.root, name)?;
+    crate::trace::step("supervise: definition loaded");
     if let Ok(expected) = std::env::var("BERTH_DEFINITION_HASH") {
         if !expected.is_empty() && expected != def.hash {
             journal::event(

@@ -23,6 +23,7 @@ use crate::runtime::{self, CreateOptions, RootfsSource, StartGate, Stdio};
 use crate::spec::{self, ImageConfigView, PlanContext};
 use crate::store::Store;
 use crate::teardown::{List, Resource};
+use crate::trace::step as trace;
 use journal::Priority;
 
 /// Largest file read from an image for user lookups (`/etc/passwd`, `/etc/group`).
@@ -74,25 +75,32 @@ pub(super) fn start(
     volumes::check_bind_sources(def)?;
     // 1. The run dir, holding the list every later step records itself in.
     setup_run_dir(def, paths, &mut list, st)?;
+    trace("supervise: run dir");
     // 2. The image, pulled if `pull` says so. Any tokio runtime a pull uses
     //    is gone when it returns: we clone later.
     let (lowers, image, digest) = resolve_image(opts, def, globals)?;
     record_image(def, digest, paths, st)?;
+    trace("supervise: image");
     // 3. What the plan needs from files: env files, the seccomp profile.
     let inputs = read_plan_inputs(def)?;
+    trace("supervise: plan inputs read");
     // 4. Named volumes, created and seeded on first use (a child process
     //    may mount the image's layers: still single-threaded here).
     volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
+    trace("supervise: named volumes");
     // 5. /etc files the spec binds.
     let own_net = spec::own_network(def);
     files::write_etc_files(&paths.run_dir, &opts.root, &spec::hostname(def), own_net)?;
+    trace("supervise: /etc files");
     // 6. Fresh overlay upper and work dirs: a container starts from its image.
     setup_overlay_dirs(def, paths, &mut list)?;
+    trace("supervise: overlay dirs");
     // 7. cgroups: `<unit>/supervisor` for us, `<unit>/payload` for it.
     let payload = match opts.delegated {
         true => Some(setup_cgroups(def, &mut list, st)?),
         false => None,
     };
+    trace("supervise: cgroups");
     // 8. berth's init (`init = true`) is no process of the supervisor's: the
     //    container's own init stays its PID 1, inside every namespace and
     //    all of its confinement, and runs the app as PID 2 (see
@@ -100,6 +108,7 @@ pub(super) fn start(
     // 9. With notify = "container", a socket of the container's own for
     //    sd_notify; the supervisor relays READY=1 and STATUS= to systemd.
     let notify = setup_notify_socket(opts, def, paths)?;
+    trace("supervise: notify socket");
     // 10. The plan, with the ID range of `userns = "auto"`.
     let view = image.as_ref().map(ImageConfigView::from_image_config);
     let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
@@ -107,13 +116,17 @@ pub(super) fn start(
     ctx.id_range = setup_id_range(opts, def, paths)?;
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
     let stop_signal = plan_stop_signal(def, view.as_ref());
+    trace("supervise: planned");
     // 11. Block the signals we handle before the clone, so none is lost
     //    between start and the loop; the runtime resets the container's mask.
     let signals = block_signals()?;
+    trace("supervise: signals blocked");
     // 12. What health checks and `berth exec` run under, then create and start.
     let health = save_exec_template(def, &spec, paths)?;
+    trace("supervise: exec template saved");
     let copts = create_options(def, paths, spec, lowers, payload.clone());
     let (container, console) = create_and_start(opts, paths, copts, &mut list, st)?;
+    trace("supervise: created and started");
     Ok(Running {
         container,
         payload,
