@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
+use oci_spec::runtime::Process;
 
 use crate::config::{Definition, Globals, ImageSource, VolumeSource};
 use crate::spec;
@@ -560,8 +560,7 @@ pub struct ExecRequest {
 #[derive(Debug, Clone)]
 pub struct ExecPlan {
     pub process: Process,
-    pub namespaces: Vec<LinuxNamespaceType>,
-    pub seccomp: Option<LinuxSeccomp>,
+    pub confinement: crate::runtime::Confinement,
 }
 
 /// A regular file of the running container's root (`/proc/PID/root/REL`),
@@ -634,8 +633,7 @@ pub fn plan_exec(
     }
     Ok(ExecPlan {
         process,
-        namespaces: template.namespaces,
-        seccomp: template.seccomp,
+        confinement: template.confinement,
     })
 }
 

@@ -108,36 +108,12 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             if p.cwd().as_os_str().is_empty() {
                 p.set_cwd(PathBuf::from("/"));
             }
-            // runc gives an exec'd process the container's oom_score_adj
-            // (Docker's process.json has none), not the shim's.
-            if p.oom_score_adj().is_none() {
-                p.set_oom_score_adj(st.config.process().as_ref().and_then(|c| c.oom_score_adj()));
-            }
-            let namespaces = runtime::spec_namespaces(&st.config)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect();
-            let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
-            let personality = st
-                .config
-                .linux()
-                .as_ref()
-                .and_then(|l| l.personality().as_ref())
-                .map(runtime::plan_personality)
-                .transpose()
-                .map_err(|e| anyhow!("container '{id}': {e}"))?;
+            let confinement = runtime::Confinement::from_spec(id, &st.config)?;
             let child = runtime::exec(ExecOptions {
-                id: id.clone(),
-                pid: Pid::from_raw(st.pid),
-                start_time: st.start_time,
-                process: p,
-                namespaces,
                 cgroup: st.cgroup.clone(),
-                seccomp,
                 console_socket: console_socket.clone(),
-                stdio: Stdio::Inherit,
                 preserve_fds: *preserve_fds,
-                personality,
+                ..ExecOptions::new(id, Pid::from_raw(st.pid), st.start_time, p, confinement)
             })?;
             if let Some(f) = pid_file {
                 write_pid_file(f, child.pid.as_raw())?;

@@ -51,7 +51,7 @@ pub use cgroup::{
 };
 use channel::{Channel, Message};
 pub use exe::{ensure_protected, protection as exe_protection, Protection};
-pub use exec::{exec, ExecOptions, ExecProcess};
+pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
 pub use init::plan_personality;
 pub use process::{

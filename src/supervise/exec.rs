@@ -9,10 +9,11 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use super::SuperviseError;
+use crate::runtime::Confinement;
 
 /// File name under the container's run dir.
 pub const EXEC_FILE: &str = "exec.json";
@@ -22,10 +23,10 @@ pub const EXEC_FILE: &str = "exec.json";
 pub struct ExecTemplate {
     /// The container's own process; an exec replaces its args.
     pub process: Process,
-    /// Namespaces to join (those of the container's init).
-    pub namespaces: Vec<LinuxNamespaceType>,
-    /// The container's seccomp filter, if any.
-    pub seccomp: Option<LinuxSeccomp>,
+    /// Namespaces to join, seccomp filter, persona: the container's.
+    /// Flattened: the file keeps its `namespaces` and `seccomp` keys.
+    #[serde(flatten)]
+    pub confinement: Confinement,
 }
 
 impl ExecTemplate {
@@ -33,11 +34,8 @@ impl ExecTemplate {
     pub fn from_spec(spec: &Spec) -> Option<ExecTemplate> {
         Some(ExecTemplate {
             process: spec.process().clone()?,
-            namespaces: crate::runtime::spec_namespaces(spec)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect(),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            // An invalid persona fails the container's own create first.
+            confinement: Confinement::from_spec("", spec).ok()?,
         })
     }
 
@@ -92,7 +90,7 @@ mod tests {
         t.save(dir.path()).unwrap();
         let back = ExecTemplate::load(dir.path()).unwrap().unwrap();
         assert_eq!(back.process, t.process);
-        assert_eq!(back.namespaces, t.namespaces);
+        assert_eq!(back.confinement, t.confinement);
         let p = back.process_for(vec!["true".into()], true);
         assert_eq!(p.args().as_deref(), Some(&["true".to_string()][..]));
         assert_eq!(p.terminal(), Some(true));

@@ -50,21 +50,18 @@ impl HealthRunner {
         cgroup: Option<&PathBuf>,
     ) -> Result<i32, runtime::RuntimeError> {
         let child = runtime::exec(runtime::ExecOptions {
-            id: name.to_string(),
-            pid,
-            // The supervisor's own child: its PID cannot be reused before
-            // the supervisor reaps it.
-            start_time: None,
-            process: self
-                .template
-                .process_for(self.state.command().to_vec(), false),
-            namespaces: self.template.namespaces.clone(),
             cgroup: cgroup.cloned(),
-            seccomp: self.template.seccomp.clone(),
-            console_socket: None,
             stdio: Stdio::Null,
-            preserve_fds: 0,
-            personality: None,
+            ..runtime::ExecOptions::new(
+                name,
+                pid,
+                // The supervisor's own child: its PID cannot be reused
+                // before the supervisor reaps it.
+                None,
+                self.template
+                    .process_for(self.state.command().to_vec(), false),
+                self.template.confinement.clone(),
+            )
         })?;
         Ok(child.pid.as_raw())
     }
