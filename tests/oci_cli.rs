@@ -827,3 +827,53 @@ $RT delete --force fl
         "poststart ran for a program never executed\n{d}"
     );
 }
+
+/// A failing poststart or poststop hook only warns: the hooks after it still
+/// run and `start`/`delete` succeed (runtime-spec: "the remaining hooks and
+/// lifecycle continue as if the hook had succeeded"; runtime-tools'
+/// poststart_fail and poststop_fail).
+#[test]
+fn a_failing_poststart_or_poststop_hook_lets_the_next_ones_run() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let dir = sb.path().join("wh");
+    std::fs::create_dir(&dir).unwrap();
+    let touch = |f: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {f} >> {}/{f}", dir.display())]});
+    let bundle = sb.bundle("wh", |c| {
+        c["process"]["args"] = json!(["true"]);
+        c["hooks"] = json!({
+            "poststart": [{"path": "/bin/false", "args": ["false"]}, touch("poststart")],
+            "poststop": [{"path": "/bin/false", "args": ["false"]}, touch("poststop")],
+        });
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} wh </dev/null >/dev/null 2>&1; echo create=$?
+$RT start wh 2>$STATE/../wh.err; echo start=$?
+for i in $(seq 100); do $RT state wh 2>/dev/null | grep -q stopped && break; sleep 0.02; done
+$RT delete wh 2>>$STATE/../wh.err; echo delete=$?
+echo warned=$(grep -c 'hook.*ignoring' $STATE/../wh.err)
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    for step in ["create", "start", "delete"] {
+        assert_eq!(line(&out, step), "0", "{d}");
+    }
+    assert_eq!(
+        line(&out, "warned"),
+        "2",
+        "one warning per failed hook\n{d}"
+    );
+    for f in ["poststart", "poststop"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        assert_eq!(
+            text,
+            format!("{f}\n"),
+            "{f} hook after the failing one\n{d}"
+        );
+    }
+}

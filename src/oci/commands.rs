@@ -271,7 +271,7 @@ fn run_warning_hooks(st: &StateFile, point: HookPoint, status: Status) {
         (status != Status::Stopped).then_some(st.pid),
         &st.bundle,
     );
-    if let Err(e) = runtime::hooks::run_hooks(&hooks, point, &state) {
+    for e in runtime::hooks::run_hooks_warning(&hooks, point, &state) {
         runtime::warn(&format!("{e}, ignoring"));
     }
 }
