@@ -169,20 +169,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         expected: "its namespaces were joined",
     };
     let init = process::ProcessHandle::open(opts.pid, opts.start_time).ok_or_else(gone)?;
-    let mut joins: Vec<(LinuxNamespaceType, File)> = Vec::new();
-    for t in &opts.namespaces {
-        let theirs = format!("/proc/{}/ns/{}", opts.pid, ns_file(*t));
-        let f = File::open(&theirs).map_err(|e| RuntimeError::io("open namespace", &theirs, e))?;
-        // setns into the namespace we are already in fails for user namespaces
-        // and is pointless for the others.
-        let ours = std::fs::metadata(format!("/proc/self/ns/{}", ns_file(*t)))
-            .map(|m| m.ino())
-            .ok();
-        if ours == f.metadata().map(|m| m.ino()).ok() {
-            continue;
-        }
-        joins.push((*t, f));
-    }
+    let mut joins = open_namespaces(opts.pid, &opts.namespaces)?;
     // A process that sets none gets the init's oom_score_adj (the spec's
     // value, or in service mode the unit's OOMScoreAdjust= it inherited),
     // not the caller's: runc's exec does the same.
@@ -277,6 +264,28 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             }
         }
     }
+}
+
+/// The init's namespaces of `types` that differ from ours, to join.
+fn open_namespaces(
+    pid: Pid,
+    types: &[LinuxNamespaceType],
+) -> Result<Vec<(LinuxNamespaceType, File)>, RuntimeError> {
+    let mut joins = Vec::new();
+    for t in types {
+        let theirs = format!("/proc/{}/ns/{}", pid, ns_file(*t));
+        let f = File::open(&theirs).map_err(|e| RuntimeError::io("open namespace", &theirs, e))?;
+        // setns into the namespace we are already in fails for user namespaces
+        // and is pointless for the others.
+        let ours = std::fs::metadata(format!("/proc/self/ns/{}", ns_file(*t)))
+            .map(|m| m.ino())
+            .ok();
+        if ours == f.metadata().map(|m| m.ino()).ok() {
+            continue;
+        }
+        joins.push((*t, f));
+    }
+    Ok(joins)
 }
 
 /// The container init's oom_score_adj; None when it is gone (then the
