@@ -617,21 +617,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
     READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
     // Sync point 3 (init): wait to be started.
-    // Behind the FIFO gate, its write end stays open (CLOEXEC) until execve:
-    // `start` returns when it closes, so after `start` the program runs.
-    match &fifo {
-        None => ctx
-            .channel
-            .wait_for_start()
-            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?,
-        Some(fd) => {
-            let w = step(
-                "wait on exec fifo",
-                super::fifo::wait_on_fifo(fd.as_raw_fd()),
-            )?;
-            STARTED_FIFO.store(w.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
-        }
-    }
+    wait_for_start(ctx, fifo)?;
     // In the container, as its user, right before the program (runc does the same).
     step(
         "startContainer hooks",
@@ -664,6 +650,24 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         "exec".to_string(),
         program_error(&path.to_string_lossy(), e).to_string(),
     ))
+}
+
+/// Sync point 3 (init): wait to be started, over the socket or the FIFO.
+/// Behind the FIFO gate its write end stays open (CLOEXEC) until execve:
+/// `start` returns when it closes, so after `start` the program runs (fifo.rs).
+fn wait_for_start(ctx: &InitContext, fifo: Option<&OwnedFd>) -> StepResult<()> {
+    let Some(fd) = fifo else {
+        return ctx
+            .channel
+            .wait_for_start()
+            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m));
+    };
+    let w = step(
+        "wait on exec fifo",
+        super::fifo::wait_on_fifo(fd.as_raw_fd()),
+    )?;
+    STARTED_FIFO.store(w.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    Ok(())
 }
 
 /// The process steps before the start gate: everything that can fail is
