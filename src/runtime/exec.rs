@@ -173,9 +173,9 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
     // A process that sets none gets the init's oom_score_adj (the spec's
     // value, or in service mode the unit's OOMScoreAdjust= it inherited),
     // not the caller's: runc's exec does the same.
-    let oom_score_adj = match opts.process.oom_score_adj() {
-        Some(adj) => Some(adj),
-        None => init_oom_score_adj(opts.pid)?,
+    let (oom_score_adj, inherited) = match opts.process.oom_score_adj() {
+        Some(adj) => (Some(adj), false),
+        None => (init_oom_score_adj(opts.pid)?, true),
     };
     // Not reaped meanwhile, so no other process took its PID: the
     // namespace files (and oom_score_adj) read above are the init's.
@@ -234,7 +234,12 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
                 super::cgroup::add_process(p, pid)?;
             }
-            super::set_oom_score_adj(pid, oom_score_adj)?;
+            match super::set_oom_score_adj(pid, oom_score_adj) {
+                // Lowering it below the caller's needs CAP_SYS_RESOURCE: a
+                // value asked for fails the exec, an inherited one only warns.
+                Err(e) if inherited => super::warn(&format!("{e}, ignoring")),
+                r => r?,
+            }
             let proceed = Message::Proceed {
                 hook_state: String::new(),
             };
