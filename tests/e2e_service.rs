@@ -564,3 +564,44 @@ fn foreground_run_gets_a_delegated_scope() {
     assert_no_leftovers(&b, "fg");
     assert_no_leftovers(&b, "fg2");
 }
+
+/// Every process exec'd into a service-mode container gets the container's
+/// confinement, as `berth-runtime exec` always did: `berth exec` (run from a
+/// shell at 0) and a health check get the container's oom_score_adj (here
+/// the unit's OOMScoreAdjust=, which the container inherits), not the
+/// caller's. Issue 18 item 1: one constructor of the exec options.
+#[test]
+fn exec_and_health_checks_get_the_containers_oom_score_adj() {
+    require_root!();
+    require_program!("nsenter");
+    let app = definition(
+        "command = [\"sleep\", \"1000\"]\n\
+         [health]\ncommand = [\"sh\", \"-c\", \"cat /proc/self/oom_score_adj > /tmp/health-adj\"]\ninterval = \"200ms\"\n",
+    );
+    let b = boot_with(
+        &[("adj", app)],
+        &[(
+            "/etc/systemd/system/berth@adj.service.d/60-test.conf",
+            "[Service]\nOOMScoreAdjust=321\n",
+        )],
+    );
+    let started = b.sh("systemctl start berth@adj");
+    assert!(started.status.success(), "{}", messages(&b, "berth@adj"));
+    let shell = b.sh_ok("cat /proc/self/oom_score_adj");
+    assert_eq!(
+        shell.trim(),
+        "0",
+        "the caller's differs from the container's"
+    );
+    let container = b.sh_ok("berth exec adj cat /proc/1/oom_score_adj");
+    assert_eq!(container.trim(), "321");
+    let exec = b.sh_ok("berth exec adj cat /proc/self/oom_score_adj");
+    assert_eq!(exec.trim(), "321", "berth exec's process");
+    b.wait_for(
+        "berth exec adj cat /tmp/health-adj",
+        |t| t == "321",
+        Duration::from_secs(10),
+    );
+    b.sh_ok("systemctl stop berth@adj");
+    assert_no_leftovers(&b, "adj");
+}

@@ -736,3 +736,144 @@ umount {b}/rootfs
     // The root is shared inside the container, as asked.
     assert!(out.contains(" shared:"), "{d}");
 }
+
+/// Hook order is a chain of synchronisation points, not of timing: a
+/// poststart hook finds the container's process already executed (its
+/// /proc/PID/exe is the program, not berth), though a slow startContainer
+/// hook sits between the release and execve. Both gates: `create` + `start`
+/// (the exec FIFO) and `run -d` (the sync socket). Issue 18 item 6.
+#[test]
+fn poststart_hooks_run_after_the_program_was_executed() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let host = sb.path().join("ps-hooks");
+    std::fs::create_dir(&host).unwrap();
+    let h = host.display().to_string();
+    let bundle = sb.bundle("ps", |c| {
+        c["process"]["args"] = json!(["sleep", "60"]);
+        c["hooks"] = json!({
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat >/dev/null; sleep 0.3"]}],
+            "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!(
+                "p=$(sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p'); readlink /proc/$p/exe > {h}/$p.exe; echo $p >> {h}/pids"
+            )]}],
+        });
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} ps1 </dev/null >/dev/null 2>&1; echo create=$?
+$RT start ps1; echo start=$?
+$RT run -d -b {b} ps2 </dev/null >/dev/null 2>&1; echo run=$?
+$RT delete --force ps1; $RT delete --force ps2
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    for step in ["create", "start", "run"] {
+        assert_eq!(line(&out, step), "0", "{d}");
+    }
+    let pids = std::fs::read_to_string(host.join("pids")).unwrap_or_default();
+    assert_eq!(
+        pids.lines().count(),
+        2,
+        "one poststart per start: {pids}\n{d}"
+    );
+    for e in std::fs::read_dir(&host).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".exe") {
+            let exe = std::fs::read_to_string(e.path()).unwrap();
+            // busybox: sleep's binary, not berth's.
+            assert!(exe.trim_end().ends_with("/busybox"), "{exe}\n{d}");
+        }
+    }
+}
+
+/// A last step of the init that fails after `start` released it (here a
+/// startContainer hook) fails `start`, and no poststart hook runs: the
+/// program was never executed. The init reports it through the exec FIFO,
+/// whose EOF alone is no proof (runc's `start` succeeds here).
+#[test]
+fn a_failed_last_step_fails_start_and_runs_no_poststart() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let marker = sb.path().join("poststart-ran");
+    let bundle = sb.bundle("fl", |c| {
+        c["process"]["args"] = json!(["true"]);
+        c["hooks"] = json!({
+            "startContainer": [{"path": "/bin/false", "args": ["false"]}],
+            "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", marker.display())]}],
+        });
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} fl </dev/null >/dev/null 2>&1; echo create=$?
+$RT start fl 2>$STATE/../start.err; echo start=$?
+echo err=$(cat $STATE/../start.err)
+$RT delete --force fl
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    assert_eq!(line(&out, "create"), "0", "{d}");
+    assert_ne!(line(&out, "start"), "0", "{d}");
+    assert!(line(&out, "err").contains("startContainer"), "{d}");
+    assert!(
+        !marker.exists(),
+        "poststart ran for a program never executed\n{d}"
+    );
+}
+
+/// A failing poststart or poststop hook only warns: the hooks after it still
+/// run and `start`/`delete` succeed (runtime-spec: "the remaining hooks and
+/// lifecycle continue as if the hook had succeeded"; runtime-tools'
+/// poststart_fail and poststop_fail).
+#[test]
+fn a_failing_poststart_or_poststop_hook_lets_the_next_ones_run() {
+    require_root!();
+    require_program!("gcc");
+    let sb = Sandbox::new();
+    let dir = sb.path().join("wh");
+    std::fs::create_dir(&dir).unwrap();
+    let touch = |f: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {f} >> {}/{f}", dir.display())]});
+    let bundle = sb.bundle("wh", |c| {
+        c["process"]["args"] = json!(["true"]);
+        c["hooks"] = json!({
+            "poststart": [{"path": "/bin/false", "args": ["false"]}, touch("poststart")],
+            "poststop": [{"path": "/bin/false", "args": ["false"]}, touch("poststop")],
+        });
+    });
+    let script = format!(
+        r#"
+$RT create -b {b} wh </dev/null >/dev/null 2>&1; echo create=$?
+$RT start wh 2>$STATE/../wh.err; echo start=$?
+for i in $(seq 100); do $RT state wh 2>/dev/null | grep -q stopped && break; sleep 0.02; done
+$RT delete wh 2>>$STATE/../wh.err; echo delete=$?
+echo warned=$(grep -c 'hook.*ignoring' $STATE/../wh.err)
+"#,
+        b = bundle.display()
+    );
+    let o = sb.sh(&script);
+    let out = stdout(&o);
+    let d = describe(&o);
+    for step in ["create", "start", "delete"] {
+        assert_eq!(line(&out, step), "0", "{d}");
+    }
+    assert_eq!(
+        line(&out, "warned"),
+        "2",
+        "one warning per failed hook\n{d}"
+    );
+    for f in ["poststart", "poststop"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        assert_eq!(
+            text,
+            format!("{f}\n"),
+            "{f} hook after the failing one\n{d}"
+        );
+    }
+}

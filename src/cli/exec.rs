@@ -104,17 +104,16 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let child = runtime::exec(ExecOptions {
-        id: args.name.clone(),
-        pid: runtime::Pid::from_raw(run.pid),
-        start_time: run.state.container_start_time,
-        process: plan.process,
-        namespaces: plan.namespaces,
         cgroup: run.cgroup.clone(),
-        seccomp: plan.seccomp,
         console_socket: console.as_ref().map(|(_, p)| p.clone()),
         stdio,
-        preserve_fds: 0,
-        personality: None,
+        ..ExecOptions::new(
+            &args.name,
+            runtime::Pid::from_raw(run.pid),
+            run.state.container_start_time,
+            plan.process,
+            plan.confinement,
+        )
     });
     let master = match (&console, &child) {
         (Some((l, p)), Ok(_)) => {

@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 
 use super::state::{self, StateFile, Status, EXEC_FIFO};
-use super::{CgroupManager, Cli, Cmd, CreateArgs};
+use super::{CgroupManager, Cli, Cmd, CreateArgs, ExecArgs};
 use crate::runtime::hooks::HookPoint;
 use crate::runtime::{
     self, CgroupPlacement, CreateOptions, ExecOptions, Pid, RootfsSource, StartGate, Stdio,
@@ -19,134 +19,23 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     // The verbs that clone container processes run from a copy of this
     // binary the container cannot write (CVE-2019-5736, runtime/exe.rs);
     // this re-executes once, before anything else happens.
-    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. }) {
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
         runtime::ensure_protected()?;
     }
     match &cli.cmd {
-        Cmd::Create(a) => {
-            create(cli, a, true)?;
-            Ok(0)
-        }
+        Cmd::Create(a) => create(cli, a, true).map(|_| 0),
         Cmd::Start { id } => start(root, id).map(|_| 0),
         Cmd::Run {
             create: a,
             detach,
             keep,
         } => run(cli, a, *detach, *keep),
-        Cmd::State { id } => {
-            let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
-            let status = st.status(root);
-            println!("{}", serde_json::to_string_pretty(&st.render(status))?);
-            Ok(0)
-        }
+        Cmd::State { id } => state(root, id).map(|_| 0),
         Cmd::Kill { all, id, signal } => {
             kill(root, id, signal.as_deref().unwrap_or("SIGTERM"), *all).map(|_| 0)
         }
         Cmd::Delete { force, id } => delete(root, id, *force).map(|_| 0),
-        Cmd::Exec {
-            process,
-            detach,
-            pid_file,
-            console_socket,
-            tty,
-            cwd,
-            env,
-            user,
-            additional_gids,
-            caps,
-            no_new_privs,
-            preserve_fds,
-            id,
-            args,
-        } => {
-            let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
-            let status = st.status(root);
-            if !matches!(status, Status::Running | Status::Created) {
-                bail!("cannot exec in container '{id}': it is {}", status.as_str());
-            }
-            let mut p = match process {
-                Some(file) => {
-                    let text = std::fs::read(file)
-                        .with_context(|| format!("read process file '{}'", file.display()))?;
-                    serde_json::from_slice::<Process>(&text)
-                        .with_context(|| format!("parse process file '{}'", file.display()))?
-                }
-                None => {
-                    if args.is_empty() {
-                        bail!("exec needs --process FILE or the command to run");
-                    }
-                    let mut p = st.config.process().clone().unwrap_or_default();
-                    p.set_args(Some(args.clone()));
-                    p.set_terminal(Some(*tty));
-                    let mut e = p.env().clone().unwrap_or_default();
-                    e.extend(env.iter().cloned());
-                    p.set_env(Some(e));
-                    if let Some(c) = cwd {
-                        p.set_cwd(c.clone());
-                    }
-                    if let Some(u) = user {
-                        let (uid, gid) = parse_user(u)?;
-                        let mut usr = p.user().clone();
-                        usr.set_uid(uid);
-                        usr.set_gid(gid.unwrap_or(usr.gid()));
-                        p.set_user(usr);
-                    }
-                    if !additional_gids.is_empty() {
-                        let mut usr = p.user().clone();
-                        usr.set_additional_gids(Some(additional_gids.clone()));
-                        p.set_user(usr);
-                    }
-                    if *no_new_privs {
-                        p.set_no_new_privileges(Some(true));
-                    }
-                    if !caps.is_empty() {
-                        add_caps(&mut p, caps)?;
-                    }
-                    p
-                }
-            };
-            if p.cwd().as_os_str().is_empty() {
-                p.set_cwd(PathBuf::from("/"));
-            }
-            // runc gives an exec'd process the container's oom_score_adj
-            // (Docker's process.json has none), not the shim's.
-            if p.oom_score_adj().is_none() {
-                p.set_oom_score_adj(st.config.process().as_ref().and_then(|c| c.oom_score_adj()));
-            }
-            let namespaces = runtime::spec_namespaces(&st.config)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect();
-            let seccomp = st.config.linux().as_ref().and_then(|l| l.seccomp().clone());
-            let personality = st
-                .config
-                .linux()
-                .as_ref()
-                .and_then(|l| l.personality().as_ref())
-                .map(runtime::plan_personality)
-                .transpose()
-                .map_err(|e| anyhow!("container '{id}': {e}"))?;
-            let child = runtime::exec(ExecOptions {
-                id: id.clone(),
-                pid: Pid::from_raw(st.pid),
-                start_time: st.start_time,
-                process: p,
-                namespaces,
-                cgroup: st.cgroup.clone(),
-                seccomp,
-                console_socket: console_socket.clone(),
-                stdio: Stdio::Inherit,
-                preserve_fds: *preserve_fds,
-                personality,
-            })?;
-            if let Some(f) = pid_file {
-                write_pid_file(f, child.pid.as_raw())?;
-            }
-            if *detach {
-                return Ok(0);
-            }
-            Ok(child.wait()?)
-        }
+        Cmd::Exec(a) => exec(root, a),
         Cmd::Pause { id } => freeze(root, id, true).map(|_| 0),
         Cmd::Resume { id } => freeze(root, id, false).map(|_| 0),
         Cmd::Update { resources, id } => update(root, id, resources).map(|_| 0),
@@ -154,43 +43,127 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             format,
             id,
             ps_args: _,
-        } => {
-            let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
-            let pids = match &st.cgroup {
-                Some(cg) if cg.exists() => runtime::cgroup_pids(cg)?,
-                Some(_) => vec![],
-                // As crun says: without a cgroup there is no list to trust.
-                None => bail!(
-                    "cannot list the processes of container '{id}': it was created without a cgroup (--cgroup-manager disabled)"
-                ),
-            };
-            match format.as_str() {
-                "json" => println!("{}", serde_json::to_string(&pids)?),
-                "table" => {
-                    println!("PID");
-                    for p in pids {
-                        println!("{p}");
-                    }
-                }
-                f => bail!("unknown ps format '{f}'; expected table or json"),
-            }
-            Ok(0)
-        }
+        } => ps(root, id, format).map(|_| 0),
         Cmd::Features => {
             println!("{}", serde_json::to_string_pretty(&features())?);
             Ok(0)
         }
-        Cmd::Spec { bundle } => {
-            let dir = bundle.clone().unwrap_or_else(|| PathBuf::from("."));
-            let path = dir.join("config.json");
-            if path.exists() {
-                bail!("'{}' exists; remove it first", path.display());
-            }
-            let text = serde_json::to_string_pretty(&default_spec())?;
-            std::fs::write(&path, text).with_context(|| format!("write '{}'", path.display()))?;
-            Ok(0)
-        }
+        Cmd::Spec { bundle } => spec(bundle.as_deref()).map(|_| 0),
     }
+}
+
+/// `state`: the runtime-spec state JSON.
+fn state(root: &Path, id: &str) -> Result<()> {
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let status = st.status(root);
+    println!("{}", serde_json::to_string_pretty(&st.render(status))?);
+    Ok(())
+}
+
+/// `exec`: a process under the container's confinement; its exit code
+/// unless detached.
+fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
+    let id = &a.id;
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let status = st.status(root);
+    if !matches!(status, Status::Running | Status::Created) {
+        bail!("cannot exec in container '{id}': it is {}", status.as_str());
+    }
+    let mut p = exec_process(&st, a)?;
+    if p.cwd().as_os_str().is_empty() {
+        p.set_cwd(PathBuf::from("/"));
+    }
+    let confinement = runtime::Confinement::from_spec(id, &st.config)?;
+    let child = runtime::exec(ExecOptions {
+        cgroup: st.cgroup.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        ..ExecOptions::new(id, Pid::from_raw(st.pid), st.start_time, p, confinement)
+    })?;
+    if let Some(f) = &a.pid_file {
+        write_pid_file(f, child.pid.as_raw())?;
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    Ok(child.wait()?)
+}
+
+/// The process `exec` runs: `--process FILE`, else the container's own
+/// process with the command line's args and changes.
+fn exec_process(st: &StateFile, a: &ExecArgs) -> Result<Process> {
+    if let Some(file) = &a.process {
+        let text = std::fs::read(file)
+            .with_context(|| format!("read process file '{}'", file.display()))?;
+        return serde_json::from_slice::<Process>(&text)
+            .with_context(|| format!("parse process file '{}'", file.display()));
+    }
+    if a.args.is_empty() {
+        bail!("exec needs --process FILE or the command to run");
+    }
+    let mut p = st.config.process().clone().unwrap_or_default();
+    p.set_args(Some(a.args.clone()));
+    p.set_terminal(Some(a.tty));
+    let mut e = p.env().clone().unwrap_or_default();
+    e.extend(a.env.iter().cloned());
+    p.set_env(Some(e));
+    if let Some(c) = &a.cwd {
+        p.set_cwd(c.clone());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = parse_user(u)?;
+        let mut usr = p.user().clone();
+        usr.set_uid(uid);
+        usr.set_gid(gid.unwrap_or(usr.gid()));
+        p.set_user(usr);
+    }
+    if !a.additional_gids.is_empty() {
+        let mut usr = p.user().clone();
+        usr.set_additional_gids(Some(a.additional_gids.clone()));
+        p.set_user(usr);
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !a.caps.is_empty() {
+        add_caps(&mut p, &a.caps)?;
+    }
+    Ok(p)
+}
+
+/// `ps`: the PIDs in the container's cgroup, as a table or JSON.
+fn ps(root: &Path, id: &str, format: &str) -> Result<()> {
+    let st = StateFile::load(root, id).map_err(|e| anyhow!(e))?;
+    let pids = match &st.cgroup {
+        Some(cg) if cg.exists() => runtime::cgroup_pids(cg)?,
+        Some(_) => vec![],
+        // As crun says: without a cgroup there is no list to trust.
+        None => bail!(
+            "cannot list the processes of container '{id}': it was created without a cgroup (--cgroup-manager disabled)"
+        ),
+    };
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            println!("PID");
+            for p in pids {
+                println!("{p}");
+            }
+        }
+        f => bail!("unknown ps format '{f}'; expected table or json"),
+    }
+    Ok(())
+}
+
+/// `spec`: write a default config.json into the bundle (or `.`).
+fn spec(bundle: Option<&Path>) -> Result<()> {
+    let dir = bundle.unwrap_or(Path::new("."));
+    let path = dir.join("config.json");
+    if path.exists() {
+        bail!("'{}' exists; remove it first", path.display());
+    }
+    let text = serde_json::to_string_pretty(&default_spec())?;
+    std::fs::write(&path, text).with_context(|| format!("write '{}'", path.display()))
 }
 
 fn parse_user(u: &str) -> Result<(u32, Option<u32>)> {
@@ -295,7 +268,7 @@ fn run_warning_hooks(st: &StateFile, point: HookPoint, status: Status) {
         (status != Status::Stopped).then_some(st.pid),
         &st.bundle,
     );
-    if let Err(e) = runtime::hooks::run_hooks(&hooks, point, &state) {
+    for e in runtime::hooks::run_hooks_warning(&hooks, point, &state) {
         runtime::warn(&format!("{e}, ignoring"));
     }
 }

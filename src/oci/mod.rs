@@ -73,6 +73,40 @@ impl Cli {
     }
 }
 
+/// `exec`'s options (runc's).
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// process.json holding the process to run.
+    #[arg(long, short = 'p')]
+    pub process: Option<PathBuf>,
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// uid[:gid]
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    #[arg(long = "additional-gids", short = 'g')]
+    pub additional_gids: Vec<u32>,
+    #[arg(long = "cap", short = 'c')]
+    pub caps: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// Bundle directory (holding config.json).
@@ -125,37 +159,7 @@ pub enum Cmd {
         id: String,
     },
     /// Run a process in a running container.
-    Exec {
-        /// process.json holding the process to run.
-        #[arg(long, short = 'p')]
-        process: Option<PathBuf>,
-        #[arg(long, short = 'd')]
-        detach: bool,
-        #[arg(long = "pid-file")]
-        pid_file: Option<PathBuf>,
-        #[arg(long = "console-socket")]
-        console_socket: Option<PathBuf>,
-        #[arg(long, short = 't')]
-        tty: bool,
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        #[arg(long, short = 'e')]
-        env: Vec<String>,
-        /// uid[:gid]
-        #[arg(long, short = 'u')]
-        user: Option<String>,
-        #[arg(long = "additional-gids", short = 'g')]
-        additional_gids: Vec<u32>,
-        #[arg(long = "cap", short = 'c')]
-        caps: Vec<String>,
-        #[arg(long = "no-new-privs")]
-        no_new_privs: bool,
-        #[arg(long = "preserve-fds", default_value_t = 0)]
-        preserve_fds: u32,
-        id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Exec(ExecArgs),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -340,10 +344,12 @@ mod tests {
             "c1",
         ])
         .unwrap();
-        assert!(matches!(c.cmd, Cmd::Exec { detach: true, .. }));
+        assert!(matches!(c.cmd, Cmd::Exec(ExecArgs { detach: true, .. })));
         let c =
             Cli::try_parse_from(["berth-runtime", "exec", "c1", "sh", "-c", "echo hi"]).unwrap();
-        assert!(matches!(c.cmd, Cmd::Exec { ref args, .. } if args == &["sh", "-c", "echo hi"]));
+        assert!(
+            matches!(c.cmd, Cmd::Exec(ExecArgs { ref args, .. }) if args == &["sh", "-c", "echo hi"])
+        );
         let c = Cli::try_parse_from(["berth-runtime", "kill", "--all", "c1", "KILL"]).unwrap();
         assert!(matches!(c.cmd, Cmd::Kill { all: true, .. }));
     }

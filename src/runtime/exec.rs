@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
+use serde::{Deserialize, Serialize};
 
 use super::channel::{self, Channel, Message};
 use super::init::{
@@ -20,6 +21,47 @@ use super::init::{
     set_no_new_privs, set_personality,
 };
 use super::{console, cwd, fds, process, seccomp, RuntimeError, Stdio};
+
+/// What every process joining a container shares with its init, taken from
+/// the container's spec: `berth-runtime exec`, `berth exec` and health
+/// checks all build their [`ExecOptions`] from one of these, so none of them
+/// confines less than another. Saved in service mode's `exec.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// The namespace types the container has.
+    pub namespaces: Vec<LinuxNamespaceType>,
+    /// The container's seccomp filter.
+    pub seccomp: Option<LinuxSeccomp>,
+    /// The container's `linux.personality` persona ([`super::init::plan_personality`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personality: Option<u64>,
+    /// The spec's `process.oomScoreAdj`, for a process that sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+}
+
+impl Confinement {
+    /// The confinement of container `id`, planned or created from `spec`.
+    pub fn from_spec(id: &str, spec: &Spec) -> Result<Confinement, RuntimeError> {
+        let linux = spec.linux().as_ref();
+        Ok(Confinement {
+            namespaces: super::spec_namespaces(spec)
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect(),
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
+            personality: linux
+                .and_then(|l| l.personality().as_ref())
+                .map(super::init::plan_personality)
+                .transpose()
+                .map_err(|reason| RuntimeError::InvalidSpec {
+                    id: id.to_string(),
+                    reason,
+                })?,
+            oom_score_adj: spec.process().as_ref().and_then(|p| p.oom_score_adj()),
+        })
+    }
+}
 
 /// What [`exec`] needs.
 #[derive(Debug)]
@@ -42,6 +84,39 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// The container's `linux.personality` persona ([`super::init::plan_personality`]).
     pub personality: Option<u64>,
+}
+
+impl ExecOptions {
+    /// The one way to exec into a container: `process` under the
+    /// container's `confinement`. A process that sets no oom_score_adj gets
+    /// the container's (runc gives an exec'd process the container's, not
+    /// the shim's: Docker's process.json has none): the spec's, else the
+    /// init's (see [`exec`]). No cgroup, console or preserved fds, inherited
+    /// stdio: the caller sets those it has.
+    pub fn new(
+        id: impl Into<String>,
+        pid: Pid,
+        start_time: Option<u64>,
+        mut process: Process,
+        confinement: Confinement,
+    ) -> ExecOptions {
+        if process.oom_score_adj().is_none() {
+            process.set_oom_score_adj(confinement.oom_score_adj);
+        }
+        ExecOptions {
+            id: id.into(),
+            pid,
+            start_time,
+            process,
+            namespaces: confinement.namespaces,
+            cgroup: None,
+            seccomp: confinement.seccomp,
+            console_socket: None,
+            stdio: Stdio::Inherit,
+            preserve_fds: 0,
+            personality: confinement.personality,
+        }
+    }
 }
 
 /// A process started by [`exec`]; a direct child of the caller.
@@ -94,22 +169,16 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         expected: "its namespaces were joined",
     };
     let init = process::ProcessHandle::open(opts.pid, opts.start_time).ok_or_else(gone)?;
-    let mut joins: Vec<(LinuxNamespaceType, File)> = Vec::new();
-    for t in &opts.namespaces {
-        let theirs = format!("/proc/{}/ns/{}", opts.pid, ns_file(*t));
-        let f = File::open(&theirs).map_err(|e| RuntimeError::io("open namespace", &theirs, e))?;
-        // setns into the namespace we are already in fails for user namespaces
-        // and is pointless for the others.
-        let ours = std::fs::metadata(format!("/proc/self/ns/{}", ns_file(*t)))
-            .map(|m| m.ino())
-            .ok();
-        if ours == f.metadata().map(|m| m.ino()).ok() {
-            continue;
-        }
-        joins.push((*t, f));
-    }
+    let mut joins = open_namespaces(opts.pid, &opts.namespaces)?;
+    // A process that sets none gets the init's oom_score_adj (the spec's
+    // value, or in service mode the unit's OOMScoreAdjust= it inherited),
+    // not the caller's: runc's exec does the same.
+    let (oom_score_adj, inherited) = match opts.process.oom_score_adj() {
+        Some(adj) => (Some(adj), false),
+        None => (init_oom_score_adj(opts.pid)?, true),
+    };
     // Not reaped meanwhile, so no other process took its PID: the
-    // namespace files opened above are the init's.
+    // namespace files (and oom_score_adj) read above are the init's.
     if !init.still_there() {
         return Err(gone());
     }
@@ -165,7 +234,12 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
             if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
                 super::cgroup::add_process(p, pid)?;
             }
-            super::set_oom_score_adj(pid, opts.process.oom_score_adj())?;
+            match super::set_oom_score_adj(pid, oom_score_adj) {
+                // Lowering it below the caller's needs CAP_SYS_RESOURCE: a
+                // value asked for fails the exec, an inherited one only warns.
+                Err(e) if inherited => super::warn(&format!("{e}, ignoring")),
+                r => r?,
+            }
             let proceed = Message::Proceed {
                 hook_state: String::new(),
             };
@@ -194,6 +268,45 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
                 )),
             }
         }
+    }
+}
+
+/// The init's namespaces of `types` that differ from ours, to join.
+fn open_namespaces(
+    pid: Pid,
+    types: &[LinuxNamespaceType],
+) -> Result<Vec<(LinuxNamespaceType, File)>, RuntimeError> {
+    let mut joins = Vec::new();
+    for t in types {
+        let theirs = format!("/proc/{}/ns/{}", pid, ns_file(*t));
+        let f = File::open(&theirs).map_err(|e| RuntimeError::io("open namespace", &theirs, e))?;
+        // setns into the namespace we are already in fails for user namespaces
+        // and is pointless for the others.
+        let ours = std::fs::metadata(format!("/proc/self/ns/{}", ns_file(*t)))
+            .map(|m| m.ino())
+            .ok();
+        if ours == f.metadata().map(|m| m.ino()).ok() {
+            continue;
+        }
+        joins.push((*t, f));
+    }
+    Ok(joins)
+}
+
+/// The container init's oom_score_adj; None when it is gone (then the
+/// pidfd check that follows reports it).
+fn init_oom_score_adj(pid: Pid) -> Result<Option<i32>, RuntimeError> {
+    let path = format!("/proc/{pid}/oom_score_adj");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|e| {
+            RuntimeError::io(
+                "read oom_score_adj",
+                &path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RuntimeError::io("read oom_score_adj", &path, e)),
     }
 }
 

@@ -85,6 +85,17 @@ pub fn run_hooks(hooks: &[Hook], point: HookPoint, state: &str) -> Result<(), Ru
     Ok(())
 }
 
+/// Run every hook at a point whose failures only warn (poststart,
+/// poststop): runtime-spec says the runtime "MUST log a warning, but the
+/// remaining hooks and lifecycle continue as if the hook had succeeded".
+/// Every hook runs, in order; the failures, in order.
+pub fn run_hooks_warning(hooks: &[Hook], point: HookPoint, state: &str) -> Vec<RuntimeError> {
+    hooks
+        .iter()
+        .filter_map(|h| run_hook(h, point, state).err())
+        .collect()
+}
+
 fn hook_err(point: HookPoint, path: &Path, reason: String) -> RuntimeError {
     RuntimeError::Hook {
         point: point.name(),
@@ -186,5 +197,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("timed out"));
+    }
+
+    #[test]
+    fn a_failing_warning_hook_does_not_stop_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let bad = HookBuilder::default().path("/bin/false").build().unwrap();
+        let good = HookBuilder::default()
+            .path("/bin/sh")
+            .args(vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                format!("echo ran >> {}", out.display()),
+            ])
+            .build()
+            .unwrap();
+        let errors = run_hooks_warning(&[bad.clone(), good, bad], HookPoint::Poststart, "{}");
+        assert_eq!(errors.len(), 2);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "ran\n");
     }
 }

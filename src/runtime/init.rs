@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
@@ -396,6 +396,13 @@ fn close_fds(ctx: &InitContext, held: Held, extra: &[RawFd]) -> StepResult<()> {
 /// Set once the init reported ready (sync point 2).
 static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Behind the FIFO gate, once `start` released us: the FIFO's write end,
+/// left open (CLOEXEC) so that only execve closes it. A step failing after
+/// the release writes its error there (see [`run`]): the EOF that `start`
+/// reads then proves an execve only when no bytes came before it, and
+/// poststart hooks never run for a program that did not start.
+static STARTED_FIFO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 fn step<T>(name: &str, r: Result<T, RuntimeError>) -> StepResult<T> {
     r.map_err(|e| (name.to_string(), e.to_string()))
 }
@@ -415,6 +422,15 @@ pub fn run(ctx: InitContext) -> ! {
     if sent.is_err() || unread {
         // The creator is gone (FIFO gate): stderr is all that is left.
         eprintln!("berth: container '{}': {step}: {message}", ctx.id);
+    }
+    // Released behind the FIFO gate: `start` reads the FIFO to EOF and
+    // reports this as the start's failure.
+    let started = STARTED_FIFO.load(std::sync::atomic::Ordering::SeqCst);
+    if started >= 0 {
+        let report = super::fifo::fifo_failure(&step, &message);
+        // SAFETY: the descriptor was left open on purpose by `start_sequence`.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(started) };
+        let _ = nix::unistd::write(fd, report.as_bytes());
     }
     // SAFETY: _exit skips the parent's atexit handlers and buffered stdio,
     // which belong to the parent's copy of this memory.
@@ -609,17 +625,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
     crate::trace::step("init: set up, waiting to be started");
     // Sync point 3 (init): wait to be started.
-    // Behind the FIFO gate, its write end stays open (CLOEXEC) until execve:
-    // `start` returns when it closes, so after `start` the program runs.
-    let _started = match &fifo {
-        None => {
-            ctx.channel
-                .wait_for_start()
-                .map_err(|m| ("waiting for start (sync point 3)".to_string(), m))?;
-            None
-        }
-        Some(fd) => Some(step("wait on exec fifo", wait_on_fifo(fd.as_raw_fd()))?),
-    };
+    wait_for_start(ctx, fifo)?;
     // In the container, as its user, right before the program (runc does the same).
     step(
         "startContainer hooks",
@@ -653,6 +659,24 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         "exec".to_string(),
         program_error(&path.to_string_lossy(), e).to_string(),
     ))
+}
+
+/// Sync point 3 (init): wait to be started, over the socket or the FIFO.
+/// Behind the FIFO gate its write end stays open (CLOEXEC) until execve:
+/// `start` returns when it closes, so after `start` the program runs (fifo.rs).
+fn wait_for_start(ctx: &InitContext, fifo: Option<&OwnedFd>) -> StepResult<()> {
+    let Some(fd) = fifo else {
+        return ctx
+            .channel
+            .wait_for_start()
+            .map_err(|m| ("waiting for start (sync point 3)".to_string(), m));
+    };
+    let w = step(
+        "wait on exec fifo",
+        super::fifo::wait_on_fifo(fd.as_raw_fd()),
+    )?;
+    STARTED_FIFO.store(w.into_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+    Ok(())
 }
 
 /// The process steps before the start gate: everything that can fail is
@@ -727,22 +751,6 @@ pub fn open_path(path: &Path) -> Result<OwnedFd, RuntimeError> {
         .map_err(|e| RuntimeError::sys(format!("open '{}'", path.display()), e))?;
     // SAFETY: `open` returned a fresh descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Returns the FIFO's write end, to be closed by execve.
-fn wait_on_fifo(fd: RawFd) -> Result<OwnedFd, RuntimeError> {
-    let p = format!("/proc/self/fd/{fd}");
-    // Blocks until `start` opens the other end.
-    let w = open(
-        Path::new(&p),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| RuntimeError::sys("open exec fifo for writing", e))?;
-    // SAFETY: `open` returned a fresh descriptor owned by nobody else.
-    let w = unsafe { OwnedFd::from_raw_fd(w) };
-    nix::unistd::write(&w, b"0").map_err(|e| RuntimeError::sys("write exec fifo", e))?;
-    Ok(w)
 }
 
 fn setup_stdio(stdio: &Stdio) -> Result<(), RuntimeError> {

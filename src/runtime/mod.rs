@@ -21,6 +21,7 @@ mod devices;
 mod exe;
 mod exec;
 mod fds;
+mod fifo;
 pub mod hooks;
 mod idmap;
 mod init;
@@ -51,7 +52,8 @@ pub use cgroup::{
 };
 use channel::{Channel, Message};
 pub use exe::{ensure_protected, protection as exe_protection, Protection};
-pub use exec::{exec, ExecOptions, ExecProcess};
+pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
+pub use fifo::start_fifo;
 pub use init::plan_personality;
 pub use process::{
     exit_status, proc_start_time, process_alive, release_resident_code,
@@ -380,71 +382,6 @@ pub fn wait_exit_code(pid: Pid) -> Result<i32, RuntimeError> {
             Err(e) => return Err(RuntimeError::sys(format!("waitpid {pid}"), e)),
         }
     }
-}
-
-/// Release a container blocked on its exec FIFO (OCI `start`). Fails when the
-/// init dies before reaching the FIFO. Returns once the init has exec'd the
-/// container's program (or died trying): it holds the FIFO's write end open
-/// until execve closes it, as runc's init does. A shim treats a returned
-/// `start` as a running program: containerd's `ctr run -d` exits right
-/// after, and what the program printed before that would otherwise race it.
-pub fn start_fifo(id: &str, pid: Pid, path: &Path) -> Result<(), RuntimeError> {
-    use nix::fcntl::{open, OFlag};
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use nix::sys::stat::Mode;
-    use std::os::fd::{AsFd, FromRawFd};
-    // O_NONBLOCK: a blocking open would hang forever if the init died.
-    let fd = open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| RuntimeError::sys(format!("open exec fifo '{}'", path.display()), e))?;
-    // SAFETY: `open` just returned this descriptor and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let started = std::time::Instant::now();
-    // Until the init's byte arrives, a read finds no writer and returns 0;
-    // after it, 0 means the init closed its end: execve (or death).
-    let mut released = false;
-    loop {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::from(100u16))
-            .or_else(|e| {
-                if e == nix::errno::Errno::EINTR {
-                    Ok(0)
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| RuntimeError::sys("poll exec fifo", e))?;
-        if n > 0 {
-            let mut buf = [0u8; 16];
-            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-                Ok(0) if released => break,
-                Ok(0) | Err(nix::errno::Errno::EAGAIN) => {}
-                Ok(_) => {
-                    if !released {
-                        // Nobody else may start it from now on.
-                        std::fs::remove_file(path)
-                            .map_err(|e| RuntimeError::io("remove exec fifo", path, e))?;
-                    }
-                    released = true;
-                    continue;
-                }
-                Err(e) => return Err(RuntimeError::sys("read exec fifo", e)),
-            }
-        }
-        // Once released, the init's exit closes the FIFO too: no deadline.
-        if !released
-            && (!process_alive(pid) || started.elapsed() > std::time::Duration::from_secs(30))
-        {
-            return Err(RuntimeError::StartTimeout { id: id.to_string() });
-        }
-        if n == 0 || !released {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-    Ok(())
 }
 
 /// Create the container: its init is cloned as a direct child of the caller,

@@ -11,10 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use super::SuperviseError;
+use crate::runtime::Confinement;
 
 /// File name under the container's run dir.
 pub const EXEC_FILE: &str = "exec.json";
@@ -24,10 +25,10 @@ pub const EXEC_FILE: &str = "exec.json";
 pub struct ExecTemplate {
     /// The container's own process; an exec replaces its args.
     pub process: Process,
-    /// Namespaces to join (those of the container's init).
-    pub namespaces: Vec<LinuxNamespaceType>,
-    /// The container's seccomp filter, if any.
-    pub seccomp: Option<LinuxSeccomp>,
+    /// Namespaces to join, seccomp filter, persona: the container's.
+    /// Flattened: the file keeps its `namespaces` and `seccomp` keys.
+    #[serde(flatten)]
+    pub confinement: Confinement,
 }
 
 impl ExecTemplate {
@@ -35,11 +36,8 @@ impl ExecTemplate {
     pub fn from_spec(spec: &Spec) -> Option<ExecTemplate> {
         Some(ExecTemplate {
             process: spec.process().clone()?,
-            namespaces: crate::runtime::spec_namespaces(spec)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect(),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            // An invalid persona fails the container's own create first.
+            confinement: Confinement::from_spec("", spec).ok()?,
         })
     }
 
@@ -97,8 +95,7 @@ pub struct ExecRequest {
 #[derive(Debug, Clone)]
 pub struct ExecPlan {
     pub process: Process,
-    pub namespaces: Vec<LinuxNamespaceType>,
-    pub seccomp: Option<LinuxSeccomp>,
+    pub confinement: crate::runtime::Confinement,
 }
 
 /// A regular file of the running container's root (`/proc/PID/root/REL`),
@@ -168,8 +165,7 @@ pub fn plan_exec(
     }
     Ok(ExecPlan {
         process,
-        namespaces: template.namespaces,
-        seccomp: template.seccomp,
+        confinement: template.confinement,
     })
 }
 
@@ -185,7 +181,7 @@ mod tests {
         t.save(dir.path()).unwrap();
         let back = ExecTemplate::load(dir.path()).unwrap().unwrap();
         assert_eq!(back.process, t.process);
-        assert_eq!(back.namespaces, t.namespaces);
+        assert_eq!(back.confinement, t.confinement);
         let p = back.process_for(vec!["true".into()], true);
         assert_eq!(p.args().as_deref(), Some(&["true".to_string()][..]));
         assert_eq!(p.terminal(), Some(true));
@@ -221,7 +217,7 @@ mod tests {
         assert_eq!(env.iter().filter(|e| e.starts_with("TERM=")).count(), 1);
         assert!(env.contains(&"TERM=dumb".to_string()));
         assert_eq!(plan.process.user(), t.process.user());
-        assert_eq!(plan.namespaces, t.namespaces);
+        assert_eq!(plan.confinement.namespaces, t.confinement.namespaces);
         let rel = ExecRequest {
             workdir: Some("srv".into()),
             ..ExecRequest::default()

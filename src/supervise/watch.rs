@@ -50,21 +50,18 @@ impl HealthRunner {
         cgroup: Option<&PathBuf>,
     ) -> Result<i32, runtime::RuntimeError> {
         let child = runtime::exec(runtime::ExecOptions {
-            id: name.to_string(),
-            pid,
-            // The supervisor's own child: its PID cannot be reused before
-            // the supervisor reaps it.
-            start_time: None,
-            process: self
-                .template
-                .process_for(self.state.command().to_vec(), false),
-            namespaces: self.template.namespaces.clone(),
             cgroup: cgroup.cloned(),
-            seccomp: self.template.seccomp.clone(),
-            console_socket: None,
             stdio: Stdio::Null,
-            preserve_fds: 0,
-            personality: None,
+            ..runtime::ExecOptions::new(
+                name,
+                pid,
+                // The supervisor's own child: its PID cannot be reused
+                // before the supervisor reaps it.
+                None,
+                self.template
+                    .process_for(self.state.command().to_vec(), false),
+                self.template.confinement.clone(),
+            )
         })?;
         Ok(child.pid.as_raw())
     }
@@ -94,187 +91,292 @@ pub(super) fn supervise(
     def: &Definition,
     paths: &Paths,
     st: &mut State,
-    mut running: Running,
+    running: Running,
 ) -> Result<i32, SuperviseError> {
-    let name = &def.name;
-    let pid = running.container.pid();
-    let mut health = running.health.take();
-    if health.is_some() {
-        st.health = Some(health::Status::Starting.as_str().to_string());
-        let _ = st.save(&paths.run_dir);
-    }
-    let waits_for_health = def.service.notify == Notify::Healthy && health.is_some();
-    if running.notify.is_some() {
-        notify(opts, "STATUS=running, waiting for the container's READY=1");
-    } else if waits_for_health {
-        notify(
-            opts,
-            "STATUS=running, waiting for the first passing health check",
-        );
-    } else if def.service.notify == Notify::Healthy {
-        notify(
-            opts,
-            "READY=1\nSTATUS=running (notify = \"healthy\" without [health]: ready at start)",
-        );
-    } else {
-        notify(opts, "READY=1\nSTATUS=running");
-    }
-    let mut ready_sent = running.notify.is_none() && !waits_for_health;
-    journal::event(
-        Priority::Info,
-        name,
-        "started",
-        &format!("container \"{name}\" started (pid {pid})"),
-        &[("CONTAINER_PID", pid.to_string())],
-    );
-
+    let mut w = Watch::new(opts, def, paths, st, running);
+    w.announce_start();
     // The supervisor idles next to its container for as long as it runs:
     // give back the start's heap and the binary's resident read-only pages
     // (they fault back from the page cache if a stop or health check needs
     // them), so a host with many containers pays little for each.
     runtime::release_resident_code();
-
-    let mut deadline: Option<Instant> = None;
-    let mut forwarded: Option<i32> = None;
-    let mut killed = false;
     // Raw mode only while relaying; restored when this goes out of scope.
-    let _raw = running.console.as_ref().map(|m| {
+    let _raw = w.running.console.as_ref().map(|m| {
         console::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(m));
         console::sync_size(m);
         console::RawMode::enter()
     });
-    let mut stdin_open = running.console.is_some();
-    let mut master_open = running.console.is_some();
-    let on_health =
-        |status: health::Status, running: &Running, ready_sent: &mut bool, st: &mut State| {
-            let s = status.as_str();
-            // `berth ps`/`inspect` read it from the record.
-            st.health = Some(s.to_string());
-            let _ = st.save(&paths.run_dir);
-            let prio = if status == health::Status::Unhealthy {
-                Priority::Warning
-            } else {
-                Priority::Info
-            };
-            journal::event(
-                prio,
-                name,
-                s,
-                &format!("container \"{name}\" is {s}"),
-                &[("HEALTH", s.to_string())],
+    let code = w.run()?;
+    Ok(w.finish(code))
+}
+
+/// The watch loop's state. [`Watch::run`] waits for the next event and
+/// hands it to its handler: a child's exit ([`Watch::on_children`]), a
+/// health check due ([`Watch::on_health_tick`]) or done
+/// ([`Watch::on_health`]), the stop timeout ([`Watch::on_stop_timeout`]),
+/// terminal I/O ([`Watch::on_console`]), an sd_notify message
+/// ([`Watch::on_notify`]) and a signal from systemd ([`Watch::on_signal`]).
+struct Watch<'a> {
+    opts: &'a RunOptions,
+    def: &'a Definition,
+    paths: &'a Paths,
+    st: &'a mut State,
+    running: Running,
+    /// The container's main process.
+    pid: Pid,
+    health: Option<HealthRunner>,
+    /// `notify = "healthy"` with `[health]`: READY=1 waits for a passing check.
+    waits_for_health: bool,
+    ready_sent: bool,
+    /// Set by the first stop signal: when the container is killed.
+    deadline: Option<Instant>,
+    /// The last signal forwarded to the container: its death by it is a clean stop.
+    forwarded: Option<i32>,
+    /// Killed after `stop_timeout`.
+    killed: bool,
+    stdin_open: bool,
+    master_open: bool,
+}
+
+/// Which terminal descriptors [`Watch::wait`] found readable.
+struct ConsoleReady {
+    stdin: bool,
+    master: bool,
+}
+
+impl<'a> Watch<'a> {
+    fn new(
+        opts: &'a RunOptions,
+        def: &'a Definition,
+        paths: &'a Paths,
+        st: &'a mut State,
+        mut running: Running,
+    ) -> Watch<'a> {
+        let health = running.health.take();
+        let waits_for_health = def.service.notify == Notify::Healthy && health.is_some();
+        let ready_sent = running.notify.is_none() && !waits_for_health;
+        let with_console = running.console.is_some();
+        Watch {
+            opts,
+            def,
+            paths,
+            st,
+            pid: running.container.pid(),
+            running,
+            health,
+            waits_for_health,
+            ready_sent,
+            deadline: None,
+            forwarded: None,
+            killed: false,
+            stdin_open: with_console,
+            master_open: with_console,
+        }
+    }
+
+    fn name(&self) -> &'a str {
+        &self.def.name
+    }
+
+    /// Tell systemd and the journal that the container runs (READY=1 unless
+    /// the container or its first health check says so later).
+    fn announce_start(&mut self) {
+        let (opts, name, pid) = (self.opts, self.name(), self.pid);
+        if self.health.is_some() {
+            self.st.health = Some(health::Status::Starting.as_str().to_string());
+            let _ = self.st.save(&self.paths.run_dir);
+        }
+        if self.running.notify.is_some() {
+            notify(opts, "STATUS=running, waiting for the container's READY=1");
+        } else if self.waits_for_health {
+            notify(
+                opts,
+                "STATUS=running, waiting for the first passing health check",
             );
-            if status == health::Status::Healthy && !*ready_sent && waits_for_health {
-                notify(opts, "READY=1\nSTATUS=running (healthy)");
-                *ready_sent = true;
-            } else {
-                notify(opts, &format!("STATUS=running ({s})"));
+        } else if self.def.service.notify == Notify::Healthy {
+            notify(
+                opts,
+                "READY=1\nSTATUS=running (notify = \"healthy\" without [health]: ready at start)",
+            );
+        } else {
+            notify(opts, "READY=1\nSTATUS=running");
+        }
+        journal::event(
+            Priority::Info,
+            name,
+            "started",
+            &format!("container \"{name}\" started (pid {pid})"),
+            &[("CONTAINER_PID", pid.to_string())],
+        );
+    }
+
+    /// Until the main process is gone: its exit status.
+    fn run(&mut self) -> Result<i32, SuperviseError> {
+        loop {
+            let now = Instant::now();
+            // Reap first: a SIGCHLD may have been merged with an earlier one.
+            if let Some(code) = self.on_children()? {
+                return Ok(code);
             }
-            if status == health::Status::Unhealthy
-                && def
-                    .health
-                    .as_ref()
-                    .is_some_and(|h| h.on_failure != crate::config::OnFailure::None)
-            {
-                // `restart`: the unit fails and systemd's Restart= brings it back.
+            self.on_health_tick(now);
+            if self.deadline.is_some_and(|d| now >= d) && !self.killed {
+                self.on_stop_timeout();
+                continue;
+            }
+            let ready = self.wait(now)?;
+            self.on_console(ready)?;
+            self.on_notify();
+            while let Ok(Some(info)) = self.running.signals.read_signal() {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    self.on_signal(sig);
+                }
+            }
+        }
+    }
+
+    /// Children exited: the main process's status once it is gone; a health
+    /// check's result.
+    fn on_children(&mut self) -> Result<Option<i32>, SuperviseError> {
+        let (main_code, others) = reap(self.pid)?;
+        for (p, code) in others {
+            let status = self
+                .health
+                .as_mut()
+                .filter(|h| h.state.is_check(p))
+                .and_then(|h| h.state.finished(code == 0, Instant::now()));
+            if let Some(status) = status {
+                self.on_health(status);
+            }
+        }
+        Ok(main_code)
+    }
+
+    /// Kill an overdue check; start one that is due (not while stopping).
+    fn on_health_tick(&mut self, now: Instant) {
+        let name = self.name();
+        let Some(h) = self.health.as_mut() else {
+            return;
+        };
+        if let Some(p) = h.state.overdue(now) {
+            // Killed checks come back through reap as failures.
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        if self.deadline.is_some() || !h.state.due(now) {
+            return;
+        }
+        let failed = match h.spawn(name, self.pid, self.running.payload.as_ref()) {
+            Ok(p) => {
+                h.state.started(p, now);
+                None
+            }
+            Err(e) => {
                 journal::event(
                     Priority::Warning,
                     name,
-                    "unhealthy-kill",
-                    &format!("killing unhealthy container \"{name}\""),
+                    "health-error",
+                    &format!("health check of \"{name}\" could not run: {e}"),
                     &[],
                 );
-                kill_all(running, Signal::SIGKILL);
+                h.state.finished(false, now)
             }
         };
-    let code = loop {
-        let now = Instant::now();
-        // Reap first: a SIGCHLD may have been merged with an earlier one.
-        let (main_code, others) = reap(pid)?;
-        for (p, code) in others {
-            if let Some(h) = health.as_mut().filter(|h| h.state.is_check(p)) {
-                if let Some(status) = h.state.finished(code == 0, Instant::now()) {
-                    on_health(status, &running, &mut ready_sent, st);
-                }
-            }
+        if let Some(status) = failed {
+            self.on_health(status);
         }
-        if let Some(code) = main_code {
-            break code;
-        }
-        if let Some(h) = health.as_mut() {
-            if let Some(p) = h.state.overdue(now) {
-                // Killed checks come back through reap as failures.
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            if deadline.is_none() && h.state.due(now) {
-                match h.spawn(name, pid, running.payload.as_ref()) {
-                    Ok(p) => h.state.started(p, now),
-                    Err(e) => {
-                        journal::event(
-                            Priority::Warning,
-                            name,
-                            "health-error",
-                            &format!("health check of \"{name}\" could not run: {e}"),
-                            &[],
-                        );
-                        if let Some(status) = h.state.finished(false, now) {
-                            on_health(status, &running, &mut ready_sent, st);
-                        }
-                    }
-                }
-            }
-        }
-        let mut timeout = match deadline {
-            Some(d) => d.saturating_duration_since(now),
-            None => Duration::from_secs(3600),
+    }
+
+    /// A health status changed: record it, tell systemd (READY=1 on the
+    /// first pass when it waits for one), kill an unhealthy container if
+    /// `on_failure` says so.
+    fn on_health(&mut self, status: health::Status) {
+        let name = self.name();
+        let s = status.as_str();
+        // `berth ps`/`inspect` read it from the record.
+        self.st.health = Some(s.to_string());
+        let _ = self.st.save(&self.paths.run_dir);
+        let prio = if status == health::Status::Unhealthy {
+            Priority::Warning
+        } else {
+            Priority::Info
         };
-        if let Some(h) = &health {
-            timeout = timeout.min(h.state.next_wakeup(now).max(Duration::from_millis(1)));
+        journal::event(
+            prio,
+            name,
+            s,
+            &format!("container \"{name}\" is {s}"),
+            &[("HEALTH", s.to_string())],
+        );
+        if status == health::Status::Healthy && !self.ready_sent && self.waits_for_health {
+            notify(self.opts, "READY=1\nSTATUS=running (healthy)");
+            self.ready_sent = true;
+        } else {
+            notify(self.opts, &format!("STATUS=running ({s})"));
         }
-        if deadline.is_some_and(|d| now >= d) && !killed {
+        if status == health::Status::Unhealthy
+            && self
+                .def
+                .health
+                .as_ref()
+                .is_some_and(|h| h.on_failure != crate::config::OnFailure::None)
+        {
+            // `restart`: the unit fails and systemd's Restart= brings it back.
             journal::event(
                 Priority::Warning,
                 name,
-                "stop-timeout",
-                &format!(
-                    "container \"{name}\" did not stop within {}s, killing it",
-                    def.service.stop_timeout.as_secs_f64()
-                ),
+                "unhealthy-kill",
+                &format!("killing unhealthy container \"{name}\""),
                 &[],
             );
-            kill_all(&running, Signal::SIGKILL);
-            killed = true;
-            continue;
+            kill_all(&self.running, Signal::SIGKILL);
         }
-        let mut fds = vec![nix::poll::PollFd::new(
-            running.signals.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if let Some(sock) = &running.notify {
-            fds.push(nix::poll::PollFd::new(
-                sock.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            ));
+    }
+
+    /// `stop_timeout` passed since the first stop signal: SIGKILL.
+    fn on_stop_timeout(&mut self) {
+        let name = self.name();
+        journal::event(
+            Priority::Warning,
+            name,
+            "stop-timeout",
+            &format!(
+                "container \"{name}\" did not stop within {}s, killing it",
+                self.def.service.stop_timeout.as_secs_f64()
+            ),
+            &[],
+        );
+        kill_all(&self.running, Signal::SIGKILL);
+        self.killed = true;
+    }
+
+    /// Sleep until a signal, a notify message, terminal input or output, or
+    /// the next deadline (stop timeout, health check).
+    fn wait(&self, now: Instant) -> Result<ConsoleReady, SuperviseError> {
+        use nix::poll::{PollFd, PollFlags};
+        let mut timeout = match self.deadline {
+            Some(d) => d.saturating_duration_since(now),
+            None => Duration::from_secs(3600),
+        };
+        if let Some(h) = &self.health {
+            timeout = timeout.min(h.state.next_wakeup(now).max(Duration::from_millis(1)));
+        }
+        let mut fds = vec![PollFd::new(self.running.signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(sock) = &self.running.notify {
+            fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
         }
         let stdin = std::io::stdin();
         let (mut stdin_at, mut master_at) = (None, None);
-        if let Some(m) = &running.console {
-            if stdin_open {
+        if let Some(m) = &self.running.console {
+            if self.stdin_open {
                 stdin_at = Some(fds.len());
-                fds.push(nix::poll::PollFd::new(
-                    stdin.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                ));
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
-            if master_open {
+            if self.master_open {
                 master_at = Some(fds.len());
-                fds.push(nix::poll::PollFd::new(
-                    m.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                ));
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
             }
         }
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        let ms = if killed { 100 } else { ms.max(1) };
+        let ms = if self.killed { 100 } else { ms.max(1) };
         match nix::poll::poll(
             &mut fds,
             nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
@@ -286,128 +388,153 @@ pub(super) fn supervise(
             at.and_then(|i| fds[i].revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (stdin_ready, master_ready) = (ready(stdin_at), ready(master_at));
-        drop(fds);
-        if let Some(m) = &running.console {
-            use std::os::fd::AsRawFd;
-            if stdin_ready {
-                let mut to = std::fs::File::from(
-                    m.try_clone()
-                        .map_err(|e| SuperviseError::io("dup", "pty master", e))?,
-                );
-                if console::pump(0, &mut to) == console::Pumped::Done {
-                    stdin_open = false;
-                }
-            }
-            if master_ready
-                && console::pump(m.as_raw_fd(), &mut std::io::stdout()) == console::Pumped::Done
-            {
-                master_open = false;
+        Ok(ConsoleReady {
+            stdin: ready(stdin_at),
+            master: ready(master_at),
+        })
+    }
+
+    /// `berth run -t`: relay the terminal both ways.
+    fn on_console(&mut self, ready: ConsoleReady) -> Result<(), SuperviseError> {
+        use std::os::fd::AsRawFd;
+        let Some(m) = &self.running.console else {
+            return Ok(());
+        };
+        if ready.stdin {
+            let mut to = std::fs::File::from(
+                m.try_clone()
+                    .map_err(|e| SuperviseError::io("dup", "pty master", e))?,
+            );
+            if console::pump(0, &mut to) == console::Pumped::Done {
+                self.stdin_open = false;
             }
         }
-        if let Some(sock) = &running.notify {
-            while let Some((text, from_container)) = super::sender::recv(sock, pid) {
-                if !from_container {
+        if ready.master
+            && console::pump(m.as_raw_fd(), &mut std::io::stdout()) == console::Pumped::Done
+        {
+            self.master_open = false;
+        }
+        Ok(())
+    }
+
+    /// The container's sd_notify messages: relay what it may say.
+    fn on_notify(&self) {
+        let Some(sock) = &self.running.notify else {
+            return;
+        };
+        while let Some((text, from_container)) = super::sender::recv(sock, self.pid) {
+            if !from_container {
+                journal::event(
+                    Priority::Warning,
+                    self.name(),
+                    "notify",
+                    "ignored an sd_notify message from a process outside the container",
+                    &[],
+                );
+                continue;
+            }
+            if let Some(m) = relay_notify(&text) {
+                notify(self.opts, &m);
+            }
+        }
+    }
+
+    /// A signal to the supervisor: SIGTERM (systemctl stop) becomes the
+    /// image's stop signal and starts the stop timeout; others are forwarded.
+    fn on_signal(&mut self, sig: Signal) {
+        match sig {
+            Signal::SIGCHLD => {}
+            Signal::SIGWINCH => {
+                if let Some(m) = &self.running.console {
+                    console::sync_size(m);
+                }
+            }
+            Signal::SIGHUP => {
+                let _ = kill(self.pid, Signal::SIGHUP);
+            }
+            _ => {
+                let to = if sig == Signal::SIGTERM {
+                    self.running.stop_signal
+                } else {
+                    sig as i32
+                };
+                if self.deadline.is_none() {
+                    let name = self.name();
+                    notify(self.opts, "STOPPING=1\nSTATUS=stopping");
                     journal::event(
-                        Priority::Warning,
+                        Priority::Info,
                         name,
-                        "notify",
-                        "ignored an sd_notify message from a process outside the container",
+                        "stopping",
+                        &format!(
+                            "stopping container \"{name}\" with {}",
+                            runtime::signal_name(to)
+                        ),
                         &[],
                     );
-                    continue;
+                    self.deadline = Some(Instant::now() + self.def.service.stop_timeout);
                 }
-                if let Some(m) = relay_notify(&text) {
-                    notify(opts, &m);
-                }
+                let _ = runtime::send_signal(self.pid.as_raw(), to);
+                self.forwarded = Some(to);
             }
         }
-        while let Ok(Some(info)) = running.signals.read_signal() {
-            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
-                continue;
-            };
-            match sig {
-                Signal::SIGCHLD => {}
-                Signal::SIGWINCH => {
-                    if let Some(m) = &running.console {
-                        console::sync_size(m);
-                    }
-                }
-                Signal::SIGHUP => {
-                    let _ = kill(pid, Signal::SIGHUP);
-                }
-                _ => {
-                    // SIGTERM (systemctl stop) becomes the image's stop signal.
-                    let to = if sig == Signal::SIGTERM {
-                        running.stop_signal
-                    } else {
-                        sig as i32
-                    };
-                    if deadline.is_none() {
-                        notify(opts, "STOPPING=1\nSTATUS=stopping");
-                        journal::event(
-                            Priority::Info,
-                            name,
-                            "stopping",
-                            &format!(
-                                "stopping container \"{name}\" with {}",
-                                runtime::signal_name(to)
-                            ),
-                            &[],
-                        );
-                        deadline = Some(Instant::now() + def.service.stop_timeout);
-                    }
-                    let _ = runtime::send_signal(pid.as_raw(), to);
-                    forwarded = Some(to);
-                }
-            }
+    }
+
+    /// The main process exited with `code`: report OOM kills, kill what is
+    /// left, clear the record's PID, log the exit. The supervisor's status:
+    /// 0 for a stop by the signal we forwarded, else `code`.
+    fn finish(&mut self, code: i32) -> i32 {
+        let name = self.name();
+        if let Some(m) = &self.running.console {
+            console::drain(m);
         }
-    };
-    if let Some(m) = &running.console {
-        console::drain(m);
-    }
-    // The kernel's OOM killer leaves its count in the payload's memory.events.
-    let oom_kills = running
-        .payload
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p.join("memory.events")).ok())
-        .map(|t| cgroup::parse_oom_kills(&t))
-        .unwrap_or(0);
-    if oom_kills > 0 {
-        journal::event(
-            Priority::Warning,
-            name,
-            "oom-killed",
-            &format!("container \"{name}\" ran out of memory: the kernel killed {oom_kills} of its processes"),
-            &[("OOM_KILLS", oom_kills.to_string())],
-        );
-    }
-    // The main process is gone: nothing else in the container may outlive it.
-    kill_all(&running, Signal::SIGKILL);
-    st.container_pid = None;
-    st.container_start_time = None;
-    let _ = st.save(&paths.run_dir);
-    let clean_stop = forwarded.is_some_and(|s| code == 128 + s);
-    let message = if code > 128 {
-        let sig = Signal::try_from(code - 128)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        format!("container \"{name}\" was killed by {sig} (status {code})")
-    } else {
-        format!("container \"{name}\" exited with code {code}")
-    };
-    journal::event(
-        if code == 0 || clean_stop {
-            Priority::Info
+        // The kernel's OOM killer leaves its count in the payload's memory.events.
+        let oom_kills = self
+            .running
+            .payload
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p.join("memory.events")).ok())
+            .map(|t| cgroup::parse_oom_kills(&t))
+            .unwrap_or(0);
+        if oom_kills > 0 {
+            journal::event(
+                Priority::Warning,
+                name,
+                "oom-killed",
+                &format!("container \"{name}\" ran out of memory: the kernel killed {oom_kills} of its processes"),
+                &[("OOM_KILLS", oom_kills.to_string())],
+            );
+        }
+        // The main process is gone: nothing else in the container may outlive it.
+        kill_all(&self.running, Signal::SIGKILL);
+        self.st.container_pid = None;
+        self.st.container_start_time = None;
+        let _ = self.st.save(&self.paths.run_dir);
+        let clean_stop = self.forwarded.is_some_and(|s| code == 128 + s);
+        let message = if code > 128 {
+            let sig = Signal::try_from(code - 128)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            format!("container \"{name}\" was killed by {sig} (status {code})")
         } else {
-            Priority::Notice
-        },
-        name,
-        "exited",
-        &message,
-        &[("EXIT_STATUS", code.to_string())],
-    );
-    Ok(if clean_stop { 0 } else { code })
+            format!("container \"{name}\" exited with code {code}")
+        };
+        journal::event(
+            if code == 0 || clean_stop {
+                Priority::Info
+            } else {
+                Priority::Notice
+            },
+            name,
+            "exited",
+            &message,
+            &[("EXIT_STATUS", code.to_string())],
+        );
+        if clean_stop {
+            0
+        } else {
+            code
+        }
+    }
 }
 
 /// The main process's status (once it is gone) and other children's, by PID.
