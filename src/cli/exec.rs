@@ -107,6 +107,7 @@ pub fn run(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         cgroup: run.cgroup.clone(),
         console_socket: console.as_ref().map(|(_, p)| p.clone()),
         stdio,
+        seccomp_cache: Some(crate::supervise::run_root(root).join(crate::supervise::SECCOMP_CACHE)),
         ..ExecOptions::new(
             &args.name,
             runtime::Pid::from_raw(run.pid),

@@ -84,6 +84,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// The container's `linux.personality` persona ([`super::init::plan_personality`]).
     pub personality: Option<u64>,
+    /// Where compiled seccomp programs are kept (`seccomp::Compiled`).
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 impl ExecOptions {
@@ -115,6 +117,7 @@ impl ExecOptions {
             stdio: Stdio::Inherit,
             preserve_fds: 0,
             personality: confinement.personality,
+            seccomp_cache: None,
         }
     }
 }
@@ -199,6 +202,12 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         }
         _ => None,
     };
+    // Compiled here, before clone: the child only loads it (seccomp.rs).
+    let filter = opts
+        .seccomp
+        .as_ref()
+        .map(|p| seccomp::Compiled::compile(p, opts.seccomp_cache.as_deref()))
+        .transpose()?;
     let (parent_end, child_end) = channel::pair()?;
 
     // A PID namespace applies to children only: join it here for the clone.
@@ -224,7 +233,8 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         process::Cloned::Child => {
             drop(parent_end);
             process::set_name("berth:[exec]");
-            let Err((step, message)) = exec_sequence(&opts, &joins, console, &child_end);
+            let Err((step, message)) =
+                exec_sequence(&opts, filter.as_ref(), &joins, console, &child_end);
             let _ = child_end.send(&Message::Error { step, message });
             // SAFETY: see init::run.
             unsafe { libc::_exit(127) }
@@ -312,6 +322,7 @@ fn init_oom_score_adj(pid: Pid) -> Result<Option<i32>, RuntimeError> {
 
 fn exec_sequence(
     opts: &ExecOptions,
+    filter: Option<&seccomp::Compiled>,
     joins: &[(LinuxNamespaceType, File)],
     console: Option<OwnedFd>,
     channel: &Channel,
@@ -392,8 +403,8 @@ fn exec_sequence(
     if nnp {
         set_no_new_privs().map_err(step("no_new_privileges"))?;
     }
-    if let (false, Some(profile)) = (nnp, &opts.seccomp) {
-        seccomp::apply_seccomp(profile).map_err(step("seccomp"))?;
+    if let (false, Some(filter)) = (nnp, filter) {
+        filter.load().map_err(step("seccomp"))?;
     }
     apply_user_and_caps(p).map_err(step("user and capabilities"))?;
     // Resolved in the container's root and verified (CVE-2024-21626, cwd.rs).
@@ -401,8 +412,8 @@ fn exec_sequence(
     let (path, argv, envp) = build_exec(p).map_err(step("resolve program"))?;
     reset_signals();
     close_fds_on_exec(opts.preserve_fds).map_err(step("close inherited fds"))?;
-    if let (true, Some(profile)) = (nnp, &opts.seccomp) {
-        seccomp::apply_seccomp(profile).map_err(step("seccomp"))?;
+    if let (true, Some(filter)) = (nnp, filter) {
+        filter.load().map_err(step("seccomp"))?;
     }
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     Err((

@@ -3,7 +3,7 @@
 //! loader for OCI or Docker JSON profile files.
 //!
 //! Building (`default_profile`, `load_profile`, `build_filter`) has no side
-//! effects; only `apply_seccomp` loads a filter into the calling process.
+//! effects; only `Compiled::load` loads a filter into the calling process.
 
 use std::path::Path;
 
@@ -160,12 +160,6 @@ fn add_rule(
         }
     }
     Ok(())
-}
-
-/// Load the compiled profile into the calling process.
-pub fn apply_seccomp(profile: &LinuxSeccomp) -> Result<(), RuntimeError> {
-    let ctx = build_filter(profile)?;
-    ctx.load().map_err(seccomp_err("load filter"))
 }
 
 /// `<linux/seccomp.h>`: not in the libc crate for every target.

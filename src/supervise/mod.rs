@@ -37,7 +37,7 @@ pub use cleanup::{cleanup, CleanupOptions};
 pub use exec::ExecTemplate;
 pub use files::{render_hostname, render_hosts, render_resolv_conf};
 use journal::Priority;
-pub use state::{Paths, State};
+pub use state::{Paths, State, SECCOMP_CACHE};
 pub use volumes::{remove_volume, volume, volume_data, volumes, VolumeError, VolumeInfo};
 pub use watch::relay_notify;
 

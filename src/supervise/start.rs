@@ -428,6 +428,7 @@ fn save_exec_template(
         (Some(h), Some(template)) => Some(HealthRunner {
             state: health::HealthState::new(h.clone(), Instant::now()),
             template,
+            seccomp_cache: paths.seccomp_cache.clone(),
         }),
         _ => None,
     })

@@ -17,6 +17,9 @@ pub const STATE_FILE: &str = "state.json";
 /// File name of the list of created resources inside the run dir.
 pub const RESOURCES_FILE: &str = "resources";
 
+/// `RUN/seccomp-cache`, beside `containers/` (`runtime::seccomp::Compiled`).
+pub const SECCOMP_CACHE: &str = "seccomp-cache";
+
 /// Where a container's files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -41,7 +44,7 @@ impl Paths {
             run_dir: run_root.join("containers").join(name),
             storage_dir: storage_root.join("containers").join(name),
             userns_dir: run_root.join("userns"),
-            seccomp_cache: run_root.join("seccomp-cache"),
+            seccomp_cache: run_root.join(SECCOMP_CACHE),
             name: name.to_string(),
         }
     }

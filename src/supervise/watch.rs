@@ -39,6 +39,7 @@ pub(super) struct HealthRunner {
     pub(super) state: health::HealthState,
     /// The container's confinement, which each check runs under.
     pub(super) template: super::ExecTemplate,
+    pub(super) seccomp_cache: PathBuf,
 }
 
 impl HealthRunner {
@@ -52,6 +53,7 @@ impl HealthRunner {
         let child = runtime::exec(runtime::ExecOptions {
             cgroup: cgroup.cloned(),
             stdio: Stdio::Null,
+            seccomp_cache: Some(self.seccomp_cache.clone()),
             ..runtime::ExecOptions::new(
                 name,
                 pid,
