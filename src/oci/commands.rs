@@ -78,7 +78,6 @@ fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         cgroup: st.cgroup.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
-        seccomp_cache: Some(root.join(SECCOMP_CACHE)),
         ..ExecOptions::new(id, Pid::from_raw(st.pid), st.start_time, p, confinement)
     })?;
     if let Some(f) = &a.pid_file {
@@ -327,7 +326,9 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         bundle: Some(bundle.clone()),
         preserve_fds: a.preserve_fds,
         reaper: false,
-        seccomp_cache: Some(root.join(SECCOMP_CACHE)),
+        // No cache: the caller's --root holds only container state, and
+        // emptied is all it is after the last delete (Podman checks).
+        seccomp_cache: None,
     };
     // A failed create stops the scope it started too (its list names it).
     let container = runtime::create(opts)?;
@@ -459,10 +460,6 @@ const REEXEC_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// argv[1] of the waiting personality `run` re-executes itself into.
 pub const WAIT_VERB: &str = "__wait";
-
-/// Compiled seccomp programs, beside the containers' dirs (an ID cannot
-/// start with a dot; `runtime::seccomp::Compiled`).
-const SECCOMP_CACHE: &str = ".seccomp-cache";
 
 fn exec_waiter(pid: Pid, root: &Path, id: &str, keep: bool) -> anyhow::Error {
     use std::ffi::CString;
