@@ -129,6 +129,9 @@ pub fn validate_sysctl(key: &str, own: &dyn Fn(LinuxNamespaceType) -> bool) -> R
     }
 }
 
+/// The spec's namespaces: each type, with the path to join or None for a new one.
+type SpecNamespaces = Vec<(LinuxNamespaceType, Option<PathBuf>)>;
+
 impl InitPlan {
     pub fn build(opts: &super::CreateOptions) -> Result<Self, RuntimeError> {
         let id = &opts.id;
@@ -143,42 +146,13 @@ impl InitPlan {
                 "process.args is empty; expected the program to run",
             ));
         }
-        let namespaces = super::spec_namespaces(spec);
-        let mut clone_flags = 0u64;
-        let mut seen = Vec::new();
-        for (typ, path) in &namespaces {
-            if seen.contains(typ) {
-                return Err(invalid(id, format!("namespace '{typ}' is listed twice")));
-            }
-            seen.push(*typ);
-            if path.is_none() {
-                clone_flags |= match typ {
-                    LinuxNamespaceType::Time => CLONE_NEWTIME,
-                    t => *t as u64,
-                };
-            }
-        }
+        let (namespaces, clone_flags) = plan_namespaces(id, spec)?;
         let new = |t: LinuxNamespaceType| namespaces.iter().any(|(n, p)| *n == t && p.is_none());
-        if !new(LinuxNamespaceType::Mount) {
-            return Err(invalid(
-                id,
-                "berth needs a new mount namespace (type 'mount' without a path)",
-            ));
-        }
         let own = |t: LinuxNamespaceType| namespaces.iter().any(|(n, _)| *n == t);
         let linux = spec.linux().clone().unwrap_or_default();
         super::lsm::refuse_unenforced(process.as_ref(), linux.mount_label().as_deref())
             .map_err(|r| invalid(id, r))?;
-        let mut sysctl: Vec<(String, String)> = linux
-            .sysctl()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        sysctl.sort();
-        for (k, _) in &sysctl {
-            validate_sysctl(k, &own).map_err(|r| invalid(id, r))?;
-        }
+        let sysctl = plan_sysctl(id, &linux, &own)?;
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         if hostname.is_some() && !own(LinuxNamespaceType::Uts) {
             return Err(invalid(
@@ -192,34 +166,13 @@ impl InitPlan {
             return Err(invalid(id, "a new user namespace needs linux.uidMappings"));
         }
         let mounts = spec.mounts().clone().unwrap_or_default();
-        // runc: /dev is populated unless the spec binds it from elsewhere.
-        let setup_dev = !mounts.iter().any(|m| {
-            m.destination() == Path::new("/dev")
-                && (m.typ().as_deref() == Some("bind")
-                    || m.options()
-                        .iter()
-                        .flatten()
-                        .any(|o| o == "bind" || o == "rbind"))
-        });
+        let setup_dev = plan_setup_dev(&mounts);
         let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console_size = process
             .as_ref()
             .and_then(|p| p.console_size())
             .map(|b| (b.height() as u16, b.width() as u16));
-        if let RootfsSource::Dir(p) = &opts.rootfs {
-            if !p.is_absolute() {
-                return Err(invalid(
-                    id,
-                    format!("root path '{}' must be absolute", p.display()),
-                ));
-            }
-            if !p.is_dir() {
-                return Err(invalid(
-                    id,
-                    format!("root path '{}' is not a directory", p.display()),
-                ));
-            }
-        }
+        check_rootfs(id, &opts.rootfs)?;
         let personality = linux
             .personality()
             .as_ref()
@@ -262,6 +215,87 @@ impl InitPlan {
             reaper: opts.reaper,
         })
     }
+}
+
+/// The spec's namespaces, each listed once, with the clone flags of the new
+/// ones; berth needs a new mount namespace.
+fn plan_namespaces(id: &str, spec: &Spec) -> Result<(SpecNamespaces, u64), RuntimeError> {
+    let namespaces = super::spec_namespaces(spec);
+    let mut clone_flags = 0u64;
+    let mut seen = Vec::new();
+    for (typ, path) in &namespaces {
+        if seen.contains(typ) {
+            return Err(invalid(id, format!("namespace '{typ}' is listed twice")));
+        }
+        seen.push(*typ);
+        if path.is_none() {
+            clone_flags |= match typ {
+                LinuxNamespaceType::Time => CLONE_NEWTIME,
+                t => *t as u64,
+            };
+        }
+    }
+    let new_mount = namespaces
+        .iter()
+        .any(|(n, p)| *n == LinuxNamespaceType::Mount && p.is_none());
+    if !new_mount {
+        return Err(invalid(
+            id,
+            "berth needs a new mount namespace (type 'mount' without a path)",
+        ));
+    }
+    Ok((namespaces, clone_flags))
+}
+
+/// The spec's sysctls, sorted, each validated against the namespaces the
+/// container owns.
+fn plan_sysctl(
+    id: &str,
+    linux: &oci_spec::runtime::Linux,
+    own: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> Result<Vec<(String, String)>, RuntimeError> {
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    for (k, _) in &sysctl {
+        validate_sysctl(k, own).map_err(|r| invalid(id, r))?;
+    }
+    Ok(sysctl)
+}
+
+/// runc: /dev is populated unless the spec binds it from elsewhere.
+fn plan_setup_dev(mounts: &[Mount]) -> bool {
+    !mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    })
+}
+
+/// A root given as a directory must be an absolute path to one.
+fn check_rootfs(id: &str, rootfs: &RootfsSource) -> Result<(), RuntimeError> {
+    if let RootfsSource::Dir(p) = rootfs {
+        if !p.is_absolute() {
+            return Err(invalid(
+                id,
+                format!("root path '{}' must be absolute", p.display()),
+            ));
+        }
+        if !p.is_dir() {
+            return Err(invalid(
+                id,
+                format!("root path '{}' is not a directory", p.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Namespaces the spec asks to join by path, opened in the parent.
