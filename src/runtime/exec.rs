@@ -191,17 +191,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         Some(p) => Some(File::open(p).map_err(|e| RuntimeError::io("open cgroup", p, e))?),
         None => None,
     };
-    let terminal = opts.process.terminal().unwrap_or(false);
-    let console = match (terminal, &opts.console_socket) {
-        (true, Some(p)) => Some(console::connect_console_socket(p)?),
-        (true, None) => {
-            return Err(RuntimeError::InvalidSpec {
-                id: opts.id.clone(),
-                reason: "process.terminal is true but no console socket was given".into(),
-            })
-        }
-        _ => None,
-    };
+    let console = open_console(&opts)?;
     // Compiled here, before clone: the child only loads it (seccomp.rs).
     let filter = opts
         .seccomp
@@ -211,20 +201,7 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
     let (parent_end, child_end) = channel::pair()?;
 
     // A PID namespace applies to children only: join it here for the clone.
-    let pid_guard = match joins
-        .iter()
-        .position(|(t, _)| *t == LinuxNamespaceType::Pid)
-    {
-        Some(i) => {
-            let (_, f) = joins.remove(i);
-            let own = File::open("/proc/self/ns/pid")
-                .map_err(|e| RuntimeError::io("open", "/proc/self/ns/pid", e))?;
-            setns(&f, CloneFlags::CLONE_NEWPID)
-                .map_err(|e| RuntimeError::sys("join pid namespace", e))?;
-            Some(own)
-        }
-        None => None,
-    };
+    let pid_guard = enter_pid_namespace(&mut joins)?;
     let cloned = process::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
     if let Some(own) = &pid_guard {
         let _ = setns(own, CloneFlags::CLONE_NEWPID);
@@ -241,43 +218,91 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         }
         process::Cloned::Parent { pid, in_cgroup } => {
             drop(child_end);
-            if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
-                super::cgroup::add_process(p, pid)?;
-            }
-            match super::set_oom_score_adj(pid, oom_score_adj) {
-                // Lowering it below the caller's needs CAP_SYS_RESOURCE: a
-                // value asked for fails the exec, an inherited one only warns.
-                Err(e) if inherited => super::warn(&format!("{e}, ignoring")),
-                r => r?,
-            }
-            let proceed = Message::Proceed {
-                hook_state: String::new(),
-            };
-            parent_end.send(&proceed).map_err(|e| {
-                RuntimeError::io("sync socket of exec in", PathBuf::from(&opts.id), e)
-            })?;
-            match parent_end.recv() {
-                Ok(None) => Ok(ExecProcess { pid }),
-                Ok(Some(Message::Error { step, message })) => {
-                    let _ = waitpid(pid, None);
-                    Err(RuntimeError::Init {
-                        id: opts.id.clone(),
-                        step: format!("exec: {step}"),
-                        message,
-                    })
-                }
-                Ok(Some(other)) => Err(RuntimeError::Protocol {
-                    id: opts.id.clone(),
-                    expected: "exec",
-                    got: format!("{other:?}"),
-                }),
-                Err(e) => Err(RuntimeError::io(
-                    "sync socket of exec in",
-                    PathBuf::from(&opts.id),
-                    e,
-                )),
-            }
+            let oom = (oom_score_adj, inherited);
+            release_child(&opts, pid, in_cgroup, oom, &parent_end)
         }
+    }
+}
+
+/// The console socket's connection when the process has a terminal; a
+/// terminal without a socket is refused.
+fn open_console(opts: &ExecOptions) -> Result<Option<OwnedFd>, RuntimeError> {
+    let terminal = opts.process.terminal().unwrap_or(false);
+    Ok(match (terminal, &opts.console_socket) {
+        (true, Some(p)) => Some(console::connect_console_socket(p)?),
+        (true, None) => {
+            return Err(RuntimeError::InvalidSpec {
+                id: opts.id.clone(),
+                reason: "process.terminal is true but no console socket was given".into(),
+            })
+        }
+        _ => None,
+    })
+}
+
+/// Join the init's PID namespace (taken out of `joins`) for the clone;
+/// returns our own, to go back to right after it.
+fn enter_pid_namespace(
+    joins: &mut Vec<(LinuxNamespaceType, File)>,
+) -> Result<Option<File>, RuntimeError> {
+    let Some(i) = joins
+        .iter()
+        .position(|(t, _)| *t == LinuxNamespaceType::Pid)
+    else {
+        return Ok(None);
+    };
+    let (_, f) = joins.remove(i);
+    let own = File::open("/proc/self/ns/pid")
+        .map_err(|e| RuntimeError::io("open", "/proc/self/ns/pid", e))?;
+    setns(&f, CloneFlags::CLONE_NEWPID).map_err(|e| RuntimeError::sys("join pid namespace", e))?;
+    Ok(Some(own))
+}
+
+/// Parent side after the clone: place the child in the cgroup, set its
+/// oom_score_adj (and whether it is the init's, inherited), release it
+/// (sync point 1) and wait for its execve or its failing step.
+fn release_child(
+    opts: &ExecOptions,
+    pid: Pid,
+    in_cgroup: bool,
+    (oom_score_adj, inherited): (Option<i32>, bool),
+    parent_end: &Channel,
+) -> Result<ExecProcess, RuntimeError> {
+    if let (Some(p), false) = (&opts.cgroup, in_cgroup) {
+        super::cgroup::add_process(p, pid)?;
+    }
+    match super::set_oom_score_adj(pid, oom_score_adj) {
+        // Lowering it below the caller's needs CAP_SYS_RESOURCE: a
+        // value asked for fails the exec, an inherited one only warns.
+        Err(e) if inherited => super::warn(&format!("{e}, ignoring")),
+        r => r?,
+    }
+    let proceed = Message::Proceed {
+        hook_state: String::new(),
+    };
+    parent_end
+        .send(&proceed)
+        .map_err(|e| RuntimeError::io("sync socket of exec in", PathBuf::from(&opts.id), e))?;
+    match parent_end.recv() {
+        Ok(None) => Ok(ExecProcess { pid }),
+        Ok(Some(Message::Error { step, message })) => {
+            let _ = waitpid(pid, None);
+            Err(RuntimeError::Init {
+                id: opts.id.clone(),
+                step: format!("exec: {step}"),
+                message,
+            })
+        }
+        Ok(Some(other)) => Err(RuntimeError::Protocol {
+            id: opts.id.clone(),
+            expected: "exec",
+            got: format!("{other:?}"),
+        }),
+        Err(e) => Err(RuntimeError::io(
+            "sync socket of exec in",
+            PathBuf::from(&opts.id),
+            e,
+        )),
     }
 }
 

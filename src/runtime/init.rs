@@ -1,5 +1,6 @@
 //! The container's init, from clone to execve: the whole start sequence is
-//! `start_sequence`, one step per call, in order. It runs in the cloned child
+//! `start_sequence`, the sync points and one phase function between each,
+//! in order; each phase lists its steps, one per call. It runs in the cloned child
 //! of a single-threaded parent, never returns, and reports a failing step
 //! back to the parent over the sync channel before exiting.
 //!
@@ -128,6 +129,9 @@ pub fn validate_sysctl(key: &str, own: &dyn Fn(LinuxNamespaceType) -> bool) -> R
     }
 }
 
+/// The spec's namespaces: each type, with the path to join or None for a new one.
+type SpecNamespaces = Vec<(LinuxNamespaceType, Option<PathBuf>)>;
+
 impl InitPlan {
     pub fn build(opts: &super::CreateOptions) -> Result<Self, RuntimeError> {
         let id = &opts.id;
@@ -142,42 +146,13 @@ impl InitPlan {
                 "process.args is empty; expected the program to run",
             ));
         }
-        let namespaces = super::spec_namespaces(spec);
-        let mut clone_flags = 0u64;
-        let mut seen = Vec::new();
-        for (typ, path) in &namespaces {
-            if seen.contains(typ) {
-                return Err(invalid(id, format!("namespace '{typ}' is listed twice")));
-            }
-            seen.push(*typ);
-            if path.is_none() {
-                clone_flags |= match typ {
-                    LinuxNamespaceType::Time => CLONE_NEWTIME,
-                    t => *t as u64,
-                };
-            }
-        }
+        let (namespaces, clone_flags) = plan_namespaces(id, spec)?;
         let new = |t: LinuxNamespaceType| namespaces.iter().any(|(n, p)| *n == t && p.is_none());
-        if !new(LinuxNamespaceType::Mount) {
-            return Err(invalid(
-                id,
-                "berth needs a new mount namespace (type 'mount' without a path)",
-            ));
-        }
         let own = |t: LinuxNamespaceType| namespaces.iter().any(|(n, _)| *n == t);
         let linux = spec.linux().clone().unwrap_or_default();
         super::lsm::refuse_unenforced(process.as_ref(), linux.mount_label().as_deref())
             .map_err(|r| invalid(id, r))?;
-        let mut sysctl: Vec<(String, String)> = linux
-            .sysctl()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        sysctl.sort();
-        for (k, _) in &sysctl {
-            validate_sysctl(k, &own).map_err(|r| invalid(id, r))?;
-        }
+        let sysctl = plan_sysctl(id, &linux, &own)?;
         let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
         if hostname.is_some() && !own(LinuxNamespaceType::Uts) {
             return Err(invalid(
@@ -191,34 +166,13 @@ impl InitPlan {
             return Err(invalid(id, "a new user namespace needs linux.uidMappings"));
         }
         let mounts = spec.mounts().clone().unwrap_or_default();
-        // runc: /dev is populated unless the spec binds it from elsewhere.
-        let setup_dev = !mounts.iter().any(|m| {
-            m.destination() == Path::new("/dev")
-                && (m.typ().as_deref() == Some("bind")
-                    || m.options()
-                        .iter()
-                        .flatten()
-                        .any(|o| o == "bind" || o == "rbind"))
-        });
+        let setup_dev = plan_setup_dev(&mounts);
         let terminal = process.as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console_size = process
             .as_ref()
             .and_then(|p| p.console_size())
             .map(|b| (b.height() as u16, b.width() as u16));
-        if let RootfsSource::Dir(p) = &opts.rootfs {
-            if !p.is_absolute() {
-                return Err(invalid(
-                    id,
-                    format!("root path '{}' must be absolute", p.display()),
-                ));
-            }
-            if !p.is_dir() {
-                return Err(invalid(
-                    id,
-                    format!("root path '{}' is not a directory", p.display()),
-                ));
-            }
-        }
+        check_rootfs(id, &opts.rootfs)?;
         let personality = linux
             .personality()
             .as_ref()
@@ -261,6 +215,87 @@ impl InitPlan {
             reaper: opts.reaper,
         })
     }
+}
+
+/// The spec's namespaces, each listed once, with the clone flags of the new
+/// ones; berth needs a new mount namespace.
+fn plan_namespaces(id: &str, spec: &Spec) -> Result<(SpecNamespaces, u64), RuntimeError> {
+    let namespaces = super::spec_namespaces(spec);
+    let mut clone_flags = 0u64;
+    let mut seen = Vec::new();
+    for (typ, path) in &namespaces {
+        if seen.contains(typ) {
+            return Err(invalid(id, format!("namespace '{typ}' is listed twice")));
+        }
+        seen.push(*typ);
+        if path.is_none() {
+            clone_flags |= match typ {
+                LinuxNamespaceType::Time => CLONE_NEWTIME,
+                t => *t as u64,
+            };
+        }
+    }
+    let new_mount = namespaces
+        .iter()
+        .any(|(n, p)| *n == LinuxNamespaceType::Mount && p.is_none());
+    if !new_mount {
+        return Err(invalid(
+            id,
+            "berth needs a new mount namespace (type 'mount' without a path)",
+        ));
+    }
+    Ok((namespaces, clone_flags))
+}
+
+/// The spec's sysctls, sorted, each validated against the namespaces the
+/// container owns.
+fn plan_sysctl(
+    id: &str,
+    linux: &oci_spec::runtime::Linux,
+    own: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> Result<Vec<(String, String)>, RuntimeError> {
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    for (k, _) in &sysctl {
+        validate_sysctl(k, own).map_err(|r| invalid(id, r))?;
+    }
+    Ok(sysctl)
+}
+
+/// runc: /dev is populated unless the spec binds it from elsewhere.
+fn plan_setup_dev(mounts: &[Mount]) -> bool {
+    !mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    })
+}
+
+/// A root given as a directory must be an absolute path to one.
+fn check_rootfs(id: &str, rootfs: &RootfsSource) -> Result<(), RuntimeError> {
+    if let RootfsSource::Dir(p) = rootfs {
+        if !p.is_absolute() {
+            return Err(invalid(
+                id,
+                format!("root path '{}' must be absolute", p.display()),
+            ));
+        }
+        if !p.is_dir() {
+            return Err(invalid(
+                id,
+                format!("root path '{}' is not a directory", p.display()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Namespaces the spec asks to join by path, opened in the parent.
@@ -437,9 +472,9 @@ pub fn run(ctx: InitContext) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-/// The start sequence, in order. Each step's comment says why it sits where it does.
+/// The start sequence, in order: one phase per call, sync points between
+/// them. Each step's comment says why it sits where it does.
 fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
-    let plan = ctx.plan;
     // First of all: only what the init was given stays open (CVE-2024-21626).
     close_fds(ctx, Held::Start, &[])?;
     crate::trace::step("init: cloned");
@@ -450,6 +485,40 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .wait_for_proceed()
         .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
     crate::trace::step("init: released by the parent");
+    let fifo = join_namespaces(ctx)?;
+    let (procfs, root) = mount_root(ctx)?;
+    // Sync points 1a and 1b, then createContainer hooks: before pivot_root.
+    run_runtime_hooks(ctx, &hook_state)?;
+    drop(root);
+    pivot_root(ctx)?;
+    // The console socket is used up; from here the init holds only what its
+    // process may inherit, so no cwd or program path can reach a host fd.
+    // The procfs stays until the sysctls are written through it.
+    let procfs_fd: Vec<RawFd> = procfs.iter().map(|p| p.raw_fd()).collect();
+    close_fds(ctx, Held::Process, &procfs_fd)?;
+    finish_root(ctx.plan, procfs)?;
+    let prepared = match &ctx.plan.process {
+        Some(p) => Some(prepare_process(ctx.plan, p)?),
+        None => None,
+    };
+    // Still undumpable (see process::clone3): the exec FIFO is reopened
+    // through /proc/self/fd below, which a process may always do on itself.
+    // Sync point 2 (init): fully set up.
+    ctx.channel
+        .send(&Message::Ready)
+        .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
+    READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::trace::step("init: set up, waiting to be started");
+    // Sync point 3 (init): wait to be started.
+    wait_for_start(ctx, fifo)?;
+    exec_program(ctx, &hook_state, prepared)
+}
+
+/// Phase after sync point 1: become the namespace's root, join the spec's
+/// namespaces, set up stdio, and close what that used. Returns the exec
+/// FIFO when the FIFO gate starts us.
+fn join_namespaces<'a>(ctx: &'a InitContext) -> StepResult<Option<&'a OwnedFd>> {
+    let plan = ctx.plan;
     // A rootless parent had to leave us dumpable to write our ID maps.
     process::set_undumpable();
     // With ID maps in place, become the namespace's root to own what follows.
@@ -470,7 +539,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     // first path the container controls (its root, its mounts).
     close_fds(ctx, Held::Joined, &[])?;
     // The FIFO lives on the host; the parent opened it for us.
-    let fifo = match ctx.gate {
+    Ok(match ctx.gate {
         StartGate::Fifo(path) => Some(ctx.exec_fifo.as_ref().ok_or_else(|| {
             (
                 "open exec fifo".to_string(),
@@ -478,7 +547,14 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             )
         })?),
         StartGate::Socket => None,
-    };
+    })
+}
+
+/// Phase before pivot_root: propagation, the root filesystem, the spec's
+/// mounts and devices. Returns the procfs taken for the sysctls and the
+/// descriptor of the root, held until pivot_root.
+fn mount_root(ctx: &InitContext) -> StepResult<(Option<super::procfs::ProcFs>, crate::sys::Root)> {
+    let plan = ctx.plan;
     // Mounts: propagation first so nothing we do leaks to the host.
     step(
         "mount propagation",
@@ -541,6 +617,13 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             devices::setup_devices(&root, &plan.devices, plan.new_user_ns),
         )?;
     }
+    Ok((procfs, root))
+}
+
+/// Sync points 1a and 1b, then the createContainer hooks: the runtime
+/// environment exists and pivot_root has not happened.
+fn run_runtime_hooks(ctx: &InitContext, hook_state: &str) -> StepResult<()> {
+    let plan = ctx.plan;
     // Sync point 1a (init): the runtime environment exists and pivot_root has
     // not happened: the parent runs createRuntime/prestart hooks now.
     if plan.runtime_hooks {
@@ -561,10 +644,15 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         run_hooks(
             &plan.create_container_hooks,
             HookPoint::CreateContainer,
-            &hook_state,
+            hook_state,
         ),
-    )?;
-    drop(root);
+    )
+}
+
+/// Phase into the new root: pivot_root, its propagation, and the console
+/// from the container's own devpts.
+fn pivot_root(ctx: &InitContext) -> StepResult<()> {
+    let plan = ctx.plan;
     step("pivot_root", mount::pivot_into(&LinuxSyscall, ctx.rootfs))?;
     step(
         "root propagation",
@@ -577,11 +665,13 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             console::setup_console(sock, plan.console_size, console::Console::Bind),
         )?;
     }
-    // The console socket is used up; from here the init holds only what its
-    // process may inherit, so no cwd or program path can reach a host fd.
-    // The procfs stays until the sysctls below are written through it.
-    let procfs_fd: Vec<RawFd> = procfs.iter().map(|p| p.raw_fd()).collect();
-    close_fds(ctx, Held::Process, &procfs_fd)?;
+    Ok(())
+}
+
+/// Phase in the new root, holding only what the process may inherit:
+/// names, loopback, sysctls, then read-only and masked paths and, last of
+/// the mounts, the read-only root.
+fn finish_root(plan: &InitPlan, procfs: Option<super::procfs::ProcFs>) -> StepResult<()> {
     step("hostname", set_names(plan))?;
     if plan.new_net_ns {
         step("loopback", net::bring_up_loopback())?;
@@ -612,20 +702,17 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
             mount::remount_root_readonly(&LinuxSyscall),
         )?;
     }
-    let prepared = match &plan.process {
-        Some(p) => Some(prepare_process(plan, p)?),
-        None => None,
-    };
-    // Still undumpable (see process::clone3): the exec FIFO is reopened
-    // through /proc/self/fd below, which a process may always do on itself.
-    // Sync point 2 (init): fully set up.
-    ctx.channel
-        .send(&Message::Ready)
-        .map_err(|e| ("reporting ready (sync point 2)".to_string(), e.to_string()))?;
-    READY_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
-    crate::trace::step("init: set up, waiting to be started");
-    // Sync point 3 (init): wait to be started.
-    wait_for_start(ctx, fifo)?;
+    Ok(())
+}
+
+/// Phase after sync point 3: startContainer hooks, then the last steps
+/// before execve (signals, inherited fds, seccomp with NNP, the reaper).
+fn exec_program(
+    ctx: &InitContext,
+    hook_state: &str,
+    prepared: Option<Prepared>,
+) -> StepResult<Infallible> {
+    let plan = ctx.plan;
     // In the container, as its user, right before the program (runc does the same).
     step(
         "startContainer hooks",
@@ -679,9 +766,6 @@ fn wait_for_start(ctx: &InitContext, fifo: Option<&OwnedFd>) -> StepResult<()> {
     Ok(())
 }
 
-/// The process steps before the start gate: everything that can fail is
-/// tried now, so `create` reports it. Returns what exec needs and whether NNP
-/// is on (then seccomp is loaded last).
 /// What the parent sent at sync point 1': the idmapped bind sources and,
 /// first, the overlay root when it built one.
 type Idmapped = (Vec<OwnedFd>, Option<OwnedFd>);
@@ -700,10 +784,13 @@ fn receive_idmapped(ctx: &InitContext) -> Result<Idmapped, RuntimeError> {
     Ok((fds, Some(root)))
 }
 
-fn prepare_process(
-    plan: &InitPlan,
-    p: &Process,
-) -> StepResult<(CString, Vec<CString>, Vec<CString>, bool)> {
+/// What execve needs (program path, argv, envp) and whether NNP is on.
+type Prepared = (CString, Vec<CString>, Vec<CString>, bool);
+
+/// The process steps before the start gate: everything that can fail is
+/// tried now, so `create` reports it. Returns what exec needs and whether NNP
+/// is on (then seccomp is loaded last).
+fn prepare_process(plan: &InitPlan, p: &Process) -> StepResult<Prepared> {
     // oom_score_adj was set by the parent (see runtime::create).
     step("rlimits", apply_rlimits(p))?;
     // Before seccomp, which may allow personality(2) only for some values.

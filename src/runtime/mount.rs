@@ -337,7 +337,6 @@ pub fn setup_spec_mounts(ctx: &MountContext, mounts: &[Mount]) -> Result<(), Run
 }
 
 fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
-    let sys = ctx.sys;
     let dest_in = m.destination();
     if !dest_in.is_absolute() {
         return Err(RuntimeError::InvalidSpec {
@@ -354,50 +353,7 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
             id: String::new(),
             reason: format!("bind mount on '{}' has no source", dest_in.display()),
         })?;
-        let kind = sys.file_kind(source).ok_or_else(|| {
-            RuntimeError::io(
-                "stat bind mount source",
-                source,
-                std::io::Error::from_raw_os_error(libc::ENOENT),
-            )
-        })?;
-        let create = if kind == FileKind::Dir {
-            Create::Dir
-        } else {
-            Create::File
-        };
-        let dest = resolve_target(sys, ctx.root, dest_in, create)?;
-        let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        if typ == "bind" && !opts.is_bind() {
-            flags |= MsFlags::MS_REC;
-        }
-        mnt(sys, Some(source), &dest.mount_path(), None, flags, None)?;
-        let top = landed(sys, ctx.root, dest_in, &dest)?;
-        // A bind ignores every other flag; they take effect only on a remount.
-        let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        if !rest.is_empty() {
-            let target = top.mount_path();
-            let keep = locked_flags(sys, &target) - opts.cleared;
-            mnt(
-                sys,
-                None,
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | keep,
-                None,
-            )?;
-        }
-        // A remount changes one mount: an `rbind,ro` volume would keep its
-        // submounts writable (runc needs `rro` for this). Read-only means
-        // the whole tree here, as Docker's read-only binds on kernels with
-        // mount_setattr.
-        if flags.contains(MsFlags::MS_REC) && opts.flags.contains(MsFlags::MS_RDONLY) {
-            sys.set_attrs_recursive(&top, at::MOUNT_ATTR_RDONLY)
-                .map_err(|e| {
-                    in_root_error("make a read-only bind read-only recursively", dest_in, e)
-                })?;
-        }
-        top
+        mount_bind(ctx, source, dest_in, typ, &opts)?
     } else {
         if typ.is_empty() {
             return Err(RuntimeError::InvalidSpec {
@@ -408,56 +364,136 @@ fn setup_one_mount(ctx: &MountContext, m: &Mount) -> Result<(), RuntimeError> {
                 ),
             });
         }
-        let dest = resolve_target(sys, ctx.root, dest_in, Create::Dir)?;
-        let target = dest.mount_path();
-        match typ {
-            "sysfs" => mount_sysfs(ctx, &dest, &opts)?,
-            "cgroup" | "cgroup2" => mount_cgroup(ctx, dest_in, &dest, &opts)?,
-            "mqueue" => {
-                let r = mnt(
-                    sys,
-                    source.or(Some(Path::new("mqueue"))),
-                    &target,
-                    Some("mqueue"),
-                    opts.flags,
-                    opts.data_string().as_deref(),
-                );
-                if let Err(e) = r {
-                    // Without an own IPC namespace in a user namespace the kernel
-                    // refuses a new mqueue instance; share the host's as runc does.
-                    if ctx.new_user_ns {
-                        mnt(
-                            sys,
-                            Some(Path::new("/dev/mqueue")),
-                            &target,
-                            None,
-                            MsFlags::MS_BIND | MsFlags::MS_REC,
-                            None,
-                        )?;
-                    } else {
-                        return Err(e);
-                    }
-                }
-            }
-            _ => {
-                let data = opts.data_string();
-                let src = source
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| PathBuf::from(typ));
-                mnt(
-                    sys,
-                    Some(&src),
-                    &target,
-                    Some(typ),
-                    opts.flags - MsFlags::MS_REMOUNT,
-                    data.as_deref(),
-                )?;
-            }
-        }
-        landed(sys, ctx.root, dest_in, &dest)?
+        mount_typed(ctx, source, dest_in, typ, &opts)?
     };
     for p in &opts.propagation {
-        mnt(sys, None, &top.mount_path(), None, *p, None)?;
+        mnt(ctx.sys, None, &top.mount_path(), None, *p, None)?;
+    }
+    Ok(())
+}
+
+/// A bind mount (type `bind` or a `bind`/`rbind` option), then a remount
+/// for its other flags; returns the new mount's root.
+fn mount_bind(
+    ctx: &MountContext,
+    source: &Path,
+    dest_in: &Path,
+    typ: &str,
+    opts: &MountOptions,
+) -> Result<Resolved, RuntimeError> {
+    let sys = ctx.sys;
+    let kind = sys.file_kind(source).ok_or_else(|| {
+        RuntimeError::io(
+            "stat bind mount source",
+            source,
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        )
+    })?;
+    let create = if kind == FileKind::Dir {
+        Create::Dir
+    } else {
+        Create::File
+    };
+    let dest = resolve_target(sys, ctx.root, dest_in, create)?;
+    let mut flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+    if typ == "bind" && !opts.is_bind() {
+        flags |= MsFlags::MS_REC;
+    }
+    mnt(sys, Some(source), &dest.mount_path(), None, flags, None)?;
+    let top = landed(sys, ctx.root, dest_in, &dest)?;
+    // A bind ignores every other flag; they take effect only on a remount.
+    let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if !rest.is_empty() {
+        let target = top.mount_path();
+        let keep = locked_flags(sys, &target) - opts.cleared;
+        mnt(
+            sys,
+            None,
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | keep,
+            None,
+        )?;
+    }
+    // A remount changes one mount: an `rbind,ro` volume would keep its
+    // submounts writable (runc needs `rro` for this). Read-only means
+    // the whole tree here, as Docker's read-only binds on kernels with
+    // mount_setattr.
+    if flags.contains(MsFlags::MS_REC) && opts.flags.contains(MsFlags::MS_RDONLY) {
+        sys.set_attrs_recursive(&top, at::MOUNT_ATTR_RDONLY)
+            .map_err(|e| {
+                in_root_error("make a read-only bind read-only recursively", dest_in, e)
+            })?;
+    }
+    Ok(top)
+}
+
+/// A mount of a filesystem type (sysfs, cgroup, mqueue, tmpfs, proc, …) on
+/// a directory; returns the new mount's root.
+fn mount_typed(
+    ctx: &MountContext,
+    source: Option<&Path>,
+    dest_in: &Path,
+    typ: &str,
+    opts: &MountOptions,
+) -> Result<Resolved, RuntimeError> {
+    let sys = ctx.sys;
+    let dest = resolve_target(sys, ctx.root, dest_in, Create::Dir)?;
+    let target = dest.mount_path();
+    match typ {
+        "sysfs" => mount_sysfs(ctx, &dest, opts)?,
+        "cgroup" | "cgroup2" => mount_cgroup(ctx, dest_in, &dest, opts)?,
+        "mqueue" => mount_mqueue(ctx, source, &target, opts)?,
+        _ => {
+            let data = opts.data_string();
+            let src = source
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(typ));
+            mnt(
+                sys,
+                Some(&src),
+                &target,
+                Some(typ),
+                opts.flags - MsFlags::MS_REMOUNT,
+                data.as_deref(),
+            )?;
+        }
+    }
+    landed(sys, ctx.root, dest_in, &dest)
+}
+
+/// mqueue: a new instance, or the host's in a user namespace that has no
+/// IPC namespace of its own.
+fn mount_mqueue(
+    ctx: &MountContext,
+    source: Option<&Path>,
+    target: &Path,
+    opts: &MountOptions,
+) -> Result<(), RuntimeError> {
+    let sys = ctx.sys;
+    let r = mnt(
+        sys,
+        source.or(Some(Path::new("mqueue"))),
+        target,
+        Some("mqueue"),
+        opts.flags,
+        opts.data_string().as_deref(),
+    );
+    if let Err(e) = r {
+        // Without an own IPC namespace in a user namespace the kernel
+        // refuses a new mqueue instance; share the host's as runc does.
+        if ctx.new_user_ns {
+            mnt(
+                sys,
+                Some(Path::new("/dev/mqueue")),
+                target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+        } else {
+            return Err(e);
+        }
     }
     Ok(())
 }
