@@ -347,3 +347,65 @@ fn preserved_fds_pass_and_others_do_not() {
     );
     assert_eq!(line(&out, "without-got"), "none");
 }
+
+/// `BERTH_TRACE_START=1` (src/trace.rs) names each step of a start, from the
+/// protected re-execution to the init's execve, with growing times; unset,
+/// nothing of it is printed.
+#[test]
+fn a_traced_start_names_its_steps_in_order() {
+    require_root!();
+    let sb = Sandbox::new();
+    let bundle = sb.bundle("b", |c| {
+        sh_args(c, "echo ran");
+        c["linux"]["seccomp"] = default_seccomp(&[]);
+    });
+    let o = sb.sh(&format!(
+        "BERTH_TRACE_START=1 $RT run -b {b} t1 && $RT run -b {b} t2",
+        b = bundle.display()
+    ));
+    assert!(o.status.success(), "{}", describe(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| *l == "ran").count(), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let steps: Vec<(f64, &str)> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("berth-trace:"))
+        .map(|l| {
+            let (ms, rest) = l
+                .trim_start()
+                .split_once(" ms ")
+                .expect("`N ms` in a trace line");
+            let what = rest.split_once("] ").map_or(rest, |(_, w)| w);
+            (ms.parse().expect("milliseconds"), what)
+        })
+        .collect();
+    let at = |what: &str| {
+        steps
+            .iter()
+            .find(|(_, w)| *w == what)
+            .unwrap_or_else(|| panic!("no trace step {what:?} in:\n{err}"))
+            .0
+    };
+    // The traced run alone: the untraced one printed none.
+    assert_eq!(
+        steps.iter().filter(|(_, w)| *w == "init: execve").count(),
+        1,
+        "{err}"
+    );
+    let order = [
+        "protected copy made, re-executing",
+        "running from a protected copy of the binary",
+        "runtime: planned (seccomp compiled)",
+        "runtime: cloned",
+        "init: released by the parent",
+        "init: set up, waiting to be started",
+        "init: execve",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            at(pair[0]) <= at(pair[1]),
+            "{} before {}:\n{err}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
