@@ -195,6 +195,11 @@ fn main() {
         print!("{lines}");
     }
     supervisor_memory(&b);
+    if crun && support::have_program("conmon") {
+        conmon_memory(&b);
+    } else {
+        println!("# conmon or crun is not installed: no conmon figures");
+    }
 }
 
 /// A bundle for crun: the same rootfs and stamp, a bind of /srv/out, no
@@ -240,7 +245,55 @@ fn supervisor_memory(b: &SystemdBox) {
     for l in out.lines() {
         println!("  {l}");
     }
+    // Where the first one's anonymous memory is, by mapping.
+    let by_map = b.sh_ok(
+        "p=$(systemctl show -p MainPID --value berth@idle1); \
+         awk '/^[0-9a-f]+-[0-9a-f]+ / {n = ($6 == \"\" ? \"[anon]\" : $6) \" \" $2} \
+              /^Anonymous:/ {a[n] += $2} END {for (k in a) if (a[k] > 0) print a[k], k}' \
+         /proc/$p/smaps | sort -rn | head -8",
+    );
+    println!("  the first one's anonymous KiB by mapping:");
+    for l in by_map.lines() {
+        println!("    {l}");
+    }
     b.sh_ok("systemctl stop berth@idle1 berth@idle2 berth@idle3 berth@idle4 berth@idle5");
+}
+
+/// RSS and PSS (KiB) of five conmons (Podman's monitor) waiting on idle
+/// crun containers of the same rootfs and program, in the same box: conmon
+/// started as Podman starts it, the container then started with `crun start`.
+fn conmon_memory(b: &SystemdBox) {
+    let cfg = String::from_utf8(b.read_file("/srv/bundle/config.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    for i in 1..=5 {
+        // The root is read-only: the stamp goes to the /out bind.
+        cfg["process"]["args"] = serde_json::json!(["/stamp", format!("/out/cm{i}"), "wait"]);
+        cfg["linux"]["cgroupsPath"] = serde_json::json!(format!("/bench-conmon/cm{i}"));
+        b.write_file(
+            &format!("/srv/cm{i}/config.json"),
+            serde_json::to_string_pretty(&cfg).unwrap().as_bytes(),
+        );
+    }
+    let out = b.sh_ok(
+        "mkdir -p /run/cm-exit /run/cm-sock
+         for i in 1 2 3 4 5; do
+           conmon --api-version 1 -c cm$i -u cm$i -n cm$i -r /usr/bin/crun -b /srv/cm$i \
+             -p /srv/cm$i/pid --exit-dir /run/cm-exit -l k8s-file:/srv/cm$i/log \
+             --socket-dir-path /run/cm-sock --conmon-pidfile /srv/cm$i/conmon.pid \
+             --runtime-arg --root=/run/crun-cm >/dev/null 2>&1
+           n=0; while [ ! -e /run/crun-cm/cm$i/status ] && [ $n -lt 400 ]; do sleep 0.005; n=$((n+1)); done
+           crun --root /run/crun-cm start cm$i
+         done
+         sleep 1
+         for i in 1 2 3 4 5; do p=$(cat /srv/cm$i/conmon.pid); \
+           echo $(awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Anonymous:/{a=$2} END{print r, p, a}' /proc/$p/smaps_rollup); done
+         for i in 1 2 3 4 5; do crun --root /run/crun-cm kill cm$i KILL; done
+         for i in 1 2 3 4 5; do n=0; until crun --root /run/crun-cm delete -f cm$i 2>/dev/null || [ $n -gt 100 ]; do sleep 0.01; n=$((n+1)); done; done",
+    );
+    println!("conmon 2.1.6 waiting on 5 idle crun containers, KiB (RSS PSS anonymous):");
+    for l in out.lines() {
+        println!("  {l}");
+    }
 }
 
 fn kernel() -> String {
