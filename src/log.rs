@@ -9,6 +9,27 @@ use std::str::FromStr;
 
 use tracing_subscriber::filter::LevelFilter;
 
+/// An error and its causes on one line, `outer: inner: root`, for the
+/// binaries' last word. A cause is printed once: many library errors end
+/// their message with their cause (`"open '/x': No such file or
+/// directory"`, so a bare `to_string()` in the journal still says it) and
+/// hold it as `source` too; a cause the text so far already ends with is
+/// skipped.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// The level `$BERTH_LOG` asks for, and a complaint when it is not a level.
 fn level(value: Option<&str>) -> (LevelFilter, Option<String>) {
     match value.map(str::trim) {
@@ -47,6 +68,22 @@ pub fn init() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_cause_is_printed_once() {
+        // A library error whose message ends with its source, under context.
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let inner = crate::runtime::RuntimeError::io("open", "/x", io);
+        let err = anyhow::Error::new(inner).context("starting 'web'");
+        assert_eq!(
+            super::error_chain(&err),
+            "starting 'web': open '/x': entity not found"
+        );
+        let plain = anyhow::anyhow!("root cause")
+            .context("middle")
+            .context("top");
+        assert_eq!(super::error_chain(&plain), "top: middle: root cause");
+    }
+
     use super::*;
 
     #[test]

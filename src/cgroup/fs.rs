@@ -19,7 +19,7 @@ use super::{CgroupState, CGROUP_ROOT};
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     // The cause is part of the message and not also a `source`, so an error
-    // chain (`cli::error_chain`) prints it once.
+    // chain (`log::error_chain`) prints it once.
     #[error("{op} '{path}': {error}")]
     Io {
         op: &'static str,

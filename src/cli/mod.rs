@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("berth: error: {}", error_chain(&err));
+            eprintln!("berth: error: {}", crate::log::error_chain(&err));
             ExitCode::from(1)
         }
     }
@@ -139,12 +139,4 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(a) => network::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
     }
-}
-
-/// Render an error and its causes on one line, `outer: inner: root`.
-pub fn error_chain(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }

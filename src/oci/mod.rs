@@ -199,7 +199,7 @@ pub fn main() -> ExitCode {
         return match commands::waiter_main(&raw[2..]) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
-                eprintln!("berth-runtime: {}", render_chain(&e));
+                eprintln!("berth-runtime: {}", crate::log::error_chain(&e));
                 ExitCode::from(1)
             }
         };
@@ -221,7 +221,7 @@ pub fn main() -> ExitCode {
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            let msg = render_chain(&e);
+            let msg = crate::log::error_chain(&e);
             eprintln!("berth-runtime: {msg}");
             if let Some(path) = &cli.log {
                 log_line(path, cli.log_format, "error", &msg);
@@ -233,21 +233,6 @@ pub fn main() -> ExitCode {
 
 /// The error and its causes, each once: runtime errors already carry their
 /// source in their own message.
-fn render_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 /// Append a line to `--log` the way runc writes it; containerd's shim
 /// reads the last error line to explain a failed create.
 fn log_line(path: &std::path::Path, format: LogFormat, level: &str, msg: &str) {
