@@ -67,25 +67,51 @@ pub fn dir(dir: &Path) -> io::Result<()> {
 /// is created 0600 with O_EXCL|O_NOFOLLOW (a stale one from a crash is
 /// removed first), then renamed over `path`.
 pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(tmp, path, bytes, FILE_MODE)
+}
+
+/// [`write_atomic`] with another mode, for files that are not private
+/// (generated units, a pid file its caller reads). A failed write leaves
+/// no temporary file behind.
+pub fn write_atomic_mode(tmp: &Path, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     match std::fs::remove_file(tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut f = OpenOptions::new()
+    let written = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(FILE_MODE)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    std::fs::rename(tmp, path)
+        .open(tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_has_its_mode_and_a_failed_one_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        let unit = d.path().join("a.service");
+        let tmp = d.path().join(".a.service.tmp");
+        write_atomic_mode(&tmp, &unit, b"[Unit]\n", 0o644).unwrap();
+        let mode = std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o022, 0o644 & !0o022, "0644 less a usual umask");
+        assert!(!tmp.exists());
+        // A directory in the way: rename(2) fails, and the temporary goes.
+        let blocked = d.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("x")).unwrap();
+        assert!(write_atomic_mode(&tmp, &blocked, b"x", 0o644).is_err());
+        assert!(!tmp.exists(), "no temporary left behind");
+    }
 
     #[test]
     fn roots_are_0700_and_state_files_0600() {

@@ -11,7 +11,6 @@ mod render;
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -162,14 +161,9 @@ fn write_with(
             source,
         };
         ensure_parent(rel, &path).map_err(w)?;
-        let tmp = temp_name(&path);
-        let result = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(content.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(w(e));
-        }
+        // 0644 less the umask, as before: systemd and users read units.
+        crate::private::write_atomic_mode(&temp_name(&path), &path, content.as_bytes(), 0o644)
+            .map_err(w)?;
     }
     for (rel, target) in &g.links {
         let path = dir.join(rel);

@@ -276,9 +276,8 @@ fn run_warning_hooks(st: &StateFile, point: HookPoint, status: Status) {
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     // Atomic: a shim polling the file must never read a partial PID.
     let tmp = path.with_extension("berth-tmp");
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("write pid file '{}'", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename pid file to '{}'", path.display()))
+    crate::private::write_atomic_mode(&tmp, path, pid.to_string().as_bytes(), 0o644)
+        .with_context(|| format!("write pid file '{}'", path.display()))
 }
 
 fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, StateFile)> {
