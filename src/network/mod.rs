@@ -7,3 +7,4 @@
 //! loopback only, and says so when it starts.
 
 pub mod config;
+pub mod ipam;
