@@ -13,6 +13,7 @@ pub mod fault;
 pub mod generator;
 pub mod image;
 pub mod log;
+pub mod network;
 pub mod oci;
 pub mod private;
 pub mod rootfile;

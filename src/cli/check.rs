@@ -81,7 +81,8 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut checked = 0usize;
     let mut networks_checked = 0usize;
     if args.names.is_empty() {
-        if let Err(e) = config::load_globals(root) {
+        let globals = config::load_globals(root);
+        if let Err(e) = &globals {
             eprintln!("error: {e}");
             errors += 1;
         }
@@ -107,6 +108,17 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         for (_, d) in &net_errors {
             errors += print_diagnostics(d);
             broken += 1;
+        }
+        // Clashes between network files (overlapping subnets, a full
+        // default_subnet) show only with all of them resolved together.
+        if let Ok(g) = &globals {
+            let path = root.join(config::global::GLOBAL_FILE);
+            let (_, d) = crate::network::config::plan_networks(&nets, &g.default_subnet, &path);
+            errors += print_diagnostics(&d);
+            broken += d
+                .iter()
+                .filter(|d| d.key != "[network] default_subnet")
+                .count();
         }
     } else {
         for name in &args.names {

@@ -207,6 +207,19 @@ pub struct NetworkDefinition {
     pub subnet: Option<Subnet>,
     /// `gateway`: the bridge's address; `None` is the first host of the subnet.
     pub gateway: Option<std::net::IpAddr>,
+    /// `subnet6`: an IPv6 range beside `subnet` (dual stack); `None`: IPv4 only.
+    pub subnet6: Option<Subnet>,
+    /// `internal = true`: no way out (no masquerade, nothing forwarded off
+    /// the bridge but to its members). Default false.
+    pub internal: bool,
+    /// `mtu`: of the bridge and every veth on it; `None` leaves the kernel's.
+    pub mtu: Option<u32>,
+    /// `dns = false`: members' names are not served to each other. Default true.
+    pub dns: bool,
+    /// (line, column) of the `subnet` and `subnet6` values in `source_path`,
+    /// so that a clash found across files (overlapping subnets) points there.
+    pub subnet_at: Option<(usize, usize)>,
+    pub subnet6_at: Option<(usize, usize)>,
 }
 
 /// Defaults of optional keys, in one place (and in the docs above).

@@ -678,6 +678,12 @@ fn builtin_default_network() -> NetworkDefinition {
         source_path: None,
         subnet: None,
         gateway: None,
+        subnet6: None,
+        internal: false,
+        mtu: None,
+        dns: true,
+        subnet_at: None,
+        subnet6_at: None,
     }
 }
 

@@ -235,6 +235,10 @@ pub struct RawSecret {
 pub struct RawNetworkDef {
     pub subnet: Option<Sp<String>>,
     pub gateway: Option<Sp<String>>,
+    pub subnet6: Option<Sp<String>>,
+    pub internal: Option<Sp<bool>>,
+    pub mtu: Option<Sp<i64>>,
+    pub dns: Option<Sp<bool>>,
 }
 
 /// Drop-in merge: tables merge key by key, scalars and arrays replace
@@ -348,7 +352,7 @@ impl_merge!(RawSecret {
     at: true
 });
 impl_merge!(RawNetworkDef {
-    leaves: [subnet, gateway],
+    leaves: [subnet, gateway, subnet6, internal, mtu, dns],
     tables: [],
     at: false
 });

@@ -566,11 +566,13 @@ fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &Reference
     let publish = cx.each(&raw.publish, "[network] publish", |_, p| {
         let m = values::parse_port(&p.value)
             .map_err(|e| format!("invalid port mapping \"{}\": {e}", p.value.escape_debug()))?;
-        if !bound.insert((m.host_ip, m.host_port, m.protocol)) {
-            return Err(format!(
-                "host port {}/{} is published twice",
-                m.host_port, m.protocol
-            ));
+        for (host_port, _) in m.pairs() {
+            if !bound.insert((m.host_ip, host_port, m.protocol)) {
+                return Err(format!(
+                    "host port {host_port}/{} is published twice",
+                    m.protocol
+                ));
+            }
         }
         Ok(m)
     });
@@ -845,7 +847,8 @@ fn validate_service(
     }
 }
 
-/// Validate a network definition file.
+/// Validate a network definition file. Clashes between files (overlapping
+/// subnets) are `crate::network::config`'s to find.
 pub fn validate_network_def(
     name: &str,
     raw: RawNetworkDef,
@@ -855,11 +858,8 @@ pub fn validate_network_def(
         files,
         diags: Diagnostics::default(),
     };
-    let subnet = raw.subnet.as_ref().and_then(|s| {
-        values::parse_subnet(&s.value)
-            .map_err(|e| cx.err(s, "subnet", e))
-            .ok()
-    });
+    let subnet = network_subnet(&mut cx, &raw.subnet, "subnet", false);
+    let subnet6 = network_subnet(&mut cx, &raw.subnet6, "subnet6", true);
     let gateway = raw.gateway.as_ref().and_then(|g| {
         let ip: std::net::IpAddr = match g.value.parse() {
             Ok(ip) => ip,
@@ -868,7 +868,7 @@ pub fn validate_network_def(
                     g,
                     "gateway",
                     format!(
-                        "invalid address \"{}\": expected an IPv4 or IPv6 address",
+                        "invalid address \"{}\": expected an IPv4 address inside \"subnet\"",
                         g.value.escape_debug()
                     ),
                 );
@@ -877,26 +877,120 @@ pub fn validate_network_def(
         };
         match subnet {
             Some(s) if !s.contains(ip) => {
-                cx.err(g, "gateway", format!("gateway {ip} is outside subnet {s}"));
+                cx.err(
+                    g,
+                    "gateway",
+                    format!("gateway {ip} is outside subnet {s}: expected an address inside it, or no gateway (the first host, {})", s.nth_host(1).map_or_else(String::new, |h| h.to_string())),
+                );
+                None
+            }
+            Some(s) if !s.is_host(ip) => {
+                cx.err(
+                    g,
+                    "gateway",
+                    format!("gateway {ip} is the network or broadcast address of {s}: expected a host address inside it"),
+                );
                 None
             }
             None if raw.subnet.is_none() => {
-                cx.err(g, "gateway", "a gateway needs a \"subnet\" to belong to");
+                cx.err(
+                    g,
+                    "gateway",
+                    "a gateway needs a \"subnet\" to belong to: add subnet = \"A.B.C.0/24\" or remove gateway",
+                );
                 None
             }
             _ => Some(ip),
         }
     });
+    let mtu = raw.mtu.as_ref().and_then(|m| {
+        // 68: the smallest IPv4 link MTU (RFC 791); IPv6 needs 1280 (RFC 8200).
+        let min = if subnet6.is_some() { 1280 } else { 68 };
+        match u32::try_from(m.value) {
+            Ok(v) if (min..=65535).contains(&v) => Some(v),
+            _ => {
+                cx.err(
+                    m,
+                    "mtu",
+                    format!(
+                        "invalid mtu {}: expected a number from {min} to 65535{}",
+                        m.value,
+                        if min == 1280 {
+                            " (IPv6, subnet6, needs 1280 or more)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let at = |v: &Option<Sp<String>>| {
+        v.as_ref()
+            .map(|v| super::diag::line_column(&files[v.file].text, v.span.start))
+    };
     if cx.diags.is_empty() {
         Ok(NetworkDefinition {
             name: name.to_string(),
             source_path: Some(files[0].path.clone()),
             subnet,
             gateway,
+            subnet6,
+            internal: cx.bool(&raw.internal, false),
+            mtu,
+            dns: cx.bool(&raw.dns, true),
+            subnet_at: at(&raw.subnet),
+            subnet6_at: at(&raw.subnet6),
         })
     } else {
         cx.diags.sort();
         Err(cx.diags)
+    }
+}
+
+/// A network file's `subnet` (IPv4) or `subnet6` (IPv6): the right family,
+/// no host bits set, and room for a gateway and at least one member.
+fn network_subnet(
+    cx: &mut Ctx<'_>,
+    v: &Option<Sp<String>>,
+    key: &str,
+    v6: bool,
+) -> Option<values::Subnet> {
+    let v = v.as_ref()?;
+    let s = match values::parse_subnet(&v.value) {
+        Ok(s) => s,
+        Err(e) => {
+            cx.err(v, key, e);
+            return None;
+        }
+    };
+    let problem = if s.addr.is_ipv6() != v6 {
+        Some(if v6 {
+            "an IPv4 prefix in subnet6: expected an IPv6 prefix (e.g. \"fd00:89:1::/64\"); put IPv4 in \"subnet\"".to_string()
+        } else {
+            "an IPv6 prefix in subnet: expected an IPv4 prefix (e.g. \"10.89.1.0/24\"); put IPv6 in \"subnet6\"".to_string()
+        })
+    } else if s.network() != s {
+        Some(format!(
+            "host bits set in \"{}\": expected \"{}\"",
+            v.value,
+            s.network()
+        ))
+    } else if s.nth_host(2).is_none() {
+        let max = if v6 { 126 } else { 30 };
+        Some(format!(
+            "subnet {s} has no room for a gateway and a member: expected a prefix of at most /{max}"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => {
+            cx.err(v, key, p);
+            None
+        }
+        None => Some(s),
     }
 }
 

@@ -147,6 +147,16 @@ pub struct PortMapping {
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
+    /// How many consecutive ports from `host_port` and `container_port`
+    /// (`8000-8010:80-90` is 11); 1 for a single port.
+    pub count: u16,
+}
+
+impl PortMapping {
+    /// (host port, container port) of each port of the range.
+    pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (0..self.count).map(|i| (self.host_port + i, self.container_port + i))
+    }
 }
 
 impl fmt::Display for PortMapping {
@@ -156,15 +166,23 @@ impl fmt::Display for PortMapping {
             Some(IpAddr::V4(ip)) => write!(f, "{ip}:")?,
             None => {}
         }
+        let end = |start: u16| match self.count {
+            1 => String::new(),
+            n => format!("-{}", start + (n - 1)),
+        };
         write!(
             f,
-            "{}:{}/{}",
-            self.host_port, self.container_port, self.protocol
+            "{}{}:{}{}/{}",
+            self.host_port,
+            end(self.host_port),
+            self.container_port,
+            end(self.container_port),
+            self.protocol
         )
     }
 }
 
-const PORT_EXPECTED: &str = "expected \"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]\" (e.g. \"8080:80\", \"127.0.0.1:8443:443/tcp\", \"[::1]:53:53/udp\")";
+const PORT_EXPECTED: &str = "expected \"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]\" (e.g. \"8080:80\", \"127.0.0.1:8443:443/tcp\", \"[::1]:53:53/udp\", \"8000-8010:80-90\")";
 
 /// Parse a port mapping such as `8080:80`, `127.0.0.1:8443:443/tcp`,
 /// `5353:53/udp` or `[::1]:80:80`.
@@ -207,12 +225,34 @@ pub fn parse_port(s: &str) -> Result<PortMapping, String> {
     let Some((host, container)) = rest.split_once(':') else {
         return Err(PORT_EXPECTED.into());
     };
+    let (host_port, host_n) = parse_port_range(host)?;
+    let (container_port, container_n) = parse_port_range(container)?;
+    if host_n != container_n {
+        return Err(format!(
+            "host ports \"{host}\" are {host_n} and container ports \"{container}\" are {container_n}: expected as many on each side"
+        ));
+    }
     Ok(PortMapping {
         host_ip,
-        host_port: parse_port_number(host)?,
-        container_port: parse_port_number(container)?,
+        host_port,
+        container_port,
         protocol,
+        count: host_n,
     })
+}
+
+/// `PORT` or `FIRST-LAST`: the first port and how many.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let Some((a, b)) = s.split_once('-') else {
+        return Ok((parse_port_number(s)?, 1));
+    };
+    let (first, last) = (parse_port_number(a)?, parse_port_number(b)?);
+    if last < first {
+        return Err(format!(
+            "invalid port range \"{s}\": expected FIRST-LAST with FIRST at most LAST"
+        ));
+    }
+    Ok((first, last - first + 1))
 }
 
 fn parse_port_number(s: &str) -> Result<u16, String> {
@@ -626,6 +666,108 @@ impl Subnet {
     }
 }
 
+impl Subnet {
+    fn bits(&self) -> u32 {
+        if self.addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// The address as a number, IPv4 in the low 32 bits.
+    fn num(ip: IpAddr) -> u128 {
+        match ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    fn addr_of(&self, n: u128) -> IpAddr {
+        match self.addr {
+            // Only ever called with a number from this (IPv4) subnet.
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(n)),
+        }
+    }
+
+    fn mask(&self) -> u128 {
+        let host_bits = self.bits() - u32::from(self.prefix);
+        let all = if self.bits() == 32 {
+            u128::from(u32::MAX)
+        } else {
+            u128::MAX
+        };
+        all & !(u128::MAX.checked_shr(128 - host_bits).unwrap_or(0))
+    }
+
+    /// The same prefix with the host bits cleared (`10.89.1.5/24` → `10.89.1.0/24`).
+    pub fn network(&self) -> Subnet {
+        Subnet {
+            addr: self.addr_of(Self::num(self.addr) & self.mask()),
+            prefix: self.prefix,
+        }
+    }
+
+    /// The first and last address of the range, as numbers.
+    fn bounds(&self) -> (u128, u128) {
+        let first = Self::num(self.addr) & self.mask();
+        let last = first
+            | !self.mask()
+                & if self.bits() == 32 {
+                    u128::from(u32::MAX)
+                } else {
+                    u128::MAX
+                };
+        (first, last)
+    }
+
+    /// Whether `ip` may be given to a host: inside, not the network address,
+    /// and for IPv4 not the broadcast address either.
+    pub fn is_host(&self, ip: IpAddr) -> bool {
+        let (first, last) = self.bounds();
+        let n = Self::num(ip);
+        self.contains(ip) && n != first && (self.addr.is_ipv6() || n != last)
+    }
+
+    /// The `n`th address after the network address (`nth_host(1)` is the
+    /// conventional gateway), if it is a host address of this subnet.
+    pub fn nth_host(&self, n: u128) -> Option<IpAddr> {
+        let (first, _) = self.bounds();
+        let ip = self.addr_of(first.checked_add(n)?);
+        self.is_host(ip).then_some(ip)
+    }
+
+    /// How far `ip` lies after the network address (the inverse of `nth_host`).
+    pub fn offset_of(&self, ip: IpAddr) -> Option<u128> {
+        self.contains(ip).then(|| Self::num(ip) - self.bounds().0)
+    }
+
+    /// Whether the two ranges share an address (never across families).
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        if self.addr.is_ipv4() != other.addr.is_ipv4() {
+            return false;
+        }
+        let (a0, a1) = self.bounds();
+        let (b0, b1) = other.bounds();
+        a0 <= b1 && b0 <= a1
+    }
+
+    /// The `index`th subnet of length `prefix` inside this one, if there is one.
+    pub fn carve(&self, prefix: u8, index: u128) -> Option<Subnet> {
+        if prefix < self.prefix || u32::from(prefix) > self.bits() {
+            return None;
+        }
+        let step = 1u128.checked_shl(self.bits() - u32::from(prefix))?;
+        let count = 1u128.checked_shl(u32::from(prefix - self.prefix))?;
+        if index >= count {
+            return None;
+        }
+        let addr = self.addr_of(self.bounds().0 + index * step);
+        Some(Subnet { addr, prefix })
+    }
+}
+
 impl fmt::Display for Subnet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
@@ -741,7 +883,8 @@ mod tests {
                 host_ip: None,
                 host_port: 8080,
                 container_port: 80,
-                protocol: Protocol::Tcp
+                protocol: Protocol::Tcp,
+                count: 1,
             }
         );
         let p = parse_port("127.0.0.1:8443:443/tcp").unwrap();
@@ -756,6 +899,8 @@ mod tests {
             "127.0.0.1:8443:443/tcp",
             "5353:53/udp",
             "[::1]:80:80/tcp",
+            "8000-8010:80-90/tcp",
+            "127.0.0.1:53-54:53-54/udp",
         ] {
             assert_eq!(parse_port(good).unwrap().to_string(), good);
         }
@@ -770,6 +915,10 @@ mod tests {
             "1.2.3:80:80",
             "1:2:3:4",
             "",
+            "8000-8010:80",
+            "90-80:90-80",
+            "8000-:80",
+            "65535-65536:1-2",
         ] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
