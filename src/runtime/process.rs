@@ -13,14 +13,29 @@ use super::RuntimeError;
 /// the calling thread, so locks held by others (malloc, stdio) would stay held
 /// forever in the child (DESIGN.md §2, crun and runc do the same check by
 /// construction).
+///
+/// A thread that was just joined can still be listed for a moment: the
+/// kernel wakes its joiner (CLONE_CHILD_CLEARTID) before it releases the
+/// task, as after a D-Bus call's runtime is dropped (`systemd::bus`). So a
+/// count over one is read again for up to 100 ms before it is an error; a
+/// thread that is really running stays listed.
 pub fn assert_single_threaded() -> Result<(), RuntimeError> {
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| RuntimeError::io("list threads", "/proc/self/task", e))?
-        .count();
-    if threads != 1 {
-        return Err(RuntimeError::MultiThreaded { threads });
+    let count = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .map_err(|e| RuntimeError::io("list threads", "/proc/self/task", e))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    loop {
+        let threads = count()?;
+        if threads == 1 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(RuntimeError::MultiThreaded { threads });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    Ok(())
 }
 
 pub enum Cloned {
