@@ -119,6 +119,29 @@ pub struct State {
     pub unit_cgroup: Option<PathBuf>,
     /// `<unit>/payload`, the container's cgroup (its usage is read there).
     pub payload_cgroup: Option<PathBuf>,
+    /// The bridge networks it joined, in the definition's order (bridge
+    /// mode; empty in the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<Attached>,
+    /// Its published ports as written (`8080:80/tcp`), reached at its
+    /// addresses on the first network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<String>,
+}
+
+/// A container's place on one bridge network, as `berth ps`, `inspect` and
+/// `port` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    pub network: String,
+    pub bridge: String,
+    /// The interface inside: `eth0`, `eth1`, … in the definition's order.
+    pub interface: String,
+    /// Its peer on the host, a port of `bridge`.
+    pub host_veth: String,
+    pub ipv4: std::net::IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<std::net::IpAddr>,
 }
 
 impl State {
