@@ -90,7 +90,14 @@ pub(super) fn start(
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
     let own_net = spec::own_network(def);
-    files::write_etc_files(&paths.run_dir, &opts.root, &spec::hostname(def), own_net)?;
+    let etc_net = files::EtcNetwork::from_definition(def);
+    files::write_etc_files(
+        &paths.run_dir,
+        &opts.root,
+        &spec::hostname(def),
+        own_net,
+        &etc_net,
+    )?;
     trace("supervise: /etc files");
     // 6. Fresh overlay upper and work dirs: a container starts from its image.
     setup_overlay_dirs(def, paths, &mut list)?;
