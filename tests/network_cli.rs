@@ -112,3 +112,25 @@ fn an_unknown_network_lists_the_known_ones() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn port_of_a_container_that_is_not_running_says_so() {
+    let t = root();
+    write(
+        t.path(),
+        "etc/berth/containers/web.toml",
+        "image = \"nginx\"\n[network]\npublish = [\"8080:80\"]\n",
+    );
+    let out = berth(t.path(), &["port", "web"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("container \"web\" is not running"),
+        "{stderr}"
+    );
+    let out = berth(t.path(), &["port", "web", "80/sctp"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown protocol \"sctp\""),
+        "{out:?}"
+    );
+}
