@@ -6,6 +6,9 @@
 //! nothing on the start path calls it: a bridge-mode container still gets
 //! loopback only, and says so when it starts.
 
+pub mod attach;
 pub mod config;
 pub mod ipam;
+pub mod link;
+pub mod nft;
 pub mod plan;
