@@ -592,7 +592,13 @@ fn setup_network_leases(
     }
     let (files, file_errors) = crate::config::load_all_networks(&opts.root);
     let globals_path = opts.root.join(crate::config::global::GLOBAL_FILE);
-    let nets = network::resolve(def, &files, &file_errors, &globals.default_subnet, &globals_path)?;
+    let nets = network::resolve(
+        def,
+        &files,
+        &file_errors,
+        &globals.default_subnet,
+        &globals_path,
+    )?;
     let alive = |holder: &str| {
         let p = Paths::new(&run, &globals.storage_root, holder);
         matches!(State::load(&p.run_dir), Ok(Some(s)) if s.supervisor_alive())
@@ -620,7 +626,8 @@ fn setup_network_leases(
         net.joined.push(joined);
     }
     if let Some(script) = network::rules_teardown(&def.name, &net.joined, &net.publish)? {
-        list.record(Resource::Rules { script }).map_err(listed(def))?;
+        list.record(Resource::Rules { script })
+            .map_err(listed(def))?;
     }
     Ok(net)
 }
