@@ -56,16 +56,16 @@ pub struct View {
 pub fn members_from_leases(leases: &BTreeMap<IpAddr, String>) -> Vec<Member> {
     let mut by_name: BTreeMap<String, Member> = BTreeMap::new();
     for (ip, text) in leases {
-        let mut lines = text.lines();
-        let Some(name) = lines.next().map(str::trim).filter(|n| !n.is_empty()) else {
+        let name = crate::network::ipam::holder_of(text);
+        if name.is_empty() {
             continue;
-        };
+        }
         let m = by_name.entry(name.to_string()).or_insert_with(|| Member {
             name: name.to_string(),
             ..Member::default()
         });
         m.addresses.push(*ip);
-        for l in lines {
+        for l in text.lines().skip(1) {
             let mut words = l.split_whitespace();
             if words.next() == Some("aliases") {
                 for a in words {
@@ -163,6 +163,28 @@ pub fn inspect_json(v: &View) -> serde_json::Value {
     })
 }
 
+/// Each lease file in `dir`: address → its whole text (`ipam::read_leases`
+/// keeps only the holder; the aliases are shown too). Read without the
+/// lock: a lease being written shows at worst without its holder.
+fn lease_texts(dir: &Path) -> anyhow::Result<BTreeMap<IpAddr, String>> {
+    let mut out = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        out.insert(
+            ip,
+            std::fs::read_to_string(entry.path()).unwrap_or_default(),
+        );
+    }
+    Ok(out)
+}
+
 /// Every network that resolves, with its bridge and members; each problem
 /// is a warning (`berth check` reports them as errors).
 fn gather(root: &Path) -> anyhow::Result<Vec<View>> {
@@ -183,7 +205,7 @@ fn gather(root: &Path) -> anyhow::Result<Vec<View>> {
     let mut out = Vec::new();
     for network in nets {
         let dir = crate::network::ipam::leases_dir(&run, &network.name);
-        let leases = crate::network::ipam::read_leases(&dir)?;
+        let leases = lease_texts(&dir)?;
         let bridge_exists = root.join("sys/class/net").join(&network.bridge).exists();
         out.push(View {
             members: members_from_leases(&leases),
