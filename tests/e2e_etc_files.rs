@@ -3,8 +3,9 @@
 //! and `/etc/hosts`, in the two modes whose files do not depend on bridge
 //! wiring: `none` (a namespace of its own) and `host` (the host's files with
 //! the keys applied, as Docker's --dns and --add-host do with --network
-//! host). Bridge mode's files (its addresses, the gateway's name server) are
-//! tests/e2e_network.rs's.
+//! host); and in bridge mode its own name on its address, as `berth network
+//! inspect` and `berth port` show them. Name service on a bridge network
+//! (the gateway as resolv.conf's name server) is tests/e2e_network.rs's.
 mod support;
 
 use std::time::Duration;
@@ -59,6 +60,13 @@ fn dns_and_extra_hosts_reach_the_containers_files() {
         .with_berth()
         .file("/etc/berth/containers/iso.toml", definition("none", keys))
         .file(
+            "/etc/berth/containers/br.toml",
+            definition(
+                "bridge",
+                "publish = [\"8080:80\"]\nextra_hosts = [\"gw:192.0.2.1\"]\n",
+            ),
+        )
+        .file(
             "/etc/berth/containers/shared.toml",
             definition(
                 "host",
@@ -70,7 +78,7 @@ fn dns_and_extra_hosts_reach_the_containers_files() {
     support::busybox_rootfs(rootfs.path());
     b.copy_in(rootfs.path(), ROOTFS);
     b.sh_ok("berth check");
-    b.sh_ok("systemctl start berth@iso berth@shared");
+    b.sh_ok("systemctl start berth@iso berth@shared berth@br");
 
     // none: its own files; the extra hosts before its own name.
     let (hosts, resolv) = files(&b, "iso");
@@ -97,5 +105,26 @@ fn dns_and_extra_hosts_reach_the_containers_files() {
         assert!(hosts.contains(first), "{hosts}\nvs the host's\n{box_hosts}");
     }
     assert_eq!(nameservers(&resolv), ["192.0.2.54"], "{resolv}");
+
+    // bridge: its own name on its address on `default`, which `berth
+    // network inspect` shows from its lease, and `berth port` its mapping.
+    let (hosts, _) = files(&b, "br");
+    let net: serde_json::Value =
+        serde_json::from_str(&b.sh_ok("berth network inspect default")).unwrap();
+    let members = net[0]["members"].as_array().cloned().unwrap_or_default();
+    let br = members
+        .iter()
+        .find(|m| m["name"] == "br")
+        .unwrap_or_else(|| panic!("no member br in {net}"));
+    let addr = br["addresses"][0].as_str().unwrap().to_string();
+    assert!(addr.starts_with("10.89.0."), "{net}");
+    assert!(hosts.lines().any(|l| l == "192.0.2.1\tgw"), "{hosts}");
+    assert!(
+        hosts.lines().any(|l| l == format!("{addr}\tbox1")),
+        "{hosts}"
+    );
+    assert!(!hosts.contains("127.0.1.1"), "{hosts}");
+    assert!(b.sh_ok("berth network ls").contains("berth0"));
+    assert_eq!(b.sh_ok("berth port br"), "80/tcp -> 0.0.0.0:8080\n");
     b.close().unwrap();
 }
