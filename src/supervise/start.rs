@@ -616,7 +616,12 @@ fn setup_network_leases(
         let p = Paths::new(&run, &globals.storage_root, holder);
         matches!(State::load(&p.run_dir), Ok(Some(s)) if s.supervisor_alive())
     };
-    let info = crate::network::ipam::LeaseInfo::default();
+    // What the network's name server answers for it besides its name, and
+    // where it forwards the container's other questions.
+    let info = crate::network::ipam::LeaseInfo {
+        aliases: def.network.aliases.clone(),
+        dns: def.network.dns.clone(),
+    };
     for (i, n) in nets.iter().enumerate() {
         list.record_all(vec![
             Resource::Bridge {
@@ -635,7 +640,8 @@ fn setup_network_leases(
             },
         ])
         .map_err(listed(def))?;
-        let joined = network::lease(&run, n, i, (&def.name, &info), None, &alive)?;
+        let fixed = def.network.ip.get(&n.name).copied();
+        let joined = network::lease(&run, n, i, (&def.name, &info), fixed, &alive)?;
         net.joined.push(joined);
     }
     if let Some(script) = network::rules_teardown(&def.name, &net.joined, &net.publish)? {
