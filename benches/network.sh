@@ -19,12 +19,15 @@
 #      - `podman run --rm` of /bin/true with `--network none` and with the
 #        default bridge and `-p 8080:80` (the difference is the network);
 #      - the same with Docker when dockerd can run here (else it says why).
-#   3. berth (BERTH ROW, for the lead once bridge mode is wired into the
-#      start): `systemctl start` of one declared container in `mode = "none"`
-#      and in bridge mode with `publish = ["8080:80"]` until its program is
-#      exec'd, in a systemd box. Run it with
-#        cargo bench --bench unit_start   (the none row, today)
-#      and see the end of this file for the bridge row.
+#   3. BERTH ROW (`berth` below; for the lead to run once bridge mode is
+#      wired into the start — until then the bridge container gets loopback
+#      only and a warning, so its figure means nothing): `systemctl start` of
+#      one declared container in `mode = "none"` and one in bridge mode with
+#      `publish = ["8080:80"]`, interleaved, from just before `systemctl
+#      start` until its program has been exec'd (a static stamp writes the
+#      time), in a real systemd booted in fresh namespaces (the recipe of
+#      TESTING.md and tests/support/systemd_box.rs). Uses target/release/berth
+#      (or $BERTH): `sh benches/network.sh 30 berth`.
 #
 # Needs root. Everything happens inside `unshare --mount --pid --net --cgroup
 # --uts --ipc --fork` placed in a fresh child cgroup of
@@ -32,12 +35,142 @@
 # tmpfs on /run (TESTING.md): bridges, veths, nft tables, iptables rules,
 # Podman's and Docker's state all die with it. The machine's own network
 # namespace, firewall and cgroups are never touched. Not a timed test; run by
-# hand:  sh benches/network.sh [ITERATIONS] [nft|peers|all]
+# hand:  sh benches/network.sh [ITERATIONS] [nft|peers|berth|all]
 set -eu
 
 ITER=${1:-30}
 WHAT=${2:-all}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+
+# 3. BERTH ROW: a systemd box (own PID, mount, UTS, IPC, cgroup and network
+# namespaces, the host's root as a copy-on-write overlay), berth installed in
+# it, two declared containers, interleaved starts.
+berth_row() {
+    echo
+    echo "== 3. berth: systemctl start until the program is exec'd, none vs bridge + 1 published port, $ITER interleaved rounds"
+    BERTH=${BERTH:-$HERE/target/release/berth}
+    [ -x "$BERTH" ] || { echo "# skipped: no $BERTH (cargo build --release)"; return 0; }
+    D=$WORK/box
+    mkdir -p "$D/upper" "$D/work" "$D/merged" "$D/varlib" "$D/srv/rootfs" "$D/srv/out"
+    cp -a "$WORK/rootfs/." "$D/srv/rootfs/"
+    cat > "$D/stamp.c" <<'STAMP'
+#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+    int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, buf, n) != n) return 1;
+    return 0;
+}
+STAMP
+    gcc -static -O2 -o "$D/srv/rootfs/stamp" "$D/stamp.c"
+    # The machine's own enabled units would start in the box too: masked.
+    masks="console-getty.service container-getty@.service getty@.service postgresql@.service systemd-journal-flush.service"
+    masks="$masks $(ls /etc/systemd/system/*.wants /etc/systemd/system/*.requires 2>/dev/null | grep -v ':$' | grep -v '\.target$' | sort -u | tr '\n' ' ')"
+    cat > "$D/boot.sh" <<BOOT
+set -eu
+D=$D
+M=\$D/merged
+mount -t overlay overlay -o "lowerdir=/,upperdir=\$D/upper,workdir=\$D/work" "\$M"
+mount -t proc proc "\$M/proc"
+mount --bind "\$M/proc/sys" "\$M/proc/sys"
+mount -o remount,bind,ro "\$M/proc/sys"
+mount --bind "\$M/proc/sys/net" "\$M/proc/sys/net"
+mount -o remount,bind,rw "\$M/proc/sys/net"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "\$M/sys"
+mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "\$M/sys/fs/cgroup"
+mount --rbind /dev "\$M/dev"
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "\$M/run"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "\$M/tmp"
+mkdir -p "\$M/var/lib/berth" "\$M/srv"
+mount --bind "\$D/varlib" "\$M/var/lib/berth"
+mount --bind "\$D/srv" "\$M/srv"
+rm -rf "\$M/usr/bin/berth" "\$M/usr/bin/berth-runtime" "\$M/etc/berth" "\$M/usr/lib/berth" \\
+    "\$M/usr/lib/systemd/system-generators/berth-generator" "\$M/usr/lib/systemd/system/berth@.service"
+sh $HERE/packaging/install.sh --destdir "\$M" --bin $BERTH >/dev/null
+mkdir -p "\$M/etc/systemd/system" "\$M/etc/systemd/system-generators" "\$M/etc/systemd/journald.conf.d" "\$M/etc/berth/containers"
+for u in $masks; do ln -sfn /dev/null "\$M/etc/systemd/system/\$u"; done
+for g in systemd-sysv-generator postgresql-generator systemd-getty-generator; do ln -sfn /dev/null "\$M/etc/systemd/system-generators/\$g"; done
+printf '[Journal]\nStorage=volatile\n' > "\$M/etc/systemd/journald.conf.d/90-bench.conf"
+printf 'rootfs = "/srv/rootfs"\ncommand = ["/stamp", "/out/none"]\n[network]\nmode = "none"\n[[volume]]\nsource = "/srv/out"\ntarget = "/out"\n[service]\nrestart = "no"\n' > "\$M/etc/berth/containers/none.toml"
+printf 'rootfs = "/srv/rootfs"\ncommand = ["/stamp", "/out/bridge"]\n[network]\npublish = ["8080:80"]\n[[volume]]\nsource = "/srv/out"\ntarget = "/out"\n[service]\nrestart = "no"\n' > "\$M/etc/berth/containers/bridge.toml"
+mkdir -p "\$M/.oldroot"
+cd "\$M"
+pivot_root . .oldroot
+umount -l /.oldroot
+rmdir /.oldroot
+exec env -i container=berth-bench /lib/systemd/systemd --system
+BOOT
+    # The shell joins the cgroup before unshare makes the cgroup namespace,
+    # so the namespace's root is exactly that cgroup.
+    mkdir "$CG/box"
+    sh -c "echo \$\$ > $CG/box/cgroup.procs; exec unshare --fork --pid --mount --uts --ipc --cgroup --net --propagation private sh $D/boot.sh" > "$D/console.log" 2>&1 &
+    upid=$!
+    pid=
+    i=0
+    while [ $i -lt 300 ] && [ -z "$pid" ]; do
+        c=$(cut -d' ' -f1 "/proc/$upid/task/$upid/children" 2>/dev/null || true)
+        if [ -n "$c" ] && [ "$(readlink "/proc/$c/exe" 2>/dev/null)" = /usr/lib/systemd/systemd ]; then pid=$c; fi
+        sleep 0.05; i=$((i+1))
+    done
+    [ -n "$pid" ] || { echo "# skipped: the box did not boot:"; tail -5 "$D/console.log"; return 0; }
+    inbox() { nsenter -t "$pid" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_PAGER= sh -c "$1"; }
+    i=0
+    while :; do
+        s=$(inbox "systemctl is-system-running" 2>/dev/null || true)
+        [ "$s" = running ] || [ "$s" = degraded ] && break
+        i=$((i+1))
+        [ $i -lt 300 ] || { echo "# skipped: the box is '$s' after 30 s"; kill -TERM "$pid"; return 0; }
+        sleep 0.1
+    done
+    inbox "ip link set lo up; sysctl -qw net.ipv4.ip_forward=1"
+    round='for u in $UNITS; do
+        f=/srv/out/$u; rm -f $f
+        t0=$(date +%s%N)
+        systemctl start --no-block berth@$u.service
+        i=0; while [ ! -s $f ] && [ $i -lt 2000 ]; do sleep 0.002; i=$((i+1)); done
+        [ -s $f ] && echo "$u $(( $(cat $f) - t0 ))" || echo "$u failed"
+        i=0; while [ $i -lt 2000 ]; do
+            s=$(systemctl show -p ActiveState --value berth@$u.service)
+            [ $s = inactive ] || [ $s = failed ] && break
+            sleep 0.005; i=$((i+1))
+        done
+        systemctl reset-failed berth@$u.service 2>/dev/null || true
+    done'
+    : > "$D/times"
+    n=0
+    while [ $n -lt $((ITER + 2)) ]; do
+        if [ $((n % 2)) = 0 ]; then units="none bridge"; else units="bridge none"; fi
+        out=$(inbox "UNITS='$units'; $round")
+        [ $n -lt 2 ] || echo "$out" >> "$D/times"
+        n=$((n+1))
+    done
+    python3 - "$D/times" <<'MEDIANS'
+import statistics, sys
+t = {}
+for line in open(sys.argv[1]):
+    w = line.split()
+    if len(w) == 2:
+        t.setdefault(w[0], []).append(float(w[1]) / 1e6 if w[1] != "failed" else None)
+med = {}
+for k, v in t.items():
+    ok = sorted(x for x in v if x is not None)
+    if not ok:
+        print(f"berth {k:<8} every start failed")
+        continue
+    med[k] = statistics.median(ok)
+    print(f"berth {k:<8} median {med[k]:6.1f} ms  (p10 {ok[len(ok) // 10]:.1f}, p90 {ok[len(ok) * 9 // 10]:.1f}, failed {len(v) - len(ok)})")
+if "none" in med and "bridge" in med:
+    print(f"berth bridge + 1 published port over none: {med['bridge'] - med['none']:+.1f} ms (goal: <= 10 ms)")
+MEDIANS
+    inbox "journalctl -q -o cat -u berth@bridge.service | grep -i -m3 'warn\|loopback' || true" | sed 's/^/# berth@bridge: /'
+    kill -TERM "$pid" 2>/dev/null || true
+}
 
 if [ "${NETBENCH_INNER:-}" != 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
@@ -46,7 +179,10 @@ if [ "${NETBENCH_INNER:-}" != 1 ]; then
     mkdir "$CG"
     cleanup() {
         echo 1 > "$CG/cgroup.kill" 2>/dev/null || true
-        sleep 0.3
+        i=0
+        while [ -n "$(find "$CG" -name cgroup.procs -exec cat {} + 2>/dev/null)" ] && [ $i -lt 100 ]; do
+            sleep 0.1; i=$((i+1))
+        done
         find "$CG" -depth -type d -exec rmdir {} \; 2>/dev/null || true
         rm -rf "$WORK"
     }
@@ -229,8 +365,14 @@ EOF
     }
     write_c
     gcc -O2 -o "$WORK/nftbench" "$WORK/nftbench.c" -ldl
-    sh -c "echo \$\$ > $CG/cgroup.procs; exec env NETBENCH_INNER=1 WORK=$WORK unshare --mount --pid --net --cgroup --uts --ipc --fork --propagation private sh $0 $ITER $WHAT"
-    exit $?
+    if [ "$WHAT" != berth ]; then
+        mkdir "$CG/peers"
+        sh -c "echo \$\$ > $CG/peers/cgroup.procs; exec env NETBENCH_INNER=1 WORK=$WORK unshare --mount --pid --net --cgroup --uts --ipc --fork --propagation private sh $0 $ITER $WHAT"
+    fi
+    if [ "$WHAT" = berth ] || [ "$WHAT" = all ]; then
+        berth_row
+    fi
+    exit 0
 fi
 
 # Inside the namespaces.
@@ -417,13 +559,3 @@ sh(f"{NETAVARK} --config {nvconf} teardown /run/netns/nvres", check=False, inp=n
 if not why:
     sh("kill $(cat /run/dockerb.pid)", check=False)
 EOF
-
-# 3. BERTH ROW (to be run by the lead once bridge mode is wired into the
-# start; today bridge mode still gives loopback only and says so, so its
-# figure would mean nothing). It needs a systemd box, which
-# benches/unit_start.rs boots: give it a second declared container,
-#   [network]  publish = ["8080:80"]          (bridge, the default mode)
-# beside the `mode = "none"` one it has, add it to UNITS, and read the two
-# medians: bridge - none is what berth's networking adds (goal: <= 10 ms).
-echo
-echo "== 3. berth: see the comment at the end of benches/network.sh (needs bridge mode wired into the start)"
