@@ -118,6 +118,12 @@ pub fn render(def: &Definition, ctx: &RenderContext<'_>) -> Generated {
         let u = unit_name(other);
         let _ = writeln!(t, "Requires={u}\nAfter={u}");
     }
+    // A sidecar (`mode = "container:NAME"`) lives in the other's network
+    // namespace: it starts after it, stops with it and restarts with it.
+    if let Some(other) = &def.network.container {
+        let u = unit_name(other);
+        let _ = writeln!(t, "BindsTo={u}\nPartOf={u}\nAfter={u}");
+    }
     for u in &def.service.after {
         let _ = writeln!(t, "Wants={u}\nAfter={u}");
     }
