@@ -95,3 +95,37 @@ fn a_sidecar_joins_its_containers_network_starts_after_it_and_stops_with_it() {
     );
     b.close().unwrap();
 }
+
+/// Ad hoc: `berth run -d -p HOST:CONT` publishes as a definition's
+/// `publish` does, `berth port` lists it, and a stop closes it.
+#[test]
+fn berth_run_publishes_a_port_and_berth_port_lists_it() {
+    require_root!();
+    require_program!("curl");
+    let b = SystemdBox::boot(BoxOptions::default().with_berth())
+        .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    b.sh_ok(&format!(
+        "berth run -d --name adhoc -p 8082:80 --init --rootfs {ROOTFS} httpd -f -p 80 -h /etc"
+    ));
+    let page = b.wait_until(
+        "curl -fsS http://127.0.0.1:8082/hostname",
+        Duration::from_secs(10),
+    );
+    assert_eq!(page.trim(), "adhoc");
+    let port = b.sh_ok("berth port adhoc");
+    assert!(port.contains("80/tcp -> 0.0.0.0:8082"), "{port}");
+    let ps = b.sh_ok("berth ps");
+    assert!(
+        ps.contains("8082:80/tcp") && ps.contains("10.89.0."),
+        "{ps}"
+    );
+    b.sh_ok("berth stop adhoc");
+    let closed = b.sh("curl -fsS -m 2 http://127.0.0.1:8082/hostname");
+    assert!(!closed.status.success(), "port 8082 still open after stop");
+    let rules = b.sh_ok("nft list ruleset | grep -c 8082; true");
+    assert_eq!(rules.trim(), "0", "a rule of adhoc is left");
+    b.close().unwrap();
+}

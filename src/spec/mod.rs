@@ -496,7 +496,10 @@ pub(crate) mod tests {
             .iter()
             .find(|n| n.typ() == LinuxNamespaceType::Network)
             .unwrap();
-        assert_eq!(net.path().as_deref(), Some(std::path::Path::new("/proc/42/ns/net")));
+        assert_eq!(
+            net.path().as_deref(),
+            Some(std::path::Path::new("/proc/42/ns/net"))
+        );
         d.security.userns = Userns::Auto;
         assert!(ns(&d, &ctx()).contains(&LinuxNamespaceType::User));
         assert!(matches!(
