@@ -81,6 +81,12 @@ pub enum Command {
     Volume(volume::VolumeArgs),
     Network(network::NetworkArgs),
     AutoUpdate(auto_update::AutoUpdateArgs),
+    /// Serve names on bridge networks (run by berth-dns.service)
+    ///
+    /// Listens on port 53 of the gateway address of every network with
+    /// dns = true; answers members' names and aliases to the members of the
+    /// same networks and forwards other queries to the host's resolvers.
+    Dns,
 }
 
 /// Entry point of the `berth` personality.
@@ -138,5 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(a) => volume::run(&root, a),
         Command::Network(a) => network::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
+        Command::Dns => {
+            crate::network::dns::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -7,5 +7,6 @@
 //! loopback only, and says so when it starts.
 
 pub mod config;
+pub mod dns;
 pub mod ipam;
 pub mod plan;
