@@ -472,3 +472,92 @@ fn a_network_defined_after_the_start_is_served_without_a_reload() {
             == Some((0, addrs(&["10.89.8.2"])))
     });
 }
+
+/// Python in the box: send the query (hex) from SRC to DST:53, print the
+/// answer in hex.
+const PY_ASK: &str = "import socket,sys\n\
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+s.bind((sys.argv[2],0))\n\
+s.settimeout(5)\n\
+s.sendto(bytes.fromhex(sys.argv[1]),(sys.argv[3],53))\n\
+sys.stdout.write(s.recv(1500).hex())\n";
+
+/// Python in the box: a resolver on 127.0.0.53 (where systemd-resolved's
+/// stub listens) answering every A query with 192.0.2.7.
+const PY_RESOLVED: &str = r#"import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.53", 53))
+while True:
+    q, a = s.recvfrom(1500)
+    r = bytearray(q)
+    r[2] |= 0x80
+    r[3] = 0x80
+    r[6:8] = b"\x00\x01"
+    r[10:12] = b"\x00\x00"
+    r += bytes([0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7])
+    s.sendto(bytes(r), a)
+"#;
+
+#[test]
+fn the_installed_unit_serves_names_sandboxed_under_systemd() {
+    use support::systemd_box::{shell_quote, BoxOptions, SystemdBox};
+    require_root!();
+    require_program!("nsenter");
+    require_program!("python3");
+    let b = SystemdBox::boot(BoxOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    b.install_berth();
+    let verify = b.sh("systemd-analyze verify /usr/lib/systemd/system/berth-dns.service");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    b.write_file(
+        "/etc/berth/networks/app.toml",
+        b"subnet = \"10.89.5.0/24\"\n",
+    );
+    b.write_file("/srv/resolved.py", PY_RESOLVED.as_bytes());
+    b.write_file("/srv/ask.py", PY_ASK.as_bytes());
+    b.sh_ok(
+        "install -d -m 0700 /run/berth /run/berth/leases /run/berth/leases/app && \
+         printf 'web\\naliases www\\n' > /run/berth/leases/app/10.89.5.2 && \
+         printf 'client\\n' > /run/berth/leases/app/10.89.5.3 && \
+         rm -f /etc/resolv.conf && echo 'nameserver 127.0.0.53' > /etc/resolv.conf && \
+         systemd-run --quiet --unit=fake-resolved python3 /srv/resolved.py",
+    );
+    b.wait_until(
+        "grep -q ' 3500007F:0035 ' /proc/net/udp",
+        Duration::from_secs(20),
+    );
+    b.sh_ok("systemctl start berth-dns.service");
+    let p = b.show(
+        "berth-dns.service",
+        "ActiveState,Type,NoNewPrivileges,ProtectSystem",
+    );
+    assert_eq!(p["ActiveState"], "active");
+    assert_eq!(p["Type"], "notify");
+    assert_eq!(p["ProtectSystem"], "strict");
+    // The bridge and its addresses come after the service is up.
+    b.sh_ok(
+        "ip link add br0 type bridge && ip link set br0 up && \
+         ip addr add 10.89.5.1/24 dev br0 && ip addr add 10.89.5.3/32 dev br0",
+    );
+    let ask = |name: &str| {
+        let q = hex::encode(codec::query(77, name, TYPE_A));
+        let out = b.sh_ok(&format!(
+            "python3 /srv/ask.py {} 10.89.5.3 {APP_GW}",
+            shell_quote(&q)
+        ));
+        codec::parse_answers(&hex::decode(out.trim()).unwrap()).unwrap()
+    };
+    assert_eq!(ask("www"), (0, addrs(&["10.89.5.2"])));
+    // Forwarded to the resolver on 127.0.0.53, which only the host's
+    // network namespace reaches.
+    assert_eq!(ask("outside.example"), (0, addrs(&["192.0.2.7"])));
+    b.sh_ok("systemctl reload berth-dns.service");
+    assert_eq!(
+        b.show("berth-dns.service", "ActiveState")["ActiveState"],
+        "active"
+    );
+    assert_eq!(ask("web"), (0, addrs(&["10.89.5.2"])));
+}
