@@ -87,6 +87,11 @@ fn start() -> Dns {
     );
     write(
         r,
+        "etc/berth/networks/sealed.toml",
+        "subnet = \"10.89.9.0/24\"\ninternal = true\n",
+    );
+    write(
+        r,
         "etc/resolv.conf",
         "# as systemd-resolved writes it\nnameserver 127.0.0.2\noptions edns0\n",
     );
@@ -111,6 +116,9 @@ fn start() -> Dns {
         "picky\ndns 127.0.0.3\n",
     );
     write(r, "run/berth/leases/other/10.89.6.2", "secret\n");
+    write(r, "run/berth/leases/sealed/10.89.9.2", "vault\n");
+    write(r, "run/berth/leases/sealed/10.89.9.3", "bridgehead\n");
+    write(r, "run/berth/leases/other/10.89.6.3", "bridgehead\n");
     std::fs::write(r.join("run/berth/leases/app/.lock"), "").unwrap();
 
     let sock_path = r.join("notify.sock");
@@ -150,6 +158,9 @@ fn start() -> Dns {
         "10.89.6.2/32",
         "10.89.7.1/24",
         "10.89.7.2/32",
+        "10.89.9.1/24",
+        "10.89.9.2/32",
+        "10.89.9.3/32",
         "10.99.0.9/32",
     ] {
         ip(&["addr", "add", a, "dev", "br0"]);
@@ -344,6 +355,24 @@ fn outside_names_are_forwarded_to_the_hosts_or_the_containers_resolvers() {
     );
     assert_eq!(own.load(Ordering::SeqCst), 1);
     assert_eq!(host.load(Ordering::SeqCst), 2);
+    // An internal network has no way out, not even by DNS: its members'
+    // names answer, outside names are refused without asking upstream,
+    // unless the client is also on a network that is not internal.
+    let sealed_gw = "10.89.9.1";
+    assert_eq!(
+        ask("10.89.9.2", sealed_gw, "bridgehead", TYPE_A),
+        (0, addrs(&["10.89.9.3"]))
+    );
+    assert_eq!(
+        ask("10.89.9.2", sealed_gw, "outside.example", TYPE_A),
+        (codec::RCODE_REFUSED, vec![])
+    );
+    assert_eq!(host.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        ask("10.89.9.3", sealed_gw, "outside.example", TYPE_A),
+        (0, addrs(&["192.0.2.7"]))
+    );
+    assert_eq!(host.load(Ordering::SeqCst), 3);
     // An upstream that never answers: SERVFAIL after its timeout, and
     // meanwhile other queries are answered.
     let waiting = std::thread::spawn(move || ask(c, APP_GW, "silent.example", TYPE_A));

@@ -22,6 +22,7 @@ pub const RCODE_FORMERR: u8 = 1;
 pub const RCODE_SERVFAIL: u8 = 2;
 pub const RCODE_NXDOMAIN: u8 = 3;
 pub const RCODE_NOTIMP: u8 = 4;
+pub const RCODE_REFUSED: u8 = 5;
 /// RFC 1035 §2.3.4: a name is at most 255 bytes on the wire.
 const MAX_NAME: usize = 255;
 /// Compression pointers followed in one name; each must point further back

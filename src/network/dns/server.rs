@@ -63,6 +63,8 @@ struct NetInfo {
     name: String,
     subnet: Subnet,
     subnet6: Option<Subnet>,
+    /// `internal = true`: no way out, not even by DNS.
+    internal: bool,
 }
 
 /// What every query needs to be answered, shared with the TCP threads;
@@ -161,6 +163,13 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
             }
         }
     }
+    // A network with no way out gets none through its name server either
+    // (queries can carry data out): outside names are refused unless the
+    // client is also on a network that is not internal, as Podman's
+    // internal networks resolve only their members' names.
+    if !may_forward(ctx, &members, network, me.map(|m| m.lease.name.as_str())) {
+        return Decision::Reply(codec::error(&q, codec::RCODE_REFUSED));
+    }
     // The container's own resolvers (`[network] dns`), else the host's:
     // this process runs in the host's network namespace, so a resolv.conf
     // naming systemd-resolved's 127.0.0.53 works here as it does not in a
@@ -188,6 +197,19 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
         question: q,
         upstreams,
     }
+}
+
+/// Whether a query that came to `network` from container `client` may be
+/// forwarded out: the network is not internal, or the client is a member
+/// of one that is not.
+fn may_forward(ctx: &Ctx, members: &[Members], network: &str, client: Option<&str>) -> bool {
+    let open = |name: &str| ctx.nets.iter().any(|n| n.name == name && !n.internal);
+    open(network)
+        || client.is_some_and(|c| {
+            members
+                .iter()
+                .any(|n| open(&n.network) && n.members.iter().any(|m| m.lease.name == c))
+        })
 }
 
 /// A socket bound to `addr` even before the address exists (the bridge is
@@ -339,6 +361,7 @@ fn wanted(root: &Path) -> Vec<(NetInfo, Vec<IpAddr>)> {
                 name: n.name,
                 subnet: n.subnet,
                 subnet6: n.subnet6,
+                internal: n.internal,
             };
             (info, addrs)
         })
