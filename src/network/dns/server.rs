@@ -74,7 +74,7 @@ struct Ctx {
     root: PathBuf,
     nets: Vec<NetInfo>,
     /// The addresses berth dns listens on, never an upstream (a host whose
-    /// resolv.conf names one would loop).
+    /// resolv.conf names one would loop: containers/aardvark-dns#415).
     listening: Vec<IpAddr>,
 }
 
@@ -165,8 +165,8 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
     }
     // A network with no way out gets none through its name server either
     // (queries can carry data out): outside names are refused unless the
-    // client is also on a network that is not internal, as Podman's
-    // internal networks resolve only their members' names.
+    // client is also on a network that is not internal, as aardvark-dns
+    // does since containers/aardvark-dns#447 (a data-exfiltration channel).
     if !may_forward(ctx, &members, network, me.map(|m| m.lease.name.as_str())) {
         return Decision::Reply(codec::error(&q, codec::RCODE_REFUSED));
     }
