@@ -267,7 +267,7 @@ fn names_and_aliases_answer_on_their_network_only_and_follow_the_lease() {
     require_root!();
     require_program!("ip");
     let dns = start();
-    upstream("127.0.0.2");
+    let upstream_count = upstream("127.0.0.2");
     let c = "10.89.5.3";
     assert_eq!(ask(c, APP_GW, "web", TYPE_A), (0, addrs(&["10.89.5.2"])));
     assert_eq!(ask(c, APP_GW, "web", TYPE_AAAA), (0, addrs(&["fd00:5::2"])));
@@ -294,6 +294,24 @@ fn names_and_aliases_answer_on_their_network_only_and_follow_the_lease() {
         ask("10.89.6.2", OTHER_GW, "secret", TYPE_A),
         (0, addrs(&["10.89.6.2"]))
     );
+    // Reverse names of members: PTR; of an address of another network in a
+    // served range: NXDOMAIN from berth dns itself, never asked upstream.
+    let ptr = |name: &str| {
+        let r = exchange(
+            c,
+            APP_GW,
+            &codec::query(3, name, codec::TYPE_PTR),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        (codec::parse_answers(&r).unwrap().0, codec::parse_ptr(&r))
+    };
+    assert_eq!(ptr("2.5.89.10.in-addr.arpa"), (0, Some("web".into())));
+    let six = "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.0.0.0.0.0.d.f.ip6.arpa";
+    assert_eq!(ptr(six), (0, Some("web".into())));
+    let before = upstream_count.load(Ordering::SeqCst);
+    assert_eq!(ptr("2.6.89.10.in-addr.arpa"), (codec::RCODE_NXDOMAIN, None));
+    assert_eq!(upstream_count.load(Ordering::SeqCst), before);
     // A network with dns = false is not served at all.
     let quiet = exchange(
         "10.89.7.2",

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 pub const HEADER_LEN: usize = 12;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_PTR: u16 = 12;
 pub const TYPE_ANY: u16 = 255;
 pub const CLASS_IN: u16 = 1;
 pub const CLASS_ANY: u16 = 255;
@@ -278,6 +279,27 @@ pub fn answer(q: &Question, addrs: &[IpAddr], ttl: u32) -> Vec<u8> {
     out
 }
 
+/// An authoritative PTR answer to `q`: `target` (a member's name, which
+/// is one label of the host-name alphabet; longer ones are cut at 63).
+pub fn answer_ptr(q: &Question, target: &str, ttl: u32) -> Vec<u8> {
+    let mut out = header(q.id, flags(q, true, 0), 1, 1);
+    push_question(&mut out, q);
+    out.extend_from_slice(&[0xC0, HEADER_LEN as u8]);
+    out.extend_from_slice(&TYPE_PTR.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    let mut data = Vec::new();
+    for l in target.split('.').filter(|l| !l.is_empty()) {
+        let l = &l.as_bytes()[..l.len().min(63)];
+        data.push(l.len() as u8);
+        data.extend_from_slice(l);
+    }
+    data.push(0);
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
 /// An error answer to `q` (NXDOMAIN, SERVFAIL, …), with its question.
 pub fn error(q: &Question, rcode: u8) -> Vec<u8> {
     let aa = rcode == RCODE_NXDOMAIN;
@@ -351,6 +373,28 @@ pub fn parse_answers(msg: &[u8]) -> Option<(u8, Vec<IpAddr>)> {
     Some((rcode, out))
 }
 
+/// The first PTR target of a response, as text. For tests and logs.
+pub fn parse_ptr(msg: &[u8]) -> Option<String> {
+    let q = question(msg).ok()?;
+    let ancount = u16_at(msg, 6)?;
+    let mut pos = q.end;
+    for _ in 0..ancount {
+        let (_, after) = read_name(msg, pos).ok()?;
+        let rtype = u16_at(msg, after)?;
+        let rdlen = usize::from(u16_at(msg, after + 8)?);
+        if rtype == TYPE_PTR {
+            let (labels, _) = read_name(msg, after + 10).ok()?;
+            let text: Vec<String> = labels
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            return Some(text.join("."));
+        }
+        pos = after + 10 + rdlen;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +427,17 @@ mod tests {
             parse_answers(&error(&parsed, RCODE_NXDOMAIN)),
             Some((3, vec![]))
         );
+    }
+
+    #[test]
+    fn ptr_answers_carry_the_name() {
+        let parsed = parse_query(&q("2.5.89.10.in-addr.arpa", TYPE_PTR)).unwrap();
+        let resp = answer_ptr(&parsed, "web", 0);
+        assert_eq!(parse_ptr(&resp).as_deref(), Some("web"));
+        assert_eq!(parse_answers(&resp), Some((0, vec![])));
+        for n in 0..resp.len() {
+            let _ = parse_ptr(&resp[..n]);
+        }
     }
 
     #[test]

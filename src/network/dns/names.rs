@@ -106,6 +106,62 @@ pub fn lookup(
     Some(out)
 }
 
+/// The address a reverse name stands for: `d.c.b.a.in-addr.arpa` or the 32
+/// nibbles of `….ip6.arpa` (lower case, no trailing dot); `None` for any
+/// other name, or a partial one.
+pub fn reverse_address(name: &str) -> Option<IpAddr> {
+    if let Some(rest) = name.strip_suffix(".in-addr.arpa") {
+        let mut octets = [0u8; 4];
+        let parts: Vec<&str> = rest.split('.').collect();
+        if parts.len() != 4 {
+            return None;
+        }
+        for (i, p) in parts.iter().rev().enumerate() {
+            // No leading zeros or signs: one spelling per address.
+            if p.is_empty()
+                || (p.len() > 1 && p.starts_with('0'))
+                || !p.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            octets[i] = p.parse().ok()?;
+        }
+        return Some(IpAddr::from(octets));
+    }
+    let rest = name.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<&str> = rest.split('.').collect();
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, n) in nibbles.iter().rev().enumerate() {
+        if n.len() != 1 {
+            return None;
+        }
+        let v = u8::from_str_radix(n, 16).ok()?;
+        bytes[i / 2] |= if i % 2 == 0 { v << 4 } else { v };
+    }
+    Some(IpAddr::from(bytes))
+}
+
+/// The name of the member at `addr` that a client asking on `via` as
+/// `client` may see (the same visibility as [`lookup`]).
+pub fn lookup_address(
+    nets: &[Members],
+    via: &str,
+    client: Option<&str>,
+    addr: IpAddr,
+) -> Option<String> {
+    let visible = |n: &Members| {
+        n.network == via || client.is_some_and(|c| n.members.iter().any(|m| m.lease.name == c))
+    };
+    nets.iter()
+        .filter(|n| visible(n))
+        .flat_map(|n| &n.members)
+        .find(|m| m.addr == addr)
+        .map(|m| m.lease.name.clone())
+}
+
 /// The nameservers of a resolv.conf's text, port 53, at most three (as
 /// glibc reads them). A link-local IPv6 address with a `%zone` is skipped:
 /// it names an interface of the host's, which the text alone cannot turn
@@ -205,6 +261,28 @@ mod tests {
         let m = member_at(&n, "app", "10.89.1.3".parse().unwrap()).unwrap();
         assert_eq!(m.lease.name, "db");
         assert!(member_at(&n, "other", "10.89.1.3".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn reverse_names_and_their_members() {
+        let n = nets();
+        let a = reverse_address("2.1.89.10.in-addr.arpa").unwrap();
+        assert_eq!(a, "10.89.1.2".parse::<IpAddr>().unwrap());
+        assert_eq!(lookup_address(&n, "app", None, a).as_deref(), Some("web"));
+        let six = "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa";
+        assert_eq!(reverse_address(six), Some("fd00::2".parse().unwrap()));
+        let hidden = reverse_address("2.2.89.10.in-addr.arpa").unwrap();
+        assert_eq!(lookup_address(&n, "app", Some("web"), hidden), None);
+        for bad in [
+            "1.89.10.in-addr.arpa",
+            "01.1.89.10.in-addr.arpa",
+            "256.1.89.10.in-addr.arpa",
+            "x.ip6.arpa",
+            "web",
+            "-1.1.89.10.in-addr.arpa",
+        ] {
+            assert_eq!(reverse_address(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -156,11 +156,8 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
     let members = read_members(ctx);
     let me = names::member_at(&members, network, client);
     if matches!(q.qclass, codec::CLASS_IN | codec::CLASS_ANY) {
-        if let Some(name) = q.name() {
-            let found = names::lookup(&members, network, me.map(|m| m.lease.name.as_str()), &name);
-            if let Some(addrs) = found {
-                return Decision::Reply(codec::answer(&q, &addrs, TTL));
-            }
+        if let Some(reply) = local_answer(ctx, &members, network, me, &q) {
+            return Decision::Reply(reply);
         }
     }
     // A network with no way out gets none through its name server either
@@ -174,6 +171,7 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
     // this process runs in the host's network namespace, so a resolv.conf
     // naming systemd-resolved's 127.0.0.53 works here as it does not in a
     // container.
+    let usable = |u: &SocketAddr| !ctx.listening.contains(&u.ip());
     let own: Vec<SocketAddr> = me
         .map(|m| {
             m.lease
@@ -183,13 +181,14 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
                 .collect()
         })
         .unwrap_or_default();
-    let mut upstreams = if own.is_empty() {
+    let mut upstreams: Vec<SocketAddr> = own.into_iter().filter(usable).collect();
+    if upstreams.is_empty() {
         let text = std::fs::read_to_string(ctx.root.join("etc/resolv.conf")).unwrap_or_default();
-        names::nameservers(&text)
-    } else {
-        own
-    };
-    upstreams.retain(|u| !ctx.listening.contains(&u.ip()));
+        upstreams = names::nameservers(&text)
+            .into_iter()
+            .filter(usable)
+            .collect();
+    }
     if upstreams.is_empty() {
         return Decision::Reply(codec::error(&q, codec::RCODE_SERVFAIL));
     }
@@ -197,6 +196,41 @@ fn decide(ctx: &Ctx, network: &str, client: IpAddr, msg: &[u8]) -> Decision {
         question: q,
         upstreams,
     }
+}
+
+/// The answer from the leases, if the question is theirs: a member's name
+/// or alias (A / AAAA), or the reverse name of an address in a served
+/// range (PTR; NXDOMAIN when no member the client sees holds it, so a
+/// private address is never asked of the host's resolvers).
+fn local_answer(
+    ctx: &Ctx,
+    members: &[Members],
+    network: &str,
+    me: Option<&names::Member>,
+    q: &Question,
+) -> Option<Vec<u8>> {
+    let name = q.name()?;
+    let client = me.map(|m| m.lease.name.as_str());
+    if let Some(addrs) = names::lookup(members, network, client, &name) {
+        return Some(codec::answer(q, &addrs, TTL));
+    }
+    let addr = names::reverse_address(&name)?;
+    let served = ctx
+        .nets
+        .iter()
+        .any(|n| n.subnet.contains(addr) || n.subnet6.is_some_and(|s| s.contains(addr)));
+    if !served {
+        return None;
+    }
+    Some(
+        match names::lookup_address(members, network, client, addr) {
+            Some(target) if matches!(q.qtype, codec::TYPE_PTR | codec::TYPE_ANY) => {
+                codec::answer_ptr(q, &target, TTL)
+            }
+            Some(_) => codec::answer(q, &[], TTL),
+            None => codec::error(q, codec::RCODE_NXDOMAIN),
+        },
+    )
 }
 
 /// Whether a query that came to `network` from container `client` may be
