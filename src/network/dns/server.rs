@@ -409,6 +409,9 @@ fn wanted(root: &Path) -> Vec<(NetInfo, Vec<IpAddr>)> {
 /// are read at each query.
 struct Watch {
     fd: OwnedFd,
+    /// Watches on the parent of a directory that does not exist yet (/run
+    /// before /run/berth is made), dropped once it does.
+    parents: Vec<i32>,
 }
 
 impl Watch {
@@ -421,28 +424,47 @@ impl Watch {
         // SAFETY: a descriptor just returned and owned by nobody else.
         Ok(Watch {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            parents: Vec::new(),
         })
     }
 
-    /// (Re)watch every directory that exists now; one that does not is
-    /// watched after the reload its parent's event causes.
-    fn add(&self, root: &Path) {
-        let mut dirs = vec!["run/berth", "run/berth/leases", "etc/berth"];
-        dirs.extend(crate::config::load::NETWORK_DIRS);
+    fn watch(&self, path: &Path) -> Option<i32> {
         let mask = libc::IN_CREATE
             | libc::IN_DELETE
             | libc::IN_MOVED_TO
             | libc::IN_MOVED_FROM
             | libc::IN_CLOSE_WRITE
             | libc::IN_ONLYDIR;
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+        (wd >= 0).then_some(wd)
+    }
+
+    /// (Re)watch every directory that exists now, and the parent of one
+    /// that does not, so that its creation causes a reload (which calls
+    /// this again before it reads anything: nothing made in between is
+    /// missed).
+    fn add(&mut self, root: &Path) {
+        let mut dirs = vec!["run/berth", "run/berth/leases", "etc/berth"];
+        dirs.extend(crate::config::load::NETWORK_DIRS);
+        let mut real = Vec::new();
+        let mut parents = Vec::new();
         for d in dirs {
-            let Ok(c) = std::ffi::CString::new(root.join(d).into_os_string().into_encoded_bytes())
-            else {
-                continue;
-            };
-            // SAFETY: `c` is a NUL-terminated path that outlives the call.
-            unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
+            let path = root.join(d);
+            match self.watch(&path) {
+                Some(wd) => real.push(wd),
+                None => parents.extend(path.parent().and_then(|p| self.watch(p))),
+            }
         }
+        parents.retain(|wd| !real.contains(wd));
+        for wd in std::mem::take(&mut self.parents) {
+            if !real.contains(&wd) && !parents.contains(&wd) {
+                // SAFETY: no pointers; an inotify descriptor this owns.
+                unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
+            }
+        }
+        self.parents = parents;
     }
 
     /// Read every pending event; whether there was one.
@@ -817,7 +839,7 @@ pub fn run(root: &Path) -> Result<(), DnsError> {
         .map_err(|e| setup("block signals")(e.into()))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| setup("create a signalfd")(e.into()))?;
-    let watch = Watch::new()?;
+    let mut watch = Watch::new()?;
     watch.add(root);
     let mut server = Server::new(root)?;
     server.reload();
