@@ -67,6 +67,12 @@ impl Dns {
 /// (by its sd_notify message) before any address exists: it binds them
 /// with IP_FREEBIND. Then the addresses are added to a bridge.
 fn start() -> Dns {
+    start_with(true)
+}
+
+/// [`start`], with no /run/berth at all when `with_run` is false (a fresh
+/// boot: /run/berth is made by the first container's start).
+fn start_with(with_run: bool) -> Dns {
     reg::private_netns();
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
@@ -95,32 +101,35 @@ fn start() -> Dns {
         "etc/resolv.conf",
         "# as systemd-resolved writes it\nnameserver 127.0.0.2\noptions edns0\n",
     );
-    write(
-        r,
-        "run/berth/leases/app/10.89.5.2",
-        "web\naliases www api\n",
-    );
-    write(
-        r,
-        "run/berth/leases/app/fd00:5::2",
-        "web\naliases www api\n",
-    );
-    write(
-        r,
-        "run/berth/leases/app/10.89.5.3",
-        "client\nsomething new\n",
-    );
-    write(
-        r,
-        "run/berth/leases/app/10.89.5.4",
-        "picky\ndns 127.0.0.3\n",
-    );
-    write(r, "run/berth/leases/other/10.89.6.2", "secret\n");
-    write(r, "run/berth/leases/sealed/10.89.9.2", "vault\n");
-    write(r, "run/berth/leases/sealed/10.89.9.3", "bridgehead\n");
-    write(r, "run/berth/leases/other/10.89.6.3", "bridgehead\n");
-    std::fs::write(r.join("run/berth/leases/app/.lock"), "").unwrap();
-
+    // /run itself always exists.
+    std::fs::create_dir_all(r.join("run")).unwrap();
+    if with_run {
+        write(
+            r,
+            "run/berth/leases/app/10.89.5.2",
+            "web\naliases www api\n",
+        );
+        write(
+            r,
+            "run/berth/leases/app/fd00:5::2",
+            "web\naliases www api\n",
+        );
+        write(
+            r,
+            "run/berth/leases/app/10.89.5.3",
+            "client\nsomething new\n",
+        );
+        write(
+            r,
+            "run/berth/leases/app/10.89.5.4",
+            "picky\ndns 127.0.0.3\n",
+        );
+        write(r, "run/berth/leases/other/10.89.6.2", "secret\n");
+        write(r, "run/berth/leases/sealed/10.89.9.2", "vault\n");
+        write(r, "run/berth/leases/sealed/10.89.9.3", "bridgehead\n");
+        write(r, "run/berth/leases/other/10.89.6.3", "bridgehead\n");
+        std::fs::write(r.join("run/berth/leases/app/.lock"), "").unwrap();
+    }
     let sock_path = r.join("notify.sock");
     let notify = UnixDatagram::bind(&sock_path).unwrap();
     notify
@@ -134,7 +143,6 @@ fn start() -> Dns {
         .stdin(Stdio::null());
     reg::die_with_parent(&mut cmd);
     let child = cmd.spawn().unwrap();
-    let dns = Dns { child, root };
     let mut buf = [0u8; 512];
     loop {
         let n = notify
@@ -147,6 +155,7 @@ fn start() -> Dns {
             break;
         }
     }
+    let dns = Dns { child, root };
     ip(&["link", "add", "br0", "type", "bridge"]);
     ip(&["link", "set", "br0", "up"]);
     for a in [
@@ -607,4 +616,34 @@ fn the_installed_unit_serves_names_sandboxed_under_systemd() {
         "active"
     );
     assert_eq!(ask("web"), (0, addrs(&["10.89.5.2"])));
+}
+
+#[test]
+fn a_runtime_network_is_served_when_run_berth_is_made_after_the_start() {
+    require_root!();
+    require_program!("ip");
+    // As on a fresh boot: no /run/berth when berth dns starts; then a
+    // runtime network file and its first lease.
+    let dns = start_with(false);
+    upstream("127.0.0.2");
+    let run = dns.root().join("run");
+    std::fs::create_dir(run.join("berth")).unwrap();
+    write(
+        dns.root(),
+        "run/berth/networks/late.toml",
+        "subnet = \"10.89.8.0/24\"\n",
+    );
+    write(dns.root(), "run/berth/leases/late/10.89.8.2", "newcomer\n");
+    ip(&["addr", "add", "10.89.8.1/24", "dev", "br0"]);
+    ip(&["addr", "add", "10.89.8.3/32", "dev", "br0"]);
+    poll_until("the runtime network's gateway to answer", || {
+        exchange(
+            "10.89.8.3",
+            "10.89.8.1",
+            &codec::query(5, "newcomer", TYPE_A),
+            Duration::from_millis(200),
+        )
+        .and_then(|r| codec::parse_answers(&r))
+            == Some((0, addrs(&["10.89.8.2"])))
+    });
 }
