@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 pub use render::{
-    cpu_quota, may_pull, render, systemd_time, unit_name, Generated, RenderContext, DROPIN_NAME,
-    STOP_MARGIN, TEMPLATE_PATH,
+    cpu_quota, may_pull, render, systemd_time, unit_name, Generated, RenderContext, DNS_UNIT,
+    DROPIN_NAME, STOP_MARGIN, TEMPLATE_PATH,
 };
 
 use crate::config::{self, Globals, Reference};

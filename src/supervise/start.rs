@@ -99,6 +99,7 @@ pub(super) fn start(
     // 5. /etc files the spec binds.
     let own_net = spec::own_network(def);
     let mut etc_net = files::EtcNetwork::from_definition(def);
+    etc_net.nameserver = name_server(opts, def, &net);
     if let Some(first) = st.networks.first() {
         etc_net.addresses = [Some(first.ipv4), first.ipv6]
             .into_iter()
@@ -637,6 +638,38 @@ impl NetworkStart {
         trace("supervise: network attached");
         Ok(())
     }
+}
+
+/// The name server a bridge-mode container asks: berth dns on the gateway
+/// of its first network that serves names. Its unit orders itself after
+/// berth-dns.service (the generator's Wants=/After=); a foreground `berth
+/// run` has no such unit, so it starts berth-dns first, and where it cannot
+/// (no systemd), the container keeps the host's resolvers and says so.
+fn name_server(
+    opts: &RunOptions,
+    def: &Definition,
+    net: &NetworkStart,
+) -> Option<std::net::IpAddr> {
+    let j = net.joined.iter().find(|j| j.network.dns)?;
+    if !opts.systemd {
+        let unit = crate::generator::DNS_UNIT.to_string();
+        let started = crate::systemd::ctl::booted(&opts.root)
+            && crate::systemd::ctl::jobs(crate::systemd::bus::Verb::Start, &[unit]).is_ok();
+        if !started {
+            journal::event(
+                Priority::Warning,
+                &def.name,
+                "network-no-names",
+                &format!(
+                    "container \"{}\": berth-dns.service could not be started, so peers on network \"{}\" are not resolved by name; the host's resolvers are used",
+                    def.name, j.network.name
+                ),
+                &[],
+            );
+            return None;
+        }
+    }
+    Some(j.network.gateway)
 }
 
 /// Whether container `name`'s supervisor runs (its leases and ports are
