@@ -245,6 +245,10 @@ pub struct Row {
     pub image: String,
     pub pid: Option<i32>,
     pub uptime_seconds: Option<u64>,
+    /// Its addresses on its bridge networks (first network first).
+    pub addresses: Vec<std::net::IpAddr>,
+    /// Its published ports as written (`8080:80/tcp`).
+    pub ports: Vec<String>,
 }
 
 /// The image column: the reference, or `rootfs:DIR`.
@@ -310,7 +314,21 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
             (true, Some(t)) if now >= t => Some((now - t) / 1_000_000),
             _ => None,
         };
+        // Addresses only while it runs: a stopped container's record may
+        // be stale, its leases are gone.
+        let (addresses, ports) = match (&st, live.is_some()) {
+            (Some(st), true) => (
+                st.networks
+                    .iter()
+                    .flat_map(|a| std::iter::once(a.ipv4).chain(a.ipv6))
+                    .collect(),
+                st.published.clone(),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
         rows.push(Row {
+            addresses,
+            ports,
             image: image_label(def.as_ref(), st.as_ref()),
             pid: live.as_ref().map(|r| r.pid),
             uptime_seconds: uptime,

@@ -16,6 +16,7 @@ pub const POINTS: &[&str] = &[
     "cgroup",     // supervise: in <unit>/supervisor, payload/ not made
     "userns",     // supervise: an ID range allocated, its dirs not chowned
     "create",     // supervise: the container created, not started
+    "network",    // supervise: its veths, leases and rules made, not started
 ];
 
 /// SIGKILL this process if the environment names `point`.

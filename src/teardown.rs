@@ -59,6 +59,26 @@ pub enum Resource {
     /// kept of that cgroup is removed (runc removes it after the stop too).
     /// A failure only warns: systemd stops an empty scope by itself.
     Scope { unit: String, cgroup: PathBuf },
+    /// A container's own elements in berth's nftables table (its published
+    /// ports): the `nft -f` text that deletes them.
+    Rules { script: String },
+    /// A veth pair, by its host end (gone already when the container's
+    /// network namespace died with it).
+    Veth { name: String },
+    /// The leases `container` holds on `network` under the run root `run`.
+    Lease {
+        run: PathBuf,
+        network: String,
+        container: String,
+    },
+    /// A network's bridge and its elements (`script` deletes them): removed
+    /// when no lease is left on the network, whoever stops last.
+    Bridge {
+        run: PathBuf,
+        network: String,
+        bridge: String,
+        script: String,
+    },
 }
 
 /// Why undoing one resource failed. Each names the object it failed on.
@@ -78,6 +98,8 @@ pub enum TeardownError {
     Runtime(Box<crate::runtime::RuntimeError>),
     #[error(transparent)]
     Supervise(Box<crate::supervise::SuperviseError>),
+    #[error("network: {0}")]
+    Network(String),
 }
 
 /// Every error of one teardown, in the order they happened.
@@ -184,6 +206,26 @@ impl Resource {
                 }
                 Ok(())
             }
+            Resource::Rules { script } => {
+                crate::network::attach::remove_rules(script).map_err(TeardownError::Network)
+            }
+            Resource::Veth { name } => crate::network::attach::remove_veth(name)
+                .map_err(|e| TeardownError::Network(e.to_string())),
+            Resource::Lease {
+                run,
+                network,
+                container,
+            } => crate::network::ipam::release(run, network, container)
+                .map(|_| ())
+                .map_err(|e| TeardownError::Network(e.to_string())),
+            Resource::Bridge {
+                run,
+                network,
+                bridge,
+                script,
+            } => crate::network::attach::remove_bridge_if_unused(run, network, bridge, script)
+                .map(|_| ())
+                .map_err(TeardownError::Network),
         };
         if let Err(e) = result {
             errors.push(e);

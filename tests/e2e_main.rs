@@ -80,13 +80,13 @@ fn build_image(layout: &Path, work: &Path) {
         "--config.cmd",
         "-p",
         "--config.cmd",
-        "8080",
+        "80",
         "--config.cmd",
         "-h",
         "--config.cmd",
         "/www",
         "--config.exposedports",
-        "8080/tcp",
+        "80/tcp",
         "--config.env",
         "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
     ]));
@@ -105,8 +105,10 @@ hostname = \"web\"
 # without handlers would ignore it) and reaps zombies.
 init = true
 
+# Bridge mode (the default) on the `default` network, its port 80 published
+# on the host's port 8080.
 [network]
-mode = \"host\"
+publish = [\"8080:80\"]
 
 [resources]
 memory = \"64M\"
@@ -169,7 +171,8 @@ fn declared_container_is_started_by_systemd_reachable_and_logged() {
         "systemctl status --no-pager --lines=0 berth@web | head -n 12",
     );
 
-    say("the container answers on its port");
+    say("the container answers on its published port");
+    show(&b, "berth ps");
     let page = b.wait_until("curl -fsS http://127.0.0.1:8080/", Duration::from_secs(10));
     eprintln!("# curl http://127.0.0.1:8080/\n  {}", page.trim());
     assert_eq!(page.trim(), "<h1>hello from a berth container</h1>");
@@ -210,7 +213,10 @@ fn declared_container_is_started_by_systemd_reachable_and_logged() {
     let left = b.sh_ok(
         "awk '$5 ~ \"^(/var/lib/berth/|/run/berth)\"' /proc/self/mountinfo; \
          ls /run/berth/containers 2>/dev/null; \
-         ls -d /sys/fs/cgroup/berth.slice/berth@web.service 2>/dev/null; true",
+         ls -d /sys/fs/cgroup/berth.slice/berth@web.service 2>/dev/null; \
+         ls /run/berth/leases/default 2>/dev/null; \
+         ip -o link show type veth; ip -o link show type bridge; \
+         nft list ruleset | grep -E 'element|8080'; true",
     );
     assert_eq!(
         left.trim(),

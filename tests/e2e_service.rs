@@ -113,13 +113,11 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
     // berth's own events are structured entries with CONTAINER_NAME=.
     let ev = b.sh_ok("journalctl --no-pager -b -o cat CONTAINER_NAME=web BERTH_EVENT=started");
     assert!(ev.contains("started"), "{ev}");
-    // Bridge mode (the default) is not built yet: every start says so.
-    assert!(
-        log.contains(
-            "bridge networking is not implemented yet: container \"web\" has loopback only"
-        ),
-        "{log}"
-    );
+    // Bridge mode (the default): eth0 with a lease of `default`, and the
+    // default route through its gateway.
+    let ip = b.sh_ok("berth exec web ip -4 -o addr show dev eth0; berth exec web ip route");
+    assert!(ip.contains("inet 10.89.0."), "no address on eth0: {ip}");
+    assert!(ip.contains("default via 10.89.0.1 dev eth0"), "{ip}");
 
     // The container runs in <unit>/payload, the supervisor (MainPID) in <unit>/supervisor.
     let cg = "/sys/fs/cgroup/berth.slice/berth@web.service";

@@ -23,6 +23,7 @@ use support::golden;
 
 use berth::config::{self, NetworkMode};
 use berth::network::config::{plan_networks, Network};
+use berth::network::ipam::LeaseInfo;
 use berth::network::{ipam, plan};
 
 fn cases_dir() -> PathBuf {
@@ -72,8 +73,14 @@ fn plan_case(input: &Path) -> BTreeMap<String, String> {
             .map(|name| {
                 let network = by_name[name.as_str()];
                 used.insert(name.clone());
-                let addresses =
-                    ipam::allocate(run.path(), network, &def.name, None, &|_| true).unwrap();
+                let addresses = ipam::allocate(
+                    run.path(),
+                    network,
+                    (&def.name, &LeaseInfo::default()),
+                    None,
+                    &|_| true,
+                )
+                .unwrap();
                 plan::Attachment { network, addresses }
             })
             .collect();

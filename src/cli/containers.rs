@@ -127,7 +127,11 @@ pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let table: Vec<[String; 5]> = rows
+    let dash = |v: Vec<String>| match v.is_empty() {
+        true => "-".to_string(),
+        false => v.join(","),
+    };
+    let table: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -138,10 +142,23 @@ pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
                 r.uptime_seconds
                     .map(ct::render_duration)
                     .unwrap_or_else(|| "-".into()),
+                dash(r.addresses.iter().map(|a| a.to_string()).collect()),
+                dash(r.ports.clone()),
             ]
         })
         .collect();
-    print_table(&["NAME", "STATUS", "IMAGE", "PID", "UPTIME"], &table);
+    print_table(
+        &[
+            "NAME",
+            "STATUS",
+            "IMAGE",
+            "PID",
+            "UPTIME",
+            "ADDRESSES",
+            "PORTS",
+        ],
+        &table,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -86,8 +86,10 @@ pub fn plan_next_free(subnet: Subnet, gateway: IpAddr, taken: &BTreeSet<IpAddr>)
     after.chain(1..start).find_map(free)
 }
 
-/// An exclusive flock on `dir/.lock`, held while the file is open.
-fn lock(dir: &Path) -> Result<std::fs::File, IpamError> {
+/// An exclusive flock on `dir/.lock`, held while the file is open. The
+/// network's bridge is made and removed under it too, so a stop that sees
+/// no lease left never removes a bridge a start is about to use.
+pub fn lock(dir: &Path) -> Result<std::fs::File, IpamError> {
     crate::private::dir(dir).map_err(|e| io("create", dir, e))?;
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
@@ -121,8 +123,8 @@ pub fn read_leases(dir: &Path) -> Result<BTreeMap<IpAddr, String>, IpamError> {
             continue;
         };
         // An unreadable lease still holds its address: never give it twice.
-        let holder = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        out.insert(ip, holder.trim().to_string());
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        out.insert(ip, holder_of(&text).to_string());
     }
     Ok(out)
 }
@@ -136,7 +138,37 @@ fn remove(dir: &Path, ip: IpAddr) -> Result<(), IpamError> {
     }
 }
 
-fn create(dir: &Path, ip: IpAddr, container: &str) -> Result<(), IpamError> {
+/// The holder named by a lease file's text: its first line.
+pub fn holder_of(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
+/// What a lease says besides its holder, for the network's name server:
+/// the names peers may use and the container's own upstream resolvers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub aliases: Vec<String>,
+    pub dns: Vec<IpAddr>,
+}
+
+impl LeaseInfo {
+    /// The lease file's text: the holder, then `aliases …` and `dns …`
+    /// lines when there are any (readers skip lines they do not know).
+    pub fn render(&self, container: &str) -> String {
+        let mut out = format!("{container}\n");
+        if !self.aliases.is_empty() {
+            out.push_str(&format!("aliases {}\n", self.aliases.join(" ")));
+        }
+        if !self.dns.is_empty() {
+            let dns: Vec<String> = self.dns.iter().map(IpAddr::to_string).collect();
+            out.push_str(&format!("dns {}\n", dns.join(" ")));
+        }
+        out
+    }
+}
+
+/// A new lease: O_EXCL, so an address is never given twice.
+fn create(dir: &Path, ip: IpAddr, text: &str) -> Result<(), IpamError> {
     let path = dir.join(ip.to_string());
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -144,8 +176,20 @@ fn create(dir: &Path, ip: IpAddr, container: &str) -> Result<(), IpamError> {
         .mode(crate::private::FILE_MODE)
         .open(&path)
         .map_err(|e| io("create", &path, e))?;
-    f.write_all(format!("{container}\n").as_bytes())
+    f.write_all(text.as_bytes())
         .map_err(|e| io("write", &path, e))
+}
+
+/// A kept lease says what this start says (its aliases may have changed):
+/// written whole and renamed over, so a reader never sees half of it.
+fn rewrite(dir: &Path, ip: IpAddr, text: &str) -> Result<(), IpamError> {
+    let path = dir.join(ip.to_string());
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    // The temporary name is no address, so readers skip it.
+    let tmp = dir.join(format!(".{ip}.tmp"));
+    crate::private::write_atomic(&tmp, &path, text.as_bytes()).map_err(|e| io("write", &path, e))
 }
 
 /// One family's address for `container` on `net`: its own lease if it has
@@ -156,7 +200,7 @@ fn allocate_in(
     dir: &Path,
     net: &Network,
     (subnet, gateway): (Subnet, IpAddr),
-    container: &str,
+    (container, text): (&str, &str),
     fixed: Option<IpAddr>,
     alive: &dyn Fn(&str) -> bool,
 ) -> Result<IpAddr, IpamError> {
@@ -168,6 +212,7 @@ fn allocate_in(
         .map(|(ip, _)| *ip)
         .collect();
     if let Some(&ip) = own.iter().find(|ip| fixed.map_or(true, |f| f == **ip)) {
+        rewrite(dir, ip, text)?;
         return Ok(ip);
     }
     for ip in own {
@@ -210,7 +255,7 @@ fn allocate_in(
             }
         }
     };
-    create(dir, ip, container)?;
+    create(dir, ip, text)?;
     Ok(ip)
 }
 
@@ -233,11 +278,12 @@ fn reclaim_one(
 pub fn allocate(
     run: &Path,
     net: &Network,
-    container: &str,
+    (container, info): (&str, &LeaseInfo),
     fixed: Option<IpAddr>,
     alive: &dyn Fn(&str) -> bool,
 ) -> Result<Addresses, IpamError> {
     let dir = leases_dir(run, &net.name);
+    let text = info.render(container);
     let _lock = lock(&dir)?;
     let fixed4 = fixed.filter(IpAddr::is_ipv4);
     let fixed6 = fixed.filter(IpAddr::is_ipv6);
@@ -253,12 +299,19 @@ pub fn allocate(
         &dir,
         net,
         (net.subnet, net.gateway),
-        container,
+        (container, &text),
         fixed4,
         alive,
     )?;
     let v6 = match (net.subnet6, net.gateway6) {
-        (Some(s), Some(g)) => Some(allocate_in(&dir, net, (s, g), container, fixed6, alive)?),
+        (Some(s), Some(g)) => Some(allocate_in(
+            &dir,
+            net,
+            (s, g),
+            (container, &text),
+            fixed6,
+            alive,
+        )?),
         _ => None,
     };
     Ok(Addresses { v4, v6 })
@@ -326,6 +379,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_lease_names_its_holder_first_and_says_its_aliases_and_resolvers() {
+        let run = tempfile::tempdir().unwrap();
+        let n = net("10.0.0.0/29", None);
+        let info = LeaseInfo {
+            aliases: vec!["www".into(), "api".into()],
+            dns: vec![ip("192.0.2.53")],
+        };
+        let a = allocate(run.path(), &n, ("web", &info), None, &|_| true).unwrap();
+        let dir = leases_dir(run.path(), "app");
+        let text = std::fs::read_to_string(dir.join(a.v4.to_string())).unwrap();
+        assert_eq!(text, "web\naliases www api\ndns 192.0.2.53\n");
+        assert_eq!(read_leases(&dir).unwrap()[&a.v4], "web");
+        // A restart keeps the address and says what the new start says.
+        let again = allocate(
+            run.path(),
+            &n,
+            ("web", &LeaseInfo::default()),
+            None,
+            &|_| true,
+        );
+        assert_eq!(again.unwrap(), a);
+        let text = std::fs::read_to_string(dir.join(a.v4.to_string())).unwrap();
+        assert_eq!(text, "web\n");
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
@@ -372,7 +451,17 @@ mod tests {
             let handles: Vec<_> = (0..50)
                 .map(|i| {
                     let (run, n) = (run.path(), &n);
-                    s.spawn(move || allocate(run, n, &format!("c{i}"), None, &alive).unwrap().v4)
+                    s.spawn(move || {
+                        allocate(
+                            run,
+                            n,
+                            (&format!("c{i}"), &LeaseInfo::default()),
+                            None,
+                            &alive,
+                        )
+                        .unwrap()
+                        .v4
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -393,35 +482,64 @@ mod tests {
         let r = run.path();
         let n = net("10.0.0.0/29", None);
         for i in 0..5 {
-            allocate(r, &n, &format!("c{i}"), None, &alive).unwrap();
+            allocate(
+                r,
+                &n,
+                (&format!("c{i}"), &LeaseInfo::default()),
+                None,
+                &alive,
+            )
+            .unwrap();
         }
-        let e = allocate(r, &n, "late", None, &alive)
+        let e = allocate(r, &n, ("late", &LeaseInfo::default()), None, &alive)
             .unwrap_err()
             .to_string();
         assert_eq!(e, "network \"app\": no free address left in 10.0.0.0/29 for container \"late\" (5 leased): stop a container on it, or give the network a wider subnet");
-        let e = allocate(r, &n, "late", Some(ip("10.0.0.3")), &alive)
-            .unwrap_err()
-            .to_string();
+        let e = allocate(
+            r,
+            &n,
+            ("late", &LeaseInfo::default()),
+            Some(ip("10.0.0.3")),
+            &alive,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(e, "network \"app\": address 10.0.0.3 asked for by container \"late\" is leased to container \"c1\": give one of them another ip, or none");
-        let e = allocate(r, &n, "late", Some(ip("10.0.0.1")), &alive)
-            .unwrap_err()
-            .to_string();
+        let e = allocate(
+            r,
+            &n,
+            ("late", &LeaseInfo::default()),
+            Some(ip("10.0.0.1")),
+            &alive,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("is not a member address of 10.0.0.0/29"), "{e}");
         // c1 crashed: its fixed address is reclaimed, and so is a free one.
         let dead = |h: &str| h != "c1" && h != "c2";
         assert_eq!(
-            allocate(r, &n, "late", Some(ip("10.0.0.3")), &dead)
-                .unwrap()
-                .v4,
+            allocate(
+                r,
+                &n,
+                ("late", &LeaseInfo::default()),
+                Some(ip("10.0.0.3")),
+                &dead
+            )
+            .unwrap()
+            .v4,
             ip("10.0.0.3")
         );
         assert_eq!(
-            allocate(r, &n, "later", None, &dead).unwrap().v4,
+            allocate(r, &n, ("later", &LeaseInfo::default()), None, &dead)
+                .unwrap()
+                .v4,
             ip("10.0.0.4")
         );
         // A restart keeps its address; a release frees it.
         assert_eq!(
-            allocate(r, &n, "c0", None, &alive).unwrap().v4,
+            allocate(r, &n, ("c0", &LeaseInfo::default()), None, &alive)
+                .unwrap()
+                .v4,
             ip("10.0.0.2")
         );
         assert_eq!(release(r, "app", "c0").unwrap(), vec![ip("10.0.0.2")]);
@@ -435,9 +553,16 @@ mod tests {
     fn dual_stack_leases_both_families() {
         let run = tempfile::tempdir().unwrap();
         let n = net("10.0.1.0/24", Some("fd00:1::/64"));
-        let a = allocate(run.path(), &n, "a", None, &alive).unwrap();
+        let a = allocate(run.path(), &n, ("a", &LeaseInfo::default()), None, &alive).unwrap();
         assert_eq!((a.v4, a.v6), (ip("10.0.1.2"), Some(ip("fd00:1::2"))));
-        let b = allocate(run.path(), &n, "b", Some(ip("fd00:1::20")), &alive).unwrap();
+        let b = allocate(
+            run.path(),
+            &n,
+            ("b", &LeaseInfo::default()),
+            Some(ip("fd00:1::20")),
+            &alive,
+        )
+        .unwrap();
         assert_eq!((b.v4, b.v6), (ip("10.0.1.3"), Some(ip("fd00:1::20"))));
         assert_eq!(release(run.path(), "app", "a").unwrap().len(), 2);
     }

@@ -51,6 +51,10 @@ impl From<TeardownError> for RuntimeError {
                 path: PathBuf::new(),
                 reason: e.to_string(),
             },
+            TeardownError::Network(reason) => RuntimeError::Record {
+                path: PathBuf::new(),
+                reason,
+            },
         }
     }
 }

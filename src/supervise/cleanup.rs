@@ -124,6 +124,10 @@ pub(super) fn from_teardown(name: &str, e: TeardownError) -> SuperviseError {
             error: *error,
         },
         TeardownError::Supervise(e) => *e,
+        TeardownError::Network(reason) => SuperviseError::NetworkTeardown {
+            name: name.to_string(),
+            reason,
+        },
     }
 }
 

@@ -83,6 +83,10 @@ pub enum SuperviseError {
     },
     #[error(transparent)]
     Plan(#[from] spec::PlanError),
+    #[error(transparent)]
+    Network(#[from] crate::network::attach::AttachError),
+    #[error("container \"{name}\": network: {reason}")]
+    NetworkTeardown { name: String, reason: String },
     /// Runtime errors name the container themselves.
     #[error("{error}")]
     Runtime {
@@ -178,7 +182,6 @@ pub fn run_service(opts: &RunOptions, name: &str) -> Result<i32, SuperviseError>
             );
         }
     }
-    warn_unimplemented_network(&def);
     run_definition(opts, &def)
 }
 
@@ -189,38 +192,6 @@ pub fn run_service(opts: &RunOptions, name: &str) -> Result<i32, SuperviseError>
 fn give_back_start_memory() {
     // SAFETY: malloc_trim only returns free pages of glibc's arenas.
     unsafe { libc::malloc_trim(0) };
-}
-
-/// Bridge networks, published ports and name resolution are not built yet:
-/// a `bridge` container gets its own network namespace with loopback only.
-/// Say so at every start rather than let a user wonder why a port is closed.
-fn warn_unimplemented_network(def: &Definition) {
-    let net = &def.network;
-    if net.mode != crate::config::NetworkMode::Bridge {
-        return;
-    }
-    let mut missing = Vec::new();
-    if !net.publish.is_empty() {
-        missing.push("[network] publish");
-    }
-    if net.networks.iter().any(|n| n != "default") {
-        missing.push("[network] networks other than \"default\"");
-    }
-    let what = if missing.is_empty() {
-        String::new()
-    } else {
-        format!("; {} ignored", missing.join(" and "))
-    };
-    journal::event(
-        Priority::Warning,
-        &def.name,
-        "network-not-implemented",
-        &format!(
-            "bridge networking is not implemented yet: container \"{}\" has loopback only{what} (use [network] mode = \"host\" to share the host's network)",
-            def.name
-        ),
-        &[],
-    );
 }
 
 /// Run a loaded definition (service mode and ad hoc `berth run`).

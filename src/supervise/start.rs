@@ -19,6 +19,7 @@ use super::{
     SuperviseError,
 };
 use crate::config::{Definition, Globals, ImageSource, Notify, Pull, Seccomp, Userns};
+use crate::network::attach as network;
 use crate::runtime::{self, CreateOptions, RootfsSource, StartGate, Stdio};
 use crate::spec::{self, ImageConfigView, PlanContext};
 use crate::store::Store;
@@ -84,6 +85,13 @@ pub(super) fn start(
     // 3. What the plan needs from files: env files, the seccomp profile.
     let inputs = read_plan_inputs(def)?;
     trace("supervise: plan inputs read");
+    // 3'. Bridge mode: the networks and a lease on each; the links and
+    //    rules that use them are recorded now, made once the container's
+    //    namespace exists (create_and_start).
+    let net = setup_network_leases(opts, def, globals, &mut list)?;
+    st.networks = net.attached();
+    st.published = def.network.publish.iter().map(|p| p.to_string()).collect();
+    trace("supervise: network leases");
     // 4. Named volumes, created and seeded on first use (a child process
     //    may mount the image's layers: still single-threaded here).
     volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
@@ -125,7 +133,7 @@ pub(super) fn start(
     let health = save_exec_template(def, &spec, paths)?;
     trace("supervise: exec template saved");
     let copts = create_options(def, paths, spec, lowers, payload.clone());
-    let (container, console) = create_and_start(opts, paths, copts, &mut list, st)?;
+    let (container, console) = create_and_start(opts, paths, copts, (&mut list, &net), st)?;
     trace("supervise: created and started");
     Ok(Running {
         container,
@@ -462,7 +470,7 @@ fn create_and_start(
     opts: &RunOptions,
     paths: &Paths,
     mut copts: CreateOptions,
-    list: &mut List,
+    (list, net): (&mut List, &NetworkStart),
     st: &mut State,
 ) -> Result<(runtime::Container, Option<std::os::fd::OwnedFd>), SuperviseError> {
     let name = copts.id.clone();
@@ -504,6 +512,8 @@ fn create_and_start(
     st.container_start_time = crate::runtime::proc_start_time(container.pid());
     st.save(&paths.run_dir)?;
     crate::fault::point("create");
+    net.attach(container.pid().as_raw())?;
+    crate::fault::point("network");
     let console = match &console_listener {
         Some(l) => Some(console::receive_master(l, &console_path)?),
         None => None,
@@ -511,6 +521,115 @@ fn create_and_start(
     drop(console_listener);
     container.start().map_err(rt_err)?;
     Ok((container, console))
+}
+
+/// A bridge-mode container's networks, leased before it exists.
+pub(super) struct NetworkStart {
+    run: PathBuf,
+    container: String,
+    joined: Vec<network::Joined>,
+    publish: Vec<crate::config::PortMapping>,
+}
+
+impl NetworkStart {
+    /// What `berth ps`, `inspect` and `port` show of it.
+    fn attached(&self) -> Vec<super::state::Attached> {
+        self.joined
+            .iter()
+            .map(|j| super::state::Attached {
+                network: j.network.name.clone(),
+                bridge: j.network.bridge.clone(),
+                interface: j.interface.clone(),
+                host_veth: j.host_veth.clone(),
+                ipv4: j.addresses.v4,
+                ipv6: j.addresses.v6,
+            })
+            .collect()
+    }
+
+    /// Step 12'': the container's namespace exists, its program has not
+    /// run: bridges, veths, addresses, routes, rules.
+    fn attach(&self, pid: i32) -> Result<(), SuperviseError> {
+        if self.joined.is_empty() {
+            return Ok(());
+        }
+        let netns = network::netns_of(pid).map_err(|source| network::AttachError::Link {
+            container: self.container.clone(),
+            network: self.joined[0].network.name.clone(),
+            source,
+        })?;
+        network::attach(
+            &self.run,
+            &self.container,
+            &self.joined,
+            &self.publish,
+            std::os::fd::AsFd::as_fd(&netns),
+        )?;
+        trace("supervise: network attached");
+        Ok(())
+    }
+}
+
+/// Step 3': in bridge mode, the networks resolved and a lease on each,
+/// with everything the attach will make recorded first: per network its
+/// bridge (removed by whoever leaves it last), the lease, the veth; then
+/// the container's rules.
+fn setup_network_leases(
+    opts: &RunOptions,
+    def: &Definition,
+    globals: &Globals,
+    list: &mut List,
+) -> Result<NetworkStart, SuperviseError> {
+    let run = super::run_root(&opts.root);
+    let mut net = NetworkStart {
+        run: run.clone(),
+        container: def.name.clone(),
+        joined: Vec::new(),
+        publish: def.network.publish.clone(),
+    };
+    if def.network.mode != crate::config::NetworkMode::Bridge {
+        return Ok(net);
+    }
+    let (files, file_errors) = crate::config::load_all_networks(&opts.root);
+    let globals_path = opts.root.join(crate::config::global::GLOBAL_FILE);
+    let nets = network::resolve(
+        def,
+        &files,
+        &file_errors,
+        &globals.default_subnet,
+        &globals_path,
+    )?;
+    let alive = |holder: &str| {
+        let p = Paths::new(&run, &globals.storage_root, holder);
+        matches!(State::load(&p.run_dir), Ok(Some(s)) if s.supervisor_alive())
+    };
+    let info = crate::network::ipam::LeaseInfo::default();
+    for (i, n) in nets.iter().enumerate() {
+        list.record_all(vec![
+            Resource::Bridge {
+                run: run.clone(),
+                network: n.name.clone(),
+                bridge: n.bridge.clone(),
+                script: network::network_teardown(n),
+            },
+            Resource::Lease {
+                run: run.clone(),
+                network: n.name.clone(),
+                container: def.name.clone(),
+            },
+            Resource::Veth {
+                name: crate::network::link::host_veth_name(&def.name, &n.name),
+            },
+        ])
+        .map_err(listed(def))?;
+        let joined = network::lease(&run, n, i, (&def.name, &info), None, &alive)?;
+        net.joined.push(joined);
+    }
+    if let Some(script) = network::rules_teardown(&def.name, &net.joined, &net.publish)? {
+        list.record(Resource::Rules { script })
+            .map_err(listed(def))?;
+    }
+    Ok(net)
 }
 
 /// The image's lower dirs (lowest first), config and manifest digest.

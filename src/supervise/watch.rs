@@ -201,7 +201,10 @@ impl<'a> Watch<'a> {
                 "READY=1\nSTATUS=running (notify = \"healthy\" without [health]: ready at start)",
             );
         } else {
-            notify(opts, "READY=1\nSTATUS=running");
+            notify(
+                opts,
+                &format!("READY=1\nSTATUS=running{}", where_reached(self.st)),
+            );
         }
         journal::event(
             Priority::Info,
@@ -601,4 +604,21 @@ mod tests {
             Some(137)
         );
     }
+}
+
+/// `, 10.89.0.2 on default, 8080:80/tcp`: what `systemctl status` shows
+/// of where a bridge-mode container is reached; empty in the other modes.
+pub(super) fn where_reached(st: &State) -> String {
+    let mut out = String::new();
+    for a in &st.networks {
+        out.push_str(&format!(", {}", a.ipv4));
+        if let Some(v6) = a.ipv6 {
+            out.push_str(&format!(" {v6}"));
+        }
+        out.push_str(&format!(" on {}", a.network));
+    }
+    if !st.published.is_empty() {
+        out.push_str(&format!(", {}", st.published.join(" ")));
+    }
+    out
 }

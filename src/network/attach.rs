@@ -1,0 +1,351 @@
+//! A container on its bridge networks: the steps a start takes and the ones
+//! a stop (or `berth cleanup` after a crash) takes to undo them.
+//!
+//! A start, in order: the networks resolved from their files; a lease per
+//! network (before the container exists: its /etc/hosts names its address);
+//! then, once the container's network namespace exists and before its
+//! program runs, under each network's lock the bridge (made on first use),
+//! a veth pair per network with the inner end made in the container's
+//! namespace as `eth0`, `eth1`, …, its addresses and default route, and
+//! one nftables transaction with the network's elements and the
+//! container's published ports. Each of these is a `teardown::Resource`
+//! recorded before it exists; undoing them is the functions at the end.
+//!
+//! Costs decide the shape (TESTING.md: netlink calls take microseconds,
+//! an nft transaction milliseconds): a start runs nft only when it creates
+//! a bridge or publishes a port, so a plain member of a running network
+//! costs netlink calls only.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use super::config::{Addresses, Network};
+use super::ipam::{self, IpamError, LeaseInfo};
+use super::link::{self, InnerPlan, LinkError, Netlink, VethPlan};
+use super::plan::{self, Attachment, Member, PlanError};
+use crate::config::{Definition, NetworkDefinition, PortMapping};
+
+/// Why a container could not join its networks, naming it and the network.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("container \"{container}\" ({file}): network \"{network}\" is not defined: add /etc/berth/networks/{network}.toml, or take it out of [network] networks (defined: {known})")]
+    Unknown {
+        container: String,
+        file: PathBuf,
+        network: String,
+        known: String,
+    },
+    #[error("network \"{network}\" is broken, so container \"{container}\" cannot join it:\n{diagnostics}")]
+    Broken {
+        container: String,
+        network: String,
+        diagnostics: String,
+    },
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error("container \"{container}\" on network \"{network}\": {source}")]
+    Link {
+        container: String,
+        network: String,
+        source: LinkError,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("container \"{container}\": {reason}")]
+    Rules { container: String, reason: String },
+}
+
+/// A container's place on one network, decided before it exists.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub network: Network,
+    pub addresses: Addresses,
+    /// `eth0`, `eth1`, … in the definition's order.
+    pub interface: String,
+    pub host_veth: String,
+}
+
+/// The networks `def` joins, resolved from every networks file (a clash
+/// between files shows only with all of them), in the definition's order.
+pub fn resolve(
+    def: &Definition,
+    files: &[NetworkDefinition],
+    file_errors: &[(String, crate::config::Diagnostics)],
+    default_subnet: &str,
+    globals_path: &Path,
+) -> Result<Vec<Network>, AttachError> {
+    let (nets, diags) = super::config::plan_networks(files, default_subnet, globals_path);
+    let mut out = Vec::new();
+    for name in &def.network.networks {
+        if let Some((_, d)) = file_errors.iter().find(|(n, _)| n == name) {
+            return Err(broken(def, name, d.to_string()));
+        }
+        let file = files.iter().find(|f| &f.name == name);
+        let about_it: Vec<String> = diags
+            .0
+            .iter()
+            .filter(|d| {
+                file.and_then(|f| f.source_path.as_ref()) == Some(&d.file)
+                    || d.key == "[network] default_subnet"
+            })
+            .map(|d| d.to_string())
+            .collect();
+        if !about_it.is_empty() {
+            return Err(broken(def, name, about_it.join("\n")));
+        }
+        match nets.iter().find(|n| &n.name == name) {
+            Some(n) => out.push(n.clone()),
+            None => {
+                let known: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
+                return Err(AttachError::Unknown {
+                    container: def.name.clone(),
+                    file: def.source_path.clone(),
+                    network: name.clone(),
+                    known: known.join(", "),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn broken(def: &Definition, network: &str, diagnostics: String) -> AttachError {
+    AttachError::Broken {
+        container: def.name.clone(),
+        network: network.into(),
+        diagnostics,
+    }
+}
+
+/// The container's lease on `net` (its `index`th network), kept from a
+/// crashed start of the same container, else the fixed or next free one.
+pub fn lease(
+    run: &Path,
+    net: &Network,
+    index: usize,
+    (container, info): (&str, &LeaseInfo),
+    fixed: Option<IpAddr>,
+    alive: &dyn Fn(&str) -> bool,
+) -> Result<Joined, AttachError> {
+    let addresses = ipam::allocate(run, net, (container, info), fixed, alive)?;
+    Ok(Joined {
+        network: net.clone(),
+        addresses,
+        interface: format!("eth{index}"),
+        host_veth: link::host_veth_name(container, &net.name),
+    })
+}
+
+/// The plan's view of a container's networks.
+fn member<'a>(container: &'a str, joined: &'a [Joined], publish: &'a [PortMapping]) -> Member<'a> {
+    Member {
+        container,
+        attachments: joined
+            .iter()
+            .map(|j| Attachment {
+                network: &j.network,
+                addresses: j.addresses,
+            })
+            .collect(),
+        publish,
+    }
+}
+
+/// The `nft -f` text that removes the container's own elements (its
+/// published ports); `None` when it publishes nothing.
+pub fn rules_teardown(
+    container: &str,
+    joined: &[Joined],
+    publish: &[PortMapping],
+) -> Result<Option<String>, AttachError> {
+    if publish.is_empty() {
+        return Ok(None);
+    }
+    let t = plan::plan_stop(&member(container, joined, publish))?;
+    Ok(Some(plan::render_nft(&t)))
+}
+
+/// The `nft -f` text that removes a network's elements with its bridge.
+pub fn network_teardown(net: &Network) -> String {
+    plan::render_nft(&plan::plan_network_teardown(net))
+}
+
+/// Once the container's network namespace exists (`netns`: an fd of its
+/// `/proc/PID/ns/net`), before its program runs: bridges, veths, addresses,
+/// routes and rules.
+pub fn attach(
+    run: &Path,
+    container: &str,
+    joined: &[Joined],
+    publish: &[PortMapping],
+    netns: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), AttachError> {
+    let link_err = |j: &Joined| {
+        let (container, network) = (container.to_string(), j.network.name.clone());
+        move |source| AttachError::Link {
+            container,
+            network,
+            source,
+        }
+    };
+    let host = Netlink::open().map_err(|source| AttachError::Link {
+        container: container.into(),
+        network: joined
+            .first()
+            .map(|j| j.network.name.clone())
+            .unwrap_or_default(),
+        source,
+    })?;
+    let mut created = false;
+    for j in joined {
+        let master = {
+            let _lock = ipam::lock(&ipam::leases_dir(run, &j.network.name))?;
+            let (index, new) = host.ensure_bridge(&j.network).map_err(link_err(j))?;
+            if new {
+                bridge_sysctls(&j.network).map_err(link_err(j))?;
+            }
+            created |= new;
+            index
+        };
+        let v = VethPlan {
+            host: &j.host_veth,
+            inner: &j.interface,
+            master,
+            mtu: j.network.mtu,
+        };
+        if let Err(e) = host.add_veth(&v, netns) {
+            // A veth of this container's crashed start whose namespace
+            // some process still holds: the name is ours, take it back.
+            if !matches!(&e, LinkError::Netlink { source, .. } if source.raw_os_error() == Some(libc::EEXIST))
+            {
+                return Err(link_err(j)(e));
+            }
+            host.delete(&j.host_veth).map_err(link_err(j))?;
+            host.add_veth(&v, netns).map_err(link_err(j))?;
+        }
+    }
+    drop(host);
+    configure_inside(container, joined, netns)?;
+    if created || !publish.is_empty() {
+        let t = plan::plan_start(&member(container, joined, publish))?;
+        super::nft::apply(&plan::render_nft(&t)).map_err(|e| AttachError::Rules {
+            container: container.into(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Inside the container: each interface's addresses, up; the default
+/// routes through the first network's gateways.
+fn configure_inside(
+    container: &str,
+    joined: &[Joined],
+    netns: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), AttachError> {
+    let first = joined
+        .first()
+        .map(|j| j.network.name.clone())
+        .unwrap_or_default();
+    let inner = Netlink::open_in(netns).map_err(|source| AttachError::Link {
+        container: container.into(),
+        network: first,
+        source,
+    })?;
+    for (i, j) in joined.iter().enumerate() {
+        let n = &j.network;
+        let mut addresses = vec![(j.addresses.v4, n.subnet.prefix)];
+        if let (Some(v6), Some(s6)) = (j.addresses.v6, n.subnet6) {
+            addresses.push((v6, s6.prefix));
+        }
+        let plan = InnerPlan {
+            ifname: &j.interface,
+            addresses,
+            gateway4: match (i, n.gateway) {
+                (0, IpAddr::V4(g)) => Some(g),
+                _ => None,
+            },
+            gateway6: match (i, n.gateway6) {
+                (0, Some(IpAddr::V6(g))) => Some(g),
+                _ => None,
+            },
+        };
+        inner
+            .configure_inner(&plan)
+            .map_err(|source| AttachError::Link {
+                container: container.into(),
+                network: n.name.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// What a new bridge needs of the host: forwarding (the way out and in),
+/// and `route_localnet` on the bridge, so a port published on 127.0.0.1
+/// can be DNATed to a member (Docker sets it when its userland proxy is
+/// off: `daemon/libnetwork/drivers/bridge/setup_ip_tables_linux.go`).
+fn bridge_sysctls(net: &Network) -> Result<(), LinkError> {
+    link::ensure_sysctl("net/ipv4/ip_forward", "1")?;
+    link::ensure_sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+    if net.subnet6.is_some() {
+        link::ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+    }
+    Ok(())
+}
+
+/// Undo: the container's rules. A stop's transaction names each element;
+/// one already gone (a table flushed by a firewall reload) fails the whole
+/// transaction, so then each line is tried alone.
+pub fn remove_rules(script: &str) -> Result<(), String> {
+    if super::nft::apply(script).is_ok() {
+        return Ok(());
+    }
+    let mut errors = Vec::new();
+    for line in script.lines().filter(|l| !l.trim().is_empty()) {
+        if let Err(e) = super::nft::apply(line) {
+            let text = e.to_string();
+            if !text.contains("No such file or directory") {
+                errors.push(text);
+            }
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(errors.join("; ")),
+    }
+}
+
+/// Undo: a veth pair, by its host end; one already gone (its namespace
+/// died with the container) is fine.
+pub fn remove_veth(name: &str) -> Result<(), LinkError> {
+    Netlink::open()?.delete(name).map(|_| ())
+}
+
+/// Undo: a network's bridge and its elements, once no member holds a
+/// lease on it (under the lock a start takes to use the bridge).
+pub fn remove_bridge_if_unused(
+    run: &Path,
+    net_name: &str,
+    bridge: &str,
+    script: &str,
+) -> Result<bool, String> {
+    let dir = ipam::leases_dir(run, net_name);
+    let _lock = ipam::lock(&dir).map_err(|e| e.to_string())?;
+    if !ipam::read_leases(&dir)
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(false);
+    }
+    let host = Netlink::open().map_err(|e| e.to_string())?;
+    let removed = host.delete(bridge).map_err(|e| e.to_string())?;
+    drop(host);
+    remove_rules(script)?;
+    Ok(removed)
+}
+
+/// The fd of a process's network namespace.
+pub fn netns_of(pid: i32) -> Result<std::os::fd::OwnedFd, LinkError> {
+    link::open_netns(Path::new(&format!("/proc/{pid}/ns/net")))
+}
