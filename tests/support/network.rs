@@ -363,6 +363,15 @@ pub fn network_journals(b: &SystemdBox, containers: &[&str]) -> String {
     for c in containers {
         s.push_str(&format!("--- journalctl -u berth@{c} ---\n"));
         s.push_str(&b.journal(&format!("berth@{c}.service")));
+        // What name resolution and routing look like from inside, while
+        // it runs (a stopped container says so and nothing more).
+        s.push_str(&format!(
+            "--- inside {c}: resolv.conf, hosts, addresses, routes ---\n"
+        ));
+        let inside = b.sh(&format!(
+            "berth exec {c} sh -c 'cat /etc/resolv.conf /etc/hosts; ip -o addr; ip route' 2>&1"
+        ));
+        s.push_str(&String::from_utf8_lossy(&inside.stdout));
     }
     s.push_str("--- journalctl -u 'berth-dns*' ---\n");
     s.push_str(&String::from_utf8_lossy(
