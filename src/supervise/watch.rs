@@ -581,6 +581,23 @@ fn kill_all(running: &Running, sig: Signal) {
     }
 }
 
+/// `, 10.89.0.2 on default, 8080:80/tcp`: what `systemctl status` shows
+/// of where a bridge-mode container is reached; empty in the other modes.
+pub(super) fn where_reached(st: &State) -> String {
+    let mut out = String::new();
+    for a in &st.networks {
+        out.push_str(&format!(", {}", a.ipv4));
+        if let Some(v6) = a.ipv6 {
+            out.push_str(&format!(" {v6}"));
+        }
+        out.push_str(&format!(" on {}", a.network));
+    }
+    if !st.published.is_empty() {
+        out.push_str(&format!(", {}", st.published.join(" ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,21 +621,4 @@ mod tests {
             Some(137)
         );
     }
-}
-
-/// `, 10.89.0.2 on default, 8080:80/tcp`: what `systemctl status` shows
-/// of where a bridge-mode container is reached; empty in the other modes.
-pub(super) fn where_reached(st: &State) -> String {
-    let mut out = String::new();
-    for a in &st.networks {
-        out.push_str(&format!(", {}", a.ipv4));
-        if let Some(v6) = a.ipv6 {
-            out.push_str(&format!(" {v6}"));
-        }
-        out.push_str(&format!(" on {}", a.network));
-    }
-    if !st.published.is_empty() {
-        out.push_str(&format!(", {}", st.published.join(" ")));
-    }
-    out
 }
