@@ -269,14 +269,10 @@ fn a_container_on_default_reaches_the_outside_host_through_nat() {
         &all,
         "the way out through NAT",
     );
-    // The outside host's request log: peers other than its own readiness
-    // probe (127.0.0.1) must all be the box's address, never the
-    // container's.
+    // The outside host's request log: every peer is the box's address,
+    // never the container's.
+    let peers = out.http_peers(80);
     let log = out.http_log(80);
-    let peers: Vec<String> = net::http_peers(&log)
-        .into_iter()
-        .filter(|p| p != "127.0.0.1")
-        .collect();
     ensure(
         &b,
         !peers.is_empty() && peers.iter().all(|p| p == BOX_ADDR),
@@ -298,11 +294,14 @@ fn published_ports_reach_the_container_from_outside_the_host_and_loopback_and_cl
     let out = OutsideHost::attach(&b);
     start(&b, &[name], &all);
     let addrs = net::leases_of(&b, "default", name);
+    let mut words: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    words.push(name);
+    let rules = net::nft_lines_naming(&b, &words);
     ensure(
         &b,
-        !addrs.is_empty(),
+        !addrs.is_empty() && !rules.is_empty(),
         &all,
-        "pubweb holds no lease on default",
+        &format!("pubweb should hold a lease on default ({addrs:?}) and the rule set should name it:\n{rules}"),
     );
 
     let tcp = |from_out: bool, addr: &str| {
@@ -362,8 +361,6 @@ fn published_ports_reach_the_container_from_outside_the_host_and_loopback_and_cl
             &format!("after stop, udp 5353 {what} is closed"),
         );
     }
-    let mut words: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    words.push(name);
     let left = net::nft_lines_naming(&b, &words);
     ensure(
         &b,

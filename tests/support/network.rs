@@ -115,9 +115,21 @@ impl<'a> OutsideHost<'a> {
     }
 
     /// The peer address of each request in [`OutsideHost::http_log`], in
-    /// order (IPv4-mapped addresses as plain IPv4).
+    /// order (IPv4-mapped addresses as plain IPv4), but the readiness
+    /// probe's 127.0.0.1. httpd logs a request after answering it, so this
+    /// waits up to 10 s for at least one.
     pub fn http_peers(&self, port: u16) -> Vec<String> {
-        http_peers(&self.http_log(port))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let peers: Vec<String> = http_peers(&self.http_log(port))
+                .into_iter()
+                .filter(|p| p != "127.0.0.1")
+                .collect();
+            if !peers.is_empty() || Instant::now() >= deadline {
+                return peers;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
