@@ -676,47 +676,43 @@ fn expect_refused(
         &format!("berth@{name} should fail to start"),
     );
     settled(b, name, all);
+    // Every problem at once: a vague message and a half setup are
+    // independent faults.
+    let mut problems = Vec::new();
     let text = b.sh_ok(&format!(
         "journalctl --sync; journalctl --no-pager -o cat -u berth@{name} --after-cursor='{cursor}'; \
          systemctl status --no-pager -n 0 berth@{name}; true"
     ));
     for n in needles {
-        ensure(
-            b,
-            text.contains(n),
-            all,
-            &format!("the failed start of {name:?} should say {n:?}:\n{text}"),
-        );
+        if !text.contains(n) {
+            problems.push(format!("its messages do not say {n:?}"));
+        }
     }
     let veths = net::berth_veths(b);
-    ensure(
-        b,
-        veths == veths_before,
-        all,
-        &format!("{name:?} failed but the veths changed: {veths_before:?} -> {veths:?}"),
-    );
+    if veths != veths_before {
+        problems.push(format!("the veths changed: {veths_before:?} -> {veths:?}"));
+    }
     let leases = b.sh_ok(&format!(
         "grep -rlx -- {name} /run/berth/leases 2>/dev/null; true"
     ));
-    ensure(
-        b,
-        leases.trim().is_empty(),
-        all,
-        &format!("{name:?} failed but holds leases:\n{leases}"),
-    );
+    if !leases.trim().is_empty() {
+        problems.push(format!("it holds leases: {}", leases.trim()));
+    }
     let rules = net::nft_lines_naming(b, &[name]);
-    ensure(
-        b,
-        rules.is_empty(),
-        all,
-        &format!("{name:?} failed but the rule set names it:\n{rules}"),
-    );
-    if let Some(br) = bridge {
-        ensure(
+    if !rules.is_empty() {
+        problems.push(format!("the rule set names it:\n{rules}"));
+    }
+    if let Some(br) = bridge.filter(|br| net::link_exists(b, br)) {
+        problems.push(format!("its bridge {br} was made"));
+    }
+    if !problems.is_empty() {
+        fail(
             b,
-            !net::link_exists(b, br),
             all,
-            &format!("{name:?} failed but its bridge {br} was made"),
+            &format!(
+                "the refused start of {name:?}: {}\n--- its messages ---\n{text}",
+                problems.join("; ")
+            ),
         );
     }
 }
