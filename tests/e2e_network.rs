@@ -56,10 +56,12 @@ fn web(name: &str, network: &str) -> (String, String) {
 
 /// Panic with `what` and the journals of `containers` (and berth's name
 /// servers, addresses, routes and rule set).
+#[track_caller]
 fn fail(b: &SystemdBox, containers: &[&str], what: &str) -> ! {
     panic!("{what}\n{}", net::network_journals(b, containers))
 }
 
+#[track_caller]
 fn ensure(b: &SystemdBox, ok: bool, containers: &[&str], what: &str) {
     if !ok {
         fail(b, containers, what);
@@ -68,6 +70,7 @@ fn ensure(b: &SystemdBox, ok: bool, containers: &[&str], what: &str) {
 
 /// `systemctl start` the containers, in one command; fails the test with
 /// their journals when the start fails.
+#[track_caller]
 fn start(b: &SystemdBox, names: &[&str], all: &[&str]) {
     let units: Vec<String> = names.iter().map(|n| format!("berth@{n}")).collect();
     let out = b.sh(&format!("systemctl start {}", units.join(" ")));
@@ -90,6 +93,7 @@ fn stop(b: &SystemdBox, names: &[&str]) {
 }
 
 /// The unit of `name` has settled in inactive or failed.
+#[track_caller]
 fn settled(b: &SystemdBox, name: &str, all: &[&str]) {
     if let Err(e) = net::eventually(
         b,
@@ -108,6 +112,7 @@ fn wget_in(from: &str, url: &str) -> String {
 }
 
 /// `from` fetches `url` and gets the page `want`, within [`SETTLE`].
+#[track_caller]
 fn expect_page(b: &SystemdBox, from: &str, url: &str, want: &str, all: &[&str], what: &str) {
     if let Err(e) = net::eventually(b, &wget_in(from, url), |t| t == want, SETTLE) {
         fail(
@@ -119,6 +124,7 @@ fn expect_page(b: &SystemdBox, from: &str, url: &str, want: &str, all: &[&str], 
 }
 
 /// `from` cannot fetch `url`: one try, bounded by wget's timeout.
+#[track_caller]
 fn expect_no_page(b: &SystemdBox, from: &str, url: &str, all: &[&str], what: &str) {
     let out = b.sh(&wget_in(from, url));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -131,6 +137,7 @@ fn expect_no_page(b: &SystemdBox, from: &str, url: &str, all: &[&str], what: &st
 }
 
 /// A box-side script's stdout is `want` within [`SETTLE`].
+#[track_caller]
 fn expect_output(b: &SystemdBox, script: &str, want: &str, all: &[&str], what: &str) {
     if let Err(e) = net::eventually(b, script, |t| t == want, SETTLE) {
         fail(b, all, &format!("{what}: expected {want:?}: {e}"));
@@ -138,6 +145,7 @@ fn expect_output(b: &SystemdBox, script: &str, want: &str, all: &[&str], what: &
 }
 
 /// A box-side script fails (once): a port closed, a peer unreachable.
+#[track_caller]
 fn expect_failure(b: &SystemdBox, script: &str, all: &[&str], what: &str) {
     let out = b.sh(script);
     ensure(
@@ -152,6 +160,7 @@ fn expect_failure(b: &SystemdBox, script: &str, all: &[&str], what: &str) {
 }
 
 /// The one IPv4 lease of `name` on `network`.
+#[track_caller]
 fn lease4(b: &SystemdBox, network: &str, name: &str, all: &[&str]) -> String {
     let v4: Vec<String> = net::leases_of(b, network, name)
         .into_iter()
@@ -659,6 +668,7 @@ fn a_dual_stack_network_gives_both_addresses_and_a_peer_answers_over_ipv6() {
 
 /// A start that must fail: its unit's messages name `needles`, and nothing
 /// of it is set up (veth, lease, rule, bridge `bridge` when given).
+#[track_caller]
 fn expect_refused(
     b: &SystemdBox,
     name: &str,
