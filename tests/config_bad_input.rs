@@ -340,3 +340,57 @@ fn check_named_and_missing_definitions() {
         .join("berth@ok.service.d/50-berth-generated.conf")
         .is_file());
 }
+
+#[test]
+fn bad_network_name_keys() {
+    // Each of [network] ip/aliases/dns/dns_search/extra_hosts: the key and
+    // what was expected, at the value; the generator skips the definition.
+    for (text, what) in [
+        (
+            "[network]\nip = { default = \"10.89.0.999\" }\n",
+            "3:18: [network] ip: invalid IP address \"10.89.0.999\"",
+        ),
+        (
+            "[network]\nip = { app = \"10.89.0.9\" }\n",
+            "3:8: [network] ip: \"app\" is not a network this container joins",
+        ),
+        (
+            "[network]\naliases = [\"-www\"]\n",
+            "3:12: [network] aliases: invalid name \"-www\"",
+        ),
+        (
+            "[network]\ndns = [\"ns.example\"]\n",
+            "3:8: [network] dns: invalid IP address \"ns.example\"",
+        ),
+        (
+            "[network]\ndns_search = [\"a..b\"]\n",
+            "3:15: [network] dns_search: invalid domain name \"a..b\"",
+        ),
+        (
+            "[network]\nextra_hosts = [\"gw=192.0.2.1\"]\n",
+            "3:16: [network] extra_hosts: invalid host entry \"gw=192.0.2.1\": expected \"NAME:ADDRESS\"",
+        ),
+        (
+            "[network]\nmode = \"host\"\naliases = [\"www\"]\n",
+            "4:11: [network] aliases: only allowed with mode = \"bridge\"",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+
+    // A fixed address outside its network's subnet is found where the
+    // networks are resolved: `berth check` names the file and position.
+    let root = Root::new();
+    let bad = root.write(
+        "web.toml",
+        b"image = \"nginx\"\n[network]\nip = { default = \"192.0.2.7\" }\n",
+    );
+    check_reports(
+        &root,
+        &bad,
+        "3:18: [network] ip: 192.0.2.7 is not a host address in network \"default\" (10.89.0.0/24)",
+    );
+}

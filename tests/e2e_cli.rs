@@ -321,10 +321,12 @@ wait $p
     assert_ne!(code, 0);
     assert!(err.contains("nosuch"), "{err}");
 
-    // network: honest about bridge networking
-    let net = b.sh_ok("berth network inspect default");
-    assert!(net.contains("not implemented yet"), "{net}");
-    assert!(b.sh_ok("berth network ls").contains("default"));
+    // network: the resolved default network
+    let net: serde_json::Value =
+        serde_json::from_str(&b.sh_ok("berth network inspect default")).unwrap();
+    assert_eq!(net[0]["name"], "default");
+    assert_eq!(net[0]["bridge"], "berth0");
+    assert!(b.sh_ok("berth network ls").contains("berth0"));
 
     // restart: a new container process
     b.sh_ok("berth restart web");

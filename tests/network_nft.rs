@@ -3,6 +3,9 @@
 //! loads, a second container publishing the same host port fails as a whole
 //! (nothing of it is left), a stop removes every element naming the
 //! container, and the last member's teardown empties the network's sets.
+//! Then the same through `network::nft` (libnftables in the process, and
+//! `nft -f -`): the error of a taken port names its holder, and a foreign
+//! forward chain that drops is found.
 
 mod support;
 
@@ -11,6 +14,7 @@ use std::process::{Command, Stdio};
 
 use berth::config::values::{parse_port, parse_subnet, PortMapping};
 use berth::network::config::{bridge_name, Addresses, Network};
+use berth::network::nft::{self as nftapi, Backend, NftError};
 use berth::network::plan::{
     plan_network_teardown, plan_start, plan_stop, render_nft, Attachment, Member,
 };
@@ -144,4 +148,131 @@ fn start_conflict_stop_and_teardown_in_a_private_netns() {
         "{rules}"
     );
     assert!(rules.contains("berth-app"), "{rules}");
+}
+
+/// This thread, and every nft it starts, in a network namespace of its own.
+fn private_netns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+}
+
+fn ports(p: &[&str]) -> Vec<PortMapping> {
+    p.iter().map(|p| parse_port(p).unwrap()).collect()
+}
+
+#[test]
+fn apply_loads_a_start_and_a_stop_through_either_backend() {
+    require_root!();
+    require_program!("nft");
+    for backend in [Backend::Library, Backend::Program] {
+        private_netns();
+        let default = net("default", "10.89.0.0/24");
+        let web_ports = ports(&["8080:80", "5353:53/udp"]);
+        let web = member("web", &default, "10.89.0.2", &web_ports);
+        nftapi::apply_via(backend, &render_nft(&plan_start(&web).unwrap()))
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let rules = ruleset();
+        assert!(
+            rules.contains("tcp . 8080 comment \"web\" : 10.89.0.2 . 80")
+                && rules.contains("udp . 5353 comment \"web\" : 10.89.0.2 . 53")
+                && rules.contains("type nat hook prerouting"),
+            "{backend:?}: {rules}"
+        );
+        nftapi::apply_via(backend, &render_nft(&plan_stop(&web).unwrap()))
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        let rules = ruleset();
+        assert!(!rules.contains("\"web\""), "{backend:?}: {rules}");
+        // The network's elements stay until its last member stops.
+        assert!(rules.contains("\"berth0\""), "{backend:?}: {rules}");
+        // A bad script fails with nft's own message.
+        let e = nftapi::apply_via(backend, "add element inet berth nosuchset { 1.2.3.4 }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nothing was changed") && e.contains("nosuchset"),
+            "{backend:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_taken_port_names_its_holder_and_changes_nothing() {
+    require_root!();
+    require_program!("nft");
+    for backend in [Backend::Library, Backend::Program] {
+        private_netns();
+        let default = net("default", "10.89.0.0/24");
+        let app = net("app", "10.89.1.0/24");
+        let web_ports = ports(&["8080:80", "127.0.0.1:9000:90"]);
+        let web = member("web", &default, "10.89.0.2", &web_ports);
+        nftapi::apply(&render_nft(&plan_start(&web).unwrap())).unwrap();
+        let before = ruleset();
+        for (taken, what) in [
+            ("8080:5432", "8080/tcp"),
+            ("127.0.0.1:9000:5432", "127.0.0.1:9000/tcp"),
+        ] {
+            // A free port first, so the taken one is not the script's only create.
+            let db_ports = ports(&["7000:7000", taken]);
+            let db = member("db", &app, "10.89.1.2", &db_ports);
+            let e = nftapi::apply_via(backend, &render_nft(&plan_start(&db).unwrap())).unwrap_err();
+            match &e {
+                NftError::PortTaken {
+                    what: w, holder, ..
+                } => {
+                    assert_eq!(
+                        (w.as_str(), holder.as_str()),
+                        (what, "web"),
+                        "{backend:?}: {e}"
+                    )
+                }
+                other => panic!("{backend:?}: not PortTaken: {other}"),
+            }
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("{what} is already published by container \"web\"")),
+                "{text}"
+            );
+            assert_eq!(
+                ruleset(),
+                before,
+                "{backend:?}: the failed start changed the ruleset"
+            );
+        }
+        assert_eq!(
+            nftapi::port_holder("dnat4", "tcp . 8080")
+                .unwrap()
+                .as_deref(),
+            Some("web")
+        );
+        assert_eq!(nftapi::port_holder("dnat4", "tcp . 8081").unwrap(), None);
+    }
+}
+
+#[test]
+fn a_foreign_forward_drop_is_found() {
+    require_root!();
+    require_program!("nft");
+    private_netns();
+    let default = net("default", "10.89.0.0/24");
+    let web = member("web", &default, "10.89.0.2", &[]);
+    nftapi::apply(&render_nft(&plan_start(&web).unwrap())).unwrap();
+    // berth's own forward chain, and a foreign one that accepts: nothing to say.
+    let (ok, err) = nft("add table inet mine\n\
+         add chain inet mine fw { type filter hook forward priority 0; policy accept; }\n");
+    assert!(ok, "{err}");
+    assert_eq!(
+        nftapi::foreign_forward_drops().unwrap(),
+        Vec::<String>::new()
+    );
+    // iptables-nft's filter table with Docker's FORWARD DROP.
+    let (ok, err) = nft("add table ip filter\n\
+         add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }\n");
+    assert!(ok, "{err}");
+    let chains = nftapi::foreign_forward_drops().unwrap();
+    assert_eq!(chains, ["table ip filter, chain FORWARD"]);
+    let w = nftapi::forward_policy_warning(&chains, std::slice::from_ref(&default.bridge)).unwrap();
+    assert!(
+        w.contains("table ip filter, chain FORWARD")
+            && w.contains("iptables -I DOCKER-USER -i berth0 -j ACCEPT"),
+        "{w}"
+    );
 }

@@ -113,8 +113,18 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         // default_subnet) show only with all of them resolved together.
         if let Ok(g) = &globals {
             let path = root.join(config::global::GLOBAL_FILE);
-            let (_, d) = crate::network::config::plan_networks(&nets, &g.default_subnet, &path);
+            let (resolved, d) =
+                crate::network::config::plan_networks(&nets, &g.default_subnet, &path);
             errors += print_diagnostics(&d);
+            // A fixed `ip` outside its network's subnet shows only with
+            // the subnets resolved (a carved one has no file to read).
+            let ips = crate::network::config::check_fixed_ips(&loaded.definitions, &resolved);
+            errors += print_diagnostics(&ips);
+            broken += ips
+                .iter()
+                .map(|d| &d.file)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
             broken += d
                 .iter()
                 .filter(|d| d.key != "[network] default_subnet")

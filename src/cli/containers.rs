@@ -420,6 +420,11 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "mode": d.network.mode.as_str(),
             "networks": d.network.networks,
             "publish": d.network.publish.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "ip": d.network.ip,
+            "aliases": d.network.aliases,
+            "dns": d.network.dns,
+            "dns_search": d.network.dns_search,
+            "extra_hosts": d.network.extra_hosts.iter().map(|(n, a)| format!("{n}:{a}")).collect::<Vec<_>>(),
         },
         "volumes": d.volumes.iter().map(|v| serde_json::json!({
             "source": match &v.source {

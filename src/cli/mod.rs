@@ -19,6 +19,7 @@ pub mod exec;
 pub mod generate;
 pub mod image;
 pub mod network;
+pub mod port;
 pub mod run;
 pub mod run_flags;
 pub mod volume;
@@ -80,6 +81,7 @@ pub enum Command {
     Unpause(containers::PauseArgs),
     Volume(volume::VolumeArgs),
     Network(network::NetworkArgs),
+    Port(port::PortArgs),
     AutoUpdate(auto_update::AutoUpdateArgs),
 }
 
@@ -137,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unpause(a) => containers::pause(&root, a, false),
         Command::Volume(a) => volume::run(&root, a),
         Command::Network(a) => network::run(&root, a),
+        Command::Port(a) => port::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
     }
 }

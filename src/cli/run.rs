@@ -132,6 +132,9 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         toml::to_string(&table)?.as_bytes(),
     )
     .with_context(|| format!("write the definition of \"{name}\""))?;
+    // `--network NAME` names a network of the real root: its file comes
+    // along, so the private root knows it.
+    copy_network_files(root, &tmp, &args.flags.network);
     let def = supervise::load(&tmp, &name);
     let _ = std::fs::remove_dir_all(&tmp);
     let def = def.map_err(|e| match e {
@@ -169,6 +172,19 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let code = supervise::run_definition(&opts, &def)?;
     Ok(exit(code))
+}
+
+/// Copy the files of the networks `names` from `root` into the private
+/// root `tmp`; a name without a file is left for validation to report.
+fn copy_network_files(root: &Path, tmp: &Path, names: &[String]) {
+    let (defs, _) = crate::config::load_all_networks(root);
+    for d in defs.iter().filter(|d| names.contains(&d.name)) {
+        if let Some(src) = &d.source_path {
+            let dir = tmp.join(crate::config::NETWORK_DIRS[0]);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(src, dir.join(format!("{}.toml", d.name)));
+        }
+    }
 }
 
 /// `-d`: hand the container to systemd as `berth@NAME.service`, so it gets

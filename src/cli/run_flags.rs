@@ -41,14 +41,30 @@ pub struct DefinitionFlags {
     /// Run berth's minimal init as PID 1 (reaps zombies, forwards signals)
     #[arg(long)]
     pub init: bool,
-    /// Network mode: host (share the host's network), none (loopback only)
-    /// or bridge
-    #[arg(long, value_name = "MODE")]
-    pub network: Option<String>,
-    /// Publish a port (HOST:CONTAINER); needs bridge networking, which this
-    /// version of berth does not have yet
+    /// Network: host (share the host's network), none (loopback only),
+    /// bridge (the `default` network), or the NAME of a bridge network
+    /// (repeatable: join several; the first gets the default route)
+    #[arg(long, value_name = "MODE|NAME")]
+    pub network: Vec<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], ranges
+    /// as 8000-8010:80-90 (repeatable; bridge mode)
     #[arg(short = 'p', long, value_name = "PORT")]
     pub publish: Vec<String>,
+    /// A fixed address on the (first) network instead of a leased one
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<String>,
+    /// Another name peers on its networks resolve it by (repeatable)
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_alias: Vec<String>,
+    /// A resolver instead of the host's (repeatable)
+    #[arg(long, value_name = "ADDRESS")]
+    pub dns: Vec<String>,
+    /// A search domain for its resolv.conf (repeatable)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A line for its /etc/hosts: NAME:ADDRESS (or NAME=ADDRESS) (repeatable)
+    #[arg(long = "add-host", value_name = "NAME:ADDRESS")]
+    pub add_host: Vec<String>,
     /// Memory limit, e.g. 256M
     #[arg(short = 'm', long, value_name = "SIZE")]
     pub memory: Option<String>,
@@ -204,19 +220,61 @@ impl DefinitionFlags {
         }
     }
 
-    /// `--network`; `-p` is refused.
+    /// `--network`, `-p`, `--ip`, `--network-alias`, `--dns`,
+    /// `--dns-search`, `--add-host`: the `[network]` keys, as Docker maps
+    /// them (a `--network` that is no mode names a bridge network).
     fn apply_network(&self, table: &mut Table) -> Result<(), FlagError> {
-        if let Some(p) = self.publish.first() {
-            // Accepting it would start a container nobody can reach on
-            // that port: say so before anything runs.
-            return Err(bad(
-                "-p",
-                p,
-                "publishing ports needs bridge networking, which this version of berth does not have yet; with --network host the container's ports are the host's",
-            ));
+        let (modes, names): (Vec<&String>, Vec<&String>) = self
+            .network
+            .iter()
+            .partition(|n| matches!(n.as_str(), "host" | "none" | "bridge") || n.contains(':'));
+        match (modes.as_slice(), names.is_empty()) {
+            ([], _) => {}
+            ([m], true) => set_in(table, "network", "mode", m.as_str().into()),
+            ([m, ..], _) => {
+                return Err(bad(
+                    "--network",
+                    m,
+                    "a mode (host, none, bridge) cannot be combined with another --network",
+                ))
+            }
         }
-        if let Some(m) = &self.network {
-            set_in(table, "network", "mode", m.as_str().into());
+        if !names.is_empty() {
+            let names: Vec<String> = names.into_iter().cloned().collect();
+            set_in(table, "network", "networks", strings(&names));
+        }
+        if let Some(ip) = &self.ip {
+            // Docker's --ip is for the network --network names; berth's
+            // key is per network, so it goes to the first one.
+            let net = self
+                .network
+                .iter()
+                .find(|n| !modes.contains(n))
+                .map_or(crate::config::defaults::NETWORK, |n| n.as_str());
+            let mut t = Table::new();
+            t.insert(net.to_string(), ip.as_str().into());
+            set_in(table, "network", "ip", Value::Table(t));
+        }
+        let hosts: Vec<String> = self
+            .add_host
+            .iter()
+            .map(|h| match h.split_once('=') {
+                // Docker 25 also reads NAME=ADDRESS, which keeps an IPv6
+                // address readable; the key's grammar is NAME:ADDRESS.
+                Some((name, addr)) if !name.contains(':') => format!("{name}:{addr}"),
+                _ => h.clone(),
+            })
+            .collect();
+        for (key, list) in [
+            ("publish", &self.publish),
+            ("aliases", &self.network_alias),
+            ("dns", &self.dns),
+            ("dns_search", &self.dns_search),
+            ("extra_hosts", &hosts),
+        ] {
+            if !list.is_empty() {
+                set_in(table, "network", key, strings(list));
+            }
         }
         Ok(())
     }
@@ -406,6 +464,47 @@ mod tests {
     }
 
     #[test]
+    fn network_flags_become_network_keys() {
+        let f = DefinitionFlags {
+            network: vec!["app".into(), "default".into()],
+            publish: vec!["8080:80".into(), "127.0.0.1:5353:53/udp".into()],
+            ip: Some("10.89.1.20".into()),
+            network_alias: vec!["www".into()],
+            dns: vec!["192.0.2.53".into()],
+            dns_search: vec!["example.org".into()],
+            add_host: vec!["gw:192.0.2.1".into(), "v6=2001:db8::1".into()],
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        let n = &v["network"];
+        assert!(n.get("mode").is_none());
+        assert_eq!(n["networks"].as_array().unwrap().len(), 2);
+        assert_eq!(n["publish"][1].as_str(), Some("127.0.0.1:5353:53/udp"));
+        assert_eq!(n["ip"]["app"].as_str(), Some("10.89.1.20"));
+        assert_eq!(n["aliases"][0].as_str(), Some("www"));
+        assert_eq!(n["dns"][0].as_str(), Some("192.0.2.53"));
+        assert_eq!(n["dns_search"][0].as_str(), Some("example.org"));
+        assert_eq!(n["extra_hosts"][0].as_str(), Some("gw:192.0.2.1"));
+        assert_eq!(n["extra_hosts"][1].as_str(), Some("v6:2001:db8::1"));
+
+        // A mode is a mode; --ip without a named network is on `default`.
+        let f = DefinitionFlags {
+            network: vec!["none".into()],
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        assert_eq!(v["network"]["mode"].as_str(), Some("none"));
+        let f = DefinitionFlags {
+            ip: Some("10.89.0.9".into()),
+            publish: vec!["80:80".into()],
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        assert_eq!(v["network"]["ip"]["default"].as_str(), Some("10.89.0.9"));
+        assert_eq!(v["network"]["publish"][0].as_str(), Some("80:80"));
+    }
+
+    #[test]
     fn relative_host_paths_are_made_absolute() {
         let f = DefinitionFlags {
             volume: vec!["./conf:/etc/app".into()],
@@ -442,10 +541,10 @@ mod tests {
             ),
             (
                 DefinitionFlags {
-                    publish: vec!["8080:80".into()],
+                    network: vec!["host".into(), "app".into()],
                     ..Default::default()
                 },
-                "-p \"8080:80\": publishing ports needs bridge networking",
+                "--network \"host\": a mode (host, none, bridge) cannot be combined",
             ),
             (
                 DefinitionFlags {

@@ -5,6 +5,7 @@
 //! Pure data: no parsing here (that is `raw.rs` + `validate.rs`), no I/O.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,6 +87,38 @@ pub struct Network {
     pub networks: Vec<String>,
     /// Published ports (bridge mode only).
     pub publish: Vec<PortMapping>,
+    /// `ip`: a fixed address per network, for networks in `networks` only
+    /// (bridge mode only). Whether it lies in that network's subnet is
+    /// checked where networks are resolved (`network::config::check_fixed_ips`).
+    pub ip: BTreeMap<String, IpAddr>,
+    /// Where each `ip` value was written: (file, line, column).
+    pub ip_at: BTreeMap<String, (PathBuf, usize, usize)>,
+    /// `aliases`: more names peers on its networks resolve (bridge mode only).
+    pub aliases: Vec<String>,
+    /// `dns`: the container's resolvers instead of the host's (in bridge
+    /// mode, the upstreams berth's name server forwards to).
+    pub dns: Vec<IpAddr>,
+    /// `dns_search`: search domains of its resolv.conf.
+    pub dns_search: Vec<String>,
+    /// `extra_hosts`: (name, address) lines added to its /etc/hosts.
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+impl Default for Network {
+    /// What a definition without `[network]` gets: bridge mode on `default`.
+    fn default() -> Network {
+        Network {
+            mode: NetworkMode::Bridge,
+            networks: vec![defaults::NETWORK.to_string()],
+            publish: Vec::new(),
+            ip: BTreeMap::new(),
+            ip_at: BTreeMap::new(),
+            aliases: Vec::new(),
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            extra_hosts: Vec::new(),
+        }
+    }
 }
 
 /// One `[[volume]]`.

@@ -85,8 +85,8 @@ impl<'de> Deserialize<'de> for StrOrInt {
     }
 }
 
-/// `environment`: name → (name with its span, value with its span), so an
-/// invalid name is reported at the name.
+/// `environment` (and `[network] ip`): name → (name with its span, value
+/// with its span), so an invalid name is reported at the name.
 #[derive(Debug, Default)]
 pub struct EnvMap(pub BTreeMap<String, (Sp<String>, Sp<String>)>);
 
@@ -146,6 +146,13 @@ pub struct RawNetwork {
     pub mode: Option<Sp<String>>,
     pub networks: Option<Sp<Vec<Sp<String>>>>,
     pub publish: Option<Sp<Vec<Sp<String>>>>,
+    /// `ip = { NETWORK = "ADDRESS" }`: network name → address, each with its
+    /// span (an unknown network is reported at its name).
+    pub ip: Option<EnvMap>,
+    pub aliases: Option<Sp<Vec<Sp<String>>>>,
+    pub dns: Option<Sp<Vec<Sp<String>>>>,
+    pub dns_search: Option<Sp<Vec<Sp<String>>>>,
+    pub extra_hosts: Option<Sp<Vec<Sp<String>>>>,
 }
 
 /// One `[[volume]]`
@@ -296,8 +303,16 @@ impl_merge!(RawDefinition {
     at: false
 });
 impl_merge!(RawNetwork {
-    leaves: [mode, networks, publish],
-    tables: [],
+    leaves: [
+        mode,
+        networks,
+        publish,
+        aliases,
+        dns,
+        dns_search,
+        extra_hosts
+    ],
+    tables: [ip],
     at: false
 });
 impl_merge!(RawVolume {

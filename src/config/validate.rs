@@ -533,9 +533,16 @@ fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &Reference
         NetworkMode::Bridge,
     );
     if mode != NetworkMode::Bridge {
+        // `ip` and `aliases` name a place on a bridge network: Docker refuses
+        // them outside one too ("user specified IP address is supported on
+        // user defined networks only", daemon/container_operations.go).
+        // `dns`, `dns_search` and `extra_hosts` only write the container's
+        // files, so they apply in every mode, as Docker's --dns and
+        // --add-host do with --network host or none.
         for (v, key) in [
             (&raw.networks, "[network] networks"),
             (&raw.publish, "[network] publish"),
+            (&raw.aliases, "[network] aliases"),
         ] {
             if let Some(v) = v {
                 if !v.value.is_empty() {
@@ -546,6 +553,13 @@ fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &Reference
                     );
                 }
             }
+        }
+        for (k, _) in raw.ip.iter().flat_map(|m| m.0.values()) {
+            cx.err(
+                k,
+                "[network] ip",
+                format!("only allowed with mode = \"bridge\" (mode is \"{mode}\")"),
+            );
         }
     }
     let mut seen = HashSet::new();
@@ -582,14 +596,99 @@ fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &Reference
     if mode != NetworkMode::Bridge {
         networks.clear();
     }
+    let bridge = mode == NetworkMode::Bridge;
+    let (ip, ip_at) = match bridge {
+        true => validate_fixed_ips(cx, raw, &networks),
+        false => Default::default(),
+    };
+    let names = validate_name_keys(cx, raw);
     Network {
         mode,
         networks,
-        publish: if mode == NetworkMode::Bridge {
-            publish
-        } else {
-            Vec::new()
-        },
+        publish: if bridge { publish } else { Vec::new() },
+        ip,
+        ip_at,
+        aliases: if bridge { names.aliases } else { Vec::new() },
+        dns: names.dns,
+        dns_search: names.dns_search,
+        extra_hosts: names.extra_hosts,
+    }
+}
+
+/// `[network] ip`, keyed by network name: each a network the container
+/// joins, each value an address; whether it lies in that network's subnet
+/// is `network::config::check_fixed_ips`'s to say (the subnet may be carved).
+#[allow(clippy::type_complexity)]
+fn validate_fixed_ips(
+    cx: &mut Ctx<'_>,
+    raw: &RawNetwork,
+    networks: &[String],
+) -> (
+    BTreeMap<String, std::net::IpAddr>,
+    BTreeMap<String, (PathBuf, usize, usize)>,
+) {
+    let mut ip = BTreeMap::new();
+    let mut at = BTreeMap::new();
+    for (name, (k, v)) in raw.ip.iter().flat_map(|m| m.0.iter()) {
+        if !networks.iter().any(|n| n == name) {
+            let joined = networks
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            cx.err(
+                k,
+                "[network] ip",
+                format!(
+                    "\"{}\" is not a network this container joins: expected one of [network] networks ({joined})",
+                    name.escape_debug()
+                ),
+            );
+            continue;
+        }
+        match values::parse_ip(&v.value) {
+            Ok(addr) => {
+                let f = &cx.files[v.file];
+                let (line, column) = super::diag::line_column(&f.text, v.span.start);
+                ip.insert(name.clone(), addr);
+                at.insert(name.clone(), (f.path.clone(), line, column));
+            }
+            Err(e) => cx.err(v, "[network] ip", e),
+        }
+    }
+    (ip, at)
+}
+
+/// What `aliases`, `dns`, `dns_search` and `extra_hosts` hold once valid.
+struct NameKeys {
+    aliases: Vec<String>,
+    dns: Vec<std::net::IpAddr>,
+    dns_search: Vec<String>,
+    extra_hosts: Vec<(String, std::net::IpAddr)>,
+}
+
+fn validate_name_keys(cx: &mut Ctx<'_>, raw: &RawNetwork) -> NameKeys {
+    let mut seen = HashSet::new();
+    let aliases = cx.each(&raw.aliases, "[network] aliases", |_, a| {
+        // Peers look an alias up as they look a container NAME up.
+        values::validate_name(&a.value)?;
+        if !seen.insert(a.value.clone()) {
+            return Err(format!("alias \"{}\" is listed twice", a.value));
+        }
+        Ok(a.value.clone())
+    });
+    let dns = cx.each(&raw.dns, "[network] dns", |_, d| values::parse_ip(&d.value));
+    let dns_search = cx.each(&raw.dns_search, "[network] dns_search", |_, d| {
+        values::validate_domain(&d.value).map(|()| d.value.clone())
+    });
+    let extra_hosts = cx.each(&raw.extra_hosts, "[network] extra_hosts", |_, h| {
+        values::parse_extra_host(&h.value)
+    });
+    NameKeys {
+        aliases,
+        dns,
+        dns_search,
+        extra_hosts,
     }
 }
 
@@ -1021,6 +1120,38 @@ mod tests {
             .iter()
             .map(|d| d.to_string())
             .collect()
+    }
+
+    #[test]
+    fn network_name_keys() {
+        let d = check(
+            "image = \"a\"\n[network]\nnetworks = [\"back\"]\nip = { back = \"10.89.1.20\" }\n\
+             aliases = [\"www\"]\ndns = [\"192.0.2.53\", \"2001:db8::53\"]\n\
+             dns_search = [\"example.org\"]\nextra_hosts = [\"gw:192.0.2.1\", \"v6:2001:db8::1\"]\n",
+        )
+        .unwrap();
+        let n = &d.network;
+        assert_eq!(n.ip["back"].to_string(), "10.89.1.20");
+        assert_eq!(
+            n.ip_at["back"],
+            (PathBuf::from("/etc/berth/containers/web.toml"), 4, 15)
+        );
+        assert_eq!(n.aliases, vec!["www"]);
+        assert_eq!(n.dns.len(), 2);
+        assert_eq!(n.dns_search, vec!["example.org"]);
+        assert_eq!(n.extra_hosts[1].0, "v6");
+        assert_eq!(n.extra_hosts[1].1.to_string(), "2001:db8::1");
+        // dns, dns_search and extra_hosts only write files: every mode
+        // takes them (Docker's --dns and --add-host with --network host).
+        let d = check("image = \"a\"\n[network]\nmode = \"none\"\ndns = [\"192.0.2.53\"]\nextra_hosts = [\"gw:192.0.2.1\"]\n").unwrap();
+        assert_eq!(d.network.dns.len(), 1);
+        assert_eq!(d.network.extra_hosts.len(), 1);
+        let e =
+            errors("image = \"a\"\n[network]\nmode = \"none\"\nip = { default = \"10.89.0.2\" }\n");
+        assert!(
+            e[0].contains("[network] ip: only allowed with mode = \"bridge\""),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -638,6 +638,62 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
     }
 }
 
+/// A domain name (RFC 1123): labels of letters, digits and "-" (not at either
+/// end) of at most 63 characters, at most 253 in all; one trailing "." (the
+/// root) is allowed. Used by `dns_search` and the names of `extra_hosts`.
+pub fn validate_domain(name: &str) -> Result<(), String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid domain name \"{}\": expected labels of letters, digits and \"-\" separated by \".\", such as \"example.org\"",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// An IP address (IPv4 or IPv6) as `dns` and `ip` take it.
+pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "invalid IP address \"{}\": expected an IPv4 address such as \"192.0.2.53\" or an IPv6 one such as \"2001:db8::53\"",
+            s.escape_debug()
+        )
+    })
+}
+
+/// `extra_hosts` entry `NAME:ADDRESS`, split at the first ":" so that an
+/// IPv6 address keeps its own colons (Docker's `--add-host` grammar, as
+/// opts.ValidateExtraHost reads it).
+pub fn parse_extra_host(s: &str) -> Result<(String, IpAddr), String> {
+    let Some((name, addr)) = s.split_once(':') else {
+        return Err(format!(
+            "invalid host entry \"{}\": expected \"NAME:ADDRESS\", such as \"gw:192.0.2.1\"",
+            s.escape_debug()
+        ));
+    };
+    validate_domain(name)?;
+    // Docker also accepts "[::1]" for an IPv6 address.
+    let bare = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let ip = parse_ip(bare)?;
+    Ok((name.to_string(), ip))
+}
+
 /// An IPv4/IPv6 prefix such as `10.89.1.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -793,6 +849,45 @@ pub fn parse_subnet(s: &str) -> Result<Subnet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_and_extra_hosts() {
+        for ok in ["example.org", "a", "x-1.example.org.", "lan"] {
+            assert_eq!(validate_domain(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "-a.org",
+            "a..org",
+            "a_b.org",
+            "a b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_domain(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_extra_host("gw:192.0.2.1"),
+            Ok(("gw".into(), "192.0.2.1".parse().unwrap()))
+        );
+        // Split at the first colon: the IPv6 address keeps the rest.
+        assert_eq!(
+            parse_extra_host("v6.example:2001:db8::1"),
+            Ok(("v6.example".into(), "2001:db8::1".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_extra_host("v6:[::1]"),
+            Ok(("v6".into(), "::1".parse().unwrap()))
+        );
+        assert!(parse_extra_host("gw").unwrap_err().contains("NAME:ADDRESS"));
+        assert!(parse_extra_host("gw:nope")
+            .unwrap_err()
+            .contains("invalid IP address"));
+        assert!(parse_extra_host("g w:192.0.2.1")
+            .unwrap_err()
+            .contains("domain name"));
+        assert!(parse_ip("10.0.0.300").is_err());
+    }
 
     #[test]
     fn string_enums_round_trip() {

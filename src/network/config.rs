@@ -251,6 +251,57 @@ fn ranges(d: &NetworkDefinition) -> Vec<Range> {
     .collect()
 }
 
+/// Each definition's fixed `ip` against the network it names, now that the
+/// subnets are resolved (a carved one is known only here): a host address of
+/// that network's subnet (or subnet6) that is not its gateway, and no
+/// address fixed by two containers. Reported at the `ip` value, file:line:col.
+/// A network that did not resolve has its own error already and is skipped.
+pub fn check_fixed_ips(defs: &[crate::config::Definition], nets: &[Network]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let mut owners: std::collections::BTreeMap<(&str, IpAddr), &str> = Default::default();
+    for d in defs {
+        for (net_name, &ip) in &d.network.ip {
+            let Some(net) = nets.iter().find(|n| &n.name == net_name) else {
+                continue;
+            };
+            let (file, line, column) = d
+                .network
+                .ip_at
+                .get(net_name)
+                .cloned()
+                .unwrap_or_else(|| (d.source_path.clone(), 0, 0));
+            let mut at = |message: String| {
+                diags.push(Diagnostic {
+                    file: file.clone(),
+                    line,
+                    column,
+                    key: "[network] ip".into(),
+                    message,
+                })
+            };
+            if !net.can_lease(ip) {
+                let ranges = match net.subnet6 {
+                    Some(s6) => format!("{} or {s6}", net.subnet),
+                    None => net.subnet.to_string(),
+                };
+                let why = match ip == net.gateway || Some(ip) == net.gateway6 {
+                    true => "is the gateway of",
+                    false => "is not a host address in",
+                };
+                at(format!(
+                    "{ip} {why} network \"{net_name}\" ({ranges}): expected a free host address of that range"
+                ));
+            } else if let Some(other) = owners.insert((net_name.as_str(), ip), d.name.as_str()) {
+                at(format!(
+                    "{ip} on network \"{net_name}\" is also the fixed address of container \"{other}\": expected an address no other container fixes"
+                ));
+            }
+        }
+    }
+    diags.sort();
+    diags
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -366,6 +366,7 @@ pub(crate) mod tests {
                 mode: NetworkMode::Bridge,
                 networks: vec!["default".into()],
                 publish: vec![],
+                ..Default::default()
             },
             volumes: vec![],
             tmpfs: vec![],

@@ -35,7 +35,7 @@ use crate::spec;
 
 pub use cleanup::{cleanup, CleanupOptions};
 pub use exec::ExecTemplate;
-pub use files::{render_hostname, render_hosts, render_resolv_conf};
+pub use files::{render_hostname, render_hosts, render_resolv_conf, EtcNetwork};
 use journal::Priority;
 pub use state::{Paths, State, SECCOMP_CACHE};
 pub use volumes::{remove_volume, volume, volume_data, volumes, VolumeError, VolumeInfo};

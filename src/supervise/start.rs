@@ -98,7 +98,20 @@ pub(super) fn start(
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
     let own_net = spec::own_network(def);
-    files::write_etc_files(&paths.run_dir, &opts.root, &spec::hostname(def), own_net)?;
+    let mut etc_net = files::EtcNetwork::from_definition(def);
+    if let Some(first) = st.networks.first() {
+        etc_net.addresses = [Some(first.ipv4), first.ipv6]
+            .into_iter()
+            .flatten()
+            .collect();
+    }
+    files::write_etc_files(
+        &paths.run_dir,
+        &opts.root,
+        &spec::hostname(def),
+        own_net,
+        &etc_net,
+    )?;
     trace("supervise: /etc files");
     // 6. Fresh overlay upper and work dirs: a container starts from its image.
     setup_overlay_dirs(def, paths, &mut list)?;
@@ -603,7 +616,12 @@ fn setup_network_leases(
         let p = Paths::new(&run, &globals.storage_root, holder);
         matches!(State::load(&p.run_dir), Ok(Some(s)) if s.supervisor_alive())
     };
-    let info = crate::network::ipam::LeaseInfo::default();
+    // What the network's name server answers for it besides its name, and
+    // where it forwards the container's other questions.
+    let info = crate::network::ipam::LeaseInfo {
+        aliases: def.network.aliases.clone(),
+        dns: def.network.dns.clone(),
+    };
     for (i, n) in nets.iter().enumerate() {
         list.record_all(vec![
             Resource::Bridge {
@@ -622,7 +640,8 @@ fn setup_network_leases(
             },
         ])
         .map_err(listed(def))?;
-        let joined = network::lease(&run, n, i, (&def.name, &info), None, &alive)?;
+        let fixed = def.network.ip.get(&n.name).copied();
+        let joined = network::lease(&run, n, i, (&def.name, &info), fixed, &alive)?;
         net.joined.push(joined);
     }
     if let Some(script) = network::rules_teardown(&def.name, &net.joined, &net.publish)? {
