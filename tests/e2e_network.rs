@@ -198,7 +198,11 @@ fn peers_on_a_network_reach_each_other_by_name_in_any_order_and_after_a_new_addr
     let app = "networks = [\"app\"]";
     let all = ["a", "b", "c"];
     let b = boot(
-        &[web("a", app), web("b", app), web("c", app)],
+        &[
+            web("a", &format!("{app}\naliases = [\"www\"]")),
+            web("b", app),
+            web("c", app),
+        ],
         &[("app", "subnet = \"10.89.7.0/24\"\n")],
     );
 
@@ -206,6 +210,7 @@ fn peers_on_a_network_reach_each_other_by_name_in_any_order_and_after_a_new_addr
     start(&b, &["a"], &all);
     start(&b, &["b"], &all);
     expect_page(&b, "b", "http://a/", "a", &all, "a started before b");
+    expect_page(&b, "b", "http://www/", "a", &all, "a's alias www");
     expect_page(&b, "a", "http://b/", "b", &all, "a started before b");
     stop(&b, &["a", "b"]);
 
@@ -249,6 +254,14 @@ fn peers_on_a_network_reach_each_other_by_name_in_any_order_and_after_a_new_addr
         &format!("after a restarted at {new} (was {old}, now c's)"),
     );
     expect_page(&b, "b", "http://c/", "c", &all, "c took a's old address");
+    expect_page(
+        &b,
+        "b",
+        "http://www/",
+        "a",
+        &all,
+        "a's alias www after a restarted at a new address",
+    );
     expect_page(
         &b,
         "b",
@@ -796,6 +809,7 @@ fn bad_network_input_fails_the_start_clearly_and_sets_nothing_up() {
         &all,
     );
     undeclare(&b, "unk", &[]);
+    p1_serves("after unk's refused start");
 
     // Overlapping subnets: the error names the file (and the other one).
     declare(
@@ -819,6 +833,7 @@ fn bad_network_input_fails_the_start_clearly_and_sets_nothing_up() {
         &all,
     );
     undeclare(&b, "ov", &["over1", "over2"]);
+    p1_serves("after ov's refused start");
 
     // A gateway outside its subnet.
     declare(
@@ -838,10 +853,11 @@ fn bad_network_input_fails_the_start_clearly_and_sets_nothing_up() {
         &all,
     );
     undeclare(&b, "gw", &["gwout"]);
+    p1_serves("after gw's refused start");
 
     // A port another running container publishes: p2 names p1.
     expect_refused(&b, "p2", &["8090", "\"p1\""], None, &all);
-    p1_serves("after the refused starts");
+    p1_serves("after p2's refused start");
     stop(&b, &["p1"]);
 }
 
