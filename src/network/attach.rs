@@ -173,13 +173,15 @@ pub fn network_teardown(net: &Network) -> String {
 /// Once the container's network namespace exists (`netns`: an fd of its
 /// `/proc/PID/ns/net`), before its program runs: bridges, veths, addresses,
 /// routes and rules.
+/// `alive` says whether a container that holds a port still runs (a
+/// crashed one's port is taken back). Returns warnings for the journal.
 pub fn attach(
     run: &Path,
-    container: &str,
+    (container, alive): (&str, &dyn Fn(&str) -> bool),
     joined: &[Joined],
     publish: &[PortMapping],
     netns: std::os::fd::BorrowedFd<'_>,
-) -> Result<(), AttachError> {
+) -> Result<Vec<String>, AttachError> {
     let link_err = |j: &Joined| {
         let (container, network) = (container.to_string(), j.network.name.clone());
         move |source| AttachError::Link {
@@ -228,12 +230,51 @@ pub fn attach(
     configure_inside(container, joined, netns)?;
     if created || !publish.is_empty() {
         let t = plan::plan_start(&member(container, joined, publish))?;
-        super::nft::apply(&plan::render_nft(&t)).map_err(|e| AttachError::Rules {
-            container: container.into(),
-            reason: e.to_string(),
-        })?;
+        apply_start(container, &plan::render_nft(&t), alive)?;
     }
-    Ok(())
+    let mut warnings = Vec::new();
+    if created {
+        warnings.extend(forward_policy(joined));
+    }
+    Ok(warnings)
+}
+
+/// A start's transaction. A port held by a container that no longer runs
+/// (its supervisor was killed and no cleanup ran yet) is stale: its element
+/// is deleted and the transaction tried again, once per such port.
+fn apply_start(
+    container: &str,
+    script: &str,
+    alive: &dyn Fn(&str) -> bool,
+) -> Result<(), AttachError> {
+    let rules = |e: super::nft::NftError| AttachError::Rules {
+        container: container.into(),
+        reason: e.to_string(),
+    };
+    let mut taken_back = 0;
+    loop {
+        match super::nft::apply(script) {
+            Err(super::nft::NftError::PortTaken {
+                holder, map, key, ..
+            }) if holder != container && !alive(&holder) && taken_back < 64 => {
+                let stale = format!("delete element {} {map} {{ {key} }}", plan::TABLE);
+                super::nft::apply(&stale).map_err(rules)?;
+                taken_back += 1;
+            }
+            r => return r.map_err(rules),
+        }
+    }
+}
+
+/// A new bridge: does the host's firewall drop what berth forwards? Said
+/// once per bridge made, not at every start (it lists the ruleset).
+fn forward_policy(joined: &[Joined]) -> Option<String> {
+    let chains = match super::nft::foreign_forward_drops() {
+        Ok(c) => c,
+        Err(e) => return Some(format!("cannot read the host's forward policy: {e}")),
+    };
+    let bridges: Vec<String> = joined.iter().map(|j| j.network.bridge.clone()).collect();
+    super::nft::forward_policy_warning(&chains, &bridges)
 }
 
 /// Inside the container: each interface's addresses, up; the default

@@ -30,6 +30,10 @@ pub enum NftError {
         what: String,
         holder: String,
         message: String,
+        /// The element: its map and key as the plan writes it, so a stale
+        /// one (its holder is gone) can be deleted.
+        map: String,
+        key: String,
     },
     #[error("nftables transaction failed (nothing was changed): {0}")]
     Rejected(String),
@@ -80,11 +84,13 @@ fn finish(script: &str, r: Result<String, RunError>) -> Result<(), NftError> {
     if message.contains("File exists") {
         // Best effort: when the holder cannot be read, nft's own message
         // still says which element.
-        if let Some((key, holder)) = find_holder(&taken_candidates(&message, script)) {
+        if let Some((map, key, holder)) = find_holder(&taken_candidates(&message, script)) {
             return Err(NftError::PortTaken {
                 what: describe_port(&key),
                 holder,
                 message,
+                map,
+                key,
             });
         }
     }
@@ -206,7 +212,7 @@ fn scalar(v: &serde_json::Value) -> String {
 
 /// The first of `candidates` (map, key) that a container holds, and who.
 /// The transaction was undone, so an element found is another's.
-fn find_holder(candidates: &[(String, String)]) -> Option<(String, String)> {
+fn find_holder(candidates: &[(String, String)]) -> Option<(String, String, String)> {
     let mut listed: Vec<(&str, String)> = Vec::new();
     for (map, key) in candidates {
         let json = match listed.iter().find(|(m, _)| m == map) {
@@ -218,7 +224,7 @@ fn find_holder(candidates: &[(String, String)]) -> Option<(String, String)> {
             }
         };
         if let Ok(Some(holder)) = holder_in_map(&json, key) {
-            return Some((key.clone(), holder));
+            return Some((map.clone(), key.clone(), holder));
         }
     }
     None

@@ -525,7 +525,7 @@ fn create_and_start(
     st.container_start_time = crate::runtime::proc_start_time(container.pid());
     st.save(&paths.run_dir)?;
     crate::fault::point("create");
-    net.attach(container.pid().as_raw())?;
+    net.attach(container.pid().as_raw(), &|h| supervisor_runs(&net.run, h))?;
     crate::fault::point("network");
     let console = match &console_listener {
         Some(l) => Some(console::receive_master(l, &console_path)?),
@@ -562,7 +562,7 @@ impl NetworkStart {
 
     /// Step 12'': the container's namespace exists, its program has not
     /// run: bridges, veths, addresses, routes, rules.
-    fn attach(&self, pid: i32) -> Result<(), SuperviseError> {
+    fn attach(&self, pid: i32, alive: &dyn Fn(&str) -> bool) -> Result<(), SuperviseError> {
         if self.joined.is_empty() {
             return Ok(());
         }
@@ -571,16 +571,32 @@ impl NetworkStart {
             network: self.joined[0].network.name.clone(),
             source,
         })?;
-        network::attach(
+        let warnings = network::attach(
             &self.run,
-            &self.container,
+            (&self.container, alive),
             &self.joined,
             &self.publish,
             std::os::fd::AsFd::as_fd(&netns),
         )?;
+        for w in warnings {
+            journal::event(
+                Priority::Warning,
+                &self.container,
+                "network-forward-policy",
+                &w,
+                &[],
+            );
+        }
         trace("supervise: network attached");
         Ok(())
     }
+}
+
+/// Whether container `name`'s supervisor runs (its leases and ports are
+/// its own); a crashed one's are taken back.
+fn supervisor_runs(run: &Path, name: &str) -> bool {
+    let dir = run.join("containers").join(name);
+    matches!(State::load(&dir), Ok(Some(s)) if s.supervisor_alive())
 }
 
 /// Step 3': in bridge mode, the networks resolved and a lease on each,
@@ -612,10 +628,7 @@ fn setup_network_leases(
         &globals.default_subnet,
         &globals_path,
     )?;
-    let alive = |holder: &str| {
-        let p = Paths::new(&run, &globals.storage_root, holder);
-        matches!(State::load(&p.run_dir), Ok(Some(s)) if s.supervisor_alive())
-    };
+    let alive = |holder: &str| supervisor_runs(&run, holder);
     // What the network's name server answers for it besides its name, and
     // where it forwards the container's other questions.
     let info = crate::network::ipam::LeaseInfo {
