@@ -61,6 +61,13 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
         command_override: None,
         nofile_limit: None,
         notify_socket: Some("/run/berth/containers/web/notify.sock".into()),
+        // `mode = "container:NAME"`: the other container's namespace, as
+        // the supervisor finds it running.
+        network_namespace: def
+            .network
+            .container
+            .as_ref()
+            .map(|_| "/proc/4242/ns/net".into()),
     }
 }
 

@@ -82,8 +82,11 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let globals = config::load_globals(root).unwrap_or_default();
     let store = generator::image_store(root, &globals);
     let present = |image: &config::Reference| generator::image_present(store.as_ref(), image);
+    let no_dns = generator::networks_without_dns(root);
+    let network_dns = |n: &str| !no_dns.contains(n);
     let ctx = RenderContext {
         image_present: &present,
+        network_dns: &network_dns,
     };
     let mut out = String::new();
     for def in &defs {

@@ -83,6 +83,12 @@ pub enum Command {
     Network(network::NetworkArgs),
     Port(port::PortArgs),
     AutoUpdate(auto_update::AutoUpdateArgs),
+    /// Serve names on bridge networks (run by berth-dns.service)
+    ///
+    /// Listens on port 53 of the gateway address of every network with
+    /// dns = true; answers members' names and aliases to the members of the
+    /// same networks and forwards other queries to the host's resolvers.
+    Dns,
 }
 
 /// Entry point of the `berth` personality.
@@ -141,5 +147,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(a) => network::run(&root, a),
         Command::Port(a) => port::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
+        Command::Dns => {
+            crate::network::dns::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -87,6 +87,9 @@ pub struct Network {
     pub networks: Vec<String>,
     /// Published ports (bridge mode only).
     pub publish: Vec<PortMapping>,
+    /// `mode = "container:NAME"`: the berth container whose network
+    /// namespace this one joins (a sidecar); `None` in the other modes.
+    pub container: Option<String>,
     /// `ip`: a fixed address per network, for networks in `networks` only
     /// (bridge mode only). Whether it lies in that network's subnet is
     /// checked where networks are resolved (`network::config::check_fixed_ips`).
@@ -111,6 +114,7 @@ impl Default for Network {
             mode: NetworkMode::Bridge,
             networks: vec![defaults::NETWORK.to_string()],
             publish: Vec::new(),
+            container: None,
             ip: BTreeMap::new(),
             ip_at: BTreeMap::new(),
             aliases: Vec::new(),

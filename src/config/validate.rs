@@ -214,7 +214,7 @@ pub fn validate_definition(
     });
     let read_only = cx.bool(&raw.read_only, false);
     let init = cx.bool(&raw.init, false);
-    let network = validate_network(cx, raw.network.as_ref(), refs);
+    let network = validate_network(cx, name, raw.network.as_ref(), refs);
     // Volumes, tmpfs and secrets share one set of mount targets.
     let mut targets: HashSet<PathBuf> = HashSet::new();
     let volumes = validate_volumes(cx, &raw, &mut targets);
@@ -522,16 +522,55 @@ fn required_target(
     Some(p)
 }
 
-fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &References<'_>) -> Network {
+/// `mode`, and with `container:NAME` the container whose network namespace
+/// is joined: a defined one, not this one (`refs` knows which exist).
+fn network_mode(
+    cx: &mut Ctx<'_>,
+    (own, raw): (&str, &RawNetwork),
+    refs: &References<'_>,
+) -> (NetworkMode, Option<String>) {
+    const KEY: &str = "[network] mode";
+    let Some(v) = &raw.mode else {
+        return (NetworkMode::Bridge, None);
+    };
+    let Some(name) = v.value.strip_prefix("container:") else {
+        let mode = cx.parse_enum(
+            &raw.mode,
+            KEY,
+            |s| NetworkMode::parse(s).filter(|m| *m != NetworkMode::Container),
+            NetworkMode::expected,
+            NetworkMode::Bridge,
+        );
+        return (mode, None);
+    };
+    let problem = match values::validate_name(name) {
+        Err(e) => Some(format!("\"container:{name}\": {e}")),
+        Ok(()) if name == own => Some(format!(
+            "\"container:{name}\" joins the container itself: name another container"
+        )),
+        Ok(()) if !(refs.container_exists)(name) => Some(format!(
+            "\"container:{name}\": unknown container \"{name}\" (no definition of that name)"
+        )),
+        Ok(()) => None,
+    };
+    match problem {
+        Some(p) => {
+            cx.err(v, KEY, p);
+            (NetworkMode::Bridge, None)
+        }
+        None => (NetworkMode::Container, Some(name.to_string())),
+    }
+}
+
+fn validate_network(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    raw: Option<&RawNetwork>,
+    refs: &References<'_>,
+) -> Network {
     let empty = RawNetwork::default();
     let raw = raw.unwrap_or(&empty);
-    let mode = cx.parse_enum(
-        &raw.mode,
-        "[network] mode",
-        NetworkMode::parse,
-        NetworkMode::expected,
-        NetworkMode::Bridge,
-    );
+    let (mode, joined) = network_mode(cx, (name, raw), refs);
     if mode != NetworkMode::Bridge {
         // `ip` and `aliases` name a place on a bridge network: Docker refuses
         // them outside one too ("user specified IP address is supported on
@@ -560,6 +599,24 @@ fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &Reference
                 "[network] ip",
                 format!("only allowed with mode = \"bridge\" (mode is \"{mode}\")"),
             );
+        }
+    }
+    if mode == NetworkMode::Container {
+        // The joined container's /etc/hosts and resolv.conf are shared with
+        // its network: Docker refuses --dns and --add-host with
+        // --network container: too ("conflicting options").
+        for (v, key) in [
+            (&raw.dns, "[network] dns"),
+            (&raw.dns_search, "[network] dns_search"),
+            (&raw.extra_hosts, "[network] extra_hosts"),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| !v.value.is_empty()) {
+                cx.err(
+                    v,
+                    key,
+                    "not allowed with mode = \"container:NAME\": the container shares the other's /etc/hosts and resolv.conf; set it there".to_string(),
+                );
+            }
         }
     }
     let mut seen = HashSet::new();
@@ -606,6 +663,7 @@ fn validate_network(cx: &mut Ctx<'_>, raw: Option<&RawNetwork>, refs: &Reference
         mode,
         networks,
         publish: if bridge { publish } else { Vec::new() },
+        container: joined,
         ip,
         ip_at,
         aliases: if bridge { names.aliases } else { Vec::new() },

@@ -57,7 +57,7 @@ macro_rules! string_enum {
 
 string_enum! {
     /// `[network] mode`.
-    NetworkMode { Bridge = "bridge", Host = "host", None = "none" }
+    NetworkMode { Bridge = "bridge", Host = "host", None = "none", Container = "container:NAME" }
 }
 string_enum! {
     /// `[service] restart`; maps 1:1 to systemd's `Restart=`.

@@ -56,6 +56,17 @@ pub fn image_present(store: Option<&crate::store::Store>, image: &Reference) -> 
     store.is_some_and(|s| s.is_present(image))
 }
 
+/// The networks whose file says `dns = false`; every other network, one
+/// with a broken file included, has its names served (the default).
+pub fn networks_without_dns(root: &Path) -> HashSet<String> {
+    config::load_all_networks(root)
+        .0
+        .into_iter()
+        .filter(|n| !n.dns)
+        .map(|n| n.name)
+        .collect()
+}
+
 /// What one generator run did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -89,6 +100,8 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     let globals = config::load_globals(root).unwrap_or_default();
     let store = image_store(root, &globals);
     let present = |image: &Reference| image_present(store.as_ref(), image);
+    let no_dns = networks_without_dns(root);
+    let network_dns = |n: &str| !no_dns.contains(n);
     // Directories made so far, shared so that `multi-user.target.wants` is
     // asked for once per run rather than once per definition.
     let made = Mutex::new(HashSet::new());
@@ -97,6 +110,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     let outcomes = config::load::load_all_each(root, jobs, |_, loaded| {
         let ctx = RenderContext {
             image_present: &present,
+            network_dns: &network_dns,
         };
         // Masked definitions never get here; `None` is only for completeness.
         loaded.map(|def| def.map(|def| write_with(dir, &render(&def, &ctx), &made)))

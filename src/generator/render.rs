@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Definition, ImageSource, Pull, Reference};
+use crate::config::{Definition, ImageSource, NetworkMode, Pull, Reference};
 
 /// Where the template unit is installed; `wanted_by` links point here.
 pub const TEMPLATE_PATH: &str = "/usr/lib/systemd/system/berth@.service";
@@ -32,7 +32,13 @@ pub struct RenderContext<'a> {
     /// Whether `image` is already in the image store, so that a start with
     /// `pull = "missing"` will not need the network.
     pub image_present: &'a dyn Fn(&Reference) -> bool,
+    /// Whether network `name` has its names served (`dns`, true unless its
+    /// file says `dns = false`), so that its members need berth-dns.service.
+    pub network_dns: &'a dyn Fn(&str) -> bool,
 }
+
+/// The unit of `berth dns`, the name server of bridge networks.
+pub const DNS_UNIT: &str = "berth-dns.service";
 
 /// The files and links for one definition, relative to the generator's
 /// output directory.
@@ -118,8 +124,21 @@ pub fn render(def: &Definition, ctx: &RenderContext<'_>) -> Generated {
         let u = unit_name(other);
         let _ = writeln!(t, "Requires={u}\nAfter={u}");
     }
+    // A sidecar (`mode = "container:NAME"`) lives in the other's network
+    // namespace: it starts after it, stops with it and restarts with it.
+    if let Some(other) = &def.network.container {
+        let u = unit_name(other);
+        let _ = writeln!(t, "BindsTo={u}\nPartOf={u}\nAfter={u}");
+    }
     for u in &def.service.after {
         let _ = writeln!(t, "Wants={u}\nAfter={u}");
+    }
+    // A member of a network with dns asks berth-dns at its gateway: it is
+    // started first (Wants=, not Requires=: a container without name service
+    // still runs, as one whose network has `dns = false` does).
+    let bridge = def.network.mode == NetworkMode::Bridge;
+    if bridge && def.network.networks.iter().any(|n| (ctx.network_dns)(n)) {
+        let _ = writeln!(t, "Wants={DNS_UNIT}\nAfter={DNS_UNIT}");
     }
     if may_pull(def, ctx) {
         t.push_str("Wants=network-online.target\nAfter=network-online.target\n");

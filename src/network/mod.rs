@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod config;
+pub mod dns;
 pub mod ipam;
 pub mod link;
 pub mod nft;

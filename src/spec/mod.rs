@@ -77,6 +77,8 @@ pub enum PlanError {
     Capability { name: String, cap: String },
     #[error("container \"{name}\": building the OCI spec: {reason}")]
     Build { name: String, reason: String },
+    #[error("container \"{name}\" joins the network of container \"{other}\", but no namespace of it was given")]
+    NoNetworkNamespace { name: String, other: String },
 }
 
 fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
@@ -131,6 +133,9 @@ pub struct PlanContext {
     /// Extra arguments replacing the command (ad hoc `berth run IMAGE CMD…`);
     /// `None` keeps the definition's.
     pub command_override: Option<Vec<String>>,
+    /// `mode = "container:NAME"`: the network namespace joined (the other
+    /// container's `/proc/PID/ns/net`, found running by the caller).
+    pub network_namespace: Option<PathBuf>,
 }
 
 /// The definition's hostname, else its name.
@@ -245,7 +250,7 @@ pub fn plan(
 
     let mut linux = Linux::default();
     linux
-        .set_namespaces(Some(plan_namespaces(def)?))
+        .set_namespaces(Some(plan_namespaces(def, ctx)?))
         .set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()))
         .set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()))
         .set_resources(Some(
@@ -301,7 +306,10 @@ pub fn plan(
 /// pid, mount, uts, ipc and cgroup always; network unless `mode = "host"`;
 /// user with `userns = "auto"`. With `init = true` the runtime keeps the
 /// container's own init as PID 1 of its new pid namespace (runtime/reaper.rs).
-pub fn plan_namespaces(def: &Definition) -> Result<Vec<LinuxNamespace>, PlanError> {
+pub fn plan_namespaces(
+    def: &Definition,
+    ctx: &PlanContext,
+) -> Result<Vec<LinuxNamespace>, PlanError> {
     let mut types = vec![
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Mount,
@@ -319,6 +327,14 @@ pub fn plan_namespaces(def: &Definition) -> Result<Vec<LinuxNamespace>, PlanErro
     for t in types {
         let mut ns = LinuxNamespace::default();
         ns.set_typ(t);
+        if t == LinuxNamespaceType::Network && def.network.mode == NetworkMode::Container {
+            let other = def.network.container.clone().unwrap_or_default();
+            let path = ctx.network_namespace.clone();
+            ns.set_path(Some(path.ok_or_else(|| PlanError::NoNetworkNamespace {
+                name: def.name.clone(),
+                other,
+            })?));
+        }
         out.push(ns);
     }
     Ok(out)
@@ -455,8 +471,8 @@ pub(crate) mod tests {
     #[test]
     fn namespaces_follow_network_and_userns() {
         let mut d = def();
-        let ns = |d: &Definition, _: &PlanContext| -> Vec<LinuxNamespaceType> {
-            plan_namespaces(d)
+        let ns = |d: &Definition, c: &PlanContext| -> Vec<LinuxNamespaceType> {
+            plan_namespaces(d, c)
                 .unwrap()
                 .iter()
                 .map(|n| n.typ())
@@ -465,6 +481,25 @@ pub(crate) mod tests {
         assert!(ns(&d, &ctx()).contains(&LinuxNamespaceType::Network));
         d.network.mode = NetworkMode::Host;
         assert!(!ns(&d, &ctx()).contains(&LinuxNamespaceType::Network));
+        // A sidecar joins the other's namespace by path, or is refused.
+        let mut side = def();
+        side.network.mode = NetworkMode::Container;
+        side.network.container = Some("db".into());
+        assert!(matches!(
+            plan_namespaces(&side, &ctx()),
+            Err(PlanError::NoNetworkNamespace { .. })
+        ));
+        let mut c = ctx();
+        c.network_namespace = Some("/proc/42/ns/net".into());
+        let joined = plan_namespaces(&side, &c).unwrap();
+        let net = joined
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Network)
+            .unwrap();
+        assert_eq!(
+            net.path().as_deref(),
+            Some(std::path::Path::new("/proc/42/ns/net"))
+        );
         d.security.userns = Userns::Auto;
         assert!(ns(&d, &ctx()).contains(&LinuxNamespaceType::User));
         assert!(matches!(

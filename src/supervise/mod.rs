@@ -87,6 +87,12 @@ pub enum SuperviseError {
     Network(#[from] crate::network::attach::AttachError),
     #[error("container \"{name}\": network: {reason}")]
     NetworkTeardown { name: String, reason: String },
+    #[error("container \"{name}\" joins the network of container \"{other}\" (mode = \"container:{other}\"), but {reason}")]
+    JoinNetwork {
+        name: String,
+        other: String,
+        reason: String,
+    },
     /// Runtime errors name the container themselves.
     #[error("{error}")]
     Runtime {

@@ -133,6 +133,7 @@ pub(super) fn start(
     // 10. The plan, with the ID range of `userns = "auto"`.
     let view = image.as_ref().map(ImageConfigView::from_image_config);
     let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
+    ctx.network_namespace = join_network(opts, def, paths)?;
     ctx.notify_socket = notify.as_ref().map(|_| paths.run_dir.join(NOTIFY_SOCK));
     ctx.id_range = setup_id_range(opts, def, paths)?;
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
@@ -368,7 +369,53 @@ fn plan_context(
         notify_socket: None,
         nofile_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok(),
+        network_namespace: None,
     }
+}
+
+/// Step 5'': `mode = "container:NAME"`: the other container must run; this
+/// one joins its network namespace and shares its /etc/hosts and
+/// resolv.conf (Docker's `--network container:`). Returns the namespace's
+/// path; the PID in it is checked against the recorded start time, so a
+/// reused PID is never joined.
+fn join_network(
+    opts: &RunOptions,
+    def: &Definition,
+    paths: &Paths,
+) -> Result<Option<PathBuf>, SuperviseError> {
+    let Some(other) = def.network.container.as_deref() else {
+        return Ok(None);
+    };
+    let err = |reason: String| SuperviseError::JoinNetwork {
+        name: def.name.clone(),
+        other: other.to_string(),
+        reason,
+    };
+    let dir = super::run_root(&opts.root).join("containers").join(other);
+    let st =
+        match State::load(&dir) {
+            Ok(Some(st)) if st.supervisor_alive() => st,
+            _ => return Err(err(
+                "it is not running: start it first (the unit of a definition saying so starts it)"
+                    .into(),
+            )),
+        };
+    let pid = st
+        .container_pid
+        .ok_or_else(|| err("it has no process yet".into()))?;
+    let now = crate::runtime::proc_start_time(crate::runtime::Pid::from_raw(pid));
+    if now.is_none() || now != st.container_start_time {
+        return Err(err(format!("its process {pid} is gone")));
+    }
+    for file in ["hosts", "resolv.conf"] {
+        let text = std::fs::read(dir.join(file))
+            .map_err(|e| SuperviseError::io("read", dir.join(file), e))?;
+        let dest = paths.run_dir.join(file);
+        let tmp = paths.run_dir.join(format!(".{file}.tmp"));
+        crate::private::write_atomic_mode(&tmp, &dest, &text, 0o644)
+            .map_err(|e| SuperviseError::io("write", &dest, e))?;
+    }
+    Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))))
 }
 
 /// Step 10': `userns = "auto"`: a private ID range (recorded in step 1).
