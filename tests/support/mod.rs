@@ -144,5 +144,6 @@ pub fn probe_field(out: &str, key: &str) -> String {
 }
 
 pub mod golden;
+pub mod network;
 pub mod systemd_box;
 pub mod uml;
