@@ -115,10 +115,27 @@ fn wget_in(from: &str, url: &str) -> String {
 #[track_caller]
 fn expect_page(b: &SystemdBox, from: &str, url: &str, want: &str, all: &[&str], what: &str) {
     if let Err(e) = net::eventually(b, &wget_in(from, url), |t| t == want, SETTLE) {
+        // What the name resolves to from there, if the URL names one.
+        let host = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let lookup = b.sh(&format!(
+            "berth exec {from} timeout 5 nslookup {host} 2>&1; \
+             echo '--- from the host, to the gateways:'; \
+             for gw in $(ip -4 -o addr show | awk '$2 ~ /^(berth|bh-)/ {{sub(\"/.*\", \"\", $4); print $4}}'); do \
+             timeout 5 busybox nslookup {host} $gw 2>&1; done"
+        ));
         fail(
             b,
             all,
-            &format!("{what}: container {from:?} fetching {url} should get {want:?}: {e}"),
+            &format!(
+                "{what}: container {from:?} fetching {url} should get {want:?}: {e}\n\
+                 --- nslookup {host} in {from} ({}) ---\n{}",
+                lookup.status,
+                String::from_utf8_lossy(&lookup.stdout)
+            ),
         );
     }
 }

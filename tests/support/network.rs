@@ -389,6 +389,11 @@ pub fn network_journals(b: &SystemdBox, containers: &[&str]) -> String {
     s.push_str(&String::from_utf8_lossy(
         &b.sh("journalctl --no-pager -b -u 'berth-dns*'").stdout,
     ));
+    s.push_str("--- systemctl status berth-dns; its sockets; the leases ---\n");
+    s.push_str(&String::from_utf8_lossy(
+        &b.sh("systemctl status --no-pager -n 0 berth-dns; ss -lunp; head /run/berth/leases/*/*")
+            .stdout,
+    ));
     s.push_str("--- ip -o addr; ip route; nft list ruleset ---\n");
     s.push_str(&String::from_utf8_lossy(
         &b.sh("ip -o addr; ip route; nft list ruleset").stdout,
