@@ -381,7 +381,7 @@ pub fn network_journals(b: &SystemdBox, containers: &[&str]) -> String {
             "--- inside {c}: resolv.conf, hosts, addresses, routes ---\n"
         ));
         let inside = b.sh(&format!(
-            "berth exec {c} sh -c 'cat /etc/resolv.conf /etc/hosts; ip -o addr; ip route' 2>&1"
+            "berth exec {c} sh -c 'cat /etc/resolv.conf /etc/hosts; ip -o addr; ip -o link; ip route; ip neigh' 2>&1"
         ));
         s.push_str(&String::from_utf8_lossy(&inside.stdout));
     }
@@ -394,9 +394,10 @@ pub fn network_journals(b: &SystemdBox, containers: &[&str]) -> String {
         &b.sh("systemctl status --no-pager -n 0 berth-dns; ss -lunp; head /run/berth/leases/*/*")
             .stdout,
     ));
-    s.push_str("--- ip -o addr; ip route; nft list ruleset ---\n");
+    s.push_str("--- ip -o addr; ip -o link; ip route; nft list ruleset ---\n");
     s.push_str(&String::from_utf8_lossy(
-        &b.sh("ip -o addr; ip route; nft list ruleset").stdout,
+        &b.sh("ip -o addr; ip -o link; ip route; nft list ruleset")
+            .stdout,
     ));
     s
 }
