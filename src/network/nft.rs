@@ -106,6 +106,12 @@ pub fn port_holder(map: &str, key: &str) -> Result<Option<String>, NftError> {
     holder_in_map(&json, key).map_err(|reason| NftError::Output { command, reason })
 }
 
+/// `nft -j list map inet berth MAP`: the map's elements with their
+/// comments (the holders), for [`holder_in_map`].
+pub fn map_json(map: &str) -> Result<String, NftError> {
+    list_json(&format!("list map inet berth {map}"))
+}
+
 /// Base chains hooked on `forward` in the ip, ip6 and inet families whose
 /// verdict for what no rule accepts is drop, outside berth's own table:
 /// `table ip filter, chain FORWARD` (Docker's iptables-nft `FORWARD DROP`),
