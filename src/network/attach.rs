@@ -229,6 +229,11 @@ pub fn attach(
     }
     drop(host);
     configure_inside(container, joined, netns)?;
+    if created {
+        // The first member since the bridge went (all stopped, a crash, a
+        // reboot): what dead containers left is reconciled now.
+        reconcile(run, container, joined, alive);
+    }
     if created || !publish.is_empty() {
         let t = plan::plan_start(&member(container, joined, publish))?;
         apply_start(container, &plan::render_nft(&t), alive)?;
@@ -264,6 +269,34 @@ fn apply_start(
             }
             r => return r.map_err(rules),
         }
+    }
+}
+
+/// Leases on the networks and published ports whose holder no longer runs
+/// (its supervisor was killed and no `berth cleanup` ran), so the name
+/// server stops answering for it and its ports are free. Best effort: what
+/// cannot be read now is taken back when it is in the way.
+fn reconcile(run: &Path, container: &str, joined: &[Joined], alive: &dyn Fn(&str) -> bool) {
+    let gone = |h: &str| h != container && !alive(h);
+    for j in joined {
+        let _ = ipam::reclaim(run, &j.network.name, &|h| !gone(h));
+    }
+    let mut stale = String::new();
+    for map in ["dnat4", "dnat4_host", "dnat6", "dnat6_host"] {
+        let Ok(json) = super::nft::map_json(map) else {
+            continue;
+        };
+        for (key, holder) in super::nft::elements_in_map(&json).unwrap_or_default() {
+            if gone(&holder) {
+                stale.push_str(&format!(
+                    "delete element {} {map} {{ {key} }}\n",
+                    plan::TABLE
+                ));
+            }
+        }
+    }
+    if !stale.is_empty() {
+        let _ = super::nft::apply(&stale);
     }
 }
 

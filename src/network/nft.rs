@@ -179,12 +179,26 @@ pub fn forward_drops(json: &str) -> Result<Vec<String>, String> {
 /// Pure: the comment of the element of `nft -j list map` output whose key,
 /// written as the plan writes it (`tcp . 8080`), is `key`.
 pub fn holder_in_map(json: &str, key: &str) -> Result<Option<String>, String> {
+    let want = key
+        .split(" . ")
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" . ");
+    Ok(elements_in_map(json)?
+        .into_iter()
+        .find(|(k, _)| *k == want)
+        .map(|(_, holder)| holder))
+}
+
+/// Pure: every element of `nft -j list map` output as (key as the plan
+/// writes it, `tcp . 8080`; its comment, the holder, empty when none).
+pub fn elements_in_map(json: &str) -> Result<Vec<(String, String)>, String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let items = v
         .get("nftables")
         .and_then(|n| n.as_array())
         .ok_or("no \"nftables\" array")?;
-    let want: Vec<&str> = key.split(" . ").map(str::trim).collect();
+    let mut out = Vec::new();
     for map in items.iter().filter_map(|i| i.get("map")) {
         let Some(elems) = map.get("elem").and_then(|e| e.as_array()) else {
             continue;
@@ -201,12 +215,10 @@ pub fn holder_in_map(json: &str, key: &str) -> Result<Option<String>, String> {
                 Some(c) => c.as_array().into_iter().flatten().map(scalar).collect(),
                 None => val.into_iter().map(scalar).collect(),
             };
-            if parts == want {
-                return Ok(Some(comment.unwrap_or("").to_string()));
-            }
+            out.push((parts.join(" . "), comment.unwrap_or("").to_string()));
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 fn scalar(v: &serde_json::Value) -> String {
