@@ -60,8 +60,9 @@ pub enum Resource {
     /// A failure only warns: systemd stops an empty scope by itself.
     Scope { unit: String, cgroup: PathBuf },
     /// A container's own elements in berth's nftables table (its published
-    /// ports): the `nft -f` text that deletes them.
-    Rules { script: String },
+    /// ports): the `nft -f` text that deletes them; only those whose
+    /// comment names `container` are deleted.
+    Rules { container: String, script: String },
     /// A veth pair, by its host end (gone already when the container's
     /// network namespace died with it).
     Veth { name: String },
@@ -206,8 +207,9 @@ impl Resource {
                 }
                 Ok(())
             }
-            Resource::Rules { script } => {
-                crate::network::attach::remove_rules(script).map_err(TeardownError::Network)
+            Resource::Rules { container, script } => {
+                crate::network::attach::remove_rules(container, script)
+                    .map_err(TeardownError::Network)
             }
             Resource::Veth { name } => crate::network::attach::remove_veth(name)
                 .map_err(|e| TeardownError::Network(e.to_string())),

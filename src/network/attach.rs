@@ -214,6 +214,7 @@ pub fn attach(
             inner: &j.interface,
             master,
             mtu: j.network.mtu,
+            mac: link::mac_for(j.addresses.v4),
         };
         if let Err(e) = host.add_veth(&v, netns) {
             // A veth of this container's crashed start whose namespace
@@ -228,6 +229,11 @@ pub fn attach(
     }
     drop(host);
     configure_inside(container, joined, netns)?;
+    if created {
+        // The first member since the bridge went (all stopped, a crash, a
+        // reboot): what dead containers left is reconciled now.
+        reconcile(run, container, joined, alive);
+    }
     if created || !publish.is_empty() {
         let t = plan::plan_start(&member(container, joined, publish))?;
         apply_start(container, &plan::render_nft(&t), alive)?;
@@ -263,6 +269,34 @@ fn apply_start(
             }
             r => return r.map_err(rules),
         }
+    }
+}
+
+/// Leases on the networks and published ports whose holder no longer runs
+/// (its supervisor was killed and no `berth cleanup` ran), so the name
+/// server stops answering for it and its ports are free. Best effort: what
+/// cannot be read now is taken back when it is in the way.
+fn reconcile(run: &Path, container: &str, joined: &[Joined], alive: &dyn Fn(&str) -> bool) {
+    let gone = |h: &str| h != container && !alive(h);
+    for j in joined {
+        let _ = ipam::reclaim(run, &j.network.name, &|h| !gone(h));
+    }
+    let mut stale = String::new();
+    for map in ["dnat4", "dnat4_host", "dnat6", "dnat6_host"] {
+        let Ok(json) = super::nft::map_json(map) else {
+            continue;
+        };
+        for (key, holder) in super::nft::elements_in_map(&json).unwrap_or_default() {
+            if gone(&holder) {
+                stale.push_str(&format!(
+                    "delete element {} {map} {{ {key} }}\n",
+                    plan::TABLE
+                ));
+            }
+        }
+    }
+    if !stale.is_empty() {
+        let _ = super::nft::apply(&stale);
     }
 }
 
@@ -335,10 +369,42 @@ fn bridge_sysctls(net: &Network) -> Result<(), LinkError> {
     Ok(())
 }
 
-/// Undo: the container's rules. A stop's transaction names each element;
-/// one already gone (a table flushed by a firewall reload) fails the whole
-/// transaction, so then each line is tried alone.
-pub fn remove_rules(script: &str) -> Result<(), String> {
+/// Undo: the container's rules — only the elements it holds (their
+/// comment names it). A start that failed because another container holds
+/// a port recorded that port too: deleting it by key alone would take the
+/// other container's port away. An element already gone (a table flushed
+/// by a firewall reload) is nothing to do.
+pub fn remove_rules(container: &str, script: &str) -> Result<(), String> {
+    let mut listed: Vec<(String, Option<String>)> = Vec::new();
+    let mut mine = String::new();
+    for line in script.lines() {
+        let Some((map, key)) = parse_delete(line) else {
+            continue;
+        };
+        let json = match listed.iter().find(|(m, _)| *m == map) {
+            Some((_, j)) => j.clone(),
+            None => {
+                let j = super::nft::map_json(&map).ok();
+                listed.push((map.clone(), j.clone()));
+                j
+            }
+        };
+        let holder = json.and_then(|j| super::nft::holder_in_map(&j, &key).ok().flatten());
+        if holder.as_deref() == Some(container) {
+            mine.push_str(line);
+            mine.push('\n');
+        }
+    }
+    if mine.is_empty() {
+        return Ok(());
+    }
+    super::nft::apply(&mine).map_err(|e| e.to_string())
+}
+
+/// Undo: a network's elements (its subnets and bridge in the sets), which
+/// only berth's networks own. One already gone fails a whole transaction,
+/// so then each line is tried alone.
+fn remove_network_elements(script: &str) -> Result<(), String> {
     if super::nft::apply(script).is_ok() {
         return Ok(());
     }
@@ -355,6 +421,14 @@ pub fn remove_rules(script: &str) -> Result<(), String> {
         true => Ok(()),
         false => Err(errors.join("; ")),
     }
+}
+
+/// `delete element inet berth MAP { KEY }` → (MAP, KEY).
+fn parse_delete(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix(&format!("delete element {} ", plan::TABLE))?;
+    let (map, rest) = rest.split_once(" { ")?;
+    let key = rest.strip_suffix(" }")?;
+    Some((map.to_string(), key.trim().to_string()))
 }
 
 /// Undo: a veth pair, by its host end; one already gone (its namespace
@@ -382,7 +456,7 @@ pub fn remove_bridge_if_unused(
     let host = Netlink::open().map_err(|e| e.to_string())?;
     let removed = host.delete(bridge).map_err(|e| e.to_string())?;
     drop(host);
-    remove_rules(script)?;
+    remove_network_elements(script)?;
     Ok(removed)
 }
 

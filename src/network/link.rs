@@ -174,6 +174,9 @@ impl Netlink {
     /// the host ever sees it under a name a container chose.
     pub fn add_veth(&self, v: &VethPlan<'_>, netns: BorrowedFd<'_>) -> Result<(), LinkError> {
         let mut peer = LinkUnspec::new_with_name(v.inner).setns_by_fd(netns.as_raw_fd());
+        if let Some(mac) = v.mac {
+            peer = peer.address(mac.to_vec());
+        }
         let mut host = LinkVeth::new(v.host, v.inner).controller(v.master).up();
         if let Some(mtu) = v.mtu {
             peer = peer.mtu(mtu);
@@ -242,6 +245,24 @@ pub struct VethPlan<'a> {
     pub inner: &'a str,
     pub master: u32,
     pub mtu: Option<u32>,
+    /// The inner end's MAC address ([`mac_for`]).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// The MAC address of a member with IPv4 address `ip`: 02:42 (locally
+/// administered) and the address's four bytes, as Docker does. An address
+/// handed to another container keeps its MAC, so peers' neighbour caches
+/// stay right when a container restarts elsewhere and another takes its
+/// address — with random MACs they would send to the old one until the
+/// entry goes stale (seconds to minutes).
+pub fn mac_for(ip: IpAddr) -> Option<[u8; 6]> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some([0x02, 0x42, o[0], o[1], o[2], o[3]])
+        }
+        IpAddr::V6(_) => None,
+    }
 }
 
 /// The inner end's configuration.
@@ -294,6 +315,15 @@ pub fn host_veth_name(container: &str, network: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_members_mac_follows_its_ipv4_address() {
+        let mac = mac_for("10.89.7.2".parse().unwrap()).unwrap();
+        assert_eq!(mac, [0x02, 0x42, 10, 89, 7, 2]);
+        // Locally administered, unicast.
+        assert_eq!(mac[0] & 0b11, 0b10);
+        assert_eq!(mac_for("fd00::2".parse().unwrap()), None);
+    }
 
     #[test]
     fn host_veth_names_fit_and_differ() {

@@ -106,6 +106,12 @@ pub fn port_holder(map: &str, key: &str) -> Result<Option<String>, NftError> {
     holder_in_map(&json, key).map_err(|reason| NftError::Output { command, reason })
 }
 
+/// `nft -j list map inet berth MAP`: the map's elements with their
+/// comments (the holders), for [`holder_in_map`].
+pub fn map_json(map: &str) -> Result<String, NftError> {
+    list_json(&format!("list map inet berth {map}"))
+}
+
 /// Base chains hooked on `forward` in the ip, ip6 and inet families whose
 /// verdict for what no rule accepts is drop, outside berth's own table:
 /// `table ip filter, chain FORWARD` (Docker's iptables-nft `FORWARD DROP`),
@@ -173,12 +179,26 @@ pub fn forward_drops(json: &str) -> Result<Vec<String>, String> {
 /// Pure: the comment of the element of `nft -j list map` output whose key,
 /// written as the plan writes it (`tcp . 8080`), is `key`.
 pub fn holder_in_map(json: &str, key: &str) -> Result<Option<String>, String> {
+    let want = key
+        .split(" . ")
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" . ");
+    Ok(elements_in_map(json)?
+        .into_iter()
+        .find(|(k, _)| *k == want)
+        .map(|(_, holder)| holder))
+}
+
+/// Pure: every element of `nft -j list map` output as (key as the plan
+/// writes it, `tcp . 8080`; its comment, the holder, empty when none).
+pub fn elements_in_map(json: &str) -> Result<Vec<(String, String)>, String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let items = v
         .get("nftables")
         .and_then(|n| n.as_array())
         .ok_or("no \"nftables\" array")?;
-    let want: Vec<&str> = key.split(" . ").map(str::trim).collect();
+    let mut out = Vec::new();
     for map in items.iter().filter_map(|i| i.get("map")) {
         let Some(elems) = map.get("elem").and_then(|e| e.as_array()) else {
             continue;
@@ -195,12 +215,10 @@ pub fn holder_in_map(json: &str, key: &str) -> Result<Option<String>, String> {
                 Some(c) => c.as_array().into_iter().flatten().map(scalar).collect(),
                 None => val.into_iter().map(scalar).collect(),
             };
-            if parts == want {
-                return Ok(Some(comment.unwrap_or("").to_string()));
-            }
+            out.push((parts.join(" . "), comment.unwrap_or("").to_string()));
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 fn scalar(v: &serde_json::Value) -> String {

@@ -738,8 +738,11 @@ fn setup_network_leases(
         net.joined.push(joined);
     }
     if let Some(script) = network::rules_teardown(&def.name, &net.joined, &net.publish)? {
-        list.record(Resource::Rules { script })
-            .map_err(listed(def))?;
+        list.record(Resource::Rules {
+            container: def.name.clone(),
+            script,
+        })
+        .map_err(listed(def))?;
     }
     Ok(net)
 }
