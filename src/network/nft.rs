@@ -7,11 +7,14 @@
 //! what the `nft` program itself links, so it is there wherever `nft` is;
 //! where it cannot be loaded (a static build, a host without it) the same
 //! text goes to `nft -f -`. Measured in benches/network-results.md: the
-//! library saves the ~2.5 ms of starting `nft` on each transaction (two
-//! published ports: 1.4 ms against 3.0 ms), and once closed again leaves
-//! ~150 KiB of anonymous memory. `nft -j` was the third candidate: it is a
-//! spawn as well, no faster, and Debian 12's nft 1.0.6 crashes (SIGSEGV)
-//! on the JSON form of the plan's `dnat ... map` rules.
+//! library saves ~1.7 ms of starting `nft` on each transaction (a
+//! container's two published ports: 1.6 ms against 3.3 ms), and once closed
+//! again leaves ~140 KiB of anonymous memory (kept loaded: 1.1 MiB, for
+//! 1.1 ms less). `nft -j` was the third candidate: it is a spawn as well,
+//! no faster, and Debian 12's nft 1.0.6 crashes (SIGSEGV) on the JSON form
+//! of the plan's `dnat ... map` rules. Whatever the way, a transaction that
+//! deletes anything (a stop; a start that re-adds the chains) waits 5-15 ms
+//! in the kernel when its netlink socket closes: see [`table_exists`].
 //!
 //! One call, one transaction: nft sends a whole buffer as one netlink batch,
 //! so a failed `create element` (a host port another container holds)
