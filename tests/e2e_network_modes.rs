@@ -129,3 +129,65 @@ fn berth_run_publishes_a_port_and_berth_port_lists_it() {
     assert_eq!(rules.trim(), "0", "a rule of adhoc is left");
     b.close().unwrap();
 }
+
+/// The host's firewall is the host's: a reload that flushes the whole
+/// ruleset (`nft flush ruleset`, as nftables.service does) takes berth's
+/// table with it, and the next start that publishes a port loads it again.
+/// A host whose forward chain drops by policy gets a warning with the fix
+/// when a bridge is made.
+#[test]
+fn a_flushed_table_comes_back_and_a_dropping_forward_policy_is_reported() {
+    require_root!();
+    require_program!("curl");
+    let web = |port: u16| {
+        format!(
+            "rootfs = \"{ROOTFS}\"\ninit = true\ncommand = [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/etc\"]\n[network]\npublish = [\"{port}:80\"]\n"
+        )
+    };
+    let opts = BoxOptions::default()
+        .with_berth()
+        .file("/etc/berth/containers/w1.toml", web(8091))
+        .file("/etc/berth/containers/w2.toml", web(8092));
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    // Docker's iptables-nft leaves FORWARD with policy drop.
+    b.sh_ok("nft add table ip filter; nft 'add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }'");
+    b.sh_ok("systemctl start berth@w1");
+    let log = b.sh_ok("journalctl -b -o cat --no-pager BERTH_EVENT=network-forward-policy");
+    assert!(
+        log.contains("table ip filter, chain FORWARD") && log.contains("DOCKER-USER -i berth0"),
+        "no forward-policy warning: {log}"
+    );
+    b.sh_ok("nft delete table ip filter");
+    assert_eq!(
+        b.wait_until(
+            "curl -fsS http://127.0.0.1:8091/hostname",
+            Duration::from_secs(10)
+        )
+        .trim(),
+        "w1"
+    );
+    // The flush: berth's table is gone, w1 is still up on its bridge.
+    b.sh_ok("nft flush ruleset");
+    b.sh_ok("systemctl start berth@w2");
+    assert_eq!(
+        b.wait_until(
+            "curl -fsS http://127.0.0.1:8092/hostname",
+            Duration::from_secs(10)
+        )
+        .trim(),
+        "w2"
+    );
+    let rules = b.sh_ok("nft list table inet berth");
+    assert!(
+        rules.contains("masquerade") && rules.contains("8092"),
+        "{rules}"
+    );
+    b.sh_ok("systemctl stop berth@w1 berth@w2");
+    let left =
+        b.sh_ok("nft list ruleset | grep -E 'element|809'; ip -o link show type bridge; true");
+    assert_eq!(left.trim(), "", "left after stop");
+    b.close().unwrap();
+}

@@ -168,8 +168,10 @@ fn apply_loads_a_start_and_a_stop_through_either_backend() {
         let default = net("default", "10.89.0.0/24");
         let web_ports = ports(&["8080:80", "5353:53/udp"]);
         let web = member("web", &default, "10.89.0.2", &web_ports);
+        assert!(!nftapi::table_exists().unwrap());
         nftapi::apply_via(backend, &render_nft(&plan_start(&web).unwrap()))
             .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        assert!(nftapi::table_exists().unwrap());
         let rules = ruleset();
         assert!(
             rules.contains("tcp . 8080 comment \"web\" : 10.89.0.2 . 80")

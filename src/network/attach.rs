@@ -234,9 +234,23 @@ pub fn attach(
         // reboot): what dead containers left is reconciled now.
         reconcile(run, container, joined, alive);
     }
-    if created || !publish.is_empty() {
-        let t = plan::plan_start(&member(container, joined, publish))?;
-        apply_start(container, &plan::render_nft(&t), alive)?;
+    let m = member(container, joined, publish);
+    let full = plan::render_nft(&plan::plan_start(&m)?);
+    if created {
+        apply_start(container, (&full, None), alive)?;
+    } else if !publish.is_empty() {
+        // The bridge was there, so is the table: the ports alone. Reloading
+        // the skeleton would make the kernel wait 5-15 ms for what the
+        // flush destroyed (benches/network-results.md). A table someone
+        // flushed since (a firewall reload) gets the whole start instead.
+        let ports = plan::Transaction {
+            base: false,
+            ops: plan::plan_published(&m)?
+                .into_iter()
+                .map(|e| (plan::Verb::Create, e))
+                .collect(),
+        };
+        apply_start(container, (&plan::render_nft(&ports), Some(&full)), alive)?;
     }
     let mut warnings = Vec::new();
     if created {
@@ -248,9 +262,11 @@ pub fn attach(
 /// A start's transaction. A port held by a container that no longer runs
 /// (its supervisor was killed and no cleanup ran yet) is stale: its element
 /// is deleted and the transaction tried again, once per such port.
+/// `fallback` is applied instead when berth's table or one of its maps is
+/// missing.
 fn apply_start(
     container: &str,
-    script: &str,
+    (mut script, fallback): (&str, Option<&str>),
     alive: &dyn Fn(&str) -> bool,
 ) -> Result<(), AttachError> {
     let rules = |e: super::nft::NftError| AttachError::Rules {
@@ -266,6 +282,12 @@ fn apply_start(
                 let stale = format!("delete element {} {map} {{ {key} }}", plan::TABLE);
                 super::nft::apply(&stale).map_err(rules)?;
                 taken_back += 1;
+            }
+            Err(super::nft::NftError::Rejected(m))
+                if m.contains("No such file or directory")
+                    && fallback.is_some_and(|f| f != script) =>
+            {
+                script = fallback.unwrap_or(script);
             }
             r => return r.map_err(rules),
         }

@@ -134,6 +134,14 @@ impl Netlink {
             return Ok((index, false));
         }
         let mut msg = LinkBridge::new(&net.bridge);
+        // A bridge without an address of its own takes the lowest of its
+        // ports', so it changes as members come and go, and members keep
+        // sending to the gateway's old MAC from their neighbour cache: the
+        // gateway (name server, way out) goes silent for them. Docker and
+        // netavark fix the bridge's MAC for the same reason.
+        if let Some(mac) = mac_for(net.gateway) {
+            msg = msg.address(mac.to_vec());
+        }
         if let Some(mtu) = net.mtu {
             msg = msg.mtu(mtu);
         }

@@ -7,11 +7,14 @@
 //! what the `nft` program itself links, so it is there wherever `nft` is;
 //! where it cannot be loaded (a static build, a host without it) the same
 //! text goes to `nft -f -`. Measured in benches/network-results.md: the
-//! library saves the ~2.5 ms of starting `nft` on each transaction (two
-//! published ports: 1.4 ms against 3.0 ms), and once closed again leaves
-//! ~150 KiB of anonymous memory. `nft -j` was the third candidate: it is a
-//! spawn as well, no faster, and Debian 12's nft 1.0.6 crashes (SIGSEGV)
-//! on the JSON form of the plan's `dnat ... map` rules.
+//! library saves ~1.7 ms of starting `nft` on each transaction (a
+//! container's two published ports: 1.6 ms against 3.3 ms), and once closed
+//! again leaves ~140 KiB of anonymous memory (kept loaded: 1.1 MiB, for
+//! 1.1 ms less). `nft -j` was the third candidate: it is a spawn as well,
+//! no faster, and Debian 12's nft 1.0.6 crashes (SIGSEGV) on the JSON form
+//! of the plan's `dnat ... map` rules. Whatever the way, a transaction that
+//! deletes anything (a stop; a start that re-adds the chains) waits 5-15 ms
+//! in the kernel when its netlink socket closes: see [`table_exists`].
 //!
 //! One call, one transaction: nft sends a whole buffer as one netlink batch,
 //! so a failed `create element` (a host port another container holds)
@@ -110,6 +113,33 @@ pub fn port_holder(map: &str, key: &str) -> Result<Option<String>, NftError> {
 /// comments (the holders), for [`holder_in_map`].
 pub fn map_json(map: &str) -> Result<String, NftError> {
     list_json(&format!("list map inet berth {map}"))
+}
+
+/// Whether berth's table is loaded. A start can then leave out the table's
+/// skeleton: re-adding the base chains and flushing their rules makes the
+/// kernel wait 5-15 ms when the transaction's socket closes (an RCU grace
+/// period for what it destroyed), where a transaction of element additions
+/// alone takes 0.5-1.6 ms (benches/network-results.md).
+pub fn table_exists() -> Result<bool, NftError> {
+    let command = "list tables";
+    let json = list_json(command)?;
+    has_table(&json, "inet", "berth").map_err(|reason| NftError::Output {
+        command: command.into(),
+        reason,
+    })
+}
+
+/// Pure: whether `nft -j list tables` output holds table `family name`.
+pub fn has_table(json: &str, family: &str, name: &str) -> Result<bool, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let items = v
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .ok_or("no \"nftables\" array")?;
+    Ok(items.iter().filter_map(|i| i.get("table")).any(|t| {
+        t.get("family").and_then(|f| f.as_str()) == Some(family)
+            && t.get("name").and_then(|n| n.as_str()) == Some(name)
+    }))
 }
 
 /// Base chains hooked on `forward` in the ip, ip6 and inet families whose
@@ -535,6 +565,17 @@ mod tests {
         assert!(w.contains("--zone=trusted --add-interface=berth0"), "{w}");
         assert_eq!(forward_policy_warning(&[], &bridges), None);
         assert_eq!(forward_policy_warning(&chains, &[]), None);
+    }
+
+    #[test]
+    fn berths_table_is_found_among_the_tables() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", "name": "filter", "handle": 1}}, {"table": {"family": "inet", "name": "berth", "handle": 2}}]}"#;
+        assert_eq!(has_table(json, "inet", "berth"), Ok(true));
+        assert_eq!(has_table(json, "ip", "berth"), Ok(false));
+        assert_eq!(
+            has_table(r#"{"nftables": [{"metainfo": {}}]}"#, "inet", "berth"),
+            Ok(false)
+        );
     }
 
     #[test]
