@@ -618,16 +618,7 @@ pub fn validate_unit_name(name: &str) -> Result<(), String> {
 /// A hostname label sequence (RFC 1123): letters, digits, "-" and ".", at most 63
 /// characters (what `sethostname(2)` inside a container should get).
 pub fn validate_hostname(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
-        });
+    let ok = !name.is_empty() && name.len() <= 63 && dns_labels(name);
     if ok {
         Ok(())
     } else {
@@ -638,22 +629,26 @@ pub fn validate_hostname(name: &str) -> Result<(), String> {
     }
 }
 
+/// Every "."-separated label of `name` is 1-63 letters, digits and "-",
+/// with no "-" at either end (RFC 1123).
+fn dns_labels(name: &str) -> bool {
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    })
+}
+
 /// A domain name (RFC 1123): labels of letters, digits and "-" (not at either
 /// end) of at most 63 characters, at most 253 in all; one trailing "." (the
 /// root) is allowed. Used by `dns_search` and the names of `extra_hosts`.
 pub fn validate_domain(name: &str) -> Result<(), String> {
     let bare = name.strip_suffix('.').unwrap_or(name);
-    let ok = !bare.is_empty()
-        && bare.len() <= 253
-        && bare.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
-        });
+    let ok = !bare.is_empty() && bare.len() <= 253 && dns_labels(bare);
     if ok {
         Ok(())
     } else {

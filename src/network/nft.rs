@@ -131,11 +131,7 @@ pub fn table_exists() -> Result<bool, NftError> {
 
 /// Pure: whether `nft -j list tables` output holds table `family name`.
 pub fn has_table(json: &str, family: &str, name: &str) -> Result<bool, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = v
-        .get("nftables")
-        .and_then(|n| n.as_array())
-        .ok_or("no \"nftables\" array")?;
+    let items = nftables_items(json)?;
     Ok(items.iter().filter_map(|i| i.get("table")).any(|t| {
         t.get("family").and_then(|f| f.as_str()) == Some(family)
             && t.get("name").and_then(|n| n.as_str()) == Some(name)
@@ -175,13 +171,18 @@ pub fn forward_policy_warning(chains: &[String], bridges: &[String]) -> Option<S
     ))
 }
 
+/// Pure: the objects of `nft -j` output (its `nftables` array).
+fn nftables_items(json: &str) -> Result<Vec<serde_json::Value>, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    match v.get("nftables") {
+        Some(serde_json::Value::Array(items)) => Ok(items.clone()),
+        _ => Err("no \"nftables\" array".into()),
+    }
+}
+
 /// Pure: the dropping forward chains in `nft -j list chains` output.
 pub fn forward_drops(json: &str) -> Result<Vec<String>, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = v
-        .get("nftables")
-        .and_then(|n| n.as_array())
-        .ok_or("no \"nftables\" array")?;
+    let items = nftables_items(json)?;
     let mut out = Vec::new();
     for c in items.iter().filter_map(|i| i.get("chain")) {
         let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("");
@@ -223,11 +224,7 @@ pub fn holder_in_map(json: &str, key: &str) -> Result<Option<String>, String> {
 /// Pure: every element of `nft -j list map` output as (key as the plan
 /// writes it, `tcp . 8080`; its comment, the holder, empty when none).
 pub fn elements_in_map(json: &str) -> Result<Vec<(String, String)>, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let items = v
-        .get("nftables")
-        .and_then(|n| n.as_array())
-        .ok_or("no \"nftables\" array")?;
+    let items = nftables_items(json)?;
     let mut out = Vec::new();
     for map in items.iter().filter_map(|i| i.get("map")) {
         let Some(elems) = map.get("elem").and_then(|e| e.as_array()) else {
