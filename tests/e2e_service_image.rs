@@ -122,7 +122,14 @@ fn image_from_oci_layout_runs_with_its_config_and_overrides() {
         vol,
         ". 1000:1000 750\nseed.txt 1000:1000 640\nwritten 1000:1000 644\n"
     );
-    // A second start keeps the volume as it is.
+    // A second start keeps the volume as it is. The unit stays active while
+    // its supervisor tears down (network included) after the container's
+    // exit, and `systemctl start` of an active unit does nothing: wait.
+    b.wait_for(
+        "systemctl is-active berth@fromimage; true",
+        |t| t.trim() == "inactive",
+        Duration::from_secs(10),
+    );
     b.sh_ok("echo kept > /var/lib/berth/volumes/appdata/_data/seed.txt");
     let cursor = b.sh_ok("journalctl --no-pager -n 0 --show-cursor | sed -n 's/^-- cursor: //p'");
     let _ = b.sh("systemctl start berth@fromimage");

@@ -573,6 +573,7 @@ fn create_and_start(
     st.container_start_time = crate::runtime::proc_start_time(container.pid());
     st.save(&paths.run_dir)?;
     crate::fault::point("create");
+    trace("supervise: created");
     net.attach(container.pid().as_raw(), &|h| supervisor_runs(&net.run, h))?;
     crate::fault::point("network");
     let console = match &console_listener {
