@@ -191,42 +191,48 @@ MEDIANS
 # it) from its trace, their sum, and the wall time until all 50 run.
 fifty() {
     echo
-    echo "== 4. berth: 50 containers started at once on one network"
-    inbox 'mkdir -p /etc/berth/containers; for i in $(seq 1 50); do
-        printf "rootfs = \"/srv/rootfs\"\ncommand = [\"sleep\", \"1000000\"]\n[network]\nnetworks = [\"many\"]\n[service]\nrestart = \"no\"\n" > /etc/berth/containers/p$i.toml
-      done
-      printf "subnet = \"10.89.50.0/24\"\n" > /etc/berth/networks/many.toml
-      systemctl daemon-reload; systemctl set-environment BERTH_TRACE_START=1
-      c=$(journalctl -q --show-cursor -n 0 | sed -n "s/^-- cursor: //p")
-      t0=$(date +%s%N)
-      systemctl start $(for i in $(seq 1 50); do echo berth@p$i.service; done)
-      t1=$(date +%s%N)
-      echo "wall $(( (t1 - t0) / 1000000 ))"
-      echo "running $(systemctl list-units --state=active --no-legend "berth@p*" | wc -l)"
-      echo "leases $(ls /run/berth/leases/many | grep -vc "^\." )"
-      journalctl -q -o cat --after-cursor "$c" | grep "berth-trace:"
-      systemctl stop "berth@p*"; systemctl unset-environment BERTH_TRACE_START' > "$WORK/fifty"
-    python3 - "$WORK/fifty" <<'FIFTY'
+    echo "== 4. berth: 50 containers started at once, on one network and in mode none"
+    for mode in none bridge; do
+        case $mode in
+            none) netkeys='mode = \"none\"' ;;
+            *) netkeys='networks = [\"many\"]' ;;
+        esac
+        inbox 'mkdir -p /etc/berth/containers; for i in $(seq 1 50); do
+            printf "rootfs = \"/srv/rootfs\"\ncommand = [\"sleep\", \"1000000\"]\n[network]\n'"$netkeys"'\n[service]\nrestart = \"no\"\n" > /etc/berth/containers/p$i.toml
+          done
+          printf "subnet = \"10.89.50.0/24\"\n" > /etc/berth/networks/many.toml
+          systemctl daemon-reload; systemctl set-environment BERTH_TRACE_START=1
+          c=$(journalctl -q --show-cursor -n 0 | sed -n "s/^-- cursor: //p")
+          t0=$(date +%s%N)
+          systemctl start $(for i in $(seq 1 50); do echo berth@p$i.service; done)
+          t1=$(date +%s%N)
+          echo "wall $(( (t1 - t0) / 1000000 ))"
+          echo "running $(systemctl list-units --state=active --no-legend "berth@p*" | wc -l)"
+          echo "leases $(ls /run/berth/leases/many 2>/dev/null | grep -vc "^\." )"
+          journalctl -q -o cat --after-cursor "$c" | grep "berth-trace:"
+          systemctl stop "berth@p*"; systemctl unset-environment BERTH_TRACE_START' > "$WORK/fifty-$mode"
+    done
+    python3 - "$WORK/fifty-none" "$WORK/fifty-bridge" <<'FIFTY'
 import re, statistics, sys
-steps = {}
-for line in open(sys.argv[1]):
-    w = line.split()
-    if w and w[0] in ("wall", "running", "leases"):
-        print(f"berth 50 at once: {w[0]} {w[1]}" + (" ms until all 50 run" if w[0] == "wall" else ""))
-    m = re.search(r"berth-trace:\s+([\d.]+) ms\s+\[(\d+)\] (.*)", line)
-    if m:
-        steps.setdefault(m.group(2), {})[m.group(3).strip()] = float(m.group(1))
-cost = []
-for s in steps.values():
+wall = {}
+for mode, path in (("none", sys.argv[1]), ("bridge", sys.argv[2])):
+    steps = {}
+    for line in open(path):
+        w = line.split()
+        if w and w[0] == "wall":
+            wall[mode] = int(w[1])
+        if w and w[0] in ("running", "leases") and mode == "bridge":
+            print(f"berth 50 at once, bridge: {w[0]} {w[1]}")
+        m = re.search(r"berth-trace:\s+([\d.]+) ms\s+\[(\d+)\] (.*)", line)
+        if m:
+            steps.setdefault(m.group(2), {})[m.group(3).strip()] = float(m.group(1))
+    print(f"berth 50 at once, {mode}: {wall.get(mode)} ms until all 50 run")
     need = ("supervise: plan inputs read", "supervise: network leases", "supervise: created", "supervise: network attached")
-    if all(k in s for k in need):
-        cost.append(s[need[1]] - s[need[0]] + s[need[3]] - s[need[2]])
-if cost:
-    cost.sort()
-    print(f"berth 50 at once: network setup per container median {statistics.median(cost):.1f} ms, max {cost[-1]:.1f} ms, "
-          f"sum over {len(cost)} {sum(cost):.0f} ms (goal: all 50 under 300 ms)")
-else:
-    print("berth 50 at once: no traces read")
+    cost = sorted(s[need[1]] - s[need[0]] + s[need[3]] - s[need[2]] for s in steps.values() if all(k in s for k in need))
+    if cost:
+        print(f"berth 50 at once, {mode}: network steps per container (wall, 2 cores shared by 50) median {statistics.median(cost):.1f} ms, max {cost[-1]:.1f} ms")
+if "none" in wall and "bridge" in wall:
+    print(f"berth 50 at once: bridge over none {wall['bridge'] - wall['none']:+d} ms for all 50 (goal: network setup for all 50 under 300 ms)")
 FIFTY
 }
 
