@@ -191,3 +191,43 @@ fn a_flushed_table_comes_back_and_a_dropping_forward_policy_is_reported() {
     assert_eq!(left.trim(), "", "left after stop");
     b.close().unwrap();
 }
+
+/// A network's `mtu` reaches its bridge and both ends of each veth; a
+/// definition's `ip` is the address the container gets; `berth network
+/// inspect` lists it there.
+#[test]
+fn a_fixed_address_and_a_networks_mtu_are_applied() {
+    require_root!();
+    let def = format!(
+        "rootfs = \"{ROOTFS}\"\ninit = true\ncommand = [\"sleep\", \"1000\"]\n[network]\nnetworks = [\"app\"]\nip = {{ app = \"10.89.9.50\" }}\n"
+    );
+    let opts = BoxOptions::default()
+        .with_berth()
+        .file(
+            "/etc/berth/networks/app.toml",
+            "subnet = \"10.89.9.0/24\"\nmtu = 1400\n",
+        )
+        .file("/etc/berth/containers/fixed.toml", def);
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    b.sh_ok("systemctl start berth@fixed");
+    let inner = b.sh_ok(
+        "berth exec fixed ip -o addr show dev eth0; berth exec fixed cat /sys/class/net/eth0/mtu",
+    );
+    assert!(inner.contains("inet 10.89.9.50/24"), "{inner}");
+    assert_eq!(inner.lines().last(), Some("1400"), "{inner}");
+    let host = b.sh_ok("cat /sys/class/net/berth-app/mtu; ip -o link show master berth-app");
+    assert!(
+        host.starts_with("1400\n") && host.contains("mtu 1400"),
+        "{host}"
+    );
+    let inspect = b.sh_ok("berth network inspect app");
+    assert!(
+        inspect.contains("10.89.9.50") && inspect.contains("fixed"),
+        "{inspect}"
+    );
+    b.sh_ok("systemctl stop berth@fixed");
+    b.close().unwrap();
+}

@@ -235,22 +235,33 @@ pub fn attach(
         reconcile(run, container, joined, alive);
     }
     let m = member(container, joined, publish);
-    let full = plan::render_nft(&plan::plan_start(&m)?);
-    if created {
-        apply_start(container, (&full, None), alive)?;
-    } else if !publish.is_empty() {
-        // The bridge was there, so is the table: the ports alone. Reloading
-        // the skeleton would make the kernel wait 5-15 ms for what the
-        // flush destroyed (benches/network-results.md). A table someone
-        // flushed since (a firewall reload) gets the whole start instead.
-        let ports = plan::Transaction {
-            base: false,
-            ops: plan::plan_published(&m)?
+    let full_plan = plan::plan_start(&m)?;
+    let full = plan::render_nft(&full_plan);
+    // Reloading the table's skeleton (its chains flushed and written again)
+    // makes the kernel wait 5-15 ms for what the flush destroyed
+    // (benches/network-results.md), so a start adds its elements alone
+    // whenever the table is there: the ports on a running bridge, and a new
+    // bridge's elements too once the table exists. A table someone flushed
+    // since (a firewall reload) gets the whole start instead.
+    let table = created && super::nft::table_exists().unwrap_or(false);
+    let elements = plan::Transaction {
+        base: false,
+        ops: match created {
+            true => full_plan.ops.clone(),
+            false => plan::plan_published(&m)?
                 .into_iter()
                 .map(|e| (plan::Verb::Create, e))
                 .collect(),
-        };
-        apply_start(container, (&plan::render_nft(&ports), Some(&full)), alive)?;
+        },
+    };
+    if created && !table {
+        apply_start(container, (&full, None), alive)?;
+    } else if created || !publish.is_empty() {
+        apply_start(
+            container,
+            (&plan::render_nft(&elements), Some(&full)),
+            alive,
+        )?;
     }
     let mut warnings = Vec::new();
     if created {

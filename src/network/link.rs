@@ -92,8 +92,8 @@ impl Netlink {
         // Going back cannot be skipped: the thread would stay in the
         // container's namespace and every later host step would act there.
         if let Err(e) = setns(own.as_fd(), "return to the host's network namespace") {
-            // SAFETY: abort ends the process; nothing more runs in the wrong
-            // namespace.
+            // Ending here is the only safe outcome: nothing more may run in
+            // the wrong namespace (ExecStopPost cleans up after us).
             eprintln!("berth: {e}");
             std::process::abort();
         }
