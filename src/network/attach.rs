@@ -174,14 +174,15 @@ pub fn network_teardown(net: &Network) -> String {
 /// `/proc/PID/ns/net`), before its program runs: bridges, veths, addresses,
 /// routes and rules.
 /// `alive` says whether a container that holds a port still runs (a
-/// crashed one's port is taken back). Returns warnings for the journal.
+/// crashed one's port is taken back). Returns whether it made a bridge:
+/// then [`after_first_member`] has housekeeping to do once the program runs.
 pub fn attach(
     run: &Path,
     (container, alive): (&str, &dyn Fn(&str) -> bool),
     joined: &[Joined],
     publish: &[PortMapping],
     netns: std::os::fd::BorrowedFd<'_>,
-) -> Result<Vec<String>, AttachError> {
+) -> Result<bool, AttachError> {
     let link_err = |j: &Joined| {
         let (container, network) = (container.to_string(), j.network.name.clone());
         move |source| AttachError::Link {
@@ -231,8 +232,12 @@ pub fn attach(
     configure_inside(container, joined, netns)?;
     if created {
         // The first member since the bridge went (all stopped, a crash, a
-        // reboot): what dead containers left is reconciled now.
-        reconcile(run, container, joined, alive);
+        // reboot): leases dead containers left go now (the name server
+        // would answer for them); their ports after the start.
+        let gone = |h: &str| h != container && !alive(h);
+        for j in joined {
+            let _ = ipam::reclaim(run, &j.network.name, &|h| !gone(h));
+        }
     }
     let m = member(container, joined, publish);
     let full_plan = plan::plan_start(&m)?;
@@ -263,11 +268,20 @@ pub fn attach(
             alive,
         )?;
     }
-    let mut warnings = Vec::new();
-    if created {
-        warnings.extend(forward_policy(joined));
-    }
-    Ok(warnings)
+    Ok(created)
+}
+
+/// After the program of a bridge's first member runs (off the start's
+/// critical path: each listing costs ~1.5 ms): ports dead containers left
+/// are deleted (one in the way was taken back already), and the host's
+/// forward policy is checked. Returns warnings for the journal.
+pub fn after_first_member(
+    container: &str,
+    joined: &[Joined],
+    alive: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    sweep_ports(container, alive);
+    forward_policy(joined).into_iter().collect()
 }
 
 /// A start's transaction. A port held by a container that no longer runs
@@ -305,15 +319,11 @@ fn apply_start(
     }
 }
 
-/// Leases on the networks and published ports whose holder no longer runs
-/// (its supervisor was killed and no `berth cleanup` ran), so the name
-/// server stops answering for it and its ports are free. Best effort: what
-/// cannot be read now is taken back when it is in the way.
-fn reconcile(run: &Path, container: &str, joined: &[Joined], alive: &dyn Fn(&str) -> bool) {
+/// Published ports whose holder no longer runs (its supervisor was killed
+/// and no `berth cleanup` ran). Best effort: what cannot be read now is
+/// taken back when it is in the way.
+fn sweep_ports(container: &str, alive: &dyn Fn(&str) -> bool) {
     let gone = |h: &str| h != container && !alive(h);
-    for j in joined {
-        let _ = ipam::reclaim(run, &j.network.name, &|h| !gone(h));
-    }
     let mut stale = String::new();
     for map in ["dnat4", "dnat4_host", "dnat6", "dnat6_host"] {
         let Ok(json) = super::nft::map_json(map) else {

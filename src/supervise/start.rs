@@ -574,7 +574,8 @@ fn create_and_start(
     st.save(&paths.run_dir)?;
     crate::fault::point("create");
     trace("supervise: created");
-    net.attach(container.pid().as_raw(), &|h| supervisor_runs(&net.run, h))?;
+    let alive = |h: &str| supervisor_runs(&net.run, h);
+    let made_bridge = net.attach(container.pid().as_raw(), &alive)?;
     crate::fault::point("network");
     let console = match &console_listener {
         Some(l) => Some(console::receive_master(l, &console_path)?),
@@ -582,6 +583,9 @@ fn create_and_start(
     };
     drop(console_listener);
     container.start().map_err(rt_err)?;
+    if made_bridge {
+        net.after_start(&alive);
+    }
     Ok((container, console))
 }
 
@@ -611,23 +615,31 @@ impl NetworkStart {
 
     /// Step 12'': the container's namespace exists, its program has not
     /// run: bridges, veths, addresses, routes, rules.
-    fn attach(&self, pid: i32, alive: &dyn Fn(&str) -> bool) -> Result<(), SuperviseError> {
+    /// Returns whether it made a bridge (see `after_start`).
+    fn attach(&self, pid: i32, alive: &dyn Fn(&str) -> bool) -> Result<bool, SuperviseError> {
         if self.joined.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let netns = network::netns_of(pid).map_err(|source| network::AttachError::Link {
             container: self.container.clone(),
             network: self.joined[0].network.name.clone(),
             source,
         })?;
-        let warnings = network::attach(
+        let created = network::attach(
             &self.run,
             (&self.container, alive),
             &self.joined,
             &self.publish,
             std::os::fd::AsFd::as_fd(&netns),
         )?;
-        for w in warnings {
+        trace("supervise: network attached");
+        Ok(created)
+    }
+
+    /// After the start, when it made a bridge: housekeeping and the host's
+    /// forward policy, off the start's path.
+    fn after_start(&self, alive: &dyn Fn(&str) -> bool) {
+        for w in network::after_first_member(&self.container, &self.joined, alive) {
             journal::event(
                 Priority::Warning,
                 &self.container,
@@ -636,8 +648,6 @@ impl NetworkStart {
                 &[],
             );
         }
-        trace("supervise: network attached");
-        Ok(())
     }
 }
 
