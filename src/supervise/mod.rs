@@ -19,6 +19,7 @@ pub mod exec;
 mod files;
 mod health;
 pub mod journal;
+mod network;
 mod sender;
 mod start;
 pub mod state;
