@@ -75,6 +75,10 @@ done
 cut -d' ' -f5 /proc/self/mountinfo | sort > /run/mounts.now
 comm -13 /run/mounts.before /run/mounts.now | sed 's/^/mount: /'
 pgrep -f "^/usr/bin/berth run --systemd $NAME\$" | sed 's/^/supervisor: /'
+ip -o link show type veth | sed 's/^/veth: /'
+ip -o link show type bridge | sed 's/^/bridge: /'
+grep -rlx $NAME /run/berth/leases 2>/dev/null | sed 's/^/lease: /'
+nft list table inet berth 2>/dev/null | grep 'elements' | sed 's/^/nft: /'
 true
 "#;
 
@@ -120,7 +124,10 @@ fn a_supervisor_killed_at_any_start_step_leaves_nothing_behind() {
             )
             .file(
                 "/etc/berth/containers/crash.toml",
-                definition("init = true", "[security]\nuserns = \"auto\""),
+                definition(
+                    "init = true",
+                    "[security]\nuserns = \"auto\"\n[network]\npublish = [\"8085:80\"]",
+                ),
             ),
     )
     .unwrap_or_else(|e| panic!("box did not boot: {e}"));
