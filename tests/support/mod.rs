@@ -143,6 +143,34 @@ pub fn probe_field(out: &str, key: &str) -> String {
         .to_string()
 }
 
+/// A static C program built from `source` with `gcc -static` into cargo's
+/// scratch dir for integration tests (kept between runs, rebuilt when the
+/// source changes) as `name`; built under this process's own names, then
+/// renamed, since test binaries build it concurrently and must never see a
+/// half-written one. It runs in busybox containers, which have no libc.
+pub fn static_c_binary(name: &str, source: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("berth-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    let out = dir.join(name);
+    if out.exists() && std::fs::read_to_string(&src).ok().as_deref() == Some(source) {
+        return out;
+    }
+    let tmp_src = dir.join(format!("{name}-{}.c", std::process::id()));
+    let tmp_out = dir.join(format!("{name}-{}", std::process::id()));
+    std::fs::write(&tmp_src, source).unwrap();
+    let st = std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&tmp_out)
+        .arg(&tmp_src)
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "gcc -static {name}.c");
+    std::fs::rename(&tmp_out, &out).unwrap();
+    std::fs::rename(&tmp_src, &src).unwrap();
+    out
+}
+
 pub mod golden;
 pub mod network;
 pub mod systemd_box;

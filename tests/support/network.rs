@@ -14,7 +14,7 @@
 //! another machine on its LAN.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -220,30 +220,7 @@ int main(int argc, char **argv) {
 /// `require_program!("gcc")`.
 pub fn udp_tool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-udp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("udp.c");
-        let out = dir.join("udp");
-        if out.exists() && std::fs::read_to_string(&src).ok().as_deref() == Some(UDP_C) {
-            return out;
-        }
-        // Build under this process's own names, then rename: test binaries
-        // run in parallel and must never see a half-written tool.
-        let tmp_src = dir.join(format!("udp.{}.c", std::process::id()));
-        let tmp_out = dir.join(format!("udp.{}", std::process::id()));
-        std::fs::write(&tmp_src, UDP_C).unwrap();
-        let st = Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&tmp_out)
-            .arg(&tmp_src)
-            .status()
-            .expect("gcc");
-        assert!(st.success(), "gcc -static udp.c");
-        std::fs::rename(&tmp_out, &out).unwrap();
-        std::fs::rename(&tmp_src, &src).unwrap();
-        out
-    })
+    TOOL.get_or_init(|| super::static_c_binary("udp", UDP_C))
 }
 
 /// A busybox root filesystem for network tests, in `dir`: busybox (httpd,

@@ -305,29 +305,5 @@ int main(int argc, char **argv) {
 /// The probe, compiled once per test binary with `gcc -static`.
 pub fn probe_binary() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        // Cargo's scratch dir for integration tests: inside target/, kept
-        // between runs, rebuilt when the source changes.
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-probe");
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("probe.c");
-        let out = dir.join("probe");
-        if out.exists() && std::fs::read_to_string(&src).ok().as_deref() == Some(PROBE_C) {
-            return out;
-        }
-        // Per process, then renamed: test binaries may build it concurrently.
-        let tmp_src = dir.join(format!("probe-{}.c", std::process::id()));
-        let tmp_out = dir.join(format!("probe-{}", std::process::id()));
-        std::fs::write(&tmp_src, PROBE_C).unwrap();
-        let st = Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&tmp_out)
-            .arg(&tmp_src)
-            .status()
-            .expect("gcc");
-        assert!(st.success(), "gcc -static probe.c");
-        std::fs::rename(&tmp_out, &out).unwrap();
-        std::fs::rename(&tmp_src, &src).unwrap();
-        out
-    })
+    PROBE.get_or_init(|| crate::support::static_c_binary("probe", PROBE_C))
 }
