@@ -684,7 +684,8 @@ $RT create -b {b} ka </dev/null >/dev/null 2>&1; $RT start ka
 for i in $(seq 500); do $RT state ka | grep -q '"stopped"' && break; sleep 0.02; done
 echo before=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
 $RT kill --all ka KILL; echo kill=$?
-for i in $(seq 500); do [ -s /sys/fs/cgroup/berth-ka/cgroup.procs ] || break; sleep 0.02; done
+# cgroupfs files have size 0 (`[ -s ]` never waits): read the list.
+for i in $(seq 500); do [ -n "$(cat /sys/fs/cgroup/berth-ka/cgroup.procs)" ] || break; sleep 0.02; done
 echo after=$(wc -l < /sys/fs/cgroup/berth-ka/cgroup.procs)
 $RT kill ka KILL 2>$STATE/../kill.err; echo killinit=$?
 echo killerr=$(cat $STATE/../kill.err)
