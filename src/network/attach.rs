@@ -239,6 +239,10 @@ pub fn attach(
             let _ = ipam::reclaim(run, &j.network.name, &|h| !gone(h));
         }
     }
+    if !created && publish.is_empty() {
+        // A plain member of a running network: links only, no rules.
+        return Ok(false);
+    }
     let m = member(container, joined, publish);
     let full_plan = plan::plan_start(&m)?;
     let full = plan::render_nft(&full_plan);
@@ -261,7 +265,7 @@ pub fn attach(
     };
     if created && !table {
         apply_start(container, (&full, None), alive)?;
-    } else if created || !publish.is_empty() {
+    } else {
         apply_start(
             container,
             (&plan::render_nft(&elements), Some(&full)),
