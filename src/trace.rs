@@ -55,7 +55,14 @@ pub fn enabled() -> bool {
 pub fn step(what: &str) {
     if let Some(t0) = origin() {
         let ms = now_ns().saturating_sub(t0) as f64 / 1e6;
-        eprintln!("berth-trace: {ms:8.3} ms  [{}] {what}", std::process::id());
+        // One write(2) per line: `eprintln!` writes a formatted line in
+        // pieces, and the parent's and the init's lines on one stderr then
+        // interleave mid-line (a short write to a pipe is atomic).
+        let line = format!(
+            "berth-trace: {ms:8.3} ms  [{}] {what}\n",
+            std::process::id()
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
     }
 }
 
