@@ -85,6 +85,8 @@ done
 # tmpfs and would not survive a reboot anyway).
 mkdir -p "$destdir/etc/berth/containers" "$destdir/usr/lib/berth/containers"
 
-if [ -f "$src/packaging/berth.1" ]; then
-	install_file 0644 "$src/packaging/berth.1" "$destdir/usr/share/man/man1/berth.1"
-fi
+for page in "$src"/packaging/*.[1-8]; do
+	[ -f "$page" ] || continue
+	section=${page##*.}
+	install_file 0644 "$page" "$destdir/usr/share/man/man$section/$(basename "$page")"
+done

@@ -78,6 +78,7 @@ fn install_into_destdir_lays_out_binary_links_units_dirs_and_man_page() {
     assert!(d.join("etc/berth/containers").is_dir());
     assert!(d.join("usr/lib/berth/containers").is_dir());
     assert!(d.join("usr/share/man/man1/berth.1").is_file());
+    assert!(d.join("usr/share/man/man5/berth.container.5").is_file());
     // No temporary file left behind by the atomic copies.
     let leftovers: Vec<_> = walk(d)
         .into_iter()

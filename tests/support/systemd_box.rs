@@ -89,6 +89,7 @@ const BERTH_PATHS: &[&str] = &[
     "/etc/berth",
     "/usr/lib/berth",
     "/usr/share/man/man1/berth.1",
+    "/usr/share/man/man5/berth.container.5",
 ];
 
 /// The cgroup, below the box's root, that commands run by `sh` start in.
