@@ -136,7 +136,9 @@ pub(super) fn start(
     // 10. The plan, with the ID range of `userns = "auto"`.
     let view = image.as_ref().map(ImageConfigView::from_image_config);
     let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
-    ctx.network_namespace = join_network(opts, def, paths)?;
+    // Held until the runtime has joined it (create, below).
+    let joined = join_network(opts, def, paths)?;
+    ctx.network_namespace = joined.as_ref().map(super::network::fd_path);
     ctx.notify_socket = notify.as_ref().map(|_| paths.run_dir.join(NOTIFY_SOCK));
     ctx.id_range = setup_id_range(opts, def, paths)?;
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
