@@ -394,3 +394,60 @@ fn bad_network_name_keys() {
         "3:18: [network] ip: 192.0.2.7 is not a host address in network \"default\" (10.89.0.0/24)",
     );
 }
+
+#[test]
+fn bad_container_side_keys() {
+    // Issue 15's container-side keys: each bad value named with its key, at
+    // its line and column; the generator skips the definition.
+    for (text, what) in [
+        (
+            "[security]\ndevices = [\"/dev/fuse:rwx\"]\n",
+            "3:12: [security] devices: invalid device permissions \"rwx\"",
+        ),
+        (
+            "[security]\ndevices = [\"/dev/fuse\", \"/etc/passwd\"]\n",
+            "3:25: [security] devices: device \"/etc/passwd\" is not under /dev",
+        ),
+        (
+            "[security]\nsysctls = { \"kernel.pid_max\" = \"99999\" }\n",
+            "3:13: [security] sysctls: sysctl \"kernel.pid_max\" is not namespaced",
+        ),
+        (
+            "[network]\nmode = \"host\"\n[security]\nsysctls = { \"net.ipv4.ip_forward\" = \"1\" }\n",
+            "5:13: [security] sysctls: sysctl \"net.ipv4.ip_forward\" would change the host's network",
+        ),
+        (
+            "[resources]\nulimits = { nofile = \"65536:1024\" }\n",
+            "3:22: [resources] ulimits nofile: nofile = \"65536:1024\": soft limit 65536 is above the hard limit 1024",
+        ),
+        (
+            "[resources]\nulimits = { files = 1024 }\n",
+            "3:13: [resources] ulimits files: unknown ulimit \"files\"",
+        ),
+        (
+            "[resources]\nshm_size = \"lots\"\n",
+            "3:12: [resources] shm_size: invalid size \"lots\"",
+        ),
+        (
+            "[[tmpfs]]\ntarget = \"/tmp\"\noptions = [\"noexec\", \"size=1m\"]\n",
+            "4:22: [[tmpfs]] options: tmpfs option \"size=1m\": set it with the \"size\" key",
+        ),
+        (
+            "[[tmpfs]]\ntarget = \"/tmp\"\noptions = [\"nosymfollow\"]\n",
+            "4:12: [[tmpfs]] options: unknown tmpfs option \"nosymfollow\"",
+        ),
+        (
+            "[security]\nunmask = [\"proc/kcore\"]\n",
+            "3:11: [security] unmask: relative path \"proc/kcore\"",
+        ),
+        (
+            "[security]\ngroup_add = [\"a b\"]\n",
+            "3:14: [security] group_add: invalid group \"a b\"",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+}

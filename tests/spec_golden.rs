@@ -7,6 +7,9 @@
 //! - `passwd`, `group` (optional): the image's `/etc/passwd`, `/etc/group`;
 //! - `files/` (optional): host files the definition names (environment files),
 //!   laid out by their absolute path;
+//! - `host-devices` (optional): the host's device nodes, one per line as
+//!   `PATH c|b MAJOR MINOR MODE UID GID` (what `supervise` finds for
+//!   `[security] devices`; an entry with no line is missing on the host);
 //! - `expected.json`: the spec, or `expected-error`: the exact error message;
 //! - `README`: what the case pins.
 //!
@@ -68,7 +71,45 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
             .container
             .as_ref()
             .map(|_| "/proc/4242/ns/net".into()),
+        host_devices: host_devices(read("host-devices").as_deref(), def),
     }
+}
+
+/// The case's `host-devices` table, grouped by the definition's entries (a
+/// directory entry gets every node below it).
+fn host_devices(
+    table: Option<&str>,
+    def: &berth::config::Definition,
+) -> std::collections::BTreeMap<PathBuf, Vec<spec::HostDevice>> {
+    let nodes: Vec<spec::HostDevice> = table
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            spec::HostDevice {
+                path: f[0].into(),
+                block: f[1] == "b",
+                major: f[2].parse().unwrap(),
+                minor: f[3].parse().unwrap(),
+                mode: u32::from_str_radix(f[4], 8).unwrap(),
+                uid: f[5].parse().unwrap(),
+                gid: f[6].parse().unwrap(),
+            }
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for req in &def.security.devices {
+        let found: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.path.starts_with(&req.host))
+            .cloned()
+            .collect();
+        if !found.is_empty() {
+            out.insert(req.host.clone(), found);
+        }
+    }
+    out
 }
 
 /// Sort every array under `process.capabilities` so output is stable.
@@ -111,7 +152,11 @@ fn run_case(case: &Path) -> Result<(), String> {
                 None,
             )
         }
-        Err(e) => (None, Some(format!("{e}\n"))),
+        // The definition's path without the temporary root it was loaded from.
+        Err(e) => (
+            None,
+            Some(format!("{e}\n").replace(&root.path().display().to_string(), "")),
+        ),
     };
     let problems: Vec<String> = [
         golden::check_file(&case.join("expected.json"), spec.as_deref()),

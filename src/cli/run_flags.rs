@@ -20,8 +20,10 @@ pub struct DefinitionFlags {
     /// volume, seeded from the image on first use); add :ro for read-only
     #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
     pub volume: Vec<String>,
-    /// Mount a tmpfs: /target, with options size=64M and mode=1777
-    #[arg(long, value_name = "TARGET[:size=N,mode=M]")]
+    /// Mount a tmpfs: /target, with options size=64M, mode=1777, uid=N,
+    /// gid=N and mount flags (noexec, nosuid, nodev, ro…), as
+    /// /tmp:noexec,nosuid,size=100m
+    #[arg(long, value_name = "TARGET[:OPTIONS]")]
     pub tmpfs: Vec<String>,
     /// Run as this user: uid[:gid] or a name from the image's /etc/passwd
     #[arg(short = 'u', long, value_name = "USER")]
@@ -80,10 +82,28 @@ pub struct DefinitionFlags {
     /// Drop a capability (e.g. CHOWN, or ALL)
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
-    /// seccomp=default|unconfined|/path/profile.json, or
-    /// no-new-privileges[=true|false]
+    /// seccomp=default|unconfined|/path/profile.json,
+    /// no-new-privileges[=true|false], mask=/path[:/path…] or
+    /// unmask=ALL|/path[:/path…]
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:rwm] (a
+    /// directory gives every device under it; repeatable)
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Vec<String>,
+    /// Set a namespaced sysctl: NAME=VALUE (repeatable)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
+    /// Set a ulimit: NAME=SOFT[:HARD], e.g. nofile=65536:65536 (repeatable)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Size of /dev/shm, e.g. 256M
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// An additional group: a gid or a name from the image's /etc/group
+    /// (repeatable)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// User namespace: host, or auto (a private 65536-id range)
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
@@ -163,6 +183,7 @@ impl DefinitionFlags {
         self.apply_network(table)?;
         self.apply_resources(table);
         self.apply_security(table)?;
+        self.apply_container_keys(table)?;
         self.apply_service(table);
         Ok(())
     }
@@ -290,6 +311,44 @@ impl DefinitionFlags {
         if let Some(p) = self.pids_limit {
             set_in(table, "resources", "pids", p.into());
         }
+        if let Some(s) = &self.shm_size {
+            set_in(table, "resources", "shm_size", s.as_str().into());
+        }
+    }
+
+    /// `--device`, `--sysctl`, `--ulimit`, `--group-add`: issue 15's
+    /// container-side keys.
+    fn apply_container_keys(&self, table: &mut Table) -> Result<(), FlagError> {
+        if !self.device.is_empty() {
+            set_in(table, "security", "devices", strings(&self.device));
+        }
+        if !self.group_add.is_empty() {
+            set_in(table, "security", "group_add", strings(&self.group_add));
+        }
+        let pairs = |flag: &'static str, list: &[String], what: &str| {
+            let mut t = Table::new();
+            for v in list {
+                let (k, val) = v
+                    .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .ok_or_else(|| bad(flag, v, what))?;
+                t.insert(k.to_string(), val.into());
+            }
+            Ok::<Table, FlagError>(t)
+        };
+        if !self.sysctl.is_empty() {
+            let t = pairs("--sysctl", &self.sysctl, "expected NAME=VALUE")?;
+            set_in(table, "security", "sysctls", Value::Table(t));
+        }
+        if !self.ulimit.is_empty() {
+            let t = pairs(
+                "--ulimit",
+                &self.ulimit,
+                "expected NAME=SOFT[:HARD], such as nofile=65536:65536",
+            )?;
+            set_in(table, "resources", "ulimits", Value::Table(t));
+        }
+        Ok(())
     }
 
     /// `--cap-add`, `--cap-drop`, `--security-opt`, `--userns`.
@@ -319,11 +378,16 @@ impl DefinitionFlags {
                 ("no-new-privileges", Some(b @ ("true" | "false"))) => {
                     set_in(table, "security", "no_new_privileges", (b == "true").into())
                 }
+                // Podman's `mask=/a:/b` and `unmask=ALL|/a:/b`.
+                (key @ ("mask" | "unmask"), Some(paths)) if !paths.is_empty() => {
+                    let list: Vec<String> = paths.split(':').map(str::to_string).collect();
+                    set_in(table, "security", key, strings(&list));
+                }
                 _ => {
                     return Err(bad(
                         "--security-opt",
                         o,
-                        "expected seccomp=default|unconfined|PROFILE.json or no-new-privileges[=true|false]",
+                        "expected seccomp=default|unconfined|PROFILE.json, no-new-privileges[=true|false], mask=PATHS or unmask=ALL|PATHS",
                     ))
                 }
             }
@@ -392,21 +456,34 @@ fn volume(v: &str) -> Result<Table, FlagError> {
     Ok(t)
 }
 
-/// `--tmpfs TARGET[:size=64M,mode=1777]`.
+/// `--tmpfs TARGET[:OPTIONS]`: size, mode, uid and gid become their keys,
+/// the rest (noexec, nosuid…) `options`, checked like the file's.
 fn tmpfs(v: &str) -> Result<Table, FlagError> {
     let (target, opts) = v.split_once(':').unwrap_or((v, ""));
     let mut t = Table::new();
     t.insert("target".into(), target.into());
+    let mut flags = Vec::new();
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o.split_once('=') {
-            Some(("size", s)) => {
-                t.insert("size".into(), s.into());
+            Some((k @ ("size" | "mode"), s)) => {
+                t.insert(k.into(), s.into());
             }
-            Some(("mode", m)) => {
-                t.insert("mode".into(), m.into());
+            Some((k @ ("uid" | "gid"), n)) => {
+                let n: i64 = n
+                    .parse()
+                    .map_err(|_| bad("--tmpfs", v, "uid and gid are numbers"))?;
+                t.insert(k.into(), n.into());
             }
-            _ => return Err(bad("--tmpfs", v, "options may be size=N and mode=OCTAL")),
+            Some(_) => return Err(bad(
+                "--tmpfs",
+                v,
+                "options may be size=N, mode=OCTAL, uid=N, gid=N and mount flags such as noexec",
+            )),
+            None => flags.push(o.to_string()),
         }
+    }
+    if !flags.is_empty() {
+        t.insert("options".into(), strings(&flags));
     }
     Ok(t)
 }
@@ -516,6 +593,37 @@ mod tests {
     }
 
     #[test]
+    fn container_side_flags_become_their_keys() {
+        let out = apply(DefinitionFlags {
+            tmpfs: vec!["/tmp:noexec,nosuid,size=100m,uid=1000".into()],
+            device: vec!["/dev/fuse".into(), "/dev/net/tun:rw".into()],
+            sysctl: vec!["net.ipv4.ip_unprivileged_port_start=80".into()],
+            ulimit: vec!["nofile=65536:65536".into(), "nproc=100".into()],
+            shm_size: Some("128M".into()),
+            security_opt: vec!["mask=/proc/interrupts:/etc/x".into(), "unmask=ALL".into()],
+            group_add: vec!["video".into(), "1000".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let v: Table = toml::from_str(&out).unwrap();
+        assert_eq!(v["tmpfs"][0]["options"].as_array().unwrap().len(), 2);
+        assert_eq!(v["tmpfs"][0]["size"].as_str(), Some("100m"));
+        assert_eq!(v["tmpfs"][0]["uid"].as_integer(), Some(1000));
+        let sec = &v["security"];
+        assert_eq!(sec["devices"][1].as_str(), Some("/dev/net/tun:rw"));
+        assert_eq!(
+            sec["sysctls"]["net.ipv4.ip_unprivileged_port_start"].as_str(),
+            Some("80")
+        );
+        assert_eq!(sec["mask"][1].as_str(), Some("/etc/x"));
+        assert_eq!(sec["unmask"][0].as_str(), Some("ALL"));
+        assert_eq!(sec["group_add"][0].as_str(), Some("video"));
+        let res = &v["resources"];
+        assert_eq!(res["ulimits"]["nofile"].as_str(), Some("65536:65536"));
+        assert_eq!(res["shm_size"].as_str(), Some("128M"));
+    }
+
+    #[test]
     fn malformed_flags_say_what_was_expected() {
         for (f, want) in [
             (
@@ -534,10 +642,17 @@ mod tests {
             ),
             (
                 DefinitionFlags {
-                    tmpfs: vec!["/t:uid=1".into()],
+                    tmpfs: vec!["/t:nr_blocks=1".into()],
                     ..Default::default()
                 },
-                "--tmpfs \"/t:uid=1\": options may be size=N and mode=OCTAL",
+                "--tmpfs \"/t:nr_blocks=1\": options may be size=N, mode=OCTAL",
+            ),
+            (
+                DefinitionFlags {
+                    sysctl: vec!["net.ipv4.ip_forward".into()],
+                    ..Default::default()
+                },
+                "--sysctl \"net.ipv4.ip_forward\": expected NAME=VALUE",
             ),
             (
                 DefinitionFlags {

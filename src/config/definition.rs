@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub use crate::distribution::Reference;
 
+pub use super::container_keys::{DeviceRequest, GroupRef, Ulimit, Unmask};
 pub use super::values::{
     NetworkMode, Notify, OnFailure, PortMapping, Protocol, Pull, Restart, Seccomp, Subnet, User,
     Userns,
@@ -153,6 +154,12 @@ pub struct Tmpfs {
     pub size: Option<u64>,
     /// Permission bits of its root; `None` is 1777, as /tmp's.
     pub mode: Option<u32>,
+    /// `options`: mount flags (noexec, nosuid, nodev, ro…), over berth's
+    /// nosuid and nodev.
+    pub options: Vec<String>,
+    /// Owner of its root; `None` is root.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// `[resources]`; `None` means no limit.
@@ -166,6 +173,11 @@ pub struct Resources {
     pub pids: Option<u64>,
     /// 1..=10000 (`IOWeight=`).
     pub io_weight: Option<u16>,
+    /// `ulimits`: Docker's name (`nofile`) → soft and hard; the container's
+    /// rlimits (berth's nofile default is replaced when set).
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// `shm_size`: bytes of /dev/shm; `None` is 64M, as Docker's.
+    pub shm_size: Option<u64>,
 }
 
 /// `[security]`
@@ -183,6 +195,17 @@ pub struct Security {
     pub seccomp: Seccomp,
     /// Default `Userns::Host`.
     pub userns: Userns,
+    /// `devices`: host device nodes (or directories of them) created in the
+    /// container's /dev and opened in its device filter.
+    pub devices: Vec<DeviceRequest>,
+    /// `sysctls`: namespaced ones only, checked.
+    pub sysctls: BTreeMap<String, String>,
+    /// `mask`: paths hidden beside the default masked paths.
+    pub mask: Vec<PathBuf>,
+    /// `unmask`: default masked or read-only paths left as they are.
+    pub unmask: Unmask,
+    /// `group_add`: supplementary groups of the container's process.
+    pub group_add: Vec<GroupRef>,
 }
 
 /// `[health]`

@@ -8,6 +8,7 @@
 //! `load` (precedence, masks, drop-ins, limits), `validate` (raw → typed),
 //! `definition` (the typed result), `diag` (error rendering).
 
+pub mod container_keys;
 pub mod definition;
 pub mod diag;
 pub mod global;

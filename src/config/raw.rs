@@ -110,6 +110,43 @@ impl<'de> Deserialize<'de> for EnvMap {
     }
 }
 
+/// A table of NAME = value (`[resources] ulimits`, whose values are a
+/// string or a number): name → (name with its span, value with its span).
+#[derive(Debug)]
+pub struct KeyMap<V>(pub BTreeMap<String, (Sp<String>, Sp<V>)>);
+
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap(BTreeMap::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for KeyMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+            type Value = KeyMap<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of NAME = value")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<KeyMap<V>, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<Sp<String>, Sp<V>>()? {
+                    out.insert(k.value.clone(), (k, v));
+                }
+                Ok(KeyMap(out))
+            }
+        }
+        d.deserialize_map(Vis(std::marker::PhantomData))
+    }
+}
+
+impl<V> Merge for KeyMap<V> {
+    fn merge(&mut self, over: Self) {
+        self.0.extend(over.0);
+    }
+}
+
 /// Where a table started (for "KEY is required" errors), never from serde.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct At(pub Option<(usize, Range<usize>)>);
@@ -173,6 +210,10 @@ pub struct RawTmpfs {
     pub target: Option<Sp<String>>,
     pub size: Option<Sp<StrOrInt>>,
     pub mode: Option<Sp<StrOrInt>>,
+    /// Mount flags: noexec, nosuid, nodev, ro… (`container_keys::TMPFS_OPTIONS`).
+    pub options: Option<Sp<Vec<Sp<String>>>>,
+    pub uid: Option<Sp<i64>>,
+    pub gid: Option<Sp<i64>>,
     #[serde(skip)]
     pub at: At,
 }
@@ -185,6 +226,10 @@ pub struct RawResources {
     pub cpus: Option<Sp<f64>>,
     pub pids: Option<Sp<i64>>,
     pub io_weight: Option<Sp<i64>>,
+    /// `ulimits = { nofile = "65536:65536" }`: name → "SOFT:HARD" or a number.
+    pub ulimits: Option<KeyMap<StrOrInt>>,
+    /// The size of /dev/shm.
+    pub shm_size: Option<Sp<StrOrInt>>,
 }
 
 /// `[security]`
@@ -196,6 +241,16 @@ pub struct RawSecurity {
     pub no_new_privileges: Option<Sp<bool>>,
     pub seccomp: Option<Sp<String>>,
     pub userns: Option<Sp<String>>,
+    /// `HOST[:CONTAINER][:rwm]` device nodes or directories of them.
+    pub devices: Option<Sp<Vec<Sp<String>>>>,
+    /// Namespaced sysctls: name → value.
+    pub sysctls: Option<EnvMap>,
+    /// Paths masked beside the defaults.
+    pub mask: Option<Sp<Vec<Sp<String>>>>,
+    /// Default masked or read-only paths left visible, or "ALL".
+    pub unmask: Option<Sp<Vec<Sp<String>>>>,
+    /// Supplementary groups: gids or names from the image's /etc/group.
+    pub group_add: Option<Sp<Vec<Sp<StrOrInt>>>>,
 }
 
 /// `[health]`
@@ -321,18 +376,28 @@ impl_merge!(RawVolume {
     at: true
 });
 impl_merge!(RawTmpfs {
-    leaves: [target, size],
+    leaves: [target, size, mode, options, uid, gid],
     tables: [],
     at: true
 });
 impl_merge!(RawResources {
-    leaves: [memory, cpus, pids, io_weight],
-    tables: [],
+    leaves: [memory, cpus, pids, io_weight, shm_size],
+    tables: [ulimits],
     at: false
 });
 impl_merge!(RawSecurity {
-    leaves: [cap_add, cap_drop, no_new_privileges, seccomp, userns],
-    tables: [],
+    leaves: [
+        cap_add,
+        cap_drop,
+        no_new_privileges,
+        seccomp,
+        userns,
+        devices,
+        mask,
+        unmask,
+        group_add
+    ],
+    tables: [sysctls],
     at: false
 });
 impl_merge!(RawHealth {

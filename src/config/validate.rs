@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use super::container_keys::{self as ck, NetNs};
 use super::definition::*;
 use super::diag::{Diagnostic, Diagnostics};
 use super::load::SourceFile;
 use super::raw::{
-    At, RawDefinition, RawHealth, RawNetwork, RawNetworkDef, RawResources, RawSecurity, RawService,
-    Sp, StrOrInt,
+    At, EnvMap, KeyMap, RawDefinition, RawHealth, RawNetwork, RawNetworkDef, RawResources,
+    RawSecurity, RawService, RawTmpfs, Sp, StrOrInt,
 };
 use super::values;
 
@@ -220,7 +221,8 @@ pub fn validate_definition(
     let volumes = validate_volumes(cx, &raw, &mut targets);
     let tmpfs = validate_tmpfs(cx, &raw, &mut targets);
     let resources = validate_resources(cx, raw.resources.as_ref());
-    let security = validate_security(cx, raw.security.as_ref());
+    let mut security = validate_security(cx, raw.security.as_ref());
+    validate_container_security(cx, raw.security.as_ref(), &network, &mut security);
     let health = raw.health.as_ref().and_then(|h| validate_health(cx, h));
     let mut service = validate_service(cx, name, raw.service.as_ref(), refs);
     check_service_against_health(cx, &raw, &image, health.as_ref(), &mut service);
@@ -389,8 +391,16 @@ fn validate_tmpfs(
         let target = required_target(cx, &t.target, &t.at, "[[tmpfs]]", targets);
         let size = t.size.as_ref().and_then(|s| cx.size(s, "[[tmpfs]] size"));
         let mode = t.mode.as_ref().and_then(|m| cx.mode(m, "[[tmpfs]] mode"));
+        let (options, uid, gid) = validate_tmpfs_options(cx, t);
         if let Some(target) = target {
-            tmpfs.push(Tmpfs { target, size, mode });
+            tmpfs.push(Tmpfs {
+                target,
+                size,
+                mode,
+                options,
+                uid,
+                gid,
+            });
         }
     }
     tmpfs
@@ -808,11 +818,22 @@ fn validate_resources(cx: &mut Ctx<'_>, raw: Option<&RawResources>) -> Resources
                 None
             }
         });
+    let ulimits = validate_ulimits(cx, raw.ulimits.as_ref());
+    let shm_size = raw.shm_size.as_ref().and_then(|m| {
+        let v = cx.size(m, "[resources] shm_size")?;
+        if v == 0 {
+            cx.err(m, "[resources] shm_size", "shm_size must be greater than 0");
+            return None;
+        }
+        Some(v)
+    });
     Resources {
         memory,
         cpus,
         pids,
         io_weight,
+        ulimits,
+        shm_size,
     }
 }
 
@@ -859,7 +880,128 @@ fn validate_security(cx: &mut Ctx<'_>, raw: Option<&RawSecurity>) -> Security {
         no_new_privileges: cx.bool(&raw.no_new_privileges, true),
         seccomp,
         userns,
+        devices: Vec::new(),
+        sysctls: BTreeMap::new(),
+        mask: Vec::new(),
+        unmask: Unmask::default(),
+        group_add: Vec::new(),
     }
+}
+
+/// `[[tmpfs]] options`, `uid`, `gid`.
+fn validate_tmpfs_options(
+    cx: &mut Ctx<'_>,
+    t: &RawTmpfs,
+) -> (Vec<String>, Option<u32>, Option<u32>) {
+    let options = cx.each(&t.options, "[[tmpfs]] options", |_, o| {
+        ck::check_tmpfs_option(&o.value).map(|()| o.value.clone())
+    });
+    let mut id = |v: &Option<Sp<i64>>, key: &str| {
+        let v = v.as_ref()?;
+        u32::try_from(v.value)
+            .map_err(|_| {
+                cx.err(
+                    v,
+                    key,
+                    format!(
+                        "invalid id {}: expected a number from 0 to 4294967295",
+                        v.value
+                    ),
+                )
+            })
+            .ok()
+    };
+    let uid = id(&t.uid, "[[tmpfs]] uid");
+    let gid = id(&t.gid, "[[tmpfs]] gid");
+    (options, uid, gid)
+}
+
+/// `[resources] ulimits`: Docker's names, "SOFT:HARD" or one number.
+fn validate_ulimits(cx: &mut Ctx<'_>, raw: Option<&KeyMap<StrOrInt>>) -> BTreeMap<String, Ulimit> {
+    let mut out = BTreeMap::new();
+    for (name, (k, v)) in raw.iter().flat_map(|m| m.0.iter()) {
+        let key = format!("[resources] ulimits {name}");
+        if let Err(e) = ck::check_ulimit_name(name) {
+            cx.err(k, &key, e);
+            continue;
+        }
+        let text = match &v.value {
+            StrOrInt::Str(s) => s.clone(),
+            StrOrInt::Int(n) => n.to_string(),
+        };
+        match ck::parse_ulimit(&text) {
+            Ok(u) => {
+                out.insert(name.clone(), u);
+            }
+            Err(e) => cx.err(
+                v,
+                &key,
+                format!("{name} = \"{}\": {e}", text.escape_debug()),
+            ),
+        }
+    }
+    out
+}
+
+/// `[security] devices`, `sysctls`, `mask`, `unmask`, `group_add`.
+fn validate_container_security(
+    cx: &mut Ctx<'_>,
+    raw: Option<&RawSecurity>,
+    network: &Network,
+    security: &mut Security,
+) {
+    let Some(raw) = raw else { return };
+    security.devices = cx.each(&raw.devices, "[security] devices", |_, d| {
+        ck::parse_device(&d.value)
+    });
+    let net = match network.mode {
+        NetworkMode::Host => NetNs::Host,
+        NetworkMode::Container => NetNs::Joined,
+        _ => NetNs::Own,
+    };
+    security.sysctls = validate_sysctls(cx, raw.sysctls.as_ref(), net);
+    security.mask = cx.each(&raw.mask, "[security] mask", |_, p| {
+        check_abs_path(&p.value)
+    });
+    let unmask = cx.each(&raw.unmask, "[security] unmask", |_, p| {
+        match p.value.as_str() {
+            "ALL" => Ok(None),
+            other => check_abs_path(other).map(Some),
+        }
+    });
+    security.unmask = Unmask {
+        all: unmask.iter().any(Option::is_none),
+        paths: unmask.into_iter().flatten().collect(),
+    };
+    for g in raw.group_add.iter().flat_map(|l| l.value.iter()) {
+        let r = match &g.value {
+            StrOrInt::Str(s) => ck::parse_group(s),
+            StrOrInt::Int(n) => u32::try_from(*n)
+                .map(GroupRef::Id)
+                .map_err(|_| format!("invalid gid {n}: expected a number from 0 to 4294967295")),
+        };
+        match r {
+            Ok(g) => security.group_add.push(g),
+            Err(e) => cx.err(g, "[security] group_add", e),
+        }
+    }
+}
+
+fn validate_sysctls(
+    cx: &mut Ctx<'_>,
+    raw: Option<&EnvMap>,
+    net: NetNs,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, (k, v)) in raw.iter().flat_map(|m| m.0.iter()) {
+        match ck::check_sysctl(name, net) {
+            Ok(()) => {
+                out.insert(name.clone(), v.value.clone());
+            }
+            Err(e) => cx.err(k, "[security] sysctls", e),
+        }
+    }
+    out
 }
 
 fn validate_health(cx: &mut Ctx<'_>, raw: &RawHealth) -> Option<Health> {

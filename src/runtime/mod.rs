@@ -877,10 +877,25 @@ fn setup_device_filter(spec: &Spec, cgroup: &File) -> Result<(), RuntimeError> {
     if rules.is_empty() {
         return Ok(());
     }
+    // A device of `linux.devices` is opened (rwm) unless the spec has a rule
+    // of its own for exactly that node, whose access then decides (berth's
+    // `devices = ["/dev/net/tun:rw"]`): the last matching rule wins, and
+    // these come after the spec's.
+    let has_rule = |d: &oci_spec::runtime::LinuxDevice| {
+        rules.iter().any(|r| {
+            r.major() == Some(d.major())
+                && r.minor() == Some(d.minor())
+                && r.typ().is_some_and(|t| {
+                    (t == oci_spec::runtime::LinuxDeviceType::B)
+                        == (d.typ() == oci_spec::runtime::LinuxDeviceType::B)
+                })
+        })
+    };
     let extra: Vec<_> = linux
         .devices()
         .iter()
         .flatten()
+        .filter(|d| !has_rule(d))
         .map(|d| (d.typ(), d.major(), d.minor()))
         .collect();
     cgroup_devices::apply_device_filter(

@@ -10,6 +10,7 @@
 //! caller and passed in the context, so every rule is unit- and golden-tested
 //! without root (tests/spec_golden.rs, tests/cases/spec/).
 
+mod devices;
 mod env;
 mod image;
 mod mounts;
@@ -25,6 +26,7 @@ use oci_spec::runtime::{
 
 use crate::config::{Definition, NetworkMode, Seccomp, Userns};
 
+pub use devices::HostDevice;
 pub use env::parse_env_file;
 pub use image::ImageConfigView;
 pub use mounts::{default_mounts, ETC_FILES};
@@ -79,6 +81,14 @@ pub enum PlanError {
     Build { name: String, reason: String },
     #[error("container \"{name}\" joins the network of container \"{other}\", but no namespace of it was given")]
     NoNetworkNamespace { name: String, other: String },
+    #[error("container \"{name}\": device \"{device}\" ([security] devices in {definition}) was not found on the host")]
+    NoDevice {
+        name: String,
+        device: PathBuf,
+        definition: PathBuf,
+    },
+    #[error("container \"{name}\": group_add: no group \"{group}\" in the image's /etc/group; give its gid instead")]
+    Group { name: String, group: String },
 }
 
 fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
@@ -136,6 +146,9 @@ pub struct PlanContext {
     /// `mode = "container:NAME"`: the network namespace joined (the other
     /// container's `/proc/PID/ns/net`, found running by the caller).
     pub network_namespace: Option<PathBuf>,
+    /// `[security] devices`: each entry's host path → the device nodes
+    /// found there (one, or every node under a directory).
+    pub host_devices: std::collections::BTreeMap<PathBuf, Vec<HostDevice>>,
 }
 
 /// The definition's hostname, else its name.
@@ -227,16 +240,30 @@ pub fn plan(
         }
     })?;
 
+    let mut oci_user = user.to_oci();
+    let group_add = devices::plan_group_add(def, ctx)?;
+    if !group_add.is_empty() {
+        let mut gids = oci_user.additional_gids().clone().unwrap_or_default();
+        gids.extend(
+            group_add
+                .iter()
+                .filter(|g| !gids.contains(g))
+                .collect::<Vec<_>>(),
+        );
+        oci_user.set_additional_gids(Some(gids));
+    }
+
     let mut process = Process::default();
     process
         .set_terminal(Some(ctx.terminal))
         .set_args(Some(args))
         .set_env(Some(env))
         .set_cwd(plan_cwd(def, image))
-        .set_user(user.to_oci())
+        .set_user(oci_user)
         .set_capabilities(Some(security::linux_capabilities(&caps)))
         .set_rlimits(Some(
-            security::rlimits(ctx.nofile_limit).map_err(|e| build_err(name, e))?,
+            security::rlimits(ctx.nofile_limit, &def.resources.ulimits)
+                .map_err(|e| build_err(name, e))?,
         ))
         .set_no_new_privileges(Some(def.security.no_new_privileges))
         .set_console_size(None)
@@ -251,30 +278,11 @@ pub fn plan(
     let mut linux = Linux::default();
     linux
         .set_namespaces(Some(plan_namespaces(def, ctx)?))
-        .set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()))
-        .set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()))
-        .set_resources(Some(
-            security::resources(&def.resources).map_err(|e| build_err(name, e))?,
-        ))
-        .set_devices(None)
         .set_cgroups_path(None)
         .set_rootfs_propagation(Some("rprivate".into()))
-        .set_seccomp(plan_seccomp(def, ctx)?);
-    if own_network(def) {
-        // NET_RAW is not granted, so ping works through ICMP datagram
-        // sockets, which this range allows for every group (Podman and
-        // Docker ≥ 20.10 set the same).
-        // In a user namespace the kernel accepts only groups mapped there
-        // (EINVAL otherwise): the range's own 0..size-1.
-        let last = match (def.security.userns, ctx.id_range) {
-            (Userns::Auto, Some(r)) => r.size.saturating_sub(1),
-            _ => 2147483647,
-        };
-        let sysctl = [("net.ipv4.ping_group_range".to_string(), format!("0 {last}"))]
-            .into_iter()
-            .collect();
-        linux.set_sysctl(Some(sysctl));
-    }
+        .set_seccomp(plan_seccomp(def, ctx)?)
+        .set_sysctl(plan_sysctl(def, ctx));
+    plan_confinement(def, ctx, &mut linux)?;
     if def.security.userns == Userns::Auto {
         let range = ctx
             .id_range
@@ -301,6 +309,53 @@ pub fn plan(
         .set_hooks(None)
         .set_linux(Some(linux));
     Ok(spec)
+}
+
+/// Masked and read-only paths (`mask`, `unmask`), the cgroup resources with
+/// the device filter's rules, and the device nodes (`devices`).
+fn plan_confinement(
+    def: &Definition,
+    ctx: &PlanContext,
+    linux: &mut Linux,
+) -> Result<(), PlanError> {
+    let (masked, readonly) = security::masked_and_readonly(&def.security);
+    let (devices, device_rules) = devices::plan_devices(def, ctx)?;
+    let mut resources = security::resources(&def.resources).map_err(|e| build_err(&def.name, e))?;
+    if !device_rules.is_empty() {
+        // After the deny-all: the last matching rule decides.
+        let mut rules = resources.devices().clone().unwrap_or_default();
+        rules.extend(device_rules);
+        resources.set_devices(Some(rules));
+    }
+    linux
+        .set_masked_paths(Some(masked))
+        .set_readonly_paths(Some(readonly))
+        .set_resources(Some(resources))
+        .set_devices((!devices.is_empty()).then_some(devices));
+    Ok(())
+}
+
+/// berth's `net.ipv4.ping_group_range` in a network namespace of its own,
+/// then the definition's `sysctls` (checked namespaced by `config`).
+fn plan_sysctl(
+    def: &Definition,
+    ctx: &PlanContext,
+) -> Option<std::collections::HashMap<String, String>> {
+    let mut sysctl = std::collections::HashMap::new();
+    if own_network(def) {
+        // NET_RAW is not granted, so ping works through ICMP datagram
+        // sockets, which this range allows for every group (Podman and
+        // Docker ≥ 20.10 set the same).
+        // In a user namespace the kernel accepts only groups mapped there
+        // (EINVAL otherwise): the range's own 0..size-1.
+        let last = match (def.security.userns, ctx.id_range) {
+            (Userns::Auto, Some(r)) => r.size.saturating_sub(1),
+            _ => 2147483647,
+        };
+        sysctl.insert("net.ipv4.ping_group_range".to_string(), format!("0 {last}"));
+    }
+    sysctl.extend(def.security.sysctls.clone());
+    (!sysctl.is_empty()).then_some(sysctl)
 }
 
 /// pid, mount, uts, ipc and cgroup always; network unless `mode = "host"`;
@@ -393,6 +448,11 @@ pub(crate) mod tests {
                 no_new_privileges: false,
                 seccomp: Seccomp::Default,
                 userns: Userns::Host,
+                devices: vec![],
+                sysctls: BTreeMap::new(),
+                mask: vec![],
+                unmask: Default::default(),
+                group_add: vec![],
             },
             health: None,
             service: Service {

@@ -92,6 +92,19 @@ pub fn default_mounts() -> Vec<Mount> {
 
 pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mount>, PlanError> {
     let mut mounts = default_mounts();
+    if let Some(size) = def.resources.shm_size {
+        // `shm_size`: Docker's `--shm-size`, the size of /dev/shm.
+        for m in mounts.iter_mut() {
+            if m.destination() == Path::new("/dev/shm") {
+                let opts = ["nosuid", "noexec", "nodev", "mode=1777"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([format!("size={size}")])
+                    .collect();
+                m.set_options(Some(opts));
+            }
+        }
+    }
     let user_targets: Vec<&Path> = def
         .volumes
         .iter()
@@ -142,12 +155,14 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
         mounts.push(bind(&v.target, &source, &opts));
     }
     for t in &def.tmpfs {
-        let size = t.size.map(|s| format!("size={s}"));
-        let mode = format!("mode={:o}", t.mode.unwrap_or(0o1777));
-        let mut opts = vec!["nosuid", "nodev", mode.as_str()];
-        if let Some(s) = &size {
-            opts.push(s);
-        }
+        // The flags (berth's nosuid and nodev, then the definition's
+        // options), then the tmpfs data options, as `--tmpfs` sets them.
+        let mut opts = crate::config::container_keys::tmpfs_flags(&t.options);
+        opts.push(format!("mode={:o}", t.mode.unwrap_or(0o1777)));
+        opts.extend(t.size.map(|s| format!("size={s}")));
+        opts.extend(t.uid.map(|u| format!("uid={u}")));
+        opts.extend(t.gid.map(|g| format!("gid={g}")));
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
         let mut m = mount("", "tmpfs", "tmpfs", &opts);
         m.set_destination(t.target.clone());
         mounts.push(m);
@@ -239,6 +254,9 @@ mod tests {
             target: "/tmp".into(),
             size: Some(1 << 20),
             mode: None,
+            options: vec![],
+            uid: None,
+            gid: None,
         }];
         d.secrets = vec![Secret {
             credential: "pw".into(),

@@ -2,7 +2,8 @@
 //!
 //! Pure: tables and set arithmetic.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::str::FromStr;
 
 use oci_spec::runtime::{
@@ -13,7 +14,7 @@ use oci_spec::runtime::{
 
 use crate::cgroup::plan as cgroup;
 use crate::config::values::CAPABILITIES;
-use crate::config::Resources;
+use crate::config::{Resources, Security, Ulimit};
 
 /// The capabilities a container gets by default: exactly Podman's 11
 /// (containers/common `pkg/config/default.go`, DefaultCapabilities).
@@ -173,18 +174,82 @@ pub(super) fn resources(r: &Resources) -> Result<LinuxResources, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-/// RLIMIT_NOFILE: berth's defaults, the hard limit clamped to the caller's
-/// (`caller` = its soft and hard limits), the soft limit to the hard one.
-pub(super) fn rlimits(caller: Option<(u64, u64)>) -> Result<Vec<PosixRlimit>, String> {
-    let hard = caller.map_or(NOFILE_HARD, |(_, h)| h.min(NOFILE_HARD));
-    let soft = NOFILE_SOFT.min(hard);
-    let r = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitNofile)
-        .soft(soft)
-        .hard(hard)
-        .build()
-        .map_err(|e| e.to_string())?;
-    Ok(vec![r])
+/// The OCI type of a `ulimits` name (`container_keys::ULIMITS`).
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    use PosixRlimitType as T;
+    Some(match name {
+        "as" => T::RlimitAs,
+        "core" => T::RlimitCore,
+        "cpu" => T::RlimitCpu,
+        "data" => T::RlimitData,
+        "fsize" => T::RlimitFsize,
+        "locks" => T::RlimitLocks,
+        "memlock" => T::RlimitMemlock,
+        "msgqueue" => T::RlimitMsgqueue,
+        "nice" => T::RlimitNice,
+        "nofile" => T::RlimitNofile,
+        "nproc" => T::RlimitNproc,
+        "rss" => T::RlimitRss,
+        "rtprio" => T::RlimitRtprio,
+        "rttime" => T::RlimitRttime,
+        "sigpending" => T::RlimitSigpending,
+        "stack" => T::RlimitStack,
+        _ => return None,
+    })
+}
+
+/// The process's rlimits: RLIMIT_NOFILE from berth's defaults, the hard
+/// limit clamped to the caller's (`caller` = its soft and hard limits), the
+/// soft limit to the hard one — unless `ulimits` sets nofile — then each of
+/// the definition's `ulimits` as written (raising a hard limit above the
+/// caller's needs CAP_SYS_RESOURCE; the runtime says so when it fails).
+pub(super) fn rlimits(
+    caller: Option<(u64, u64)>,
+    ulimits: &BTreeMap<String, Ulimit>,
+) -> Result<Vec<PosixRlimit>, String> {
+    let build = |typ, soft, hard| {
+        PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let mut out = Vec::new();
+    if !ulimits.contains_key("nofile") {
+        let hard = caller.map_or(NOFILE_HARD, |(_, h)| h.min(NOFILE_HARD));
+        let soft = NOFILE_SOFT.min(hard);
+        out.push(build(PosixRlimitType::RlimitNofile, soft, hard)?);
+    }
+    for (name, u) in ulimits {
+        let typ = rlimit_type(name).ok_or_else(|| format!("unknown ulimit \"{name}\""))?;
+        out.push(build(typ, u.soft, u.hard)?);
+    }
+    Ok(out)
+}
+
+/// `linux.maskedPaths` and `linux.readonlyPaths`: runc's defaults without
+/// what `unmask` names (all of them for `ALL`, as Podman's
+/// `--security-opt unmask=ALL`), then the definition's `mask`.
+pub(super) fn masked_and_readonly(sec: &Security) -> (Vec<String>, Vec<String>) {
+    let keep = |p: &&&str| !sec.unmask.all && !sec.unmask.paths.iter().any(|u| u == Path::new(**p));
+    let mut masked: Vec<String> = MASKED_PATHS
+        .iter()
+        .filter(keep)
+        .map(|s| s.to_string())
+        .collect();
+    for m in &sec.mask {
+        let m = m.display().to_string();
+        if !masked.contains(&m) {
+            masked.push(m);
+        }
+    }
+    let readonly = READONLY_PATHS
+        .iter()
+        .filter(keep)
+        .map(|s| s.to_string())
+        .collect();
+    (masked, readonly)
 }
 
 #[cfg(test)]
@@ -215,14 +280,36 @@ mod tests {
 
     #[test]
     fn nofile_clamped_to_the_callers_hard_limit() {
-        let r = rlimits(Some((1024, 4096))).unwrap();
+        let none = BTreeMap::new();
+        let r = rlimits(Some((1024, 4096)), &none).unwrap();
         assert_eq!((r[0].soft(), r[0].hard()), (1024, 4096));
-        let r = rlimits(Some((100, 512))).unwrap();
+        let r = rlimits(Some((100, 512)), &none).unwrap();
         assert_eq!((r[0].soft(), r[0].hard()), (512, 512));
-        let r = rlimits(None).unwrap();
+        let r = rlimits(None, &none).unwrap();
         assert_eq!((r[0].soft(), r[0].hard()), (NOFILE_SOFT, NOFILE_HARD));
-        let r = rlimits(Some((1024, u64::MAX))).unwrap();
+        let r = rlimits(Some((1024, u64::MAX)), &none).unwrap();
         assert_eq!(r[0].hard(), NOFILE_HARD);
+    }
+
+    #[test]
+    fn ulimits_replace_the_nofile_default_unclamped() {
+        let u = |s, h| Ulimit { soft: s, hard: h };
+        let set: BTreeMap<String, Ulimit> = [
+            ("nofile".to_string(), u(65536, 65536)),
+            ("nproc".to_string(), u(100, 200)),
+        ]
+        .into_iter()
+        .collect();
+        let r = rlimits(Some((1024, 4096)), &set).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].typ(), r[0].soft(), r[0].hard()),
+            (PosixRlimitType::RlimitNofile, 65536, 65536)
+        );
+        assert_eq!(r[1].typ(), PosixRlimitType::RlimitNproc);
+        for (name, _) in crate::config::container_keys::ULIMITS {
+            assert!(rlimit_type(name).is_some(), "{name}");
+        }
     }
 
     #[test]

@@ -72,6 +72,11 @@ fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
     })
 }
 
+/// The gid of group `name` in an /etc/group text (`group_add`).
+pub(super) fn group_gid(text: &str, name: &str) -> Option<u32> {
+    group_entries(text).find(|g| g.name == name).map(|g| g.gid)
+}
+
 /// Resolve `spec` (`""`, `uid`, `name`, `uid:gid`, `name:group`, …). An empty
 /// spec is root. Numbers need no entry; names must be found. Without an
 /// explicit group the primary group comes from the passwd entry (0 without

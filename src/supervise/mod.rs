@@ -15,6 +15,7 @@
 
 mod cleanup;
 pub mod console;
+mod devices;
 pub mod exec;
 mod files;
 mod health;
@@ -80,6 +81,15 @@ pub enum SuperviseError {
         file: PathBuf,
         source_path: PathBuf,
         target: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "container \"{name}\": device \"{device}\" ([security] devices in {definition}): {reason}"
+    )]
+    Device {
+        name: String,
+        device: PathBuf,
+        definition: PathBuf,
         reason: String,
     },
     #[error(transparent)]

@@ -216,6 +216,7 @@ fn record_image(
 struct PlanInputs {
     environment_files: Vec<(PathBuf, String)>,
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    host_devices: std::collections::BTreeMap<PathBuf, Vec<spec::HostDevice>>,
 }
 
 /// Step 3: the environment files and the seccomp profile.
@@ -258,6 +259,7 @@ fn read_plan_inputs(def: &Definition) -> Result<PlanInputs, SuperviseError> {
     Ok(PlanInputs {
         environment_files,
         seccomp,
+        host_devices: super::devices::find_host_devices(def)?,
     })
 }
 
@@ -375,6 +377,7 @@ fn plan_context(
         nofile_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok(),
         network_namespace: None,
+        host_devices: inputs.host_devices,
     }
 }
 
