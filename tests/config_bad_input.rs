@@ -394,3 +394,28 @@ fn bad_network_name_keys() {
         "3:18: [network] ip: 192.0.2.7 is not a host address in network \"default\" (10.89.0.0/24)",
     );
 }
+
+#[test]
+fn bad_identity_keys() {
+    // labels/annotations, timezone, volume options and ID maps: the key and
+    // what was expected, at the value; the generator skips the definition.
+    for (text, what) in [
+        (
+            "labels = { \"a=b\" = \"x\" }\n",
+            "2:12: labels: invalid name \"a=b\": expected a non-empty name without \"=\"",
+        ),
+        (
+            "annotations = { x = \"a\\u0000b\" }\n",
+            "2:21: annotations: value of \"x\" contains a NUL byte",
+        ),
+        (
+            "labels = \"tier=web\"\n",
+            "2:10: labels: invalid type: string \"tier=web\", expected a table",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+}

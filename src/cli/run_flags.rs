@@ -96,6 +96,13 @@ pub struct DefinitionFlags {
     /// Seconds between the stop signal and SIGKILL
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Set a label (KEY=VALUE, or a bare KEY for an empty value), shown by
+    /// `berth inspect` and matched by `berth ps --filter label=…`
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Set an annotation of the OCI spec (KEY=VALUE)
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
 }
 
 /// Why a flag cannot become a key (the definition's own validation covers
@@ -164,6 +171,30 @@ impl DefinitionFlags {
         self.apply_resources(table);
         self.apply_security(table)?;
         self.apply_service(table);
+        self.apply_identity(table)?;
+        Ok(())
+    }
+
+    /// `--label`, `--annotation`: top-level tables, as Docker splits them
+    /// (at the first `=`; a bare KEY is an empty value).
+    fn apply_identity(&self, table: &mut Table) -> Result<(), FlagError> {
+        for (flag, key, list) in [
+            ("--label", "labels", &self.label),
+            ("--annotation", "annotations", &self.annotation),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let mut t = Table::new();
+            for kv in list {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                if k.is_empty() {
+                    return Err(bad(flag, kv, "expected KEY=VALUE"));
+                }
+                t.insert(k.to_string(), v.into());
+            }
+            table.insert(key.into(), Value::Table(t));
+        }
         Ok(())
     }
 
@@ -461,6 +492,25 @@ mod tests {
         assert_eq!(v["security"]["no_new_privileges"].as_bool(), Some(false));
         assert_eq!(v["service"]["stop_timeout"].as_str(), Some("3s"));
         assert_eq!(v["entrypoint"].as_array().map(|a| a.len()), Some(0));
+    }
+
+    #[test]
+    fn identity_flags_become_identity_keys() {
+        let f = DefinitionFlags {
+            label: vec!["tier=web".into(), "bare".into(), "a=b=c".into()],
+            annotation: vec!["org.example/x=1".into()],
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        assert_eq!(v["labels"]["tier"].as_str(), Some("web"));
+        assert_eq!(v["labels"]["bare"].as_str(), Some(""));
+        assert_eq!(v["labels"]["a"].as_str(), Some("b=c"));
+        assert_eq!(v["annotations"]["org.example/x"].as_str(), Some("1"));
+        let f = DefinitionFlags {
+            label: vec!["=x".into()],
+            ..Default::default()
+        };
+        assert!(apply(f).is_err());
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct Definition {
     pub service: Service,
     /// `[[secret]]`
     pub secrets: Vec<Secret>,
+    /// `labels`: shown by `berth inspect`, matched by `berth ps --filter label=`.
+    pub labels: BTreeMap<String, String>,
+    /// `annotations`: written into the OCI spec's `annotations`.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Where the root filesystem comes from.

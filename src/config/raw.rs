@@ -137,6 +137,10 @@ pub struct RawDefinition {
     pub health: Option<RawHealth>,
     pub service: Option<RawService>,
     pub secret: Option<Sp<Vec<RawSecret>>>,
+    /// `labels = { K = "V" }`: shown by inspect, filtered by `ps --filter`.
+    pub labels: Option<EnvMap>,
+    /// `annotations = { K = "V" }`: the OCI spec's annotations.
+    pub annotations: Option<EnvMap>,
 }
 
 /// `[network]`
@@ -299,7 +303,16 @@ impl_merge!(RawDefinition {
         tmpfs,
         secret
     ],
-    tables: [environment, network, resources, security, health, service],
+    tables: [
+        environment,
+        network,
+        resources,
+        security,
+        health,
+        service,
+        labels,
+        annotations
+    ],
     at: false
 });
 impl_merge!(RawNetwork {

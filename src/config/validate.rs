@@ -225,6 +225,8 @@ pub fn validate_definition(
     let mut service = validate_service(cx, name, raw.service.as_ref(), refs);
     check_service_against_health(cx, &raw, &image, health.as_ref(), &mut service);
     let secrets = validate_secrets(cx, &raw, &mut targets);
+    let labels = validate_labels(cx, raw.labels.as_ref(), "labels");
+    let annotations = validate_labels(cx, raw.annotations.as_ref(), "annotations");
 
     match image {
         Some(image) if cx.diags.is_empty() => Ok(Definition {
@@ -250,6 +252,8 @@ pub fn validate_definition(
             health,
             service,
             secrets,
+            labels,
+            annotations,
         }),
         _ => {
             let mut diags = std::mem::take(&mut cx.diags);
@@ -334,6 +338,40 @@ fn validate_environment(cx: &mut Ctx<'_>, raw: &RawDefinition) -> BTreeMap<Strin
         }
     }
     environment
+}
+
+/// `labels` and `annotations`: a key is any non-empty text without `=`
+/// (so `ps --filter label=K=V` can split it, as Docker's filter does) and
+/// neither a key nor a value holds a NUL or a newline (inspect and the OCI
+/// spec carry them as JSON strings; a line break would forge lines in `ps`).
+fn validate_labels(
+    cx: &mut Ctx<'_>,
+    raw: Option<&super::raw::EnvMap>,
+    key: &str,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, (at, v)) in raw.iter().flat_map(|m| m.0.iter()) {
+        let bad = |c: char| c == '\0' || c == '\n' || c == '\r';
+        if k.is_empty() || k.contains('=') || k.contains(bad) {
+            cx.err(
+                at,
+                key,
+                format!(
+                    "invalid name \"{}\": expected a non-empty name without \"=\", NUL or line breaks, such as \"tier\" or \"org.example.owner\"",
+                    k.escape_debug()
+                ),
+            );
+        } else if v.value.contains(bad) {
+            cx.err(
+                v,
+                key,
+                format!("value of \"{k}\" contains a NUL byte or a line break"),
+            );
+        } else {
+            out.insert(k.clone(), v.value.clone());
+        }
+    }
+    out
 }
 
 fn validate_volumes(
