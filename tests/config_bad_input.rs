@@ -409,6 +409,14 @@ fn bad_identity_keys() {
             "2:21: annotations: value of \"x\" contains a NUL byte",
         ),
         (
+            "timezone = \"../../etc/shadow\"\n",
+            "2:12: timezone: invalid time zone \"../../etc/shadow\": expected \"local\" or a zone name",
+        ),
+        (
+            "timezone = \"Mars/Olympus_Mons\"\n",
+            "2:12: timezone: unknown time zone \"Mars/Olympus_Mons\": no file /usr/share/zoneinfo/Mars/Olympus_Mons",
+        ),
+        (
             "labels = \"tier=web\"\n",
             "2:10: labels: invalid type: string \"tier=web\", expected a table",
         ),

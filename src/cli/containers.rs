@@ -487,6 +487,7 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "labels": d.labels,
         "annotations": d.annotations,
+        "timezone": d.timezone.as_ref().map(|t| t.as_str()),
     })
 }
 

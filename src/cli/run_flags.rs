@@ -103,6 +103,9 @@ pub struct DefinitionFlags {
     /// Set an annotation of the OCI spec (KEY=VALUE)
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotation: Vec<String>,
+    /// Time zone: local (the host's) or a name such as Europe/Berlin
+    #[arg(long = "tz", value_name = "ZONE")]
+    pub tz: Option<String>,
 }
 
 /// Why a flag cannot become a key (the definition's own validation covers
@@ -175,7 +178,7 @@ impl DefinitionFlags {
         Ok(())
     }
 
-    /// `--label`, `--annotation`: top-level tables, as Docker splits them
+    /// `--label`, `--annotation`, `--tz`: top-level tables, as Docker splits them
     /// (at the first `=`; a bare KEY is an empty value).
     fn apply_identity(&self, table: &mut Table) -> Result<(), FlagError> {
         for (flag, key, list) in [
@@ -194,6 +197,9 @@ impl DefinitionFlags {
                 t.insert(k.to_string(), v.into());
             }
             table.insert(key.into(), Value::Table(t));
+        }
+        if let Some(tz) = &self.tz {
+            table.insert("timezone".into(), tz.as_str().into());
         }
         Ok(())
     }
@@ -499,6 +505,7 @@ mod tests {
         let f = DefinitionFlags {
             label: vec!["tier=web".into(), "bare".into(), "a=b=c".into()],
             annotation: vec!["org.example/x=1".into()],
+            tz: Some("Europe/Berlin".into()),
             ..Default::default()
         };
         let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
@@ -506,6 +513,7 @@ mod tests {
         assert_eq!(v["labels"]["bare"].as_str(), Some(""));
         assert_eq!(v["labels"]["a"].as_str(), Some("b=c"));
         assert_eq!(v["annotations"]["org.example/x"].as_str(), Some("1"));
+        assert_eq!(v["timezone"].as_str(), Some("Europe/Berlin"));
         let f = DefinitionFlags {
             label: vec!["=x".into()],
             ..Default::default()

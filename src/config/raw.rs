@@ -141,6 +141,8 @@ pub struct RawDefinition {
     pub labels: Option<EnvMap>,
     /// `annotations = { K = "V" }`: the OCI spec's annotations.
     pub annotations: Option<EnvMap>,
+    /// `timezone = "local"` or a zone name under /usr/share/zoneinfo.
+    pub timezone: Option<Sp<String>>,
 }
 
 /// `[network]`
@@ -301,7 +303,8 @@ impl_merge!(RawDefinition {
         init,
         volume,
         tmpfs,
-        secret
+        secret,
+        timezone
     ],
     tables: [
         environment,

@@ -413,6 +413,7 @@ pub(crate) mod tests {
             secrets: vec![],
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            timezone: None,
         }
     }
 
