@@ -31,6 +31,8 @@ pub enum ContainerError {
     Systemd { args: String, reason: String },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error("filter \"{filter}\": {reason}")]
+    Filter { filter: String, reason: String },
 }
 
 /// The unit a container runs as.
@@ -249,6 +251,48 @@ pub struct Row {
     pub addresses: Vec<std::net::IpAddr>,
     /// Its published ports as written (`8080:80/tcp`).
     pub ports: Vec<String>,
+    /// Its definition's `labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One `berth ps --filter label=KEY[=VALUE]` (Docker's spelling; `label` is
+/// the one filter berth knows, so another name is an error, not a no-op).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelFilter {
+    pub key: String,
+    /// `None`: the label need only be present.
+    pub value: Option<String>,
+}
+
+impl LabelFilter {
+    pub fn parse(s: &str) -> Result<LabelFilter, ContainerError> {
+        let bad = |reason: &str| ContainerError::Filter {
+            filter: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let Some(rest) = s.strip_prefix("label=") else {
+            return Err(bad("expected label=KEY or label=KEY=VALUE"));
+        };
+        let (key, value) = match rest.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (rest, None),
+        };
+        if key.is_empty() {
+            return Err(bad("the label's name is empty"));
+        }
+        Ok(LabelFilter {
+            key: key.to_string(),
+            value,
+        })
+    }
+
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        match (labels.get(&self.key), &self.value) {
+            (Some(v), Some(want)) => v == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
 }
 
 /// The image column: the reference, or `rootfs:DIR`.
@@ -327,6 +371,7 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
             _ => (Vec::new(), Vec::new()),
         };
         rows.push(Row {
+            labels: def.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
             addresses,
             ports,
             image: image_label(def.as_ref(), st.as_ref()),
@@ -438,6 +483,21 @@ pub fn stats(name: &str, cgroup: &Path) -> Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_filters() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("tier".to_string(), "web".to_string())].into();
+        let f = |s: &str| LabelFilter::parse(s).unwrap();
+        assert!(f("label=tier").matches(&labels));
+        assert!(f("label=tier=web").matches(&labels));
+        assert!(!f("label=tier=db").matches(&labels));
+        assert!(!f("label=owner").matches(&labels));
+        // A value may itself hold "=": only the first one splits.
+        assert_eq!(f("label=a=b=c").value.as_deref(), Some("b=c"));
+        assert!(LabelFilter::parse("name=web").is_err());
+        assert!(LabelFilter::parse("label=").is_err());
+    }
 
     fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -33,6 +33,10 @@ pub struct PsArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Only containers matching: label=KEY or label=KEY=VALUE (repeatable:
+    /// all must match, as in `docker ps --filter`)
+    #[arg(short = 'f', long = "filter", value_name = "label=KEY[=VALUE]")]
+    pub filter: Vec<String>,
 }
 
 /// Show the journal of a container (its output and berth's events)
@@ -122,7 +126,13 @@ fn globals(root: &Path) -> anyhow::Result<Globals> {
 
 pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
     let g = globals(root)?;
-    let rows = ct::list(root, &g, args.all)?;
+    let filters = args
+        .filter
+        .iter()
+        .map(|f| ct::LabelFilter::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = ct::list(root, &g, args.all)?;
+    rows.retain(|r| filters.iter().all(|f| f.matches(&r.labels)));
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -388,6 +398,8 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
         "pid": live.as_ref().map(|r| r.pid),
         "cgroup": live.as_ref().and_then(|r| r.cgroup.clone()),
         "image": ct::image_label(def.as_ref(), st.as_ref()),
+        "labels": def.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
+        "annotations": def.as_ref().map(|d| d.annotations.clone()).unwrap_or_default(),
         "definition": def.as_ref().map(definition_json),
         "state": st,
         "unit": {
@@ -473,6 +485,9 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
         "secrets": d.secrets.iter().map(|s| serde_json::json!({
             "credential": s.credential, "target": s.target,
         })).collect::<Vec<_>>(),
+        "labels": d.labels,
+        "annotations": d.annotations,
+        "timezone": d.timezone.as_ref().map(|t| t.as_str()),
     })
 }
 
