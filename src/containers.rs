@@ -249,6 +249,8 @@ pub struct Row {
     pub addresses: Vec<std::net::IpAddr>,
     /// Its published ports as written (`8080:80/tcp`).
     pub ports: Vec<String>,
+    /// Its definition's `[service] group`.
+    pub group: Option<String>,
 }
 
 /// The image column: the reference, or `rootfs:DIR`.
@@ -327,6 +329,7 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
             _ => (Vec::new(), Vec::new()),
         };
         rows.push(Row {
+            group: def.as_ref().and_then(|d| d.service.group.clone()),
             addresses,
             ports,
             image: image_label(def.as_ref(), st.as_ref()),

@@ -394,3 +394,24 @@ fn bad_network_name_keys() {
         "3:18: [network] ip: 192.0.2.7 is not a host address in network \"default\" (10.89.0.0/24)",
     );
 }
+
+#[test]
+fn bad_service_keys() {
+    // Each [service] key of issue 15 with a bad value: the key and what was
+    // expected, at the value; the generator skips the definition.
+    for (text, what) in [
+        (
+            "[service]\ngroup = \"my app\"\n",
+            "3:9: [service] group: invalid name \"my app\"",
+        ),
+        (
+            "[service]\ngroup = \"-app\"\n",
+            "3:9: [service] group: invalid name \"-app\"",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+}

@@ -404,6 +404,7 @@ pub(crate) mod tests {
                 notify: Notify::Started,
                 pull: Pull::Missing,
                 auto_update: false,
+                group: None,
             },
             secrets: vec![],
         }
