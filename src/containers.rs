@@ -253,6 +253,8 @@ pub struct Row {
     pub ports: Vec<String>,
     /// Its definition's `labels`.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Its definition's `[service] group`.
+    pub group: Option<String>,
 }
 
 /// One `berth ps --filter label=KEY[=VALUE]` (Docker's spelling; `label` is
@@ -372,6 +374,7 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
         };
         rows.push(Row {
             labels: def.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
+            group: def.as_ref().and_then(|d| d.service.group.clone()),
             addresses,
             ports,
             image: image_label(def.as_ref(), st.as_ref()),

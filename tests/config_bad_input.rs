@@ -484,3 +484,24 @@ fn bad_identity_keys() {
         generator_skips(&root, "web");
     }
 }
+
+#[test]
+fn bad_service_keys() {
+    // Each [service] key of issue 15 with a bad value: the key and what was
+    // expected, at the value; the generator skips the definition.
+    for (text, what) in [
+        (
+            "[service]\ngroup = \"my app\"\n",
+            "3:9: [service] group: invalid name \"my app\"",
+        ),
+        (
+            "[service]\ngroup = \"-app\"\n",
+            "3:9: [service] group: invalid name \"-app\"",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+}

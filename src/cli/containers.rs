@@ -24,12 +24,15 @@ pub enum Format {
 /// List containers with their state (from systemd), image, PID and uptime
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth ps                 running (and failed) containers\n  berth ps -a              every defined container, stopped ones too\n  berth ps --format json   for scripts"
+    after_help = "Examples:\n  berth ps                 running (and failed) containers\n  berth ps -a              every defined container, stopped ones too\n  berth ps --group app     the members of berth-app.target\n  berth ps --format json   for scripts"
 )]
 pub struct PsArgs {
     /// Show every defined container, stopped ones too
     #[arg(short, long)]
     pub all: bool,
+    /// Only the members of this group (`[service] group`, berth-GROUP.target)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -133,6 +136,9 @@ pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut rows = ct::list(root, &g, args.all)?;
     rows.retain(|r| filters.iter().all(|f| f.matches(&r.labels)));
+    if let Some(group) = &args.group {
+        rows.retain(|r| r.group.as_ref() == Some(group));
+    }
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -14,6 +14,7 @@ use crate::systemd::ctl::Verb;
 pub mod auto_update;
 pub mod check;
 pub mod cleanup;
+pub mod compose;
 pub mod containers;
 pub mod exec;
 pub mod generate;
@@ -83,6 +84,7 @@ pub enum Command {
     Network(network::NetworkArgs),
     Port(port::PortArgs),
     AutoUpdate(auto_update::AutoUpdateArgs),
+    Compose(compose::ComposeArgs),
     /// Serve names on bridge networks (run by berth-dns.service)
     ///
     /// Listens on port 53 of the gateway address of every network with
@@ -147,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(a) => network::run(&root, a),
         Command::Port(a) => port::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
+        Command::Compose(a) => compose::run(&root, a),
         Command::Dns => {
             crate::network::dns::run(&root)?;
             Ok(ExitCode::SUCCESS)

@@ -281,6 +281,8 @@ pub struct Service {
     pub pull: Pull,
     /// Default false.
     pub auto_update: bool,
+    /// `group`: member of `berth-GROUP.target` (started and stopped as one).
+    pub group: Option<String>,
 }
 
 /// One `[[secret]]`.

@@ -285,6 +285,7 @@ pub struct RawService {
     pub notify: Option<Sp<String>>,
     pub pull: Option<Sp<String>>,
     pub auto_update: Option<Sp<bool>>,
+    pub group: Option<Sp<String>>,
 }
 
 /// One `[[secret]]`
@@ -437,7 +438,8 @@ impl_merge!(RawService {
         stop_timeout,
         notify,
         pull,
-        auto_update
+        auto_update,
+        group
     ],
     tables: [],
     at: false

@@ -1230,6 +1230,17 @@ fn validate_service(
         notify,
         pull,
         auto_update: cx.bool(&raw.auto_update, false),
+        group: raw.group.as_ref().and_then(|g| {
+            // The group names a unit, berth-GROUP.target: the container
+            // name grammar keeps it a valid unit name.
+            match values::validate_name(&g.value) {
+                Ok(()) => Some(g.value.clone()),
+                Err(e) => {
+                    cx.err(g, "[service] group", e);
+                    None
+                }
+            }
+        }),
     }
 }
 

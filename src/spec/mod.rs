@@ -469,6 +469,7 @@ pub(crate) mod tests {
                 notify: Notify::Started,
                 pull: Pull::Missing,
                 auto_update: false,
+                group: None,
             },
             secrets: vec![],
             labels: BTreeMap::new(),
