@@ -141,8 +141,21 @@ fn images(store: &Store, active_digests: &[String], r: &mut Report) -> Usage {
             needed.extend(entries.iter().cloned());
         }
     }
+    // Reclaimable: each blob and layer (and a pull's leftover temp entry)
+    // no active image needs; the store's own directories stay.
     let mut seen = HashSet::new();
-    let kept: u64 = needed.iter().map(|p| disk_usage(p, &mut seen)).sum();
+    let reclaimable: u64 = ["blobs/sha256", "layers/sha256"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(store.root().join(d))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !needed.contains(p))
+        .map(|p| disk_usage(&p, &mut seen))
+        .sum();
     for (i, (e, entries)) in refs.iter().zip(&per).enumerate() {
         let mut seen = HashSet::new();
         let mut item = Item {
@@ -170,7 +183,7 @@ fn images(store: &Store, active_digests: &[String], r: &mut Report) -> Usage {
             .filter(|e| active_digests.contains(&e.manifest_digest))
             .count(),
         size,
-        reclaimable: size.saturating_sub(kept),
+        reclaimable,
     }
 }
 
