@@ -93,6 +93,32 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
         ("img", img),
     ]);
 
+    logs_of_two_names(&b);
+    machined_shows_them(&b);
+    kill(&b);
+    events(&b);
+    // ---- machined forgets a stopped container
+    if machined_in_box(&b).is_ok() {
+        b.wait_for(
+            "machinectl list --no-legend --no-pager",
+            |t| !t.contains("db ") && !t.contains("evt "),
+            LONG,
+        );
+    }
+
+    system_df(&b);
+    b.sh_ok("berth stop web img");
+    if machined_in_box(&b).is_ok() {
+        b.wait_for(
+            "machinectl list --no-legend --no-pager | wc -l",
+            |t| t == "0",
+            LONG,
+        );
+    }
+    b.close().unwrap();
+}
+
+fn logs_of_two_names(b: &SystemdBox) {
     // ---- logs of two names, interleaved in time order, prefixed
     b.sh_ok("systemctl start berth@web berth@db");
     b.wait_for(
@@ -132,7 +158,7 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
         .collect();
     assert!(times.len() >= 6, "{stamped}");
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{stamped}");
-    let (code, _, err) = run(&b, "berth logs web nosuch");
+    let (code, _, err) = run(b, "berth logs web nosuch");
     assert_ne!(code, 0);
     assert!(err.contains("no container \"nosuch\""), "{err}");
 
@@ -147,9 +173,11 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
     );
     eprintln!("$ berth logs -f web db\n{f}");
     b.sh_ok("kill $(cat /tmp/follow.pid)");
+}
 
+fn machined_shows_them(b: &SystemdBox) {
     // ---- machined
-    match machined_in_box(&b) {
+    match machined_in_box(b) {
         Err(why) => support::skip(&format!("machined part: {why}")),
         Ok(()) => {
             let list = b.wait_for(
@@ -189,9 +217,16 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
                 status.contains("Service: berth; class container"),
                 "{status}"
             );
+            // The call's runtime and connection are gone: the supervisor is
+            // single-threaded again (health checks and exec clone from it).
+            let main = b.sh_ok("systemctl show -p MainPID --value berth@web");
+            let threads = b.sh_ok(&format!("grep '^Threads:' /proc/{}/status", main.trim()));
+            assert_eq!(threads.split_whitespace().nth(1), Some("1"), "{threads}");
         }
     }
+}
 
+fn kill(b: &SystemdBox) {
     // ---- kill
     let out = b.sh_ok("berth kill -s USR1 web");
     assert_eq!(out.trim(), "web");
@@ -211,13 +246,13 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
         |t| t == "1",
         LONG,
     );
-    let (code, _, err) = run(&b, "berth kill -s USR1 idle");
+    let (code, _, err) = run(b, "berth kill -s USR1 idle");
     assert_ne!(code, 0);
     assert!(err.contains("container \"idle\" is not running"), "{err}");
-    let (code, _, err) = run(&b, "berth kill nosuch");
+    let (code, _, err) = run(b, "berth kill nosuch");
     assert_ne!(code, 0);
     assert!(err.contains("no container \"nosuch\""), "{err}");
-    let (code, _, err) = run(&b, "berth kill -s BOGUS web");
+    let (code, _, err) = run(b, "berth kill -s BOGUS web");
     assert_ne!(code, 0);
     assert!(err.contains("unknown signal \"BOGUS\""), "{err}");
     // The default is SIGKILL, to the container (not its supervisor, whose
@@ -228,7 +263,9 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
         |t| t == "137\nfailed",
         LONG,
     );
+}
 
+fn events(b: &SystemdBox) {
     // ---- events: -f prints a new event as it happens; started/exited after
     // a start and a stop
     let since = b.sh_ok("date '+%Y-%m-%d %H:%M:%S'");
@@ -265,19 +302,12 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
             .all(|e| e["container"] == "evt" && e["event"] == "exited"),
         "{json}"
     );
-    let (code, _, err) = run(&b, "berth events --filter image=x");
+    let (code, _, err) = run(b, "berth events --filter image=x");
     assert_ne!(code, 0);
     assert!(err.contains("container=NAME"), "{err}");
+}
 
-    // ---- machined forgets a stopped container
-    if machined_in_box(&b).is_ok() {
-        b.wait_for(
-            "machinectl list --no-legend --no-pager",
-            |t| !t.contains("db ") && !t.contains("evt "),
-            LONG,
-        );
-    }
-
+fn system_df(b: &SystemdBox) {
     // ---- system df against du
     b.sh_ok(&format!(
         "tar -C {ROOTFS} -cf /tmp/root.tar . && berth import /tmp/root.tar local/bb:1"
@@ -352,14 +382,4 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
     assert!(volumes["size"].as_u64().unwrap() >= 1_048_576, "{volumes}");
     assert_eq!(volumes["active"], 1);
     assert_eq!(row("Build Cache")["size"], 0);
-
-    b.sh_ok("berth stop web img");
-    if machined_in_box(&b).is_ok() {
-        b.wait_for(
-            "machinectl list --no-legend --no-pager | wc -l",
-            |t| t == "0",
-            LONG,
-        );
-    }
-    b.close().unwrap();
 }
