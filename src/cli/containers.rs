@@ -45,7 +45,7 @@ pub struct PsArgs {
 /// Show the journal of a container (its output and berth's events)
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth logs web           everything web printed since boot\n  berth logs -f -n 20 web  the last 20 lines, then follow\n\nThis runs `journalctl -u berth@NAME.service`; any journalctl filter works there too."
+    after_help = "Examples:\n  berth logs web           everything web printed since boot\n  berth logs -f -n 20 web  the last 20 lines, then follow\n  berth logs -f web db     both, interleaved, each line prefixed \"web |\" or \"db  |\"\n\nThis runs `journalctl -u berth@NAME.service`; any journalctl filter works there too."
 )]
 pub struct LogsArgs {
     /// Keep printing new lines as they come
@@ -60,8 +60,10 @@ pub struct LogsArgs {
     /// Only lines since this time (journalctl --since syntax: "10 min ago", "2024-01-01 10:00")
     #[arg(long)]
     pub since: Option<String>,
-    /// Container name (a definition in /etc/berth/containers/NAME.toml)
-    pub name: String,
+    /// Containers; with several, their lines are interleaved in time order,
+    /// each prefixed with its name
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 /// Start, stop or restart containers through systemd
@@ -205,19 +207,21 @@ fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
 pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
     // Logs outlive definitions (a removed container's journal is still
     // there), so only an invalid name is refused here.
-    if crate::config::validate_name(&args.name).is_err()
-        || (crate::config::load_definition(root, &args.name)
-            .ok()
-            .flatten()
-            .is_none()
-            && !ct::recorded_names(root).contains(&args.name)
-            && !ctl::journal_has(&ct::unit_name(&args.name)))
-    {
-        return Err(ContainerError::NoSuch {
-            name: args.name.clone(),
-            root: root.to_path_buf(),
+    for name in &args.names {
+        if crate::config::validate_name(name).is_err()
+            || (crate::config::load_definition(root, name)
+                .ok()
+                .flatten()
+                .is_none()
+                && !ct::recorded_names(root).contains(name)
+                && !ctl::journal_has(&ct::unit_name(name)))
+        {
+            return Err(ContainerError::NoSuch {
+                name: name.clone(),
+                root: root.to_path_buf(),
+            }
+            .into());
         }
-        .into());
     }
     let opts = LogOptions {
         timestamps: args.timestamps,
@@ -225,7 +229,10 @@ pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
         lines: args.lines,
         since: args.since.clone(),
     };
-    Err(ctl::exec_logs(&ct::unit_name(&args.name), &opts)).context("cannot run journalctl")
+    if let [name] = args.names.as_slice() {
+        return Err(ctl::exec_logs(&ct::unit_name(name), &opts)).context("cannot run journalctl");
+    }
+    super::logs::interleaved(&args.names, &opts)
 }
 
 pub fn unit_verb(root: &Path, verb: Verb, args: UnitArgs) -> anyhow::Result<ExitCode> {

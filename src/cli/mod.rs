@@ -16,13 +16,17 @@ pub mod check;
 pub mod cleanup;
 pub mod compose;
 pub mod containers;
+pub mod events;
 pub mod exec;
 pub mod generate;
 pub mod image;
+pub mod kill;
+pub mod logs;
 pub mod network;
 pub mod port;
 pub mod run;
 pub mod run_flags;
+pub mod system;
 pub mod volume;
 
 /// berth — declarative system containers, run by systemd.
@@ -74,6 +78,9 @@ pub enum Command {
     /// Restart containers (`systemctl restart berth@NAME`)
     Restart(containers::UnitArgs),
     Exec(exec::ExecArgs),
+    Kill(kill::KillArgs),
+    Events(events::EventsArgs),
+    System(system::SystemArgs),
     Top(containers::TopArgs),
     Stats(containers::StatsArgs),
     /// Freeze every process of a running container
@@ -141,6 +148,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::runtime::ensure_protected()?;
             exec::run(&root, a)
         }
+        Command::Kill(a) => kill::run(&root, a),
+        Command::Events(a) => events::run(&root, a),
+        Command::System(a) => system::run(&root, a),
         Command::Top(a) => containers::top(&root, a),
         Command::Stats(a) => containers::stats(&root, a),
         Command::Pause(a) => containers::pause(&root, a, true),

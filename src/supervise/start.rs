@@ -1,6 +1,7 @@
 //! The start sequence of a container, one numbered step after the other:
 //! image, files the plan needs, named volumes, /etc files, overlay dirs,
-//! cgroups, berth's init, notify socket, plan, signal mask, create, start.
+//! cgroups, berth's init, notify socket, plan, signal mask, create, start,
+//! and the registration with systemd-machined.
 //! Each step records what it creates in the run dir's list of resources
 //! (`crate::teardown`) before creating it.
 //!
@@ -154,6 +155,12 @@ pub(super) fn start(
     let copts = create_options(def, paths, spec, lowers, payload.clone());
     let (container, console) = create_and_start(opts, paths, copts, (&mut list, &net), st)?;
     trace("supervise: created and started");
+    // 13. systemd-machined, when it is on the bus: after the clone (its
+    //    runtime is dropped before returning), with the leader in payload.
+    if opts.systemd && payload.is_some() {
+        register_machine(def, container.pid().as_raw() as u32);
+        trace("supervise: machined");
+    }
     Ok(Running {
         container,
         payload,
@@ -163,6 +170,25 @@ pub(super) fn start(
         health,
         console,
     })
+}
+
+/// Step 13: `machinectl list` shows the container. Best effort: a host
+/// without machined is silent, a refusal is a warning, the start goes on.
+fn register_machine(def: &Definition, leader: u32) {
+    let rootfs = match &def.image {
+        ImageSource::Rootfs(p) => Some(p.as_path()),
+        ImageSource::Image(_) => None,
+    };
+    let root = crate::systemd::machined::plan_root_directory(rootfs, leader);
+    if let Err(e) = crate::systemd::machined::register(&def.name, leader, &root) {
+        journal::event(
+            Priority::Warning,
+            &def.name,
+            "machined",
+            &e.to_string(),
+            &[],
+        );
+    }
 }
 
 /// A teardown list's error, as the supervisor's.

@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod ctl;
 pub mod gvariant;
+pub mod machined;
 pub mod unit;
 
 use std::io::Write;

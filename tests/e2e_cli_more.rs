@@ -1,0 +1,385 @@
+//! End to end on a real systemd (tests/support/systemd_box.rs), one box for
+//! issue 15's commands: `berth kill [-s SIG]` (seen by the container's trap;
+//! a stopped container is an error naming it), `berth events [-f]` (started
+//! and exited after a start and a stop, a new event printed as it happens),
+//! `berth logs` of two names (interleaved in time order, prefixed, `-f`
+//! follows both), `berth system df` (its figures against `du`), and the
+//! registration with systemd-machined (`machinectl list|status`, gone after
+//! a stop).
+#[path = "support/runtime.rs"]
+mod rt;
+mod support;
+
+use std::time::Duration;
+
+use support::systemd_box::{BoxOptions, SystemdBox};
+
+const ROOTFS: &str = "/srv/root";
+const LONG: Duration = Duration::from_secs(20);
+
+fn boot(defs: &[(&str, String)]) -> SystemdBox {
+    let mut opts = BoxOptions::default().with_berth();
+    for (name, body) in defs {
+        opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), body);
+    }
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    b
+}
+
+/// (exit code, stdout, stderr) of a command in the box.
+fn run(b: &SystemdBox, script: &str) -> (i32, String, String) {
+    let o = b.sh(script);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A container that prints three numbered lines 300 ms apart (after
+/// `delay`), then one `NAME-late` line each time /tmp/go appears; a USR1
+/// trap prints `NAME-got-usr1`.
+fn chatty(name: &str, delay: &str) -> String {
+    format!(
+        "rootfs = \"{ROOTFS}\"\n\
+         command = [\"sh\", \"-c\", \"trap 'echo {name}-got-usr1' USR1; trap 'exit 0' TERM; sleep {delay}; for i in 1 2 3; do echo {name}-$i; sleep 0.3; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo {name}-late; fi; sleep 0.1; done\"]\n\
+         [service]\nrestart = \"no\"\nstop_timeout = \"2s\"\n"
+    )
+}
+
+/// Whether machined can run in this box; else why not.
+fn machined_in_box(b: &SystemdBox) -> Result<(), String> {
+    if !std::path::Path::new("/lib/systemd/systemd-machined").exists() {
+        return Err("systemd-machined is not installed (Debian package systemd-container; scripts/install-deps installs it)".into());
+    }
+    let (code, out, err) = run(
+        b,
+        "busctl --system call org.freedesktop.machine1 /org/freedesktop/machine1 org.freedesktop.machine1.Manager ListMachines",
+    );
+    match code {
+        0 => Ok(()),
+        _ => Err(format!(
+            "systemd-machined does not answer in the box: {out}{err}{}",
+            b.sh_ok("systemctl status --no-pager systemd-machined 2>&1 || true")
+        )),
+    }
+}
+
+#[test]
+fn kill_events_logs_df_and_machined_on_real_systemd() {
+    require_root!();
+    require_program!("nsenter");
+    // web also fills its volume with 1 MiB, for `system df`.
+    let web = format!(
+        "rootfs = \"{ROOTFS}\"\n\
+         command = [\"sh\", \"-c\", \"trap 'echo web-got-usr1' USR1; trap 'exit 0' TERM; head -c 1048576 /dev/urandom > /data/blob; for i in 1 2 3; do echo web-$i; sleep 0.3; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo web-late; fi; sleep 0.1; done\"]\n\
+         [[volume]]\nsource = \"webdata\"\ntarget = \"/data\"\n\
+         [service]\nrestart = \"no\"\nstop_timeout = \"2s\"\n"
+    );
+    let db = chatty("db", "0.15");
+    let evt = format!(
+        "rootfs = \"{ROOTFS}\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"]\n[service]\nstop_timeout = \"2s\"\n"
+    );
+    let idle = format!("rootfs = \"{ROOTFS}\"\ncommand = [\"true\"]\n");
+    let img = "image = \"local/bb:1\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n".to_string();
+    let b = boot(&[
+        ("web", web),
+        ("db", db),
+        ("evt", evt),
+        ("idle", idle),
+        ("img", img),
+    ]);
+
+    logs_of_two_names(&b);
+    machined_shows_them(&b);
+    kill(&b);
+    events(&b);
+    // ---- machined forgets a stopped container
+    if machined_in_box(&b).is_ok() {
+        b.wait_for(
+            "machinectl list --no-legend --no-pager",
+            |t| !t.contains("db ") && !t.contains("evt "),
+            LONG,
+        );
+    }
+
+    system_df(&b);
+    b.sh_ok("berth stop web img");
+    if machined_in_box(&b).is_ok() {
+        b.wait_for(
+            "machinectl list --no-legend --no-pager | wc -l",
+            |t| t == "0",
+            LONG,
+        );
+    }
+    b.close().unwrap();
+}
+
+fn logs_of_two_names(b: &SystemdBox) {
+    // ---- logs of two names, interleaved in time order, prefixed
+    b.sh_ok("systemctl start berth@web berth@db");
+    b.wait_for(
+        "journalctl -q -o cat -u berth@web -u berth@db | grep -c -- '-3$'",
+        |t| t == "2",
+        LONG,
+    );
+    let logs = b.sh_ok("berth logs web db");
+    eprintln!("$ berth logs web db\n{logs}");
+    let ours: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("web-") || l.contains("db-"))
+        .collect();
+    let want_order: Vec<String> = ours
+        .iter()
+        .map(|l| l.split(" | ").nth(1).unwrap_or("").to_string())
+        .collect();
+    for n in 1..=3 {
+        assert!(ours.contains(&format!("web | web-{n}").as_str()), "{logs}");
+        assert!(ours.contains(&format!("db  | db-{n}").as_str()), "{logs}");
+    }
+    // Time order: each container's own lines in order, and the two mixed
+    // (they print 300 ms apart, the second 150 ms after the first).
+    let pos = |s: &str| want_order.iter().position(|l| l == s).unwrap();
+    assert!(pos("web-1") < pos("web-2") && pos("web-2") < pos("web-3"));
+    assert!(pos("db-1") < pos("db-2") && pos("db-2") < pos("db-3"));
+    let switches = ours
+        .windows(2)
+        .filter(|w| w[0].split(' ').next() != w[1].split(' ').next())
+        .count();
+    assert!(switches >= 3, "not interleaved:\n{logs}");
+    let stamped = b.sh_ok("berth logs -t web db");
+    let times: Vec<&str> = stamped
+        .lines()
+        .filter_map(|l| l.split(" | ").nth(1))
+        .filter_map(|r| r.split(' ').next())
+        .collect();
+    assert!(times.len() >= 6, "{stamped}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{stamped}");
+    let (code, _, err) = run(b, "berth logs web nosuch");
+    assert_ne!(code, 0);
+    assert!(err.contains("no container \"nosuch\""), "{err}");
+
+    // -f follows both
+    b.sh_ok("berth logs -f web db > /tmp/follow 2>&1 & echo $! > /tmp/follow.pid");
+    b.wait_for("grep -c 'db  | db-3' /tmp/follow", |t| t == "1", LONG);
+    b.sh_ok("berth exec web touch /tmp/go; berth exec db touch /tmp/go");
+    let f = b.wait_for(
+        "cat /tmp/follow",
+        |t| t.contains("web | web-late") && t.contains("db  | db-late"),
+        LONG,
+    );
+    eprintln!("$ berth logs -f web db\n{f}");
+    b.sh_ok("kill $(cat /tmp/follow.pid)");
+}
+
+fn machined_shows_them(b: &SystemdBox) {
+    // ---- machined
+    match machined_in_box(b) {
+        Err(why) => support::skip(&format!("machined part: {why}")),
+        Ok(()) => {
+            let list = b.wait_for(
+                "machinectl list --no-legend --no-pager",
+                |t| t.contains("web") && t.contains("db"),
+                LONG,
+            );
+            eprintln!("$ machinectl list\n{list}");
+            let web_line = list.lines().find(|l| l.starts_with("web ")).unwrap();
+            assert!(
+                web_line.contains("container") && web_line.contains("berth"),
+                "{web_line}"
+            );
+            let status = b.sh_ok("machinectl status --no-pager web");
+            eprintln!("$ machinectl status web\n{status}");
+            let leader = b
+                .sh_ok("busctl --system get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/web org.freedesktop.machine1.Machine Leader")
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .to_string();
+            let ps: serde_json::Value =
+                serde_json::from_str(&b.sh_ok("berth ps --format json")).unwrap();
+            let web_pid = ps
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == "web")
+                .unwrap()["pid"]
+                .as_i64()
+                .unwrap();
+            assert_eq!(leader, web_pid.to_string(), "{status}");
+            assert!(status.contains(&format!("Leader: {web_pid}")), "{status}");
+            assert!(status.contains("Unit: berth@web.service"), "{status}");
+            assert!(status.contains(&format!("Root: {ROOTFS}")), "{status}");
+            assert!(
+                status.contains("Service: berth; class container"),
+                "{status}"
+            );
+            // The call's runtime and connection are gone: the supervisor is
+            // single-threaded again (health checks and exec clone from it).
+            let main = b.sh_ok("systemctl show -p MainPID --value berth@web");
+            let threads = b.sh_ok(&format!("grep '^Threads:' /proc/{}/status", main.trim()));
+            assert_eq!(threads.split_whitespace().nth(1), Some("1"), "{threads}");
+        }
+    }
+}
+
+fn kill(b: &SystemdBox) {
+    // ---- kill
+    let out = b.sh_ok("berth kill -s USR1 web");
+    assert_eq!(out.trim(), "web");
+    b.wait_for(
+        "journalctl -q -o cat -u berth@web | grep -c web-got-usr1",
+        |t| t == "1",
+        LONG,
+    );
+    assert_eq!(
+        b.sh_ok("systemctl is-active berth@web").trim(),
+        "active",
+        "USR1 is trapped, the container goes on"
+    );
+    b.sh_ok("berth kill -s 10 db");
+    b.wait_for(
+        "journalctl -q -o cat -u berth@db | grep -c db-got-usr1",
+        |t| t == "1",
+        LONG,
+    );
+    let (code, _, err) = run(b, "berth kill -s USR1 idle");
+    assert_ne!(code, 0);
+    assert!(err.contains("container \"idle\" is not running"), "{err}");
+    let (code, _, err) = run(b, "berth kill nosuch");
+    assert_ne!(code, 0);
+    assert!(err.contains("no container \"nosuch\""), "{err}");
+    let (code, _, err) = run(b, "berth kill -s BOGUS web");
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown signal \"BOGUS\""), "{err}");
+    // The default is SIGKILL, to the container (not its supervisor, whose
+    // exit status says how the container died).
+    b.sh_ok("berth kill db");
+    b.wait_for(
+        "systemctl show -p ExecMainStatus --value berth@db; systemctl is-active berth@db",
+        |t| t == "137\nfailed",
+        LONG,
+    );
+}
+
+fn events(b: &SystemdBox) {
+    // ---- events: -f prints a new event as it happens; started/exited after
+    // a start and a stop
+    let since = b.sh_ok("date '+%Y-%m-%d %H:%M:%S'");
+    b.sh_ok(&format!(
+        "berth events -f --since '{}' --filter container=evt > /tmp/events 2>&1 & echo $! > /tmp/events.pid",
+        since.trim()
+    ));
+    b.sh_ok("berth start evt");
+    b.wait_for("cat /tmp/events", |t| t.contains("  evt  started  "), LONG);
+    b.sh_ok("berth stop evt");
+    let ev = b.wait_for("cat /tmp/events", |t| t.contains("  evt  exited  "), LONG);
+    eprintln!("$ berth events -f --filter container=evt\n{ev}");
+    assert!(!ev.contains("  web  "), "{ev}");
+    b.sh_ok("kill $(cat /tmp/events.pid)");
+    let listed = b.sh_ok("berth events --filter container=evt --filter container=db");
+    eprintln!("$ berth events --filter container=evt --filter container=db\n{listed}");
+    for want in [
+        "  evt  started  ",
+        "  evt  exited  ",
+        "  db  started  ",
+        "  db  exited  ",
+    ] {
+        assert!(listed.contains(want), "{want:?} in:\n{listed}");
+    }
+    let json = b.sh_ok("berth events --filter container=evt --filter event=exited --format json");
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "{json}");
+    assert!(
+        lines
+            .iter()
+            .all(|e| e["container"] == "evt" && e["event"] == "exited"),
+        "{json}"
+    );
+    let (code, _, err) = run(b, "berth events --filter image=x");
+    assert_ne!(code, 0);
+    assert!(err.contains("container=NAME"), "{err}");
+}
+
+fn system_df(b: &SystemdBox) {
+    // ---- system df against du
+    b.sh_ok(&format!(
+        "tar -C {ROOTFS} -cf /tmp/root.tar . && berth import /tmp/root.tar local/bb:1"
+    ));
+    b.sh_ok("berth start img");
+    let df = b.sh_ok("berth system df");
+    eprintln!("$ berth system df\n{df}");
+    assert!(df.starts_with("TYPE"), "{df}");
+    for kind in ["Images", "Containers", "Local Volumes", "Build Cache"] {
+        assert!(df.lines().any(|l| l.starts_with(kind)), "{kind} in\n{df}");
+    }
+    let v = b.sh_ok("berth system df -v");
+    eprintln!("$ berth system df -v\n{v}");
+    assert!(
+        v.contains("docker.io/local/bb:1") || v.contains("local/bb:1"),
+        "{v}"
+    );
+    assert!(v.lines().any(|l| l.starts_with("webdata")), "{v}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&b.sh_ok("berth system df --format json")).unwrap();
+    let row = |kind: &str| {
+        summary
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == kind)
+            .unwrap_or_else(|| panic!("{kind} in {summary}"))
+            .clone()
+    };
+    let du = |dirs: &str| -> u64 {
+        b.sh_ok(&format!("du -s -c --block-size=1 {dirs} | tail -n 1"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let close = |what: &str, ours: u64, theirs: u64| {
+        let tol = (theirs / 20).max(64 * 1024);
+        assert!(
+            ours.abs_diff(theirs) <= tol,
+            "{what}: berth system df says {ours}, du says {theirs}"
+        );
+    };
+    let images = row("Images");
+    close(
+        "images",
+        images["size"].as_u64().unwrap(),
+        du("/var/lib/berth/blobs /var/lib/berth/layers"),
+    );
+    assert_eq!(images["total"], 1);
+    assert_eq!(images["active"], 1, "img runs on it");
+    assert_eq!(
+        images["reclaimable"], 0,
+        "its only image is in use: {images}"
+    );
+    assert!(images["size"].as_u64().unwrap() > 1_000_000, "{images}");
+    let containers = row("Containers");
+    close(
+        "containers",
+        containers["size"].as_u64().unwrap(),
+        du("/var/lib/berth/containers/*"),
+    );
+    assert_eq!(containers["total"], 5);
+    assert_eq!(containers["active"], 2, "web and img: {containers}");
+    let volumes = row("Local Volumes");
+    close(
+        "volumes",
+        volumes["size"].as_u64().unwrap(),
+        du("/var/lib/berth/volumes/*"),
+    );
+    assert!(volumes["size"].as_u64().unwrap() >= 1_048_576, "{volumes}");
+    assert_eq!(volumes["active"], 1);
+    assert_eq!(row("Build Cache")["size"], 0);
+}
