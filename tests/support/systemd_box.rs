@@ -77,19 +77,23 @@ const MASK_GENERATORS: &[&str] = &[
     "systemd-getty-generator",
 ];
 
-/// What berth's install script puts on a host. Removed from the box's overlay
-/// before boot, so that a berth installed on the test machine itself can never
-/// make a test pass.
+/// What berth's install (`make install`, packaging/install.sh, the .deb) puts
+/// on a host, as shell globs. Removed from the box's overlay before boot, so
+/// that a berth installed on the test machine itself can never make a test
+/// pass.
 const BERTH_PATHS: &[&str] = &[
     "/usr/bin/berth",
     "/usr/bin/berth-runtime",
     "/usr/lib/systemd/system-generators/berth-generator",
-    "/usr/lib/systemd/system/berth@.service",
-    "/usr/lib/systemd/system/berth.slice",
+    "/usr/lib/systemd/system/berth*",
     "/etc/berth",
     "/usr/lib/berth",
-    "/usr/share/man/man1/berth.1",
-    "/usr/share/man/man5/berth.container.5",
+    "/usr/share/man/man*/berth[.-]*",
+    "/usr/share/bash-completion/completions/berth",
+    "/usr/share/zsh/site-functions/_berth",
+    "/usr/share/zsh/vendor-completions/_berth",
+    "/usr/share/fish/vendor_completions.d/berth.fish",
+    "/usr/share/doc/berth",
 ];
 
 /// The cgroup, below the box's root, that commands run by `sh` start in.
@@ -1003,7 +1007,8 @@ mount --bind "$D/varlib" "$M/var/lib/berth"
     }
     s.push_str("\n# A clean slate for berth, whatever the host has installed.\n");
     for p in BERTH_PATHS {
-        s.push_str(&format!("rm -rf \"$M{p}\"\n"));
+        // Unquoted: the globs expand (no BERTH_PATHS entry has a space).
+        s.push_str(&format!("rm -rf \"$M\"{p}\n"));
     }
     s.push_str("\nmkdir -p \"$M/etc/systemd/system\" \"$M/etc/systemd/system-generators\" \"$M/etc/systemd/journald.conf.d\"\n");
     s.push_str("for u in");
