@@ -119,6 +119,10 @@ pub struct BoxOptions {
     /// Files written into the box before systemd starts (after the install),
     /// as (absolute path in the box, contents); parents are created.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Shell commands run in the box's root after the files are written and
+    /// before systemd starts, as a package installed on an image before its
+    /// first boot (`apt-get install ./x.deb` with no systemd running).
+    pub before_boot: Vec<String>,
 }
 
 impl BoxOptions {
@@ -126,6 +130,12 @@ impl BoxOptions {
     pub fn file(mut self, path_in_box: &str, contents: impl AsRef<[u8]>) -> Self {
         self.files
             .push((path_in_box.to_string(), contents.as_ref().to_vec()));
+        self
+    }
+
+    /// Add a command to run in the box before systemd starts.
+    pub fn before_boot(mut self, script: &str) -> Self {
+        self.before_boot.push(script.to_string());
         self
     }
 
@@ -145,6 +155,7 @@ impl Default for BoxOptions {
             extra_masks: Vec::new(),
             install_berth: false,
             files: Vec::new(),
+            before_boot: Vec::new(),
         }
     }
 }
@@ -1044,6 +1055,10 @@ pivot_root . .oldroot
         s.push_str(&format!(
             "mkdir -p \"$(dirname {p})\" && cp \"/.oldroot$D/seed\"{p} {p}\n"
         ));
+    }
+    for script in &opts.before_boot {
+        s.push_str(script);
+        s.push('\n');
     }
     s.push_str("umount -l /.oldroot\nrmdir /.oldroot\n");
     s.push_str(&format!(
