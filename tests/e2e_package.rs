@@ -15,6 +15,7 @@
 mod registry;
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -225,4 +226,94 @@ fn deb_installs_runs_a_declared_container_from_installed_files_and_purges_cleanl
     } else {
         support::skip("lintian is not installed (scripts/install-deps installs it)");
     }
+}
+
+/// Files (not directories) a .deb installs, from its data archive.
+fn deb_files(deb: &Path) -> BTreeSet<String> {
+    run_ok(Command::new("dpkg-deb").arg("-c").arg(deb))
+        .lines()
+        .filter(|l| !l.starts_with('d'))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| p.trim_start_matches('.').to_string())
+        .collect()
+}
+
+/// Files (not directories) an .rpm installs.
+fn rpm_files(rpm: &Path) -> BTreeSet<String> {
+    run_ok(
+        Command::new("rpm")
+            .args(["-qp", "--qf", "[%{FILEMODES:perms} %{FILENAMES}\\n]"])
+            .arg(rpm),
+    )
+    .lines()
+    .filter(|l| !l.starts_with('d'))
+    .filter_map(|l| l.split_whitespace().nth(1))
+    .map(str::to_string)
+    .collect()
+}
+
+/// One spelling for both: man pages with or without .gz (each distribution's
+/// tooling compresses its own way), zsh's directory (Debian reads
+/// vendor-completions, Fedora site-functions); Debian's doc files are its own.
+fn normalized(files: BTreeSet<String>) -> BTreeSet<String> {
+    files
+        .into_iter()
+        .filter(|f| !f.starts_with("/usr/share/doc/"))
+        .map(|f| {
+            f.trim_end_matches(".gz")
+                .replace("/zsh/vendor-completions/", "/zsh/site-functions/")
+        })
+        .collect()
+}
+
+#[test]
+fn rpm_spec_builds_with_rpmbuild_and_packages_the_debs_files() {
+    require_root!();
+    if !require_deb_tools() {
+        return;
+    }
+    require_program!("rpmbuild");
+    let out = tempfile::tempdir().unwrap();
+    // --bin: the tests' own berth, no cargo build inside rpmbuild (a full
+    // vendored release build takes many minutes; `packaging/build-rpm`
+    // without --bin does that).
+    let built = run_ok(
+        Command::new(src().join("packaging/build-rpm"))
+            .arg("--bin")
+            .arg(support::berth_bin())
+            .arg("--out")
+            .arg(out.path()),
+    );
+    let rpm = built
+        .lines()
+        .map(PathBuf::from)
+        .find(|p| !p.to_string_lossy().ends_with(".src.rpm"))
+        .unwrap_or_else(|| panic!("no binary rpm in {built:?}"));
+    assert!(
+        built.lines().any(|l| l.ends_with(".src.rpm")),
+        "rpmbuild -ba made no source rpm: {built:?}"
+    );
+    let rpm_set = normalized(rpm_files(&rpm));
+    let deb_set = normalized(deb_files(berth_deb()));
+    assert!(rpm_set.contains("/usr/bin/berth"), "{rpm_set:?}");
+    let only_rpm: Vec<_> = rpm_set.difference(&deb_set).collect();
+    let only_deb: Vec<_> = deb_set.difference(&rpm_set).collect();
+    assert!(
+        only_rpm.is_empty() && only_deb.is_empty(),
+        "only in the rpm: {only_rpm:?}\nonly in the deb: {only_deb:?}"
+    );
+    // The conffile and the dependencies, as the .deb has them.
+    assert_eq!(
+        run_ok(Command::new("rpm").arg("-qpc").arg(&rpm)).trim(),
+        "/etc/berth/berth.toml"
+    );
+    let requires = run_ok(Command::new("rpm").arg("-qpR").arg(&rpm));
+    for dep in ["libseccomp", "nftables", "systemd"] {
+        assert!(requires.lines().any(|l| l.trim() == dep), "{requires}");
+    }
+    // Scriptlets name the static units only: never the template, whose
+    // instances are the containers.
+    let scripts = run_ok(Command::new("rpm").arg("-qp").arg("--scripts").arg(&rpm));
+    assert!(scripts.contains("berth-dns.service"), "{scripts}");
+    assert!(!scripts.contains("berth@"), "{scripts}");
 }
