@@ -16,6 +16,7 @@ pub mod check;
 pub mod cleanup;
 pub mod compose;
 pub mod containers;
+pub mod docs;
 pub mod events;
 pub mod exec;
 pub mod generate;
@@ -98,10 +99,17 @@ pub enum Command {
     /// dns = true; answers members' names and aliases to the members of the
     /// same networks and forwards other queries to the host's resolvers.
     Dns,
+    Completion(docs::CompletionArgs),
+    /// Write a man page per subcommand into DIR (used by `make`)
+    #[command(name = "__man", hide = true)]
+    Man {
+        dir: PathBuf,
+    },
 }
 
 /// Entry point of the `berth` personality.
 pub fn main() -> ExitCode {
+    docs::complete_if_asked();
     let cli = Cli::parse();
     crate::log::init();
     match run(cli) {
@@ -164,5 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::network::dns::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completion(a) => docs::completion(a),
+        Command::Man { dir } => docs::write_man_pages(&dir),
     }
 }
