@@ -471,15 +471,32 @@ pub fn processes(cgroup: &Path) -> Result<Vec<ProcInfo>, ContainerError> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Stats {
     pub name: String,
+    /// What payload/ uses; its `memory_max` is the container's limit
+    /// under the unit's (below).
     #[serde(flatten)]
     pub usage: crate::cgroup::Usage,
+    /// The container's task limit under the unit's `pids.max`.
+    pub pids_max: Option<u64>,
 }
 
-/// Read the usage of `cgroup` for container `name`.
-pub fn stats(name: &str, cgroup: &Path) -> Stats {
+/// Read the usage of `cgroup` for container `name`, and its limits from
+/// the unit's cgroup `unit` (the only limits it has in service mode:
+/// `cgroup::limits`) less the supervisor's share, so that a `systemctl
+/// set-property` shows at once.
+pub fn stats(name: &str, cgroup: &Path, unit: Option<&Path>) -> Stats {
+    let mut usage = crate::cgroup::usage(cgroup);
+    let unit_max = |file: &str| {
+        let text = std::fs::read_to_string(unit?.join(file)).ok()?;
+        text.trim().parse::<u64>().ok()
+    };
+    use crate::cgroup::limits;
+    if let Some(m) = unit_max("memory.max") {
+        usage.memory_max = Some(limits::container_memory(m));
+    }
     Stats {
         name: name.to_string(),
-        usage: crate::cgroup::usage(cgroup),
+        usage,
+        pids_max: unit_max("pids.max").map(limits::container_tasks),
     }
 }
 

@@ -315,7 +315,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for n in &names {
         let r = live(root, &g, n)?;
-        out.push(ct::stats(n, payload(&r)?));
+        out.push(ct::stats(n, payload(&r)?, r.state.unit_cgroup.as_deref()));
     }
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -323,8 +323,8 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     }
     let rows: Vec<[String; 5]> = out
         .iter()
-        .map(|u| {
-            let (name, u) = (&u.name, &u.usage);
+        .map(|s| {
+            let (name, u) = (&s.name, &s.usage);
             let mem = match (u.memory_bytes, u.memory_max) {
                 (Some(c), Some(m)) => format!("{} / {}", human_bytes(c), human_bytes(m)),
                 (Some(c), None) => human_bytes(c),
@@ -336,7 +336,10 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                     .map(|c| format!("{:.2}s", c as f64 / 1e6))
                     .unwrap_or_else(|| "-".into()),
                 mem,
-                u.pids.to_string(),
+                match s.pids_max {
+                    Some(m) => format!("{} / {m}", u.pids),
+                    None => u.pids.to_string(),
+                },
                 if u.frozen { "paused" } else { "running" }.into(),
             ]
         })

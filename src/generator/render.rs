@@ -100,19 +100,7 @@ pub fn systemd_time(d: Duration) -> String {
     }
 }
 
-/// `CPUQuota=` for a number of CPUs: 0.5 → `50%`, 1.25 → `125%`; systemd
-/// accepts two decimals of a percent.
-pub fn cpu_quota(cpus: f64) -> String {
-    let hundredths = (cpus * 10_000.0).round() as u64;
-    let (int, frac) = (hundredths / 100, hundredths % 100);
-    if frac == 0 {
-        format!("{int}%")
-    } else if frac % 10 == 0 {
-        format!("{int}.{}%", frac / 10)
-    } else {
-        format!("{int}.{frac:02}%")
-    }
-}
+pub use crate::cgroup::limits::cpu_quota;
 
 /// Whether starting may pull (DESIGN.md §1: only then does the unit wait for
 /// network-online.target, which can delay boot by many seconds).
@@ -189,18 +177,21 @@ pub fn render(def: &Definition, ctx: &RenderContext<'_>) -> Generated {
         systemd_time(STOP_MARGIN),
         systemd_time(def.service.stop_timeout + STOP_MARGIN)
     );
+    // The container's limits are the unit's alone (systemd owns them;
+    // `systemctl set-property` changes them live), memory and tasks with
+    // the supervisor's share added (cgroup/limits.rs).
+    use crate::cgroup::limits;
     let r = &def.resources;
-    if let Some(m) = r.memory {
-        let _ = writeln!(t, "MemoryMax={m}");
+    if r.memory.is_some() || r.pids.is_some() {
+        let _ = writeln!(
+            t,
+            "# memory and pids plus the supervisor's share ({} bytes, {} task)",
+            limits::SUPERVISOR_MEMORY,
+            limits::SUPERVISOR_TASKS
+        );
     }
-    if let Some(c) = r.cpus {
-        let _ = writeln!(t, "CPUQuota={}", cpu_quota(c));
-    }
-    if let Some(p) = r.pids {
-        let _ = writeln!(t, "TasksMax={p}");
-    }
-    if let Some(w) = r.io_weight {
-        let _ = writeln!(t, "IOWeight={w}");
+    for l in limits::unit_limits(r) {
+        let _ = writeln!(t, "{}={}", l.name(), l.text());
     }
     for s in &def.secrets {
         // Without a path systemd searches its credential stores
