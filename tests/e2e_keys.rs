@@ -167,10 +167,7 @@ fn container_side_keys_as_the_container_sees_them() {
         "{groups:?}"
     );
     let status = in_container(&b, "keys", "grep ^Groups: /proc/1/status");
-    assert!(
-        status.contains("44") && status.contains("4242"),
-        "{status}"
-    );
+    assert!(status.contains("44") && status.contains("4242"), "{status}");
 
     // A device the host lacks: the start fails, naming it and the definition.
     let out = b.sh("systemctl start berth@nodev");

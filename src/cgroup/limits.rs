@@ -129,6 +129,7 @@ mod tests {
             pids: Some(5),
             cpus: Some(0.5),
             io_weight: Some(100),
+            ..Default::default()
         };
         let l = unit_limits(&r);
         assert_eq!(

@@ -74,11 +74,14 @@ fn with_name_candidates(mut sub: clap::Command) -> clap::Command {
         .get_positionals()
         .map(|a| a.get_id().to_string())
         .collect();
-    if !positionals.iter().any(|id| id == "name" || id == "names") {
+    // `inspect`'s `target` is a container first (an image only when no
+    // container has that name).
+    let is_name = |id: &str| matches!(id, "name" | "names" | "target");
+    if !positionals.iter().any(|id| is_name(id)) {
         return sub;
     }
     for id in positionals {
-        let names = id == "name" || id == "names";
+        let names = is_name(&id);
         sub = sub.mut_arg(id, |a| {
             if names {
                 a.add(ArgValueCandidates::new(container_names))

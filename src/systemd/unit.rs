@@ -619,6 +619,7 @@ mod tests {
             cpus: Some(0.5),
             pids: Some(5),
             io_weight: Some(300),
+            ..Default::default()
         };
         let p = plan_adhoc_scope_properties("web", &r);
         assert_eq!(
