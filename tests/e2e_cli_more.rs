@@ -85,7 +85,11 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
     );
     let idle = format!("rootfs = \"{ROOTFS}\"\ncommand = [\"true\"]\n");
     let img = "image = \"local/bb:1\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n".to_string();
+    let again = format!(
+        "rootfs = \"{ROOTFS}\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nrestart = \"always\"\nstop_timeout = \"1s\"\n"
+    );
     let b = boot(&[
+        ("again", again),
         ("web", web),
         ("db", db),
         ("evt", evt),
@@ -95,6 +99,9 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
 
     logs_of_two_names(&b);
     machined_shows_them(&b);
+    if machined_in_box(&b).is_ok() {
+        machined_follows_a_restart(&b);
+    }
     kill(&b);
     events(&b);
     // ---- machined forgets a stopped container
@@ -371,7 +378,7 @@ fn system_df(b: &SystemdBox) {
         containers["size"].as_u64().unwrap(),
         du("/var/lib/berth/containers/*"),
     );
-    assert_eq!(containers["total"], 5);
+    assert_eq!(containers["total"], 6);
     assert_eq!(containers["active"], 2, "web and img: {containers}");
     let volumes = row("Local Volumes");
     close(
@@ -382,4 +389,54 @@ fn system_df(b: &SystemdBox) {
     assert!(volumes["size"].as_u64().unwrap() >= 1_048_576, "{volumes}");
     assert_eq!(volumes["active"], 1);
     assert_eq!(row("Build Cache")["size"], 0);
+}
+
+/// The leader machined shows for `name` (its `Leader` property).
+fn machine_leader(b: &SystemdBox, name: &str) -> Option<String> {
+    let o = b.sh(&format!("busctl --system get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/{name} org.freedesktop.machine1.Machine Leader"));
+    o.status.success().then(|| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+/// The container's PID as `berth ps` reports it.
+fn container_pid(b: &SystemdBox, name: &str) -> Option<i64> {
+    let ps: serde_json::Value = serde_json::from_str(&b.sh_ok("berth ps --format json")).ok()?;
+    ps.as_array()?.iter().find(|r| r["name"] == name)?["pid"].as_i64()
+}
+
+/// systemd restarts a killed container (restart = "always"): machined shows
+/// the new leader, not the dead one.
+fn machined_follows_a_restart(b: &SystemdBox) {
+    b.sh_ok("berth start again");
+    let first = b.wait_for(
+        "busctl --system get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/again org.freedesktop.machine1.Machine Leader 2>/dev/null",
+        |t| t.starts_with("u "),
+        LONG,
+    );
+    let first_pid = container_pid(b, "again").unwrap();
+    assert_eq!(first, format!("u {first_pid}"));
+    b.sh_ok("berth kill again");
+    b.wait_for(
+        "systemctl show -p NRestarts --value berth@again; systemctl is-active berth@again",
+        |t| t == "1\nactive",
+        LONG,
+    );
+    let now = container_pid(b, "again").unwrap();
+    assert_ne!(now, first_pid);
+    let start = std::time::Instant::now();
+    while machine_leader(b, "again") != Some(now.to_string()) {
+        assert!(
+            start.elapsed() < LONG,
+            "machined shows leader {:?} for again, its container is {now}\n{}",
+            machine_leader(b, "again"),
+            b.sh_ok("journalctl --no-pager -q -u berth@again -u systemd-machined | tail -n 30")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.sh_ok("berth stop again");
 }
