@@ -4,8 +4,9 @@
 //! and exited after a start and a stop, a new event printed as it happens),
 //! `berth logs` of two names (interleaved in time order, prefixed, `-f`
 //! follows both), `berth system df` (its figures against `du`), and the
-//! registration with systemd-machined (`machinectl list|status`, gone after
-//! a stop).
+//! registration with systemd-machined (`machinectl list|status`, the new
+//! leader after a restart, gone after a stop; silence where machined cannot
+//! run).
 #[path = "support/runtime.rs"]
 mod rt;
 mod support;
@@ -439,4 +440,34 @@ fn machined_follows_a_restart(b: &SystemdBox) {
         std::thread::sleep(Duration::from_millis(50));
     }
     b.sh_ok("berth stop again");
+}
+
+/// A host whose machined cannot run (its unit masked, as on a host without
+/// the package): the container starts and nothing is said about machined.
+#[test]
+fn without_machined_nothing_is_said() {
+    require_root!();
+    require_program!("nsenter");
+    let mut opts = BoxOptions::default()
+        .with_berth()
+        .file(
+            "/etc/berth/containers/quiet.toml",
+            format!("rootfs = \"{ROOTFS}\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"),
+        );
+    opts.extra_masks.push("systemd-machined.service".into());
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    b.sh_ok("berth start quiet");
+    assert_eq!(b.sh_ok("systemctl is-active berth@quiet").trim(), "active");
+    let (code, _, _) = run(&b, "machinectl list --no-legend --no-pager");
+    let log = b.sh_ok("journalctl --no-pager -q -o cat -u berth@quiet");
+    eprintln!("machinectl exit {code}; berth@quiet's journal:\n{log}");
+    assert!(log.contains("container \"quiet\" started"), "{log}");
+    assert!(!log.contains("machined"), "{log}");
+    b.sh_ok("berth stop quiet");
+    let log = b.sh_ok("journalctl --no-pager -q -o cat -u berth@quiet");
+    assert!(!log.contains("machined"), "{log}");
+    b.close().unwrap();
 }
