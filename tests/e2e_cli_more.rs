@@ -40,13 +40,22 @@ fn run(b: &SystemdBox, script: &str) -> (i32, String, String) {
     )
 }
 
-/// A container that prints three numbered lines 300 ms apart (after
-/// `delay`), then one `NAME-late` line each time /tmp/go appears; a USR1
-/// trap prints `NAME-got-usr1`.
-fn chatty(name: &str, delay: &str) -> String {
+/// A container that prints `NAME-1..3` in turn with its peer, through the
+/// shared volume `pingpong` (NAME-i after the peer's i-th line when `waits`,
+/// else before it: web-1, db-1, web-2…, whatever their start times), then
+/// one `NAME-late` line each time /tmp/go appears; a USR1 trap prints
+/// `NAME-got-usr1`. `before` runs first.
+fn pingpong(name: &str, peer: &str, waits: bool, before: &str, volumes: &str) -> String {
+    let wait = format!("while [ ! -f /sync/{peer}-$i ]; do sleep 0.05; done");
+    let say = format!("echo {name}-$i; sleep 0.1; touch /sync/{name}-$i");
+    let body = match waits {
+        true => format!("{wait}; {say}"),
+        false => format!("{say}; {wait}"),
+    };
     format!(
         "rootfs = \"{ROOTFS}\"\n\
-         command = [\"sh\", \"-c\", \"trap 'echo {name}-got-usr1' USR1; trap 'exit 0' TERM; sleep {delay}; for i in 1 2 3; do echo {name}-$i; sleep 0.3; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo {name}-late; fi; sleep 0.1; done\"]\n\
+         command = [\"sh\", \"-c\", \"trap 'echo {name}-got-usr1' USR1; trap 'exit 0' TERM; {before} for i in 1 2 3; do {body}; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo {name}-late; fi; sleep 0.1; done\"]\n\
+         [[volume]]\nsource = \"pingpong\"\ntarget = \"/sync\"\n{volumes}\
          [service]\nrestart = \"no\"\nstop_timeout = \"2s\"\n"
     )
 }
@@ -74,13 +83,14 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
     require_root!();
     require_program!("nsenter");
     // web also fills its volume with 1 MiB, for `system df`.
-    let web = format!(
-        "rootfs = \"{ROOTFS}\"\n\
-         command = [\"sh\", \"-c\", \"trap 'echo web-got-usr1' USR1; trap 'exit 0' TERM; head -c 1048576 /dev/urandom > /data/blob; for i in 1 2 3; do echo web-$i; sleep 0.3; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo web-late; fi; sleep 0.1; done\"]\n\
-         [[volume]]\nsource = \"webdata\"\ntarget = \"/data\"\n\
-         [service]\nrestart = \"no\"\nstop_timeout = \"2s\"\n"
+    let web = pingpong(
+        "web",
+        "db",
+        false,
+        "head -c 1048576 /dev/urandom > /data/blob;",
+        "[[volume]]\nsource = \"webdata\"\ntarget = \"/data\"\n",
     );
-    let db = chatty("db", "0.15");
+    let db = pingpong("db", "web", true, "", "");
     let evt = format!(
         "rootfs = \"{ROOTFS}\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"]\n[service]\nstop_timeout = \"2s\"\n"
     );
@@ -148,16 +158,13 @@ fn logs_of_two_names(b: &SystemdBox) {
         assert!(ours.contains(&format!("web | web-{n}").as_str()), "{logs}");
         assert!(ours.contains(&format!("db  | db-{n}").as_str()), "{logs}");
     }
-    // Time order: each container's own lines in order, and the two mixed
-    // (they print 300 ms apart, the second 150 ms after the first).
-    let pos = |s: &str| want_order.iter().position(|l| l == s).unwrap();
-    assert!(pos("web-1") < pos("web-2") && pos("web-2") < pos("web-3"));
-    assert!(pos("db-1") < pos("db-2") && pos("db-2") < pos("db-3"));
-    let switches = ours
-        .windows(2)
-        .filter(|w| w[0].split(' ').next() != w[1].split(' ').next())
-        .count();
-    assert!(switches >= 3, "not interleaved:\n{logs}");
+    // Time order: they print in turn (pingpong), so merged by time the
+    // lines alternate.
+    assert_eq!(
+        want_order,
+        ["web-1", "db-1", "web-2", "db-2", "web-3", "db-3"],
+        "{logs}"
+    );
     let stamped = b.sh_ok("berth logs -t web db");
     let times: Vec<&str> = stamped
         .lines()
@@ -388,7 +395,7 @@ fn system_df(b: &SystemdBox) {
         du("/var/lib/berth/volumes/*"),
     );
     assert!(volumes["size"].as_u64().unwrap() >= 1_048_576, "{volumes}");
-    assert_eq!(volumes["active"], 1);
+    assert_eq!(volumes["active"], 2, "webdata and pingpong: {volumes}");
     assert_eq!(row("Build Cache")["size"], 0);
 }
 
