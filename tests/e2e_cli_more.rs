@@ -4,8 +4,9 @@
 //! and exited after a start and a stop, a new event printed as it happens),
 //! `berth logs` of two names (interleaved in time order, prefixed, `-f`
 //! follows both), `berth system df` (its figures against `du`), and the
-//! registration with systemd-machined (`machinectl list|status`, gone after
-//! a stop).
+//! registration with systemd-machined (`machinectl list|status`, the new
+//! leader after a restart, gone after a stop; silence where machined cannot
+//! run).
 #[path = "support/runtime.rs"]
 mod rt;
 mod support;
@@ -39,13 +40,22 @@ fn run(b: &SystemdBox, script: &str) -> (i32, String, String) {
     )
 }
 
-/// A container that prints three numbered lines 300 ms apart (after
-/// `delay`), then one `NAME-late` line each time /tmp/go appears; a USR1
-/// trap prints `NAME-got-usr1`.
-fn chatty(name: &str, delay: &str) -> String {
+/// A container that prints `NAME-1..3` in turn with its peer, through the
+/// shared volume `pingpong` (NAME-i after the peer's i-th line when `waits`,
+/// else before it: web-1, db-1, web-2…, whatever their start times), then
+/// one `NAME-late` line each time /tmp/go appears; a USR1 trap prints
+/// `NAME-got-usr1`. `before` runs first.
+fn pingpong(name: &str, peer: &str, waits: bool, before: &str, volumes: &str) -> String {
+    let wait = format!("while [ ! -f /sync/{peer}-$i ]; do sleep 0.05; done");
+    let say = format!("echo {name}-$i; sleep 0.1; touch /sync/{name}-$i");
+    let body = match waits {
+        true => format!("{wait}; {say}"),
+        false => format!("{say}; {wait}"),
+    };
     format!(
         "rootfs = \"{ROOTFS}\"\n\
-         command = [\"sh\", \"-c\", \"trap 'echo {name}-got-usr1' USR1; trap 'exit 0' TERM; sleep {delay}; for i in 1 2 3; do echo {name}-$i; sleep 0.3; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo {name}-late; fi; sleep 0.1; done\"]\n\
+         command = [\"sh\", \"-c\", \"trap 'echo {name}-got-usr1' USR1; trap 'exit 0' TERM; {before} for i in 1 2 3; do {body}; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo {name}-late; fi; sleep 0.1; done\"]\n\
+         [[volume]]\nsource = \"pingpong\"\ntarget = \"/sync\"\n{volumes}\
          [service]\nrestart = \"no\"\nstop_timeout = \"2s\"\n"
     )
 }
@@ -73,19 +83,24 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
     require_root!();
     require_program!("nsenter");
     // web also fills its volume with 1 MiB, for `system df`.
-    let web = format!(
-        "rootfs = \"{ROOTFS}\"\n\
-         command = [\"sh\", \"-c\", \"trap 'echo web-got-usr1' USR1; trap 'exit 0' TERM; head -c 1048576 /dev/urandom > /data/blob; for i in 1 2 3; do echo web-$i; sleep 0.3; done; while true; do if [ -f /tmp/go ]; then rm /tmp/go; echo web-late; fi; sleep 0.1; done\"]\n\
-         [[volume]]\nsource = \"webdata\"\ntarget = \"/data\"\n\
-         [service]\nrestart = \"no\"\nstop_timeout = \"2s\"\n"
+    let web = pingpong(
+        "web",
+        "db",
+        false,
+        "head -c 1048576 /dev/urandom > /data/blob;",
+        "[[volume]]\nsource = \"webdata\"\ntarget = \"/data\"\n",
     );
-    let db = chatty("db", "0.15");
+    let db = pingpong("db", "web", true, "", "");
     let evt = format!(
         "rootfs = \"{ROOTFS}\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.1; done\"]\n[service]\nstop_timeout = \"2s\"\n"
     );
     let idle = format!("rootfs = \"{ROOTFS}\"\ncommand = [\"true\"]\n");
     let img = "image = \"local/bb:1\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n".to_string();
+    let again = format!(
+        "rootfs = \"{ROOTFS}\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nrestart = \"always\"\nstop_timeout = \"1s\"\n"
+    );
     let b = boot(&[
+        ("again", again),
         ("web", web),
         ("db", db),
         ("evt", evt),
@@ -95,6 +110,9 @@ fn kill_events_logs_df_and_machined_on_real_systemd() {
 
     logs_of_two_names(&b);
     machined_shows_them(&b);
+    if machined_in_box(&b).is_ok() {
+        machined_follows_a_restart(&b);
+    }
     kill(&b);
     events(&b);
     // ---- machined forgets a stopped container
@@ -140,16 +158,13 @@ fn logs_of_two_names(b: &SystemdBox) {
         assert!(ours.contains(&format!("web | web-{n}").as_str()), "{logs}");
         assert!(ours.contains(&format!("db  | db-{n}").as_str()), "{logs}");
     }
-    // Time order: each container's own lines in order, and the two mixed
-    // (they print 300 ms apart, the second 150 ms after the first).
-    let pos = |s: &str| want_order.iter().position(|l| l == s).unwrap();
-    assert!(pos("web-1") < pos("web-2") && pos("web-2") < pos("web-3"));
-    assert!(pos("db-1") < pos("db-2") && pos("db-2") < pos("db-3"));
-    let switches = ours
-        .windows(2)
-        .filter(|w| w[0].split(' ').next() != w[1].split(' ').next())
-        .count();
-    assert!(switches >= 3, "not interleaved:\n{logs}");
+    // Time order: they print in turn (pingpong), so merged by time the
+    // lines alternate.
+    assert_eq!(
+        want_order,
+        ["web-1", "db-1", "web-2", "db-2", "web-3", "db-3"],
+        "{logs}"
+    );
     let stamped = b.sh_ok("berth logs -t web db");
     let times: Vec<&str> = stamped
         .lines()
@@ -371,7 +386,7 @@ fn system_df(b: &SystemdBox) {
         containers["size"].as_u64().unwrap(),
         du("/var/lib/berth/containers/*"),
     );
-    assert_eq!(containers["total"], 5);
+    assert_eq!(containers["total"], 6);
     assert_eq!(containers["active"], 2, "web and img: {containers}");
     let volumes = row("Local Volumes");
     close(
@@ -380,6 +395,86 @@ fn system_df(b: &SystemdBox) {
         du("/var/lib/berth/volumes/*"),
     );
     assert!(volumes["size"].as_u64().unwrap() >= 1_048_576, "{volumes}");
-    assert_eq!(volumes["active"], 1);
+    assert_eq!(volumes["active"], 2, "webdata and pingpong: {volumes}");
     assert_eq!(row("Build Cache")["size"], 0);
+}
+
+/// The leader machined shows for `name` (its `Leader` property).
+fn machine_leader(b: &SystemdBox, name: &str) -> Option<String> {
+    let o = b.sh(&format!("busctl --system get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/{name} org.freedesktop.machine1.Machine Leader"));
+    o.status.success().then(|| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+/// The container's PID as `berth ps` reports it.
+fn container_pid(b: &SystemdBox, name: &str) -> Option<i64> {
+    let ps: serde_json::Value = serde_json::from_str(&b.sh_ok("berth ps --format json")).ok()?;
+    ps.as_array()?.iter().find(|r| r["name"] == name)?["pid"].as_i64()
+}
+
+/// systemd restarts a killed container (restart = "always"): machined shows
+/// the new leader, not the dead one.
+fn machined_follows_a_restart(b: &SystemdBox) {
+    b.sh_ok("berth start again");
+    let first = b.wait_for(
+        "busctl --system get-property org.freedesktop.machine1 /org/freedesktop/machine1/machine/again org.freedesktop.machine1.Machine Leader 2>/dev/null",
+        |t| t.starts_with("u "),
+        LONG,
+    );
+    let first_pid = container_pid(b, "again").unwrap();
+    assert_eq!(first, format!("u {first_pid}"));
+    b.sh_ok("berth kill again");
+    b.wait_for(
+        "systemctl show -p NRestarts --value berth@again; systemctl is-active berth@again",
+        |t| t == "1\nactive",
+        LONG,
+    );
+    let now = container_pid(b, "again").unwrap();
+    assert_ne!(now, first_pid);
+    let start = std::time::Instant::now();
+    while machine_leader(b, "again") != Some(now.to_string()) {
+        assert!(
+            start.elapsed() < LONG,
+            "machined shows leader {:?} for again, its container is {now}\n{}",
+            machine_leader(b, "again"),
+            b.sh_ok("journalctl --no-pager -q -u berth@again -u systemd-machined | tail -n 30")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.sh_ok("berth stop again");
+}
+
+/// A host whose machined cannot run (its unit masked, as on a host without
+/// the package): the container starts and nothing is said about machined.
+#[test]
+fn without_machined_nothing_is_said() {
+    require_root!();
+    require_program!("nsenter");
+    let mut opts = BoxOptions::default()
+        .with_berth()
+        .file(
+            "/etc/berth/containers/quiet.toml",
+            format!("rootfs = \"{ROOTFS}\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"),
+        );
+    opts.extra_masks.push("systemd-machined.service".into());
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    b.copy_in(rootfs.path(), ROOTFS);
+    b.sh_ok("berth start quiet");
+    assert_eq!(b.sh_ok("systemctl is-active berth@quiet").trim(), "active");
+    let (code, _, _) = run(&b, "machinectl list --no-legend --no-pager");
+    let log = b.sh_ok("journalctl --no-pager -q -o cat -u berth@quiet");
+    eprintln!("machinectl exit {code}; berth@quiet's journal:\n{log}");
+    assert!(log.contains("container \"quiet\" started"), "{log}");
+    assert!(!log.contains("machined"), "{log}");
+    b.sh_ok("berth stop quiet");
+    let log = b.sh_ok("journalctl --no-pager -q -o cat -u berth@quiet");
+    assert!(!log.contains("machined"), "{log}");
+    b.close().unwrap();
 }

@@ -24,6 +24,7 @@ use crate::store::Store;
 
 /// Host-wide information: disk usage
 #[derive(Debug, Args)]
+#[command(after_help = "Example:\n  berth system df -v")]
 pub struct SystemArgs {
     #[command(subcommand)]
     pub command: SystemCommand,

@@ -161,7 +161,7 @@ pub(super) fn start(
     // 13. systemd-machined, when it is on the bus: after the clone (its
     //    runtime is dropped before returning), with the leader in payload.
     if opts.systemd && payload.is_some() {
-        register_machine(def, container.pid().as_raw() as u32);
+        register_machine(def, container.pid().as_raw() as u32, &mut list)?;
         trace("supervise: machined");
     }
     Ok(Running {
@@ -177,7 +177,13 @@ pub(super) fn start(
 
 /// Step 13: `machinectl list` shows the container. Best effort: a host
 /// without machined is silent, a refusal is a warning, the start goes on.
-fn register_machine(def: &Definition, leader: u32) {
+/// Recorded first, so that the exit (or `berth cleanup`) unregisters it.
+fn register_machine(def: &Definition, leader: u32, list: &mut List) -> Result<(), SuperviseError> {
+    list.record(Resource::Machine {
+        name: def.name.clone(),
+        unit: format!("berth@{}.service", def.name),
+    })
+    .map_err(listed(def))?;
     let rootfs = match &def.image {
         ImageSource::Rootfs(p) => Some(p.as_path()),
         ImageSource::Image(_) => None,
@@ -192,6 +198,7 @@ fn register_machine(def: &Definition, leader: u32) {
             &[],
         );
     }
+    Ok(())
 }
 
 /// A teardown list's error, as the supervisor's.

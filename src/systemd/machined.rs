@@ -15,9 +15,17 @@
 //! `--network-veth`), and `machinectl status` reads the addresses from the
 //! leader's namespace anyway.
 //!
-//! Unregistering is machined's: it drops a registered machine when its unit
-//! stops (machined watches the unit's state), so the supervisor does nothing
-//! on stop (tests/e2e_cli_more.rs checks `machinectl list` after a stop).
+//! Unregistering: machined drops a registered machine only once its unit
+//! is inactive or failed, so a unit that systemd restarts (`restart =
+//! "always"`) would keep the dead leader and refuse the new one with
+//! `MachineExists`. So the start records the registration in its teardown
+//! list (`teardown::Resource::Machine`) and the supervisor's exit, or
+//! `berth cleanup` after a crash, calls `UnregisterMachine`; a registration
+//! that still finds one (a crash before that) replaces it. Either only
+//! touches a machine whose unit is the container's own, never another
+//! manager's machine of the same name. (`TerminateMachine` would stop the
+//! unit: not this.) tests/e2e_cli_more.rs checks both the restart and the
+//! stop.
 //!
 //! The call runs on a current-thread runtime made and dropped here, after
 //! the clone (DESIGN: clone only when single-threaded; see `bus.rs`). Only
@@ -43,6 +51,8 @@ const ABSENT: &[&str] = &[
     "org.freedesktop.systemd1.NoSuchUnit",
     "org.freedesktop.systemd1.UnitMasked",
 ];
+/// machined already holds a machine of that name.
+const EXISTS: &str = "org.freedesktop.machine1.MachineExists";
 
 /// What a registration found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,11 +113,9 @@ pub fn register(
         .build()
         .map_err(|e| call_err(format!("cannot start an event loop for D-Bus: {e}")))?;
     let root = root_directory.to_string_lossy().into_owned();
+    let unit = format!("berth@{name}.service");
     let outcome = rt.block_on(async {
-        let Ok(builder) = zbus::connection::Builder::address(address.as_str()) else {
-            return Ok(Registration::Absent);
-        };
-        let Ok(conn) = builder.method_timeout(TIMEOUT).build().await else {
+        let Some(conn) = connect(&address).await else {
             return Ok(Registration::Absent);
         };
         // (name, id: empty = none, service, class, leader, root directory)
@@ -119,24 +127,114 @@ pub fn register(
             leader,
             root.as_str(),
         );
-        match conn
-            .call_method(Some(DEST), PATH, Some(MANAGER), "RegisterMachine", &body)
-            .await
-        {
-            Ok(_) => Ok(Registration::Registered),
-            Err(zbus::Error::MethodError(err, _, _)) if ABSENT.contains(&err.as_str()) => {
-                Ok(Registration::Absent)
+        let mut replaced = false;
+        loop {
+            match manager_call(&conn, "RegisterMachine", &body).await {
+                Ok(_) => return Ok(Registration::Registered),
+                Err(e) if error_name(&e).is_some_and(|n| ABSENT.contains(&n)) => {
+                    return Ok(Registration::Absent)
+                }
+                // Left by this unit's previous run (a crash skipped the
+                // unregistering): replaced once.
+                Err(e) if error_name(&e) == Some(EXISTS) && !replaced => {
+                    replaced = true;
+                    if !unregister_ours(&conn, name, &unit).await {
+                        return Err(call_err(e.to_string()));
+                    }
+                }
+                // Asked only now, so that a host without machined says
+                // nothing about names it would refuse.
+                Err(_) if !valid_machine_name(name) => {
+                    return Err(MachinedError::Name {
+                        name: name.to_string(),
+                    })
+                }
+                Err(e) => return Err(call_err(e.to_string())),
             }
-            // Asked only now, so that a host without machined says nothing
-            // about names it would refuse.
-            Err(_) if !valid_machine_name(name) => Err(MachinedError::Name {
-                name: name.to_string(),
-            }),
-            Err(e) => Err(call_err(e.to_string())),
         }
     });
     drop(rt);
     outcome
+}
+
+/// Remove container `name`'s registration, if machined holds one for its
+/// unit. Best effort and silent: machined forgets it anyway once the unit
+/// is inactive.
+pub fn unregister(name: &str, unit: &str) {
+    let address = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .unwrap_or_else(|_| format!("unix:path={SYSTEM_BUS_SOCKET}"));
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async {
+        if let Some(conn) = connect(&address).await {
+            unregister_ours(&conn, name, unit).await;
+        }
+    });
+    drop(rt);
+}
+
+async fn connect(address: &str) -> Option<zbus::Connection> {
+    zbus::connection::Builder::address(address)
+        .ok()?
+        .method_timeout(TIMEOUT)
+        .build()
+        .await
+        .ok()
+}
+
+async fn manager_call<B>(
+    conn: &zbus::Connection,
+    method: &str,
+    body: &B,
+) -> zbus::Result<zbus::message::Message>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    conn.call_method(Some(DEST), PATH, Some(MANAGER), method, body)
+        .await
+}
+
+fn error_name(e: &zbus::Error) -> Option<&str> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
+        _ => None,
+    }
+}
+
+/// `UnregisterMachine(name)` when machined's machine `name` belongs to
+/// `unit`; whether it was removed.
+async fn unregister_ours(conn: &zbus::Connection, name: &str, unit: &str) -> bool {
+    let Ok(reply) = manager_call(conn, "GetMachine", &(name,)).await else {
+        return false;
+    };
+    let Ok(path) = reply
+        .body()
+        .deserialize::<zbus::zvariant::OwnedObjectPath>()
+    else {
+        return false;
+    };
+    let owner = conn
+        .call_method(
+            Some(DEST),
+            path.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.freedesktop.machine1.Machine", "Unit"),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.body().deserialize::<zbus::zvariant::OwnedValue>().ok())
+        .and_then(|v| String::try_from(v).ok());
+    if owner.as_deref() != Some(unit) {
+        return false;
+    }
+    manager_call(conn, "UnregisterMachine", &(name,))
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]
