@@ -443,6 +443,17 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "cpus": d.resources.cpus,
             "pids": d.resources.pids,
             "io_weight": d.resources.io_weight,
+            "memory_swap": d.resources.memory_swap,
+            "memory_reservation": d.resources.memory_reservation,
+            "cpuset": d.resources.cpuset,
+            "cpu_weight": d.resources.cpu_weight,
+            "io_max": d.resources.io_max.iter().map(|m| serde_json::json!({
+                "device": m.device,
+                "rbps": m.rbps,
+                "wbps": m.wbps,
+                "riops": m.riops,
+                "wiops": m.wiops,
+            })).collect::<Vec<_>>(),
         },
         "security": {
             "cap_add": d.security.cap_add,

@@ -185,6 +185,12 @@ pub struct RawResources {
     pub cpus: Option<Sp<f64>>,
     pub pids: Option<Sp<i64>>,
     pub io_weight: Option<Sp<i64>>,
+    pub memory_swap: Option<Sp<StrOrInt>>,
+    pub memory_reservation: Option<Sp<StrOrInt>>,
+    pub cpuset: Option<Sp<String>>,
+    pub cpu_weight: Option<Sp<i64>>,
+    /// Device path → "rbps=10M wbps=… riops=… wiops=…".
+    pub io_max: Option<EnvMap>,
 }
 
 /// `[security]`
@@ -326,8 +332,17 @@ impl_merge!(RawTmpfs {
     at: true
 });
 impl_merge!(RawResources {
-    leaves: [memory, cpus, pids, io_weight],
-    tables: [],
+    leaves: [
+        memory,
+        cpus,
+        pids,
+        io_weight,
+        memory_swap,
+        memory_reservation,
+        cpuset,
+        cpu_weight
+    ],
+    tables: [io_max],
     at: false
 });
 impl_merge!(RawSecurity {
