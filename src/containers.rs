@@ -249,6 +249,9 @@ pub struct Row {
     pub addresses: Vec<std::net::IpAddr>,
     /// Its published ports as written (`8080:80/tcp`).
     pub ports: Vec<String>,
+    /// Docker's State.OOMKilled: the kernel's OOM killer ended a process
+    /// of the running container (the record's count).
+    pub oom_killed: bool,
 }
 
 /// The image column: the reference, or `rootfs:DIR`.
@@ -326,7 +329,13 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
             ),
             _ => (Vec::new(), Vec::new()),
         };
+        // Only while it runs: the record of a stopped one is gone or stale.
+        let oom_killed = live.is_some() && st.as_ref().is_some_and(|s| s.oom_kills > 0);
+        if oom_killed {
+            status.push_str(" (OOMKilled)");
+        }
         rows.push(Row {
+            oom_killed,
             addresses,
             ports,
             image: image_label(def.as_ref(), st.as_ref()),

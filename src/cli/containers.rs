@@ -388,6 +388,8 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
         "name": name,
         "status": ct::render_status(&props, paused),
         "running": live.is_some(),
+        // Docker's State.OOMKilled, while it runs (the record's count).
+        "oom_killed": live.is_some() && st.as_ref().is_some_and(|s| s.oom_kills > 0),
         "pid": live.as_ref().map(|r| r.pid),
         "cgroup": live.as_ref().and_then(|r| r.cgroup.clone()),
         "image": ct::image_label(def.as_ref(), st.as_ref()),

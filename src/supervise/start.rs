@@ -155,6 +155,11 @@ pub(super) fn start(
     let copts = create_options(def, paths, spec, lowers, payload.clone());
     let (container, console) = create_and_start(opts, paths, copts, (&mut list, &net), st)?;
     trace("supervise: created and started");
+    // Watched for OOM kills while the container runs (opened now: the
+    // container never inherits it).
+    let memory_events = payload
+        .as_ref()
+        .and_then(|p| std::fs::File::open(p.join("memory.events")).ok());
     Ok(Running {
         container,
         payload,
@@ -163,6 +168,7 @@ pub(super) fn start(
         notify,
         health,
         console,
+        memory_events,
     })
 }
 
