@@ -82,7 +82,7 @@ pub struct TopArgs {
 /// Show resource usage of running containers (one shot)
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth stats              every running container\n  berth stats web --format json\n\nNumbers come from the container's cgroup (memory.current, pids.current, cpu.stat);\nwithout the memory controller MEM shows \"-\"."
+    after_help = "Examples:\n  berth stats              every running container\n  berth stats web --format json\n\nNumbers come from the container's cgroup (memory.current, pids.current, cpu.stat),\nits limits from its unit's (memory.max, pids.max, less the supervisor's share), so\nsystemctl set-property shows at once; without the memory controller MEM shows \"-\"."
 )]
 pub struct StatsArgs {
     /// Containers to show (default: every running one)
