@@ -255,6 +255,9 @@ pub struct Row {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Its definition's `[service] group`.
     pub group: Option<String>,
+    /// Docker's State.OOMKilled: the kernel's OOM killer ended a process
+    /// of the running container (the record's count).
+    pub oom_killed: bool,
 }
 
 /// One `berth ps --filter label=KEY[=VALUE]` (Docker's spelling; `label` is
@@ -372,9 +375,15 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
             ),
             _ => (Vec::new(), Vec::new()),
         };
+        // Only while it runs: the record of a stopped one is gone or stale.
+        let oom_killed = live.is_some() && st.as_ref().is_some_and(|s| s.oom_kills > 0);
+        if oom_killed {
+            status.push_str(" (OOMKilled)");
+        }
         rows.push(Row {
             labels: def.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
             group: def.as_ref().and_then(|d| d.service.group.clone()),
+            oom_killed,
             addresses,
             ports,
             image: image_label(def.as_ref(), st.as_ref()),

@@ -505,3 +505,45 @@ fn bad_service_keys() {
         generator_skips(&root, "web");
     }
 }
+
+#[test]
+fn bad_resources_keys() {
+    // memory_swap, memory_reservation, cpuset, cpu_weight, io_max: each
+    // bad value named at its line and column with what was expected; the
+    // generator skips the definition.
+    for (text, what) in [
+        (
+            "memory_swap = \"-1\"\n",
+            "3:15: [resources] memory_swap: invalid size \"-1\"",
+        ),
+        (
+            "memory = \"64M\"\nmemory_reservation = \"1G\"\n",
+            "4:22: [resources] memory_reservation: memory_reservation 1073741824 is above memory 67108864",
+        ),
+        (
+            "cpuset = \"0-3,x\"\n",
+            "3:10: [resources] cpuset: invalid cpuset: \"x\" is not a CPU",
+        ),
+        (
+            "cpu_weight = 10001\n",
+            "3:14: [resources] cpu_weight: invalid cpu_weight 10001: expected a number from 1 to 10000",
+        ),
+        (
+            "io_max = { \"/dev/sda\" = \"rbps=fast\" }\n",
+            "3:25: [resources] io_max.\"/dev/sda\": invalid io_max: rbps: invalid size \"fast\"",
+        ),
+        (
+            "io_max = { \"dev/sda\" = \"rbps=1M\" }\n",
+            "3:12: [resources] io_max.\"dev/sda\": expected the absolute path of a block device",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write(
+            "web.toml",
+            format!("image = \"nginx\"\n[resources]\n{text}").as_bytes(),
+        );
+        check_reports(&root, &bad, what);
+        root.write("ok.toml", b"image = \"nginx\"\n");
+        generator_skips(&root, "web");
+    }
+}

@@ -1029,8 +1029,9 @@ wait_payloads() {
     done
 }
 mkdir -p /run/flag
-for n in lower raise; do sc start --no-block berth@$n; done
-wait_payloads lower raise
+for n in lower raise keys; do sc start --no-block berth@$n; done
+wait_payloads lower raise keys
+result raise_sup_pid_before "$(sc show -p MainPID --value berth@raise)"
 # lower: 200M, lowered to 20M before its allocation, which is then killed.
 L=$CG/berth@lower.service
 result lower_before "$(val $L/memory.max)"
@@ -1039,10 +1040,32 @@ result lower_after "$(val $L/memory.max)"
 result lower_show "$(sc show -p MemoryMax --value berth@lower)"
 result lower_stats "$(berth stats lower --format json | tr '\n' ' ')"
 result lower_sup_pid "$(sc show -p MainPID --value berth@lower)"
+# The new [resources] keys on the unit, and where the kernel reads them.
+K=$CG/berth@keys.service
+result keys_show "$(sc show -p MemorySwapMax,MemoryLow,AllowedCPUs,CPUWeight,IOReadBandwidthMax,IOWriteBandwidthMax,IOReadIOPSMax,IOWriteIOPSMax berth@keys | tr '\n' ' ')"
+for f in memory.swap.max memory.low cpu.weight cpuset.cpus; do
+    result "keys_$(echo $f | tr . _)" "$(val $K/$f)"
+done
+result keys_io_max "$(cat $K/io.max 2>/dev/null | tr '\n' ' ')"
+result keys_controllers "$(val $K/cgroup.controllers)"
+result ubda_dev "$(val /sys/block/ubda/dev)"
+sc stop berth@keys
+# An ad hoc foreground `berth run` with docker's flags: its scope gets them.
+berth run --name adhoc --rootfs /srv/root --network none -m 64M --memory-swap 80M \
+    --memory-reservation 8M --cpu-shares 2048 --device-write-iops /dev/ubda:70 --pids-limit 7 \
+    sh -c 'sleep 8' > /run/adhoc.out 2>&1 &
+end=$(( $(now) + 30 ))
+while [ "$(now)" -lt $end ] && [ ! -e $CG/berth-run-adhoc.scope/payload/cgroup.procs ]; do sleep 0.1; done
+A=$CG/berth-run-adhoc.scope
+result adhoc_show "$(sc show -p MemoryMax,MemorySwapMax,MemoryLow,CPUWeight,TasksMax,IOWriteIOPSMax berth-run-adhoc.scope | tr '\n' ' ')"
+for f in memory.max memory.swap.max memory.low cpu.weight pids.max; do
+    result "adhoc_$(echo $f | tr . _)" "$(val $A/$f)"
+done
+result adhoc_io_max "$(cat $A/io.max 2>/dev/null | tr '\n' ' ')"
+result adhoc_payload_memory_max "$(val $A/payload/memory.max)"
 # raise: 20M; its first allocation is OOM-killed while sh, the main
 # process, goes on.
 R=$CG/berth@raise.service
-result raise_sup_pid_before "$(sc show -p MainPID --value berth@raise)"
 end=$(( $(now) + 40 ))
 while [ "$(now)" -lt $end ] && [ "$(oom_kills $R/payload)" = 0 ]; do sleep 0.2; done
 result raise_oom_kills_then "$(oom_kills $R/payload)"
@@ -1058,6 +1081,12 @@ result raise_ps "$(berth ps --format json | tr '\n' ' ')"
 result raise_ps_table "$(berth ps | grep '^raise ' | tr -s ' ')"
 result raise_inspect "$(berth inspect raise | tr '\n' ' ')"
 result raise_active "$(sc is-active berth@raise)"
+# The waiting supervisor, watching memory.events, sleeps: its CPU time
+# over 2 s (a poll that never re-armed would spin).
+c0=$(sed -n 's/^usage_usec //p' $R/supervisor/cpu.stat)
+sleep 2
+c1=$(sed -n 's/^usage_usec //p' $R/supervisor/cpu.stat)
+result raise_sup_cpu_usec_2s $(( c1 - c0 ))
 SP=$(sc show -p MainPID --value berth@raise)
 result raise_sup_pid_after "$SP"
 result raise_sup_oom_score_adj "$(val /proc/$SP/oom_score_adj)"
@@ -1093,6 +1122,10 @@ fn live_guest() -> &'static GuestRun {
                 ),
             ),
             (
+                "keys",
+                "command = [\"sleep\", \"60\"]\n[resources]\nmemory = \"64M\"\nmemory_swap = \"16M\"\nmemory_reservation = \"8M\"\ncpu_weight = 200\ncpuset = \"0\"\nio_max = { \"/dev/ubda\" = \"rbps=10M wbps=5M riops=100 wiops=50\" }".to_string(),
+            ),
+            (
                 "raise",
                 format!(
                     "{}[resources]\nmemory = \"20M\"\n[[volume]]\nsource = \"/run/flag\"\ntarget = \"/flag\"",
@@ -1104,6 +1137,8 @@ fn live_guest() -> &'static GuestRun {
             .with_berth()
             .dir(rootfs.path(), ROOTFS);
         opts.timeout = Duration::from_secs(150);
+        // /dev/ubda, for io_max.
+        opts.disk = Some(64 << 20);
         for (name, body) in &defs {
             opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), definition(body));
         }
@@ -1240,6 +1275,167 @@ fn live_supervisor_survives_oom_kills() {
     assert!(
         victims.contains("(dd)") && !victims.contains("(berth)"),
         "OOM victims: {victims}\n{}",
+        g.diagnostics()
+    );
+}
+
+/// An OOM kill the container's main process survives is reported when it
+/// happens: a structured journal event, and OOMKilled in `berth ps` and
+/// `berth inspect` while the container runs on. The supervisor watching
+/// for it sleeps meanwhile.
+#[test]
+fn live_oom_kill_while_running_is_reported() {
+    require_uml!();
+    let g = live_guest();
+    assert_eq!(g.value("raise_active"), "active", "{}", g.diagnostics());
+    let event = g.value("raise_event");
+    assert!(
+        event.contains(
+            "container \"raise\" ran out of memory: the kernel killed 1 of its processes"
+        ),
+        "journal event while running: {event:?}\n{}",
+        g.diagnostics()
+    );
+    let fields = g.value("raise_event_fields");
+    assert!(
+        fields.contains("OOM_KILLS=1") && fields.contains("CONTAINER_NAME=raise"),
+        "{fields:?}"
+    );
+    let ps = json_of(g, "raise_ps");
+    let row = ps
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == "raise"))
+        .unwrap_or_else(|| panic!("no raise in berth ps: {ps}"));
+    assert_eq!(row["oom_killed"], json!(true), "{row}");
+    assert_eq!(row["status"], json!("running (OOMKilled)"), "{row}");
+    assert!(
+        g.value("raise_ps_table").contains("running (OOMKilled)"),
+        "{}",
+        g.value("raise_ps_table")
+    );
+    let inspect = json_of(g, "raise_inspect");
+    assert_eq!(inspect["oom_killed"], json!(true), "{inspect}");
+    assert_eq!(inspect["state"]["oom_kills"], json!(1), "{inspect}");
+    assert_eq!(inspect["running"], json!(true), "{inspect}");
+    let idle = g.number("raise_sup_cpu_usec_2s");
+    assert!(
+        idle < 200_000,
+        "the waiting supervisor used {idle} µs of CPU in 2 s\n{}",
+        g.diagnostics()
+    );
+}
+
+/// The new `[resources]` keys reach the unit (`systemctl show`) and the
+/// files the kernel reads, on the unit's cgroup: memory_swap, memory_reservation
+/// (plus the supervisor's share), cpu_weight, cpuset, io_max per device.
+#[test]
+fn live_new_resource_keys_reach_the_unit_and_the_kernel() {
+    require_uml!();
+    let g = live_guest();
+    let show = show_words(g.value("keys_show"));
+    let low = (8u64 << 20) + SUPERVISOR_MEMORY;
+    for (k, v) in [
+        ("MemorySwapMax", "16777216".to_string()),
+        ("MemoryLow", low.to_string()),
+        ("AllowedCPUs", "0".into()),
+        ("CPUWeight", "200".into()),
+    ] {
+        assert_eq!(
+            show.get(k),
+            Some(&v),
+            "{k} in {show:?}\n{}",
+            g.diagnostics()
+        );
+    }
+    // `/dev/ubda 10485760`: a value with a space, so read from the line.
+    let line = g.value("keys_show");
+    for want in [
+        "IOReadBandwidthMax=/dev/ubda 10485760",
+        "IOWriteBandwidthMax=/dev/ubda 5242880",
+        "IOReadIOPSMax=/dev/ubda 100",
+        "IOWriteIOPSMax=/dev/ubda 50",
+    ] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+    assert_eq!(
+        g.value("keys_memory_swap_max"),
+        "16777216",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value("keys_memory_low"),
+        low.to_string(),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("keys_cpu_weight"), "200", "{}", g.diagnostics());
+    let dev = g.value("ubda_dev");
+    assert!(
+        !dev.is_empty(),
+        "no /dev/ubda in the guest\n{}",
+        g.diagnostics()
+    );
+    let io = g.value("keys_io_max");
+    assert!(
+        io.contains(&format!(
+            "{dev} rbps=10485760 wbps=5242880 riops=100 wiops=50"
+        )),
+        "io.max {io:?}\n{}",
+        g.diagnostics()
+    );
+    // The guest's kernel has no cpuset controller (cpu io memory pids):
+    // AllowedCPUs= is systemd's, seen above; cpuset.cpus is there only if
+    // the controller is.
+    if g.value("keys_controllers").contains("cpuset") {
+        assert_eq!(g.value("keys_cpuset_cpus"), "0", "{}", g.diagnostics());
+    }
+}
+
+/// A foreground `berth run` with docker's flags: its transient scope has
+/// the limits as a service's unit would (memory and tasks with the
+/// supervisor's share, --memory-swap counted as docker does, --cpu-shares
+/// 2048 as weight 79), and its payload/ none of its own.
+#[test]
+fn live_adhoc_run_scope_gets_the_limits() {
+    require_uml!();
+    let g = live_guest();
+    let show = show_words(g.value("adhoc_show"));
+    let unit_64m = (64u64 << 20) + SUPERVISOR_MEMORY;
+    for (k, v) in [
+        ("MemoryMax", unit_64m.to_string()),
+        ("MemorySwapMax", (16u64 << 20).to_string()),
+        ("MemoryLow", ((8u64 << 20) + SUPERVISOR_MEMORY).to_string()),
+        ("CPUWeight", "79".into()),
+        ("TasksMax", (7 + SUPERVISOR_TASKS).to_string()),
+    ] {
+        assert_eq!(
+            show.get(k),
+            Some(&v),
+            "{k} in {show:?}\n{}",
+            g.diagnostics()
+        );
+    }
+    assert_eq!(
+        g.value("adhoc_memory_max"),
+        unit_64m.to_string(),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value("adhoc_pids_max"),
+        (7 + SUPERVISOR_TASKS).to_string()
+    );
+    assert_eq!(g.value("adhoc_cpu_weight"), "79", "{}", g.diagnostics());
+    assert!(
+        g.value("adhoc_io_max").contains("wiops=70"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value("adhoc_payload_memory_max"),
+        "max",
+        "{}",
         g.diagnostics()
     );
 }

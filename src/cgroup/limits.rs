@@ -15,6 +15,8 @@
 //! `payload/` and count as the container's, as in Docker. CPU and IO limits
 //! are given as they are: a waiting supervisor uses neither.
 
+use std::path::PathBuf;
+
 use crate::config::Resources;
 
 /// The supervisor's share of the unit's memory: what `memory.current` of
@@ -40,6 +42,45 @@ pub enum Limit {
     CpuQuota(f64),
     /// `IOWeight=` 1..=10000.
     IoWeight(u64),
+    /// `MemorySwapMax=` bytes of swap (cgroup v2 counts swap apart).
+    MemorySwapMax(u64),
+    /// `MemoryLow=` bytes, the supervisor's share included: Docker's and
+    /// Podman's `--memory-reservation` is a soft limit "activated when the
+    /// system detects memory contention" (podman-run(1)), which runc's
+    /// cgroup v2 driver writes as memory.low (libcontainer/cgroups/fs2/
+    /// memory.go), not memory.high, which would throttle at all times.
+    MemoryLow(u64),
+    /// `AllowedCPUs=` as cpuset.cpus takes it.
+    AllowedCpus(String),
+    /// `CPUWeight=` 1..=10000.
+    CpuWeight(u64),
+    /// `IOReadBandwidthMax=` and its three siblings: one device's limit.
+    Io {
+        kind: IoKind,
+        device: PathBuf,
+        value: u64,
+    },
+}
+
+/// Which of a device's IO limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    ReadBandwidth,
+    WriteBandwidth,
+    ReadIops,
+    WriteIops,
+}
+
+impl IoKind {
+    /// The unit property.
+    pub fn property(self) -> &'static str {
+        match self {
+            IoKind::ReadBandwidth => "IOReadBandwidthMax",
+            IoKind::WriteBandwidth => "IOWriteBandwidthMax",
+            IoKind::ReadIops => "IOReadIOPSMax",
+            IoKind::WriteIops => "IOWriteIOPSMax",
+        }
+    }
 }
 
 impl Limit {
@@ -50,14 +91,26 @@ impl Limit {
             Limit::TasksMax(_) => "TasksMax",
             Limit::CpuQuota(_) => "CPUQuota",
             Limit::IoWeight(_) => "IOWeight",
+            Limit::MemorySwapMax(_) => "MemorySwapMax",
+            Limit::MemoryLow(_) => "MemoryLow",
+            Limit::AllowedCpus(_) => "AllowedCPUs",
+            Limit::CpuWeight(_) => "CPUWeight",
+            Limit::Io { kind, .. } => kind.property(),
         }
     }
 
     /// The value as a unit file writes it.
     pub fn text(&self) -> String {
         match self {
-            Limit::MemoryMax(v) | Limit::TasksMax(v) | Limit::IoWeight(v) => v.to_string(),
+            Limit::MemoryMax(v)
+            | Limit::TasksMax(v)
+            | Limit::IoWeight(v)
+            | Limit::MemorySwapMax(v)
+            | Limit::MemoryLow(v)
+            | Limit::CpuWeight(v) => v.to_string(),
             Limit::CpuQuota(c) => cpu_quota(*c),
+            Limit::AllowedCpus(c) => c.clone(),
+            Limit::Io { device, value, .. } => format!("{} {value}", device.display()),
         }
     }
 }
@@ -90,6 +143,35 @@ pub fn unit_limits(r: &Resources) -> Vec<Limit> {
     }
     if let Some(w) = r.io_weight {
         out.push(Limit::IoWeight(u64::from(w)));
+    }
+    if let Some(s) = r.memory_swap {
+        out.push(Limit::MemorySwapMax(s));
+    }
+    if let Some(l) = r.memory_reservation {
+        out.push(Limit::MemoryLow(unit_memory(l)));
+    }
+    if let Some(c) = &r.cpuset {
+        out.push(Limit::AllowedCpus(c.clone()));
+    }
+    if let Some(w) = r.cpu_weight {
+        out.push(Limit::CpuWeight(u64::from(w)));
+    }
+    for d in &r.io_max {
+        let each = [
+            (IoKind::ReadBandwidth, d.rbps),
+            (IoKind::WriteBandwidth, d.wbps),
+            (IoKind::ReadIops, d.riops),
+            (IoKind::WriteIops, d.wiops),
+        ];
+        for (kind, v) in each {
+            if let Some(value) = v {
+                out.push(Limit::Io {
+                    kind,
+                    device: d.device.clone(),
+                    value,
+                });
+            }
+        }
     }
     out
 }
@@ -129,7 +211,7 @@ mod tests {
             pids: Some(5),
             cpus: Some(0.5),
             io_weight: Some(100),
-            ..Default::default()
+            ..Resources::default()
         };
         let l = unit_limits(&r);
         assert_eq!(
@@ -145,5 +227,37 @@ mod tests {
         assert_eq!(container_tasks(5 + SUPERVISOR_TASKS), 5);
         assert_eq!(l[1].text(), "50%");
         assert_eq!(container_memory(1), 0);
+    }
+
+    #[test]
+    fn the_new_keys_become_their_properties() {
+        let r = Resources {
+            memory_swap: Some(0),
+            memory_reservation: Some(10 << 20),
+            cpuset: Some("0-1,3".into()),
+            cpu_weight: Some(50),
+            io_max: vec![crate::config::IoMax {
+                device: "/dev/sda".into(),
+                rbps: Some(10 << 20),
+                wiops: Some(100),
+                ..Default::default()
+            }],
+            ..Resources::default()
+        };
+        let lines: Vec<String> = unit_limits(&r)
+            .iter()
+            .map(|l| format!("{}={}", l.name(), l.text()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "MemorySwapMax=0".to_string(),
+                format!("MemoryLow={}", (10 << 20) + SUPERVISOR_MEMORY),
+                "AllowedCPUs=0-1,3".into(),
+                "CPUWeight=50".into(),
+                "IOReadBandwidthMax=/dev/sda 10485760".into(),
+                "IOWriteIOPSMax=/dev/sda 100".into(),
+            ]
+        );
     }
 }

@@ -91,7 +91,7 @@ pub struct TopArgs {
 /// Show resource usage of running containers (one shot)
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth stats              every running container\n  berth stats web --format json\n\nNumbers come from the container's cgroup (memory.current, pids.current, cpu.stat);\nwithout the memory controller MEM shows \"-\"."
+    after_help = "Examples:\n  berth stats              every running container\n  berth stats web --format json\n\nNumbers come from the container's cgroup (memory.current, pids.current, cpu.stat),\nits limits from its unit's (memory.max, pids.max, less the supervisor's share), so\nsystemctl set-property shows at once; without the memory controller MEM shows \"-\"."
 )]
 pub struct StatsArgs {
     /// Containers to show (default: every running one)
@@ -411,6 +411,8 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
         "name": name,
         "status": ct::render_status(&props, paused),
         "running": live.is_some(),
+        // Docker's State.OOMKilled, while it runs (the record's count).
+        "oom_killed": live.is_some() && st.as_ref().is_some_and(|s| s.oom_kills > 0),
         "pid": live.as_ref().map(|r| r.pid),
         "cgroup": live.as_ref().and_then(|r| r.cgroup.clone()),
         "image": ct::image_label(def.as_ref(), st.as_ref()),
@@ -468,6 +470,17 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "cpus": d.resources.cpus,
             "pids": d.resources.pids,
             "io_weight": d.resources.io_weight,
+            "memory_swap": d.resources.memory_swap,
+            "memory_reservation": d.resources.memory_reservation,
+            "cpuset": d.resources.cpuset,
+            "cpu_weight": d.resources.cpu_weight,
+            "io_max": d.resources.io_max.iter().map(|m| serde_json::json!({
+                "device": m.device,
+                "rbps": m.rbps,
+                "wbps": m.wbps,
+                "riops": m.riops,
+                "wiops": m.wiops,
+            })).collect::<Vec<_>>(),
         },
         "security": {
             "cap_add": d.security.cap_add,

@@ -76,6 +76,33 @@ pub struct DefinitionFlags {
     /// Limit on the number of tasks (processes and threads)
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<i64>,
+    /// Memory plus swap, as docker counts it (e.g. 512M with -m 256M: 256M
+    /// of swap; -1: unlimited swap); needs --memory
+    #[arg(long = "memory-swap", value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory kept for the container under pressure (a soft limit, below
+    /// --memory; systemd's MemoryLow=)
+    #[arg(long = "memory-reservation", value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// CPUs it may run on, e.g. 0-3,6
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Relative CPU weight in cgroup v1 shares (2..262144, 1024 the
+    /// default), converted to cpu_weight as Podman's runtime does
+    #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// Read rate from a device: DEVICE:RATE, e.g. /dev/sda:10mb (repeatable)
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Write rate to a device: DEVICE:RATE (repeatable)
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Read operations per second from a device: DEVICE:N (repeatable)
+    #[arg(long = "device-read-iops", value_name = "DEVICE:N")]
+    pub device_read_iops: Vec<String>,
+    /// Write operations per second to a device: DEVICE:N (repeatable)
+    #[arg(long = "device-write-iops", value_name = "DEVICE:N")]
+    pub device_write_iops: Vec<String>,
     /// Add a capability (e.g. NET_ADMIN, or ALL)
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -191,7 +218,7 @@ impl DefinitionFlags {
         }
         self.apply_process(table);
         self.apply_network(table)?;
-        self.apply_resources(table);
+        self.apply_resources(table)?;
         self.apply_security(table)?;
         self.apply_container_keys(table)?;
         self.apply_service(table);
@@ -337,8 +364,10 @@ impl DefinitionFlags {
         Ok(())
     }
 
-    /// `--memory`, `--cpus`, `--pids-limit`.
-    fn apply_resources(&self, table: &mut Table) {
+    /// `--memory`, `--cpus`, `--pids-limit`, `--memory-swap`,
+    /// `--memory-reservation`, `--cpuset-cpus`, `--cpu-shares`,
+    /// `--device-{read,write}-{bps,iops}`.
+    fn apply_resources(&self, table: &mut Table) -> Result<(), FlagError> {
         if let Some(m) = &self.memory {
             set_in(table, "resources", "memory", m.as_str().into());
         }
@@ -351,6 +380,89 @@ impl DefinitionFlags {
         if let Some(s) = &self.shm_size {
             set_in(table, "resources", "shm_size", s.as_str().into());
         }
+        if let Some(swap) = self.swap_beyond_memory()? {
+            set_in(table, "resources", "memory_swap", swap.into());
+        }
+        if let Some(r) = &self.memory_reservation {
+            set_in(table, "resources", "memory_reservation", r.as_str().into());
+        }
+        if let Some(c) = &self.cpuset_cpus {
+            set_in(table, "resources", "cpuset", c.as_str().into());
+        }
+        if let Some(shares) = self.cpu_shares.filter(|s| *s > 0) {
+            // Podman hands --cpu-shares to its runtime, and crun (as runc)
+            // converts it for cgroup v2 with 1 + ((shares - 2) * 9999) /
+            // 262142: `cgroup::shares_to_weight`.
+            let w = crate::cgroup::plan::shares_to_weight(shares);
+            set_in(table, "resources", "cpu_weight", (w as i64).into());
+        }
+        let io = self.io_max()?;
+        if !io.is_empty() {
+            set_in(table, "resources", "io_max", Value::Table(io));
+        }
+        Ok(())
+    }
+
+    /// `--memory-swap` counts memory and swap together, as docker does;
+    /// `memory_swap` is the swap alone (MemorySwapMax=). -1 is unlimited
+    /// swap: no key. Docker's own rules: it needs --memory, and may not be
+    /// below it.
+    fn swap_beyond_memory(&self) -> Result<Option<i64>, FlagError> {
+        let Some(total) = &self.memory_swap else {
+            return Ok(None);
+        };
+        if total == "-1" {
+            return Ok(None);
+        }
+        let flag = "--memory-swap";
+        let size = |s: &str| crate::config::parse_size(s).map_err(|e| bad(flag, total, &e));
+        let Some(memory) = &self.memory else {
+            return Err(bad(
+                flag,
+                total,
+                "needs --memory: it counts memory and swap together (-1: unlimited swap)",
+            ));
+        };
+        let (total_b, memory_b) = (size(total)?, size(memory)?);
+        if total_b < memory_b {
+            return Err(bad(
+                flag,
+                total,
+                "must be at least --memory: it counts memory and swap together",
+            ));
+        }
+        i64::try_from(total_b - memory_b)
+            .map(Some)
+            .map_err(|_| bad(flag, total, "is too large"))
+    }
+
+    /// `--device-read-bps /dev/sda:10mb` and friends as `io_max`: one entry
+    /// per device, "rbps=… wbps=… riops=… wiops=…".
+    fn io_max(&self) -> Result<Table, FlagError> {
+        let mut per_device: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (flag, key, items) in [
+            ("--device-read-bps", "rbps", &self.device_read_bps),
+            ("--device-write-bps", "wbps", &self.device_write_bps),
+            ("--device-read-iops", "riops", &self.device_read_iops),
+            ("--device-write-iops", "wiops", &self.device_write_iops),
+        ] {
+            for item in items {
+                let Some((dev, rate)) = item
+                    .rsplit_once(':')
+                    .filter(|(d, r)| !d.is_empty() && !r.is_empty())
+                else {
+                    return Err(bad(flag, item, "expected DEVICE:RATE, e.g. /dev/sda:10mb"));
+                };
+                per_device
+                    .entry(dev.to_string())
+                    .or_default()
+                    .push(format!("{key}={rate}"));
+            }
+        }
+        Ok(per_device
+            .into_iter()
+            .map(|(d, words)| (d, Value::from(words.join(" "))))
+            .collect())
     }
 
     /// `--device`, `--sysctl`, `--ulimit`, `--group-add`: issue 15's
@@ -545,6 +657,12 @@ mod tests {
             read_only: true,
             memory: Some("256M".into()),
             pids_limit: Some(50),
+            memory_swap: Some("512M".into()),
+            memory_reservation: Some("128M".into()),
+            cpuset_cpus: Some("0-1".into()),
+            cpu_shares: Some(1024),
+            device_read_bps: vec!["/dev/sda:10mb".into()],
+            device_write_iops: vec!["/dev/sda:100".into()],
             cap_drop: vec!["ALL".into()],
             cap_add: vec!["NET_BIND_SERVICE".into()],
             security_opt: vec![
@@ -571,6 +689,14 @@ mod tests {
         assert_eq!(v["read_only"].as_bool(), Some(true));
         assert_eq!(v["resources"]["memory"].as_str(), Some("256M"));
         assert_eq!(v["resources"]["pids"].as_integer(), Some(50));
+        assert_eq!(v["resources"]["memory_swap"].as_integer(), Some(256 << 20));
+        assert_eq!(v["resources"]["memory_reservation"].as_str(), Some("128M"));
+        assert_eq!(v["resources"]["cpuset"].as_str(), Some("0-1"));
+        assert_eq!(v["resources"]["cpu_weight"].as_integer(), Some(39));
+        assert_eq!(
+            v["resources"]["io_max"]["/dev/sda"].as_str(),
+            Some("rbps=10mb wiops=100")
+        );
         assert_eq!(v["security"]["seccomp"].as_str(), Some("unconfined"));
         assert_eq!(v["security"]["no_new_privileges"].as_bool(), Some(false));
         assert_eq!(v["service"]["stop_timeout"].as_str(), Some("3s"));
@@ -725,6 +851,28 @@ mod tests {
                     ..Default::default()
                 },
                 "--security-opt \"apparmor=x\": expected seccomp=",
+            ),
+            (
+                DefinitionFlags {
+                    memory_swap: Some("1G".into()),
+                    ..Default::default()
+                },
+                "--memory-swap \"1G\": needs --memory",
+            ),
+            (
+                DefinitionFlags {
+                    memory: Some("1G".into()),
+                    memory_swap: Some("512M".into()),
+                    ..Default::default()
+                },
+                "must be at least --memory",
+            ),
+            (
+                DefinitionFlags {
+                    device_write_bps: vec!["/dev/sda".into()],
+                    ..Default::default()
+                },
+                "--device-write-bps \"/dev/sda\": expected DEVICE:RATE",
             ),
         ] {
             let e = apply(f).unwrap_err().to_string();

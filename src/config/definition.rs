@@ -210,11 +210,36 @@ pub struct Resources {
     pub pids: Option<u64>,
     /// 1..=10000 (`IOWeight=`).
     pub io_weight: Option<u16>,
+    /// Bytes of swap beyond `memory` (`MemorySwapMax=`; 0: no swap).
+    pub memory_swap: Option<u64>,
+    /// Bytes the kernel keeps for the container under memory pressure
+    /// (`MemoryLow=`: Docker's `--memory-reservation`, a soft limit).
+    pub memory_reservation: Option<u64>,
+    /// CPUs it may run on, as cpuset.cpus writes them (`AllowedCPUs=`):
+    /// normalised, e.g. `0-3,6`.
+    pub cpuset: Option<String>,
+    /// 1..=10000 (`CPUWeight=`).
+    pub cpu_weight: Option<u16>,
+    /// Per block device, in the definition's order of devices (sorted).
+    pub io_max: Vec<IoMax>,
     /// `ulimits`: Docker's name (`nofile`) → soft and hard; the container's
     /// rlimits (berth's nofile default is replaced when set).
     pub ulimits: BTreeMap<String, Ulimit>,
     /// `shm_size`: bytes of /dev/shm; `None` is 64M, as Docker's.
     pub shm_size: Option<u64>,
+}
+
+/// One `io_max` entry: a device's bandwidth (bytes/s) and IOPS limits
+/// (`IOReadBandwidthMax=` … `IOWriteIOPSMax=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoMax {
+    /// An absolute path: a block device node or a file on the file system
+    /// whose backing device is meant (systemd resolves it).
+    pub device: PathBuf,
+    pub rbps: Option<u64>,
+    pub wbps: Option<u64>,
+    pub riops: Option<u64>,
+    pub wiops: Option<u64>,
 }
 
 /// `[security]`

@@ -236,6 +236,12 @@ pub struct RawResources {
     pub ulimits: Option<KeyMap<StrOrInt>>,
     /// The size of /dev/shm.
     pub shm_size: Option<Sp<StrOrInt>>,
+    pub memory_swap: Option<Sp<StrOrInt>>,
+    pub memory_reservation: Option<Sp<StrOrInt>>,
+    pub cpuset: Option<Sp<String>>,
+    pub cpu_weight: Option<Sp<i64>>,
+    /// Device path → "rbps=10M wbps=… riops=… wiops=…".
+    pub io_max: Option<EnvMap>,
 }
 
 /// `[security]`
@@ -398,8 +404,18 @@ impl_merge!(RawTmpfs {
     at: true
 });
 impl_merge!(RawResources {
-    leaves: [memory, cpus, pids, io_weight, shm_size],
-    tables: [ulimits],
+    leaves: [
+        memory,
+        cpus,
+        pids,
+        io_weight,
+        shm_size,
+        memory_swap,
+        memory_reservation,
+        cpuset,
+        cpu_weight
+    ],
+    tables: [ulimits, io_max],
     at: false
 });
 impl_merge!(RawSecurity {

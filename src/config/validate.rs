@@ -914,13 +914,83 @@ fn validate_resources(cx: &mut Ctx<'_>, raw: Option<&RawResources>) -> Resources
         }
         Some(v)
     });
-    Resources {
+    let mut r = Resources {
         memory,
         cpus,
         pids,
         io_weight,
         ulimits,
         shm_size,
+        ..Resources::default()
+    };
+    validate_more_resources(cx, raw, &mut r);
+    r
+}
+
+/// `memory_swap`, `memory_reservation`, `cpuset`, `cpu_weight`, `io_max`.
+fn validate_more_resources(cx: &mut Ctx<'_>, raw: &RawResources, r: &mut Resources) {
+    r.memory_swap = raw
+        .memory_swap
+        .as_ref()
+        .and_then(|m| cx.size(m, "[resources] memory_swap"));
+    r.memory_reservation = raw.memory_reservation.as_ref().and_then(|m| {
+        let v = cx.size(m, "[resources] memory_reservation")?;
+        match r.memory {
+            Some(limit) if v > limit => {
+                // Docker refuses it too (daemon/daemon_unix.go: "Minimum
+                // memory limit can not be less than memory reservation limit").
+                cx.err(
+                    m,
+                    "[resources] memory_reservation",
+                    format!("memory_reservation {v} is above memory {limit}: a reservation is the part of the limit kept under pressure"),
+                );
+                None
+            }
+            _ => Some(v),
+        }
+    });
+    r.cpuset = raw.cpuset.as_ref().and_then(|c| {
+        values::parse_cpu_list(&c.value)
+            .map_err(|e| cx.err(c, "[resources] cpuset", format!("invalid cpuset: {e}")))
+            .ok()
+    });
+    r.cpu_weight = raw
+        .cpu_weight
+        .as_ref()
+        .and_then(|w| match u16::try_from(w.value) {
+            Ok(n) if (1..=10000).contains(&n) => Some(n),
+            _ => {
+                cx.err(
+                    w,
+                    "[resources] cpu_weight",
+                    format!(
+                        "invalid cpu_weight {}: expected a number from 1 to 10000 (100 is the default share)",
+                        w.value
+                    ),
+                );
+                None
+            }
+        });
+    for (dev, value) in raw.io_max.iter().flat_map(|m| m.0.values()) {
+        let key = format!("[resources] io_max.\"{}\"", dev.value);
+        if !dev.value.starts_with('/') {
+            cx.err(
+                dev,
+                &key,
+                "expected the absolute path of a block device (e.g. \"/dev/sda\") or of a file on its file system",
+            );
+            continue;
+        }
+        match values::parse_io_max(&value.value) {
+            Ok([rbps, wbps, riops, wiops]) => r.io_max.push(IoMax {
+                device: PathBuf::from(&dev.value),
+                rbps,
+                wbps,
+                riops,
+                wiops,
+            }),
+            Err(e) => cx.err(value, &key, format!("invalid io_max: {e}")),
+        }
     }
 }
 

@@ -850,6 +850,75 @@ pub fn parse_subnet(s: &str) -> Result<Subnet, String> {
     Ok(Subnet { addr, prefix })
 }
 
+/// The highest CPU number a `cpuset` may name (systemd's CPU sets hold
+/// 8192).
+pub const MAX_CPU: u32 = 8191;
+
+/// `cpuset`: CPU numbers and ranges as cpuset.cpus and AllowedCPUs= take
+/// them (`0-3,6`), normalised (no spaces).
+pub fn parse_cpu_list(s: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected CPU numbers and ranges such as \"0-3,6\"";
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        let (a, b) = item.split_once('-').unwrap_or((item, item));
+        let num = |t: &str| t.trim().parse::<u32>().ok().filter(|n| *n <= MAX_CPU);
+        match (num(a), num(b)) {
+            (Some(lo), Some(hi)) if lo <= hi => out.push(if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }),
+            (Some(lo), Some(hi)) => {
+                return Err(format!("range {lo}-{hi} runs backwards: {EXPECTED}"))
+            }
+            _ if item.is_empty() => return Err(EXPECTED.into()),
+            _ => {
+                return Err(format!(
+                    "\"{item}\" is not a CPU (0 to {MAX_CPU}) or range: {EXPECTED}"
+                ))
+            }
+        }
+    }
+    Ok(out.join(","))
+}
+
+/// Expected form of an `io_max` value, for messages.
+pub const IO_MAX_EXPECTED: &str =
+    "expected \"rbps=SIZE wbps=SIZE riops=N wiops=N\" (any of them, e.g. \"rbps=10M wiops=100\")";
+
+/// One device's `io_max` value: bytes per second read and written (sizes,
+/// `10M`) and read and write operations per second; each at most once, at
+/// least one, each above 0.
+pub fn parse_io_max(s: &str) -> Result<[Option<u64>; 4], String> {
+    const KEYS: [&str; 4] = ["rbps", "wbps", "riops", "wiops"];
+    let mut out = [None; 4];
+    for word in s.split_whitespace() {
+        let Some((k, v)) = word.split_once('=') else {
+            return Err(format!("\"{word}\" is not KEY=VALUE: {IO_MAX_EXPECTED}"));
+        };
+        let Some(i) = KEYS.iter().position(|x| *x == k) else {
+            return Err(format!("unknown limit \"{k}\": {IO_MAX_EXPECTED}"));
+        };
+        if out[i].is_some() {
+            return Err(format!("\"{k}\" is given twice"));
+        }
+        let n = if i < 2 {
+            parse_size(v).map_err(|e| format!("{k}: invalid size \"{v}\": {e}"))?
+        } else {
+            v.parse::<u64>()
+                .map_err(|_| format!("{k}: \"{v}\" is not a number of operations per second"))?
+        };
+        if n == 0 {
+            return Err(format!("{k} must be greater than 0"));
+        }
+        out[i] = Some(n);
+    }
+    if out.iter().all(Option::is_none) {
+        return Err(IO_MAX_EXPECTED.into());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1204,5 +1273,34 @@ mod tests {
         for bad in ["", "8", "17777", "rwx", "-1", "0x1ff"] {
             assert!(parse_mode(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn cpu_lists_are_normalised_and_bad_ones_say_the_form() {
+        assert_eq!(parse_cpu_list("0-3, 6").unwrap(), "0-3,6");
+        assert_eq!(parse_cpu_list("2-2").unwrap(), "2");
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
+        assert!(parse_cpu_list("a").unwrap_err().contains("0-3,6"));
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("1,,2").is_err());
+        assert!(parse_cpu_list("9000").is_err());
+    }
+
+    #[test]
+    fn io_max_values() {
+        assert_eq!(
+            parse_io_max("rbps=10M wiops=100").unwrap(),
+            [Some(10 << 20), None, None, Some(100)]
+        );
+        assert!(parse_io_max("").is_err());
+        assert!(parse_io_max("rbps=10M rbps=1M")
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_io_max("xbps=1")
+            .unwrap_err()
+            .contains("unknown limit"));
+        assert!(parse_io_max("riops=lots").is_err());
+        assert!(parse_io_max("wbps=0").is_err());
+        assert!(parse_io_max("rbps").is_err());
     }
 }

@@ -125,7 +125,10 @@ pub(super) fn start(
     let oom_before = protect_from_oom(def);
     let payload = match opts.delegated {
         true => Some(setup_cgroups(def, &mut list, st)?),
-        false => None,
+        false => {
+            warn_unlimited(def);
+            None
+        }
     };
     trace("supervise: cgroups");
     // 8. berth's init (`init = true`) is no process of the supervisor's: the
@@ -164,6 +167,11 @@ pub(super) fn start(
         register_machine(def, container.pid().as_raw() as u32, &mut list)?;
         trace("supervise: machined");
     }
+    // Watched for OOM kills while the container runs (opened now: the
+    // container never inherits it).
+    let memory_events = payload
+        .as_ref()
+        .and_then(|p| std::fs::File::open(p.join("memory.events")).ok());
     Ok(Running {
         container,
         payload,
@@ -172,6 +180,7 @@ pub(super) fn start(
         notify,
         health,
         console,
+        memory_events,
     })
 }
 
@@ -374,6 +383,28 @@ fn setup_cgroups(
     }
     cgroup::make(&payload)?;
     Ok(payload)
+}
+
+/// Step 7, without a delegated cgroup (a foreground `berth run` with no
+/// systemd to give it a scope): the limits are a unit's properties and
+/// there is no unit, so they are said not to apply, never ignored silently.
+fn warn_unlimited(def: &Definition) {
+    let limits = crate::cgroup::limits::unit_limits(&def.resources);
+    if limits.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = limits.iter().map(|l| l.name()).collect();
+    journal::event(
+        Priority::Warning,
+        &def.name,
+        "limits",
+        &format!(
+            "container \"{}\" runs without a cgroup of its own (no systemd scope): its [resources] ({}) do not apply",
+            def.name,
+            names.join(", ")
+        ),
+        &[],
+    );
 }
 
 /// Step 7': the supervisor's oom_score_adj to -1000, so that when the unit

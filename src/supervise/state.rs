@@ -89,6 +89,10 @@ impl Paths {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Who runs the container and what it runs, for `berth` to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -107,6 +111,11 @@ pub struct State {
     /// The image's manifest digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// Processes of the container the kernel's OOM killer ended in this
+    /// run (payload/'s `memory.events` oom_kill), counted while it runs:
+    /// `berth ps` and `inspect` show OOMKilled.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oom_kills: u64,
     /// `starting`, `healthy` or `unhealthy` with `[health]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,

@@ -32,6 +32,9 @@ pub(super) struct Running {
     pub(super) health: Option<HealthRunner>,
     /// The pty master of `berth run -t`.
     pub(super) console: Option<std::os::fd::OwnedFd>,
+    /// payload/'s `memory.events`, open: the kernel wakes a poll on it
+    /// (POLLPRI) when a count changes, an OOM kill among them.
+    pub(super) memory_events: Option<std::fs::File>,
 }
 
 /// What running a health check in the container takes.
@@ -140,10 +143,12 @@ struct Watch<'a> {
     master_open: bool,
 }
 
-/// Which terminal descriptors [`Watch::wait`] found readable.
+/// Which descriptors [`Watch::wait`] found ready: the terminal's, and
+/// payload/'s `memory.events` changed.
 struct ConsoleReady {
     stdin: bool,
     master: bool,
+    memory_events: bool,
 }
 
 impl<'a> Watch<'a> {
@@ -229,6 +234,9 @@ impl<'a> Watch<'a> {
                 continue;
             }
             let ready = self.wait(now)?;
+            if ready.memory_events {
+                self.on_memory_events();
+            }
             self.on_console(ready)?;
             self.on_notify();
             while let Ok(Some(info)) = self.running.signals.read_signal() {
@@ -368,6 +376,11 @@ impl<'a> Watch<'a> {
         if let Some(sock) = &self.running.notify {
             fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
         }
+        let mut events_at = None;
+        if let Some(f) = &self.running.memory_events {
+            events_at = Some(fds.len());
+            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
+        }
         let stdin = std::io::stdin();
         let (mut stdin_at, mut master_at) = (None, None);
         if let Some(m) = &self.running.console {
@@ -396,6 +409,7 @@ impl<'a> Watch<'a> {
         Ok(ConsoleReady {
             stdin: ready(stdin_at),
             master: ready(master_at),
+            memory_events: ready(events_at),
         })
     }
 
@@ -492,23 +506,9 @@ impl<'a> Watch<'a> {
         if let Some(m) = &self.running.console {
             console::drain(m);
         }
-        // The kernel's OOM killer leaves its count in the payload's memory.events.
-        let oom_kills = self
-            .running
-            .payload
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p.join("memory.events")).ok())
-            .map(|t| cgroup::parse_oom_kills(&t))
-            .unwrap_or(0);
-        if oom_kills > 0 {
-            journal::event(
-                Priority::Warning,
-                name,
-                "oom-killed",
-                &format!("container \"{name}\" ran out of memory: the kernel killed {oom_kills} of its processes"),
-                &[("OOM_KILLS", oom_kills.to_string())],
-            );
-        }
+        // Kills the loop has not seen yet (the last ones, or all of them
+        // without a memory.events to poll).
+        self.on_memory_events();
         // The main process is gone: nothing else in the container may outlive it.
         kill_all(&self.running, Signal::SIGKILL);
         self.st.container_pid = None;
@@ -538,6 +538,54 @@ impl<'a> Watch<'a> {
             0
         } else {
             code
+        }
+    }
+}
+
+impl Watch<'_> {
+    /// payload/'s `memory.events` changed (or the container ended): an OOM
+    /// kill not reported yet is a structured journal event and goes into
+    /// the record, so `berth ps` and `inspect` show it while the container
+    /// runs on, as when its main process survives the kill of a child.
+    fn on_memory_events(&mut self) {
+        let Some(total) = self.read_oom_kills() else {
+            return;
+        };
+        if total <= self.st.oom_kills {
+            return;
+        }
+        let (name, new) = (self.name(), total - self.st.oom_kills);
+        journal::event(
+            Priority::Warning,
+            name,
+            "oom-killed",
+            &format!("container \"{name}\" ran out of memory: the kernel killed {new} of its processes ({total} in this run)"),
+            &[
+                ("OOM_KILLS", total.to_string()),
+                ("OOM_KILLS_NEW", new.to_string()),
+            ],
+        );
+        self.st.oom_kills = total;
+        let _ = self.st.save(&self.paths.run_dir);
+    }
+
+    /// `oom_kill` of payload/'s `memory.events`: read through the open file
+    /// (which re-arms its poll) into a buffer on the stack, so the waiting
+    /// supervisor allocates nothing for it; else by path.
+    fn read_oom_kills(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        match &self.running.memory_events {
+            Some(f) => {
+                let mut buf = [0u8; 512];
+                let n = f.read_at(&mut buf, 0).ok()?;
+                let text = std::str::from_utf8(&buf[..n]).ok()?;
+                Some(cgroup::parse_oom_kills(text))
+            }
+            None => {
+                let p = self.running.payload.as_ref()?.join("memory.events");
+                let text = std::fs::read_to_string(p).ok()?;
+                Some(cgroup::parse_oom_kills(&text))
+            }
         }
     }
 }

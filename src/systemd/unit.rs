@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::gvariant::{self, GValue};
+use super::gvariant::{self, GType, GValue};
 use crate::cgroup::limits::{self, Limit};
 use crate::cgroup::plan as cgroup;
 use crate::config::Resources;
@@ -108,9 +108,29 @@ pub fn plan_adhoc_scope_properties(name: &str, resources: &Resources) -> Vec<Pro
 /// -p NAME=TEXT` would send for the drop-in's line).
 pub fn limit_property(l: &Limit) -> Property {
     match l {
-        Limit::MemoryMax(v) | Limit::TasksMax(v) | Limit::IoWeight(v) => {
-            Property::new(l.name(), GValue::U64(*v))
-        }
+        Limit::MemoryMax(v)
+        | Limit::TasksMax(v)
+        | Limit::IoWeight(v)
+        | Limit::MemorySwapMax(v)
+        | Limit::MemoryLow(v)
+        | Limit::CpuWeight(v) => Property::new(l.name(), GValue::U64(*v)),
+        // AllowedCPUs is a CPU bitmask on the bus (`ay`); validation
+        // normalised the list, so it converts.
+        Limit::AllowedCpus(list) => Property::new(
+            l.name(),
+            GValue::bytes(&range_to_bits(list).unwrap_or_default()),
+        ),
+        // a(st): (device, value) pairs, as systemd-run sends them.
+        Limit::Io { device, value, .. } => Property::new(
+            l.name(),
+            GValue::Array {
+                elem: GType::Tuple(vec![GType::Str, GType::U64]),
+                items: vec![GValue::Tuple(vec![
+                    GValue::Str(device.display().to_string()),
+                    GValue::U64(*value),
+                ])],
+            },
+        ),
         // CPUQuota=50% is CPUQuotaPerSecUSec=500ms on the bus.
         Limit::CpuQuota(c) => Property::new(
             "CPUQuotaPerSecUSec",
@@ -619,7 +639,13 @@ mod tests {
             cpus: Some(0.5),
             pids: Some(5),
             io_weight: Some(300),
-            ..Default::default()
+            cpuset: Some("0-1".into()),
+            io_max: vec![crate::config::IoMax {
+                device: "/dev/vda".into(),
+                wbps: Some(1 << 20),
+                ..Default::default()
+            }],
+            ..Resources::default()
         };
         let p = plan_adhoc_scope_properties("web", &r);
         assert_eq!(
@@ -632,6 +658,11 @@ mod tests {
         );
         assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(&GValue::U64(500_000)));
         assert_eq!(get(&p, "IOWeight"), Some(&GValue::U64(300)));
+        assert_eq!(get(&p, "AllowedCPUs"), Some(&GValue::bytes(&[0b11])));
+        assert_eq!(
+            get(&p, "IOWriteBandwidthMax").map(|v| v.gtype().to_string()),
+            Some("a(st)".to_string())
+        );
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub struct GuestOptions {
     pub script: String,
     /// Deadline for the whole guest, boot to power-off.
     pub timeout: Duration,
+    /// A block device of this many bytes, `/dev/ubda` in the guest (a
+    /// sparse file in the guest's temp dir), for IO limits.
+    pub disk: Option<u64>,
 }
 
 impl GuestOptions {
@@ -152,6 +155,7 @@ impl GuestOptions {
             install_berth: false,
             script: script.into(),
             timeout: Duration::from_secs(40),
+            disk: None,
         }
     }
 
@@ -556,6 +560,14 @@ pub fn run(opts: &GuestOptions) -> Result<GuestRun, String> {
     let console2 = console
         .try_clone()
         .map_err(|e| format!("cannot dup console.log: {e}"))?;
+    let mut disk_arg = Vec::new();
+    if let Some(size) = opts.disk {
+        let path = dir.join("disk.img");
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| format!("cannot make {path:?}: {e}"))?;
+        disk_arg.push(format!("ubda={}", path.display()));
+    }
     let start = Instant::now();
     // `timeout` makes itself a process-group leader and signals the whole
     // group, so the UML helper processes go with the kernel.
@@ -573,6 +585,7 @@ pub fn run(opts: &GuestOptions) -> Result<GuestRun, String> {
             "con0=null,fd:1",
             "con=null",
         ])
+        .args(&disk_arg)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         // UML keeps its pid file under $HOME/.uml/UMID: the temp dir, so
