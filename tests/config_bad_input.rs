@@ -409,6 +409,10 @@ fn bad_container_side_keys() {
             "3:25: [security] devices: device \"/etc/passwd\" is not under /dev",
         ),
         (
+            "[security]\nuserns = \"auto\"\ndevices = [\"/dev/sda:/dev/xvda\"]\n",
+            "4:12: [security] devices: device \"/dev/sda:/dev/xvda\": with userns = \"auto\" a device keeps its host path",
+        ),
+        (
             "[security]\nsysctls = { \"kernel.pid_max\" = \"99999\" }\n",
             "3:13: [security] sysctls: sysctl \"kernel.pid_max\" is not namespaced",
         ),

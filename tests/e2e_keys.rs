@@ -116,12 +116,17 @@ fn container_side_keys_as_the_container_sees_them() {
     // devices: /dev/fuse opens read-write; /dev/net/tun was given read-only,
     // so it opens for reading and not for writing; a node of a device not
     // listed (loop0, made with mknod) does not open at all.
-    let fuse = in_container(&b, "keys", "exec 3<>/dev/fuse && echo fuse-opened");
+    // (`<>` would create a plain file where no node is: check the node first.)
+    let fuse = in_container(
+        &b,
+        "keys",
+        "test -c /dev/fuse && exec 3<>/dev/fuse && echo fuse-opened",
+    );
     assert!(fuse.contains("fuse-opened"), "{fuse}");
     let tun = in_container(
         &b,
         "keys",
-        "(exec 3</dev/net/tun && echo tun-read); (exec 3<>/dev/net/tun && echo tun-rw)",
+        "test -c /dev/net/tun && (exec 3</dev/net/tun && echo tun-read); (exec 3<>/dev/net/tun && echo tun-rw)",
     );
     assert!(tun.contains("tun-read"), "{tun}");
     assert!(!tun.contains("tun-rw"), "{tun}");
@@ -167,10 +172,7 @@ fn container_side_keys_as_the_container_sees_them() {
         "{groups:?}"
     );
     let status = in_container(&b, "keys", "grep ^Groups: /proc/1/status");
-    assert!(
-        status.contains("44") && status.contains("4242"),
-        "{status}"
-    );
+    assert!(status.contains("44") && status.contains("4242"), "{status}");
 
     // A device the host lacks: the start fails, naming it and the definition.
     let out = b.sh("systemctl start berth@nodev");

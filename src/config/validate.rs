@@ -951,8 +951,19 @@ fn validate_container_security(
     security: &mut Security,
 ) {
     let Some(raw) = raw else { return };
+    let userns = security.userns;
     security.devices = cx.each(&raw.devices, "[security] devices", |_, d| {
-        ck::parse_device(&d.value)
+        let dev = ck::parse_device(&d.value)?;
+        // In a user namespace mknod is refused and a node is bound from the
+        // host's path of the same name (runc's bindMountDeviceNode).
+        if userns != Userns::Host && dev.container != dev.host {
+            return Err(format!(
+                "device \"{}\": with userns = \"{userns}\" a device keeps its host path (it is bound from there); drop \"{}\"",
+                d.value.escape_debug(),
+                dev.container.display()
+            ));
+        }
+        Ok(dev)
     });
     let net = match network.mode {
         NetworkMode::Host => NetNs::Host,
