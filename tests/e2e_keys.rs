@@ -189,5 +189,55 @@ fn container_side_keys_as_the_container_sees_them() {
         "{journal}"
     );
     b.sh_ok("systemctl stop berth@keys");
+
+    // The same keys from `berth run`'s flags, spelled as `docker run` spells
+    // them, seen by the ad hoc container's own program.
+    let out = b.sh_ok(concat!(
+        "berth run --rm --rootfs /srv/root --network none ",
+        "--ulimit nofile=2048:4096 --sysctl net.ipv4.ip_unprivileged_port_start=81 ",
+        "--shm-size 16M --tmpfs /scratch:noexec,nosuid,size=1m --device /dev/fuse:r ",
+        "--group-add video --security-opt mask=/etc/secret ",
+        "--security-opt unmask=/proc/timer_list ",
+        "sh -c 'grep \"Max open files\" /proc/self/limits; ",
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; ",
+        "grep -E \" /dev/shm | /scratch \" /proc/self/mountinfo; ",
+        "test -c /dev/fuse && echo fuse-node; (exec 3<>/dev/fuse && echo fuse-rw); ",
+        "echo groups $(id -G); cat /etc/secret; echo secret-end; head -1 /proc/timer_list' 2>&1",
+    ));
+    let limits_line = out
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        limits_line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["2048", "4096"],
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == "81"), "{out}");
+    assert!(
+        mount_line(&out, "/dev/shm").contains("size=16384k"),
+        "{out}"
+    );
+    let scratch = mount_line(&out, "/scratch");
+    assert!(
+        scratch.contains("noexec") && scratch.contains("size=1024k"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fuse-node") && !out.contains("fuse-rw"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("groups ") && l.split(' ').any(|g| g == "44")),
+        "{out}"
+    );
+    assert!(out.contains("\nsecret-end"), "{out}");
+    assert!(!out.contains("top secret"), "{out}");
+    assert!(out.contains("Timer List Version"), "{out}");
     b.close().unwrap();
 }
