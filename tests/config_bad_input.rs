@@ -421,6 +421,10 @@ fn bad_container_side_keys() {
             "5:13: [security] sysctls: sysctl \"net.ipv4.ip_forward\" would change the host's network",
         ),
         (
+            "[security]\nsysctls = { \"kernel.shmmax\" = \"1\\n2\" }\n",
+            "3:31: [security] sysctls: invalid value \"1\\n2\" for sysctl \"kernel.shmmax\"",
+        ),
+        (
             "[resources]\nulimits = { nofile = \"65536:1024\" }\n",
             "3:22: [resources] ulimits nofile: nofile = \"65536:1024\": soft limit 65536 is above the hard limit 1024",
         ),

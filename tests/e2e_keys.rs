@@ -25,7 +25,7 @@ uid = 101
 gid = 101
 options = ["noexec", "nosuid", "nodev"]
 [resources]
-ulimits = { nofile = "4096:8192", nproc = "500:1000" }
+ulimits = { nofile = "4096:8192", nproc = "20000:40000" }
 shm_size = "32M"
 [security]
 cap_add = ["MKNOD"]
@@ -101,7 +101,7 @@ fn container_side_keys_as_the_container_sees_them() {
             .collect()
     };
     assert_eq!(row("Max open files"), ["4096", "8192"], "{limits}");
-    assert_eq!(row("Max processes"), ["500", "1000"], "{limits}");
+    assert_eq!(row("Max processes"), ["20000", "40000"], "{limits}");
 
     // sysctls: written in the container's own network namespace.
     let port = in_container(

@@ -1006,6 +1006,15 @@ fn validate_sysctls(
     let mut out = BTreeMap::new();
     for (name, (k, v)) in raw.iter().flat_map(|m| m.0.iter()) {
         match ck::check_sysctl(name, net) {
+            // One write of one line to procfs: a newline would start another.
+            Ok(()) if v.value.is_empty() || v.value.contains(['\n', '\0']) => cx.err(
+                v,
+                "[security] sysctls",
+                format!(
+                    "invalid value \"{}\" for sysctl \"{name}\": expected one non-empty line",
+                    v.value.escape_debug()
+                ),
+            ),
             Ok(()) => {
                 out.insert(name.clone(), v.value.clone());
             }
