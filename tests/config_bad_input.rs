@@ -449,6 +449,10 @@ fn bad_container_side_keys() {
             "3:11: [security] unmask: relative path \"proc/kcore\"",
         ),
         (
+            "[security]\nunmask = [\"/proc/kcore\", \"/etc/passwd\"]\n",
+            "3:26: [security] unmask: \"/etc/passwd\" is not masked or read-only by default",
+        ),
+        (
             "[security]\ngroup_add = [\"a b\"]\n",
             "3:14: [security] group_add: invalid group \"a b\"",
         ),

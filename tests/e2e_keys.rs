@@ -195,13 +195,14 @@ fn container_side_keys_as_the_container_sees_them() {
     let out = b.sh_ok(concat!(
         "berth run --rm --rootfs /srv/root --network none ",
         "--ulimit nofile=2048:4096 --sysctl net.ipv4.ip_unprivileged_port_start=81 ",
-        "--shm-size 16M --tmpfs /scratch:noexec,nosuid,size=1m --device /dev/fuse:r ",
+        "--shm-size 16M --tmpfs /scratch:noexec,nosuid,size=1m --device /dev/fuse:r --device /dev/net ",
         "--group-add video --security-opt mask=/etc/secret ",
         "--security-opt unmask=/proc/timer_list ",
         "sh -c 'grep \"Max open files\" /proc/self/limits; ",
         "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; ",
         "grep -E \" /dev/shm | /scratch \" /proc/self/mountinfo; ",
         "test -c /dev/fuse && echo fuse-node; (exec 3<>/dev/fuse && echo fuse-rw); ",
+        "test -c /dev/net/tun && echo tun-node-from-dir; ",
         "echo groups $(id -G); cat /etc/secret; echo secret-end; head -1 /proc/timer_list' 2>&1",
     ));
     let limits_line = out
@@ -231,6 +232,8 @@ fn container_side_keys_as_the_container_sees_them() {
         out.contains("fuse-node") && !out.contains("fuse-rw"),
         "{out}"
     );
+    // A directory (/dev/net) gives every device node under it.
+    assert!(out.contains("tun-node-from-dir"), "{out}");
     assert!(
         out.lines()
             .any(|l| l.starts_with("groups ") && l.split(' ').any(|g| g == "44")),

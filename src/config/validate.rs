@@ -977,7 +977,23 @@ fn validate_container_security(
     let unmask = cx.each(&raw.unmask, "[security] unmask", |_, p| {
         match p.value.as_str() {
             "ALL" => Ok(None),
-            other => check_abs_path(other).map(Some),
+            other => {
+                let path = check_abs_path(other)?;
+                // Only what berth masks or makes read-only can be unmasked;
+                // any other path would be a key that does nothing.
+                let defaults = crate::spec::MASKED_PATHS
+                    .iter()
+                    .chain(crate::spec::READONLY_PATHS);
+                if defaults.clone().any(|d| path == Path::new(d)) {
+                    Ok(Some(path))
+                } else {
+                    let list: Vec<&str> = defaults.copied().collect();
+                    Err(format!(
+                        "\"{other}\" is not masked or read-only by default: expected \"ALL\" or one of {}",
+                        values::one_of(&list)
+                    ))
+                }
+            }
         }
     });
     security.unmask = Unmask {
