@@ -1,6 +1,6 @@
 #!/bin/sh
-# install.sh — install berth: the binary, its two other names, the systemd
-# units, the config directories and the man page.
+# install.sh — install berth: `make install` with a given binary, for hosts
+# and tests that have a berth binary but not a build tree to write into.
 #
 #   packaging/install.sh [--destdir DIR] [--bin PATH]
 #
@@ -9,6 +9,11 @@
 # --bin PATH     the berth binary (default: target/release/berth, else
 #                target/debug/berth, next to this script's source tree)
 #
+# Installs the layout of the Makefile (PREFIX=/usr): the binary and its two
+# other names, the units, /etc/berth/berth.toml (kept if present), the
+# definition directories, the man pages and the bash, zsh and fish
+# completions. The generated pages and completions are made by the binary
+# itself into a temporary directory, so the source tree may be read-only.
 # Idempotent: run it again to upgrade in place; the binary is replaced by a
 # rename, so a running berth keeps its old copy. It neither runs
 # `systemctl daemon-reload` nor enables anything: that is the administrator's
@@ -39,7 +44,7 @@ if [ -z "$bin" ]; then
 		if [ -x "$b" ]; then bin=$b; break; fi
 	done
 	if [ -z "$bin" ]; then
-		echo "install.sh: no berth binary in '$src/target'; build one (cargo build --release) or pass --bin PATH" >&2
+		echo "install.sh: no berth binary in '$src/target'; build one (make, or cargo build --release) or pass --bin PATH" >&2
 		exit 1
 	fi
 fi
@@ -47,46 +52,9 @@ if [ ! -f "$bin" ] || [ ! -x "$bin" ]; then
 	echo "install.sh: '$bin' is not an executable file" >&2
 	exit 1
 fi
+command -v make >/dev/null || { echo "install.sh: needs make (apt-get install make)" >&2; exit 1; }
 # Strip trailing slashes so "$destdir/usr" never becomes "//usr".
 destdir=${destdir%/}
-
-# Copy to a temporary name in the target directory, then rename over the old
-# file: atomic, and safe while the old binary runs (no "text file busy").
-install_file() { # mode source target
-	mkdir -p "$(dirname "$3")"
-	tmp="$3.berth-install.$$"
-	cp "$2" "$tmp"
-	chmod "$1" "$tmp"
-	mv -f "$tmp" "$3"
-}
-
-# A symlink, replaced if it exists (also over a stale regular file).
-install_link() { # target linkname
-	mkdir -p "$(dirname "$2")"
-	ln -sfn "$1" "$2"
-}
-
-install_file 0755 "$bin" "$destdir/usr/bin/berth"
-# One binary, three personalities, picked by argv[0] (src/main.rs).
-install_link /usr/bin/berth "$destdir/usr/bin/berth-runtime"
-install_link /usr/bin/berth "$destdir/usr/lib/systemd/system-generators/berth-generator"
-
-for unit in "$src"/units/*; do
-	[ -f "$unit" ] || continue
-	case $unit in
-	*.service|*.slice|*.socket|*.timer|*.target|*.path|*.mount) ;;
-	*) continue ;;
-	esac
-	install_file 0644 "$unit" "$destdir/usr/lib/systemd/system/$(basename "$unit")"
-done
-
-# Definitions: /etc for the administrator, /usr/lib for vendors and packages.
-# /run/berth/containers is made by whoever writes runtime definitions (it is
-# tmpfs and would not survive a reboot anyway).
-mkdir -p "$destdir/etc/berth/containers" "$destdir/usr/lib/berth/containers"
-
-for page in "$src"/packaging/*.[1-8]; do
-	[ -f "$page" ] || continue
-	section=${page##*.}
-	install_file 0644 "$page" "$destdir/usr/share/man/man$section/$(basename "$page")"
-done
+gen=$(mktemp -d "${TMPDIR:-/tmp}/berth-install.XXXXXX")
+trap 'rm -rf "$gen"' EXIT
+make -s -f "$src/Makefile" install PREFIX=/usr DESTDIR="$destdir" BERTH="$bin" GEN="$gen"

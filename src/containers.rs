@@ -31,6 +31,8 @@ pub enum ContainerError {
     Systemd { args: String, reason: String },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error("filter \"{filter}\": {reason}")]
+    Filter { filter: String, reason: String },
 }
 
 /// The unit a container runs as.
@@ -249,6 +251,50 @@ pub struct Row {
     pub addresses: Vec<std::net::IpAddr>,
     /// Its published ports as written (`8080:80/tcp`).
     pub ports: Vec<String>,
+    /// Its definition's `labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its definition's `[service] group`.
+    pub group: Option<String>,
+}
+
+/// One `berth ps --filter label=KEY[=VALUE]` (Docker's spelling; `label` is
+/// the one filter berth knows, so another name is an error, not a no-op).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelFilter {
+    pub key: String,
+    /// `None`: the label need only be present.
+    pub value: Option<String>,
+}
+
+impl LabelFilter {
+    pub fn parse(s: &str) -> Result<LabelFilter, ContainerError> {
+        let bad = |reason: &str| ContainerError::Filter {
+            filter: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let Some(rest) = s.strip_prefix("label=") else {
+            return Err(bad("expected label=KEY or label=KEY=VALUE"));
+        };
+        let (key, value) = match rest.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (rest, None),
+        };
+        if key.is_empty() {
+            return Err(bad("the label's name is empty"));
+        }
+        Ok(LabelFilter {
+            key: key.to_string(),
+            value,
+        })
+    }
+
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        match (labels.get(&self.key), &self.value) {
+            (Some(v), Some(want)) => v == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
 }
 
 /// The image column: the reference, or `rootfs:DIR`.
@@ -327,6 +373,8 @@ pub fn list(root: &Path, globals: &Globals, all: bool) -> Result<Vec<Row>, Conta
             _ => (Vec::new(), Vec::new()),
         };
         rows.push(Row {
+            labels: def.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
+            group: def.as_ref().and_then(|d| d.service.group.clone()),
             addresses,
             ports,
             image: image_label(def.as_ref(), st.as_ref()),
@@ -423,21 +471,53 @@ pub fn processes(cgroup: &Path) -> Result<Vec<ProcInfo>, ContainerError> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Stats {
     pub name: String,
+    /// What payload/ uses; its `memory_max` is the container's limit
+    /// under the unit's (below).
     #[serde(flatten)]
     pub usage: crate::cgroup::Usage,
+    /// The container's task limit under the unit's `pids.max`.
+    pub pids_max: Option<u64>,
 }
 
-/// Read the usage of `cgroup` for container `name`.
-pub fn stats(name: &str, cgroup: &Path) -> Stats {
+/// Read the usage of `cgroup` for container `name`, and its limits from
+/// the unit's cgroup `unit` (the only limits it has in service mode:
+/// `cgroup::limits`) less the supervisor's share, so that a `systemctl
+/// set-property` shows at once.
+pub fn stats(name: &str, cgroup: &Path, unit: Option<&Path>) -> Stats {
+    let mut usage = crate::cgroup::usage(cgroup);
+    let unit_max = |file: &str| {
+        let text = std::fs::read_to_string(unit?.join(file)).ok()?;
+        text.trim().parse::<u64>().ok()
+    };
+    use crate::cgroup::limits;
+    if let Some(m) = unit_max("memory.max") {
+        usage.memory_max = Some(limits::container_memory(m));
+    }
     Stats {
         name: name.to_string(),
-        usage: crate::cgroup::usage(cgroup),
+        usage,
+        pids_max: unit_max("pids.max").map(limits::container_tasks),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_filters() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("tier".to_string(), "web".to_string())].into();
+        let f = |s: &str| LabelFilter::parse(s).unwrap();
+        assert!(f("label=tier").matches(&labels));
+        assert!(f("label=tier=web").matches(&labels));
+        assert!(!f("label=tier=db").matches(&labels));
+        assert!(!f("label=owner").matches(&labels));
+        // A value may itself hold "=": only the first one splits.
+        assert_eq!(f("label=a=b=c").value.as_deref(), Some("b=c"));
+        assert!(LabelFilter::parse("name=web").is_err());
+        assert!(LabelFilter::parse("label=").is_err());
+    }
 
     fn props(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

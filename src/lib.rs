@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod containers;
 pub mod distribution;

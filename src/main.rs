@@ -30,6 +30,28 @@ fn main() -> ExitCode {
     {
         let _ = berth::runtime::ensure_protected();
     }
+    // Commands that only report die quietly when their reader goes away
+    // (`berth ps | head`, `berth-runtime state x | grep -q`), as other Unix
+    // tools do; Rust ignores SIGPIPE, so println! would panic instead. The
+    // long-running ones (the supervisor, `dns`, `exec`, `auto-update`) keep
+    // ignoring it: a journald restart must not kill them.
+    let reporting: &[&str] = match name.as_str() {
+        "berth-generator" => &[],
+        "berth-runtime" => &["state", "list", "ps", "features", "spec", "--help", "-h"],
+        _ => &[
+            "ps", "inspect", "images", "logs", "stats", "top", "volume", "network", "port",
+            "check", "generate", "version", "help", "history", "events", "system", "--help", "-h",
+        ],
+    };
+    let has = |words: &[&str]| {
+        std::env::args_os()
+            .skip(1)
+            .any(|a| words.iter().any(|w| a == *w))
+    };
+    if has(reporting) && !has(cloning) && !has(&["dns"]) {
+        // SAFETY: no other thread exists yet; restoring a default disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match name.as_str() {
         "berth-generator" => berth::generator::main(),
         "berth-runtime" => berth::oci::main(),

@@ -80,6 +80,10 @@ pub enum Resource {
         bridge: String,
         script: String,
     },
+    /// A registration with systemd-machined (`systemd::machined`): removed
+    /// while machined holds it for `unit`, never another's machine of the
+    /// same name. Silent: machined forgets it anyway once the unit stops.
+    Machine { name: String, unit: String },
 }
 
 /// Why undoing one resource failed. Each names the object it failed on.
@@ -228,6 +232,10 @@ impl Resource {
             } => crate::network::attach::remove_bridge_if_unused(run, network, bridge, script)
                 .map(|_| ())
                 .map_err(TeardownError::Network),
+            Resource::Machine { name, unit } => {
+                crate::systemd::machined::unregister(name, unit);
+                Ok(())
+            }
         };
         if let Err(e) = result {
             errors.push(e);
@@ -399,6 +407,10 @@ mod tests {
             Resource::Scope {
                 unit: "c1.scope".into(),
                 cgroup: p("j"),
+            },
+            Resource::Machine {
+                name: "web".into(),
+                unit: "berth@web.service".into(),
             },
         ];
         let path = p("list");

@@ -463,3 +463,57 @@ fn bad_container_side_keys() {
         generator_skips(&root, "web");
     }
 }
+
+#[test]
+fn bad_identity_keys() {
+    // labels/annotations, timezone, volume options and ID maps: the key and
+    // what was expected, at the value; the generator skips the definition.
+    for (text, what) in [
+        (
+            "labels = { \"a=b\" = \"x\" }\n",
+            "2:12: labels: invalid name \"a=b\": expected a non-empty name without \"=\"",
+        ),
+        (
+            "annotations = { x = \"a\\u0000b\" }\n",
+            "2:21: annotations: value of \"x\" contains a NUL byte",
+        ),
+        (
+            "timezone = \"../../etc/shadow\"\n",
+            "2:12: timezone: invalid time zone \"../../etc/shadow\": expected \"local\" or a zone name",
+        ),
+        (
+            "timezone = \"Mars/Olympus_Mons\"\n",
+            "2:12: timezone: unknown time zone \"Mars/Olympus_Mons\": no file /usr/share/zoneinfo/Mars/Olympus_Mons",
+        ),
+        (
+            "labels = \"tier=web\"\n",
+            "2:10: labels: invalid type: string \"tier=web\", expected a table",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+}
+
+#[test]
+fn bad_service_keys() {
+    // Each [service] key of issue 15 with a bad value: the key and what was
+    // expected, at the value; the generator skips the definition.
+    for (text, what) in [
+        (
+            "[service]\ngroup = \"my app\"\n",
+            "3:9: [service] group: invalid name \"my app\"",
+        ),
+        (
+            "[service]\ngroup = \"-app\"\n",
+            "3:9: [service] group: invalid name \"-app\"",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+}

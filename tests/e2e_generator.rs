@@ -7,6 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use berth::cgroup::limits::{SUPERVISOR_MEMORY, SUPERVISOR_TASKS};
 use support::systemd_box::{BoxOptions, SystemdBox};
 
 const WEB: &str = r#"# the web front end
@@ -45,9 +46,22 @@ fn boot_with_berth() -> SystemdBox {
     b
 }
 
+/// The unit's MemoryMax= and TasksMax= as the definition says them: less
+/// the supervisor's share, which the generator adds (src/cgroup/limits.rs).
 fn limits(b: &SystemdBox, unit: &str) -> (String, String) {
     let p = b.show(unit, "MemoryMax,TasksMax");
-    (p["MemoryMax"].clone(), p["TasksMax"].clone())
+    (
+        less(&p["MemoryMax"], SUPERVISOR_MEMORY),
+        less(&p["TasksMax"], SUPERVISOR_TASKS),
+    )
+}
+
+/// A number `systemctl show` printed, less `share`; "infinity" as it is.
+fn less(shown: &str, share: u64) -> String {
+    match shown.parse::<u64>() {
+        Ok(v) => v.saturating_sub(share).to_string(),
+        Err(_) => shown.to_string(),
+    }
 }
 
 fn generated_dropin(b: &SystemdBox, unit: &str) -> bool {
@@ -96,8 +110,12 @@ fn generator_turns_definitions_into_units_and_reports_broken_ones() {
         "MemoryMax,TasksMax,SourcePath,LoadState",
     );
     assert_eq!(web["LoadState"], "loaded");
-    assert_eq!(web["MemoryMax"], "268435456", "256M");
-    assert_eq!(web["TasksMax"], "100");
+    assert_eq!(
+        less(&web["MemoryMax"], SUPERVISOR_MEMORY),
+        "268435456",
+        "256M"
+    );
+    assert_eq!(less(&web["TasksMax"], SUPERVISOR_TASKS), "100");
     assert_eq!(web["SourcePath"], "/etc/berth/containers/web.toml");
 
     // wanted_by = ["multi-user.target"] starts it at boot; db says nothing.
@@ -192,15 +210,17 @@ fn generator_follows_precedence_masks_and_dropins() {
 
     let db = b.show("berth@db.service", "MemoryMax,TasksMax,SourcePath");
     assert_eq!(
-        db["MemoryMax"], "67108864",
+        less(&db["MemoryMax"], SUPERVISOR_MEMORY),
+        "67108864",
         "/etc's 64M wins over /usr/lib's 32M"
     );
-    assert_eq!(db["TasksMax"], "7");
+    assert_eq!(less(&db["TasksMax"], SUPERVISOR_TASKS), "7");
     assert_eq!(db["SourcePath"], "/etc/berth/containers/db.toml");
 
     let vendor3 = b.show("berth@vendor3.service", "MemoryMax,SourcePath");
     assert_eq!(
-        vendor3["MemoryMax"], "25165824",
+        less(&vendor3["MemoryMax"], SUPERVISOR_MEMORY),
+        "25165824",
         "/run's 24M wins over /usr/lib's 48M"
     );
     assert_eq!(vendor3["SourcePath"], "/run/berth/containers/vendor3.toml");
@@ -325,9 +345,9 @@ fn generated_dropin_with_every_key_loads_cleanly_in_systemd() {
     );
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("<missing>");
     assert_eq!(get("LoadState"), "loaded");
-    assert_eq!(get("MemoryMax"), "1073741824");
+    assert_eq!(less(get("MemoryMax"), SUPERVISOR_MEMORY), "1073741824");
     assert_eq!(get("CPUQuotaPerSecUSec"), "500ms", "cpus = 0.5");
-    assert_eq!(get("TasksMax"), "200");
+    assert_eq!(less(get("TasksMax"), SUPERVISOR_TASKS), "200");
     assert_eq!(get("IOWeight"), "300");
     assert_eq!(get("Restart"), "always");
     // stop_timeout plus the generator's margin: the supervisor escalates to SIGKILL

@@ -1,7 +1,8 @@
-//! packaging/install.sh puts berth where systemd and users look for it: the
-//! binary and its two other names, the units (as systemd loads them), the
-//! definition directories and the man page. Checked into a DESTDIR on the host
-//! and for real inside a systemd box.
+//! `make install` (and packaging/install.sh, which wraps it) puts berth where
+//! systemd and users look for it: the binary and its two other names, the
+//! units (as systemd loads them), /etc/berth/berth.toml, the definition
+//! directories, the man pages and the shell completions. Checked into a
+//! DESTDIR on the host and for real inside a systemd box.
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -77,14 +78,85 @@ fn install_into_destdir_lays_out_binary_links_units_dirs_and_man_page() {
     }
     assert!(d.join("etc/berth/containers").is_dir());
     assert!(d.join("usr/lib/berth/containers").is_dir());
-    assert!(d.join("usr/share/man/man1/berth.1").is_file());
-    assert!(d.join("usr/share/man/man5/berth.container.5").is_file());
+    assert_eq!(
+        std::fs::read_dir(d.join("usr/lib/berth/containers"))
+            .unwrap()
+            .count(),
+        0,
+        "the vendor directory ships empty"
+    );
+    for page in [
+        "man1/berth.1",
+        "man5/berth.container.5",
+        "man1/berth-run.1",
+        "man1/berth-network-ls.1",
+    ] {
+        assert!(d.join("usr/share/man").join(page).is_file(), "{page}");
+    }
+    for completion in [
+        "usr/share/bash-completion/completions/berth",
+        "usr/share/zsh/site-functions/_berth",
+        "usr/share/fish/vendor_completions.d/berth.fish",
+    ] {
+        let text = std::fs::read_to_string(d.join(completion)).unwrap();
+        assert!(text.contains("BERTH_COMPLETE="), "{completion}: {text}");
+    }
+    // The global settings: every key commented out, so the file changes
+    // nothing until the administrator says so (and a package can ship it as
+    // a conffile).
+    let toml = std::fs::read_to_string(d.join("etc/berth/berth.toml")).unwrap();
+    let live: Vec<&str> = toml
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(live.is_empty(), "uncommented lines: {live:?}");
+    assert!(toml.contains("# default_subnet = "), "{toml}");
     // No temporary file left behind by the atomic copies.
     let leftovers: Vec<_> = walk(d)
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".berth-install."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn make_install_honours_prefix_and_keeps_an_edited_berth_toml() {
+    require_program!("make");
+    let dest = tempfile::tempdir().unwrap();
+    let gen = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    std::fs::create_dir_all(d.join("etc/berth")).unwrap();
+    std::fs::write(d.join("etc/berth/berth.toml"), "# mine\n").unwrap();
+    let out = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg("install")
+        .arg(format!("DESTDIR={}", d.display()))
+        .arg("PREFIX=/usr/local")
+        .arg(format!("BERTH={}", support::berth_bin().display()))
+        .arg(format!("GEN={}", gen.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.join("usr/local/bin/berth").is_file());
+    assert_eq!(
+        std::fs::read_link(d.join("usr/local/bin/berth-runtime")).unwrap(),
+        Path::new("/usr/local/bin/berth")
+    );
+    assert!(d
+        .join("usr/local/lib/systemd/system-generators/berth-generator")
+        .is_symlink());
+    assert!(d.join("usr/local/share/man/man1/berth-ps.1").is_file());
+    assert_eq!(
+        std::fs::read_to_string(d.join("etc/berth/berth.toml")).unwrap(),
+        "# mine\n"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -201,6 +273,37 @@ fn installed_units_load_in_systemd_with_the_intended_properties() {
     assert_eq!(
         b.sh_ok("man -w berth").trim(),
         "/usr/share/man/man1/berth.1"
+    );
+
+    assert_eq!(
+        b.sh_ok("man -w berth-run").trim(),
+        "/usr/share/man/man1/berth-run.1"
+    );
+
+    // The installed bash completion registers itself and completes the
+    // declared containers' names (vendor and admin ones alike) by asking the
+    // installed berth.
+    b.write_file(
+        "/etc/berth/containers/web.toml",
+        b"image = \"oci:/srv/img\"\n",
+    );
+    b.write_file(
+        "/usr/lib/berth/containers/appliance.toml",
+        b"image = \"oci:/srv/img\"\n",
+    );
+    let completed = b.sh_ok(
+        "bash -c 'source /usr/share/bash-completion/completions/berth && complete -p berth && \
+         COMP_WORDS=(berth logs \"\"); COMP_CWORD=2; _clap_complete_berth berth \"\" logs; \
+         printf \"%s\\n\" \"${COMPREPLY[@]}\"'",
+    );
+    assert!(
+        completed.starts_with("complete ") && completed.contains("-F _clap_complete_berth berth"),
+        "{completed}"
+    );
+    let names: Vec<&str> = completed.lines().skip(1).collect();
+    assert!(
+        names.contains(&"web") && names.contains(&"appliance"),
+        "{completed}"
     );
 
     // Installing again over a running system changes nothing and fails nothing.

@@ -154,7 +154,9 @@ fn declared_container_is_started_by_systemd_reachable_and_logged() {
         "berth check && systemctl daemon-reload && echo reloaded",
     );
     let unit = show(&b, "systemctl cat berth@web.service");
-    assert!(unit.contains("MemoryMax=67108864"), "{unit}");
+    // 64M for the container, and the supervisor's share (cgroup/limits.rs).
+    let max = 64 * 1024 * 1024 + berth::cgroup::limits::SUPERVISOR_MEMORY;
+    assert!(unit.contains(&format!("MemoryMax={max}")), "{unit}");
     // The image is not in the store yet: the first start may pull, so the
     // unit waits for the network.
     assert!(unit.contains("Wants=network-online.target"), "{unit}");

@@ -936,3 +936,49 @@ fn the_outside_host_reaches_a_host_mode_container_and_back() {
         "udp port 53 after the stop",
     );
 }
+
+/// The outside host and the box's side of their link over IPv6
+/// (documentation prefix, no duplicate address detection to wait for).
+const BOX_ADDR6: &str = "2001:db8:1::1";
+const OUT_ADDR6: &str = "2001:db8:1::2";
+
+#[test]
+fn a_port_published_on_a_dual_stack_network_answers_over_ipv6_and_closes_on_stop() {
+    require_net!();
+    let name = "pub6";
+    let all = [name];
+    let b = boot(
+        &[web(name, "networks = [\"dual\"]\npublish = [\"8086:80\"]")],
+        &[(
+            "dual",
+            "subnet = \"10.89.31.0/24\"\nsubnet6 = \"fd00:89:31::/64\"\n",
+        )],
+    );
+    let out = OutsideHost::attach(&b);
+    b.sh_ok(&format!(
+        "set -e
+         ip addr add {BOX_ADDR6}/64 dev out0 nodad
+         ip -n out addr add {OUT_ADDR6}/64 dev eth0 nodad
+         ip -6 route add default via {OUT_ADDR6}"
+    ));
+    start(&b, &[name], &all);
+    let curl = |addr: &str| format!("curl -g -fsS --max-time 3 http://[{addr}]:8086/");
+    let cases = [
+        (
+            out.wrap(&curl(BOX_ADDR6)),
+            "from the outside host to the host's IPv6 address",
+        ),
+        (curl(BOX_ADDR6), "from the host to its own IPv6 address"),
+        (
+            out.wrap(&format!("curl -fsS --max-time 3 http://{BOX_ADDR}:8086/")),
+            "from the outside host over IPv4",
+        ),
+    ];
+    for (script, what) in &cases {
+        expect_output(&b, script, name, &all, &format!("tcp 8086 {what}"));
+    }
+    stop(&b, &[name]);
+    for (script, what) in &cases {
+        expect_failure(&b, script, &all, &format!("after stop, tcp 8086 {what}"));
+    }
+}

@@ -7,7 +7,7 @@
 //! a crash, and the output is logged under the container's name.
 //!
 //! The runtime is not needed for that: a small stand-in for `/usr/bin/berth`
-//! (Python, installed with packaging/install.sh) plays the supervisor's part
+//! (Python, installed over /usr/bin/berth after packaging/install.sh) plays the supervisor's part
 //! and records what it saw in /run/fake/.
 mod support;
 
@@ -82,9 +82,10 @@ fn boot_with_fake_berth() -> SystemdBox {
     let b = SystemdBox::boot(BoxOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     b.write_file("/root/fake-berth", FAKE_BERTH.as_bytes());
     b.sh_ok(&format!(
-        "chmod 755 /root/fake-berth && sh {}/packaging/install.sh --bin /root/fake-berth \
-         && systemctl daemon-reload",
-        support::systemd_box::BOX_SRC
+        "chmod 755 /root/fake-berth && sh {}/packaging/install.sh --bin {}/berth \
+         && install -m 755 /root/fake-berth /usr/bin/berth && systemctl daemon-reload",
+        support::systemd_box::BOX_SRC,
+        support::systemd_box::BOX_BIN_DIR
     ));
     b
 }

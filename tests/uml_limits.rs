@@ -21,13 +21,14 @@
 //! Every limit has a control run with a looser limit that must succeed, so a
 //! workload that never allocated, forked or spun could not pass.
 //!
-//! In service mode the limits are the unit's (MemoryMax=, TasksMax=,
-//! CPUQuota= from the generator) and cover the supervisor too: payload/ has
-//! no controllers of its own (see the ignored
-//! `systemd_payload_has_its_own_controllers`), so with `pids = 5` only three
-//! `sleep`s start, and the supervisor's memory counts against `memory`.
-//! systemd reports the OOM kill in the journal, but `Result=` is `exit-code`
-//! (see the ignored `systemd_oom_kill_shows_as_unit_result`).
+//! In service mode the limits are the unit's alone (MemoryMax=, TasksMax=,
+//! CPUQuota= from the generator; payload/ has none of its own), memory and
+//! tasks with the supervisor's share added (src/cgroup/limits.rs), so with
+//! `pids = 5` the container itself runs its 5 tasks, and `systemctl
+//! set-property` changes a running container's limit (the "live" guest).
+//! The supervisor is never the OOM killer's pick (oom_score_adj -1000).
+//! systemd reports the OOM kill in the journal, but `Result=` is `exit-code`;
+//! berth reports it itself, also while the main process survives it.
 //! `BERTH_UML_KEEP=1` keeps the guests' dirs (console.log, out/log) in /tmp.
 mod support;
 
@@ -36,6 +37,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use berth::cgroup::limits::{SUPERVISOR_MEMORY, SUPERVISOR_TASKS};
 use serde_json::{json, Value};
 use support::uml::{self, GuestOptions, GuestRun, Mode};
 
@@ -433,6 +435,18 @@ done
 for n in forks5 forks50; do
     result ${n}_pids_max "$(val $CG/berth@$n.service/pids.max)"
 done
+# payload/ has no limit of its own: the unit's is the container's.
+result hog_payload_memory_max "$(val $CG/berth@hog.service/payload/memory.max)"
+result forks5_payload_pids_max "$(val $CG/berth@forks5.service/payload/pids.max)"
+# The supervisor's share of its unit, measured while its container runs
+# (cgroup/limits.rs: SUPERVISOR_MEMORY, SUPERVISOR_TASKS).
+for n in hog ok200 forks5 forks50; do
+    U=$CG/berth@$n.service/supervisor
+    result ${n}_sup_memory "$(val $U/memory.current)"
+    result ${n}_sup_peak "$(val $U/memory.peak)"
+    result ${n}_sup_pids "$(val $U/pids.current)"
+    result ${n}_sup_stat "$(grep -E '^(anon|file|kernel|kernel_stack|pagetables|slab) ' $U/memory.stat | tr '\n' ' ')"
+done
 result hog_show_memory_max "$(sc show -p MemoryMax --value berth@hog)"
 wait_done hog ok200 forks5 forks50
 for n in hog ok200 forks5 forks50; do report $n; done
@@ -579,14 +593,21 @@ fn systemd_guest() -> &'static GuestRun {
 fn systemd_memory_limit_is_enforced_by_oom_kill() {
     require_uml!();
     let g = systemd_guest();
-    // The generator's MemoryMax= reached the unit's cgroup ...
+    // The generator's MemoryMax= (the definition's 20M and the
+    // supervisor's share) reached the unit's cgroup ...
+    let unit_20m = (20u64 << 20) + SUPERVISOR_MEMORY;
     assert_eq!(
         g.value("hog_show_memory_max"),
-        "20971520",
+        unit_20m.to_string(),
         "{}",
         g.diagnostics()
     );
-    assert_eq!(g.value("hog_memory_max"), "20971520", "{}", g.diagnostics());
+    assert_eq!(
+        g.value("hog_memory_max"),
+        unit_20m.to_string(),
+        "{}",
+        g.diagnostics()
+    );
     // ... the container ran below it, in payload/ ...
     assert!(
         !g.value("hog_procs").trim().is_empty(),
@@ -614,7 +635,7 @@ fn systemd_memory_limit_is_enforced_by_oom_kill() {
     // Control: 200M is enough for the same container.
     assert_eq!(
         g.value("ok200_memory_max"),
-        "209715200",
+        ((200u64 << 20) + SUPERVISOR_MEMORY).to_string(),
         "{}",
         g.diagnostics()
     );
@@ -647,12 +668,13 @@ fn systemd_oom_kill_is_reported_by_berth() {
     );
 }
 
-/// DESIGN.md and src/supervise/cgroup.rs: the supervisor's own memory never
-/// counts as the container's. The supervisor enables the unit's controllers
-/// for its children, so `payload/` has a memcg (and pids, cpu) of its own
-/// with the definition's limits, and the OOM kill happens there.
+/// DESIGN.md "Limits, OOM, defaults": the unit's limits are the
+/// container's only ones. payload/ has its controllers (its usage and OOM
+/// kills are counted there) but no limit of its own, so a `systemctl
+/// set-property` on the unit reaches it; the OOM kill is the unit's, of a
+/// process in payload/.
 #[test]
-fn systemd_payload_has_its_own_controllers() {
+fn systemd_payload_has_no_limit_of_its_own() {
     require_uml!();
     let g = systemd_guest();
     assert!(
@@ -667,24 +689,64 @@ fn systemd_payload_has_its_own_controllers() {
         "unit subtree_control {ctl:?}\n{}",
         g.diagnostics()
     );
-    assert!(
-        g.value("oom_report")
-            .contains("task_memcg=/berth.slice/berth@hog.service/payload"),
+    assert_eq!(
+        g.value("hog_payload_memory_max"),
+        "max",
         "{}",
         g.diagnostics()
     );
+    assert_eq!(
+        g.value("forks5_payload_pids_max"),
+        "max",
+        "{}",
+        g.diagnostics()
+    );
+    let report = g.value("oom_report");
+    assert!(
+        report.contains("oom_memcg=/berth.slice/berth@hog.service,")
+            && report.contains("task_memcg=/berth.slice/berth@hog.service/payload"),
+        "{report:?}\n{}",
+        g.diagnostics()
+    );
+}
+
+/// The supervisor's share of its unit (src/cgroup/limits.rs), measured
+/// while its container runs: what the constants say is enough.
+#[test]
+fn systemd_supervisor_share_is_measured() {
+    require_uml!();
+    let g = systemd_guest();
+    for n in ["hog", "ok200", "forks5", "forks50"] {
+        let mem = g.number(&format!("{n}_sup_memory"));
+        let pids = g.number(&format!("{n}_sup_pids"));
+        eprintln!(
+            "{n}: supervisor memory.current {mem} (peak {}), pids.current {pids}; memory.stat {}",
+            g.value(&format!("{n}_sup_peak")),
+            g.value(&format!("{n}_sup_stat"))
+        );
+        assert!(
+            mem > 0 && mem <= SUPERVISOR_MEMORY,
+            "{n}: the waiting supervisor uses {mem} bytes, its share is {SUPERVISOR_MEMORY}\n{}",
+            g.diagnostics()
+        );
+        assert_eq!(pids, SUPERVISOR_TASKS, "{}", g.diagnostics());
+    }
 }
 
 #[test]
 fn systemd_pids_limit_stops_forks() {
     require_uml!();
     let g = systemd_guest();
-    assert_eq!(g.value("forks5_pids_max"), "5", "{}", g.diagnostics());
-    // payload/ has its own pids.max of 5, and TasksMax= (the same 5, as the
-    // definition says and `systemctl show` shows) caps the whole unit, the
-    // supervisor's task included: seen here, sh + 3 sleeps + the supervisor.
-    let forked = g.number("forks5_forked");
-    assert!((1..=4).contains(&forked), "{}", g.diagnostics());
+    // TasksMax= is the definition's 5 and the supervisor's one task: the
+    // container itself runs its 5, sh and 4 sleeps, and the fifth sleep's
+    // fork fails.
+    assert_eq!(
+        g.value("forks5_pids_max"),
+        (5 + SUPERVISOR_TASKS).to_string(),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.number("forks5_forked"), 4, "{}", g.diagnostics());
     assert!(
         g.value("forks5_log").contains("can't fork"),
         "{}",
@@ -700,7 +762,12 @@ fn systemd_pids_limit_stops_forks() {
         "{}",
         g.diagnostics()
     );
-    assert_eq!(g.value("forks50_pids_max"), "50", "{}", g.diagnostics());
+    assert_eq!(
+        g.value("forks50_pids_max"),
+        (50 + SUPERVISOR_TASKS).to_string(),
+        "{}",
+        g.diagnostics()
+    );
     assert_eq!(g.number("forks50_forked"), 10, "{}", g.diagnostics());
     assert!(
         g.value("forks50_log").contains("all-forked"),
@@ -929,4 +996,250 @@ fn runtime_scope_is_gone_after_run() {
     }
     assert_eq!(g.value("rt_cgroups_after"), "", "{}", g.diagnostics());
     assert_eq!(g.value("rt_state_after"), "", "{}", g.diagnostics());
+}
+
+// --- service mode, limits changed live -----------------------------------
+
+/// Allocates 100 MB once (fails under 20M: OOM-killed, but `sh`, the main
+/// process, survives it), waits for the test's go in the bind-mounted
+/// /flag, and allocates again.
+const RAISE: &str = "sleep 4; dd if=/dev/zero of=/dev/null bs=100M count=1 && echo first-allocated || echo first-failed; while [ ! -e /flag/go ]; do sleep 0.2; done; dd if=/dev/zero of=/dev/null bs=100M count=1 && echo second-allocated; sleep 1";
+
+const LIVE_SCRIPT: &str = r#"
+CG=/sys/fs/cgroup/berth.slice
+sc() { systemctl --no-pager "$@"; }
+now() { read -r up _ < /proc/uptime; echo "${up%.*}"; }
+val() { v=; read -r v < "$1" 2>/dev/null || true; echo "$v"; }
+oom_kills() { sed -n 's/^oom_kill //p' $1/memory.events 2>/dev/null; }
+wait_done() {
+    end=$(( $(now) + 60 ))
+    for n in "$@"; do
+        while [ "$(now)" -lt $end ]; do
+            case $(sc is-active berth@$n) in active|activating|deactivating|reloading) sleep 0.2 ;; *) break ;; esac
+        done
+    done
+}
+wait_payloads() {
+    end=$(( $(now) + 30 ))
+    while [ "$(now)" -lt $end ]; do
+        all=1
+        for n in "$@"; do [ -e $CG/berth@$n.service/payload/cgroup.procs ] || all=0; done
+        [ $all = 1 ] && return
+        sleep 0.1
+    done
+}
+mkdir -p /run/flag
+for n in lower raise; do sc start --no-block berth@$n; done
+wait_payloads lower raise
+# lower: 200M, lowered to 20M before its allocation, which is then killed.
+L=$CG/berth@lower.service
+result lower_before "$(val $L/memory.max)"
+sc set-property --runtime berth@lower MemoryMax=20M; result lower_set $?
+result lower_after "$(val $L/memory.max)"
+result lower_show "$(sc show -p MemoryMax --value berth@lower)"
+result lower_stats "$(berth stats lower --format json | tr '\n' ' ')"
+result lower_sup_pid "$(sc show -p MainPID --value berth@lower)"
+# raise: 20M; its first allocation is OOM-killed while sh, the main
+# process, goes on.
+R=$CG/berth@raise.service
+result raise_sup_pid_before "$(sc show -p MainPID --value berth@raise)"
+end=$(( $(now) + 40 ))
+while [ "$(now)" -lt $end ] && [ "$(oom_kills $R/payload)" = 0 ]; do sleep 0.2; done
+result raise_oom_kills_then "$(oom_kills $R/payload)"
+# berth's report of it, while the container runs: journal, ps, inspect.
+end=$(( $(now) + 10 ))
+while [ "$(now)" -lt $end ]; do
+    berth inspect raise | grep -q '"oom_killed": true' && break
+    sleep 0.2
+done
+result raise_event "$(journalctl --no-pager -b BERTH_EVENT=oom-killed CONTAINER_NAME=raise -o cat | tr '\n' ' ')"
+result raise_event_fields "$(journalctl --no-pager -b BERTH_EVENT=oom-killed CONTAINER_NAME=raise -o verbose | grep -E '^ *(OOM_KILLS|CONTAINER_NAME)=' | tr -d ' ' | tr '\n' ' ')"
+result raise_ps "$(berth ps --format json | tr '\n' ' ')"
+result raise_ps_table "$(berth ps | grep '^raise ' | tr -s ' ')"
+result raise_inspect "$(berth inspect raise | tr '\n' ' ')"
+result raise_active "$(sc is-active berth@raise)"
+SP=$(sc show -p MainPID --value berth@raise)
+result raise_sup_pid_after "$SP"
+result raise_sup_oom_score_adj "$(val /proc/$SP/oom_score_adj)"
+IP=$(sort -n $R/payload/cgroup.procs | head -1)
+result raise_init_comm "$(val /proc/$IP/comm)"
+result raise_init_oom_score_adj "$(val /proc/$IP/oom_score_adj)"
+# Raised to 200M: the allocation that failed succeeds.
+sc set-property --runtime berth@raise MemoryMax=200M; result raise_set $?
+result raise_after "$(val $R/memory.max)"
+result raise_stats "$(berth stats raise --format json | tr '\n' ' ')"
+touch /run/flag/go
+wait_done lower raise
+for n in lower raise; do
+    sc show -p Result,ExecMainStatus berth@$n | sed "s/^/${n}_/" >> $OUT/results
+    result ${n}_log "$(journalctl --no-pager -b -u berth@$n -o cat | tr '\n' ' ' | tail -c 3000)"
+done
+result lower_oom_report "$(dmesg | grep 'oom-kill:' | grep 'oom_memcg=/berth.slice/berth@lower' | tail -1)"
+result victims "$(dmesg | grep -o 'Killed process [0-9]* ([^)]*)' | tr '\n' ' ')"
+"#;
+
+/// The guest of the live-limit tests, booted by the first test that asks.
+fn live_guest() -> &'static GuestRun {
+    static RUN: OnceLock<Result<GuestRun, String>> = OnceLock::new();
+    shared(RUN.get_or_init(|| {
+        let rootfs = tempfile::tempdir().unwrap();
+        support::busybox_rootfs(rootfs.path());
+        let defs = [
+            (
+                "lower",
+                format!(
+                    "{}[resources]\nmemory = \"200M\"",
+                    command(&delayed(HOG, 8))
+                ),
+            ),
+            (
+                "raise",
+                format!(
+                    "{}[resources]\nmemory = \"20M\"\n[[volume]]\nsource = \"/run/flag\"\ntarget = \"/flag\"",
+                    command(RAISE)
+                ),
+            ),
+        ];
+        let mut opts = GuestOptions::new(Mode::Systemd, LIVE_SCRIPT)
+            .with_berth()
+            .dir(rootfs.path(), ROOTFS);
+        opts.timeout = Duration::from_secs(150);
+        for (name, body) in &defs {
+            opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), definition(body));
+        }
+        let run = uml::run(&opts).map_err(|e| format!("UML guest: {e}"))?;
+        eprintln!(
+            "live guest: {:?} wall, script ended at {}s of guest uptime",
+            run.wall,
+            run.get("script_end_s").unwrap_or("?")
+        );
+        if run.get("script_status") != Some("0") {
+            return Err(format!(
+                "the guest script did not finish\n{}",
+                run.diagnostics()
+            ));
+        }
+        Ok(run)
+    }))
+}
+
+fn json_of(g: &GuestRun, key: &str) -> Value {
+    serde_json::from_str(g.value(key)).unwrap_or_else(|e| {
+        panic!(
+            "{key} is not JSON ({e}): {:?}\n{}",
+            g.value(key),
+            g.diagnostics()
+        )
+    })
+}
+
+/// `systemctl set-property berth@lower MemoryMax=20M` on a running
+/// container started with `memory = "200M"`: the kernel's limit drops at
+/// once, `berth stats` shows it, and the allocation that 200M allowed is
+/// OOM-killed; the supervisor is not the one killed.
+#[test]
+fn live_lowered_limit_oom_kills_the_container() {
+    require_uml!();
+    let g = live_guest();
+    let unit_200m = (200u64 << 20) + SUPERVISOR_MEMORY;
+    assert_eq!(
+        g.value("lower_before"),
+        unit_200m.to_string(),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("lower_set"), "0", "{}", g.diagnostics());
+    assert_eq!(g.value("lower_after"), "20971520", "{}", g.diagnostics());
+    assert_eq!(g.value("lower_show"), "20971520", "{}", g.diagnostics());
+    let stats = json_of(g, "lower_stats");
+    assert_eq!(
+        stats[0]["memory_max"],
+        json!((20u64 << 20) - SUPERVISOR_MEMORY),
+        "berth stats: {stats}"
+    );
+    let log = g.value("lower_log");
+    assert!(
+        log.contains("A process of this unit has been killed by the OOM killer")
+            && !log.contains("allocated-100M"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value("lower_ExecMainStatus"),
+        "137",
+        "{}",
+        g.diagnostics()
+    );
+    assert!(
+        g.value("lower_oom_report")
+            .contains("task_memcg=/berth.slice/berth@lower.service/payload"),
+        "{}",
+        g.diagnostics()
+    );
+    // The supervisor ended the unit itself, reporting the container's exit.
+    assert!(
+        log.contains("container \"lower\" was killed by SIGKILL"),
+        "{}",
+        g.diagnostics()
+    );
+}
+
+/// `systemctl set-property berth@raise MemoryMax=200M` on a running
+/// container started with `memory = "20M"`: the allocation that was
+/// OOM-killed under 20M succeeds once raised, in the same container.
+#[test]
+fn live_raised_limit_lets_a_failed_allocation_succeed() {
+    require_uml!();
+    let g = live_guest();
+    assert!(g.number("raise_oom_kills_then") >= 1, "{}", g.diagnostics());
+    assert_eq!(g.value("raise_set"), "0", "{}", g.diagnostics());
+    assert_eq!(g.value("raise_after"), "209715200", "{}", g.diagnostics());
+    let stats = json_of(g, "raise_stats");
+    assert_eq!(
+        stats[0]["memory_max"],
+        json!((200u64 << 20) - SUPERVISOR_MEMORY),
+        "berth stats: {stats}"
+    );
+    let log = g.value("raise_log");
+    assert!(
+        log.contains("first-failed") && log.contains("second-allocated"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("raise_Result"), "success", "{}", g.diagnostics());
+}
+
+/// The supervisor survives every OOM kill: it runs with oom_score_adj
+/// -1000 (the container's init has 0 again, the value systemd gave the
+/// supervisor), and the kernel never picked a `berth` process.
+#[test]
+fn live_supervisor_survives_oom_kills() {
+    require_uml!();
+    let g = live_guest();
+    assert_eq!(g.value("raise_active"), "active", "{}", g.diagnostics());
+    assert_eq!(
+        g.value("raise_sup_pid_before"),
+        g.value("raise_sup_pid_after"),
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value("raise_sup_oom_score_adj"),
+        "-1000",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(g.value("raise_init_comm"), "sh", "{}", g.diagnostics());
+    assert_eq!(
+        g.value("raise_init_oom_score_adj"),
+        "0",
+        "{}",
+        g.diagnostics()
+    );
+    let victims = g.value("victims");
+    assert!(
+        victims.contains("(dd)") && !victims.contains("(berth)"),
+        "OOM victims: {victims}\n{}",
+        g.diagnostics()
+    );
 }

@@ -7,6 +7,7 @@
 //! cgroup, and the usage `berth stats` reads.
 
 pub mod fs;
+pub mod limits;
 pub mod plan;
 
 pub use fs::{
@@ -14,7 +15,7 @@ pub use fs::{
     move_into, pids, read_state, remove_empty, setup, unit_cgroup_dir, usage, CgroupError, Usage,
 };
 pub use plan::{
-    blkio_to_io_weight, cgroup_dir, cpu_max, cpus_to_quota, expand_slice, parse_events,
-    parse_oom_kills, parse_unit_cgroup, plan_resources, quota_per_second, shares_to_weight,
-    systemd_scope, CgroupState, SystemdScope, CGROUP_ROOT, CPU_PERIOD_USEC,
+    blkio_to_io_weight, cgroup_dir, cpu_max, cpus_to_quota, devices_only, expand_slice,
+    parse_events, parse_oom_kills, parse_unit_cgroup, plan_resources, quota_per_second,
+    shares_to_weight, systemd_scope, CgroupState, SystemdScope, CGROUP_ROOT, CPU_PERIOD_USEC,
 };

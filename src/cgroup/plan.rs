@@ -127,6 +127,15 @@ pub fn plan_resources(r: &LinuxResources) -> Vec<(String, String)> {
     out
 }
 
+/// `r` with its device rules only: what service mode hands the runtime for
+/// `<unit>/payload`, whose limits are the unit's alone (`limits.rs`), so
+/// that `systemctl set-property` on the unit reaches the container.
+pub fn devices_only(r: &LinuxResources) -> LinuxResources {
+    let mut out = LinuxResources::default();
+    out.set_devices(r.devices().clone());
+    out
+}
+
 /// What `cgroup.events` says.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CgroupState {

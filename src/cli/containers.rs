@@ -24,21 +24,28 @@ pub enum Format {
 /// List containers with their state (from systemd), image, PID and uptime
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth ps                 running (and failed) containers\n  berth ps -a              every defined container, stopped ones too\n  berth ps --format json   for scripts"
+    after_help = "Examples:\n  berth ps                 running (and failed) containers\n  berth ps -a              every defined container, stopped ones too\n  berth ps --group app     the members of berth-app.target\n  berth ps --format json   for scripts"
 )]
 pub struct PsArgs {
     /// Show every defined container, stopped ones too
     #[arg(short, long)]
     pub all: bool,
+    /// Only the members of this group (`[service] group`, berth-GROUP.target)
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Only containers matching: label=KEY or label=KEY=VALUE (repeatable:
+    /// all must match, as in `docker ps --filter`)
+    #[arg(short = 'f', long = "filter", value_name = "label=KEY[=VALUE]")]
+    pub filter: Vec<String>,
 }
 
 /// Show the journal of a container (its output and berth's events)
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth logs web           everything web printed since boot\n  berth logs -f -n 20 web  the last 20 lines, then follow\n\nThis runs `journalctl -u berth@NAME.service`; any journalctl filter works there too."
+    after_help = "Examples:\n  berth logs web           everything web printed since boot\n  berth logs -f -n 20 web  the last 20 lines, then follow\n  berth logs -f web db     both, interleaved, each line prefixed \"web |\" or \"db  |\"\n\nThis runs `journalctl -u berth@NAME.service`; any journalctl filter works there too."
 )]
 pub struct LogsArgs {
     /// Keep printing new lines as they come
@@ -53,8 +60,10 @@ pub struct LogsArgs {
     /// Only lines since this time (journalctl --since syntax: "10 min ago", "2024-01-01 10:00")
     #[arg(long)]
     pub since: Option<String>,
-    /// Container name (a definition in /etc/berth/containers/NAME.toml)
-    pub name: String,
+    /// Containers; with several, their lines are interleaved in time order,
+    /// each prefixed with its name
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 /// Start, stop or restart containers through systemd
@@ -122,7 +131,16 @@ fn globals(root: &Path) -> anyhow::Result<Globals> {
 
 pub fn ps(root: &Path, args: PsArgs) -> anyhow::Result<ExitCode> {
     let g = globals(root)?;
-    let rows = ct::list(root, &g, args.all)?;
+    let filters = args
+        .filter
+        .iter()
+        .map(|f| ct::LabelFilter::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = ct::list(root, &g, args.all)?;
+    rows.retain(|r| filters.iter().all(|f| f.matches(&r.labels)));
+    if let Some(group) = &args.group {
+        rows.retain(|r| r.group.as_ref() == Some(group));
+    }
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -189,19 +207,21 @@ fn print_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) {
 pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
     // Logs outlive definitions (a removed container's journal is still
     // there), so only an invalid name is refused here.
-    if crate::config::validate_name(&args.name).is_err()
-        || (crate::config::load_definition(root, &args.name)
-            .ok()
-            .flatten()
-            .is_none()
-            && !ct::recorded_names(root).contains(&args.name)
-            && !ctl::journal_has(&ct::unit_name(&args.name)))
-    {
-        return Err(ContainerError::NoSuch {
-            name: args.name.clone(),
-            root: root.to_path_buf(),
+    for name in &args.names {
+        if crate::config::validate_name(name).is_err()
+            || (crate::config::load_definition(root, name)
+                .ok()
+                .flatten()
+                .is_none()
+                && !ct::recorded_names(root).contains(name)
+                && !ctl::journal_has(&ct::unit_name(name)))
+        {
+            return Err(ContainerError::NoSuch {
+                name: name.clone(),
+                root: root.to_path_buf(),
+            }
+            .into());
         }
-        .into());
     }
     let opts = LogOptions {
         timestamps: args.timestamps,
@@ -209,7 +229,10 @@ pub fn logs(root: &Path, args: LogsArgs) -> anyhow::Result<ExitCode> {
         lines: args.lines,
         since: args.since.clone(),
     };
-    Err(ctl::exec_logs(&ct::unit_name(&args.name), &opts)).context("cannot run journalctl")
+    if let [name] = args.names.as_slice() {
+        return Err(ctl::exec_logs(&ct::unit_name(name), &opts)).context("cannot run journalctl");
+    }
+    super::logs::interleaved(&args.names, &opts)
 }
 
 pub fn unit_verb(root: &Path, verb: Verb, args: UnitArgs) -> anyhow::Result<ExitCode> {
@@ -292,7 +315,7 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for n in &names {
         let r = live(root, &g, n)?;
-        out.push(ct::stats(n, payload(&r)?));
+        out.push(ct::stats(n, payload(&r)?, r.state.unit_cgroup.as_deref()));
     }
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -300,8 +323,8 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
     }
     let rows: Vec<[String; 5]> = out
         .iter()
-        .map(|u| {
-            let (name, u) = (&u.name, &u.usage);
+        .map(|s| {
+            let (name, u) = (&s.name, &s.usage);
             let mem = match (u.memory_bytes, u.memory_max) {
                 (Some(c), Some(m)) => format!("{} / {}", human_bytes(c), human_bytes(m)),
                 (Some(c), None) => human_bytes(c),
@@ -313,7 +336,10 @@ pub fn stats(root: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
                     .map(|c| format!("{:.2}s", c as f64 / 1e6))
                     .unwrap_or_else(|| "-".into()),
                 mem,
-                u.pids.to_string(),
+                match s.pids_max {
+                    Some(m) => format!("{} / {m}", u.pids),
+                    None => u.pids.to_string(),
+                },
                 if u.frozen { "paused" } else { "running" }.into(),
             ]
         })
@@ -388,6 +414,8 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
         "pid": live.as_ref().map(|r| r.pid),
         "cgroup": live.as_ref().and_then(|r| r.cgroup.clone()),
         "image": ct::image_label(def.as_ref(), st.as_ref()),
+        "labels": def.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
+        "annotations": def.as_ref().map(|d| d.annotations.clone()).unwrap_or_default(),
         "definition": def.as_ref().map(definition_json),
         "state": st,
         "unit": {
@@ -473,6 +501,9 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
         "secrets": d.secrets.iter().map(|s| serde_json::json!({
             "credential": s.credential, "target": s.target,
         })).collect::<Vec<_>>(),
+        "labels": d.labels,
+        "annotations": d.annotations,
+        "timezone": d.timezone.as_ref().map(|t| t.as_str()),
     })
 }
 

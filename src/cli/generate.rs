@@ -89,8 +89,10 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
         network_dns: &network_dns,
     };
     let mut out = String::new();
+    let mut shared = std::collections::BTreeMap::new();
     for def in &defs {
         let g = generator::render(def, &ctx);
+        shared.extend(g.shared);
         for (path, content) in &g.files {
             out.push_str(&format!("# FILE {}\n{content}\n", path.display()));
         }
@@ -101,6 +103,10 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
                 target.display()
             ));
         }
+    }
+    // Group targets once, after their members.
+    for (path, content) in &shared {
+        out.push_str(&format!("# FILE {}\n{content}\n", path.display()));
     }
     print!("{out}");
     Ok(if failed {

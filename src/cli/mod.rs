@@ -14,14 +14,20 @@ use crate::systemd::ctl::Verb;
 pub mod auto_update;
 pub mod check;
 pub mod cleanup;
+pub mod compose;
 pub mod containers;
+pub mod docs;
+pub mod events;
 pub mod exec;
 pub mod generate;
 pub mod image;
+pub mod kill;
+pub mod logs;
 pub mod network;
 pub mod port;
 pub mod run;
 pub mod run_flags;
+pub mod system;
 pub mod volume;
 
 /// berth — declarative system containers, run by systemd.
@@ -73,6 +79,9 @@ pub enum Command {
     /// Restart containers (`systemctl restart berth@NAME`)
     Restart(containers::UnitArgs),
     Exec(exec::ExecArgs),
+    Kill(kill::KillArgs),
+    Events(events::EventsArgs),
+    System(system::SystemArgs),
     Top(containers::TopArgs),
     Stats(containers::StatsArgs),
     /// Freeze every process of a running container
@@ -83,16 +92,24 @@ pub enum Command {
     Network(network::NetworkArgs),
     Port(port::PortArgs),
     AutoUpdate(auto_update::AutoUpdateArgs),
+    Compose(compose::ComposeArgs),
     /// Serve names on bridge networks (run by berth-dns.service)
     ///
     /// Listens on port 53 of the gateway address of every network with
     /// dns = true; answers members' names and aliases to the members of the
     /// same networks and forwards other queries to the host's resolvers.
     Dns,
+    Completion(docs::CompletionArgs),
+    /// Write a man page per subcommand into DIR (used by `make`)
+    #[command(name = "__man", hide = true)]
+    Man {
+        dir: PathBuf,
+    },
 }
 
 /// Entry point of the `berth` personality.
 pub fn main() -> ExitCode {
+    docs::complete_if_asked();
     let cli = Cli::parse();
     crate::log::init();
     match run(cli) {
@@ -139,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::runtime::ensure_protected()?;
             exec::run(&root, a)
         }
+        Command::Kill(a) => kill::run(&root, a),
+        Command::Events(a) => events::run(&root, a),
+        Command::System(a) => system::run(&root, a),
         Command::Top(a) => containers::top(&root, a),
         Command::Stats(a) => containers::stats(&root, a),
         Command::Pause(a) => containers::pause(&root, a, true),
@@ -147,9 +167,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(a) => network::run(&root, a),
         Command::Port(a) => port::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
+        Command::Compose(a) => compose::run(&root, a),
         Command::Dns => {
             crate::network::dns::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completion(a) => docs::completion(a),
+        Command::Man { dir } => docs::write_man_pages(&dir),
     }
 }

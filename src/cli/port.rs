@@ -112,7 +112,7 @@ mod tests {
             "127.0.0.1:8443:443/tcp".to_string(),
             "5353:53/udp".to_string(),
             "8000-8001:90-91/tcp".to_string(),
-            "[::1]:9000:9000/tcp".to_string(),
+            "[2001:db8::1]:9000:9000/tcp".to_string(),
         ];
         assert_eq!(
             render_ports(&published, false, None),
@@ -121,7 +121,7 @@ mod tests {
              53/udp -> 0.0.0.0:5353\n\
              90/tcp -> 0.0.0.0:8000\n\
              91/tcp -> 0.0.0.0:8001\n\
-             9000/tcp -> [::1]:9000\n"
+             9000/tcp -> [2001:db8::1]:9000\n"
         );
         assert_eq!(
             render_ports(&published[..1], true, None),

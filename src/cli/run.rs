@@ -161,7 +161,8 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     // `systemctl stop berth-run-NAME.scope` work for it too. This process
     // moves into it before anything is cloned; the bus call's event loop is
     // gone when it returns (runtime::create checks the thread count).
-    let scoped = args.scoped || (root == Path::new("/") && ctl::booted(root) && enter_scope(&name));
+    let scoped = args.scoped
+        || (root == Path::new("/") && ctl::booted(root) && enter_scope(&name, &def.resources));
     let opts = RunOptions {
         root: root.to_path_buf(),
         systemd: false,
@@ -238,9 +239,9 @@ fn detach(root: &Path, name: &str, definition: &str, rm: bool) -> anyhow::Result
 /// Move this process into a new transient scope `berth-run-NAME.scope` in
 /// berth.slice (Delegate=yes), over D-Bus. False, with a warning, when
 /// systemd cannot make it: the run then goes on without a cgroup of its own.
-fn enter_scope(name: &str) -> bool {
+fn enter_scope(name: &str, resources: &crate::config::Resources) -> bool {
     let unit = format!("berth-run-{name}.scope");
-    let props = crate::systemd::unit::plan_adhoc_scope_properties(name);
+    let props = crate::systemd::unit::plan_adhoc_scope_properties(name, resources);
     match crate::systemd::bus::start_transient_unit(&unit, &props, &[std::process::id()]) {
         Ok(()) => true,
         Err(e) => {

@@ -116,6 +116,16 @@ pub struct DefinitionFlags {
     /// Seconds between the stop signal and SIGKILL
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Set a label (KEY=VALUE, or a bare KEY for an empty value), shown by
+    /// `berth inspect` and matched by `berth ps --filter label=…`
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Set an annotation of the OCI spec (KEY=VALUE)
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// Time zone: local (the host's) or a name such as Europe/Berlin
+    #[arg(long = "tz", value_name = "ZONE")]
+    pub tz: Option<String>,
 }
 
 /// Why a flag cannot become a key (the definition's own validation covers
@@ -185,6 +195,33 @@ impl DefinitionFlags {
         self.apply_security(table)?;
         self.apply_container_keys(table)?;
         self.apply_service(table);
+        self.apply_identity(table)?;
+        Ok(())
+    }
+
+    /// `--label`, `--annotation`, `--tz`: top-level tables, as Docker splits them
+    /// (at the first `=`; a bare KEY is an empty value).
+    fn apply_identity(&self, table: &mut Table) -> Result<(), FlagError> {
+        for (flag, key, list) in [
+            ("--label", "labels", &self.label),
+            ("--annotation", "annotations", &self.annotation),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let mut t = Table::new();
+            for kv in list {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                if k.is_empty() {
+                    return Err(bad(flag, kv, "expected KEY=VALUE"));
+                }
+                t.insert(k.to_string(), v.into());
+            }
+            table.insert(key.into(), Value::Table(t));
+        }
+        if let Some(tz) = &self.tz {
+            table.insert("timezone".into(), tz.as_str().into());
+        }
         Ok(())
     }
 
@@ -538,6 +575,27 @@ mod tests {
         assert_eq!(v["security"]["no_new_privileges"].as_bool(), Some(false));
         assert_eq!(v["service"]["stop_timeout"].as_str(), Some("3s"));
         assert_eq!(v["entrypoint"].as_array().map(|a| a.len()), Some(0));
+    }
+
+    #[test]
+    fn identity_flags_become_identity_keys() {
+        let f = DefinitionFlags {
+            label: vec!["tier=web".into(), "bare".into(), "a=b=c".into()],
+            annotation: vec!["org.example/x=1".into()],
+            tz: Some("Europe/Berlin".into()),
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        assert_eq!(v["labels"]["tier"].as_str(), Some("web"));
+        assert_eq!(v["labels"]["bare"].as_str(), Some(""));
+        assert_eq!(v["labels"]["a"].as_str(), Some("b=c"));
+        assert_eq!(v["annotations"]["org.example/x"].as_str(), Some("1"));
+        assert_eq!(v["timezone"].as_str(), Some("Europe/Berlin"));
+        let f = DefinitionFlags {
+            label: vec!["=x".into()],
+            ..Default::default()
+        };
+        assert!(apply(f).is_err());
     }
 
     #[test]

@@ -66,6 +66,43 @@ pub struct Definition {
     pub service: Service,
     /// `[[secret]]`
     pub secrets: Vec<Secret>,
+    /// `labels`: shown by `berth inspect`, matched by `berth ps --filter label=`.
+    pub labels: BTreeMap<String, String>,
+    /// `annotations`: written into the OCI spec's `annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `timezone`: the container's /etc/localtime; `None` keeps the image's.
+    pub timezone: Option<Timezone>,
+}
+
+/// `timezone`: which host zoneinfo file the container's /etc/localtime is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timezone {
+    /// `"local"`: the host's own /etc/localtime.
+    Local,
+    /// A zone name, a file under /usr/share/zoneinfo (`Europe/Berlin`).
+    Zone(String),
+}
+
+/// Where the host keeps its zone files (tzdata).
+pub const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+impl Timezone {
+    /// The host file bound read-only over the container's /etc/localtime
+    /// (Podman's `--tz` does the same with a copy; a bind keeps a host's
+    /// tzdata update visible at the next start without berth copying).
+    pub fn host_file(&self) -> PathBuf {
+        match self {
+            Timezone::Local => PathBuf::from("/etc/localtime"),
+            Timezone::Zone(z) => std::path::Path::new(ZONEINFO).join(z),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Timezone::Local => "local",
+            Timezone::Zone(z) => z,
+        }
+    }
 }
 
 /// Where the root filesystem comes from.
@@ -244,6 +281,8 @@ pub struct Service {
     pub pull: Pull,
     /// Default false.
     pub auto_update: bool,
+    /// `group`: member of `berth-GROUP.target` (started and stopped as one).
+    pub group: Option<String>,
 }
 
 /// One `[[secret]]`.

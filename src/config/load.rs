@@ -424,9 +424,13 @@ fn load_from(
         merged.merge(r);
     }
     let network_exists = |n: &str| n == DEFAULT_NETWORK || networks.exists(n);
+    // The container's /etc/localtime is bound from this host's zoneinfo,
+    // so a zone is checked here, where the definition is read.
+    let zone_exists = |z: &str| Path::new(super::definition::ZONEINFO).join(z).is_file();
     let refs = References {
         container_exists,
         network_exists: &network_exists,
+        zone_exists: &zone_exists,
     };
     let hash = hash_files(&files);
     match validate::validate_definition(name, merged, &files, hash, &refs) {

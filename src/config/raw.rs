@@ -174,6 +174,12 @@ pub struct RawDefinition {
     pub health: Option<RawHealth>,
     pub service: Option<RawService>,
     pub secret: Option<Sp<Vec<RawSecret>>>,
+    /// `labels = { K = "V" }`: shown by inspect, filtered by `ps --filter`.
+    pub labels: Option<EnvMap>,
+    /// `annotations = { K = "V" }`: the OCI spec's annotations.
+    pub annotations: Option<EnvMap>,
+    /// `timezone = "local"` or a zone name under /usr/share/zoneinfo.
+    pub timezone: Option<Sp<String>>,
 }
 
 /// `[network]`
@@ -279,6 +285,7 @@ pub struct RawService {
     pub notify: Option<Sp<String>>,
     pub pull: Option<Sp<String>>,
     pub auto_update: Option<Sp<bool>>,
+    pub group: Option<Sp<String>>,
 }
 
 /// One `[[secret]]`
@@ -352,9 +359,19 @@ impl_merge!(RawDefinition {
         init,
         volume,
         tmpfs,
-        secret
+        secret,
+        timezone
     ],
-    tables: [environment, network, resources, security, health, service],
+    tables: [
+        environment,
+        network,
+        resources,
+        security,
+        health,
+        service,
+        labels,
+        annotations
+    ],
     at: false
 });
 impl_merge!(RawNetwork {
@@ -421,7 +438,8 @@ impl_merge!(RawService {
         stop_timeout,
         notify,
         pull,
-        auto_update
+        auto_update,
+        group
     ],
     tables: [],
     at: false

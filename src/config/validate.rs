@@ -27,6 +27,9 @@ pub struct References<'a> {
     pub container_exists: &'a dyn Fn(&str) -> bool,
     /// Whether a network of this name exists (`default` always does).
     pub network_exists: &'a dyn Fn(&str) -> bool,
+    /// Whether a `timezone` name (already checked to be a plain relative
+    /// name) is a file under /usr/share/zoneinfo on this host.
+    pub zone_exists: &'a dyn Fn(&str) -> bool,
 }
 
 struct Ctx<'a> {
@@ -227,6 +230,12 @@ pub fn validate_definition(
     let mut service = validate_service(cx, name, raw.service.as_ref(), refs);
     check_service_against_health(cx, &raw, &image, health.as_ref(), &mut service);
     let secrets = validate_secrets(cx, &raw, &mut targets);
+    let labels = validate_labels(cx, raw.labels.as_ref(), "labels");
+    let annotations = validate_labels(cx, raw.annotations.as_ref(), "annotations");
+    let timezone = raw
+        .timezone
+        .as_ref()
+        .and_then(|t| validate_timezone(cx, t, refs));
 
     match image {
         Some(image) if cx.diags.is_empty() => Ok(Definition {
@@ -252,6 +261,9 @@ pub fn validate_definition(
             health,
             service,
             secrets,
+            labels,
+            annotations,
+            timezone,
         }),
         _ => {
             let mut diags = std::mem::take(&mut cx.diags);
@@ -336,6 +348,81 @@ fn validate_environment(cx: &mut Ctx<'_>, raw: &RawDefinition) -> BTreeMap<Strin
         }
     }
     environment
+}
+
+/// `labels` and `annotations`: a key is any non-empty text without `=`
+/// (so `ps --filter label=K=V` can split it, as Docker's filter does) and
+/// neither a key nor a value holds a NUL or a newline (inspect and the OCI
+/// spec carry them as JSON strings; a line break would forge lines in `ps`).
+fn validate_labels(
+    cx: &mut Ctx<'_>,
+    raw: Option<&super::raw::EnvMap>,
+    key: &str,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, (at, v)) in raw.iter().flat_map(|m| m.0.iter()) {
+        let bad = |c: char| c == '\0' || c == '\n' || c == '\r';
+        if k.is_empty() || k.contains('=') || k.contains(bad) {
+            cx.err(
+                at,
+                key,
+                format!(
+                    "invalid name \"{}\": expected a non-empty name without \"=\", NUL or line breaks, such as \"tier\" or \"org.example.owner\"",
+                    k.escape_debug()
+                ),
+            );
+        } else if v.value.contains(bad) {
+            cx.err(
+                v,
+                key,
+                format!("value of \"{k}\" contains a NUL byte or a line break"),
+            );
+        } else {
+            out.insert(k.clone(), v.value.clone());
+        }
+    }
+    out
+}
+
+/// `timezone`: `local`, or a zone name such as `Europe/Berlin`: letters,
+/// digits, `_`, `-`, `+` in `/`-separated parts (tzdata's own rule for
+/// names, which keeps it a plain path under /usr/share/zoneinfo: no `..`,
+/// no leading `/`), that names a file there.
+fn validate_timezone(cx: &mut Ctx<'_>, t: &Sp<String>, refs: &References<'_>) -> Option<Timezone> {
+    let z = t.value.as_str();
+    if z == "local" {
+        return Some(Timezone::Local);
+    }
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('-')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+    };
+    if z.is_empty() || z.len() > 255 || !z.split('/').all(part_ok) {
+        cx.err(
+            t,
+            "timezone",
+            format!(
+                "invalid time zone \"{}\": expected \"local\" or a zone name such as \"Europe/Berlin\" or \"UTC\"",
+                z.escape_debug()
+            ),
+        );
+        return None;
+    }
+    if !(refs.zone_exists)(z) {
+        cx.err(
+            t,
+            "timezone",
+            format!(
+                "unknown time zone \"{}\": no file {}/{z} on this host (is tzdata installed? `timedatectl list-timezones` lists the names)",
+                z.escape_debug(),
+                ZONEINFO
+            ),
+        );
+        return None;
+    }
+    Some(Timezone::Zone(z.to_string()))
 }
 
 fn validate_volumes(
@@ -1179,6 +1266,17 @@ fn validate_service(
         notify,
         pull,
         auto_update: cx.bool(&raw.auto_update, false),
+        group: raw.group.as_ref().and_then(|g| {
+            // The group names a unit, berth-GROUP.target: the container
+            // name grammar keeps it a valid unit name.
+            match values::validate_name(&g.value) {
+                Ok(()) => Some(g.value.clone()),
+                Err(e) => {
+                    cx.err(g, "[service] group", e);
+                    None
+                }
+            }
+        }),
     }
 }
 
@@ -1343,7 +1441,9 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         let exists = |n: &str| n == "db";
         let net = |n: &str| n == "default" || n == "back";
+        let zone = |z: &str| z == "Europe/Berlin" || z == "UTC";
         let refs = References {
+            zone_exists: &zone,
             container_exists: &exists,
             network_exists: &net,
         };
@@ -1499,6 +1599,35 @@ target = "/run/secrets/db-password"
         );
         assert!(errors("rootfs = \"r\"\n")[0].contains("relative path"));
         assert!(errors("image = \"UPPER\"\n")[0].contains("invalid image"));
+    }
+
+    #[test]
+    fn timezone_names() {
+        let tz = |v: &str| check(&format!("image = \"a\"\ntimezone = \"{v}\"\n"));
+        assert_eq!(tz("local").unwrap().timezone, Some(Timezone::Local));
+        assert_eq!(
+            tz("Europe/Berlin").unwrap().timezone,
+            Some(Timezone::Zone("Europe/Berlin".into()))
+        );
+        for bad in [
+            "/etc/passwd",
+            "../../etc/shadow",
+            "Europe//Berlin",
+            "",
+            "a b",
+            "Europe/..",
+        ] {
+            let e = errors(&format!("image = \"a\"\ntimezone = \"{bad}\"\n")).join("\n");
+            assert!(
+                e.contains("2:12: timezone: invalid time zone"),
+                "{bad}: {e}"
+            );
+        }
+        let e = errors("image = \"a\"\ntimezone = \"Mars/Olympus\"\n").join("\n");
+        assert!(
+            e.contains("timezone: unknown time zone \"Mars/Olympus\": no file /usr/share/zoneinfo/Mars/Olympus"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -182,10 +182,10 @@ impl fmt::Display for PortMapping {
     }
 }
 
-const PORT_EXPECTED: &str = "expected \"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]\" (e.g. \"8080:80\", \"127.0.0.1:8443:443/tcp\", \"[::1]:53:53/udp\", \"8000-8010:80-90\")";
+const PORT_EXPECTED: &str = "expected \"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]\" (e.g. \"8080:80\", \"127.0.0.1:8443:443/tcp\", \"[2001:db8::1]:53:53/udp\", \"8000-8010:80-90\")";
 
 /// Parse a port mapping such as `8080:80`, `127.0.0.1:8443:443/tcp`,
-/// `5353:53/udp` or `[::1]:80:80`.
+/// `5353:53/udp` or `[2001:db8::1]:80:80`.
 pub fn parse_port(s: &str) -> Result<PortMapping, String> {
     let (spec, protocol) = match s.rsplit_once('/') {
         Some((spec, proto)) => match Protocol::parse(proto) {
@@ -205,6 +205,15 @@ pub fn parse_port(s: &str) -> Result<PortMapping, String> {
         let ip: std::net::Ipv6Addr = ip
             .parse()
             .map_err(|_| format!("invalid IPv6 address \"{ip}\""))?;
+        if ip.is_loopback() {
+            // 127.0.0.1 works through route_localnet; IPv6 has no such
+            // switch, and the kernel drops a ::1-sourced packet routed to the
+            // bridge (Docker answers ::1 with its userland proxy instead).
+            return Err(
+                "::1 cannot be forwarded to a container (IPv6 has no route_localnet): publish on 127.0.0.1, or on one of the host's own IPv6 addresses"
+                    .into(),
+            );
+        }
         (Some(IpAddr::V6(ip)), rest)
     } else {
         let parts: Vec<&str> = spec.split(':').collect();
@@ -982,13 +991,15 @@ mod tests {
         assert_eq!((p.host_port, p.container_port), (8443, 443));
         let p = parse_port("5353:53/udp").unwrap();
         assert_eq!(p.protocol, Protocol::Udp);
-        let p = parse_port("[::1]:80:80").unwrap();
-        assert_eq!(p.host_ip, Some("::1".parse().unwrap()));
+        let p = parse_port("[2001:db8::1]:80:80").unwrap();
+        assert_eq!(p.host_ip, Some("2001:db8::1".parse().unwrap()));
+        let e = parse_port("[::1]:80:80").unwrap_err();
+        assert!(e.starts_with("::1 cannot be forwarded"), "{e}");
         for good in [
             "8080:80/tcp",
             "127.0.0.1:8443:443/tcp",
             "5353:53/udp",
-            "[::1]:80:80/tcp",
+            "[2001:db8::1]:80:80/tcp",
             "8000-8010:80-90/tcp",
             "127.0.0.1:53-54:53-54/udp",
         ] {

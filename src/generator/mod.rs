@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 pub use render::{
-    cpu_quota, may_pull, render, systemd_time, unit_name, Generated, RenderContext, DNS_UNIT,
-    DROPIN_NAME, STOP_MARGIN, TEMPLATE_PATH,
+    cpu_quota, group_unit, may_pull, render, render_group_target, systemd_time, unit_name,
+    Generated, RenderContext, DNS_UNIT, DROPIN_NAME, STOP_MARGIN, TEMPLATE_PATH,
 };
 
 use crate::config::{self, Globals, Reference};
@@ -113,19 +113,34 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
             network_dns: &network_dns,
         };
         // Masked definitions never get here; `None` is only for completeness.
-        loaded.map(|def| def.map(|def| write_with(dir, &render(&def, &ctx), &made)))
+        loaded.map(|def| {
+            def.map(|def| {
+                let mut g = render(&def, &ctx);
+                let shared = std::mem::take(&mut g.shared);
+                (write_with(dir, &g, &made), shared)
+            })
+        })
     });
     // Load errors come first, then write errors, each in name order.
     let mut write_errors = Vec::new();
+    let mut shared = Generated::default();
     for (name, outcome) in outcomes {
         match outcome {
             Ok(None) => {}
-            Ok(Some(Ok(()))) => report.generated.push(name),
-            Ok(Some(Err(e))) => write_errors.push((name, vec![format!("error: {e}")])),
+            Ok(Some((Ok(()), files))) => {
+                report.generated.push(name);
+                shared.files.extend(files);
+            }
+            Ok(Some((Err(e), _))) => write_errors.push((name, vec![format!("error: {e}")])),
             Err(diags) => report
                 .skipped
                 .push((name, diags.iter().map(|d| d.to_string()).collect())),
         }
+    }
+    // Group targets, once each, for the groups with a member written (a
+    // target without members would start nothing).
+    if let Err(e) = write_with(dir, &shared, &made) {
+        write_errors.push(("(group targets)".to_string(), vec![format!("error: {e}")]));
     }
     report.skipped.extend(write_errors);
     report

@@ -443,7 +443,7 @@ delete element inet berth dnat4 { tcp . 8002 }
     fn internal_and_dual_stack_networks() {
         let back = net("back", "10.90.0.0/24", None, true);
         let app = net("app", "10.91.0.0/24", Some("fd00:91::/64"), false);
-        let publish = ports(&["[::1]:53:53/udp", "80:80"]);
+        let publish = ports(&["[2001:db8::1]:53:53/udp", "80:80"]);
         let m = Member {
             container: "db",
             attachments: vec![
@@ -472,7 +472,7 @@ add element inet berth subnets4 { 10.90.0.0/24 }
 add element inet berth bridges { \"berth-back\" }
 add element inet berth intra { \"berth-back\" . \"berth-back\" }
 add element inet berth internal { \"berth-back\" }
-create element inet berth dnat6_host { ::1 . udp . 53 comment \"db\" : fd00:91::2 . 53 }
+create element inet berth dnat6_host { 2001:db8::1 . udp . 53 comment \"db\" : fd00:91::2 . 53 }
 create element inet berth dnat4 { tcp . 80 comment \"db\" : 10.91.0.2 . 80 }
 create element inet berth dnat6 { tcp . 80 comment \"db\" : fd00:91::2 . 80 }
 "
@@ -491,7 +491,7 @@ delete element inet berth internal { \"berth-back\" }
     #[test]
     fn an_ipv6_host_address_needs_an_ipv6_member() {
         let default = net("default", "10.89.0.0/24", None, false);
-        let publish = ports(&["[::1]:80:80"]);
+        let publish = ports(&["[2001:db8::1]:80:80"]);
         let mut m = Member {
             container: "web",
             attachments: vec![Attachment {
@@ -503,7 +503,7 @@ delete element inet berth internal { \"berth-back\" }
         let e = plan_start(&m).unwrap_err().to_string();
         assert!(
             e.starts_with(
-                "container \"web\": publish \"[::1]:80:80/tcp\" binds an IPv6 host address"
+                "container \"web\": publish \"[2001:db8::1]:80:80/tcp\" binds an IPv6 host address"
             ),
             "{e}"
         );

@@ -305,7 +305,12 @@ pub fn plan(
         .set_process(Some(process))
         .set_hostname(Some(hostname))
         .set_domainname(None)
-        .set_annotations(None)
+        .set_annotations((!def.annotations.is_empty()).then(|| {
+            def.annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }))
         .set_hooks(None)
         .set_linux(Some(linux));
     Ok(spec)
@@ -464,8 +469,12 @@ pub(crate) mod tests {
                 notify: Notify::Started,
                 pull: Pull::Missing,
                 auto_update: false,
+                group: None,
             },
             secrets: vec![],
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            timezone: None,
         }
     }
 

@@ -16,6 +16,9 @@ use crate::config::{Definition, VolumeSource};
 /// Files under the container's run dir bound over the same path in `/etc`.
 pub const ETC_FILES: &[&str] = &["hostname", "hosts", "resolv.conf"];
 
+/// Where the container's zone is read from (`timezone`).
+const LOCALTIME: &str = "/etc/localtime";
+
 /// Directories a read-only root keeps writable with a tmpfs (Podman's
 /// `--read-only-tmpfs`, on by default), unless the definition mounts
 /// something there itself.
@@ -138,6 +141,22 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
                 &["bind", "rprivate"]
             };
             mounts.push(bind(&dest, &ctx.run_dir.join(f), opts));
+        }
+    }
+    // `timezone`: the host's zone file read-only over /etc/localtime (a
+    // symlink there in the image is followed inside the root, as for
+    // /etc/resolv.conf). TZ is left alone: a program reads /etc/localtime
+    // when TZ is unset, and a definition's TZ still wins. Podman's `--tz`
+    // (docs/source/markdown/options/tz.md: a zone name or `local`) copies
+    // the zone file into the container's run dir; a read-only bind gives
+    // the same bytes without a copy per start.
+    if let Some(tz) = &def.timezone {
+        if !user_targets.contains(&Path::new(LOCALTIME)) {
+            mounts.push(bind(
+                Path::new(LOCALTIME),
+                &tz.host_file(),
+                &["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+            ));
         }
     }
     for v in &def.volumes {

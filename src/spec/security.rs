@@ -122,11 +122,10 @@ pub(super) fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities
 
 /// The container's cgroup resources. Devices: deny all; the runtime appends
 /// the default nodes (null, zero, full, random, urandom, tty, ptmx, pts,
-/// mknod) when it compiles the device filter. Limits: the same values systemd
-/// puts on the whole unit (the generator's drop-in) also go on the
-/// container's own cgroup (`<unit>/payload`), so the supervisor's memory and
-/// tasks never count against the container's budget and the container's OOM
-/// kills show in its own `memory.events`.
+/// mknod) when it compiles the device filter. Limits: the definition's, as
+/// an OCI runtime would write them; in service mode the supervisor passes
+/// the device rules only (`cgroup::devices_only`), since there the unit's
+/// properties are the container's limits (`cgroup/limits.rs`).
 pub(super) fn resources(r: &Resources) -> Result<LinuxResources, String> {
     let deny_all = LinuxDeviceCgroupBuilder::default()
         .allow(false)

@@ -190,14 +190,16 @@ pub(super) fn setup_network_leases(
 
 /// Step 5'': `mode = "container:NAME"`: the other container must run; this
 /// one joins its network namespace and shares its /etc/hosts and
-/// resolv.conf (Docker's `--network container:`). Returns the namespace's
-/// path; the PID in it is checked against the recorded start time, so a
-/// reused PID is never joined.
+/// resolv.conf (Docker's `--network container:`). Returns the namespace,
+/// opened: the PID is checked against the recorded start time after the
+/// open, so the file is the recorded process's namespace and a PID reused
+/// meanwhile (by a host process, say) is never joined. The runtime joins it
+/// through `/proc/self/fd/N` ([`fd_path`]) while the caller holds it.
 pub(super) fn join_network(
     opts: &RunOptions,
     def: &Definition,
     paths: &Paths,
-) -> Result<Option<PathBuf>, SuperviseError> {
+) -> Result<Option<std::fs::File>, SuperviseError> {
     let Some(other) = def.network.container.as_deref() else {
         return Ok(None);
     };
@@ -218,9 +220,12 @@ pub(super) fn join_network(
     let pid = st
         .container_pid
         .ok_or_else(|| err("it has no process yet".into()))?;
+    let ns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let gone = || err(format!("its process {pid} is gone"));
+    let ns = std::fs::File::open(&ns_path).map_err(|_| gone())?;
     let now = crate::runtime::proc_start_time(crate::runtime::Pid::from_raw(pid));
     if now.is_none() || now != st.container_start_time {
-        return Err(err(format!("its process {pid} is gone")));
+        return Err(gone());
     }
     for file in ["hosts", "resolv.conf"] {
         let text = std::fs::read(dir.join(file))
@@ -230,5 +235,11 @@ pub(super) fn join_network(
         crate::private::write_atomic_mode(&tmp, &dest, &text, 0o644)
             .map_err(|e| SuperviseError::io("write", &dest, e))?;
     }
-    Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/net"))))
+    Ok(Some(ns))
+}
+
+/// The path through which this process reaches an open file.
+pub(super) fn fd_path(f: &std::fs::File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
 }

@@ -1,6 +1,7 @@
 //! The start sequence of a container, one numbered step after the other:
 //! image, files the plan needs, named volumes, /etc files, overlay dirs,
-//! cgroups, berth's init, notify socket, plan, signal mask, create, start.
+//! cgroups, berth's init, notify socket, plan, signal mask, create, start,
+//! and the registration with systemd-machined.
 //! Each step records what it creates in the run dir's list of resources
 //! (`crate::teardown`) before creating it.
 //!
@@ -119,7 +120,9 @@ pub(super) fn start(
     // 6. Fresh overlay upper and work dirs: a container starts from its image.
     setup_overlay_dirs(def, paths, &mut list)?;
     trace("supervise: overlay dirs");
-    // 7. cgroups: `<unit>/supervisor` for us, `<unit>/payload` for it.
+    // 7. cgroups: `<unit>/supervisor` for us, `<unit>/payload` for it; the
+    //    supervisor is never the OOM killer's pick in its unit.
+    let oom_before = protect_from_oom(def);
     let payload = match opts.delegated {
         true => Some(setup_cgroups(def, &mut list, st)?),
         false => None,
@@ -136,10 +139,13 @@ pub(super) fn start(
     // 10. The plan, with the ID range of `userns = "auto"`.
     let view = image.as_ref().map(ImageConfigView::from_image_config);
     let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
-    ctx.network_namespace = join_network(opts, def, paths)?;
+    // Held until the runtime has joined it (create, below).
+    let joined = join_network(opts, def, paths)?;
+    ctx.network_namespace = joined.as_ref().map(super::network::fd_path);
     ctx.notify_socket = notify.as_ref().map(|_| paths.run_dir.join(NOTIFY_SOCK));
     ctx.id_range = setup_id_range(opts, def, paths)?;
-    let spec = spec::plan(def, view.as_ref(), &ctx)?;
+    let mut spec = spec::plan(def, view.as_ref(), &ctx)?;
+    restore_oom_score_adj(&mut spec, oom_before);
     let stop_signal = plan_stop_signal(def, view.as_ref());
     trace("supervise: planned");
     // 11. Block the signals we handle before the clone, so none is lost
@@ -152,6 +158,12 @@ pub(super) fn start(
     let copts = create_options(def, paths, spec, lowers, payload.clone());
     let (container, console) = create_and_start(opts, paths, copts, (&mut list, &net), st)?;
     trace("supervise: created and started");
+    // 13. systemd-machined, when it is on the bus: after the clone (its
+    //    runtime is dropped before returning), with the leader in payload.
+    if opts.systemd && payload.is_some() {
+        register_machine(def, container.pid().as_raw() as u32, &mut list)?;
+        trace("supervise: machined");
+    }
     Ok(Running {
         container,
         payload,
@@ -161,6 +173,32 @@ pub(super) fn start(
         health,
         console,
     })
+}
+
+/// Step 13: `machinectl list` shows the container. Best effort: a host
+/// without machined is silent, a refusal is a warning, the start goes on.
+/// Recorded first, so that the exit (or `berth cleanup`) unregisters it.
+fn register_machine(def: &Definition, leader: u32, list: &mut List) -> Result<(), SuperviseError> {
+    list.record(Resource::Machine {
+        name: def.name.clone(),
+        unit: format!("berth@{}.service", def.name),
+    })
+    .map_err(listed(def))?;
+    let rootfs = match &def.image {
+        ImageSource::Rootfs(p) => Some(p.as_path()),
+        ImageSource::Image(_) => None,
+    };
+    let root = crate::systemd::machined::plan_root_directory(rootfs, leader);
+    if let Err(e) = crate::systemd::machined::register(&def.name, leader, &root) {
+        journal::event(
+            Priority::Warning,
+            &def.name,
+            "machined",
+            &e.to_string(),
+            &[],
+        );
+    }
+    Ok(())
 }
 
 /// A teardown list's error, as the supervisor's.
@@ -338,6 +376,47 @@ fn setup_cgroups(
     Ok(payload)
 }
 
+/// Step 7': the supervisor's oom_score_adj to -1000, so that when the unit
+/// runs out of memory the OOM killer picks a process of the container, never
+/// the one that reports it and stops the rest (Docker does the same for
+/// dockerd and containerd-shim: `--oom-score-adjust`, shim's
+/// `adjustOOMScore`). Returns the value it had, which the container gets
+/// back; None when it could not be changed (without CAP_SYS_RESOURCE, as in
+/// the namespace box), said in the journal.
+fn protect_from_oom(def: &Definition) -> Option<i32> {
+    const FILE: &str = "/proc/self/oom_score_adj";
+    let before = std::fs::read_to_string(FILE)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())?;
+    match std::fs::write(FILE, "-1000") {
+        Ok(()) => Some(before),
+        Err(e) => {
+            journal::event(
+                Priority::Warning,
+                &def.name,
+                "oom-protect",
+                &format!(
+                    "cannot set the supervisor's oom_score_adj to -1000 ({e}): the OOM killer may pick it; going on"
+                ),
+                &[],
+            );
+            None
+        }
+    }
+}
+
+/// Decision: a spec that sets no `process.oomScoreAdj` gets the value the
+/// supervisor had before it protected itself (the unit's OOMScoreAdjust=,
+/// else systemd's default), which the runtime writes on the init before it
+/// runs, and health checks and `berth exec` take from the init.
+fn restore_oom_score_adj(spec: &mut oci_spec::runtime::Spec, before: Option<i32>) {
+    if let (Some(p), Some(v)) = (spec.process_mut(), before) {
+        if p.oom_score_adj().is_none() {
+            p.set_oom_score_adj(Some(v));
+        }
+    }
+}
+
 /// Step 9: the container's notify socket, inside the run dir.
 fn setup_notify_socket(
     opts: &RunOptions,
@@ -478,6 +557,15 @@ fn create_options(
         upper: paths.upper(),
         work: paths.work(),
     };
+    // Service mode: the unit's properties are the container's only limits
+    // (cgroup/limits.rs), so `systemctl set-property` reaches it; payload/
+    // gets the device filter alone.
+    if payload.is_some() {
+        if let Some(linux) = copts.spec.linux_mut() {
+            let devices = linux.resources().as_ref().map(cgroup::devices_only);
+            linux.set_resources(devices);
+        }
+    }
     copts.cgroup = payload;
     copts.reaper = def.init;
     copts.start_gate = StartGate::Socket;

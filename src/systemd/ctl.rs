@@ -91,3 +91,42 @@ pub fn exec_logs(unit: &str, o: &LogOptions) -> std::io::Error {
     }
     cmd.exec()
 }
+
+/// What `berth events` and `berth logs` of several containers read: entries
+/// matching `matches` (journalctl's `FIELD=VALUE` matches and `-u UNIT`
+/// options, in order: the same field twice is OR, different fields AND), as
+/// `journalctl -o json` lines on the child's stdout.
+#[derive(Debug, Clone, Default)]
+pub struct JournalQuery {
+    pub matches: Vec<String>,
+    pub follow: bool,
+    pub lines: Option<u64>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Spawn `journalctl -o json` for `q`, its stdout piped. Following with no
+/// `--since` and no line count starts at the end, as `docker events` does
+/// (journalctl would replay the last 10 entries first).
+pub fn journal_json(q: &JournalQuery) -> std::io::Result<std::process::Child> {
+    let mut cmd = Command::new("journalctl");
+    cmd.args(["--no-pager", "-q", "-o", "json"]);
+    if q.follow {
+        cmd.arg("-f");
+        if q.since.is_none() && q.lines.is_none() {
+            cmd.arg("--lines=0");
+        }
+    }
+    if let Some(n) = q.lines {
+        cmd.arg(format!("--lines={n}"));
+    }
+    if let Some(s) = &q.since {
+        cmd.arg(format!("--since={s}"));
+    }
+    if let Some(s) = &q.until {
+        cmd.arg(format!("--until={s}"));
+    }
+    cmd.args(&q.matches);
+    cmd.stdout(std::process::Stdio::piped());
+    cmd.spawn()
+}

@@ -4,11 +4,14 @@
 //! systemd, which is not an error), and transient scopes over D-Bus:
 //! `gvariant` (pure: GVariant text of `org.systemd.property.*` annotations),
 //! `unit` (pure: a container's scope properties from its spec) and `bus`
-//! (the zbus calls, each on a runtime it drops before returning).
+//! (the zbus calls, each on a runtime it drops before returning); `machined`
+//! registers a service container with systemd-machined; `ctl` is what the
+//! `berth` commands ask of systemd.
 
 pub mod bus;
 pub mod ctl;
 pub mod gvariant;
+pub mod machined;
 pub mod unit;
 
 use std::io::Write;

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use oci_spec::runtime::LinuxResources;
 
 use super::gvariant::{self, GValue};
+use crate::cgroup::limits::{self, Limit};
 use crate::cgroup::plan as cgroup;
+use crate::config::Resources;
 
 /// One unit property as StartTransientUnit takes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,14 +89,37 @@ pub fn plan_scope_properties(
 /// The scope of an ad hoc `berth run NAME` in the foreground, what
 /// `systemd-run --scope --collect --slice=berth.slice -p Delegate=yes` asks
 /// for. `PIDs` is added by the caller.
-pub fn plan_adhoc_scope_properties(name: &str) -> Vec<Property> {
-    vec![
+///
+/// The definition's limits are the scope's, as they are a service's
+/// (`cgroup::limits`: the container's `payload/` has none of its own).
+pub fn plan_adhoc_scope_properties(name: &str, resources: &Resources) -> Vec<Property> {
+    let mut props = vec![
         Property::new("Description", GValue::Str(format!("berth run {name}"))),
         Property::new("Slice", GValue::Str("berth.slice".into())),
         Property::new("Delegate", GValue::Bool(true)),
         // Gone once it ends, even when it failed (systemd-run --collect).
         Property::new("CollectMode", GValue::Str("inactive-or-failed".into())),
-    ]
+    ];
+    props.extend(limits::unit_limits(resources).iter().map(limit_property));
+    props
+}
+
+/// One of a definition's unit limits as the bus takes it (what `systemd-run
+/// -p NAME=TEXT` would send for the drop-in's line).
+pub fn limit_property(l: &Limit) -> Property {
+    match l {
+        Limit::MemoryMax(v) | Limit::TasksMax(v) | Limit::IoWeight(v) => {
+            Property::new(l.name(), GValue::U64(*v))
+        }
+        // CPUQuota=50% is CPUQuotaPerSecUSec=500ms on the bus.
+        Limit::CpuQuota(c) => Property::new(
+            "CPUQuotaPerSecUSec",
+            GValue::U64(cgroup::quota_per_second(
+                cgroup::cpus_to_quota(*c),
+                cgroup::CPU_PERIOD_USEC,
+            )),
+        ),
+    }
 }
 
 /// `org.systemd.property.NAME=VALUE` annotations as properties, with runc's
@@ -577,13 +602,36 @@ mod tests {
 
     #[test]
     fn adhoc_scopes_are_delegated_in_berth_slice_and_collected() {
-        let p = plan_adhoc_scope_properties("web");
+        let p = plan_adhoc_scope_properties("web", &Resources::default());
         assert_eq!(get(&p, "Slice"), Some(&GValue::Str("berth.slice".into())));
         assert_eq!(get(&p, "Delegate"), Some(&GValue::Bool(true)));
         assert_eq!(
             get(&p, "CollectMode"),
             Some(&GValue::Str("inactive-or-failed".into()))
         );
+        assert_eq!(get(&p, "MemoryMax"), None);
+    }
+
+    #[test]
+    fn adhoc_scopes_get_the_definitions_limits_as_a_service_does() {
+        let r = Resources {
+            memory: Some(20 << 20),
+            cpus: Some(0.5),
+            pids: Some(5),
+            io_weight: Some(300),
+            ..Default::default()
+        };
+        let p = plan_adhoc_scope_properties("web", &r);
+        assert_eq!(
+            get(&p, "MemoryMax"),
+            Some(&GValue::U64(limits::unit_memory(20 << 20)))
+        );
+        assert_eq!(
+            get(&p, "TasksMax"),
+            Some(&GValue::U64(5 + limits::SUPERVISOR_TASKS))
+        );
+        assert_eq!(get(&p, "CPUQuotaPerSecUSec"), Some(&GValue::U64(500_000)));
+        assert_eq!(get(&p, "IOWeight"), Some(&GValue::U64(300)));
     }
 
     #[test]

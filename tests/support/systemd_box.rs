@@ -77,19 +77,23 @@ const MASK_GENERATORS: &[&str] = &[
     "systemd-getty-generator",
 ];
 
-/// What berth's install script puts on a host. Removed from the box's overlay
-/// before boot, so that a berth installed on the test machine itself can never
-/// make a test pass.
+/// What berth's install (`make install`, packaging/install.sh, the .deb) puts
+/// on a host, as shell globs. Removed from the box's overlay before boot, so
+/// that a berth installed on the test machine itself can never make a test
+/// pass.
 const BERTH_PATHS: &[&str] = &[
     "/usr/bin/berth",
     "/usr/bin/berth-runtime",
     "/usr/lib/systemd/system-generators/berth-generator",
-    "/usr/lib/systemd/system/berth@.service",
-    "/usr/lib/systemd/system/berth.slice",
+    "/usr/lib/systemd/system/berth*",
     "/etc/berth",
     "/usr/lib/berth",
-    "/usr/share/man/man1/berth.1",
-    "/usr/share/man/man5/berth.container.5",
+    "/usr/share/man/man*/berth[.-]*",
+    "/usr/share/bash-completion/completions/berth",
+    "/usr/share/zsh/site-functions/_berth",
+    "/usr/share/zsh/vendor-completions/_berth",
+    "/usr/share/fish/vendor_completions.d/berth.fish",
+    "/usr/share/doc/berth",
 ];
 
 /// The cgroup, below the box's root, that commands run by `sh` start in.
@@ -115,6 +119,10 @@ pub struct BoxOptions {
     /// Files written into the box before systemd starts (after the install),
     /// as (absolute path in the box, contents); parents are created.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Shell commands run in the box's root after the files are written and
+    /// before systemd starts, as a package installed on an image before its
+    /// first boot (`apt-get install ./x.deb` with no systemd running).
+    pub before_boot: Vec<String>,
 }
 
 impl BoxOptions {
@@ -122,6 +130,12 @@ impl BoxOptions {
     pub fn file(mut self, path_in_box: &str, contents: impl AsRef<[u8]>) -> Self {
         self.files
             .push((path_in_box.to_string(), contents.as_ref().to_vec()));
+        self
+    }
+
+    /// Add a command to run in the box before systemd starts.
+    pub fn before_boot(mut self, script: &str) -> Self {
+        self.before_boot.push(script.to_string());
         self
     }
 
@@ -141,6 +155,7 @@ impl Default for BoxOptions {
             extra_masks: Vec::new(),
             install_berth: false,
             files: Vec::new(),
+            before_boot: Vec::new(),
         }
     }
 }
@@ -1003,7 +1018,8 @@ mount --bind "$D/varlib" "$M/var/lib/berth"
     }
     s.push_str("\n# A clean slate for berth, whatever the host has installed.\n");
     for p in BERTH_PATHS {
-        s.push_str(&format!("rm -rf \"$M{p}\"\n"));
+        // Unquoted: the globs expand (no BERTH_PATHS entry has a space).
+        s.push_str(&format!("rm -rf \"$M\"{p}\n"));
     }
     s.push_str("\nmkdir -p \"$M/etc/systemd/system\" \"$M/etc/systemd/system-generators\" \"$M/etc/systemd/journald.conf.d\"\n");
     s.push_str("for u in");
@@ -1039,6 +1055,10 @@ pivot_root . .oldroot
         s.push_str(&format!(
             "mkdir -p \"$(dirname {p})\" && cp \"/.oldroot$D/seed\"{p} {p}\n"
         ));
+    }
+    for script in &opts.before_boot {
+        s.push_str(script);
+        s.push('\n');
     }
     s.push_str("umount -l /.oldroot\nrmdir /.oldroot\n");
     s.push_str(&format!(
