@@ -409,12 +409,20 @@ fn bad_container_side_keys() {
             "3:25: [security] devices: device \"/etc/passwd\" is not under /dev",
         ),
         (
+            "[security]\nuserns = \"auto\"\ndevices = [\"/dev/sda:/dev/xvda\"]\n",
+            "4:12: [security] devices: device \"/dev/sda:/dev/xvda\": with userns = \"auto\" a device keeps its host path",
+        ),
+        (
             "[security]\nsysctls = { \"kernel.pid_max\" = \"99999\" }\n",
             "3:13: [security] sysctls: sysctl \"kernel.pid_max\" is not namespaced",
         ),
         (
             "[network]\nmode = \"host\"\n[security]\nsysctls = { \"net.ipv4.ip_forward\" = \"1\" }\n",
             "5:13: [security] sysctls: sysctl \"net.ipv4.ip_forward\" would change the host's network",
+        ),
+        (
+            "[security]\nsysctls = { \"kernel.shmmax\" = \"1\\n2\" }\n",
+            "3:31: [security] sysctls: invalid value \"1\\n2\" for sysctl \"kernel.shmmax\"",
         ),
         (
             "[resources]\nulimits = { nofile = \"65536:1024\" }\n",
@@ -439,6 +447,10 @@ fn bad_container_side_keys() {
         (
             "[security]\nunmask = [\"proc/kcore\"]\n",
             "3:11: [security] unmask: relative path \"proc/kcore\"",
+        ),
+        (
+            "[security]\nunmask = [\"/proc/kcore\", \"/etc/passwd\"]\n",
+            "3:26: [security] unmask: \"/etc/passwd\" is not masked or read-only by default",
         ),
         (
             "[security]\ngroup_add = [\"a b\"]\n",

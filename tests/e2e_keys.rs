@@ -25,7 +25,7 @@ uid = 101
 gid = 101
 options = ["noexec", "nosuid", "nodev"]
 [resources]
-ulimits = { nofile = "4096:8192", nproc = "500:1000" }
+ulimits = { nofile = "4096:8192", nproc = "20000:40000" }
 shm_size = "32M"
 [security]
 cap_add = ["MKNOD"]
@@ -101,7 +101,7 @@ fn container_side_keys_as_the_container_sees_them() {
             .collect()
     };
     assert_eq!(row("Max open files"), ["4096", "8192"], "{limits}");
-    assert_eq!(row("Max processes"), ["500", "1000"], "{limits}");
+    assert_eq!(row("Max processes"), ["20000", "40000"], "{limits}");
 
     // sysctls: written in the container's own network namespace.
     let port = in_container(
@@ -116,12 +116,17 @@ fn container_side_keys_as_the_container_sees_them() {
     // devices: /dev/fuse opens read-write; /dev/net/tun was given read-only,
     // so it opens for reading and not for writing; a node of a device not
     // listed (loop0, made with mknod) does not open at all.
-    let fuse = in_container(&b, "keys", "exec 3<>/dev/fuse && echo fuse-opened");
+    // (`<>` would create a plain file where no node is: check the node first.)
+    let fuse = in_container(
+        &b,
+        "keys",
+        "test -c /dev/fuse && exec 3<>/dev/fuse && echo fuse-opened",
+    );
     assert!(fuse.contains("fuse-opened"), "{fuse}");
     let tun = in_container(
         &b,
         "keys",
-        "(exec 3</dev/net/tun && echo tun-read); (exec 3<>/dev/net/tun && echo tun-rw)",
+        "test -c /dev/net/tun && (exec 3</dev/net/tun && echo tun-read); (exec 3<>/dev/net/tun && echo tun-rw)",
     );
     assert!(tun.contains("tun-read"), "{tun}");
     assert!(!tun.contains("tun-rw"), "{tun}");
@@ -184,5 +189,58 @@ fn container_side_keys_as_the_container_sees_them() {
         "{journal}"
     );
     b.sh_ok("systemctl stop berth@keys");
+
+    // The same keys from `berth run`'s flags, spelled as `docker run` spells
+    // them, seen by the ad hoc container's own program.
+    let out = b.sh_ok(concat!(
+        "berth run --rm --rootfs /srv/root --network none ",
+        "--ulimit nofile=2048:4096 --sysctl net.ipv4.ip_unprivileged_port_start=81 ",
+        "--shm-size 16M --tmpfs /scratch:noexec,nosuid,size=1m --device /dev/fuse:r --device /dev/net ",
+        "--group-add video --security-opt mask=/etc/secret ",
+        "--security-opt unmask=/proc/timer_list ",
+        "sh -c 'grep \"Max open files\" /proc/self/limits; ",
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; ",
+        "grep -E \" /dev/shm | /scratch \" /proc/self/mountinfo; ",
+        "test -c /dev/fuse && echo fuse-node; (exec 3<>/dev/fuse && echo fuse-rw); ",
+        "test -c /dev/net/tun && echo tun-node-from-dir; ",
+        "echo groups $(id -G); cat /etc/secret; echo secret-end; head -1 /proc/timer_list' 2>&1",
+    ));
+    let limits_line = out
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        limits_line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["2048", "4096"],
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == "81"), "{out}");
+    assert!(
+        mount_line(&out, "/dev/shm").contains("size=16384k"),
+        "{out}"
+    );
+    let scratch = mount_line(&out, "/scratch");
+    assert!(
+        scratch.contains("noexec") && scratch.contains("size=1024k"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fuse-node") && !out.contains("fuse-rw"),
+        "{out}"
+    );
+    // A directory (/dev/net) gives every device node under it.
+    assert!(out.contains("tun-node-from-dir"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("groups ") && l.split(' ').any(|g| g == "44")),
+        "{out}"
+    );
+    assert!(out.contains("\nsecret-end"), "{out}");
+    assert!(!out.contains("top secret"), "{out}");
+    assert!(out.contains("Timer List Version"), "{out}");
     b.close().unwrap();
 }

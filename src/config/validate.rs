@@ -1108,8 +1108,19 @@ fn validate_container_security(
     security: &mut Security,
 ) {
     let Some(raw) = raw else { return };
+    let userns = security.userns;
     security.devices = cx.each(&raw.devices, "[security] devices", |_, d| {
-        ck::parse_device(&d.value)
+        let dev = ck::parse_device(&d.value)?;
+        // In a user namespace mknod is refused and a node is bound from the
+        // host's path of the same name (runc's bindMountDeviceNode).
+        if userns != Userns::Host && dev.container != dev.host {
+            return Err(format!(
+                "device \"{}\": with userns = \"{userns}\" a device keeps its host path (it is bound from there); drop \"{}\"",
+                d.value.escape_debug(),
+                dev.container.display()
+            ));
+        }
+        Ok(dev)
     });
     let net = match network.mode {
         NetworkMode::Host => NetNs::Host,
@@ -1123,7 +1134,23 @@ fn validate_container_security(
     let unmask = cx.each(&raw.unmask, "[security] unmask", |_, p| {
         match p.value.as_str() {
             "ALL" => Ok(None),
-            other => check_abs_path(other).map(Some),
+            other => {
+                let path = check_abs_path(other)?;
+                // Only what berth masks or makes read-only can be unmasked;
+                // any other path would be a key that does nothing.
+                let defaults = crate::spec::MASKED_PATHS
+                    .iter()
+                    .chain(crate::spec::READONLY_PATHS);
+                if defaults.clone().any(|d| path == Path::new(d)) {
+                    Ok(Some(path))
+                } else {
+                    let list: Vec<&str> = defaults.copied().collect();
+                    Err(format!(
+                        "\"{other}\" is not masked or read-only by default: expected \"ALL\" or one of {}",
+                        values::one_of(&list)
+                    ))
+                }
+            }
         }
     });
     security.unmask = Unmask {
@@ -1152,6 +1179,15 @@ fn validate_sysctls(
     let mut out = BTreeMap::new();
     for (name, (k, v)) in raw.iter().flat_map(|m| m.0.iter()) {
         match ck::check_sysctl(name, net) {
+            // One write of one line to procfs: a newline would start another.
+            Ok(()) if v.value.is_empty() || v.value.contains(['\n', '\0']) => cx.err(
+                v,
+                "[security] sysctls",
+                format!(
+                    "invalid value \"{}\" for sysctl \"{name}\": expected one non-empty line",
+                    v.value.escape_debug()
+                ),
+            ),
             Ok(()) => {
                 out.insert(name.clone(), v.value.clone());
             }

@@ -93,20 +93,24 @@ pub fn default_mounts() -> Vec<Mount> {
     ]
 }
 
+/// `shm_size`: Docker's `--shm-size`, the size of /dev/shm.
+fn set_shm_size(mounts: &mut [Mount], size: u64) {
+    for m in mounts.iter_mut() {
+        if m.destination() == Path::new("/dev/shm") {
+            let opts = ["nosuid", "noexec", "nodev", "mode=1777"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([format!("size={size}")])
+                .collect();
+            m.set_options(Some(opts));
+        }
+    }
+}
+
 pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mount>, PlanError> {
     let mut mounts = default_mounts();
     if let Some(size) = def.resources.shm_size {
-        // `shm_size`: Docker's `--shm-size`, the size of /dev/shm.
-        for m in mounts.iter_mut() {
-            if m.destination() == Path::new("/dev/shm") {
-                let opts = ["nosuid", "noexec", "nodev", "mode=1777"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain([format!("size={size}")])
-                    .collect();
-                m.set_options(Some(opts));
-            }
-        }
+        set_shm_size(&mut mounts, size);
     }
     let user_targets: Vec<&Path> = def
         .volumes
