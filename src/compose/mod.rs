@@ -88,7 +88,7 @@ impl fmt::Display for Note {
 /// Why nothing could be converted.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
-    #[error("{}:{}: invalid YAML: {}", file.display(), .error.line, .error)]
+    #[error("{}:{}:{}: invalid YAML: {}", file.display(), .error.line, .error.col, .error.message)]
     Yaml {
         file: PathBuf,
         error: yaml::YamlError,

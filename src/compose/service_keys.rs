@@ -10,6 +10,7 @@ use super::render::{Table, Val};
 use super::service::{Def, Dep};
 use super::yaml::{Kind, Node};
 use super::Cx;
+use crate::config::diag::did_you_mean;
 use crate::config::values;
 
 /// Keys compose defines that berth has no form for, with what to do instead.
@@ -46,6 +47,58 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("pre_stop", "lifecycle hooks have no berth form"),
     ("uts", "each container has its own UTS namespace"),
     ("cgroup", "each container has its own cgroup namespace"),
+];
+
+/// The keys [`apply`] converts (for "did you mean").
+const HANDLED: &[&str] = &[
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "expose",
+    "volumes",
+    "tmpfs",
+    "networks",
+    "network_mode",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "deploy",
+    "mem_limit",
+    "memswap_limit",
+    "mem_reservation",
+    "shm_size",
+    "cpus",
+    "pids_limit",
+    "cpuset",
+    "ulimits",
+    "cap_add",
+    "cap_drop",
+    "security_opt",
+    "sysctls",
+    "devices",
+    "group_add",
+    "userns_mode",
+    "read_only",
+    "init",
+    "user",
+    "working_dir",
+    "hostname",
+    "labels",
+    "annotations",
+    "secrets",
+    "configs",
+    "stop_signal",
+    "stop_grace_period",
+    "dns",
+    "dns_search",
+    "extra_hosts",
+    "pull_policy",
+    "container_name",
+    "profiles",
 ];
 
 /// Convert one key of a service.
@@ -111,7 +164,19 @@ pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Projec
                 k,
                 format!("\"{other}\" cannot be expressed in berth: {why}, skipping"),
             ),
-            None => cx.warn(k, format!("unknown compose key \"{other}\", ignoring")),
+            None => {
+                let known = HANDLED
+                    .iter()
+                    .chain(UNSUPPORTED.iter().map(|(n, _)| n))
+                    .copied();
+                let hint = did_you_mean(other, known)
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                cx.warn(
+                    k,
+                    format!("unknown compose key \"{other}\"{hint}, ignoring"),
+                )
+            }
         },
     }
 }
@@ -430,6 +495,8 @@ fn long_port(cx: &mut Cx, item: &Node) -> Option<String> {
 /// One mount: named volume, bind, or tmpfs.
 struct Mount {
     kind: String,
+    /// `tmpfs: {size, mode}` of a long-syntax tmpfs.
+    tmpfs: Table,
     source: Option<String>,
     target: String,
     read_only: bool,
@@ -479,6 +546,7 @@ fn short_volume(cx: &mut Cx, at: &Node, s: &str) -> Option<Mount> {
     };
     Some(Mount {
         kind: kind.into(),
+        tmpfs: Table::default(),
         source: source.map(str::to_string),
         target: target.into(),
         read_only,
@@ -488,6 +556,7 @@ fn short_volume(cx: &mut Cx, at: &Node, s: &str) -> Option<Mount> {
 fn long_volume(cx: &mut Cx, item: &Node) -> Option<Mount> {
     let mut m = Mount {
         kind: "volume".into(),
+        tmpfs: Table::default(),
         source: None,
         target: String::new(),
         read_only: false,
@@ -498,7 +567,19 @@ fn long_volume(cx: &mut Cx, item: &Node) -> Option<Mount> {
             "source" => m.source = cx.text(v, "source"),
             "target" => m.target = cx.text(v, "target").unwrap_or_default(),
             "read_only" => m.read_only = cx.boolean(v, "read_only").unwrap_or(false),
-            "tmpfs" | "consistency" => {}
+            "tmpfs" => {
+                for (opt, ko, ov) in cx.entries(v, "tmpfs") {
+                    match (opt.as_str(), cx.text(ov, "tmpfs")) {
+                        ("size", Some(s)) => m.tmpfs.set("size", Val::Str(s)),
+                        ("mode", Some(s)) => m.tmpfs.set("mode", Val::Str(format!("{s:0>4}"))),
+                        _ => cx.warn(
+                            ko,
+                            format!("volumes: tmpfs option \"{opt}\" is not supported, ignoring"),
+                        ),
+                    }
+                }
+            }
+            "consistency" => {}
             "volume" | "bind" => {
                 for (opt, ko, _) in cx.entries(v, &key) {
                     if opt != "create_host_path" {
@@ -525,6 +606,7 @@ fn add_mount(cx: &mut Cx, d: &mut Def, at: &Node, m: Mount, p: &Project) {
         ("tmpfs", _) => {
             let mut t = Table::default();
             t.set("target", Val::Str(m.target));
+            t.0.extend(m.tmpfs.0);
             d.push_array("tmpfs", t);
             return;
         }
