@@ -110,6 +110,8 @@ pub struct Cx<'a> {
     pub notes: Vec<Note>,
     pub fatal: Option<ComposeError>,
     unset: Findings,
+    /// Variables already reported unset (compose warns once for each).
+    reported: Vec<String>,
     /// The service being converted, for notes.
     pub service: Option<String>,
 }
@@ -123,6 +125,7 @@ impl<'a> Cx<'a> {
             notes: Vec::new(),
             fatal: None,
             unset: Findings::default(),
+            reported: Vec::new(),
             service: None,
         }
     }
@@ -181,6 +184,10 @@ impl<'a> Cx<'a> {
 
     fn report_unset(&mut self, n: &Node) {
         for var in std::mem::take(&mut self.unset.unset) {
+            if self.reported.contains(&var) {
+                continue;
+            }
+            self.reported.push(var.clone());
             self.warn(
                 n,
                 format!("the \"{var}\" variable is not set (in the environment or .env): defaulting to a blank string"),

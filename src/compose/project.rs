@@ -92,6 +92,13 @@ pub fn read<'n>(cx: &mut Cx, root: &'n Node, input: &Input) -> Result<Project<'n
         }
         p.services.push((name, k, v));
     }
+    if p.services.is_empty() {
+        return Err(ComposeError::Invalid {
+            file: cx.file.to_path_buf(),
+            line: services.line,
+            message: "\"services\" is empty: a compose file needs at least one service".into(),
+        });
+    }
     // Every service without `networks:` is on the project's default network
     // (compose-spec: "default" is created when some service uses it).
     let uses_default = p.services.iter().any(|(_, _, s)| {
