@@ -146,7 +146,14 @@ pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Projec
         "configs" => configs(cx, d, v, p),
         "stop_signal" => set_text_in(cx, d, v, "service", "stop_signal"),
         "stop_grace_period" => set_text_in(cx, d, v, "service", "stop_timeout"),
-        "dns" => list(cx, d, v, "network", "dns"),
+        "dns" => {
+            for ip in cx.strings(v, "dns", true) {
+                match values::parse_ip(&ip) {
+                    Ok(_) => d.t("network").push("dns", Val::Str(ip)),
+                    Err(e) => cx.warn(v, format!("dns \"{ip}\": {e}, skipping")),
+                }
+            }
+        }
         "dns_search" => list(cx, d, v, "network", "dns_search"),
         "extra_hosts" => extra_hosts(cx, d, v),
         "pull_policy" => pull_policy(cx, d, v),
@@ -1064,7 +1071,12 @@ fn extra_hosts(cx: &mut Cx, d: &mut Def, v: &Node) {
             Some((h, ip)) => format!("{h}:{ip}"),
             None => item,
         };
-        d.t("network").push("extra_hosts", Val::Str(item));
+        // Docker's `host-gateway` names the host's bridge address, which
+        // berth does not compute for a definition.
+        match values::parse_extra_host(&item) {
+            Ok(_) => d.t("network").push("extra_hosts", Val::Str(item)),
+            Err(e) => cx.warn(v, format!("extra_hosts \"{item}\": {e}, skipping")),
+        }
     }
 }
 
@@ -1176,6 +1188,34 @@ fn configs(cx: &mut Cx, d: &mut Def, v: &Node, p: &Project) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ports_as_compose_go_reads_them() {
+        let env = std::collections::BTreeMap::new();
+        let file = std::path::Path::new("c.yml");
+        let mut cx = Cx::new(file, std::path::Path::new("/p"), &env);
+        let at = Node {
+            line: 1,
+            col: 1,
+            kind: Kind::Seq(Vec::new()),
+        };
+        let cases = [
+            ("8080:80", "8080:80"),
+            ("127.0.0.1:8443:443/tcp", "127.0.0.1:8443:443/tcp"),
+            ("0.0.0.0:80:80", "80:80"),
+            ("[::1]:53:53/udp", "[::1]:53:53/udp"),
+            ("8000-8010:80-90", "8000-8010:80-90"),
+            ("127.0.0.1::80", "127.0.0.1:80:80"),
+            ("3000", "3000:3000"),
+        ];
+        for (compose, berth) in cases {
+            let got = short_port(&mut cx, &at, compose);
+            assert_eq!(got, berth, "{compose}");
+            assert!(values::parse_port(&got).is_ok(), "{got}");
+        }
+        // The two without a host port were warned about.
+        assert_eq!(cx.notes.len(), 2, "{:?}", cx.notes);
+    }
 
     #[test]
     fn shell_split_as_compose() {
