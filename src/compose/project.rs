@@ -273,7 +273,11 @@ fn volumes(cx: &mut Cx, p: &mut Project, node: &Node) {
                         match opt.as_str() {
                             "type" => doc.top.set("type", Val::Str(value)),
                             "device" => doc.top.set("device", Val::Str(value)),
-                            "o" => doc.top.set("options", Val::Str(value)),
+                            // mount(8)'s comma-separated -o, as a list.
+                            "o" => doc.top.set(
+                                "options",
+                                Val::List(value.split(',').filter(|o| !o.is_empty()).map(Val::str).collect()),
+                            ),
                             other => cx.warn(ko, format!("volume \"{name}\": driver option \"{other}\" is not supported, ignoring")),
                         }
                     }

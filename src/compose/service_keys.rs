@@ -120,7 +120,7 @@ pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Projec
         "restart" => restart(cx, d, v),
         "deploy" => deploy(cx, d, v),
         "mem_limit" => size(cx, d, v, "resources", "memory"),
-        "memswap_limit" => size(cx, d, v, "resources", "memory_swap"),
+        "memswap_limit" => d.memswap = cx.text(v, "memswap_limit").map(|s| (s, v.line)),
         "mem_reservation" => size(cx, d, v, "resources", "memory_reservation"),
         "shm_size" => size(cx, d, v, "resources", "shm_size"),
         "cpus" => cpus(cx, d, v),
