@@ -178,7 +178,11 @@ fn examples_pass_check() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches("# FILE berth@").count(), n, "{text}");
     // The examples' group, once.
-    assert_eq!(text.matches("# FILE berth-app.target\n").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("# FILE berth-app.target\n").count(),
+        1,
+        "{text}"
+    );
 }
 
 /// systemd itself accepts every generated drop-in: `systemd-analyze verify`
