@@ -68,6 +68,13 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
             .container
             .as_ref()
             .map(|_| "/proc/4242/ns/net".into()),
+        // What the supervisor reads from $CREDENTIALS_DIRECTORY: a
+        // placeholder naming the credential.
+        secret_env: def
+            .secrets
+            .iter()
+            .filter_map(|s| Some((s.env.clone()?, format!("<credential {}>", s.credential))))
+            .collect(),
     }
 }
 

@@ -136,6 +136,9 @@ pub struct PlanContext {
     /// `mode = "container:NAME"`: the network namespace joined (the other
     /// container's `/proc/PID/ns/net`, found running by the caller).
     pub network_namespace: Option<PathBuf>,
+    /// `[[secret]] type = "env"`: (variable, the credential's content), read
+    /// by the caller from `$CREDENTIALS_DIRECTORY`.
+    pub secret_env: Vec<(String, String)>,
 }
 
 /// The definition's hostname, else its name.
@@ -405,6 +408,14 @@ pub(crate) mod tests {
                 pull: Pull::Missing,
                 auto_update: false,
                 group: None,
+                wants: vec![],
+                binds_to: vec![],
+                part_of: vec![],
+                before: vec![],
+                stop_signal: None,
+                reload: None,
+                restart_sec: None,
+                start_limit_burst: None,
             },
             secrets: vec![],
         }
