@@ -328,6 +328,20 @@ pub fn convert(input: &Input) -> Result<Conversion, ComposeError> {
     if let Some(e) = cx.fatal.take() {
         return Err(e);
     }
+    // In the file's order, as a reader goes through it.
+    cx.notes.sort_by_key(|n| n.line);
+    // The notes about a service also go into its file, for whoever reads
+    // it later.
+    for d in &mut defs {
+        for n in cx
+            .notes
+            .iter()
+            .filter(|n| n.service.as_deref() == Some(d.name.as_str()))
+        {
+            let line = n.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            d.doc.comments.push(format!("compose {line}{}", n.message));
+        }
+    }
     for d in &defs {
         conv.files.push((
             PathBuf::from(format!("containers/{}.toml", d.name)),
@@ -336,8 +350,6 @@ pub fn convert(input: &Input) -> Result<Conversion, ComposeError> {
     }
     conv.files.extend(project.files);
     conv.files.sort_by(|a, b| a.0.cmp(&b.0));
-    // In the file's order, as a reader goes through it.
-    cx.notes.sort_by_key(|n| n.line);
     conv.notes = cx.notes;
     Ok(conv)
 }

@@ -65,7 +65,6 @@ pub fn convert(cx: &mut Cx, name: &str, key: &Node, node: &Node, project: &Proje
         name: name.to_string(),
         ..Def::default()
     };
-    let first_note = cx.notes.len();
     d.doc.comments.push(format!(
         "service \"{name}\" of {} (compose project \"{}\"), converted by berth compose convert",
         cx.file.display(),
@@ -95,19 +94,6 @@ pub fn convert(cx: &mut Cx, name: &str, key: &Node, node: &Node, project: &Proje
                 "has no image: the definition will not pass berth check until it names one",
             );
         }
-    }
-    // The notes about this service also go into its file, for whoever
-    // reads it later.
-    let own: Vec<String> = cx.notes[first_note..]
-        .iter()
-        .filter(|n| n.service.as_deref() == Some(name))
-        .map(|n| {
-            let line = n.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-            format!("{line}{}", n.message)
-        })
-        .collect();
-    for n in own {
-        d.doc.comments.push(format!("compose {n}"));
     }
     d
 }
