@@ -148,7 +148,7 @@ fn the_tutorial_app_passes_berth_check() {
     );
     assert!(c.status.success(), "berth check failed:\n{said}");
     assert!(
-        said.contains("2 definitions and 1 network, all valid"),
+        said.contains("2 definitions and 2 networks, all valid"),
         "{said}"
     );
 }

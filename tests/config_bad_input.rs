@@ -499,8 +499,9 @@ fn bad_identity_keys() {
 
 #[test]
 fn bad_service_keys() {
-    // Each [service] key of issue 15 with a bad value: the key and what was
-    // expected, at the value; the generator skips the definition.
+    // Each [service], [health] and [[secret]] key of issue 15 with a bad
+    // value: the key and what was expected, at the value; the generator
+    // skips the definition.
     for (text, what) in [
         (
             "[service]\ngroup = \"my app\"\n",
@@ -509,6 +510,82 @@ fn bad_service_keys() {
         (
             "[service]\ngroup = \"-app\"\n",
             "3:9: [service] group: invalid name \"-app\"",
+        ),
+        (
+            "[service]\nwants = [\"ghost\"]\n",
+            "3:10: [service] wants: unknown container \"ghost\"",
+        ),
+        (
+            "[service]\nbinds_to = [\"web\"]\n",
+            "3:13: [service] binds_to: container \"web\" depends on itself",
+        ),
+        (
+            "[service]\npart_of = [\"x.target\", \"ghost\"]\n",
+            "3:24: [service] part_of: unknown container \"ghost\"",
+        ),
+        (
+            "[service]\nbefore = [\"a b\"]\n",
+            "3:11: [service] before: invalid dependency \"a b\"",
+        ),
+        (
+            "[service]\nstop_signal = \"SIGFOO\"\n",
+            "3:15: [service] stop_signal: invalid signal \"SIGFOO\"",
+        ),
+        (
+            "[service]\nreload_signal = \"RTMIN+40\"\n",
+            "3:17: [service] reload_signal: invalid signal \"RTMIN+40\"",
+        ),
+        (
+            "[service]\nreload_signal = \"HUP\"\nreload_command = [\"x\"]\n",
+            "4:18: [service] reload_command: reload_signal and reload_command are both set",
+        ),
+        (
+            "[service]\nreload_command = []\n",
+            "3:18: [service] reload_command: empty command",
+        ),
+        (
+            "[service]\nrestart_sec = \"3x\"\n",
+            "3:15: [service] restart_sec: invalid duration \"3x\"",
+        ),
+        (
+            "[service]\nstart_limit_burst = 0\n",
+            "3:21: [service] start_limit_burst: invalid start_limit_burst 0",
+        ),
+        (
+            "[service]\npull = \"newest\"\n",
+            "3:8: [service] pull: invalid value \"newest\": expected \"missing\", \"always\", \"never\" or \"newer\"",
+        ),
+        (
+            "[health]\ncommand = [\"true\"]\nstart_interval = \"0s\"\n",
+            "4:18: [health] start_interval: start_interval must be greater than 0",
+        ),
+        (
+            "[[secret]]\ncredential = \"pw\"\ntype = \"file\"\n",
+            "4:8: [[secret]] type: invalid value \"file\": expected \"mount\" or \"env\"",
+        ),
+        (
+            "[[secret]]\ncredential = \"pw\"\ntype = \"env\"\n",
+            "2:1: [[secret]] name: missing key \"name\"",
+        ),
+        (
+            "[[secret]]\ncredential = \"pw\"\nname = \"PW\"\n",
+            "4:8: [[secret]] name: name is the variable of type = \"env\"",
+        ),
+        (
+            "environment = { PW = \"x\" }\n[[secret]]\ncredential = \"pw\"\ntype = \"env\"\nname = \"PW\"\n",
+            "6:8: [[secret]] name: \"PW\" is also set by environment",
+        ),
+        (
+            "[[secret]]\ncredential = \"pw\"\ntype = \"env\"\nname = \"PW\"\ntarget = \"/pw\"\n",
+            "6:10: [[secret]] target: a secret of type = \"env\" is no file",
+        ),
+        (
+            "[[secret]]\ncredential = \"pw\"\ntype = \"env\"\nname = \"1PW\"\n",
+            "5:8: [[secret]] name: invalid environment variable name \"1PW\"",
+        ),
+        (
+            "[[secret]]\ncredential = \"pw\"\nencrypted = \"yes\"\n",
+            "4:13: [[secret]] encrypted: invalid type",
         ),
     ] {
         let root = Root::new();

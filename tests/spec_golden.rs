@@ -72,6 +72,13 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
             .as_ref()
             .map(|_| "/proc/4242/ns/net".into()),
         host_devices: host_devices(read("host-devices").as_deref(), def),
+        // What the supervisor reads from $CREDENTIALS_DIRECTORY: a
+        // placeholder naming the credential.
+        secret_env: def
+            .secrets
+            .iter()
+            .filter_map(|s| Some((s.env.clone()?, format!("<credential {}>", s.credential))))
+            .collect(),
     }
 }
 

@@ -55,6 +55,10 @@ pub struct ConvertArgs {
     pub force: bool,
 }
 
+/// The largest compose file read (a definition's own limit is 1 MiB; a
+/// compose file holds a whole project).
+const MAX_FILE: u64 = 16 << 20;
+
 const DEFAULT_FILES: &[&str] = &[
     "compose.yaml",
     "compose.yml",
@@ -106,6 +110,15 @@ fn environment(project_dir: &Path, file: &Path) -> BTreeMap<String, String> {
 
 fn convert(root: &Path, args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let file = find_file(args.file)?;
+    let size = std::fs::metadata(&file)
+        .with_context(|| format!("cannot read \"{}\"", file.display()))?
+        .len();
+    if size > MAX_FILE {
+        bail!(
+            "\"{}\" is {size} bytes: a compose file of more than {MAX_FILE} bytes is refused",
+            file.display()
+        );
+    }
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read \"{}\"", file.display()))?;
     let abs = std::path::absolute(&file)

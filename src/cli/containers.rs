@@ -499,6 +499,7 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "timeout_seconds": h.timeout.as_secs_f64(),
             "retries": h.retries,
             "start_period_seconds": h.start_period.as_secs_f64(),
+            "start_interval_seconds": h.start_interval.as_secs_f64(),
             "on_failure": h.on_failure.as_str(),
         })),
         "service": {
@@ -510,9 +511,29 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "notify": d.service.notify.as_str(),
             "pull": d.service.pull.as_str(),
             "auto_update": d.service.auto_update,
+            "group": d.service.group,
+            "wants": d.service.wants,
+            "binds_to": d.service.binds_to,
+            "part_of": d.service.part_of,
+            "before": d.service.before,
+            "stop_signal": d.service.stop_signal,
+            "reload_signal": match &d.service.reload {
+                Some(crate::config::Reload::Signal(s)) => Some(s),
+                _ => None,
+            },
+            "reload_command": match &d.service.reload {
+                Some(crate::config::Reload::Command(c)) => Some(c),
+                _ => None,
+            },
+            "restart_seconds": d.service.restart_sec.map(|d| d.as_secs_f64()),
+            "start_limit_burst": d.service.start_limit_burst,
         },
+        // The credential's name and where it goes, never its content.
         "secrets": d.secrets.iter().map(|s| serde_json::json!({
-            "credential": s.credential, "target": s.target,
+            "credential": s.credential,
+            "target": s.env.is_none().then_some(&s.target),
+            "env": s.env,
+            "encrypted": s.encrypted,
         })).collect::<Vec<_>>(),
         "labels": d.labels,
         "annotations": d.annotations,

@@ -84,9 +84,11 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let present = |image: &config::Reference| generator::image_present(store.as_ref(), image);
     let no_dns = generator::networks_without_dns(root);
     let network_dns = |n: &str| !no_dns.contains(n);
+    let credential_encrypted = |c: &str| generator::credential_encrypted(root, c);
     let ctx = RenderContext {
         image_present: &present,
         network_dns: &network_dns,
+        credential_encrypted: &credential_encrypted,
     };
     let mut out = String::new();
     let mut shared = std::collections::BTreeMap::new();

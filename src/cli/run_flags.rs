@@ -134,10 +134,13 @@ pub struct DefinitionFlags {
     /// User namespace: host, or auto (a private 65536-id range)
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
-    /// When to pull the image: missing, always or never
+    /// When to pull the image: missing, always, never, or newer (when the
+    /// registry's digest for the tag differs from the stored one)
     #[arg(long, value_name = "WHEN")]
     pub pull: Option<String>,
-    /// With -d: restart policy, no, on-failure or always (systemd's Restart=)
+    /// With -d: restart policy, no, on-failure[:MAX_RETRIES], always or
+    /// unless-stopped (systemd's Restart=; MAX_RETRIES caps the restarts
+    /// with StartLimitBurst=)
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
     /// Seconds between the stop signal and SIGKILL
@@ -153,6 +156,28 @@ pub struct DefinitionFlags {
     /// Time zone: local (the host's) or a name such as Europe/Berlin
     #[arg(long = "tz", value_name = "ZONE")]
     pub tz: Option<String>,
+    /// Signal that stops the container (default: the image's STOPSIGNAL,
+    /// else SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Health check command, run with /bin/sh -c inside the container
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Longest a health check may run
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures that make the container unhealthy
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Time after start during which failures do not count
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between health checks during the start period
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
 }
 
 /// Why a flag cannot become a key (the definition's own validation covers
@@ -221,7 +246,8 @@ impl DefinitionFlags {
         self.apply_resources(table)?;
         self.apply_security(table)?;
         self.apply_container_keys(table)?;
-        self.apply_service(table);
+        self.apply_service(table)?;
+        self.apply_health(table);
         self.apply_identity(table)?;
         Ok(())
     }
@@ -250,6 +276,28 @@ impl DefinitionFlags {
             table.insert("timezone".into(), tz.as_str().into());
         }
         Ok(())
+    }
+
+    /// `--health-*`: `[health]`, its command as Docker runs `--health-cmd`
+    /// (`CMD-SHELL`).
+    fn apply_health(&self, table: &mut Table) {
+        if let Some(c) = &self.health_cmd {
+            let argv = ["/bin/sh".to_string(), "-c".to_string(), c.clone()];
+            set_in(table, "health", "command", strings(&argv));
+        }
+        for (key, v) in [
+            ("interval", &self.health_interval),
+            ("timeout", &self.health_timeout),
+            ("start_period", &self.health_start_period),
+            ("start_interval", &self.health_start_interval),
+        ] {
+            if let Some(v) = v {
+                set_in(table, "health", key, v.as_str().into());
+            }
+        }
+        if let Some(r) = self.health_retries {
+            set_in(table, "health", "retries", r.into());
+        }
     }
 
     /// `-e`, `--env-file`.
@@ -547,17 +595,40 @@ impl DefinitionFlags {
         Ok(())
     }
 
-    /// `--pull`, `--restart`, `--stop-timeout`.
-    fn apply_service(&self, table: &mut Table) {
+    /// `--pull`, `--restart`, `--stop-timeout`, `--stop-signal`.
+    fn apply_service(&self, table: &mut Table) -> Result<(), FlagError> {
         if let Some(p) = &self.pull {
             set_in(table, "service", "pull", p.as_str().into());
         }
         if let Some(r) = &self.restart {
-            set_in(table, "service", "restart", r.as_str().into());
+            // Docker's `on-failure:N` restarts at most N times: N + 1
+            // starts in systemd's start-limit interval. `unless-stopped`
+            // is `always` under systemd, which never restarts a unit
+            // someone stopped.
+            let policy = match r.split_once(':') {
+                Some(("on-failure", n)) => {
+                    let n: i64 = n.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        bad(
+                            "--restart",
+                            r,
+                            "expected on-failure:N with N a number of retries",
+                        )
+                    })?;
+                    set_in(table, "service", "start_limit_burst", (n + 1).into());
+                    "on-failure"
+                }
+                _ if r == "unless-stopped" => "always",
+                _ => r.as_str(),
+            };
+            set_in(table, "service", "restart", policy.into());
         }
         if let Some(s) = self.stop_timeout {
             set_in(table, "service", "stop_timeout", format!("{s}s").into());
         }
+        if let Some(s) = &self.stop_signal {
+            set_in(table, "service", "stop_signal", s.as_str().into());
+        }
+        Ok(())
     }
 }
 
@@ -719,6 +790,41 @@ mod tests {
         assert_eq!(v["timezone"].as_str(), Some("Europe/Berlin"));
         let f = DefinitionFlags {
             label: vec!["=x".into()],
+            ..Default::default()
+        };
+        assert!(apply(f).is_err());
+    }
+
+    #[test]
+    fn service_and_health_flags() {
+        let f = DefinitionFlags {
+            restart: Some("on-failure:4".into()),
+            stop_signal: Some("SIGQUIT".into()),
+            pull: Some("newer".into()),
+            health_cmd: Some("test -f /ok".into()),
+            health_interval: Some("2s".into()),
+            health_retries: Some(2),
+            health_start_interval: Some("500ms".into()),
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        assert_eq!(v["service"]["restart"].as_str(), Some("on-failure"));
+        assert_eq!(v["service"]["start_limit_burst"].as_integer(), Some(5));
+        assert_eq!(v["service"]["stop_signal"].as_str(), Some("SIGQUIT"));
+        assert_eq!(v["service"]["pull"].as_str(), Some("newer"));
+        let cmd = v["health"]["command"].as_array().unwrap();
+        assert_eq!(cmd[2].as_str(), Some("test -f /ok"));
+        assert_eq!(v["health"]["interval"].as_str(), Some("2s"));
+        assert_eq!(v["health"]["retries"].as_integer(), Some(2));
+        assert_eq!(v["health"]["start_interval"].as_str(), Some("500ms"));
+        let f = DefinitionFlags {
+            restart: Some("unless-stopped".into()),
+            ..Default::default()
+        };
+        let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
+        assert_eq!(v["service"]["restart"].as_str(), Some("always"));
+        let f = DefinitionFlags {
+            restart: Some("on-failure:x".into()),
             ..Default::default()
         };
         assert!(apply(f).is_err());

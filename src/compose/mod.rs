@@ -88,7 +88,7 @@ impl fmt::Display for Note {
 /// Why nothing could be converted.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
-    #[error("{}:{}: invalid YAML: {}", file.display(), .error.line, .error)]
+    #[error("{}:{}:{}: invalid YAML: {}", file.display(), .error.line, .error.col, .error.message)]
     Yaml {
         file: PathBuf,
         error: yaml::YamlError,
@@ -110,6 +110,8 @@ pub struct Cx<'a> {
     pub notes: Vec<Note>,
     pub fatal: Option<ComposeError>,
     unset: Findings,
+    /// Variables already reported unset (compose warns once for each).
+    reported: Vec<String>,
     /// The service being converted, for notes.
     pub service: Option<String>,
 }
@@ -123,6 +125,7 @@ impl<'a> Cx<'a> {
             notes: Vec::new(),
             fatal: None,
             unset: Findings::default(),
+            reported: Vec::new(),
             service: None,
         }
     }
@@ -181,6 +184,10 @@ impl<'a> Cx<'a> {
 
     fn report_unset(&mut self, n: &Node) {
         for var in std::mem::take(&mut self.unset.unset) {
+            if self.reported.contains(&var) {
+                continue;
+            }
+            self.reported.push(var.clone());
             self.warn(
                 n,
                 format!("the \"{var}\" variable is not set (in the environment or .env): defaulting to a blank string"),
@@ -321,6 +328,20 @@ pub fn convert(input: &Input) -> Result<Conversion, ComposeError> {
     if let Some(e) = cx.fatal.take() {
         return Err(e);
     }
+    // In the file's order, as a reader goes through it.
+    cx.notes.sort_by_key(|n| n.line);
+    // The notes about a service also go into its file, for whoever reads
+    // it later.
+    for d in &mut defs {
+        for n in cx
+            .notes
+            .iter()
+            .filter(|n| n.service.as_deref() == Some(d.name.as_str()))
+        {
+            let line = n.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            d.doc.comments.push(format!("compose {line}{}", n.message));
+        }
+    }
     for d in &defs {
         conv.files.push((
             PathBuf::from(format!("containers/{}.toml", d.name)),
@@ -329,8 +350,6 @@ pub fn convert(input: &Input) -> Result<Conversion, ComposeError> {
     }
     conv.files.extend(project.files);
     conv.files.sort_by(|a, b| a.0.cmp(&b.0));
-    // In the file's order, as a reader goes through it.
-    cx.notes.sort_by_key(|n| n.line);
     conv.notes = cx.notes;
     Ok(conv)
 }

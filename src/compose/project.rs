@@ -92,6 +92,13 @@ pub fn read<'n>(cx: &mut Cx, root: &'n Node, input: &Input) -> Result<Project<'n
         }
         p.services.push((name, k, v));
     }
+    if p.services.is_empty() {
+        return Err(ComposeError::Invalid {
+            file: cx.file.to_path_buf(),
+            line: services.line,
+            message: "\"services\" is empty: a compose file needs at least one service".into(),
+        });
+    }
     // Every service without `networks:` is on the project's default network
     // (compose-spec: "default" is created when some service uses it).
     let uses_default = p.services.iter().any(|(_, _, s)| {
@@ -266,7 +273,11 @@ fn volumes(cx: &mut Cx, p: &mut Project, node: &Node) {
                         match opt.as_str() {
                             "type" => doc.top.set("type", Val::Str(value)),
                             "device" => doc.top.set("device", Val::Str(value)),
-                            "o" => doc.top.set("options", Val::Str(value)),
+                            // mount(8)'s comma-separated -o, as a list.
+                            "o" => doc.top.set(
+                                "options",
+                                Val::List(value.split(',').filter(|o| !o.is_empty()).map(Val::str).collect()),
+                            ),
                             other => cx.warn(ko, format!("volume \"{name}\": driver option \"{other}\" is not supported, ignoring")),
                         }
                     }

@@ -9,6 +9,7 @@ use super::render::{Doc, Table, Val};
 use super::service_keys;
 use super::yaml::Node;
 use super::Cx;
+use crate::config::values;
 
 /// A `depends_on` entry.
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct Def {
     pub build: bool,
     /// The service sets a healthcheck (that is not disabled).
     pub health: bool,
+    /// `memswap_limit` (memory and swap together, as Docker counts them)
+    /// and its line: berth's `memory_swap` is the swap alone, so it is
+    /// converted once `memory` is known.
+    pub memswap: Option<(String, usize)>,
 }
 
 impl Def {
@@ -60,7 +65,6 @@ pub fn convert(cx: &mut Cx, name: &str, key: &Node, node: &Node, project: &Proje
         name: name.to_string(),
         ..Def::default()
     };
-    let first_note = cx.notes.len();
     d.doc.comments.push(format!(
         "service \"{name}\" of {} (compose project \"{}\"), converted by berth compose convert",
         cx.file.display(),
@@ -70,6 +74,7 @@ pub fn convert(cx: &mut Cx, name: &str, key: &Node, node: &Node, project: &Proje
     for (k, kn, v) in cx.entries(node, "a service") {
         service_keys::apply(cx, &mut d, &k, kn, v, project);
     }
+    swap_beyond_memory(cx, &mut d);
     if !d.chose_network {
         if let Some(net) = project.networks.get("default") {
             d.t("network").set("networks", Val::strs(&[&net.name]));
@@ -90,20 +95,44 @@ pub fn convert(cx: &mut Cx, name: &str, key: &Node, node: &Node, project: &Proje
             );
         }
     }
-    // The notes about this service also go into its file, for whoever
-    // reads it later.
-    let own: Vec<String> = cx.notes[first_note..]
-        .iter()
-        .filter(|n| n.service.as_deref() == Some(name))
-        .map(|n| {
-            let line = n.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-            format!("{line}{}", n.message)
-        })
-        .collect();
-    for n in own {
-        d.doc.comments.push(format!("compose {n}"));
-    }
     d
+}
+
+/// Docker's `memswap_limit` counts memory and swap together; berth's
+/// `memory_swap` is the swap beyond `memory` (MemorySwapMax=), as `berth
+/// run --memory-swap` converts it.
+fn swap_beyond_memory(cx: &mut Cx, d: &mut Def) {
+    let Some((total, line)) = d.memswap.take() else {
+        return;
+    };
+    let at = Node {
+        line,
+        col: 1,
+        kind: super::yaml::Kind::Seq(Vec::new()),
+    };
+    if total == "-1" || total == "0" {
+        return;
+    }
+    let memory = match d.t("resources").get("memory") {
+        Some(Val::Str(m)) => m.clone(),
+        _ => return cx.warn(
+            &at,
+            "memswap_limit counts memory and swap together, but there is no memory limit: skipping",
+        ),
+    };
+    match (values::parse_size(&total), values::parse_size(&memory)) {
+        (Ok(t), Ok(m)) if t >= m => {
+            let swap = i64::try_from(t - m).unwrap_or(i64::MAX);
+            d.t("resources").set("memory_swap", Val::Int(swap));
+        }
+        (Ok(_), Ok(_)) => cx.warn(
+            &at,
+            format!("memswap_limit \"{total}\" is below the memory limit \"{memory}\": skipping"),
+        ),
+        (Err(e), _) | (_, Err(e)) => {
+            cx.warn(&at, format!("memswap_limit \"{total}\": {e}, skipping"))
+        }
+    }
 }
 
 /// `depends_on`: the dependent `requires` its dependency (systemd's

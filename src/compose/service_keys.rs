@@ -10,6 +10,7 @@ use super::render::{Table, Val};
 use super::service::{Def, Dep};
 use super::yaml::{Kind, Node};
 use super::Cx;
+use crate::config::diag::did_you_mean;
 use crate::config::values;
 
 /// Keys compose defines that berth has no form for, with what to do instead.
@@ -48,6 +49,58 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("cgroup", "each container has its own cgroup namespace"),
 ];
 
+/// The keys [`apply`] converts (for "did you mean").
+const HANDLED: &[&str] = &[
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "expose",
+    "volumes",
+    "tmpfs",
+    "networks",
+    "network_mode",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "deploy",
+    "mem_limit",
+    "memswap_limit",
+    "mem_reservation",
+    "shm_size",
+    "cpus",
+    "pids_limit",
+    "cpuset",
+    "ulimits",
+    "cap_add",
+    "cap_drop",
+    "security_opt",
+    "sysctls",
+    "devices",
+    "group_add",
+    "userns_mode",
+    "read_only",
+    "init",
+    "user",
+    "working_dir",
+    "hostname",
+    "labels",
+    "annotations",
+    "secrets",
+    "configs",
+    "stop_signal",
+    "stop_grace_period",
+    "dns",
+    "dns_search",
+    "extra_hosts",
+    "pull_policy",
+    "container_name",
+    "profiles",
+];
+
 /// Convert one key of a service.
 pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Project) {
     match key {
@@ -67,7 +120,7 @@ pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Projec
         "restart" => restart(cx, d, v),
         "deploy" => deploy(cx, d, v),
         "mem_limit" => size(cx, d, v, "resources", "memory"),
-        "memswap_limit" => size(cx, d, v, "resources", "memory_swap"),
+        "memswap_limit" => d.memswap = cx.text(v, "memswap_limit").map(|s| (s, v.line)),
         "mem_reservation" => size(cx, d, v, "resources", "memory_reservation"),
         "shm_size" => size(cx, d, v, "resources", "shm_size"),
         "cpus" => cpus(cx, d, v),
@@ -93,7 +146,14 @@ pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Projec
         "configs" => configs(cx, d, v, p),
         "stop_signal" => set_text_in(cx, d, v, "service", "stop_signal"),
         "stop_grace_period" => set_text_in(cx, d, v, "service", "stop_timeout"),
-        "dns" => list(cx, d, v, "network", "dns"),
+        "dns" => {
+            for ip in cx.strings(v, "dns", true) {
+                match values::parse_ip(&ip) {
+                    Ok(_) => d.t("network").push("dns", Val::Str(ip)),
+                    Err(e) => cx.warn(v, format!("dns \"{ip}\": {e}, skipping")),
+                }
+            }
+        }
         "dns_search" => list(cx, d, v, "network", "dns_search"),
         "extra_hosts" => extra_hosts(cx, d, v),
         "pull_policy" => pull_policy(cx, d, v),
@@ -111,7 +171,19 @@ pub fn apply(cx: &mut Cx, d: &mut Def, key: &str, k: &Node, v: &Node, p: &Projec
                 k,
                 format!("\"{other}\" cannot be expressed in berth: {why}, skipping"),
             ),
-            None => cx.warn(k, format!("unknown compose key \"{other}\", ignoring")),
+            None => {
+                let known = HANDLED
+                    .iter()
+                    .chain(UNSUPPORTED.iter().map(|(n, _)| n))
+                    .copied();
+                let hint = did_you_mean(other, known)
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                cx.warn(
+                    k,
+                    format!("unknown compose key \"{other}\"{hint}, ignoring"),
+                )
+            }
         },
     }
 }
@@ -430,6 +502,8 @@ fn long_port(cx: &mut Cx, item: &Node) -> Option<String> {
 /// One mount: named volume, bind, or tmpfs.
 struct Mount {
     kind: String,
+    /// `tmpfs: {size, mode}` of a long-syntax tmpfs.
+    tmpfs: Table,
     source: Option<String>,
     target: String,
     read_only: bool,
@@ -479,6 +553,7 @@ fn short_volume(cx: &mut Cx, at: &Node, s: &str) -> Option<Mount> {
     };
     Some(Mount {
         kind: kind.into(),
+        tmpfs: Table::default(),
         source: source.map(str::to_string),
         target: target.into(),
         read_only,
@@ -488,6 +563,7 @@ fn short_volume(cx: &mut Cx, at: &Node, s: &str) -> Option<Mount> {
 fn long_volume(cx: &mut Cx, item: &Node) -> Option<Mount> {
     let mut m = Mount {
         kind: "volume".into(),
+        tmpfs: Table::default(),
         source: None,
         target: String::new(),
         read_only: false,
@@ -498,7 +574,19 @@ fn long_volume(cx: &mut Cx, item: &Node) -> Option<Mount> {
             "source" => m.source = cx.text(v, "source"),
             "target" => m.target = cx.text(v, "target").unwrap_or_default(),
             "read_only" => m.read_only = cx.boolean(v, "read_only").unwrap_or(false),
-            "tmpfs" | "consistency" => {}
+            "tmpfs" => {
+                for (opt, ko, ov) in cx.entries(v, "tmpfs") {
+                    match (opt.as_str(), cx.text(ov, "tmpfs")) {
+                        ("size", Some(s)) => m.tmpfs.set("size", Val::Str(s)),
+                        ("mode", Some(s)) => m.tmpfs.set("mode", Val::Str(format!("{s:0>4}"))),
+                        _ => cx.warn(
+                            ko,
+                            format!("volumes: tmpfs option \"{opt}\" is not supported, ignoring"),
+                        ),
+                    }
+                }
+            }
+            "consistency" => {}
             "volume" | "bind" => {
                 for (opt, ko, _) in cx.entries(v, &key) {
                     if opt != "create_host_path" {
@@ -525,6 +613,7 @@ fn add_mount(cx: &mut Cx, d: &mut Def, at: &Node, m: Mount, p: &Project) {
         ("tmpfs", _) => {
             let mut t = Table::default();
             t.set("target", Val::Str(m.target));
+            t.0.extend(m.tmpfs.0);
             d.push_array("tmpfs", t);
             return;
         }
@@ -982,7 +1071,12 @@ fn extra_hosts(cx: &mut Cx, d: &mut Def, v: &Node) {
             Some((h, ip)) => format!("{h}:{ip}"),
             None => item,
         };
-        d.t("network").push("extra_hosts", Val::Str(item));
+        // Docker's `host-gateway` names the host's bridge address, which
+        // berth does not compute for a definition.
+        match values::parse_extra_host(&item) {
+            Ok(_) => d.t("network").push("extra_hosts", Val::Str(item)),
+            Err(e) => cx.warn(v, format!("extra_hosts \"{item}\": {e}, skipping")),
+        }
     }
 }
 
@@ -1094,6 +1188,34 @@ fn configs(cx: &mut Cx, d: &mut Def, v: &Node, p: &Project) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ports_as_compose_go_reads_them() {
+        let env = std::collections::BTreeMap::new();
+        let file = std::path::Path::new("c.yml");
+        let mut cx = Cx::new(file, std::path::Path::new("/p"), &env);
+        let at = Node {
+            line: 1,
+            col: 1,
+            kind: Kind::Seq(Vec::new()),
+        };
+        let cases = [
+            ("8080:80", "8080:80"),
+            ("127.0.0.1:8443:443/tcp", "127.0.0.1:8443:443/tcp"),
+            ("0.0.0.0:80:80", "80:80"),
+            ("[::1]:53:53/udp", "[::1]:53:53/udp"),
+            ("8000-8010:80-90", "8000-8010:80-90"),
+            ("127.0.0.1::80", "127.0.0.1:80:80"),
+            ("3000", "3000:3000"),
+        ];
+        for (compose, berth) in cases {
+            let got = short_port(&mut cx, &at, compose);
+            assert_eq!(got, berth, "{compose}");
+            assert!(values::parse_port(&got).is_ok(), "{got}");
+        }
+        // The two without a host port were warned about.
+        assert_eq!(cx.notes.len(), 2, "{:?}", cx.notes);
+    }
 
     #[test]
     fn shell_split_as_compose() {

@@ -285,6 +285,9 @@ pub struct Health {
     pub start_period: Duration,
     /// Default `none`.
     pub on_failure: OnFailure,
+    /// During `start_period`, checks run this often (Docker's
+    /// `--health-start-interval`); default 5s, as Docker's.
+    pub start_interval: Duration,
 }
 
 /// `[service]`
@@ -308,6 +311,31 @@ pub struct Service {
     pub auto_update: bool,
     /// `group`: member of `berth-GROUP.target` (started and stopped as one).
     pub group: Option<String>,
+    /// `wants`, `binds_to`, `part_of`, `before`: unit names (a container's
+    /// name is resolved to `berth@NAME.service`).
+    pub wants: Vec<String>,
+    pub binds_to: Vec<String>,
+    pub part_of: Vec<String>,
+    pub before: Vec<String>,
+    /// `stop_signal`, normalised (`SIGTERM`, `SIGRTMIN+3`, or a number);
+    /// `None`: the image's STOPSIGNAL, else SIGTERM.
+    pub stop_signal: Option<String>,
+    /// `reload_signal` or `reload_command`: what `systemctl reload` does.
+    pub reload: Option<Reload>,
+    /// `restart_sec` (`RestartSec=`); `None`: systemd's default (100ms).
+    pub restart_sec: Option<Duration>,
+    /// `start_limit_burst` (`StartLimitBurst=`); `None`: systemd's default.
+    pub start_limit_burst: Option<u32>,
+}
+
+/// What `systemctl reload berth@NAME` does (`ExecReload=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// `reload_signal`, normalised as `stop_signal`: sent to the container's
+    /// main process.
+    Signal(String),
+    /// `reload_command`: run inside the container as `berth exec` runs it.
+    Command(Vec<String>),
 }
 
 /// One `[[secret]]`.
@@ -316,7 +344,14 @@ pub struct Secret {
     /// systemd credential name (`LoadCredential=`).
     pub credential: String,
     /// Absolute path inside the container; default `/run/secrets/CREDENTIAL`.
+    /// Not mounted when `env` is set.
     pub target: PathBuf,
+    /// `type = "env"`: the environment variable that gets the credential's
+    /// content instead of a file.
+    pub env: Option<String>,
+    /// `encrypted = true` (`LoadCredentialEncrypted=`); the generator also
+    /// uses it for a credential found in a `credstore.encrypted` directory.
+    pub encrypted: bool,
 }
 
 /// A network definition: `networks/NAME.toml`. The `default` network always
@@ -353,5 +388,6 @@ pub mod defaults {
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(30);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
     pub const HEALTH_RETRIES: u32 = 3;
+    pub const HEALTH_START_INTERVAL: Duration = Duration::from_secs(5);
     pub const NETWORK: &str = "default";
 }

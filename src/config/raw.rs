@@ -275,6 +275,7 @@ pub struct RawHealth {
     pub retries: Option<Sp<i64>>,
     pub start_period: Option<Sp<StrOrInt>>,
     pub on_failure: Option<Sp<String>>,
+    pub start_interval: Option<Sp<StrOrInt>>,
     #[serde(skip)]
     pub at: At,
 }
@@ -292,6 +293,15 @@ pub struct RawService {
     pub pull: Option<Sp<String>>,
     pub auto_update: Option<Sp<bool>>,
     pub group: Option<Sp<String>>,
+    pub wants: Option<Sp<Vec<Sp<String>>>>,
+    pub binds_to: Option<Sp<Vec<Sp<String>>>>,
+    pub part_of: Option<Sp<Vec<Sp<String>>>>,
+    pub before: Option<Sp<Vec<Sp<String>>>>,
+    pub stop_signal: Option<Sp<String>>,
+    pub reload_signal: Option<Sp<String>>,
+    pub reload_command: Option<Sp<Vec<String>>>,
+    pub restart_sec: Option<Sp<StrOrInt>>,
+    pub start_limit_burst: Option<Sp<i64>>,
 }
 
 /// One `[[secret]]`
@@ -300,6 +310,12 @@ pub struct RawService {
 pub struct RawSecret {
     pub credential: Option<Sp<String>>,
     pub target: Option<Sp<String>>,
+    /// `type`: "mount" (default) or "env".
+    #[serde(rename = "type")]
+    pub kind: Option<Sp<String>>,
+    /// `name`: the environment variable of `type = "env"`.
+    pub name: Option<Sp<String>>,
+    pub encrypted: Option<Sp<bool>>,
     #[serde(skip)]
     pub at: At,
 }
@@ -440,7 +456,8 @@ impl_merge!(RawHealth {
         timeout,
         retries,
         start_period,
-        on_failure
+        on_failure,
+        start_interval
     ],
     tables: [],
     at: true
@@ -455,13 +472,22 @@ impl_merge!(RawService {
         notify,
         pull,
         auto_update,
-        group
+        group,
+        wants,
+        binds_to,
+        part_of,
+        before,
+        stop_signal,
+        reload_signal,
+        reload_command,
+        restart_sec,
+        start_limit_burst
     ],
     tables: [],
     at: false
 });
 impl_merge!(RawSecret {
-    leaves: [credential, target],
+    leaves: [credential, target, kind, name, encrypted],
     tables: [],
     at: true
 });

@@ -546,6 +546,7 @@ fn validate_secrets(
 ) -> Vec<Secret> {
     let mut secrets = Vec::new();
     let mut credentials = HashSet::new();
+    let mut env_names = HashSet::new();
     for s in raw.secret.iter().flat_map(|s| s.value.iter()) {
         let Some(c) = &s.credential else {
             cx.err_at(
@@ -567,7 +568,29 @@ fn validate_secrets(
             );
             continue;
         }
+        let env = match secret_env(cx, s, raw) {
+            Ok(env) => env,
+            Err(()) => continue,
+        };
+        if let (Some(e), Some(n)) = (&env, &s.name) {
+            if !env_names.insert(e.clone()) {
+                cx.err(
+                    n,
+                    "[[secret]] name",
+                    format!("variable \"{e}\" gets two secrets"),
+                );
+                continue;
+            }
+        }
         let target = match &s.target {
+            Some(t) if env.is_some() => {
+                cx.err(
+                    t,
+                    "[[secret]] target",
+                    "a secret of type = \"env\" is no file: remove target, or the type",
+                );
+                continue;
+            }
             Some(t) => match cx.abs_path(t, "[[secret]] target") {
                 Some(p) => {
                     if !targets.insert(p.clone()) {
@@ -586,9 +609,74 @@ fn validate_secrets(
         secrets.push(Secret {
             credential: c.value.clone(),
             target,
+            env,
+            encrypted: cx.bool(&s.encrypted, false),
         });
     }
     secrets
+}
+
+/// `type` and `name` of one `[[secret]]`: the variable of `type = "env"`
+/// (never one `environment` sets too), `None` for a mounted file.
+fn secret_env(
+    cx: &mut Ctx<'_>,
+    s: &super::raw::RawSecret,
+    raw: &RawDefinition,
+) -> Result<Option<String>, ()> {
+    let env = match s.kind.as_ref().map(|k| k.value.as_str()) {
+        None | Some("mount") => false,
+        Some("env") => true,
+        Some(other) => {
+            let k = s.kind.as_ref().ok_or(())?;
+            cx.err(
+                k,
+                "[[secret]] type",
+                format!(
+                    "invalid value \"{}\": expected \"mount\" or \"env\"",
+                    other.escape_debug()
+                ),
+            );
+            return Err(());
+        }
+    };
+    match (&s.name, env) {
+        (Some(n), false) => {
+            cx.err(
+                n,
+                "[[secret]] name",
+                "name is the variable of type = \"env\": add type = \"env\", or use target for a file",
+            );
+            Err(())
+        }
+        (None, true) => {
+            cx.err_at(
+                &s.at,
+                "[[secret]] name",
+                "missing key \"name\": type = \"env\" needs the environment variable, e.g. name = \"DB_PASSWORD\"",
+            );
+            Err(())
+        }
+        (None, false) => Ok(None),
+        (Some(n), true) => {
+            if let Err(e) = values::validate_env_name(&n.value) {
+                cx.err(n, "[[secret]] name", e);
+                return Err(());
+            }
+            let in_env = raw
+                .environment
+                .as_ref()
+                .is_some_and(|e| e.0.contains_key(&n.value));
+            if in_env {
+                cx.err(
+                    n,
+                    "[[secret]] name",
+                    format!("\"{}\" is also set by environment: keep one", n.value),
+                );
+                return Err(());
+            }
+            Ok(Some(n.value.clone()))
+        }
+    }
 }
 
 fn required_target(
@@ -1230,6 +1318,20 @@ fn validate_health(cx: &mut Ctx<'_>, raw: &RawHealth) -> Option<Health> {
         }
     }
     let start_period = cx.duration(&raw.start_period, "[health] start_period", Duration::ZERO);
+    let start_interval = cx.duration(
+        &raw.start_interval,
+        "[health] start_interval",
+        defaults::HEALTH_START_INTERVAL,
+    );
+    if start_interval.is_zero() {
+        if let Some(i) = &raw.start_interval {
+            cx.err(
+                i,
+                "[health] start_interval",
+                "start_interval must be greater than 0",
+            );
+        }
+    }
     let retries = match &raw.retries {
         None => defaults::HEALTH_RETRIES,
         Some(r) => match u32::try_from(r.value) {
@@ -1261,6 +1363,7 @@ fn validate_health(cx: &mut Ctx<'_>, raw: &RawHealth) -> Option<Health> {
         retries,
         start_period,
         on_failure,
+        start_interval,
     })
 }
 
@@ -1311,7 +1414,7 @@ fn validate_service(
         Ok(r.value.clone())
     });
     let after = cx.each(&raw.after, "[service] after", |_, u| {
-        values::validate_unit_name(&u.value).map(|()| u.value.clone())
+        dependency_unit(name, &u.value, refs)
     });
     let wanted_by = cx.each(&raw.wanted_by, "[service] wanted_by", |_, u| {
         values::validate_unit_name(&u.value)?;
@@ -1323,7 +1426,35 @@ fn validate_service(
         }
         Ok(u.value.clone())
     });
+    let deps = |cx: &mut Ctx<'_>, list, key| {
+        cx.each(list, key, |_, u| dependency_unit(name, &u.value, refs))
+    };
+    let (wants, binds_to) = (
+        deps(cx, &raw.wants, "[service] wants"),
+        deps(cx, &raw.binds_to, "[service] binds_to"),
+    );
+    let (part_of, before) = (
+        deps(cx, &raw.part_of, "[service] part_of"),
+        deps(cx, &raw.before, "[service] before"),
+    );
     Service {
+        wants,
+        binds_to,
+        part_of,
+        before,
+        stop_signal: raw
+            .stop_signal
+            .as_ref()
+            .and_then(|s| signal(cx, s, "[service] stop_signal")),
+        reload: validate_reload(cx, raw),
+        restart_sec: raw
+            .restart_sec
+            .as_ref()
+            .map(|_| cx.duration(&raw.restart_sec, "[service] restart_sec", Duration::ZERO)),
+        start_limit_burst: raw
+            .start_limit_burst
+            .as_ref()
+            .and_then(|b| start_limit_burst(cx, b)),
         restart,
         requires,
         after,
@@ -1347,6 +1478,85 @@ fn validate_service(
                 }
             }
         }),
+    }
+}
+
+/// An entry of `after`, `wants`, `binds_to`, `part_of` or `before`: a name
+/// with a unit suffix is that unit, as systemd spells it; another name is a
+/// container, `berth@NAME.service`, whose definition must exist (a typo
+/// would otherwise be a dependency on a unit that never starts).
+fn dependency_unit(own: &str, value: &str, refs: &References<'_>) -> Result<String, String> {
+    if values::validate_unit_name(value).is_ok() {
+        return Ok(value.to_string());
+    }
+    values::validate_name(value).map_err(|_| {
+        format!(
+            "invalid dependency \"{}\": expected a container's name or a systemd unit such as \"postgresql.service\"",
+            value.escape_debug()
+        )
+    })?;
+    if value == own {
+        return Err(format!("container \"{own}\" depends on itself"));
+    }
+    if !(refs.container_exists)(value) {
+        return Err(format!(
+            "unknown container \"{value}\": expected the name of a definition in containers/ (NAME.toml), or a unit name with its suffix"
+        ));
+    }
+    Ok(format!("berth@{value}.service"))
+}
+
+/// `start_limit_burst`: a count of starts, at least 1.
+fn start_limit_burst(cx: &mut Ctx<'_>, b: &Sp<i64>) -> Option<u32> {
+    match u32::try_from(b.value) {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            cx.err(
+                b,
+                "[service] start_limit_burst",
+                format!(
+                    "invalid start_limit_burst {}: expected a number of starts greater than 0",
+                    b.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A signal name or number, normalised (`hup` → `SIGHUP`).
+fn signal(cx: &mut Ctx<'_>, s: &Sp<String>, key: &str) -> Option<String> {
+    match values::parse_signal_name(&s.value) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            cx.err(s, key, e);
+            None
+        }
+    }
+}
+
+/// `reload_signal` or `reload_command`, not both.
+fn validate_reload(cx: &mut Ctx<'_>, raw: &RawService) -> Option<Reload> {
+    match (&raw.reload_signal, &raw.reload_command) {
+        (Some(_), Some(c)) => {
+            cx.err(
+                c,
+                "[service] reload_command",
+                "reload_signal and reload_command are both set: keep one",
+            );
+            None
+        }
+        (Some(s), None) => signal(cx, s, "[service] reload_signal").map(Reload::Signal),
+        (None, Some(c)) if c.value.is_empty() || c.value[0].is_empty() => {
+            cx.err(
+                c,
+                "[service] reload_command",
+                "empty command: expected at least the program to run",
+            );
+            None
+        }
+        (None, Some(c)) => Some(Reload::Command(c.value.clone())),
+        (None, None) => None,
     }
 }
 
@@ -1733,7 +1943,7 @@ target = "/run/secrets/db-password"
             "[service] restart: invalid value \"sometimes\": expected \"no\", \"on-failure\" or \"always\"",
             "[service] requires: container \"web\" requires itself",
             "[service] requires: unknown container \"ghost\"",
-            "[service] after: invalid unit name \"x\"",
+            "[service] after: unknown container \"x\"",
             "[service] wanted_by: \"a.socket\" cannot pull in a container",
             "[service] stop_timeout: invalid duration -1",
             "[service] notify: invalid value \"never\"",

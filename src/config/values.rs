@@ -76,7 +76,14 @@ string_enum! {
 }
 string_enum! {
     /// `[service] pull`: when a start fetches the image.
-    Pull { Missing = "missing", Always = "always", Never = "never" }
+    Pull {
+        Missing = "missing",
+        Always = "always",
+        Never = "never",
+        /// Pull when the registry's digest for the tag differs from the
+        /// stored one; keep the stored image when the registry is unreachable.
+        Newer = "newer",
+    }
 }
 string_enum! {
     /// `[health] on_failure`.
@@ -94,6 +101,51 @@ string_enum! {
 string_enum! {
     /// Protocol of a published port.
     Protocol { Tcp = "tcp", Udp = "udp" }
+}
+
+/// Signal names every Linux architecture has (`man 7 signal`), without
+/// `SIG`. Numbers differ between architectures, so a definition's signal
+/// stays a name here and becomes a number where it is sent
+/// (`runtime::parse_signal`).
+const SIGNAL_NAMES: &[&str] = &[
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "IOT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+    "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
+    "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "POLL", "PWR", "SYS",
+];
+
+/// A signal as a definition names it (`SIGHUP`, `hup`, `SIGRTMIN+3`, `15`),
+/// normalised to `SIGHUP`, `SIGRTMIN+3` or the number; real-time signals
+/// are in (systemd in a container stops on SIGRTMIN+3). glibc leaves 30
+/// real-time signals to programs (SIGRTMIN 34 to SIGRTMAX 64).
+pub fn parse_signal_name(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "invalid signal \"{}\": expected a name such as \"SIGTERM\", \"SIGHUP\" or \"SIGRTMIN+3\", or a number from 1 to 64",
+            s.escape_debug()
+        )
+    };
+    if let Ok(n) = s.parse::<u32>() {
+        return (1..=64).contains(&n).then(|| n.to_string()).ok_or_else(bad);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    if SIGNAL_NAMES.contains(&name) {
+        return Ok(format!("SIG{name}"));
+    }
+    for (base, sign) in [("RTMIN", '+'), ("RTMAX", '-')] {
+        if let Some(rest) = name.strip_prefix(base) {
+            if rest.is_empty() {
+                return Ok(format!("SIG{base}"));
+            }
+            let k = rest
+                .strip_prefix(sign)
+                .and_then(|k| k.parse::<u32>().ok())
+                .filter(|k| *k <= 30)
+                .ok_or_else(bad)?;
+            return Ok(format!("SIG{base}{sign}{k}"));
+        }
+    }
+    Err(bad())
 }
 
 /// `"a", "b" or "c"`.
@@ -989,6 +1041,27 @@ mod tests {
             assert_eq!(parse_seccomp(&s.to_string()), Ok(s));
         }
         assert_eq!(Restart::expected(), "\"no\", \"on-failure\" or \"always\"");
+    }
+
+    #[test]
+    fn signal_names() {
+        for (s, n) in [
+            ("SIGHUP", "SIGHUP"),
+            ("hup", "SIGHUP"),
+            ("sigusr1", "SIGUSR1"),
+            ("SIGRTMIN+3", "SIGRTMIN+3"),
+            ("rtmax-2", "SIGRTMAX-2"),
+            ("RTMIN", "SIGRTMIN"),
+            ("15", "15"),
+            ("64", "64"),
+        ] {
+            assert_eq!(parse_signal_name(s).as_deref(), Ok(n), "{s}");
+        }
+        for bad in [
+            "", "0", "65", "-1", "SIGNOPE", "RTMIN+31", "RTMIN-1", "RTMAX+1", "SIG",
+        ] {
+            assert!(parse_signal_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

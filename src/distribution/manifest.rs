@@ -315,6 +315,13 @@ pub struct Healthcheck {
     pub start_period_ns: u64,
     #[serde(rename = "Retries", default)]
     pub retries: u32,
+    /// Docker 25's `--start-interval`; absent in older images.
+    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    pub start_interval_ns: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Extract the healthcheck from raw config JSON; absent or `NONE` gives None.

@@ -67,6 +67,15 @@ pub fn networks_without_dns(root: &Path) -> HashSet<String> {
         .collect()
 }
 
+/// Whether credential `name` is stored encrypted under `root`
+/// (`/etc/credstore.encrypted/NAME`, or the /run or /usr/lib one). /etc is
+/// there when generators run; /var is not needed.
+pub fn credential_encrypted(root: &Path, name: &str) -> bool {
+    render::ENCRYPTED_CREDSTORES
+        .iter()
+        .any(|d| root.join(d).join(name).exists())
+}
+
 /// What one generator run did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -102,6 +111,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     let present = |image: &Reference| image_present(store.as_ref(), image);
     let no_dns = networks_without_dns(root);
     let network_dns = |n: &str| !no_dns.contains(n);
+    let credential_encrypted = |c: &str| credential_encrypted(root, c);
     // Directories made so far, shared so that `multi-user.target.wants` is
     // asked for once per run rather than once per definition.
     let made = Mutex::new(HashSet::new());
@@ -111,6 +121,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
         let ctx = RenderContext {
             image_present: &present,
             network_dns: &network_dns,
+            credential_encrypted: &credential_encrypted,
         };
         // Masked definitions never get here; `None` is only for completeness.
         loaded.map(|def| {

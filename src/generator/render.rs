@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Definition, ImageSource, NetworkMode, Pull, Reference};
+use crate::config::{Definition, ImageSource, NetworkMode, Pull, Reference, Reload};
 
 /// Where the template unit is installed; `wanted_by` links point here.
 pub const TEMPLATE_PATH: &str = "/usr/lib/systemd/system/berth@.service";
@@ -35,6 +35,51 @@ pub struct RenderContext<'a> {
     /// Whether network `name` has its names served (`dns`, true unless its
     /// file says `dns = false`), so that its members need berth-dns.service.
     pub network_dns: &'a dyn Fn(&str) -> bool,
+    /// Whether credential `name` is in a `credstore.encrypted` directory, so
+    /// that it needs `LoadCredentialEncrypted=`.
+    pub credential_encrypted: &'a dyn Fn(&str) -> bool,
+}
+
+/// Where systemd looks for a credential named without a path in
+/// `LoadCredentialEncrypted=` (`man systemd.exec`, "Credentials").
+pub const ENCRYPTED_CREDSTORES: [&str; 3] = [
+    "etc/credstore.encrypted",
+    "run/credstore.encrypted",
+    "usr/lib/credstore.encrypted",
+];
+
+/// How `systemctl reload` reaches a container with `reload_signal`: SIGHUP
+/// to the supervisor (the unit's main process), which sends the
+/// definition's reload signal to the container's main process.
+pub const RELOAD_SIGNAL_COMMAND: &str = "/bin/kill -s HUP $MAINPID";
+
+/// How systemd's start limit is counted when `start_limit_burst` is set:
+/// twice the time `burst` immediate failures take with `restart_sec`
+/// between them, and never less than systemd's 10s, so that a crash loop
+/// reaches the burst inside one interval (with the default interval a
+/// long `restart_sec` would never trip it).
+pub fn start_limit_interval(burst: u32, restart_sec: Option<Duration>) -> Duration {
+    let step = restart_sec.unwrap_or(Duration::from_millis(100));
+    (step * burst * 2).max(Duration::from_secs(10))
+}
+
+/// One argument of an Exec*= line, quoted as systemd reads it
+/// (`man systemd.service`, "Command lines"): `$` and `%` would otherwise
+/// be expanded, and quotes and backslashes are escaped.
+pub fn systemd_quote(arg: &str) -> String {
+    let mut out = String::from("\"");
+    for c in arg.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '$' => out.push_str("$$"),
+            '%' => out.push_str("%%"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The unit of `berth dns`, the name server of bridge networks.
@@ -109,10 +154,65 @@ pub fn may_pull(def: &Definition, ctx: &RenderContext<'_>) -> bool {
         ImageSource::Rootfs(_) => false,
         ImageSource::Image(image) if !image.is_remote() => false,
         ImageSource::Image(image) => match def.service.pull {
-            Pull::Always => true,
+            Pull::Always | Pull::Newer => true,
             Pull::Never => false,
             Pull::Missing => !(ctx.image_present)(image),
         },
+    }
+}
+
+/// The [Unit] section's dependencies and ordering.
+fn render_unit_dependencies(def: &Definition, ctx: &RenderContext<'_>, t: &mut String) {
+    for other in &def.service.requires {
+        let u = unit_name(other);
+        let _ = writeln!(t, "Requires={u}\nAfter={u}");
+    }
+    // A sidecar (`mode = "container:NAME"`) lives in the other's network
+    // namespace: it starts after it, stops with it and restarts with it.
+    if let Some(other) = &def.network.container {
+        let u = unit_name(other);
+        let _ = writeln!(t, "BindsTo={u}\nPartOf={u}\nAfter={u}");
+    }
+    let s = &def.service;
+    for u in &s.after {
+        let _ = writeln!(t, "Wants={u}\nAfter={u}");
+    }
+    // wants, part_of and before are systemd's own; binds_to is ordered
+    // after its unit as requires is, since a BindsTo= without After= lets
+    // the container start while its unit is still starting.
+    for u in &s.wants {
+        let _ = writeln!(t, "Wants={u}");
+    }
+    for u in &s.binds_to {
+        let _ = writeln!(t, "BindsTo={u}\nAfter={u}");
+    }
+    for u in &s.part_of {
+        let _ = writeln!(t, "PartOf={u}");
+    }
+    for u in &s.before {
+        let _ = writeln!(t, "Before={u}");
+    }
+    if let Some(b) = s.start_limit_burst {
+        let _ = writeln!(
+            t,
+            "StartLimitBurst={b}\nStartLimitIntervalSec={}",
+            systemd_time(start_limit_interval(b, s.restart_sec))
+        );
+    }
+    // A member of a network with dns asks berth-dns at its gateway: it is
+    // started first (Wants=, not Requires=: a container without name service
+    // still runs, as one whose network has `dns = false` does).
+    let bridge = def.network.mode == NetworkMode::Bridge;
+    if bridge && def.network.networks.iter().any(|n| (ctx.network_dns)(n)) {
+        let _ = writeln!(t, "Wants={DNS_UNIT}\nAfter={DNS_UNIT}");
+    }
+    if may_pull(def, ctx) {
+        t.push_str("Wants=network-online.target\nAfter=network-online.target\n");
+    }
+    // PartOf= carries the target's stop and restart to the member; the
+    // target's Wants= (the link below) carries its start.
+    if let Some(g) = &def.service.group {
+        let _ = writeln!(t, "PartOf={}", group_unit(g));
     }
 }
 
@@ -133,38 +233,28 @@ pub fn render(def: &Definition, ctx: &RenderContext<'_>) -> Generated {
 
     t.push_str("[Unit]\n");
     let _ = writeln!(t, "SourcePath={}", def.source_path.display());
-    for other in &def.service.requires {
-        let u = unit_name(other);
-        let _ = writeln!(t, "Requires={u}\nAfter={u}");
-    }
-    // A sidecar (`mode = "container:NAME"`) lives in the other's network
-    // namespace: it starts after it, stops with it and restarts with it.
-    if let Some(other) = &def.network.container {
-        let u = unit_name(other);
-        let _ = writeln!(t, "BindsTo={u}\nPartOf={u}\nAfter={u}");
-    }
-    for u in &def.service.after {
-        let _ = writeln!(t, "Wants={u}\nAfter={u}");
-    }
-    // A member of a network with dns asks berth-dns at its gateway: it is
-    // started first (Wants=, not Requires=: a container without name service
-    // still runs, as one whose network has `dns = false` does).
-    let bridge = def.network.mode == NetworkMode::Bridge;
-    if bridge && def.network.networks.iter().any(|n| (ctx.network_dns)(n)) {
-        let _ = writeln!(t, "Wants={DNS_UNIT}\nAfter={DNS_UNIT}");
-    }
-    if may_pull(def, ctx) {
-        t.push_str("Wants=network-online.target\nAfter=network-online.target\n");
-    }
-    // PartOf= carries the target's stop and restart to the member; the
-    // target's Wants= (the link below) carries its start.
-    if let Some(g) = &def.service.group {
-        let _ = writeln!(t, "PartOf={}", group_unit(g));
-    }
+    render_unit_dependencies(def, ctx, &mut t);
 
     t.push_str("\n[Service]\n");
     let _ = writeln!(t, "Environment=BERTH_DEFINITION_HASH={}", def.hash);
     let _ = writeln!(t, "Restart={}", def.service.restart);
+    let s = &def.service;
+    if let Some(d) = s.restart_sec {
+        let _ = writeln!(t, "RestartSec={}", systemd_time(d));
+    }
+    match &s.reload {
+        None => {}
+        Some(Reload::Signal(sig)) => {
+            let _ = writeln!(
+                t,
+                "# reload_signal {sig}: the supervisor sends it to the container\nExecReload={RELOAD_SIGNAL_COMMAND}"
+            );
+        }
+        Some(Reload::Command(argv)) => {
+            let args: Vec<String> = argv.iter().map(|a| systemd_quote(a)).collect();
+            let _ = writeln!(t, "ExecReload=/usr/bin/berth exec %i -- {}", args.join(" "));
+        }
+    }
     // The template has KillMode=mixed: SIGTERM reaches the supervisor alone,
     // which stops the container itself and escalates to SIGKILL after
     // stop_timeout. systemd's own deadline must come later, or it would kill
@@ -193,10 +283,15 @@ pub fn render(def: &Definition, ctx: &RenderContext<'_>) -> Generated {
     for l in limits::unit_limits(r) {
         let _ = writeln!(t, "{}={}", l.name(), l.text());
     }
-    for s in &def.secrets {
+    for c in &def.secrets {
         // Without a path systemd searches its credential stores
-        // (/etc/credstore, /run/credstore, …; systemd ≥ 250).
-        let _ = writeln!(t, "LoadCredential={}", s.credential);
+        // (/etc/credstore, /run/credstore, …; systemd ≥ 250), the
+        // credstore.encrypted ones for LoadCredentialEncrypted=.
+        let key = match c.encrypted || (ctx.credential_encrypted)(&c.credential) {
+            true => "LoadCredentialEncrypted",
+            false => "LoadCredential",
+        };
+        let _ = writeln!(t, "{key}={}", c.credential);
     }
 
     let mut out = Generated::default();
@@ -233,5 +328,19 @@ mod tests {
         assert_eq!(cpu_quota(2.0), "200%");
         assert_eq!(cpu_quota(0.333), "33.3%");
         assert_eq!(cpu_quota(0.0125), "1.25%");
+    }
+
+    #[test]
+    fn quoting_and_start_limits() {
+        assert_eq!(systemd_quote("nginx"), "\"nginx\"");
+        assert_eq!(
+            systemd_quote("a \"b\" $X 50% \\"),
+            "\"a \\\"b\\\" $$X 50%% \\\\\""
+        );
+        assert_eq!(start_limit_interval(3, None), Duration::from_secs(10));
+        assert_eq!(
+            start_limit_interval(5, Some(Duration::from_secs(3))),
+            Duration::from_secs(30)
+        );
     }
 }

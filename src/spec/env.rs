@@ -82,6 +82,11 @@ pub(super) fn plan_env(
     for (k, v) in &def.environment {
         env.set(k, v);
     }
+    // Validation keeps these apart from `environment`; they win over the
+    // image's and the files' variables as the definition's own do.
+    for (k, v) in &ctx.secret_env {
+        env.set(k, v);
+    }
     if !env.has("HOME") {
         env.set("HOME", user.home.as_deref().unwrap_or("/"));
     }

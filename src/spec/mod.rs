@@ -149,6 +149,9 @@ pub struct PlanContext {
     /// `[security] devices`: each entry's host path → the device nodes
     /// found there (one, or every node under a directory).
     pub host_devices: std::collections::BTreeMap<PathBuf, Vec<HostDevice>>,
+    /// `[[secret]] type = "env"`: (variable, the credential's content), read
+    /// by the caller from `$CREDENTIALS_DIRECTORY`.
+    pub secret_env: Vec<(String, String)>,
 }
 
 /// The definition's hostname, else its name.
@@ -470,6 +473,14 @@ pub(crate) mod tests {
                 pull: Pull::Missing,
                 auto_update: false,
                 group: None,
+                wants: vec![],
+                binds_to: vec![],
+                part_of: vec![],
+                before: vec![],
+                stop_signal: None,
+                reload: None,
+                restart_sec: None,
+                start_limit_burst: None,
             },
             secrets: vec![],
             labels: BTreeMap::new(),

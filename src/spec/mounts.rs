@@ -203,14 +203,16 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
             &["bind", "rprivate", "nosuid", "nodev", "noexec"],
         ));
     }
-    if !def.secrets.is_empty() {
+    // `type = "env"` secrets are no file (their content is in the process's
+    // environment, `env.rs`).
+    if def.secrets.iter().any(|s| s.env.is_none()) {
         let creds = ctx
             .credentials_dir
             .as_ref()
             .ok_or_else(|| PlanError::NoCredentials {
                 name: def.name.clone(),
             })?;
-        for s in &def.secrets {
+        for s in def.secrets.iter().filter(|s| s.env.is_none()) {
             mounts.push(bind(
                 &s.target,
                 &creds.join(&s.credential),
@@ -284,6 +286,8 @@ mod tests {
         d.secrets = vec![Secret {
             credential: "pw".into(),
             target: "/run/secrets/pw".into(),
+            env: None,
+            encrypted: false,
         }];
         assert!(matches!(
             plan_mounts(&d, &ctx()),

@@ -12,7 +12,40 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Health;
+use crate::config::{defaults, Health, OnFailure};
+use crate::distribution::manifest::Healthcheck;
+
+/// `[health]` from the image's HEALTHCHECK (`config.Healthcheck`), for a
+/// definition without `[health]`, as Docker runs it: `["CMD", args…]` runs
+/// the args, `["CMD-SHELL", cmd]` runs `/bin/sh -c cmd`, `["NONE"]` (or
+/// anything else) is no check; a zero duration or retry count is Docker's
+/// default (moby `daemon/health.go`: 30s, 30s, 3, 0s, 5s). A failing
+/// image check reports only: `on_failure` stays `none`.
+pub fn plan_from_image(hc: &Healthcheck) -> Option<Health> {
+    let command = match hc.test.split_first() {
+        Some((kind, args)) if kind == "CMD" && !args.is_empty() => args.to_vec(),
+        Some((kind, [cmd])) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".to_string(), "-c".to_string(), cmd.clone()]
+        }
+        _ => return None,
+    };
+    let or = |ns: u64, default: Duration| match ns {
+        0 => default,
+        n => Duration::from_nanos(n),
+    };
+    Some(Health {
+        command,
+        interval: or(hc.interval_ns, defaults::HEALTH_INTERVAL),
+        timeout: or(hc.timeout_ns, defaults::HEALTH_TIMEOUT),
+        retries: match hc.retries {
+            0 => defaults::HEALTH_RETRIES,
+            n => n,
+        },
+        start_period: Duration::from_nanos(hc.start_period_ns),
+        on_failure: OnFailure::None,
+        start_interval: or(hc.start_interval_ns, defaults::HEALTH_START_INTERVAL),
+    })
+}
 
 /// Health as systemd's `STATUS=` and `berth inspect` show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +118,14 @@ impl HealthState {
     /// A check ended (or could not start); returns the new status when it changed.
     pub fn finished(&mut self, ok: bool, now: Instant) -> Option<Status> {
         self.in_flight = None;
-        self.next_run = now + self.cfg.interval;
+        // Docker's --health-start-interval: while the start period lasts and
+        // the container has not been healthy yet, check more often.
+        let starting = now < self.started + self.cfg.start_period && self.status != Status::Healthy;
+        self.next_run = now
+            + match starting && !ok {
+                true => self.cfg.start_interval,
+                false => self.cfg.interval,
+            };
         let new = if ok {
             self.failures = 0;
             Status::Healthy
@@ -121,7 +161,6 @@ impl HealthState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::OnFailure;
 
     fn cfg(retries: u32, start_period: u64) -> Health {
         Health {
@@ -131,6 +170,51 @@ mod tests {
             retries,
             start_period: Duration::from_secs(start_period),
             on_failure: OnFailure::None,
+            start_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn start_interval_during_start_period() {
+        let t0 = Instant::now();
+        let mut h = HealthState::new(cfg(1, 60), t0);
+        h.finished(false, t0);
+        assert!(h.due(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            h.finished(true, t0 + Duration::from_secs(1)),
+            Some(Status::Healthy)
+        );
+        assert!(!h.due(t0 + Duration::from_secs(5)));
+        assert!(h.due(t0 + Duration::from_secs(11)));
+        // After the start period: the interval.
+        let mut h = HealthState::new(cfg(3, 5), t0);
+        h.finished(false, t0 + Duration::from_secs(6));
+        assert!(!h.due(t0 + Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn image_healthcheck() {
+        let hc = |test: &[&str]| Healthcheck {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            interval_ns: 2_000_000_000,
+            ..Healthcheck::default()
+        };
+        let h = plan_from_image(&hc(&["CMD-SHELL", "test -f /ok"])).unwrap();
+        assert_eq!(h.command, ["/bin/sh", "-c", "test -f /ok"]);
+        assert_eq!(h.interval, Duration::from_secs(2));
+        assert_eq!(h.timeout, defaults::HEALTH_TIMEOUT);
+        assert_eq!(h.retries, 3);
+        assert_eq!(h.start_interval, Duration::from_secs(5));
+        let h = plan_from_image(&hc(&["CMD", "/bin/check", "-q"])).unwrap();
+        assert_eq!(h.command, ["/bin/check", "-q"]);
+        for none in [
+            &["NONE"][..],
+            &["CMD"],
+            &[],
+            &["CMD-SHELL"],
+            &["BOGUS", "x"],
+        ] {
+            assert!(plan_from_image(&hc(none)).is_none(), "{none:?}");
         }
     }
 

@@ -82,7 +82,7 @@ pub(super) fn start(
     trace("supervise: run dir");
     // 2. The image, pulled if `pull` says so. Any tokio runtime a pull uses
     //    is gone when it returns: we clone later.
-    let (lowers, image, digest) = resolve_image(opts, def, globals)?;
+    let (lowers, image, digest, image_health) = resolve_image(opts, def, globals)?;
     record_image(def, digest, paths, st)?;
     trace("supervise: image");
     // 3. What the plan needs from files: env files, the seccomp profile.
@@ -150,13 +150,19 @@ pub(super) fn start(
     let mut spec = spec::plan(def, view.as_ref(), &ctx)?;
     restore_oom_score_adj(&mut spec, oom_before);
     let stop_signal = plan_stop_signal(def, view.as_ref());
+    let reload_signal = plan_reload_signal(def);
     trace("supervise: planned");
     // 11. Block the signals we handle before the clone, so none is lost
     //    between start and the loop; the runtime resets the container's mask.
     let signals = block_signals()?;
     trace("supervise: signals blocked");
     // 12. What health checks and `berth exec` run under, then create and start.
-    let health = save_exec_template(def, &spec, paths)?;
+    //    A definition without [health] gets the image's HEALTHCHECK.
+    let health_cfg = def
+        .health
+        .clone()
+        .or_else(|| image_health.as_ref().and_then(health::plan_from_image));
+    let health = save_exec_template(health_cfg.as_ref(), &spec, paths)?;
     trace("supervise: exec template saved");
     let copts = create_options(def, paths, spec, lowers, payload.clone());
     let (container, console) = create_and_start(opts, paths, copts, (&mut list, &net), st)?;
@@ -176,6 +182,7 @@ pub(super) fn start(
         container,
         payload,
         stop_signal,
+        reload_signal,
         signals,
         notify,
         health,
@@ -260,8 +267,46 @@ fn record_image(
 /// What the plan reads from files besides the image's.
 struct PlanInputs {
     environment_files: Vec<(PathBuf, String)>,
+    secret_env: Vec<(String, String)>,
     seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
     host_devices: std::collections::BTreeMap<PathBuf, Vec<spec::HostDevice>>,
+}
+
+/// Step 3': `[[secret]] type = "env"`: each credential's content, from the
+/// directory systemd filled (`LoadCredential=`), kept in memory; on disk it
+/// reaches only `exec.json` (0600, on /run), as the rest of the environment.
+fn read_secret_env(def: &Definition) -> Result<Vec<(String, String)>, SuperviseError> {
+    let wanted: Vec<_> = def
+        .secrets
+        .iter()
+        .filter_map(|s| Some((s.env.as_ref()?, &s.credential)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .ok_or_else(|| spec::PlanError::NoCredentials {
+            name: def.name.clone(),
+        })?;
+    let mut out = Vec::new();
+    for (var, credential) in wanted {
+        let path = dir.join(credential);
+        let bytes =
+            std::fs::read(&path).map_err(|e| SuperviseError::io("read credential", &path, e))?;
+        // The environment is a C string list: a NUL would cut the value.
+        let value = String::from_utf8(bytes)
+            .ok()
+            .filter(|v| !v.contains('\0'))
+            .ok_or_else(|| SuperviseError::Exec {
+                name: def.name.clone(),
+                reason: format!(
+                    "credential \"{credential}\" for ${var} is not text (UTF-8 without NUL bytes)"
+                ),
+            })?;
+        out.push((var.clone(), value));
+    }
+    Ok(out)
 }
 
 /// Step 3: the environment files and the seccomp profile.
@@ -303,6 +348,7 @@ fn read_plan_inputs(def: &Definition) -> Result<PlanInputs, SuperviseError> {
         };
     Ok(PlanInputs {
         environment_files,
+        secret_env: read_secret_env(def)?,
         seccomp,
         host_devices: super::devices::find_host_devices(def)?,
     })
@@ -475,6 +521,7 @@ fn plan_context(
         storage_root: globals.storage_root.clone(),
         credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
         environment_files: inputs.environment_files,
+        secret_env: inputs.secret_env,
         passwd: read_image_file(lowers, "etc/passwd"),
         group: read_image_file(lowers, "etc/group"),
         seccomp: inputs.seccomp,
@@ -516,9 +563,24 @@ fn setup_id_range(
     Ok(Some(range))
 }
 
-/// Decision: the image's STOPSIGNAL, real-time ones included (systemd
-/// inside stops on SIGRTMIN+3); one berth cannot read is said, not ignored.
+/// Decision: `[service] stop_signal`, else the image's STOPSIGNAL, real-time
+/// ones included (systemd inside stops on SIGRTMIN+3), else SIGTERM (Docker's
+/// and Podman's order); one berth cannot read is said, not ignored.
 fn plan_stop_signal(def: &Definition, view: Option<&ImageConfigView>) -> i32 {
+    if let Some(s) = def.service.stop_signal.as_deref() {
+        // Validated when the definition was read; a number above this
+        // system's SIGRTMAX is the one thing left to say.
+        return runtime::parse_signal(s).unwrap_or_else(|| {
+            journal::event(
+                Priority::Warning,
+                &def.name,
+                "stop-signal",
+                &format!("stop_signal \"{s}\" is no signal of this system; stopping with SIGTERM"),
+                &[],
+            );
+            libc::SIGTERM
+        });
+    }
     match view.and_then(|v| v.stop_signal.as_deref()) {
         None => libc::SIGTERM,
         Some(s) => runtime::parse_signal(s).unwrap_or_else(|| {
@@ -531,6 +593,16 @@ fn plan_stop_signal(def: &Definition, view: Option<&ImageConfigView>) -> i32 {
             );
             libc::SIGTERM
         }),
+    }
+}
+
+/// Decision: what SIGHUP to the supervisor (`systemctl reload`'s
+/// `kill -s HUP $MAINPID`) becomes for the container: `reload_signal`, else
+/// SIGHUP itself, as before reload keys existed.
+fn plan_reload_signal(def: &Definition) -> i32 {
+    match &def.service.reload {
+        Some(crate::config::Reload::Signal(s)) => runtime::parse_signal(s).unwrap_or(libc::SIGHUP),
+        _ => libc::SIGHUP,
     }
 }
 
@@ -555,7 +627,7 @@ fn block_signals() -> Result<SignalFd, SuperviseError> {
 /// Step 12: what health checks and `berth exec` confine their processes
 /// with: exactly this start's plan, whatever the definition says later.
 fn save_exec_template(
-    def: &Definition,
+    health: Option<&crate::config::Health>,
     spec: &oci_spec::runtime::Spec,
     paths: &Paths,
 ) -> Result<Option<HealthRunner>, SuperviseError> {
@@ -563,7 +635,7 @@ fn save_exec_template(
     if let Some(t) = &template {
         t.save(&paths.run_dir)?;
     }
-    Ok(match (&def.health, template) {
+    Ok(match (health, template) {
         (Some(h), Some(template)) => Some(HealthRunner {
             state: health::HealthState::new(h.clone(), Instant::now()),
             template,
@@ -668,11 +740,13 @@ fn create_and_start(
     Ok((container, console))
 }
 
-/// The image's lower dirs (lowest first), config and manifest digest.
+/// The image's lower dirs (lowest first), config, manifest digest and
+/// HEALTHCHECK.
 type ResolvedImage = (
     Vec<PathBuf>,
     Option<oci_spec::image::ImageConfiguration>,
     Option<String>,
+    Option<crate::image::Healthcheck>,
 );
 
 /// The image's lower dirs (lowest first) and its config, pulling when the
@@ -691,7 +765,7 @@ fn resolve_image(
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 ));
             }
-            return Ok((vec![dir.clone()], None, None));
+            return Ok((vec![dir.clone()], None, None, None));
         }
         ImageSource::Image(r) => r,
     };
@@ -704,8 +778,12 @@ fn resolve_image(
         .map_err(|e| img_err(&e))?
         .with_limits(crate::store::LayerLimits::from_globals(globals));
     let present = store.image(parsed).map_err(|e| img_err(&e))?;
+    let present = match (present, def.service.pull) {
+        (Some(img), Pull::Newer) => stored_unless_newer(def, globals, parsed, img),
+        (present, _) => present,
+    };
     let image = match (present, def.service.pull) {
-        (Some(img), Pull::Missing | Pull::Never) => img,
+        (Some(img), Pull::Missing | Pull::Never | Pull::Newer) => img,
         (None, Pull::Never) => return Err(SuperviseError::ImageMissing { reference }),
         (_, _) => {
             notify(opts, &format!("STATUS=pulling {reference}"));
@@ -730,7 +808,40 @@ fn resolve_image(
         image.layers,
         Some(image.config),
         Some(image.manifest_digest),
+        image.healthcheck,
     ))
+}
+
+/// `pull = "newer"`: the stored image, unless the registry's digest for the
+/// tag now differs (then `None`: pull). A registry that cannot be asked
+/// keeps the stored image, with a warning: a host that lost its network
+/// still starts its containers (Podman's `--pull newer` does the same).
+fn stored_unless_newer(
+    def: &Definition,
+    globals: &Globals,
+    reference: &crate::config::Reference,
+    img: crate::store::Image,
+) -> Option<crate::store::Image> {
+    if !reference.is_remote() {
+        return Some(img);
+    }
+    match crate::image::pull::remote_digest(globals, reference) {
+        Ok(d) if d == img.manifest_digest => Some(img),
+        Ok(_) => None,
+        Err(e) => {
+            journal::event(
+                Priority::Warning,
+                &def.name,
+                "pull-newer-unreachable",
+                &format!(
+                    "pull = \"newer\": cannot ask the registry for \"{reference}\" ({e}); starting the stored image {}",
+                    crate::image::short(&img.manifest_digest)
+                ),
+                &[("IMAGE", reference.to_string())],
+            );
+            Some(img)
+        }
+    }
 }
 
 /// A file from the merged image (top layer first), resolved inside each

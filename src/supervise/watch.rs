@@ -24,6 +24,8 @@ pub(super) struct Running {
     /// A number: the image's STOPSIGNAL may be a real-time signal
     /// (SIGRTMIN+3 for systemd), which `nix`'s `Signal` cannot hold.
     pub(super) stop_signal: i32,
+    /// What SIGHUP (`systemctl reload`) becomes: `reload_signal` or SIGHUP.
+    pub(super) reload_signal: i32,
     /// Signals we wait for, blocked since before the clone.
     pub(super) signals: SignalFd,
     /// The container's sd_notify socket (`notify = "container"`).
@@ -469,7 +471,21 @@ impl<'a> Watch<'a> {
                 }
             }
             Signal::SIGHUP => {
-                let _ = kill(self.pid, Signal::SIGHUP);
+                let to = self.running.reload_signal;
+                if to != libc::SIGHUP {
+                    journal::event(
+                        Priority::Info,
+                        self.name(),
+                        "reloading",
+                        &format!(
+                            "reloading container \"{}\" with {}",
+                            self.name(),
+                            runtime::signal_name(to)
+                        ),
+                        &[],
+                    );
+                }
+                let _ = runtime::send_signal(self.pid.as_raw(), to);
             }
             _ => {
                 let to = if sig == Signal::SIGTERM {
