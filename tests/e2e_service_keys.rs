@@ -103,6 +103,12 @@ fn service_keys_reach_systemd_and_the_container() {
         &format!("echo \"password=[$DB_PASSWORD]\"; trap 'exit 0' TERM; {IDLE}"),
         "[service]\nstop_timeout = \"2s\"\n[[secret]]\ncredential = \"db-password\"\ntype = \"env\"\nname = \"DB_PASSWORD\"\n",
     );
+    // Found in /etc/credstore.encrypted when the generator runs: loaded
+    // with LoadCredentialEncrypted= without `encrypted = true`.
+    let envenc = definition(
+        &format!("echo \"token=[$TOKEN]\"; trap 'exit 0' TERM; {IDLE}"),
+        "[service]\nstop_timeout = \"2s\"\n[[secret]]\ncredential = \"enc-token\"\ntype = \"env\"\nname = \"TOKEN\"\n",
+    );
     let hc = "image = \"oci:/srv/img:1\"\n[service]\nstop_timeout = \"1s\"\n".to_string();
     let mut opts = BoxOptions::default()
         .with_berth()
@@ -114,6 +120,7 @@ fn service_keys_reach_systemd_and_the_container() {
         ("aux", &aux),
         ("cmd", &cmd),
         ("envsec", &envsec),
+        ("envenc", &envenc),
         ("hc", &hc),
     ] {
         opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), body);
