@@ -252,6 +252,38 @@ fn check_env_secret(b: &SystemdBox) {
         Duration::from_secs(15),
     );
     assert!(log.lines().any(|l| l == "password=[s3cret-env]"), "{log}");
+    // On disk, only in berth's 0600 state files (exec.json, for `berth
+    // exec` and health checks to get the same environment).
+    let files = b.sh_ok(
+        "grep -rl s3cret-env /run/berth /var/lib/berth 2>/dev/null | xargs -r stat -c '%a %n'; true",
+    );
+    assert!(
+        !files.is_empty(),
+        "the running container's exec.json holds its environment"
+    );
+    for l in files.lines() {
+        assert!(
+            l.starts_with("600 "),
+            "secret in a file others may read: {l}"
+        );
+    }
+    b.sh_ok("systemctl stop berth@envsec");
+
+    // An encrypted credential (systemd-creds, with the box's host key),
+    // put in place before the generator runs again.
+    b.sh_ok(
+        "mkdir -p /etc/credstore.encrypted && printf enc-s3cret | systemd-creds encrypt --name=enc-token - /etc/credstore.encrypted/enc-token && systemctl daemon-reload",
+    );
+    let unit = b.sh_ok("systemctl cat berth@envenc");
+    assert!(unit.contains("LoadCredentialEncrypted=enc-token"), "{unit}");
+    let _ = b.sh("systemctl start berth@envenc");
+    let log = b.wait_for(
+        "journalctl --no-pager -b -o cat -u berth@envenc",
+        |t| t.contains("token=") || t.contains("error"),
+        Duration::from_secs(15),
+    );
+    assert!(log.lines().any(|l| l == "token=[enc-s3cret]"), "{log}");
+    b.sh_ok("systemctl stop berth@envenc");
 }
 
 /// An image's HEALTHCHECK, with no [health] in the definition: healthy once
