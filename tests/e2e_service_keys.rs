@@ -103,6 +103,12 @@ fn service_keys_reach_systemd_and_the_container() {
         &format!("echo \"password=[$DB_PASSWORD]\"; trap 'exit 0' TERM; {IDLE}"),
         "[service]\nstop_timeout = \"2s\"\n[[secret]]\ncredential = \"db-password\"\ntype = \"env\"\nname = \"DB_PASSWORD\"\n",
     );
+    // Found in /etc/credstore.encrypted when the generator runs: loaded
+    // with LoadCredentialEncrypted= without `encrypted = true`.
+    let envenc = definition(
+        &format!("echo \"token=[$TOKEN]\"; trap 'exit 0' TERM; {IDLE}"),
+        "[service]\nstop_timeout = \"2s\"\n[[secret]]\ncredential = \"enc-token\"\ntype = \"env\"\nname = \"TOKEN\"\n",
+    );
     let hc = "image = \"oci:/srv/img:1\"\n[service]\nstop_timeout = \"1s\"\n".to_string();
     let mut opts = BoxOptions::default()
         .with_berth()
@@ -114,6 +120,7 @@ fn service_keys_reach_systemd_and_the_container() {
         ("aux", &aux),
         ("cmd", &cmd),
         ("envsec", &envsec),
+        ("envenc", &envenc),
         ("hc", &hc),
     ] {
         opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), body);
@@ -245,6 +252,38 @@ fn check_env_secret(b: &SystemdBox) {
         Duration::from_secs(15),
     );
     assert!(log.lines().any(|l| l == "password=[s3cret-env]"), "{log}");
+    // On disk, only in berth's 0600 state files (exec.json, for `berth
+    // exec` and health checks to get the same environment).
+    let files = b.sh_ok(
+        "grep -rl s3cret-env /run/berth /var/lib/berth 2>/dev/null | xargs -r stat -c '%a %n'; true",
+    );
+    assert!(
+        !files.is_empty(),
+        "the running container's exec.json holds its environment"
+    );
+    for l in files.lines() {
+        assert!(
+            l.starts_with("600 "),
+            "secret in a file others may read: {l}"
+        );
+    }
+    b.sh_ok("systemctl stop berth@envsec");
+
+    // An encrypted credential (systemd-creds, with the box's host key),
+    // put in place before the generator runs again.
+    b.sh_ok(
+        "mkdir -p /etc/credstore.encrypted && printf enc-s3cret | systemd-creds encrypt --name=enc-token - /etc/credstore.encrypted/enc-token && systemctl daemon-reload",
+    );
+    let unit = b.sh_ok("systemctl cat berth@envenc");
+    assert!(unit.contains("LoadCredentialEncrypted=enc-token"), "{unit}");
+    let _ = b.sh("systemctl start berth@envenc");
+    let log = b.wait_for(
+        "journalctl --no-pager -b -o cat -u berth@envenc",
+        |t| t.contains("token=") || t.contains("error"),
+        Duration::from_secs(15),
+    );
+    assert!(log.lines().any(|l| l == "token=[enc-s3cret]"), "{log}");
+    b.sh_ok("systemctl stop berth@envenc");
 }
 
 /// An image's HEALTHCHECK, with no [health] in the definition: healthy once
