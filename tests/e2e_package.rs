@@ -404,3 +404,36 @@ fn appliance_package_installs_offline_starts_at_first_boot_and_the_admin_overrid
     // The vendor's files are untouched.
     b.sh_ok("test -s /usr/lib/berth/containers/hello.toml");
 }
+
+#[test]
+fn appliance_definition_passes_check_as_a_vendor_file() {
+    // Where its package puts it, and nothing in /etc: `berth check` and the
+    // generator accept it (no root, no box).
+    let root = tempfile::tempdir().unwrap();
+    let vendor = root.path().join("usr/lib/berth/containers");
+    std::fs::create_dir_all(&vendor).unwrap();
+    std::fs::copy(
+        src().join("config/examples/appliance/hello.toml"),
+        vendor.join("hello.toml"),
+    )
+    .unwrap();
+    let out = run_ok(
+        Command::new(support::berth_bin())
+            .arg("--root")
+            .arg(root.path())
+            .arg("check"),
+    );
+    assert!(out.contains("1 definition"), "{out}");
+    let generated = run_ok(
+        Command::new(support::berth_bin())
+            .arg("--root")
+            .arg(root.path())
+            .args(["generate", "--dry-run"]),
+    );
+    assert!(
+        generated.contains("LINK multi-user.target.wants/berth@hello.service"),
+        "{generated}"
+    );
+    // A local archive never pulls: no dependency on the network.
+    assert!(!generated.contains("network-online"), "{generated}");
+}
