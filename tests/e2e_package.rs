@@ -317,3 +317,123 @@ fn rpm_spec_builds_with_rpmbuild_and_packages_the_debs_files() {
     assert!(scripts.contains("berth-dns.service"), "{scripts}");
     assert!(!scripts.contains("berth@"), "{scripts}");
 }
+
+#[test]
+fn appliance_package_installs_offline_starts_at_first_boot_and_the_admin_overrides_and_masks_it() {
+    require_root!();
+    if !require_deb_tools() {
+        return;
+    }
+    require_program!("umoci");
+    let berth = berth_deb();
+    let out = tempfile::tempdir().unwrap();
+    let made = run_ok(
+        Command::new(src().join("config/examples/appliance/make-package"))
+            .arg("--out")
+            .arg(out.path()),
+    );
+    let appliance = PathBuf::from(made.trim());
+    assert!(appliance.is_file(), "make-package printed {made:?}");
+
+    // Both packages go in before the first boot, as on an image a vendor
+    // prepares: no systemd runs, no network, no registry.
+    let install = "rm -f /var/lib/man-db/auto-update && DEBIAN_FRONTEND=noninteractive \
+                   apt-get install -y -q --no-install-recommends \
+                   /root/debs/berth_*.deb /root/debs/berth-appliance-hello_*.deb";
+    let opts = BoxOptions::default()
+        .file(
+            &format!(
+                "/root/debs/{}",
+                berth.file_name().unwrap().to_string_lossy()
+            ),
+            std::fs::read(berth).unwrap(),
+        )
+        .file(
+            &format!(
+                "/root/debs/{}",
+                appliance.file_name().unwrap().to_string_lossy()
+            ),
+            std::fs::read(&appliance).unwrap(),
+        )
+        .before_boot(install);
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("{e}"));
+
+    // Active after the boot, serving the page from the archive's image.
+    b.wait_for(
+        "systemctl is-active berth@hello",
+        |s| s == "active",
+        Duration::from_secs(30),
+    );
+    b.wait_until(
+        "curl -fsS http://127.0.0.1:8081/ | grep -q 'hello from an appliance'",
+        Duration::from_secs(20),
+    );
+    b.sh_ok("berth check hello");
+    b.sh_ok("test -z \"$(ls /etc/berth/containers)\"");
+
+    // Overridden from /etc: a drop-in moves it to another port.
+    b.write_file(
+        "/etc/berth/containers/hello.toml.d/port.conf.toml",
+        br#"command = ["httpd", "-f", "-v", "-p", "8082", "-h", "/www"]
+"#,
+    );
+    b.sh_ok("systemctl daemon-reload && systemctl restart berth@hello");
+    b.wait_until(
+        "curl -fsS http://127.0.0.1:8082/ | grep -q 'hello from an appliance'",
+        Duration::from_secs(20),
+    );
+
+    // Masked from /etc: the generator drops it (no drop-in, no boot link),
+    // and it no longer starts.
+    b.sh_ok(
+        "systemctl stop berth@hello && ln -s /dev/null /etc/berth/containers/hello.toml \
+         && systemctl daemon-reload",
+    );
+    b.sh_ok(
+        "test ! -e /run/systemd/generator/berth@hello.service.d \
+         && test ! -e /run/systemd/generator/multi-user.target.wants/berth@hello.service",
+    );
+    let wants = b.show("multi-user.target", "Wants")["Wants"].clone();
+    assert!(!wants.contains("berth@hello"), "{wants}");
+    let start = b.sh("systemctl start berth@hello");
+    assert!(
+        !start.status.success(),
+        "a masked container started: {}",
+        String::from_utf8_lossy(&start.stdout)
+    );
+    // The vendor's files are untouched.
+    b.sh_ok("test -s /usr/lib/berth/containers/hello.toml");
+}
+
+#[test]
+fn appliance_definition_passes_check_as_a_vendor_file() {
+    // Where its package puts it, and nothing in /etc: `berth check` and the
+    // generator accept it (no root, no box).
+    let root = tempfile::tempdir().unwrap();
+    let vendor = root.path().join("usr/lib/berth/containers");
+    std::fs::create_dir_all(&vendor).unwrap();
+    std::fs::copy(
+        src().join("config/examples/appliance/hello.toml"),
+        vendor.join("hello.toml"),
+    )
+    .unwrap();
+    let out = run_ok(
+        Command::new(support::berth_bin())
+            .arg("--root")
+            .arg(root.path())
+            .arg("check"),
+    );
+    assert!(out.contains("1 definition"), "{out}");
+    let generated = run_ok(
+        Command::new(support::berth_bin())
+            .arg("--root")
+            .arg(root.path())
+            .args(["generate", "--dry-run"]),
+    );
+    assert!(
+        generated.contains("LINK multi-user.target.wants/berth@hello.service"),
+        "{generated}"
+    );
+    // A local archive never pulls: no dependency on the network.
+    assert!(!generated.contains("network-online"), "{generated}");
+}
