@@ -100,22 +100,7 @@ pub(super) fn start(
     volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
-    let own_net = spec::own_network(def);
-    let mut etc_net = files::EtcNetwork::from_definition(def);
-    etc_net.nameserver = name_server(opts, def, &net);
-    if let Some(first) = st.networks.first() {
-        etc_net.addresses = [Some(first.ipv4), first.ipv6]
-            .into_iter()
-            .flatten()
-            .collect();
-    }
-    files::write_etc_files(
-        &paths.run_dir,
-        &opts.root,
-        &spec::hostname(def),
-        own_net,
-        &etc_net,
-    )?;
+    setup_etc_files(opts, def, paths, &net, st)?;
     trace("supervise: /etc files");
     // 6. Fresh overlay upper and work dirs: a container starts from its image.
     setup_overlay_dirs(def, paths, &mut list)?;
@@ -189,6 +174,33 @@ pub(super) fn start(
         console,
         memory_events,
     })
+}
+
+/// Step 5: hostname, hosts and resolv.conf, naming the first network's
+/// address and name server in bridge mode.
+fn setup_etc_files(
+    opts: &RunOptions,
+    def: &Definition,
+    paths: &Paths,
+    net: &NetworkStart,
+    st: &State,
+) -> Result<(), SuperviseError> {
+    let mut etc_net = files::EtcNetwork::from_definition(def);
+    etc_net.nameserver = name_server(opts, def, net);
+    if let Some(first) = st.networks.first() {
+        etc_net.addresses = [Some(first.ipv4), first.ipv6]
+            .into_iter()
+            .flatten()
+            .collect();
+    }
+    files::write_etc_files(
+        &paths.run_dir,
+        &opts.root,
+        &spec::hostname(def),
+        spec::own_network(def),
+        &etc_net,
+    )?;
+    Ok(())
 }
 
 /// Step 13: `machinectl list` shows the container. Best effort: a host
