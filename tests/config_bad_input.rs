@@ -417,6 +417,14 @@ fn bad_identity_keys() {
             "2:12: timezone: unknown time zone \"Mars/Olympus_Mons\": no file /usr/share/zoneinfo/Mars/Olympus_Mons",
         ),
         (
+            "[[volume]]\ntarget = \"/data\"\npropagation = \"bidirectional\"\n",
+            "4:15: [[volume]] propagation: invalid value \"bidirectional\": expected \"private\", \"rprivate\", \"shared\", \"rshared\", \"slave\" or \"rslave\"",
+        ),
+        (
+            "[[volume]]\ntarget = \"/data\"\nchown = \"yes\"\n",
+            "4:9: [[volume]] chown: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
             "labels = \"tier=web\"\n",
             "2:10: labels: invalid type: string \"tier=web\", expected a table",
         ),
@@ -425,5 +433,37 @@ fn bad_identity_keys() {
         let bad = root.write("web.toml", format!("image = \"nginx\"\n{text}").as_bytes());
         check_reports(&root, &bad, what);
         generator_skips(&root, "web");
+    }
+}
+
+#[test]
+fn bad_volume_files() {
+    // /etc/berth/volumes/NAME.toml: each error names the file, line and
+    // column; `berth check` fails on it.
+    for (text, what) in [
+        (
+            "type = \"ext5\"\n",
+            "1:8: type: unknown filesystem type \"ext5\"",
+        ),
+        (
+            "type = \"ext4\"\ndevice = \"vdb1\"\n",
+            "2:10: device: invalid device \"vdb1\"",
+        ),
+        (
+            "type = \"nfs\"\ndevice = \"server\"\n",
+            "2:10: device: invalid device \"server\": expected SERVER:/EXPORT",
+        ),
+        ("uid = 4294967296\n", "1:7: uid: invalid uid 4294967296"),
+        ("mode = \"999\"\n", "1:8: mode: invalid mode \"999\""),
+        (
+            "size = \"1G\"\n",
+            "1:1: size: unknown key \"size\" at the top level",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.path().join("etc/berth/volumes/data.toml");
+        fs::create_dir_all(bad.parent().unwrap()).unwrap();
+        fs::write(&bad, text).unwrap();
+        check_reports(&root, &bad, what);
     }
 }

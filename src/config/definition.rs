@@ -12,8 +12,8 @@ use std::time::Duration;
 pub use crate::distribution::Reference;
 
 pub use super::values::{
-    NetworkMode, Notify, OnFailure, PortMapping, Protocol, Pull, Restart, Seccomp, Subnet, User,
-    Userns,
+    NetworkMode, Notify, OnFailure, PortMapping, Propagation, Protocol, Pull, Restart, Seccomp,
+    Subnet, User, Userns,
 };
 
 /// One container definition, merged from `NAME.toml` and its drop-ins and
@@ -170,6 +170,11 @@ pub struct Volume {
     pub target: PathBuf,
     /// Default false.
     pub read_only: bool,
+    /// `propagation`; `None` is `rprivate`.
+    pub propagation: Option<Propagation>,
+    /// `chown = true` (Podman's `:U`): the source is chowned, recursively,
+    /// to the container's user at each start.
+    pub chown: bool,
 }
 
 /// What a volume mounts.
@@ -177,6 +182,10 @@ pub struct Volume {
 pub enum VolumeSource {
     /// A named volume, created (and seeded from the image) on first use.
     Named(String),
+    /// No `source`: a fresh named volume of this container's, with a random
+    /// hex name (Podman's anonymous volume), chosen by the supervisor at the
+    /// first start and found again at the next.
+    Anonymous,
     /// A bind mount of this absolute host path.
     Bind(PathBuf),
 }

@@ -431,14 +431,9 @@ fn validate_volumes(
     let mut volumes = Vec::new();
     for v in raw.volume.iter().flat_map(|v| v.value.iter()) {
         let source = match &v.source {
-            None => {
-                cx.err_at(
-                    &v.at,
-                    "[[volume]] source",
-                    "missing key \"source\": expected a volume name or an absolute host path",
-                );
-                None
-            }
+            // Docker's `-v /data` and a Containerfile's VOLUME: an
+            // anonymous volume.
+            None => Some(VolumeSource::Anonymous),
             Some(s) if s.value.starts_with('/') => {
                 cx.abs_path(s, "[[volume]] source").map(VolumeSource::Bind)
             }
@@ -455,11 +450,22 @@ fn validate_volumes(
             },
         };
         let target = required_target(cx, &v.target, &v.at, "[[volume]]", targets);
+        let propagation = v.propagation.as_ref().map(|p| {
+            cx.parse_enum(
+                &Some(p.clone()),
+                "[[volume]] propagation",
+                Propagation::parse,
+                Propagation::expected,
+                Propagation::Rprivate,
+            )
+        });
         if let (Some(source), Some(target)) = (source, target) {
             volumes.push(Volume {
                 source,
                 target,
                 read_only: cx.bool(&v.read_only, false),
+                propagation,
+                chown: cx.bool(&v.chown, false),
             });
         }
     }
@@ -1450,7 +1456,7 @@ target = "/run/secrets/db-password"
              [security]\ncap_add = [\"FLY\"]\nseccomp = \"strict\"\nuserns = \"private\"\n\
              [health]\ninterval = \"30x\"\nretries = 0\non_failure = \"explode\"\n\
              [service]\nrestart = \"sometimes\"\nrequires = [\"web\", \"ghost\"]\nafter = [\"x\"]\nwanted_by = [\"a.socket\"]\nstop_timeout = -1\nnotify = \"never\"\npull = \"maybe\"\n\
-             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\n[[tmpfs]]\nsize = \"1Q\"\n[[tmpfs]]\ntarget = \"/m1\"\nmode = 755\n[[tmpfs]]\ntarget = \"/m2\"\nmode = \"rwx\"\n[[secret]]\ncredential = \"a/b\"\n",
+             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\npropagation = \"up\"\n[[tmpfs]]\nsize = \"1Q\"\n[[tmpfs]]\ntarget = \"/m1\"\nmode = 755\n[[tmpfs]]\ntarget = \"/m2\"\nmode = \"rwx\"\n[[secret]]\ncredential = \"a/b\"\n",
         );
         let text = e.join("\n");
         for want in [
@@ -1480,7 +1486,7 @@ target = "/run/secrets/db-password"
             "[service] notify: invalid value \"never\"",
             "[service] pull: invalid value \"maybe\"",
             "[[volume]] source: invalid name \"bad name\"",
-            "[[volume]] source: missing key \"source\"",
+            "[[volume]] propagation: invalid value \"up\": expected \"private\", \"rprivate\"",
             "[[volume]] target: \"/v\" is already a mount target",
             "[[tmpfs]] target: missing key \"target\"",
             "[[tmpfs]] size: invalid size \"1Q\"",

@@ -92,6 +92,18 @@ string_enum! {
     }
 }
 string_enum! {
+    /// `[[volume]] propagation`: the bind's mount propagation
+    /// (mount_namespaces(7); Docker's and Podman's `-v` option names).
+    Propagation {
+        Private = "private",
+        Rprivate = "rprivate",
+        Shared = "shared",
+        Rshared = "rshared",
+        Slave = "slave",
+        Rslave = "rslave",
+    }
+}
+string_enum! {
     /// Protocol of a published port.
     Protocol { Tcp = "tcp", Udp = "udp" }
 }

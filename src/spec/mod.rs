@@ -27,7 +27,7 @@ use crate::config::{Definition, NetworkMode, Seccomp, Userns};
 
 pub use env::parse_env_file;
 pub use image::ImageConfigView;
-pub use mounts::{default_mounts, ETC_FILES};
+pub use mounts::{default_mounts, plan_volumes, ETC_FILES};
 pub use security::{
     capability_set, default_capabilities, DEFAULT_CAPABILITIES, MASKED_PATHS, NOFILE_HARD,
     NOFILE_SOFT, READONLY_PATHS,
@@ -79,6 +79,22 @@ pub enum PlanError {
     Build { name: String, reason: String },
     #[error("container \"{name}\" joins the network of container \"{other}\", but no namespace of it was given")]
     NoNetworkNamespace { name: String, other: String },
+    #[error(
+        "container \"{name}\": no named volume was chosen for the anonymous volume at \"{target}\""
+    )]
+    NoAnonymousVolume { name: String, target: PathBuf },
+    #[error("container \"{name}\": the image's VOLUME \"{path}\" {reason}")]
+    ImageVolume {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("container \"{name}\": volume \"{volume}\" is a {fstype} filesystem, which a user namespace (userns = \"auto\") cannot mount: use userns = \"host\", or a tmpfs or plain volume")]
+    VolumeInUserns {
+        name: String,
+        volume: String,
+        fstype: String,
+    },
 }
 
 fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
@@ -136,6 +152,21 @@ pub struct PlanContext {
     /// `mode = "container:NAME"`: the network namespace joined (the other
     /// container's `/proc/PID/ns/net`, found running by the caller).
     pub network_namespace: Option<PathBuf>,
+    /// The named volume each anonymous one is (its target → its name),
+    /// chosen or found again by the caller; see [`plan_volumes`].
+    pub anonymous_volumes: std::collections::BTreeMap<PathBuf, String>,
+    /// Named volumes whose `/etc/berth/volumes/NAME.toml` gives a `type`:
+    /// mounted as that filesystem instead of bound from their directory.
+    pub volume_mounts: std::collections::BTreeMap<String, VolumeMount>,
+}
+
+/// A volume file's filesystem (`type`, `device`, `options`), mounted at the
+/// volume's target in the container's own mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub fstype: String,
+    pub device: String,
+    pub options: Vec<String>,
 }
 
 /// The definition's hostname, else its name.
@@ -258,7 +289,7 @@ pub fn plan(
         ))
         .set_devices(None)
         .set_cgroups_path(None)
-        .set_rootfs_propagation(Some("rprivate".into()))
+        .set_rootfs_propagation(Some(mounts::rootfs_propagation(def).into()))
         .set_seccomp(plan_seccomp(def, ctx)?);
     if own_network(def) {
         // NET_RAW is not granted, so ping works through ICMP datagram
@@ -293,19 +324,19 @@ pub fn plan(
     let mut spec = Spec::default();
     spec.set_version(OCI_VERSION.into())
         .set_root(Some(root))
-        .set_mounts(Some(mounts::plan_mounts(def, ctx)?))
+        .set_mounts(Some(mounts::plan_mounts(def, image, ctx)?))
         .set_process(Some(process))
         .set_hostname(Some(hostname))
         .set_domainname(None)
-        .set_annotations((!def.annotations.is_empty()).then(|| {
-            def.annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }))
+        .set_annotations(plan_annotations(def))
         .set_hooks(None)
         .set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The definition's `annotations`; `None` when it has none.
+fn plan_annotations(def: &Definition) -> Option<std::collections::HashMap<String, String>> {
+    (!def.annotations.is_empty()).then(|| def.annotations.clone().into_iter().collect())
 }
 
 /// pid, mount, uts, ipc and cgroup always; network unless `mode = "host"`;

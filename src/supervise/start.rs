@@ -95,8 +95,10 @@ pub(super) fn start(
     st.published = def.network.publish.iter().map(|p| p.to_string()).collect();
     trace("supervise: network leases");
     // 4. Named volumes, created and seeded on first use (a child process
-    //    may mount the image's layers: still single-threaded here).
-    volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
+    //    may mount the image's layers: still single-threaded here); each
+    //    anonymous one (no source, or the image's VOLUME) is one of them.
+    let view = image.as_ref().map(ImageConfigView::from_image_config);
+    let vols = setup_volumes(opts, def, view.as_ref(), globals, &lowers)?;
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
     let own_net = spec::own_network(def);
@@ -134,12 +136,24 @@ pub(super) fn start(
     let notify = setup_notify_socket(opts, def, paths)?;
     trace("supervise: notify socket");
     // 10. The plan, with the ID range of `userns = "auto"`.
-    let view = image.as_ref().map(ImageConfigView::from_image_config);
     let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
+    ctx.anonymous_volumes = vols.anonymous.clone();
+    ctx.volume_mounts = vols.mounts;
     ctx.network_namespace = join_network(opts, def, paths)?;
     ctx.notify_socket = notify.as_ref().map(|_| paths.run_dir.join(NOTIFY_SOCK));
     ctx.id_range = setup_id_range(opts, def, paths)?;
     let spec = spec::plan(def, view.as_ref(), &ctx)?;
+    // 10''. `chown = true` (`:U`): the sources to the user the plan chose.
+    if let Some(p) = spec.process() {
+        let u = p.user();
+        volumes::chown_volume_sources(
+            &vols.planned,
+            &vols.anonymous,
+            &globals.storage_root,
+            u.uid(),
+            u.gid(),
+        )?;
+    }
     let stop_signal = plan_stop_signal(def, view.as_ref());
     trace("supervise: planned");
     // 11. Block the signals we handle before the clone, so none is lost
@@ -349,6 +363,48 @@ fn setup_notify_socket(
     }
 }
 
+/// What step 4 decided about volumes, for the plan and the chown.
+struct Volumes {
+    /// The definition's volumes and the image's VOLUME entries.
+    planned: Vec<crate::config::Volume>,
+    /// Target → name of each anonymous one.
+    anonymous: std::collections::BTreeMap<PathBuf, String>,
+    /// Volumes whose file mounts a filesystem.
+    mounts: std::collections::BTreeMap<String, spec::VolumeMount>,
+}
+
+/// Step 4: anonymous volumes found or named, volume files read, then every
+/// named volume created (seeded, owner and mode from its file) if new.
+fn setup_volumes(
+    opts: &RunOptions,
+    def: &Definition,
+    view: Option<&ImageConfigView>,
+    globals: &Globals,
+    lowers: &[PathBuf],
+) -> Result<Volumes, SuperviseError> {
+    use crate::config::VolumeSource;
+    let planned = spec::plan_volumes(def, view)?;
+    let anonymous = volumes::setup_anonymous_volumes(&def.name, &planned, &globals.storage_root)?;
+    let named: Vec<(String, PathBuf)> = planned
+        .iter()
+        .filter_map(|v| match &v.source {
+            VolumeSource::Named(n) => Some((n.clone(), v.target.clone())),
+            VolumeSource::Anonymous => anonymous
+                .get(&v.target)
+                .map(|n| (n.clone(), v.target.clone())),
+            VolumeSource::Bind(_) => None,
+        })
+        .collect();
+    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+    let files = volumes::load_volume_files(&opts.root, &names)?;
+    volumes::setup_named_volumes(&named, &files, &globals.storage_root, lowers)?;
+    Ok(Volumes {
+        planned,
+        anonymous,
+        mounts: volumes::plan_volume_mounts(&files),
+    })
+}
+
 /// Step 10: what the plan gets besides the definition and the image config.
 fn plan_context(
     opts: &RunOptions,
@@ -373,6 +429,8 @@ fn plan_context(
         nofile_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok(),
         network_namespace: None,
+        anonymous_volumes: Default::default(),
+        volume_mounts: Default::default(),
     }
 }
 
