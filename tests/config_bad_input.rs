@@ -425,6 +425,22 @@ fn bad_identity_keys() {
             "4:9: [[volume]] chown: invalid type: string \"yes\", expected a boolean",
         ),
         (
+            "[security]\nuid_map = [\"0:100000:65536\", \"1000:200000:10\"]\n",
+            "3:30: [security] uid_map: \"1000:200000:10\" overlaps \"0:100000:65536\" on the container side",
+        ),
+        (
+            "[security]\nuid_map = [\"0:4294967295:2\"]\n",
+            "3:12: [security] uid_map: invalid ID map \"0:4294967295:2\": the range runs past 4294967295",
+        ),
+        (
+            "[security]\nuserns = \"keep-id\"\n",
+            "3:10: [security] userns: userns = \"keep-id\" needs user = \"UID[:GID]\"",
+        ),
+        (
+            "[security]\nuserns = \"auto\"\nuid_map = [\"0:1:1\"]\n",
+            "4:11: [security] uid_map: explicit ID maps cannot be combined with userns = \"auto\"",
+        ),
+        (
             "labels = \"tier=web\"\n",
             "2:10: labels: invalid type: string \"tier=web\", expected a table",
         ),

@@ -183,3 +183,58 @@ fn labels_timezone_and_volumes_as_a_user_sees_them() {
 
     b.sh_ok("systemctl stop berth@web berth@db berth@plain berth@cu");
 }
+
+/// `userns = "keep-id"` and explicit `uid_map`, as the container reads its
+/// `/proc/self/uid_map`, and as the host sees what it wrote in a bind mount.
+#[test]
+fn keep_id_and_uid_map_as_the_container_sees_them() {
+    require_root!();
+    require_program!("nsenter");
+    let kid = definition(
+        "user = \"1000:1000\"\n[security]\nuserns = \"keep-id\"\n\
+         [[volume]]\nsource = \"/run/kidsrc\"\ntarget = \"/k\"\n",
+        "busybox echo uidmap=$(busybox cat /proc/self/uid_map | busybox tr -s ' \\\\n' ' '); \
+         busybox echo id=$(busybox id -u):$(busybox id -g); busybox touch /k/by-kid",
+    );
+    let map = definition(
+        "[security]\nuid_map = [\"0:300000:1000\", \"1000:1000:1\", \"1001:301001:64535\"]\n",
+        "busybox echo uidmap=$(busybox cat /proc/self/uid_map | busybox tr -s ' \\\\n' ' '); \
+         busybox echo gidmap=$(busybox cat /proc/self/gid_map | busybox tr -s ' \\\\n' ' ')",
+    );
+    let b = SystemdBox::boot(
+        BoxOptions::default()
+            .with_berth()
+            .file("/etc/berth/containers/kid.toml", kid)
+            .file("/etc/berth/containers/map.toml", map),
+    )
+    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let layout = tempfile::tempdir().unwrap();
+    write_layout(layout.path());
+    b.copy_in(layout.path(), "/srv/img");
+    // As tests/e2e_userns.rs: a host's /proc has no read-only /proc/sys
+    // over it, which would keep a user namespace from mounting proc.
+    b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
+    b.sh_ok("mkdir -p /run/kidsrc && chown 1000:1000 /run/kidsrc");
+    let cursor = b.journal_cursor();
+    b.sh_ok("systemctl start berth@kid berth@map");
+
+    let log = probed(&b, "kid", &cursor);
+    let start = b.sh_ok("ls /run/berth/userns").trim().to_string();
+    let s: u64 = start
+        .parse()
+        .unwrap_or_else(|_| panic!("no range: {start:?}"));
+    let want = format!("0 {s} 1000 1000 1000 1 1001 {} 64535", s + 1001);
+    assert_eq!(line(&log, "uidmap=").trim(), want, "{log}");
+    assert_eq!(line(&log, "id="), "1000:1000");
+    // What the kept user wrote is the host's uid 1000's.
+    assert_eq!(
+        b.sh_ok("stat -c %u:%g /run/kidsrc/by-kid").trim(),
+        "1000:1000"
+    );
+
+    let log = probed(&b, "map", &cursor);
+    let want = "0 300000 1000 1000 1000 1 1001 301001 64535";
+    assert_eq!(line(&log, "uidmap=").trim(), want, "{log}");
+    assert_eq!(line(&log, "gidmap=").trim(), want, "{log}");
+    b.sh_ok("systemctl stop berth@kid berth@map");
+}

@@ -86,7 +86,8 @@ pub struct DefinitionFlags {
     /// no-new-privileges[=true|false]
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// User namespace: host, or auto (a private 65536-id range)
+    /// User namespace: host, auto (a private 65536-id range) or keep-id
+    /// (auto, with the numeric --user keeping its host ID)
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
     /// When to pull the image: missing, always or never
@@ -108,6 +109,13 @@ pub struct DefinitionFlags {
     /// Time zone: local (the host's) or a name such as Europe/Berlin
     #[arg(long = "tz", value_name = "ZONE")]
     pub tz: Option<String>,
+    /// A uid map extent of a private user namespace (repeatable), as
+    /// Podman's --uidmap
+    #[arg(long = "uidmap", value_name = "CONTAINER:HOST:SIZE")]
+    pub uidmap: Vec<String>,
+    /// A gid map extent (repeatable; default: the uid map)
+    #[arg(long = "gidmap", value_name = "CONTAINER:HOST:SIZE")]
+    pub gidmap: Vec<String>,
 }
 
 /// Why a flag cannot become a key (the definition's own validation covers
@@ -202,6 +210,12 @@ impl DefinitionFlags {
         }
         if let Some(tz) = &self.tz {
             table.insert("timezone".into(), tz.as_str().into());
+        }
+        if !self.uidmap.is_empty() {
+            set_in(table, "security", "uid_map", strings(&self.uidmap));
+        }
+        if !self.gidmap.is_empty() {
+            set_in(table, "security", "gid_map", strings(&self.gidmap));
         }
         Ok(())
     }
@@ -536,6 +550,7 @@ mod tests {
             label: vec!["tier=web".into(), "bare".into(), "a=b=c".into()],
             annotation: vec!["org.example/x=1".into()],
             tz: Some("Europe/Berlin".into()),
+            uidmap: vec!["0:100000:65536".into()],
             ..Default::default()
         };
         let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
@@ -544,6 +559,7 @@ mod tests {
         assert_eq!(v["labels"]["a"].as_str(), Some("b=c"));
         assert_eq!(v["annotations"]["org.example/x"].as_str(), Some("1"));
         assert_eq!(v["timezone"].as_str(), Some("Europe/Berlin"));
+        assert_eq!(v["security"]["uid_map"][0].as_str(), Some("0:100000:65536"));
         let v = volume("/srv/x:/x:ro,U,rshared").unwrap();
         assert_eq!(v["read_only"].as_bool(), Some(true));
         assert_eq!(v["chown"].as_bool(), Some(true));

@@ -229,6 +229,19 @@ pub struct Security {
     pub seccomp: Seccomp,
     /// Default `Userns::Host`.
     pub userns: Userns,
+    /// `uid_map`/`gid_map`: explicit ID maps of a private user namespace
+    /// (with `userns` unset); `gid_map` defaults to `uid_map`. Empty: none.
+    pub uid_map: Vec<IdMapping>,
+    pub gid_map: Vec<IdMapping>,
+}
+
+/// One `"CONTAINER:HOST:SIZE"` extent of `uid_map`/`gid_map`
+/// (user_namespaces(7)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
 }
 
 /// `[health]`

@@ -204,6 +204,8 @@ pub struct RawSecurity {
     pub no_new_privileges: Option<Sp<bool>>,
     pub seccomp: Option<Sp<String>>,
     pub userns: Option<Sp<String>>,
+    pub uid_map: Option<Sp<Vec<Sp<String>>>>,
+    pub gid_map: Option<Sp<Vec<Sp<String>>>>,
 }
 
 /// `[health]`
@@ -362,7 +364,15 @@ impl_merge!(RawResources {
     at: false
 });
 impl_merge!(RawSecurity {
-    leaves: [cap_add, cap_drop, no_new_privileges, seccomp, userns],
+    leaves: [
+        cap_add,
+        cap_drop,
+        no_new_privileges,
+        seccomp,
+        userns,
+        uid_map,
+        gid_map
+    ],
     tables: [],
     at: false
 });

@@ -224,6 +224,7 @@ pub fn validate_definition(
     let tmpfs = validate_tmpfs(cx, &raw, &mut targets);
     let resources = validate_resources(cx, raw.resources.as_ref());
     let security = validate_security(cx, raw.security.as_ref());
+    check_keep_id(cx, &raw, user.as_ref(), &security);
     let health = raw.health.as_ref().and_then(|h| validate_health(cx, h));
     let mut service = validate_service(cx, name, raw.service.as_ref(), refs);
     check_service_against_health(cx, &raw, &image, health.as_ref(), &mut service);
@@ -946,13 +947,101 @@ fn validate_security(cx: &mut Ctx<'_>, raw: Option<&RawSecurity>) -> Security {
         Userns::expected,
         Userns::Host,
     );
+    let uid_map = validate_id_map(cx, &raw.uid_map, "[security] uid_map");
+    let mut gid_map = validate_id_map(cx, &raw.gid_map, "[security] gid_map");
+    if raw.gid_map.is_none() {
+        gid_map = uid_map.clone();
+    }
+    if userns != Userns::Host {
+        for m in [&raw.uid_map, &raw.gid_map].into_iter().flatten() {
+            cx.err(
+                m,
+                "[security] uid_map",
+                format!("explicit ID maps cannot be combined with userns = \"{userns}\": remove one (the maps make a user namespace of their own)"),
+            );
+        }
+    }
     Security {
         cap_add,
         cap_drop,
         no_new_privileges: cx.bool(&raw.no_new_privileges, true),
         seccomp,
         userns,
+        uid_map,
+        gid_map,
     }
+}
+
+/// `userns = "keep-id"` keeps the container user's host ID, so it needs
+/// that user as numbers (the image's /etc/passwd is not read here) and not
+/// root: root keeping host root would be no user namespace at all.
+fn check_keep_id(cx: &mut Ctx<'_>, raw: &RawDefinition, user: Option<&User>, sec: &Security) {
+    if sec.userns != Userns::KeepId {
+        return;
+    }
+    let Some(at) = raw.security.as_ref().and_then(|s| s.userns.as_ref()) else {
+        return;
+    };
+    match user {
+        Some(User::Id { uid, .. }) if *uid != 0 => {}
+        Some(User::Id { .. }) => cx.err(
+            at,
+            "[security] userns",
+            "userns = \"keep-id\" with user 0: root keeping host root is no user namespace; use userns = \"auto\", or a non-root user",
+        ),
+        _ => cx.err(
+            at,
+            "[security] userns",
+            "userns = \"keep-id\" needs user = \"UID[:GID]\" (numbers, not root): the ID the container's user keeps on the host",
+        ),
+    }
+}
+
+/// `uid_map`/`gid_map`: `"CONTAINER:HOST:SIZE"` each, sizes above 0, ends
+/// within 2^32, and no two extents overlapping on either side (the kernel
+/// refuses such a map when it is written: say so at the line instead).
+fn validate_id_map(
+    cx: &mut Ctx<'_>,
+    raw: &Option<Sp<Vec<Sp<String>>>>,
+    key: &str,
+) -> Vec<IdMapping> {
+    let maps = cx.each(raw, key, |_, s| values::parse_id_mapping(&s.value));
+    for (i, a) in maps.iter().enumerate() {
+        for b in &maps[..i] {
+            let overlap = |x: u32, y: u32| {
+                let (x, y) = (u64::from(x), u64::from(y));
+                x < y + u64::from(b.size) && y < x + u64::from(a.size)
+            };
+            let side = if overlap(a.container, b.container) {
+                Some("container")
+            } else if overlap(a.host, b.host) {
+                Some("host")
+            } else {
+                None
+            };
+            if let (Some(side), Some(list)) = (side, raw) {
+                let at = &list.value[i];
+                cx.err(
+                    at,
+                    key,
+                    format!(
+                        "\"{}\" overlaps \"{}:{}:{}\" on the {side} side: expected disjoint ranges",
+                        at.value, b.container, b.host, b.size
+                    ),
+                );
+            }
+        }
+    }
+    if maps.len() > 340 {
+        if let Some(list) = raw {
+            cx.err(
+                list,
+                key,
+                format!("{} extents: the kernel takes at most 340", maps.len()),
+            );
+        }
+    }
+    maps
 }
 
 fn validate_health(cx: &mut Ctx<'_>, raw: &RawHealth) -> Option<Health> {
@@ -1472,7 +1561,7 @@ target = "/run/secrets/db-password"
             "[resources] io_weight: invalid io_weight 10001",
             "[security] cap_add: unknown capability \"FLY\"",
             "[security] seccomp: invalid value \"strict\"",
-            "[security] userns: invalid value \"private\": expected \"host\" or \"auto\"",
+            "[security] userns: invalid value \"private\": expected \"host\", \"auto\" or \"keep-id\"",
             "[health] command: missing key \"command\"",
             "[health] interval: invalid duration \"30x\"",
             "[health] retries: invalid retries 0",

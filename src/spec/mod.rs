@@ -23,7 +23,7 @@ use oci_spec::runtime::{
     Spec,
 };
 
-use crate::config::{Definition, NetworkMode, Seccomp, Userns};
+use crate::config::{Definition, IdMapping, NetworkMode, Seccomp, Userns};
 
 pub use env::parse_env_file;
 pub use image::ImageConfigView;
@@ -103,6 +103,9 @@ fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
         reason: e.to_string(),
     }
 }
+
+/// (uid map, gid map) of a user namespace.
+pub type IdMaps = (Vec<IdMapping>, Vec<IdMapping>);
 
 /// A range of host IDs mapped to 0..size inside a user namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,35 +294,7 @@ pub fn plan(
         .set_cgroups_path(None)
         .set_rootfs_propagation(Some(mounts::rootfs_propagation(def).into()))
         .set_seccomp(plan_seccomp(def, ctx)?);
-    if own_network(def) {
-        // NET_RAW is not granted, so ping works through ICMP datagram
-        // sockets, which this range allows for every group (Podman and
-        // Docker ≥ 20.10 set the same).
-        // In a user namespace the kernel accepts only groups mapped there
-        // (EINVAL otherwise): the range's own 0..size-1.
-        let last = match (def.security.userns, ctx.id_range) {
-            (Userns::Auto, Some(r)) => r.size.saturating_sub(1),
-            _ => 2147483647,
-        };
-        let sysctl = [("net.ipv4.ping_group_range".to_string(), format!("0 {last}"))]
-            .into_iter()
-            .collect();
-        linux.set_sysctl(Some(sysctl));
-    }
-    if def.security.userns == Userns::Auto {
-        let range = ctx
-            .id_range
-            .ok_or_else(|| PlanError::NoIdRange { name: name.clone() })?;
-        let m = LinuxIdMappingBuilder::default()
-            .container_id(0u32)
-            .host_id(range.host_start)
-            .size(range.size)
-            .build()
-            .map_err(|e| build_err(name, e))?;
-        linux
-            .set_uid_mappings(Some(vec![m]))
-            .set_gid_mappings(Some(vec![m]));
-    }
+    plan_ids_and_ping(def, ctx, &mut linux)?;
 
     let mut spec = Spec::default();
     spec.set_version(OCI_VERSION.into())
@@ -332,6 +307,156 @@ pub fn plan(
         .set_hooks(None)
         .set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The user namespace's maps, and the ping group range, which in a user
+/// namespace must stay within the mapped gids.
+fn plan_ids_and_ping(
+    def: &Definition,
+    ctx: &PlanContext,
+    linux: &mut Linux,
+) -> Result<(), PlanError> {
+    let name = &def.name;
+    let maps = plan_id_maps(def, ctx)?;
+    if own_network(def) {
+        // NET_RAW is not granted, so ping works through ICMP datagram
+        // sockets, which this range allows for every group (Podman and
+        // Docker ≥ 20.10 set the same).
+        // In a user namespace the kernel accepts only groups mapped there
+        // (EINVAL otherwise): the run of gids mapped from 0 up; none when
+        // gid 0 is not mapped.
+        let last = match &maps {
+            None => Some(2147483647),
+            Some((_, gids)) => mapped_from_zero(gids).checked_sub(1),
+        };
+        if let Some(last) = last {
+            let sysctl = [("net.ipv4.ping_group_range".to_string(), format!("0 {last}"))]
+                .into_iter()
+                .collect();
+            linux.set_sysctl(Some(sysctl));
+        }
+    }
+    if let Some((uids, gids)) = maps {
+        let oci = |m: &[IdMapping]| {
+            m.iter()
+                .map(|m| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(m.container)
+                        .host_id(m.host)
+                        .size(m.size)
+                        .build()
+                        .map_err(|e| build_err(name, e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        linux
+            .set_uid_mappings(Some(oci(&uids)?))
+            .set_gid_mappings(Some(oci(&gids)?));
+    }
+    Ok(())
+}
+
+/// Whether the container gets a user namespace: `userns = "auto"` or
+/// `"keep-id"`, or explicit `uid_map`/`gid_map`.
+pub fn has_user_namespace(def: &Definition) -> bool {
+    def.security.userns != Userns::Host || !def.security.uid_map.is_empty()
+}
+
+/// The (uid, gid) maps of the container's user namespace, `None` without
+/// one. `auto`: the allocated range at 0. `keep-id`, for a root-run system
+/// service: the same range, except that the definition's user keeps its
+/// host uid and gid (Podman's keep-id maps the invoking user to itself; a
+/// system service's invoking user is root, which keeping would undo the
+/// namespace, so the kept ID is the service's own `user`). Explicit maps
+/// as written.
+pub fn plan_id_maps(def: &Definition, ctx: &PlanContext) -> Result<Option<IdMaps>, PlanError> {
+    let range = || {
+        ctx.id_range.ok_or_else(|| PlanError::NoIdRange {
+            name: def.name.clone(),
+        })
+    };
+    match def.security.userns {
+        Userns::Host if def.security.uid_map.is_empty() => Ok(None),
+        Userns::Host => Ok(Some((
+            def.security.uid_map.clone(),
+            def.security.gid_map.clone(),
+        ))),
+        Userns::Auto => {
+            let r = range()?;
+            let m = vec![IdMapping {
+                container: 0,
+                host: r.host_start,
+                size: r.size,
+            }];
+            Ok(Some((m.clone(), m)))
+        }
+        Userns::KeepId => {
+            let r = range()?;
+            let (uid, gid) = match &def.user {
+                Some(crate::config::User::Id { uid, gid }) if *uid != 0 => {
+                    (*uid, gid.unwrap_or(*uid))
+                }
+                _ => {
+                    return Err(PlanError::User {
+                        name: def.name.clone(),
+                        user: def.user.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                        reason: "userns = \"keep-id\" needs a numeric, non-root user".into(),
+                    })
+                }
+            };
+            Ok(Some((keep_id(r, uid), keep_id(r, gid))))
+        }
+    }
+}
+
+/// `range` mapped from container ID 0, with `id` taken out of it and mapped
+/// to itself.
+fn keep_id(range: IdRange, id: u32) -> Vec<IdMapping> {
+    let mut out = Vec::new();
+    if id >= range.size {
+        out.push(IdMapping {
+            container: 0,
+            host: range.host_start,
+            size: range.size,
+        });
+        out.push(IdMapping {
+            container: id,
+            host: id,
+            size: 1,
+        });
+        return out;
+    }
+    if id > 0 {
+        out.push(IdMapping {
+            container: 0,
+            host: range.host_start,
+            size: id,
+        });
+    }
+    out.push(IdMapping {
+        container: id,
+        host: id,
+        size: 1,
+    });
+    if id + 1 < range.size {
+        out.push(IdMapping {
+            container: id + 1,
+            host: range.host_start + id + 1,
+            size: range.size - id - 1,
+        });
+    }
+    out
+}
+
+/// How many IDs from 0 up are mapped without a gap.
+fn mapped_from_zero(maps: &[IdMapping]) -> u32 {
+    let mut next: u64 = 0;
+    loop {
+        match maps.iter().find(|m| u64::from(m.container) == next) {
+            Some(m) => next += u64::from(m.size),
+            None => return u32::try_from(next).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 /// The definition's `annotations`; `None` when it has none.
@@ -356,7 +481,7 @@ pub fn plan_namespaces(
     if own_network(def) {
         types.push(LinuxNamespaceType::Network);
     }
-    if def.security.userns == Userns::Auto {
+    if has_user_namespace(def) {
         types.push(LinuxNamespaceType::User);
     }
     let mut out = Vec::new();
@@ -429,6 +554,8 @@ pub(crate) mod tests {
                 no_new_privileges: false,
                 seccomp: Seccomp::Default,
                 userns: Userns::Host,
+                uid_map: vec![],
+                gid_map: vec![],
             },
             health: None,
             service: Service {
@@ -446,6 +573,37 @@ pub(crate) mod tests {
             annotations: BTreeMap::new(),
             timezone: None,
         }
+    }
+
+    #[test]
+    fn keep_id_splits_the_range_around_the_kept_id() {
+        let r = IdRange {
+            host_start: 1_000_000,
+            size: 65536,
+        };
+        let m = |c, h, n| IdMapping {
+            container: c,
+            host: h,
+            size: n,
+        };
+        assert_eq!(
+            keep_id(r, 1000),
+            [
+                m(0, 1_000_000, 1000),
+                m(1000, 1000, 1),
+                m(1001, 1_001_001, 64535)
+            ]
+        );
+        assert_eq!(
+            keep_id(r, 65535),
+            [m(0, 1_000_000, 65535), m(65535, 65535, 1)]
+        );
+        assert_eq!(
+            keep_id(r, 70000),
+            [m(0, 1_000_000, 65536), m(70000, 70000, 1)]
+        );
+        assert_eq!(mapped_from_zero(&keep_id(r, 1000)), 65536);
+        assert_eq!(mapped_from_zero(&[m(1, 5, 5)]), 0);
     }
 
     pub fn ctx() -> PlanContext {

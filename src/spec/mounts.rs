@@ -182,7 +182,7 @@ pub(super) fn plan_mounts(
     // With `userns = "auto"` the host's files would show as nobody's; an
     // idmapped bind (runtime-spec "idmap", the container's own mapping)
     // shows host root as the container's root, and so on, without chown.
-    let idmap = def.security.userns == crate::config::Userns::Auto;
+    let idmap = super::has_user_namespace(def);
     for f in ETC_FILES {
         let dest = Path::new("/etc").join(f);
         if !user_targets.contains(&dest.as_path()) {

@@ -199,7 +199,7 @@ fn setup_run_dir(
     let mut first = vec![Resource::Tree {
         path: paths.run_dir.clone(),
     }];
-    if def.security.userns == Userns::Auto {
+    if matches!(def.security.userns, Userns::Auto | Userns::KeepId) {
         first.push(Resource::IdRange {
             dir: paths.userns_dir.clone(),
             name: def.name.clone(),
@@ -442,7 +442,8 @@ fn setup_id_range(
     def: &Definition,
     paths: &Paths,
 ) -> Result<Option<spec::IdRange>, SuperviseError> {
-    if def.security.userns != Userns::Auto {
+    if !matches!(def.security.userns, Userns::Auto | Userns::KeepId) {
+        setup_explicit_maps(def, paths)?;
         return Ok(None);
     }
     let range = super::userns::allocate(
@@ -459,6 +460,29 @@ fn setup_id_range(
             .map_err(|e| SuperviseError::io("chown", d, e))?;
     }
     Ok(Some(range))
+}
+
+/// Explicit `uid_map`/`gid_map`: the fresh upper and work dirs belong to
+/// the host IDs of the container's root (when it maps one), which must also
+/// walk to them, as with a range.
+fn setup_explicit_maps(def: &Definition, paths: &Paths) -> Result<(), SuperviseError> {
+    let host_of_root =
+        |maps: &[crate::config::IdMapping]| maps.iter().find(|m| m.container == 0).map(|m| m.host);
+    let (Some(uid), Some(gid)) = (
+        host_of_root(&def.security.uid_map),
+        host_of_root(&def.security.gid_map),
+    ) else {
+        return Ok(());
+    };
+    for p in [paths.upper(), paths.work()] {
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+            .map_err(|e| SuperviseError::io("chown", &p, e))?;
+    }
+    for d in [&paths.storage_dir, &paths.run_dir] {
+        crate::private::traversable_by_group(d, gid)
+            .map_err(|e| SuperviseError::io("chown", d, e))?;
+    }
+    Ok(())
 }
 
 /// Decision: the image's STOPSIGNAL, real-time ones included (systemd
