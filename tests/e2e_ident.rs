@@ -87,8 +87,10 @@ fn labels_timezone_and_volumes_as_a_user_sees_them() {
     );
     let plain = definition("", "busybox true");
     let cu = definition(
-        "user = \"4321:4322\"\n[[volume]]\nsource = \"/run/cusrc\"\ntarget = \"/cu\"\nchown = true\n",
-        "busybox echo owners=$(busybox stat -c %u:%g /cu /cu/sub /cu/sub/f)",
+        "user = \"4321:4322\"\n[[volume]]\nsource = \"/run/cusrc\"\ntarget = \"/cu\"\nchown = true\n\
+         [[volume]]\nsource = \"/run/propsrc\"\ntarget = \"/p\"\npropagation = \"rshared\"\n",
+        "busybox echo owners=$(busybox stat -c %u:%g /cu /cu/sub /cu/sub/f); \
+         busybox echo prop=$(busybox grep ' /p ' /proc/self/mountinfo)",
     );
     let b = SystemdBox::boot(
         BoxOptions::default()
@@ -107,7 +109,7 @@ fn labels_timezone_and_volumes_as_a_user_sees_them() {
     write_layout(layout.path());
     b.copy_in(layout.path(), "/srv/img");
     b.sh_ok(
-        "mkdir -p /run/cusrc/sub && echo x > /run/cusrc/sub/f && ln -s /etc/shadow /run/cusrc/link",
+        "mkdir -p /run/propsrc /run/cusrc/sub && echo x > /run/cusrc/sub/f && ln -s /etc/shadow /run/cusrc/link",
     );
     b.sh_ok("berth check");
     let cursor = b.journal_cursor();
@@ -180,6 +182,11 @@ fn labels_timezone_and_volumes_as_a_user_sees_them() {
     assert_eq!(line(&culog, "owners="), "4321:4322 4321:4322 4321:4322");
     assert_eq!(b.sh_ok("stat -c %u /etc/shadow").trim(), "0");
     assert_eq!(b.sh_ok("stat -c %u:%g /run/cusrc/link").trim(), "4321:4322");
+
+    // propagation = "rshared": the bind is a shared mount (a peer group of
+    // its own, "shared:N" in mountinfo's optional fields).
+    let prop = line(&culog, "prop=");
+    assert!(prop.contains(" shared:"), "{prop}");
 
     b.sh_ok("systemctl stop berth@web berth@db berth@plain berth@cu");
 }
