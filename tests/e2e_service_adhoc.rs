@@ -266,8 +266,15 @@ fn run_with_options_as_docker_spells_them() {
         "{stderr}"
     );
     assert!(!stderr.contains("/tmp/"), "{stderr}");
-    let out = env.run(&["--rootfs", rootfs.to_str().unwrap(), "-v", "/only", "true"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("-v \"/only\": expected SOURCE:TARGET"));
+    let out = env.run(&[
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "-v",
+        "/a:/b:c:d",
+        "true",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("-v \"/a:/b:c:d\": expected TARGET, SOURCE:TARGET or SOURCE:TARGET:OPTIONS"));
     let out = env.run(&[
         "--rootfs",
         rootfs.to_str().unwrap(),

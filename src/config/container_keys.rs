@@ -90,8 +90,9 @@ pub fn parse_device(s: &str) -> Result<DeviceRequest, String> {
 }
 
 /// The sysctls of IPC namespaces (runc `libcontainer/configs/validate`,
-/// Podman `pkg/util.ValidateSysctls`).
-const IPC_SYSCTLS: &[&str] = &[
+/// Podman `pkg/util.ValidateSysctls`); the runtime checks an OCI spec's
+/// against the same list.
+pub const IPC_SYSCTLS: &[&str] = &[
     "kernel.msgmax",
     "kernel.msgmnb",
     "kernel.msgmni",

@@ -99,17 +99,8 @@ pub fn validate_sysctl(key: &str, own: &dyn Fn(LinuxNamespaceType) -> bool) -> R
     if key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
         return Err(format!("sysctl '{key}' is not a valid name"));
     }
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    let (needs, what) = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+    let ipc = crate::config::container_keys::IPC_SYSCTLS;
+    let (needs, what) = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
         (LinuxNamespaceType::Ipc, "an IPC")
     } else if key.starts_with("net.") {
         (LinuxNamespaceType::Network, "a network")
