@@ -126,8 +126,12 @@ impl ContainerRoot {
 fn split(path: &Path) -> (PathBuf, Option<std::ffi::OsString>) {
     match path.components().next_back() {
         Some(Component::Normal(n)) => (
-            path.parent()
-                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
+            // A bare name's parent is the working directory.
+            match path.parent() {
+                Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+                Some(p) => p.to_path_buf(),
+                None => PathBuf::from("/"),
+            },
             Some(n.to_os_string()),
         ),
         _ => (path.to_path_buf(), None),
