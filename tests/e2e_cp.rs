@@ -218,8 +218,9 @@ fn cp_and_commit_on_real_systemd() {
         busybox test -e /etc/motd && busybox echo motd=there || busybox echo motd=gone; \
         busybox echo opq=$(busybox ls /opq); busybox echo env=$COMMITTED; busybox echo end-of-probe; \
         exec busybox sleep 1000";
-    let after = "image = \"localhost/cm:1\"\npull = \"never\"\ncommand = [\"PROBE\"]\n[service]\nstop_timeout = \"1s\"\n"
-        .replace("PROBE", probe);
+    let after =
+        "image = \"localhost/cm:1\"\ncommand = [\"PROBE\"]\n[service]\nstop_timeout = \"1s\"\n"
+            .replace("PROBE", probe);
     let b = SystemdBox::boot(
         BoxOptions::default()
             .with_berth()
