@@ -150,9 +150,19 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Who the copies belong to: the IDs to chown a node to, from its owner
-/// at the source; None leaves the caller's.
-pub type Owners<'a> = &'a dyn Fn(u32, u32) -> Option<(u32, u32)>;
+/// Who the copies belong to (the IDs to chown a node to, from its owner at
+/// the source; None leaves the caller's) and what the destination accepts.
+pub struct Policy<'a> {
+    pub owners: &'a dyn Fn(u32, u32) -> Option<(u32, u32)>,
+    /// Mode bits kept: copied out without `-a`, a container's set-user-ID
+    /// and set-group-ID bits are dropped (a setuid binary it planted would
+    /// otherwise land on the host owned by the caller, root).
+    pub mode_mask: u32,
+    /// Whether device nodes are made: never on the host (a container's
+    /// `mknod` of the host's disk, copied out 0666, would hand it to every
+    /// host user); FIFOs always.
+    pub devices: bool,
+}
 
 /// Remove what is at `name` in `dir` unless it is a directory (a file, a
 /// symlink, a FIFO or device the container planted there is replaced,
@@ -185,14 +195,14 @@ fn clear_for(dir: BorrowedFd, name: &CString) -> io::Result<bool> {
 }
 
 /// Owner, mode and times of what `fd` holds (a descriptor open for it).
-fn set_meta(fd: BorrowedFd, st: &libc::stat, owners: Owners) -> io::Result<()> {
-    if let Some((u, g)) = owners(st.st_uid, st.st_gid) {
+fn set_meta(fd: BorrowedFd, st: &libc::stat, p: &Policy) -> io::Result<()> {
+    if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
         // SAFETY: fchown of a descriptor we hold.
         check(unsafe { libc::fchown(fd.as_raw_fd(), u, g) })?;
     }
     // After the chown, which clears set-user-ID bits.
     // SAFETY: fchmod of a descriptor we hold.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), st.st_mode & 0o7777) })?;
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), st.st_mode & p.mode_mask) })?;
     let times = [
         libc::timespec {
             tv_sec: st.st_atime,
@@ -209,7 +219,7 @@ fn set_meta(fd: BorrowedFd, st: &libc::stat, owners: Owners) -> io::Result<()> {
 
 /// Copy the node `src` (an O_PATH descriptor) as `name` into the directory
 /// `dst`, a directory with all under it.
-pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, owners: Owners) -> io::Result<()> {
+pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, p: &Policy) -> io::Result<()> {
     let st = at::fstat(src)?;
     let c = cstr(name)?;
     match st.st_mode & libc::S_IFMT {
@@ -236,9 +246,9 @@ pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, owners: Owners)
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                     Err(e) => return Err(e),
                 };
-                copy_node(node.as_fd(), out.as_fd(), &child, owners)?;
+                copy_node(node.as_fd(), out.as_fd(), &child, p)?;
             }
-            set_meta(out.as_fd(), &st, owners)
+            set_meta(out.as_fd(), &st, p)
         }
         libc::S_IFREG => {
             let f = reopen(src, false)?;
@@ -260,7 +270,7 @@ pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, owners: Owners)
             // SAFETY: the kernel just returned this descriptor to us alone.
             let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
             io::copy(&mut (&f).take(st.st_size as u64), &mut out)?;
-            set_meta(out.as_fd(), &st, owners)
+            set_meta(out.as_fd(), &st, p)
         }
         libc::S_IFLNK => {
             let target = at::readlinkat(src, OsStr::new(""))?;
@@ -268,7 +278,7 @@ pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, owners: Owners)
             let t = cstr(target.as_os_str())?;
             // SAFETY: symlinkat of one name relative to our descriptor.
             check(unsafe { libc::symlinkat(t.as_ptr(), dst.as_raw_fd(), c.as_ptr()) })?;
-            if let Some((u, g)) = owners(st.st_uid, st.st_gid) {
+            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
                 // SAFETY: fchownat of the link itself (AT_SYMLINK_NOFOLLOW).
                 check(unsafe {
                     libc::fchownat(dst.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
@@ -276,11 +286,12 @@ pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, owners: Owners)
             }
             Ok(())
         }
+        libc::S_IFCHR | libc::S_IFBLK if !p.devices => Ok(()),
         libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
             clear_for(dst, &c)?;
             // SAFETY: mknodat of one name relative to our descriptor.
             check(unsafe { libc::mknodat(dst.as_raw_fd(), c.as_ptr(), st.st_mode, st.st_rdev) })?;
-            if let Some((u, g)) = owners(st.st_uid, st.st_gid) {
+            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
                 // SAFETY: fchownat of the node just made, no link followed.
                 check(unsafe {
                     libc::fchownat(dst.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
@@ -370,8 +381,12 @@ pub fn copy_out(
     let (uids, gids) = (root.uids.clone(), root.gids.clone());
     let keep = move |u: u32, g: u32| Some((uids.to_inside(u), gids.to_inside(g)));
     let none = |_: u32, _: u32| None;
-    let owners: Owners = if opts.archive { &keep } else { &none };
-    copy_into(node.as_fd(), dir.as_fd(), &name, is_dir, owners).map_err(io_err("copy to", dest))
+    let p = Policy {
+        owners: if opts.archive { &keep } else { &none },
+        mode_mask: if opts.archive { 0o7777 } else { 0o1777 },
+        devices: false,
+    };
+    copy_into(node.as_fd(), dir.as_fd(), &name, is_dir, &p).map_err(io_err("copy to", dest))
 }
 
 /// Copy `src` on the host to `dest` inside the container.
@@ -405,8 +420,12 @@ pub fn copy_in(
     };
     let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
     let container_root = move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0)));
-    let owners: Owners = if opts.archive { &keep } else { &container_root };
-    copy_into(node.as_fd(), dir.as_fd(), &name, is_dir, owners).map_err(io_err("copy into", dest))
+    let p = Policy {
+        owners: if opts.archive { &keep } else { &container_root },
+        mode_mask: 0o7777,
+        devices: true,
+    };
+    copy_into(node.as_fd(), dir.as_fd(), &name, is_dir, &p).map_err(io_err("copy into", dest))
 }
 
 /// `.` (a root copied into a directory): its children, else the node.
@@ -415,17 +434,17 @@ fn copy_into(
     dir: BorrowedFd,
     name: &OsStr,
     is_dir: bool,
-    owners: Owners,
+    p: &Policy,
 ) -> io::Result<()> {
     if name == "." && is_dir {
         let d = reopen(node, true)?;
         for child in list_dir(&d)? {
             let n = open_node(d.as_fd(), &child)?;
-            copy_node(n.as_fd(), dir, &child, owners)?;
+            copy_node(n.as_fd(), dir, &child, p)?;
         }
         return Ok(());
     }
-    copy_node(node, dir, name, owners)
+    copy_node(node, dir, name, p)
 }
 
 /// `berth cp NAME:SRC -`: SRC as a tar stream (its owners as the container
@@ -523,6 +542,29 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+
+        // Out without -a: a planted setuid binary loses its bit, and a
+        // device node (the host's disk, made 0666) is not made on the host.
+        std::fs::create_dir(r.join("bad")).unwrap();
+        std::fs::write(r.join("bad/suid"), b"#!").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(r.join("bad/suid"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
+        nix::sys::stat::mknod(
+            &r.join("bad/disk"),
+            nix::sys::stat::SFlag::S_IFBLK,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(8, 0),
+        )
+        .unwrap();
+        let b = t.path().join("b");
+        copy_out(&root, Path::new("/bad"), &b, "b", CopyOptions::default()).unwrap();
+        let mode = std::fs::metadata(b.join("suid"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert!(!b.join("disk").exists());
 
         // A destination ending in / must exist.
         let e = copy_in(
