@@ -475,6 +475,224 @@ pub fn tar_out(
     .map_err(err)
 }
 
+/// `dir`'s subdirectory `name`, made (0755, the container root's) when
+/// missing; never a link followed.
+fn subdir(dir: BorrowedFd, name: &OsStr, p: &Policy) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    if !clear_for(dir, &c)? {
+        // SAFETY: mkdirat of one name relative to our descriptor.
+        check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) })?;
+        if let Some((u, g)) = (p.owners)(0, 0) {
+            // SAFETY: fchownat of the directory just made, no link followed.
+            check(unsafe {
+                libc::fchownat(dir.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
+            })?;
+        }
+    }
+    // SAFETY: openat of one name relative to our descriptor, no link followed.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    check(fd)?;
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A member name's components; `..` and anything but plain names refused.
+fn member_parts(path: &Path) -> Option<Vec<&OsStr>> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// One tar member `entry` as the node `name` in `dir`.
+fn extract_member<R: Read>(
+    entry: &mut tar::Entry<R>,
+    dir: BorrowedFd,
+    name: &OsStr,
+    top: BorrowedFd,
+    p: &Policy,
+) -> io::Result<()> {
+    let h = entry.header();
+    // SAFETY: a zeroed stat is a valid value; only the fields set are read.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    st.st_uid = h.uid()? as u32;
+    st.st_gid = h.gid()? as u32;
+    st.st_mode = h.mode()?;
+    st.st_mtime = h.mtime()? as i64;
+    st.st_atime = st.st_mtime;
+    let c = cstr(name)?;
+    let kind = h.entry_type();
+    match kind {
+        tar::EntryType::Directory => {
+            let d = subdir(dir, name, p)?;
+            set_meta(d.as_fd(), &st, p)
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            clear_for(dir, &c)?;
+            // SAFETY: openat of one new name relative to our descriptor.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o600,
+                )
+            };
+            check(fd)?;
+            // SAFETY: the kernel just returned this descriptor to us alone.
+            let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            io::copy(entry, &mut out)?;
+            set_meta(out.as_fd(), &st, p)
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            clear_for(dir, &c)?;
+            let t = cstr(target.as_os_str())?;
+            // SAFETY: symlinkat of one name relative to our descriptor.
+            check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
+            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
+                // SAFETY: fchownat of the link itself.
+                check(unsafe {
+                    libc::fchownat(dir.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
+                })?;
+            }
+            Ok(())
+        }
+        tar::EntryType::Link => {
+            // An earlier member of this archive: its parent walked with no
+            // link followed, and linkat(2) without AT_SYMLINK_FOLLOW.
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let parts = member_parts(&target)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let mut cur: OwnedFd = reopen(top, true)?.into();
+            for part in &parts[..parts.len() - 1] {
+                cur = subdir(cur.as_fd(), part, p)?;
+            }
+            let from = cstr(parts[parts.len() - 1])?;
+            clear_for(dir, &c)?;
+            // SAFETY: linkat between two names relative to our descriptors.
+            check(unsafe {
+                libc::linkat(
+                    cur.as_raw_fd(),
+                    from.as_ptr(),
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    0,
+                )
+            })
+        }
+        tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+            let (fmt, dev) = match kind {
+                tar::EntryType::Fifo => (libc::S_IFIFO, 0),
+                t => (
+                    if t == tar::EntryType::Char {
+                        libc::S_IFCHR
+                    } else {
+                        libc::S_IFBLK
+                    },
+                    libc::makedev(
+                        h.device_major()?.unwrap_or(0),
+                        h.device_minor()?.unwrap_or(0),
+                    ),
+                ),
+            };
+            clear_for(dir, &c)?;
+            // SAFETY: mknodat of one name relative to our descriptor.
+            check(unsafe {
+                libc::mknodat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    fmt | (st.st_mode & 0o7777),
+                    dev,
+                )
+            })
+        }
+        // Extended headers are read by the tar crate; nothing else is a node.
+        _ => Ok(()),
+    }
+}
+
+/// `berth cp - NAME:DIR`: a tar stream from `input` extracted into the
+/// existing directory DIR inside the container, each member created
+/// relative to its parent's descriptor (walked from DIR with no link
+/// followed), `..` refused. Owners as [`copy_in`] sets them.
+pub fn tar_in(
+    root: &ContainerRoot,
+    dest: &Path,
+    archive: bool,
+    input: impl Read,
+) -> Result<(), CopyError> {
+    let fd = root.resolve(dest).map_err(io_err("resolve", dest))?;
+    let top: OwnedFd = reopen(fd.as_fd(), true)
+        .map_err(|_| CopyError::Refused {
+            path: dest.to_path_buf(),
+            reason: "a tar stream is extracted into a directory, and this is none".into(),
+        })?
+        .into();
+    let (uids, gids) = (root.uids.clone(), root.gids.clone());
+    let nobody = crate::store::layer::OVERFLOW_ID;
+    let keep = move |u: u32, g: u32| {
+        Some((
+            uids.to_outside(u).unwrap_or(nobody),
+            gids.to_outside(g).unwrap_or(nobody),
+        ))
+    };
+    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
+    let container_root = move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0)));
+    let p = Policy {
+        owners: if archive { &keep } else { &container_root },
+        mode_mask: 0o7777,
+        devices: true,
+    };
+    let mut a = tar::Archive::new(input);
+    let read = |e: io::Error| CopyError::Io {
+        op: "read the tar stream for",
+        path: dest.to_path_buf(),
+        source: e,
+    };
+    for entry in a.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        let path = entry.path().map_err(read)?.into_owned();
+        let refused = || CopyError::Refused {
+            path: path.clone(),
+            reason: "a tar member must be a relative name without '..'".into(),
+        };
+        let parts = member_parts(&path).ok_or_else(refused)?;
+        let Some((last, parents)) = parts.split_last() else {
+            continue;
+        };
+        let made = (|| -> io::Result<()> {
+            let mut cur: OwnedFd = top.try_clone()?;
+            for part in parents {
+                cur = subdir(cur.as_fd(), part, &p)?;
+            }
+            extract_member(&mut entry, cur.as_fd(), last, top.as_fd(), &p)
+        })();
+        made.map_err(io_err("extract", &dest.join(&path)))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +805,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(r.join("copied")).unwrap(), b"copied");
+    }
+
+    #[test]
+    fn a_tar_stream_in_stays_in_its_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("host");
+        std::fs::create_dir_all(&host).unwrap();
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("dst")).unwrap();
+        std::os::unix::fs::symlink(&host, r.join("dst/sub")).unwrap();
+        let root = ContainerRoot::from_dir(&r).unwrap();
+        let tar_of = |members: &[(&str, &[u8])]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, data) in members {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o640);
+                h.set_uid(1000);
+                h.set_gid(1000);
+                h.set_mtime(0);
+                h.set_entry_type(tar::EntryType::Regular);
+                // Names written raw: the builder refuses `..` itself.
+                h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let ok = tar_of(&[("a/b", b"B"), ("sub/f", b"F")]);
+        tar_in(&root, Path::new("/dst"), false, &ok[..]).unwrap();
+        assert_eq!(std::fs::read(r.join("dst/a/b")).unwrap(), b"B");
+        // The planted link was replaced by a directory, never followed.
+        assert_eq!(std::fs::read(r.join("dst/sub/f")).unwrap(), b"F");
+        assert!(std::fs::read_dir(&host).unwrap().next().is_none());
+        let bad = tar_of(&[("../escape", b"x")]);
+        let e = tar_in(&root, Path::new("/dst"), false, &bad[..])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'..'"), "{e}");
+        assert!(!r.join("escape").exists());
     }
 
     #[test]

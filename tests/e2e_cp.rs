@@ -132,6 +132,11 @@ fn copies(b: &SystemdBox) {
     b.sh_ok("berth cp cpc:/srv/payload /srv/back && diff -r /srv/payload /srv/back");
     let names = b.sh_ok("berth cp cpc:/srv/payload - | tar t | sort | head -3");
     assert_eq!(names, "payload/\npayload/sub/\npayload/sub/f1\n");
+    b.sh_ok("berth exec cpc busybox mkdir /srv/fromtar && tar c -C /srv payload | berth cp - cpc:/srv/fromtar");
+    assert_eq!(
+        b.sh_ok("berth exec cpc busybox cat /srv/fromtar/payload/sub/f8"),
+        "8\n"
+    );
     // Bad input: both sides local, an unknown container, a missing dir.
     let (code, _, err) = run(b, "berth cp /srv/file /srv/file2");
     assert_ne!(code, 0);

@@ -19,7 +19,7 @@ use crate::store::Store;
 /// Copy files between a running container and the host
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth cp web:/etc/nginx/nginx.conf .        a file out of the container\n  berth cp ./site web:/srv/                    a directory into /srv/site\n  berth cp -a web:/var/lib/app /backup/app     keep owners (as the container sees them)\n  berth cp web:/var/log - | tar t              a tar stream on stdout\n\nOne of SRC and DEST is NAME:PATH. PATH is resolved inside the container's root:\nits symlinks (absolute ones too) lead only to its own files. A DEST that is a\ndirectory receives the source under its own name; a DEST ending in / must be one.\nCopied in, files belong to the container's root (its user namespace's, with\nuserns = \"auto\"), or with -a to their owners on the host, mapped the same way."
+    after_help = "Examples:\n  berth cp web:/etc/nginx/nginx.conf .        a file out of the container\n  berth cp ./site web:/srv/                    a directory into /srv/site\n  berth cp -a web:/var/lib/app /backup/app     keep owners (as the container sees them)\n  berth cp web:/var/log - | tar t              a tar stream on stdout\n  tar c conf | berth cp - web:/etc/app         a tar stream from stdin, into a directory\n\nOne of SRC and DEST is NAME:PATH. PATH is resolved inside the container's root:\nits symlinks (absolute ones too) lead only to its own files. A DEST that is a\ndirectory receives the source under its own name; a DEST ending in / must be one.\nCopied in, files belong to the container's root (its user namespace's, with\nuserns = \"auto\"), or with -a to their owners on the host, mapped the same way."
 )]
 pub struct CpArgs {
     /// Keep owners (uid/gid), mapped across the container's user namespace
@@ -28,7 +28,8 @@ pub struct CpArgs {
     /// Follow a symlink at SRC (only there; links below it are copied as links)
     #[arg(short = 'L', long)]
     pub follow_link: bool,
-    /// NAME:PATH in a running container, or a host path
+    /// NAME:PATH in a running container, a host path, or - (a tar stream on
+    /// stdin, extracted into the directory NAME:PATH)
     pub src: String,
     /// NAME:PATH in a running container, a host path, or - (a tar stream on stdout)
     pub dest: String,
@@ -97,13 +98,18 @@ pub fn cp(root: &Path, args: CpArgs) -> anyhow::Result<ExitCode> {
             })?;
         }
         (None, Some((name, path))) => {
-            if args.src == "-" {
-                anyhow::bail!(
-                    "a tar stream on stdin is not supported yet: copy a file or directory"
-                );
-            }
             let r = open_root(root, name)?;
             let dest = inside(path);
+            if args.src == "-" {
+                let input = std::io::BufReader::new(std::io::stdin().lock());
+                rootcopy::tar_in(&r, &dest, opts.archive, input).with_context(|| {
+                    format!(
+                        "cannot extract stdin into \"{}\" of container \"{name}\"",
+                        dest.display()
+                    )
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
             rootcopy::copy_in(&r, Path::new(&args.src), &dest, path, opts).with_context(|| {
                 format!("cannot copy \"{}\" into container \"{name}\"", args.src)
             })?;
