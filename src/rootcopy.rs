@@ -463,6 +463,7 @@ pub fn tar_out(
             uids: root.uids.clone(),
             gids: root.gids.clone(),
             clamp_mtime: None,
+            skip_empty_files: Default::default(),
         },
     );
     let err = io_err("write a tar of", src);

@@ -187,6 +187,16 @@ fn commit(b: &SystemdBox) {
         v["history"].as_array().unwrap().last().unwrap()["comment"],
         "my change"
     );
+    // The new layer: the changes, the deletion as a whiteout, and none of
+    // the files berth mounts over (hosts, hostname, resolv.conf), which the
+    // start made in the upper dir as empty mount points.
+    let top = v["rootfs"]["diff_ids"][2].as_str().unwrap()[7..].to_string();
+    assert_eq!(
+        b.sh_ok(&format!(
+            "cd /var/lib/berth/layers/sha256/{top} && ls -A etc && find . -type f | sort"
+        )),
+        "motd\n./data/f\n./new\n./opq/only\n"
+    );
     // The new image, run: the changes there, the deleted file gone.
     let (code, _, err) = run(b, "systemctl start berth@after");
     assert_eq!(

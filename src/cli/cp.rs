@@ -186,6 +186,7 @@ pub fn commit(root: &Path, args: CommitArgs) -> anyhow::Result<ExitCode> {
             upper: &upper,
             uids,
             gids,
+            mount_points: mount_points(run.pid),
             base_reference: base_ref,
             base_digest,
             target: &target,
@@ -205,6 +206,45 @@ pub fn commit(root: &Path, args: CommitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The mount points of process `pid` as paths relative to its root
+/// (`/proc/PID/mountinfo` field 5, its octal escapes undone).
+fn mount_points(pid: i32) -> std::collections::BTreeSet<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    parse_mount_points(&text)
+}
+
+fn parse_mount_points(text: &str) -> std::collections::BTreeSet<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let b = m.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let oct = b
+                    .get(i + 1..i + 4)
+                    .filter(|o| b[i] == b'\\' && o.iter().all(|c| (b'0'..=b'7').contains(c)));
+                match oct.and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok()) {
+                    Some(c) => {
+                        out.push(c);
+                        i += 4;
+                    }
+                    None => {
+                        out.push(b[i]);
+                        i += 1;
+                    }
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+                .strip_prefix("/")
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +259,10 @@ mod tests {
         assert_eq!(container_side("file"), None);
         assert_eq!(inside("etc"), Path::new("/etc"));
         assert_eq!(inside(""), Path::new("/."));
+        let m = parse_mount_points(
+            "1 0 0:1 / / rw - overlay o rw\n2 1 0:2 /h /etc/hosts rw - ext4 x rw\n3 1 0:3 / /srv/a\\040b rw - tmpfs t rw\n",
+        );
+        let want: Vec<PathBuf> = vec!["etc/hosts".into(), "srv/a b".into()];
+        assert_eq!(m.into_iter().collect::<Vec<_>>(), want);
     }
 }

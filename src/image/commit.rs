@@ -28,6 +28,9 @@ pub struct CommitOptions<'a> {
     /// The container's ID maps (its upper dir holds host IDs of them).
     pub uids: IdMap,
     pub gids: IdMap,
+    /// The container's mount points (`etc/hosts`): left out when they are
+    /// empty files in the upper dir.
+    pub mount_points: std::collections::BTreeSet<std::path::PathBuf>,
     /// The image the container runs: reference and manifest digest.
     pub base_reference: &'a str,
     pub base_digest: &'a str,
@@ -64,6 +67,7 @@ pub fn commit(store: &Store, o: &CommitOptions) -> Result<(Image, LayerBlob), Co
             uids: o.uids.clone(),
             gids: o.gids.clone(),
             clamp_mtime: None,
+            skip_empty_files: o.mount_points.clone(),
         },
     )?;
     let config = plan_config(

@@ -119,6 +119,11 @@ pub struct TreeOptions {
     pub gids: IdMap,
     /// Clamp every mtime to at most this (SOURCE_DATE_EPOCH for builds).
     pub clamp_mtime: Option<u64>,
+    /// Member names (`etc/hosts`) left out when they are empty regular
+    /// files: the mount points a container's start made in its upper dir
+    /// for the files mounted over them (Docker keeps them in an init layer
+    /// that a commit never includes).
+    pub skip_empty_files: std::collections::BTreeSet<PathBuf>,
 }
 
 /// Writes a tree as tar members, never following a link of it.
@@ -286,6 +291,7 @@ impl<W: Write> TarTree<W> {
                 }
                 self.append_children(fd, name)
             }
+            libc::S_IFREG if st.st_size == 0 && self.opts.skip_empty_files.contains(name) => Ok(()),
             libc::S_IFREG => {
                 let f = reopen(fd, false)?;
                 let mut h = self.header(&st, tar::EntryType::Regular);
@@ -522,6 +528,7 @@ mod tests {
             uids: IdMap::parse("0 100000 65536"),
             gids: IdMap::parse("0 100000 65536"),
             clamp_mtime: Some(5),
+            ..TreeOptions::default()
         };
         let l = store.write_layer(&up, &opts).unwrap();
         let m = members(&store.blob_path(&l.digest).unwrap());
