@@ -170,18 +170,37 @@ fn owners(b: &SystemdBox) {
     assert_eq!(b.sh_ok("stat -c %u:%g /srv/oa /srv/ob"), "1000:1000\n0:0\n");
 }
 
+/// The config of the image a ref file names, read from the store.
+fn stored_config(b: &SystemdBox, ref_file: &str) -> serde_json::Value {
+    let config = b.sh_ok(&format!(
+        "d=$(cat /var/lib/berth/refs/{ref_file} | cut -c8-); \
+         c=$(python3 -c \"import json,sys; print(json.load(open('/var/lib/berth/blobs/sha256/$d'))['config']['digest'][7:])\"); \
+         cat /var/lib/berth/blobs/sha256/$c"
+    ));
+    serde_json::from_str(&config).unwrap()
+}
+
+/// A `userns = "auto"` container's commit: owners as the container saw
+/// them (its upper dir holds its range's host IDs).
+fn commit_userns(b: &SystemdBox) {
+    b.sh_ok("berth commit cpu localhost/cpu:1");
+    let v = stored_config(b, "localhost%2Fcpu:1");
+    let top = v["rootfs"]["diff_ids"][2].as_str().unwrap()[7..].to_string();
+    assert_eq!(
+        b.sh_ok(&format!(
+            "stat -c %n=%u:%g /var/lib/berth/layers/sha256/{top}/tmp/owned /var/lib/berth/layers/sha256/{top}/tmp/owned-a | sed 's|.*/||'"
+        )),
+        "owned=0:0\nowned-a=1000:1000\n"
+    );
+}
+
 fn commit(b: &SystemdBox) {
     let out = b.sh_ok("berth commit -m 'my change' -c 'ENV COMMITTED=yes' cm localhost/cm:1");
     assert!(out.starts_with("localhost/cm:1 sha256:"), "{out}");
     let images = b.sh_ok("berth images");
     assert!(images.contains("localhost/cm"), "{images}");
     // The history entry and the new layer's diff id, in the stored config.
-    let config = b.sh_ok(
-        "d=$(cat /var/lib/berth/refs/localhost%2Fcm:1 | cut -c8-); \
-         c=$(python3 -c \"import json,sys; print(json.load(open('/var/lib/berth/blobs/sha256/$d'))['config']['digest'][7:])\"); \
-         cat /var/lib/berth/blobs/sha256/$c",
-    );
-    let v: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let v = stored_config(b, "localhost%2Fcm:1");
     assert_eq!(v["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
     assert_eq!(
         v["history"].as_array().unwrap().last().unwrap()["comment"],
@@ -265,5 +284,6 @@ fn cp_and_commit_on_real_systemd() {
     copies(&b);
     owners(&b);
     commit(&b);
+    commit_userns(&b);
     b.sh_ok("systemctl stop berth@cpc berth@cpu berth@cm berth@after");
 }
