@@ -195,6 +195,15 @@ fn commit_userns(b: &SystemdBox) {
 }
 
 fn commit(b: &SystemdBox) {
+    // Bad input: an instruction --change cannot apply, a container that
+    // does not run; neither leaves an image.
+    let (code, _, err) = run(b, "berth commit -c 'RUN rm -rf /' cm localhost/bad:1");
+    assert_ne!(code, 0);
+    assert!(err.contains("'RUN' cannot be changed"), "{err}");
+    let (code, _, err) = run(b, "berth commit after localhost/bad:1");
+    assert_ne!(code, 0);
+    assert!(err.contains("not running"), "{err}");
+    assert!(!b.sh_ok("berth images").contains("localhost/bad"));
     let out = b.sh_ok("berth commit -m 'my change' -c 'ENV COMMITTED=yes' cm localhost/cm:1");
     assert!(out.starts_with("localhost/cm:1 sha256:"), "{out}");
     let images = b.sh_ok("berth images");
