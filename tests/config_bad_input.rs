@@ -486,6 +486,30 @@ fn bad_identity_keys() {
             "2:12: timezone: unknown time zone \"Mars/Olympus_Mons\": no file /usr/share/zoneinfo/Mars/Olympus_Mons",
         ),
         (
+            "[[volume]]\ntarget = \"/data\"\npropagation = \"bidirectional\"\n",
+            "4:15: [[volume]] propagation: invalid value \"bidirectional\": expected \"private\", \"rprivate\", \"shared\", \"rshared\", \"slave\" or \"rslave\"",
+        ),
+        (
+            "[[volume]]\ntarget = \"/data\"\nchown = \"yes\"\n",
+            "4:9: [[volume]] chown: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "[security]\nuid_map = [\"0:100000:65536\", \"1000:200000:10\"]\n",
+            "3:30: [security] uid_map: \"1000:200000:10\" overlaps \"0:100000:65536\" on the container side",
+        ),
+        (
+            "[security]\nuid_map = [\"0:4294967295:2\"]\n",
+            "3:12: [security] uid_map: invalid ID map \"0:4294967295:2\": the range runs past 4294967295",
+        ),
+        (
+            "[security]\nuserns = \"keep-id\"\n",
+            "3:10: [security] userns: userns = \"keep-id\" needs user = \"UID[:GID]\"",
+        ),
+        (
+            "[security]\nuserns = \"auto\"\nuid_map = [\"0:1:1\"]\n",
+            "4:11: [security] uid_map: explicit ID maps cannot be combined with userns = \"auto\"",
+        ),
+        (
             "labels = \"tier=web\"\n",
             "2:10: labels: invalid type: string \"tier=web\", expected a table",
         ),
@@ -634,5 +658,37 @@ fn bad_resources_keys() {
         check_reports(&root, &bad, what);
         root.write("ok.toml", b"image = \"nginx\"\n");
         generator_skips(&root, "web");
+    }
+}
+
+#[test]
+fn bad_volume_files() {
+    // /etc/berth/volumes/NAME.toml: each error names the file, line and
+    // column; `berth check` fails on it.
+    for (text, what) in [
+        (
+            "type = \"ext5\"\n",
+            "1:8: type: unknown filesystem type \"ext5\"",
+        ),
+        (
+            "type = \"ext4\"\ndevice = \"vdb1\"\n",
+            "2:10: device: invalid device \"vdb1\"",
+        ),
+        (
+            "type = \"nfs\"\ndevice = \"server\"\n",
+            "2:10: device: invalid device \"server\": expected SERVER:/EXPORT",
+        ),
+        ("uid = 4294967296\n", "1:7: uid: invalid uid 4294967296"),
+        ("mode = \"999\"\n", "1:8: mode: invalid mode \"999\""),
+        (
+            "size = \"1G\"\n",
+            "1:1: size: unknown key \"size\" at the top level",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.path().join("etc/berth/volumes/data.toml");
+        fs::create_dir_all(bad.parent().unwrap()).unwrap();
+        fs::write(&bad, text).unwrap();
+        check_reports(&root, &bad, what);
     }
 }

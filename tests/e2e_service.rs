@@ -86,17 +86,20 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
          [service]\nstop_timeout = \"1s\"\n",
     );
     let probe = definition(
-        "command = [\"sh\", \"-c\", \"echo host=$(hostname); grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /probe-file 2>/dev/null && echo root=writable || echo root=read-only; touch /tmp/x && echo tmp=writable; echo x > /dev/null && head -c1 /dev/zero >/dev/null && echo devices=ok; echo shared=$(cat /shared/hello); touch /shared/x 2>/dev/null || echo shared-read-only; id -u\"]\n\
+        "command = [\"sh\", \"-c\", \"echo host=$(hostname); grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /probe-file 2>/dev/null && echo root=writable || echo root=read-only; touch /tmp/x && echo tmp=writable; echo x > /dev/null && head -c1 /dev/zero >/dev/null && echo devices=ok; echo shared=$(cat /shared/hello); touch /shared/x 2>/dev/null || echo shared-read-only; echo secret=$(cat /run/secrets/probe-secret); id -u\"]\n\
          hostname = \"probe.example\"\nread_only = true\n\
          [security]\nno_new_privileges = true\n\
-         [[volume]]\nsource = \"/srv/shared\"\ntarget = \"/shared\"\nread_only = true\n",
+         [[volume]]\nsource = \"/srv/shared\"\ntarget = \"/shared\"\nread_only = true\n\
+         [[secret]]\ncredential = \"probe-secret\"\ntarget = \"/run/secrets/probe-secret\"\n",
     );
-    // Secrets ([[secret]]) are not checked here: in the box, systemd 252
-    // leaves $CREDENTIALS_DIRECTORY empty even for a plain
-    // `systemd-run -p SetCredential=…`; tests/cases/spec/25-secrets pins the plan.
+    // The secret comes from the credential store systemd searches
+    // (LoadCredential=probe-secret → /etc/credstore/probe-secret).
     let b = boot_with(
         &[("web", web), ("probe", probe)],
-        &[("/srv/shared/hello", "from-the-host")],
+        &[
+            ("/srv/shared/hello", "from-the-host"),
+            ("/etc/credstore/probe-secret", "s3cret-file"),
+        ],
     );
 
     let t = Instant::now();
@@ -195,6 +198,8 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
     assert!(has("devices=ok"), "{out}");
     assert!(has("shared=from-the-host"), "{out}");
     assert!(has("shared-read-only"), "{out}");
+    // A [[secret]] is the credential's content at its target, read-only.
+    assert!(has("secret=s3cret-file"), "{out}");
     assert!(has("0"), "{out}");
     assert!(
         out.contains("container \"probe\" exited with code 0"),

@@ -34,7 +34,11 @@ fn cases_dir() -> PathBuf {
 /// The fixed context every case is planned with. The seccomp profile is a
 /// placeholder (the real default profile belongs to the runtime and has its
 /// own tests); its presence or absence is what the cases pin.
-fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
+fn context(
+    case: &Path,
+    def: &berth::config::Definition,
+    image: Option<&ImageConfigView>,
+) -> PlanContext {
     let read = |name: &str| std::fs::read_to_string(case.join(name)).ok();
     let mut seccomp = LinuxSeccomp::default();
     seccomp.set_default_action(LinuxSeccompAction::ScmpActErrno);
@@ -79,6 +83,18 @@ fn context(case: &Path, def: &berth::config::Definition) -> PlanContext {
             .iter()
             .filter_map(|s| Some((s.env.clone()?, format!("<credential {}>", s.credential))))
             .collect(),
+        // Anonymous volumes (no `source`, or the image's VOLUME): the
+        // supervisor picks random hex names; here the Nth is N in hex.
+        anonymous_volumes: spec::plan_volumes(def, image)
+            .map(|v| {
+                v.into_iter()
+                    .filter(|v| v.source == berth::config::VolumeSource::Anonymous)
+                    .enumerate()
+                    .map(|(i, v)| (v.target, format!("{:064x}", i + 1)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        volume_mounts: Default::default(),
     }
 }
 
@@ -149,7 +165,7 @@ fn run_case(case: &Path) -> Result<(), String> {
                 serde_json::from_str(&t).expect("image-config.json parses");
             ImageConfigView::from_image_config(&c)
         });
-    let ctx = context(case, &def);
+    let ctx = context(case, &def, image.as_ref());
     // Exactly one of expected.json (the spec) and expected-error exists.
     let (spec, error) = match spec::plan(&def, image.as_ref(), &ctx) {
         Ok(s) => {

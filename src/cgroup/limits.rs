@@ -28,7 +28,10 @@ use crate::config::Resources;
 pub const SUPERVISOR_MEMORY: u64 = 4 * 1024 * 1024;
 
 /// The supervisor's share of the unit's tasks: its one thread while it
-/// waits (a health check it starts is in `payload/`).
+/// waits (a health check it starts is in `payload/`). Before READY=1 it
+/// was seen with two (tests/uml_limits.rs, during the systemd-machined
+/// call), so a container forking its limit's worth at once in its first
+/// milliseconds can find one task fewer.
 pub const SUPERVISOR_TASKS: u64 = 1;
 
 /// One resource-control property of the unit.

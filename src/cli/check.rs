@@ -103,6 +103,11 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 cycle.join(" -> ")
             );
         }
+        // Volume files (`/etc/berth/volumes/NAME.toml`), each on its own.
+        for (_, d) in config::load_all_volumes(root).1 {
+            errors += print_diagnostics(&d);
+            broken += 1;
+        }
         let (nets, net_errors) = config::load_all_networks(root);
         networks_checked = nets.len() + net_errors.len();
         for (_, d) in &net_errors {

@@ -460,7 +460,11 @@ fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
             "source": match &v.source {
                 VolumeSource::Named(n) => n.clone(),
                 VolumeSource::Bind(p) => p.display().to_string(),
+                VolumeSource::Anonymous => String::new(),
             },
+            "anonymous": v.source == VolumeSource::Anonymous,
+            "propagation": v.propagation.map(|p| p.as_str()),
+            "chown": v.chown,
             "target": v.target,
             "read_only": v.read_only,
         })).collect::<Vec<_>>(),

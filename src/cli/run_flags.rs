@@ -16,9 +16,11 @@ pub struct DefinitionFlags {
     /// Read environment variables from a file (KEY=VALUE lines)
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<String>,
-    /// Mount a volume: /host/path:/target (bind) or NAME:/target (named
-    /// volume, seeded from the image on first use); add :ro for read-only
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    /// Mount a volume: /host/path:/target (bind), NAME:/target (named
+    /// volume, seeded from the image on first use) or /target (anonymous);
+    /// options after a third colon: ro, U (chown to the container's user),
+    /// rshared/rslave/… (propagation), e.g. /srv/x:/x:ro,U
+    #[arg(short = 'v', long = "volume", value_name = "[SOURCE:]TARGET[:OPTIONS]")]
     pub volume: Vec<String>,
     /// Mount a tmpfs: /target, with options size=64M, mode=1777, uid=N,
     /// gid=N and mount flags (noexec, nosuid, nodev, ro…), as
@@ -131,7 +133,8 @@ pub struct DefinitionFlags {
     /// (repeatable)
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
-    /// User namespace: host, or auto (a private 65536-id range)
+    /// User namespace: host, auto (a private 65536-id range) or keep-id
+    /// (auto, with the numeric --user keeping its host ID)
     #[arg(long, value_name = "MODE")]
     pub userns: Option<String>,
     /// When to pull the image: missing, always, never, or newer (when the
@@ -178,6 +181,13 @@ pub struct DefinitionFlags {
     /// Time between health checks during the start period
     #[arg(long = "health-start-interval", value_name = "DURATION")]
     pub health_start_interval: Option<String>,
+    /// A uid map extent of a private user namespace (repeatable), as
+    /// Podman's --uidmap
+    #[arg(long = "uidmap", value_name = "CONTAINER:HOST:SIZE")]
+    pub uidmap: Vec<String>,
+    /// A gid map extent (repeatable; default: the uid map)
+    #[arg(long = "gidmap", value_name = "CONTAINER:HOST:SIZE")]
+    pub gidmap: Vec<String>,
 }
 
 /// Why a flag cannot become a key (the definition's own validation covers
@@ -274,6 +284,12 @@ impl DefinitionFlags {
         }
         if let Some(tz) = &self.tz {
             table.insert("timezone".into(), tz.as_str().into());
+        }
+        if !self.uidmap.is_empty() {
+            set_in(table, "security", "uid_map", strings(&self.uidmap));
+        }
+        if !self.gidmap.is_empty() {
+            set_in(table, "security", "gid_map", strings(&self.gidmap));
         }
         Ok(())
     }
@@ -640,9 +656,19 @@ fn absolute(p: &str) -> String {
         .unwrap_or_else(|_| p.to_string())
 }
 
-/// `-v SOURCE:TARGET[:ro|rw]`.
+/// `-v SOURCE:TARGET[:OPTIONS]`, or `-v TARGET` (an anonymous volume);
+/// OPTIONS are Podman's, comma-separated: `ro`/`rw`, `U` (chown to the
+/// container's user) and a propagation (`rshared`, `rslave`, …).
 fn volume(v: &str) -> Result<Table, FlagError> {
     let parts: Vec<&str> = v.split(':').collect();
+    if let [target] = parts.as_slice() {
+        if target.is_empty() {
+            return Err(bad("-v", v, "TARGET must not be empty"));
+        }
+        let mut t = Table::new();
+        t.insert("target".into(), (*target).into());
+        return Ok(t);
+    }
     let (source, target, mode) =
         match parts.as_slice() {
             [s, t] => (*s, *t, None),
@@ -650,7 +676,7 @@ fn volume(v: &str) -> Result<Table, FlagError> {
             _ => return Err(bad(
                 "-v",
                 v,
-                "expected SOURCE:TARGET or SOURCE:TARGET:ro (SOURCE a host path or a volume name)",
+                "expected TARGET, SOURCE:TARGET or SOURCE:TARGET:OPTIONS (SOURCE a host path or a volume name)",
             )),
         };
     if source.is_empty() || target.is_empty() {
@@ -666,12 +692,30 @@ fn volume(v: &str) -> Result<Table, FlagError> {
     let mut t = Table::new();
     t.insert("source".into(), source.into());
     t.insert("target".into(), target.into());
-    match mode {
-        None | Some("rw") => {}
-        Some("ro") => {
-            t.insert("read_only".into(), true.into());
+    for o in mode
+        .unwrap_or_default()
+        .split(',')
+        .filter(|o| !o.is_empty())
+    {
+        match o {
+            "rw" => {}
+            "ro" => {
+                t.insert("read_only".into(), true.into());
+            }
+            "U" => {
+                t.insert("chown".into(), true.into());
+            }
+            p if crate::config::Propagation::parse(p).is_some() => {
+                t.insert("propagation".into(), p.into());
+            }
+            _ => {
+                return Err(bad(
+                    "-v",
+                    v,
+                    "options may be ro, rw, U and one of private, rprivate, shared, rshared, slave, rslave",
+                ))
+            }
         }
-        Some(_) => return Err(bad("-v", v, "the third field may be ro or rw")),
     }
     Ok(t)
 }
@@ -780,6 +824,7 @@ mod tests {
             label: vec!["tier=web".into(), "bare".into(), "a=b=c".into()],
             annotation: vec!["org.example/x=1".into()],
             tz: Some("Europe/Berlin".into()),
+            uidmap: vec!["0:100000:65536".into()],
             ..Default::default()
         };
         let v: Table = toml::from_str(&apply(f).unwrap()).unwrap();
@@ -788,6 +833,15 @@ mod tests {
         assert_eq!(v["labels"]["a"].as_str(), Some("b=c"));
         assert_eq!(v["annotations"]["org.example/x"].as_str(), Some("1"));
         assert_eq!(v["timezone"].as_str(), Some("Europe/Berlin"));
+        assert_eq!(v["security"]["uid_map"][0].as_str(), Some("0:100000:65536"));
+        let v = volume("/srv/x:/x:ro,U,rshared").unwrap();
+        assert_eq!(v["read_only"].as_bool(), Some(true));
+        assert_eq!(v["chown"].as_bool(), Some(true));
+        assert_eq!(v["propagation"].as_str(), Some("rshared"));
+        let v = volume("/data").unwrap();
+        assert!(v.get("source").is_none());
+        assert_eq!(v["target"].as_str(), Some("/data"));
+        assert!(volume("/a:/b:exec").is_err());
         let f = DefinitionFlags {
             label: vec!["=x".into()],
             ..Default::default()
@@ -918,17 +972,17 @@ mod tests {
         for (f, want) in [
             (
                 DefinitionFlags {
-                    volume: vec!["/only".into()],
+                    volume: vec!["a:b:c:d".into()],
                     ..Default::default()
                 },
-                "-v \"/only\": expected SOURCE:TARGET",
+                "-v \"a:b:c:d\": expected TARGET, SOURCE:TARGET",
             ),
             (
                 DefinitionFlags {
                     volume: vec!["a:/b:rx".into()],
                     ..Default::default()
                 },
-                "the third field may be ro or rw",
+                "options may be ro, rw, U and one of",
             ),
             (
                 DefinitionFlags {

@@ -13,8 +13,8 @@ pub use crate::distribution::Reference;
 
 pub use super::container_keys::{DeviceRequest, GroupRef, Ulimit, Unmask};
 pub use super::values::{
-    NetworkMode, Notify, OnFailure, PortMapping, Protocol, Pull, Restart, Seccomp, Subnet, User,
-    Userns,
+    NetworkMode, Notify, OnFailure, PortMapping, Propagation, Protocol, Pull, Restart, Seccomp,
+    Subnet, User, Userns,
 };
 
 /// One container definition, merged from `NAME.toml` and its drop-ins and
@@ -171,6 +171,11 @@ pub struct Volume {
     pub target: PathBuf,
     /// Default false.
     pub read_only: bool,
+    /// `propagation`; `None` is `rprivate`.
+    pub propagation: Option<Propagation>,
+    /// `chown = true` (Podman's `:U`): the source is chowned, recursively,
+    /// to the container's user at each start.
+    pub chown: bool,
 }
 
 /// What a volume mounts.
@@ -178,6 +183,10 @@ pub struct Volume {
 pub enum VolumeSource {
     /// A named volume, created (and seeded from the image) on first use.
     Named(String),
+    /// No `source`: a fresh named volume of this container's, with a random
+    /// hex name (Podman's anonymous volume), chosen by the supervisor at the
+    /// first start and found again at the next.
+    Anonymous,
     /// A bind mount of this absolute host path.
     Bind(PathBuf),
 }
@@ -268,6 +277,19 @@ pub struct Security {
     pub unmask: Unmask,
     /// `group_add`: supplementary groups of the container's process.
     pub group_add: Vec<GroupRef>,
+    /// `uid_map`/`gid_map`: explicit ID maps of a private user namespace
+    /// (with `userns` unset); `gid_map` defaults to `uid_map`. Empty: none.
+    pub uid_map: Vec<IdMapping>,
+    pub gid_map: Vec<IdMapping>,
+}
+
+/// One `"CONTAINER:HOST:SIZE"` extent of `uid_map`/`gid_map`
+/// (user_namespaces(7)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
 }
 
 /// `[health]`

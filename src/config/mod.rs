@@ -16,6 +16,7 @@ pub mod load;
 pub mod raw;
 pub mod validate;
 pub mod values;
+pub mod volume_file;
 
 pub use definition::*;
 pub use diag::{Diagnostic, Diagnostics};
@@ -25,3 +26,4 @@ pub use load::{
     CONTAINER_DIRS, MAX_FILE_SIZE, NETWORK_DIRS,
 };
 pub use values::{parse_duration, parse_size, validate_name};
+pub use volume_file::{load_all_volumes, load_volume, VolumeDefinition, VOLUME_DIRS};

@@ -205,6 +205,8 @@ pub struct RawVolume {
     pub source: Option<Sp<String>>,
     pub target: Option<Sp<String>>,
     pub read_only: Option<Sp<bool>>,
+    pub propagation: Option<Sp<String>>,
+    pub chown: Option<Sp<bool>>,
     #[serde(skip)]
     pub at: At,
 }
@@ -263,6 +265,8 @@ pub struct RawSecurity {
     pub unmask: Option<Sp<Vec<Sp<String>>>>,
     /// Supplementary groups: gids or names from the image's /etc/group.
     pub group_add: Option<Sp<Vec<Sp<StrOrInt>>>>,
+    pub uid_map: Option<Sp<Vec<Sp<String>>>>,
+    pub gid_map: Option<Sp<Vec<Sp<String>>>>,
 }
 
 /// `[health]`
@@ -330,6 +334,19 @@ pub struct RawNetworkDef {
     pub internal: Option<Sp<bool>>,
     pub mtu: Option<Sp<i64>>,
     pub dns: Option<Sp<bool>>,
+}
+
+/// A volume file, `volumes/NAME.toml` (Podman's `volume create --opt`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolumeDef {
+    #[serde(rename = "type")]
+    pub fstype: Option<Sp<String>>,
+    pub device: Option<Sp<String>>,
+    pub options: Option<Sp<Vec<Sp<String>>>>,
+    pub uid: Option<Sp<i64>>,
+    pub gid: Option<Sp<i64>>,
+    pub mode: Option<Sp<StrOrInt>>,
 }
 
 /// Drop-in merge: tables merge key by key, scalars and arrays replace
@@ -410,7 +427,7 @@ impl_merge!(RawNetwork {
     at: false
 });
 impl_merge!(RawVolume {
-    leaves: [source, target, read_only],
+    leaves: [source, target, read_only, propagation, chown],
     tables: [],
     at: true
 });
@@ -444,7 +461,9 @@ impl_merge!(RawSecurity {
         devices,
         mask,
         unmask,
-        group_add
+        group_add,
+        uid_map,
+        gid_map
     ],
     tables: [sysctls],
     at: false
@@ -491,6 +510,11 @@ impl_merge!(RawSecret {
     tables: [],
     at: true
 });
+impl_merge!(RawVolumeDef {
+    leaves: [fstype, device, options, uid, gid, mode],
+    tables: [],
+    at: false
+});
 impl_merge!(RawNetworkDef {
     leaves: [subnet, gateway, subnet6, internal, mtu, dns],
     tables: [],
@@ -522,6 +546,13 @@ pub fn parse_definition(text: &str, file: usize) -> (RawDefinition, Vec<RawError
 pub fn parse_network(text: &str, file: usize) -> (RawNetworkDef, Vec<RawError>) {
     parse_document(text, file, |table, span, errs| {
         parse_keys::<RawNetworkDef>(table, span, "", errs)
+    })
+}
+
+/// Parse one volume file.
+pub fn parse_volume(text: &str, file: usize) -> (RawVolumeDef, Vec<RawError>) {
+    parse_document(text, file, |table, span, errs| {
+        parse_keys::<RawVolumeDef>(table, span, "", errs)
     })
 }
 

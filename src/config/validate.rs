@@ -226,6 +226,7 @@ pub fn validate_definition(
     let resources = validate_resources(cx, raw.resources.as_ref());
     let mut security = validate_security(cx, raw.security.as_ref());
     validate_container_security(cx, raw.security.as_ref(), &network, &mut security);
+    check_keep_id(cx, &raw, user.as_ref(), &security);
     let health = raw.health.as_ref().and_then(|h| validate_health(cx, h));
     let mut service = validate_service(cx, name, raw.service.as_ref(), refs);
     check_service_against_health(cx, &raw, &image, health.as_ref(), &mut service);
@@ -433,14 +434,9 @@ fn validate_volumes(
     let mut volumes = Vec::new();
     for v in raw.volume.iter().flat_map(|v| v.value.iter()) {
         let source = match &v.source {
-            None => {
-                cx.err_at(
-                    &v.at,
-                    "[[volume]] source",
-                    "missing key \"source\": expected a volume name or an absolute host path",
-                );
-                None
-            }
+            // Docker's `-v /data` and a Containerfile's VOLUME: an
+            // anonymous volume.
+            None => Some(VolumeSource::Anonymous),
             Some(s) if s.value.starts_with('/') => {
                 cx.abs_path(s, "[[volume]] source").map(VolumeSource::Bind)
             }
@@ -457,11 +453,22 @@ fn validate_volumes(
             },
         };
         let target = required_target(cx, &v.target, &v.at, "[[volume]]", targets);
+        let propagation = v.propagation.as_ref().map(|p| {
+            cx.parse_enum(
+                &Some(p.clone()),
+                "[[volume]] propagation",
+                Propagation::parse,
+                Propagation::expected,
+                Propagation::Rprivate,
+            )
+        });
         if let (Some(source), Some(target)) = (source, target) {
             volumes.push(Volume {
                 source,
                 target,
                 read_only: cx.bool(&v.read_only, false),
+                propagation,
+                chown: cx.bool(&v.chown, false),
             });
         }
     }
@@ -1119,6 +1126,20 @@ fn validate_security(cx: &mut Ctx<'_>, raw: Option<&RawSecurity>) -> Security {
         Userns::expected,
         Userns::Host,
     );
+    let uid_map = validate_id_map(cx, &raw.uid_map, "[security] uid_map");
+    let mut gid_map = validate_id_map(cx, &raw.gid_map, "[security] gid_map");
+    if raw.gid_map.is_none() {
+        gid_map = uid_map.clone();
+    }
+    if userns != Userns::Host {
+        for m in [&raw.uid_map, &raw.gid_map].into_iter().flatten() {
+            cx.err(
+                m,
+                "[security] uid_map",
+                format!("explicit ID maps cannot be combined with userns = \"{userns}\": remove one (the maps make a user namespace of their own)"),
+            );
+        }
+    }
     Security {
         cap_add,
         cap_drop,
@@ -1130,6 +1151,8 @@ fn validate_security(cx: &mut Ctx<'_>, raw: Option<&RawSecurity>) -> Security {
         mask: Vec::new(),
         unmask: Unmask::default(),
         group_add: Vec::new(),
+        uid_map,
+        gid_map,
     }
 }
 
@@ -1283,6 +1306,78 @@ fn validate_sysctls(
         }
     }
     out
+}
+
+/// `userns = "keep-id"` keeps the container user's host ID, so it needs
+/// that user as numbers (the image's /etc/passwd is not read here) and not
+/// root: root keeping host root would be no user namespace at all.
+fn check_keep_id(cx: &mut Ctx<'_>, raw: &RawDefinition, user: Option<&User>, sec: &Security) {
+    if sec.userns != Userns::KeepId {
+        return;
+    }
+    let Some(at) = raw.security.as_ref().and_then(|s| s.userns.as_ref()) else {
+        return;
+    };
+    match user {
+        Some(User::Id { uid, .. }) if *uid != 0 => {}
+        Some(User::Id { .. }) => cx.err(
+            at,
+            "[security] userns",
+            "userns = \"keep-id\" with user 0: root keeping host root is no user namespace; use userns = \"auto\", or a non-root user",
+        ),
+        _ => cx.err(
+            at,
+            "[security] userns",
+            "userns = \"keep-id\" needs user = \"UID[:GID]\" (numbers, not root): the ID the container's user keeps on the host",
+        ),
+    }
+}
+
+/// `uid_map`/`gid_map`: `"CONTAINER:HOST:SIZE"` each, sizes above 0, ends
+/// within 2^32, and no two extents overlapping on either side (the kernel
+/// refuses such a map when it is written: say so at the line instead).
+fn validate_id_map(
+    cx: &mut Ctx<'_>,
+    raw: &Option<Sp<Vec<Sp<String>>>>,
+    key: &str,
+) -> Vec<IdMapping> {
+    let maps = cx.each(raw, key, |_, s| values::parse_id_mapping(&s.value));
+    for (i, a) in maps.iter().enumerate() {
+        for b in &maps[..i] {
+            let overlap = |x: u32, y: u32| {
+                let (x, y) = (u64::from(x), u64::from(y));
+                x < y + u64::from(b.size) && y < x + u64::from(a.size)
+            };
+            let side = if overlap(a.container, b.container) {
+                Some("container")
+            } else if overlap(a.host, b.host) {
+                Some("host")
+            } else {
+                None
+            };
+            if let (Some(side), Some(list)) = (side, raw) {
+                let at = &list.value[i];
+                cx.err(
+                    at,
+                    key,
+                    format!(
+                        "\"{}\" overlaps \"{}:{}:{}\" on the {side} side: expected disjoint ranges",
+                        at.value, b.container, b.host, b.size
+                    ),
+                );
+            }
+        }
+    }
+    if maps.len() > 340 {
+        if let Some(list) = raw {
+            cx.err(
+                list,
+                key,
+                format!("{} extents: the kernel takes at most 340", maps.len()),
+            );
+        }
+    }
+    maps
 }
 
 fn validate_health(cx: &mut Ctx<'_>, raw: &RawHealth) -> Option<Health> {
@@ -1919,7 +2014,7 @@ target = "/run/secrets/db-password"
              [security]\ncap_add = [\"FLY\"]\nseccomp = \"strict\"\nuserns = \"private\"\n\
              [health]\ninterval = \"30x\"\nretries = 0\non_failure = \"explode\"\n\
              [service]\nrestart = \"sometimes\"\nrequires = [\"web\", \"ghost\"]\nafter = [\"x\"]\nwanted_by = [\"a.socket\"]\nstop_timeout = -1\nnotify = \"never\"\npull = \"maybe\"\n\
-             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\n[[tmpfs]]\nsize = \"1Q\"\n[[tmpfs]]\ntarget = \"/m1\"\nmode = 755\n[[tmpfs]]\ntarget = \"/m2\"\nmode = \"rwx\"\n[[secret]]\ncredential = \"a/b\"\n",
+             [[volume]]\nsource = \"bad name\"\ntarget = \"/v\"\n[[volume]]\ntarget = \"/v\"\npropagation = \"up\"\n[[tmpfs]]\nsize = \"1Q\"\n[[tmpfs]]\ntarget = \"/m1\"\nmode = 755\n[[tmpfs]]\ntarget = \"/m2\"\nmode = \"rwx\"\n[[secret]]\ncredential = \"a/b\"\n",
         );
         let text = e.join("\n");
         for want in [
@@ -1935,7 +2030,7 @@ target = "/run/secrets/db-password"
             "[resources] io_weight: invalid io_weight 10001",
             "[security] cap_add: unknown capability \"FLY\"",
             "[security] seccomp: invalid value \"strict\"",
-            "[security] userns: invalid value \"private\": expected \"host\" or \"auto\"",
+            "[security] userns: invalid value \"private\": expected \"host\", \"auto\" or \"keep-id\"",
             "[health] command: missing key \"command\"",
             "[health] interval: invalid duration \"30x\"",
             "[health] retries: invalid retries 0",
@@ -1949,7 +2044,7 @@ target = "/run/secrets/db-password"
             "[service] notify: invalid value \"never\"",
             "[service] pull: invalid value \"maybe\"",
             "[[volume]] source: invalid name \"bad name\"",
-            "[[volume]] source: missing key \"source\"",
+            "[[volume]] propagation: invalid value \"up\": expected \"private\", \"rprivate\"",
             "[[volume]] target: \"/v\" is already a mount target",
             "[[tmpfs]] target: missing key \"target\"",
             "[[tmpfs]] size: invalid size \"1Q\"",

@@ -96,6 +96,21 @@ string_enum! {
         Host = "host",
         /// A private 65536-id range per container.
         Auto = "auto",
+        /// As `auto`, but the container's (non-root) `user` keeps its host
+        /// uid and gid (Podman's keep-id, for a system service).
+        KeepId = "keep-id",
+    }
+}
+string_enum! {
+    /// `[[volume]] propagation`: the bind's mount propagation
+    /// (mount_namespaces(7); Docker's and Podman's `-v` option names).
+    Propagation {
+        Private = "private",
+        Rprivate = "rprivate",
+        Shared = "shared",
+        Rshared = "rshared",
+        Slave = "slave",
+        Rslave = "rslave",
     }
 }
 string_enum! {
@@ -146,6 +161,35 @@ pub fn parse_signal_name(s: &str) -> Result<String, String> {
         }
     }
     Err(bad())
+}
+
+/// One `uid_map`/`gid_map` extent, `"CONTAINER:HOST:SIZE"` (Podman's
+/// `--uidmap` spelling), each end within 32 bits.
+pub fn parse_id_mapping(s: &str) -> Result<crate::config::IdMapping, String> {
+    let bad = |why: &str| format!("invalid ID map \"{}\": {why}", s.escape_debug());
+    let parts: Vec<&str> = s.split(':').collect();
+    let [c, h, n] = parts.as_slice() else {
+        return Err(bad(
+            "expected \"CONTAINER:HOST:SIZE\", e.g. \"0:100000:65536\"",
+        ));
+    };
+    let num = |x: &str| {
+        x.parse::<u32>()
+            .map_err(|_| bad("each field must be a number from 0 to 4294967295"))
+    };
+    let (container, host, size) = (num(c)?, num(h)?, num(n)?);
+    if size == 0 {
+        return Err(bad("the size must be at least 1"));
+    }
+    let end = u64::from(size);
+    if u64::from(container) + end > 1 << 32 || u64::from(host) + end > 1 << 32 {
+        return Err(bad("the range runs past 4294967295"));
+    }
+    Ok(crate::config::IdMapping {
+        container,
+        host,
+        size,
+    })
 }
 
 /// `"a", "b" or "c"`.

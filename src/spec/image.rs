@@ -18,6 +18,9 @@ pub struct ImageConfigView {
     pub user: Option<String>,
     /// The signal that stops the container (`SIGTERM` when absent).
     pub stop_signal: Option<String>,
+    /// `Volumes` (a Containerfile's VOLUME): paths that get a fresh
+    /// anonymous volume each, sorted.
+    pub volumes: Vec<String>,
 }
 
 impl ImageConfigView {
@@ -33,6 +36,12 @@ impl ImageConfigView {
             working_dir: cfg.working_dir().clone().filter(|w| !w.is_empty()),
             user: cfg.user().clone().filter(|u| !u.is_empty()),
             stop_signal: cfg.stop_signal().clone().filter(|s| !s.is_empty()),
+            volumes: {
+                let mut v: Vec<String> = cfg.volumes().clone().unwrap_or_default();
+                v.sort();
+                v.dedup();
+                v
+            },
         }
     }
 }
@@ -45,7 +54,7 @@ mod tests {
     fn reads_the_config_object() {
         let c: ImageConfiguration = serde_json::from_str(
             r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
-                "config":{"Entrypoint":["/ep"],"Cmd":["a"],"Env":["A=1"],"WorkingDir":"/w","User":"","StopSignal":"SIGQUIT"}}"#,
+                "config":{"Entrypoint":["/ep"],"Cmd":["a"],"Env":["A=1"],"WorkingDir":"/w","User":"","StopSignal":"SIGQUIT","Volumes":{"/var/lib/db":{},"/data":{}}}}"#,
         )
         .unwrap();
         let v = ImageConfigView::from_image_config(&c);
@@ -55,5 +64,6 @@ mod tests {
         assert_eq!(v.working_dir.as_deref(), Some("/w"));
         assert_eq!(v.user, None);
         assert_eq!(v.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(v.volumes, ["/data", "/var/lib/db"]);
     }
 }

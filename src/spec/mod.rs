@@ -24,12 +24,12 @@ use oci_spec::runtime::{
     Spec,
 };
 
-use crate::config::{Definition, NetworkMode, Seccomp, Userns};
+use crate::config::{Definition, IdMapping, NetworkMode, Seccomp, Userns};
 
 pub use devices::HostDevice;
 pub use env::parse_env_file;
 pub use image::ImageConfigView;
-pub use mounts::{default_mounts, ETC_FILES};
+pub use mounts::{default_mounts, plan_volumes, ETC_FILES};
 pub use security::{
     capability_set, default_capabilities, DEFAULT_CAPABILITIES, MASKED_PATHS, NOFILE_HARD,
     NOFILE_SOFT, READONLY_PATHS,
@@ -89,6 +89,22 @@ pub enum PlanError {
     },
     #[error("container \"{name}\": group_add: no group \"{group}\" in the image's /etc/group; give its gid instead")]
     Group { name: String, group: String },
+    #[error(
+        "container \"{name}\": no named volume was chosen for the anonymous volume at \"{target}\""
+    )]
+    NoAnonymousVolume { name: String, target: PathBuf },
+    #[error("container \"{name}\": the image's VOLUME \"{path}\" {reason}")]
+    ImageVolume {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("container \"{name}\": volume \"{volume}\" is a {fstype} filesystem, which a user namespace (userns = \"auto\") cannot mount: use userns = \"host\", or a tmpfs or plain volume")]
+    VolumeInUserns {
+        name: String,
+        volume: String,
+        fstype: String,
+    },
 }
 
 fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
@@ -97,6 +113,9 @@ fn build_err(name: &str, e: impl std::fmt::Display) -> PlanError {
         reason: e.to_string(),
     }
 }
+
+/// (uid map, gid map) of a user namespace.
+pub type IdMaps = (Vec<IdMapping>, Vec<IdMapping>);
 
 /// A range of host IDs mapped to 0..size inside a user namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +171,21 @@ pub struct PlanContext {
     /// `[[secret]] type = "env"`: (variable, the credential's content), read
     /// by the caller from `$CREDENTIALS_DIRECTORY`.
     pub secret_env: Vec<(String, String)>,
+    /// The named volume each anonymous one is (its target → its name),
+    /// chosen or found again by the caller; see [`plan_volumes`].
+    pub anonymous_volumes: std::collections::BTreeMap<PathBuf, String>,
+    /// Named volumes whose `/etc/berth/volumes/NAME.toml` gives a `type`:
+    /// mounted as that filesystem instead of bound from their directory.
+    pub volume_mounts: std::collections::BTreeMap<String, VolumeMount>,
+}
+
+/// A volume file's filesystem (`type`, `device`, `options`), mounted at the
+/// volume's target in the container's own mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub fstype: String,
+    pub device: String,
+    pub options: Vec<String>,
 }
 
 /// The definition's hostname, else its name.
@@ -282,41 +316,180 @@ pub fn plan(
     linux
         .set_namespaces(Some(plan_namespaces(def, ctx)?))
         .set_cgroups_path(None)
-        .set_rootfs_propagation(Some("rprivate".into()))
-        .set_seccomp(plan_seccomp(def, ctx)?)
-        .set_sysctl(plan_sysctl(def, ctx));
+        .set_rootfs_propagation(Some(mounts::rootfs_propagation(def).into()))
+        .set_seccomp(plan_seccomp(def, ctx)?);
     plan_confinement(def, ctx, &mut linux)?;
-    if def.security.userns == Userns::Auto {
-        let range = ctx
-            .id_range
-            .ok_or_else(|| PlanError::NoIdRange { name: name.clone() })?;
-        let m = LinuxIdMappingBuilder::default()
-            .container_id(0u32)
-            .host_id(range.host_start)
-            .size(range.size)
-            .build()
-            .map_err(|e| build_err(name, e))?;
-        linux
-            .set_uid_mappings(Some(vec![m]))
-            .set_gid_mappings(Some(vec![m]));
-    }
+    plan_ids_and_ping(def, ctx, &mut linux)?;
 
     let mut spec = Spec::default();
     spec.set_version(OCI_VERSION.into())
         .set_root(Some(root))
-        .set_mounts(Some(mounts::plan_mounts(def, ctx)?))
+        .set_mounts(Some(mounts::plan_mounts(def, image, ctx)?))
         .set_process(Some(process))
         .set_hostname(Some(hostname))
         .set_domainname(None)
-        .set_annotations((!def.annotations.is_empty()).then(|| {
-            def.annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }))
+        .set_annotations(plan_annotations(def))
         .set_hooks(None)
         .set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The user namespace's maps, and the ping group range, which in a user
+/// namespace must stay within the mapped gids.
+fn plan_ids_and_ping(
+    def: &Definition,
+    ctx: &PlanContext,
+    linux: &mut Linux,
+) -> Result<(), PlanError> {
+    let name = &def.name;
+    let maps = plan_id_maps(def, ctx)?;
+    let mut sysctl = std::collections::HashMap::new();
+    if own_network(def) {
+        // NET_RAW is not granted, so ping works through ICMP datagram
+        // sockets, which this range allows for every group (Podman and
+        // Docker ≥ 20.10 set the same).
+        // In a user namespace the kernel accepts only groups mapped there
+        // (EINVAL otherwise): the run of gids mapped from 0 up; none when
+        // gid 0 is not mapped.
+        let last = match &maps {
+            None => Some(2147483647),
+            Some((_, gids)) => mapped_from_zero(gids).checked_sub(1),
+        };
+        if let Some(last) = last {
+            sysctl.insert("net.ipv4.ping_group_range".to_string(), format!("0 {last}"));
+        }
+    }
+    // The definition's own sysctls (namespaced ones, checked) win.
+    sysctl.extend(def.security.sysctls.clone());
+    if !sysctl.is_empty() {
+        linux.set_sysctl(Some(sysctl));
+    }
+    if let Some((uids, gids)) = maps {
+        let oci = |m: &[IdMapping]| {
+            m.iter()
+                .map(|m| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(m.container)
+                        .host_id(m.host)
+                        .size(m.size)
+                        .build()
+                        .map_err(|e| build_err(name, e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        linux
+            .set_uid_mappings(Some(oci(&uids)?))
+            .set_gid_mappings(Some(oci(&gids)?));
+    }
+    Ok(())
+}
+
+/// Whether the container gets a user namespace: `userns = "auto"` or
+/// `"keep-id"`, or explicit `uid_map`/`gid_map`.
+pub fn has_user_namespace(def: &Definition) -> bool {
+    def.security.userns != Userns::Host || !def.security.uid_map.is_empty()
+}
+
+/// The (uid, gid) maps of the container's user namespace, `None` without
+/// one. `auto`: the allocated range at 0. `keep-id`, for a root-run system
+/// service: the same range, except that the definition's user keeps its
+/// host uid and gid (Podman's keep-id maps the invoking user to itself; a
+/// system service's invoking user is root, which keeping would undo the
+/// namespace, so the kept ID is the service's own `user`). Explicit maps
+/// as written.
+pub fn plan_id_maps(def: &Definition, ctx: &PlanContext) -> Result<Option<IdMaps>, PlanError> {
+    let range = || {
+        ctx.id_range.ok_or_else(|| PlanError::NoIdRange {
+            name: def.name.clone(),
+        })
+    };
+    match def.security.userns {
+        Userns::Host if def.security.uid_map.is_empty() => Ok(None),
+        Userns::Host => Ok(Some((
+            def.security.uid_map.clone(),
+            def.security.gid_map.clone(),
+        ))),
+        Userns::Auto => {
+            let r = range()?;
+            let m = vec![IdMapping {
+                container: 0,
+                host: r.host_start,
+                size: r.size,
+            }];
+            Ok(Some((m.clone(), m)))
+        }
+        Userns::KeepId => {
+            let r = range()?;
+            let (uid, gid) = match &def.user {
+                Some(crate::config::User::Id { uid, gid }) if *uid != 0 => {
+                    (*uid, gid.unwrap_or(*uid))
+                }
+                _ => {
+                    return Err(PlanError::User {
+                        name: def.name.clone(),
+                        user: def.user.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                        reason: "userns = \"keep-id\" needs a numeric, non-root user".into(),
+                    })
+                }
+            };
+            Ok(Some((keep_id(r, uid), keep_id(r, gid))))
+        }
+    }
+}
+
+/// `range` mapped from container ID 0, with `id` taken out of it and mapped
+/// to itself.
+fn keep_id(range: IdRange, id: u32) -> Vec<IdMapping> {
+    let mut out = Vec::new();
+    if id >= range.size {
+        out.push(IdMapping {
+            container: 0,
+            host: range.host_start,
+            size: range.size,
+        });
+        out.push(IdMapping {
+            container: id,
+            host: id,
+            size: 1,
+        });
+        return out;
+    }
+    if id > 0 {
+        out.push(IdMapping {
+            container: 0,
+            host: range.host_start,
+            size: id,
+        });
+    }
+    out.push(IdMapping {
+        container: id,
+        host: id,
+        size: 1,
+    });
+    if id + 1 < range.size {
+        out.push(IdMapping {
+            container: id + 1,
+            host: range.host_start + id + 1,
+            size: range.size - id - 1,
+        });
+    }
+    out
+}
+
+/// How many IDs from 0 up are mapped without a gap.
+fn mapped_from_zero(maps: &[IdMapping]) -> u32 {
+    let mut next: u64 = 0;
+    loop {
+        match maps.iter().find(|m| u64::from(m.container) == next) {
+            Some(m) => next += u64::from(m.size),
+            None => return u32::try_from(next).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// The definition's `annotations`; `None` when it has none.
+fn plan_annotations(def: &Definition) -> Option<std::collections::HashMap<String, String>> {
+    (!def.annotations.is_empty()).then(|| def.annotations.clone().into_iter().collect())
 }
 
 /// Masked and read-only paths (`mask`, `unmask`), the cgroup resources with
@@ -343,29 +516,6 @@ fn plan_confinement(
     Ok(())
 }
 
-/// berth's `net.ipv4.ping_group_range` in a network namespace of its own,
-/// then the definition's `sysctls` (checked namespaced by `config`).
-fn plan_sysctl(
-    def: &Definition,
-    ctx: &PlanContext,
-) -> Option<std::collections::HashMap<String, String>> {
-    let mut sysctl = std::collections::HashMap::new();
-    if own_network(def) {
-        // NET_RAW is not granted, so ping works through ICMP datagram
-        // sockets, which this range allows for every group (Podman and
-        // Docker ≥ 20.10 set the same).
-        // In a user namespace the kernel accepts only groups mapped there
-        // (EINVAL otherwise): the range's own 0..size-1.
-        let last = match (def.security.userns, ctx.id_range) {
-            (Userns::Auto, Some(r)) => r.size.saturating_sub(1),
-            _ => 2147483647,
-        };
-        sysctl.insert("net.ipv4.ping_group_range".to_string(), format!("0 {last}"));
-    }
-    sysctl.extend(def.security.sysctls.clone());
-    (!sysctl.is_empty()).then_some(sysctl)
-}
-
 /// pid, mount, uts, ipc and cgroup always; network unless `mode = "host"`;
 /// user with `userns = "auto"`. With `init = true` the runtime keeps the
 /// container's own init as PID 1 of its new pid namespace (runtime/reaper.rs).
@@ -383,7 +533,7 @@ pub fn plan_namespaces(
     if own_network(def) {
         types.push(LinuxNamespaceType::Network);
     }
-    if def.security.userns == Userns::Auto {
+    if has_user_namespace(def) {
         types.push(LinuxNamespaceType::User);
     }
     let mut out = Vec::new();
@@ -461,6 +611,8 @@ pub(crate) mod tests {
                 mask: vec![],
                 unmask: Default::default(),
                 group_add: vec![],
+                uid_map: vec![],
+                gid_map: vec![],
             },
             health: None,
             service: Service {
@@ -487,6 +639,37 @@ pub(crate) mod tests {
             annotations: BTreeMap::new(),
             timezone: None,
         }
+    }
+
+    #[test]
+    fn keep_id_splits_the_range_around_the_kept_id() {
+        let r = IdRange {
+            host_start: 1_000_000,
+            size: 65536,
+        };
+        let m = |c, h, n| IdMapping {
+            container: c,
+            host: h,
+            size: n,
+        };
+        assert_eq!(
+            keep_id(r, 1000),
+            [
+                m(0, 1_000_000, 1000),
+                m(1000, 1000, 1),
+                m(1001, 1_001_001, 64535)
+            ]
+        );
+        assert_eq!(
+            keep_id(r, 65535),
+            [m(0, 1_000_000, 65535), m(65535, 65535, 1)]
+        );
+        assert_eq!(
+            keep_id(r, 70000),
+            [m(0, 1_000_000, 65536), m(70000, 70000, 1)]
+        );
+        assert_eq!(mapped_from_zero(&keep_id(r, 1000)), 65536);
+        assert_eq!(mapped_from_zero(&[m(1, 5, 5)]), 0);
     }
 
     pub fn ctx() -> PlanContext {

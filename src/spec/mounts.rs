@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
-use super::{PlanContext, PlanError};
-use crate::config::{Definition, VolumeSource};
+use super::{ImageConfigView, PlanContext, PlanError};
+use crate::config::{Definition, Propagation, Volume, VolumeSource};
 
 /// Files under the container's run dir bound over the same path in `/etc`.
 pub const ETC_FILES: &[&str] = &["hostname", "hosts", "resolv.conf"];
@@ -107,13 +107,79 @@ fn set_shm_size(mounts: &mut [Mount], size: u64) {
     }
 }
 
-pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mount>, PlanError> {
+/// The definition's volumes, then an anonymous volume for each of the
+/// image's VOLUME paths that no volume, tmpfs or secret of the definition
+/// covers (Docker and Podman: an image volume gets a fresh anonymous volume
+/// unless the container mounts something there). The image is hostile: a
+/// VOLUME path must be absolute and free of `..` like a definition's target.
+pub fn plan_volumes(
+    def: &Definition,
+    image: Option<&ImageConfigView>,
+) -> Result<Vec<Volume>, PlanError> {
+    let mut out = def.volumes.clone();
+    let taken = |p: &Path| {
+        def.volumes.iter().any(|v| v.target == p)
+            || def.tmpfs.iter().any(|t| t.target == p)
+            || def.secrets.iter().any(|s| s.target == p)
+    };
+    for path in image.map(|i| i.volumes.as_slice()).unwrap_or_default() {
+        let target = crate::config::validate::check_abs_path(path).map_err(|reason| {
+            PlanError::ImageVolume {
+                name: def.name.clone(),
+                path: path.clone(),
+                reason,
+            }
+        })?;
+        // `/data/` and `/data` are one target.
+        let target: PathBuf = target.components().collect();
+        if target == Path::new("/") {
+            return Err(PlanError::ImageVolume {
+                name: def.name.clone(),
+                path: path.clone(),
+                reason: "is the root: expected a directory below it".into(),
+            });
+        }
+        if !taken(&target) && !out.iter().any(|v| v.target == target) {
+            out.push(Volume {
+                source: VolumeSource::Anonymous,
+                target,
+                read_only: false,
+                propagation: None,
+                chown: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The root's propagation: `rprivate`, unless a volume asks for shared or
+/// slave propagation, which the root must then allow (Podman's rule in
+/// libpod/container_internal_common.go generateSpec: a shared mount makes
+/// the root shared, a slave one rslave). The runtime still makes the
+/// mount holding the root private before pivot_root (runc's
+/// rootfsParentMountPrivate), so the container's own mounts stay its own.
+pub(super) fn rootfs_propagation(def: &Definition) -> &'static str {
+    let props = || def.volumes.iter().filter_map(|v| v.propagation);
+    if props().any(|p| matches!(p, Propagation::Shared | Propagation::Rshared)) {
+        "rshared"
+    } else if props().any(|p| matches!(p, Propagation::Slave | Propagation::Rslave)) {
+        "rslave"
+    } else {
+        "rprivate"
+    }
+}
+
+pub(super) fn plan_mounts(
+    def: &Definition,
+    image: Option<&ImageConfigView>,
+    ctx: &PlanContext,
+) -> Result<Vec<Mount>, PlanError> {
     let mut mounts = default_mounts();
     if let Some(size) = def.resources.shm_size {
         set_shm_size(&mut mounts, size);
     }
-    let user_targets: Vec<&Path> = def
-        .volumes
+    let volumes = plan_volumes(def, image)?;
+    let user_targets: Vec<&Path> = volumes
         .iter()
         .map(|v| v.target.as_path())
         .chain(def.tmpfs.iter().map(|t| t.target.as_path()))
@@ -133,7 +199,7 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
     // With `userns = "auto"` the host's files would show as nobody's; an
     // idmapped bind (runtime-spec "idmap", the container's own mapping)
     // shows host root as the container's root, and so on, without chown.
-    let idmap = def.security.userns == crate::config::Userns::Auto;
+    let idmap = super::has_user_namespace(def);
     for f in ETC_FILES {
         let dest = Path::new("/etc").join(f);
         if !user_targets.contains(&dest.as_path()) {
@@ -163,19 +229,8 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
             ));
         }
     }
-    for v in &def.volumes {
-        let source = match &v.source {
-            VolumeSource::Bind(p) => p.clone(),
-            VolumeSource::Named(n) => ctx.storage_root.join("volumes").join(n).join("_data"),
-        };
-        let mut opts = vec!["rbind", "rprivate"];
-        if v.read_only {
-            opts.push("ro");
-        }
-        if idmap {
-            opts.push("idmap");
-        }
-        mounts.push(bind(&v.target, &source, &opts));
+    for v in &volumes {
+        mounts.push(plan_volume_mount(def, v, ctx, idmap)?);
     }
     for t in &def.tmpfs {
         // The flags (berth's nosuid and nodev, then the definition's
@@ -223,6 +278,64 @@ pub(super) fn plan_mounts(def: &Definition, ctx: &PlanContext) -> Result<Vec<Mou
     Ok(mounts)
 }
 
+/// One volume: a bind of its directory (or host path), or, for a named
+/// volume whose file gives a `type`, that filesystem.
+fn plan_volume_mount(
+    def: &Definition,
+    v: &Volume,
+    ctx: &PlanContext,
+    idmap: bool,
+) -> Result<Mount, PlanError> {
+    let name = match &v.source {
+        VolumeSource::Bind(_) => None,
+        VolumeSource::Named(n) => Some(n.clone()),
+        VolumeSource::Anonymous => Some(ctx.anonymous_volumes.get(&v.target).cloned().ok_or_else(
+            || PlanError::NoAnonymousVolume {
+                name: def.name.clone(),
+                target: v.target.clone(),
+            },
+        )?),
+    };
+    if let Some(fs) = name.as_ref().and_then(|n| ctx.volume_mounts.get(n)) {
+        // A block device or a network filesystem needs the host's user
+        // namespace to mount; tmpfs may be mounted in the container's own.
+        if idmap && fs.fstype != "tmpfs" {
+            return Err(PlanError::VolumeInUserns {
+                name: def.name.clone(),
+                volume: name.unwrap_or_default(),
+                fstype: fs.fstype.clone(),
+            });
+        }
+        let mut opts: Vec<&str> = vec!["nosuid", "nodev"];
+        if v.read_only {
+            opts.push("ro");
+        }
+        opts.extend(fs.options.iter().map(String::as_str));
+        let mut m = mount("", &fs.fstype, &fs.device, &opts);
+        m.set_destination(v.target.clone());
+        return Ok(m);
+    }
+    let source = match (&v.source, &name) {
+        (VolumeSource::Bind(p), _) => p.clone(),
+        (_, Some(n)) => ctx.storage_root.join("volumes").join(n).join("_data"),
+        (_, None) => {
+            return Err(PlanError::NoAnonymousVolume {
+                name: def.name.clone(),
+                target: v.target.clone(),
+            })
+        }
+    };
+    let propagation = v.propagation.unwrap_or(Propagation::Rprivate);
+    let mut opts = vec!["rbind", propagation.as_str()];
+    if v.read_only {
+        opts.push("ro");
+    }
+    if idmap {
+        opts.push("idmap");
+    }
+    Ok(bind(&v.target, &source, &opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +350,7 @@ mod tests {
 
     #[test]
     fn defaults_then_etc_files() {
-        let m = plan_mounts(&def(), &ctx()).unwrap();
+        let m = plan_mounts(&def(), None, &ctx()).unwrap();
         assert_eq!(
             dests(&m),
             [
@@ -259,6 +372,110 @@ mod tests {
         );
     }
 
+    fn vol(source: VolumeSource, target: &str) -> Volume {
+        Volume {
+            source,
+            target: target.into(),
+            read_only: false,
+            propagation: None,
+            chown: false,
+        }
+    }
+
+    #[test]
+    fn image_volumes_become_anonymous_unless_covered() {
+        let mut d = def();
+        d.volumes = vec![vol(VolumeSource::Named("db".into()), "/var/lib/db")];
+        let image = ImageConfigView {
+            volumes: vec!["/var/lib/db".into(), "/cache/".into(), "/logs".into()],
+            ..Default::default()
+        };
+        d.tmpfs = vec![crate::config::Tmpfs {
+            target: "/logs".into(),
+            size: None,
+            mode: None,
+            options: vec![],
+            uid: None,
+            gid: None,
+        }];
+        let v = plan_volumes(&d, Some(&image)).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1], vol(VolumeSource::Anonymous, "/cache"));
+        // Without a chosen name the plan refuses; with one it binds it.
+        assert!(matches!(
+            plan_mounts(&d, Some(&image), &ctx()),
+            Err(PlanError::NoAnonymousVolume { .. })
+        ));
+        let mut c = ctx();
+        c.anonymous_volumes
+            .insert("/cache".into(), "0123abcd".into());
+        let m = plan_mounts(&d, Some(&image), &c).unwrap();
+        let cache = m
+            .iter()
+            .find(|m| m.destination() == Path::new("/cache"))
+            .unwrap();
+        assert_eq!(
+            cache.source().as_deref(),
+            Some(Path::new("/var/lib/berth/volumes/0123abcd/_data"))
+        );
+        // A hostile image's VOLUME is refused, never mounted outside.
+        for bad in ["../../etc", "/a/../../b", "/"] {
+            let image = ImageConfigView {
+                volumes: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(matches!(
+                plan_volumes(&def(), Some(&image)),
+                Err(PlanError::ImageVolume { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn typed_volumes_and_propagation() {
+        let mut d = def();
+        d.volumes = vec![
+            vol(VolumeSource::Named("scratch".into()), "/scratch"),
+            Volume {
+                propagation: Some(Propagation::Rshared),
+                ..vol(VolumeSource::Bind("/srv/m".into()), "/m")
+            },
+        ];
+        let mut c = ctx();
+        c.volume_mounts.insert(
+            "scratch".into(),
+            super::super::VolumeMount {
+                fstype: "tmpfs".into(),
+                device: "tmpfs".into(),
+                options: vec!["size=8m".into(), "mode=0700".into()],
+            },
+        );
+        let m = plan_mounts(&d, None, &c).unwrap();
+        let s = m
+            .iter()
+            .find(|m| m.destination() == Path::new("/scratch"))
+            .unwrap();
+        assert_eq!(s.typ().as_deref(), Some("tmpfs"));
+        assert_eq!(
+            s.options().clone().unwrap(),
+            ["nosuid", "nodev", "size=8m", "mode=0700"]
+        );
+        let b = m
+            .iter()
+            .find(|m| m.destination() == Path::new("/m"))
+            .unwrap();
+        assert_eq!(b.options().clone().unwrap(), ["rbind", "rshared"]);
+        assert_eq!(rootfs_propagation(&d), "rshared");
+        assert_eq!(rootfs_propagation(&def()), "rprivate");
+        // An ext4 volume in a user namespace is refused, not half-mounted.
+        c.volume_mounts.get_mut("scratch").unwrap().fstype = "ext4".into();
+        d.security.userns = crate::config::Userns::Auto;
+        assert!(matches!(
+            plan_mounts(&d, None, &c),
+            Err(PlanError::VolumeInUserns { .. })
+        ));
+    }
+
     #[test]
     fn volumes_tmpfs_secrets() {
         let mut d = def();
@@ -268,11 +485,15 @@ mod tests {
                 source: VolumeSource::Named("data".into()),
                 target: "/data".into(),
                 read_only: false,
+                propagation: None,
+                chown: false,
             },
             Volume {
                 source: VolumeSource::Bind("/srv/conf".into()),
                 target: "/etc/hosts".into(),
                 read_only: true,
+                propagation: None,
+                chown: false,
             },
         ];
         d.tmpfs = vec![Tmpfs {
@@ -290,12 +511,12 @@ mod tests {
             encrypted: false,
         }];
         assert!(matches!(
-            plan_mounts(&d, &ctx()),
+            plan_mounts(&d, None, &ctx()),
             Err(PlanError::NoCredentials { .. })
         ));
         let mut c = ctx();
         c.credentials_dir = Some("/run/credentials/berth@web.service".into());
-        let m = plan_mounts(&d, &c).unwrap();
+        let m = plan_mounts(&d, None, &c).unwrap();
         assert_eq!(
             dests(&m)[7..],
             [

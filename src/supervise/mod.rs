@@ -74,6 +74,8 @@ pub enum SuperviseError {
     Exec { name: String, reason: String },
     #[error("state \"{path}\": {reason}")]
     State { path: PathBuf, reason: String },
+    #[error("volume \"{name}\": its volume file is invalid:\n{diagnostics}")]
+    VolumeFile { name: String, diagnostics: String },
     #[error("seccomp profile \"{path}\": {reason}")]
     Seccomp { path: PathBuf, reason: String },
     #[error("{file}: [[volume]] source \"{source_path}\" (for target \"{target}\") {reason}; a bind mount needs an existing path: create it, or give a name instead of a path for a named volume")]

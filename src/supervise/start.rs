@@ -96,8 +96,10 @@ pub(super) fn start(
     st.published = def.network.publish.iter().map(|p| p.to_string()).collect();
     trace("supervise: network leases");
     // 4. Named volumes, created and seeded on first use (a child process
-    //    may mount the image's layers: still single-threaded here).
-    volumes::setup_named_volumes(def, &globals.storage_root, &lowers)?;
+    //    may mount the image's layers: still single-threaded here); each
+    //    anonymous one (no source, or the image's VOLUME) is one of them.
+    let view = image.as_ref().map(ImageConfigView::from_image_config);
+    let vols = setup_volumes(opts, def, view.as_ref(), globals, &lowers)?;
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
     setup_etc_files(opts, def, paths, &net, st)?;
@@ -125,8 +127,9 @@ pub(super) fn start(
     let notify = setup_notify_socket(opts, def, paths)?;
     trace("supervise: notify socket");
     // 10. The plan, with the ID range of `userns = "auto"`.
-    let view = image.as_ref().map(ImageConfigView::from_image_config);
     let mut ctx = plan_context(opts, globals, paths, &lowers, inputs);
+    ctx.anonymous_volumes = vols.anonymous.clone();
+    ctx.volume_mounts = vols.mounts;
     // Held until the runtime has joined it (create, below).
     let joined = join_network(opts, def, paths)?;
     ctx.network_namespace = joined.as_ref().map(super::network::fd_path);
@@ -134,6 +137,8 @@ pub(super) fn start(
     ctx.id_range = setup_id_range(opts, def, paths)?;
     let mut spec = spec::plan(def, view.as_ref(), &ctx)?;
     restore_oom_score_adj(&mut spec, oom_before);
+    // 10''. `chown = true` (`:U`): the sources to the user the plan chose.
+    chown_marked_volumes(&spec, (&vols.planned, &vols.anonymous), globals)?;
     let stop_signal = plan_stop_signal(def, view.as_ref());
     let reload_signal = plan_reload_signal(def);
     trace("supervise: planned");
@@ -251,7 +256,7 @@ fn setup_run_dir(
     let mut first = vec![Resource::Tree {
         path: paths.run_dir.clone(),
     }];
-    if def.security.userns == Userns::Auto {
+    if matches!(def.security.userns, Userns::Auto | Userns::KeepId) {
         first.push(Resource::IdRange {
             dir: paths.userns_dir.clone(),
             name: def.name.clone(),
@@ -519,6 +524,65 @@ fn setup_notify_socket(
     }
 }
 
+/// What step 4 decided about volumes, for the plan and the chown.
+struct Volumes {
+    /// The definition's volumes and the image's VOLUME entries.
+    planned: Vec<crate::config::Volume>,
+    /// Target → name of each anonymous one.
+    anonymous: std::collections::BTreeMap<PathBuf, String>,
+    /// Volumes whose file mounts a filesystem.
+    mounts: std::collections::BTreeMap<String, spec::VolumeMount>,
+}
+
+/// Step 4: anonymous volumes found or named, volume files read, then every
+/// named volume created (seeded, owner and mode from its file) if new.
+/// Step 10'': the sources of volumes marked `chown = true` (`:U`) to the
+/// user the plan chose.
+fn chown_marked_volumes(
+    spec: &oci_spec::runtime::Spec,
+    (planned, anonymous): (
+        &[crate::config::Volume],
+        &std::collections::BTreeMap<PathBuf, String>,
+    ),
+    globals: &Globals,
+) -> Result<(), SuperviseError> {
+    if let Some(p) = spec.process() {
+        let u = p.user();
+        volumes::chown_volume_sources(planned, anonymous, &globals.storage_root, u.uid(), u.gid())?;
+    }
+    Ok(())
+}
+
+fn setup_volumes(
+    opts: &RunOptions,
+    def: &Definition,
+    view: Option<&ImageConfigView>,
+    globals: &Globals,
+    lowers: &[PathBuf],
+) -> Result<Volumes, SuperviseError> {
+    use crate::config::VolumeSource;
+    let planned = spec::plan_volumes(def, view)?;
+    let anonymous = volumes::setup_anonymous_volumes(&def.name, &planned, &globals.storage_root)?;
+    let named: Vec<(String, PathBuf)> = planned
+        .iter()
+        .filter_map(|v| match &v.source {
+            VolumeSource::Named(n) => Some((n.clone(), v.target.clone())),
+            VolumeSource::Anonymous => anonymous
+                .get(&v.target)
+                .map(|n| (n.clone(), v.target.clone())),
+            VolumeSource::Bind(_) => None,
+        })
+        .collect();
+    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+    let files = volumes::load_volume_files(&opts.root, &names)?;
+    volumes::setup_named_volumes(&named, &files, &globals.storage_root, lowers)?;
+    Ok(Volumes {
+        planned,
+        anonymous,
+        mounts: volumes::plan_volume_mounts(&files),
+    })
+}
+
 /// Step 10: what the plan gets besides the definition and the image config.
 fn plan_context(
     opts: &RunOptions,
@@ -545,6 +609,8 @@ fn plan_context(
             .ok(),
         network_namespace: None,
         host_devices: inputs.host_devices,
+        anonymous_volumes: Default::default(),
+        volume_mounts: Default::default(),
     }
 }
 
@@ -556,7 +622,8 @@ fn setup_id_range(
     def: &Definition,
     paths: &Paths,
 ) -> Result<Option<spec::IdRange>, SuperviseError> {
-    if def.security.userns != Userns::Auto {
+    if !matches!(def.security.userns, Userns::Auto | Userns::KeepId) {
+        setup_explicit_maps(def, paths)?;
         return Ok(None);
     }
     let range = super::userns::allocate(
@@ -573,6 +640,29 @@ fn setup_id_range(
             .map_err(|e| SuperviseError::io("chown", d, e))?;
     }
     Ok(Some(range))
+}
+
+/// Explicit `uid_map`/`gid_map`: the fresh upper and work dirs belong to
+/// the host IDs of the container's root (when it maps one), which must also
+/// walk to them, as with a range.
+fn setup_explicit_maps(def: &Definition, paths: &Paths) -> Result<(), SuperviseError> {
+    let host_of_root =
+        |maps: &[crate::config::IdMapping]| maps.iter().find(|m| m.container == 0).map(|m| m.host);
+    let (Some(uid), Some(gid)) = (
+        host_of_root(&def.security.uid_map),
+        host_of_root(&def.security.gid_map),
+    ) else {
+        return Ok(());
+    };
+    for p in [paths.upper(), paths.work()] {
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+            .map_err(|e| SuperviseError::io("chown", &p, e))?;
+    }
+    for d in [&paths.storage_dir, &paths.run_dir] {
+        crate::private::traversable_by_group(d, gid)
+            .map_err(|e| SuperviseError::io("chown", d, e))?;
+    }
+    Ok(())
 }
 
 /// Decision: `[service] stop_signal`, else the image's STOPSIGNAL, real-time

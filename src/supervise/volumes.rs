@@ -18,7 +18,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use super::SuperviseError;
-use crate::config::{Definition, VolumeSource};
+use crate::config::{Definition, Volume, VolumeDefinition, VolumeSource};
 use crate::sys::at;
 
 /// `STORAGE/volumes/NAME/_data`.
@@ -51,17 +51,137 @@ pub fn check_bind_sources(def: &Definition) -> Result<(), SuperviseError> {
     Ok(())
 }
 
-/// Create every named volume of `def` that does not exist yet, seeded from
-/// `lowers` (lowest first). Must be called while single-threaded.
+/// The file in an anonymous volume's directory naming its container and
+/// target, so the next start finds it again and `berth volume ls` shows
+/// whose it is.
+const ANONYMOUS: &str = "anonymous";
+
+/// (container, target) of an anonymous volume, from its `anonymous` file.
+fn anonymous_owner(vol: &Path) -> Option<(String, PathBuf)> {
+    let text = std::fs::read_to_string(vol.join(ANONYMOUS)).ok()?;
+    let mut lines = text.lines();
+    Some((lines.next()?.to_string(), PathBuf::from(lines.next()?)))
+}
+
+/// A fresh volume name as Podman gives an anonymous volume: 64 random hex
+/// digits (containers/storage stringid.GenerateRandomID).
+fn random_name() -> Result<String, SuperviseError> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| SuperviseError::io("read", "/dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The named volume of each anonymous one of `planned` (a `[[volume]]`
+/// without source, or the image's VOLUME): the one made for this container
+/// and target at an earlier start, else a new one. Recorded in the volume's
+/// own directory, so it survives restarts and reboots like any named volume
+/// and is removed only by `berth volume rm`.
+pub fn setup_anonymous_volumes(
+    container: &str,
+    planned: &[Volume],
+    storage_root: &Path,
+) -> Result<BTreeMap<PathBuf, String>, SuperviseError> {
+    let mut out = BTreeMap::new();
+    let wanted: Vec<&Path> = planned
+        .iter()
+        .filter(|v| v.source == VolumeSource::Anonymous)
+        .map(|v| v.target.as_path())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let dir = storage_root.join("volumes");
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Some((c, t)) = anonymous_owner(&e.path()) {
+            if c == container && wanted.contains(&t.as_path()) {
+                out.insert(t, e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    for target in wanted {
+        if out.contains_key(target) {
+            continue;
+        }
+        let name = random_name()?;
+        let vol = dir.join(&name);
+        std::fs::create_dir_all(&vol).map_err(|e| SuperviseError::io("create volume", &vol, e))?;
+        std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| SuperviseError::io("chmod", &vol, e))?;
+        let owner = format!("{container}\n{}\n", target.display());
+        std::fs::write(vol.join(ANONYMOUS), owner)
+            .map_err(|e| SuperviseError::io("write", vol.join(ANONYMOUS), e))?;
+        out.insert(target.to_path_buf(), name);
+    }
+    Ok(out)
+}
+
+/// The volume file (`/etc/berth/volumes/NAME.toml`) of each named volume
+/// in `names` that has one; a broken file stops the start, naming it.
+pub fn load_volume_files(
+    root: &Path,
+    names: &[String],
+) -> Result<BTreeMap<String, VolumeDefinition>, SuperviseError> {
+    let mut out = BTreeMap::new();
+    for n in names {
+        match crate::config::load_volume(root, n) {
+            Ok(Some(v)) => {
+                out.insert(n.clone(), v);
+            }
+            Ok(None) => {}
+            Err(d) => {
+                return Err(SuperviseError::VolumeFile {
+                    name: n.clone(),
+                    diagnostics: d.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the plan mounts for the volumes whose file gives a `type`; a
+/// tmpfs takes the file's uid, gid and mode as its options.
+pub fn plan_volume_mounts(
+    files: &BTreeMap<String, VolumeDefinition>,
+) -> BTreeMap<String, crate::spec::VolumeMount> {
+    files
+        .iter()
+        .filter_map(|(n, f)| {
+            let fstype = f.fstype.clone()?;
+            let mut options = f.options.clone();
+            if fstype == "tmpfs" {
+                options.extend(f.uid.map(|u| format!("uid={u}")));
+                options.extend(f.gid.map(|g| format!("gid={g}")));
+                options.extend(f.mode.map(|m| format!("mode={m:o}")));
+            }
+            let device = f.device.clone().unwrap_or_else(|| fstype.clone());
+            Some((
+                n.clone(),
+                crate::spec::VolumeMount {
+                    fstype,
+                    device,
+                    options,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Create every named volume in `named` (name, target) that does not exist
+/// yet, seeded from `lowers` (lowest first) unless its file mounts a
+/// filesystem there, then given its file's owner and mode. Must be called
+/// while single-threaded.
 pub fn setup_named_volumes(
-    def: &Definition,
+    named: &[(String, PathBuf)],
+    files: &BTreeMap<String, VolumeDefinition>,
     storage_root: &Path,
     lowers: &[PathBuf],
 ) -> Result<(), SuperviseError> {
-    for v in &def.volumes {
-        let VolumeSource::Named(name) = &v.source else {
-            continue;
-        };
+    for (name, target) in named {
+        let file = files.get(name);
         let data = volume_data(storage_root, name);
         let vol = data.parent().unwrap_or(storage_root).to_path_buf();
         remove_stale_seeds(&vol);
@@ -78,7 +198,12 @@ pub fn setup_named_volumes(
         std::fs::create_dir(&tmp).map_err(|e| SuperviseError::io("create", &tmp, e))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| SuperviseError::io("chmod", &tmp, e))?;
-        seed(lowers, &v.target, &tmp, &vol)?;
+        if !file.is_some_and(|f| f.fstype.is_some()) {
+            seed(lowers, target, &tmp, &vol)?;
+        }
+        if let Some(f) = file.filter(|f| f.fstype.is_none()) {
+            apply_owner_and_mode(&tmp, f)?;
+        }
         crate::fault::point("seed");
         if let Err(e) = std::fs::rename(&tmp, &data) {
             // Another container seeding the same new volume at the same
@@ -89,6 +214,100 @@ pub fn setup_named_volumes(
                 continue;
             }
             return Err(SuperviseError::io("rename", &data, e));
+        }
+    }
+    Ok(())
+}
+
+/// A volume file's `uid`, `gid` and `mode` on a new volume's directory
+/// (Podman's `volume create --opt o=uid=…,gid=…` for the local driver).
+fn apply_owner_and_mode(dir: &Path, f: &VolumeDefinition) -> Result<(), SuperviseError> {
+    if f.uid.is_some() || f.gid.is_some() {
+        std::os::unix::fs::lchown(dir, f.uid, f.gid)
+            .map_err(|e| SuperviseError::io("chown", dir, e))?;
+    }
+    if let Some(m) = f.mode {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m))
+            .map_err(|e| SuperviseError::io("chmod", dir, e))?;
+    }
+    Ok(())
+}
+
+/// `chown = true` (Podman's `:U`): the source of each such volume, and all
+/// below it, given to the container's user. The walk goes by descriptors
+/// (fchownat with AT_SYMLINK_NOFOLLOW in a directory opened O_NOFOLLOW), so
+/// a symlink a container planted in a volume never leads it outside.
+pub fn chown_volume_sources(
+    planned: &[Volume],
+    anonymous: &BTreeMap<PathBuf, String>,
+    storage_root: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), SuperviseError> {
+    for v in planned.iter().filter(|v| v.chown) {
+        let source = match &v.source {
+            VolumeSource::Bind(p) => p.clone(),
+            VolumeSource::Named(n) => volume_data(storage_root, n),
+            VolumeSource::Anonymous => match anonymous.get(&v.target) {
+                Some(n) => volume_data(storage_root, n),
+                None => continue,
+            },
+        };
+        let fd = at::openat2_cwd(&source, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map_err(|e| SuperviseError::io("open", &source, e))?;
+        chown_tree(&fd, uid, gid, 0).map_err(|e| SuperviseError::io("chown", &source, e))?;
+    }
+    Ok(())
+}
+
+/// Deeper than any real tree; keeps a hostile one from exhausting the stack.
+const MAX_CHOWN_DEPTH: usize = 512;
+
+fn chown_tree(dir: &std::os::fd::OwnedFd, uid: u32, gid: u32, depth: usize) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    if depth > MAX_CHOWN_DEPTH {
+        return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    // SAFETY: fchown on a descriptor we own.
+    if unsafe { libc::fchown(dir.as_raw_fd(), uid, gid) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let list = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+    for e in list {
+        let e = e?;
+        let name = std::ffi::CString::new(e.file_name().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        if e.file_type()?.is_dir() {
+            // SAFETY: openat relative to our descriptor, a single name.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: a fresh descriptor openat returned.
+            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            chown_tree(&sub, uid, gid, depth + 1)?;
+        } else {
+            // SAFETY: fchownat relative to our descriptor, a single name,
+            // never following a symlink.
+            let r = unsafe {
+                libc::fchownat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
     }
     Ok(())
@@ -283,8 +502,15 @@ pub struct VolumeInfo {
 }
 
 /// Definitions mounting each named volume (volume → container names).
-fn volume_users(root: &Path) -> BTreeMap<String, Vec<String>> {
+fn volume_users(root: &Path, storage_root: &Path) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let dir = storage_root.join("volumes");
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Some((c, _)) = anonymous_owner(&e.path()) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            map.entry(n).or_default().push(c);
+        }
+    }
     for d in crate::config::load_all(root).definitions {
         for v in &d.volumes {
             if let VolumeSource::Named(n) = &v.source {
@@ -302,7 +528,7 @@ pub fn volumes(
     storage_root: &Path,
     is_running: &dyn Fn(&str) -> bool,
 ) -> Vec<VolumeInfo> {
-    let users = volume_users(root);
+    let users = volume_users(root, storage_root);
     let dir = storage_root.join("volumes");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .into_iter()

@@ -1061,6 +1061,11 @@ pivot_root . .oldroot
         s.push('\n');
     }
     s.push_str("umount -l /.oldroot\nrmdir /.oldroot\n");
+    // A real host's / is shared (systemd makes it so at boot, but not when
+    // it detects a container: mount-setup.c), and a unit's credentials
+    // directory, filled in a mount namespace of its own, reaches the unit
+    // only through that propagation. Inside the box's own mount namespace.
+    s.push_str("mount --make-rshared /\n");
     s.push_str(&format!(
         "exec env -i container=berth-test /lib/systemd/systemd --system --unit={}\n",
         shell_quote(&opts.unit)
