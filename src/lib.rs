@@ -17,6 +17,7 @@ pub mod log;
 pub mod network;
 pub mod oci;
 pub mod private;
+pub mod rootcopy;
 pub mod rootfile;
 pub mod runtime;
 pub mod spec;

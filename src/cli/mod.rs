@@ -16,6 +16,7 @@ pub mod check;
 pub mod cleanup;
 pub mod compose;
 pub mod containers;
+pub mod cp;
 pub mod docs;
 pub mod events;
 pub mod exec;
@@ -93,6 +94,8 @@ pub enum Command {
     Port(port::PortArgs),
     AutoUpdate(auto_update::AutoUpdateArgs),
     Compose(compose::ComposeArgs),
+    Cp(cp::CpArgs),
+    Commit(cp::CommitArgs),
     /// Serve names on bridge networks (run by berth-dns.service)
     ///
     /// Listens on port 53 of the gateway address of every network with
@@ -168,6 +171,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Port(a) => port::run(&root, a),
         Command::AutoUpdate(args) => auto_update::run(&root, args),
         Command::Compose(a) => compose::run(&root, a),
+        Command::Cp(a) => cp::cp(&root, a),
+        Command::Commit(a) => cp::commit(&root, a),
         Command::Dns => {
             crate::network::dns::run(&root)?;
             Ok(ExitCode::SUCCESS)
