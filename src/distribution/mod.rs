@@ -8,6 +8,7 @@
 //! each of them parses a reference with one grammar and no arrow points back
 //! up from the store to the image module.
 
+pub mod commit;
 pub mod manifest;
 pub mod reference;
 

@@ -14,6 +14,7 @@
 //! safe under concurrent pulls. Anything named without a `.tmp-` prefix is
 //! complete and verified. Must not: talk to registries (that is `image`).
 
+pub mod layer;
 pub mod unpack;
 
 use std::collections::BTreeSet;
