@@ -34,6 +34,7 @@ const PURE: &[(&str, bool)] = &[
     ("src/build/containerfile.rs", false),
     ("src/build/words.rs", false),
     ("src/build/plan.rs", false),
+    ("src/build/config.rs", false),
     ("src/build/ignore.rs", false),
 ];
 

@@ -4,6 +4,8 @@
 //! does (pure), `plan` splits stages, picks `--target`'s and computes cache
 //! keys (pure), `ignore` matches `.containerignore` patterns (pure).
 
+pub mod builder;
+pub mod config;
 pub mod containerfile;
 pub mod ignore;
 pub mod plan;
