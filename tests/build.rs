@@ -22,10 +22,11 @@ ENV GREETING="hello from build" \
 WORKDIR $APPDIR
 COPY --chown=1000:1000 app/ ./
 COPY top.txt /top.txt
+ADD data.tar /opt/
 USER 1000
 LABEL built.by=berth
 EXPOSE 8080
-CMD ["/bin/sh", "-c", "echo $GREETING; pwd; id -u; cat a.txt sub/b.txt /top.txt; ls -ln a.txt; test -e skip.log || echo no-log"]
+CMD ["/bin/sh", "-c", "echo $GREETING; pwd; id -u; cat a.txt sub/b.txt /top.txt; ls -ln a.txt; test -e skip.log || echo no-log; cat /opt/d/f; stat -c %u:%g /opt/d/f"]
 "#;
 
 struct Env {
@@ -59,6 +60,18 @@ impl Env {
         std::fs::write(ctx.join("top.txt"), "file-top\n").unwrap();
         std::fs::write(ctx.join(".containerignore"), "**/*.log\n").unwrap();
         std::fs::write(ctx.join("Containerfile"), CONTAINERFILE).unwrap();
+        // ADD unpacks a local archive, owners kept.
+        std::fs::create_dir_all(tmp.path().join("arc/d")).unwrap();
+        std::fs::write(tmp.path().join("arc/d/f"), "in-archive\n").unwrap();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(tmp.path().join("arc"))
+            .args(["--owner=5", "--group=6", "-cf"])
+            .arg(ctx.join("data.tar"))
+            .arg("d")
+            .status()
+            .unwrap();
+        assert!(tar.success());
         Env {
             tmp,
             root,
@@ -128,7 +141,7 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
     let second = env.build(&file, "localhost/built:1");
     assert!(second.status.success(), "{}", text(&second));
     let out = String::from_utf8_lossy(&second.stdout);
-    assert_eq!(out.matches("(cached)").count(), 2, "{out}");
+    assert_eq!(out.matches("(cached)").count(), 3, "{out}");
     assert_eq!(digest(&second), d1);
 
     let images = Command::new(support::berth_bin())
@@ -174,12 +187,16 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
         "{seen}"
     );
     assert_eq!(lines[7], "no-log", "the ignored file was copied: {seen}");
+    assert_eq!(lines[8..10], ["in-archive", "5:6"], "{seen}");
 
     // A changed file under a COPY: a new layer, a new digest.
     std::fs::write(env.ctx().join("top.txt"), "changed\n").unwrap();
     let third = env.build(&file, "localhost/built:2");
     let out = String::from_utf8_lossy(&third.stdout);
+    // The first COPY is reused; top.txt's COPY and the ADD after it (its
+    // parent changed) are not.
     assert_eq!(out.matches("(cached)").count(), 1, "{out}");
+    assert!(out.contains("COPY top.txt /top.txt\n"), "{out}");
     assert_ne!(digest(&third), d1);
 }
 

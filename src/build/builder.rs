@@ -2,7 +2,8 @@
 //! (a pulled image, `scratch`, or an earlier stage), its config steps applied,
 //! its COPY/ADD steps staged from the context and written as layers
 //! (`store::layer`), cached by key, and the result stored as an OCI image
-//! under each tag.
+//! under each tag. ADD unpacks a local archive through `store::unpack`
+//! (bounded as a pulled layer).
 //!
 //! The context is hostile input (DESIGN.md, "Security model"): a source that
 //! names `..` is refused before any lookup, and every source is opened with
@@ -361,6 +362,7 @@ fn copy_step(
             chmod,
             entries: Vec::new(),
             add: c.add,
+            limits: store.unpack_limits(true),
         };
         let sources = copier.sources(&c.sources).map_err(err)?;
         let dest = config::join_path(&workdir, &c.dest);
@@ -464,6 +466,7 @@ struct Copier<'a> {
     chmod: Option<u32>,
     entries: Vec<Entry>,
     add: bool,
+    limits: crate::store::unpack::Limits,
 }
 
 const RESOLVE_BENEATH: u64 = 0x08;
@@ -545,6 +548,7 @@ impl Copier<'_> {
             return self.copy_dir(rel, fd, &target, dest);
         }
         let name = Path::new(rel).file_name().unwrap_or(OsStr::new(rel));
+        let dest_dir = dest;
         let (target, dest) = if into_dir {
             self.mkdirs(staging, dest)?;
             let d = format!("{}/{}", dest.trim_end_matches('/'), name.to_string_lossy());
@@ -556,11 +560,34 @@ impl Copier<'_> {
             (target, dest.to_string())
         };
         if self.add && is_archive(fd)? {
-            return Err(io::Error::other(
-                "ADD of a local archive (unpacking it) is not supported by berth build yet",
-            ));
+            return self.unpack(rel, fd, staging, dest_dir);
         }
         self.copy_node(fd, &target, &dest)
+    }
+
+    /// ADD of a local archive: unpacked into the directory `dest` (Docker:
+    /// the destination is a directory whatever its spelling), bounded as a
+    /// pulled layer is; the archive's owners are kept.
+    fn unpack(&mut self, rel: &str, fd: BorrowedFd, staging: &Path, dest: &str) -> io::Result<()> {
+        self.mkdirs(staging, dest)?;
+        let target = staging.join(dest.trim_start_matches('/'));
+        let mut h = Sha256::new();
+        io::copy(&mut reopen(fd, false)?, &mut h)?;
+        crate::store::unpack::unpack_layer_limited(reopen(fd, false)?, &target, self.limits)
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "{rel}: {}",
+                    crate::log::error_chain(&anyhow::Error::new(e))
+                ))
+            })?;
+        self.entries.push(Entry {
+            path: format!("{dest} <- {rel}"),
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            data: format!("sha256:{}", hex::encode(h.finalize())),
+        });
+        Ok(())
     }
 
     /// Directories of `dest` (absolute, in the image), made in staging.
