@@ -198,6 +198,32 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
     assert_eq!(out.matches("(cached)").count(), 1, "{out}");
     assert!(out.contains("COPY top.txt /top.txt\n"), "{out}");
     assert_ne!(digest(&third), d1);
+
+    // COPY --from an earlier stage made of several layers (read through a
+    // read-only overlay of them).
+    let multi = env.ctx().join("Multi");
+    std::fs::write(
+        &multi,
+        "ARG BASE\nFROM localhost/built:1 AS first\nFROM ${BASE}\n\
+         COPY --from=first /srv/app /copied/\nCOPY --from=0 /opt/d/f /f\n\
+         CMD [\"cat\", \"/copied/a.txt\", \"/copied/sub/b.txt\", \"/f\"]\n",
+    )
+    .unwrap();
+    let out = env.build(&multi, "localhost/multi:1");
+    assert!(out.status.success(), "{}", text(&out));
+    let run = sb
+        .command()
+        .arg(support::berth_bin())
+        .env("BERTH_ROOT", &env.root)
+        .args(["run", "--rm", "localhost/multi:1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "file-a\nfile-b\nin-archive\n",
+        "{}",
+        text(&run)
+    );
 }
 
 #[test]

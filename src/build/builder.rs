@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{self, DEFAULT_SHELL};
 use super::containerfile::{self, Copy, Op, ParseError, Pos};
+use super::from::FromRoot;
 use super::ignore::{clean, glob_match, Ignore};
 use super::plan::{self, cache_key, content_hash, Base, Entry, Step};
 use crate::config::Globals;
@@ -179,7 +180,16 @@ pub fn build(
                 k + 1,
                 step.text
             );
-            let r = run_step(store, &file, o, &mut state, step, ctx_fd, &ignore)?;
+            let from_root;
+            let no_ignore = Ignore::default();
+            let (src, src_ignore) = match &step.op {
+                Op::Copy(Copy { from: Some(f), .. }) => {
+                    from_root = copy_from(store, globals, &file, step, f, &p, i, &built)?;
+                    (from_root.fd.as_fd(), &no_ignore)
+                }
+                _ => (ctx_fd, &ignore),
+            };
+            let r = run_step(store, &file, o, &mut state, step, src, src_ignore)?;
             let _ = writeln!(out, "{r}");
         }
         built.insert(i, state);
@@ -191,6 +201,49 @@ pub fn build(
     let digest = commit(store, &state, o.tags)?;
     let _ = writeln!(out, "{digest}");
     Ok(digest)
+}
+
+/// The tree a `COPY --from=NAME` reads: an earlier stage (by name or
+/// index) as built, else an image.
+#[allow(clippy::too_many_arguments)]
+fn copy_from(
+    store: &Store,
+    globals: &Globals,
+    file: &str,
+    step: &Step,
+    from: &str,
+    p: &plan::Plan,
+    current: usize,
+    built: &BTreeMap<usize, State>,
+) -> Result<FromRoot, BuildError> {
+    let lower = from.to_ascii_lowercase();
+    let stage = p.stages[..current]
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        .map(|s| s.index)
+        .or_else(|| from.parse::<usize>().ok().filter(|i| *i < current));
+    let state = match stage {
+        Some(i) => built
+            .get(&i)
+            .cloned()
+            .ok_or_else(|| step_error(file, step.pos, format!("--from={from}: stage not built")))?,
+        None => from_image(store, globals, from).map_err(|source| BuildError::Image {
+            file: file.to_string(),
+            line: step.pos.line,
+            column: step.pos.column,
+            source: Box::new(source),
+        })?,
+    };
+    let ids: Vec<String> = state.config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    FromRoot::open(store, &ids, step.pos.line)
+        .map_err(|m| step_error(file, step.pos, format!("COPY --from={from}: {m}")))
 }
 
 fn base_name(base: &Base, p: &plan::Plan) -> String {
@@ -321,9 +374,6 @@ fn copy_step(
     ignore: &Ignore,
 ) -> Result<String, BuildError> {
     let err = |m: String| step_error(file, step.pos, m);
-    if c.from.is_some() {
-        return Err(err("COPY --from is not supported by berth build yet".into()));
-    }
     let owner = match c.chown.as_deref() {
         None => (0, 0),
         Some(s) => parse_owner(s).ok_or_else(|| {

@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod config;
 pub mod containerfile;
+pub mod from;
 pub mod ignore;
 pub mod plan;
 pub mod words;

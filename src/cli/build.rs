@@ -21,8 +21,9 @@ use crate::distribution::reference::Reference;
 /// prints a line; a COPY whose parent and content did not change is reused
 /// from the cache ("(cached)"). Builds are reproducible: no timestamp enters
 /// the image, and file times are clamped to $SOURCE_DATE_EPOCH (or 0), so the
-/// same Containerfile and context give the same digest. RUN is not supported
-/// yet.
+/// same Containerfile and context give the same digest. `COPY --from` reads
+/// an earlier stage or an image; ADD unpacks a local tar archive. RUN is not
+/// supported yet.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     berth build -t localhost/app:1 .\n  \
