@@ -422,7 +422,12 @@ fn copy_step(
                 .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
                 .map_err(|e| err(format!("COPY {rel}: {e}")))?;
         }
-        let content = content_hash(&copier.entries);
+        // The clamp is part of what the layer holds (its mtimes).
+        let content = format!(
+            "{} mtime<={}",
+            content_hash(&copier.entries),
+            o.source_date_epoch
+        );
         let key = cache_key(&parent_key(state), step, Some(&content));
         let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
         state.manifest.layers.push(Descriptor {
