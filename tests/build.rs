@@ -141,7 +141,8 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
     let second = env.build(&file, "localhost/built:1");
     assert!(second.status.success(), "{}", text(&second));
     let out = String::from_utf8_lossy(&second.stdout);
-    assert_eq!(out.matches("(cached)").count(), 3, "{out}");
+    // The WORKDIR that made /srv/app, two COPYs and the ADD.
+    assert_eq!(out.matches("(cached)").count(), 4, "{out}");
     assert_eq!(digest(&second), d1);
 
     let images = Command::new(support::berth_bin())
@@ -193,9 +194,9 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
     std::fs::write(env.ctx().join("top.txt"), "changed\n").unwrap();
     let third = env.build(&file, "localhost/built:2");
     let out = String::from_utf8_lossy(&third.stdout);
-    // The first COPY is reused; top.txt's COPY and the ADD after it (its
-    // parent changed) are not.
-    assert_eq!(out.matches("(cached)").count(), 1, "{out}");
+    // The WORKDIR and the first COPY are reused; top.txt's COPY and the ADD
+    // after it (its parent changed) are not.
+    assert_eq!(out.matches("(cached)").count(), 2, "{out}");
     assert!(out.contains("COPY top.txt /top.txt\n"), "{out}");
     assert_ne!(digest(&third), d1);
 
@@ -206,7 +207,8 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
         &multi,
         "ARG BASE\nFROM localhost/built:1 AS first\nFROM ${BASE}\n\
          COPY --from=first /srv/app /copied/\nCOPY --from=0 /opt/d/f /f\n\
-         CMD [\"cat\", \"/copied/a.txt\", \"/copied/sub/b.txt\", \"/f\"]\n",
+         WORKDIR /made/here\n\
+         CMD cat /copied/a.txt /copied/sub/b.txt /f; pwd; stat -c %a:%u /made/here\n",
     )
     .unwrap();
     let out = env.build(&multi, "localhost/multi:1");
@@ -220,7 +222,7 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
-        "file-a\nfile-b\nin-archive\n",
+        "file-a\nfile-b\nin-archive\n/made/here\n755:0\n",
         "{}",
         text(&run)
     );

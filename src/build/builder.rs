@@ -234,15 +234,7 @@ fn copy_from(
             source: Box::new(source),
         })?,
     };
-    let ids: Vec<String> = state.config["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    FromRoot::open(store, &ids, step.pos.line)
+    FromRoot::open(store, &diff_ids(&state), step.pos.line)
         .map_err(|m| step_error(file, step.pos, format!("COPY --from={from}: {m}")))
 }
 
@@ -344,6 +336,17 @@ fn run_step(
     ignore: &Ignore,
 ) -> Result<String, BuildError> {
     let mut shell = state.shell.clone();
+    if let Op::Workdir(w) = &step.op {
+        let cur = state.config["config"]["WorkingDir"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .unwrap_or("/");
+        let dir = config::join_path(cur, w);
+        if let Some(r) = workdir_step(store, file, o, state, step, &dir)? {
+            config::apply(&mut state.config, &step.op, &mut shell);
+            return Ok(r);
+        }
+    }
     if config::apply(&mut state.config, &step.op, &mut shell) {
         state.shell = shell;
         if !matches!(step.op, Op::Arg(_)) {
@@ -430,30 +433,116 @@ fn copy_step(
         );
         let key = cache_key(&parent_key(state), step, Some(&content));
         let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
-        state.manifest.layers.push(Descriptor {
-            media_type: if state.manifest.media_type == manifest::DOCKER_MANIFEST {
-                manifest::DOCKER_LAYER_GZIP
-            } else {
-                manifest::OCI_LAYER_GZIP
-            }
-            .into(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            platform: None,
-            annotations: None,
-        });
-        if !state.config["rootfs"]["diff_ids"].is_array() {
-            state.config["rootfs"] = json!({"type": "layers", "diff_ids": []});
-        }
-        if let Some(ids) = state.config["rootfs"]["diff_ids"].as_array_mut() {
-            ids.push(json!(layer.diff_id));
-        }
-        history(state, &step.text, false);
+        add_layer(state, &layer, &step.text);
         Ok(if hit {
             " (cached)".to_string()
         } else {
             String::new()
         })
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// `layer` on top of the stage, with its history entry.
+fn add_layer(state: &mut State, layer: &CachedLayer, created_by: &str) {
+    state.manifest.layers.push(Descriptor {
+        media_type: if state.manifest.media_type == manifest::DOCKER_MANIFEST {
+            manifest::DOCKER_LAYER_GZIP
+        } else {
+            manifest::OCI_LAYER_GZIP
+        }
+        .into(),
+        digest: layer.digest.clone(),
+        size: layer.size,
+        platform: None,
+        annotations: None,
+    });
+    if !state.config["rootfs"]["diff_ids"].is_array() {
+        state.config["rootfs"] = json!({"type": "layers", "diff_ids": []});
+    }
+    if let Some(ids) = state.config["rootfs"]["diff_ids"].as_array_mut() {
+        ids.push(json!(layer.diff_id));
+    }
+    history(state, created_by, false);
+}
+
+/// The layer diff ids of a stage, lowest first.
+fn diff_ids(state: &State) -> Vec<String> {
+    state.config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// WORKDIR makes its directory when the stage lacks it, as Docker does:
+/// a layer with the missing directories (0755, root), their existing
+/// parents copied with their modes and owners so the layer changes nothing
+/// else. Returns the progress suffix, or None when nothing was missing.
+fn workdir_step(
+    store: &Store,
+    file: &str,
+    o: &BuildOptions,
+    state: &mut State,
+    step: &Step,
+    dir: &str,
+) -> Result<Option<String>, BuildError> {
+    let err = |m: String| step_error(file, step.pos, format!("WORKDIR {dir}: {m}"));
+    let root = FromRoot::open(store, &diff_ids(state), step.pos.line).map_err(err)?;
+    let staging = store
+        .root()
+        .join(format!("tmp/build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = (|| -> Result<Option<String>, BuildError> {
+        std::fs::create_dir_all(&staging).map_err(|e| err(e.to_string()))?;
+        let mut rel = String::new();
+        let mut missing = false;
+        for c in dir.split('/').filter(|c| !c.is_empty()) {
+            rel = if rel.is_empty() {
+                c.to_string()
+            } else {
+                format!("{rel}/{c}")
+            };
+            let target = staging.join(&rel);
+            std::fs::create_dir(&target).map_err(|e| err(e.to_string()))?;
+            let found = crate::sys::at::openat2(
+                root.fd.as_fd(),
+                Path::new(&rel),
+                libc::O_PATH,
+                RESOLVE_IN_ROOT,
+            )
+            .ok()
+            .and_then(|fd| crate::sys::at::fstat(fd.as_fd()).ok())
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+            let (mode, uid, gid) = match found {
+                Some(st) => (st.st_mode & 0o7777, st.st_uid, st.st_gid),
+                None => {
+                    missing = true;
+                    (0o755, 0, 0)
+                }
+            };
+            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))
+                .and_then(|()| {
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                })
+                .map_err(|e| err(e.to_string()))?;
+        }
+        if !missing {
+            return Ok(None);
+        }
+        let content = format!("mtime<={}", o.source_date_epoch);
+        let key = cache_key(&parent_key(state), step, Some(&content));
+        let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
+        add_layer(state, &layer, &step.text);
+        Ok(Some(if hit {
+            " (cached)".into()
+        } else {
+            String::new()
+        }))
     })();
     let _ = std::fs::remove_dir_all(&staging);
     result
@@ -526,6 +615,7 @@ struct Copier<'a> {
 
 const RESOLVE_BENEATH: u64 = 0x08;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
 
 impl Copier<'_> {
     /// The sources, globs expanded (in their last component), each opened
