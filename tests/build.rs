@@ -21,12 +21,12 @@ ENV GREETING="hello from build" \
     APPDIR=/srv/app
 WORKDIR $APPDIR
 COPY --chown=1000:1000 app/ ./
-COPY top.txt /top.txt
+COPY --chown=web top.txt /top.txt
 ADD data.tar /opt/
 USER 1000
 LABEL built.by=berth
 EXPOSE 8080
-CMD ["/bin/sh", "-c", "echo $GREETING; pwd; id -u; cat a.txt sub/b.txt /top.txt; ls -ln a.txt; test -e skip.log || echo no-log; cat /opt/d/f; stat -c %u:%g /opt/d/f"]
+CMD ["/bin/sh", "-c", "echo $GREETING; pwd; id -u; cat a.txt sub/b.txt /top.txt; ls -ln a.txt; test -e skip.log || echo no-log; cat /opt/d/f; stat -c %u:%g /opt/d/f; stat -c %u:%g /top.txt"]
 "#;
 
 struct Env {
@@ -188,7 +188,7 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
         "{seen}"
     );
     assert_eq!(lines[7], "no-log", "the ignored file was copied: {seen}");
-    assert_eq!(lines[8..10], ["in-archive", "5:6"], "{seen}");
+    assert_eq!(lines[8..11], ["in-archive", "5:6", "101:101"], "{seen}");
 
     // A changed file under a COPY: a new layer, a new digest.
     std::fs::write(env.ctx().join("top.txt"), "changed\n").unwrap();
@@ -197,7 +197,7 @@ fn build_copy_env_workdir_cmd_runs_and_rebuilds_to_the_same_digest() {
     // The WORKDIR and the first COPY are reused; top.txt's COPY and the ADD
     // after it (its parent changed) are not.
     assert_eq!(out.matches("(cached)").count(), 2, "{out}");
-    assert!(out.contains("COPY top.txt /top.txt\n"), "{out}");
+    assert!(out.contains("COPY --chown=web top.txt /top.txt\n"), "{out}");
     assert_ne!(digest(&third), d1);
 
     // COPY --from an earlier stage made of several layers (read through a

@@ -379,11 +379,11 @@ fn copy_step(
     let err = |m: String| step_error(file, step.pos, m);
     let owner = match c.chown.as_deref() {
         None => (0, 0),
-        Some(s) => parse_owner(s).ok_or_else(|| {
-            err(format!(
-                "--chown={s}: berth build takes numeric UID[:GID] only for now"
-            ))
-        })?,
+        Some(s) => match parse_owner(s) {
+            Some(o) => o,
+            None => owner_by_name(store, state, step.pos.line, s)
+                .map_err(|m| err(format!("--chown={s}: {m}")))?,
+        },
     };
     let chmod = match c.chmod.as_deref() {
         None => None,
@@ -546,6 +546,32 @@ fn workdir_step(
     })();
     let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// `--chown=NAME[:GROUP]`, looked up in the stage's /etc/passwd and
+/// /etc/group (read inside its root). Docker: without a group, the GID is
+/// the UID.
+fn owner_by_name(store: &Store, state: &State, n: usize, spec: &str) -> Result<(u32, u32), String> {
+    let root = FromRoot::open(store, &diff_ids(state), n)?;
+    let read = |rel: &str| -> Option<String> {
+        let fd = crate::sys::at::openat2(
+            root.fd.as_fd(),
+            Path::new(rel),
+            libc::O_RDONLY,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
+        .ok()?;
+        let mut text = String::new();
+        File::from(fd)
+            .take(crate::rootfile::MAX_ID_FILE)
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    };
+    let (passwd, group) = (read("etc/passwd"), read("etc/group"));
+    let u = crate::spec::resolve_user(spec, passwd.as_deref(), group.as_deref())?;
+    let has_group = spec.split_once(':').is_some_and(|(_, g)| !g.is_empty());
+    Ok((u.uid, if has_group { u.gid } else { u.uid }))
 }
 
 fn parse_owner(s: &str) -> Option<(u32, u32)> {
