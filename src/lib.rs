@@ -4,6 +4,7 @@
 //! only dispatches on its name (`berth`, `berth-generator`, `berth-runtime`).
 //! See ARCHITECTURE.md for the map.
 
+pub mod build;
 pub mod cgroup;
 pub mod cli;
 pub mod compose;

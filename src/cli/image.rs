@@ -87,7 +87,10 @@ pub struct ImportArgs {
 }
 
 /// `root` is the host root from the global `--root` / `$BERTH_ROOT` (`/` on a host).
-fn open_store(root: &Path, args: &StoreArgs) -> anyhow::Result<(Store, crate::config::Globals)> {
+pub(crate) fn open_store(
+    root: &Path,
+    args: &StoreArgs,
+) -> anyhow::Result<(Store, crate::config::Globals)> {
     let globals = load_globals(root)?;
     let storage = args
         .storage_root

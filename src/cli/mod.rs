@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::systemd::ctl::Verb;
 
 pub mod auto_update;
+pub mod build;
 pub mod check;
 pub mod cleanup;
 pub mod compose;
@@ -71,6 +72,7 @@ pub enum Command {
     Prune(image::PruneArgs),
     /// Import a rootfs tarball as a one-layer image
     Import(image::ImportArgs),
+    Build(build::BuildArgs),
     Ps(containers::PsArgs),
     Logs(containers::LogsArgs),
     /// Start containers (`systemctl start berth@NAME`)
@@ -150,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => image::rmi(&root, a),
         Command::Prune(a) => image::prune(&root, a),
         Command::Import(a) => image::import(&root, a),
+        Command::Build(a) => build::run(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
         Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),
