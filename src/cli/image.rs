@@ -87,7 +87,10 @@ pub struct ImportArgs {
 }
 
 /// `root` is the host root from the global `--root` / `$BERTH_ROOT` (`/` on a host).
-fn open_store(root: &Path, args: &StoreArgs) -> anyhow::Result<(Store, crate::config::Globals)> {
+pub(crate) fn open_store(
+    root: &Path,
+    args: &StoreArgs,
+) -> anyhow::Result<(Store, crate::config::Globals)> {
     let globals = load_globals(root)?;
     let storage = args
         .storage_root
@@ -135,7 +138,7 @@ pub fn import(root: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -204,7 +207,7 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolve what the user typed (a reference or a digest prefix) to
 /// (reference, manifest digest).
-fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
+pub(crate) fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
     if let Ok(r) = Reference::parse(what) {
         if let Some(d) = store.get_ref(&r)? {
             return Ok((r, d));
@@ -217,7 +220,11 @@ fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
             .into_iter()
             .filter(|r| r.manifest_digest[7..].starts_with(hex))
             .collect();
-        if let [one] = matches.as_slice() {
+        // Several names of one image are one image.
+        let one_image = matches
+            .iter()
+            .all(|m| m.manifest_digest == matches[0].manifest_digest);
+        if let (true, Some(one)) = (one_image, matches.first()) {
             return Ok((
                 Reference::parse(&one.reference)?,
                 one.manifest_digest.clone(),

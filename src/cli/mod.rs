@@ -16,6 +16,7 @@ pub mod check;
 pub mod cleanup;
 pub mod compose;
 pub mod containers;
+pub mod dist;
 pub mod docs;
 pub mod events;
 pub mod exec;
@@ -70,6 +71,10 @@ pub enum Command {
     Prune(image::PruneArgs),
     /// Import a rootfs tarball as a one-layer image
     Import(image::ImportArgs),
+    /// Give a stored image another reference
+    Tag(dist::TagArgs),
+    /// Show the steps that made an image, newest first
+    History(dist::HistoryArgs),
     Ps(containers::PsArgs),
     Logs(containers::LogsArgs),
     /// Start containers (`systemctl start berth@NAME`)
@@ -147,6 +152,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => image::rmi(&root, a),
         Command::Prune(a) => image::prune(&root, a),
         Command::Import(a) => image::import(&root, a),
+        Command::Tag(a) => dist::tag(&root, a),
+        Command::History(a) => dist::history(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
         Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),

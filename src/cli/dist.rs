@@ -1,0 +1,239 @@
+//! Distribution commands: `tag`, `history` (and `login`, `logout`, `save`,
+//! `load`, `push`). Thin: parse arguments, open the store, call `image`/`store`,
+//! print.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::image::{find, human, open_store, StoreArgs};
+use crate::image::{self, Reference};
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth tag nginx:1.27 nginx:stable\n  berth tag 3f2a9c1b registry.example.org/web/nginx:1.27   (by manifest digest prefix)\n\nThe new reference points at the same manifest; nothing is copied."
+)]
+pub struct TagArgs {
+    /// Source: an image reference, or a manifest digest (or its first hex digits)
+    pub source: String,
+    /// New reference: NAME[:TAG]
+    pub target: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth history nginx:1.27\n  berth history --no-trunc nginx:1.27\n  berth history --format json nginx:1.27 | jq '.[].created_by'\n\nNewest step first, as `docker history`. SIZE is the layer blob's size (compressed, as\nregistries count); steps that made no layer (ENV, CMD, …) show 0 B."
+)]
+pub struct HistoryArgs {
+    /// Image reference, or a manifest digest (or its first hex digits)
+    pub image: String,
+    /// Do not shorten CREATED BY
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+    pub format: HistoryFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+}
+
+pub fn tag(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
+    let (_, digest) = find(&store, &args.source)?;
+    let target = Reference::parse(&args.target)
+        .with_context(|| format!("invalid target reference '{}'", args.target))?;
+    if target.as_registry().is_none() {
+        anyhow::bail!(
+            "'{}' is a local source; tag with a registry reference (NAME[:TAG])",
+            args.target
+        );
+    }
+    let canonical = target.canonical();
+    // The manifest must be whole in the store before a second name points at it.
+    store
+        .image_by_digest(&canonical, &digest)
+        .with_context(|| format!("cannot tag '{}'", args.source))?;
+    store.set_ref(&target, &digest)?;
+    println!("{canonical} {digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `berth history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryRow {
+    /// The manifest digest on the newest row, as `docker history` shows the
+    /// image ID there and `<missing>` below.
+    pub id: Option<String>,
+    pub created: Option<String>,
+    pub created_by: String,
+    pub size: u64,
+    pub empty_layer: bool,
+    pub comment: String,
+}
+
+/// The config's `history` with each non-empty step given the size of its
+/// layer, newest first. A config without history (an import) gets one row per
+/// layer, as Docker shows it.
+pub fn history_rows(
+    config: &serde_json::Value,
+    layer_sizes: &[u64],
+    digest: &str,
+) -> Vec<HistoryRow> {
+    let mut rows = Vec::new();
+    let mut sizes = layer_sizes.iter();
+    let entries = config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|s| s.as_str()).map(String::from);
+    for h in &entries {
+        let empty = h
+            .get("empty_layer")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false);
+        let size = if empty {
+            0
+        } else {
+            sizes.next().copied().unwrap_or(0)
+        };
+        rows.push(HistoryRow {
+            id: None,
+            created: text(h, "created"),
+            created_by: text(h, "created_by").unwrap_or_default(),
+            size,
+            empty_layer: empty,
+            comment: text(h, "comment").unwrap_or_default(),
+        });
+    }
+    // Layers the history does not account for (no history at all, or a
+    // short one) still show.
+    for s in sizes {
+        rows.push(HistoryRow {
+            id: None,
+            created: None,
+            created_by: String::new(),
+            size: *s,
+            empty_layer: false,
+            comment: String::new(),
+        });
+    }
+    rows.reverse();
+    if let Some(first) = rows.first_mut() {
+        first.id = Some(digest.to_string());
+    }
+    rows
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
+pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
+    let (reference, digest) = find(&store, &args.image)?;
+    let m = store.manifest(&reference.canonical(), &digest)?;
+    let raw = store.read_blob(
+        &m.config.digest,
+        "an image config",
+        image::manifest::MAX_METADATA_BYTES,
+    )?;
+    let config: serde_json::Value = serde_json::from_slice(&raw)
+        .with_context(|| format!("image config of '{}' is not JSON", args.image))?;
+    let sizes: Vec<u64> = m.layers.iter().map(|l| l.size).collect();
+    let rows = history_rows(&config, &sizes, &digest);
+    if args.format == HistoryFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:<22} {:<46} {:>10}  COMMENT",
+        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+    );
+    for r in &rows {
+        let id = match &r.id {
+            Some(d) if args.no_trunc => d.clone(),
+            Some(d) => image::short(d).to_string(),
+            None => "<missing>".to_string(),
+        };
+        let created_by = r.created_by.replace(['\n', '\t'], " ");
+        let created_by = if args.no_trunc {
+            created_by
+        } else {
+            shorten(&created_by, 45)
+        };
+        let created = r
+            .created
+            .as_deref()
+            .map(|c| c.chars().take(19).collect::<String>());
+        println!(
+            "{:<14} {:<22} {:<46} {:>10}  {}",
+            id,
+            created.unwrap_or_else(|| "-".into()),
+            created_by,
+            human(r.size),
+            r.comment
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_pairs_layers_with_non_empty_steps_newest_first() {
+        let config = serde_json::json!({"history": [
+            {"created": "2024-01-01T00:00:00Z", "created_by": "ADD rootfs.tar /"},
+            {"created_by": "ENV A=1", "empty_layer": true},
+            {"created_by": "RUN touch /x", "comment": "buildkit"},
+            {"created_by": "CMD [\"sh\"]", "empty_layer": true},
+        ]});
+        let rows = history_rows(&config, &[100, 7], "sha256:abc");
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.created_by.as_str(), r.size, r.empty_layer))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("CMD [\"sh\"]", 0, true),
+                ("RUN touch /x", 7, false),
+                ("ENV A=1", 0, true),
+                ("ADD rootfs.tar /", 100, false)
+            ]
+        );
+        assert_eq!(rows[0].id.as_deref(), Some("sha256:abc"));
+        assert_eq!(rows[1].id, None);
+        assert_eq!(rows[1].comment, "buildkit");
+    }
+
+    #[test]
+    fn history_without_entries_shows_each_layer() {
+        let rows = history_rows(&serde_json::json!({}), &[5, 6], "sha256:d");
+        assert_eq!(rows.iter().map(|r| r.size).collect::<Vec<_>>(), [6, 5]);
+    }
+
+    #[test]
+    fn shorten_marks_the_cut() {
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abc", 4), "abc");
+    }
+}
