@@ -12,14 +12,16 @@ use std::process::{Command, Output, Stdio};
 use reg::{Layout, Member};
 
 fn berth(root: &Path, storage: &Path, args: &[&str]) -> Output {
-    berth_in(root, storage, args, None)
+    berth_in(root, Some(storage), args, None)
 }
 
-fn berth_in(root: &Path, storage: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(support::berth_bin())
-        .args(args)
-        .arg("--storage-root")
-        .arg(storage)
+fn berth_in(root: &Path, storage: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(support::berth_bin());
+    cmd.args(args);
+    if let Some(s) = storage {
+        cmd.arg("--storage-root").arg(s);
+    }
+    let mut child = cmd
         .env("BERTH_ROOT", root)
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::piped())
@@ -172,4 +174,98 @@ fn tag_and_history() {
     assert_eq!(rows[1]["empty_layer"], false);
     assert!(rows[1]["size"].as_u64().unwrap() > 0);
     assert!(rows[3]["size"].as_u64().unwrap() > rows[1]["size"].as_u64().unwrap());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn login_then_pull_then_logout() {
+    require_root!();
+    require_program!("docker-registry");
+    require_program!("skopeo");
+    require_program!("htpasswd");
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = reg::Registry::start(reg::RegistryOptions {
+        tls: true,
+        htpasswd: Some(("alice".into(), "wonder".into())),
+        ..Default::default()
+    });
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let built = layout.image(
+        &[reg::tar_of(&reg::busybox_members())],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&built, "1");
+    registry.push_with_creds(&layout.dir, "1", "sec/bb:1", "alice:wonder");
+    let host = registry.host();
+    let reference = format!("{host}/sec/bb:1");
+    let storage = tmp.path().join("store");
+    // No [auth] file: the default, ROOT/etc/berth/auth.json, is written and read.
+    let root = reg::globals_root(tmp.path(), &storage, "");
+    copy_dir(
+        registry.certs_dir.as_ref().unwrap(),
+        &root.join("etc/berth/certs.d"),
+    );
+    let auth = root.join("etc/berth/auth.json");
+    std::fs::write(
+        &auth,
+        r#"{"auths":{"other.example":{"auth":"b3RoZXI6b25l"}}}"#,
+    )
+    .unwrap();
+    let before = std::fs::read(&auth).unwrap();
+
+    let err = fails(&berth(&root, &storage, &["pull", &reference]));
+    assert!(err.contains("401") && err.contains(&host), "{err}");
+
+    // A wrong password: refused by the registry, named, and nothing written.
+    let out = berth_in(
+        &root,
+        None,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("nope\n"),
+    );
+    let err = fails(&out);
+    assert!(
+        err.contains(&host) && err.contains("nothing was written") && err.contains("401"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&auth).unwrap(), before);
+
+    let out = ok(&berth_in(
+        &root,
+        None,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("wonder\n"),
+    ));
+    assert!(out.contains("Login Succeeded"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert_eq!(v["auths"]["other.example"]["auth"], "b3RoZXI6b25l");
+    assert!(v["auths"][&host]["auth"].is_string(), "{v}");
+    ok(&berth(&root, &storage, &["pull", &reference]));
+
+    let out = ok(&berth_in(&root, None, &["logout", &host], None));
+    assert!(out.contains(&host), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert!(v["auths"].get(&host).is_none(), "{v}");
+    assert_eq!(v["auths"]["other.example"]["auth"], "b3RoZXI6b25l");
+    let err = fails(&berth(&root, &storage, &["pull", &reference]));
+    assert!(err.contains("401"), "{err}");
+    let err = fails(&berth_in(&root, None, &["logout", &host], None));
+    assert!(err.contains("not logged in"), "{err}");
 }

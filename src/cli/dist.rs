@@ -2,6 +2,7 @@
 //! `load`, `push`). Thin: parse arguments, open the store, call `image`/`store`,
 //! print.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,7 +10,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::image::{find, human, open_store, StoreArgs};
-use crate::image::{self, Reference};
+use crate::config::load_globals;
+use crate::image::hosts::Credentials;
+use crate::image::{self, auth, Reference};
 
 #[derive(Debug, Args)]
 #[command(
@@ -191,6 +194,111 @@ pub fn history(root: &Path, args: HistoryArgs) -> anyhow::Result<ExitCode> {
             r.comment
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth login -u alice registry.example.org            (asks for the password)\n  echo \"$TOKEN\" | berth login -u ci --password-stdin 127.0.0.1:5000\n\nThe credentials are checked against the registry first; only then are they written to\nthe auth file pulls and pushes read ([auth] file of /etc/berth/berth.toml, default\n/etc/berth/auth.json; docker config.json format, mode 0600)."
+)]
+pub struct LoginArgs {
+    /// Registry host[:port] (docker.io for Docker Hub)
+    pub registry: String,
+    /// User name (asked for on a terminal when missing)
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Read the password from standard input (one line)
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth logout registry.example.org\n\nRemoves the registry's entry from the auth file; the other entries stay."
+)]
+pub struct LogoutArgs {
+    /// Registry host[:port]
+    pub registry: String,
+}
+
+fn auth_path(root: &Path) -> anyhow::Result<(crate::config::Globals, std::path::PathBuf)> {
+    let globals = load_globals(root)?;
+    let path = globals
+        .auth_file
+        .clone()
+        .unwrap_or_else(|| root.join("etc/berth/auth.json"));
+    Ok((globals, path))
+}
+
+/// A line from the terminal, echo off for a password.
+fn prompt(what: &str, secret: bool) -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    eprint!("{what}: ");
+    std::io::stderr().flush().ok();
+    let saved = if secret { tcgetattr(&stdin).ok() } else { None };
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).ok();
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(t) = &saved {
+        tcsetattr(&stdin, SetArg::TCSANOW, t).ok();
+        eprintln!();
+    }
+    read.context("cannot read from the terminal")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub fn login(root: &Path, args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let registry = auth::registry_key(&args.registry);
+    let tty = std::io::stdin().is_terminal();
+    let username = match args.username {
+        Some(u) => u,
+        None if tty && !args.password_stdin => prompt("Username", false)?,
+        None => anyhow::bail!("no user name for '{registry}': give -u USER"),
+    };
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else if tty {
+        prompt("Password", true)?
+    } else {
+        anyhow::bail!(
+            "no password for '{registry}': standard input is not a terminal; use --password-stdin"
+        )
+    };
+    if username.is_empty() || password.is_empty() {
+        anyhow::bail!("user name and password for '{registry}' must not be empty");
+    }
+    let (globals, path) = auth_path(root)?;
+    let creds = Credentials { username, password };
+    auth::verify(&globals, &registry, &creds)
+        .with_context(|| format!("login to '{registry}' failed; nothing was written"))?;
+    auth::save(&path, &registry, &creds)?;
+    println!("Login Succeeded ({registry}, saved in {})", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logout(root: &Path, args: LogoutArgs) -> anyhow::Result<ExitCode> {
+    let registry = auth::registry_key(&args.registry);
+    let (_, path) = auth_path(root)?;
+    if !auth::remove(&path, &registry)? {
+        anyhow::bail!(
+            "not logged in to '{registry}' (no entry in '{}')",
+            path.display()
+        );
+    }
+    println!(
+        "Removed login credentials for '{registry}' from {}",
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,6 +75,10 @@ pub enum Command {
     Tag(dist::TagArgs),
     /// Show the steps that made an image, newest first
     History(dist::HistoryArgs),
+    /// Check credentials for a registry and save them in the auth file
+    Login(dist::LoginArgs),
+    /// Remove a registry's credentials from the auth file
+    Logout(dist::LogoutArgs),
     Ps(containers::PsArgs),
     Logs(containers::LogsArgs),
     /// Start containers (`systemctl start berth@NAME`)
@@ -154,6 +158,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => image::import(&root, a),
         Command::Tag(a) => dist::tag(&root, a),
         Command::History(a) => dist::history(&root, a),
+        Command::Login(a) => dist::login(&root, a),
+        Command::Logout(a) => dist::logout(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
         Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),

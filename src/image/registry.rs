@@ -183,6 +183,20 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Client, ImageError> {
+        Self::connect_as(globals, endpoint, registry, repository, reference, None).await
+    }
+
+    /// [`Client::connect`] with `creds` instead of the auth file's (`berth
+    /// login` checks credentials before it writes them). An empty
+    /// `repository` asks a token service for no scope, as `docker login` does.
+    pub async fn connect_as(
+        globals: &Globals,
+        endpoint: &Endpoint,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        creds: Option<Credentials>,
+    ) -> Result<Client, ImageError> {
         let host = endpoint.host.clone();
         let hosts_err = |source| ImageError::Hosts {
             reference: reference.to_string(),
@@ -216,16 +230,21 @@ impl Client {
         })?;
         // Credentials are looked up under the name in the reference, and under
         // the host for mirrors.
-        let creds =
-            match hosts::credentials(globals, if endpoint.mirror { &host } else { registry })
-                .map_err(hosts_err)?
-            {
-                Some(c) => Some(c),
-                None if !endpoint.mirror && host != registry => {
-                    hosts::credentials(globals, &host).map_err(hosts_err)?
+        let given = creds;
+        let creds = match given {
+            Some(c) => Some(c),
+            None => {
+                match hosts::credentials(globals, if endpoint.mirror { &host } else { registry })
+                    .map_err(hosts_err)?
+                {
+                    Some(c) => Some(c),
+                    None if !endpoint.mirror && host != registry => {
+                        hosts::credentials(globals, &host).map_err(hosts_err)?
+                    }
+                    None => None,
                 }
-                None => None,
-            };
+            }
+        };
         // Realm hosts the admin trusts with credentials: those of the host we
         // talk to (a mirror's own settings for a mirror).
         let auth_realms: Vec<String> = globals
@@ -388,7 +407,10 @@ impl Client {
             } => {
                 // The /v2/ ping's challenge carries no scope: ask for pull on
                 // our repository, as docker does.
-                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                let scope = scope.or_else(|| {
+                    (!self.repository.is_empty())
+                        .then(|| format!("repository:{}:pull", self.repository))
+                });
                 let mut url = reqwest::Url::parse(&realm).map_err(|e| ImageError::Protocol {
                     reference: self.reference.clone(),
                     host: self.host.clone(),
@@ -417,7 +439,9 @@ impl Client {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    q.append_pair("scope", &scope);
+                    if let Some(scope) = &scope {
+                        q.append_pair("scope", scope);
+                    }
                 }
                 let mut req = self.http.get(url);
                 if let Some(b) = &basic {
