@@ -1,8 +1,12 @@
 //! Distribution as a user runs it: `berth tag`, `history`, `login`/`logout`,
 //! `save`/`load`, `push`, against the real loopback registry and the other
 //! engines' archives.
+#[path = "support/podman.rs"]
+mod podman;
 #[path = "support/registry.rs"]
 mod reg;
+#[path = "support/runtime.rs"]
+mod rt;
 mod support;
 
 use std::io::Write;
@@ -268,4 +272,143 @@ fn login_then_pull_then_logout() {
     assert!(err.contains("401"), "{err}");
     let err = fails(&berth_in(&root, None, &["logout", &host], None));
     assert!(err.contains("not logged in"), "{err}");
+}
+
+fn tree_of(root: &Path, storage: &Path, reference: &str) -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&berth(root, storage, &["inspect", reference]))).unwrap();
+    json["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| reg::describe_tree(Path::new(l["path"].as_str().unwrap())))
+        .collect()
+}
+
+fn line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no '{key}=' line in:\n{out}"))
+}
+
+#[test]
+fn save_and_load_round_trip_with_podman() {
+    require_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, storage, digest) = stored_image(tmp.path(), "");
+    let want = tree_of(&root, &storage, "local/hist:v1");
+    let oci = tmp.path().join("img-oci.tar");
+    let dock = tmp.path().join("img-docker.tar");
+    ok(&berth(
+        &root,
+        &storage,
+        &["save", "-o", oci.to_str().unwrap(), "local/hist:v1"],
+    ));
+    ok(&berth(
+        &root,
+        &storage,
+        &[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            dock.to_str().unwrap(),
+            "local/hist:v1",
+        ],
+    ));
+    let err = fails(&berth(
+        &root,
+        &storage,
+        &["save", "-o", "/nonexistent/x.tar", "local/hist:v1"],
+    ));
+    assert!(err.contains("/nonexistent/x.tar"), "{err}");
+    let err = fails(&berth(
+        &root,
+        &storage,
+        &["load", "-i", tmp.path().join("nope.tar").to_str().unwrap()],
+    ));
+    assert!(err.contains("nope.tar"), "{err}");
+
+    // berth → berth, each format, into an empty store: the same name, tree and
+    // (for OCI, which keeps the manifest) the same digest.
+    for (file, same_digest) in [(&oci, true), (&dock, false)] {
+        let other = tmp.path().join(format!(
+            "store-{}",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        let out = ok(&berth(
+            &root,
+            &other,
+            &["load", "-i", file.to_str().unwrap()],
+        ));
+        assert!(
+            out.contains("Loaded image: docker.io/local/hist:v1"),
+            "{out}"
+        );
+        assert_eq!(out.contains(&digest), same_digest, "{out}");
+        assert_eq!(
+            tree_of(&root, &other, "local/hist:v1"),
+            want,
+            "{}",
+            file.display()
+        );
+        let table = ok(&berth(&root, &other, &["images"]));
+        assert!(
+            !table.contains("archive:"),
+            "no ref is left under the file's name: {table}"
+        );
+        let hist = ok(&berth(&root, &other, &["history", "local/hist:v1"]));
+        assert!(hist.contains("step two"), "{hist}");
+    }
+
+    // Podman reads both archives, and berth reads what Podman saves.
+    if !support::is_root() || Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("skipping the Podman half: podman is not installed");
+        return;
+    }
+    let pm = podman::Podman::new();
+    let t = pm.sandbox.path().join("podman");
+    std::fs::copy(&oci, t.join("berth-oci.tar")).unwrap();
+    std::fs::copy(&dock, t.join("berth-docker.tar")).unwrap();
+    let out = pm.sh(
+        Path::new("/bin/true"),
+        r#"
+P load -i $T/berth-docker.tar >/dev/null; echo rc_load_docker=$?
+echo cmd_docker=$(P image inspect docker.io/local/hist:v1 --format '{{.Config.Cmd}}')
+P rmi docker.io/local/hist:v1 >/dev/null; echo rc_rmi=$?
+P load -i $T/berth-oci.tar >/dev/null; echo rc_load_oci=$?
+echo digest_oci=$(P image inspect docker.io/local/hist:v1 --format '{{.Digest}}')
+P tag docker.io/local/hist:v1 localhost/from/podman:2
+P save -o $T/podman-docker.tar localhost/from/podman:2; echo rc_save=$?
+P save --format oci-archive -o $T/podman-oci.tar localhost/from/podman:2; echo rc_save_oci=$?
+"#,
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(line(&text, "rc_load_docker"), "0", "{text}");
+    assert_eq!(line(&text, "cmd_docker"), "[/bin/sh]", "{text}");
+    assert_eq!(line(&text, "rc_load_oci"), "0", "{text}");
+    assert_eq!(line(&text, "digest_oci"), digest, "{text}");
+    assert_eq!(line(&text, "rc_save"), "0", "{text}");
+    assert_eq!(line(&text, "rc_save_oci"), "0", "{text}");
+    for f in ["podman-docker.tar", "podman-oci.tar"] {
+        let other = tmp.path().join(format!("store-{f}"));
+        let out = ok(&berth(
+            &root,
+            &other,
+            &["load", "-i", t.join(f).to_str().unwrap()],
+        ));
+        assert!(
+            out.contains("Loaded image: localhost/from/podman:2"),
+            "{f}: {out}"
+        );
+        assert_eq!(
+            tree_of(&root, &other, "localhost/from/podman:2"),
+            want,
+            "{f}"
+        );
+    }
 }

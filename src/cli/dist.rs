@@ -302,6 +302,90 @@ pub fn logout(root: &Path, args: LogoutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveFormat {
+    OciArchive,
+    DockerArchive,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth save -o web.tar registry.example.org/web:1.2\n  berth save -o all.tar --format docker-archive nginx:1.27 nginx:stable   (for docker load)\n  berth load -i web.tar\n\noci-archive (the default) keeps the images byte for byte, manifest digests included;\ndocker-archive is what `docker save` writes (layers uncompressed), for `docker load`."
+)]
+pub struct SaveArgs {
+    /// Archive to write (replaced when complete)
+    #[arg(long, short, value_name = "FILE")]
+    pub output: std::path::PathBuf,
+    /// Archive format
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::OciArchive)]
+    pub format: ArchiveFormat,
+    /// Images: references or manifest digest prefixes
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth load -i web.tar\n  podman save -o bb.tar busybox && berth load -i bb.tar\n\nBoth kinds are recognised: an OCI layout archive (index.json; `podman save --format\noci-archive`, `skopeo copy … oci-archive:`, Docker 25+) and a docker archive (manifest.json;\n`docker save`, `podman save`). Images are filed under the names the archive carries."
+)]
+pub struct LoadArgs {
+    /// Archive to read
+    #[arg(long, short, value_name = "FILE")]
+    pub input: std::path::PathBuf,
+    /// Print only the manifest digests
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+pub fn save(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
+    let mut images = Vec::new();
+    for what in &args.images {
+        let (reference, digest) = find(&store, what)?;
+        // A name typed by the user is the name saved (a digest prefix saves
+        // under the ref it matched).
+        let reference = Reference::parse(what)
+            .ok()
+            .filter(|r| store.get_ref(r).ok().flatten().as_deref() == Some(digest.as_str()))
+            .unwrap_or(reference);
+        images.push(image::archive::Saved { reference, digest });
+    }
+    let format = match args.format {
+        ArchiveFormat::OciArchive => image::archive::Format::OciArchive,
+        ArchiveFormat::DockerArchive => image::archive::Format::DockerArchive,
+    };
+    image::archive::save(&store, &images, format, &args.output)
+        .with_context(|| format!("cannot save to '{}'", args.output.display()))?;
+    eprintln!(
+        "saved {} image(s) to {}",
+        images.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn load(root: &Path, args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (store, _) = open_store(root, &args.store)?;
+    let progress = super::image::CliProgress::new(args.quiet);
+    let loaded = image::archive::load(&store, &args.input, &progress)
+        .with_context(|| format!("cannot load '{}'", args.input.display()))?;
+    progress.finish();
+    for l in &loaded {
+        if args.quiet {
+            println!("{}", l.digest);
+        } else {
+            for n in &l.names {
+                println!("Loaded image: {n} {}", l.digest);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

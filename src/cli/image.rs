@@ -395,7 +395,7 @@ pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
 
 /// Pull progress on the terminal: a bar per layer on a tty, plain lines
 /// otherwise; also sd_notify when NOTIFY_SOCKET is set.
-struct CliProgress {
+pub(crate) struct CliProgress {
     bars: Option<(
         indicatif::MultiProgress,
         Mutex<HashMap<String, indicatif::ProgressBar>>,
@@ -405,7 +405,7 @@ struct CliProgress {
 }
 
 impl CliProgress {
-    fn new(quiet: bool) -> CliProgress {
+    pub(crate) fn new(quiet: bool) -> CliProgress {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
             (
                 indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr()),
@@ -438,7 +438,7 @@ impl CliProgress {
         )
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some((multi, _)) = &self.bars {
             let _ = multi.clear();
         }

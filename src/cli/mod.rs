@@ -79,6 +79,10 @@ pub enum Command {
     Login(dist::LoginArgs),
     /// Remove a registry's credentials from the auth file
     Logout(dist::LogoutArgs),
+    /// Write stored images to an OCI or docker archive
+    Save(dist::SaveArgs),
+    /// Read images from an OCI or docker archive into the store
+    Load(dist::LoadArgs),
     Ps(containers::PsArgs),
     Logs(containers::LogsArgs),
     /// Start containers (`systemctl start berth@NAME`)
@@ -160,6 +164,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(a) => dist::history(&root, a),
         Command::Login(a) => dist::login(&root, a),
         Command::Logout(a) => dist::logout(&root, a),
+        Command::Save(a) => dist::save(&root, a),
+        Command::Load(a) => dist::load(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
         Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),

@@ -9,6 +9,7 @@
 //! it — joining every worker and blocking thread — before it returns, so a
 //! caller that must clone(2) single-threaded can call it first.
 
+pub mod archive;
 pub mod auth;
 pub mod hosts;
 pub mod offline;
