@@ -9,7 +9,7 @@ mod reg;
 mod rt;
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -411,4 +411,107 @@ P save --format oci-archive -o $T/podman-oci.tar localhost/from/podman:2; echo r
             "{f}"
         );
     }
+}
+
+#[test]
+fn push_skips_mounts_and_chunks() {
+    require_root!();
+    require_program!("docker-registry");
+    require_program!("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = reg::Registry::start(reg::RegistryOptions::default());
+    let host = registry.host();
+    let (root, storage, digest) = stored_image(
+        tmp.path(),
+        &format!("[[registry]]\nhost = \"{host}\"\ninsecure = true\n"),
+    );
+    // A second image with a layer bigger than one upload chunk (16 MiB):
+    // incompressible, so its blob goes up in PATCH chunks.
+    let mut noise = vec![0u8; 17 << 20];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    let mut layout = Layout::new(&tmp.path().join("big"));
+    let big = layout.image(
+        &[reg::tar_of(&[Member::BigFile("noise", noise)])],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&big, "1");
+    let big_src = format!("oci:{}:1", tmp.path().join("big").display());
+    ok(&berth(&root, &storage, &["pull", &big_src]));
+
+    let dest = format!("{host}/dist/img:1");
+    let out = berth(&root, &storage, &["push", "local/hist:v1", &dest]);
+    let report = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = ok(&out);
+    assert!(stdout.contains(&digest), "{stdout}");
+    assert!(
+        report.contains("3 blobs: 3 pushed, 0 mounted, 0 already there"),
+        "{report}"
+    );
+    let big_dest = format!("{host}/dist/big:1");
+    ok(&berth(&root, &storage, &["push", &big_src, &big_dest]));
+
+    // skopeo sees both, with berth's manifest digests.
+    for (r, d) in [(&dest, &digest), (&big_dest, &big.manifest_digest)] {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", &format!("docker://{r}")])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&ok(&o).into_bytes()).unwrap();
+        assert_eq!(v["Digest"], d.as_str(), "{r}");
+    }
+    // berth pulls them back: the same digest and files.
+    let other = tmp.path().join("store-pulled");
+    let pulled = ok(&berth(&root, &other, &["pull", &dest]));
+    assert!(pulled.contains(&digest), "{pulled}");
+    assert_eq!(
+        tree_of(&root, &other, &dest),
+        tree_of(&root, &storage, "local/hist:v1")
+    );
+    let pulled = ok(&berth(&root, &other, &["pull", &big_dest]));
+    assert!(pulled.contains(&big.manifest_digest), "{pulled}");
+
+    // A second push uploads nothing.
+    let out = berth(&root, &storage, &["push", "local/hist:v1", &dest]);
+    ok(&out);
+    let report = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        report.contains("3 blobs: 0 pushed, 0 mounted, 3 already there"),
+        "{report}"
+    );
+
+    // Pulled from dist/img, pushed to copy/img on the same registry: mounted.
+    let out = berth(
+        &root,
+        &other,
+        &["push", &dest, &format!("{host}/copy/img:2")],
+    );
+    ok(&out);
+    let report = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        report.contains("3 blobs: 0 pushed, 3 mounted, 0 already there"),
+        "{report}"
+    );
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{host}/copy/img:2"),
+        ])
+        .output()
+        .unwrap();
+    assert!(ok(&o).contains(&digest));
+
+    // Errors name what failed.
+    let err = fails(&berth(&root, &storage, &["push", "no/such:img", &dest]));
+    assert!(err.contains("no/such:img"), "{err}");
+    let err = fails(&berth(
+        &root,
+        &storage,
+        &["push", "local/hist:v1", "127.0.0.1:1/x/y:1"],
+    ));
+    assert!(err.contains("127.0.0.1:1"), "{err}");
 }

@@ -386,6 +386,95 @@ pub fn load(root: &Path, args: LoadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth push registry.example.org/web:1.2\n  berth push web:build 127.0.0.1:5000/web:1.2     (a stored image to another name)\n  berth login registry.example.org && berth push registry.example.org/team/app:3\n\nBlobs the registry has are skipped, blobs of a repository on the same registry the image\nwas pulled from are mounted, the rest uploaded (in 16 MiB chunks when big); the manifest\ngoes last. Credentials come from the auth file (berth login)."
+)]
+pub struct PushArgs {
+    /// Stored image: a reference or a manifest digest prefix
+    pub image: String,
+    /// Destination NAME[:TAG] (default: IMAGE itself)
+    pub destination: Option<String>,
+    /// Print only the manifest digest
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+struct PushLines {
+    quiet: bool,
+}
+
+impl image::push::PushProgress for PushLines {
+    fn blob(&self, digest: &str, size: u64, fate: image::push::BlobFate) {
+        if self.quiet {
+            return;
+        }
+        let what = match fate {
+            image::push::BlobFate::Exists => "already there",
+            image::push::BlobFate::Mounted => "mounted",
+            image::push::BlobFate::Uploaded => "pushed",
+        };
+        eprintln!("{}: {what} ({})", image::short(digest), human(size));
+    }
+    fn retry(&self, digest: &str, attempt: u32, error: &str) {
+        eprintln!(
+            "{}: retrying (attempt {attempt}): {error}",
+            image::short(digest)
+        );
+    }
+}
+
+pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let (store, globals) = open_store(root, &args.store)?;
+    let (_, digest) = find(&store, &args.image)?;
+    let dest_text = args.destination.as_deref().unwrap_or(&args.image);
+    let dest = Reference::parse(dest_text)
+        .with_context(|| format!("invalid destination '{dest_text}'"))?;
+    let Some(dest) = dest.as_registry().cloned() else {
+        anyhow::bail!(
+            "'{dest_text}' is not a registry reference; push to NAME[:TAG] (save writes archives)"
+        );
+    };
+    if dest.digest.is_some() {
+        anyhow::bail!("push to a tag, not a digest: '{dest_text}'");
+    }
+    // Repositories of the same registry this image was pulled from hold its
+    // blobs: they can be mounted instead of uploaded.
+    let mount_from: Vec<String> = store
+        .refs()?
+        .into_iter()
+        .filter(|r| r.manifest_digest == digest)
+        .filter_map(|r| Reference::parse(&r.reference).ok())
+        .filter_map(|r| r.as_registry().cloned())
+        .filter(|r| r.registry == dest.registry && r.repository != dest.repository)
+        .map(|r| r.repository)
+        .collect();
+    let plan = image::push::PushPlan {
+        manifest_digest: &digest,
+        dest: &dest,
+        mount_from,
+    };
+    let shown = Reference::Registry(dest.clone()).canonical();
+    let report = image::push::push(&store, &globals, &plan, &PushLines { quiet: args.quiet })
+        .with_context(|| format!("cannot push '{}' to '{shown}'", args.image))?;
+    use image::push::BlobFate;
+    if args.quiet {
+        println!("{}", report.manifest_digest);
+    } else {
+        eprintln!(
+            "{} blobs: {} pushed, {} mounted, {} already there",
+            report.blobs.len(),
+            report.count(BlobFate::Uploaded),
+            report.count(BlobFate::Mounted),
+            report.count(BlobFate::Exists)
+        );
+        println!("{shown} {}", report.manifest_digest);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,8 @@ pub enum Command {
     Save(dist::SaveArgs),
     /// Read images from an OCI or docker archive into the store
     Load(dist::LoadArgs),
+    /// Push a stored image to a registry
+    Push(dist::PushArgs),
     Ps(containers::PsArgs),
     Logs(containers::LogsArgs),
     /// Start containers (`systemctl start berth@NAME`)
@@ -166,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => dist::logout(&root, a),
         Command::Save(a) => dist::save(&root, a),
         Command::Load(a) => dist::load(&root, a),
+        Command::Push(a) => dist::push(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
         Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod hosts;
 pub mod offline;
 pub mod pull;
+pub mod push;
 pub mod registry;
 
 // References and manifests live below the store (`crate::distribution`); the
