@@ -162,22 +162,14 @@ async fn upload(
     d: &Descriptor,
     mount_from: &[String],
 ) -> Result<BlobFate, ImageError> {
-    let mut session = None;
-    for from in mount_from {
-        match client.start_upload(Some((&d.digest, from))).await? {
-            None => return Ok(BlobFate::Mounted),
-            Some(s) => {
-                session = Some(s);
-                break;
-            }
-        }
-    }
-    let mut session = match session {
+    // One mount attempt: a registry that cannot mount (or lacks the blob
+    // there) answers with an upload session, which is used as is.
+    let mount = mount_from
+        .first()
+        .map(|from| (d.digest.as_str(), from.as_str()));
+    let mut session = match client.start_upload(mount).await? {
+        None => return Ok(BlobFate::Mounted),
         Some(s) => s,
-        None => client
-            .start_upload(None)
-            .await?
-            .ok_or_else(|| ImageError::Task("upload session without a URL".into()))?,
     };
     let path = store.blob_path(&d.digest)?;
     let io = |source| ImageError::Io {
