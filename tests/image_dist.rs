@@ -373,6 +373,7 @@ fn save_and_load_round_trip_with_podman() {
     let out = pm.sh(
         Path::new("/bin/true"),
         r#"
+if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers || exit 90; fi
 P load -i $T/berth-docker.tar >/dev/null; echo rc_load_docker=$?
 echo cmd_docker=$(P image inspect docker.io/local/hist:v1 --format '{{.Config.Cmd}}')
 P rmi docker.io/local/hist:v1 >/dev/null; echo rc_rmi=$?
@@ -473,6 +474,40 @@ fn push_skips_mounts_and_chunks() {
     );
     let pulled = ok(&berth(&root, &other, &["pull", &big_dest]));
     assert!(pulled.contains(&big.manifest_digest), "{pulled}");
+
+    // Podman pulls it too (in this thread's network namespace, where the
+    // registry listens; its configuration and storage in the temp dir, vfs
+    // so that nothing is mounted, in a mount namespace of its own whose
+    // /var/lib/containers, where its blob-info cache goes, is a tmpfs).
+    if Command::new("podman").arg("--version").output().is_ok() {
+        let t = tmp.path().join("podman");
+        for d in ["conf", "storage", "run", "tmp", "xdg"] {
+            std::fs::create_dir_all(t.join(d)).unwrap();
+        }
+        std::fs::write(
+            t.join("conf/containers.conf"),
+            "[engine]\nevents_logger = \"none\"\n",
+        )
+        .unwrap();
+        std::fs::write(t.join("conf/registries.conf"), "").unwrap();
+        let o = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "if [ -d /var/lib/containers ]; then mount -t tmpfs tmpfs /var/lib/containers || exit 90; fi; \
+                 P() { podman --root $T/storage --runroot $T/run --storage-driver vfs --tmpdir $T/tmp \"$@\"; }; \
+                 P pull -q --tls-verify=false docker://$REF >/dev/null && P image inspect --format '{{.Digest}}' $REF",
+            )
+            .env("T", &t)
+            .env("REF", &dest)
+            .env("CONTAINERS_CONF", t.join("conf/containers.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", t.join("conf/registries.conf"))
+            .env("XDG_RUNTIME_DIR", t.join("xdg"))
+            .output()
+            .unwrap();
+        assert_eq!(ok(&o).trim(), digest, "podman pull of what berth pushed");
+    } else {
+        eprintln!("skipping the Podman pull: podman is not installed");
+    }
 
     // A second push uploads nothing.
     let out = berth(&root, &storage, &["push", "local/hist:v1", &dest]);
