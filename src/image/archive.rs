@@ -8,7 +8,8 @@
 //! index.json, `RepoTags` in manifest.json) and files refs under them.
 //! Writing follows what `skopeo copy … oci-archive:` and `docker save` write:
 //! an OCI archive is `oci-layout`, `index.json` and `blobs/sha256/*` as
-//! stored (compressed); a docker archive is `manifest.json`, `<config>.json`
+//! stored (compressed), plus the `manifest.json` Docker 25+ adds so that
+//! older Dockers load it too; a docker archive is `manifest.json`, `<config>.json`
 //! and each layer uncompressed as `<diffid>/layer.tar` (what Docker's
 //! `image/tarexport` writes, which every reader accepts).
 
@@ -157,9 +158,18 @@ fn save_oci<W: Write>(
     out: &Path,
 ) -> Result<(), ImageError> {
     let mut entries = Vec::new();
+    let mut docker_entries: Vec<serde_json::Value> = Vec::new();
     let mut blobs: Vec<String> = Vec::new();
     for s in images {
         let (bytes, m) = manifest_of(store, s)?;
+        // A manifest.json beside index.json, pointing into blobs/, as Docker
+        // 25+ writes its archives: Docker before 25 loads only that (layers
+        // may be compressed: its loader decompresses them).
+        docker_entries.push(serde_json::json!({
+            "Config": format!("blobs/sha256/{}", &m.config.digest[7..]),
+            "RepoTags": repo_tag(&s.reference).into_iter().collect::<Vec<_>>(),
+            "Layers": m.layers.iter().map(|l| format!("blobs/sha256/{}", &l.digest[7..])).collect::<Vec<_>>(),
+        }));
         let mut annotations = serde_json::Map::new();
         if let Some(name) = repo_tag(&s.reference) {
             annotations.insert(REF_NAME.into(), name.clone().into());
@@ -193,6 +203,8 @@ fn save_oci<W: Write>(
     append_bytes(tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, out)?;
     let index = serde_json::to_vec(&index).map_err(|e| offline_err(out, e.to_string()))?;
     append_bytes(tar, "index.json", &index, out)?;
+    let mj = serde_json::to_vec(&docker_entries).map_err(|e| offline_err(out, e.to_string()))?;
+    append_bytes(tar, "manifest.json", &mj, out)?;
     for d in &blobs {
         let name = format!("blobs/sha256/{}", &d[7..]);
         append_blob(tar, store, &name, d, out)?;
