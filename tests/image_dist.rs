@@ -262,6 +262,18 @@ fn login_then_pull_then_logout() {
     assert_eq!(v["auths"]["other.example"]["auth"], "b3RoZXI6b25l");
     assert!(v["auths"][&host]["auth"].is_string(), "{v}");
     ok(&berth(&root, &storage, &["pull", &reference]));
+    // Pushes use the same credentials (Basic, here).
+    let out = berth(
+        &root,
+        &storage,
+        &["push", &reference, &format!("{host}/sec/copy:1")],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mounted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&out);
 
     let out = ok(&berth_in(&root, None, &["logout", &host], None));
     assert!(out.contains(&host), "{out}");
@@ -270,6 +282,12 @@ fn login_then_pull_then_logout() {
     assert_eq!(v["auths"]["other.example"]["auth"], "b3RoZXI6b25l");
     let err = fails(&berth(&root, &storage, &["pull", &reference]));
     assert!(err.contains("401"), "{err}");
+    let err = fails(&berth(
+        &root,
+        &storage,
+        &["push", &reference, &format!("{host}/sec/copy:2")],
+    ));
+    assert!(err.contains("401") && err.contains(&host), "{err}");
     let err = fails(&berth_in(&root, None, &["logout", &host], None));
     assert!(err.contains("not logged in"), "{err}");
 }
