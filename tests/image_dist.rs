@@ -568,3 +568,62 @@ fn push_skips_mounts_and_chunks() {
     ));
     assert!(err.contains("127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn push_through_a_token_service() {
+    require_root!();
+    require_program!("docker-registry");
+    require_program!("skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = reg::Registry::start(reg::RegistryOptions {
+        token: true,
+        ..Default::default()
+    });
+    let host = registry.host();
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    let built = layout.image(
+        &[reg::tar_of(&[Member::File("hello", b"token", 0o644, 0, 0)])],
+        "amd64",
+        serde_json::json!({}),
+    );
+    layout.tag(&built, "t");
+    registry.push(&layout.dir, "t", "tok/img:t");
+    let storage = tmp.path().join("store");
+    let root = reg::globals_root(
+        tmp.path(),
+        &storage,
+        &format!("[[registry]]\nhost = \"{host}\"\ninsecure = true\n"),
+    );
+    let src = format!("{host}/tok/img:t");
+    ok(&berth(&root, &storage, &["pull", &src]));
+    // Each request's challenge names the scope it needs (pull, then
+    // pull,push; a mount also pull on the source): berth asks for each.
+    let out = berth(
+        &root,
+        &storage,
+        &["push", &src, &format!("{host}/tok/copy:t")],
+    );
+    let report = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert!(report.contains("2 blobs: 0 pushed, 2 mounted"), "{report}");
+    let (dir, _) = layout_with_history(&tmp.path().join("hist"));
+    let hist = format!("oci:{}:v1", dir.display());
+    ok(&berth(&root, &storage, &["pull", &hist]));
+    let out = berth(
+        &root,
+        &storage,
+        &["push", &hist, &format!("{host}/tok/new:1")],
+    );
+    let report = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert!(report.contains("3 blobs: 3 pushed"), "{report}");
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{host}/tok/new:1"),
+        ])
+        .output()
+        .unwrap();
+    ok(&o);
+}

@@ -439,8 +439,12 @@ impl Client {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    if let Some(scope) = &scope {
-                        q.append_pair("scope", scope);
+                    // A challenge may name several scopes, space-separated
+                    // (distribution's `accessSet.scopeParam`: a mount needs
+                    // push here and pull on the source); the token service
+                    // takes one `scope` parameter each, as docker sends them.
+                    for one in scope.iter().flat_map(|s| s.split_whitespace()) {
+                        q.append_pair("scope", one);
                     }
                 }
                 let mut req = self.http.get(url);
