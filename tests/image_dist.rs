@@ -132,6 +132,9 @@ fn tag_and_history() {
         &storage,
         &["tag", &digest[7..19], "local/hist:again"],
     ));
+    // rmi by a digest several names share is ambiguous, as in Docker.
+    let err = fails(&berth(&root, &storage, &["rmi", &digest[7..19]]));
+    assert!(err.contains("remove them by name"), "{err}");
     let err = fails(&berth(&root, &storage, &["tag", "no/such:img", "x:y"]));
     assert!(err.contains("no/such:img"), "{err}");
 

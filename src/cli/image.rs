@@ -343,6 +343,26 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        // By digest, an image of several names is ambiguous for rmi (as in
+        // Docker): untag by name.
+        let by_name = Reference::parse(what)
+            .ok()
+            .is_some_and(|r| store.get_ref(&r).ok().flatten().is_some());
+        let names: Vec<String> = store
+            .refs()?
+            .into_iter()
+            .filter(|r| r.manifest_digest == digest)
+            .map(|r| r.reference)
+            .collect();
+        if !by_name && names.len() > 1 {
+            eprintln!(
+                "berth: error: '{what}' is the image of {} names ('{}'); remove them by name",
+                names.len(),
+                names.join("', '")
+            );
+            failed = true;
+            continue;
+        }
         let reference = parsed.canonical();
         let users: Vec<&str> = in_use
             .iter()
