@@ -138,7 +138,7 @@ pub fn import(root: &Path, args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -207,7 +207,7 @@ pub fn images(root: &Path, args: ImagesArgs) -> anyhow::Result<ExitCode> {
 
 /// Resolve what the user typed (a reference or a digest prefix) to
 /// (reference, manifest digest).
-fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
+pub(crate) fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
     if let Ok(r) = Reference::parse(what) {
         if let Some(d) = store.get_ref(&r)? {
             return Ok((r, d));
@@ -220,7 +220,11 @@ fn find(store: &Store, what: &str) -> anyhow::Result<(Reference, String)> {
             .into_iter()
             .filter(|r| r.manifest_digest[7..].starts_with(hex))
             .collect();
-        if let [one] = matches.as_slice() {
+        // Several names of one image are one image.
+        let one_image = matches
+            .iter()
+            .all(|m| m.manifest_digest == matches[0].manifest_digest);
+        if let (true, Some(one)) = (one_image, matches.first()) {
             return Ok((
                 Reference::parse(&one.reference)?,
                 one.manifest_digest.clone(),
@@ -339,6 +343,26 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        // By digest, an image of several names is ambiguous for rmi (as in
+        // Docker): untag by name.
+        let by_name = Reference::parse(what)
+            .ok()
+            .is_some_and(|r| store.get_ref(&r).ok().flatten().is_some());
+        let names: Vec<String> = store
+            .refs()?
+            .into_iter()
+            .filter(|r| r.manifest_digest == digest)
+            .map(|r| r.reference)
+            .collect();
+        if !by_name && names.len() > 1 {
+            eprintln!(
+                "berth: error: '{what}' is the image of {} names ('{}'); remove them by name",
+                names.len(),
+                names.join("', '")
+            );
+            failed = true;
+            continue;
+        }
         let reference = parsed.canonical();
         let users: Vec<&str> = in_use
             .iter()
@@ -391,7 +415,7 @@ pub fn prune(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
 
 /// Pull progress on the terminal: a bar per layer on a tty, plain lines
 /// otherwise; also sd_notify when NOTIFY_SOCKET is set.
-struct CliProgress {
+pub(crate) struct CliProgress {
     bars: Option<(
         indicatif::MultiProgress,
         Mutex<HashMap<String, indicatif::ProgressBar>>,
@@ -401,7 +425,7 @@ struct CliProgress {
 }
 
 impl CliProgress {
-    fn new(quiet: bool) -> CliProgress {
+    pub(crate) fn new(quiet: bool) -> CliProgress {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
             (
                 indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr()),
@@ -434,7 +458,7 @@ impl CliProgress {
         )
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some((multi, _)) = &self.bars {
             let _ = multi.clear();
         }

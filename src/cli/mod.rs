@@ -18,6 +18,7 @@ pub mod cleanup;
 pub mod compose;
 pub mod containers;
 pub mod cp;
+pub mod dist;
 pub mod docs;
 pub mod events;
 pub mod exec;
@@ -73,6 +74,20 @@ pub enum Command {
     /// Import a rootfs tarball as a one-layer image
     Import(image::ImportArgs),
     Build(build::BuildArgs),
+    /// Give a stored image another reference
+    Tag(dist::TagArgs),
+    /// Show the steps that made an image, newest first
+    History(dist::HistoryArgs),
+    /// Check credentials for a registry and save them in the auth file
+    Login(dist::LoginArgs),
+    /// Remove a registry's credentials from the auth file
+    Logout(dist::LogoutArgs),
+    /// Write stored images to an OCI or docker archive
+    Save(dist::SaveArgs),
+    /// Read images from an OCI or docker archive into the store
+    Load(dist::LoadArgs),
+    /// Push a stored image to a registry
+    Push(dist::PushArgs),
     Ps(containers::PsArgs),
     Logs(containers::LogsArgs),
     /// Start containers (`systemctl start berth@NAME`)
@@ -153,6 +168,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(a) => image::prune(&root, a),
         Command::Import(a) => image::import(&root, a),
         Command::Build(a) => build::run(&root, a),
+        Command::Tag(a) => dist::tag(&root, a),
+        Command::History(a) => dist::history(&root, a),
+        Command::Login(a) => dist::login(&root, a),
+        Command::Logout(a) => dist::logout(&root, a),
+        Command::Save(a) => dist::save(&root, a),
+        Command::Load(a) => dist::load(&root, a),
+        Command::Push(a) => dist::push(&root, a),
         Command::Ps(a) => containers::ps(&root, a),
         Command::Logs(a) => containers::logs(&root, a),
         Command::Start(a) => containers::unit_verb(&root, Verb::Start, a),

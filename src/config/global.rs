@@ -184,6 +184,10 @@ pub fn load_globals(root: &Path) -> Result<Globals, GlobalsError> {
         Err(source) => return Err(GlobalsError::Read { path, source }),
     };
     g.certs_dir = root.join("etc/berth/certs.d");
+    // DESIGN's default: the file `berth login` writes is the one pulls read.
+    if g.auth_file.is_none() {
+        g.auth_file = Some(root.join("etc/berth/auth.json"));
+    }
     Ok(g)
 }
 

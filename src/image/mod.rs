@@ -9,10 +9,13 @@
 //! it — joining every worker and blocking thread — before it returns, so a
 //! caller that must clone(2) single-threaded can call it first.
 
+pub mod archive;
+pub mod auth;
 pub mod commit;
 pub mod hosts;
 pub mod offline;
 pub mod pull;
+pub mod push;
 pub mod registry;
 
 // References and manifests live below the store (`crate::distribution`); the

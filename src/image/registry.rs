@@ -183,6 +183,20 @@ impl Client {
         repository: &str,
         reference: &str,
     ) -> Result<Client, ImageError> {
+        Self::connect_as(globals, endpoint, registry, repository, reference, None).await
+    }
+
+    /// [`Client::connect`] with `creds` instead of the auth file's (`berth
+    /// login` checks credentials before it writes them). An empty
+    /// `repository` asks a token service for no scope, as `docker login` does.
+    pub async fn connect_as(
+        globals: &Globals,
+        endpoint: &Endpoint,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        creds: Option<Credentials>,
+    ) -> Result<Client, ImageError> {
         let host = endpoint.host.clone();
         let hosts_err = |source| ImageError::Hosts {
             reference: reference.to_string(),
@@ -216,16 +230,21 @@ impl Client {
         })?;
         // Credentials are looked up under the name in the reference, and under
         // the host for mirrors.
-        let creds =
-            match hosts::credentials(globals, if endpoint.mirror { &host } else { registry })
-                .map_err(hosts_err)?
-            {
-                Some(c) => Some(c),
-                None if !endpoint.mirror && host != registry => {
-                    hosts::credentials(globals, &host).map_err(hosts_err)?
+        let given = creds;
+        let creds = match given {
+            Some(c) => Some(c),
+            None => {
+                match hosts::credentials(globals, if endpoint.mirror { &host } else { registry })
+                    .map_err(hosts_err)?
+                {
+                    Some(c) => Some(c),
+                    None if !endpoint.mirror && host != registry => {
+                        hosts::credentials(globals, &host).map_err(hosts_err)?
+                    }
+                    None => None,
                 }
-                None => None,
-            };
+            }
+        };
         // Realm hosts the admin trusts with credentials: those of the host we
         // talk to (a mirror's own settings for a mirror).
         let auth_realms: Vec<String> = globals
@@ -388,7 +407,10 @@ impl Client {
             } => {
                 // The /v2/ ping's challenge carries no scope: ask for pull on
                 // our repository, as docker does.
-                let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                let scope = scope.or_else(|| {
+                    (!self.repository.is_empty())
+                        .then(|| format!("repository:{}:pull", self.repository))
+                });
                 let mut url = reqwest::Url::parse(&realm).map_err(|e| ImageError::Protocol {
                     reference: self.reference.clone(),
                     host: self.host.clone(),
@@ -417,7 +439,13 @@ impl Client {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    q.append_pair("scope", &scope);
+                    // A challenge may name several scopes, space-separated
+                    // (distribution's `accessSet.scopeParam`: a mount needs
+                    // push here and pull on the source); the token service
+                    // takes one `scope` parameter each, as docker sends them.
+                    for one in scope.iter().flat_map(|s| s.split_whitespace()) {
+                        q.append_pair("scope", one);
+                    }
                 }
                 let mut req = self.http.get(url);
                 if let Some(b) = &basic {
@@ -637,6 +665,221 @@ impl Client {
         })?;
         drop(lock);
         Ok(())
+    }
+}
+
+/// What a push asks of the registry (OCI distribution spec, push side).
+impl Client {
+    /// Any request with auth (one 401 challenge answered, so a push's
+    /// `pull,push` scope is asked for when the registry demands it) and the
+    /// pull's retries of 5xx and dropped connections. `body` is resent whole
+    /// on a retry.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<&[u8]>,
+        what: &str,
+    ) -> Result<Response, ImageError> {
+        let mut authenticated = false;
+        let mut attempt = 0;
+        loop {
+            let mut h = headers.clone();
+            if let Some(a) = self.auth.lock().await.as_ref() {
+                if let Ok(v) = HeaderValue::from_str(a) {
+                    h.insert(AUTHORIZATION, v);
+                }
+            }
+            let mut req = self.http.request(method.clone(), url).headers(h);
+            if let Some(b) = body {
+                req = req.body(b.to_vec());
+            }
+            let result = req.send().await;
+            attempt += 1;
+            match result {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
+                    let challenge = resp
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_challenge);
+                    let Some(challenge) = challenge else {
+                        return Ok(resp);
+                    };
+                    self.authenticate(challenge).await?;
+                    authenticated = true;
+                }
+                Ok(resp) if retryable_status(resp.status()) && attempt < ATTEMPTS => {
+                    tracing::debug!(url, status = %resp.status(), "retrying {what}");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
+                    tracing::debug!(url, error = %e, "retrying {what}");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(self.connect_error(e)),
+            }
+        }
+    }
+
+    /// `/v2/REPO/…` on this registry.
+    pub fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.base, self.repository)
+    }
+
+    /// A `Location` header made absolute (registries may answer a path).
+    pub fn location(&self, resp: &Response, what: &str) -> Result<String, ImageError> {
+        let loc = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ImageError::Protocol {
+                reference: self.reference.clone(),
+                host: self.host.clone(),
+                reason: format!("{what}: the answer has no Location"),
+            })?;
+        if loc.starts_with("http://") || loc.starts_with("https://") {
+            Ok(loc.to_string())
+        } else {
+            Ok(format!("{}{loc}", self.base))
+        }
+    }
+
+    /// Whether the registry has `digest` in this repository (HEAD).
+    pub async fn has_blob(&self, digest: &str) -> Result<bool, ImageError> {
+        let what = format!("blob '{digest}'");
+        let resp = self
+            .request(
+                reqwest::Method::HEAD,
+                &self.url(&format!("blobs/{digest}")),
+                HeaderMap::new(),
+                None,
+                &what,
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(self.status_error(s, &what)),
+        }
+    }
+
+    /// Start an upload, mounting `digest` from `from` (a repository on this
+    /// registry) when given: Ok(None) when the mount was made (201), else
+    /// the upload session's URL (202; a registry that cannot mount opens a
+    /// session instead, as the spec says).
+    pub async fn start_upload(
+        &self,
+        mount: Option<(&str, &str)>,
+    ) -> Result<Option<String>, ImageError> {
+        let mut url = self.url("blobs/uploads/");
+        if let Some((digest, from)) = mount {
+            url = format!("{url}?mount={digest}&from={from}");
+        }
+        let what = "blob upload";
+        let resp = self
+            .request(
+                reqwest::Method::POST,
+                &url,
+                HeaderMap::new(),
+                Some(&[]),
+                what,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED if mount.is_some() => Ok(None),
+            StatusCode::ACCEPTED => self.location(&resp, what).map(Some),
+            s => Err(self.status_error(s, what)),
+        }
+    }
+
+    /// Send one piece of an upload: PATCH `chunk` (at `offset`), or, with
+    /// `digest`, PUT it as the last piece. Returns the next URL.
+    pub async fn upload_piece(
+        &self,
+        session: &str,
+        offset: u64,
+        chunk: &[u8],
+        digest: Option<&str>,
+    ) -> Result<String, ImageError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        let (method, url, what) = match digest {
+            Some(d) => {
+                let sep = if session.contains('?') { '&' } else { '?' };
+                (
+                    reqwest::Method::PUT,
+                    format!("{session}{sep}digest={d}"),
+                    format!("blob '{d}'"),
+                )
+            }
+            None => {
+                if !chunk.is_empty() {
+                    let range = format!("{offset}-{}", offset + chunk.len() as u64 - 1);
+                    if let Ok(v) = HeaderValue::from_str(&range) {
+                        headers.insert(reqwest::header::CONTENT_RANGE, v);
+                    }
+                }
+                (
+                    reqwest::Method::PATCH,
+                    session.to_string(),
+                    "blob chunk".to_string(),
+                )
+            }
+        };
+        let resp = self
+            .request(method, &url, headers, Some(chunk), &what)
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED | StatusCode::ACCEPTED | StatusCode::NO_CONTENT => {
+                if digest.is_some() {
+                    Ok(String::new())
+                } else {
+                    self.location(&resp, &what)
+                }
+            }
+            s => Err(self.status_error(s, &what)),
+        }
+    }
+
+    /// PUT a manifest under `tag` (a tag or its digest).
+    pub async fn put_manifest(
+        &self,
+        tag: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), ImageError> {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(media_type) {
+            headers.insert(CONTENT_TYPE, v);
+        }
+        let what = format!("manifest '{tag}'");
+        let resp = self
+            .request(
+                reqwest::Method::PUT,
+                &self.url(&format!("manifests/{tag}")),
+                headers,
+                Some(bytes),
+                &what,
+            )
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            Err(ImageError::Status {
+                reference: self.reference.clone(),
+                host: self.host.clone(),
+                what: format!("{what} ({})", body.chars().take(300).collect::<String>()),
+                status: status.to_string(),
+            })
+        }
     }
 }
 
