@@ -202,31 +202,50 @@ pub fn write_id_mappings(pid: Pid, spec: &Spec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Drop this process's resident file pages before a long wait: private
-/// read-only file mappings that hold no anonymous (copied-on-write) page are
-/// the file's own bytes, so MADV_DONTNEED only unmaps them and the few pages
-/// the wait loop uses fault back from the page cache. That covers the code
-/// and also the read-only data the dynamic loader read once (relocation
-/// tables, symbol tables). Keeps the process that waits next to every
-/// container small (its RSS is what a host running hundreds of containers
-/// pays). Writable or relocated data (RELRO: read-only now, but its pages
-/// were written by the loader) is never touched.
+/// Drop this process's resident file pages before a long wait: in a
+/// private read-only file mapping, a page that is still the file's own (not
+/// copied on write) holds nothing of ours, so MADV_DONTNEED only unmaps it and
+/// the few pages the wait loop uses fault back from the page cache. That
+/// covers the code, the read-only data and what the dynamic loader read once.
+/// Keeps the process that waits next to every container small (its RSS is
+/// what a host running hundreds of containers pays). A page the loader wrote
+/// (the GOT in RELRO: read-only now) is anonymous and never touched: in a
+/// mapping that has such pages, /proc/self/pagemap tells them apart.
 pub fn release_resident_code() {
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for (a, b) in droppable_ranges(&smaps) {
-        // SAFETY: the range is a private, read-only file mapping of this
-        // process with no page of its own; dropping its pages loses nothing.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize);
+    let mut pagemap = None;
+    for (a, b, mixed) in droppable_ranges(&smaps) {
+        let runs = match mixed {
+            false => vec![(a, b)],
+            true => {
+                let map = pagemap.get_or_insert_with(|| std::fs::File::open("/proc/self/pagemap"));
+                let Ok(map) = map.as_ref() else { continue };
+                match pagemap_entries(map, a, b, page) {
+                    Some(entries) => file_page_runs(a, &entries, page),
+                    None => continue,
+                }
+            }
+        };
+        for (x, y) in runs {
+            // SAFETY: pages of a private read-only file mapping of this
+            // process that are the file's own; dropping them loses nothing.
+            unsafe { libc::madvise(x as *mut libc::c_void, y - x, libc::MADV_DONTNEED) };
+        }
     }
 }
 
 /// The address ranges in `smaps` (the text of /proc/PID/smaps) that are
-/// private, read-only, file-backed and hold no anonymous page.
-fn droppable_ranges(smaps: &str) -> Vec<(usize, usize)> {
+/// private, read-only and file-backed, each with whether it also holds
+/// anonymous (copied-on-write) pages.
+fn droppable_ranges(smaps: &str) -> Vec<(usize, usize, bool)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, usize)> = None;
     for line in smaps.lines() {
@@ -250,14 +269,46 @@ fn droppable_ranges(smaps: &str) -> Vec<(usize, usize)> {
                 current = Some((a, b));
             }
         } else if first == "Anonymous:" {
-            if let Some(range) = current.take() {
-                if f.next() == Some("0") {
-                    out.push(range);
-                }
+            if let Some((a, b)) = current.take() {
+                out.push((a, b, f.next() != Some("0")));
             }
         }
     }
     out
+}
+
+/// The pagemap entries (one u64 per page) of `[a, b)`.
+fn pagemap_entries(map: &std::fs::File, a: usize, b: usize, page: usize) -> Option<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut raw = vec![0u8; (b - a) / page * 8];
+    map.read_exact_at(&mut raw, (a / page * 8) as u64).ok()?;
+    Some(
+        raw.chunks_exact(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default()))
+            .collect(),
+    )
+}
+
+/// Runs of pages from `start` that may be dropped, given their pagemap
+/// entries: every page but an anonymous one (present and not a file page,
+/// or swapped out), which holds what was written to it.
+fn file_page_runs(start: usize, entries: &[u64], page: usize) -> Vec<(usize, usize)> {
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    const FILE_OR_SHARED: u64 = 1 << 61;
+    let ours = |e: u64| e & SWAPPED != 0 || (e & PRESENT != 0 && e & FILE_OR_SHARED == 0);
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &e) in entries.iter().enumerate() {
+        if ours(e) {
+            continue;
+        }
+        let addr = start + i * page;
+        match runs.last_mut() {
+            Some((_, end)) if *end == addr => *end += page,
+            _ => runs.push((addr, addr + page)),
+        }
+    }
+    runs
 }
 
 /// Name the current process as `ps` shows it (PR_SET_NAME, 15 bytes max).
@@ -390,7 +441,40 @@ Anonymous:           0 kB
 ";
         assert_eq!(
             droppable_ranges(smaps),
-            vec![(0x1000, 0x2000), (0x2000, 0x3000)]
+            vec![
+                (0x1000, 0x2000, false),
+                (0x2000, 0x3000, false),
+                (0x3000, 0x4000, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_process_runs_on_after_giving_back_its_pages() {
+        let rss = || {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = s.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+        };
+        let before = rss();
+        release_resident_code();
+        // Calls through the GOT (dropped, they would jump to zero) and code
+        // faulted back in.
+        let after = rss();
+        assert!(nix::unistd::getpid().as_raw() > 0);
+        assert!(after < before, "file pages resident: {before} KiB, then {after} KiB");
+    }
+
+    #[test]
+    fn only_pages_still_the_files_own_are_dropped() {
+        const P: u64 = 1 << 63;
+        const S: u64 = 1 << 62;
+        const F: u64 = 1 << 61;
+        // file page, absent, anonymous, file page, swapped, absent
+        let entries = [P | F, 0, P | 42, P | F, S, 0];
+        assert_eq!(
+            file_page_runs(0x10000, &entries, 0x1000),
+            vec![(0x10000, 0x12000), (0x13000, 0x14000), (0x15000, 0x16000)]
         );
     }
     use oci_spec::runtime::LinuxIdMappingBuilder;
