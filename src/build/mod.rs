@@ -10,4 +10,6 @@ pub mod containerfile;
 pub mod from;
 pub mod ignore;
 pub mod plan;
+pub mod run;
+pub mod run_plan;
 pub mod words;
