@@ -266,3 +266,301 @@ fn bad_input_names_the_containerfile_line() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&images.stdout).contains("bad"));
 }
+
+/// RUN tests: a store and an OCI layout of busybox (no registry needed:
+/// `FROM oci:LAYOUT:1`), every `berth build` inside a `Sandbox` (its own
+/// mount, PID, network, cgroup, UTS and IPC namespaces).
+struct RunEnv {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    layout: PathBuf,
+    sb: rt::Sandbox,
+}
+
+impl RunEnv {
+    fn new() -> RunEnv {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = reg::busybox_image_layout(tmp.path());
+        let root = reg::globals_root(tmp.path(), &tmp.path().join("store"), "");
+        std::fs::create_dir_all(tmp.path().join("ctx")).unwrap();
+        RunEnv {
+            tmp,
+            root,
+            layout,
+            sb: rt::Sandbox::new(),
+        }
+    }
+
+    fn ctx(&self) -> PathBuf {
+        self.tmp.path().join("ctx")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.tmp.path().join("store")
+    }
+
+    /// `text` with `{BASE}` replaced, as the context's file `name`.
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let f = self.ctx().join(name);
+        let base = format!("oci:{}:1", self.layout.display());
+        std::fs::write(&f, text.replace("{BASE}", &base)).unwrap();
+        f
+    }
+
+    /// `sh -c SCRIPT` in the sandbox, `$B` being `berth build -t TAG -f
+    /// FILE … CONTEXT`'s command line up to the context (append it).
+    fn sh(&self, script: &str) -> Output {
+        self.sb
+            .command()
+            .args(["sh", "-c", script])
+            .env("BERTH_ROOT", &self.root)
+            .env("B", support::berth_bin())
+            .env("CTX", self.ctx())
+            .env("STORE", self.store())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+
+    fn build(&self, file: &Path, tag: &str, extra: &str) -> Output {
+        self.sh(&format!(
+            "exec $B build -t {tag} -f {} {extra} $CTX",
+            file.display()
+        ))
+    }
+
+    /// `berth run --rm REF [CMD…]` in the sandbox: its stdout.
+    fn run(&self, reference: &str, cmd: &[&str]) -> String {
+        let run = self
+            .sb
+            .command()
+            .arg(support::berth_bin())
+            .env("BERTH_ROOT", &self.root)
+            .args(["run", "--rm", reference])
+            .args(cmd)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", text(&run));
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    }
+
+    /// The members of the layer a RUN step made: the blob its progress
+    /// line (`  --> sha256:…`, after the step's line) names.
+    fn layer_of(&self, out: &Output, step: &str) -> Vec<String> {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with(step))
+            .unwrap_or_else(|| panic!("no step {step:?} in {stdout}"));
+        let short = lines[at..]
+            .iter()
+            .find_map(|l| l.strip_prefix("  --> sha256:"))
+            .unwrap_or_else(|| panic!("no layer line after {step:?} in {stdout}"));
+        let blob = std::fs::read_dir(self.store().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(short))
+            .unwrap_or_else(|| panic!("no blob sha256:{short}"));
+        let tar = Command::new("tar").arg("tzf").arg(&blob).output().unwrap();
+        assert!(tar.status.success(), "{}", text(&tar));
+        String::from_utf8_lossy(&tar.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+const RUN_FILE: &str = r#"FROM {BASE}
+ARG WHO=arg
+ENV GREETING=hello
+RUN echo "made by $WHO" > /made && mkdir -p /srv/data && echo "ran step one: $GREETING $WHO"
+RUN rm /bin/vi && echo ran-step-two
+WORKDIR /srv/data
+RUN ["/bin/sh", "-c", "pwd > here && echo ran-step-three"]
+CMD ["/bin/sh", "-c", "cat /made /srv/data/here; test -e /bin/vi && echo has-vi || echo no-vi"]
+"#;
+
+#[test]
+fn run_makes_layers_with_whiteouts_and_is_cached() {
+    require_root!();
+    require_program!("tar");
+    let env = RunEnv::new();
+    let file = env.file("Containerfile", RUN_FILE);
+    let first = env.build(&file, "localhost/run:1", "");
+    assert!(first.status.success(), "{}", text(&first));
+    let out = String::from_utf8_lossy(&first.stdout);
+    // Each RUN's output under its step line, prefixed; ARG and ENV seen.
+    assert!(out.contains("\n  | ran step one: hello arg\n"), "{out}");
+    assert!(out.contains("\n  | ran-step-two\n"), "{out}");
+    assert!(out.contains("\n  | ran-step-three\n"), "{out}");
+    assert!(!out.contains("(cached)"), "{out}");
+    // The deleting step's layer: the whiteout of /bin/vi, and nothing of
+    // the mount points the RUN's start made.
+    let layer = env.layer_of(&first, "RUN rm /bin/vi && echo ran-step-two");
+    assert_eq!(layer, ["bin/", "bin/.wh.vi"], "{}", text(&first));
+    let layer = env.layer_of(
+        &first,
+        "mkdir -p /srv/data && echo \"ran step one: $GREETING $WHO\"",
+    );
+    assert_eq!(layer, ["made", "srv/", "srv/data/"], "{}", text(&first));
+    let d1 = digest(&first);
+
+    // The image, unpacked and run: the new files, not the deleted one.
+    assert_eq!(
+        env.run("localhost/run:1", &[]),
+        "made by arg\n/srv/data\nno-vi\n"
+    );
+
+    // Again: every RUN from the cache, none runs (no output line), the
+    // same digest.
+    let second = env.build(&file, "localhost/run:1", "");
+    assert!(second.status.success(), "{}", text(&second));
+    let out = String::from_utf8_lossy(&second.stdout);
+    // The three RUNs (WORKDIR's directory exists: no layer of its own).
+    assert_eq!(out.matches("(cached)").count(), 3, "{out}");
+    assert!(!out.contains("  | "), "a cached RUN ran: {out}");
+    assert_eq!(digest(&second), d1);
+
+    // A changed RUN line rebuilds from there: the first RUN is reused, the
+    // second and third run.
+    let changed = env.file(
+        "Changed",
+        &RUN_FILE.replace("echo ran-step-two", "echo ran-step-two-changed"),
+    );
+    let third = env.build(&changed, "localhost/run:2", "");
+    assert!(third.status.success(), "{}", text(&third));
+    let out = String::from_utf8_lossy(&third.stdout);
+    assert!(!out.contains("  | ran step one"), "{out}");
+    assert!(out.contains("\n  | ran-step-two-changed\n"), "{out}");
+    assert!(out.contains("\n  | ran-step-three\n"), "{out}");
+    assert_eq!(out.matches("(cached)").count(), 1, "{out}");
+    // A changed ARG value is a changed RUN too.
+    let fourth = env.build(&file, "localhost/run:3", "--build-arg WHO=other");
+    let out = String::from_utf8_lossy(&fourth.stdout);
+    assert!(
+        out.contains("\n  | ran step one: hello other\n"),
+        "{}",
+        text(&fourth)
+    );
+}
+
+#[test]
+fn run_is_confined_and_cannot_touch_the_host() {
+    require_root!();
+    require_program!("ip");
+    let env = RunEnv::new();
+    // Host paths a hostile RUN aims at: a marker it tries to read, a
+    // directory it links to and a later COPY writes through.
+    let host = tempfile::tempdir().unwrap();
+    let marker = host.path().join("marker");
+    std::fs::write(&marker, "host secret\n").unwrap();
+    std::fs::write(env.ctx().join("payload"), "payload\n").unwrap();
+    let h = host.path().display();
+    let file = env.file(
+        "Containerfile",
+        &format!(
+            r#"FROM {{BASE}}
+RUN cat {h}/marker 2>/dev/null || echo no-host-marker; echo "nets: $(ls /sys/class/net | tr '\n' ' ')"; grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status
+RUN for f in /proc/self/fd/*; do echo "fd: $(readlink $f)"; echo pwned > $f/pwned; echo pwned > $f/../../../../../..{h}/pwned; done 2>/dev/null; for f in /proc/1/fd/*; do echo pwned > $f/pwned; done 2>/dev/null; echo tried
+RUN ln -s {h} /escape && mkdir /x && ln -s {h} /x/link
+COPY payload /escape/
+COPY payload /x/link/copied
+"#
+        ),
+    );
+    // In the sandbox's own network namespace, a link the host network has.
+    let out = env.sh(&format!(
+        "ip link add berthtest0 type bridge && $B build -t localhost/conf:1 -f {f} $CTX && \
+         $B build -t localhost/conf:2 -f {f} --network host $CTX",
+        f = file.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("  | no-host-marker\n"), "{stdout}");
+    assert!(!stdout.contains("host secret"), "{stdout}");
+    // --network none: only lo; --network host: the sandbox's links (a new
+    // cache key: the RUN ran again).
+    assert_eq!(stdout.matches("  | nets: lo \n").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("  | nets: berthtest0 lo \n").count(),
+        1,
+        "{stdout}"
+    );
+    // The default confinement: no new privileges, seccomp filter, berth's
+    // default capability set (Podman's: Docker's less NET_RAW, MKNOD and
+    // AUDIT_WRITE), as `berth run` gives.
+    assert!(stdout.contains("  | NoNewPrivs:\t1\n"), "{stdout}");
+    assert!(stdout.contains("  | Seccomp:\t2\n"), "{stdout}");
+    assert!(
+        stdout.contains("  | CapEff:\t00000000800405fb\n"),
+        "{stdout}"
+    );
+    // Its descriptors: /dev/null and the output pipe, no host file or dir
+    // (an empty one was the glob's own, closed before the loop).
+    for l in stdout.lines().filter_map(|l| l.strip_prefix("  | fd: ")) {
+        assert!(
+            l.is_empty() || l == "/dev/null" || l.starts_with("pipe:"),
+            "fd {l}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("  | tried\n"), "{stdout}");
+    // Nothing reached the host: not through a descriptor, not through the
+    // links the layer holds.
+    let mut left: Vec<String> = std::fs::read_dir(host.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["marker"], "the build wrote into the host's {h}");
+    assert!(!env.ctx().join("pwned").exists());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "host secret\n");
+    // The image holds what the COPYs wrote, in the image (its first two
+    // RUNs made the same empty layer: the overlay takes it once).
+    assert_eq!(
+        env.run(
+            "localhost/conf:1",
+            &["sh", "-c", "cat /escape/payload /x/link/copied"]
+        ),
+        "payload\npayload\n"
+    );
+}
+
+#[test]
+fn a_failing_run_names_its_step_and_leaves_nothing() {
+    require_root!();
+    let env = RunEnv::new();
+    let file = env.file(
+        "Containerfile",
+        "FROM {BASE}\nRUN echo ok\nRUN echo before-failing; sleep 60 & exit 3\n",
+    );
+    let out = env.sh(&format!(
+        "$B build -t localhost/fail:1 -f {} $CTX; echo rc=$?; \
+         echo overlays=$(grep -c ' - overlay ' /proc/self/mountinfo); \
+         echo tmp=$(ls -A $STORE/tmp | wc -l); \
+         echo cgroups=$(find /sys/fs/cgroup -mindepth 1 -type d | wc -l); \
+         echo sleeps=$(cat /proc/[0-9]*/comm | grep -c -x sleep)",
+        file.display()
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("  | before-failing\n"), "{}", text(&out));
+    assert!(stdout.contains("rc=1\n"), "{}", text(&out));
+    let want = format!(
+        "{}:3:1: STEP 2/2: RUN echo before-failing; sleep 60 & exit 3: the command exited with status 3",
+        file.display()
+    );
+    assert!(stderr.contains(&want), "want {want:?} in {}", text(&out));
+    // No mount, temp dir, cgroup or process of the build is left (the
+    // `sleep` it started went with its PID namespace).
+    for l in ["overlays=0", "tmp=0", "cgroups=0", "sleeps=0"] {
+        assert!(stdout.contains(&format!("{l}\n")), "{l}: {}", text(&out));
+    }
+    // No image of that name.
+    let images = Command::new(support::berth_bin())
+        .arg("images")
+        .env("BERTH_ROOT", &env.root)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&images.stdout).contains("fail"));
+}
