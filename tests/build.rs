@@ -3,6 +3,8 @@
 //! store, run with `berth run` in a `Sandbox` (its own namespaces and
 //! cgroup), rebuilt from the cache to the same digest; and the bad inputs a
 //! user meets, each an error naming the Containerfile's line.
+#[path = "support/podman.rs"]
+mod podman;
 #[path = "support/registry.rs"]
 mod reg;
 #[path = "support/runtime.rs"]
@@ -279,8 +281,16 @@ struct RunEnv {
 
 impl RunEnv {
     fn new() -> RunEnv {
-        let tmp = tempfile::tempdir().unwrap();
-        let layout = reg::busybox_image_layout(tmp.path());
+        // A path Podman can name the `FROM oci:` base after: lowercase, no
+        // component starting with a dot.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("berth-build-{}-{n}", std::process::id()))
+            .rand_bytes(0)
+            .tempdir()
+            .unwrap();
+        let layout = busybox_layout_with_history(tmp.path());
         let root = reg::globals_root(tmp.path(), &tmp.path().join("store"), "");
         std::fs::create_dir_all(tmp.path().join("ctx")).unwrap();
         RunEnv {
@@ -369,6 +379,48 @@ impl RunEnv {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// An OCI layout at `work/layout` holding `:1`: the busybox tree of
+/// `reg::busybox_image_layout`, its config with a history entry for its
+/// layer (buildah refuses a base whose history counts no layer).
+fn busybox_layout_with_history(work: &Path) -> PathBuf {
+    let rootfs = support::busybox_rootfs(&work.join("image-rootfs"));
+    std::fs::write(rootfs.join("etc/hostname"), "image\n").unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "tar of the image rootfs failed");
+    let dir = work.join("layout");
+    let mut layout = reg::Layout::new(&dir);
+    let gz = reg::gzip(&tar.stdout);
+    let layer = layout.blob(&gz);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [reg::sha256(&tar.stdout)]},
+        "history": [{"created_by": "busybox-static, its applet links"}],
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": layout.blob(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer, "size": gz.len()}],
+    }))
+    .unwrap();
+    let built = reg::Built {
+        manifest_digest: layout.blob(&manifest),
+        manifest_size: manifest.len() as u64,
+        diff_ids: Vec::new(),
+        layer_digests: Vec::new(),
+    };
+    layout.tag(&built, "1");
+    dir
 }
 
 const RUN_FILE: &str = r#"FROM {BASE}
@@ -563,4 +615,130 @@ fn a_failing_run_names_its_step_and_leaves_nothing() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&images.stdout).contains("fail"));
+}
+
+/// What both builders get: RUN in shell and exec form creating, changing
+/// (content, mode, owner) and deleting files and a directory, links, a
+/// COPY, ARG/ENV/WORKDIR/USER and config instructions. (/srv/app is made
+/// by a RUN: buildah 1.28 makes a WORKDIR's directory only when a later
+/// step needs it, so a `COPY --chown` into it gives it that owner, where
+/// Docker's and berth's WORKDIR make it root's at once.)
+const COMPARED: &str = r#"FROM {BASE}
+ARG VERSION=7
+ENV APP=/srv/app PATH=/usr/sbin:/usr/bin:/sbin:/bin
+RUN mkdir -p /srv/app
+WORKDIR /srv/app
+COPY --chown=101:101 app.txt ./
+RUN echo "v$VERSION" > version && chmod 640 version && chown 101:101 version \
+ && ln -s version current && mkdir -p data/a/b && echo deep > data/a/b/f \
+ && echo extra >> /etc/group && rm /bin/vi && rm -rf /tmp && mkdir -m 1777 /tmp \
+ && chmod 4755 /bin/busybox && mkfifo /srv/app/fifo
+RUN ["/bin/sh", "-c", "rm -r data/a/b && echo $APP > app-dir && touch -d @0 empty"]
+RUN mkdir /home && mkdir -m 700 /home/web && chown web:web /home/web
+USER web
+RUN echo "by $(id -u):$(id -g)" > /home/web/by-web
+USER root
+LABEL org.example.built=yes
+EXPOSE 8080/tcp
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /srv/app/version"]
+"#;
+
+#[test]
+fn run_builds_the_same_tree_as_podman_build() {
+    require_root!();
+    require_program!("podman");
+    require_program!("skopeo");
+    require_program!("umoci");
+    let env = RunEnv::new();
+    std::fs::write(env.ctx().join("app.txt"), "app\n").unwrap();
+    let file = env.file("Containerfile", COMPARED);
+    let pm = podman::Podman::new();
+    let t = pm.sandbox.path().join("podman");
+    // Podman (buildah inside it) runs RUN with `--isolation chroot`: its
+    // OCI isolation needs a cgroup manager this sandbox lacks (no
+    // controllers), and the tree does not depend on the isolation.
+    let script = format!(
+        "export BERTH_ROOT={root}\n\
+         {berth} build -t localhost/cmp:1 -f {file} {ctx} > $T/berth-build.out 2>&1; echo rc_berth=$?\n\
+         {berth} save -o $T/berth.tar localhost/cmp:1; echo rc_save=$?\n\
+         skopeo copy -q oci-archive:$T/berth.tar oci:$T/b:1; echo rc_copy=$?\n\
+         P build --isolation chroot -t localhost/cmp:1 -f {file} {ctx} > $T/podman-build.out 2>&1; echo rc_podman=$?\n\
+         P push -q localhost/cmp:1 oci:$T/p:1; echo rc_push=$?\n\
+         umoci unpack --image $T/b:1 $T/bb > /dev/null; echo rc_ub=$?\n\
+         umoci unpack --image $T/p:1 $T/pb > /dev/null; echo rc_up=$?\n\
+         skopeo inspect --config oci:$T/b:1 > $T/b.json; skopeo inspect --config oci:$T/p:1 > $T/p.json\n",
+        root = env.root.display(),
+        berth = support::berth_bin().display(),
+        file = file.display(),
+        ctx = env.ctx().display(),
+    );
+    let out = pm.sh(Path::new("/usr/bin/runc"), &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let read = |n: &str| std::fs::read_to_string(t.join(n)).unwrap_or_default();
+    assert!(
+        stdout.contains("rc_berth=0\n"),
+        "berth build: {}\n{}",
+        read("berth-build.out"),
+        text(&out)
+    );
+    if !stdout.contains("rc_podman=0\n") {
+        support::skip(&format!(
+            "podman build cannot run here: {}",
+            read("podman-build.out").lines().last().unwrap_or_default()
+        ));
+        return;
+    }
+    for rc in ["rc_save", "rc_copy", "rc_push", "rc_ub", "rc_up"] {
+        assert!(
+            stdout.contains(&format!("{rc}=0\n")),
+            "{rc}: {}",
+            text(&out)
+        );
+    }
+    // The same tree: names, kinds, modes, owners, contents, link targets
+    // (not mtimes). But buildah's chroot isolation leaves the mount points
+    // it made for /etc/hosts and /etc/resolv.conf in the image (empty files
+    // the base lacked); berth takes them out, as BuildKit does.
+    let stub = |l: &String| {
+        l.starts_with("etc/hosts file e3b0c44298fc ")
+            || l.starts_with("etc/resolv.conf file e3b0c44298fc ")
+    };
+    let b = reg::describe_tree(&t.join("bb/rootfs"));
+    let mut p = reg::describe_tree(&t.join("pb/rootfs"));
+    assert!(!b.iter().any(stub), "{b:?}");
+    p.retain(|l| !stub(l));
+    let only = |x: &[String], y: &[String]| -> Vec<String> {
+        x.iter().filter(|l| !y.contains(l)).cloned().collect()
+    };
+    assert_eq!(
+        (only(&b, &p), only(&p, &b)),
+        (vec![], vec![]),
+        "(only berth's, only podman's)\nberth: {}\npodman: {}",
+        read("berth-build.out"),
+        read("podman-build.out")
+    );
+    assert!(
+        b.iter().any(|l| l.starts_with("home/web/by-web file ")),
+        "{b:?}"
+    );
+    // The same config, but what Podman adds about itself.
+    let cfg = |n: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(&read(n)).unwrap();
+        let c = v["config"].take();
+        let mut labels = c["Labels"].clone();
+        if let Some(l) = labels.as_object_mut() {
+            l.remove("io.buildah.version");
+        }
+        // As a set: an ENV of a name the base has replaces it in place in
+        // berth's (and Docker's) list, buildah moves it to the end.
+        let mut env: Vec<String> = serde_json::from_value(c["Env"].clone()).unwrap_or_default();
+        env.sort();
+        serde_json::json!({
+            "Env": env, "Cmd": c["Cmd"], "Entrypoint": c["Entrypoint"],
+            "WorkingDir": c["WorkingDir"], "User": c["User"],
+            "ExposedPorts": c["ExposedPorts"], "Labels": labels,
+        })
+    };
+    assert_eq!(cfg("b.json"), cfg("p.json"));
 }
