@@ -742,3 +742,29 @@ fn run_builds_the_same_tree_as_podman_build() {
     };
     assert_eq!(cfg("b.json"), cfg("p.json"));
 }
+
+#[test]
+fn run_and_copy_take_here_documents() {
+    require_root!();
+    let env = RunEnv::new();
+    let file = env.file(
+        "Containerfile",
+        "FROM {BASE}\nARG NAME=world\nENV GREETING=hello\n\
+         RUN <<EOF\necho \"$GREETING $NAME\" > /greeting\necho ran-heredoc\nEOF\n\
+         RUN <<-END cat > /chomped\n\ttab-indented\n\tEND\n\
+         COPY <<conf <<'raw' /etc/app/\ngreeting = \"$GREETING\"\nconf\nliteral $GREETING\nraw\n\
+         COPY --chmod=0755 <<run.sh /usr/local/bin/run\n#!/bin/sh\necho script-ran\nrun.sh\n\
+         CMD [\"/bin/sh\", \"-c\", \"cat /greeting /chomped /etc/app/conf /etc/app/raw; /usr/local/bin/run; stat -c %a /etc/app/conf /usr/local/bin/run\"]\n",
+    );
+    let out = env.build(&file, "localhost/heredoc:1", "--build-arg NAME=berth");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\n  | ran-heredoc\n"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        env.run("localhost/heredoc:1", &[]),
+        "hello berth\ntab-indented\ngreeting = \"hello\"\nliteral $GREETING\nscript-ran\n664\n755\n"
+    );
+}

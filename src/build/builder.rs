@@ -430,11 +430,16 @@ fn copy_step(
         };
         let sources = copier.sources(&c.sources).map_err(err)?;
         let dest = config::join_path(&workdir, &c.dest);
-        let into_dir = c.dest.ends_with('/') || sources.len() > 1;
+        let into_dir = c.dest.ends_with('/') || sources.len() + c.heredocs.len() > 1;
         for (rel, fd) in &sources {
             copier
                 .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
                 .map_err(|e| err(format!("COPY {rel}: {e}")))?;
+        }
+        for h in &c.heredocs {
+            copier
+                .write_inline(&h.name, h.text().as_bytes(), &staging, &dest, into_dir)
+                .map_err(|e| err(format!("COPY {}: {e}", h.word)))?;
         }
         // The clamp is part of what the layer holds (its mtimes).
         let content = format!(
@@ -847,6 +852,43 @@ impl Copier<'_> {
             return self.unpack(rel, fd, staging, dest_dir);
         }
         self.copy_node(fd, &target, &dest)
+    }
+
+    /// A here-document as the file `name` in `dest` (`into_dir`), else as
+    /// `dest`; 0664 unless `--chmod` (BuildKit's `llb.Mkfile` mode).
+    fn write_inline(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        staging: &Path,
+        dest: &str,
+        into_dir: bool,
+    ) -> io::Result<()> {
+        if name.contains('/') || name == "." || name == ".." {
+            return Err(io::Error::other(format!("{name:?} is no file name")));
+        }
+        let dest = if into_dir {
+            self.mkdirs(staging, dest)?;
+            format!("{}/{name}", dest.trim_end_matches('/'))
+        } else {
+            if let Some(parent) = Path::new(dest).parent() {
+                self.mkdirs(staging, &parent.to_string_lossy())?;
+            }
+            dest.to_string()
+        };
+        let target = staging.join(dest.trim_start_matches('/'));
+        let mode = self.chmod.unwrap_or(0o664);
+        std::fs::write(&target, data)?;
+        std::os::unix::fs::lchown(&target, Some(self.owner.0), Some(self.owner.1))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+        self.entries.push(Entry {
+            path: dest,
+            mode: libc::S_IFREG | mode,
+            uid: self.owner.0,
+            gid: self.owner.1,
+            data: format!("sha256:{}", hex::encode(Sha256::digest(data))),
+        });
+        Ok(())
     }
 
     /// ADD of a local archive: unpacked into the directory `dest` (Docker:

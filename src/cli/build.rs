@@ -35,6 +35,7 @@ use crate::distribution::reference::Reference;
 /// non-zero fails the build with the step, the instruction and the status.
 /// RUN has no network by default (`--network none`: only lo), unlike
 /// Docker, whose default is a bridge; `--network host` shares the host's.
+/// Here-documents work as in BuildKit: `RUN <<EOF`, `COPY <<NAME DEST`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     berth build -t localhost/app:1 .\n  \
