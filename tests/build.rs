@@ -495,6 +495,12 @@ fn run_makes_layers_with_whiteouts_and_is_cached() {
         "{}",
         text(&fourth)
     );
+    // --no-cache runs every RUN again, to the same layers (the same digest).
+    let fifth = env.build(&file, "localhost/run:1", "--no-cache");
+    let out = String::from_utf8_lossy(&fifth.stdout);
+    assert!(!out.contains("(cached)"), "{out}");
+    assert!(out.contains("\n  | ran step one: hello arg\n"), "{out}");
+    assert_eq!(digest(&fifth), d1);
 }
 
 #[test]
