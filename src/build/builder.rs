@@ -30,6 +30,7 @@ use super::containerfile::{self, Copy, Op, ParseError, Pos};
 use super::from::FromRoot;
 use super::ignore::{clean, glob_match, Ignore};
 use super::plan::{self, cache_key, content_hash, Base, Entry, Step};
+use super::run_plan::RunNetwork;
 use crate::config::Globals;
 use crate::distribution::manifest::{self, Descriptor, Manifest, Platform};
 use crate::distribution::reference::Reference;
@@ -68,6 +69,8 @@ pub struct BuildOptions<'a> {
     pub no_cache: bool,
     /// `SOURCE_DATE_EPOCH`: the latest mtime a layer holds (0 without it).
     pub source_date_epoch: u64,
+    /// The network RUN steps get (`--network`).
+    pub network: RunNetwork,
 }
 
 /// A stage being built: its manifest so far (layers), config and SHELL.
@@ -189,7 +192,17 @@ pub fn build(
                 }
                 _ => (ctx_fd, &ignore),
             };
-            let r = run_step(store, &file, o, &mut state, step, src, src_ignore)?;
+            let label = format!("STEP {}/{steps_total}", k + 1);
+            let r = run_step(
+                store,
+                &file,
+                o,
+                &mut state,
+                step,
+                (src, src_ignore),
+                out,
+                &label,
+            )?;
             let _ = writeln!(out, "{r}");
         }
         built.insert(i, state);
@@ -326,14 +339,16 @@ fn history(state: &mut State, created_by: &str, empty: bool) {
 }
 
 /// One step; returns what to print after its progress line.
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     store: &Store,
     file: &str,
     o: &BuildOptions,
     state: &mut State,
     step: &Step,
-    ctx: BorrowedFd,
-    ignore: &Ignore,
+    (ctx, ignore): (BorrowedFd, &Ignore),
+    out: &mut dyn Write,
+    label: &str,
 ) -> Result<String, BuildError> {
     let mut shell = state.shell.clone();
     if let Op::Workdir(w) = &step.op {
@@ -356,11 +371,7 @@ fn run_step(
     }
     match &step.op {
         Op::Copy(c) => copy_step(store, file, o, state, step, c, ctx, ignore),
-        Op::Run(_) => Err(step_error(
-            file,
-            step.pos,
-            "RUN is not supported by berth build yet (only steps that need no process run)",
-        )),
+        Op::Run(_) => run_step_run(store, file, o, state, step, out, label),
         _ => Err(step_error(file, step.pos, "unexpected instruction")),
     }
 }
@@ -419,11 +430,16 @@ fn copy_step(
         };
         let sources = copier.sources(&c.sources).map_err(err)?;
         let dest = config::join_path(&workdir, &c.dest);
-        let into_dir = c.dest.ends_with('/') || sources.len() > 1;
+        let into_dir = c.dest.ends_with('/') || sources.len() + c.heredocs.len() > 1;
         for (rel, fd) in &sources {
             copier
                 .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
                 .map_err(|e| err(format!("COPY {rel}: {e}")))?;
+        }
+        for h in &c.heredocs {
+            copier
+                .write_inline(&h.name, h.text().as_bytes(), &staging, &dest, into_dir)
+                .map_err(|e| err(format!("COPY {}: {e}", h.word)))?;
         }
         // The clamp is part of what the layer holds (its mtimes).
         let content = format!(
@@ -552,12 +568,24 @@ fn workdir_step(
 /// /etc/group (read inside its root). Docker: without a group, the GID is
 /// the UID.
 fn owner_by_name(store: &Store, state: &State, n: usize, spec: &str) -> Result<(u32, u32), String> {
+    let (passwd, group) = id_files(store, state, n)?;
+    let u = crate::spec::resolve_user(spec, passwd.as_deref(), group.as_deref())?;
+    let has_group = spec.split_once(':').is_some_and(|(_, g)| !g.is_empty());
+    Ok((u.uid, if has_group { u.gid } else { u.uid }))
+}
+
+/// The stage's /etc/passwd and /etc/group, read inside its root.
+fn id_files(
+    store: &Store,
+    state: &State,
+    n: usize,
+) -> Result<(Option<String>, Option<String>), String> {
     let root = FromRoot::open(store, &diff_ids(state), n)?;
     let read = |rel: &str| -> Option<String> {
         let fd = crate::sys::at::openat2(
             root.fd.as_fd(),
             Path::new(rel),
-            libc::O_RDONLY,
+            libc::O_RDONLY | libc::O_NONBLOCK,
             RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
         )
         .ok()?;
@@ -568,10 +596,85 @@ fn owner_by_name(store: &Store, state: &State, n: usize, spec: &str) -> Result<(
             .ok()?;
         Some(text)
     };
-    let (passwd, group) = (read("etc/passwd"), read("etc/group"));
-    let u = crate::spec::resolve_user(spec, passwd.as_deref(), group.as_deref())?;
-    let has_group = spec.split_once(':').is_some_and(|(_, g)| !g.is_empty());
-    Ok((u.uid, if has_group { u.gid } else { u.uid }))
+    Ok((read("etc/passwd"), read("etc/group")))
+}
+
+/// RUN: a cache hit reuses the layer without running; otherwise the
+/// command runs over the stage's layers (`build::run`) and its upper dir
+/// becomes the layer. A non-zero exit fails the build with the step and
+/// the status. `label` names the step in the progress and errors.
+fn run_step_run(
+    store: &Store,
+    file: &str,
+    o: &BuildOptions,
+    state: &mut State,
+    step: &Step,
+    out: &mut dyn Write,
+    label: &str,
+) -> Result<String, BuildError> {
+    let Op::Run(command) = &step.op else {
+        return Err(step_error(file, step.pos, "not a RUN step"));
+    };
+    let err = |m: String| step_error(file, step.pos, format!("{label}: {}: {m}", step.text));
+    // The network is part of what the command saw, so of its result.
+    let content = format!(
+        "network={} mtime<={}",
+        o.network.name(),
+        o.source_date_epoch
+    );
+    let key = cache_key(&parent_key(state), step, Some(&content));
+    if !o.no_cache {
+        if let Some(l) = cache_lookup(store, &key) {
+            add_layer(state, &l, &step.text);
+            return Ok(" (cached)".into());
+        }
+    }
+    let (passwd, group) = id_files(store, state, step.pos.line).map_err(&err)?;
+    let lowers = diff_ids(state)
+        .iter()
+        .map(|d| store.layer_path(d))
+        .collect::<Result<Vec<PathBuf>, StoreError>>()?;
+    let dir = store
+        .root()
+        .join(format!("tmp/build-{}-run", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    // The command's output starts on a line of its own.
+    let _ = writeln!(out);
+    let result = (|| {
+        let r = super::run::Run {
+            lowers,
+            config: &state.config,
+            shell: &state.shell,
+            command,
+            args: &step.args,
+            network: o.network,
+            storage_root: store.root(),
+            dir: &dir,
+            passwd,
+            group,
+        };
+        let ran = super::run::run(&r, out, "  | ").map_err(&err)?;
+        if ran.status != 0 {
+            return Err(err(format!(
+                "the command exited with status {}",
+                ran.status
+            )));
+        }
+        let opts = TreeOptions {
+            overlay_whiteouts: true,
+            clamp_mtime: Some(o.source_date_epoch),
+            ..TreeOptions::default()
+        };
+        store_layer(store, &key, &ran.upper, &opts)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let layer = result?;
+    add_layer(state, &layer, &step.text);
+    Ok(format!(
+        "  --> {}",
+        &layer.digest[..19.min(layer.digest.len())]
+    ))
 }
 
 fn parse_owner(s: &str) -> Option<(u32, u32)> {
@@ -595,37 +698,52 @@ fn cached_layer(
     staging: &Path,
     epoch: u64,
 ) -> Result<(CachedLayer, bool), BuildError> {
-    let dir = store.root().join("build-cache");
-    let path = dir.join(key.trim_start_matches("sha256:"));
     if !no_cache {
-        if let Some(l) = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok())
-            .filter(|l| store.has_blob(&l.digest) && store.has_layer(&l.diff_id))
-        {
+        if let Some(l) = cache_lookup(store, key) {
             return Ok((l, true));
         }
     }
-    let blob = store.write_layer(
-        staging,
-        &TreeOptions {
-            overlay_whiteouts: false,
-            clamp_mtime: Some(epoch),
-            ..TreeOptions::default()
-        },
-    )?;
+    let opts = TreeOptions {
+        overlay_whiteouts: false,
+        clamp_mtime: Some(epoch),
+        ..TreeOptions::default()
+    };
+    Ok((store_layer(store, key, staging, &opts)?, false))
+}
+
+/// The cache's layer of `key`, when it and its blob and layer are there.
+fn cache_lookup(store: &Store, key: &str) -> Option<CachedLayer> {
+    let path = store
+        .root()
+        .join("build-cache")
+        .join(key.trim_start_matches("sha256:"));
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok())
+        .filter(|l| store.has_blob(&l.digest) && store.has_layer(&l.diff_id))
+}
+
+/// `dir` written as a layer, and remembered as the result of `key`.
+fn store_layer(
+    store: &Store,
+    key: &str,
+    dir: &Path,
+    opts: &TreeOptions,
+) -> Result<CachedLayer, BuildError> {
+    let blob = store.write_layer(dir, opts)?;
     let l = CachedLayer {
         digest: blob.digest,
         diff_id: blob.diff_id,
         size: blob.size,
     };
     // The cache is an optimisation: failing to record it fails nothing.
-    if std::fs::create_dir_all(&dir).is_ok() {
+    let cache = store.root().join("build-cache");
+    if std::fs::create_dir_all(&cache).is_ok() {
         if let Ok(b) = serde_json::to_vec(&l) {
-            let _ = std::fs::write(&path, b);
+            let _ = std::fs::write(cache.join(key.trim_start_matches("sha256:")), b);
         }
     }
-    Ok((l, false))
+    Ok(l)
 }
 
 /// Copies context sources into the staging tree, recording what it copied.
@@ -734,6 +852,43 @@ impl Copier<'_> {
             return self.unpack(rel, fd, staging, dest_dir);
         }
         self.copy_node(fd, &target, &dest)
+    }
+
+    /// A here-document as the file `name` in `dest` (`into_dir`), else as
+    /// `dest`; 0664 unless `--chmod` (BuildKit's `llb.Mkfile` mode).
+    fn write_inline(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        staging: &Path,
+        dest: &str,
+        into_dir: bool,
+    ) -> io::Result<()> {
+        if name.contains('/') || name == "." || name == ".." {
+            return Err(io::Error::other(format!("{name:?} is no file name")));
+        }
+        let dest = if into_dir {
+            self.mkdirs(staging, dest)?;
+            format!("{}/{name}", dest.trim_end_matches('/'))
+        } else {
+            if let Some(parent) = Path::new(dest).parent() {
+                self.mkdirs(staging, &parent.to_string_lossy())?;
+            }
+            dest.to_string()
+        };
+        let target = staging.join(dest.trim_start_matches('/'));
+        let mode = self.chmod.unwrap_or(0o664);
+        std::fs::write(&target, data)?;
+        std::os::unix::fs::lchown(&target, Some(self.owner.0), Some(self.owner.1))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+        self.entries.push(Entry {
+            path: dest,
+            mode: libc::S_IFREG | mode,
+            uid: self.owner.0,
+            gid: self.owner.1,
+            data: format!("sha256:{}", hex::encode(Sha256::digest(data))),
+        });
+        Ok(())
     }
 
     /// ADD of a local archive: unpacked into the directory `dest` (Docker:

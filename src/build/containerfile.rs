@@ -69,6 +69,39 @@ pub struct Copy {
     pub chmod: Option<String>,
     pub sources: Vec<String>,
     pub dest: String,
+    /// `COPY <<EOF /path`: files written from the Containerfile itself.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// A here-document of RUN, COPY or ADD: `<<NAME` (or `<<-NAME`, leading
+/// tabs stripped; `<<"NAME"`/`<<'NAME'`, not expanded) on the instruction's
+/// line, its lines following up to one that is `NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heredoc {
+    pub name: String,
+    /// The lines as written, each ending with a newline.
+    pub content: String,
+    /// COPY/ADD expand variables in it (an unquoted NAME).
+    pub expand: bool,
+    /// `<<-`: leading tabs are stripped from its lines.
+    pub chomp: bool,
+    /// The word on the instruction's line (`<<-EOF`).
+    #[serde(skip)]
+    pub word: String,
+}
+
+impl Heredoc {
+    /// The content, its lines' leading tabs stripped for `<<-`.
+    pub fn text(&self) -> String {
+        if !self.chomp {
+            return self.content.clone();
+        }
+        self.content
+            .split_inclusive('\n')
+            .map(|l| l.trim_start_matches('\t'))
+            .collect()
+    }
 }
 
 /// HEALTHCHECK: its command and timings in nanoseconds (as the OCI image
@@ -163,7 +196,29 @@ pub fn parse(file: &str, text: &str) -> Result<Containerfile, ParseError> {
             line: n + 1,
             column,
         };
-        let op = instruction(&line, escape).map_err(|message| err(column, message))?;
+        let mut docs = heredoc_words(&line);
+        for d in &mut docs {
+            loop {
+                let Some((_, body)) = lines.next() else {
+                    return Err(err(
+                        column,
+                        format!("{}: no line {:?} ends this here-document", d.word, d.name),
+                    ));
+                };
+                let body = body.strip_suffix('\r').unwrap_or(body);
+                let end = if d.chomp {
+                    body.trim_start_matches('\t')
+                } else {
+                    body
+                };
+                if end == d.name {
+                    break;
+                }
+                d.content.push_str(body);
+                d.content.push('\n');
+            }
+        }
+        let op = instruction(&line, escape, docs).map_err(|message| err(column, message))?;
         instructions.push(Instruction {
             pos,
             text: line.trim().to_string(),
@@ -174,6 +229,49 @@ pub fn parse(file: &str, text: &str) -> Result<Containerfile, ParseError> {
         escape,
         instructions,
     })
+}
+
+/// The here-documents a RUN, COPY or ADD line opens, in order, their
+/// content still empty. BuildKit's rule (`frontend/dockerfile/parser`
+/// `reHeredoc`): a word `<<NAME`, `<<-NAME`, with an optional fd number
+/// before it and NAME optionally quoted; `<<<` is a here-string.
+fn heredoc_words(line: &str) -> Vec<Heredoc> {
+    let t = line.trim_start();
+    let end = t.find(char::is_whitespace).unwrap_or(t.len());
+    if !matches!(
+        t[..end].to_ascii_uppercase().as_str(),
+        "RUN" | "COPY" | "ADD"
+    ) {
+        return Vec::new();
+    }
+    let (_, rest) = flags(&t[end..]);
+    if rest.trim_start().starts_with('[') {
+        return Vec::new();
+    }
+    rest.split_whitespace()
+        .filter_map(|w| {
+            let after = w.trim_start_matches(|c: char| c.is_ascii_digit());
+            let r = after.strip_prefix("<<")?;
+            if r.starts_with('<') {
+                return None;
+            }
+            let (chomp, r) = match r.strip_prefix('-') {
+                Some(r) => (true, r),
+                None => (false, r),
+            };
+            let quoted = r.len() >= 2
+                && ((r.starts_with('"') && r.ends_with('"'))
+                    || (r.starts_with('\'') && r.ends_with('\'')));
+            let name = if quoted { &r[1..r.len() - 1] } else { r };
+            (!name.is_empty()).then(|| Heredoc {
+                name: name.to_string(),
+                content: String::new(),
+                expand: !quoted,
+                chomp,
+                word: w.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// `# name=value` at the top of the file.
@@ -248,7 +346,7 @@ fn non_empty(keyword: &str, rest: &str) -> Result<(), String> {
 }
 
 /// One logical line → its operation.
-fn instruction(line: &str, escape: char) -> Result<Op, String> {
+fn instruction(line: &str, escape: char, docs: Vec<Heredoc>) -> Result<Op, String> {
     let line = line.trim();
     let end = line.find(char::is_whitespace).unwrap_or(line.len());
     let keyword = line[..end].to_ascii_uppercase();
@@ -268,9 +366,12 @@ fn instruction(line: &str, escape: char) -> Result<Op, String> {
                 ));
             }
             non_empty("RUN", rest)?;
-            Ok(Op::Run(command(rest)))
+            match docs.is_empty() {
+                true => Ok(Op::Run(command(rest))),
+                false => run_heredocs(rest, docs),
+            }
         }
-        "COPY" | "ADD" => copy(keyword == "ADD", &flags, rest),
+        "COPY" | "ADD" => copy(keyword == "ADD", &flags, rest, docs),
         "ENV" => Ok(Op::Env(name_values("ENV", rest, escape)?)),
         "LABEL" => Ok(Op::Label(name_values("LABEL", rest, escape)?)),
         "ARG" => arg(rest, escape),
@@ -336,7 +437,38 @@ fn from(flags: &[(String, String)], rest: &str) -> Result<Op, String> {
     }
 }
 
-fn copy(add: bool, flags: &[(String, String)], rest: &str) -> Result<Op, String> {
+/// RUN with here-documents, as BuildKit's `dispatchRun`: `RUN <<EOF`
+/// alone runs the document's text through the shell; otherwise the line
+/// and its documents go to the shell whole, which reads them itself.
+fn run_heredocs(rest: &str, docs: Vec<Heredoc>) -> Result<Op, String> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    if let ([only], [doc]) = (words.as_slice(), docs.as_slice()) {
+        if *only == doc.word {
+            if doc.content.starts_with("#!") {
+                return Err(format!(
+                    "RUN {}: a here-document starting with #! is not supported by berth \
+                     build (write it with COPY <<{} and RUN the file)",
+                    doc.word, doc.name
+                ));
+            }
+            return Ok(Op::Run(Command::Shell(doc.text())));
+        }
+    }
+    let mut full = rest.trim().to_string();
+    for d in &docs {
+        full.push('\n');
+        full.push_str(&d.content);
+        full.push_str(&d.name);
+    }
+    Ok(Op::Run(Command::Shell(full)))
+}
+
+fn copy(
+    add: bool,
+    flags: &[(String, String)],
+    rest: &str,
+    docs: Vec<Heredoc>,
+) -> Result<Op, String> {
     let keyword = if add { "ADD" } else { "COPY" };
     let mut c = Copy {
         add,
@@ -345,6 +477,7 @@ fn copy(add: bool, flags: &[(String, String)], rest: &str) -> Result<Op, String>
         chmod: None,
         sources: Vec::new(),
         dest: String::new(),
+        heredocs: Vec::new(),
     };
     for (name, value) in flags {
         let slot = match name.as_str() {
@@ -374,7 +507,12 @@ fn copy(add: bool, flags: &[(String, String)], rest: &str) -> Result<Op, String>
         ));
     }
     c.dest = words.pop().unwrap_or_default();
+    words.retain(|w| !docs.iter().any(|d| &d.word == w));
     c.sources = words;
+    c.heredocs = docs;
+    if c.from.is_some() && !c.heredocs.is_empty() {
+        return Err("COPY --from takes no here-document".to_string());
+    }
     Ok(Op::Copy(c))
 }
 
@@ -617,6 +755,50 @@ mod tests {
         assert!(error("FROM a\nHEALTHCHECK --interval=5 CMD x\n").contains("not a duration"));
         assert!(error("FROM a\nENV =x\n").contains("name cannot be empty"));
         assert!(error("FROM a\nRUN --mount=type=cache x\n").contains("RUN --mount"));
+    }
+
+    #[test]
+    fn heredocs() {
+        let f = parse(
+            "C",
+            "FROM a\nRUN <<EOF\necho one\n  echo two\nEOF\nRUN <<-'X' cat > /f && 3<<Y cat\n\tkeep $V\n\tX\ny\nY\n\
+             COPY <<A <<\"B\" /dir/\n$V\nA\nb\nB\nRUN cat <<<word\n",
+        )
+        .unwrap();
+        let o: Vec<Op> = f.instructions.iter().map(|i| i.op.clone()).collect();
+        assert_eq!(
+            o[1],
+            Op::Run(Command::Shell("echo one\n  echo two\n".into()))
+        );
+        assert_eq!(
+            o[2],
+            Op::Run(Command::Shell(
+                "<<-'X' cat > /f && 3<<Y cat\n\tkeep $V\nX\ny\nY".into()
+            ))
+        );
+        let Op::Copy(c) = &o[3] else {
+            panic!("{:?}", o[3])
+        };
+        assert_eq!((c.sources.len(), c.dest.as_str()), (0, "/dir/"));
+        assert_eq!(
+            c.heredocs
+                .iter()
+                .map(|h| (h.name.as_str(), h.content.as_str(), h.expand))
+                .collect::<Vec<_>>(),
+            [("A", "$V\n", true), ("B", "b\n", false)]
+        );
+        assert_eq!(o[4], Op::Run(Command::Shell("cat <<<word".into())));
+        assert_eq!(f.instructions[4].pos.line, 16);
+        let chomped = Heredoc {
+            name: "X".into(),
+            content: "\t\ta\n\tb\n".into(),
+            expand: false,
+            chomp: true,
+            word: "<<-X".into(),
+        };
+        assert_eq!(chomped.text(), "a\nb\n");
+        assert!(error("FROM a\nRUN <<EOF\necho\n").contains("2:1: <<EOF: no line \"EOF\""));
+        assert!(error("FROM a\nRUN <<EOF\n#!/usr/bin/python3\nEOF\n").contains("#!"));
     }
 
     #[test]

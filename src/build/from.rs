@@ -48,6 +48,7 @@ impl FromRoot {
             .map(|d| store.layer_path(d))
             .collect::<Result<Vec<PathBuf>, StoreError>>()
             .map_err(|e| e.to_string())?;
+        let dirs = crate::runtime::topmost_distinct(&dirs);
         let open = |p: &Path| {
             crate::sys::at::openat2_cwd(p, libc::O_PATH | libc::O_DIRECTORY)
                 .map_err(|e| format!("cannot open '{}': {e}", p.display()))

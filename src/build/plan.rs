@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::containerfile::{Containerfile, Copy, Instruction, Op, ParseError, Pos};
-use super::words::{expand, Vars};
+use super::words::{expand, expand_heredoc, Vars};
 
 /// What a stage starts from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -317,6 +317,19 @@ impl Plan {
                     chmod: c.chmod.as_deref().map(x).transpose()?,
                     sources: c.sources.iter().map(|s| x(s)).collect::<Result<_, _>>()?,
                     dest: x(&c.dest)?,
+                    // An unquoted delimiter: the content is expanded too.
+                    heredocs: c
+                        .heredocs
+                        .iter()
+                        .map(|h| {
+                            let mut h = h.clone();
+                            if h.expand {
+                                h.content = expand_heredoc(&h.content, &vars, self.escape)
+                                    .map_err(|m| error(file, ins.pos, m))?;
+                            }
+                            Ok(h)
+                        })
+                        .collect::<Result<_, ParseError>>()?,
                 }),
                 Op::Workdir(s) => Op::Workdir(x(s)?),
                 Op::User(s) => Op::User(x(s)?),

@@ -85,9 +85,25 @@ pub fn expand(word: &str, vars: &Vars, escape: char) -> Result<String, String> {
         pos: 0,
         vars,
         escape,
+        heredoc: false,
     };
     let out = lex.until(None)?;
     Ok(out)
+}
+
+/// Expand a here-document's text as a shell expands an unquoted one:
+/// variables substituted, quotes kept as they are, the escape character
+/// escaping only `$` and itself.
+pub fn expand_heredoc(text: &str, vars: &Vars, escape: char) -> Result<String, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut lex = Lexer {
+        chars: &chars,
+        pos: 0,
+        vars,
+        escape,
+        heredoc: true,
+    };
+    lex.until(None)
 }
 
 struct Lexer<'a> {
@@ -95,6 +111,8 @@ struct Lexer<'a> {
     pos: usize,
     vars: &'a Vars,
     escape: char,
+    /// A here-document: quotes are plain characters.
+    heredoc: bool,
 }
 
 impl Lexer<'_> {
@@ -124,9 +142,17 @@ impl Lexer<'_> {
                 return Ok(out);
             }
             match ch {
+                '\'' | '"' if self.heredoc => out.push(ch),
                 '\'' => out.push_str(&self.single_quoted()?),
                 '"' => out.push_str(&self.double_quoted()?),
                 '$' => out.push_str(&self.dollar()?),
+                c if c == self.escape && self.heredoc => match self.peek() {
+                    Some(n) if n == '$' || n == c => {
+                        self.pos += 1;
+                        out.push(n);
+                    }
+                    _ => out.push(c),
+                },
                 c if c == self.escape => {
                     if let Some(n) = self.next() {
                         out.push(n);
@@ -283,6 +309,15 @@ mod tests {
         assert_eq!(ex("\"a\\\"b\\n\""), "a\"b\\n");
         assert_eq!(ex("x\\ y"), "x y");
         assert_eq!(expand("`$A", &vars(), '`').unwrap(), "$A");
+    }
+
+    #[test]
+    fn heredoc_text_keeps_quotes() {
+        let v = vars();
+        assert_eq!(
+            expand_heredoc("a = \"$A\" '${A}' \\$A \\n\n", &v, '\\').unwrap(),
+            format!("a = \"{x}\" '{x}' $A \\n\n", x = v["A"])
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::image::{open_store, StoreArgs};
 use crate::build::builder::{build as run_build, BuildOptions};
+use crate::build::run_plan::RunNetwork;
 use crate::distribution::reference::Reference;
 
 /// Build an image from a Containerfile and a context directory
@@ -22,8 +23,19 @@ use crate::distribution::reference::Reference;
 /// from the cache ("(cached)"). Builds are reproducible: no timestamp enters
 /// the image, and file times are clamped to $SOURCE_DATE_EPOCH (or 0), so the
 /// same Containerfile and context give the same digest. `COPY --from` reads
-/// an earlier stage or an image; ADD unpacks a local tar archive. RUN is not
-/// supported yet.
+/// an earlier stage or an image; ADD unpacks a local tar archive.
+///
+/// RUN runs in berth's own runtime, confined as a container with default
+/// settings (default capabilities, no_new_privileges, the default seccomp
+/// profile; its own PID, mount, IPC, UTS, cgroup and network namespaces),
+/// over an overlay of the stage's layers; what it changes (deletions as
+/// whiteouts) is the step's layer. Its output is printed under the step's
+/// line, each line after "  | "; a RUN whose parent layers, text and ARG
+/// values are unchanged is not run again ("(cached)"). A RUN that exits
+/// non-zero fails the build with the step, the instruction and the status.
+/// RUN has no network by default (`--network none`: only lo), unlike
+/// Docker, whose default is a bridge; `--network host` shares the host's.
+/// Here-documents work as in BuildKit: `RUN <<EOF`, `COPY <<NAME DEST`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     berth build -t localhost/app:1 .\n  \
@@ -47,6 +59,10 @@ pub struct BuildArgs {
     /// Rebuild every step instead of reusing cached layers
     #[arg(long)]
     pub no_cache: bool,
+    /// The network of RUN steps: "none" (only lo; the default, where
+    /// Docker's is a bridge) or "host" (the host's network namespace)
+    #[arg(long, value_name = "none|host", default_value = "none")]
+    pub network: String,
     /// Print only the image's manifest digest
     #[arg(long, short)]
     pub quiet: bool,
@@ -84,6 +100,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
             args.context.display()
         );
     }
+    let network = RunNetwork::parse(&args.network).map_err(anyhow::Error::msg)?;
     let o = BuildOptions {
         context: &args.context,
         file: args.file.as_deref(),
@@ -92,6 +109,7 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
         target: args.target.as_deref(),
         no_cache: args.no_cache,
         source_date_epoch: epoch,
+        network,
     };
     let digest = if args.quiet {
         run_build(&store, &globals, &o, &mut std::io::sink())?

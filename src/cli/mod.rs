@@ -177,7 +177,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => image::rmi(&root, a),
         Command::Prune(a) => image::prune(&root, a),
         Command::Import(a) => image::import(&root, a),
-        Command::Build(a) => build::run(&root, a),
+        // RUN steps clone container processes.
+        Command::Build(a) => {
+            crate::runtime::ensure_protected()?;
+            build::run(&root, a)
+        }
         Command::Tag(a) => dist::tag(&root, a),
         Command::History(a) => dist::history(&root, a),
         Command::Login(a) => dist::login(&root, a),

@@ -55,6 +55,7 @@ pub use exe::{ensure_protected, protection as exe_protection, Protection};
 pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
 pub use init::plan_personality;
+pub use mount::topmost_distinct;
 pub use process::{
     exit_status, proc_start_time, process_alive, release_resident_code,
     set_name as set_process_name, ProcessHandle,
@@ -389,8 +390,11 @@ pub fn wait_exit_code(pid: Pid) -> Result<i32, RuntimeError> {
 ///
 /// On failure, everything created so far is removed again; a failed removal
 /// is returned together with the original error.
-pub fn create(opts: CreateOptions) -> Result<Container, RuntimeError> {
+pub fn create(mut opts: CreateOptions) -> Result<Container, RuntimeError> {
     process::assert_single_threaded()?;
+    if let RootfsSource::Overlay { lowers, .. } = &mut opts.rootfs {
+        *lowers = mount::topmost_distinct(lowers);
+    }
     record::validate_id(&opts.id)?;
     let dir = record::container_dir(&opts.state_dir, &opts.id);
     let mut start = Start {

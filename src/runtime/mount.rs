@@ -255,6 +255,21 @@ pub fn apply_root_propagation(
     }
 }
 
+/// `lowers` (lowest first) with each directory only at its topmost place.
+/// overlayfs refuses a layer named twice (ELOOP), and an image may hold the
+/// same layer twice (two RUN steps that changed nothing). Dropping the
+/// lower copy changes nothing: every path it names, whiteouts and opaque
+/// dirs included, the upper copy names too, higher up.
+pub fn topmost_distinct(lowers: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::with_capacity(lowers.len());
+    for (i, l) in lowers.iter().enumerate() {
+        if !lowers[i + 1..].contains(l) {
+            out.push(l.clone());
+        }
+    }
+    out
+}
+
 /// overlayfs lists lowerdirs top first; berth's `lowers` are lowest first.
 pub fn render_overlay_data(lowers: &[PathBuf], upper: &Path, work: &Path) -> String {
     let lower: Vec<String> = lowers
@@ -787,6 +802,11 @@ mod tests {
             Path::new("/w"),
         );
         assert_eq!(d, "lowerdir=/l/top\\:1:/l/base,upperdir=/u,workdir=/w");
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            topmost_distinct(&[p("/a"), p("/e"), p("/b"), p("/e"), p("/c")]),
+            [p("/a"), p("/b"), p("/e"), p("/c")]
+        );
     }
 
     use crate::sys::{Call, RecordingSyscall};

@@ -17,7 +17,7 @@ mod cleanup;
 pub mod console;
 mod devices;
 pub mod exec;
-mod files;
+pub(crate) mod files;
 mod health;
 pub mod journal;
 mod network;
