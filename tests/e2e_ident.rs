@@ -16,7 +16,8 @@ use std::time::Duration;
 use reg::{Layout, Member};
 use support::systemd_box::{BoxOptions, SystemdBox};
 
-/// busybox, and an image VOLUME at /imgvol seeded with a file.
+/// busybox, and an image VOLUME at /imgvol seeded with a file; the last layer
+/// twice.
 fn write_layout(dir: &std::path::Path) {
     let layout = Layout::new(dir);
     let busybox: &'static [u8] =
@@ -34,7 +35,10 @@ fn write_layout(dir: &std::path::Path) {
         "Env": ["PATH=/bin"],
         "Volumes": {"/imgvol": {}},
     });
-    let built = layout.image(&[base], "amd64", config);
+    // One layer twice (as two RUN steps that changed nothing make): the
+    // root and the volume seeded from the layers both take it once.
+    let noop = reg::tar_of(&[Member::Dir("etc/", 0o755, 0, 0)]);
+    let built = layout.image(&[base, noop.clone(), noop], "amd64", config);
     let mut layout = layout;
     layout.tag(&built, "1");
 }

@@ -454,7 +454,11 @@ Anonymous:           0 kB
         let rss = || {
             let s = std::fs::read_to_string("/proc/self/status").unwrap();
             let line = s.lines().find(|l| l.starts_with("RssFile:")).unwrap();
-            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
         };
         let before = rss();
         release_resident_code();
@@ -462,7 +466,10 @@ Anonymous:           0 kB
         // faulted back in.
         let after = rss();
         assert!(nix::unistd::getpid().as_raw() > 0);
-        assert!(after < before, "file pages resident: {before} KiB, then {after} KiB");
+        assert!(
+            after < before,
+            "file pages resident: {before} KiB, then {after} KiB"
+        );
     }
 
     #[test]

@@ -340,7 +340,9 @@ fn remove_stale_seeds(vol: &Path) {
 }
 
 fn seed(lowers: &[PathBuf], target: &Path, dest: &Path, vol: &Path) -> Result<(), SuperviseError> {
-    match lowers {
+    // An image may hold one layer twice (two RUN steps that changed
+    // nothing), which overlayfs refuses.
+    match crate::runtime::topmost_distinct(lowers).as_slice() {
         [] => Ok(()),
         [only] => copy_from_root(only, target, dest),
         many => {
