@@ -143,9 +143,13 @@ pub fn load_volume_files(
 }
 
 /// What the plan mounts for the volumes whose file gives a `type`; a
-/// tmpfs takes the file's uid, gid and mode as its options.
+/// tmpfs takes the file's uid, gid and mode as its options. Any other type
+/// is bound from `staging/NAME`, where the supervisor mounts it
+/// (`volume_mount`): its options, which may hold a password, stay out of
+/// the spec.
 pub fn plan_volume_mounts(
     files: &BTreeMap<String, VolumeDefinition>,
+    staging: &Path,
 ) -> BTreeMap<String, crate::spec::VolumeMount> {
     files
         .iter()
@@ -158,12 +162,17 @@ pub fn plan_volume_mounts(
                 options.extend(f.mode.map(|m| format!("mode={m:o}")));
             }
             let device = f.device.clone().unwrap_or_else(|| fstype.clone());
+            let host_path = super::volume_mount::host_mounted(&fstype).then(|| {
+                options.clear();
+                staging.join(n)
+            });
             Some((
                 n.clone(),
                 crate::spec::VolumeMount {
                     fstype,
                     device,
                     options,
+                    host_path,
                 },
             ))
         })
