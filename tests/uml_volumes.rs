@@ -24,7 +24,6 @@
 //! `BERTH_UML_KEEP=1` keeps the guest's dir (console.log, out/log) in /tmp.
 mod support;
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -70,6 +69,32 @@ const MODULES: &[&str] = &[
     "kernel/fs/nls/nls_iso8859-1.ko",
     "kernel/fs/smb/client/cifs.ko",
 ];
+
+/// The servers' and the filesystem's programs, run inside the guest
+/// (scripts/install-deps installs them on the host, whose root it boots on).
+const PROGRAMS: &[&str] = &[
+    "/usr/sbin/exportfs",
+    "/usr/sbin/rpc.mountd",
+    "/usr/sbin/rpc.nfsd",
+    "/usr/sbin/smbd",
+    "/usr/bin/smbpasswd",
+    "/usr/sbin/useradd",
+    "/usr/sbin/mkfs.ext4",
+    "/usr/sbin/debugfs",
+];
+
+/// Skip unless UML runs here and the guest's programs are installed.
+macro_rules! require_guest {
+    () => {
+        require_uml!();
+        if let Some(p) = PROGRAMS.iter().find(|p| !std::path::Path::new(p).is_file()) {
+            support::skip(&format!(
+                "{p} is missing (nfs-kernel-server, samba, e2fsprogs: scripts/install-deps installs them)"
+            ));
+            return;
+        }
+    };
+}
 
 fn definition(volume: &str, cmd: &str) -> String {
     format!(
@@ -150,7 +175,8 @@ result cifs_server_file "$(cat /srv/smb/hello)"
 result smbd_log "$(tail -c 2500 /var/log/samba/log.smbd)"
 result cifs_dmesg "$(dmesg | grep -i cifs | tail -20 | tr '\n' ' ')"
 result host_mountinfo_running "$(grep -E ' (nfs4|cifs|ext4) ' /proc/self/mountinfo | tr '\n' ' ')"
-result secret_in_run "$(grep -rl -F "$SMBPW" /run /etc/systemd /proc/self/mountinfo 2>/dev/null | tr '\n' ' ')"
+result secret_in_files "$(grep -rl -F "$SMBPW" /run /var/lib/berth /etc/systemd /proc/self/mountinfo 2>/dev/null | tr '\n' ' ')"
+result secret_in_journal "$(journalctl --no-pager -b -o cat | grep -c -F "$SMBPW")"
 CIFS_PID=$(sc show -p MainPID --value berth@cifs)
 for p in $(cat /sys/fs/cgroup/berth.slice/berth@cifs.service/payload/cgroup.procs); do
     result cifs_container_mounts "$(grep -F ' /data ' /proc/$p/mountinfo)"
@@ -229,12 +255,137 @@ fn guest() -> &'static GuestRun {
     run.as_ref().unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn explore() {
-    require_uml!();
-    let g = guest();
-    panic!("{}", g.diagnostics());
+/// The line of `/data` in a container's mountinfo, as it printed it.
+fn mount_line<'a>(g: &'a GuestRun, name: &str) -> &'a str {
+    let log = g.value(&format!("{name}_log"));
+    log.split("mnt: ")
+        .nth(1)
+        .and_then(|l| l.split(" wrote").next())
+        .unwrap_or_else(|| panic!("{name}: no mount line\n{}", g.diagnostics()))
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+fn started_and_wrote(g: &GuestRun, name: &str) {
+    assert_eq!(
+        g.value(&format!("{name}_start")),
+        "0",
+        "{}",
+        g.diagnostics()
+    );
+    assert_eq!(
+        g.value(&format!("{name}_active")),
+        "active",
+        "{}",
+        g.diagnostics()
+    );
+    assert!(
+        g.value(&format!("{name}_log")).contains(" wrote"),
+        "{}",
+        g.diagnostics()
+    );
+}
+
+#[test]
+fn nfs_volume_is_written_through_to_the_export() {
+    require_guest!();
+    let g = guest();
+    started_and_wrote(g, "nfs");
+    // NFSv4.2 from the guest's loopback, although the container's own
+    // network namespace has no server: mounted from the host's side.
+    let m = mount_line(g, "nfs");
+    assert!(
+        m.contains(" /data ") && m.contains(" - nfs4 127.0.0.1:/ "),
+        "{m}"
+    );
+    assert!(m.contains("vers=4.2") && m.contains("nosuid,nodev"), "{m}");
+    assert_eq!(
+        g.value("nfs_server_file"),
+        "written-by-sh",
+        "{}",
+        g.diagnostics()
+    );
+}
+
+#[test]
+fn cifs_volume_is_written_through_to_the_share_and_its_password_is_nowhere() {
+    require_guest!();
+    let g = guest();
+    started_and_wrote(g, "cifs");
+    let m = mount_line(g, "cifs");
+    assert!(m.contains(" - cifs //127.0.0.1/share "), "{m}");
+    assert!(
+        m.contains("username=berthsmb") && m.contains("vers=3.1.1"),
+        "{m}"
+    );
+    assert_eq!(
+        g.value("cifs_server_file"),
+        "written-by-sh",
+        "{}",
+        g.diagnostics()
+    );
+    // The password of the credentials file reached the kernel alone: not
+    // the spec, state, unit files, mountinfo (the container's or the
+    // host's) or the journal.
+    assert!(!g.value("cifs_container_mounts").contains(SMB_PASSWORD));
+    assert_eq!(g.get("cifs_password_in_mountinfo"), None);
+    assert_eq!(g.value("secret_in_files"), "", "{}", g.diagnostics());
+    assert_eq!(g.value("secret_in_journal"), "0", "{}", g.diagnostics());
+    // A credentials file others may read is refused, naming both files.
+    assert_ne!(g.value("cifs_open_cred_start"), "0");
+    let log = g.value("cifs_open_cred_log");
+    assert!(
+        log.contains("/etc/berth/volumes/cifsvol.toml: options: credentials file \"/etc/berth/volumes/cifsvol.cred\" holds a password but is not root's alone (mode 0644"),
+        "{log}"
+    );
+    assert!(!log.contains("started"), "{log}");
+}
+
+#[test]
+fn block_volume_is_written_through_to_the_device() {
+    require_guest!();
+    let g = guest();
+    started_and_wrote(g, "ext4");
+    let m = mount_line(g, "ext4");
+    assert!(
+        m.contains(" /data ") && m.contains(" - ext4 /dev/ubda "),
+        "{m}"
+    );
+    // Read from the device itself (debugfs), once the container stopped:
+    // nothing kept it mounted.
+    assert_eq!(
+        g.value("ext4_device_file"),
+        "written-by-sh",
+        "{}",
+        g.diagnostics()
+    );
+}
+
+#[test]
+fn volume_filesystems_never_appear_in_the_hosts_mount_table() {
+    require_guest!();
+    let g = guest();
+    assert_eq!(g.value("host_mountinfo_running"), "", "{}", g.diagnostics());
+    assert_eq!(g.value("mountinfo_after"), "", "{}", g.diagnostics());
+    let counts: Vec<&str> = g.value("mnt_count").split(' ').collect();
+    assert_eq!(counts[0], counts[1], "{}", g.diagnostics());
+}
+
+#[test]
+fn unreachable_server_stops_the_start_naming_the_volume_file() {
+    require_guest!();
+    let g = guest();
+    assert_ne!(g.value("nfsdown_start"), "0");
+    assert_eq!(g.value("nfsdown_state"), "failed");
+    let log = g.value("nfsdown_log");
+    assert!(
+        log.contains("/etc/berth/volumes/downvol.toml: type \"nfs\", device \"127.0.0.2:/\", options \"vers=4.2,port=2050,soft,timeo=10,retrans=1,addr=127.0.0.2,clientaddr=127.0.0.1\": mount failed: ECONNREFUSED"),
+        "{log}"
+    );
+    // The container never ran on an empty directory in its place.
+    assert!(
+        !log.contains("mnt: ") && !log.contains("wrote") && !log.contains("started"),
+        "{log}"
+    );
+    let counts: Vec<&str> = g.value("mnt_count").split(' ').collect();
+    assert_eq!(g.value("nfsdown_mounts"), counts[0]);
+    assert_eq!(g.value("run_left"), "", "{}", g.diagnostics());
+}
