@@ -233,7 +233,18 @@ fn check_options(
 ) -> Vec<String> {
     let mut options = Vec::new();
     for o in raw.options.iter().flat_map(|o| o.value.iter()) {
-        if o.value.is_empty() || o.value.contains([',', '\0', '\n']) {
+        if matches!(o.value.as_str(), "bind" | "rbind" | "remount" | "move") {
+            // mount(2) would bind or move the device path instead of
+            // mounting the filesystem.
+            err(
+                &o.span,
+                "options",
+                format!(
+                    "invalid option \"{}\": a volume file mounts a filesystem; a bind mount is a [[volume]] with an absolute source in the definition",
+                    o.value
+                ),
+            );
+        } else if o.value.is_empty() || o.value.contains([',', '\0', '\n']) {
             err(
                 &o.span,
                 "options",
@@ -388,6 +399,15 @@ mod tests {
         assert!(
             check("type = \"cifs\"\ndevice = \"//s/x\"\noptions = [\"credentials=/etc/c\"]\n")
                 .is_ok()
+        );
+        let e = check("type = \"ext4\"\ndevice = \"/dev/vdb\"\noptions = [\"rbind\"]\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            e.contains(
+                "3:12: options: invalid option \"rbind\": a volume file mounts a filesystem"
+            ),
+            "{e}"
         );
         let e = check("uid = -1\nmode = 755\n").unwrap_err().join("\n");
         assert!(e.contains("1:7: uid: invalid uid -1"), "{e}");
