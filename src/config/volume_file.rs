@@ -209,6 +209,31 @@ fn validate_volume_def(
             None
         }
     });
+    // uid/gid/mode make a new directory or a tmpfs; a mounted filesystem
+    // has owners of its own, never silently changed.
+    if let Some(ty) = fstype.as_deref().filter(|t| *t != "tmpfs") {
+        let spans = [
+            ("uid", raw.uid.as_ref().map(|v| v.span.clone())),
+            ("gid", raw.gid.as_ref().map(|v| v.span.clone())),
+            ("mode", raw.mode.as_ref().map(|v| v.span.clone())),
+        ];
+        for (key, span) in spans {
+            if let Some(span) = span {
+                let hint = if matches!(ty, "cifs" | "smb3") {
+                    " (for a CIFS share: options uid=, gid=, file_mode=, dir_mode=)"
+                } else {
+                    ""
+                };
+                diags.push(Diagnostic::at(
+                    &file.path,
+                    &file.text,
+                    span,
+                    key,
+                    format!("\"{key}\" is for a plain or tmpfs volume: a \"{ty}\" filesystem keeps the owners and modes it has{hint}"),
+                ));
+            }
+        }
+    }
     if !diags.is_empty() {
         diags.sort();
         return Err(diags);
@@ -407,6 +432,13 @@ mod tests {
             e.contains(
                 "3:12: options: invalid option \"rbind\": a volume file mounts a filesystem"
             ),
+            "{e}"
+        );
+        let e = check("type = \"nfs\"\ndevice = \"s:/x\"\nuid = 1000\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            e.contains("3:7: uid: \"uid\" is for a plain or tmpfs volume"),
             "{e}"
         );
         let e = check("uid = -1\nmode = 755\n").unwrap_err().join("\n");
