@@ -15,9 +15,13 @@ use support::systemd_box::{BoxOptions, SystemdBox};
 const ROOTFS: &str = "/srv/root";
 
 fn definition(volume: &str) -> String {
+    definition_with(volume, "")
+}
+
+fn definition_with(volume: &str, keys: &str) -> String {
     format!(
         "rootfs = \"{ROOTFS}\"\ncommand = [\"sh\", \"-c\", \"echo ran-on-$(ls /data | wc -l); exec sleep 100\"]\n\
-         [[volume]]\nsource = \"{volume}\"\ntarget = \"/data\"\n\
+         [[volume]]\nsource = \"{volume}\"\ntarget = \"/data\"\n{keys}\
          [network]\nmode = \"none\"\n[service]\nrestart = \"no\"\nstop_timeout = \"1s\"\n"
     )
 }
@@ -31,6 +35,10 @@ fn unmountable_volume_files_stop_the_start_naming_the_file() {
             .file("/etc/berth/containers/nfs.toml", definition("nfsvol"))
             .file("/etc/berth/containers/blk.toml", definition("blkvol"))
             .file("/etc/berth/containers/pw.toml", definition("pwvol"))
+            .file(
+                "/etc/berth/containers/chowned.toml",
+                definition_with("nfsvol", "chown = true\n"),
+            )
             .file(
                 "/etc/berth/volumes/nfsvol.toml",
                 "type = \"nfs\"\ndevice = \"127.0.0.1:/export\"\noptions = [\"vers=4.2\"]\n",
@@ -70,6 +78,10 @@ fn unmountable_volume_files_stop_the_start_naming_the_file() {
         (
             "pw",
             "/etc/berth/volumes/pwvol.toml:3:26: options: \"password=\" in a volume file other users can read",
+        ),
+        (
+            "chowned",
+            "/etc/berth/containers/chowned.toml: [[volume]] target \"/data\": chown = true, but volume \"nfsvol\" is a \"nfs\" filesystem (/etc/berth/volumes/nfsvol.toml)",
         ),
     ] {
         let start = b.sh(&format!("systemctl start berth@{name}"));

@@ -599,6 +599,7 @@ fn setup_volumes(
         .collect();
     let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
     let files = volumes::load_volume_files(&opts.root, &names)?;
+    volumes::check_chown_of_mounted(def, &planned, &anonymous, &files)?;
     // Planned before any work: a credentials file or a server name that
     // fails stops the start here.
     let host = files

@@ -142,6 +142,37 @@ pub fn load_volume_files(
     Ok(out)
 }
 
+/// `chown = true` on a volume whose file mounts a filesystem: refused, for
+/// the chown walks the volume's directory, which that filesystem covers.
+pub fn check_chown_of_mounted(
+    def: &Definition,
+    planned: &[Volume],
+    anonymous: &BTreeMap<PathBuf, String>,
+    files: &BTreeMap<String, VolumeDefinition>,
+) -> Result<(), SuperviseError> {
+    for v in planned.iter().filter(|v| v.chown) {
+        let name = match &v.source {
+            VolumeSource::Named(n) => Some(n),
+            VolumeSource::Anonymous => anonymous.get(&v.target),
+            VolumeSource::Bind(_) => None,
+        };
+        let Some((name, f)) = name.and_then(|n| Some((n, files.get(n)?))) else {
+            continue;
+        };
+        if let Some(ty) = &f.fstype {
+            return Err(SuperviseError::VolumeMount {
+                file: def.source_path.clone(),
+                reason: format!(
+                    "[[volume]] target \"{}\": chown = true, but volume \"{name}\" is a \"{ty}\" filesystem ({}): its owners are the filesystem's; remove chown",
+                    v.target.display(),
+                    f.source_path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the plan mounts for the volumes whose file gives a `type`; a
 /// tmpfs takes the file's uid, gid and mode as its options. Any other type
 /// is bound from `staging/NAME`, where the supervisor mounts it
