@@ -209,31 +209,7 @@ fn validate_volume_def(
             None
         }
     });
-    // uid/gid/mode make a new directory or a tmpfs; a mounted filesystem
-    // has owners of its own, never silently changed.
-    if let Some(ty) = fstype.as_deref().filter(|t| *t != "tmpfs") {
-        let spans = [
-            ("uid", raw.uid.as_ref().map(|v| v.span.clone())),
-            ("gid", raw.gid.as_ref().map(|v| v.span.clone())),
-            ("mode", raw.mode.as_ref().map(|v| v.span.clone())),
-        ];
-        for (key, span) in spans {
-            if let Some(span) = span {
-                let hint = if matches!(ty, "cifs" | "smb3") {
-                    " (for a CIFS share: options uid=, gid=, file_mode=, dir_mode=)"
-                } else {
-                    ""
-                };
-                diags.push(Diagnostic::at(
-                    &file.path,
-                    &file.text,
-                    span,
-                    key,
-                    format!("\"{key}\" is for a plain or tmpfs volume: a \"{ty}\" filesystem keeps the owners and modes it has{hint}"),
-                ));
-            }
-        }
-    }
+    owners_only_for_plain_or_tmpfs(&raw, fstype.as_deref(), file, &mut diags);
     if !diags.is_empty() {
         diags.sort();
         return Err(diags);
@@ -248,6 +224,40 @@ fn validate_volume_def(
         gid,
         mode,
     })
+}
+
+/// uid/gid/mode make a new directory or a tmpfs; a mounted filesystem
+/// has owners of its own, never silently changed.
+fn owners_only_for_plain_or_tmpfs(
+    raw: &RawVolumeDef,
+    fstype: Option<&str>,
+    file: &SourceFile,
+    diags: &mut Diagnostics,
+) {
+    let Some(ty) = fstype.filter(|t| *t != "tmpfs") else {
+        return;
+    };
+    let spans = [
+        ("uid", raw.uid.as_ref().map(|v| v.span.clone())),
+        ("gid", raw.gid.as_ref().map(|v| v.span.clone())),
+        ("mode", raw.mode.as_ref().map(|v| v.span.clone())),
+    ];
+    let hint = if matches!(ty, "cifs" | "smb3") {
+        " (for a CIFS share: options uid=, gid=, file_mode=, dir_mode=)"
+    } else {
+        ""
+    };
+    for (key, span) in spans {
+        if let Some(span) = span {
+            diags.push(Diagnostic::at(
+                &file.path,
+                &file.text,
+                span,
+                key,
+                format!("\"{key}\" is for a plain or tmpfs volume: a \"{ty}\" filesystem keeps the owners and modes it has{hint}"),
+            ));
+        }
+    }
 }
 
 /// `options`: one mount option per element, no commas (they would smuggle

@@ -222,48 +222,20 @@ pub fn plan(v: &VolumeDefinition) -> Result<HostMount, SuperviseError> {
     let parsed = crate::runtime::parse_mount_options(&v.options);
     let mut data = parsed.data;
     let mut shown = v.options.clone();
-    let nfs = matches!(fstype.as_str(), "nfs" | "nfs4");
-    let cifs = matches!(fstype.as_str(), "cifs" | "smb3");
-    if cifs {
-        if let Some(i) = data.iter().position(|o| o.starts_with("credentials=")) {
-            let path = PathBuf::from(&data.remove(i)["credentials=".len()..]);
+    if matches!(fstype.as_str(), "cifs" | "smb3") {
+        let cred = |o: &String| o.starts_with("credentials=") || o.starts_with("cred=");
+        if let Some(i) = data.iter().position(cred) {
+            let opt = data.remove(i);
+            let path = PathBuf::from(opt.split_once('=').map_or("", |(_, p)| p));
             let creds = read_credentials(&path)
                 .map_err(|e| err(&v.source_path, format!("options: {e}")))?;
             data.extend(creds);
         }
     }
-    let added_addr = match server_of(&fstype, &device) {
-        Some(host)
-            if (nfs && !has_key(&data, &["addr"]))
-                || (cifs
-                    && host.parse::<IpAddr>().is_err()
-                    && !has_key(&data, &["ip", "addr"])) =>
-        {
-            let ip = resolve(&host).map_err(|e| {
-                err(
-                    &v.source_path,
-                    format!("device \"{device}\": cannot resolve server \"{host}\": {e}"),
-                )
-            })?;
-            let key = if nfs { "addr" } else { "ip" };
-            data.push(format!("{key}={ip}"));
-            shown.push(format!("{key}={ip}"));
-            Some(ip)
-        }
-        _ => None,
-    };
-    if nfs && !has_key(&data, &["clientaddr"]) {
-        let server = match added_addr {
-            Some(ip) => Some(ip),
-            None => data
-                .iter()
-                .find_map(|o| o.strip_prefix("addr=").and_then(|a| a.parse().ok())),
-        };
-        if let Some(local) = server.and_then(|s| local_address_to(s).ok()) {
-            data.push(format!("clientaddr={local}"));
-            shown.push(format!("clientaddr={local}"));
-        }
-    }
+    let added = server_addresses(&fstype, &device, &data)
+        .map_err(|e| err(&v.source_path, format!("device \"{device}\": {e}")))?;
+    data.extend(added.iter().cloned());
+    shown.extend(added);
     Ok(HostMount {
         name: v.name.clone(),
         file: v.source_path.clone(),
@@ -273,6 +245,36 @@ pub fn plan(v: &VolumeDefinition) -> Result<HostMount, SuperviseError> {
         data: data.join(","),
         shown: mask(&shown),
     })
+}
+
+/// The options mount.nfs and mount.cifs would add about the server, unless
+/// the volume file gives them: NFS `addr=` (always needed by the kernel)
+/// and `clientaddr=` (NFSv4's callback address), CIFS `ip=` for a server
+/// given by name (an address in the UNC the kernel reads itself).
+fn server_addresses(fstype: &str, device: &str, data: &[String]) -> Result<Vec<String>, String> {
+    let Some(host) = server_of(fstype, device) else {
+        return Ok(Vec::new());
+    };
+    let resolved = || resolve(&host).map_err(|e| format!("cannot resolve server \"{host}\": {e}"));
+    let mut out = Vec::new();
+    if matches!(fstype, "nfs" | "nfs4") {
+        let server = match data.iter().find_map(|o| o.strip_prefix("addr=")) {
+            Some(a) => a.parse().ok(),
+            None => {
+                let ip = resolved()?;
+                out.push(format!("addr={ip}"));
+                Some(ip)
+            }
+        };
+        if !has_key(data, &["clientaddr"]) {
+            if let Some(local) = server.and_then(|s| local_address_to(s).ok()) {
+                out.push(format!("clientaddr={local}"));
+            }
+        }
+    } else if host.parse::<IpAddr>().is_err() && !has_key(data, &["ip", "addr"]) {
+        out.push(format!("ip={}", resolved()?));
+    }
+    Ok(out)
 }
 
 /// Run `f` (the runtime's create) in a mount namespace of the supervisor's
@@ -365,6 +367,19 @@ mod tests {
         let m = plan(&vol("nfs4", "[::1]:/", &["addr=::1", "clientaddr=::1"])).unwrap();
         assert_eq!(m.data, "addr=::1,clientaddr=::1");
         assert_eq!(server_of("nfs", "[::1]:/x").as_deref(), Some("::1"));
+        // A CIFS server by name gets its address (the kernel resolves no
+        // names); an address in the UNC needs nothing.
+        let m = plan(&vol("cifs", "//localhost/share", &["vers=3.1.1"])).unwrap();
+        assert!(m.data.starts_with("vers=3.1.1,ip="), "{}", m.data);
+        let m = plan(&vol("cifs", "//127.0.0.1/share", &[])).unwrap();
+        assert_eq!(m.data, "");
+        let e = plan(&vol("nfs", "no-such-host.invalid:/x", &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/berth/volumes/v.toml: device \"no-such-host.invalid:/x\": cannot resolve server \"no-such-host.invalid\""),
+            "{e}"
+        );
         assert_eq!(
             server_of("cifs", "//srv.example/share/sub").as_deref(),
             Some("srv.example")
