@@ -1,11 +1,57 @@
 //! The one berth binary. Its name picks the personality: installed as
 //! `berth-generator` it is the systemd generator, as `berth-runtime` it speaks the
 //! OCI runtime command line, otherwise it is the `berth` CLI.
+//!
+//! The entry point is C's `main`, not std's: std's start-up asks glibc for
+//! the main thread's stack bounds, which reads and parses `/proc/self/maps`
+//! (a tenth of the instructions of an exec of berth), only to print a
+//! message on stack overflow. Every container start executes berth twice,
+//! so `start_up` does the rest of what std's does, and no more.
+#![no_main]
 
+use std::os::raw::{c_char, c_int};
 use std::path::Path;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+#[no_mangle]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    start_up();
+    let code = personality();
+    // What std's start-up does after main: flush stdout (process::exit does).
+    std::process::exit(status(code))
+}
+
+/// What std's start-up does that berth relies on: the standard descriptors
+/// exist (a runtime started with fd 2 closed must not have its first opened
+/// state file become its stderr), and SIGPIPE is ignored (a closed pipe is
+/// an error to handle, not a death: `personality` restores it for reporting
+/// commands). glibc has already captured argv for `std::env::args`.
+fn start_up() {
+    for fd in 0..3 {
+        // SAFETY: fcntl(F_GETFD) only inspects the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+        {
+            // SAFETY: open(2) of a constant path; it takes the lowest free
+            // descriptor, which is `fd`.
+            let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if null != fd {
+                std::process::abort();
+            }
+        }
+    }
+    // SAFETY: no other thread exists yet; setting a standard disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The exit status an `ExitCode` stands for (std keeps it private).
+fn status(code: ExitCode) -> c_int {
+    (0..=255u8)
+        .find(|n| ExitCode::from(*n) == code)
+        .map_or(1, c_int::from)
+}
+
+fn personality() -> ExitCode {
     berth::trace::step("main");
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = Path::new(&argv0)

@@ -130,6 +130,16 @@ pub enum Command {
 /// Entry point of the `berth` personality.
 pub fn main() -> ExitCode {
     docs::complete_if_asked();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some((root, name)) = run::service_line(&argv) {
+        crate::log::init();
+        let root = root.unwrap_or_else(crate::generator::root_from_env);
+        if let Err(err) = crate::runtime::ensure_protected() {
+            eprintln!("berth: error: {}", crate::log::error_chain(&err.into()));
+            return ExitCode::from(1);
+        }
+        return run::service(&root, &name);
+    }
     let cli = Cli::parse();
     crate::log::init();
     match run(cli) {

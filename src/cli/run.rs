@@ -65,28 +65,7 @@ pub fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         if !args.flags.is_empty() {
             bail!("berth run --systemd runs the definition as written: options such as -e or -v belong in /etc/berth/containers/{name}.toml (or a drop-in)");
         }
-        let opts = RunOptions {
-            root: root.to_path_buf(),
-            systemd: true,
-            command: None,
-            tty: false,
-            delegated: true,
-            // systemd already gives a service /dev/null (StandardInput=null).
-            stdin: true,
-        };
-        return match supervise::run_service(&opts, name) {
-            Ok(code) => Ok(exit(code)),
-            Err(e) => {
-                supervise::journal::event(
-                    supervise::journal::Priority::Error,
-                    name,
-                    "failed",
-                    &format!("container \"{name}\" failed to start: {e}"),
-                    &[],
-                );
-                Ok(ExitCode::from(1))
-            }
-        };
+        return Ok(service(root, name));
     }
     if args.flags.restart.is_some() && !args.detach {
         bail!("--restart needs -d: systemd restarts a detached container (berth@NAME.service); a foreground run ends when its command does");
@@ -186,6 +165,55 @@ fn copy_network_files(root: &Path, tmp: &Path, names: &[String]) {
             let _ = std::fs::copy(src, dir.join(format!("{}.toml", d.name)));
         }
     }
+}
+
+/// Service mode: the supervisor of definition `name`, the main process of
+/// `berth@NAME.service`, until its container exits.
+pub fn service(root: &Path, name: &str) -> ExitCode {
+    let opts = RunOptions {
+        root: root.to_path_buf(),
+        systemd: true,
+        command: None,
+        tty: false,
+        delegated: true,
+        // systemd already gives a service /dev/null (StandardInput=null).
+        stdin: true,
+    };
+    match supervise::run_service(&opts, name) {
+        Ok(code) => exit(code),
+        Err(e) => {
+            supervise::journal::event(
+                supervise::journal::Priority::Error,
+                name,
+                "failed",
+                &format!("container \"{name}\" failed to start: {e}"),
+                &[],
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The line `berth@.service` runs at every start, `run --systemd NAME` (after
+/// an optional `--root DIR`), read without clap: building berth's clap tree
+/// and dropping it is half of what an exec of berth executes (callgrind), and
+/// the supervisor's start pays it in its re-executed copy. Returns the root
+/// and NAME, or None to let clap read any other line.
+pub fn service_line(args: &[std::ffi::OsString]) -> Option<(Option<PathBuf>, String)> {
+    let words: Vec<&str> = args.iter().map(|a| a.to_str()).collect::<Option<_>>()?;
+    let (root, rest) = match words.as_slice() {
+        ["--root", dir, rest @ ..] if !dir.starts_with('-') => (Some(PathBuf::from(dir)), rest),
+        [first, rest @ ..] if first.starts_with("--root=") => {
+            (Some(PathBuf::from(&first["--root=".len()..])), rest)
+        }
+        rest => (None, rest),
+    };
+    let name = match rest {
+        ["run", "--systemd", name] => *name,
+        ["run", flag] => flag.strip_prefix("--systemd=")?,
+        _ => return None,
+    };
+    (!name.is_empty() && !name.starts_with('-')).then(|| (root, name.to_string()))
 }
 
 /// `-d`: hand the container to systemd as `berth@NAME.service`, so it gets
@@ -289,7 +317,53 @@ fn exit(code: i32) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_position;
+    use super::{service_line, strip_position};
+    use clap::Parser;
+
+    fn words(line: &str) -> Vec<std::ffi::OsString> {
+        line.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_service_line_reads_as_clap_reads_it() {
+        for line in [
+            "run --systemd web",
+            "run --systemd=web",
+            "--root /tmp/r run --systemd a.b-c_1",
+            "--root=/tmp/r run --systemd web",
+        ] {
+            let (root, name) = service_line(&words(line)).expect(line);
+            let mut argv = vec!["berth".into()];
+            argv.extend(words(line));
+            let cli = crate::cli::Cli::try_parse_from(argv).expect(line);
+            let crate::cli::Command::Run(args) = cli.command else {
+                panic!("{line}: not run")
+            };
+            assert_eq!(args.systemd.as_deref(), Some(name.as_str()), "{line}");
+            assert!(args.flags.is_empty() && args.args.is_empty(), "{line}");
+            assert_eq!(cli.root, root, "{line}");
+        }
+    }
+
+    #[test]
+    fn every_other_line_is_left_to_clap() {
+        for line in [
+            "",
+            "run",
+            "run --systemd",
+            "run --systemd web extra",
+            "run --systemd --help",
+            "run --systemd=",
+            "run -e A=1 --systemd web",
+            "run --rm --systemd web",
+            "--root run --systemd web",
+            "--debug run --systemd web",
+            "exec --systemd web",
+            "run --systemd web --root /r",
+        ] {
+            assert!(service_line(&words(line)).is_none(), "{line}");
+        }
+    }
 
     #[test]
     fn diagnostics_lose_the_temporary_file_and_keep_the_key() {

@@ -5,6 +5,7 @@
 //! No namespace, mount or cgroup logic lives here.
 
 mod commands;
+mod fast_args;
 pub mod state;
 
 use std::io::Write;
@@ -30,6 +31,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// runc's default is /run/runc; berth's own, so the two never meet.
+pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth-runtime",
@@ -39,7 +43,7 @@ pub enum LogFormat {
 )]
 pub struct Cli {
     /// Directory holding the state of each container.
-    #[arg(long, default_value = "/run/berth-runtime", global = true)]
+    #[arg(long, default_value = DEFAULT_ROOT, global = true)]
     pub root: PathBuf,
     /// Write errors (and with --debug, progress) to this file.
     #[arg(long, global = true)]
@@ -204,7 +208,14 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    let mut cli = match Cli::try_parse() {
+    let utf8: Option<Vec<String>> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().ok())
+        .collect();
+    let mut cli = match utf8
+        .and_then(|args| fast_args::parse(&args))
+        .map_or_else(Cli::try_parse, Ok)
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

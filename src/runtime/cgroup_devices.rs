@@ -216,44 +216,26 @@ struct AttachAttr {
 /// Load `prog` and attach it to the cgroup open at `cgroup`. The program
 /// lives as long as the cgroup; nothing else needs recording.
 pub fn apply_device_filter(cgroup: &std::fs::File, prog: &[Insn]) -> Result<(), RuntimeError> {
-    let license = c"Apache";
-    let mut log = vec![0u8; 16 * 1024];
-    let mut name = [0u8; 16];
-    name[..11].copy_from_slice(b"berth_devcg");
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: prog.len() as u32,
-        insns: prog.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        prog_name: name,
-        ..Default::default()
+    // Without a log first, as libbpf does: a verifier asked for one prints
+    // its state at every instruction, even when the program is accepted,
+    // and that was most of a load. A refused program is loaded again with
+    // the log, for the error to say why.
+    let fd = match load_program(prog, None) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let mut log = vec![0u8; 16 * 1024];
+            let _ = load_program(prog, Some(&mut log));
+            let end = log.iter().position(|b| *b == 0).unwrap_or(0);
+            return Err(RuntimeError::sys(
+                format!(
+                    "load the device filter ({})",
+                    String::from_utf8_lossy(&log[..end]).trim()
+                ),
+                e,
+            ));
+        }
     };
-    // SAFETY: the attribute struct, instructions, license and log buffer all
-    // outlive the call; the kernel reads at most the size we pass.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
-    if fd < 0 {
-        let e = nix::Error::last();
-        let end = log.iter().position(|b| *b == 0).unwrap_or(0);
-        return Err(RuntimeError::sys(
-            format!(
-                "load the device filter ({})",
-                String::from_utf8_lossy(&log[..end]).trim()
-            ),
-            e,
-        ));
-    }
-    // SAFETY: the kernel just returned this descriptor to us.
-    let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog_fd = fd;
     let attach = AttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog_fd.as_raw_fd() as u32,
@@ -277,6 +259,44 @@ pub fn apply_device_filter(cgroup: &std::fs::File, prog: &[Insn]) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// BPF_PROG_LOAD of the device program, with the verifier's log into `log`
+/// when one is given.
+fn load_program(prog: &[Insn], log: Option<&mut [u8]>) -> Result<OwnedFd, nix::Error> {
+    let license = c"Apache";
+    let mut name = [0u8; 16];
+    name[..11].copy_from_slice(b"berth_devcg");
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
+    let attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: prog.len() as u32,
+        insns: prog.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        prog_name: name,
+        ..Default::default()
+    };
+    // SAFETY: the attribute struct, instructions, license and log buffer all
+    // outlive the call; the kernel reads at most the size we pass.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

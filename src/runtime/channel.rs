@@ -5,7 +5,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
@@ -67,10 +67,21 @@ impl Channel {
 
     /// The next message, or `None` when the other end is closed.
     pub fn recv(&self) -> std::io::Result<Option<Message>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Room for the largest message, left unwritten: zeroing 64 KiB first
+        // faulted in 16 pages at every sync point of a start.
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => break n,
+            // SAFETY: recv(2) writes at most capacity bytes into the buffer.
+            let r = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.capacity(),
+                    0,
+                )
+            };
+            match nix::errno::Errno::result(r) {
+                Ok(n) => break n as usize,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -78,7 +89,9 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
+        // SAFETY: the kernel initialised the first n bytes.
+        unsafe { buf.set_len(n) };
+        serde_json::from_slice(&buf)
             .map(Some)
             .map_err(std::io::Error::other)
     }
