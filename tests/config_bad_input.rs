@@ -684,6 +684,15 @@ fn bad_volume_files() {
             "size = \"1G\"\n",
             "1:1: size: unknown key \"size\" at the top level",
         ),
+        // The file is 0644 here: a password in it would be anyone's.
+        (
+            "type = \"cifs\"\ndevice = \"//nas/share\"\noptions = [\"username=u\", \"password=p\"]\n",
+            "3:26: options: \"password=\" in a volume file other users can read",
+        ),
+        (
+            "type = \"cifs\"\ndevice = \"//nas/share\"\noptions = [\"credentials=nas.cred\"]\n",
+            "3:12: options: invalid option \"credentials=nas.cred\": expected credentials=/ABSOLUTE/PATH",
+        ),
     ] {
         let root = Root::new();
         let bad = root.path().join("etc/berth/volumes/data.toml");

@@ -4,9 +4,9 @@
 //! the image's VOLUME each a named volume that survives a restart and shows
 //! in `berth volume ls`; a volume file of `type = "tmpfs"` mounted with its
 //! options (seen in the container's mountinfo); `chown = true` (`:U`).
-//! NFS and CIFS need servers and a block device a loop device (a host-wide
-//! resource): the tmpfs file covers the same path (volume file → typed mount
-//! in the container's own namespace), which is what those types share.
+//! NFS, CIFS and block-device volume files are mounted by the supervisor and
+//! need servers and a device of their own: tests/uml_volumes.rs (written
+//! through, in a UML guest) and tests/e2e_volume_files.rs (failures, here).
 #[path = "support/registry.rs"]
 mod reg;
 mod support;

@@ -66,7 +66,12 @@ pub fn load_volume(root: &Path, name: &str) -> Result<Option<VolumeDefinition>, 
                 .collect(),
         ));
     }
-    validate_volume_def(name, raw, &file).map(Some)
+    // A password in the file is fine only where no one else can read it.
+    let private = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&path).is_ok_and(|m| m.mode() & 0o077 == 0)
+    };
+    validate_volume_def(name, raw, &file, private).map(Some)
 }
 
 /// Every volume file under `root`, and the errors of the broken ones
@@ -114,6 +119,7 @@ fn validate_volume_def(
     name: &str,
     raw: RawVolumeDef,
     file: &SourceFile,
+    private: bool,
 ) -> Result<VolumeDefinition, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut err = |at: &std::ops::Range<usize>, key: &str, msg: String| {
@@ -159,6 +165,7 @@ fn validate_volume_def(
         );
     }
     let options = check_options(&raw, &mut err);
+    check_secrets(&raw, fstype.as_deref(), private, &mut err);
     if let (Some(o), None) = (&raw.options, &raw.fstype) {
         err(
             &o.span,
@@ -202,6 +209,7 @@ fn validate_volume_def(
             None
         }
     });
+    owners_only_for_plain_or_tmpfs(&raw, fstype.as_deref(), file, &mut diags);
     if !diags.is_empty() {
         diags.sort();
         return Err(diags);
@@ -218,6 +226,40 @@ fn validate_volume_def(
     })
 }
 
+/// uid/gid/mode make a new directory or a tmpfs; a mounted filesystem
+/// has owners of its own, never silently changed.
+fn owners_only_for_plain_or_tmpfs(
+    raw: &RawVolumeDef,
+    fstype: Option<&str>,
+    file: &SourceFile,
+    diags: &mut Diagnostics,
+) {
+    let Some(ty) = fstype.filter(|t| *t != "tmpfs") else {
+        return;
+    };
+    let spans = [
+        ("uid", raw.uid.as_ref().map(|v| v.span.clone())),
+        ("gid", raw.gid.as_ref().map(|v| v.span.clone())),
+        ("mode", raw.mode.as_ref().map(|v| v.span.clone())),
+    ];
+    let hint = if matches!(ty, "cifs" | "smb3") {
+        " (for a CIFS share: options uid=, gid=, file_mode=, dir_mode=)"
+    } else {
+        ""
+    };
+    for (key, span) in spans {
+        if let Some(span) = span {
+            diags.push(Diagnostic::at(
+                &file.path,
+                &file.text,
+                span,
+                key,
+                format!("\"{key}\" is for a plain or tmpfs volume: a \"{ty}\" filesystem keeps the owners and modes it has{hint}"),
+            ));
+        }
+    }
+}
+
 /// `options`: one mount option per element, no commas (they would smuggle
 /// more options past this check).
 fn check_options(
@@ -226,7 +268,18 @@ fn check_options(
 ) -> Vec<String> {
     let mut options = Vec::new();
     for o in raw.options.iter().flat_map(|o| o.value.iter()) {
-        if o.value.is_empty() || o.value.contains([',', '\0', '\n']) {
+        if matches!(o.value.as_str(), "bind" | "rbind" | "remount" | "move") {
+            // mount(2) would bind or move the device path instead of
+            // mounting the filesystem.
+            err(
+                &o.span,
+                "options",
+                format!(
+                    "invalid option \"{}\": a volume file mounts a filesystem; a bind mount is a [[volume]] with an absolute source in the definition",
+                    o.value
+                ),
+            );
+        } else if o.value.is_empty() || o.value.contains([',', '\0', '\n']) {
             err(
                 &o.span,
                 "options",
@@ -240,6 +293,43 @@ fn check_options(
         }
     }
     options
+}
+
+/// CIFS credentials: `credentials=` names an absolute file (read by the
+/// supervisor, as mount.cifs reads it), and a password written in the
+/// volume file itself is refused while others can read the file (it would
+/// be as readable as the file).
+fn check_secrets(
+    raw: &RawVolumeDef,
+    fstype: Option<&str>,
+    private: bool,
+    err: &mut dyn FnMut(&std::ops::Range<usize>, &str, String),
+) {
+    let cifs = matches!(fstype, Some("cifs" | "smb3"));
+    for o in raw.options.iter().flat_map(|o| o.value.iter()) {
+        let (key, value) = o.value.split_once('=').unwrap_or((o.value.as_str(), ""));
+        match key {
+            "credentials" | "cred" if !cifs => err(
+                &o.span,
+                "options",
+                format!("invalid option \"{key}=\": credentials files are for type \"cifs\" or \"smb3\""),
+            ),
+            "credentials" | "cred" if !value.starts_with('/') => err(
+                &o.span,
+                "options",
+                format!(
+                    "invalid option \"{}\": expected credentials=/ABSOLUTE/PATH",
+                    o.value.escape_debug()
+                ),
+            ),
+            "pass" | "password" | "password2" if !private => err(
+                &o.span,
+                "options",
+                format!("\"{key}=\" in a volume file other users can read: put the user and password in a credentials file (credentials=/etc/berth/volumes/NAME.cred, mode 0600), or chmod 0600 this file"),
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// `device`: an absolute path for a block filesystem, `HOST:/PATH` for NFS,
@@ -288,7 +378,8 @@ mod tests {
         };
         let (raw, errs) = raw::parse_volume(text, 0);
         assert!(errs.is_empty(), "{errs:?}");
-        validate_volume_def("v", raw, &file).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+        validate_volume_def("v", raw, &file, false)
+            .map_err(|d| d.iter().map(|d| d.to_string()).collect())
     }
 
     #[test]
@@ -324,6 +415,42 @@ mod tests {
             .unwrap_err()
             .join("\n");
         assert!(e.contains("2:12: options: invalid option"), "{e}");
+        let e =
+            check("type = \"cifs\"\ndevice = \"//s/x\"\noptions = [\"user=a\", \"password=b\"]\n")
+                .unwrap_err()
+                .join("\n");
+        assert!(
+            e.contains("3:22: options: \"password=\" in a volume file other users can read"),
+            "{e}"
+        );
+        let e = check("type = \"cifs\"\ndevice = \"//s/x\"\noptions = [\"credentials=x.cred\"]\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(e.contains("3:12: options: invalid option \"credentials=x.cred\": expected credentials=/ABSOLUTE/PATH"), "{e}");
+        let e = check("type = \"nfs\"\ndevice = \"s:/x\"\noptions = [\"credentials=/c\"]\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(e.contains("credentials files are for type \"cifs\""), "{e}");
+        assert!(
+            check("type = \"cifs\"\ndevice = \"//s/x\"\noptions = [\"credentials=/etc/c\"]\n")
+                .is_ok()
+        );
+        let e = check("type = \"ext4\"\ndevice = \"/dev/vdb\"\noptions = [\"rbind\"]\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            e.contains(
+                "3:12: options: invalid option \"rbind\": a volume file mounts a filesystem"
+            ),
+            "{e}"
+        );
+        let e = check("type = \"nfs\"\ndevice = \"s:/x\"\nuid = 1000\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            e.contains("3:7: uid: \"uid\" is for a plain or tmpfs volume"),
+            "{e}"
+        );
         let e = check("uid = -1\nmode = 755\n").unwrap_err().join("\n");
         assert!(e.contains("1:7: uid: invalid uid -1"), "{e}");
         assert!(e.contains("2:8: mode: invalid mode 755"), "{e}");

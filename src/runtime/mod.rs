@@ -55,6 +55,7 @@ pub use exe::{ensure_protected, protection as exe_protection, Protection};
 pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
 pub use init::plan_personality;
+pub use mount::parse_mount_options;
 pub use mount::topmost_distinct;
 pub use process::{
     exit_status, proc_start_time, process_alive, release_resident_code,

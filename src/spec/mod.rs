@@ -186,6 +186,10 @@ pub struct VolumeMount {
     pub fstype: String,
     pub device: String,
     pub options: Vec<String>,
+    /// Where the supervisor mounted it (a network or block filesystem, see
+    /// `supervise::volume_mount`): bound from there, not mounted by the
+    /// container's init.
+    pub host_path: Option<PathBuf>,
 }
 
 /// The definition's hostname, else its name.

@@ -310,6 +310,13 @@ fn plan_volume_mount(
         if v.read_only {
             opts.push("ro");
         }
+        if let Some(staged) = &fs.host_path {
+            // Mounted by the supervisor (a network or block filesystem):
+            // its one mount bound, nothing below it.
+            let mut b = vec!["bind", "rprivate"];
+            b.extend(opts);
+            return Ok(bind(&v.target, staged, &b));
+        }
         opts.extend(fs.options.iter().map(String::as_str));
         let mut m = mount("", &fs.fstype, &fs.device, &opts);
         m.set_destination(v.target.clone());
@@ -448,6 +455,7 @@ mod tests {
                 fstype: "tmpfs".into(),
                 device: "tmpfs".into(),
                 options: vec!["size=8m".into(), "mode=0700".into()],
+                host_path: None,
             },
         );
         let m = plan_mounts(&d, None, &c).unwrap();

@@ -25,6 +25,7 @@ mod sender;
 mod start;
 pub mod state;
 pub mod userns;
+mod volume_mount;
 mod volumes;
 mod watch;
 
@@ -76,6 +77,8 @@ pub enum SuperviseError {
     State { path: PathBuf, reason: String },
     #[error("volume \"{name}\": its volume file is invalid:\n{diagnostics}")]
     VolumeFile { name: String, diagnostics: String },
+    #[error("{file}: {reason}")]
+    VolumeMount { file: PathBuf, reason: String },
     #[error("seccomp profile \"{path}\": {reason}")]
     Seccomp { path: PathBuf, reason: String },
     #[error("{file}: [[volume]] source \"{source_path}\" (for target \"{target}\") {reason}; a bind mount needs an existing path: create it, or give a name instead of a path for a named volume")]

@@ -19,8 +19,8 @@ use super::network::{
 use super::watch::{HealthRunner, Running};
 use super::ExecTemplate;
 use super::{
-    cgroup, console, files, health, journal, notify, volumes, Paths, RunOptions, State,
-    SuperviseError,
+    cgroup, console, files, health, journal, notify, volume_mount, volumes, Paths, RunOptions,
+    State, SuperviseError,
 };
 use crate::config::{Definition, Globals, ImageSource, Notify, Pull, Seccomp, Userns};
 use crate::runtime::{self, CreateOptions, RootfsSource, StartGate, Stdio};
@@ -99,7 +99,7 @@ pub(super) fn start(
     //    may mount the image's layers: still single-threaded here); each
     //    anonymous one (no source, or the image's VOLUME) is one of them.
     let view = image.as_ref().map(ImageConfigView::from_image_config);
-    let vols = setup_volumes(opts, def, view.as_ref(), globals, &lowers)?;
+    let vols = setup_volumes(opts, def, view.as_ref(), (globals, paths), &lowers)?;
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
     setup_etc_files(opts, def, paths, &net, st)?;
@@ -155,7 +155,8 @@ pub(super) fn start(
     let health = save_exec_template(health_cfg.as_ref(), &spec, paths)?;
     trace("supervise: exec template saved");
     let copts = create_options(def, paths, spec, lowers, payload.clone());
-    let (container, console) = create_and_start(opts, paths, copts, (&mut list, &net), st)?;
+    let (container, console) =
+        create_and_start(opts, paths, copts, (&mut list, &net, &vols.host), st)?;
     trace("supervise: created and started");
     // 13. systemd-machined, when it is on the bus: after the clone (its
     //    runtime is dropped before returning), with the leader in payload.
@@ -553,6 +554,8 @@ struct Volumes {
     anonymous: std::collections::BTreeMap<PathBuf, String>,
     /// Volumes whose file mounts a filesystem.
     mounts: std::collections::BTreeMap<String, spec::VolumeMount>,
+    /// Of those, the ones the supervisor mounts for the init to bind.
+    host: Vec<super::volume_mount::HostMount>,
 }
 
 /// Step 4: anonymous volumes found or named, volume files read, then every
@@ -578,7 +581,7 @@ fn setup_volumes(
     opts: &RunOptions,
     def: &Definition,
     view: Option<&ImageConfigView>,
-    globals: &Globals,
+    (globals, paths): (&Globals, &Paths),
     lowers: &[PathBuf],
 ) -> Result<Volumes, SuperviseError> {
     use crate::config::VolumeSource;
@@ -596,11 +599,20 @@ fn setup_volumes(
         .collect();
     let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
     let files = volumes::load_volume_files(&opts.root, &names)?;
+    volumes::check_chown_of_mounted(def, &planned, &anonymous, &files)?;
+    // Planned before any work: a credentials file or a server name that
+    // fails stops the start here.
+    let host = files
+        .values()
+        .filter(|f| f.fstype.as_deref().is_some_and(volume_mount::host_mounted))
+        .map(volume_mount::plan)
+        .collect::<Result<Vec<_>, _>>()?;
     volumes::setup_named_volumes(&named, &files, &globals.storage_root, lowers)?;
     Ok(Volumes {
         planned,
         anonymous,
-        mounts: volumes::plan_volume_mounts(&files),
+        mounts: volumes::plan_volume_mounts(&files, &volume_mount::staging_dir(&paths.run_dir)),
+        host,
     })
 }
 
@@ -805,7 +817,7 @@ fn create_and_start(
     opts: &RunOptions,
     paths: &Paths,
     mut copts: CreateOptions,
-    (list, net): (&mut List, &NetworkStart),
+    (list, net, host_mounts): (&mut List, &NetworkStart, &[volume_mount::HostMount]),
     st: &mut State,
 ) -> Result<(runtime::Container, Option<std::os::fd::OwnedFd>), SuperviseError> {
     let name = copts.id.clone();
@@ -842,7 +854,12 @@ fn create_and_start(
         name: name.clone(),
         error,
     };
-    let container = runtime::create(copts).map_err(rt_err)?;
+    // The init's mount namespace is a copy of ours: the volumes' network and
+    // block filesystems are mounted in one of the supervisor's own for it.
+    let staging = volume_mount::staging_dir(&paths.run_dir);
+    let container = volume_mount::with_mounts(host_mounts, &staging, || {
+        runtime::create(copts).map_err(rt_err)
+    })?;
     st.container_pid = Some(container.pid().as_raw());
     st.container_start_time = crate::runtime::proc_start_time(container.pid());
     st.save(&paths.run_dir)?;

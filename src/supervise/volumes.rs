@@ -142,10 +142,45 @@ pub fn load_volume_files(
     Ok(out)
 }
 
+/// `chown = true` on a volume whose file mounts a filesystem: refused, for
+/// the chown walks the volume's directory, which that filesystem covers.
+pub fn check_chown_of_mounted(
+    def: &Definition,
+    planned: &[Volume],
+    anonymous: &BTreeMap<PathBuf, String>,
+    files: &BTreeMap<String, VolumeDefinition>,
+) -> Result<(), SuperviseError> {
+    for v in planned.iter().filter(|v| v.chown) {
+        let name = match &v.source {
+            VolumeSource::Named(n) => Some(n),
+            VolumeSource::Anonymous => anonymous.get(&v.target),
+            VolumeSource::Bind(_) => None,
+        };
+        let Some((name, f)) = name.and_then(|n| Some((n, files.get(n)?))) else {
+            continue;
+        };
+        if let Some(ty) = &f.fstype {
+            return Err(SuperviseError::VolumeMount {
+                file: def.source_path.clone(),
+                reason: format!(
+                    "[[volume]] target \"{}\": chown = true, but volume \"{name}\" is a \"{ty}\" filesystem ({}): its owners are the filesystem's; remove chown",
+                    v.target.display(),
+                    f.source_path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the plan mounts for the volumes whose file gives a `type`; a
-/// tmpfs takes the file's uid, gid and mode as its options.
+/// tmpfs takes the file's uid, gid and mode as its options. Any other type
+/// is bound from `staging/NAME`, where the supervisor mounts it
+/// (`volume_mount`): its options, which may hold a password, stay out of
+/// the spec.
 pub fn plan_volume_mounts(
     files: &BTreeMap<String, VolumeDefinition>,
+    staging: &Path,
 ) -> BTreeMap<String, crate::spec::VolumeMount> {
     files
         .iter()
@@ -158,12 +193,17 @@ pub fn plan_volume_mounts(
                 options.extend(f.mode.map(|m| format!("mode={m:o}")));
             }
             let device = f.device.clone().unwrap_or_else(|| fstype.clone());
+            let host_path = super::volume_mount::host_mounted(&fstype).then(|| {
+                options.clear();
+                staging.join(n)
+            });
             Some((
                 n.clone(),
                 crate::spec::VolumeMount {
                     fstype,
                     device,
                     options,
+                    host_path,
                 },
             ))
         })

@@ -66,6 +66,11 @@ const ALWAYS_MASK: &[&str] = &[
     "getty@.service",
     "postgresql@.service",
     "systemd-journal-flush.service",
+    // nfs-common (a test package: tests/uml_volumes.rs) enables this target,
+    // which wants rpc-gssd and so run-rpc_pipefs.mount: the host's kernel
+    // has no rpc_pipefs, the mount fails and the box would be "degraded".
+    "nfs-client.target",
+    "run-rpc_pipefs.mount",
 ];
 
 /// Host generators masked in the box. The SysV generator turns /etc/init.d

@@ -100,6 +100,10 @@ const ALWAYS_MASK: &[&str] = &[
     "systemd-journal-catalog-update.service",
     "systemd-udev-trigger.service",
     "ldconfig.service",
+    // Enabled by nfs-common (a test package): rpc-gssd and its pipefs
+    // mount, which needs the sunrpc module the guest may not have loaded.
+    "nfs-client.target",
+    "run-rpc_pipefs.mount",
 ];
 
 /// Host generators masked in a systemd guest: SysV scripts cost a second of
