@@ -72,8 +72,11 @@ pub(super) fn build_image(
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(e) = line.strip_prefix(FAILED) {
+                if let Some((_, e)) = line.split_once(FAILED) {
                     error = Some(e.to_string());
+                    continue;
+                }
+                if line.is_empty() {
                     continue;
                 }
                 notify(
@@ -129,8 +132,9 @@ fn child(b: &Build, globals: &Globals, out: OwnedFd) -> i32 {
     match result {
         Ok(_) => 0,
         Err(e) => {
-            // One line: the parent reads lines.
-            let _ = writeln!(out, "{FAILED}{}", e.replace('\n', " "));
+            // A line of its own (the failed step's line has no end yet),
+            // one line (the parent reads lines).
+            let _ = writeln!(out, "\n{FAILED}{}", e.replace('\n', " "));
             1
         }
     }
