@@ -169,6 +169,16 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(50u64 << attempt.min(6))
 }
 
+/// The deepest cause of a reqwest error ("connection closed before message
+/// completed", "Connection reset by peer"): its own text only names the URL.
+fn innermost(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
+}
+
 fn retryable_status(s: StatusCode) -> bool {
     s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT
 }
@@ -388,7 +398,7 @@ impl Client {
                     authenticated = true;
                 }
                 Ok(resp) if retryable_status(resp.status()) && attempt < ATTEMPTS => {
-                    tracing::debug!(url, status = %resp.status(), "retrying {what}");
+                    self.say_retry(what, &resp.status().to_string(), attempt);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Ok(resp) => return Ok(resp),
@@ -399,11 +409,24 @@ impl Client {
                         // decides between https and http): no point waiting.
                         return Err(self.connect_error(e));
                     }
+                    self.say_retry(what, &innermost(&e), attempt);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => return Err(self.connect_error(e)),
             }
         }
+    }
+
+    /// A retry is said on stderr (the journal under systemd), as skopeo
+    /// does (`retry.IfNecessary`'s "Attempt n/m failed"), so that a slow
+    /// transfer on a flaky link is not a silent one.
+    fn say_retry(&self, what: &str, why: &str, attempt: u32) {
+        tracing::warn!(
+            "{}: {what}: {why}; retrying in {} ms (attempt {} of {ATTEMPTS})",
+            self.host,
+            backoff(attempt).as_millis(),
+            attempt + 1
+        );
     }
 
     async fn authenticate(&self, challenge: Challenge) -> Result<(), ImageError> {
