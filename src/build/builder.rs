@@ -34,7 +34,7 @@ use crate::config::Globals;
 use crate::distribution::manifest::{self, Descriptor, Manifest, Platform};
 use crate::distribution::reference::Reference;
 use crate::image::{ImageError, NoProgress};
-use crate::store::layer::{list_dir, open_node, reopen, TreeOptions};
+use crate::store::layer::{list_dir, open_node, reopen, Compression, TreeOptions};
 use crate::store::{Store, StoreError};
 
 /// Why a build failed: a step's failure names the Containerfile's line.
@@ -68,6 +68,8 @@ pub struct BuildOptions<'a> {
     pub no_cache: bool,
     /// `SOURCE_DATE_EPOCH`: the latest mtime a layer holds (0 without it).
     pub source_date_epoch: u64,
+    /// How new layers are compressed (`--compression`): gzip or zstd.
+    pub compression: Compression,
 }
 
 /// A stage being built: its manifest so far (layers), config and SHELL.
@@ -432,7 +434,7 @@ fn copy_step(
             o.source_date_epoch
         );
         let key = cache_key(&parent_key(state), step, Some(&content));
-        let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
+        let (layer, hit) = cached_layer(store, &key, o, &staging)?;
         add_layer(state, &layer, &step.text);
         Ok(if hit {
             " (cached)".to_string()
@@ -446,8 +448,13 @@ fn copy_step(
 
 /// `layer` on top of the stage, with its history entry.
 fn add_layer(state: &mut State, layer: &CachedLayer, created_by: &str) {
+    if layer.zstd {
+        to_oci_manifest(&mut state.manifest);
+    }
     state.manifest.layers.push(Descriptor {
-        media_type: if state.manifest.media_type == manifest::DOCKER_MANIFEST {
+        media_type: if layer.zstd {
+            manifest::OCI_LAYER_ZSTD
+        } else if state.manifest.media_type == manifest::DOCKER_MANIFEST {
             manifest::DOCKER_LAYER_GZIP
         } else {
             manifest::OCI_LAYER_GZIP
@@ -465,6 +472,24 @@ fn add_layer(state: &mut State, layer: &CachedLayer, created_by: &str) {
         ids.push(json!(layer.diff_id));
     }
     history(state, created_by, false);
+}
+
+/// A Docker schema 2 manifest as an OCI one: Docker's has no zstd layer
+/// type, so a zstd layer over a Docker base makes the image OCI (as
+/// `podman build --compression-format zstd` does); the base's layers keep
+/// their bytes under the OCI names of the same formats.
+fn to_oci_manifest(m: &mut Manifest) {
+    if m.media_type != manifest::DOCKER_MANIFEST {
+        return;
+    }
+    m.media_type = manifest::OCI_MANIFEST.into();
+    for l in &mut m.layers {
+        if l.media_type == manifest::DOCKER_LAYER_GZIP {
+            l.media_type = manifest::OCI_LAYER_GZIP.into();
+        } else if l.media_type == manifest::DOCKER_LAYER_TAR {
+            l.media_type = manifest::OCI_LAYER_TAR.into();
+        }
+    }
 }
 
 /// The layer diff ids of a stage, lowest first.
@@ -536,7 +561,7 @@ fn workdir_step(
         }
         let content = format!("mtime<={}", o.source_date_epoch);
         let key = cache_key(&parent_key(state), step, Some(&content));
-        let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
+        let (layer, hit) = cached_layer(store, &key, o, &staging)?;
         add_layer(state, &layer, &step.text);
         Ok(Some(if hit {
             " (cached)".into()
@@ -585,19 +610,28 @@ struct CachedLayer {
     digest: String,
     diff_id: String,
     size: u64,
+    /// A zstd blob (else gzip).
+    #[serde(default)]
+    zstd: bool,
 }
 
 /// The layer of `key` from the cache, or `staging` written as a new one.
 fn cached_layer(
     store: &Store,
     key: &str,
-    no_cache: bool,
+    o: &BuildOptions,
     staging: &Path,
-    epoch: u64,
 ) -> Result<(CachedLayer, bool), BuildError> {
     let dir = store.root().join("build-cache");
-    let path = dir.join(key.trim_start_matches("sha256:"));
-    if !no_cache {
+    // The same content compressed another way is another blob: cached apart.
+    let zstd = o.compression == Compression::Zstd;
+    let name = key.trim_start_matches("sha256:");
+    let path = dir.join(if zstd {
+        format!("{name}-zstd")
+    } else {
+        name.to_string()
+    });
+    if !o.no_cache {
         if let Some(l) = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok())
@@ -606,18 +640,20 @@ fn cached_layer(
             return Ok((l, true));
         }
     }
-    let blob = store.write_layer(
+    let blob = store.write_layer_as(
         staging,
         &TreeOptions {
             overlay_whiteouts: false,
-            clamp_mtime: Some(epoch),
+            clamp_mtime: Some(o.source_date_epoch),
             ..TreeOptions::default()
         },
+        o.compression,
     )?;
     let l = CachedLayer {
         digest: blob.digest,
         diff_id: blob.diff_id,
         size: blob.size,
+        zstd,
     };
     // The cache is an optimisation: failing to record it fails nothing.
     if std::fs::create_dir_all(&dir).is_ok() {

@@ -126,6 +126,7 @@ fn child(b: &Build, globals: &Globals, out: OwnedFd) -> i32 {
                 no_cache: false,
                 // Reproducible, as `berth build` without SOURCE_DATE_EPOCH.
                 source_date_epoch: 0,
+                compression: crate::store::layer::Compression::Gzip,
             };
             build(&store, globals, &o, &mut out).map_err(|e| e.to_string())
         });
