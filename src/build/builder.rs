@@ -405,12 +405,8 @@ fn copy_step(
         .root()
         .join(format!("tmp/build-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|source| BuildError::Read {
-        path: staging.clone(),
-        source,
-    })?;
     let result = (|| {
-        let mut copier = Copier {
+        let copier = |dry: bool| Copier {
             ctx,
             ignore,
             owner,
@@ -418,22 +414,42 @@ fn copy_step(
             entries: Vec::new(),
             add: c.add,
             limits: store.unpack_limits(true),
+            dry,
         };
-        let sources = copier.sources(&c.sources).map_err(err)?;
+        let sources = copier(true).sources(&c.sources).map_err(err)?;
         let dest = config::join_path(&workdir, &c.dest);
         let into_dir = c.dest.ends_with('/') || sources.len() > 1;
-        for (rel, fd) in &sources {
-            copier
-                .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
-                .map_err(|e| err(format!("COPY {rel}: {e}")))?;
-        }
+        let copy_all = |copier: &mut Copier| -> Result<(), BuildError> {
+            for (rel, fd) in &sources {
+                copier
+                    .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
+                    .map_err(|e| err(format!("COPY {rel}: {e}")))?;
+            }
+            Ok(())
+        };
+        // The key first, from the sources read and hashed where they are:
+        // a cache hit then writes nothing (a cached rebuild of a big
+        // context only reads it; staging 2000 files and removing them
+        // again took seconds here, benches/build-results.md).
+        let mut hashed = copier(true);
+        copy_all(&mut hashed)?;
         // The clamp is part of what the layer holds (its mtimes).
         let content = format!(
             "{} mtime<={}",
-            content_hash(&copier.entries),
+            content_hash(&hashed.entries),
             o.source_date_epoch
         );
         let key = cache_key(&parent_key(state), step, Some(&content));
+        if let Some(layer) = cache_lookup(store, &key, o) {
+            add_layer(state, &layer, &step.text);
+            return Ok(" (cached)".to_string());
+        }
+        std::fs::create_dir_all(&staging).map_err(|source| BuildError::Read {
+            path: staging.clone(),
+            source,
+        })?;
+        let mut staged = copier(false);
+        copy_all(&mut staged)?;
         let (layer, hit) = cached_layer(store, &key, o, &staging)?;
         add_layer(state, &layer, &step.text);
         Ok(if hit {
@@ -615,6 +631,30 @@ struct CachedLayer {
     zstd: bool,
 }
 
+/// The cache's directory and the file of `key` in it. The same content
+/// compressed another way is another blob: cached apart.
+fn cache_path(store: &Store, key: &str, o: &BuildOptions) -> (PathBuf, PathBuf) {
+    let dir = store.root().join("build-cache");
+    let name = key.trim_start_matches("sha256:");
+    let path = dir.join(match o.compression {
+        Compression::Zstd => format!("{name}-zstd"),
+        _ => name.to_string(),
+    });
+    (dir, path)
+}
+
+/// The layer of `key` when the cache has it (and its blob and unpacked
+/// layer are still in the store); never with `--no-cache`.
+fn cache_lookup(store: &Store, key: &str, o: &BuildOptions) -> Option<CachedLayer> {
+    if o.no_cache {
+        return None;
+    }
+    std::fs::read(cache_path(store, key, o).1)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok())
+        .filter(|l| store.has_blob(&l.digest) && store.has_layer(&l.diff_id))
+}
+
 /// The layer of `key` from the cache, or `staging` written as a new one.
 fn cached_layer(
     store: &Store,
@@ -622,24 +662,11 @@ fn cached_layer(
     o: &BuildOptions,
     staging: &Path,
 ) -> Result<(CachedLayer, bool), BuildError> {
-    let dir = store.root().join("build-cache");
-    // The same content compressed another way is another blob: cached apart.
-    let zstd = o.compression == Compression::Zstd;
-    let name = key.trim_start_matches("sha256:");
-    let path = dir.join(if zstd {
-        format!("{name}-zstd")
-    } else {
-        name.to_string()
-    });
-    if !o.no_cache {
-        if let Some(l) = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok())
-            .filter(|l| store.has_blob(&l.digest) && store.has_layer(&l.diff_id))
-        {
-            return Ok((l, true));
-        }
+    let (dir, path) = cache_path(store, key, o);
+    if let Some(l) = cache_lookup(store, key, o) {
+        return Ok((l, true));
     }
+    let zstd = o.compression == Compression::Zstd;
     let blob = store.write_layer_as(
         staging,
         &TreeOptions {
@@ -673,6 +700,8 @@ struct Copier<'a> {
     entries: Vec<Entry>,
     add: bool,
     limits: crate::store::unpack::Limits,
+    /// Read and hash the sources, write nothing (the cache key's pass).
+    dry: bool,
 }
 
 const RESOLVE_BENEATH: u64 = 0x08;
@@ -780,13 +809,15 @@ impl Copier<'_> {
         let target = staging.join(dest.trim_start_matches('/'));
         let mut h = Sha256::new();
         io::copy(&mut reopen(fd, false)?, &mut h)?;
-        crate::store::unpack::unpack_layer_limited(reopen(fd, false)?, &target, self.limits)
-            .map_err(|e| {
-                io::Error::other(format!(
-                    "{rel}: {}",
-                    crate::log::error_chain(&anyhow::Error::new(e))
-                ))
-            })?;
+        if !self.dry {
+            crate::store::unpack::unpack_layer_limited(reopen(fd, false)?, &target, self.limits)
+                .map_err(|e| {
+                    io::Error::other(format!(
+                        "{rel}: {}",
+                        crate::log::error_chain(&anyhow::Error::new(e))
+                    ))
+                })?;
+        }
         self.entries.push(Entry {
             path: format!("{dest} <- {rel}"),
             mode: 0,
@@ -799,6 +830,9 @@ impl Copier<'_> {
 
     /// Directories of `dest` (absolute, in the image), made in staging.
     fn mkdirs(&mut self, staging: &Path, dest: &str) -> io::Result<()> {
+        if self.dry {
+            return Ok(());
+        }
         let mut p = staging.to_path_buf();
         for c in dest.split('/').filter(|c| !c.is_empty()) {
             p.push(c);
@@ -842,16 +876,21 @@ impl Copier<'_> {
         let st = crate::sys::at::fstat(fd)?;
         let kind = st.st_mode & libc::S_IFMT;
         let mode = self.chmod.unwrap_or(st.st_mode & 0o7777);
+        let dry = self.dry;
         let data = match kind {
             libc::S_IFDIR => {
-                if !target.is_dir() {
+                if !dry && !target.is_dir() {
                     std::fs::create_dir(target)?;
                 }
                 String::new()
             }
             libc::S_IFREG => {
                 let mut src = reopen(fd, false)?;
-                let mut dst = File::create(target)?;
+                let mut dst = if dry {
+                    None
+                } else {
+                    Some(File::create(target)?)
+                };
                 let mut h = Sha256::new();
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
@@ -860,14 +899,18 @@ impl Copier<'_> {
                         break;
                     }
                     h.update(&buf[..n]);
-                    dst.write_all(&buf[..n])?;
+                    if let Some(d) = dst.as_mut() {
+                        d.write_all(&buf[..n])?;
+                    }
                 }
                 format!("sha256:{}", hex::encode(h.finalize()))
             }
             libc::S_IFLNK => {
                 let link = crate::sys::at::readlinkat(fd, OsStr::new(""))?;
-                let _ = std::fs::remove_file(target);
-                std::os::unix::fs::symlink(&link, target)?;
+                if !dry {
+                    let _ = std::fs::remove_file(target);
+                    std::os::unix::fs::symlink(&link, target)?;
+                }
                 link.as_os_str().to_string_lossy().into_owned()
             }
             _ => {
@@ -876,9 +919,11 @@ impl Copier<'_> {
                 )))
             }
         };
-        std::os::unix::fs::lchown(target, Some(self.owner.0), Some(self.owner.1))?;
-        if kind != libc::S_IFLNK {
-            std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))?;
+        if !dry {
+            std::os::unix::fs::lchown(target, Some(self.owner.0), Some(self.owner.1))?;
+            if kind != libc::S_IFLNK {
+                std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))?;
+            }
         }
         self.entries.push(Entry {
             path: dest.to_string(),
