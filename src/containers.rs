@@ -307,6 +307,7 @@ pub fn image_label(def: Option<&Definition>, st: Option<&State>) -> String {
     }
     match def.map(|d| &d.image) {
         Some(ImageSource::Image(r)) => r.to_string(),
+        Some(ImageSource::Build(b)) => b.image.to_string(),
         Some(ImageSource::Rootfs(p)) => format!("rootfs:{}", p.display()),
         None => "-".into(),
     }

@@ -701,3 +701,49 @@ fn bad_volume_files() {
         check_reports(&root, &bad, what);
     }
 }
+
+#[test]
+fn bad_build_keys() {
+    // `[build]`: the image source rules and each key's value, named at its
+    // line and column; the generator skips the definition.
+    for (text, what) in [
+        (
+            "image = \"nginx\"\n[build]\ncontext = \"/srv/app\"\n",
+            "2:1: [build]: both \"image\"",
+        ),
+        (
+            "[build]\nfile = \"Containerfile\"\n",
+            "1:1: [build] context: missing key \"context\"",
+        ),
+        (
+            "[build]\ncontext = \"/srv/app\"\nfile = \"../x\"\n",
+            "3:8: [build] file: invalid file \"../x\"",
+        ),
+        (
+            "[build]\ncontext = \"/srv/app\"\ntarget = \"-x\"\n",
+            "3:10: [build] target: invalid stage name",
+        ),
+        (
+            "[build]\ncontext = \"/srv/app\"\nargs = { \"A B\" = \"1\" }\n",
+            "3:10: [build] args: invalid build argument name",
+        ),
+        (
+            "[build]\ncontext = \"/srv/app\"\n[service]\npull = \"never\"\n",
+            "4:8: [service] pull: pull does not apply to a [build]",
+        ),
+    ] {
+        let root = Root::new();
+        let bad = root.write("web.toml", text.as_bytes());
+        check_reports(&root, &bad, what);
+        generator_skips(&root, "web");
+    }
+    // The host side, which only `berth check` judges (the generator writes
+    // the unit: at boot the context's file system may not be mounted yet).
+    let root = Root::new();
+    let bad = root.write("web.toml", b"[build]\ncontext = \"/srv/none\"\n");
+    check_reports(
+        &root,
+        &bad,
+        "2:11: [build] context: \"/srv/none\" does not exist",
+    );
+}

@@ -166,6 +166,13 @@ fn examples_pass_check() {
         "expected example definitions in {}",
         examples.display()
     );
+    // site.toml's [build] context, where the example says it is.
+    let site = root.join("srv/site");
+    fs::create_dir_all(&site).unwrap();
+    for e in fs::read_dir(examples.join("site")).unwrap() {
+        let p = e.unwrap().path();
+        fs::copy(&p, site.join(p.file_name().unwrap())).unwrap();
+    }
     let (code, output) = run_check(root);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains(&format!("{n} definitions")), "{output}");

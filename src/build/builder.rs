@@ -35,7 +35,7 @@ use crate::config::Globals;
 use crate::distribution::manifest::{self, Descriptor, Manifest, Platform};
 use crate::distribution::reference::Reference;
 use crate::image::{ImageError, NoProgress};
-use crate::store::layer::{list_dir, open_node, reopen, TreeOptions};
+use crate::store::layer::{list_dir, open_node, reopen, Compression, TreeOptions};
 use crate::store::{Store, StoreError};
 
 /// Why a build failed: a step's failure names the Containerfile's line.
@@ -71,6 +71,8 @@ pub struct BuildOptions<'a> {
     pub source_date_epoch: u64,
     /// The network RUN steps get (`--network`).
     pub network: RunNetwork,
+    /// How new layers are compressed (`--compression`): gzip or zstd.
+    pub compression: Compression,
 }
 
 /// A stage being built: its manifest so far (layers), config and SHELL.
@@ -414,12 +416,8 @@ fn copy_step(
         .root()
         .join(format!("tmp/build-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|source| BuildError::Read {
-        path: staging.clone(),
-        source,
-    })?;
     let result = (|| {
-        let mut copier = Copier {
+        let copier = |dry: bool| Copier {
             ctx,
             ignore,
             owner,
@@ -427,28 +425,48 @@ fn copy_step(
             entries: Vec::new(),
             add: c.add,
             limits: store.unpack_limits(true),
+            dry,
         };
-        let sources = copier.sources(&c.sources).map_err(err)?;
+        let sources = copier(true).sources(&c.sources).map_err(err)?;
         let dest = config::join_path(&workdir, &c.dest);
         let into_dir = c.dest.ends_with('/') || sources.len() + c.heredocs.len() > 1;
-        for (rel, fd) in &sources {
-            copier
-                .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
-                .map_err(|e| err(format!("COPY {rel}: {e}")))?;
-        }
-        for h in &c.heredocs {
-            copier
-                .write_inline(&h.name, h.text().as_bytes(), &staging, &dest, into_dir)
-                .map_err(|e| err(format!("COPY {}: {e}", h.word)))?;
-        }
+        let copy_all = |copier: &mut Copier| -> Result<(), BuildError> {
+            for (rel, fd) in &sources {
+                copier
+                    .copy_source(rel, fd.as_fd(), &staging, &dest, into_dir)
+                    .map_err(|e| err(format!("COPY {rel}: {e}")))?;
+            }
+            for h in &c.heredocs {
+                copier
+                    .write_inline(&h.name, h.text().as_bytes(), &staging, &dest, into_dir)
+                    .map_err(|e| err(format!("COPY {}: {e}", h.word)))?;
+            }
+            Ok(())
+        };
+        // The key first, from the sources read and hashed where they are:
+        // a cache hit then writes nothing (a cached rebuild of a big
+        // context only reads it; staging 2000 files and removing them
+        // again took seconds here, benches/build-results.md).
+        let mut hashed = copier(true);
+        copy_all(&mut hashed)?;
         // The clamp is part of what the layer holds (its mtimes).
         let content = format!(
             "{} mtime<={}",
-            content_hash(&copier.entries),
+            content_hash(&hashed.entries),
             o.source_date_epoch
         );
         let key = cache_key(&parent_key(state), step, Some(&content));
-        let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
+        if let Some(layer) = cache_lookup(store, &key, o) {
+            add_layer(state, &layer, &step.text);
+            return Ok(" (cached)".to_string());
+        }
+        std::fs::create_dir_all(&staging).map_err(|source| BuildError::Read {
+            path: staging.clone(),
+            source,
+        })?;
+        let mut staged = copier(false);
+        copy_all(&mut staged)?;
+        let (layer, hit) = cached_layer(store, &key, o, &staging)?;
         add_layer(state, &layer, &step.text);
         Ok(if hit {
             " (cached)".to_string()
@@ -462,8 +480,13 @@ fn copy_step(
 
 /// `layer` on top of the stage, with its history entry.
 fn add_layer(state: &mut State, layer: &CachedLayer, created_by: &str) {
+    if layer.zstd {
+        to_oci_manifest(&mut state.manifest);
+    }
     state.manifest.layers.push(Descriptor {
-        media_type: if state.manifest.media_type == manifest::DOCKER_MANIFEST {
+        media_type: if layer.zstd {
+            manifest::OCI_LAYER_ZSTD
+        } else if state.manifest.media_type == manifest::DOCKER_MANIFEST {
             manifest::DOCKER_LAYER_GZIP
         } else {
             manifest::OCI_LAYER_GZIP
@@ -481,6 +504,24 @@ fn add_layer(state: &mut State, layer: &CachedLayer, created_by: &str) {
         ids.push(json!(layer.diff_id));
     }
     history(state, created_by, false);
+}
+
+/// A Docker schema 2 manifest as an OCI one: Docker's has no zstd layer
+/// type, so a zstd layer over a Docker base makes the image OCI (as
+/// `podman build --compression-format zstd` does); the base's layers keep
+/// their bytes under the OCI names of the same formats.
+fn to_oci_manifest(m: &mut Manifest) {
+    if m.media_type != manifest::DOCKER_MANIFEST {
+        return;
+    }
+    m.media_type = manifest::OCI_MANIFEST.into();
+    for l in &mut m.layers {
+        if l.media_type == manifest::DOCKER_LAYER_GZIP {
+            l.media_type = manifest::OCI_LAYER_GZIP.into();
+        } else if l.media_type == manifest::DOCKER_LAYER_TAR {
+            l.media_type = manifest::OCI_LAYER_TAR.into();
+        }
+    }
 }
 
 /// The layer diff ids of a stage, lowest first.
@@ -552,7 +593,7 @@ fn workdir_step(
         }
         let content = format!("mtime<={}", o.source_date_epoch);
         let key = cache_key(&parent_key(state), step, Some(&content));
-        let (layer, hit) = cached_layer(store, &key, o.no_cache, &staging, o.source_date_epoch)?;
+        let (layer, hit) = cached_layer(store, &key, o, &staging)?;
         add_layer(state, &layer, &step.text);
         Ok(Some(if hit {
             " (cached)".into()
@@ -623,11 +664,9 @@ fn run_step_run(
         o.source_date_epoch
     );
     let key = cache_key(&parent_key(state), step, Some(&content));
-    if !o.no_cache {
-        if let Some(l) = cache_lookup(store, &key) {
-            add_layer(state, &l, &step.text);
-            return Ok(" (cached)".into());
-        }
+    if let Some(l) = cache_lookup(store, &key, o) {
+        add_layer(state, &l, &step.text);
+        return Ok(" (cached)".into());
     }
     let (passwd, group) = id_files(store, state, step.pos.line).map_err(&err)?;
     let lowers = diff_ids(state)
@@ -666,7 +705,7 @@ fn run_step_run(
             clamp_mtime: Some(o.source_date_epoch),
             ..TreeOptions::default()
         };
-        store_layer(store, &key, &ran.upper, &opts)
+        store_layer(store, &key, o, &ran.upper, &opts)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let layer = result?;
@@ -688,59 +727,75 @@ struct CachedLayer {
     digest: String,
     diff_id: String,
     size: u64,
+    /// A zstd blob (else gzip).
+    #[serde(default)]
+    zstd: bool,
 }
 
 /// The layer of `key` from the cache, or `staging` written as a new one.
 fn cached_layer(
     store: &Store,
     key: &str,
-    no_cache: bool,
+    o: &BuildOptions,
     staging: &Path,
-    epoch: u64,
 ) -> Result<(CachedLayer, bool), BuildError> {
-    if !no_cache {
-        if let Some(l) = cache_lookup(store, key) {
-            return Ok((l, true));
-        }
+    if let Some(l) = cache_lookup(store, key, o) {
+        return Ok((l, true));
     }
     let opts = TreeOptions {
         overlay_whiteouts: false,
-        clamp_mtime: Some(epoch),
+        clamp_mtime: Some(o.source_date_epoch),
         ..TreeOptions::default()
     };
-    Ok((store_layer(store, key, staging, &opts)?, false))
+    Ok((store_layer(store, key, o, staging, &opts)?, false))
 }
 
-/// The cache's layer of `key`, when it and its blob and layer are there.
-fn cache_lookup(store: &Store, key: &str) -> Option<CachedLayer> {
-    let path = store
-        .root()
-        .join("build-cache")
-        .join(key.trim_start_matches("sha256:"));
-    std::fs::read(path)
+/// Where the cache keeps the layer of `key`: the same content compressed
+/// another way is another blob, cached apart.
+fn cache_path(store: &Store, key: &str, o: &BuildOptions) -> PathBuf {
+    let name = key.trim_start_matches("sha256:");
+    store.root().join("build-cache").join(match o.compression {
+        Compression::Zstd => format!("{name}-zstd"),
+        _ => name.to_string(),
+    })
+}
+
+/// The layer of `key` when the cache has it (and its blob and unpacked
+/// layer are still in the store); never with `--no-cache`.
+fn cache_lookup(store: &Store, key: &str, o: &BuildOptions) -> Option<CachedLayer> {
+    if o.no_cache {
+        return None;
+    }
+    std::fs::read(cache_path(store, key, o))
         .ok()
         .and_then(|b| serde_json::from_slice::<CachedLayer>(&b).ok())
         .filter(|l| store.has_blob(&l.digest) && store.has_layer(&l.diff_id))
 }
 
-/// `dir` written as a layer, and remembered as the result of `key`.
+/// `dir` written as a layer (compressed as `o` says), and remembered as
+/// the result of `key`.
 fn store_layer(
     store: &Store,
     key: &str,
+    o: &BuildOptions,
     dir: &Path,
     opts: &TreeOptions,
 ) -> Result<CachedLayer, BuildError> {
-    let blob = store.write_layer(dir, opts)?;
+    let blob = store.write_layer_as(dir, opts, o.compression)?;
     let l = CachedLayer {
         digest: blob.digest,
         diff_id: blob.diff_id,
         size: blob.size,
+        zstd: o.compression == Compression::Zstd,
     };
     // The cache is an optimisation: failing to record it fails nothing.
-    let cache = store.root().join("build-cache");
-    if std::fs::create_dir_all(&cache).is_ok() {
+    let path = cache_path(store, key, o);
+    if path
+        .parent()
+        .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+    {
         if let Ok(b) = serde_json::to_vec(&l) {
-            let _ = std::fs::write(cache.join(key.trim_start_matches("sha256:")), b);
+            let _ = std::fs::write(&path, b);
         }
     }
     Ok(l)
@@ -755,6 +810,8 @@ struct Copier<'a> {
     entries: Vec<Entry>,
     add: bool,
     limits: crate::store::unpack::Limits,
+    /// Read and hash the sources, write nothing (the cache key's pass).
+    dry: bool,
 }
 
 const RESOLVE_BENEATH: u64 = 0x08;
@@ -878,9 +935,11 @@ impl Copier<'_> {
         };
         let target = staging.join(dest.trim_start_matches('/'));
         let mode = self.chmod.unwrap_or(0o664);
-        std::fs::write(&target, data)?;
-        std::os::unix::fs::lchown(&target, Some(self.owner.0), Some(self.owner.1))?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+        if !self.dry {
+            std::fs::write(&target, data)?;
+            std::os::unix::fs::lchown(&target, Some(self.owner.0), Some(self.owner.1))?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
+        }
         self.entries.push(Entry {
             path: dest,
             mode: libc::S_IFREG | mode,
@@ -899,13 +958,15 @@ impl Copier<'_> {
         let target = staging.join(dest.trim_start_matches('/'));
         let mut h = Sha256::new();
         io::copy(&mut reopen(fd, false)?, &mut h)?;
-        crate::store::unpack::unpack_layer_limited(reopen(fd, false)?, &target, self.limits)
-            .map_err(|e| {
-                io::Error::other(format!(
-                    "{rel}: {}",
-                    crate::log::error_chain(&anyhow::Error::new(e))
-                ))
-            })?;
+        if !self.dry {
+            crate::store::unpack::unpack_layer_limited(reopen(fd, false)?, &target, self.limits)
+                .map_err(|e| {
+                    io::Error::other(format!(
+                        "{rel}: {}",
+                        crate::log::error_chain(&anyhow::Error::new(e))
+                    ))
+                })?;
+        }
         self.entries.push(Entry {
             path: format!("{dest} <- {rel}"),
             mode: 0,
@@ -918,6 +979,9 @@ impl Copier<'_> {
 
     /// Directories of `dest` (absolute, in the image), made in staging.
     fn mkdirs(&mut self, staging: &Path, dest: &str) -> io::Result<()> {
+        if self.dry {
+            return Ok(());
+        }
         let mut p = staging.to_path_buf();
         for c in dest.split('/').filter(|c| !c.is_empty()) {
             p.push(c);
@@ -961,16 +1025,21 @@ impl Copier<'_> {
         let st = crate::sys::at::fstat(fd)?;
         let kind = st.st_mode & libc::S_IFMT;
         let mode = self.chmod.unwrap_or(st.st_mode & 0o7777);
+        let dry = self.dry;
         let data = match kind {
             libc::S_IFDIR => {
-                if !target.is_dir() {
+                if !dry && !target.is_dir() {
                     std::fs::create_dir(target)?;
                 }
                 String::new()
             }
             libc::S_IFREG => {
                 let mut src = reopen(fd, false)?;
-                let mut dst = File::create(target)?;
+                let mut dst = if dry {
+                    None
+                } else {
+                    Some(File::create(target)?)
+                };
                 let mut h = Sha256::new();
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
@@ -979,14 +1048,18 @@ impl Copier<'_> {
                         break;
                     }
                     h.update(&buf[..n]);
-                    dst.write_all(&buf[..n])?;
+                    if let Some(d) = dst.as_mut() {
+                        d.write_all(&buf[..n])?;
+                    }
                 }
                 format!("sha256:{}", hex::encode(h.finalize()))
             }
             libc::S_IFLNK => {
                 let link = crate::sys::at::readlinkat(fd, OsStr::new(""))?;
-                let _ = std::fs::remove_file(target);
-                std::os::unix::fs::symlink(&link, target)?;
+                if !dry {
+                    let _ = std::fs::remove_file(target);
+                    std::os::unix::fs::symlink(&link, target)?;
+                }
                 link.as_os_str().to_string_lossy().into_owned()
             }
             _ => {
@@ -995,9 +1068,11 @@ impl Copier<'_> {
                 )))
             }
         };
-        std::os::unix::fs::lchown(target, Some(self.owner.0), Some(self.owner.1))?;
-        if kind != libc::S_IFLNK {
-            std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))?;
+        if !dry {
+            std::os::unix::fs::lchown(target, Some(self.owner.0), Some(self.owner.1))?;
+            if kind != libc::S_IFLNK {
+                std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))?;
+            }
         }
         self.entries.push(Entry {
             path: dest.to_string(),

@@ -236,6 +236,27 @@ fn order(stages: &[Stage], target: usize) -> Vec<usize> {
 }
 
 impl Plan {
+    /// The images the stages to build read: FROM bases and `COPY --from`
+    /// sources that name no stage, as written after the meta ARGs (the
+    /// generator asks whether a declared build may pull).
+    pub fn images_named(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for &i in &self.order {
+            let s = &self.stages[i];
+            if let Base::Image(r) = &s.base {
+                out.push(r.clone());
+            }
+            for ins in &s.instructions {
+                if let Op::Copy(Copy { from: Some(f), .. }) = &ins.op {
+                    if stages_named(&self.stages[..i], f).is_none() {
+                        out.push(f.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The build arguments nothing declared (Docker warns about them).
     pub fn unused_args(&self) -> Vec<String> {
         let declared: BTreeSet<&str> = self

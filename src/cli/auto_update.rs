@@ -71,11 +71,22 @@ pub fn plan(defs: &[Definition], names: &[String]) -> Vec<Planned> {
             name: d.name.clone(),
             reason: reason.to_string(),
         };
-        let ImageSource::Image(r) = &d.image else {
-            if named {
-                out.push(skip("it runs a rootfs directory, not an image"));
+        let r = match &d.image {
+            ImageSource::Image(r) => r,
+            ImageSource::Rootfs(_) => {
+                if named {
+                    out.push(skip("it runs a rootfs directory, not an image"));
+                }
+                continue;
             }
-            continue;
+            ImageSource::Build(_) => {
+                if named {
+                    out.push(skip(
+                        "it runs an image built from its [build] context at each start",
+                    ));
+                }
+                continue;
+            }
         };
         if !d.service.auto_update {
             if named {

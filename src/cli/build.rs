@@ -11,6 +11,7 @@ use super::image::{open_store, StoreArgs};
 use crate::build::builder::{build as run_build, BuildOptions};
 use crate::build::run_plan::RunNetwork;
 use crate::distribution::reference::Reference;
+use crate::store::layer::Compression;
 
 /// Build an image from a Containerfile and a context directory
 ///
@@ -40,7 +41,8 @@ use crate::distribution::reference::Reference;
 #[command(after_help = "Examples:\n  \
     berth build -t localhost/app:1 .\n  \
     berth build -t app -f deploy/Containerfile --build-arg VERSION=2 src/\n  \
-    berth build -t app:test --target test --no-cache .")]
+    berth build -t app:test --target test --no-cache .\n  \
+    berth build -t localhost/app:zstd --compression zstd .")]
 pub struct BuildArgs {
     /// The build context: the directory COPY and ADD read from
     pub context: PathBuf,
@@ -63,6 +65,11 @@ pub struct BuildArgs {
     /// Docker's is a bridge) or "host" (the host's network namespace)
     #[arg(long, value_name = "none|host", default_value = "none")]
     pub network: String,
+    /// Compress new layers with gzip (default, read everywhere) or zstd
+    /// (smaller, faster to unpack; Podman, containerd ≥ 1.5 and berth read
+    /// it, Docker 20.10 does not)
+    #[arg(long, value_name = "FORMAT", default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    pub compression: String,
     /// Print only the image's manifest digest
     #[arg(long, short)]
     pub quiet: bool,
@@ -110,6 +117,10 @@ pub fn run(root: &Path, args: BuildArgs) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         source_date_epoch: epoch,
         network,
+        compression: match args.compression.as_str() {
+            "zstd" => Compression::Zstd,
+            _ => Compression::Gzip,
+        },
     };
     let digest = if args.quiet {
         run_build(&store, &globals, &o, &mut std::io::sink())?

@@ -74,6 +74,96 @@ fn missing_host_paths(root: &Path, def: &config::Definition) -> Vec<String> {
     out
 }
 
+/// A `[build]`'s context and Containerfile, as its start will read them:
+/// the directory exists, the file is there, and it parses and plans
+/// (stages, `target`, ARGs). Errors, not warnings: unlike a bind source,
+/// nothing creates these at start, and every start would fail.
+fn build_errors(root: &Path, def: &config::Definition) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    let config::ImageSource::Build(b) = &def.image else {
+        return out;
+    };
+    let under_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let at = |k: &config::KeyAt, key: &str, message: String| config::Diagnostic {
+        file: k.file.clone(),
+        line: k.line,
+        column: k.column,
+        key: key.to_string(),
+        message,
+    };
+    let ctx = under_root(&b.context);
+    if !ctx.is_dir() {
+        let what = if ctx.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        out.push(at(
+            &b.context_at,
+            "[build] context",
+            format!(
+                "\"{}\" {what}: create it with the Containerfile and the files it copies, or set context to that directory",
+                b.context.display()
+            ),
+        ));
+        return out;
+    }
+    let path = b.containerfile(|p| under_root(p).is_file());
+    let text = match std::fs::read_to_string(under_root(&path)) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(match &b.file_at {
+                Some(k) => at(
+                    k,
+                    "[build] file",
+                    format!(
+                        "cannot read the Containerfile \"{}\": {e}: fix file, or remove it to use the context's Containerfile",
+                        path.display()
+                    ),
+                ),
+                None => at(
+                    &b.context_at,
+                    "[build] context",
+                    format!(
+                        "no Containerfile or Dockerfile in \"{}\" ({e}): add one there, or name it with file = \"...\"",
+                        b.context.display()
+                    ),
+                ),
+            });
+            return out;
+        }
+    };
+    let file = under_root(&path).display().to_string();
+    let planned = crate::build::containerfile::parse(&file, &text)
+        .and_then(|cf| crate::build::plan::plan(&file, &cf, &b.args, b.target.as_deref()));
+    match (planned, &b.target_at) {
+        (Ok(_), _) => {}
+        // `target` names no stage: the definition's key is what to fix.
+        (Err(e), Some(k)) if e.message.starts_with("--target ") => out.push(at(
+            k,
+            "[build] target",
+            format!(
+                "{} in \"{}\": expected the name of one of its FROM ... AS NAME stages",
+                e.message.trim_start_matches("--target "),
+                path.display()
+            ),
+        )),
+        // Elsewhere, the Containerfile's own line and column.
+        (Err(e), _) => out.push(config::Diagnostic {
+            file: e.file.into(),
+            line: e.line,
+            column: e.column,
+            key: String::new(),
+            message: format!(
+                "{} (the Containerfile of [build] in {})",
+                e.message,
+                def.source_path.display()
+            ),
+        }),
+    }
+    out
+}
+
 /// Run `berth check`.
 pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut errors = 0usize;
@@ -95,6 +185,11 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         for def in &loaded.definitions {
             for w in missing_host_paths(root, def) {
                 eprintln!("{w}");
+            }
+            let d = build_errors(root, def);
+            if !d.is_empty() {
+                errors += print_diagnostics(&d);
+                broken += 1;
             }
         }
         for cycle in config::validate::requires_cycles(&loaded.definitions) {
@@ -142,6 +237,11 @@ pub fn run(root: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 Ok(Some(def)) => {
                     for w in missing_host_paths(root, &def) {
                         eprintln!("{w}");
+                    }
+                    let d = build_errors(root, &def);
+                    if !d.is_empty() {
+                        errors += print_diagnostics(&d);
+                        broken += 1;
                     }
                 }
                 Ok(None) => {

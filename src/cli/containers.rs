@@ -429,14 +429,28 @@ pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `[build]` as `berth inspect` shows it (null for other image sources).
+fn build_json(image: &crate::config::ImageSource) -> serde_json::Value {
+    match image {
+        crate::config::ImageSource::Build(b) => serde_json::json!({
+            "context": b.context,
+            "file": b.file,
+            "args": b.args,
+            "target": b.target,
+        }),
+        _ => serde_json::Value::Null,
+    }
+}
+
 fn definition_json(d: &crate::config::Definition) -> serde_json::Value {
     use crate::config::{ImageSource, Seccomp, VolumeSource};
     serde_json::json!({
         "source_path": d.source_path,
         "dropins": d.dropins,
         "hash": d.hash,
-        "image": match &d.image { ImageSource::Image(r) => Some(r.to_string()), _ => None },
+        "image": d.image.reference().map(|r| r.to_string()),
         "rootfs": match &d.image { ImageSource::Rootfs(p) => Some(p.clone()), _ => None },
+        "build": build_json(&d.image),
         "command": d.command,
         "entrypoint": d.entrypoint,
         "workdir": d.workdir,

@@ -420,8 +420,10 @@ impl image::push::PushProgress for PushLines {
     }
     fn retry(&self, digest: &str, attempt: u32, error: &str) {
         eprintln!(
-            "{}: retrying (attempt {attempt}): {error}",
-            image::short(digest)
+            "{}: upload failed: {error}; retrying it with a new upload session (attempt {} of {})",
+            image::short(digest),
+            attempt + 1,
+            crate::image::push::BLOB_ATTEMPTS
         );
     }
 }

@@ -85,10 +85,12 @@ pub fn run(root: &Path, args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let no_dns = generator::networks_without_dns(root);
     let network_dns = |n: &str| !no_dns.contains(n);
     let credential_encrypted = |c: &str| generator::credential_encrypted(root, c);
+    let build_may_pull = |b: &config::Build| generator::build_may_pull(root, store.as_ref(), b);
     let ctx = RenderContext {
         image_present: &present,
         network_dns: &network_dns,
         credential_encrypted: &credential_encrypted,
+        build_may_pull: &build_may_pull,
     };
     let mut out = String::new();
     let mut shared = std::collections::BTreeMap::new();

@@ -30,7 +30,7 @@ pub struct Definition {
     /// Lowercase hex sha256 over the bytes of `source_path` then each drop-in, in
     /// order: a unit generated from other bytes is stale.
     pub hash: String,
-    /// `image` or `rootfs` (exactly one is set in a valid file).
+    /// `image`, `rootfs` or `[build]` (exactly one is set in a valid file).
     pub image: ImageSource,
     /// `command`: replaces the image's Cmd (never empty when set).
     pub command: Option<Vec<String>>,
@@ -113,6 +113,78 @@ pub enum ImageSource {
     Image(Reference),
     /// `rootfs = "/abs/dir"`: a plain directory, never pulled.
     Rootfs(PathBuf),
+    /// `[build]`: an image berth builds from a Containerfile at each start
+    /// (the build cache makes an unchanged context all hits), stored as
+    /// [`Build::image`].
+    Build(Box<Build>),
+}
+
+impl ImageSource {
+    /// The image reference the container runs: `image`, or the name a
+    /// `[build]` stores its result under; `None` for a `rootfs`.
+    pub fn reference(&self) -> Option<&Reference> {
+        match self {
+            ImageSource::Image(r) => Some(r),
+            ImageSource::Build(b) => Some(&b.image),
+            ImageSource::Rootfs(_) => None,
+        }
+    }
+}
+
+/// The prefix of a declared build's image name: the container's name is
+/// its tag (`localhost/berth-build:web`). A container name is always a
+/// valid tag (both are `[A-Za-z0-9][A-Za-z0-9_.-]*`), while a repository
+/// path may hold neither capitals nor `..`, so this maps every name, one
+/// to one, to a name no registry answers for (`localhost`).
+pub const BUILD_REPOSITORY: &str = "localhost/berth-build";
+
+/// `[build]`: what `berth build` is given, from the definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// `context`: the directory COPY and ADD read from (absolute).
+    pub context: PathBuf,
+    /// `file`: the Containerfile, absolute or relative to the context;
+    /// `None`: `Containerfile`, else `Dockerfile`, in the context.
+    pub file: Option<PathBuf>,
+    /// `args`: `--build-arg NAME=VALUE` each.
+    pub args: BTreeMap<String, String>,
+    /// `target`: the stage to build (default the last).
+    pub target: Option<String>,
+    /// `BUILD_REPOSITORY:NAME`, where the result is stored.
+    pub image: Reference,
+    /// Where `context` was set, for the checks that need the host (`berth check`).
+    pub context_at: KeyAt,
+    /// Where `file` was set.
+    pub file_at: Option<KeyAt>,
+    /// Where `target` was set.
+    pub target_at: Option<KeyAt>,
+}
+
+impl Build {
+    /// The Containerfile `berth build` reads: `file` (relative to the
+    /// context), else `Containerfile`, else `Dockerfile`, as `berth build`
+    /// and Podman choose; `exists` answers for a path.
+    pub fn containerfile(&self, exists: impl Fn(&std::path::Path) -> bool) -> PathBuf {
+        match &self.file {
+            Some(f) => self.context.join(f),
+            None => {
+                let c = self.context.join("Containerfile");
+                if exists(&c) {
+                    c
+                } else {
+                    self.context.join("Dockerfile")
+                }
+            }
+        }
+    }
+}
+
+/// A key's place in a definition file, kept for checks made later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAt {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
 }
 
 /// `[network]`

@@ -180,6 +180,21 @@ pub struct RawDefinition {
     pub annotations: Option<EnvMap>,
     /// `timezone = "local"` or a zone name under /usr/share/zoneinfo.
     pub timezone: Option<Sp<String>>,
+    /// `[build]`: built by berth instead of `image`/`rootfs`.
+    pub build: Option<RawBuild>,
+}
+
+/// `[build]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuild {
+    pub context: Option<Sp<String>>,
+    pub file: Option<Sp<String>>,
+    /// `args = { NAME = "VALUE" }`: the build's ARG values.
+    pub args: Option<EnvMap>,
+    pub target: Option<Sp<String>>,
+    #[serde(skip)]
+    pub at: At,
 }
 
 /// `[network]`
@@ -409,9 +424,15 @@ impl_merge!(RawDefinition {
         health,
         service,
         labels,
-        annotations
+        annotations,
+        build
     ],
     at: false
+});
+impl_merge!(RawBuild {
+    leaves: [context, file, target],
+    tables: [args],
+    at: true
 });
 impl_merge!(RawNetwork {
     leaves: [
@@ -658,6 +679,7 @@ fn parse_definition_table(
             "volume" => def.volume = table_array(value, "[[volume]]", errs, file),
             "tmpfs" => def.tmpfs = table_array(value, "[[tmpfs]]", errs, file),
             "secret" => def.secret = table_array(value, "[[secret]]", errs, file),
+            "build" => def.build = sub_table(value, "[build]", errs, file),
             _ => {
                 rest.insert(key, value);
             }
@@ -682,7 +704,7 @@ macro_rules! has_at {
     (@set false $s:ident $a:ident) => {};
 }
 has_at!(RawNetwork: false, RawResources: false, RawSecurity: false, RawService: false,
-        RawHealth: true, RawVolume: true, RawTmpfs: true, RawSecret: true);
+        RawHealth: true, RawVolume: true, RawTmpfs: true, RawSecret: true, RawBuild: true);
 
 fn sub_table<T: DeserializeOwned + Default + Merge + HasAt>(
     value: Spanned<DeValue<'_>>,

@@ -13,8 +13,8 @@ use super::definition::*;
 use super::diag::{Diagnostic, Diagnostics};
 use super::load::SourceFile;
 use super::raw::{
-    At, EnvMap, KeyMap, RawDefinition, RawHealth, RawNetwork, RawNetworkDef, RawResources,
-    RawSecurity, RawService, RawTmpfs, Sp, StrOrInt,
+    At, EnvMap, KeyMap, RawBuild, RawDefinition, RawHealth, RawNetwork, RawNetworkDef,
+    RawResources, RawSecurity, RawService, RawTmpfs, Sp, StrOrInt,
 };
 use super::values;
 
@@ -198,7 +198,7 @@ pub fn validate_definition(
         diags: Diagnostics::default(),
     };
     let cx = &mut cx;
-    let image = validate_image_source(cx, &raw);
+    let image = validate_image_source(cx, name, &raw);
     let (command, entrypoint) = validate_command(cx, &raw);
     let workdir = raw.workdir.as_ref().and_then(|w| cx.abs_path(w, "workdir"));
     let user = raw.user.as_ref().and_then(|u| {
@@ -274,39 +274,177 @@ pub fn validate_definition(
     }
 }
 
-/// Exactly one of `image` (parsed with the one reference grammar) and `rootfs`.
-fn validate_image_source(cx: &mut Ctx<'_>, raw: &RawDefinition) -> Option<ImageSource> {
+/// Exactly one of `image` (parsed with the one reference grammar), `rootfs`
+/// and `[build]`.
+fn validate_image_source(cx: &mut Ctx<'_>, name: &str, raw: &RawDefinition) -> Option<ImageSource> {
     let files = cx.files;
-    match (&raw.image, &raw.rootfs) {
-        (Some(i), None) => match values::parse_image(&i.value) {
+    // Where each source was set, for "both are set" messages.
+    let set_at = |file: usize, start: usize| {
+        let f = &files[file];
+        let (line, col) = super::diag::line_column(&f.text, start);
+        format!("{}:{line}:{col}", f.path.display())
+    };
+    match (&raw.image, &raw.rootfs, &raw.build) {
+        (Some(i), None, None) => match values::parse_image(&i.value) {
             Ok(r) => Some(ImageSource::Image(r)),
             Err(e) => {
                 cx.err(i, "image", e);
                 None
             }
         },
-        (None, Some(r)) => cx.abs_path(r, "rootfs").map(ImageSource::Rootfs),
-        (Some(i), Some(r)) => {
-            let f = &files[i.file];
-            let (line, col) = super::diag::line_column(&f.text, i.span.start);
+        (None, Some(r), None) => cx.abs_path(r, "rootfs").map(ImageSource::Rootfs),
+        (None, None, Some(b)) => {
+            validate_build(cx, name, b).map(|b| ImageSource::Build(Box::new(b)))
+        }
+        (Some(i), Some(r), _) => {
             cx.err(
                 r,
                 "rootfs",
                 format!(
-                    "both \"image\" (set at {}:{line}:{col}) and \"rootfs\" are set: expected exactly one image source",
-                    f.path.display()
+                    "both \"image\" (set at {}) and \"rootfs\" are set: expected exactly one image source",
+                    set_at(i.file, i.span.start)
                 ),
             );
             None
         }
-        (None, None) => {
+        (Some(i), None, Some(b)) | (None, Some(i), Some(b)) => {
+            let key = if raw.image.is_some() {
+                "image"
+            } else {
+                "rootfs"
+            };
+            let other = set_at(i.file, i.span.start);
+            cx.err_at(
+                &b.at,
+                "[build]",
+                format!(
+                    "both \"{key}\" (set at {other}) and [build] are set: expected exactly one image source (remove \"{key}\" to run the built image)"
+                ),
+            );
+            None
+        }
+        (None, None, None) => {
             cx.err_file(
                 "",
-                "no image source: expected exactly one of \"image\" (an OCI image reference) or \"rootfs\" (a directory)",
+                "no image source: expected exactly one of \"image\" (an OCI image reference), \"rootfs\" (a directory) or [build] (a Containerfile built by berth)",
             );
             None
         }
     }
+}
+
+/// `[build]`: `context` (required, absolute), `file` (absolute or inside
+/// the context), `args` (ARG names), `target` (a stage name). Whether the
+/// context and the file exist is `berth check`'s to say: at boot the
+/// context may sit on a file system not mounted yet when the generator runs.
+fn validate_build(cx: &mut Ctx<'_>, name: &str, b: &RawBuild) -> Option<Build> {
+    let files = cx.files;
+    let at = |v: &Sp<String>| {
+        let f = &files[v.file];
+        let (line, column) = super::diag::line_column(&f.text, v.span.start);
+        KeyAt {
+            file: f.path.clone(),
+            line,
+            column,
+        }
+    };
+    let Some(c) = &b.context else {
+        cx.err_at(
+            &b.at,
+            "[build] context",
+            "missing key \"context\": expected the absolute path of the directory to build from, e.g. context = \"/srv/app\"",
+        );
+        return None;
+    };
+    let context = cx.abs_path(c, "[build] context").filter(|_| {
+        // The unit names the context (RequiresMountsFor=), one line.
+        let ok = !c.value.chars().any(char::is_control);
+        if !ok {
+            cx.err(
+                c,
+                "[build] context",
+                "the path holds a control character: expected a plain directory path",
+            );
+        }
+        ok
+    });
+    let file = b.file.as_ref().and_then(|f| {
+        let p = Path::new(&f.value);
+        let why = if f.value.is_empty() || f.value.contains('\0') {
+            Some("expected a file name")
+        } else if p.components().any(|c| c == Component::ParentDir) {
+            Some("expected a path inside the context (without \"..\") or an absolute path")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                cx.err(
+                    f,
+                    "[build] file",
+                    format!("invalid file \"{}\": {why}", f.value.escape_debug()),
+                );
+                None
+            }
+            None => Some(p.to_path_buf()),
+        }
+    });
+    let mut args = BTreeMap::new();
+    for (k, (key, v)) in b.args.iter().flat_map(|a| a.0.iter()) {
+        if let Err(e) = values::validate_env_name(k) {
+            cx.err(
+                key,
+                "[build] args",
+                e.replace("environment variable", "build argument"),
+            );
+        } else if v.value.contains('\0') {
+            cx.err(
+                v,
+                "[build] args",
+                format!("value of \"{k}\" contains a NUL byte"),
+            );
+        } else {
+            args.insert(k.clone(), v.value.clone());
+        }
+    }
+    let target = b.target.as_ref().and_then(|t| {
+        // Docker's stage names: `[a-zA-Z][a-zA-Z0-9_.-]*` (buildkit
+        // `instructions/parse.go`, `validStageName`).
+        let ok = t.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && t.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if ok {
+            Some(t.value.to_ascii_lowercase())
+        } else {
+            cx.err(
+                t,
+                "[build] target",
+                format!(
+                    "invalid stage name \"{}\": expected the name of a FROM ... AS NAME line (a letter, then letters, digits, \"_\", \".\" or \"-\")",
+                    t.value.escape_debug()
+                ),
+            );
+            None
+        }
+    });
+    let image = match Reference::parse(&format!("{BUILD_REPOSITORY}:{name}")) {
+        Ok(r) => r,
+        Err(e) => {
+            cx.err(c, "[build]", format!("cannot name the built image: {e}"));
+            return None;
+        }
+    };
+    Some(Build {
+        context: context?,
+        file,
+        args,
+        target,
+        image,
+        context_at: at(c),
+        file_at: b.file.as_ref().map(at),
+        target_at: b.target.as_ref().map(at),
+    })
 }
 
 /// `command` (never empty) and `entrypoint`; no argument may hold a NUL.
@@ -539,6 +677,25 @@ fn check_service_against_health(
                     a,
                     "[service] auto_update",
                     "auto_update needs an image from a registry, not a rootfs",
+                );
+            }
+        }
+        // A declared build is run at every start and pulls a FROM image
+        // only when it is missing; `pull` and `auto_update` speak of a
+        // registry image the definition does not name.
+        if let Some(ImageSource::Build(_)) = image {
+            if let (Some(a), true) = (&s.auto_update, service.auto_update) {
+                cx.err(
+                    a,
+                    "[service] auto_update",
+                    "auto_update needs an image from a registry, not a [build] (the image is rebuilt at each start)",
+                );
+            }
+            if let Some(p) = &s.pull {
+                cx.err(
+                    p,
+                    "[service] pull",
+                    "pull does not apply to a [build]: each start builds, pulling a FROM image only when it is missing (remove \"pull\")",
                 );
             }
         }
@@ -1964,7 +2121,7 @@ target = "/run/secrets/db-password"
 
     #[test]
     fn image_source_rules() {
-        assert_eq!(errors(""), vec!["error: /etc/berth/containers/web.toml: no image source: expected exactly one of \"image\" (an OCI image reference) or \"rootfs\" (a directory)"]);
+        assert_eq!(errors(""), vec!["error: /etc/berth/containers/web.toml: no image source: expected exactly one of \"image\" (an OCI image reference), \"rootfs\" (a directory) or [build] (a Containerfile built by berth)"]);
         let e = errors("image = \"a\"\nrootfs = \"/r\"\n");
         assert!(
             e[0].contains(
@@ -1973,6 +2130,24 @@ target = "/run/secrets/db-password"
             "{e:?}"
         );
         assert!(errors("rootfs = \"r\"\n")[0].contains("relative path"));
+        // [build]: the built image is named after the container.
+        let d = check("[build]\ncontext = \"/srv/app\"\nfile = \"ci/Containerfile\"\nargs = { V = \"1\" }\ntarget = \"Final\"\n").unwrap();
+        let ImageSource::Build(b) = &d.image else {
+            panic!("{:?}", d.image)
+        };
+        assert_eq!(b.image.to_string(), "localhost/berth-build:web");
+        assert_eq!(
+            b.containerfile(|_| true),
+            Path::new("/srv/app/ci/Containerfile")
+        );
+        assert_eq!(b.target.as_deref(), Some("final"));
+        assert_eq!(b.args.get("V").map(String::as_str), Some("1"));
+        assert_eq!((b.context_at.line, b.context_at.column), (2, 11));
+        let e = errors("rootfs = \"/r\"\n[build]\ncontext = \"/a\"\n");
+        assert!(
+            e[0].contains(":2:1: [build]: both \"rootfs\" (set at"),
+            "{e:?}"
+        );
         assert!(errors("image = \"UPPER\"\n")[0].contains("invalid image"));
     }
 

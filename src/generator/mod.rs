@@ -56,6 +56,36 @@ pub fn image_present(store: Option<&crate::store::Store>, image: &Reference) -> 
     store.is_some_and(|s| s.is_present(image))
 }
 
+/// Largest Containerfile the generator reads to find a build's images.
+const MAX_CONTAINERFILE: u64 = 1 << 20;
+
+/// Whether starting a `[build]` container may pull: a FROM (or `COPY
+/// --from`) of the stages it builds names a registry image missing from
+/// `store`. A Containerfile that cannot be read or parsed here (its file
+/// system not mounted yet, a typo the start will report) may pull: the
+/// unit then waits for network-online.target, as an image it cannot judge.
+pub fn build_may_pull(root: &Path, store: Option<&crate::store::Store>, b: &config::Build) -> bool {
+    use std::io::Read;
+    let under_root = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let path = b.containerfile(|p| under_root(p).is_file());
+    let mut text = String::new();
+    let read = std::fs::File::open(under_root(&path))
+        .and_then(|f| f.take(MAX_CONTAINERFILE).read_to_string(&mut text));
+    if read.is_err() {
+        return true;
+    }
+    let file = path.display().to_string();
+    let planned = crate::build::containerfile::parse(&file, &text)
+        .and_then(|cf| crate::build::plan::plan(&file, &cf, &b.args, b.target.as_deref()));
+    match planned {
+        Ok(p) => p.images_named().iter().any(|r| match Reference::parse(r) {
+            Ok(r) => r.is_remote() && !image_present(store, &r),
+            Err(_) => true,
+        }),
+        Err(_) => true,
+    }
+}
+
 /// The networks whose file says `dns = false`; every other network, one
 /// with a broken file included, has its names served (the default).
 pub fn networks_without_dns(root: &Path) -> HashSet<String> {
@@ -112,6 +142,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
     let no_dns = networks_without_dns(root);
     let network_dns = |n: &str| !no_dns.contains(n);
     let credential_encrypted = |c: &str| credential_encrypted(root, c);
+    let build_may_pull = |b: &config::Build| build_may_pull(root, store.as_ref(), b);
     // Directories made so far, shared so that `multi-user.target.wants` is
     // asked for once per run rather than once per definition.
     let made = Mutex::new(HashSet::new());
@@ -122,6 +153,7 @@ pub fn generate_into_with(root: &Path, dir: &Path, jobs: usize) -> Report {
             image_present: &present,
             network_dns: &network_dns,
             credential_encrypted: &credential_encrypted,
+            build_may_pull: &build_may_pull,
         };
         // Masked definitions never get here; `None` is only for completeness.
         loaded.map(|def| {

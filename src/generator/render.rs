@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Definition, ImageSource, NetworkMode, Pull, Reference, Reload};
+use crate::config::{Build, Definition, ImageSource, NetworkMode, Pull, Reference, Reload};
 
 /// Where the template unit is installed; `wanted_by` links point here.
 pub const TEMPLATE_PATH: &str = "/usr/lib/systemd/system/berth@.service";
@@ -38,6 +38,10 @@ pub struct RenderContext<'a> {
     /// Whether credential `name` is in a `credstore.encrypted` directory, so
     /// that it needs `LoadCredentialEncrypted=`.
     pub credential_encrypted: &'a dyn Fn(&str) -> bool,
+    /// Whether a `[build]` may pull: its Containerfile's FROM (or `COPY
+    /// --from`) names a registry image that is not stored, or the file
+    /// cannot be read to tell.
+    pub build_may_pull: &'a dyn Fn(&Build) -> bool,
 }
 
 /// Where systemd looks for a credential named without a path in
@@ -77,6 +81,27 @@ pub fn systemd_quote(arg: &str) -> String {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
+    }
+    out.push('"');
+    out
+}
+
+/// A path in a unit setting that takes a list of paths
+/// (RequiresMountsFor=): `%` doubled (specifier), and the path quoted when
+/// it holds a space, quote or backslash, since systemd splits the list as
+/// shell-like words (`extract_first_word(…, EXTRACT_UNQUOTE)`). Validation
+/// keeps control characters out of a build context.
+fn systemd_path(p: &std::path::Path) -> String {
+    let text = p.display().to_string().replace('%', "%%");
+    if !text.contains([' ', '"', '\'', '\\']) {
+        return text;
+    }
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
     }
     out.push('"');
     out
@@ -152,6 +177,9 @@ pub use crate::cgroup::limits::cpu_quota;
 pub fn may_pull(def: &Definition, ctx: &RenderContext<'_>) -> bool {
     match &def.image {
         ImageSource::Rootfs(_) => false,
+        // The built image is never pulled; the build pulls a base only
+        // when it is missing.
+        ImageSource::Build(b) => (ctx.build_may_pull)(b),
         ImageSource::Image(image) if !image.is_remote() => false,
         ImageSource::Image(image) => match def.service.pull {
             Pull::Always | Pull::Newer => true,
@@ -208,6 +236,11 @@ fn render_unit_dependencies(def: &Definition, ctx: &RenderContext<'_>, t: &mut S
     }
     if may_pull(def, ctx) {
         t.push_str("Wants=network-online.target\nAfter=network-online.target\n");
+    }
+    // A build reads its context at each start: the file system holding it
+    // is mounted first (`man systemd.unit`, RequiresMountsFor=).
+    if let ImageSource::Build(b) = &def.image {
+        let _ = writeln!(t, "RequiresMountsFor={}", systemd_path(&b.context));
     }
     // PartOf= carries the target's stop and restart to the member; the
     // target's Wants= (the link below) carries its start.

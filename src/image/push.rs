@@ -22,7 +22,7 @@ use crate::store::Store;
 pub const CHUNK: u64 = 16 * 1024 * 1024;
 /// Whole-blob attempts (each with a fresh upload session); every request
 /// inside also has the client's own retries.
-const BLOB_ATTEMPTS: u32 = 3;
+pub const BLOB_ATTEMPTS: u32 = 3;
 
 /// What happened to one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -169,6 +169,16 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(50u64 << attempt.min(6))
 }
 
+/// The deepest cause of a reqwest error ("connection closed before message
+/// completed", "Connection reset by peer"): its own text only names the URL.
+fn innermost(e: &reqwest::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
+}
+
 fn retryable_status(s: StatusCode) -> bool {
     s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT
 }
@@ -321,6 +331,7 @@ impl Client {
 
     /// GET with auth, answering one 401 challenge, and retrying 5xx and
     /// connection failures with backoff. Other statuses are returned as is.
+    /// A refused connection ends it early (the ping tries the next scheme).
     async fn send(
         &self,
         url: &str,
@@ -328,26 +339,50 @@ impl Client {
         range_from: Option<u64>,
         what: &str,
     ) -> Result<Response, ImageError> {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = accept {
+            if let Ok(v) = HeaderValue::from_str(a) {
+                headers.insert(ACCEPT, v);
+            }
+        }
+        if let Some(from) = range_from.filter(|f| *f > 0) {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
+                headers.insert(RANGE, v);
+            }
+        }
+        self.send_retrying(reqwest::Method::GET, url, headers, None, what, true)
+            .await
+    }
+
+    /// The one request loop of both sides: `method` with `headers` and
+    /// `body` (resent whole on a retry) and the auth header; one 401
+    /// challenge answered; 5xx, 408, 429 and dropped connections retried
+    /// with backoff, up to [`ATTEMPTS`] in all. With `refused_ends`, a
+    /// connection nobody accepts is given up after two tries (at once for
+    /// the `/v2/` ping: the scheme is wrong, or nobody listens).
+    async fn send_retrying(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<&[u8]>,
+        what: &str,
+        refused_ends: bool,
+    ) -> Result<Response, ImageError> {
         let mut authenticated = false;
         let mut attempt = 0;
         loop {
-            let mut headers = HeaderMap::new();
-            if let Some(a) = accept {
-                if let Ok(v) = HeaderValue::from_str(a) {
-                    headers.insert(ACCEPT, v);
-                }
-            }
-            if let Some(from) = range_from.filter(|f| *f > 0) {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
-                    headers.insert(RANGE, v);
-                }
-            }
+            let mut h = headers.clone();
             if let Some(a) = self.auth.lock().await.as_ref() {
                 if let Ok(v) = HeaderValue::from_str(a) {
-                    headers.insert(AUTHORIZATION, v);
+                    h.insert(AUTHORIZATION, v);
                 }
             }
-            let result = self.http.get(url).headers(headers).send().await;
+            let mut req = self.http.request(method.clone(), url).headers(h);
+            if let Some(b) = body {
+                req = req.body(b.to_vec());
+            }
+            let result = req.send().await;
             attempt += 1;
             match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
@@ -363,22 +398,35 @@ impl Client {
                     authenticated = true;
                 }
                 Ok(resp) if retryable_status(resp.status()) && attempt < ATTEMPTS => {
-                    tracing::debug!(url, status = %resp.status(), "retrying {what}");
+                    self.say_retry(what, &resp.status().to_string(), attempt);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
                     tracing::debug!(url, error = %e, "retrying {what}");
-                    if e.is_connect() && (attempt >= 2 || url.ends_with("/v2/")) {
+                    if refused_ends && e.is_connect() && (attempt >= 2 || url.ends_with("/v2/")) {
                         // Nobody listens, or this scheme is wrong (the ping
                         // decides between https and http): no point waiting.
                         return Err(self.connect_error(e));
                     }
+                    self.say_retry(what, &innermost(&e), attempt);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => return Err(self.connect_error(e)),
             }
         }
+    }
+
+    /// A retry is said on stderr (the journal under systemd), as skopeo
+    /// does (`retry.IfNecessary`'s "Attempt n/m failed"), so that a slow
+    /// transfer on a flaky link is not a silent one.
+    fn say_retry(&self, what: &str, why: &str, attempt: u32) {
+        tracing::warn!(
+            "{}: {what}: {why}; retrying in {} ms (attempt {} of {ATTEMPTS})",
+            self.host,
+            backoff(attempt).as_millis(),
+            attempt + 1
+        );
     }
 
     async fn authenticate(&self, challenge: Challenge) -> Result<(), ImageError> {
@@ -682,46 +730,8 @@ impl Client {
         body: Option<&[u8]>,
         what: &str,
     ) -> Result<Response, ImageError> {
-        let mut authenticated = false;
-        let mut attempt = 0;
-        loop {
-            let mut h = headers.clone();
-            if let Some(a) = self.auth.lock().await.as_ref() {
-                if let Ok(v) = HeaderValue::from_str(a) {
-                    h.insert(AUTHORIZATION, v);
-                }
-            }
-            let mut req = self.http.request(method.clone(), url).headers(h);
-            if let Some(b) = body {
-                req = req.body(b.to_vec());
-            }
-            let result = req.send().await;
-            attempt += 1;
-            match result {
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated => {
-                    let challenge = resp
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_challenge);
-                    let Some(challenge) = challenge else {
-                        return Ok(resp);
-                    };
-                    self.authenticate(challenge).await?;
-                    authenticated = true;
-                }
-                Ok(resp) if retryable_status(resp.status()) && attempt < ATTEMPTS => {
-                    tracing::debug!(url, status = %resp.status(), "retrying {what}");
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Ok(resp) => return Ok(resp),
-                Err(e) if attempt < ATTEMPTS && !e.is_builder() && !e.is_redirect() => {
-                    tracing::debug!(url, error = %e, "retrying {what}");
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(e) => return Err(self.connect_error(e)),
-            }
-        }
+        self.send_retrying(method, url, headers, body, what, false)
+            .await
     }
 
     /// `/v2/REPO/…` on this registry.

@@ -21,6 +21,7 @@
 //! "auto"` container's upper dir holds host IDs of its range), so the layer
 //! says what the container saw.
 
+pub use super::unpack::Compression;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{File, OpenOptions};
@@ -375,10 +376,55 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A layer blob's compressor, chosen at run time.
+enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(out: W, c: Compression) -> io::Result<Compressor<W>> {
+        Ok(match c {
+            Compression::Zstd => {
+                // Level 3, zstd's default (and containers/image's); the
+                // checksum lets a reader find a corrupt frame.
+                let mut z = zstd::stream::write::Encoder::new(out, 3)?;
+                z.include_checksum(true)?;
+                Compressor::Zstd(z)
+            }
+            Compression::Gzip | Compression::None => Compressor::Gzip(
+                flate2::write::GzEncoder::new(out, flate2::Compression::default()),
+            ),
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(g) => g.finish(),
+            Compressor::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(z) => z.flush(),
+        }
+    }
+}
+
 /// A layer written into the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerBlob {
-    /// `sha256:` of the gzip blob (the manifest's layer digest).
+    /// `sha256:` of the compressed blob (the manifest's layer digest).
     pub digest: String,
     /// `sha256:` of the uncompressed tar (the config's `rootfs.diff_ids`).
     pub diff_id: String,
@@ -393,6 +439,19 @@ impl Store {
     /// the layer of its diff id, both computed in the one pass that writes
     /// it. `dir`'s own node is not a member (it is the image's `/`).
     pub fn write_layer(&self, dir: &Path, opts: &TreeOptions) -> Result<LayerBlob, StoreError> {
+        self.write_layer_as(dir, opts, Compression::Gzip)
+    }
+
+    /// [`Store::write_layer`] compressed with `compression`: gzip, or zstd
+    /// (`berth build --compression zstd`; smaller and faster to unpack,
+    /// read by containers/image and containerd ≥ 1.5, not by Docker 20.10).
+    /// `Compression::None` writes gzip: a layer blob is always compressed.
+    pub fn write_layer_as(
+        &self,
+        dir: &Path,
+        opts: &TreeOptions,
+        compression: Compression,
+    ) -> Result<LayerBlob, StoreError> {
         let root = crate::sys::at::openat2_cwd(dir, libc::O_PATH | libc::O_DIRECTORY)
             .map_err(io_err("cannot open", dir))?;
         let bdir = self.root.join("blobs/sha256");
@@ -408,8 +467,8 @@ impl Store {
         };
         let written = (|| -> io::Result<(String, String, u64, u64)> {
             let blob = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, file));
-            let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::default());
-            let mut tree = TarTree::new(HashingWriter::new(gz), opts.clone());
+            let packed = Compressor::new(blob, compression)?;
+            let mut tree = TarTree::new(HashingWriter::new(packed), opts.clone());
             tree.append_children(root.as_fd(), Path::new(""))?;
             let entries = tree.entries;
             let tar = tree.finish()?;

@@ -13,6 +13,7 @@
 //! The start sequence is `start::start` (start.rs); the steady state is
 //! `watch::supervise` (watch.rs); teardown is cleanup.rs.
 
+mod build;
 mod cleanup;
 pub mod console;
 mod devices;
@@ -57,6 +58,12 @@ pub enum SuperviseError {
     Globals(String),
     #[error("image \"{reference}\": {reason}")]
     Image { reference: String, reason: String },
+    #[error("container \"{name}\": building [build] context \"{context}\" failed: {reason}")]
+    Build {
+        name: String,
+        context: PathBuf,
+        reason: String,
+    },
     #[error("image \"{reference}\" is not in the store and pull = \"never\"")]
     ImageMissing { reference: String },
     // The cause is part of the message (journal entries print one line), so

@@ -220,7 +220,7 @@ fn register_machine(def: &Definition, leader: u32, list: &mut List) -> Result<()
     .map_err(listed(def))?;
     let rootfs = match &def.image {
         ImageSource::Rootfs(p) => Some(p.as_path()),
-        ImageSource::Image(_) => None,
+        ImageSource::Image(_) | ImageSource::Build(_) => None,
     };
     let root = crate::systemd::machined::plan_root_directory(rootfs, leader);
     let register = || {
@@ -295,7 +295,7 @@ fn record_image(
     paths: &Paths,
     st: &mut State,
 ) -> Result<(), SuperviseError> {
-    let ImageSource::Image(r) = &def.image else {
+    let Some(r) = def.image.reference() else {
         return Ok(());
     };
     st.image = Some(r.to_string());
@@ -890,7 +890,7 @@ type ResolvedImage = (
 );
 
 /// The image's lower dirs (lowest first) and its config, pulling when the
-/// definition's `pull` asks for it.
+/// definition's `pull` asks for it, building a `[build]` first.
 fn resolve_image(
     opts: &RunOptions,
     def: &Definition,
@@ -908,6 +908,12 @@ fn resolve_image(
             return Ok((vec![dir.clone()], None, None, None));
         }
         ImageSource::Image(r) => r,
+        // Built at every start: the cache makes an unchanged context all
+        // hits. `pull` is refused with a build, so the result is found below.
+        ImageSource::Build(b) => {
+            super::build::build_image(opts, def, b, globals)?;
+            &b.image
+        }
     };
     let reference = parsed.to_string();
     let img_err = |e: &dyn std::fmt::Display| SuperviseError::Image {
