@@ -194,6 +194,59 @@ fn clear_for(dir: BorrowedFd, name: &CString) -> io::Result<bool> {
     Ok(false)
 }
 
+/// A new regular file `name` in `dir`, open for writing: what was there is
+/// replaced, never opened or followed (O_EXCL | O_NOFOLLOW). Copy out and
+/// copy in (a tree or a tar member) create files alike.
+fn create_file(dir: BorrowedFd, name: &CString) -> io::Result<std::fs::File> {
+    clear_for(dir, name)?;
+    // SAFETY: openat of one new name relative to our descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    check(fd)?;
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// A symlink `name` -> `target` in `dir` (what was there replaced), owned
+/// as the policy maps `st`'s owners.
+fn create_symlink(
+    dir: BorrowedFd,
+    name: &CString,
+    target: &OsStr,
+    st: &libc::stat,
+    p: &Policy,
+) -> io::Result<()> {
+    clear_for(dir, name)?;
+    let t = cstr(target)?;
+    // SAFETY: symlinkat of one name relative to our descriptor.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })?;
+    chown_at(dir, name, st, p)
+}
+
+/// Owners of the link or node `name` in `dir` (never what a link names:
+/// AT_SYMLINK_NOFOLLOW), as the policy maps `st`'s.
+fn chown_at(dir: BorrowedFd, name: &CString, st: &libc::stat, p: &Policy) -> io::Result<()> {
+    if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
+        // SAFETY: fchownat of one name relative to our descriptor, no link followed.
+        check(unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                u,
+                g,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Owner, mode and times of what `fd` holds (a descriptor open for it).
 fn set_meta(fd: BorrowedFd, st: &libc::stat, p: &Policy) -> io::Result<()> {
     if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
@@ -252,52 +305,20 @@ pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, p: &Policy) -> 
         }
         libc::S_IFREG => {
             let f = reopen(src, false)?;
-            clear_for(dst, &c)?;
-            // SAFETY: openat of one new name relative to our descriptor.
-            let fd = unsafe {
-                libc::openat(
-                    dst.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_WRONLY
-                        | libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o600,
-                )
-            };
-            check(fd)?;
-            // SAFETY: the kernel just returned this descriptor to us alone.
-            let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let mut out = create_file(dst, &c)?;
             io::copy(&mut (&f).take(st.st_size as u64), &mut out)?;
             set_meta(out.as_fd(), &st, p)
         }
         libc::S_IFLNK => {
             let target = at::readlinkat(src, OsStr::new(""))?;
-            clear_for(dst, &c)?;
-            let t = cstr(target.as_os_str())?;
-            // SAFETY: symlinkat of one name relative to our descriptor.
-            check(unsafe { libc::symlinkat(t.as_ptr(), dst.as_raw_fd(), c.as_ptr()) })?;
-            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
-                // SAFETY: fchownat of the link itself (AT_SYMLINK_NOFOLLOW).
-                check(unsafe {
-                    libc::fchownat(dst.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
-                })?;
-            }
-            Ok(())
+            create_symlink(dst, &c, target.as_os_str(), &st, p)
         }
         libc::S_IFCHR | libc::S_IFBLK if !p.devices => Ok(()),
         libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
             clear_for(dst, &c)?;
             // SAFETY: mknodat of one name relative to our descriptor.
             check(unsafe { libc::mknodat(dst.as_raw_fd(), c.as_ptr(), st.st_mode, st.st_rdev) })?;
-            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
-                // SAFETY: fchownat of the node just made, no link followed.
-                check(unsafe {
-                    libc::fchownat(dst.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
-                })?;
-            }
-            Ok(())
+            chown_at(dst, &c, &st, p)
         }
         // Sockets cannot be copied (tar has no form for them either).
         _ => Ok(()),
@@ -540,23 +561,7 @@ fn extract_member<R: Read>(
             set_meta(d.as_fd(), &st, p)
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
-            clear_for(dir, &c)?;
-            // SAFETY: openat of one new name relative to our descriptor.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_WRONLY
-                        | libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o600,
-                )
-            };
-            check(fd)?;
-            // SAFETY: the kernel just returned this descriptor to us alone.
-            let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let mut out = create_file(dir, &c)?;
             io::copy(entry, &mut out)?;
             set_meta(out.as_fd(), &st, p)
         }
@@ -564,17 +569,7 @@ fn extract_member<R: Read>(
             let target = entry
                 .link_name()?
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            clear_for(dir, &c)?;
-            let t = cstr(target.as_os_str())?;
-            // SAFETY: symlinkat of one name relative to our descriptor.
-            check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
-            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
-                // SAFETY: fchownat of the link itself.
-                check(unsafe {
-                    libc::fchownat(dir.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
-                })?;
-            }
-            Ok(())
+            create_symlink(dir, &c, target.as_os_str(), &st, p)
         }
         tar::EntryType::Link => {
             // An earlier member of this archive: its parent walked with no
