@@ -431,18 +431,9 @@ pub fn copy_in(
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let inside = |p: &Path| root.resolve(p);
     let (dir, name) = destination(&inside, dest, dest_text, &name, is_dir)?;
-    let (uids, gids) = (root.uids.clone(), root.gids.clone());
-    let nobody = crate::store::layer::OVERFLOW_ID;
-    let keep = move |u: u32, g: u32| {
-        Some((
-            uids.to_outside(u).unwrap_or(nobody),
-            gids.to_outside(g).unwrap_or(nobody),
-        ))
-    };
-    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
-    let container_root = move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0)));
+    let owners = owners_inside(root, opts.archive);
     let p = Policy {
-        owners: if opts.archive { &keep } else { &container_root },
+        owners: &*owners,
         mode_mask: 0o7777,
         devices: true,
     };
@@ -628,6 +619,27 @@ fn extract_member<R: Read>(
     }
 }
 
+/// A [`Policy`]'s owner mapping, owned.
+type OwnerMap = Box<dyn Fn(u32, u32) -> Option<(u32, u32)>>;
+
+/// Owners of what is copied into the container (a tree or a tar stream), as
+/// host IDs: with `-a` each file's own, mapped through the container's ID
+/// map (an ID it does not map becomes nobody); else the container's root.
+fn owners_inside(root: &ContainerRoot, archive: bool) -> OwnerMap {
+    if archive {
+        let (uids, gids) = (root.uids.clone(), root.gids.clone());
+        let nobody = crate::store::layer::OVERFLOW_ID;
+        return Box::new(move |u: u32, g: u32| {
+            Some((
+                uids.to_outside(u).unwrap_or(nobody),
+                gids.to_outside(g).unwrap_or(nobody),
+            ))
+        });
+    }
+    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
+    Box::new(move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0))))
+}
+
 /// `berth cp - NAME:DIR`: a tar stream from `input` extracted into the
 /// existing directory DIR inside the container, each member created
 /// relative to its parent's descriptor (walked from DIR with no link
@@ -645,18 +657,9 @@ pub fn tar_in(
             reason: "a tar stream is extracted into a directory, and this is none".into(),
         })?
         .into();
-    let (uids, gids) = (root.uids.clone(), root.gids.clone());
-    let nobody = crate::store::layer::OVERFLOW_ID;
-    let keep = move |u: u32, g: u32| {
-        Some((
-            uids.to_outside(u).unwrap_or(nobody),
-            gids.to_outside(g).unwrap_or(nobody),
-        ))
-    };
-    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
-    let container_root = move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0)));
+    let owners = owners_inside(root, archive);
     let p = Policy {
-        owners: if archive { &keep } else { &container_root },
+        owners: &*owners,
         mode_mask: 0o7777,
         devices: true,
     };
