@@ -301,6 +301,9 @@ fn rpm_builds_from_a_source_tarball_offline_and_packages_the_debs_files() {
     // namespace of its own with no interface up: a build that reached for
     // the network fails. The release build stays in the target dir, so a
     // second run compiles only what changed.
+    // An empty CARGO_HOME too: no crate from this host's cargo cache, only
+    // the tarball's vendor/.
+    let cargo_home = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let built = run_ok(
         Command::new(src().join("packaging/build-rpm"))
@@ -308,7 +311,13 @@ fn rpm_builds_from_a_source_tarball_offline_and_packages_the_debs_files() {
             .arg(rpm_target_dir())
             .arg("--out")
             .arg(out.path())
-            .env("RPMBUILD", "unshare --net rpmbuild"),
+            .env(
+                "RPMBUILD",
+                format!(
+                    "env CARGO_HOME={} unshare --net rpmbuild",
+                    cargo_home.path().display()
+                ),
+            ),
     );
     eprintln!(
         "packaging/build-rpm (from source) took {:?}",
