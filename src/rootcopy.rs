@@ -194,6 +194,59 @@ fn clear_for(dir: BorrowedFd, name: &CString) -> io::Result<bool> {
     Ok(false)
 }
 
+/// A new regular file `name` in `dir`, open for writing: what was there is
+/// replaced, never opened or followed (O_EXCL | O_NOFOLLOW). Copy out and
+/// copy in (a tree or a tar member) create files alike.
+fn create_file(dir: BorrowedFd, name: &CString) -> io::Result<std::fs::File> {
+    clear_for(dir, name)?;
+    // SAFETY: openat of one new name relative to our descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    check(fd)?;
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// A symlink `name` -> `target` in `dir` (what was there replaced), owned
+/// as the policy maps `st`'s owners.
+fn create_symlink(
+    dir: BorrowedFd,
+    name: &CString,
+    target: &OsStr,
+    st: &libc::stat,
+    p: &Policy,
+) -> io::Result<()> {
+    clear_for(dir, name)?;
+    let t = cstr(target)?;
+    // SAFETY: symlinkat of one name relative to our descriptor.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })?;
+    chown_at(dir, name, st, p)
+}
+
+/// Owners of the link or node `name` in `dir` (never what a link names:
+/// AT_SYMLINK_NOFOLLOW), as the policy maps `st`'s.
+fn chown_at(dir: BorrowedFd, name: &CString, st: &libc::stat, p: &Policy) -> io::Result<()> {
+    if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
+        // SAFETY: fchownat of one name relative to our descriptor, no link followed.
+        check(unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                u,
+                g,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Owner, mode and times of what `fd` holds (a descriptor open for it).
 fn set_meta(fd: BorrowedFd, st: &libc::stat, p: &Policy) -> io::Result<()> {
     if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
@@ -252,52 +305,20 @@ pub fn copy_node(src: BorrowedFd, dst: BorrowedFd, name: &OsStr, p: &Policy) -> 
         }
         libc::S_IFREG => {
             let f = reopen(src, false)?;
-            clear_for(dst, &c)?;
-            // SAFETY: openat of one new name relative to our descriptor.
-            let fd = unsafe {
-                libc::openat(
-                    dst.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_WRONLY
-                        | libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o600,
-                )
-            };
-            check(fd)?;
-            // SAFETY: the kernel just returned this descriptor to us alone.
-            let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let mut out = create_file(dst, &c)?;
             io::copy(&mut (&f).take(st.st_size as u64), &mut out)?;
             set_meta(out.as_fd(), &st, p)
         }
         libc::S_IFLNK => {
             let target = at::readlinkat(src, OsStr::new(""))?;
-            clear_for(dst, &c)?;
-            let t = cstr(target.as_os_str())?;
-            // SAFETY: symlinkat of one name relative to our descriptor.
-            check(unsafe { libc::symlinkat(t.as_ptr(), dst.as_raw_fd(), c.as_ptr()) })?;
-            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
-                // SAFETY: fchownat of the link itself (AT_SYMLINK_NOFOLLOW).
-                check(unsafe {
-                    libc::fchownat(dst.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
-                })?;
-            }
-            Ok(())
+            create_symlink(dst, &c, target.as_os_str(), &st, p)
         }
         libc::S_IFCHR | libc::S_IFBLK if !p.devices => Ok(()),
         libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
             clear_for(dst, &c)?;
             // SAFETY: mknodat of one name relative to our descriptor.
             check(unsafe { libc::mknodat(dst.as_raw_fd(), c.as_ptr(), st.st_mode, st.st_rdev) })?;
-            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
-                // SAFETY: fchownat of the node just made, no link followed.
-                check(unsafe {
-                    libc::fchownat(dst.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
-                })?;
-            }
-            Ok(())
+            chown_at(dst, &c, &st, p)
         }
         // Sockets cannot be copied (tar has no form for them either).
         _ => Ok(()),
@@ -410,18 +431,9 @@ pub fn copy_in(
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let inside = |p: &Path| root.resolve(p);
     let (dir, name) = destination(&inside, dest, dest_text, &name, is_dir)?;
-    let (uids, gids) = (root.uids.clone(), root.gids.clone());
-    let nobody = crate::store::layer::OVERFLOW_ID;
-    let keep = move |u: u32, g: u32| {
-        Some((
-            uids.to_outside(u).unwrap_or(nobody),
-            gids.to_outside(g).unwrap_or(nobody),
-        ))
-    };
-    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
-    let container_root = move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0)));
+    let owners = owners_inside(root, opts.archive);
     let p = Policy {
-        owners: if opts.archive { &keep } else { &container_root },
+        owners: &*owners,
         mode_mask: 0o7777,
         devices: true,
     };
@@ -540,23 +552,7 @@ fn extract_member<R: Read>(
             set_meta(d.as_fd(), &st, p)
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
-            clear_for(dir, &c)?;
-            // SAFETY: openat of one new name relative to our descriptor.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_WRONLY
-                        | libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o600,
-                )
-            };
-            check(fd)?;
-            // SAFETY: the kernel just returned this descriptor to us alone.
-            let mut out = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let mut out = create_file(dir, &c)?;
             io::copy(entry, &mut out)?;
             set_meta(out.as_fd(), &st, p)
         }
@@ -564,17 +560,7 @@ fn extract_member<R: Read>(
             let target = entry
                 .link_name()?
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            clear_for(dir, &c)?;
-            let t = cstr(target.as_os_str())?;
-            // SAFETY: symlinkat of one name relative to our descriptor.
-            check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
-            if let Some((u, g)) = (p.owners)(st.st_uid, st.st_gid) {
-                // SAFETY: fchownat of the link itself.
-                check(unsafe {
-                    libc::fchownat(dir.as_raw_fd(), c.as_ptr(), u, g, libc::AT_SYMLINK_NOFOLLOW)
-                })?;
-            }
-            Ok(())
+            create_symlink(dir, &c, target.as_os_str(), &st, p)
         }
         tar::EntryType::Link => {
             // An earlier member of this archive: its parent walked with no
@@ -633,6 +619,27 @@ fn extract_member<R: Read>(
     }
 }
 
+/// A [`Policy`]'s owner mapping, owned.
+type OwnerMap = Box<dyn Fn(u32, u32) -> Option<(u32, u32)>>;
+
+/// Owners of what is copied into the container (a tree or a tar stream), as
+/// host IDs: with `-a` each file's own, mapped through the container's ID
+/// map (an ID it does not map becomes nobody); else the container's root.
+fn owners_inside(root: &ContainerRoot, archive: bool) -> OwnerMap {
+    if archive {
+        let (uids, gids) = (root.uids.clone(), root.gids.clone());
+        let nobody = crate::store::layer::OVERFLOW_ID;
+        return Box::new(move |u: u32, g: u32| {
+            Some((
+                uids.to_outside(u).unwrap_or(nobody),
+                gids.to_outside(g).unwrap_or(nobody),
+            ))
+        });
+    }
+    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
+    Box::new(move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0))))
+}
+
 /// `berth cp - NAME:DIR`: a tar stream from `input` extracted into the
 /// existing directory DIR inside the container, each member created
 /// relative to its parent's descriptor (walked from DIR with no link
@@ -650,18 +657,9 @@ pub fn tar_in(
             reason: "a tar stream is extracted into a directory, and this is none".into(),
         })?
         .into();
-    let (uids, gids) = (root.uids.clone(), root.gids.clone());
-    let nobody = crate::store::layer::OVERFLOW_ID;
-    let keep = move |u: u32, g: u32| {
-        Some((
-            uids.to_outside(u).unwrap_or(nobody),
-            gids.to_outside(g).unwrap_or(nobody),
-        ))
-    };
-    let (ru, rg) = (root.uids.to_outside(0), root.gids.to_outside(0));
-    let container_root = move |_: u32, _: u32| Some((ru.unwrap_or(0), rg.unwrap_or(0)));
+    let owners = owners_inside(root, archive);
     let p = Policy {
-        owners: if archive { &keep } else { &container_root },
+        owners: &*owners,
         mode_mask: 0o7777,
         devices: true,
     };

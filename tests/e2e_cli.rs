@@ -9,21 +9,15 @@ mod support;
 
 use std::time::Duration;
 
-use support::systemd_box::{BoxOptions, SystemdBox};
+use support::systemd_box::{boot_berth, BoxOptions, SystemdBox};
 
 const ROOTFS: &str = "/srv/root";
 
 fn boot(defs: &[(&str, String)]) -> SystemdBox {
-    let mut opts = BoxOptions::default().with_berth();
-    for (name, body) in defs {
-        opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), body);
-    }
-    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let rootfs = tempfile::tempdir().unwrap();
     support::busybox_rootfs(rootfs.path());
     std::fs::copy(rt::probe_binary(), rootfs.path().join("probe")).unwrap();
-    b.copy_in(rootfs.path(), ROOTFS);
-    b
+    boot_berth(BoxOptions::default(), defs, rootfs.path(), ROOTFS)
 }
 
 /// Status column of `name` in `berth ps -a`.

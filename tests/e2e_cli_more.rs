@@ -13,21 +13,15 @@ mod support;
 
 use std::time::Duration;
 
-use support::systemd_box::{BoxOptions, SystemdBox};
+use support::systemd_box::{boot_berth, BoxOptions, SystemdBox};
 
 const ROOTFS: &str = "/srv/root";
 const LONG: Duration = Duration::from_secs(20);
 
 fn boot(defs: &[(&str, String)]) -> SystemdBox {
-    let mut opts = BoxOptions::default().with_berth();
-    for (name, body) in defs {
-        opts = opts.file(&format!("/etc/berth/containers/{name}.toml"), body);
-    }
-    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let rootfs = tempfile::tempdir().unwrap();
     support::busybox_rootfs(rootfs.path());
-    b.copy_in(rootfs.path(), ROOTFS);
-    b
+    boot_berth(BoxOptions::default(), defs, rootfs.path(), ROOTFS)
 }
 
 /// (exit code, stdout, stderr) of a command in the box.
@@ -455,17 +449,14 @@ fn machined_follows_a_restart(b: &SystemdBox) {
 fn without_machined_nothing_is_said() {
     require_root!();
     require_program!("nsenter");
-    let mut opts = BoxOptions::default()
-        .with_berth()
-        .file(
-            "/etc/berth/containers/quiet.toml",
-            format!("rootfs = \"{ROOTFS}\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"),
-        );
+    let mut opts = BoxOptions::default();
     opts.extra_masks.push("systemd-machined.service".into());
-    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let rootfs = tempfile::tempdir().unwrap();
     support::busybox_rootfs(rootfs.path());
-    b.copy_in(rootfs.path(), ROOTFS);
+    let quiet = format!(
+        "rootfs = \"{ROOTFS}\"\ncommand = [\"sleep\", \"1000\"]\n[service]\nstop_timeout = \"1s\"\n"
+    );
+    let b = boot_berth(opts, &[("quiet", quiet)], rootfs.path(), ROOTFS);
     b.sh_ok("berth start quiet");
     assert_eq!(b.sh_ok("systemctl is-active berth@quiet").trim(), "active");
     let (code, _, _) = run(&b, "machinectl list --no-legend --no-pager");

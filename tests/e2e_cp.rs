@@ -10,39 +10,27 @@ mod support;
 
 use std::time::Duration;
 
-use reg::{Layout, Member};
-use support::systemd_box::{BoxOptions, SystemdBox};
+use reg::Member;
+use support::systemd_box::{boot_berth, BoxOptions, SystemdBox};
 
 /// Two layers: busybox, a lower dir and file, then /etc/motd and an opaque dir.
 fn write_layout(dir: &std::path::Path) {
-    let layout = Layout::new(dir);
-    let busybox: &'static [u8] =
-        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
-    let base = reg::tar_of(&[
-        Member::Dir("bin/", 0o755, 0, 0),
-        Member::File("bin/busybox", busybox, 0o755, 0, 0),
-        Member::Symlink("bin/sh", "busybox"),
+    let base = vec![
         Member::Dir("opq/", 0o755, 0, 0),
         Member::File("opq/old", b"hidden by the top layer\n", 0o644, 0, 0),
         Member::Dir("data/", 0o755, 0, 0),
         Member::File("data/f", b"lower\n", 0o644, 0, 0),
         Member::Dir("tmp/", 0o1777, 0, 0),
         Member::Dir("srv/", 0o755, 0, 0),
-    ]);
-    let top = reg::tar_of(&[
+    ];
+    let top = vec![
         Member::Dir("etc/", 0o755, 0, 0),
         Member::File("etc/motd", b"from-the-image\n", 0o644, 0, 0),
         Member::Dir("opq/", 0o755, 0, 0),
         Member::File("opq/.wh..wh..opq", b"", 0o644, 0, 0),
         Member::File("opq/new", b"top\n", 0o644, 0, 0),
-    ]);
-    let config = serde_json::json!({
-        "Entrypoint": ["/bin/busybox", "sh", "-c"],
-        "Env": ["PATH=/bin"],
-    });
-    let built = layout.image(&[base, top], "amd64", config);
-    let mut layout = layout;
-    layout.tag(&built, "1");
+    ];
+    reg::busybox_sh_layout(dir, base, &[top], serde_json::json!({}));
 }
 
 /// Plants links naming the box's (the host's) paths, then swaps two names
@@ -264,27 +252,27 @@ fn cp_and_commit_on_real_systemd() {
     let after =
         "image = \"localhost/cm:1\"\ncommand = [\"PROBE\"]\n[service]\nstop_timeout = \"1s\"\n"
             .replace("PROBE", probe);
-    let b = SystemdBox::boot(
-        BoxOptions::default()
-            .with_berth()
-            .file("/etc/berth/containers/cpc.toml", def(HOSTILE, ""))
-            .file(
-                "/etc/berth/containers/cpu.toml",
+    let layout = tempfile::tempdir().unwrap();
+    write_layout(layout.path());
+    let b = boot_berth(
+        BoxOptions::default(),
+        &[
+            ("cpc", def(HOSTILE, "")),
+            (
+                "cpu",
                 def(
                     "busybox echo planted; exec busybox sleep 1000",
                     "[security]\nuserns = \"auto\"\n",
                 ),
-            )
-            .file("/etc/berth/containers/cm.toml", def(CHANGER, ""))
-            .file("/etc/berth/containers/after.toml", after),
-    )
-    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
-    let layout = tempfile::tempdir().unwrap();
-    write_layout(layout.path());
-    b.copy_in(layout.path(), "/srv/img");
-    // As in e2e_userns: a new proc in a user namespace needs /proc/sys
-    // not overmounted (the box's systemd mounts it read-only).
-    b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
+            ),
+            ("cm", def(CHANGER, "")),
+            ("after", after),
+        ],
+        layout.path(),
+        "/srv/img",
+    );
+    // As in e2e_userns: the containers with userns = "auto" mount a proc.
+    b.allow_userns_proc();
     b.sh_ok("systemctl start berth@cpc berth@cpu berth@cm");
     for n in ["cpc", "cpu", "cm"] {
         started(&b, n);

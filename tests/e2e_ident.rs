@@ -13,34 +13,26 @@ mod support;
 
 use std::time::Duration;
 
-use reg::{Layout, Member};
-use support::systemd_box::{BoxOptions, SystemdBox};
+use reg::Member;
+use support::systemd_box::{boot_berth, BoxOptions, SystemdBox};
 
 /// busybox, and an image VOLUME at /imgvol seeded with a file; the last layer
 /// twice.
 fn write_layout(dir: &std::path::Path) {
-    let layout = Layout::new(dir);
-    let busybox: &'static [u8] =
-        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
-    let base = reg::tar_of(&[
-        Member::Dir("bin/", 0o755, 0, 0),
-        Member::File("bin/busybox", busybox, 0o755, 0, 0),
-        Member::Symlink("bin/sh", "busybox"),
+    let base = vec![
         Member::Dir("etc/", 0o755, 0, 0),
         Member::Dir("imgvol/", 0o755, 0, 0),
         Member::File("imgvol/seed", b"from-the-image\n", 0o644, 0, 0),
-    ]);
-    let config = serde_json::json!({
-        "Entrypoint": ["/bin/busybox", "sh", "-c"],
-        "Env": ["PATH=/bin"],
-        "Volumes": {"/imgvol": {}},
-    });
+    ];
     // One layer twice (as two RUN steps that changed nothing make): the
     // root and the volume seeded from the layers both take it once.
-    let noop = reg::tar_of(&[Member::Dir("etc/", 0o755, 0, 0)]);
-    let built = layout.image(&[base, noop.clone(), noop], "amd64", config);
-    let mut layout = layout;
-    layout.tag(&built, "1");
+    let noop = vec![Member::Dir("etc/", 0o755, 0, 0)];
+    reg::busybox_sh_layout(
+        dir,
+        base,
+        &[noop.clone(), noop],
+        serde_json::json!({"Volumes": {"/imgvol": {}}}),
+    );
 }
 
 const TAIL: &str = "busybox echo probed; exec busybox sleep 1000";
@@ -96,22 +88,17 @@ fn labels_timezone_and_volumes_as_a_user_sees_them() {
         "busybox echo owners=$(busybox stat -c %u:%g /cu /cu/sub /cu/sub/f); \
          busybox echo prop=$(busybox grep ' /p ' /proc/self/mountinfo)",
     );
-    let b = SystemdBox::boot(
-        BoxOptions::default()
-            .with_berth()
-            .file("/etc/berth/containers/web.toml", web)
-            .file("/etc/berth/containers/db.toml", db)
-            .file("/etc/berth/containers/plain.toml", plain)
-            .file("/etc/berth/containers/cu.toml", cu)
-            .file(
-                "/etc/berth/volumes/scratch.toml",
-                "type = \"tmpfs\"\noptions = [\"size=4m\"]\nmode = \"0710\"\nuid = 7\n",
-            ),
-    )
-    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let layout = tempfile::tempdir().unwrap();
     write_layout(layout.path());
-    b.copy_in(layout.path(), "/srv/img");
+    let b = boot_berth(
+        BoxOptions::default().file(
+            "/etc/berth/volumes/scratch.toml",
+            "type = \"tmpfs\"\noptions = [\"size=4m\"]\nmode = \"0710\"\nuid = 7\n",
+        ),
+        &[("web", web), ("db", db), ("plain", plain), ("cu", cu)],
+        layout.path(),
+        "/srv/img",
+    );
     b.sh_ok(
         "mkdir -p /run/propsrc /run/cusrc/sub && echo x > /run/cusrc/sub/f && ln -s /etc/shadow /run/cusrc/link",
     );
@@ -212,19 +199,16 @@ fn keep_id_and_uid_map_as_the_container_sees_them() {
         "busybox echo uidmap=$(busybox cat /proc/self/uid_map | busybox tr -s ' \\\\n' ' '); \
          busybox echo gidmap=$(busybox cat /proc/self/gid_map | busybox tr -s ' \\\\n' ' ')",
     );
-    let b = SystemdBox::boot(
-        BoxOptions::default()
-            .with_berth()
-            .file("/etc/berth/containers/kid.toml", kid)
-            .file("/etc/berth/containers/map.toml", map),
-    )
-    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let layout = tempfile::tempdir().unwrap();
     write_layout(layout.path());
-    b.copy_in(layout.path(), "/srv/img");
-    // As tests/e2e_userns.rs: a host's /proc has no read-only /proc/sys
-    // over it, which would keep a user namespace from mounting proc.
-    b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
+    let b = boot_berth(
+        BoxOptions::default(),
+        &[("kid", kid), ("map", map)],
+        layout.path(),
+        "/srv/img",
+    );
+    // As tests/e2e_userns.rs: keep-id and uid_map containers mount a proc.
+    b.allow_userns_proc();
     b.sh_ok("mkdir -p /run/kidsrc && chown 1000:1000 /run/kidsrc");
     let cursor = b.journal_cursor();
     b.sh_ok("systemctl start berth@kid berth@map");

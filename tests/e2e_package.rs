@@ -4,13 +4,15 @@
 //! installed files alone, and `apt-get purge` takes every installed file and
 //! leaves the user's data. The appliance example (config/examples/appliance/)
 //! installs offline before the first boot and its container is active after
-//! it, with no registry; the admin masks it from /etc. The RPM spec builds with
-//! rpmbuild and packages the same files as the .deb.
+//! it, with no registry; the admin masks it from /etc. The RPM builds from a
+//! source tarball with rpmbuild, offline, and packages the same files as the
+//! .deb.
 //!
-//! Cost: the packages wrap the debug build cargo made for the tests
-//! (`--bin`), never a second cargo build; the .deb is built once per run of
-//! this file and gzip-compressed (BERTH_DEB_COMPRESS) to save time. One box
-//! boot per test.
+//! Cost: the .deb wraps the debug build cargo made for the tests (`--bin`);
+//! it is built once per run of this file and gzip-compressed
+//! (BERTH_DEB_COMPRESS) to save time. One box boot per test. The RPM is a
+//! real release build from the tarball (about 20 minutes on 2 cores from
+//! scratch): it compiles into target/rpmbuild/, which a later run reuses.
 #[path = "support/registry.rs"]
 mod registry;
 mod support;
@@ -266,36 +268,142 @@ fn normalized(files: BTreeSet<String>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Where the RPM's release build goes: `rpmbuild/` in this run's cargo
+/// target directory (above the tests' target/debug/berth), kept between
+/// runs so that the next one reuses the crates built there.
+fn rpm_target_dir() -> PathBuf {
+    let bin = support::berth_bin();
+    bin.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("no target dir above {}", bin.display()))
+        .join("rpmbuild")
+}
+
+/// `rpm -qp --qf FORMAT RPM`, its lines.
+fn rpm_query(rpm: &Path, format: &str) -> Vec<String> {
+    run_ok(Command::new("rpm").args(["-qp", "--qf", format]).arg(rpm))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn rpm_spec_builds_with_rpmbuild_and_packages_the_debs_files() {
+fn rpm_builds_from_a_source_tarball_offline_and_packages_the_debs_files() {
     require_root!();
     if !require_deb_tools() {
         return;
     }
     require_program!("rpmbuild");
+    require_program!("unshare");
     let out = tempfile::tempdir().unwrap();
-    // --bin: the tests' own berth, no cargo build inside rpmbuild (a full
-    // vendored release build takes many minutes; `packaging/build-rpm`
-    // without --bin does that).
+    // The real build: a tarball of the tree with its crates vendored, and
+    // `cargo build --release --offline` inside rpmbuild -ba, in a network
+    // namespace of its own with no interface up: a build that reached for
+    // the network fails. The release build stays in the target dir, so a
+    // second run compiles only what changed.
+    // An empty CARGO_HOME too: no crate from this host's cargo cache, only
+    // the tarball's vendor/.
+    let cargo_home = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
     let built = run_ok(
         Command::new(src().join("packaging/build-rpm"))
-            .arg("--bin")
-            .arg(support::berth_bin())
+            .arg("--target-dir")
+            .arg(rpm_target_dir())
             .arg("--out")
-            .arg(out.path()),
+            .arg(out.path())
+            .env(
+                "RPMBUILD",
+                format!(
+                    "env CARGO_HOME={} unshare --net rpmbuild",
+                    cargo_home.path().display()
+                ),
+            ),
+    );
+    eprintln!(
+        "packaging/build-rpm (from source) took {:?}",
+        started.elapsed()
     );
     let rpm = built
         .lines()
         .map(PathBuf::from)
         .find(|p| !p.to_string_lossy().ends_with(".src.rpm"))
         .unwrap_or_else(|| panic!("no binary rpm in {built:?}"));
+    let srpm = built
+        .lines()
+        .map(PathBuf::from)
+        .find(|p| p.to_string_lossy().ends_with(".src.rpm"))
+        .unwrap_or_else(|| panic!("rpmbuild -ba made no source rpm: {built:?}"));
+
+    // The source rpm: the spec and the tarball, which carries the crates.
+    let sources = run_ok(Command::new("rpm").arg("-qlp").arg(&srpm));
     assert!(
-        built.lines().any(|l| l.ends_with(".src.rpm")),
-        "rpmbuild -ba made no source rpm: {built:?}"
+        sources.lines().any(|l| l == "berth.spec")
+            && sources
+                .lines()
+                .any(|l| l.starts_with("berth-") && l.ends_with(".tar.gz")),
+        "{sources}"
     );
+
+    // The install layout, as rpm lists it, with the two links. Man pages
+    // are compressed where the distribution's rpm does (brp-compress).
+    let files = run_ok(Command::new("rpm").arg("-qlp").arg(&rpm));
+    for must in [
+        "/usr/bin/berth",
+        "/usr/bin/berth-runtime",
+        "/usr/lib/systemd/system-generators/berth-generator",
+        "/usr/lib/systemd/system/berth@.service",
+        "/usr/lib/systemd/system/berth-dns.service",
+        "/etc/berth/berth.toml",
+        "/etc/berth/containers",
+        "/usr/lib/berth/containers",
+        "/usr/share/man/man1/berth.1",
+        "/usr/share/man/man1/berth-run.1",
+        "/usr/share/man/man5/berth.container.5",
+        "/usr/share/man/man8/berth-runtime.8",
+        "/usr/share/bash-completion/completions/berth",
+        "/usr/share/zsh/site-functions/_berth",
+        "/usr/share/fish/vendor_completions.d/berth.fish",
+    ] {
+        assert!(
+            files
+                .lines()
+                .any(|l| l == must || l.strip_suffix(".gz") == Some(must)),
+            "{must} not in:\n{files}"
+        );
+    }
+    let links = rpm_query(&rpm, "[%{FILENAMES} -> %{FILELINKTOS}\\n]");
+    for link in [
+        "/usr/bin/berth-runtime -> /usr/bin/berth",
+        "/usr/lib/systemd/system-generators/berth-generator -> /usr/bin/berth",
+    ] {
+        assert!(links.iter().any(|l| l == link), "{link} not in {links:?}");
+    }
+
+    // The binary in it is the release build made from the tarball: it runs,
+    // and carries no debug info (Cargo.toml's release profile), unlike the
+    // tests' own debug binary.
+    let unpacked = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("sh")
+            .current_dir(unpacked.path())
+            .arg("-c")
+            .arg(format!(
+                "rpm2archive - < {} | tar -xzf -",
+                shell_quote(&rpm.to_string_lossy())
+            )),
+    );
+    let berth = unpacked.path().join("usr/bin/berth");
+    let version = run_ok(Command::new(&berth).arg("--version"));
+    assert!(version.starts_with("berth "), "{version}");
+    let sections = run_ok(Command::new("readelf").arg("-S").arg(&berth));
+    assert!(
+        !sections.contains(".debug_info"),
+        "a debug build was packaged"
+    );
+
+    // The same files as the .deb.
     let rpm_set = normalized(rpm_files(&rpm));
     let deb_set = normalized(deb_files(berth_deb()));
-    assert!(rpm_set.contains("/usr/bin/berth"), "{rpm_set:?}");
     let only_rpm: Vec<_> = rpm_set.difference(&deb_set).collect();
     let only_deb: Vec<_> = deb_set.difference(&rpm_set).collect();
     assert!(
@@ -311,11 +419,29 @@ fn rpm_spec_builds_with_rpmbuild_and_packages_the_debs_files() {
     for dep in ["libseccomp", "nftables", "systemd"] {
         assert!(requires.lines().any(|l| l.trim() == dep), "{requires}");
     }
-    // Scriptlets name the static units only: never the template, whose
-    // instances are the containers.
-    let scripts = run_ok(Command::new("rpm").arg("-qp").arg("--scripts").arg(&rpm));
-    assert!(scripts.contains("berth-dns.service"), "{scripts}");
-    assert!(!scripts.contains("berth@"), "{scripts}");
+    rpm_scriptlets_are_sane(&rpm);
+}
+
+/// The systemd macros' scriptlets: preset on first install, disable --now on
+/// erase only (both on the static units only, never the template, whose
+/// instances are the containers), daemon-reload after any change; no
+/// scriptlet starts or restarts anything.
+fn rpm_scriptlets_are_sane(rpm: &Path) {
+    let script = |tag: &str| rpm_query(rpm, &format!("%{{{tag}}}\\n")).join("\n");
+    let (post, preun, postun) = (script("POSTIN"), script("PREUN"), script("POSTUN"));
+    for s in [&post, &preun] {
+        assert!(s.contains("berth-dns.service"), "{s}");
+    }
+    for s in [&post, &preun, &postun] {
+        assert!(!s.contains("berth@"), "a scriptlet names the template: {s}");
+        assert!(!s.contains(" start") && !s.contains(" restart"), "{s}");
+    }
+    assert!(post.contains("preset") && post.contains("-eq 1"), "{post}");
+    assert!(
+        preun.contains("disable --now") && preun.contains("-eq 0"),
+        "{preun}"
+    );
+    assert!(postun.contains("daemon-reload"), "{postun}");
 }
 
 #[test]

@@ -9,26 +9,20 @@ mod support;
 
 use std::time::Duration;
 
-use reg::{Layout, Member};
-use support::systemd_box::{BoxOptions, SystemdBox};
+use reg::Member;
+use support::systemd_box::{boot_berth, BoxOptions, SystemdBox};
 
 const SIZE: u64 = 65536;
 
 /// busybox and a few applet links, all owned by 0:0 in the layer.
 fn write_layout(dir: &std::path::Path) {
-    let layout = Layout::new(dir);
-    let busybox: &'static [u8] =
-        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
-    let base = reg::tar_of(&[
-        Member::Dir("bin/", 0o755, 0, 0),
-        Member::File("bin/busybox", busybox, 0o755, 0, 0),
-        Member::Symlink("bin/sh", "busybox"),
+    let base = vec![
         Member::Dir("opq/", 0o755, 0, 0),
         Member::File("opq/old", b"hidden by the top layer\n", 0o644, 0, 0),
         Member::Dir("data/", 0o755, 0, 0),
         Member::File("data/f", b"lower\n", 0o644, 0, 0),
-    ]);
-    let top = reg::tar_of(&[
+    ];
+    let top = vec![
         Member::Dir("etc/", 0o755, 0, 0),
         Member::File("etc/motd", b"from-the-image\n", 0o644, 0, 0),
         // An opaque dir: only `new` is visible (overlayfs reads its
@@ -39,14 +33,8 @@ fn write_layout(dir: &std::path::Path) {
         // Seeds the named volume.
         Member::Dir("vol/", 0o755, 1000, 1000),
         Member::File("vol/seed", b"seed\n", 0o644, 1000, 1000),
-    ]);
-    let config = serde_json::json!({
-        "Entrypoint": ["/bin/busybox", "sh", "-c"],
-        "Env": ["PATH=/bin"],
-    });
-    let built = layout.image(&[base, top], "amd64", config);
-    let mut layout = layout;
-    layout.tag(&built, "1");
+    ];
+    reg::busybox_sh_layout(dir, base, &[top], serde_json::json!({}));
 }
 
 /// Prints what the container sees, writes a file, then stays up.
@@ -98,24 +86,19 @@ fn started(b: &SystemdBox, name: &str) -> u64 {
 fn auto_userns_gives_each_container_its_own_range_and_idmapped_image() {
     require_root!();
     require_program!("nsenter");
-    let b = SystemdBox::boot(
-        BoxOptions::default()
-            .with_berth()
-            .file("/etc/berth/containers/ua.toml", definition())
-            .file("/etc/berth/containers/ub.toml", definition())
-            .file("/etc/berth/containers/uc.toml", definition()),
-    )
-    .unwrap_or_else(|e| panic!("box did not boot: {e}"));
     let layout = tempfile::tempdir().unwrap();
     write_layout(layout.path());
-    b.copy_in(layout.path(), "/srv/img");
-
-    // systemd under `container=` mounts /proc/sys read-only over the box's
-    // /proc; the kernel then refuses a new proc in a user namespace ("VFS:
-    // Mount too revealing", proc(5) / mount_too_revealing()). A host's /proc
-    // has no such overmount; make the box's look like one (its own mount
-    // namespace, nothing outside changes).
-    b.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
+    let b = boot_berth(
+        BoxOptions::default(),
+        &[
+            ("ua", definition()),
+            ("ub", definition()),
+            ("uc", definition()),
+        ],
+        layout.path(),
+        "/srv/img",
+    );
+    b.allow_userns_proc();
     b.sh_ok("mkdir -p /run/bindsrc && touch /run/bindsrc/host-file");
     // Both at once: two first uses of one named volume race to seed it; the
     // one that loses the rename takes the winner's copy.

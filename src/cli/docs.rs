@@ -111,6 +111,17 @@ pub fn complete_if_asked() {
         .complete();
 }
 
+/// clap_complete's zsh script is made to be sourced: it defines the completer
+/// and registers it with `compdef`. The packages install it as `_berth` on
+/// zsh's fpath instead, where compinit autoloads the file as the function
+/// `_berth` at the first TAB: that run would only define and register, and
+/// complete nothing until the second TAB. This line completes in that first
+/// run, and does nothing when the script is sourced (no function is running
+/// then; `if`, so that `source` still returns 0). The idiom of zsh's own fpath files and clap's static scripts
+/// (`funcstack`); the same fix as wavelens/gradient#293.
+const ZSH_AUTOLOAD_BRIDGE: &str =
+    "\nif [[ ${funcstack[1]} = _berth ]]; then _clap_dynamic_completer_berth \"$@\"; fi\n";
+
 /// `berth completion SHELL`: the registration script on stdout. It calls
 /// `berth` by name, so it follows PATH as the shell's own lookup does.
 pub fn completion(args: CompletionArgs) -> anyhow::Result<ExitCode> {
@@ -121,6 +132,9 @@ pub fn completion(args: CompletionArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = Vec::new();
     shell.write_registration(COMPLETE_VAR, "berth", "berth", "berth", &mut out)?;
+    if matches!(args.shell, Shell::Zsh) {
+        out.extend_from_slice(ZSH_AUTOLOAD_BRIDGE.as_bytes());
+    }
     std::io::stdout().write_all(&out)?;
     Ok(ExitCode::SUCCESS)
 }

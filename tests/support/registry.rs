@@ -701,6 +701,38 @@ pub fn busybox_image_layout(work: &Path) -> PathBuf {
     layout_dir
 }
 
+/// The image the declared-container tests run (`oci:DIR:1`): a first layer of
+/// busybox (`bin/busybox` 0755, `bin/sh` → busybox) and `base`, then one
+/// layer per `upper`; `busybox sh -c` is its entrypoint and PATH=/bin, with
+/// `config`'s keys (an object) added to that.
+pub fn busybox_sh_layout(
+    dir: &Path,
+    base: Vec<Member>,
+    upper: &[Vec<Member>],
+    config: serde_json::Value,
+) {
+    let mut layout = Layout::new(dir);
+    let busybox: &'static [u8] =
+        Box::leak(std::fs::read("/bin/busybox").unwrap().into_boxed_slice());
+    let mut first = vec![
+        Member::Dir("bin/", 0o755, 0, 0),
+        Member::File("bin/busybox", busybox, 0o755, 0, 0),
+        Member::Symlink("bin/sh", "busybox"),
+    ];
+    first.extend(base);
+    let mut layers = vec![tar_of(&first)];
+    layers.extend(upper.iter().map(|m| tar_of(m)));
+    let mut cfg = serde_json::json!({
+        "Entrypoint": ["/bin/busybox", "sh", "-c"],
+        "Env": ["PATH=/bin"],
+    });
+    if let (Some(c), Some(extra)) = (cfg.as_object_mut(), config.as_object()) {
+        c.extend(extra.clone());
+    }
+    let built = layout.image(&layers, "amd64", cfg);
+    layout.tag(&built, "1");
+}
+
 /// The busybox binary as a layer: `bin/busybox` and `bin/sh` → busybox.
 pub fn busybox_members() -> Vec<Member> {
     let bb = std::fs::read("/bin/busybox").unwrap();

@@ -149,6 +149,31 @@ impl BoxOptions {
         self.install_berth = true;
         self
     }
+
+    /// Declare containers: each (NAME, definition) as
+    /// /etc/berth/containers/NAME.toml.
+    pub fn definitions(mut self, defs: &[(&str, String)]) -> Self {
+        for (name, body) in defs {
+            self = self.file(&format!("/etc/berth/containers/{name}.toml"), body);
+        }
+        self
+    }
+}
+
+/// The preamble of berth's declared-container tests: a box booted from
+/// `opts` with berth installed and `defs` declared (before boot, so the
+/// generator sees them), and the host directory `tree` (an image layout or a
+/// root filesystem the definitions name) copied to `tree_in_box`.
+pub fn boot_berth(
+    opts: BoxOptions,
+    defs: &[(&str, String)],
+    tree: &Path,
+    tree_in_box: &str,
+) -> SystemdBox {
+    let b = SystemdBox::boot(opts.with_berth().definitions(defs))
+        .unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    b.copy_in(tree, tree_in_box);
+    b
 }
 
 impl Default for BoxOptions {
@@ -538,6 +563,15 @@ impl SystemdBox {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+
+    /// Lets a user namespace in the box mount a new proc, as on a host:
+    /// systemd under `container=` mounts /proc/sys read-only over the box's
+    /// /proc, and the kernel then refuses a new proc in a user namespace
+    /// ("VFS: Mount too revealing", proc(5) / mount_too_revealing()). The
+    /// box's own mount namespace: nothing outside changes.
+    pub fn allow_userns_proc(&self) {
+        self.sh_ok("umount -l /proc/sys/net; umount -l /proc/sys");
     }
 
     /// Copy a host directory tree into the box at `dest_in_box` (created),
