@@ -7,14 +7,16 @@
 //! (a tenth of the instructions of an exec of berth), only to print a
 //! message on stack overflow. Every container start executes berth twice,
 //! so `start_up` does the rest of what std's does, and no more.
-#![no_main]
+// Under `cargo test` the test harness brings its own main.
+#![cfg_attr(not(test), no_main)]
 
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
 use std::path::Path;
 use std::process::ExitCode;
 
+#[cfg(not(test))]
 #[no_mangle]
-pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+pub extern "C" fn main(_argc: c_int, _argv: *const *const std::os::raw::c_char) -> c_int {
     start_up();
     let code = personality();
     // What std's start-up does after main: flush stdout (process::exit does).
@@ -26,6 +28,7 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 /// state file become its stderr), and SIGPIPE is ignored (a closed pipe is
 /// an error to handle, not a death: `personality` restores it for reporting
 /// commands). glibc has already captured argv for `std::env::args`.
+#[cfg_attr(test, allow(dead_code))]
 fn start_up() {
     for fd in 0..3 {
         // SAFETY: fcntl(F_GETFD) only inspects the descriptor.
@@ -45,12 +48,14 @@ fn start_up() {
 }
 
 /// The exit status an `ExitCode` stands for (std keeps it private).
+#[cfg_attr(test, allow(dead_code))]
 fn status(code: ExitCode) -> c_int {
     (0..=255u8)
         .find(|n| ExitCode::from(*n) == code)
         .map_or(1, c_int::from)
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn personality() -> ExitCode {
     berth::trace::step("main");
     let argv0 = std::env::args_os().next().unwrap_or_default();

@@ -256,11 +256,13 @@ fn rpm_files(rpm: &Path) -> BTreeSet<String> {
 
 /// One spelling for both: man pages with or without .gz (each distribution's
 /// tooling compresses its own way), zsh's directory (Debian reads
-/// vendor-completions, Fedora site-functions); Debian's doc files are its own.
+/// vendor-completions, Fedora site-functions); docs and lintian overrides are
+/// each format's own.
 fn normalized(files: BTreeSet<String>) -> BTreeSet<String> {
     files
         .into_iter()
-        .filter(|f| !f.starts_with("/usr/share/doc/"))
+        // Each format's own metadata: docs, and lintian's overrides.
+        .filter(|f| !f.starts_with("/usr/share/doc/") && !f.starts_with("/usr/share/lintian/"))
         .map(|f| {
             f.trim_end_matches(".gz")
                 .replace("/zsh/vendor-completions/", "/zsh/site-functions/")
