@@ -208,13 +208,7 @@ fn oci_guest() -> &'static GuestRun {
             run.get("script_start_s").unwrap_or("?"),
             run.get("script_end_s").unwrap_or("?")
         );
-        if run.get("script_status") != Some("0") {
-            return Err(format!(
-                "the guest script did not finish\n{}",
-                run.diagnostics()
-            ));
-        }
-        Ok(run)
+        uml::finished(run)
     }))
 }
 
@@ -587,13 +581,7 @@ fn systemd_guest() -> &'static GuestRun {
             run.get("system_state").unwrap_or("?"),
             run.get("script_end_s").unwrap_or("?")
         );
-        if run.get("script_status") != Some("0") {
-            return Err(format!(
-                "the guest script did not finish\n{}",
-                run.diagnostics()
-            ));
-        }
-        Ok(run)
+        uml::finished(run)
     }))
 }
 
@@ -1167,13 +1155,7 @@ fn live_guest() -> &'static GuestRun {
             run.wall,
             run.get("script_end_s").unwrap_or("?")
         );
-        if run.get("script_status") != Some("0") {
-            return Err(format!(
-                "the guest script did not finish\n{}",
-                run.diagnostics()
-            ));
-        }
-        Ok(run)
+        uml::finished(run)
     }))
 }
 

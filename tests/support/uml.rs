@@ -532,6 +532,18 @@ sleep 10
     s
 }
 
+/// `run` when the guest's script reached its end with status 0, else an
+/// error with the guest's diagnostics.
+pub fn finished(run: GuestRun) -> Result<GuestRun, String> {
+    if run.get("script_status") != Some("0") {
+        return Err(format!(
+            "the guest script did not finish\n{}",
+            run.diagnostics()
+        ));
+    }
+    Ok(run)
+}
+
 /// Boot a guest, run `opts.script` in it, and return what it reported. `Err`
 /// only when the guest could not be staged or started; a guest that failed
 /// inside comes back as a [`GuestRun`] whose diagnostics say why.
