@@ -1,25 +1,29 @@
 #!/bin/bash
 # Build benchmark: `berth build` vs `podman build` (and `buildah bud` when
-# installed) of the same Containerfile over the same COPY-heavy context:
-# 2000 small files in 20 directories and one incompressible 50 MB file.
+# installed) of the same Containerfile over the same context: 2000 small
+# files in 20 directories and one incompressible 50 MB file, on a busybox
+# base, with two RUN steps (issue 17's shape):
 #
-#   FROM scratch
+#   FROM oci-archive:BASE          busybox, made by `berth import` + `save`
 #   COPY small/ /small/
+#   RUN ls -R /small | wc -l > /count
 #   COPY big.bin /big.bin
+#   RUN sha256sum /big.bin > /big.sum
 #   ENV APP=bench
 #   CMD ["/big.bin"]
 #
 # Cold: each round builds into a fresh, empty store (berth: its own storage
 # root; podman/buildah: their own --root/--runroot), so no layer is cached.
 # Cached: the same build again into the store the cold round filled (every
-# step a cache hit). Rounds interleave the tools; medians and ratios.
-# Stores are made fresh, never deleted between timed steps (the root ext4
-# has no journal: creating files shortly after a big `rm -rf` is slow,
-# TESTING.md), and removed at the end.
+# step a cache hit, no RUN executed). Rounds interleave the tools; medians
+# and ratios. Stores are made fresh, never deleted between timed steps (the
+# root ext4 has no journal: creating files shortly after a big `rm -rf` is
+# slow, TESTING.md), and removed at the end.
 #
-# Podman runs with `--cgroup-manager cgroupfs` and overlay storage on a real
-# directory (/var/tmp), as tests/oci_podman.rs does; no step runs a process,
-# so no runtime is involved.
+# Podman and buildah run RUN with `--isolation chroot` (their OCI isolation
+# wants cgroups set up for them), `--cgroup-manager cgroupfs` and overlay
+# storage on a real directory (/var/tmp); berth runs RUN in its own runtime
+# with its default confinement and no network.
 #
 # Usage: benches/build.sh [ROUNDS]   (root; needs podman; a release berth:
 #   cargo build --release, or BERTH=/path/to/berth)
@@ -41,10 +45,20 @@ for d in $(seq 20); do
     done
 done
 head -c 50000000 /dev/urandom > "$C/big.bin"
-cat > "$C/Containerfile" <<'EOF'
-FROM scratch
+# The base: busybox as an OCI archive both tools read.
+mkdir -p "$W/bb/bin"
+cp /bin/busybox "$W/bb/bin/busybox"
+ln -s busybox "$W/bb/bin/sh"
+tar -C "$W/bb" -cf "$W/bb.tar" .
+"$BERTH" import --storage-root "$W/base-store" "$W/bb.tar" localhost/bb:1 >/dev/null 2>&1 &&
+    "$BERTH" save --storage-root "$W/base-store" -o "$W/base.tar" localhost/bb:1 >/dev/null 2>&1 ||
+    { echo "berth import/save of the busybox base failed" >&2; exit 1; }
+cat > "$C/Containerfile" <<EOF
+FROM oci-archive:$W/base.tar
 COPY small/ /small/
+RUN ls -R /small | wc -l > /count
 COPY big.bin /big.bin
+RUN sha256sum /big.bin > /big.sum
 ENV APP=bench
 CMD ["/big.bin"]
 EOF
@@ -60,11 +74,11 @@ berth_build() { # STORE
 }
 podman_build() { # STORE
     podman --root "$1/storage" --runroot "$1/run" --storage-driver overlay \
-        --cgroup-manager cgroupfs build --layers -q -t localhost/bench:1 "$C"
+        --cgroup-manager cgroupfs build --isolation chroot --layers -q -t localhost/bench:1 "$C"
 }
 buildah_build() { # STORE
     buildah --root "$1/storage" --runroot "$1/run" --storage-driver overlay \
-        bud --layers -q -t localhost/bench:1 "$C"
+        bud --isolation chroot --layers -q -t localhost/bench:1 "$C"
 }
 TOOLS=(berth podman)
 command -v buildah >/dev/null && TOOLS+=(buildah)
