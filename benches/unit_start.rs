@@ -4,8 +4,13 @@
 //! systemd booted in fresh namespaces (tests/support/systemd_box.rs); then the
 //! memory of the supervisors waiting on five idle containers.
 //!
+//! A fourth unit, `delegate`, is the bare one with what every berth@NAME
+//! and the crun unit have and a bare unit has not: `Delegate=yes` in
+//! `berth.slice`. The difference to `bare` is systemd's own cost of a
+//! delegated unit, which no runtime started inside one can win back.
+//!
 //! Run: `cargo bench --bench unit_start [-- ROUNDS]` as root (release build).
-//! Each round starts the three units one after the other; each program is a
+//! Each round starts the units one after the other; each program is a
 //! static stamp that writes CLOCK_REALTIME in ns to a file and exits, and the
 //! time counted is from just before `systemctl start --no-block` to that
 //! stamp. Medians and ratios go to stdout; copy them into
@@ -48,6 +53,7 @@ for u in $UNITS; do
     f=/srv/out/$u
     rm -f $f
     t0=$(date +%s%N)
+    echo "t0 $u $t0"
     systemctl start --no-block $(unit_of $u)
     i=0; while [ ! -s $f ] && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done
     [ -s $f ] && echo "$u $(( $(cat $f) - t0 ))" || echo "$u failed"
@@ -103,6 +109,11 @@ fn main() {
                 "[Service]\nExecStart=/srv/rootfs/stamp /srv/out/bare\n",
             )
             .file(
+                "/etc/systemd/system/bench-delegate.service",
+                "[Service]\nDelegate=yes\nSlice=berth.slice\n\
+                 ExecStart=/srv/rootfs/stamp /srv/out/delegate\n",
+            )
+            .file(
                 "/etc/systemd/system/bench-crun.service",
                 "[Service]\nDelegate=yes\n\
                  ExecStart=/usr/bin/crun --root /run/crun-bench run --bundle /srv/bundle bench-crun\n",
@@ -125,9 +136,9 @@ fn main() {
     }
     b.sh_ok("systemctl daemon-reload");
     let units = if crun {
-        "bare crun berth"
+        "bare delegate crun berth"
     } else {
-        "bare berth"
+        "bare delegate berth"
     };
     if !crun {
         println!("# crun is not installed: the crun-in-a-unit column is missing");
@@ -137,9 +148,17 @@ fn main() {
     );
     // Two rounds to warm the page cache, then the measured ones.
     let mut times: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    // When the last round asked systemd to start berth@bench (CLOCK_REALTIME ns).
+    let mut last_berth_t0 = None;
     for round in 0..rounds + 2 {
         let out = b.sh_ok(&format!("{prelude}{ROUND}"));
         for line in out.lines() {
+            if let Some(t0) = line.strip_prefix("t0 berth ") {
+                last_berth_t0 = t0.trim().parse::<u64>().ok();
+            }
+            if line.starts_with("t0 ") {
+                continue;
+            }
             let mut w = line.split_whitespace();
             let (Some(name), Some(ns)) = (w.next(), w.next()) else {
                 continue;
@@ -177,6 +196,13 @@ fn main() {
     }
     if let (Some(bare), Some(berth)) = (med.get("bare"), med.get("berth")) {
         println!("berth@NAME over a bare unit: +{:.1} ms", berth - bare);
+        if let Some(d) = med.get("delegate") {
+            println!(
+                "a bare Delegate=yes unit in berth.slice over a bare unit: +{:.1} ms; berth@NAME over it: +{:.1} ms",
+                d - bare,
+                berth - d
+            );
+        }
         if let Some(crun) = med.get("crun") {
             println!(
                 "crun in a Delegate=yes unit over a bare unit: +{:.1} ms; berth/crun: {:.2}x",
@@ -187,12 +213,25 @@ fn main() {
     }
     if trace {
         println!("the last berth@bench start, step by step (BERTH_TRACE_START):");
-        // From the last start's first line (the re-execution) to its end.
+        // From the last start's first line (its first `main`) to its end.
         let lines = b.sh_ok(
             "journalctl -q -o cat -u berth@bench.service | grep berth-trace: \
-             | awk '/protected copy made/ {buf = \"\"} {buf = buf $0 \"\\n\"} END {printf \"%s\", buf}'",
+             | awk '/main [(]realtime/ {buf = \"\"} {buf = buf $0 \"\\n\"} END {printf \"%s\", buf}'",
         );
         print!("{lines}");
+        // systemd's share of that start: from `systemctl start` to berth's
+        // first `main` (the trace prints the wall clock there).
+        let main_at = lines
+            .split("(realtime ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if let (Some(t0), Some(main_at)) = (last_berth_t0, main_at) {
+            println!(
+                "from systemctl start to berth's first main: {:.3} ms (systemd's share of that start)",
+                main_at.saturating_sub(t0) as f64 / 1e6
+            );
+        }
     }
     supervisor_memory(&b);
     if crun && support::have_program("conmon") {

@@ -57,7 +57,7 @@ fn status(code: ExitCode) -> c_int {
 
 #[cfg_attr(test, allow(dead_code))]
 fn personality() -> ExitCode {
-    berth::trace::step("main");
+    berth::trace::main_entered();
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = Path::new(&argv0)
         .file_name()

@@ -21,6 +21,8 @@ const ENV_T0: &str = "BERTH_TRACE_T0";
 
 /// The origin in CLOCK_MONOTONIC nanoseconds, when tracing is on.
 static ORIGIN: OnceLock<Option<u64>> = OnceLock::new();
+/// This process set the origin: it is the start's first.
+static ORIGIN_HERE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn now_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -38,6 +40,7 @@ fn origin() -> Option<u64> {
         let inherited = std::env::var(ENV_T0).ok().and_then(|v| v.parse().ok());
         Some(inherited.unwrap_or_else(|| {
             let t0 = now_ns();
+            ORIGIN_HERE.store(true, std::sync::atomic::Ordering::Relaxed);
             // Called first from main, before any thread exists: the
             // re-executed binary and the init child read it back.
             std::env::set_var(ENV_T0, t0.to_string());
@@ -49,6 +52,26 @@ fn origin() -> Option<u64> {
 /// Whether `BERTH_TRACE_START` is on for this process.
 pub fn enabled() -> bool {
     origin().is_some()
+}
+
+/// The first step of every berth process: `main`, and, in the process that
+/// set the origin, the wall clock's time of it, which a benchmark holds
+/// against when it asked systemd to start the unit (systemd's share).
+pub fn main_entered() {
+    if enabled() {
+        if ORIGIN_HERE.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime fills the timespec we own.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+            let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            step(&format!("main (realtime {ns} ns)"));
+        } else {
+            step("main");
+        }
+    }
 }
 
 /// Record that the start reached `what`.

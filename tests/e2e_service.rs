@@ -131,6 +131,23 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
         Duration::from_secs(5),
     );
     let main = show(&b, "berth@web", "MainPID");
+    // The supervisor handed the wait to a fresh image of itself (an
+    // execve: the plan in its environment), and systemd saw no change of
+    // main process: the PID it started is the one it watches.
+    assert_eq!(show(&b, "berth@web", "ExecMainPID"), main);
+    let handed = b.sh_ok(&format!(
+        "tr '\\0' '\\n' < /proc/{main}/environ | grep -c '^BERTH_WATCH=' || true"
+    ));
+    assert_eq!(
+        handed.trim(),
+        "1",
+        "the supervisor of web did not hand off its wait"
+    );
+    assert!(
+        !messages(&b, "berth@web").contains("without the lighter re-executed supervisor"),
+        "{}",
+        messages(&b, "berth@web")
+    );
     // The idle supervisor stays small. Its private (anonymous) memory is
     // what it costs; file-backed pages are the binary's shared page cache
     // (large folios of a freshly copied debug binary inflate VmRSS here).

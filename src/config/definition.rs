@@ -365,7 +365,7 @@ pub struct IdMapping {
 }
 
 /// `[health]`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     /// Run inside the container; exit 0 means healthy. Never empty.
     pub command: Vec<String>,

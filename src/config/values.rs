@@ -52,6 +52,23 @@ macro_rules! string_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        // As its spelling in definition files: the supervisor hands what it
+        // watches to its re-executed waiting loop as JSON (supervise/watch.rs).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!("expected {}", $name::expected()))
+                })
+            }
+        }
     };
 }
 

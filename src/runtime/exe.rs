@@ -366,6 +366,19 @@ fn sealed_memfd() -> Result<OwnedFd, RuntimeError> {
     owned(ro as libc::c_long, "reopen the runtime binary's memfd")
 }
 
+/// Execute the binary this process runs from again (the protected copy,
+/// when it runs from one), with its argv and environment; returns only on
+/// failure. By descriptor, so that the new image's name (`comm`, what `ps`
+/// and `systemctl status` show) is the file's, not `exe`.
+pub fn reexec_self() -> RuntimeError {
+    // SAFETY: open(2) of a constant path; returns a new fd or -1.
+    let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    match owned(fd as libc::c_long, "open /proc/self/exe") {
+        Ok(exe) => reexec(&exe),
+        Err(e) => e,
+    }
+}
+
 /// execveat(fd, "", argv, environ, AT_EMPTY_PATH) with this process's own
 /// argv and environment; returns only on failure.
 fn reexec(exe: &OwnedFd) -> RuntimeError {

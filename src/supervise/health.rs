@@ -89,6 +89,10 @@ impl HealthState {
         }
     }
 
+    /// What the checks run and how often: handed on with the waiting loop.
+    pub fn config(&self) -> &Health {
+        &self.cfg
+    }
     pub fn command(&self) -> &[String] {
         &self.cfg.command
     }

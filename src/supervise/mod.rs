@@ -198,6 +198,10 @@ pub fn load(root: &Path, name: &str) -> Result<Definition, SuperviseError> {
 /// 128+N when signal N killed it, 0 when it died of the stop signal we
 /// forwarded on request.
 pub fn run_service(opts: &RunOptions, name: &str) -> Result<i32, SuperviseError> {
+    // The same line, re-executed to wait (watch.rs: hand_off).
+    if let Some(result) = watch::resume(opts, name) {
+        return result;
+    }
     let def = load(&opts.root, name)?;
     crate::trace::step("supervise: definition loaded");
     if let Ok(expected) = std::env::var("BERTH_DEFINITION_HASH") {
@@ -266,26 +270,31 @@ pub fn run_definition(opts: &RunOptions, def: &Definition) -> Result<i32, Superv
         }
         Err(e) => Err(e),
     };
-    // The supervisor undoes what it can. A service's own cgroup (it is still
-    // in it) and the record naming it are left to `berth cleanup`
-    // (ExecStopPost); a scope has no ExecStopPost, so its supervisor moves
-    // back to the scope's root and removes everything itself.
+    teardown_after_exit(opts, &paths, &st);
+    result
+}
+
+/// The supervisor undoes what it can once its container is gone. A
+/// service's own cgroup (it is still in it) and the record naming it are
+/// left to `berth cleanup` (ExecStopPost); a scope has no ExecStopPost, so
+/// its supervisor moves back to the scope's root and removes everything
+/// itself.
+fn teardown_after_exit(opts: &RunOptions, paths: &Paths, st: &State) {
     let keep_supervisor = opts.systemd;
     if !keep_supervisor {
         if let Some(unit) = &st.unit_cgroup {
             let _ = cgroup::move_into(unit, 0);
         }
     }
-    if let Err(errs) = cleanup::teardown(&paths, &def.name, keep_supervisor) {
+    if let Err(errs) = cleanup::teardown(paths, &paths.name, keep_supervisor) {
         for e in errs {
             journal::event(
                 Priority::Warning,
-                &def.name,
+                &paths.name,
                 "cleanup",
                 &format!("cleanup after exit: {e}"),
                 &[],
             );
         }
     }
-    result
 }

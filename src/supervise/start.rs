@@ -742,7 +742,7 @@ fn plan_reload_signal(def: &Definition) -> i32 {
 }
 
 /// Step 11: the signals the loop handles, blocked, read from a signalfd.
-fn block_signals() -> Result<SignalFd, SuperviseError> {
+pub(super) fn block_signals() -> Result<SignalFd, SuperviseError> {
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGTERM,

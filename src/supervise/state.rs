@@ -21,7 +21,7 @@ pub const RESOURCES_FILE: &str = "resources";
 pub const SECCOMP_CACHE: &str = "seccomp-cache";
 
 /// Where a container's files live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paths {
     /// `RUN/containers/NAME`: state.json, hostname, hosts, resolv.conf,
     /// and the runtime's own record under `runtime/`.

@@ -3,7 +3,8 @@
 //! terminal I/O; forward stop signals, kill after `stop_timeout`, report to
 //! systemd and the journal.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,10 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{cgroup, console, health, journal, notify, Paths, RunOptions, State, SuperviseError};
-use crate::config::{Definition, Notify};
+use serde::{Deserialize, Serialize};
+
+use super::{cgroup, console, health, journal, Paths, RunOptions, State, SuperviseError};
+use crate::config::{Definition, Health, Notify};
 use crate::runtime::{self, Stdio};
 use journal::Priority;
 
@@ -29,7 +32,7 @@ pub(super) struct Running {
     /// Signals we wait for, blocked since before the clone.
     pub(super) signals: SignalFd,
     /// The container's sd_notify socket (`notify = "container"`).
-    pub(super) notify: Option<std::os::unix::net::UnixDatagram>,
+    pub(super) notify: Option<UnixDatagram>,
     /// `[health]`: the checks' state and how to exec them.
     pub(super) health: Option<HealthRunner>,
     /// The pty master of `berth run -t`.
@@ -37,6 +40,49 @@ pub(super) struct Running {
     /// payload/'s `memory.events`, open: the kernel wakes a poll on it
     /// (POLLPRI) when a count changes, an OOM kill among them.
     pub(super) memory_events: Option<std::fs::File>,
+}
+
+/// Everything the waiting loop knows of its container but its
+/// descriptors, as plain data: a service's supervisor hands it across an
+/// execve to a fresh image of itself ([`hand_off`]), which then holds
+/// nothing of the start (issue 13).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct WatchPlan {
+    name: String,
+    /// Under systemd: sd_notify messages go to it.
+    systemd: bool,
+    paths: Paths,
+    /// The container's main process.
+    pid: i32,
+    payload: Option<PathBuf>,
+    stop_signal: i32,
+    reload_signal: i32,
+    stop_timeout: Duration,
+    /// The checks' configuration, the definition's or the image's.
+    health: Option<Health>,
+    /// `notify = "healthy"` with checks: READY=1 waits for a passing one.
+    waits_for_health: bool,
+    /// The container's sd_notify socket, inherited across the handoff.
+    notify_fd: Option<RawFd>,
+}
+
+impl WatchPlan {
+    fn new(opts: &RunOptions, def: &Definition, paths: &Paths, running: &Running) -> WatchPlan {
+        let health = running.health.as_ref().map(|h| h.state.config().clone());
+        WatchPlan {
+            name: def.name.clone(),
+            systemd: opts.systemd,
+            paths: paths.clone(),
+            pid: running.container.pid().as_raw(),
+            payload: running.payload.clone(),
+            stop_signal: running.stop_signal,
+            reload_signal: running.reload_signal,
+            stop_timeout: def.service.stop_timeout,
+            waits_for_health: def.service.notify == Notify::Healthy && health.is_some(),
+            health,
+            notify_fd: None,
+        }
+    }
 }
 
 /// What running a health check in the container takes.
@@ -92,29 +138,209 @@ pub fn relay_notify(message: &str) -> Option<String> {
 
 use runtime::exit_status as status_code;
 
+/// The descriptors the loop waits on.
+struct Live {
+    signals: SignalFd,
+    notify: Option<UnixDatagram>,
+    console: Option<std::os::fd::OwnedFd>,
+    memory_events: Option<std::fs::File>,
+    /// The start's handle on the container, kept for as long as it runs
+    /// (not across a handoff: only its PID is needed to watch it).
+    _container: Option<runtime::Container>,
+}
+
 /// The steady state: wait for signals and the container's exit.
 pub(super) fn supervise(
     opts: &RunOptions,
     def: &Definition,
     paths: &Paths,
     st: &mut State,
-    running: Running,
+    mut running: Running,
 ) -> Result<i32, SuperviseError> {
-    let mut w = Watch::new(opts, def, paths, st, running);
-    w.announce_start();
+    let mut plan = WatchPlan::new(opts, def, paths, &running);
+    let health = running.health.take();
+    announce_start(&plan, def, st, running.notify.is_some());
+    // A service's supervisor waits from here on in a fresh image of
+    // itself, which holds nothing of the start. Not with a terminal to
+    // relay (ad hoc `berth run -t`), nor when the exec fails: then it waits
+    // as it is.
+    if opts.systemd && running.console.is_none() {
+        if let Err(e) = st.save(&paths.run_dir) {
+            tracing::debug!("saving the record before the handoff: {e}");
+        }
+        let e = hand_off(&mut plan, running.notify.as_ref());
+        journal::event(
+            Priority::Warning,
+            &def.name,
+            "handoff",
+            &format!(
+                "waiting on container \"{}\" without the lighter re-executed supervisor: {e}",
+                def.name
+            ),
+            &[],
+        );
+    }
+    let live = Live {
+        signals: running.signals,
+        notify: running.notify,
+        console: running.console,
+        memory_events: running.memory_events,
+        _container: Some(running.container),
+    };
+    watch(&plan, st, live, health)
+}
+
+/// The loop itself, entered from [`supervise`] or, after a handoff, from
+/// [`resume`].
+fn watch(
+    plan: &WatchPlan,
+    st: &mut State,
+    live: Live,
+    health: Option<HealthRunner>,
+) -> Result<i32, SuperviseError> {
+    let mut w = Watch::new(plan, st, live, health);
     // The supervisor idles next to its container for as long as it runs:
-    // give back the start's heap and the binary's resident read-only pages
-    // (they fault back from the page cache if a stop or health check needs
-    // them), so a host with many containers pays little for each.
+    // give back the binary's resident read-only pages (they fault back
+    // from the page cache if a stop or health check needs them), so a host
+    // with many containers pays little for each.
     runtime::release_resident_code();
     // Raw mode only while relaying; restored when this goes out of scope.
-    let _raw = w.running.console.as_ref().map(|m| {
+    let _raw = w.live.console.as_ref().map(|m| {
         console::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(m));
         console::sync_size(m);
         console::RawMode::enter()
     });
     let code = w.run()?;
     Ok(w.finish(code))
+}
+
+/// The environment variable that carries a [`WatchPlan`] across the
+/// handoff's execve.
+const HANDOFF_ENV: &str = "BERTH_WATCH";
+
+/// Re-execute this binary (the protected copy the supervisor runs from:
+/// health checks clone from it) with the same argv, the loop's plan in the
+/// environment and the container's notify socket inherited. The PID stays,
+/// and with it everything systemd knows: main PID, NotifyAccess=main,
+/// the container as its child, the blocked signals and any pending one.
+/// Returns only when the execve failed, with why.
+fn hand_off(plan: &mut WatchPlan, notify: Option<&UnixDatagram>) -> String {
+    let inherit = |fd: RawFd, on: bool| {
+        let flags = if on { 0 } else { libc::FD_CLOEXEC };
+        // SAFETY: F_SETFD on a descriptor we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }
+    };
+    plan.notify_fd = notify.map(|s| s.as_raw_fd());
+    let json = match serde_json::to_string(plan) {
+        Ok(j) => j,
+        Err(e) => return e.to_string(),
+    };
+    // Single-threaded: nothing else reads the environment meanwhile.
+    std::env::set_var(HANDOFF_ENV, json);
+    if let Some(fd) = plan.notify_fd {
+        inherit(fd, true);
+    }
+    crate::trace::step("supervise: handing the wait to a fresh image");
+    let err = runtime::reexec_self();
+    std::env::remove_var(HANDOFF_ENV);
+    if let Some(fd) = plan.notify_fd {
+        inherit(fd, false);
+    }
+    plan.notify_fd = None;
+    err.to_string()
+}
+
+/// The re-executed supervisor of `name` (service mode): when the
+/// environment carries a handoff's plan, wait on the container as the
+/// supervisor that started it would have, then exit as it would: None
+/// when this is no handoff.
+pub(super) fn resume(opts: &RunOptions, name: &str) -> Option<Result<i32, SuperviseError>> {
+    let json = std::env::var_os(HANDOFF_ENV)?;
+    // Not for the container's health checks or anything else we start.
+    std::env::remove_var(HANDOFF_ENV);
+    crate::trace::step("supervise: resumed in a fresh image");
+    Some(resume_plan(opts, name, json.as_encoded_bytes()))
+}
+
+fn resume_plan(opts: &RunOptions, name: &str, json: &[u8]) -> Result<i32, SuperviseError> {
+    let bad = |reason: String| SuperviseError::Exec {
+        name: name.to_string(),
+        reason: format!("the re-executed supervisor's plan ({HANDOFF_ENV}): {reason}"),
+    };
+    let plan: WatchPlan = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    if plan.name != name || !opts.systemd {
+        return Err(bad(format!("it is for \"{}\"", plan.name)));
+    }
+    // SAFETY: the descriptor was ours before the execve, handed on for
+    // this; nothing else in this fresh image owns it.
+    let notify = plan
+        .notify_fd
+        .map(|fd| unsafe { UnixDatagram::from_raw_fd(fd) });
+    if let Some(s) = &notify {
+        // SAFETY: F_SETFD on the descriptor just taken.
+        unsafe { libc::fcntl(s.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let run_dir = &plan.paths.run_dir;
+    let mut st =
+        State::load(run_dir)?.ok_or_else(|| bad(format!("no record in {}", run_dir.display())))?;
+    let health = match &plan.health {
+        Some(cfg) => {
+            let template = super::ExecTemplate::load(run_dir)?
+                .ok_or_else(|| bad(format!("no exec template in {}", run_dir.display())))?;
+            Some(HealthRunner {
+                state: health::HealthState::new(cfg.clone(), Instant::now()),
+                template,
+                seccomp_cache: plan.paths.seccomp_cache.clone(),
+            })
+        }
+        None => None,
+    };
+    // The signals stayed blocked across the execve, and any pending one
+    // is still pending: a new signalfd reads it.
+    let live = Live {
+        signals: super::start::block_signals()?,
+        notify,
+        console: None,
+        memory_events: plan
+            .payload
+            .as_ref()
+            .and_then(|p| std::fs::File::open(p.join("memory.events")).ok()),
+        _container: None,
+    };
+    let result = watch(&plan, &mut st, live, health);
+    super::teardown_after_exit(opts, &plan.paths, &st);
+    result
+}
+
+/// Tell systemd and the journal that the container runs (READY=1 unless
+/// the container or its first health check says so later).
+fn announce_start(plan: &WatchPlan, def: &Definition, st: &mut State, container_notifies: bool) {
+    let (name, pid) = (plan.name.as_str(), plan.pid);
+    let notify = |m: &str| {
+        if plan.systemd {
+            crate::systemd::notify(m);
+        }
+    };
+    if plan.health.is_some() {
+        st.health = Some(health::Status::Starting.as_str().to_string());
+        let _ = st.save(&plan.paths.run_dir);
+    }
+    if container_notifies {
+        notify("STATUS=running, waiting for the container's READY=1");
+    } else if plan.waits_for_health {
+        notify("STATUS=running, waiting for the first passing health check");
+    } else if def.service.notify == Notify::Healthy {
+        notify("READY=1\nSTATUS=running (notify = \"healthy\" without [health]: ready at start)");
+    } else {
+        notify(&format!("READY=1\nSTATUS=running{}", where_reached(st)));
+    }
+    journal::event(
+        Priority::Info,
+        name,
+        "started",
+        &format!("container \"{name}\" started (pid {pid})"),
+        &[("CONTAINER_PID", pid.to_string())],
+    );
 }
 
 /// The watch loop's state. [`Watch::run`] waits for the next event and
@@ -124,16 +350,12 @@ pub(super) fn supervise(
 /// terminal I/O ([`Watch::on_console`]), an sd_notify message
 /// ([`Watch::on_notify`]) and a signal from systemd ([`Watch::on_signal`]).
 struct Watch<'a> {
-    opts: &'a RunOptions,
-    def: &'a Definition,
-    paths: &'a Paths,
+    plan: &'a WatchPlan,
     st: &'a mut State,
-    running: Running,
+    live: Live,
     /// The container's main process.
     pid: Pid,
     health: Option<HealthRunner>,
-    /// `notify = "healthy"` with `[health]`: READY=1 waits for a passing check.
-    waits_for_health: bool,
     ready_sent: bool,
     /// Set by the first stop signal: when the container is killed.
     deadline: Option<Instant>,
@@ -155,25 +377,19 @@ struct ConsoleReady {
 
 impl<'a> Watch<'a> {
     fn new(
-        opts: &'a RunOptions,
-        def: &'a Definition,
-        paths: &'a Paths,
+        plan: &'a WatchPlan,
         st: &'a mut State,
-        mut running: Running,
+        live: Live,
+        health: Option<HealthRunner>,
     ) -> Watch<'a> {
-        let health = running.health.take();
-        let waits_for_health = def.service.notify == Notify::Healthy && health.is_some();
-        let ready_sent = running.notify.is_none() && !waits_for_health;
-        let with_console = running.console.is_some();
+        let ready_sent = live.notify.is_none() && !plan.waits_for_health;
+        let with_console = live.console.is_some();
         Watch {
-            opts,
-            def,
-            paths,
+            plan,
             st,
-            pid: running.container.pid(),
-            running,
+            pid: Pid::from_raw(plan.pid),
+            live,
             health,
-            waits_for_health,
             ready_sent,
             deadline: None,
             forwarded: None,
@@ -184,42 +400,13 @@ impl<'a> Watch<'a> {
     }
 
     fn name(&self) -> &'a str {
-        &self.def.name
+        &self.plan.name
     }
 
-    /// Tell systemd and the journal that the container runs (READY=1 unless
-    /// the container or its first health check says so later).
-    fn announce_start(&mut self) {
-        let (opts, name, pid) = (self.opts, self.name(), self.pid);
-        if self.health.is_some() {
-            self.st.health = Some(health::Status::Starting.as_str().to_string());
-            let _ = self.st.save(&self.paths.run_dir);
+    fn notify(&self, message: &str) {
+        if self.plan.systemd {
+            crate::systemd::notify(message);
         }
-        if self.running.notify.is_some() {
-            notify(opts, "STATUS=running, waiting for the container's READY=1");
-        } else if self.waits_for_health {
-            notify(
-                opts,
-                "STATUS=running, waiting for the first passing health check",
-            );
-        } else if self.def.service.notify == Notify::Healthy {
-            notify(
-                opts,
-                "READY=1\nSTATUS=running (notify = \"healthy\" without [health]: ready at start)",
-            );
-        } else {
-            notify(
-                opts,
-                &format!("READY=1\nSTATUS=running{}", where_reached(self.st)),
-            );
-        }
-        journal::event(
-            Priority::Info,
-            name,
-            "started",
-            &format!("container \"{name}\" started (pid {pid})"),
-            &[("CONTAINER_PID", pid.to_string())],
-        );
     }
 
     /// Until the main process is gone: its exit status.
@@ -241,7 +428,7 @@ impl<'a> Watch<'a> {
             }
             self.on_console(ready)?;
             self.on_notify();
-            while let Ok(Some(info)) = self.running.signals.read_signal() {
+            while let Ok(Some(info)) = self.live.signals.read_signal() {
                 if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
                     self.on_signal(sig);
                 }
@@ -279,7 +466,7 @@ impl<'a> Watch<'a> {
         if self.deadline.is_some() || !h.state.due(now) {
             return;
         }
-        let failed = match h.spawn(name, self.pid, self.running.payload.as_ref()) {
+        let failed = match h.spawn(name, self.pid, self.plan.payload.as_ref()) {
             Ok(p) => {
                 h.state.started(p, now);
                 None
@@ -308,7 +495,7 @@ impl<'a> Watch<'a> {
         let s = status.as_str();
         // `berth ps`/`inspect` read it from the record.
         self.st.health = Some(s.to_string());
-        let _ = self.st.save(&self.paths.run_dir);
+        let _ = self.st.save(&self.plan.paths.run_dir);
         let prio = if status == health::Status::Unhealthy {
             Priority::Warning
         } else {
@@ -321,15 +508,15 @@ impl<'a> Watch<'a> {
             &format!("container \"{name}\" is {s}"),
             &[("HEALTH", s.to_string())],
         );
-        if status == health::Status::Healthy && !self.ready_sent && self.waits_for_health {
-            notify(self.opts, "READY=1\nSTATUS=running (healthy)");
+        if status == health::Status::Healthy && !self.ready_sent && self.plan.waits_for_health {
+            self.notify("READY=1\nSTATUS=running (healthy)");
             self.ready_sent = true;
         } else {
-            notify(self.opts, &format!("STATUS=running ({s})"));
+            self.notify(&format!("STATUS=running ({s})"));
         }
         if status == health::Status::Unhealthy
             && self
-                .def
+                .plan
                 .health
                 .as_ref()
                 .is_some_and(|h| h.on_failure != crate::config::OnFailure::None)
@@ -342,7 +529,7 @@ impl<'a> Watch<'a> {
                 &format!("killing unhealthy container \"{name}\""),
                 &[],
             );
-            kill_all(&self.running, Signal::SIGKILL);
+            kill_all(self.plan, Signal::SIGKILL);
         }
     }
 
@@ -355,11 +542,11 @@ impl<'a> Watch<'a> {
             "stop-timeout",
             &format!(
                 "container \"{name}\" did not stop within {}s, killing it",
-                self.def.service.stop_timeout.as_secs_f64()
+                self.plan.stop_timeout.as_secs_f64()
             ),
             &[],
         );
-        kill_all(&self.running, Signal::SIGKILL);
+        kill_all(self.plan, Signal::SIGKILL);
         self.killed = true;
     }
 
@@ -374,18 +561,18 @@ impl<'a> Watch<'a> {
         if let Some(h) = &self.health {
             timeout = timeout.min(h.state.next_wakeup(now).max(Duration::from_millis(1)));
         }
-        let mut fds = vec![PollFd::new(self.running.signals.as_fd(), PollFlags::POLLIN)];
-        if let Some(sock) = &self.running.notify {
+        let mut fds = vec![PollFd::new(self.live.signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(sock) = &self.live.notify {
             fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
         }
         let mut events_at = None;
-        if let Some(f) = &self.running.memory_events {
+        if let Some(f) = &self.live.memory_events {
             events_at = Some(fds.len());
             fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
         }
         let stdin = std::io::stdin();
         let (mut stdin_at, mut master_at) = (None, None);
-        if let Some(m) = &self.running.console {
+        if let Some(m) = &self.live.console {
             if self.stdin_open {
                 stdin_at = Some(fds.len());
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
@@ -418,7 +605,7 @@ impl<'a> Watch<'a> {
     /// `berth run -t`: relay the terminal both ways.
     fn on_console(&mut self, ready: ConsoleReady) -> Result<(), SuperviseError> {
         use std::os::fd::AsRawFd;
-        let Some(m) = &self.running.console else {
+        let Some(m) = &self.live.console else {
             return Ok(());
         };
         if ready.stdin {
@@ -440,7 +627,7 @@ impl<'a> Watch<'a> {
 
     /// The container's sd_notify messages: relay what it may say.
     fn on_notify(&self) {
-        let Some(sock) = &self.running.notify else {
+        let Some(sock) = &self.live.notify else {
             return;
         };
         while let Some((text, from_container)) = super::sender::recv(sock, self.pid) {
@@ -455,7 +642,7 @@ impl<'a> Watch<'a> {
                 continue;
             }
             if let Some(m) = relay_notify(&text) {
-                notify(self.opts, &m);
+                self.notify(&m);
             }
         }
     }
@@ -466,12 +653,12 @@ impl<'a> Watch<'a> {
         match sig {
             Signal::SIGCHLD => {}
             Signal::SIGWINCH => {
-                if let Some(m) = &self.running.console {
+                if let Some(m) = &self.live.console {
                     console::sync_size(m);
                 }
             }
             Signal::SIGHUP => {
-                let to = self.running.reload_signal;
+                let to = self.plan.reload_signal;
                 if to != libc::SIGHUP {
                     journal::event(
                         Priority::Info,
@@ -489,13 +676,13 @@ impl<'a> Watch<'a> {
             }
             _ => {
                 let to = if sig == Signal::SIGTERM {
-                    self.running.stop_signal
+                    self.plan.stop_signal
                 } else {
                     sig as i32
                 };
                 if self.deadline.is_none() {
                     let name = self.name();
-                    notify(self.opts, "STOPPING=1\nSTATUS=stopping");
+                    self.notify("STOPPING=1\nSTATUS=stopping");
                     journal::event(
                         Priority::Info,
                         name,
@@ -506,7 +693,7 @@ impl<'a> Watch<'a> {
                         ),
                         &[],
                     );
-                    self.deadline = Some(Instant::now() + self.def.service.stop_timeout);
+                    self.deadline = Some(Instant::now() + self.plan.stop_timeout);
                 }
                 let _ = runtime::send_signal(self.pid.as_raw(), to);
                 self.forwarded = Some(to);
@@ -519,17 +706,17 @@ impl<'a> Watch<'a> {
     /// 0 for a stop by the signal we forwarded, else `code`.
     fn finish(&mut self, code: i32) -> i32 {
         let name = self.name();
-        if let Some(m) = &self.running.console {
+        if let Some(m) = &self.live.console {
             console::drain(m);
         }
         // Kills the loop has not seen yet (the last ones, or all of them
         // without a memory.events to poll).
         self.on_memory_events();
         // The main process is gone: nothing else in the container may outlive it.
-        kill_all(&self.running, Signal::SIGKILL);
+        kill_all(self.plan, Signal::SIGKILL);
         self.st.container_pid = None;
         self.st.container_start_time = None;
-        let _ = self.st.save(&self.paths.run_dir);
+        let _ = self.st.save(&self.plan.paths.run_dir);
         let clean_stop = self.forwarded.is_some_and(|s| code == 128 + s);
         let message = if code > 128 {
             let sig = Signal::try_from(code - 128)
@@ -582,7 +769,7 @@ impl Watch<'_> {
             ],
         );
         self.st.oom_kills = total;
-        let _ = self.st.save(&self.paths.run_dir);
+        let _ = self.st.save(&self.plan.paths.run_dir);
     }
 
     /// `oom_kill` of payload/'s `memory.events`: read through the open file
@@ -590,7 +777,7 @@ impl Watch<'_> {
     /// supervisor allocates nothing for it; else by path.
     fn read_oom_kills(&self) -> Option<u64> {
         use std::os::unix::fs::FileExt;
-        match &self.running.memory_events {
+        match &self.live.memory_events {
             Some(f) => {
                 let mut buf = [0u8; 512];
                 let n = f.read_at(&mut buf, 0).ok()?;
@@ -598,7 +785,7 @@ impl Watch<'_> {
                 Some(cgroup::parse_oom_kills(text))
             }
             None => {
-                let p = self.running.payload.as_ref()?.join("memory.events");
+                let p = self.plan.payload.as_ref()?.join("memory.events");
                 let text = std::fs::read_to_string(p).ok()?;
                 Some(cgroup::parse_oom_kills(&text))
             }
@@ -634,13 +821,13 @@ fn reap(main: Pid) -> Result<Reaped, SuperviseError> {
     Ok((result, others))
 }
 
-fn kill_all(running: &Running, sig: Signal) {
-    match &running.payload {
+fn kill_all(plan: &WatchPlan, sig: Signal) {
+    match &plan.payload {
         Some(p) => {
             let _ = runtime::cgroup_kill(p, sig);
         }
         None => {
-            let _ = kill(running.container.pid(), sig);
+            let _ = kill(Pid::from_raw(plan.pid), sig);
         }
     }
 }
