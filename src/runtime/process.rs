@@ -212,8 +212,13 @@ pub fn write_id_mappings(pid: Pid, spec: &Spec) -> Result<(), RuntimeError> {
 /// (the GOT in RELRO: read-only now) is anonymous and never touched: in a
 /// mapping that has such pages, /proc/self/pagemap tells them apart.
 pub fn release_resident_code() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    drop_file_pages();
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; after
+    // the walk, which read the whole smaps text into the heap.
     unsafe { libc::malloc_trim(0) };
+}
+
+fn drop_file_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
