@@ -13,6 +13,12 @@
 //! Debian ships runc, containerd and podman the same way (Go builds
 //! non-PIE executables). A distribution whose policy requires PIE builds
 //! with `BERTH_PIE=1`; berth then works the same, only slower to start.
+//!
+//! It also compiles `src/waiter/waiter.rs`, the idle supervisor's waiting
+//! program, on its own (no std, no libc, static: a few KiB), for berth to
+//! embed (`cfg(berth_waiter)`; supervise/watch.rs executes it from a memfd).
+//! Only on x86_64 Linux, where its raw system calls are right; elsewhere, or
+//! when it cannot be built, a supervisor waits in itself.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=BERTH_PIE");
@@ -21,4 +27,58 @@ fn main() {
     if linux && !pie {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
+    println!("cargo:rustc-check-cfg=cfg(berth_waiter)");
+    let x86_64 = std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
+    if linux && x86_64 {
+        match build_waiter() {
+            Ok(()) => println!("cargo:rustc-cfg=berth_waiter"),
+            Err(e) => println!(
+                "cargo:warning=the idle waiter (src/waiter/waiter.rs) was not built, supervisors will wait in themselves: {e}"
+            ),
+        }
+    }
+}
+
+fn build_waiter() -> Result<(), String> {
+    const SRC: &str = "src/waiter/waiter.rs";
+    println!("cargo:rerun-if-changed={SRC}");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
+        .join("berth-wait");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let target = std::env::var("TARGET").map_err(|e| e.to_string())?;
+    let status = std::process::Command::new(rustc)
+        .args([
+            "--edition",
+            "2021",
+            "--crate-type",
+            "bin",
+            "--target",
+            &target,
+        ])
+        .args([
+            "-C",
+            "opt-level=s",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+        ])
+        .args([
+            "-C",
+            "relocation-model=static",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
+        .args(["-C", "link-arg=-static", "-C", "link-arg=-no-pie"])
+        .args(["-C", "link-arg=-Wl,--build-id=none"])
+        .arg("-o")
+        .arg(&out)
+        .arg(SRC)
+        .status()
+        .map_err(|e| format!("rustc: {e}"))?;
+    if !status.success() {
+        return Err(format!("rustc {SRC}: {status}"));
+    }
+    Ok(())
 }

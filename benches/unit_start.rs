@@ -216,7 +216,9 @@ fn main() {
         // From the last start's first line (its first `main`) to its end.
         let lines = b.sh_ok(
             "journalctl -q -o cat -u berth@bench.service | grep berth-trace: \
-             | awk '/main [(]realtime/ {buf = \"\"} {buf = buf $0 \"\\n\"} END {printf \"%s\", buf}'",
+             | awk '/main [(]realtime/ {first = $0 \"\\n\"; next} \
+                    /protected copy made/ {buf = first} {buf = buf $0 \"\\n\"} \
+                    END {printf \"%s\", buf}'",
         );
         print!("{lines}");
         // systemd's share of that start: from `systemctl start` to berth's
@@ -293,6 +295,18 @@ fn supervisor_memory(b: &SystemdBox) {
     );
     println!("  the first one's anonymous KiB by mapping:");
     for l in by_map.lines() {
+        println!("    {l}");
+    }
+    // And where its resident pages are (file-backed ones are shared with
+    // the other supervisors: PSS divides them).
+    let rss_by_map = b.sh_ok(
+        "p=$(systemctl show -p MainPID --value berth@idle1); \
+         awk '/^[0-9a-f]+-[0-9a-f]+ / {n = ($6 == \"\" ? \"[anon]\" : $6) \" \" $2} \
+              /^Rss:/ {a[n] += $2} END {for (k in a) if (a[k] > 0) print a[k], k}' \
+         /proc/$p/smaps | sort -rn | head -10",
+    );
+    println!("  the first one's resident KiB by mapping:");
+    for l in rss_by_map.lines() {
         println!("    {l}");
     }
     b.sh_ok("systemctl stop berth@idle1 berth@idle2 berth@idle3 berth@idle4 berth@idle5");

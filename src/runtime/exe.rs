@@ -153,7 +153,7 @@ pub fn ensure_protected() -> Result<(), RuntimeError> {
         }
     };
     crate::trace::step("protected copy made, re-executing");
-    Err(reexec(&exe))
+    Err(execute(&exe))
 }
 
 fn cstr(s: &OsStr) -> Result<CString, RuntimeError> {
@@ -332,6 +332,12 @@ fn stat_path(p: &Path) -> Result<libc::stat, RuntimeError> {
 fn sealed_memfd() -> Result<OwnedFd, RuntimeError> {
     let mut src =
         File::open("/proc/self/exe").map_err(|e| RuntimeError::io("open", "/proc/self/exe", e))?;
+    sealed_program(&mut src)
+}
+
+/// A sealed memfd holding the program `src` reads, for [`execute`]: nothing
+/// can write it, and it has no path.
+pub fn sealed_program(src: &mut impl std::io::Read) -> Result<OwnedFd, RuntimeError> {
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // MFD_EXEC (Linux 6.3) where vm.memfd_noexec would otherwise refuse exec.
     // SAFETY: memfd_create(2) with a NUL-terminated name; returns a new fd.
@@ -342,7 +348,7 @@ fn sealed_memfd() -> Result<OwnedFd, RuntimeError> {
     }
     let memfd = owned(fd as libc::c_long, "memfd_create")?;
     let mut dst = File::from(memfd);
-    std::io::copy(&mut src, &mut dst)
+    std::io::copy(src, &mut dst)
         .map_err(|e| RuntimeError::io("copy the runtime binary", "/proc/self/exe", e))?;
     let fd = dst.as_raw_fd();
     // 0511 as runc: no one may open it for writing by its mode either.
@@ -366,22 +372,9 @@ fn sealed_memfd() -> Result<OwnedFd, RuntimeError> {
     owned(ro as libc::c_long, "reopen the runtime binary's memfd")
 }
 
-/// Execute the binary this process runs from again (the protected copy,
-/// when it runs from one), with its argv and environment; returns only on
-/// failure. By descriptor, so that the new image's name (`comm`, what `ps`
-/// and `systemctl status` show) is the file's, not `exe`.
-pub fn reexec_self() -> RuntimeError {
-    // SAFETY: open(2) of a constant path; returns a new fd or -1.
-    let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    match owned(fd as libc::c_long, "open /proc/self/exe") {
-        Ok(exe) => reexec(&exe),
-        Err(e) => e,
-    }
-}
-
 /// execveat(fd, "", argv, environ, AT_EMPTY_PATH) with this process's own
 /// argv and environment; returns only on failure.
-fn reexec(exe: &OwnedFd) -> RuntimeError {
+pub fn execute(exe: &impl AsRawFd) -> RuntimeError {
     let argv: Result<Vec<CString>, _> = std::env::args_os().map(|a| cstr(&a)).collect();
     let argv = match argv {
         Ok(a) => a,

@@ -51,7 +51,9 @@ pub use cgroup::{
     shares_to_weight, CgroupState, CGROUP_ROOT,
 };
 use channel::{Channel, Message};
-pub use exe::{ensure_protected, protection as exe_protection, reexec_self, Protection};
+pub use exe::{
+    ensure_protected, execute, protection as exe_protection, sealed_program, Protection,
+};
 pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
 pub use init::plan_personality;

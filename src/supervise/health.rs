@@ -65,6 +65,28 @@ impl Status {
     }
 }
 
+/// [`HealthState`] between checks, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthSnapshot {
+    failures: u32,
+    status: String,
+    /// CLOCK_MONOTONIC, ms.
+    started_at_ms: u64,
+    next_run_at_ms: u64,
+}
+
+/// CLOCK_MONOTONIC in ms: the clock [`Instant`] reads, as a number that
+/// means the same in another process.
+pub fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// The state of the checks of one running container.
 #[derive(Debug, Clone)]
 pub struct HealthState {
@@ -92,6 +114,48 @@ impl HealthState {
     /// What the checks run and how often: handed on with the waiting loop.
     pub fn config(&self) -> &Health {
         &self.cfg
+    }
+
+    /// Whether a check runs now.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The state between checks as plain data: the supervisor hands it
+    /// across an execve (watch.rs), so its times are on the clock both
+    /// sides share, CLOCK_MONOTONIC (`now` is that clock's `mono_ms` ms).
+    /// None while a check runs (its PID and deadline stay with the process
+    /// that started it).
+    pub fn snapshot(&self, now: Instant, mono_ms: u64) -> Option<HealthSnapshot> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let ms = |d: Duration| d.as_millis() as u64;
+        Some(HealthSnapshot {
+            failures: self.failures,
+            status: self.status.as_str().to_string(),
+            started_at_ms: mono_ms.saturating_sub(ms(now.saturating_duration_since(self.started))),
+            next_run_at_ms: mono_ms + ms(self.next_run.saturating_duration_since(now)),
+        })
+    }
+
+    /// The state a [`HealthState::snapshot`] took, at `now` (`mono_ms` on
+    /// CLOCK_MONOTONIC): what was due meanwhile is due now.
+    pub fn restore(cfg: Health, snap: &HealthSnapshot, now: Instant, mono_ms: u64) -> HealthState {
+        let status = match snap.status.as_str() {
+            "healthy" => Status::Healthy,
+            "unhealthy" => Status::Unhealthy,
+            _ => Status::Starting,
+        };
+        let ago = Duration::from_millis(mono_ms.saturating_sub(snap.started_at_ms));
+        HealthState {
+            cfg,
+            started: now.checked_sub(ago).unwrap_or(now),
+            failures: snap.failures,
+            status,
+            next_run: now + Duration::from_millis(snap.next_run_at_ms.saturating_sub(mono_ms)),
+            in_flight: None,
+        }
     }
     pub fn command(&self) -> &[String] {
         &self.cfg.command
@@ -176,6 +240,29 @@ mod tests {
             on_failure: OnFailure::None,
             start_interval: Duration::from_secs(1),
         }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_its_times_across_the_handoff() {
+        let t0 = Instant::now();
+        let mut h = HealthState::new(cfg(3, 0), t0);
+        h.started(7, t0);
+        assert_eq!(h.snapshot(t0, 1_000_000), None, "not while a check runs");
+        assert_eq!(h.finished(false, t0), None);
+        // Next check in 10 s; taken at monotonic 1_000_000 ms.
+        let snap = h.snapshot(t0, 1_000_000).unwrap();
+        // Back 4 s later (another process, another Instant): due in 6 s.
+        let t1 = t0 + Duration::from_secs(100);
+        let r = HealthState::restore(cfg(3, 0), &snap, t1, 1_004_000);
+        assert!(!r.due(t1));
+        assert_eq!(r.next_wakeup(t1), Duration::from_secs(6));
+        // Back after it was due: due at once, and the failure still counts.
+        let mut r = HealthState::restore(cfg(3, 0), &snap, t1, 1_011_000);
+        assert!(r.due(t1));
+        r.started(8, t1);
+        assert_eq!(r.finished(false, t1), None);
+        r.started(9, t1);
+        assert_eq!(r.finished(false, t1), Some(Status::Unhealthy));
     }
 
     #[test]

@@ -43,10 +43,10 @@ pub(super) struct Running {
 }
 
 /// Everything the waiting loop knows of its container but its
-/// descriptors, as plain data: a service's supervisor hands it across an
-/// execve to a fresh image of itself ([`hand_off`]), which then holds
-/// nothing of the start (issue 13).
-#[derive(Debug, Serialize, Deserialize)]
+/// descriptors, as plain data: a service's supervisor hands it across the
+/// execve to its idle waiter and back ([`Watch::hand_off`], [`resume`]), so
+/// that while nothing happens it is a program of a few KiB (issue 13).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct WatchPlan {
     name: String,
     /// Under systemd: sd_notify messages go to it.
@@ -62,13 +62,22 @@ pub(super) struct WatchPlan {
     health: Option<Health>,
     /// `notify = "healthy"` with checks: READY=1 waits for a passing one.
     waits_for_health: bool,
-    /// The container's sd_notify socket, inherited across the handoff.
+    /// READY=1 went out (it waits for the container's own, or a check's).
+    ready_sent: bool,
+    /// The checks' state between two of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_state: Option<health::HealthSnapshot>,
+    /// The container's sd_notify socket, inherited across the execve.
     notify_fd: Option<RawFd>,
+    /// The descriptors only the waiter used: closed on the way back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    waiter_fds: Vec<RawFd>,
 }
 
 impl WatchPlan {
     fn new(opts: &RunOptions, def: &Definition, paths: &Paths, running: &Running) -> WatchPlan {
         let health = running.health.as_ref().map(|h| h.state.config().clone());
+        let waits_for_health = def.service.notify == Notify::Healthy && health.is_some();
         WatchPlan {
             name: def.name.clone(),
             systemd: opts.systemd,
@@ -78,9 +87,12 @@ impl WatchPlan {
             stop_signal: running.stop_signal,
             reload_signal: running.reload_signal,
             stop_timeout: def.service.stop_timeout,
-            waits_for_health: def.service.notify == Notify::Healthy && health.is_some(),
+            ready_sent: running.notify.is_none() && !waits_for_health,
+            waits_for_health,
             health,
+            health_state: None,
             notify_fd: None,
+            waiter_fds: Vec::new(),
         }
     }
 }
@@ -157,29 +169,9 @@ pub(super) fn supervise(
     st: &mut State,
     mut running: Running,
 ) -> Result<i32, SuperviseError> {
-    let mut plan = WatchPlan::new(opts, def, paths, &running);
+    let plan = WatchPlan::new(opts, def, paths, &running);
     let health = running.health.take();
     announce_start(&plan, def, st, running.notify.is_some());
-    // A service's supervisor waits from here on in a fresh image of
-    // itself, which holds nothing of the start. Not with a terminal to
-    // relay (ad hoc `berth run -t`), nor when the exec fails: then it waits
-    // as it is.
-    if opts.systemd && running.console.is_none() {
-        if let Err(e) = st.save(&paths.run_dir) {
-            tracing::debug!("saving the record before the handoff: {e}");
-        }
-        let e = hand_off(&mut plan, running.notify.as_ref());
-        journal::event(
-            Priority::Warning,
-            &def.name,
-            "handoff",
-            &format!(
-                "waiting on container \"{}\" without the lighter re-executed supervisor: {e}",
-                def.name
-            ),
-            &[],
-        );
-    }
     let live = Live {
         signals: running.signals,
         notify: running.notify,
@@ -187,94 +179,114 @@ pub(super) fn supervise(
         memory_events: running.memory_events,
         _container: Some(running.container),
     };
-    watch(&plan, st, live, health)
+    watch(plan, st, live, health)
 }
 
-/// The loop itself, entered from [`supervise`] or, after a handoff, from
-/// [`resume`].
+/// The loop itself, entered from [`supervise`] or, on the way back from
+/// the idle waiter, from [`resume`]. A service's supervisor hands the
+/// wait to the waiter whenever all is quiet (not with a terminal to relay:
+/// ad hoc `berth run -t` is no service); when that fails, it waits here.
 fn watch(
-    plan: &WatchPlan,
+    plan: WatchPlan,
     st: &mut State,
     live: Live,
     health: Option<HealthRunner>,
 ) -> Result<i32, SuperviseError> {
+    // One plan a process, for as long as it lives.
+    let plan: &'static WatchPlan = Box::leak(Box::new(plan));
     let mut w = Watch::new(plan, st, live, health);
-    // The supervisor idles next to its container for as long as it runs:
-    // give back the binary's resident read-only pages (they fault back
-    // from the page cache if a stop or health check needs them), so a host
-    // with many containers pays little for each.
-    runtime::release_resident_code();
+    // A kill the waiter woke us for, or one before this image's descriptor
+    // was opened (it wakes a poll only for changes after its opening).
+    w.on_memory_events();
+    let mut may_hand_off = w.plan.systemd && w.live.console.is_none() && waiter::AVAILABLE;
     // Raw mode only while relaying; restored when this goes out of scope.
     let _raw = w.live.console.as_ref().map(|m| {
         console::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(m));
         console::sync_size(m);
         console::RawMode::enter()
     });
-    let code = w.run()?;
-    Ok(w.finish(code))
+    if !may_hand_off {
+        // This process idles next to its container for as long as it
+        // runs: give back the binary's resident read-only pages (they
+        // fault back from the page cache when an event needs them).
+        runtime::release_resident_code();
+    }
+    loop {
+        match w.run(may_hand_off)? {
+            Outcome::Exited(code) => return Ok(w.finish(code)),
+            Outcome::Quiet => {
+                let e = w.hand_off();
+                journal::event(
+                    Priority::Warning,
+                    w.name(),
+                    "handoff",
+                    &format!(
+                        "the supervisor of \"{}\" waits in itself, not in its idle waiter: {e}",
+                        w.name()
+                    ),
+                    &[],
+                );
+                may_hand_off = false;
+                runtime::release_resident_code();
+            }
+        }
+    }
+}
+
+/// What [`Watch::run`] returns.
+enum Outcome {
+    /// The main process is gone, with this status.
+    Exited(i32),
+    /// Nothing runs, is due or is pending: time to hand the wait off.
+    Quiet,
 }
 
 /// The environment variable that carries a [`WatchPlan`] across the
-/// handoff's execve.
+/// execve to the waiter and back.
 const HANDOFF_ENV: &str = "BERTH_WATCH";
 
-/// Re-execute this binary (the protected copy the supervisor runs from:
-/// health checks clone from it) with the same argv, the loop's plan in the
-/// environment and the container's notify socket inherited. The PID stays,
-/// and with it everything systemd knows: main PID, NotifyAccess=main,
-/// the container as its child, the blocked signals and any pending one.
-/// Returns only when the execve failed, with why.
-fn hand_off(plan: &mut WatchPlan, notify: Option<&UnixDatagram>) -> String {
-    let inherit = |fd: RawFd, on: bool| {
-        let flags = if on { 0 } else { libc::FD_CLOEXEC };
-        // SAFETY: F_SETFD on a descriptor we own.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }
-    };
-    plan.notify_fd = notify.map(|s| s.as_raw_fd());
-    let json = match serde_json::to_string(plan) {
-        Ok(j) => j,
-        Err(e) => return e.to_string(),
-    };
-    // Single-threaded: nothing else reads the environment meanwhile.
-    std::env::set_var(HANDOFF_ENV, json);
-    if let Some(fd) = plan.notify_fd {
-        inherit(fd, true);
-    }
-    crate::trace::step("supervise: handing the wait to a fresh image");
-    let err = runtime::reexec_self();
-    std::env::remove_var(HANDOFF_ENV);
-    if let Some(fd) = plan.notify_fd {
-        inherit(fd, false);
-    }
-    plan.notify_fd = None;
-    err.to_string()
+/// The idle waiter (src/waiter/waiter.rs, built by build.rs), embedded.
+mod waiter {
+    #[cfg(berth_waiter)]
+    pub(super) const PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-wait"));
+    #[cfg(not(berth_waiter))]
+    pub(super) const PROGRAM: &[u8] = &[];
+    pub(super) const AVAILABLE: bool = !PROGRAM.is_empty();
+    /// What the waiter reads: `EXE TIMEOUT_MS FD:EVENTS…`.
+    pub(super) const ENV: &str = "BERTH_WAIT";
 }
 
-/// The re-executed supervisor of `name` (service mode): when the
-/// environment carries a handoff's plan, wait on the container as the
-/// supervisor that started it would have, then exit as it would: None
-/// when this is no handoff.
+/// The way back from the idle waiter: when the environment carries a
+/// plan, wait on the container as the supervisor that started it would
+/// have, then exit as it would; None when this is no such return.
 pub(super) fn resume(opts: &RunOptions, name: &str) -> Option<Result<i32, SuperviseError>> {
     let json = std::env::var_os(HANDOFF_ENV)?;
     // Not for the container's health checks or anything else we start.
     std::env::remove_var(HANDOFF_ENV);
-    crate::trace::step("supervise: resumed in a fresh image");
+    std::env::remove_var(waiter::ENV);
+    crate::trace::step("supervise: back from the idle waiter");
     Some(resume_plan(opts, name, json.as_encoded_bytes()))
 }
 
 fn resume_plan(opts: &RunOptions, name: &str, json: &[u8]) -> Result<i32, SuperviseError> {
     let bad = |reason: String| SuperviseError::Exec {
         name: name.to_string(),
-        reason: format!("the re-executed supervisor's plan ({HANDOFF_ENV}): {reason}"),
+        reason: format!("the idle waiter's plan ({HANDOFF_ENV}): {reason}"),
     };
-    let plan: WatchPlan = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    let mut plan: WatchPlan = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
     if plan.name != name || !opts.systemd {
         return Err(bad(format!("it is for \"{}\"", plan.name)));
     }
+    for fd in std::mem::take(&mut plan.waiter_fds) {
+        // SAFETY: descriptors this process opened for the waiter before
+        // the execve and nothing here uses.
+        unsafe { libc::close(fd) };
+    }
     // SAFETY: the descriptor was ours before the execve, handed on for
-    // this; nothing else in this fresh image owns it.
+    // this; nothing else in this image owns it.
     let notify = plan
         .notify_fd
+        .take()
         .map(|fd| unsafe { UnixDatagram::from_raw_fd(fd) });
     if let Some(s) = &notify {
         // SAFETY: F_SETFD on the descriptor just taken.
@@ -283,33 +295,41 @@ fn resume_plan(opts: &RunOptions, name: &str, json: &[u8]) -> Result<i32, Superv
     let run_dir = &plan.paths.run_dir;
     let mut st =
         State::load(run_dir)?.ok_or_else(|| bad(format!("no record in {}", run_dir.display())))?;
+    let now = Instant::now();
     let health = match &plan.health {
         Some(cfg) => {
             let template = super::ExecTemplate::load(run_dir)?
                 .ok_or_else(|| bad(format!("no exec template in {}", run_dir.display())))?;
             Some(HealthRunner {
-                state: health::HealthState::new(cfg.clone(), Instant::now()),
+                state: match &plan.health_state {
+                    Some(snap) => {
+                        health::HealthState::restore(cfg.clone(), snap, now, health::monotonic_ms())
+                    }
+                    None => health::HealthState::new(cfg.clone(), now),
+                },
                 template,
                 seccomp_cache: plan.paths.seccomp_cache.clone(),
             })
         }
         None => None,
     };
-    // The signals stayed blocked across the execve, and any pending one
-    // is still pending: a new signalfd reads it.
+    // The signals stayed blocked across both execs, and a pending one is
+    // still pending: a new signalfd reads it.
     let live = Live {
         signals: super::start::block_signals()?,
         notify,
         console: None,
-        memory_events: plan
-            .payload
-            .as_ref()
-            .and_then(|p| std::fs::File::open(p.join("memory.events")).ok()),
+        memory_events: open_memory_events(plan.payload.as_ref()),
         _container: None,
     };
-    let result = watch(&plan, &mut st, live, health);
-    super::teardown_after_exit(opts, &plan.paths, &st);
+    let paths = plan.paths.clone();
+    let result = watch(plan, &mut st, live, health);
+    super::teardown_after_exit(opts, &paths, &st);
     result
+}
+
+fn open_memory_events(payload: Option<&PathBuf>) -> Option<std::fs::File> {
+    payload.and_then(|p| std::fs::File::open(p.join("memory.events")).ok())
 }
 
 /// Tell systemd and the journal that the container runs (READY=1 unless
@@ -382,7 +402,7 @@ impl<'a> Watch<'a> {
         live: Live,
         health: Option<HealthRunner>,
     ) -> Watch<'a> {
-        let ready_sent = live.notify.is_none() && !plan.waits_for_health;
+        let ready_sent = plan.ready_sent;
         let with_console = live.console.is_some();
         Watch {
             plan,
@@ -409,18 +429,22 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Until the main process is gone: its exit status.
-    fn run(&mut self) -> Result<i32, SuperviseError> {
+    /// Until the main process is gone (its exit status), or, when it may
+    /// hand off, until nothing is left to do but wait.
+    fn run(&mut self, may_hand_off: bool) -> Result<Outcome, SuperviseError> {
         loop {
             let now = Instant::now();
             // Reap first: a SIGCHLD may have been merged with an earlier one.
             if let Some(code) = self.on_children()? {
-                return Ok(code);
+                return Ok(Outcome::Exited(code));
             }
             self.on_health_tick(now);
             if self.deadline.is_some_and(|d| now >= d) && !self.killed {
                 self.on_stop_timeout();
                 continue;
+            }
+            if may_hand_off && self.quiet() {
+                return Ok(Outcome::Quiet);
             }
             let ready = self.wait(now)?;
             if ready.memory_events {
@@ -434,6 +458,104 @@ impl<'a> Watch<'a> {
                 }
             }
         }
+    }
+
+    /// Nothing to do but wait: not stopping, no check running, and no
+    /// signal, notify message or `memory.events` change waiting to be read.
+    fn quiet(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+        if self.deadline.is_some()
+            || self.killed
+            || self.health.as_ref().is_some_and(|h| h.state.in_flight())
+        {
+            return false;
+        }
+        let mut fds = vec![PollFd::new(self.live.signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(sock) = &self.live.notify {
+            fds.push(PollFd::new(sock.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(f) = &self.live.memory_events {
+            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLPRI));
+        }
+        matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
+
+    /// Become the idle waiter (src/waiter/waiter.rs) until something
+    /// happens: it polls the signalfd (stop, reload, the container's exit),
+    /// the notify socket and `memory.events` until one is ready or the next
+    /// check is due, then executes this binary again (the protected copy
+    /// health checks clone from), which [`resume`]s from the plan. The PID
+    /// stays, and with it what systemd knows: main PID, NotifyAccess=main,
+    /// the container as our child, the blocked and pending signals.
+    /// Returns only when that failed, with why, everything as it was.
+    fn hand_off(&mut self) -> String {
+        let now = Instant::now();
+        let mut plan = self.plan.clone();
+        plan.ready_sent = self.ready_sent;
+        plan.health_state = self
+            .health
+            .as_ref()
+            .and_then(|h| h.state.snapshot(now, health::monotonic_ms()));
+        // Rounded up: woken early, the check would not be due yet.
+        let timeout_ms: i64 = self.health.as_ref().map_or(-1, |h| {
+            (h.state.next_wakeup(now).as_millis() + 1).min(i32::MAX as u128) as i64
+        });
+        let inherit = |fd: RawFd, on: bool| {
+            let flags = if on { 0 } else { libc::FD_CLOEXEC };
+            // SAFETY: F_SETFD on a descriptor we own.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, flags) };
+        };
+        let program = match runtime::sealed_program(&mut &waiter::PROGRAM[..]) {
+            Ok(p) => p,
+            Err(e) => return format!("the waiter's memfd: {e}"),
+        };
+        // The way back: this binary, as an O_PATH descriptor the waiter
+        // keeps (the protected copy stays reachable through it).
+        // SAFETY: open(2) of a constant path; the result is checked.
+        let exe = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_PATH) };
+        if exe < 0 {
+            return format!("open /proc/self/exe: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: just opened, ours alone.
+        let exe = unsafe { std::os::fd::OwnedFd::from_raw_fd(exe) };
+        // A fresh descriptor wakes the waiter's poll only for changes after
+        // its opening: read what came before.
+        let events = open_memory_events(plan.payload.as_ref());
+        self.on_memory_events();
+        let signals = self.live.signals.as_fd().as_raw_fd();
+        let mut polled = vec![(signals, libc::POLLIN)];
+        plan.notify_fd = self.live.notify.as_ref().map(|s| s.as_raw_fd());
+        if let Some(fd) = plan.notify_fd {
+            polled.push((fd, libc::POLLIN));
+        }
+        if let Some(f) = &events {
+            polled.push((f.as_raw_fd(), libc::POLLPRI));
+        }
+        plan.waiter_fds = vec![exe.as_raw_fd(), signals];
+        plan.waiter_fds
+            .extend(events.as_ref().map(|f| f.as_raw_fd()));
+        let json = match serde_json::to_string(&plan) {
+            Ok(j) => j,
+            Err(e) => return e.to_string(),
+        };
+        let mut wait = format!("{} {timeout_ms}", exe.as_raw_fd());
+        for (fd, ev) in &polled {
+            wait.push_str(&format!(" {fd}:{ev}"));
+        }
+        for (fd, _) in &polled {
+            inherit(*fd, true);
+        }
+        // Single-threaded: nothing else reads the environment meanwhile.
+        std::env::set_var(HANDOFF_ENV, json);
+        std::env::set_var(waiter::ENV, wait);
+        crate::trace::step("supervise: waiting in the idle waiter");
+        let err = runtime::execute(&program);
+        std::env::remove_var(HANDOFF_ENV);
+        std::env::remove_var(waiter::ENV);
+        for (fd, _) in &polled {
+            inherit(*fd, false);
+        }
+        err.to_string()
     }
 
     /// Children exited: the main process's status once it is gone; a health
