@@ -636,7 +636,9 @@ fn a_failing_run_names_its_step_and_leaves_nothing() {
 /// and deleting files and a directory, links; COPY from the context and
 /// `--from` the first stage, with `--chown`; ENV, WORKDIR, USER, LABEL,
 /// EXPOSE, HEALTHCHECK, ENTRYPOINT, CMD. The image runs as `web` and its
-/// command prints what it sees. (/srv/app is made by a RUN: buildah 1.28
+/// command prints what it sees. (`noise.bin` is random: berth's layer
+/// stores such chunks instead of deflating them, and Podman's tools, Go's
+/// gzip, read it.) (/srv/app is made by a RUN: buildah 1.28
 /// makes a WORKDIR's directory only when a later step needs it, so a
 /// `COPY --chown` into it gives it that owner, where Docker's and berth's
 /// WORKDIR make it root's at once.)
@@ -655,6 +657,7 @@ ENV APP=/srv/app PATH=/usr/sbin:/usr/bin:/sbin:/bin
 RUN mkdir -p /srv/app
 WORKDIR /srv/app
 COPY --chown=101:101 app.txt ./
+COPY noise.bin ./
 COPY --from=build --chown=101:101 /work/version ./
 COPY --from=build /work/out ./out/
 RUN chmod 640 version && ln -s version current && mkdir -p data/a/b && echo deep > data/a/b/f \
@@ -681,6 +684,13 @@ fn run_builds_the_same_tree_as_podman_build() {
     require_program!("curl");
     let (env, registry, base) = RunEnv::with_registry();
     std::fs::write(env.ctx().join("app.txt"), "app\n").unwrap();
+    let mut noise = vec![0u8; 600 * 1024];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(env.ctx().join("noise.bin"), noise).unwrap();
     // Written as it is: its base is the ARG, not `{BASE}`.
     let file = env.ctx().join("Containerfile");
     std::fs::write(&file, COMPARED).unwrap();
@@ -760,6 +770,7 @@ fn run_builds_the_same_tree_as_podman_build() {
         "home/web/by-web file ",
         "srv/app/version file ",
         "srv/app/out/sub/app file ",
+        "srv/app/noise.bin file ",
     ] {
         assert!(b.iter().any(|l| l.starts_with(want)), "{want}: {b:?}");
     }
