@@ -856,6 +856,64 @@ fn run_builds_the_same_tree_as_podman_build() {
     assert_eq!(lines[9..], ["no-vi"], "{seen}");
 }
 
+/// A build killed (SIGKILL, by PID) at several points while it stages its
+/// COPYs and writes their layers (which become the store's layer
+/// directories by rename) leaves nothing under a final name that is not
+/// complete: the next build succeeds, reusing what is there, to the digest
+/// a clean store gives, and the image holds its files whole.
+#[test]
+fn a_killed_build_leaves_no_partial_layer() {
+    require_root!();
+    let env = RunEnv::new();
+    let ctx = env.ctx();
+    std::fs::create_dir_all(ctx.join("small")).unwrap();
+    for i in 0..300 {
+        std::fs::write(ctx.join(format!("small/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    let mut big = vec![0u8; 24 << 20];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut big).unwrap();
+    std::fs::write(ctx.join("big.bin"), &big).unwrap();
+    let file = env.file(
+        "Containerfile",
+        "FROM {BASE}\nCOPY big.bin /big.bin\nCOPY small/ /small/\n",
+    );
+    // Wherever 0.1 s, 0.2 s, … after its start falls in the build on this
+    // machine; then a build that runs to its end.
+    let out = env.sh(&format!(
+        "for d in 0.1 0.2 0.3 0.5 0.7 1 1.5 2; do \
+           $B build -t localhost/killed:1 -f {f} $CTX >/dev/null 2>&1 & p=$!; \
+           sleep $d; kill -9 $p 2>/dev/null; wait $p; \
+         done; $B build -t localhost/killed:1 -f {f} $CTX",
+        f = file.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let clean_root = reg::globals_root(
+        &env.tmp.path().join("clean"),
+        &env.tmp.path().join("clean-store"),
+        "",
+    );
+    let clean = env
+        .sb
+        .command()
+        .arg(support::berth_bin())
+        .env("BERTH_ROOT", &clean_root)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(["build", "-t", "localhost/killed:1", "-f"])
+        .arg(&file)
+        .arg(env.ctx())
+        .output()
+        .unwrap();
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert_eq!(digest(&out), digest(&clean));
+    assert_eq!(
+        env.run(
+            "localhost/killed:1",
+            &["sh", "-c", "sha256sum /big.bin; ls /small | wc -l"]
+        ),
+        format!("{}  /big.bin\n300\n", &reg::sha256(&big)[7..])
+    );
+}
+
 #[test]
 fn run_and_copy_take_here_documents() {
     require_root!();
