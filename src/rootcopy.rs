@@ -476,6 +476,7 @@ pub fn tar_out(
             gids: root.gids.clone(),
             clamp_mtime: None,
             skip_empty_files: Default::default(),
+            as_layer_dir: false,
         },
     );
     let err = io_err("write a tar of", src);

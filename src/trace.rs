@@ -10,7 +10,9 @@
 //! container init inherit the origin through `BERTH_TRACE_T0`, so one
 //! timeline covers all of them; the dynamic loader's work before `main` is
 //! the one thing it cannot see (benches/unit-start-results.md has `perf`
-//! for that).
+//! for that). `berth build` marks each build step and each layer's phases
+//! (tar and compression, sync, adoption) on the same timeline
+//! (benches/build-results.md).
 //!
 //! Unset, a step costs one check of a flag read once per process.
 

@@ -1,8 +1,10 @@
 //! `berth build` end to end: a Containerfile FROM a busybox image in a real
 //! registry on loopback (in the test's own network namespace), built into a
 //! store, run with `berth run` in a `Sandbox` (its own namespaces and
-//! cgroup), rebuilt from the cache to the same digest; and the bad inputs a
-//! user meets, each an error naming the Containerfile's line.
+//! cgroup), rebuilt from the cache to the same digest; a multi-stage
+//! Containerfile FROM that registry built by berth and by `podman build` to
+//! the same tree and config, and run; and the bad inputs a user meets, each
+//! an error naming the Containerfile's line.
 #[path = "support/podman.rs"]
 mod podman;
 #[path = "support/registry.rs"]
@@ -45,14 +47,7 @@ impl Env {
         let layout = reg::busybox_image_layout(tmp.path());
         registry.push(&layout, "1", "base/busybox:1");
         let storage = tmp.path().join("store");
-        let root = reg::globals_root(
-            tmp.path(),
-            &storage,
-            &format!(
-                "[[registry]]\nhost = \"{}\"\ninsecure = true\n",
-                registry.host()
-            ),
-        );
+        let root = reg::globals_root(tmp.path(), &storage, &registry.insecure_toml());
         let base = format!("{}/base/busybox:1", registry.host());
         let ctx = tmp.path().join("ctx");
         std::fs::create_dir_all(ctx.join("app/sub")).unwrap();
@@ -299,6 +294,18 @@ impl RunEnv {
             layout,
             sb: rt::Sandbox::new(),
         }
+    }
+
+    /// A `RunEnv` whose berth may also pull from a registry on loopback
+    /// holding its busybox as `base/busybox:1`: the registry and the
+    /// base's reference.
+    fn with_registry() -> (RunEnv, Registry, String) {
+        let env = RunEnv::new();
+        let registry = Registry::start(RegistryOptions::default());
+        registry.push(&env.layout, "1", "base/busybox:1");
+        reg::globals_root(env.tmp.path(), &env.store(), &registry.insecure_toml());
+        let base = format!("{}/base/busybox:1", registry.host());
+        (env, registry, base)
     }
 
     fn ctx(&self) -> PathBuf {
@@ -623,31 +630,48 @@ fn a_failing_run_names_its_step_and_leaves_nothing() {
     assert!(!String::from_utf8_lossy(&images.stdout).contains("fail"));
 }
 
-/// What both builders get: RUN in shell and exec form creating, changing
-/// (content, mode, owner) and deleting files and a directory, links, a
-/// COPY, ARG/ENV/WORKDIR/USER and config instructions. (/srv/app is made
-/// by a RUN: buildah 1.28 makes a WORKDIR's directory only when a later
-/// step needs it, so a `COPY --chown` into it gives it that owner, where
-/// Docker's and berth's WORKDIR make it root's at once.)
-const COMPARED: &str = r#"FROM {BASE}
+/// What both builders get (issue 17's first test): two stages FROM busybox
+/// in the registry; ARG before FROM (the base, a version) and after it;
+/// RUN in shell and exec form creating, changing (content, mode, owner)
+/// and deleting files and a directory, links; COPY from the context and
+/// `--from` the first stage, with `--chown`; ENV, WORKDIR, USER, LABEL,
+/// EXPOSE, HEALTHCHECK, ENTRYPOINT, CMD. The image runs as `web` and its
+/// command prints what it sees. (`noise.bin` is random: berth's layer
+/// stores such chunks instead of deflating them, and Podman's tools, Go's
+/// gzip, read it.) (/srv/app is made by a RUN: buildah 1.28
+/// makes a WORKDIR's directory only when a later step needs it, so a
+/// `COPY --chown` into it gives it that owner, where Docker's and berth's
+/// WORKDIR make it root's at once.)
+const COMPARED: &str = r#"ARG BASE
 ARG VERSION=7
+FROM ${BASE} AS build
+ARG VERSION
+WORKDIR /work
+COPY app.txt ./
+RUN echo "v$VERSION" > version && mkdir -p out/sub && cp app.txt out/sub/app \
+ && echo "built" >> out/sub/app && echo tmp > out/gone && rm out/gone
+
+FROM ${BASE}
+ARG VERSION
 ENV APP=/srv/app PATH=/usr/sbin:/usr/bin:/sbin:/bin
 RUN mkdir -p /srv/app
 WORKDIR /srv/app
 COPY --chown=101:101 app.txt ./
-RUN echo "v$VERSION" > version && chmod 640 version && chown 101:101 version \
- && ln -s version current && mkdir -p data/a/b && echo deep > data/a/b/f \
+COPY noise.bin ./
+COPY --from=build --chown=101:101 /work/version ./
+COPY --from=build /work/out ./out/
+RUN chmod 640 version && ln -s version current && mkdir -p data/a/b && echo deep > data/a/b/f \
  && echo extra >> /etc/group && rm /bin/vi && rm -rf /tmp && mkdir -m 1777 /tmp \
  && chmod 4755 /bin/busybox && mkfifo /srv/app/fifo
 RUN ["/bin/sh", "-c", "rm -r data/a/b && echo $APP > app-dir && touch -d @0 empty"]
 RUN mkdir /home && mkdir -m 700 /home/web && chown web:web /home/web
 USER web
 RUN echo "by $(id -u):$(id -g)" > /home/web/by-web
-USER root
-LABEL org.example.built=yes
-EXPOSE 8080/tcp
+LABEL org.example.built=yes org.example.version=$VERSION
+EXPOSE 8080/tcp 5353/udp
+HEALTHCHECK --interval=30s --timeout=5s --start-period=2s --retries=4 CMD test -e /srv/app/version
 ENTRYPOINT ["/bin/sh", "-c"]
-CMD ["cat /srv/app/version"]
+CMD ["echo \"$APP\"; pwd; id -u; id -g; cat version out/sub/app /home/web/by-web; ls -n app.txt; test -e /bin/vi || echo no-vi"]
 "#;
 
 #[test]
@@ -656,24 +680,42 @@ fn run_builds_the_same_tree_as_podman_build() {
     require_program!("podman");
     require_program!("skopeo");
     require_program!("umoci");
-    let env = RunEnv::new();
+    require_program!("docker-registry");
+    require_program!("curl");
+    let (env, registry, base) = RunEnv::with_registry();
     std::fs::write(env.ctx().join("app.txt"), "app\n").unwrap();
-    let file = env.file("Containerfile", COMPARED);
+    let mut noise = vec![0u8; 600 * 1024];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(env.ctx().join("noise.bin"), noise).unwrap();
+    // Written as it is: its base is the ARG, not `{BASE}`.
+    let file = env.ctx().join("Containerfile");
+    std::fs::write(&file, COMPARED).unwrap();
     let pm = podman::Podman::new();
     let t = pm.sandbox.path().join("podman");
-    // Podman (buildah inside it) runs RUN with `--isolation chroot`: its
-    // OCI isolation needs a cgroup manager this sandbox lacks (no
-    // controllers), and the tree does not depend on the isolation.
+    // Both build in Podman's sandbox (its own network namespace: the
+    // registry is served there too). Podman (buildah inside it) runs RUN
+    // with `--isolation chroot`: its OCI isolation needs a cgroup manager
+    // this sandbox lacks (no controllers), and the tree does not depend on
+    // the isolation. `--format docker`: in its default OCI format buildah
+    // drops HEALTHCHECK (with a warning); berth keeps Docker's
+    // `Healthcheck` in the config whatever the format (as BuildKit does).
     let script = format!(
-        "export BERTH_ROOT={root}\n\
-         {berth} build -t localhost/cmp:1 -f {file} {ctx} > $T/berth-build.out 2>&1; echo rc_berth=$?\n\
+        "{serve}export BERTH_ROOT={root}\n\
+         {berth} build -t localhost/cmp:1 -f {file} --build-arg BASE={base} {ctx} > $T/berth-build.out 2>&1; echo rc_berth=$?\n\
          {berth} save -o $T/berth.tar localhost/cmp:1; echo rc_save=$?\n\
          skopeo copy -q oci-archive:$T/berth.tar oci:$T/b:1; echo rc_copy=$?\n\
-         P build --isolation chroot -t localhost/cmp:1 -f {file} {ctx} > $T/podman-build.out 2>&1; echo rc_podman=$?\n\
+         P build --isolation chroot --format docker --tls-verify=false -t localhost/cmp:1 -f {file} --build-arg BASE={base} {ctx} > $T/podman-build.out 2>&1; echo rc_podman=$?\n\
          P push -q localhost/cmp:1 oci:$T/p:1; echo rc_push=$?\n\
          umoci unpack --image $T/b:1 $T/bb > /dev/null; echo rc_ub=$?\n\
          umoci unpack --image $T/p:1 $T/pb > /dev/null; echo rc_up=$?\n\
-         skopeo inspect --config oci:$T/b:1 > $T/b.json; skopeo inspect --config oci:$T/p:1 > $T/p.json\n",
+         skopeo inspect --config oci:$T/b:1 > $T/b.json; skopeo inspect --config oci:$T/p:1 > $T/p.json\n\
+         skopeo inspect --config --raw oci:$T/b:1 > $T/b-raw.json\n\
+         P image inspect --format '{{{{json .HealthCheck}}}}' localhost/cmp:1 > $T/p-health.json\n",
+        serve = registry.serve_in_script(),
         root = env.root.display(),
         berth = support::berth_bin().display(),
         file = file.display(),
@@ -724,8 +766,16 @@ fn run_builds_the_same_tree_as_podman_build() {
         read("berth-build.out"),
         read("podman-build.out")
     );
+    for want in [
+        "home/web/by-web file ",
+        "srv/app/version file ",
+        "srv/app/out/sub/app file ",
+        "srv/app/noise.bin file ",
+    ] {
+        assert!(b.iter().any(|l| l.starts_with(want)), "{want}: {b:?}");
+    }
     assert!(
-        b.iter().any(|l| l.starts_with("home/web/by-web file ")),
+        !b.iter().any(|l| l.starts_with("srv/app/out/gone ")),
         "{b:?}"
     );
     // The same config, but what Podman adds about itself.
@@ -746,7 +796,122 @@ fn run_builds_the_same_tree_as_podman_build() {
             "ExposedPorts": c["ExposedPorts"], "Labels": labels,
         })
     };
-    assert_eq!(cfg("b.json"), cfg("p.json"));
+    let (bc, pc) = (cfg("b.json"), cfg("p.json"));
+    assert_eq!(bc, pc);
+    assert_eq!(bc["Labels"]["org.example.version"], "7", "{bc}");
+    assert_eq!(bc["User"], "web", "{bc}");
+    // The health check: berth's config (Docker's field) and what Podman
+    // keeps of it in its docker-format image (its push to an OCI layout
+    // drops it, the OCI config has no such field).
+    let berth_raw: serde_json::Value = serde_json::from_str(&read("b-raw.json")).unwrap();
+    let health = |h: &serde_json::Value| {
+        serde_json::json!([
+            h["Test"],
+            h["Interval"].as_u64().unwrap_or(0),
+            h["Timeout"].as_u64().unwrap_or(0),
+            h["StartPeriod"].as_u64().unwrap_or(0),
+            h["Retries"].as_u64().unwrap_or(0),
+        ])
+    };
+    let podman_health: serde_json::Value =
+        serde_json::from_str(&read("p-health.json")).unwrap_or_default();
+    let bh = health(&berth_raw["config"]["Healthcheck"]);
+    assert_eq!(bh, health(&podman_health), "berth's, podman's");
+    assert_eq!(
+        bh,
+        serde_json::json!([
+            ["CMD-SHELL", "test -e /srv/app/version"],
+            30_000_000_000u64,
+            5_000_000_000u64,
+            2_000_000_000u64,
+            4
+        ])
+    );
+
+    // The image under `berth run`: its environment, workdir, user and
+    // files as the Containerfile wrote them.
+    let seen = env.run("localhost/cmp:1", &[]);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(
+        lines[..9],
+        [
+            "/srv/app",
+            "/srv/app",
+            "101",
+            "101",
+            "v7",
+            "app",
+            "built",
+            "by 101:101",
+            lines[8]
+        ],
+        "{seen}"
+    );
+    let ls: Vec<&str> = lines[8].split_whitespace().collect();
+    assert_eq!(
+        (ls[0], ls[2], ls[3]),
+        ("-rw-r--r--", "101", "101"),
+        "{seen}"
+    );
+    assert_eq!(lines[9..], ["no-vi"], "{seen}");
+}
+
+/// A build killed (SIGKILL, by PID) at several points while it stages its
+/// COPYs and writes their layers (which become the store's layer
+/// directories by rename) leaves nothing under a final name that is not
+/// complete: the next build succeeds, reusing what is there, to the digest
+/// a clean store gives, and the image holds its files whole.
+#[test]
+fn a_killed_build_leaves_no_partial_layer() {
+    require_root!();
+    let env = RunEnv::new();
+    let ctx = env.ctx();
+    std::fs::create_dir_all(ctx.join("small")).unwrap();
+    for i in 0..300 {
+        std::fs::write(ctx.join(format!("small/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    let mut big = vec![0u8; 24 << 20];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut big).unwrap();
+    std::fs::write(ctx.join("big.bin"), &big).unwrap();
+    let file = env.file(
+        "Containerfile",
+        "FROM {BASE}\nCOPY big.bin /big.bin\nCOPY small/ /small/\n",
+    );
+    // Wherever 0.1 s, 0.2 s, … after its start falls in the build on this
+    // machine; then a build that runs to its end.
+    let out = env.sh(&format!(
+        "for d in 0.1 0.2 0.3 0.5 0.7 1 1.5 2; do \
+           $B build -t localhost/killed:1 -f {f} $CTX >/dev/null 2>&1 & p=$!; \
+           sleep $d; kill -9 $p 2>/dev/null; wait $p; \
+         done; $B build -t localhost/killed:1 -f {f} $CTX",
+        f = file.display()
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+    let clean_root = reg::globals_root(
+        &env.tmp.path().join("clean"),
+        &env.tmp.path().join("clean-store"),
+        "",
+    );
+    let clean = env
+        .sb
+        .command()
+        .arg(support::berth_bin())
+        .env("BERTH_ROOT", &clean_root)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .args(["build", "-t", "localhost/killed:1", "-f"])
+        .arg(&file)
+        .arg(env.ctx())
+        .output()
+        .unwrap();
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert_eq!(digest(&out), digest(&clean));
+    assert_eq!(
+        env.run(
+            "localhost/killed:1",
+            &["sh", "-c", "sha256sum /big.bin; ls /small | wc -l"]
+        ),
+        format!("{}  /big.bin\n300\n", &reg::sha256(&big)[7..])
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! End to end on a real systemd: a definition with `[build]` instead of
 //! `image`. `systemctl start berth@app` builds its context (a Containerfile
 //! FROM an `oci:` layout made on the spot, COPY of a file, CMD printing it)
-//! into `localhost/berth-build:app` and runs it; a changed file in the
+//! into `localhost/berth-build:app` and runs it with the environment,
+//! workdir and user the Containerfile gave it; a changed file in the
 //! context is in the container after `systemctl restart`, an unchanged one
 //! is all cache hits and the same digest; a broken Containerfile fails the
 //! start naming its line. One box boot for all of it.
@@ -19,8 +20,16 @@ const IMAGE: &str = "localhost/berth-build:app";
 const CONTAINERFILE: &str = "FROM oci:/srv/img:1\n\
 ARG GREETING=hi\n\
 ENV GREETING=$GREETING\n\
+WORKDIR /srv/www\n\
 COPY msg.txt /msg.txt\n\
-CMD [\"sh\", \"-c\", \"echo \\\"$GREETING: $(cat /msg.txt)\\\"; exec sleep 1000\"]\n";
+USER web\n\
+CMD [\"sh\", \"-c\", \"echo \\\"$GREETING: $(cat /msg.txt) in $(pwd) as $(id -u):$(id -g)\\\"; exec sleep 1000\"]\n";
+
+/// What the running container prints: its environment, file, workdir and
+/// user as the Containerfile wrote them.
+fn seen(version: &str) -> String {
+    format!("hello: version {version} in /srv/www as 101:101")
+}
 
 fn active(b: &SystemdBox, unit: &str) {
     b.wait_for(
@@ -99,7 +108,10 @@ fn declared_build_builds_runs_and_rebuilds_on_change() {
     b.sh_ok(&format!("systemctl start {UNIT}"));
     active(&b, UNIT);
     b.wait_until(
-        &format!("journalctl -u {UNIT} --no-pager | grep -q 'hello: version one'"),
+        &format!(
+            "journalctl -u {UNIT} --no-pager | grep -q '{}'",
+            seen("one")
+        ),
         Duration::from_secs(30),
     );
     let lines = build_lines(&b, &cursor);
@@ -133,7 +145,10 @@ fn declared_build_builds_runs_and_rebuilds_on_change() {
     b.sh_ok(&format!("systemctl restart {UNIT}"));
     active(&b, UNIT);
     b.wait_until(
-        &format!("journalctl -u {UNIT} --no-pager | grep -q 'hello: version two'"),
+        &format!(
+            "journalctl -u {UNIT} --no-pager | grep -q '{}'",
+            seen("two")
+        ),
         Duration::from_secs(30),
     );
     let lines = build_lines(&b, &cursor);

@@ -206,6 +206,9 @@ pub fn build(
                 &label,
             )?;
             let _ = writeln!(out, "{r}");
+            if crate::trace::enabled() {
+                crate::trace::step(&format!("build: done {}", step.text));
+            }
         }
         built.insert(i, state);
     }
@@ -449,6 +452,7 @@ fn copy_step(
         // again took seconds here, benches/build-results.md).
         let mut hashed = copier(true);
         copy_all(&mut hashed)?;
+        crate::trace::step("copy: sources hashed");
         // The clamp is part of what the layer holds (its mtimes).
         let content = format!(
             "{} mtime<={}",
@@ -466,6 +470,7 @@ fn copy_step(
         })?;
         let mut staged = copier(false);
         copy_all(&mut staged)?;
+        crate::trace::step("copy: staged");
         let (layer, hit) = cached_layer(store, &key, o, &staging)?;
         add_layer(state, &layer, &step.text);
         Ok(if hit {
@@ -475,6 +480,7 @@ fn copy_step(
         })
     })();
     let _ = std::fs::remove_dir_all(&staging);
+    crate::trace::step("copy: staging removed");
     result
 }
 
@@ -694,6 +700,7 @@ fn run_step_run(
             group,
         };
         let ran = super::run::run(&r, out, "  | ").map_err(&err)?;
+        crate::trace::step("run: command done");
         if ran.status != 0 {
             return Err(err(format!(
                 "the command exited with status {}",
@@ -708,6 +715,7 @@ fn run_step_run(
         store_layer(store, &key, o, &ran.upper, &opts)
     })();
     let _ = std::fs::remove_dir_all(&dir);
+    crate::trace::step("run: step dir removed");
     let layer = result?;
     add_layer(state, &layer, &step.text);
     Ok(format!(
@@ -772,8 +780,9 @@ fn cache_lookup(store: &Store, key: &str, o: &BuildOptions) -> Option<CachedLaye
         .filter(|l| store.has_blob(&l.digest) && store.has_layer(&l.diff_id))
 }
 
-/// `dir` written as a layer (compressed as `o` says), and remembered as
-/// the result of `key`.
+/// `dir` written as a layer (compressed as `o` says) that becomes the
+/// layer directory itself (`dir` is gone afterwards), and remembered as the
+/// result of `key`.
 fn store_layer(
     store: &Store,
     key: &str,
@@ -781,7 +790,7 @@ fn store_layer(
     dir: &Path,
     opts: &TreeOptions,
 ) -> Result<CachedLayer, BuildError> {
-    let blob = store.write_layer_as(dir, opts, o.compression)?;
+    let blob = store.adopt_layer(dir, opts, o.compression)?;
     let l = CachedLayer {
         digest: blob.digest,
         diff_id: blob.diff_id,

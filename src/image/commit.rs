@@ -68,6 +68,7 @@ pub fn commit(store: &Store, o: &CommitOptions) -> Result<(Image, LayerBlob), Co
             gids: o.gids.clone(),
             clamp_mtime: None,
             skip_empty_files: o.mount_points.clone(),
+            as_layer_dir: false,
         },
     )?;
     let config = plan_config(

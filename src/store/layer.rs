@@ -125,6 +125,14 @@ pub struct TreeOptions {
     /// for the files mounted over them (Docker keeps them in an init layer
     /// that a commit never includes).
     pub skip_empty_files: std::collections::BTreeSet<PathBuf>,
+    /// The tree becomes the store's layer directory as it is, instead of
+    /// the tar being unpacked again ([`Store::adopt_layer`]): as each node
+    /// is written, its atime and mtime are set to its member's mtime, the
+    /// xattrs its member does not carry (all but an opaque dir's marker
+    /// and an SELinux label) are removed, and what has no member (a socket, a skipped file) is
+    /// unlinked, so the tree is what unpacking the tar makes. Only for a
+    /// tree nothing else writes any more, with identity ID maps.
+    pub as_layer_dir: bool,
 }
 
 /// Writes a tree as tar members, never following a link of it.
@@ -197,6 +205,110 @@ pub fn list_dir(dir: &File) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
+/// What a node's member said of it.
+#[derive(Clone, Copy)]
+struct Member {
+    st: libc::stat,
+    mtime: u64,
+}
+
+/// Make the node `name` in `dir` what unpacking its member gives
+/// ([`TreeOptions::as_layer_dir`]): unlinked when it has no member; else
+/// no xattr but a directory's opaque marker (when `whiteouts`: an upper
+/// dir's), and its times the member's mtime. Each call names one entry of a
+/// directory we hold, following no link.
+fn settle(
+    dir: BorrowedFd,
+    name: &OsStr,
+    member: Option<Member>,
+    whiteouts: bool,
+) -> io::Result<()> {
+    let c =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let Some(m) = member else {
+        // SAFETY: unlinkat of one name in a directory we hold (never a
+        // directory: only sockets and files are left out).
+        return check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) });
+    };
+    // No *xattrat call before Linux 6.13: the l* calls on the entry's path
+    // through our descriptor of its directory (the last component is not
+    // followed).
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    let path = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let is_dir = m.st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    strip_xattrs(&path, whiteouts && is_dir)?;
+    let t = libc::timespec {
+        tv_sec: m.mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: utimensat of one name in a directory we hold, not followed.
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
+/// Remove the xattrs of `path` itself (not followed) that no tar member
+/// carries: all but an SELinux label (the host gives every file one,
+/// unpacked ones too) and, when `keep_opaque`, an opaque dir's marker.
+fn strip_xattrs(path: &CString, keep_opaque: bool) -> io::Result<()> {
+    for x in list_xattrs(path)? {
+        if x.as_bytes() == b"security.selinux" {
+            continue;
+        }
+        if keep_opaque && x.as_bytes() == b"trusted.overlay.opaque" {
+            let mut v = [0u8; 2];
+            // SAFETY: lgetxattr into a buffer we own, its length passed.
+            let n = unsafe {
+                libc::lgetxattr(path.as_ptr(), x.as_ptr(), v.as_mut_ptr().cast(), v.len())
+            };
+            if n == 1 && v[0] == b'y' {
+                continue;
+            }
+        }
+        // SAFETY: valid C strings.
+        check(unsafe { libc::lremovexattr(path.as_ptr(), x.as_ptr()) })?;
+    }
+    Ok(())
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The names of the xattrs `path` itself has (not followed).
+fn list_xattrs(path: &CString) -> io::Result<Vec<CString>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: llistxattr into a buffer we own, its length passed.
+        let n = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(e),
+        }
+    }
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| CString::new(n).ok())
+        .collect())
+}
+
 fn get_xattr(fd: BorrowedFd, name: &str) -> Option<Vec<u8>> {
     let n = CString::new(name).ok()?;
     let mut buf = vec![0u8; 256];
@@ -235,10 +347,15 @@ impl<W: Write> TarTree<W> {
         h.set_mode(st.st_mode & 0o7777);
         h.set_uid(self.opts.uids.to_inside(st.st_uid) as u64);
         h.set_gid(self.opts.gids.to_inside(st.st_gid) as u64);
-        let mtime = st.st_mtime.max(0) as u64;
-        h.set_mtime(self.opts.clamp_mtime.map_or(mtime, |c| mtime.min(c)));
+        h.set_mtime(self.mtime(st));
         h.set_size(0);
         h
+    }
+
+    /// A node's member mtime: its own, clamped.
+    fn mtime(&self, st: &libc::stat) -> u64 {
+        let mtime = st.st_mtime.max(0) as u64;
+        self.opts.clamp_mtime.map_or(mtime, |c| mtime.min(c))
     }
 
     fn empty(&mut self, mut h: tar::Header, name: &Path) -> io::Result<()> {
@@ -258,7 +375,13 @@ impl<W: Write> TarTree<W> {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             };
-            self.append_node(node.as_fd(), &prefix.join(&name))?;
+            let member = self.node(node.as_fd(), &prefix.join(&name))?;
+            if self.opts.as_layer_dir {
+                // After the node's own children: setting their times
+                // changes nothing of it, and a directory's own time is
+                // set last.
+                settle(d.as_fd(), &name, member, self.opts.overlay_whiteouts)?;
+            }
         }
         Ok(())
     }
@@ -266,7 +389,32 @@ impl<W: Write> TarTree<W> {
     /// The node an O_PATH descriptor holds as the member `name`, a
     /// directory with everything under it.
     pub fn append_node(&mut self, fd: BorrowedFd, name: &Path) -> io::Result<()> {
+        self.node(fd, name).map(drop)
+    }
+
+    /// [`TarTree::append_node`]; the node's stat and its member's mtime,
+    /// or None when it has no member (a socket, a skipped file).
+    fn node(&mut self, fd: BorrowedFd, name: &Path) -> io::Result<Option<Member>> {
         let st = crate::sys::at::fstat(fd)?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        let left_out = match fmt {
+            libc::S_IFREG => st.st_size == 0 && self.opts.skip_empty_files.contains(name),
+            // Sockets have no tar form (Docker and Podman skip them too).
+            libc::S_IFSOCK => true,
+            _ => false,
+        };
+        if left_out {
+            return Ok(None);
+        }
+        self.write_node(fd, name, &st)?;
+        Ok(Some(Member {
+            st,
+            mtime: self.mtime(&st),
+        }))
+    }
+
+    fn write_node(&mut self, fd: BorrowedFd, name: &Path, st: &libc::stat) -> io::Result<()> {
+        let st = *st;
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt != libc::S_IFDIR && st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
@@ -292,7 +440,6 @@ impl<W: Write> TarTree<W> {
                 }
                 self.append_children(fd, name)
             }
-            libc::S_IFREG if st.st_size == 0 && self.opts.skip_empty_files.contains(name) => Ok(()),
             libc::S_IFREG => {
                 let f = reopen(fd, false)?;
                 let mut h = self.header(&st, tar::EntryType::Regular);
@@ -332,7 +479,7 @@ impl<W: Write> TarTree<W> {
                 h.set_device_minor(libc::minor(st.st_rdev))?;
                 self.empty(h, name)
             }
-            // Sockets have no tar form (Docker and Podman skip them too).
+            // Left out before (sockets).
             _ => Ok(()),
         }
     }
@@ -376,9 +523,137 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// The deflate level of a layer's compressible chunks: zlib's default,
+/// what `docker build` and containers/image write too.
+const GZIP_LEVEL: u32 = 6;
+
+/// Whether deflate would not shrink `data` noticeably: its bytes are
+/// about as evenly spread as random ones (chi-square below n/8, a byte
+/// entropy above ~7.91 bits). Deflate saves what Huffman codes save on
+/// skewed bytes plus what LZ77 matches within 32 KiB save, and such data
+/// (random, already compressed, encrypted) gives it neither, while level 6
+/// spends 10x a stored block's time on it (benches/build-results.md).
+/// Integer arithmetic: the same choice on every machine, so the same
+/// digest. (btrfs's compression heuristic measures the same spread.)
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < 4096 {
+        return false;
+    }
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let n = data.len() as u128;
+    // chi² = Σ (256c − n)² / 256n < n/8  ⇔  Σ (256c − n)² < 32n²
+    let sum: u128 = counts
+        .iter()
+        .map(|&c| (256 * c as i128 - n as i128).unsigned_abs().pow(2))
+        .sum();
+    sum < 32 * n * n
+}
+
+/// A gzip member whose deflate level follows the data, [`CHUNK`] by
+/// chunk: stored (level 0) for a chunk that would not shrink, else
+/// [`GZIP_LEVEL`]; a switch is a sync flush and a new deflate stream. Every
+/// gzip reader reads it; its bytes depend only on the data (chunks are cut
+/// at fixed offsets, however it is written).
+struct Gzip<W: Write> {
+    out: W,
+    z: flate2::Compress,
+    crc: flate2::Crc,
+    level: u32,
+    /// Input not yet a whole chunk.
+    pending: Vec<u8>,
+    /// Deflate's output, written to `out` as it comes.
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Gzip<W> {
+    fn new(mut out: W) -> io::Result<Gzip<W>> {
+        // GzEncoder's header: no name, mtime 0, no flags, OS 255 ("unknown").
+        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
+        Ok(Gzip {
+            out,
+            z: flate2::Compress::new(flate2::Compression::new(GZIP_LEVEL), false),
+            crc: flate2::Crc::new(),
+            level: GZIP_LEVEL,
+            pending: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(CHUNK + CHUNK / 8 + 1024),
+        })
+    }
+
+    /// Feed `input` with `flush`, writing what deflate gives out, until it
+    /// has taken everything (and, flushing, given everything back).
+    fn deflate(&mut self, mut input: &[u8], flush: flate2::FlushCompress) -> io::Result<()> {
+        loop {
+            self.buf.clear();
+            let before = self.z.total_in();
+            let status = self
+                .z
+                .compress_vec(input, &mut self.buf, flush)
+                .map_err(io::Error::other)?;
+            input = &input[(self.z.total_in() - before) as usize..];
+            self.out.write_all(&self.buf)?;
+            let room_left = self.buf.len() < self.buf.capacity();
+            let done = if flush == flate2::FlushCompress::Finish {
+                status == flate2::Status::StreamEnd
+            } else {
+                input.is_empty() && room_left
+            };
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.crc.update(data);
+        let level = if incompressible(data) { 0 } else { GZIP_LEVEL };
+        if level != self.level {
+            // A sync flush ends the blocks so far on a byte boundary, not
+            // the last: a new raw deflate stream's blocks may follow (as
+            // pigz joins its threads' output), referring to nothing before
+            // them. (flate2's `set_level` on zlib-rs fails with a stream
+            // error once data went in: it calls deflate with no output.)
+            self.deflate(&[], flate2::FlushCompress::Sync)?;
+            self.z = flate2::Compress::new(flate2::Compression::new(level), false);
+            self.level = level;
+        }
+        self.deflate(data, flate2::FlushCompress::None)
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.chunk(&rest)?;
+        }
+        self.deflate(&[], flate2::FlushCompress::Finish)?;
+        self.out.write_all(&self.crc.sum().to_le_bytes())?;
+        self.out.write_all(&self.crc.amount().to_le_bytes())?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for Gzip<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == CHUNK {
+            let full = std::mem::take(&mut self.pending);
+            self.chunk(&full)?;
+            self.pending = full;
+            self.pending.clear();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A layer blob's compressor, chosen at run time.
 enum Compressor<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(Gzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -392,9 +667,7 @@ impl<W: Write> Compressor<W> {
                 z.include_checksum(true)?;
                 Compressor::Zstd(z)
             }
-            Compression::Gzip | Compression::None => Compressor::Gzip(
-                flate2::write::GzEncoder::new(out, flate2::Compression::default()),
-            ),
+            Compression::Gzip | Compression::None => Compressor::Gzip(Gzip::new(out)?),
         })
     }
 
@@ -434,6 +707,87 @@ pub struct LayerBlob {
     pub entries: u64,
 }
 
+/// Sends what is written to it in chunks of [`CHUNK`] bytes down a
+/// channel: the tar side of the pipeline.
+struct ChunkSender {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+/// A pipeline chunk: big enough that the channel costs nothing per byte.
+const CHUNK: usize = 256 * 1024;
+
+impl ChunkSender {
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the compressor stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The tar of a tree, its digest computed as it is written, on this
+/// thread; compressed, hashed and written to `file` on a second (the
+/// compressor is the slow half, and the walk, reads and tar hash overlap
+/// it). Returns (digest, diff id, blob size, members).
+fn write_pipelined(
+    root: BorrowedFd,
+    opts: &TreeOptions,
+    compression: Compression,
+    file: &File,
+) -> io::Result<(String, String, u64, u64)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    std::thread::scope(|s| {
+        let packer = s.spawn(move || -> io::Result<(String, u64)> {
+            let blob = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, file));
+            let mut packed = Compressor::new(blob, compression)?;
+            for chunk in rx {
+                packed.write_all(&chunk)?;
+            }
+            let mut blob = packed.finish()?;
+            blob.inner.flush()?;
+            Ok((blob.digest(), blob.count))
+        });
+        let walked = (|| -> io::Result<(String, u64)> {
+            let out = ChunkSender {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let mut tree = TarTree::new(HashingWriter::new(out), opts.clone());
+            tree.append_children(root, Path::new(""))?;
+            let entries = tree.entries;
+            let mut tar = tree.finish()?;
+            if !tar.inner.buf.is_empty() {
+                tar.inner.send()?;
+            }
+            Ok((tar.digest(), entries))
+            // The sender is dropped here, ending the compressor's input.
+        })();
+        let packed = packer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the layer compressor panicked")));
+        match (walked, packed) {
+            (Ok((diff_id, entries)), Ok((digest, size))) => Ok((digest, diff_id, size, entries)),
+            // The compressor's own error, not the walk's "it stopped".
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+        }
+    })
+}
+
 impl Store {
     /// The tree under `dir` as a gzip layer blob in the store, unpacked as
     /// the layer of its diff id, both computed in the one pass that writes
@@ -452,6 +806,95 @@ impl Store {
         opts: &TreeOptions,
         compression: Compression,
     ) -> Result<LayerBlob, StoreError> {
+        let (tmp, file, blob) = self.write_blob_tmp(dir, opts, compression)?;
+        file.sync_all()
+            .map_err(io_err("cannot sync", &tmp))
+            .map_err(|e| remove_tmp(&tmp, e))?;
+        crate::trace::step("layer: blob synced");
+        self.put_layer_blob(&tmp, &blob.digest)?;
+        self.unpack_layer(&blob.digest, &blob.diff_id)?;
+        crate::trace::step("layer: unpacked");
+        Ok(blob)
+    }
+
+    /// [`Store::write_layer_as`] of a tree berth made and nobody writes
+    /// any more (a build's staged COPY, a finished RUN's upper dir), which
+    /// then becomes the layer directory itself: settled while it is walked
+    /// ([`TreeOptions::as_layer_dir`]) and renamed into `layers/` once the
+    /// blob and the tree are durable, instead of unpacked again from the
+    /// blob (a second write of every file, and the tree's unlink). `dir` is
+    /// gone afterwards. The tree's own directory becomes the layer's root
+    /// (0755, as an unpacked one). Owners are taken as they are: `opts`
+    /// must not map IDs.
+    pub fn adopt_layer(
+        &self,
+        dir: &Path,
+        opts: &TreeOptions,
+        compression: Compression,
+    ) -> Result<LayerBlob, StoreError> {
+        let bad = |m: &str| StoreError::Io {
+            action: "cannot adopt as a layer",
+            path: dir.to_path_buf(),
+            source: io::Error::other(m.to_string()),
+        };
+        if !opts.uids.0.is_empty() || !opts.gids.0.is_empty() {
+            return Err(bad("its owners are mapped"));
+        }
+        let opts = TreeOptions {
+            as_layer_dir: true,
+            ..opts.clone()
+        };
+        // Its root as an unpacked layer's: 0755, no xattr (no member says
+        // anything of it).
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err("cannot chmod", dir))?;
+        let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| bad("a NUL in its path"))?;
+        strip_xattrs(&c, false).map_err(io_err("cannot remove the xattrs of", dir))?;
+        let (tmp, file, blob) = self.write_blob_tmp(dir, &opts, compression)?;
+        // One syncfs makes the blob and every file of the tree durable
+        // before either name appears (an fsync per file costs more).
+        // SAFETY: syncfs of a descriptor we hold.
+        check(unsafe { libc::syncfs(file.as_raw_fd()) })
+            .map_err(io_err("cannot sync", &tmp))
+            .map_err(|e| remove_tmp(&tmp, e))?;
+        drop(file);
+        crate::trace::step("layer: blob and tree synced");
+        self.put_layer_blob(&tmp, &blob.digest)?;
+        let renamed = {
+            let hex = super::hex_of(&blob.diff_id)?;
+            let _lock = self.lock(&format!("{hex}.layer"), libc::LOCK_EX)?;
+            let dest = self.layer_path(&blob.diff_id)?;
+            if dest.is_dir() {
+                // Stored already (the same content from another step).
+                let _ = std::fs::remove_dir_all(dir);
+                true
+            } else {
+                match std::fs::rename(dir, &dest) {
+                    Ok(()) => {
+                        super::fsync_dir(&self.root.join("layers/sha256"))?;
+                        true
+                    }
+                    // Another file system (a bind-mounted tmp/): unpack.
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => false,
+                    Err(e) => return Err(io_err("cannot rename layer into", &dest)(e)),
+                }
+            }
+        };
+        if !renamed {
+            self.unpack_layer(&blob.digest, &blob.diff_id)?;
+        }
+        crate::trace::step("layer: tree adopted");
+        Ok(blob)
+    }
+
+    /// The layer blob of the tree `dir` in a temp file of `blobs/`, not
+    /// yet synced: its path, the open file and what it is.
+    fn write_blob_tmp(
+        &self,
+        dir: &Path,
+        opts: &TreeOptions,
+        compression: Compression,
+    ) -> Result<(PathBuf, File, LayerBlob), StoreError> {
         let root = crate::sys::at::openat2_cwd(dir, libc::O_PATH | libc::O_DIRECTORY)
             .map_err(io_err("cannot open", dir))?;
         let bdir = self.root.join("blobs/sha256");
@@ -461,53 +904,48 @@ impl Store {
             .create_new(true)
             .open(&tmp)
             .map_err(io_err("cannot create", &tmp))?;
-        let remove = |e: StoreError| {
-            let _ = std::fs::remove_file(&tmp);
-            e
-        };
-        let written = (|| -> io::Result<(String, String, u64, u64)> {
-            let blob = HashingWriter::new(io::BufWriter::with_capacity(256 * 1024, file));
-            let packed = Compressor::new(blob, compression)?;
-            let mut tree = TarTree::new(HashingWriter::new(packed), opts.clone());
-            tree.append_children(root.as_fd(), Path::new(""))?;
-            let entries = tree.entries;
-            let tar = tree.finish()?;
-            let diff_id = tar.digest();
-            let blob = tar.inner.finish()?;
-            let digest = blob.digest();
-            let size = blob.count;
-            let file = blob.inner.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            Ok((digest, diff_id, size, entries))
-        })();
-        let (digest, diff_id, size, entries) = written
-            .map_err(io_err("cannot write layer of", dir))
-            .map_err(remove)?;
-        {
-            let _lock = self.lock_blob(&digest).map_err(remove)?;
-            let dest = self.blob_path(&digest).map_err(remove)?;
-            if dest.is_file() {
-                let _ = std::fs::remove_file(&tmp);
-            } else {
-                std::fs::rename(&tmp, &dest)
-                    .map_err(io_err("cannot rename blob into", &dest))
-                    .map_err(remove)?;
-                super::fsync_dir(&bdir)?;
-            }
-        }
-        self.unpack_layer(&digest, &diff_id)?;
-        Ok(LayerBlob {
-            digest,
-            diff_id,
-            size,
-            entries,
-        })
+        let (digest, diff_id, size, entries) =
+            write_pipelined(root.as_fd(), opts, compression, &file)
+                .map_err(io_err("cannot write layer of", dir))
+                .map_err(|e| remove_tmp(&tmp, e))?;
+        crate::trace::step("layer: tar written, compressed, hashed");
+        Ok((
+            tmp,
+            file,
+            LayerBlob {
+                digest,
+                diff_id,
+                size,
+                entries,
+            },
+        ))
     }
+
+    /// The synced temp blob `tmp` under its name `digest` (dropped when
+    /// the store has it already).
+    fn put_layer_blob(&self, tmp: &Path, digest: &str) -> Result<(), StoreError> {
+        let _lock = self.lock_blob(digest).map_err(|e| remove_tmp(tmp, e))?;
+        let dest = self.blob_path(digest).map_err(|e| remove_tmp(tmp, e))?;
+        if dest.is_file() {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(());
+        }
+        std::fs::rename(tmp, &dest)
+            .map_err(io_err("cannot rename blob into", &dest))
+            .map_err(|e| remove_tmp(tmp, e))?;
+        super::fsync_dir(&self.root.join("blobs/sha256"))
+    }
+}
+
+fn remove_tmp(tmp: &Path, e: StoreError) -> StoreError {
+    let _ = std::fs::remove_file(tmp);
+    e
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CStr;
 
     #[test]
     fn id_maps_go_both_ways() {
@@ -542,15 +980,34 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn an_upper_dir_becomes_a_layer_with_oci_whiteouts() {
-        if !nix::unistd::geteuid().is_root() {
+    fn set_xattr(path: &Path, name: &CStr, value: &[u8]) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: lsetxattr with valid strings and a buffer we own.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(r, 0, "{name:?} on {}", path.display());
+    }
+
+    /// Whether this test may make whiteout device nodes and trusted xattrs
+    /// (root); says why not.
+    fn can_make_upper_dirs() -> bool {
+        let root = nix::unistd::geteuid().is_root();
+        if !root {
             eprintln!("skipped: needs root (whiteout device nodes, trusted xattrs)");
-            return;
         }
-        let t = tempfile::tempdir().unwrap();
-        let store = Store::open(&t.path().join("store")).unwrap();
-        let up = t.path().join("upper");
+        root
+    }
+
+    /// An overlay upper dir as a container leaves it: a new file and a
+    /// hard link to it, a symlink out, a whiteout, an opaque dir, a FIFO.
+    fn make_upper(up: &Path) {
         std::fs::create_dir_all(up.join("etc/opq")).unwrap();
         std::fs::write(up.join("etc/new"), b"hello").unwrap();
         std::fs::hard_link(up.join("etc/new"), up.join("etc/same")).unwrap();
@@ -567,20 +1024,18 @@ mod tests {
             nix::sys::stat::Mode::from_bits_truncate(0o600),
         )
         .unwrap();
-        let c = CString::new(up.join("etc/opq").as_os_str().as_bytes()).unwrap();
-        // SAFETY: setxattr with valid strings and a buffer we own.
-        assert_eq!(
-            unsafe {
-                libc::setxattr(
-                    c.as_ptr(),
-                    c"trusted.overlay.opaque".as_ptr(),
-                    b"y".as_ptr().cast(),
-                    1,
-                    0,
-                )
-            },
-            0
-        );
+        set_xattr(&up.join("etc/opq"), c"trusted.overlay.opaque", b"y");
+    }
+
+    #[test]
+    fn an_upper_dir_becomes_a_layer_with_oci_whiteouts() {
+        if !can_make_upper_dirs() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let up = t.path().join("upper");
+        make_upper(&up);
         std::os::unix::fs::chown(up.join("etc/new"), Some(101000), Some(101000)).unwrap();
         let opts = TreeOptions {
             overlay_whiteouts: true,
@@ -623,5 +1078,184 @@ mod tests {
         // The same tree again: the same digests (no timestamps in gzip).
         let again = store.write_layer(&up, &opts).unwrap();
         assert_eq!(again, l);
+    }
+
+    /// Every node under `root`: path, kind and mode, owner, mtime, xattrs
+    /// and content (or link target).
+    fn describe(root: &Path) -> Vec<String> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut out = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+                let mut xattrs: Vec<String> = list_xattrs(&c)
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_string_lossy().into_owned())
+                    .collect();
+                xattrs.sort();
+                let what = if m.is_dir() {
+                    dirs.push(p.clone());
+                    String::new()
+                } else if m.file_type().is_symlink() {
+                    std::fs::read_link(&p).unwrap().display().to_string()
+                } else if m.is_file() {
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+                } else {
+                    format!("rdev {}", m.rdev())
+                };
+                // An unpacked whiteout keeps the time it was made (no
+                // member's is applied to it); overlayfs never shows it.
+                let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
+                let mtime = if whiteout {
+                    "-".to_string()
+                } else {
+                    format!("{}.{}", m.mtime(), m.mtime_nsec())
+                };
+                out.push(format!(
+                    "{} {:o} {}:{} mtime={mtime} nlink={} {xattrs:?} {what}",
+                    p.strip_prefix(root).unwrap().display(),
+                    m.mode(),
+                    m.uid(),
+                    m.gid(),
+                    m.nlink()
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_adopted_tree_is_what_unpacking_its_blob_makes() {
+        if !can_make_upper_dirs() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        // The same upper dir twice, with what a tar does not carry: a
+        // socket, xattrs overlayfs and the command set, new mtimes.
+        let make = |up: &Path| {
+            make_upper(up);
+            set_xattr(&up.join("etc/new"), c"user.note", b"x");
+            set_xattr(&up.join("etc"), c"trusted.overlay.impure", b"y");
+            set_xattr(up, c"user.root", b"x");
+            std::os::unix::net::UnixListener::bind(up.join("etc/sock")).unwrap();
+            std::os::unix::fs::chown(up.join("etc/new"), Some(7), Some(8)).unwrap();
+        };
+        let opts = TreeOptions {
+            overlay_whiteouts: true,
+            clamp_mtime: Some(5),
+            ..TreeOptions::default()
+        };
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        make(&a);
+        make(&b);
+        let unpacked = Store::open(&t.path().join("s1")).unwrap();
+        let adopted = Store::open(&t.path().join("s2")).unwrap();
+        let la = unpacked.write_layer(&a, &opts).unwrap();
+        let lb = adopted.adopt_layer(&b, &opts, Compression::Gzip).unwrap();
+        assert_eq!(la, lb, "the same blob either way");
+        assert!(!b.exists(), "the tree is the layer now");
+        let (da, db) = (
+            describe(&unpacked.layer_path(&la.diff_id).unwrap()),
+            describe(&adopted.layer_path(&lb.diff_id).unwrap()),
+        );
+        assert_eq!(da, db);
+        assert!(
+            db.iter().any(|l| l.starts_with("etc/opq 40755 ")
+                && l.contains("[\"trusted.overlay.opaque\"]")
+                && l.contains("mtime=5.0")),
+            "{db:#?}"
+        );
+        assert!(
+            db.iter()
+                .any(|l| l.starts_with("etc/new 100644 7:8 mtime=5.0 nlink=2 [] hello")),
+            "{db:#?}"
+        );
+        assert!(!db.iter().any(|l| l.starts_with("etc/sock")), "{db:#?}");
+        // Its root as an unpacked one's.
+        let root = std::fs::metadata(adopted.layer_path(&lb.diff_id).unwrap()).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&root.permissions()) & 0o7777,
+            0o755
+        );
+        // Blobs are the same bytes whatever the store did with the tree.
+        assert_eq!(
+            std::fs::read(unpacked.blob_path(&la.digest).unwrap()).unwrap(),
+            std::fs::read(adopted.blob_path(&lb.digest).unwrap()).unwrap()
+        );
+    }
+
+    /// A byte stream that deflate cannot shrink (xorshift).
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn gzip_of(data: &[u8], piece: usize) -> Vec<u8> {
+        let mut g = Gzip::new(Vec::new()).unwrap();
+        for p in data.chunks(piece) {
+            g.write_all(p).unwrap();
+        }
+        g.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_stores_what_would_not_shrink_and_compresses_the_rest() {
+        let text: Vec<u8> = (0..20000)
+            .flat_map(|i| format!("line {i} of a text file\n").into_bytes())
+            .collect();
+        let random = noise(3 * CHUNK + 1000, 0x9e3779b97f4a7c15);
+        let data = [&text[..], &random, &text, &random[..5000]].concat();
+        let blob = gzip_of(&data, 1 << 20);
+        // The bytes depend on the data, not on how it was written.
+        assert_eq!(gzip_of(&data, 1000), blob);
+        assert_eq!(gzip_of(&data, 1), blob);
+        // One gzip member that any reader reads back.
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&blob[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        // The random part stored (a few bytes of block headers per 64 KiB),
+        // the text (twice) compressed: the whole within 2% of level 6
+        // everywhere (a chunk that is mostly noise is stored whole).
+        assert!(blob.len() > random.len(), "{}", blob.len());
+        assert!(
+            blob.len() < random.len() + 5000 + text.len() / 2,
+            "{}",
+            blob.len()
+        );
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        g.write_all(&data).unwrap();
+        let level6 = g.finish().unwrap().len();
+        assert!(
+            blob.len() <= level6 * 102 / 100,
+            "{} vs {level6}",
+            blob.len()
+        );
+    }
+
+    #[test]
+    fn incompressible_is_told_by_the_spread_of_bytes() {
+        assert!(incompressible(&noise(CHUNK, 1)));
+        assert!(!incompressible(&vec![0u8; CHUNK]));
+        let text: Vec<u8> = b"the quick brown fox ".repeat(CHUNK / 20);
+        assert!(!incompressible(&text));
+        // Half text, half noise: still worth deflating.
+        assert!(!incompressible(
+            &[&text[..CHUNK / 2], &noise(CHUNK / 2, 3)].concat()
+        ));
+        // Too short to tell: deflated.
+        assert!(!incompressible(&noise(100, 5)));
     }
 }

@@ -173,6 +173,27 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// berth.toml's entry that lets berth use this registry over plain http.
+    pub fn insecure_toml(&self) -> String {
+        format!(
+            "[[registry]]\nhost = \"{}\"\ninsecure = true\n",
+            self.host()
+        )
+    }
+
+    /// Shell lines serving this registry's content at the same address in
+    /// the network namespace the script runs in (a `Sandbox` has its own,
+    /// where the test's registry cannot be reached), ready when they end;
+    /// the sandbox's end ends it.
+    pub fn serve_in_script(&self) -> String {
+        format!(
+            "/usr/bin/docker-registry serve {cfg} >/dev/null 2>&1 &\n\
+             for i in $(seq 100); do curl -fs -o /dev/null http://{host}/v2/ && break; sleep 0.1; done\n",
+            cfg = self.dir.path().join("config.yml").display(),
+            host = self.host(),
+        )
+    }
+
     pub fn start(opts: RegistryOptions) -> Registry {
         private_netns();
         let dir = tempfile::tempdir().unwrap();
