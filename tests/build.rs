@@ -444,6 +444,7 @@ CMD ["/bin/sh", "-c", "cat /made /srv/data/here; test -e /bin/vi && echo has-vi 
 fn run_makes_layers_with_whiteouts_and_is_cached() {
     require_root!();
     require_program!("tar");
+    require_program!("faketime");
     let env = RunEnv::new();
     let file = env.file("Containerfile", RUN_FILE);
     let first = env.build(&file, "localhost/run:1", "");
@@ -508,6 +509,30 @@ fn run_makes_layers_with_whiteouts_and_is_cached() {
     assert!(!out.contains("(cached)"), "{out}");
     assert!(out.contains("\n  | ran step one: hello arg\n"), "{out}");
     assert_eq!(digest(&fifth), d1);
+
+    // On another day: berth's clock 400 days ahead (libfaketime), every
+    // RUN again, still the same image.
+    let ahead = env.sh("faketime -f +400d date +%s; date +%s");
+    let secs: Vec<i64> = String::from_utf8_lossy(&ahead.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(
+        secs.len() == 2 && secs[0] - secs[1] > 399 * 86400,
+        "faketime does not move the clock here: {}",
+        text(&ahead)
+    );
+    let later = env.sh(&format!(
+        "exec faketime -f +400d $B build -t localhost/run:1 -f {} --no-cache $CTX",
+        file.display()
+    ));
+    assert!(later.status.success(), "{}", text(&later));
+    assert!(
+        String::from_utf8_lossy(&later.stdout).contains("\n  | ran step one: hello arg\n"),
+        "{}",
+        text(&later)
+    );
+    assert_eq!(digest(&later), d1);
 }
 
 #[test]

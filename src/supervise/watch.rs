@@ -518,9 +518,16 @@ impl<'a> Watch<'a> {
         }
         // SAFETY: just opened, ours alone.
         let exe = unsafe { std::os::fd::OwnedFd::from_raw_fd(exe) };
-        // A fresh descriptor wakes the waiter's poll only for changes after
-        // its opening: read what came before.
+        // kernfs wakes a poll on a descriptor whose last read saw another
+        // count than the file's, and a fresh one has read nothing: read it
+        // once, or the waiter wakes at once, for ever, after the first OOM
+        // kill. Changes from then on wake it; what came before is read
+        // here, through our own descriptor.
         let events = open_memory_events(plan.payload.as_ref());
+        if let Some(f) = &events {
+            use std::os::unix::fs::FileExt;
+            let _ = f.read_at(&mut [0u8; 512], 0);
+        }
         self.on_memory_events();
         let signals = self.live.signals.as_fd().as_raw_fd();
         let mut polled = vec![(signals, libc::POLLIN)];
