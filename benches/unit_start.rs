@@ -286,28 +286,20 @@ fn supervisor_memory(b: &SystemdBox) {
     for l in out.lines() {
         println!("  {l}");
     }
-    // Where the first one's anonymous memory is, by mapping.
-    let by_map = b.sh_ok(
-        "p=$(systemctl show -p MainPID --value berth@idle1); \
-         awk '/^[0-9a-f]+-[0-9a-f]+ / {n = ($6 == \"\" ? \"[anon]\" : $6) \" \" $2} \
-              /^Anonymous:/ {a[n] += $2} END {for (k in a) if (a[k] > 0) print a[k], k}' \
-         /proc/$p/smaps | sort -rn | head -8",
-    );
-    println!("  the first one's anonymous KiB by mapping:");
-    for l in by_map.lines() {
-        println!("    {l}");
-    }
-    // And where its resident pages are (file-backed ones are shared with
-    // the other supervisors: PSS divides them).
-    let rss_by_map = b.sh_ok(
-        "p=$(systemctl show -p MainPID --value berth@idle1); \
-         awk '/^[0-9a-f]+-[0-9a-f]+ / {n = ($6 == \"\" ? \"[anon]\" : $6) \" \" $2} \
-              /^Rss:/ {a[n] += $2} END {for (k in a) if (a[k] > 0) print a[k], k}' \
-         /proc/$p/smaps | sort -rn | head -10",
-    );
-    println!("  the first one's resident KiB by mapping:");
-    for l in rss_by_map.lines() {
-        println!("    {l}");
+    // Where the first one's memory is, by mapping: its anonymous pages,
+    // and all resident ones (file-backed pages are shared with the other
+    // supervisors: PSS divides them).
+    for (field, what) in [("Anonymous", "anonymous"), ("Rss", "resident")] {
+        let by_map = b.sh_ok(&format!(
+            "p=$(systemctl show -p MainPID --value berth@idle1); \
+             awk '/^[0-9a-f]+-[0-9a-f]+ / {{n = ($6 == \"\" ? \"[anon]\" : $6) \" \" $2}} \
+                  /^{field}:/ {{a[n] += $2}} END {{for (k in a) if (a[k] > 0) print a[k], k}}' \
+             /proc/$p/smaps | sort -rn | head -10"
+        ));
+        println!("  the first one's {what} KiB by mapping:");
+        for l in by_map.lines() {
+            println!("    {l}");
+        }
     }
     b.sh_ok("systemctl stop berth@idle1 berth@idle2 berth@idle3 berth@idle4 berth@idle5");
 }
