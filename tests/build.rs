@@ -285,7 +285,12 @@ impl RunEnv {
             .rand_bytes(0)
             .tempdir()
             .unwrap();
-        let layout = busybox_layout_with_history(tmp.path());
+        // Its config counts the layer in `history` (buildah refuses a base
+        // whose history counts no layer).
+        let layout = reg::busybox_image_layout_with_history(
+            tmp.path(),
+            &["busybox-static, its applet links"],
+        );
         let root = reg::globals_root(tmp.path(), &tmp.path().join("store"), "");
         std::fs::create_dir_all(tmp.path().join("ctx")).unwrap();
         RunEnv {
@@ -389,47 +394,6 @@ impl RunEnv {
 }
 
 /// An OCI layout at `work/layout` holding `:1`: the busybox tree of
-/// `reg::busybox_image_layout`, its config with a history entry for its
-/// layer (buildah refuses a base whose history counts no layer).
-fn busybox_layout_with_history(work: &Path) -> PathBuf {
-    let rootfs = support::busybox_rootfs(&work.join("image-rootfs"));
-    std::fs::write(rootfs.join("etc/hostname"), "image\n").unwrap();
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["--numeric-owner", "-cf", "-", "."])
-        .output()
-        .unwrap();
-    assert!(tar.status.success(), "tar of the image rootfs failed");
-    let dir = work.join("layout");
-    let mut layout = reg::Layout::new(&dir);
-    let gz = reg::gzip(&tar.stdout);
-    let layer = layout.blob(&gz);
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [reg::sha256(&tar.stdout)]},
-        "history": [{"created_by": "busybox-static, its applet links"}],
-    }))
-    .unwrap();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": layout.blob(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer, "size": gz.len()}],
-    }))
-    .unwrap();
-    let built = reg::Built {
-        manifest_digest: layout.blob(&manifest),
-        manifest_size: manifest.len() as u64,
-        diff_ids: Vec::new(),
-        layer_digests: Vec::new(),
-    };
-    layout.tag(&built, "1");
-    dir
-}
-
 const RUN_FILE: &str = r#"FROM {BASE}
 ARG WHO=arg
 ENV GREETING=hello

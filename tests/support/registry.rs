@@ -620,6 +620,19 @@ impl Layout {
     /// Write an image from uncompressed layer tars (gzipped here); returns
     /// its manifest descriptor data.
     pub fn image(&self, layers: &[Vec<u8>], arch: &str, config: serde_json::Value) -> Built {
+        self.image_with_history(layers, arch, config, &[])
+    }
+
+    /// [`Layout::image`] whose config has a `history` entry per
+    /// `created_by` (buildah refuses a base whose history counts no
+    /// layer); none when it is empty.
+    pub fn image_with_history(
+        &self,
+        layers: &[Vec<u8>],
+        arch: &str,
+        config: serde_json::Value,
+        created_by: &[&str],
+    ) -> Built {
         let mut descs = Vec::new();
         let mut diff_ids = Vec::new();
         let mut layer_digests = Vec::new();
@@ -630,11 +643,17 @@ impl Layout {
             layer_digests.push(d.clone());
             descs.push(serde_json::json!({"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":d,"size":gz.len()}));
         }
-        let cfg = serde_json::json!({
+        let mut cfg = serde_json::json!({
             "architecture": arch, "os": "linux",
             "config": config,
             "rootfs": {"type":"layers","diff_ids": diff_ids},
         });
+        if !created_by.is_empty() {
+            cfg["history"] = created_by
+                .iter()
+                .map(|c| serde_json::json!({ "created_by": c }))
+                .collect();
+        }
         let cfg = serde_json::to_vec(&cfg).unwrap();
         let cd = self.blob(&cfg);
         let m = serde_json::json!({
@@ -702,6 +721,11 @@ impl Layout {
 /// with its applet links (the tree `busybox_rootfs` makes, /etc/hostname
 /// "image"), for clients that import whole images (containerd, Docker).
 pub fn busybox_image_layout(work: &Path) -> PathBuf {
+    busybox_image_layout_with_history(work, &[])
+}
+
+/// [`busybox_image_layout`] with a config `history` entry per `created_by`.
+pub fn busybox_image_layout_with_history(work: &Path, created_by: &[&str]) -> PathBuf {
     let rootfs = super::support::busybox_rootfs(&work.join("image-rootfs"));
     std::fs::write(rootfs.join("etc/hostname"), "image\n").unwrap();
     let tar = Command::new("tar")
@@ -713,10 +737,11 @@ pub fn busybox_image_layout(work: &Path) -> PathBuf {
     assert!(tar.status.success(), "tar of the image rootfs failed");
     let layout_dir = work.join("layout");
     let mut layout = Layout::new(&layout_dir);
-    let built = layout.image(
+    let built = layout.image_with_history(
         &[tar.stdout],
         "amd64",
         serde_json::json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+        created_by,
     );
     layout.tag(&built, "1");
     layout_dir
