@@ -149,7 +149,11 @@ fn container_commands_on_real_systemd() {
     assert!(err.contains("no container \"nosuch\""), "{err}");
 
     // exec: the container's confinement
-    let status = b.sh_ok("berth exec web sh -c 'cat /proc/self/status; hostname; ls /proc'");
+    // The PIDs come from a glob, not `ls`: ls stats each entry, and the app's
+    // short-lived `sleep` may exit between the listing and the stat.
+    let status = b.sh_ok(
+        "berth exec web sh -c 'cat /proc/self/status; hostname; for p in /proc/[0-9]*; do echo ${p#/proc/}; done'",
+    );
     let field = |s: &str, k: &str| {
         s.lines()
             .find_map(|l| l.strip_prefix(k))
@@ -239,7 +243,7 @@ wait $p
     assert!(err.contains("systemctl start berth@idle"), "{err}");
 
     b.sh_ok("berth start initc");
-    let seen = b.sh_ok("berth exec initc sh -c 'cat /proc/2/cmdline; echo; ls /proc'");
+    let seen = b.sh_ok("berth exec initc sh -c 'cat /proc/2/cmdline; echo; for p in /proc/[0-9]*; do echo ${p#/proc/}; done'");
     assert!(
         seen.starts_with("sleep"),
         "the app is PID 2 under berth's init: {seen}"
