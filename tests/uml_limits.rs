@@ -1026,11 +1026,17 @@ wait_done() {
         done
     done
 }
+# Started, not only placed: the payload cgroup exists before the container
+# does, and `berth stats` reads the container's state, which READY=1
+# (active) follows.
 wait_payloads() {
     end=$(( $(now) + 30 ))
     while [ "$(now)" -lt $end ]; do
         all=1
-        for n in "$@"; do [ -e $CG/berth@$n.service/payload/cgroup.procs ] || all=0; done
+        for n in "$@"; do
+            [ -e $CG/berth@$n.service/payload/cgroup.procs ] || all=0
+            [ "$(sc is-active berth@$n)" = active ] || all=0
+        done
         [ $all = 1 ] && return
         sleep 0.1
     done
@@ -1045,7 +1051,7 @@ result lower_before "$(val $L/memory.max)"
 sc set-property --runtime berth@lower MemoryMax=20M; result lower_set $?
 result lower_after "$(val $L/memory.max)"
 result lower_show "$(sc show -p MemoryMax --value berth@lower)"
-result lower_stats "$(berth stats lower --format json | tr '\n' ' ')"
+result lower_stats "$(berth stats lower --format json 2>&1 | tr '\n' ' ')"
 result lower_sup_pid "$(sc show -p MainPID --value berth@lower)"
 # The new [resources] keys on the unit, and where the kernel reads them.
 K=$CG/berth@keys.service
