@@ -33,15 +33,27 @@ const STAMP_C: &str = r#"
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-int main(int argc, char **argv) {
+static long long ns(clockid_t c) {
     struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    char buf[32];
-    int n = snprintf(buf, sizeof buf, "%lld\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
-    int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    clock_gettime(c, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+/* stamp FILE [linger|wait]: writes "REALTIME MONOTONIC" (ns) to FILE, or to
+   stdout for "-"; then lingers 300 ms (long enough for the bench to read
+   systemd's fork timestamp of a unit still loaded) or waits forever. */
+int main(int argc, char **argv) {
+    long long real = ns(CLOCK_REALTIME), mono = ns(CLOCK_MONOTONIC);
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%lld %lld\n", real, mono);
+    int fd = strcmp(argv[1], "-") ? open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644) : 1;
     if (fd < 0 || write(fd, buf, n) != n) return 1;
-    close(fd);
-    if (argc > 2) pause();
+    if (fd != 1) close(fd);
+    if (argc > 2 && !strcmp(argv[2], "linger")) {
+        struct timespec l = {0, 300000000};
+        nanosleep(&l, 0);
+    } else if (argc > 2) {
+        pause();
+    }
     return 0;
 }
 "#;
@@ -52,11 +64,17 @@ const ROUND: &str = r#"
 for u in $UNITS; do
     f=/srv/out/$u
     rm -f $f
-    t0=$(date +%s%N)
+    set -- $(/srv/rootfs/stamp -); t0=$1; m0=$2
     echo "t0 $u $t0"
     systemctl start --no-block $(unit_of $u)
     i=0; while [ ! -s $f ] && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done
-    [ -s $f ] && echo "$u $(( $(cat $f) - t0 ))" || echo "$u failed"
+    if [ -s $f ]; then
+        read r m < $f
+        fork=$(systemctl show -p ExecMainStartTimestampMonotonic --value $(unit_of $u))
+        echo "$u $((r - t0)) $((fork * 1000 - m0)) $((m - fork * 1000)) $fork"
+    else
+        echo "$u failed"
+    fi
     i=0; while [ $i -lt 2000 ]; do
         s=$(systemctl show -p ActiveState --value $(unit_of $u))
         [ $s = inactive ] || [ $s = failed ] && break
@@ -99,19 +117,19 @@ fn main() {
             .with_berth()
             .file(
                 "/etc/berth/containers/bench.toml",
-                "rootfs = \"/srv/rootfs\"\ncommand = [\"/stamp\", \"/out/berth\"]\n\
+                "rootfs = \"/srv/rootfs\"\ncommand = [\"/stamp\", \"/out/berth\", \"linger\"]\n\
                  [network]\nmode = \"none\"\n\
                  [[volume]]\nsource = \"/srv/out\"\ntarget = \"/out\"\n\
                  [service]\nrestart = \"no\"\n",
             )
             .file(
                 "/etc/systemd/system/bench-bare.service",
-                "[Service]\nExecStart=/srv/rootfs/stamp /srv/out/bare\n",
+                "[Service]\nExecStart=/srv/rootfs/stamp /srv/out/bare linger\n",
             )
             .file(
                 "/etc/systemd/system/bench-delegate.service",
                 "[Service]\nDelegate=yes\nSlice=berth.slice\n\
-                 ExecStart=/srv/rootfs/stamp /srv/out/delegate\n",
+                 ExecStart=/srv/rootfs/stamp /srv/out/delegate linger\n",
             )
             .file(
                 "/etc/systemd/system/bench-crun.service",
@@ -150,6 +168,8 @@ fn main() {
     let mut times: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     // When the last round asked systemd to start berth@bench (CLOCK_REALTIME ns).
     let mut last_berth_t0 = None;
+    // When systemd forked its main process (CLOCK_MONOTONIC µs).
+    let mut last_berth_fork_us = None;
     for round in 0..rounds + 2 {
         let out = b.sh_ok(&format!("{prelude}{ROUND}"));
         for line in out.lines() {
@@ -160,17 +180,27 @@ fn main() {
                 continue;
             }
             let mut w = line.split_whitespace();
-            let (Some(name), Some(ns)) = (w.next(), w.next()) else {
+            let Some(name) = w.next() else {
                 continue;
             };
-            let Ok(ns) = ns.parse::<f64>() else {
+            // NAME TOTAL BEFORE-FORK AFTER-FORK (ns) FORK (µs, monotonic)
+            let ns: Vec<f64> = w.filter_map(|n| n.parse().ok()).collect();
+            if ns.len() != 4 {
                 panic!(
                     "round {round}: {line}\n{}",
                     b.journal("berth@bench.service")
                 );
-            };
+            }
             if round >= 2 {
-                times.entry(name.to_string()).or_default().push(ns / 1e6);
+                if name == "berth" {
+                    last_berth_fork_us = Some(ns[3] as u64);
+                }
+                for (part, v) in ["", ":fork", ":exec"].iter().zip(&ns) {
+                    times
+                        .entry(format!("{name}{part}"))
+                        .or_default()
+                        .push(v / 1e6);
+                }
             }
         }
     }
@@ -188,11 +218,25 @@ fn main() {
     for (name, v) in times.iter_mut() {
         let m = median(v);
         med.insert(name.clone(), m);
-        println!(
-            "{name:>6}: median {m:6.1} ms  (min {:.1}, max {:.1})",
-            v[0],
-            v[v.len() - 1]
-        );
+        if !name.contains(':') {
+            println!(
+                "{name:>8}: median {m:6.1} ms  (min {:.1}, max {:.1})",
+                v[0],
+                v[v.len() - 1]
+            );
+        }
+    }
+    // systemd's fork of the main process (ExecMainStartTimestamp) splits
+    // each start: the job and the unit's loading before it, and after it
+    // the child's setup (cgroup, credentials, the exec) plus the runtime.
+    println!("split at systemd's fork of the main process (medians, ms):");
+    for name in ["bare", "delegate", "crun", "berth"] {
+        if let (Some(f), Some(e)) = (
+            med.get(&format!("{name}:fork")),
+            med.get(&format!("{name}:exec")),
+        ) {
+            println!("{name:>8}: start to fork {f:5.1}, fork to the program {e:5.1}");
+        }
     }
     if let (Some(bare), Some(berth)) = (med.get("bare"), med.get("berth")) {
         println!("berth@NAME over a bare unit: +{:.1} ms", berth - bare);
@@ -217,21 +261,32 @@ fn main() {
         let lines = b.sh_ok(
             "journalctl -q -o cat -u berth@bench.service | grep berth-trace: \
              | awk '/main [(]realtime/ {first = $0 \"\\n\"; next} \
-                    /protected copy made/ {buf = first} {buf = buf $0 \"\\n\"} \
+                    /, re-executing/ {buf = first} {buf = buf $0 \"\\n\"} \
                     END {printf \"%s\", buf}'",
         );
         print!("{lines}");
-        // systemd's share of that start: from `systemctl start` to berth's
-        // first `main` (the trace prints the wall clock there).
-        let main_at = lines
-            .split("(realtime ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse::<u64>().ok());
-        if let (Some(t0), Some(main_at)) = (last_berth_t0, main_at) {
+        // That start around berth's first `main` (the trace prints both
+        // clocks there): systemd's part until its fork, then the child's
+        // setup in systemd and the dynamic loader until `main`.
+        let field = |key: &str| {
+            lines
+                .split(key)
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        if let (Some(t0), Some(fork_us), Some(real), Some(mono)) = (
+            last_berth_t0,
+            last_berth_fork_us,
+            field("(realtime "),
+            field("monotonic "),
+        ) {
+            let main_after_start = real.saturating_sub(t0) as f64 / 1e6;
+            let main_after_fork = mono.saturating_sub(fork_us * 1000) as f64 / 1e6;
             println!(
-                "from systemctl start to berth's first main: {:.3} ms (systemd's share of that start)",
-                main_at.saturating_sub(t0) as f64 / 1e6
+                "that start: systemctl start to systemd's fork {:.3} ms, fork to berth's first main {:.3} ms",
+                main_after_start - main_after_fork,
+                main_after_fork
             );
         }
     }
@@ -253,7 +308,7 @@ fn write_crun_bundle(b: &SystemdBox) {
     cfg["root"]["path"] = serde_json::json!("/srv/rootfs");
     cfg["root"]["readonly"] = serde_json::json!(true);
     cfg["process"]["terminal"] = serde_json::json!(false);
-    cfg["process"]["args"] = serde_json::json!(["/stamp", "/out/crun"]);
+    cfg["process"]["args"] = serde_json::json!(["/stamp", "/out/crun", "linger"]);
     cfg["mounts"].as_array_mut().unwrap().push(serde_json::json!(
         {"destination": "/out", "type": "bind", "source": "/srv/out", "options": ["rbind", "rw"]}
     ));

@@ -58,7 +58,8 @@ pub fn enabled() -> bool {
 
 /// The first step of every berth process: `main`, and, in the process that
 /// set the origin, the wall clock's time of it, which a benchmark holds
-/// against when it asked systemd to start the unit (systemd's share).
+/// against when it asked systemd to start the unit and when systemd forked
+/// the unit's main process.
 pub fn main_entered() {
     if enabled() {
         if ORIGIN_HERE.load(std::sync::atomic::Ordering::Relaxed) {
@@ -69,7 +70,10 @@ pub fn main_entered() {
             // SAFETY: clock_gettime fills the timespec we own.
             unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
             let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-            step(&format!("main (realtime {ns} ns)"));
+            // And the origin itself, CLOCK_MONOTONIC as systemd's
+            // ExecMainStartTimestampMonotonic: fork to main is the difference.
+            let mono = origin().unwrap_or(0);
+            step(&format!("main (realtime {ns} ns, monotonic {mono} ns)"));
         } else {
             step("main");
         }

@@ -477,21 +477,26 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
         .map_err(|m| ("waiting for the parent (sync point 1)".to_string(), m))?;
     crate::trace::step("init: released by the parent");
     let fifo = join_namespaces(ctx)?;
+    crate::trace::step("init: namespaces joined, stdio");
     let (procfs, root) = mount_root(ctx)?;
+    crate::trace::step("init: root and the spec's mounts");
     // Sync points 1a and 1b, then createContainer hooks: before pivot_root.
     run_runtime_hooks(ctx, &hook_state)?;
     drop(root);
     pivot_root(ctx)?;
+    crate::trace::step("init: pivot_root");
     // The console socket is used up; from here the init holds only what its
     // process may inherit, so no cwd or program path can reach a host fd.
     // The procfs stays until the sysctls are written through it.
     let procfs_fd: Vec<RawFd> = procfs.iter().map(|p| p.raw_fd()).collect();
     close_fds(ctx, Held::Process, &procfs_fd)?;
     finish_root(ctx.plan, procfs)?;
+    crate::trace::step("init: masked and read-only paths, sysctls");
     let prepared = match &ctx.plan.process {
         Some(p) => Some(prepare_process(ctx.plan, p)?),
         None => None,
     };
+    crate::trace::step("init: process prepared");
     // Still undumpable (see process::clone3): the exec FIFO is reopened
     // through /proc/self/fd below, which a process may always do on itself.
     // Sync point 2 (init): fully set up.
@@ -502,6 +507,7 @@ fn start_sequence(ctx: &InitContext) -> StepResult<Infallible> {
     crate::trace::step("init: set up, waiting to be started");
     // Sync point 3 (init): wait to be started.
     wait_for_start(ctx, fifo)?;
+    crate::trace::step("init: started");
     exec_program(ctx, &hook_state, prepared)
 }
 
