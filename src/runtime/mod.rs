@@ -52,7 +52,8 @@ pub use cgroup::{
 };
 use channel::{Channel, Message};
 pub use exe::{
-    ensure_protected, execute, protection as exe_protection, sealed_program, Protection,
+    ensure_protected, ensure_protected_pinned, execute, protection as exe_protection,
+    sealed_program, Protection, PINNED_SUBDIR,
 };
 pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
