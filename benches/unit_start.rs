@@ -71,7 +71,8 @@ for u in $UNITS; do
     if [ -s $f ]; then
         read r m < $f
         fork=$(systemctl show -p ExecMainStartTimestampMonotonic --value $(unit_of $u))
-        echo "$u $((r - t0)) $((fork * 1000 - m0)) $((m - fork * 1000)) $fork"
+        act=$(systemctl show -p ActiveEnterTimestampMonotonic --value $(unit_of $u))
+        echo "$u $((r - t0)) $((fork * 1000 - m0)) $((m - fork * 1000)) $fork $(( (act - fork) * 1000 ))"
     else
         echo "$u failed"
     fi
@@ -184,8 +185,9 @@ fn main() {
                 continue;
             };
             // NAME TOTAL BEFORE-FORK AFTER-FORK (ns) FORK (µs, monotonic)
+            // FORK-TO-ACTIVE (ns: READY=1 for berth's Type=notify)
             let ns: Vec<f64> = w.filter_map(|n| n.parse().ok()).collect();
-            if ns.len() != 4 {
+            if ns.len() != 5 {
                 panic!(
                     "round {round}: {line}\n{}",
                     b.journal("berth@bench.service")
@@ -195,7 +197,13 @@ fn main() {
                 if name == "berth" {
                     last_berth_fork_us = Some(ns[3] as u64);
                 }
-                for (part, v) in ["", ":fork", ":exec"].iter().zip(&ns) {
+                let parts = [
+                    ("", ns[0]),
+                    (":fork", ns[1]),
+                    (":exec", ns[2]),
+                    (":active", ns[4]),
+                ];
+                for (part, v) in parts {
                     times
                         .entry(format!("{name}{part}"))
                         .or_default()
@@ -237,6 +245,10 @@ fn main() {
         ) {
             println!("{name:>8}: start to fork {f:5.1}, fork to the program {e:5.1}");
         }
+    }
+    // A Type=notify unit is active at READY=1, when `systemctl start` returns.
+    if let Some(a) = med.get("berth:active") {
+        println!("   berth: fork to READY=1 (the unit active) {a:5.1}");
     }
     if let (Some(bare), Some(berth)) = (med.get("bare"), med.get("berth")) {
         println!("berth@NAME over a bare unit: +{:.1} ms", berth - bare);
