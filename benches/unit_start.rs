@@ -294,7 +294,9 @@ fn main() {
             field("monotonic "),
         ) {
             let main_after_start = real.saturating_sub(t0) as f64 / 1e6;
-            let main_after_fork = mono.saturating_sub(fork_us * 1000) as f64 / 1e6;
+            // Signed: under load systemd's parent can take its timestamp
+            // after the child already reached `main`.
+            let main_after_fork = (mono as i64 - (fork_us * 1000) as i64) as f64 / 1e6;
             println!(
                 "that start: systemctl start to systemd's fork {:.3} ms, fork to berth's first main {:.3} ms",
                 main_after_start - main_after_fork,
