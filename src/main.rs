@@ -79,18 +79,7 @@ fn personality() -> ExitCode {
         .skip(1)
         .any(|a| cloning.iter().any(|v| a == *v))
     {
-        // The supervisor's line, which every `systemctl start` runs, keeps
-        // its protected copy from one start to the next.
-        let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-        match berth::cli::run::service_line(&argv) {
-            Some((root, _)) if name != "berth-runtime" => {
-                let root = root.unwrap_or_else(berth::generator::root_from_env);
-                let _ = berth::cli::protect_service(&root);
-            }
-            _ => {
-                let _ = berth::runtime::ensure_protected();
-            }
-        }
+        let _ = berth::runtime::ensure_protected();
     }
     // Commands that only report die quietly when their reader goes away
     // (`berth ps | head`, `berth-runtime state x | grep -q`), as other Unix

@@ -213,42 +213,6 @@ fn web_runs_in_payload_logs_to_journal_and_stops_clean() {
         Duration::from_secs(5),
     );
     assert_no_leftovers(&b, "probe");
-
-    // Both starts re-executed the supervisor from one read-only bind of the
-    // binary, which the first made (issue 13: no mount per start); an
-    // upgraded binary gets a bind of its own at the next start.
-    let pinned = "/run/berth/exe/usr-bin-berth";
-    let binds = || {
-        b.sh_ok(&format!(
-            "grep -c ' {pinned} ' /proc/self/mountinfo || true"
-        ))
-        .trim()
-        .to_string()
-    };
-    let inode = |p: &str| b.sh_ok(&format!("stat -c %i {p}")).trim().to_string();
-    assert_eq!(binds(), "1", "{}", b.sh_ok("cat /proc/self/mountinfo"));
-    let opts = b.sh_ok(&format!("findmnt -n -o OPTIONS {pinned}"));
-    assert!(opts.starts_with("ro,"), "{opts}");
-    assert_eq!(inode(pinned), inode("/usr/bin/berth"));
-    let before = inode("/usr/bin/berth");
-    b.sh_ok("cp /usr/bin/berth /usr/bin/berth.new && mv -f /usr/bin/berth.new /usr/bin/berth");
-    assert_ne!(inode("/usr/bin/berth"), before);
-    b.sh_ok("systemctl start berth@probe");
-    b.wait_for(
-        "systemctl is-active berth@probe",
-        |t| t == "inactive",
-        Duration::from_secs(10),
-    );
-    assert!(
-        messages(&b, "berth@probe")
-            .matches("exited with code 0")
-            .count()
-            >= 2,
-        "{}",
-        messages(&b, "berth@probe")
-    );
-    assert_eq!(binds(), "1");
-    assert_eq!(inode(pinned), inode("/usr/bin/berth"));
 }
 
 #[test]

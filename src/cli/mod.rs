@@ -4,7 +4,7 @@
 //! library; nothing here decides policy. One file per command group keeps merge
 //! conflicts small: add a variant to [`Command`] and a file beside this one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -127,14 +127,6 @@ pub enum Command {
     },
 }
 
-/// The supervisor's [`crate::runtime::ensure_protected`]: from the
-/// read-only bind of the binary pinned under `/run/berth/exe` (of `root`).
-pub fn protect_service(root: &Path) -> Result<(), crate::runtime::RuntimeError> {
-    crate::runtime::ensure_protected_pinned(
-        &crate::supervise::run_root(root).join(crate::runtime::PINNED_SUBDIR),
-    )
-}
-
 /// Entry point of the `berth` personality.
 pub fn main() -> ExitCode {
     docs::complete_if_asked();
@@ -142,7 +134,7 @@ pub fn main() -> ExitCode {
     if let Some((root, name)) = run::service_line(&argv) {
         crate::log::init();
         let root = root.unwrap_or_else(crate::generator::root_from_env);
-        if let Err(err) = protect_service(&root) {
+        if let Err(err) = crate::runtime::ensure_protected() {
             eprintln!("berth: error: {}", crate::log::error_chain(&err.into()));
             return ExitCode::from(1);
         }

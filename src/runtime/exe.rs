@@ -26,12 +26,6 @@
 //!   `cloned_binary`, crun's `src/libcrun/cloned_binary.c`): a full copy of
 //!   the binary per process, 25–35 ms for 15 MB on a loaded machine.
 //!
-//! The supervisor (`berth run --systemd`, once per `systemctl start`) does
-//! not make one of those per process: [`ensure_protected_pinned`] keeps a
-//! read-only bind of the binary attached under `/run/berth/exe`, made by the
-//! first start and replaced when the binary on disk is another inode (an
-//! upgrade), and re-executes from it.
-//!
 //! The re-exec passes argv, the environment, every descriptor not marked
 //! close-on-exec (stdio, systemd's LISTEN_FDS, OCI `--preserve-fds`, console
 //! sockets) and the signal mask on unchanged. What a protected process looks
@@ -43,7 +37,6 @@ use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::RuntimeError;
@@ -96,12 +89,8 @@ fn protection_of(fd: RawFd) -> Option<Protection> {
             // the container cannot remount in.
             return Some(Protection::Overlay);
         }
-        // A read-only mount whose root is this very file: a bind of the
-        // binary (detached, or the pinned one under /run/berth/exe). Only
-        // the host's root could remount it writable; the container cannot.
-        // A binary that merely sits on a read-only filesystem does not
-        // count: that filesystem is remounted writable for updates.
-        if mount_root(fd) {
+        // A read-only mount attached nowhere in our namespace: our bind.
+        if detached(fd) {
             return Some(Protection::Bind);
         }
     }
@@ -110,21 +99,31 @@ fn protection_of(fd: RawFd) -> Option<Protection> {
     (seals >= 0 && seals & BASE_SEALS == BASE_SEALS).then_some(Protection::Memfd)
 }
 
-/// Whether `fd` is the root of the mount it is on (statx
-/// STATX_ATTR_MOUNT_ROOT, Linux 5.8): for a file, a bind mount of itself.
-fn mount_root(fd: RawFd) -> bool {
+/// Whether the mount `fd` is on is missing from /proc/self/mountinfo.
+fn detached(fd: RawFd) -> bool {
     // SAFETY: plain data the kernel fills from our own descriptor.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx(2) on our descriptor with AT_EMPTY_PATH.
-    let r = unsafe { libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, 0, &mut stx) };
-    r == 0
-        && stx.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
-        && stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+    let r = unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if r != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return false;
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let id = stx.stx_mnt_id.to_string();
+    !info
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(id.as_str()))
 }
-
-/// Where the supervisors' read-only binds of the berth binary live, under
-/// `/run/berth` ([`ensure_protected_pinned`]).
-pub const PINNED_SUBDIR: &str = "exe";
 
 /// Return when this process already runs from a protected copy of its
 /// binary; otherwise re-execute it from one (same argv, environment and
@@ -135,35 +134,6 @@ pub fn ensure_protected() -> Result<(), RuntimeError> {
         crate::trace::step("running from a protected copy of the binary");
         return Ok(());
     }
-    reexecute_protected()
-}
-
-/// [`ensure_protected`] for the supervisor (`berth run --systemd`), which
-/// every `systemctl start` runs: it re-executes from a read-only bind of
-/// the binary kept attached under `dir` (`/run/berth/exe`) and made by the
-/// first start, so a start pays for the execve but not for a new mount
-/// (an overlayfs or a bind per process, 0.7–1 ms, several on a loaded
-/// machine). A bind whose inode is no longer the running binary's (the
-/// package was upgraded) is replaced. Where the bind cannot be made, it
-/// falls back to [`ensure_protected`]'s per-process copies.
-pub fn ensure_protected_pinned(dir: &Path) -> Result<(), RuntimeError> {
-    if protection().is_some() {
-        crate::trace::step("running from a protected copy of the binary");
-        return Ok(());
-    }
-    match pinned_bind(dir) {
-        Ok(exe) => {
-            crate::trace::step("pinned read-only bind found, re-executing");
-            Err(execute(&exe))
-        }
-        Err(e) => {
-            tracing::debug!("no pinned read-only bind of the runtime binary ({e})");
-            reexecute_protected()
-        }
-    }
-}
-
-fn reexecute_protected() -> Result<(), RuntimeError> {
     let exe = match sealed_overlay() {
         Ok(fd) => fd,
         Err(overlay) => {
@@ -326,104 +296,6 @@ fn sealed_bind() -> Result<OwnedFd, RuntimeError> {
     read_only_bind(c"/proc/self/exe")
 }
 
-/// The pinned read-only bind of the running binary under `dir`, made when
-/// missing or stale. Its name is the binary's path with `/` as `-`, so one
-/// binary has one bind, replaced in place on upgrade.
-fn pinned_bind(dir: &Path) -> Result<OwnedFd, RuntimeError> {
-    use std::os::fd::AsFd;
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| RuntimeError::io("readlink", "/proc/self/exe", e))?;
-    let running = stat_path(&exe)?;
-    let target = dir.join(pinned_name(&exe).ok_or_else(|| {
-        RuntimeError::sys(
-            format!("pin '{}' (replaced on disk?)", exe.display()),
-            nix::errno::Errno::ESTALE,
-        )
-    })?);
-    if let Some(fd) = open_pinned(&target, &running) {
-        return Ok(fd);
-    }
-    // /run/berth keeps its own mode (0711, see private.rs) if this makes it.
-    if let Some(parent) = dir.parent() {
-        crate::private::root_dir(parent).map_err(|e| RuntimeError::io("create", parent, e))?;
-    }
-    crate::private::dir(dir).map_err(|e| RuntimeError::io("create", dir, e))?;
-    // One start makes it; one started at the same moment waits, then finds it.
-    let lock = File::open(dir).map_err(|e| RuntimeError::io("open", dir, e))?;
-    // SAFETY: flock(2) on a descriptor we own; released when it closes.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(RuntimeError::sys(
-            format!("lock '{}'", dir.display()),
-            nix::Error::last(),
-        ));
-    }
-    if let Some(fd) = open_pinned(&target, &running) {
-        return Ok(fd);
-    }
-    // A stale bind (another inode: the binary was replaced) goes first,
-    // lazily: supervisors still running from it keep it until they exit.
-    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
-    let point = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&target)
-        .map_err(|e| RuntimeError::io("create", &target, e))?;
-    let tree = read_only_bind(c"/proc/self/exe")?;
-    crate::sys::at::attach(tree.as_fd(), point.as_fd())
-        .map_err(|e| RuntimeError::io("move_mount the read-only bind onto", &target, e))?;
-    open_pinned(&target, &running).ok_or_else(|| {
-        RuntimeError::sys(
-            format!("'{}' after binding it", target.display()),
-            nix::errno::Errno::ESTALE,
-        )
-    })
-}
-
-/// `/usr/bin/berth` → `usr-bin-berth`; None for a path the kernel marks
-/// " (deleted)" or that is not absolute.
-fn pinned_name(exe: &Path) -> Option<String> {
-    let s = exe.to_str()?;
-    if !s.starts_with('/') || s.ends_with(" (deleted)") {
-        return None;
-    }
-    let name: String = s
-        .trim_start_matches('/')
-        .chars()
-        .map(|c| match c {
-            '/' => '-',
-            c if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' => c,
-            _ => '_',
-        })
-        .take(200)
-        .collect();
-    (!name.is_empty()).then_some(name)
-}
-
-/// `target` opened O_PATH when it is a read-only bind of the running
-/// binary's inode, else None.
-fn open_pinned(target: &Path, running: &libc::stat) -> Option<OwnedFd> {
-    let fd = crate::sys::at::openat2_cwd(target, libc::O_PATH | libc::O_NOFOLLOW).ok()?;
-    let st = stat_fd(fd.as_raw_fd()).ok()?;
-    let same = (
-        st.st_dev,
-        st.st_ino,
-        st.st_size,
-        st.st_mtime,
-        st.st_mtime_nsec,
-    ) == (
-        running.st_dev,
-        running.st_ino,
-        running.st_size,
-        running.st_mtime,
-        running.st_mtime_nsec,
-    );
-    // Read-only and a mount of this file itself (on an overlayfs root, such
-    // as a test box's, the bind counts as that filesystem's type).
-    (same && mount_root(fd.as_raw_fd()) && protection_of(fd.as_raw_fd()).is_some()).then_some(fd)
-}
-
 fn read_only_bind(path: &std::ffi::CStr) -> Result<OwnedFd, RuntimeError> {
     use std::os::fd::AsFd;
     let path = Path::new(OsStr::from_bytes(path.to_bytes()));
@@ -552,20 +424,6 @@ mod tests {
         if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&p) {
             assert!(w.write_all(b"x").is_err(), "a sealed memfd took a write");
         }
-    }
-
-    #[test]
-    fn a_pinned_bind_is_named_for_the_binarys_path() {
-        let name = |p: &str| pinned_name(Path::new(p));
-        assert_eq!(name("/usr/bin/berth").as_deref(), Some("usr-bin-berth"));
-        assert_eq!(
-            name("/opt/my tools/berth").as_deref(),
-            Some("opt-my_tools-berth")
-        );
-        // Replaced on disk, or not a path at all: no bind to make.
-        assert_eq!(name("/usr/bin/berth (deleted)"), None);
-        assert_eq!(name("berth"), None);
-        assert_eq!(name("/"), None);
     }
 
     #[test]

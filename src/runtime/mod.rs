@@ -52,8 +52,7 @@ pub use cgroup::{
 };
 use channel::{Channel, Message};
 pub use exe::{
-    ensure_protected, ensure_protected_pinned, execute, protection as exe_protection,
-    sealed_program, Protection, PINNED_SUBDIR,
+    ensure_protected, execute, protection as exe_protection, sealed_program, Protection,
 };
 pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
