@@ -158,11 +158,12 @@ pub(super) fn start(
     let (container, console) =
         create_and_start(opts, paths, copts, (&mut list, &net, &vols.host), st)?;
     trace("supervise: created and started");
-    // 13. systemd-machined, when it is on the bus, with the leader in
-    //    payload: after READY=1 (watch.rs), so that `systemctl start`
-    //    does not wait for a D-Bus round trip no start depends on.
-    let machine_leader =
-        (opts.systemd && payload.is_some()).then(|| container.pid().as_raw() as u32);
+    // 13. systemd-machined, when it is on the bus: after the clone (its
+    //    runtime is dropped before returning), with the leader in payload.
+    if opts.systemd && payload.is_some() {
+        register_machine(def, container.pid().as_raw() as u32, &mut list)?;
+        trace("supervise: machined");
+    }
     // Watched for OOM kills while the container runs (opened now: the
     // container never inherits it).
     let memory_events = payload
@@ -170,7 +171,6 @@ pub(super) fn start(
         .and_then(|p| std::fs::File::open(p.join("memory.events")).ok());
     Ok(Running {
         container,
-        machine_leader,
         payload,
         stop_signal,
         reload_signal,
@@ -209,26 +209,15 @@ fn setup_etc_files(
     Ok(())
 }
 
-/// Step 13, once READY=1 is out: `machinectl list` shows the container.
-/// Best effort: a host without machined is silent, a refusal is a
-/// warning, the container goes on. Recorded first, so that the exit (or
-/// `berth cleanup`) unregisters it; what cannot be recorded is not
-/// registered.
-pub(super) fn register_machine(def: &Definition, leader: u32, list: &mut List) {
-    let recorded = list.record(Resource::Machine {
+/// Step 13: `machinectl list` shows the container. Best effort: a host
+/// without machined is silent, a refusal is a warning, the start goes on.
+/// Recorded first, so that the exit (or `berth cleanup`) unregisters it.
+fn register_machine(def: &Definition, leader: u32, list: &mut List) -> Result<(), SuperviseError> {
+    list.record(Resource::Machine {
         name: def.name.clone(),
         unit: format!("berth@{}.service", def.name),
-    });
-    if let Err(e) = recorded {
-        journal::event(
-            Priority::Warning,
-            &def.name,
-            "machined",
-            &format!("not registered with systemd-machined: {e}"),
-            &[],
-        );
-        return;
-    }
+    })
+    .map_err(listed(def))?;
     let rootfs = match &def.image {
         ImageSource::Rootfs(p) => Some(p.as_path()),
         ImageSource::Image(_) | ImageSource::Build(_) => None,
@@ -264,6 +253,7 @@ pub(super) fn register_machine(def: &Definition, leader: u32, list: &mut List) {
         // No child to spare: the call in process, costing its memory.
         Err(_) => register(),
     }
+    Ok(())
 }
 
 /// A teardown list's error, as the supervisor's.

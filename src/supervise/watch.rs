@@ -23,8 +23,6 @@ use journal::Priority;
 /// What [`start`] hands to [`supervise`].
 pub(super) struct Running {
     pub(super) container: runtime::Container,
-    /// The PID to register with systemd-machined once READY=1 is out.
-    pub(super) machine_leader: Option<u32>,
     pub(super) payload: Option<PathBuf>,
     /// A number: the image's STOPSIGNAL may be a real-time signal
     /// (SIGRTMIN+3 for systemd), which `nix`'s `Signal` cannot hold.
@@ -174,17 +172,6 @@ pub(super) fn supervise(
     let plan = WatchPlan::new(opts, def, paths, &running);
     let health = running.health.take();
     announce_start(&plan, def, st, running.notify.is_some());
-    crate::trace::step(
-        "supervise: announced (READY=1, unless it waits for the container or a check)",
-    );
-    if let Some(leader) = running.machine_leader {
-        super::start::register_machine(
-            def,
-            leader,
-            &mut crate::teardown::List::new(paths.resources()),
-        );
-        crate::trace::step("supervise: machined");
-    }
     let live = Live {
         signals: running.signals,
         notify: running.notify,
