@@ -1,6 +1,7 @@
 //! Link the berth binary position-dependent (`-no-pie`) unless `BERTH_PIE=1`.
 //!
-//! Every container start executes berth twice: the caller's exec and the
+//! Every container start executes berth once or twice: the caller's exec
+//! and, unless the trampoline serves (`runtime/trampoline.rs`), the
 //! re-execution from a sealed copy (CVE-2019-5736, `runtime/exe.rs`). As a PIE,
 //! each exec has ld.so apply ~30,000 relative relocations, which dirties the
 //! whole `.data.rel.ro` (≈500 KiB of vtables and static tables) page by page:
@@ -14,11 +15,14 @@
 //! non-PIE executables). A distribution whose policy requires PIE builds
 //! with `BERTH_PIE=1`; berth then works the same, only slower to start.
 //!
-//! It also compiles `src/waiter/waiter.rs`, the idle supervisor's waiting
-//! program, on its own (no std, no libc, static: a few KiB), for berth to
-//! embed (`cfg(berth_waiter)`; supervise/watch.rs executes it from a memfd).
-//! Only on x86_64 Linux, where its raw system calls are right; elsewhere, or
-//! when it cannot be built, a supervisor waits in itself.
+//! It also compiles berth's two programs without std or libc (static: a
+//! few KiB each), each on its own, for berth to embed (`cfg(berth_waiter)`):
+//! `src/waiter/waiter.rs`, the idle supervisor's waiting program
+//! (supervise/watch.rs executes it from a memfd), and
+//! `src/waiter/trampoline.rs`, the last exec into a container
+//! (runtime/trampoline.rs). Only on x86_64 Linux, where their raw system
+//! calls are right; elsewhere, or when they cannot be built, a supervisor
+//! waits in itself and re-executes from a protected copy of berth.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=BERTH_PIE");
@@ -30,20 +34,22 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(berth_waiter)");
     let x86_64 = std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
     if linux && x86_64 {
-        match build_waiter() {
+        println!("cargo:rerun-if-changed=src/waiter/sys.rs");
+        let built = build_program("src/waiter/waiter.rs", "berth-wait")
+            .and_then(|()| build_program("src/waiter/trampoline.rs", "berth-trampoline"));
+        match built {
             Ok(()) => println!("cargo:rustc-cfg=berth_waiter"),
             Err(e) => println!(
-                "cargo:warning=the idle waiter (src/waiter/waiter.rs) was not built, supervisors will wait in themselves: {e}"
+                "cargo:warning=berth's programs without std (src/waiter/) were not built, supervisors will wait in themselves and re-execute berth at each start: {e}"
             ),
         }
     }
 }
 
-fn build_waiter() -> Result<(), String> {
-    const SRC: &str = "src/waiter/waiter.rs";
-    println!("cargo:rerun-if-changed={SRC}");
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?)
-        .join("berth-wait");
+fn build_program(src: &str, name: &str) -> Result<(), String> {
+    println!("cargo:rerun-if-changed={src}");
+    let out =
+        std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?).join(name);
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let target = std::env::var("TARGET").map_err(|e| e.to_string())?;
     let status = std::process::Command::new(rustc)
@@ -74,11 +80,11 @@ fn build_waiter() -> Result<(), String> {
         .args(["-C", "link-arg=-Wl,--build-id=none"])
         .arg("-o")
         .arg(&out)
-        .arg(SRC)
+        .arg(src)
         .status()
         .map_err(|e| format!("rustc: {e}"))?;
     if !status.success() {
-        return Err(format!("rustc {SRC}: {status}"));
+        return Err(format!("rustc {src}: {status}"));
     }
     Ok(())
 }

@@ -9,6 +9,12 @@
 //! `berth.slice`. The difference to `bare` is systemd's own cost of a
 //! delegated unit, which no runtime started inside one can win back.
 //!
+//! A fifth, `berth-net` (`berth@net`), is what most containers are: an
+//! image (an OCI layout loaded into the store by the warm-up rounds, so
+//! each measured start mounts its layers as an overlay) on the default
+//! bridge network with a published port (a lease, a veth pair, addresses
+//! and routes, one nft transaction), the same stamp as its program.
+//!
 //! Run: `cargo bench --bench unit_start [-- ROUNDS]` as root (release build).
 //! Each round starts the units one after the other; each program is a
 //! static stamp that writes CLOCK_REALTIME in ns to a file and exits, and the
@@ -19,6 +25,8 @@
 //! Under `cargo test --all-targets` (no `--bench` argument) it only says how
 //! to run it.
 
+#[path = "../tests/support/registry.rs"]
+mod reg;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -111,6 +119,8 @@ fn main() {
     support::busybox_rootfs(&rootfs);
     std::fs::copy(&stamp, rootfs.join("stamp")).unwrap();
     std::fs::create_dir_all(rootfs.join("out")).unwrap();
+    let layout = tmp.path().join("img");
+    write_image(&layout, &std::fs::read(&stamp).unwrap());
 
     let crun = support::have_program("crun");
     let b = SystemdBox::boot(
@@ -120,6 +130,13 @@ fn main() {
                 "/etc/berth/containers/bench.toml",
                 "rootfs = \"/srv/rootfs\"\ncommand = [\"/stamp\", \"/out/berth\", \"linger\"]\n\
                  [network]\nmode = \"none\"\n\
+                 [[volume]]\nsource = \"/srv/out\"\ntarget = \"/out\"\n\
+                 [service]\nrestart = \"no\"\n",
+            )
+            .file(
+                "/etc/berth/containers/net.toml",
+                "image = \"oci:/srv/img:1\"\ncommand = [\"/stamp\", \"/out/berth-net\", \"linger\"]\n\
+                 [network]\npublish = [\"8080:80\"]\n\
                  [[volume]]\nsource = \"/srv/out\"\ntarget = \"/out\"\n\
                  [service]\nrestart = \"no\"\n",
             )
@@ -149,21 +166,22 @@ fn main() {
         );
     }
     b.copy_in(&rootfs, "/srv/rootfs");
+    b.copy_in(&layout, "/srv/img");
     b.sh_ok("mkdir -p /srv/out /srv/bundle");
     if crun {
         write_crun_bundle(&b);
     }
     b.sh_ok("systemctl daemon-reload");
     let units = if crun {
-        "bare delegate crun berth"
+        "bare delegate crun berth berth-net"
     } else {
-        "bare delegate berth"
+        "bare delegate berth berth-net"
     };
     if !crun {
         println!("# crun is not installed: the crun-in-a-unit column is missing");
     }
     let prelude = format!(
-        "UNITS=\"{units}\"\nunit_of() {{ case $1 in berth) echo berth@bench.service;; *) echo bench-$1.service;; esac; }}\n"
+        "UNITS=\"{units}\"\nunit_of() {{ case $1 in berth) echo berth@bench.service;; berth-net) echo berth@net.service;; *) echo bench-$1.service;; esac; }}\n"
     );
     // Two rounds to warm the page cache, then the measured ones.
     let mut times: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -238,7 +256,7 @@ fn main() {
     // each start: the job and the unit's loading before it, and after it
     // the child's setup (cgroup, credentials, the exec) plus the runtime.
     println!("split at systemd's fork of the main process (medians, ms):");
-    for name in ["bare", "delegate", "crun", "berth"] {
+    for name in ["bare", "delegate", "crun", "berth", "berth-net"] {
         if let (Some(f), Some(e)) = (
             med.get(&format!("{name}:fork")),
             med.get(&format!("{name}:exec")),
@@ -264,6 +282,13 @@ fn main() {
                 "crun in a Delegate=yes unit over a bare unit: +{:.1} ms; berth/crun: {:.2}x",
                 crun - bare,
                 berth / crun
+            );
+        }
+        if let (Some(net), Some(d)) = (med.get("berth-net"), med.get("delegate")) {
+            println!(
+                "berth@NAME from an image on a bridge, one port published, over a bare unit: +{:.1} ms; over the bare Delegate=yes unit: +{:.1} ms",
+                net - bare,
+                net - d
             );
         }
     }
@@ -310,6 +335,38 @@ fn main() {
     } else {
         println!("# conmon or crun is not installed: no conmon figures");
     }
+}
+
+/// An OCI layout with one layer: busybox and the stamp.
+fn write_image(dir: &std::path::Path, stamp: &[u8]) {
+    use reg::{Layout, Member};
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let layer = reg::tar_of(&[
+        Member::Dir("bin/", 0o755, 0, 0),
+        Member::File(
+            "bin/busybox",
+            Box::leak(busybox.into_boxed_slice()),
+            0o755,
+            0,
+            0,
+        ),
+        Member::Symlink("bin/sh", "busybox"),
+        Member::File(
+            "stamp",
+            Box::leak(stamp.to_vec().into_boxed_slice()),
+            0o755,
+            0,
+            0,
+        ),
+        Member::Dir("out/", 0o755, 0, 0),
+    ]);
+    let mut layout = Layout::new(dir);
+    let built = layout.image(
+        &[layer],
+        "amd64",
+        serde_json::json!({"Cmd": ["/stamp", "-"]}),
+    );
+    layout.tag(&built, "1");
 }
 
 /// A bundle for crun: the same rootfs and stamp, a bind of /srv/out, no

@@ -5,8 +5,10 @@
 //! The entry point is C's `main`, not std's: std's start-up asks glibc for
 //! the main thread's stack bounds, which reads and parses `/proc/self/maps`
 //! (a tenth of the instructions of an exec of berth), only to print a
-//! message on stack overflow. Every container start executes berth twice,
-//! so `start_up` does the rest of what std's does, and no more.
+//! message on stack overflow. Every service start executes berth at least
+//! once (twice when its container needs the protected copy, and again each
+//! time its supervisor comes back from the idle waiter), so `start_up` does
+//! the rest of what std's does, and no more.
 // Under `cargo test` the test harness brings its own main.
 #![cfg_attr(not(test), no_main)]
 
@@ -69,16 +71,17 @@ fn personality() -> ExitCode {
     // not twice; a word that only looks like such a verb (a container named
     // `run`) costs a needless re-execution, never a missing one. The commands
     // check again, and report a failure here through their own error path
-    // (`--log` included).
+    // (`--log` included). A service's start (`run --systemd NAME`) is not
+    // one of them: it decides for itself, once it knows its container
+    // (runtime/trampoline.rs).
     let cloning: &[&str] = match name.as_str() {
         "berth-generator" => &[],
         "berth-runtime" => &["create", "run", "exec"],
         _ => &["run", "exec"],
     };
-    if std::env::args_os()
-        .skip(1)
-        .any(|a| cloning.iter().any(|v| a == *v))
-    {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let service = name != "berth-runtime" && berth::cli::is_service_line(&args);
+    if !service && args.iter().any(|a| cloning.iter().any(|v| a == *v)) {
         let _ = berth::runtime::ensure_protected();
     }
     // Commands that only report die quietly when their reader goes away

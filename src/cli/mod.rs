@@ -127,6 +127,13 @@ pub enum Command {
     },
 }
 
+/// Whether `args` (without argv[0]) is berth@.service's own line, `run
+/// --systemd NAME`: a service start, which decides itself whether to run
+/// from a protected copy.
+pub fn is_service_line(args: &[std::ffi::OsString]) -> bool {
+    run::service_line(args).is_some()
+}
+
 /// Entry point of the `berth` personality.
 pub fn main() -> ExitCode {
     docs::complete_if_asked();
@@ -134,10 +141,8 @@ pub fn main() -> ExitCode {
     if let Some((root, name)) = run::service_line(&argv) {
         crate::log::init();
         let root = root.unwrap_or_else(crate::generator::root_from_env);
-        if let Err(err) = crate::runtime::ensure_protected() {
-            eprintln!("berth: error: {}", crate::log::error_chain(&err.into()));
-            return ExitCode::from(1);
-        }
+        // No protected copy up front: the start decides whether its
+        // container needs one (supervise/start.rs, runtime/trampoline.rs).
         return run::service(&root, &name);
     }
     let cli = Cli::parse();

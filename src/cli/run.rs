@@ -197,7 +197,8 @@ pub fn service(root: &Path, name: &str) -> ExitCode {
 /// The line `berth@.service` runs at every start, `run --systemd NAME` (after
 /// an optional `--root DIR`), read without clap: building berth's clap tree
 /// and dropping it is half of what an exec of berth executes (callgrind), and
-/// the supervisor's start pays it in its re-executed copy. Returns the root
+/// every supervisor's start and return from the idle waiter would pay it.
+/// Returns the root
 /// and NAME, or None to let clap read any other line.
 pub fn service_line(args: &[std::ffi::OsString]) -> Option<(Option<PathBuf>, String)> {
     let words: Vec<&str> = args.iter().map(|a| a.to_str()).collect::<Option<_>>()?;

@@ -91,6 +91,13 @@ impl Channel {
         }
         // SAFETY: the kernel initialised the first n bytes.
         unsafe { buf.set_len(n) };
+        // The trampoline's word for a failed exec (trampoline.rs).
+        if let Some((errno, path)) = super::trampoline::parse_report(&buf) {
+            return Ok(Some(Message::Error {
+                step: "exec".into(),
+                message: super::init::program_error(&path, errno).to_string(),
+            }));
+        }
         serde_json::from_slice(&buf)
             .map(Some)
             .map_err(std::io::Error::other)

@@ -9,7 +9,9 @@
 //! reopen it for writing through `/proc/self/fd` and overwrite the host's
 //! runtime. So every process that clones container processes first
 //! re-executes itself from a copy that cannot be written
-//! ([`ensure_protected`], called at the top of those commands):
+//! ([`ensure_protected`], called at the top of those commands), or, in a
+//! service's supervisor, has its children reach the program through the
+//! trampoline instead when the container allows (trampoline.rs):
 //!
 //! - a read-only overlayfs made with fsopen(2) whose top layer is the
 //!   binary's directory and whose second layer is an empty detached tmpfs
@@ -67,6 +69,13 @@ pub enum Protection {
     Bind,
     /// Executed from a sealed memfd copy.
     Memfd,
+}
+
+/// Whether this process runs from a protected copy: [`protection`], asked
+/// once (only an exec changes the answer, and that starts a new process).
+pub fn protected() -> bool {
+    static PROTECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROTECTED.get_or_init(|| protection().is_some())
 }
 
 /// How `/proc/self/exe` is protected, or None when it is a writable file

@@ -20,6 +20,7 @@ use super::init::{
     apply_rlimits, apply_user_and_caps, build_exec, close_fds_on_exec, reset_signals,
     set_no_new_privs, set_personality,
 };
+use super::trampoline::FinalExec;
 use super::{console, cwd, fds, process, seccomp, RuntimeError, Stdio};
 
 /// What every process joining a container shares with its init, taken from
@@ -198,6 +199,8 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         .as_ref()
         .map(|p| seccomp::Compiled::compile(p, opts.seccomp_cache.as_deref()))
         .transpose()?;
+    // Decided before clone, like the filter: the memfd is made once.
+    let final_exec = super::trampoline::plan(&opts.process, false, opts.seccomp.as_ref(), false)?;
     let (parent_end, child_end) = channel::pair()?;
 
     // A PID namespace applies to children only: join it here for the clone.
@@ -210,8 +213,13 @@ pub fn exec(opts: ExecOptions) -> Result<ExecProcess, RuntimeError> {
         process::Cloned::Child => {
             drop(parent_end);
             process::set_name("berth:[exec]");
-            let Err((step, message)) =
-                exec_sequence(&opts, filter.as_ref(), &joins, console, &child_end);
+            let Err((step, message)) = exec_sequence(
+                &opts,
+                (filter.as_ref(), final_exec),
+                &joins,
+                console,
+                &child_end,
+            );
             let _ = child_end.send(&Message::Error { step, message });
             // SAFETY: see init::run.
             unsafe { libc::_exit(127) }
@@ -347,7 +355,7 @@ fn init_oom_score_adj(pid: Pid) -> Result<Option<i32>, RuntimeError> {
 
 fn exec_sequence(
     opts: &ExecOptions,
-    filter: Option<&seccomp::Compiled>,
+    (filter, final_exec): (Option<&seccomp::Compiled>, FinalExec),
     joins: &[(LinuxNamespaceType, File)],
     console: Option<OwnedFd>,
     channel: &Channel,
@@ -363,6 +371,7 @@ fn exec_sequence(
     let passed = || {
         fds::passed(opts.preserve_fds)
             .chain([std::os::fd::AsFd::as_fd(channel).as_raw_fd()])
+            .chain(final_exec.fd())
             .chain(console.as_ref().map(|c| c.as_raw_fd()))
     };
     let keep: Vec<_> = passed()
@@ -418,6 +427,7 @@ fn exec_sequence(
     // The console socket too: the process inherits only stdio and what was passed.
     let keep: Vec<_> = fds::passed(opts.preserve_fds)
         .chain([std::os::fd::AsFd::as_fd(channel).as_raw_fd()])
+        .chain(final_exec.fd())
         .collect();
     fds::close_all_except(&keep).map_err(step("close host fds"))?;
     apply_rlimits(p).map_err(step("rlimits"))?;
@@ -440,7 +450,13 @@ fn exec_sequence(
     if let (true, Some(filter)) = (nnp, filter) {
         filter.load().map_err(step("seccomp"))?;
     }
-    let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    let e = match final_exec {
+        FinalExec::Direct => nix::unistd::execve(&path, &argv, &envp).unwrap_err(),
+        FinalExec::Trampoline(fd) => {
+            let channel = std::os::fd::AsFd::as_fd(channel).as_raw_fd();
+            super::trampoline::execute(fd, channel, &path, &argv, &envp)
+        }
+    };
     Err((
         "exec".to_string(),
         super::init::program_error(&path.to_string_lossy(), e).to_string(),

@@ -24,6 +24,7 @@ use oci_spec::runtime::{
 use super::channel::{Channel, Message};
 use super::hooks::{hooks_at, run_hooks, HookPoint};
 use super::mount::MountContext;
+use super::trampoline::FinalExec;
 use super::{
     caps, console, cwd, devices, fds, mount, net, process, reaper, seccomp, RootfsSource,
     RuntimeError, StartGate, Stdio,
@@ -68,6 +69,9 @@ pub struct InitPlan {
     pub personality: Option<u64>,
     /// Stay PID 1 as a reaper and run the program as a child (`init = true`).
     pub reaper: bool,
+    /// How the program is executed: directly, or through the trampoline
+    /// when berth runs from its binary on disk (trampoline.rs).
+    pub final_exec: super::trampoline::FinalExec,
 }
 
 /// personality(2)'s persona for `linux.personality` (runtime-spec: domains
@@ -202,6 +206,15 @@ impl InitPlan {
                 || !hooks_at(spec, HookPoint::Prestart).is_empty(),
             create_container_hooks: hooks_at(spec, HookPoint::CreateContainer),
             start_container_hooks: hooks_at(spec, HookPoint::StartContainer),
+            final_exec: match &process {
+                Some(p) => super::trampoline::plan(
+                    p,
+                    opts.reaper,
+                    linux.seccomp().as_ref(),
+                    matches!(opts.start_gate, StartGate::Fifo(_)),
+                )?,
+                None => super::trampoline::FinalExec::Direct,
+            },
             process,
             reaper: opts.reaper,
         })
@@ -400,6 +413,7 @@ impl InitContext<'_> {
         let mut keep: Vec<RawFd> = fds::passed(self.preserve_fds).collect();
         keep.push(std::os::fd::AsFd::as_fd(&self.channel).as_raw_fd());
         keep.extend(self.exec_fifo.as_ref().map(|f| f.as_raw_fd()));
+        keep.extend(self.plan.final_exec.fd());
         if held <= Held::Joined {
             keep.extend(self.console.as_ref().map(|f| f.as_raw_fd()));
         }
@@ -737,8 +751,15 @@ fn exec_program(
         step("berth's init", reaper::split(plan.terminal))?;
     }
     crate::trace::step("init: execve");
-    // Sync point 4 (init): execve closes the CLOEXEC channel; the parent reads EOF.
-    let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    // Sync point 4 (init): execve closes the CLOEXEC channel; the parent
+    // reads EOF (through the trampoline: at the program's execve).
+    let e = match plan.final_exec {
+        FinalExec::Direct => nix::unistd::execve(&path, &argv, &envp).unwrap_err(),
+        FinalExec::Trampoline(fd) => {
+            let channel = std::os::fd::AsFd::as_fd(&ctx.channel).as_raw_fd();
+            super::trampoline::execute(fd, channel, &path, &argv, &envp)
+        }
+    };
     Err((
         "exec".to_string(),
         program_error(&path.to_string_lossy(), e).to_string(),

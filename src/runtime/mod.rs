@@ -34,6 +34,7 @@ mod reaper;
 mod record;
 pub mod seccomp;
 mod signal;
+mod trampoline;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -52,7 +53,8 @@ pub use cgroup::{
 };
 use channel::{Channel, Message};
 pub use exe::{
-    ensure_protected, execute, protection as exe_protection, sealed_program, Protection,
+    ensure_protected, execute, protected as exe_protected, protection as exe_protection,
+    sealed_program, Protection,
 };
 pub use exec::{exec, Confinement, ExecOptions, ExecProcess};
 pub use fifo::start_fifo;
@@ -64,6 +66,7 @@ pub use process::{
     set_name as set_process_name, ProcessHandle,
 };
 pub use signal::{parse_signal, send_signal, signal_name};
+pub use trampoline::allowed as trampoline_allowed;
 
 type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
 static WARNING_SINK: std::sync::OnceLock<WarningSink> = std::sync::OnceLock::new();

@@ -31,8 +31,8 @@ pub use env::parse_env_file;
 pub use image::ImageConfigView;
 pub use mounts::{default_mounts, plan_volumes, ETC_FILES};
 pub use security::{
-    capability_set, default_capabilities, DEFAULT_CAPABILITIES, MASKED_PATHS, NOFILE_HARD,
-    NOFILE_SOFT, READONLY_PATHS,
+    capability_set, default_capabilities, linux_capabilities, DEFAULT_CAPABILITIES, MASKED_PATHS,
+    NOFILE_HARD, NOFILE_SOFT, READONLY_PATHS,
 };
 pub use user::{resolve_user, ResolvedUser};
 

@@ -110,7 +110,7 @@ pub fn capability_set(drop: &[String], add: &[String]) -> Result<HashSet<Capabil
 /// Bounding, effective and permitted hold the set; inheritable and ambient
 /// stay empty, so a non-root user keeps no capability across exec (as in
 /// Docker and Podman).
-pub(super) fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities {
+pub fn linux_capabilities(set: &HashSet<Capability>) -> LinuxCapabilities {
     let mut c = LinuxCapabilities::default();
     c.set_bounding(Some(set.clone()))
         .set_effective(Some(set.clone()))

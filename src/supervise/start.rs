@@ -77,28 +77,32 @@ pub(super) fn start(
     let mut list = List::new(paths.resources());
     // 0. Inputs that need no work to check fail before any work is done.
     volumes::check_bind_sources(def)?;
-    // 1. The run dir, holding the list every later step records itself in.
-    setup_run_dir(def, paths, &mut list, st)?;
-    trace("supervise: run dir");
-    // 2. The image, pulled if `pull` says so. Any tokio runtime a pull uses
+    // 1. The image, pulled if `pull` says so. Any tokio runtime a pull uses
     //    is gone when it returns: we clone later.
     let (lowers, image, digest, image_health) = resolve_image(opts, def, globals)?;
-    record_image(def, digest, paths, st)?;
     trace("supervise: image");
-    // 3. What the plan needs from files: env files, the seccomp profile.
+    let view = image.as_ref().map(ImageConfigView::from_image_config);
+    // 2. What the plan needs from files: env files, the seccomp profile.
     let inputs = read_plan_inputs(def)?;
     trace("supervise: plan inputs read");
-    // 3'. Bridge mode: the networks and a lease on each; the links and
+    // 3. Whether the container may reach its program through the
+    //    trampoline; if not, berth re-executes from a protected copy now,
+    //    before anything of this start exists.
+    protect_unless_trampoline(def, view.as_ref(), &lowers, &inputs)?;
+    // 4. The run dir, holding the list every later step records itself in.
+    setup_run_dir(def, paths, &mut list, st)?;
+    record_image(def, digest, paths, st)?;
+    trace("supervise: run dir");
+    // 4'. Bridge mode: the networks and a lease on each; the links and
     //    rules that use them are recorded now, made once the container's
     //    namespace exists (create_and_start).
     let net = setup_network_leases(opts, def, globals, &mut list)?;
     st.networks = net.attached();
     st.published = def.network.publish.iter().map(|p| p.to_string()).collect();
     trace("supervise: network leases");
-    // 4. Named volumes, created and seeded on first use (a child process
+    // 4''. Named volumes, created and seeded on first use (a child process
     //    may mount the image's layers: still single-threaded here); each
     //    anonymous one (no source, or the image's VOLUME) is one of them.
-    let view = image.as_ref().map(ImageConfigView::from_image_config);
     let vols = setup_volumes(opts, def, view.as_ref(), (globals, paths), &lowers)?;
     trace("supervise: named volumes");
     // 5. /etc files the spec binds.
@@ -180,6 +184,83 @@ pub(super) fn start(
         console,
         memory_events,
     })
+}
+
+/// Step 3: in service mode berth runs from its binary on disk, and the
+/// container's process reaches its program through berth's trampoline
+/// (runtime/trampoline.rs), unless the process is one the trampoline would
+/// change or expose: then berth re-executes from a protected copy here and
+/// the start begins again in it, nothing of it made yet. The process is
+/// judged as the plan will make it: the same user lookup, capability set
+/// and seccomp profile.
+fn protect_unless_trampoline(
+    def: &Definition,
+    view: Option<&ImageConfigView>,
+    lowers: &[PathBuf],
+    inputs: &PlanInputs,
+) -> Result<(), SuperviseError> {
+    if runtime::exe_protected() {
+        return Ok(());
+    }
+    let refused = match trampoline_process(def, view, lowers) {
+        Ok(process) => {
+            runtime::trampoline_allowed(&process, def.init, inputs.seccomp.as_ref()).err()
+        }
+        // The plan reports it; the protected copy costs nothing then.
+        Err(e) => Some(e),
+    };
+    let Some(why) = refused else {
+        return Ok(());
+    };
+    tracing::debug!(
+        "container \"{}\": re-executing from a protected copy: {why}",
+        def.name
+    );
+    // Returns only when the re-execution failed.
+    let error = match runtime::ensure_protected() {
+        Err(e) => e,
+        Ok(()) => runtime::RuntimeError::Unprotected {
+            overlay: "reported protected, yet found on disk".into(),
+            memfd: "not tried".into(),
+        },
+    };
+    Err(SuperviseError::Runtime {
+        name: def.name.clone(),
+        error,
+    })
+}
+
+/// The container's process as far as the trampoline cares: user,
+/// capabilities, no_new_privileges (`spec::plan` makes the same).
+fn trampoline_process(
+    def: &Definition,
+    view: Option<&ImageConfigView>,
+    lowers: &[PathBuf],
+) -> Result<oci_spec::runtime::Process, String> {
+    let user_spec = def
+        .user
+        .as_ref()
+        .map(|u| u.to_string())
+        .or_else(|| view.and_then(|i| i.user.clone()))
+        .unwrap_or_default();
+    let named = user_spec
+        .split(':')
+        .any(|p| !p.is_empty() && p.parse::<u32>().is_err());
+    let (passwd, group) = match named {
+        true => (
+            read_image_file(lowers, "etc/passwd"),
+            read_image_file(lowers, "etc/group"),
+        ),
+        false => (None, None),
+    };
+    let user = spec::resolve_user(&user_spec, passwd.as_deref(), group.as_deref())?;
+    let caps = spec::capability_set(&def.security.cap_drop, &def.security.cap_add)?;
+    let mut process = oci_spec::runtime::Process::default();
+    process
+        .set_user(user.to_oci())
+        .set_capabilities(Some(spec::linux_capabilities(&caps)))
+        .set_no_new_privileges(Some(def.security.no_new_privileges));
+    Ok(process)
 }
 
 /// Step 5: hostname, hosts and resolv.conf, naming the first network's

@@ -483,8 +483,9 @@ impl<'a> Watch<'a> {
     /// Become the idle waiter (src/waiter/waiter.rs) until something
     /// happens: it polls the signalfd (stop, reload, the container's exit),
     /// the notify socket and `memory.events` until one is ready or the next
-    /// check is due, then executes this binary again (the protected copy
-    /// health checks clone from), which [`resume`]s from the plan. The PID
+    /// check is due, then executes this binary again (the same file: the
+    /// protected copy, or berth on disk with the trampoline for health
+    /// checks), which [`resume`]s from the plan. The PID
     /// stays, and with it what systemd knows: main PID, NotifyAccess=main,
     /// the container as our child, the blocked and pending signals.
     /// Returns only when that failed, with why, everything as it was.

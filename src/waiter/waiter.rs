@@ -26,11 +26,13 @@
 #![no_std]
 #![no_main]
 
-use core::arch::{asm, global_asm};
+mod sys;
+use sys::{c_str, exit, number, syscall6};
 
+/// The status when even the way back fails (and of a panic).
+const FAILED: usize = 70;
 const SYS_POLL: usize = 7;
 const SYS_PRCTL: usize = 157;
-const SYS_EXIT_GROUP: usize = 231;
 const SYS_EXECVEAT: usize = 322;
 const PR_SET_NAME: usize = 15;
 const AT_EMPTY_PATH: usize = 0x1000;
@@ -44,81 +46,6 @@ struct PollFd {
     fd: i32,
     events: i16,
     revents: i16,
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    exit(70)
-}
-
-// Compiled with panic=abort, nothing unwinds; core's objects still name
-// the symbol.
-#[no_mangle]
-extern "C" fn rust_eh_personality() {}
-
-/// SAFETY: a Linux system call with six arguments; the caller passes what
-/// that call expects.
-unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
-    let ret: isize;
-    asm!(
-        "syscall",
-        inlateout("rax") n as isize => ret,
-        in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d, in("r8") e, in("r9") f,
-        lateout("rcx") _, lateout("r11") _,
-        options(nostack),
-    );
-    ret
-}
-
-fn exit(code: usize) -> ! {
-    // SAFETY: exit_group takes a status and does not return.
-    unsafe { syscall6(SYS_EXIT_GROUP, code, 0, 0, 0, 0, 0) };
-    loop {}
-}
-
-// The kernel starts a static executable at `_start` with argc, argv and
-// envp on the stack; hand the stack pointer to `entry`, aligned as the
-// ABI wants for a call.
-global_asm!(
-    ".globl _start",
-    "_start:",
-    "mov rdi, rsp",
-    "and rsp, -16",
-    "call {entry}",
-    "ud2",
-    entry = sym entry,
-);
-
-/// The NUL-terminated string at `p`, as bytes without the NUL.
-///
-/// SAFETY: `p` points to a NUL-terminated string that lives as long as 'a.
-unsafe fn c_str<'a>(p: *const u8) -> &'a [u8] {
-    let mut n = 0;
-    // Volatile: the plain loop is strlen to the optimiser, and there is
-    // no libc to call.
-    while core::ptr::read_volatile(p.add(n)) != 0 {
-        n += 1;
-    }
-    core::slice::from_raw_parts(p, n)
-}
-
-/// Parse a decimal number; None for anything else.
-fn number(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + i64::from(d - b'0');
-    }
-    Some(if neg { -v } else { v })
 }
 
 /// What `BERTH_WAIT` says: the berth binary's descriptor, the timeout and
@@ -184,7 +111,7 @@ extern "C" fn entry(sp: *const usize) -> ! {
         }
         i += 1;
     }
-    let Some(mut w) = wait else { exit(70) };
+    let Some(mut w) = wait else { exit(FAILED) };
     // What `ps` shows (a memfd would show as "memfd:berth").
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { syscall6(SYS_PRCTL, PR_SET_NAME, b"berth\0".as_ptr() as usize, 0, 0, 0, 0) };
@@ -220,5 +147,5 @@ extern "C" fn entry(sp: *const usize) -> ! {
             0,
         )
     };
-    exit(70)
+    exit(FAILED)
 }

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -431,4 +432,175 @@ fn service_mode_exec_of_proc_self_exe_cannot_overwrite_berth() {
     let report = format!("{}\n{}", stdout(&out), describe(&out));
     eprintln!("berth exec of #!/proc/self/exe in service mode:\n{report}");
     assert_defended(&report, before == after);
+}
+
+/// What a process's exe is, seen from the host as root: its link, its size,
+/// its seals, and whether it opens for writing. `probe PID…`.
+const EXE_PROBE_C: &str = r##"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        char path[64], link[256] = "";
+        snprintf(path, sizeof path, "/proc/%s/exe", argv[i]);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0) link[n] = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st = {0};
+        if (fd >= 0) fstat(fd, &st);
+        int seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+        int w = open(path, O_WRONLY | O_CLOEXEC);
+        printf("pid=%s link=%s size=%lld sealed=%s write=%s\n", argv[i], link,
+               (long long)st.st_size, seals >= 0 && (seals & F_SEAL_WRITE) ? "yes" : "no",
+               w >= 0 ? "OPENED" : strerror(errno));
+    }
+    return 0;
+}
+"##;
+
+fn exe_probe() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-escape-exe");
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join(format!("probe-{}.c", std::process::id()));
+        let out = dir.join(format!("probe-{}", std::process::id()));
+        std::fs::write(&src, EXE_PROBE_C).unwrap();
+        let st = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("gcc");
+        assert!(st.success(), "gcc -static probe.c");
+        out
+    })
+}
+
+/// Service mode runs from /usr/bin/berth itself and reaches a container's
+/// program through berth's trampoline, a sealed memfd of a few KiB: a
+/// `#!/proc/self/exe 1` script, as the container's program and as a health
+/// check, has the kernel run that trampoline, which follows the script's
+/// arguments into the script again, for ever. Seen from the host while it
+/// loops: its exe is the memfd (not berth's binary, not a copy of it),
+/// sealed, refused for writing; /usr/bin/berth keeps its bytes. An exec
+/// the trampoline cannot do is still reported by the start, and a
+/// container whose processes may hold CAP_SYS_PTRACE gets the protected
+/// copy of berth instead (its supervisor says so at debug level).
+#[test]
+fn service_mode_scripts_of_proc_self_exe_run_the_sealed_trampoline() {
+    use crate::support::systemd_box::{BoxOptions, SystemdBox};
+    require_root!();
+    require_program!("gcc");
+    const ROOTFS: &str = "/srv/evil-root";
+    let def =
+        |extra: &str| format!("rootfs = \"{ROOTFS}\"\nnetwork = {{ mode = \"none\" }}\n{extra}");
+    let opts = BoxOptions::default()
+        .with_berth()
+        .file(
+            "/etc/berth/containers/loop.toml",
+            def("command = [\"/evil\"]\n[service]\nstop_timeout = \"1s\"\n"),
+        )
+        .file(
+            "/etc/berth/containers/hc.toml",
+            def("command = [\"/bin/sleep\", \"600\"]\n[health]\ncommand = [\"/evil\"]\ninterval = \"1s\"\ntimeout = \"30s\"\n[service]\nstop_timeout = \"1s\"\n"),
+        )
+        .file(
+            "/etc/berth/containers/bad.toml",
+            def("command = [\"/notelf\"]\n"),
+        )
+        .file(
+            "/etc/berth/containers/traced.toml",
+            def("command = [\"/bin/sleep\", \"600\"]\n[security]\ncap_add = [\"SYS_PTRACE\"]\n"),
+        )
+        .file(
+            "/etc/systemd/system/berth@.service.d/90-debug.conf",
+            "[Service]\nEnvironment=BERTH_LOG=debug\n",
+        );
+    let b = SystemdBox::boot(opts).unwrap_or_else(|e| panic!("box did not boot: {e}"));
+    let rootfs = tempfile::tempdir().unwrap();
+    support::busybox_rootfs(rootfs.path());
+    std::fs::write(rootfs.path().join("evil"), "#!/proc/self/exe 1\n").unwrap();
+    std::fs::write(rootfs.path().join("notelf"), "not a program\n").unwrap();
+    for f in ["evil", "notelf"] {
+        std::fs::set_permissions(
+            rootfs.path().join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    b.copy_in(rootfs.path(), ROOTFS);
+    let probe_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(exe_probe(), probe_dir.path().join("probe")).unwrap();
+    b.copy_in(probe_dir.path(), "/opt/probe");
+    let before = b.sh_ok("sha256sum /usr/bin/berth | cut -d' ' -f1");
+    // The looping process: argv "/proc/self/exe 1 /evil".
+    let find = "for p in /proc/[0-9]*; do \
+                  c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
+                  [ \"$c\" = '/proc/self/exe 1 /evil ' ] && echo ${p#/proc/}; \
+                done | head -1";
+    let probe_looping = |unit: &str| -> String {
+        b.sh_ok(&format!("systemctl start {unit}"));
+        let pid = b.wait_for(find, |o| !o.trim().is_empty(), Duration::from_secs(20));
+        let seen = b.sh_ok(&format!("/opt/probe/probe {}", pid.trim()));
+        b.sh_ok(&format!("systemctl stop {unit}"));
+        seen
+    };
+    for unit in ["berth@loop", "berth@hc"] {
+        let seen = probe_looping(unit);
+        eprintln!("{unit}: {seen}");
+        assert!(seen.contains("link=/memfd:"), "{unit}: not a memfd: {seen}");
+        assert!(seen.contains("sealed=yes"), "{unit}: not sealed: {seen}");
+        assert!(
+            !seen.contains("OPENED"),
+            "{unit}: opened for writing: {seen}"
+        );
+        let size: u64 = seen
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("size="))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX);
+        assert!(
+            size < 64 * 1024,
+            "{unit}: the script ran a {size}-byte program, not the trampoline: {seen}"
+        );
+    }
+    assert_eq!(
+        before,
+        b.sh_ok("sha256sum /usr/bin/berth | cut -d' ' -f1"),
+        "/usr/bin/berth changed"
+    );
+
+    // An exec the trampoline cannot do fails the start, saying why.
+    let out = b.sh("systemctl start berth@bad");
+    assert!(
+        !out.status.success(),
+        "a program that is no program started"
+    );
+    let journal = b.journal("berth@bad.service");
+    assert!(
+        journal.contains("/notelf") && journal.contains("exec format error"),
+        "the start did not report the failed exec:\n{journal}"
+    );
+
+    // CAP_SYS_PTRACE: the protected copy, not the trampoline.
+    b.sh_ok("systemctl start berth@traced");
+    let journal = b.journal("berth@traced.service");
+    assert!(
+        journal.contains("re-executing from a protected copy")
+            && journal.contains("CAP_SYS_PTRACE"),
+        "no protected copy for a container that may ptrace:\n{journal}"
+    );
+    let journal = b.journal("berth@loop.service");
+    assert!(
+        !journal.contains("re-executing from a protected copy"),
+        "the trampoline's container re-executed berth:\n{journal}"
+    );
+    b.sh_ok("systemctl stop berth@traced");
 }
