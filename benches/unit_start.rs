@@ -9,7 +9,12 @@
 //! `berth.slice`. The difference to `bare` is systemd's own cost of a
 //! delegated unit, which no runtime started inside one can win back.
 //!
-//! A fifth, `berth-net` (`berth@net`), is what most containers are: an
+//! A fifth, `berth-copy` (`berth@copy`), is `berth@bench` with
+//! CAP_SYS_PTRACE added, which makes its supervisor re-execute from a
+//! protected copy of berth instead of using the trampoline
+//! (runtime/trampoline.rs): the difference is what the trampoline saves.
+//!
+//! A sixth, `berth-net` (`berth@net`), is what most containers are: an
 //! image (an OCI layout loaded into the store by the warm-up rounds, so
 //! each measured start mounts its layers as an overlay) on the default
 //! bridge network with a published port (a lease, a veth pair, addresses
@@ -145,6 +150,14 @@ fn main() {
                 "[Service]\nExecStart=/srv/rootfs/stamp /srv/out/bare linger\n",
             )
             .file(
+                "/etc/berth/containers/copy.toml",
+                "rootfs = \"/srv/rootfs\"\ncommand = [\"/stamp\", \"/out/berth-copy\", \"linger\"]\n\
+                 [network]\nmode = \"none\"\n\
+                 [[volume]]\nsource = \"/srv/out\"\ntarget = \"/out\"\n\
+                 [security]\ncap_add = [\"SYS_PTRACE\"]\n\
+                 [service]\nrestart = \"no\"\n",
+            )
+            .file(
                 "/etc/systemd/system/bench-delegate.service",
                 "[Service]\nDelegate=yes\nSlice=berth.slice\n\
                  ExecStart=/srv/rootfs/stamp /srv/out/delegate linger\n",
@@ -173,15 +186,15 @@ fn main() {
     }
     b.sh_ok("systemctl daemon-reload");
     let units = if crun {
-        "bare delegate crun berth berth-net"
+        "bare delegate crun berth berth-copy berth-net"
     } else {
-        "bare delegate berth berth-net"
+        "bare delegate berth berth-copy berth-net"
     };
     if !crun {
         println!("# crun is not installed: the crun-in-a-unit column is missing");
     }
     let prelude = format!(
-        "UNITS=\"{units}\"\nunit_of() {{ case $1 in berth) echo berth@bench.service;; berth-net) echo berth@net.service;; *) echo bench-$1.service;; esac; }}\n"
+        "UNITS=\"{units}\"\nunit_of() {{ case $1 in berth) echo berth@bench.service;; berth-net) echo berth@net.service;; berth-copy) echo berth@copy.service;; *) echo bench-$1.service;; esac; }}\n"
     );
     // Two rounds to warm the page cache, then the measured ones.
     let mut times: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -256,7 +269,14 @@ fn main() {
     // each start: the job and the unit's loading before it, and after it
     // the child's setup (cgroup, credentials, the exec) plus the runtime.
     println!("split at systemd's fork of the main process (medians, ms):");
-    for name in ["bare", "delegate", "crun", "berth", "berth-net"] {
+    for name in [
+        "bare",
+        "delegate",
+        "crun",
+        "berth",
+        "berth-copy",
+        "berth-net",
+    ] {
         if let (Some(f), Some(e)) = (
             med.get(&format!("{name}:fork")),
             med.get(&format!("{name}:exec")),
@@ -284,6 +304,12 @@ fn main() {
                 berth / crun
             );
         }
+        if let Some(copy) = med.get("berth-copy") {
+            println!(
+                "berth@NAME re-executing from a protected copy (CAP_SYS_PTRACE) over the trampoline: +{:.1} ms",
+                copy - berth
+            );
+        }
         if let (Some(net), Some(d)) = (med.get("berth-net"), med.get("delegate")) {
             println!(
                 "berth@NAME from an image on a bridge, one port published, over a bare unit: +{:.1} ms; over the bare Delegate=yes unit: +{:.1} ms",
@@ -293,12 +319,19 @@ fn main() {
         }
     }
     if trace {
+        let all = b.sh_ok("journalctl -q -o cat -u berth@bench.service | grep berth-trace:");
+        println!(
+            "berth@bench, each step's median time since the step before, over every start (ms):"
+        );
+        for (step, ms) in step_medians(&all) {
+            println!("  {ms:7.3}  {step}");
+        }
         println!("the last berth@bench start, step by step (BERTH_TRACE_START):");
         // From the last start's first line (its first `main`) to its end.
         let lines = b.sh_ok(
             "journalctl -q -o cat -u berth@bench.service | grep berth-trace: \
              | awk '/main [(]realtime/ {first = $0 \"\\n\"; next} \
-                    /, re-executing/ {buf = first} {buf = buf $0 \"\\n\"} \
+                    /supervise: definition loaded/ {buf = first} {buf = buf $0 \"\\n\"} \
                     END {printf \"%s\", buf}'",
         );
         print!("{lines}");
@@ -335,6 +368,65 @@ fn main() {
     } else {
         println!("# conmon or crun is not installed: no conmon figures");
     }
+}
+
+/// Each traced start's steps (a start begins at a `main (realtime …)` line
+/// followed by the supervisor's "definition loaded"; `berth cleanup`'s
+/// own `main` is not one), ordered by time, as the time since the step
+/// before; the median per step name, in the order of the first start.
+fn step_medians(journal: &str) -> Vec<(String, f64)> {
+    let parse = |line: &str| -> Option<(f64, String)> {
+        let rest = line.split("berth-trace:").nth(1)?.trim_start();
+        let (ms, rest) = rest.split_once(" ms")?;
+        let label = rest.split_once("] ")?.1.trim().to_string();
+        Some((ms.trim().parse().ok()?, label))
+    };
+    let mut starts: Vec<Vec<(f64, String)>> = Vec::new();
+    let mut current: Option<Vec<(f64, String)>> = None;
+    for (ms, label) in journal.lines().filter_map(parse) {
+        if label.starts_with("main (realtime") {
+            if let Some(s) = current.take().filter(|s| s.len() > 2) {
+                starts.push(s);
+            }
+            current = Some(vec![(ms, "main".into())]);
+            continue;
+        }
+        // The same process back from the idle waiter: that start is over.
+        if label == "main" {
+            if let Some(s) = current.take().filter(|s| s.len() > 2) {
+                starts.push(s);
+            }
+            continue;
+        }
+        if let Some(s) = current.as_mut() {
+            s.push((ms, label));
+        }
+    }
+    starts.extend(current.filter(|s| s.len() > 2));
+    let mut order: Vec<String> = Vec::new();
+    let mut deltas: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    for mut s in starts {
+        s.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        for w in s.windows(2) {
+            let label = &w[1].1;
+            if !order.contains(label) {
+                order.push(label.clone());
+            }
+            deltas
+                .entry(label.clone())
+                .or_default()
+                .push(w[1].0 - w[0].0);
+        }
+    }
+    order
+        .into_iter()
+        .map(|l| {
+            let v = deltas.get_mut(&l).unwrap();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let m = v[v.len() / 2];
+            (l, m)
+        })
+        .collect()
 }
 
 /// An OCI layout with one layer: busybox and the stamp.
