@@ -193,6 +193,16 @@ pub struct VolumeMount {
 }
 
 /// The definition's hostname, else its name.
+/// Who the container runs as, unresolved: the definition's `user`, else
+/// the image's User, else root (`""`).
+pub fn user_spec(def: &Definition, image: Option<&ImageConfigView>) -> String {
+    def.user
+        .as_ref()
+        .map(|u| u.to_string())
+        .or_else(|| image.and_then(|i| i.user.clone()))
+        .unwrap_or_default()
+}
+
 pub fn hostname(def: &Definition) -> String {
     def.hostname.clone().unwrap_or_else(|| def.name.clone())
 }
@@ -258,12 +268,7 @@ pub fn plan(
         }
     }
 
-    let user_spec = def
-        .user
-        .as_ref()
-        .map(|u| u.to_string())
-        .or_else(|| image.and_then(|i| i.user.clone()))
-        .unwrap_or_default();
+    let user_spec = user_spec(def, image);
     let user = resolve_user(&user_spec, ctx.passwd.as_deref(), ctx.group.as_deref()).map_err(
         |reason| PlanError::User {
             name: name.clone(),

@@ -237,12 +237,7 @@ fn trampoline_process(
     view: Option<&ImageConfigView>,
     lowers: &[PathBuf],
 ) -> Result<oci_spec::runtime::Process, String> {
-    let user_spec = def
-        .user
-        .as_ref()
-        .map(|u| u.to_string())
-        .or_else(|| view.and_then(|i| i.user.clone()))
-        .unwrap_or_default();
+    let user_spec = spec::user_spec(def, view);
     let named = user_spec
         .split(':')
         .any(|p| !p.is_empty() && p.parse::<u32>().is_err());

@@ -464,23 +464,8 @@ int main(int argc, char **argv) {
 }
 "##;
 
-fn exe_probe() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-escape-exe");
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join(format!("probe-{}.c", std::process::id()));
-        let out = dir.join(format!("probe-{}", std::process::id()));
-        std::fs::write(&src, EXE_PROBE_C).unwrap();
-        let st = Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("gcc");
-        assert!(st.success(), "gcc -static probe.c");
-        out
-    })
+fn exe_probe() -> PathBuf {
+    support::static_c_binary("exe-probe", EXE_PROBE_C)
 }
 
 /// Service mode runs from /usr/bin/berth itself and reaches a container's
