@@ -138,6 +138,10 @@ pub enum RuntimeError {
     /// (CVE-2019-5736, see exe.rs).
     #[error("cannot run from a protected copy of the runtime binary: overlayfs: {overlay}; memfd: {memfd}")]
     Unprotected { overlay: String, memfd: String },
+    /// A clone from berth's binary on disk whose process may not use the
+    /// trampoline (trampoline.rs): the caller had to re-execute first.
+    #[error("berth runs from its binary on disk and cannot start this container's process through its trampoline: {reason}; it must re-execute from a protected copy first")]
+    NeedsProtectedCopy { reason: String },
     #[error("container '{id}': init exited before {expected}")]
     InitGone { id: String, expected: &'static str },
     #[error("container '{id}': sync protocol: expected {expected}, got {got}")]

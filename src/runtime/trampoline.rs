@@ -86,12 +86,9 @@ pub fn plan(
     if super::exe::protected() {
         return Ok(FinalExec::Direct);
     }
-    let refuse = |reason: String| RuntimeError::Unprotected {
-        overlay: format!("berth runs from its binary on disk and {reason}"),
-        memfd: "not tried".into(),
-    };
+    let refuse = |reason: String| RuntimeError::NeedsProtectedCopy { reason };
     if fifo_gate {
-        return Err(refuse("the init would wait for `start` as berth".into()));
+        return Err(refuse("its init would wait for `start` as berth".into()));
     }
     allowed(process, reaper, seccomp).map_err(refuse)?;
     memfd()

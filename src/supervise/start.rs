@@ -219,10 +219,7 @@ fn protect_unless_trampoline(
     // Returns only when the re-execution failed.
     let error = match runtime::ensure_protected() {
         Err(e) => e,
-        Ok(()) => runtime::RuntimeError::Unprotected {
-            overlay: "reported protected, yet found on disk".into(),
-            memfd: "not tried".into(),
-        },
+        Ok(()) => runtime::RuntimeError::NeedsProtectedCopy { reason: why },
     };
     Err(SuperviseError::Runtime {
         name: def.name.clone(),
