@@ -450,13 +450,8 @@ fn exec_sequence(
     if let (true, Some(filter)) = (nnp, filter) {
         filter.load().map_err(step("seccomp"))?;
     }
-    let e = match final_exec {
-        FinalExec::Direct => nix::unistd::execve(&path, &argv, &envp).unwrap_err(),
-        FinalExec::Trampoline(fd) => {
-            let channel = std::os::fd::AsFd::as_fd(channel).as_raw_fd();
-            super::trampoline::execute(fd, channel, &path, &argv, &envp)
-        }
-    };
+    let channel = std::os::fd::AsFd::as_fd(channel).as_raw_fd();
+    let e = final_exec.execute(channel, &path, &argv, &envp);
     Err((
         "exec".to_string(),
         super::init::program_error(&path.to_string_lossy(), e).to_string(),

@@ -24,7 +24,6 @@ use oci_spec::runtime::{
 use super::channel::{Channel, Message};
 use super::hooks::{hooks_at, run_hooks, HookPoint};
 use super::mount::MountContext;
-use super::trampoline::FinalExec;
 use super::{
     caps, console, cwd, devices, fds, mount, net, process, reaper, seccomp, RootfsSource,
     RuntimeError, StartGate, Stdio,
@@ -753,13 +752,8 @@ fn exec_program(
     crate::trace::step("init: execve");
     // Sync point 4 (init): execve closes the CLOEXEC channel; the parent
     // reads EOF (through the trampoline: at the program's execve).
-    let e = match plan.final_exec {
-        FinalExec::Direct => nix::unistd::execve(&path, &argv, &envp).unwrap_err(),
-        FinalExec::Trampoline(fd) => {
-            let channel = std::os::fd::AsFd::as_fd(&ctx.channel).as_raw_fd();
-            super::trampoline::execute(fd, channel, &path, &argv, &envp)
-        }
-    };
+    let channel = std::os::fd::AsFd::as_fd(&ctx.channel).as_raw_fd();
+    let e = plan.final_exec.execute(channel, &path, &argv, &envp);
     Err((
         "exec".to_string(),
         program_error(&path.to_string_lossy(), e).to_string(),

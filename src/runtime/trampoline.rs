@@ -72,6 +72,21 @@ impl FinalExec {
             FinalExec::Trampoline(fd) => Some(fd),
         }
     }
+
+    /// The child's last step: execute `path`, directly or through the
+    /// trampoline (handing it the sync channel). Returns only on failure.
+    pub fn execute(
+        self,
+        channel: RawFd,
+        path: &CString,
+        argv: &[CString],
+        envp: &[CString],
+    ) -> nix::errno::Errno {
+        match self {
+            FinalExec::Direct => nix::unistd::execve(path, argv, envp).unwrap_err(),
+            FinalExec::Trampoline(fd) => execute(fd, channel, path, argv, envp),
+        }
+    }
 }
 
 /// Decided by the parent before it clones: direct when this process runs
@@ -182,7 +197,7 @@ fn seccomp_allows(s: &LinuxSeccomp, name: &str) -> bool {
 /// Execute `path` through the trampoline `fd`, handing it the sync channel
 /// `channel` (left open across this exec; the trampoline closes it on its
 /// own). Returns only on failure.
-pub fn execute(
+fn execute(
     fd: RawFd,
     channel: RawFd,
     path: &CString,
