@@ -319,31 +319,37 @@ fn main() {
         }
     }
     if trace {
-        let all = b.sh_ok("journalctl -q -o cat -u berth@bench.service | grep berth-trace:");
-        println!(
-            "berth@bench, each step's median time since the step before, over every start (ms):"
+        // Each start's lines: the unit's invocation, its supervisor's
+        // process and the init's (src/trace.rs writes a process's lines
+        // when it executes or exits, so the journal holds them per process,
+        // not in time order).
+        let json = b.sh_ok(
+            "journalctl -q -o json --output-fields=MESSAGE,_SYSTEMD_INVOCATION_ID \
+             -u berth@bench.service | grep berth-trace:",
         );
-        for (step, ms) in step_medians(&all) {
+        let starts = traced_starts(&json);
+        println!(
+            "berth@bench, each step's median time since the step before, over {} traced starts (ms):",
+            starts.len()
+        );
+        for (step, ms) in step_medians(&starts) {
             println!("  {ms:7.3}  {step}");
         }
         println!("the last berth@bench start, step by step (BERTH_TRACE_START):");
-        // From the last start's first line (its first `main`) to its end.
-        let lines = b.sh_ok(
-            "journalctl -q -o cat -u berth@bench.service | grep berth-trace: \
-             | awk '/main [(]realtime/ {first = $0 \"\\n\"; next} \
-                    /supervise: definition loaded/ {buf = first} {buf = buf $0 \"\\n\"} \
-                    END {printf \"%s\", buf}'",
-        );
-        print!("{lines}");
+        let last = starts.last().cloned().unwrap_or_default();
+        for (ms, pid, label) in &last {
+            println!("  {ms:8.3} ms  [{pid}] {label}");
+        }
         // That start around berth's first `main` (the trace prints both
         // clocks there): systemd's part until its fork, then the child's
         // setup in systemd and the dynamic loader until `main`.
         let field = |key: &str| {
-            lines
-                .split(key)
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse::<u64>().ok())
+            last.iter().find_map(|(_, _, l)| {
+                l.split(key)
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
         };
         if let (Some(t0), Some(fork_us), Some(real), Some(mono)) = (
             last_berth_t0,
@@ -370,45 +376,83 @@ fn main() {
     }
 }
 
-/// Each traced start's steps (a start begins at a `main (realtime …)` line
-/// followed by the supervisor's "definition loaded"; `berth cleanup`'s
-/// own `main` is not one), ordered by time, as the time since the step
-/// before; the median per step name, in the order of the first start.
-fn step_medians(journal: &str) -> Vec<(String, f64)> {
-    let parse = |line: &str| -> Option<(f64, String)> {
-        let rest = line.split("berth-trace:").nth(1)?.trim_start();
-        let (ms, rest) = rest.split_once(" ms")?;
-        let label = rest.split_once("] ")?.1.trim().to_string();
-        Some((ms.trim().parse().ok()?, label))
-    };
-    let mut starts: Vec<Vec<(f64, String)>> = Vec::new();
-    let mut current: Option<Vec<(f64, String)>> = None;
-    for (ms, label) in journal.lines().filter_map(parse) {
-        if label.starts_with("main (realtime") {
-            if let Some(s) = current.take().filter(|s| s.len() > 2) {
-                starts.push(s);
-            }
-            current = Some(vec![(ms, "main".into())]);
+/// A traced start: (ms since its first `main`, process, step), by time.
+type Start = Vec<(f64, String, String)>;
+
+/// The traced starts in `journalctl -o json` lines: per invocation of the
+/// unit, the supervisor (the process whose `main (realtime …)` loads the
+/// definition; `berth cleanup` has a `main` too) until it comes back from
+/// the idle waiter (a plain `main`), and the container's init (PID 1 in
+/// its namespace), ordered by time.
+fn traced_starts(json: &str) -> Vec<Start> {
+    let mut by_invocation: Vec<(String, Start)> = Vec::new();
+    for line in json.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
-        }
-        // The same process back from the idle waiter: that start is over.
-        if label == "main" {
-            if let Some(s) = current.take().filter(|s| s.len() > 2) {
-                starts.push(s);
-            }
+        };
+        let (Some(msg), Some(inv)) = (v["MESSAGE"].as_str(), v["_SYSTEMD_INVOCATION_ID"].as_str())
+        else {
             continue;
-        }
-        if let Some(s) = current.as_mut() {
-            s.push((ms, label));
+        };
+        let Some(rest) = msg.split("berth-trace:").nth(1) else {
+            continue;
+        };
+        let Some((ms, rest)) = rest.trim_start().split_once(" ms") else {
+            continue;
+        };
+        let Some((pid, label)) = rest.trim_start().split_once("] ") else {
+            continue;
+        };
+        let Ok(ms) = ms.trim().parse::<f64>() else {
+            continue;
+        };
+        let entry = (
+            ms,
+            pid.trim_start_matches('[').to_string(),
+            label.trim().to_string(),
+        );
+        match by_invocation.iter_mut().find(|(i, _)| i == inv) {
+            Some((_, lines)) => lines.push(entry),
+            None => by_invocation.push((inv.to_string(), vec![entry])),
         }
     }
-    starts.extend(current.filter(|s| s.len() > 2));
+    let mut starts = Vec::new();
+    for (_, lines) in by_invocation {
+        let supervisor = lines.iter().find_map(|(_, pid, label)| {
+            let loads = lines
+                .iter()
+                .any(|(_, p, l)| p == pid && l == "supervise: definition loaded");
+            (label.starts_with("main (realtime") && loads).then(|| pid.clone())
+        });
+        let Some(supervisor) = supervisor else {
+            continue;
+        };
+        let mut start: Start = Vec::new();
+        let mut resumed = false;
+        for (ms, pid, label) in lines {
+            if pid == supervisor && label == "main" {
+                resumed = true;
+            }
+            if (pid == supervisor && !resumed) || pid == "1" {
+                start.push((ms, pid, label));
+            }
+        }
+        start.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        if start.len() > 2 {
+            starts.push(start);
+        }
+    }
+    starts
+}
+
+/// Each step's median time since the step before, over `starts`, in the
+/// order of the first start.
+fn step_medians(starts: &[Start]) -> Vec<(String, f64)> {
     let mut order: Vec<String> = Vec::new();
     let mut deltas: std::collections::HashMap<String, Vec<f64>> = Default::default();
-    for mut s in starts {
-        s.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    for s in starts {
         for w in s.windows(2) {
-            let label = &w[1].1;
+            let label = &w[1].2;
             if !order.contains(label) {
                 order.push(label.clone());
             }

@@ -391,6 +391,7 @@ pub fn execute(exe: &impl AsRawFd) -> RuntimeError {
     };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    crate::trace::flush();
     extern "C" {
         static environ: *const *const libc::c_char;
     }

@@ -747,9 +747,12 @@ fn exec_program(
     // `init = true`: the init stays as the container's PID 1, inside all of
     // its confinement, and the program becomes its child (see reaper.rs).
     if plan.reaper {
+        // The init that stays PID 1 never executes anything: its lines now.
+        crate::trace::flush();
         step("berth's init", reaper::split(plan.terminal))?;
     }
     crate::trace::step("init: execve");
+    crate::trace::flush();
     // Sync point 4 (init): execve closes the CLOEXEC channel; the parent
     // reads EOF (through the trampoline: at the program's execve).
     let channel = std::os::fd::AsFd::as_fd(&ctx.channel).as_raw_fd();
