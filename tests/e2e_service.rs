@@ -600,6 +600,17 @@ fn exec_and_health_checks_get_the_containers_oom_score_adj() {
     );
     let container = b.sh_ok("berth exec adj cat /proc/1/oom_score_adj");
     assert_eq!(container.trim(), "321");
+    // The supervisor is never the OOM killer's pick: -1000, or, where it
+    // may not lower its own (no CAP_SYS_RESOURCE in the host's user
+    // namespace, as in this box), a warning saying so.
+    let sup = b.sh_ok("cat /proc/$(systemctl show -p MainPID --value berth@adj)/oom_score_adj");
+    if sup.trim() != "-1000" {
+        let journal = b.journal("berth@adj.service");
+        assert!(
+            journal.contains("cannot set the supervisor's oom_score_adj to -1000"),
+            "supervisor at {sup}, and nothing says why:\n{journal}"
+        );
+    }
     let exec = b.sh_ok("berth exec adj cat /proc/self/oom_score_adj");
     assert_eq!(exec.trim(), "321", "berth exec's process");
     b.wait_for(

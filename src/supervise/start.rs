@@ -113,7 +113,8 @@ pub(super) fn start(
     trace("supervise: overlay dirs");
     // 7. cgroups: `<unit>/supervisor` for us, `<unit>/payload` for it; the
     //    supervisor is never the OOM killer's pick in its unit.
-    let oom_before = protect_from_oom(def);
+    let (oom_before, oom_warning) = protect_from_oom();
+    let warn_oom = Deferred::new(&def.name, "oom-protect", oom_warning);
     let payload = match opts.delegated {
         true => Some(setup_cgroups(def, &mut list, st)?),
         false => {
@@ -159,8 +160,9 @@ pub(super) fn start(
     let health = save_exec_template(health_cfg.as_ref(), &spec, paths)?;
     trace("supervise: exec template saved");
     let copts = create_options(def, paths, spec, lowers, payload.clone());
-    let (container, console) =
-        create_and_start(opts, paths, copts, (&mut list, &net, &vols.host), st)?;
+    let created = create_and_start(opts, paths, copts, (&mut list, &net, &vols.host), st);
+    drop(warn_oom);
+    let (container, console) = created?;
     trace("supervise: created and started");
     // 13. systemd-machined, when it is on the bus: after the clone (its
     //    runtime is dropped before returning), with the leader in payload.
@@ -565,32 +567,56 @@ fn warn_unlimited(def: &Definition) {
     );
 }
 
+/// A warning that does not stop the start, written to the journal once the
+/// container's program runs (or the start failed): a journal write costs
+/// the start more than many of its steps.
+struct Deferred<'a> {
+    name: &'a str,
+    kind: &'static str,
+    message: Option<String>,
+}
+
+impl<'a> Deferred<'a> {
+    fn new(name: &'a str, kind: &'static str, message: Option<String>) -> Self {
+        Deferred {
+            name,
+            kind,
+            message,
+        }
+    }
+}
+
+impl Drop for Deferred<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.message.take() {
+            journal::event(Priority::Warning, self.name, self.kind, &m, &[]);
+        }
+    }
+}
+
 /// Step 7': the supervisor's oom_score_adj to -1000, so that when the unit
 /// runs out of memory the OOM killer picks a process of the container, never
 /// the one that reports it and stops the rest (Docker does the same for
 /// dockerd and containerd-shim: `--oom-score-adjust`, shim's
 /// `adjustOOMScore`). Returns the value it had, which the container gets
-/// back; None when it could not be changed (without CAP_SYS_RESOURCE, as in
-/// the namespace box), said in the journal.
-fn protect_from_oom(def: &Definition) -> Option<i32> {
+/// back, or None and why it could not be changed (without CAP_SYS_RESOURCE,
+/// as in the namespace box).
+fn protect_from_oom() -> (Option<i32>, Option<String>) {
     const FILE: &str = "/proc/self/oom_score_adj";
-    let before = std::fs::read_to_string(FILE)
+    let Some(before) = std::fs::read_to_string(FILE)
         .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())?;
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return (None, None);
+    };
     match std::fs::write(FILE, "-1000") {
-        Ok(()) => Some(before),
-        Err(e) => {
-            journal::event(
-                Priority::Warning,
-                &def.name,
-                "oom-protect",
-                &format!(
-                    "cannot set the supervisor's oom_score_adj to -1000 ({e}): the OOM killer may pick it; going on"
-                ),
-                &[],
-            );
-            None
-        }
+        Ok(()) => (Some(before), None),
+        Err(e) => (
+            None,
+            Some(format!(
+                "cannot set the supervisor's oom_score_adj to -1000 ({e}): the OOM killer may pick it; going on"
+            )),
+        ),
     }
 }
 
