@@ -290,6 +290,19 @@ pub struct CreateOptions {
     /// Where compiled seccomp programs are kept between starts
     /// (`seccomp::Compiled`); None compiles every time.
     pub seccomp_cache: Option<PathBuf>,
+    /// Called with the init's PID once it is in its cgroup and released,
+    /// while it sets itself up: the caller's own work that needs the init
+    /// and can overlap its mounts (service mode's machined registration).
+    pub while_init_sets_up: Option<WhileInitSetsUp>,
+}
+
+/// See [`CreateOptions::while_init_sets_up`].
+pub struct WhileInitSetsUp(pub Box<dyn FnOnce(Pid)>);
+
+impl std::fmt::Debug for WhileInitSetsUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WhileInitSetsUp(..)")
+    }
 }
 
 impl CreateOptions {
@@ -315,6 +328,7 @@ impl CreateOptions {
             preserve_fds: 0,
             reaper: false,
             seccomp_cache: None,
+            while_init_sets_up: None,
         }
     }
 }
@@ -501,6 +515,9 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
         start_time: proc_start_time(pid),
     })?;
     send_idmapped_trees(&container, &plan, &opts.rootfs)?;
+    if let Some(WhileInitSetsUp(work)) = opts.while_init_sets_up.take() {
+        work(pid);
+    }
     wait_ready(&container, &opts, start)?;
     Ok(container)
 }

@@ -7,7 +7,9 @@
 //!
 //! Runs single-threaded: a pull's tokio runtime is gone before any fork.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -151,25 +153,37 @@ pub(super) fn start(
     //    between start and the loop; the runtime resets the container's mask.
     let signals = block_signals()?;
     trace("supervise: signals blocked");
-    // 12. What health checks and `berth exec` run under, then create and start.
-    //    A definition without [health] gets the image's HEALTHCHECK.
+    // 12. What health checks and `berth exec` run under (saved once the
+    //    program runs), then create and start. A definition without
+    //    [health] gets the image's HEALTHCHECK.
     let health_cfg = def
         .health
         .clone()
         .or_else(|| image_health.as_ref().and_then(health::plan_from_image));
-    let health = save_exec_template(health_cfg.as_ref(), &spec, paths)?;
-    trace("supervise: exec template saved");
-    let copts = create_options(def, paths, spec, lowers, payload.clone());
+    let template = ExecTemplate::from_spec(&spec);
+    trace("supervise: exec template planned");
+    let mut copts = create_options(def, paths, spec, lowers, payload.clone());
+    // 13. systemd-machined, when it is on the bus: from a child forked once
+    //    the leader is in payload, while the init sets itself up.
+    let registrar = match opts.systemd && payload.is_some() {
+        true => Some(prepare_machine_registration(def, &mut list, &mut copts)?),
+        false => None,
+    };
     let created = create_and_start(opts, paths, copts, (&mut list, &net, &vols.host), st);
     drop(warn_oom);
+    if created.is_ok() {
+        trace("supervise: created and started");
+    }
+    if let Some(r) = &registrar {
+        finish_machine_registration(def, r, created.is_ok());
+    }
     let (container, console) = created?;
-    trace("supervise: created and started");
-    // 13. systemd-machined, when it is on the bus: after the clone (its
-    //    runtime is dropped before returning), with the leader in payload.
-    if opts.systemd && payload.is_some() {
-        register_machine(def, container.pid().as_raw() as u32, &mut list)?;
+    if registrar.is_some() {
         trace("supervise: machined");
     }
+    // Saved once the program runs: nothing reads it earlier, and the write
+    // would delay the program.
+    let health = save_exec_template(health_cfg.as_ref(), template, paths)?;
     // Watched for OOM kills while the container runs (opened now: the
     // container never inherits it).
     let memory_events = payload
@@ -287,48 +301,90 @@ fn setup_etc_files(
 /// Step 13: `machinectl list` shows the container. Best effort: a host
 /// without machined is silent, a refusal is a warning, the start goes on.
 /// Recorded first, so that the exit (or `berth cleanup`) unregisters it.
-fn register_machine(def: &Definition, leader: u32, list: &mut List) -> Result<(), SuperviseError> {
+///
+/// The D-Bus round trips (~4 ms) run in a child forked as soon as the init
+/// is in `payload`, where machined finds the unit from the leader, so they
+/// overlap the init's own setup; the child is waited for before READY=1, so
+/// `systemctl start` returns with the machine registered. In a child, not
+/// in process: the bus connection, its event loop and their allocations
+/// never enter the heap of the supervisor, which then waits for as long as
+/// the container runs, and the supervisor stays single-threaded for the
+/// clones after it (health checks, `berth exec`).
+fn prepare_machine_registration(
+    def: &Definition,
+    list: &mut List,
+    copts: &mut CreateOptions,
+) -> Result<Rc<Cell<Registrar>>, SuperviseError> {
     list.record(Resource::Machine {
         name: def.name.clone(),
         unit: format!("berth@{}.service", def.name),
     })
     .map_err(listed(def))?;
     let rootfs = match &def.image {
-        ImageSource::Rootfs(p) => Some(p.as_path()),
+        ImageSource::Rootfs(p) => Some(p.clone()),
         ImageSource::Image(_) | ImageSource::Build(_) => None,
     };
-    let root = crate::systemd::machined::plan_root_directory(rootfs, leader);
-    let register = || {
-        if let Err(e) = crate::systemd::machined::register(&def.name, leader, &root) {
-            journal::event(
-                Priority::Warning,
-                &def.name,
-                "machined",
-                &e.to_string(),
-                &[],
-            );
-        }
-    };
-    // In a child that exits after the call: the bus connection, its event
-    // loop and their allocations never enter the heap of the supervisor,
-    // which then waits for as long as the container runs (idle, it held 3
-    // MiB of private memory after the call in the same process; issue 13).
-    // Single-threaded here, so fork is safe.
-    // SAFETY: no other thread exists; the child only makes the D-Bus call
-    // and leaves with _exit, never returning into the parent's code.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            register();
-            // SAFETY: _exit skips the parent's atexit handlers and buffers.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
+    let registrar = Rc::new(Cell::new(Registrar::NotYet));
+    let (name, state) = (def.name.clone(), registrar.clone());
+    copts.while_init_sets_up = Some(runtime::WhileInitSetsUp(Box::new(move |leader| {
+        let leader = leader.as_raw() as u32;
+        let root = crate::systemd::machined::plan_root_directory(rootfs.as_deref(), leader);
+        // SAFETY: single-threaded here (the runtime clones only from a
+        // single-threaded process); the child only makes the D-Bus call and
+        // leaves with _exit, never returning into the parent's code.
+        state.set(match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // Nothing of the start's: the init's sync socket above all.
+                // SAFETY: closes this process's own descriptors from 3 on.
+                unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+                register_machine(&name, leader, &root);
+                // SAFETY: _exit skips the parent's atexit handlers and buffers.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Registrar::Child(child),
+            // No child to spare: the call in process once the start is done.
+            Err(_) => Registrar::InProcess(leader),
+        });
+    })));
+    Ok(registrar)
+}
+
+/// Where step 13's registration stands.
+#[derive(Clone, Copy)]
+enum Registrar {
+    /// The init never got that far.
+    NotYet,
+    Child(nix::unistd::Pid),
+    /// The fork failed: the call is made in process, after the start.
+    InProcess(u32),
+}
+
+/// Step 13's end, before READY=1: the registering child waited for (also
+/// when the start failed, so that the teardown's unregistering comes after
+/// it), or the call made in process.
+fn finish_machine_registration(def: &Definition, registrar: &Cell<Registrar>, started: bool) {
+    match registrar.replace(Registrar::NotYet) {
+        Registrar::NotYet => {}
+        Registrar::Child(child) => {
             let _ = nix::sys::wait::waitpid(child, None);
         }
-        // No child to spare: the call in process, costing its memory.
-        Err(_) => register(),
+        Registrar::InProcess(leader) if started => {
+            let rootfs = match &def.image {
+                ImageSource::Rootfs(p) => Some(p.as_path()),
+                ImageSource::Image(_) | ImageSource::Build(_) => None,
+            };
+            let root = crate::systemd::machined::plan_root_directory(rootfs, leader);
+            register_machine(&def.name, leader, &root);
+        }
+        Registrar::InProcess(_) => {}
     }
-    Ok(())
+}
+
+/// The call itself; a refusal is a warning in the journal.
+fn register_machine(name: &str, leader: u32, root: &Path) {
+    if let Err(e) = crate::systemd::machined::register(name, leader, root) {
+        journal::event(Priority::Warning, name, "machined", &e.to_string(), &[]);
+    }
 }
 
 /// A teardown list's error, as the supervisor's.
@@ -858,14 +914,14 @@ pub(super) fn block_signals() -> Result<SignalFd, SuperviseError> {
         .map_err(|e| SuperviseError::sys("signalfd", e))
 }
 
-/// Step 12: what health checks and `berth exec` confine their processes
-/// with: exactly this start's plan, whatever the definition says later.
+/// Step 12, after the start: what health checks and `berth exec` confine
+/// their processes with: exactly this start's plan, whatever the
+/// definition says later.
 fn save_exec_template(
     health: Option<&crate::config::Health>,
-    spec: &oci_spec::runtime::Spec,
+    template: Option<ExecTemplate>,
     paths: &Paths,
 ) -> Result<Option<HealthRunner>, SuperviseError> {
-    let template = ExecTemplate::from_spec(spec);
     if let Some(t) = &template {
         t.save(&paths.run_dir)?;
     }
