@@ -173,10 +173,12 @@ fn main() {
     // steps (src/trace.rs); the last start's lines are printed at the end.
     let trace = std::env::var_os("BERTH_TRACE_START").is_some();
     if trace {
-        b.write_file(
-            "/etc/systemd/system/berth@bench.service.d/90-trace.conf",
-            b"[Service]\nEnvironment=BERTH_TRACE_START=1\n",
-        );
+        for unit in ["bench", "net"] {
+            b.write_file(
+                &format!("/etc/systemd/system/berth@{unit}.service.d/90-trace.conf"),
+                b"[Service]\nEnvironment=BERTH_TRACE_START=1\n",
+            );
+        }
     }
     b.copy_in(&rootfs, "/srv/rootfs");
     b.copy_in(&layout, "/srv/img");
@@ -323,11 +325,21 @@ fn main() {
         // process and the init's (src/trace.rs writes a process's lines
         // when it executes or exits, so the journal holds them per process,
         // not in time order).
-        let json = b.sh_ok(
-            "journalctl -q -o json --output-fields=MESSAGE,_SYSTEMD_INVOCATION_ID \
-             -u berth@bench.service | grep berth-trace:",
+        let traced = |unit: &str| {
+            traced_starts(&b.sh_ok(&format!(
+                "journalctl -q -o json --output-fields=MESSAGE,_SYSTEMD_INVOCATION_ID \
+                 -u berth@{unit}.service | grep berth-trace:"
+            )))
+        };
+        let net = traced("net");
+        println!(
+            "berth@net (image, bridge, published port), each step's median time since the step before, over {} traced starts (ms):",
+            net.len()
         );
-        let starts = traced_starts(&json);
+        for (step, ms) in step_medians(&net) {
+            println!("  {ms:7.3}  {step}");
+        }
+        let starts = traced("bench");
         println!(
             "berth@bench, each step's median time since the step before, over {} traced starts (ms):",
             starts.len()

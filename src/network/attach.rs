@@ -208,6 +208,10 @@ pub fn attach(
                 bridge_sysctls(&j.network).map_err(link_err(j))?;
             }
             created |= new;
+            crate::trace::step(match new {
+                true => "network: bridge made",
+                false => "network: bridge found",
+            });
             index
         };
         let v = VethPlan {
@@ -227,9 +231,11 @@ pub fn attach(
             host.delete(&j.host_veth).map_err(link_err(j))?;
             host.add_veth(&v, netns).map_err(link_err(j))?;
         }
+        crate::trace::step("network: veth");
     }
     drop(host);
     configure_inside(container, joined, netns)?;
+    crate::trace::step("network: addresses and routes inside");
     if created {
         // The first member since the bridge went (all stopped, a crash, a
         // reboot): leases dead containers left go now (the name server
@@ -238,6 +244,7 @@ pub fn attach(
         for j in joined {
             let _ = ipam::reclaim(run, &j.network.name, &|h| !gone(h));
         }
+        crate::trace::step("network: stale leases reclaimed");
     }
     if !created && publish.is_empty() {
         // A plain member of a running network: links only, no rules.
@@ -252,7 +259,9 @@ pub fn attach(
     // whenever the table is there: the ports on a running bridge, and a new
     // bridge's elements too once the table exists. A table someone flushed
     // since (a firewall reload) gets the whole start instead.
-    let table = created && super::nft::table_exists().unwrap_or(false);
+    let nft = super::nft::Session::open();
+    let table = created && nft.table_exists().unwrap_or(false);
+    crate::trace::step("network: rules planned");
     let elements = plan::Transaction {
         base: false,
         ops: match created {
@@ -264,9 +273,10 @@ pub fn attach(
         },
     };
     if created && !table {
-        apply_start(container, (&full, None), alive)?;
+        apply_start(&nft, container, (&full, None), alive)?;
     } else {
         apply_start(
+            &nft,
             container,
             (&plan::render_nft(&elements), Some(&full)),
             alive,
@@ -294,6 +304,7 @@ pub fn after_first_member(
 /// `fallback` is applied instead when berth's table or one of its maps is
 /// missing.
 fn apply_start(
+    nft: &super::nft::Session,
     container: &str,
     (mut script, fallback): (&str, Option<&str>),
     alive: &dyn Fn(&str) -> bool,
@@ -304,12 +315,12 @@ fn apply_start(
     };
     let mut taken_back = 0;
     loop {
-        match super::nft::apply(script) {
+        match nft.apply(script) {
             Err(super::nft::NftError::PortTaken {
                 holder, map, key, ..
             }) if holder != container && !alive(&holder) && taken_back < 64 => {
                 let stale = format!("delete element {} {map} {{ {key} }}", plan::TABLE);
-                super::nft::apply(&stale).map_err(rules)?;
+                nft.apply(&stale).map_err(rules)?;
                 taken_back += 1;
             }
             Err(super::nft::NftError::Rejected(m))

@@ -1,8 +1,9 @@
 //! Applying berth's nftables transactions (the text `network::plan`
 //! renders) and reading the host's forward policy.
 //!
-//! How: libnftables in the process, opened with `dlopen` for each call and
-//! closed after it, so nothing is linked at build time and nothing stays
+//! How: libnftables in the process, opened with `dlopen` for each call (or
+//! each [`Session`] of calls) and closed after it, so nothing is linked at
+//! build time and nothing stays
 //! mapped in the supervisor for the container's life. libnftables.so.1 is
 //! what the `nft` program itself links, so it is there wherever `nft` is;
 //! where it cannot be loaded (a static build, a host without it) the same
@@ -59,9 +60,48 @@ pub enum Backend {
 /// else through `nft -f -`. A `create element` of a port another container
 /// holds fails with [`NftError::PortTaken`], naming the holder.
 pub fn apply(script: &str) -> Result<(), NftError> {
-    match run(Backend::Library, script, false) {
-        Err(RunError::NoLibrary) => apply_via(Backend::Program, script),
-        r => finish(script, r),
+    Session::open().apply(script)
+}
+
+/// Calls that load libnftables once between them (or, where it cannot be
+/// loaded, run `nft` for each): a start's listing and transactions. Each
+/// load and unload cost a bridge's first member ~1-2 ms (benches/unit_start.rs,
+/// berth@net); dropped, the library is unloaded as after a single call.
+pub struct Session {
+    library: Option<Library>,
+}
+
+impl Session {
+    pub fn open() -> Session {
+        Session {
+            library: Library::open().ok(),
+        }
+    }
+
+    fn run(&self, text: &str, json: bool) -> Result<String, RunError> {
+        match &self.library {
+            Some(l) => l.run(text, json),
+            None => run_program(text, json),
+        }
+    }
+
+    /// [`apply`] in this session.
+    pub fn apply(&self, script: &str) -> Result<(), NftError> {
+        finish(script, self.run(script, false))
+    }
+
+    /// [`table_exists`] in this session.
+    pub fn table_exists(&self) -> Result<bool, NftError> {
+        let command = "list tables";
+        let json = self.list_json(command)?;
+        has_table(&json, "inet", "berth").map_err(|reason| NftError::Output {
+            command: command.into(),
+            reason,
+        })
+    }
+
+    fn list_json(&self, command: &str) -> Result<String, NftError> {
+        self.run(command, true).map_err(|e| list_error(command, e))
     }
 }
 
@@ -121,12 +161,7 @@ pub fn map_json(map: &str) -> Result<String, NftError> {
 /// period for what it destroyed), where a transaction of element additions
 /// alone takes 0.5-1.6 ms (benches/network-results.md).
 pub fn table_exists() -> Result<bool, NftError> {
-    let command = "list tables";
-    let json = list_json(command)?;
-    has_table(&json, "inet", "berth").map_err(|reason| NftError::Output {
-        command: command.into(),
-        reason,
-    })
+    Session::open().table_exists()
 }
 
 /// Pure: whether `nft -j list tables` output holds table `family name`.
@@ -316,11 +351,11 @@ fn describe_port(key: &str) -> String {
 
 /// `nft -j COMMAND`'s output.
 fn list_json(command: &str) -> Result<String, NftError> {
-    let r = match run(Backend::Library, command, true) {
-        Err(RunError::NoLibrary) => run(Backend::Program, command, true),
-        r => r,
-    };
-    r.map_err(|e| match e {
+    Session::open().list_json(command)
+}
+
+fn list_error(command: &str, e: RunError) -> NftError {
+    match e {
         RunError::Spawn(e) => NftError::Spawn(e),
         RunError::Failed(m) => NftError::Output {
             command: command.into(),
@@ -330,7 +365,7 @@ fn list_json(command: &str) -> Result<String, NftError> {
             command: command.into(),
             reason: "libnftables.so.1 cannot be loaded".into(),
         },
-    })
+    }
 }
 
 enum RunError {
