@@ -328,7 +328,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         // No cache: the caller's --root holds only container state, and
         // emptied is all it is after the last delete (Podman checks).
         seccomp_cache: None,
-        while_init_sets_up: None,
+        start_at_once: false,
     };
     // A failed create stops the scope it started too (its list names it).
     let container = runtime::create(opts)?;

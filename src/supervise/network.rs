@@ -39,6 +39,11 @@ impl NetworkStart {
             .collect()
     }
 
+    /// Whether [`Self::attach`] has work between the create and the start.
+    pub(super) fn attaches(&self) -> bool {
+        !self.joined.is_empty()
+    }
+
     /// Step 12'': the container's namespace exists, its program has not
     /// run: bridges, veths, addresses, routes, rules.
     /// Returns whether it made a bridge (see `after_start`).

@@ -7,9 +7,7 @@
 //!
 //! Runs single-threaded: a pull's tokio runtime is gone before any fork.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -162,25 +160,31 @@ pub(super) fn start(
         .or_else(|| image_health.as_ref().and_then(health::plan_from_image));
     let template = ExecTemplate::from_spec(&spec);
     trace("supervise: exec template planned");
-    let mut copts = create_options(def, paths, spec, lowers, payload.clone());
-    // 13. systemd-machined, when it is on the bus: from a child forked once
-    //    the leader is in payload, while the init sets itself up.
-    let registrar = match opts.systemd && payload.is_some() {
-        true => Some(prepare_machine_registration(def, &mut list, &mut copts)?),
+    let copts = create_options(def, paths, spec, lowers, payload.clone());
+    // 13. systemd-machined, when it is on the bus: from a child forked
+    //    between the create and the start.
+    let mut machine = match opts.systemd && payload.is_some() {
+        true => Some(MachineRegistration::prepare(def, &mut list)?),
         false => None,
     };
-    let created = create_and_start(opts, paths, copts, (&mut list, &net, &vols.host), st);
+    let created = create_and_start(
+        opts,
+        paths,
+        copts,
+        (&mut list, &net, &vols.host),
+        (st, machine.as_mut()),
+    );
     drop(warn_oom);
     if created.is_ok() {
         trace("supervise: created and started");
     }
-    if let Some(r) = &registrar {
-        finish_machine_registration(def, r, created.is_ok());
+    if let Some(m) = machine.take() {
+        m.finish(created.is_ok());
+        if created.is_ok() {
+            trace("supervise: machined");
+        }
     }
     let (container, console) = created?;
-    if registrar.is_some() {
-        trace("supervise: machined");
-    }
     // Saved once the program runs: nothing reads it earlier, and the write
     // would delay the program.
     let health = save_exec_template(health_cfg.as_ref(), template, paths)?;
@@ -302,81 +306,88 @@ fn setup_etc_files(
 /// without machined is silent, a refusal is a warning, the start goes on.
 /// Recorded first, so that the exit (or `berth cleanup`) unregisters it.
 ///
-/// The D-Bus round trips (~4 ms) run in a child forked as soon as the init
-/// is in `payload`, where machined finds the unit from the leader, so they
-/// overlap the init's own setup; the child is waited for before READY=1, so
-/// `systemctl start` returns with the machine registered. In a child, not
-/// in process: the bus connection, its event loop and their allocations
-/// never enter the heap of the supervisor, which then waits for as long as
-/// the container runs, and the supervisor stays single-threaded for the
-/// clones after it (health checks, `berth exec`).
-fn prepare_machine_registration(
-    def: &Definition,
-    list: &mut List,
-    copts: &mut CreateOptions,
-) -> Result<Rc<Cell<Registrar>>, SuperviseError> {
-    list.record(Resource::Machine {
-        name: def.name.clone(),
-        unit: format!("berth@{}.service", def.name),
-    })
-    .map_err(listed(def))?;
-    let rootfs = match &def.image {
-        ImageSource::Rootfs(p) => Some(p.clone()),
-        ImageSource::Image(_) | ImageSource::Build(_) => None,
-    };
-    let registrar = Rc::new(Cell::new(Registrar::NotYet));
-    let (name, state) = (def.name.clone(), registrar.clone());
-    copts.while_init_sets_up = Some(runtime::WhileInitSetsUp(Box::new(move |leader| {
-        let leader = leader.as_raw() as u32;
-        let root = crate::systemd::machined::plan_root_directory(rootfs.as_deref(), leader);
-        // SAFETY: single-threaded here (the runtime clones only from a
-        // single-threaded process); the child only makes the D-Bus call and
-        // leaves with _exit, never returning into the parent's code.
-        state.set(match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                // Nothing of the start's: the init's sync socket above all.
-                // SAFETY: closes this process's own descriptors from 3 on.
-                unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-                register_machine(&name, leader, &root);
-                // SAFETY: _exit skips the parent's atexit handlers and buffers.
-                unsafe { libc::_exit(0) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { child }) => Registrar::Child(child),
-            // No child to spare: the call in process once the start is done.
-            Err(_) => Registrar::InProcess(leader),
-        });
-    })));
-    Ok(registrar)
+/// The D-Bus round trips (~4 ms) run in a child forked once the init is
+/// set up and in `payload` (where machined finds the unit from the leader),
+/// so they overlap the init's last steps and the start's own bookkeeping;
+/// the child is waited for before READY=1, so `systemctl start` returns
+/// with the machine registered. Not earlier: on two CPUs the calls (and
+/// machined's and the bus's work) slowed the init's mounts by more than
+/// they saved. In a child, not in process: the bus connection, its event
+/// loop and their allocations never enter the heap of the supervisor, which
+/// then waits for as long as the container runs, and the supervisor stays
+/// single-threaded for the clones after it (health checks, `berth exec`).
+struct MachineRegistration {
+    name: String,
+    rootfs: Option<PathBuf>,
+    state: Registrar,
 }
 
 /// Where step 13's registration stands.
-#[derive(Clone, Copy)]
 enum Registrar {
-    /// The init never got that far.
+    /// The container was not created.
     NotYet,
     Child(nix::unistd::Pid),
     /// The fork failed: the call is made in process, after the start.
     InProcess(u32),
 }
 
-/// Step 13's end, before READY=1: the registering child waited for (also
-/// when the start failed, so that the teardown's unregistering comes after
-/// it), or the call made in process.
-fn finish_machine_registration(def: &Definition, registrar: &Cell<Registrar>, started: bool) {
-    match registrar.replace(Registrar::NotYet) {
-        Registrar::NotYet => {}
-        Registrar::Child(child) => {
-            let _ = nix::sys::wait::waitpid(child, None);
+impl MachineRegistration {
+    fn prepare(def: &Definition, list: &mut List) -> Result<Self, SuperviseError> {
+        list.record(Resource::Machine {
+            name: def.name.clone(),
+            unit: format!("berth@{}.service", def.name),
+        })
+        .map_err(listed(def))?;
+        let rootfs = match &def.image {
+            ImageSource::Rootfs(p) => Some(p.clone()),
+            ImageSource::Image(_) | ImageSource::Build(_) => None,
+        };
+        Ok(MachineRegistration {
+            name: def.name.clone(),
+            rootfs,
+            state: Registrar::NotYet,
+        })
+    }
+
+    fn root(&self, leader: u32) -> PathBuf {
+        crate::systemd::machined::plan_root_directory(self.rootfs.as_deref(), leader)
+    }
+
+    /// The container is created: fork the child that registers it.
+    fn begin(&mut self, leader: nix::unistd::Pid) {
+        let leader = leader.as_raw() as u32;
+        // SAFETY: single-threaded here (the runtime clones only from a
+        // single-threaded process); the child only makes the D-Bus call and
+        // leaves with _exit, never returning into the parent's code.
+        self.state = match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // Nothing of the start's: the init's sync socket above all.
+                // SAFETY: closes this process's own descriptors from 3 on.
+                unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+                register_machine(&self.name, leader, &self.root(leader));
+                // SAFETY: _exit skips the parent's atexit handlers and buffers.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Registrar::Child(child),
+            // No child to spare: the call in process once the start is done.
+            Err(_) => Registrar::InProcess(leader),
+        };
+    }
+
+    /// Before READY=1: the child waited for (also when the start failed, so
+    /// that the teardown's unregistering comes after it), or the call made
+    /// in process.
+    fn finish(self, started: bool) {
+        match self.state {
+            Registrar::NotYet => {}
+            Registrar::Child(child) => {
+                let _ = nix::sys::wait::waitpid(child, None);
+            }
+            Registrar::InProcess(leader) if started => {
+                register_machine(&self.name, leader, &self.root(leader));
+            }
+            Registrar::InProcess(_) => {}
         }
-        Registrar::InProcess(leader) if started => {
-            let rootfs = match &def.image {
-                ImageSource::Rootfs(p) => Some(p.as_path()),
-                ImageSource::Image(_) | ImageSource::Build(_) => None,
-            };
-            let root = crate::systemd::machined::plan_root_directory(rootfs, leader);
-            register_machine(&def.name, leader, &root);
-        }
-        Registrar::InProcess(_) => {}
     }
 }
 
@@ -973,7 +984,7 @@ fn create_and_start(
     paths: &Paths,
     mut copts: CreateOptions,
     (list, net, host_mounts): (&mut List, &NetworkStart, &[volume_mount::HostMount]),
-    st: &mut State,
+    (st, machine): (&mut State, Option<&mut MachineRegistration>),
 ) -> Result<(runtime::Container, Option<std::os::fd::OwnedFd>), SuperviseError> {
     let name = copts.id.clone();
     let console_path = paths.run_dir.join("console.sock");
@@ -994,6 +1005,9 @@ fn create_and_start(
             stderr: None,
         }
     };
+    // Nothing to do between the create and the start: the init goes on
+    // at once.
+    copts.start_at_once = console_listener.is_none() && !net.attaches();
     let runtime_state = paths.runtime_state_dir();
     list.record_all(vec![
         Resource::EmptyDir {
@@ -1015,6 +1029,9 @@ fn create_and_start(
     let container = volume_mount::with_mounts(host_mounts, &staging, || {
         runtime::create(copts).map_err(rt_err)
     })?;
+    if let Some(m) = machine {
+        m.begin(container.pid());
+    }
     st.container_pid = Some(container.pid().as_raw());
     st.container_start_time = crate::runtime::proc_start_time(container.pid());
     st.save(&paths.run_dir)?;
