@@ -331,21 +331,19 @@ fn main() {
                  -u berth@{unit}.service | grep berth-trace:"
             )))
         };
-        let net = traced("net");
-        println!(
-            "berth@net (image, bridge, published port), each step's median time since the step before, over {} traced starts (ms):",
-            net.len()
-        );
-        for (step, ms) in step_medians(&net) {
-            println!("  {ms:7.3}  {step}");
-        }
-        let starts = traced("bench");
-        println!(
-            "berth@bench, each step's median time since the step before, over {} traced starts (ms):",
-            starts.len()
-        );
-        for (step, ms) in step_medians(&starts) {
-            println!("  {ms:7.3}  {step}");
+        let mut starts = Vec::new();
+        for (unit, what) in [
+            ("net", "berth@net (image, bridge, published port)"),
+            ("bench", "berth@bench"),
+        ] {
+            starts = traced(unit);
+            println!(
+                "{what}, each step's median time since the step before, over {} traced starts (ms):",
+                starts.len()
+            );
+            for (step, ms) in step_medians(&starts) {
+                println!("  {ms:7.3}  {step}");
+            }
         }
         println!("the last berth@bench start, step by step (BERTH_TRACE_START):");
         let last = starts.last().cloned().unwrap_or_default();
