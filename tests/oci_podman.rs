@@ -354,7 +354,10 @@ fn podman_with_its_systemd_defaults_in_a_systemd_box() {
     assert_eq!(l("cg_is_scope"), "yes", "{d}");
     // The exec'd process shares the container's cgroup namespace and cgroup.
     assert_eq!(l("exec_cg"), "0::/", "{d}");
-    assert_eq!(l("top_lines"), "1", "{d}");
+    // At least the container's shell: for a moment after each fork, the
+    // child that goes on to execute `sleep` shows the same command line.
+    let top: u32 = l("top_lines").parse().unwrap_or(0);
+    assert!(top >= 1, "podman top shows the container's process\n{d}");
     assert_eq!(l("rc_pause"), "0", "{d}");
     assert_eq!(l("frozen"), "1", "{d}");
     assert_eq!(l("rc_unpause"), "0", "{d}");
