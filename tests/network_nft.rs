@@ -5,7 +5,9 @@
 //! container, and the last member's teardown empties the network's sets.
 //! Then the same through `network::nft` (libnftables in the process, and
 //! `nft -f -`): the error of a taken port names its holder, and a foreign
-//! forward chain that drops is found.
+//! forward chain that drops is found. And a start's elements sent by
+//! `network::nftnl` (netlink, no libnftables) make the very ruleset nft
+//! makes of the same start, which nft's stop and teardown then undo.
 
 mod support;
 
@@ -15,8 +17,9 @@ use std::process::{Command, Stdio};
 use berth::config::values::{parse_port, parse_subnet, PortMapping};
 use berth::network::config::{bridge_name, Addresses, Network};
 use berth::network::nft::{self as nftapi, Backend, NftError};
+use berth::network::nftnl::{self, ElementsError};
 use berth::network::plan::{
-    plan_network_teardown, plan_start, plan_stop, render_nft, Attachment, Member,
+    plan_network_teardown, plan_start, plan_stop, render_nft, Attachment, Member, Transaction,
 };
 
 fn net(name: &str, subnet: &str) -> Network {
@@ -277,4 +280,105 @@ fn a_foreign_forward_drop_is_found() {
             && w.contains("iptables -I DOCKER-USER -i berth0 -j ACCEPT"),
         "{w}"
     );
+}
+
+#[test]
+fn elements_by_netlink_are_the_elements_nft_makes() {
+    require_root!();
+    require_program!("nft");
+    // Dual stack, an internal network beside it, ports on any address, on
+    // 127.0.0.1 and on an IPv6 address, a range, udp.
+    let mut default = net("default", "10.89.0.0/24");
+    default.subnet6 = Some(parse_subnet("fd00:89::/64").unwrap());
+    default.gateway6 = default.subnet6.and_then(|s| s.nth_host(1));
+    let mut back = net("back", "10.90.0.0/16");
+    back.internal = true;
+    let web_ports = ports(&[
+        "8080:80",
+        "127.0.0.1:8443:443/tcp",
+        "[fd00:89::1]:8053:53/udp",
+        "9000-9001:90-91",
+    ]);
+    let web = Member {
+        container: "web",
+        attachments: vec![
+            Attachment {
+                network: &default,
+                addresses: Addresses {
+                    v4: "10.89.0.2".parse().unwrap(),
+                    v6: Some("fd00:89::2".parse().unwrap()),
+                },
+            },
+            Attachment {
+                network: &back,
+                addresses: Addresses {
+                    v4: "10.90.0.2".parse().unwrap(),
+                    v6: None,
+                },
+            },
+        ],
+        publish: &web_ports,
+    };
+    let start = plan_start(&web).unwrap();
+
+    private_netns();
+    let (ok, err) = nft(&render_nft(&start));
+    assert!(ok, "{err}");
+    let by_nft = ruleset();
+
+    private_netns();
+    // Without the table there is nothing to add to.
+    match nftnl::apply(&start.ops) {
+        Err(ElementsError::Missing) => {}
+        other => panic!("elements without berth's table: {other:?}"),
+    }
+    let skeleton = Transaction {
+        base: true,
+        ops: Vec::new(),
+    };
+    let (ok, err) = nft(&render_nft(&skeleton));
+    assert!(ok, "{err}");
+    nftnl::apply(&start.ops).unwrap();
+    let by_netlink = ruleset();
+    assert_eq!(by_netlink, by_nft);
+    assert!(
+        by_netlink.contains("fd00:89::1 . udp . 8053 comment \"web\" : fd00:89::2 . 53")
+            && by_netlink.contains("10.90.0.0/16"),
+        "{by_netlink}"
+    );
+
+    // A second member of the network: its elements are there already
+    // (added again, no error), its port is taken (the whole batch fails,
+    // naming the operation), and nothing changed.
+    let db_ports = ports(&["7000:7000", "8080:5432"]);
+    let db = member("db", &default, "10.89.0.3", &db_ports);
+    let db_ops = plan_start(&db).unwrap().ops;
+    let taken = db_ops
+        .iter()
+        .position(
+            |(_, e)| matches!(e, berth::network::plan::Element::Dnat(d) if d.host_port == 8080),
+        )
+        .unwrap();
+    match nftnl::apply(&db_ops) {
+        Err(ElementsError::Refused { index, errno }) => {
+            assert_eq!((index, errno), (taken, libc::EEXIST))
+        }
+        other => panic!("a taken port: {other:?}"),
+    }
+    assert_eq!(ruleset(), by_nft, "the refused batch changed the ruleset");
+
+    // nft's stop and teardown undo what netlink added.
+    let (ok, err) = nft(&render_nft(&plan_stop(&web).unwrap()));
+    assert!(ok, "{err}");
+    for n in [&default, &back] {
+        let (ok, err) = nft(&render_nft(&plan_network_teardown(n)));
+        assert!(ok, "{err}");
+    }
+    let (ok, err) = nft(&render_nft(&skeleton));
+    assert!(ok, "{err}");
+    let empty = ruleset();
+    private_netns();
+    let (ok, err) = nft(&render_nft(&skeleton));
+    assert!(ok, "{err}");
+    assert_eq!(empty, ruleset(), "elements left behind");
 }

@@ -252,36 +252,22 @@ pub fn attach(
     }
     let m = member(container, joined, publish);
     let full_plan = plan::plan_start(&m)?;
-    let full = plan::render_nft(&full_plan);
     // Reloading the table's skeleton (its chains flushed and written again)
     // makes the kernel wait 5-15 ms for what the flush destroyed
-    // (benches/network-results.md), so a start adds its elements alone
-    // whenever the table is there: the ports on a running bridge, and a new
-    // bridge's elements too once the table exists. A table someone flushed
-    // since (a firewall reload) gets the whole start instead.
-    let nft = super::nft::Session::open();
-    let table = created && nft.table_exists().unwrap_or(false);
-    crate::trace::step("network: rules planned");
-    let elements = plan::Transaction {
-        base: false,
-        ops: match created {
-            true => full_plan.ops.clone(),
-            false => plan::plan_published(&m)?
-                .into_iter()
-                .map(|e| (plan::Verb::Create, e))
-                .collect(),
-        },
+    // (benches/network-results.md), so a start adds its elements alone,
+    // straight to the kernel (`nftnl`): the ports on a running bridge, and
+    // a new bridge's elements too. Only when the table or one of its sets
+    // is missing (never loaded since boot, or flushed by a firewall
+    // reload) does the whole start go through nft.
+    let ops = match created {
+        true => full_plan.ops.clone(),
+        false => plan::plan_published(&m)?
+            .into_iter()
+            .map(|e| (plan::Verb::Create, e))
+            .collect(),
     };
-    if created && !table {
-        apply_start(&nft, container, (&full, None), alive)?;
-    } else {
-        apply_start(
-            &nft,
-            container,
-            (&plan::render_nft(&elements), Some(&full)),
-            alive,
-        )?;
-    }
+    crate::trace::step("network: rules planned");
+    apply_start(container, &ops, &full_plan, alive)?;
     Ok(created)
 }
 
@@ -298,36 +284,51 @@ pub fn after_first_member(
     forward_policy(joined).into_iter().collect()
 }
 
-/// A start's transaction. A port held by a container that no longer runs
-/// (its supervisor was killed and no cleanup ran yet) is stale: its element
-/// is deleted and the transaction tried again, once per such port.
-/// `fallback` is applied instead when berth's table or one of its maps is
-/// missing.
+/// A start's transaction: `ops` by netlink, else through nft (which names
+/// the holder of a taken port, or says what else is wrong). A port held by
+/// a container that no longer runs (its supervisor was killed and no
+/// cleanup ran yet) is stale: its element is deleted and the transaction
+/// tried again, once per such port. `full` is applied instead when
+/// berth's table or one of its sets is missing.
 fn apply_start(
-    nft: &super::nft::Session,
     container: &str,
-    (mut script, fallback): (&str, Option<&str>),
+    ops: &[(plan::Verb, plan::Element)],
+    full: &plan::Transaction,
     alive: &dyn Fn(&str) -> bool,
 ) -> Result<(), AttachError> {
-    let rules = |e: super::nft::NftError| AttachError::Rules {
+    use super::nft::NftError;
+    use super::nftnl::ElementsError;
+    let rules = |e: NftError| AttachError::Rules {
         container: container.into(),
         reason: e.to_string(),
     };
+    // Loaded only if the kernel refuses the elements.
+    let nft = super::nft::Session::open();
     let mut taken_back = 0;
     loop {
-        match nft.apply(script) {
-            Err(super::nft::NftError::PortTaken {
+        let r = match super::nftnl::apply(ops) {
+            Ok(()) => Ok(()),
+            Err(ElementsError::Missing) => nft.apply(&plan::render_nft(full)),
+            Err(_) => {
+                let elements = plan::Transaction {
+                    base: false,
+                    ops: ops.to_vec(),
+                };
+                match nft.apply(&plan::render_nft(&elements)) {
+                    Err(NftError::Rejected(m)) if m.contains("No such file or directory") => {
+                        nft.apply(&plan::render_nft(full))
+                    }
+                    r => r,
+                }
+            }
+        };
+        match r {
+            Err(NftError::PortTaken {
                 holder, map, key, ..
             }) if holder != container && !alive(&holder) && taken_back < 64 => {
                 let stale = format!("delete element {} {map} {{ {key} }}", plan::TABLE);
                 nft.apply(&stale).map_err(rules)?;
                 taken_back += 1;
-            }
-            Err(super::nft::NftError::Rejected(m))
-                if m.contains("No such file or directory")
-                    && fallback.is_some_and(|f| f != script) =>
-            {
-                script = fallback.unwrap_or(script);
             }
             r => return r.map_err(rules),
         }

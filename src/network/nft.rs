@@ -66,20 +66,22 @@ pub fn apply(script: &str) -> Result<(), NftError> {
 /// Calls that load libnftables once between them (or, where it cannot be
 /// loaded, run `nft` for each): a start's listing and transactions. Each
 /// load and unload cost a bridge's first member ~1-2 ms (benches/unit_start.rs,
-/// berth@net); dropped, the library is unloaded as after a single call.
+/// berth@net), so the library is loaded at the first call, not before: a
+/// start whose elements went by `network::nftnl` loads it never. Dropped,
+/// the library is unloaded as after a single call.
 pub struct Session {
-    library: Option<Library>,
+    library: std::cell::OnceCell<Option<Library>>,
 }
 
 impl Session {
     pub fn open() -> Session {
         Session {
-            library: Library::open().ok(),
+            library: std::cell::OnceCell::new(),
         }
     }
 
     fn run(&self, text: &str, json: bool) -> Result<String, RunError> {
-        match &self.library {
+        match self.library.get_or_init(|| Library::open().ok()) {
             Some(l) => l.run(text, json),
             None => run_program(text, json),
         }
@@ -88,16 +90,6 @@ impl Session {
     /// [`apply`] in this session.
     pub fn apply(&self, script: &str) -> Result<(), NftError> {
         finish(script, self.run(script, false))
-    }
-
-    /// [`table_exists`] in this session.
-    pub fn table_exists(&self) -> Result<bool, NftError> {
-        let command = "list tables";
-        let json = self.list_json(command)?;
-        has_table(&json, "inet", "berth").map_err(|reason| NftError::Output {
-            command: command.into(),
-            reason,
-        })
     }
 
     fn list_json(&self, command: &str) -> Result<String, NftError> {
@@ -161,7 +153,12 @@ pub fn map_json(map: &str) -> Result<String, NftError> {
 /// period for what it destroyed), where a transaction of element additions
 /// alone takes 0.5-1.6 ms (benches/network-results.md).
 pub fn table_exists() -> Result<bool, NftError> {
-    Session::open().table_exists()
+    let command = "list tables";
+    let json = list_json(command)?;
+    has_table(&json, "inet", "berth").map_err(|reason| NftError::Output {
+        command: command.into(),
+        reason,
+    })
 }
 
 /// Pure: whether `nft -j list tables` output holds table `family name`.

@@ -95,6 +95,11 @@ pub struct Dnat {
 }
 
 impl Element {
+    /// The set or map it belongs to.
+    pub fn set(&self) -> &'static str {
+        self.parts().0
+    }
+
     /// (set or map, key, `: data` when a map, comment).
     fn parts(&self) -> (&'static str, String, Option<String>, Option<&str>) {
         let v4 = |s: &Subnet| s.addr.is_ipv4();
