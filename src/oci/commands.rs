@@ -329,6 +329,7 @@ fn create(cli: &Cli, a: &CreateArgs, fifo: bool) -> Result<(runtime::Container, 
         // emptied is all it is after the last delete (Podman checks).
         seccomp_cache: None,
         start_at_once: false,
+        while_init_sets_up: None,
     };
     // A failed create stops the scope it started too (its list names it).
     let container = runtime::create(opts)?;

@@ -152,6 +152,9 @@ pub enum RuntimeError {
     },
     #[error("record '{path}': {reason}")]
     Record { path: PathBuf, reason: String },
+    /// The caller's [`CreateOptions::while_init_sets_up`] failed.
+    #[error("container '{id}': {reason}")]
+    Caller { id: String, reason: String },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error("{point} hook '{path}': {reason}")]
@@ -296,6 +299,20 @@ pub struct CreateOptions {
     /// a round trip between the processes. Only with the socket gate and
     /// no runtime hooks; ignored otherwise.
     pub start_at_once: bool,
+    /// Called with the init's PID once it is in its cgroup and released,
+    /// while it sets itself up (its mounts): the caller's own work that
+    /// needs the init's namespaces and must be done before its program
+    /// runs (service mode's bridge attach). An error fails the create.
+    pub while_init_sets_up: Option<WhileInitSetsUp>,
+}
+
+/// See [`CreateOptions::while_init_sets_up`].
+pub struct WhileInitSetsUp(pub Box<dyn FnOnce(Pid) -> Result<(), String>>);
+
+impl std::fmt::Debug for WhileInitSetsUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WhileInitSetsUp(..)")
+    }
 }
 
 impl CreateOptions {
@@ -322,6 +339,7 @@ impl CreateOptions {
             reaper: false,
             seccomp_cache: None,
             start_at_once: false,
+            while_init_sets_up: None,
         }
     }
 }
@@ -513,6 +531,12 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
         start_time: proc_start_time(pid),
     })?;
     send_idmapped_trees(&container, &plan, &opts.rootfs)?;
+    if let Some(WhileInitSetsUp(work)) = opts.while_init_sets_up.take() {
+        work(pid).map_err(|reason| RuntimeError::Caller {
+            id: opts.id.clone(),
+            reason,
+        })?;
+    }
     // Queued behind everything else the init reads before it (sync points
     // 1' and 1b): it reads the release as soon as it is set up.
     if opts.start_at_once && opts.start_gate == StartGate::Socket && !plan.runtime_hooks {

@@ -16,6 +16,7 @@ use crate::trace::step as trace;
 use journal::Priority;
 
 /// A bridge-mode container's networks, leased before it exists.
+#[derive(Clone)]
 pub(super) struct NetworkStart {
     pub(super) run: PathBuf,
     container: String,

@@ -7,7 +7,9 @@
 //!
 //! Runs single-threaded: a pull's tokio runtime is gone before any fork.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -1005,9 +1007,24 @@ fn create_and_start(
             stderr: None,
         }
     };
-    // Nothing to do between the create and the start: the init goes on
-    // at once.
-    copts.start_at_once = console_listener.is_none() && !net.attaches();
+    // Bridge mode: the links and rules are made while the init mounts its
+    // root (they need only its network namespace, there from the clone),
+    // before its program may run.
+    let attached: Rc<RefCell<Option<Result<bool, SuperviseError>>>> = Default::default();
+    if net.attaches() {
+        let (net, out) = (net.clone(), attached.clone());
+        copts.while_init_sets_up = Some(runtime::WhileInitSetsUp(Box::new(move |pid| {
+            let alive = |h: &str| supervisor_runs(&net.run, h);
+            let r = net.attach(pid.as_raw(), &alive);
+            let failed = r.as_ref().err().map(|e| e.to_string());
+            *out.borrow_mut() = Some(r);
+            crate::fault::point("network");
+            failed.map_or(Ok(()), Err)
+        })));
+    }
+    // Nothing left to do between the create and the start: the init goes
+    // on at once.
+    copts.start_at_once = console_listener.is_none();
     let runtime_state = paths.runtime_state_dir();
     list.record_all(vec![
         Resource::EmptyDir {
@@ -1026,9 +1043,15 @@ fn create_and_start(
     // The init's mount namespace is a copy of ours: the volumes' network and
     // block filesystems are mounted in one of the supervisor's own for it.
     let staging = volume_mount::staging_dir(&paths.run_dir);
-    let container = volume_mount::with_mounts(host_mounts, &staging, || {
+    let created = volume_mount::with_mounts(host_mounts, &staging, || {
         runtime::create(copts).map_err(rt_err)
-    })?;
+    });
+    let made_bridge = match (created.is_err(), attached.borrow_mut().take()) {
+        // The attach's own error, not the runtime's word for it.
+        (true, Some(Err(e))) => return Err(e),
+        (_, r) => matches!(r, Some(Ok(true))),
+    };
+    let container = created?;
     if let Some(m) = machine {
         m.begin(container.pid());
     }
@@ -1038,8 +1061,6 @@ fn create_and_start(
     crate::fault::point("create");
     trace("supervise: created");
     let alive = |h: &str| supervisor_runs(&net.run, h);
-    let made_bridge = net.attach(container.pid().as_raw(), &alive)?;
-    crate::fault::point("network");
     let console = match &console_listener {
         Some(l) => Some(console::receive_master(l, &console_path)?),
         None => None,
