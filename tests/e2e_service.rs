@@ -621,3 +621,56 @@ fn exec_and_health_checks_get_the_containers_oom_score_adj() {
     b.sh_ok("systemctl stop berth@adj");
     assert_no_leftovers(&b, "adj");
 }
+
+/// The init fails while the supervisor still loads the device filter and,
+/// on a bridge, makes its links: the start reports the init's own error,
+/// not the network namespace that vanished with the init (nor the sync
+/// socket's broken pipe). `BERTH_TEST_PAUSE_AT=beside-init` holds the
+/// supervisor 300 ms there, so the init always fails first (without it,
+/// the race is lost now and then: CI saw both words). One init's working
+/// directory is a file, one's program is not there. Nothing is left
+/// behind.
+#[test]
+fn an_init_failing_beside_the_supervisors_work_is_the_error_reported() {
+    require_root!();
+    let cases = [
+        (
+            "lone",
+            "none",
+            "workdir = \"/bin/busybox\"\ncommand = [\"/bin/true\"]",
+            "/bin/busybox",
+        ),
+        (
+            "bridged",
+            "bridge",
+            "command = [\"/no/such/program\"]",
+            "/no/such/program",
+        ),
+    ];
+    let defs: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, network, top, _)| {
+            let body =
+                format!("{top}\n[network]\nmode = \"{network}\"\n[service]\nrestart = \"no\"\n");
+            (*name, definition(&body))
+        })
+        .collect();
+    let b = boot(&defs);
+    for (name, _, _, word) in cases {
+        let unit = format!("berth@{name}.service");
+        b.write_file(
+            &format!("/run/systemd/system/{unit}.d/90-pause.conf"),
+            b"[Service]\nEnvironment=BERTH_TEST_PAUSE_AT=beside-init\n",
+        );
+        b.sh_ok("systemctl daemon-reload");
+        let started = b.sh(&format!("systemctl start {unit}"));
+        assert!(!started.status.success(), "{name}: the start should fail");
+        let log = messages(&b, &unit);
+        assert!(
+            log.contains(word) && !log.contains("Broken pipe") && !log.contains("network"),
+            "{name}: the start should name {word}, and only that:\n{log}"
+        );
+        b.sh(&format!("systemctl stop {unit}"));
+        assert_no_leftovers(&b, name);
+    }
+}

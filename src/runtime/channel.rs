@@ -103,6 +103,19 @@ impl Channel {
             .map_err(std::io::Error::other)
     }
 
+    /// Whether a message (or the end of the other side) waits to be read:
+    /// a [`Self::recv`] now would not block.
+    pub fn readable_now(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call; a zero timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP) != 0
+    }
+
     // Sync point helpers named for their intent on the init's side.
 
     /// Init, sync point 1: wait until the parent wrote maps and placed the

@@ -364,6 +364,11 @@ impl Container {
     pub fn pid(&self) -> Pid {
         self.pid
     }
+    /// The parent's end of the init's sync socket (a forked helper of the
+    /// caller closes it).
+    pub fn channel_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&self.channel))
+    }
     /// Directory holding this container's record.
     pub fn dir(&self) -> PathBuf {
         record::container_dir(&self.state_dir, &self.id)
@@ -531,12 +536,38 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
         start_time: proc_start_time(pid),
     })?;
     send_idmapped_trees(&container, &plan, &opts.rootfs)?;
-    // While the init mounts its root: the device filter (a BPF program
-    // load, ~0.5 ms of the verifier), before the release that lets the
-    // init execute the program.
+    // While the init mounts its root: the device filter and the caller's
+    // work, before the release that lets the init execute the program. The
+    // init may fail meanwhile, and take its namespaces with it: then its
+    // own report says why, not the step that found them gone.
+    if let Err(e) = beside_init(&mut opts, cgroup_fd.as_ref(), pid) {
+        return Err(init_failed_first(&container, &opts.id, start).unwrap_or(e));
+    }
+    // Queued behind everything else the init reads before it (sync points
+    // 1' and 1b): it reads the release as soon as it is set up.
+    if opts.start_at_once && opts.start_gate == StartGate::Socket && !plan.runtime_hooks {
+        if let Err(e) = container.channel.send(&Message::Start) {
+            let e = container.channel_err(e);
+            return Err(init_failed_first(&container, &opts.id, start).unwrap_or(e));
+        }
+        container.start_sent = true;
+    }
+    wait_ready(&container, &opts, start)?;
+    Ok(container)
+}
+
+/// Step (parent, while the init sets itself up): the device filter (a BPF
+/// program load, ~0.5 ms of the verifier), then the caller's
+/// [`CreateOptions::while_init_sets_up`].
+fn beside_init(
+    opts: &mut CreateOptions,
+    cgroup_fd: Option<&File>,
+    pid: Pid,
+) -> Result<(), RuntimeError> {
+    crate::fault::point("beside-init");
     if let Some(path) = &opts.cgroup {
         let opened;
-        let fd = match &cgroup_fd {
+        let fd = match cgroup_fd {
             Some(f) => f,
             None => {
                 opened = File::open(path).map_err(|e| RuntimeError::io("open cgroup", path, e))?;
@@ -552,17 +583,37 @@ fn create_recorded(mut opts: CreateOptions, start: &mut Start) -> Result<Contain
             reason,
         })?;
     }
-    // Queued behind everything else the init reads before it (sync points
-    // 1' and 1b): it reads the release as soon as it is set up.
-    if opts.start_at_once && opts.start_gate == StartGate::Socket && !plan.runtime_hooks {
-        container
-            .channel
-            .send(&Message::Start)
-            .map_err(|e| container.channel_err(e))?;
-        container.start_sent = true;
+    Ok(())
+}
+
+/// After a step of the parent's failed while the init set itself up: the
+/// init's own error when it reported one (or died) first. Never blocks.
+fn init_failed_first(container: &Container, id: &str, start: &mut Start) -> Option<RuntimeError> {
+    if !container.channel.readable_now() {
+        return None;
     }
-    wait_ready(&container, &opts, start)?;
-    Ok(container)
+    let gone = |start: &mut Start| {
+        let _ = waitpid(container.pid, None);
+        start.child = None;
+    };
+    match container.channel.recv() {
+        Ok(Some(Message::Error { step, message })) => {
+            gone(start);
+            Some(RuntimeError::Init {
+                id: id.to_string(),
+                step,
+                message,
+            })
+        }
+        Ok(None) => {
+            gone(start);
+            Some(RuntimeError::InitGone {
+                id: id.to_string(),
+                expected: "it was set up",
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Decision: who places the init in its cgroup, and the unit a manager

@@ -356,16 +356,23 @@ impl MachineRegistration {
     }
 
     /// The container is created: fork the child that registers it.
-    fn begin(&mut self, leader: nix::unistd::Pid) {
+    /// `sync`: the init's sync socket, which the child must not hold (a
+    /// crashed supervisor's init sees the socket's end only once every
+    /// holder closed it).
+    fn begin(&mut self, leader: nix::unistd::Pid, sync: std::os::fd::RawFd) {
         let leader = leader.as_raw() as u32;
         // SAFETY: single-threaded here (the runtime clones only from a
         // single-threaded process); the child only makes the D-Bus call and
         // leaves with _exit, never returning into the parent's code.
         self.state = match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
-                // Nothing of the start's: the init's sync socket above all.
-                // SAFETY: closes this process's own descriptors from 3 on.
-                unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+                // Not every descriptor (close_range): an earlier tokio
+                // runtime of this process (the bridge attach's netlink, a
+                // pull) left its signal driver's socket pair in a global,
+                // and the child's runtime for the D-Bus call needs it
+                // (EBADF otherwise). The rest goes with the child's _exit.
+                // SAFETY: the child's own copy of the descriptor.
+                unsafe { libc::close(sync) };
                 register_machine(&self.name, leader, &self.root(leader));
                 // SAFETY: _exit skips the parent's atexit handlers and buffers.
                 unsafe { libc::_exit(0) }
@@ -1044,16 +1051,17 @@ fn create_and_start(
     // block filesystems are mounted in one of the supervisor's own for it.
     let staging = volume_mount::staging_dir(&paths.run_dir);
     let created = volume_mount::with_mounts(host_mounts, &staging, || {
-        runtime::create(copts).map_err(rt_err)
+        runtime::create(copts).map_err(|e| match (&e, attached.borrow_mut().take()) {
+            // The attach's own error, not the runtime's word for it (the
+            // runtime names the init's own failure instead when it came first).
+            (runtime::RuntimeError::Caller { .. }, Some(Err(a))) => a,
+            _ => rt_err(e),
+        })
     });
-    let made_bridge = match (created.is_err(), attached.borrow_mut().take()) {
-        // The attach's own error, not the runtime's word for it.
-        (true, Some(Err(e))) => return Err(e),
-        (_, r) => matches!(r, Some(Ok(true))),
-    };
+    let made_bridge = matches!(attached.borrow_mut().take(), Some(Ok(true)));
     let container = created?;
     if let Some(m) = machine {
-        m.begin(container.pid());
+        m.begin(container.pid(), container.channel_fd());
     }
     st.container_pid = Some(container.pid().as_raw());
     st.container_start_time = crate::runtime::proc_start_time(container.pid());
