@@ -1,6 +1,6 @@
 //! Crash cleanup at every step of a service-mode start, on a real systemd:
 //! for each crash point of `src/fault.rs` — while pulling, seeding a named
-//! volume, making the overlay dirs, setting up cgroups, allocating a `userns = "auto"` range, after creating the container — the
+//! volume, making the overlay dirs, setting up cgroups, allocating a `userns = "auto"` range, while the init sets itself up, after creating the container — the
 //! supervisor is SIGKILLed there (`BERTH_TEST_KILL_AT`, set in a unit drop-in).
 //! After `ExecStopPost=berth cleanup` nothing the start made may be left but
 //! what the next start reclaims; after the next start and a stop, nothing at
