@@ -592,28 +592,33 @@ fn init_failed_first(container: &Container, id: &str, start: &mut Start) -> Opti
     if !container.channel.readable_now() {
         return None;
     }
-    let gone = |start: &mut Start| {
-        let _ = waitpid(container.pid, None);
-        start.child = None;
+    let reply = container.channel.recv().ok()?;
+    init_ended(container, id, start, reply.as_ref())
+}
+
+/// The init's failure in `reply` (its report, or the channel's end: it
+/// died), once it is reaped; `None` for any other message.
+fn init_ended(
+    container: &Container,
+    id: &str,
+    start: &mut Start,
+    reply: Option<&Message>,
+) -> Option<RuntimeError> {
+    let e = match reply {
+        Some(Message::Error { step, message }) => RuntimeError::Init {
+            id: id.to_string(),
+            step: step.clone(),
+            message: message.clone(),
+        },
+        None => RuntimeError::InitGone {
+            id: id.to_string(),
+            expected: "it was set up",
+        },
+        Some(_) => return None,
     };
-    match container.channel.recv() {
-        Ok(Some(Message::Error { step, message })) => {
-            gone(start);
-            Some(RuntimeError::Init {
-                id: id.to_string(),
-                step,
-                message,
-            })
-        }
-        Ok(None) => {
-            gone(start);
-            Some(RuntimeError::InitGone {
-                id: id.to_string(),
-                expected: "it was set up",
-            })
-        }
-        _ => None,
-    }
+    let _ = waitpid(container.pid, None);
+    start.child = None;
+    Some(e)
 }
 
 /// Decision: who places the init in its cgroup, and the unit a manager
@@ -932,27 +937,17 @@ fn wait_ready(
             .map_err(|e| container.channel_err(e))?;
         reply = recv()?;
     }
-    let id = opts.id.clone();
     match reply {
         Some(Message::Ready) => Ok(()),
-        Some(Message::Error { step, message }) => {
-            let _ = waitpid(container.pid, None);
-            start.child = None;
-            Err(RuntimeError::Init { id, step, message })
-        }
-        Some(other) => Err(RuntimeError::Protocol {
-            id,
-            expected: "ready",
-            got: format!("{other:?}"),
-        }),
-        None => {
-            let _ = waitpid(container.pid, None);
-            start.child = None;
-            Err(RuntimeError::InitGone {
-                id,
-                expected: "it was set up",
-            })
-        }
+        reply => Err(
+            init_ended(container, &opts.id, start, reply.as_ref()).unwrap_or_else(|| {
+                RuntimeError::Protocol {
+                    id: opts.id.clone(),
+                    expected: "ready",
+                    got: reply.map(|m| format!("{m:?}")).unwrap_or_default(),
+                }
+            }),
+        ),
     }
 }
 
