@@ -147,11 +147,13 @@ pub fn map_json(map: &str) -> Result<String, NftError> {
     list_json(&format!("list map inet berth {map}"))
 }
 
-/// Whether berth's table is loaded. A start can then leave out the table's
-/// skeleton: re-adding the base chains and flushing their rules makes the
-/// kernel wait 5-15 ms when the transaction's socket closes (an RCU grace
-/// period for what it destroyed), where a transaction of element additions
-/// alone takes 0.5-1.6 ms (benches/network-results.md).
+/// Whether berth's table is loaded (the tests ask; a start no longer
+/// does: `network::nftnl` finds a missing table by the kernel's ENOENT).
+/// Why a start leaves out the skeleton when it can: re-adding the base
+/// chains and flushing their rules makes the kernel wait 5-15 ms when the
+/// transaction's socket closes (an RCU grace period for what it
+/// destroyed), where a transaction of element additions alone takes
+/// 0.5-1.6 ms (benches/network-results.md).
 pub fn table_exists() -> Result<bool, NftError> {
     let command = "list tables";
     let json = list_json(command)?;
